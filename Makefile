@@ -1,0 +1,131 @@
+# vdlvm — see README.md.  `make demo` and `make check` do all set-up.
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+TGT_BSDIR ?= /usr/lib/tgt/backing-store
+DESTDIR   ?=
+
+B         ?= build
+CC        ?= gcc
+CXX       ?= g++
+WARN      := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS    ?= -O2 -g
+CXXFLAGS  ?= -O2 -g
+ifeq ($(SANITIZE),1)
+B         := build-asan
+SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS)
+ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
+LIBS      := -lyaml -lcrypto -lpthread
+
+# tgt headers: Debian source package of exactly the installed tgt version.
+TGT_SRC   ?= $(B)/../build/tgt-src
+
+LIB_SRCS  := $(wildcard pool/*.c config/*.c replica/*.c)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/%.o)
+ADMIN_SRCS:= tools/vdadmin.c
+ADMIN_OBJS:= $(ADMIN_SRCS:%.c=$(B)/%.o)
+BS_SRCS   := $(wildcard tgt-backend/*.c)
+BS_OBJS   := $(BS_SRCS:%.c=$(B)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/*/*_test.cc)
+UNIT_OBJS := $(UNIT_SRCS:%.cc=$(B)/%.o)
+
+LIBVD     := $(B)/libvdlvm.a
+VDLVM     := $(B)/vdlvm
+VDLOAD    := $(B)/vdload
+BSMOD     := $(B)/backing-store/bs_vdlvm.so
+UNIT      := $(B)/unit-tests
+
+.PHONY: all lib deps tgt-src check check-unit check-asan check-integration \
+        check-conformance install uninstall clean demo demo-stop bench format
+all: $(LIBVD) $(VDLVM) $(VDLOAD) $(BSMOD)
+lib: $(LIBVD)
+
+deps:
+	@tools/install-deps.sh
+
+tgt-src: build/tgt-src/.stamp
+build/tgt-src/.stamp: tools/fetch-tgt-src.sh
+	tools/fetch-tgt-src.sh build/tgt-src
+
+$(B)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/tgt-backend/%.o: tgt-backend/%.c $(wildcard */*.h) build/tgt-src/.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-sign-compare -Wno-missing-field-initializers \
+	    -fno-strict-aliasing -I$(TGT_SRC)/usr -c -o $@ $<
+
+$(B)/%.o: %.cc $(wildcard */*.h) $(wildcard tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -I. -c -o $@ $<
+
+$(LIBVD): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(VDLVM): $(B)/tools/vdlvm.o $(ADMIN_OBJS) $(LIBVD)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
+
+$(VDLOAD): $(B)/tools/vdload.o
+	$(CC) $(SANFLAGS) -o $@ $^ -liscsi -lcrypto -lpthread -lm
+
+$(BSMOD): $(BS_OBJS) $(ADMIN_OBJS) $(LIBVD) tgt-backend/bs_vdlvm.syms
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,--version-script=tgt-backend/bs_vdlvm.syms -Wl,-z,defs \
+	    -Wl,--unresolved-symbols=ignore-in-object-files \
+	    -o $@ $(BS_OBJS) $(ADMIN_OBJS) $(LIBVD) $(LIBS) -liscsi
+
+$(UNIT): $(UNIT_OBJS) $(LIBVD)
+	$(CXX) $(SANFLAGS) -o $@ $^ -lgtest -lgtest_main $(LIBS)
+
+check-unit: $(UNIT)
+	$(UNIT)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of library and unit tests.
+check-asan:
+	$(MAKE) SANITIZE=1 check-unit
+
+check-integration: all
+	tests/run-integration.sh $(B)
+
+check-conformance: all
+	tests/conformance/run.sh $(B)
+
+check: deps
+	$(MAKE) all
+	$(MAKE) check-unit
+	$(MAKE) check-asan
+	$(MAKE) check-integration
+	$(MAKE) check-conformance
+
+bench: deps
+	$(MAKE) all
+	tests/bench/run.sh $(B)
+
+demo: deps
+	$(MAKE) all
+	$(MAKE) install
+	tools/demo.sh start
+
+demo-stop:
+	tools/demo.sh stop
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(TGT_BSDIR)
+	install -m 0755 $(VDLVM) $(DESTDIR)$(BINDIR)/vdlvm
+	install -m 0755 $(VDLOAD) $(DESTDIR)$(BINDIR)/vdload
+	install -m 0644 $(BSMOD) $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vdlvm $(DESTDIR)$(BINDIR)/vdload \
+	      $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so
+
+format:
+	clang-format -i $(LIB_SRCS) $(BS_SRCS) tools/*.c */*.h
+
+clean:
+	rm -rf build/vdlvm build/vdload build/*.a build/pool build/config \
+	       build/replica build/tools build/tgt-backend build/tests \
+	       build/backing-store build-asan

@@ -1,0 +1,172 @@
+/* vdlvm: pools, volumes, mapping and metadata (pool/).
+ *
+ * Contract
+ * - Functions return 0 or a negative errno; functions returning a pointer
+ *   return NULL and set errno.  Failures are logged once, here, through the
+ *   log function (vd_log_set_fn), naming the pool/device/volume.
+ * - Administrative calls (create/remove/extend/open/close, info getters)
+ *   must be serialised by the caller (one admin thread per pool: tgtd's main
+ *   thread, or the vdlvm command).  They may run concurrently with I/O.
+ * - I/O calls (vd_vol_pread/pwrite/flush/...) are thread-safe and may be
+ *   called from any number of threads on an open volume.
+ * - A pool is held by one process at a time: vd_pool_open takes an
+ *   exclusive lock on RUNDIR/POOL.lock (RUNDIR: $VDLVM_RUNDIR or /run/vdlvm)
+ *   and fails with -EBUSY, naming the holder's pid and command, if another
+ *   process holds it.
+ */
+#ifndef VDPOOL_H
+#define VDPOOL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../config/vdconfig.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- logging ---------------------------------------------------------- */
+enum { VD_LOG_ERR = 0, VD_LOG_WARN = 1, VD_LOG_INFO = 2, VD_LOG_DEBUG = 3 };
+typedef void (*vd_log_fn)(int level, const char *msg);
+/* Default: "vdlvm: msg\n" on stderr for ERR/WARN.  Not thread-safe to
+ * change while other threads log; set it once at start-up. */
+void vd_log_set_fn(vd_log_fn fn);
+void vd_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Directory for locks and control sockets: $VDLVM_RUNDIR or /run/vdlvm. */
+const char *vd_rundir(void);
+
+/* ---- pools ------------------------------------------------------------ */
+typedef struct vd_pool vd_pool;
+typedef struct vd_vol vd_vol;
+
+/* Write a new pool to every device of conf: device headers and metadata.
+ * Creates a sparse file of conf size for a path that does not exist.
+ * Refuses (-EEXIST) a device that already carries a vdlvm header unless
+ * force.  Checks every device before writing any: on failure nothing is
+ * written (files it created are removed again). */
+int vd_pool_create(const struct vd_conf_pool *conf, int force);
+
+/* Open an existing pool from its definition: reads every device's metadata,
+ * takes the newest valid copy, repairs stale/corrupt copies (warning).
+ * A device that is missing or fails is reported (vd_dev_info.state) but the
+ * pool opens while a metadata copy is readable.  Free with vd_pool_close. */
+int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
+/* Closes devices and releases the lock.  All volumes must be closed. */
+void vd_pool_close(vd_pool *pool);
+
+const char *vd_pool_name(const vd_pool *pool);
+
+struct vd_pool_info {
+    char name[VD_NAME_MAX + 1];
+    char uuid[37];
+    uint64_t extent_size;
+    uint64_t seq;            /* metadata sequence number */
+    uint32_t ndevs, nvols;
+    uint64_t total_bytes, used_bytes, free_bytes; /* data extents only */
+};
+int vd_pool_get_info(const vd_pool *pool, struct vd_pool_info *info);
+
+enum vd_dev_state { VD_DEV_OK = 0, VD_DEV_MISSING, VD_DEV_FAILED };
+struct vd_dev_info {
+    char name[VD_NAME_MAX + 1];
+    char node[VD_NAME_MAX + 1];
+    char path[4096];         /* path or iscsi URL (never a secret) */
+    char uuid[37];
+    enum vd_dev_state state;
+    char state_msg[256];     /* cause when not OK */
+    uint64_t size;           /* bytes of the device */
+    uint64_t extents, used_extents;
+    int has_md;              /* holds a metadata copy */
+};
+int vd_pool_dev_get_info(const vd_pool *pool, uint32_t i,
+                         struct vd_dev_info *info);
+
+/* ---- volumes ---------------------------------------------------------- */
+enum vd_layout { VD_LAYOUT_LINEAR = 0, VD_LAYOUT_MIRROR = 1 };
+
+struct vd_vol_opts {
+    enum vd_layout layout;   /* default linear */
+    uint32_t copies;         /* legs for mirror (2 or 3); 1 for linear */
+    int allow_same_node;
+};
+void vd_vol_opts_init(struct vd_vol_opts *o);
+
+/* Size is rounded up to whole extents.  -EEXIST, -ENOSPC (message says how
+ * much is free), -EINVAL (bad name, size 0). */
+int vd_vol_create(vd_pool *pool, const char *name, uint64_t size,
+                  const struct vd_vol_opts *opts);
+/* -EBUSY while the volume is open. */
+int vd_vol_remove(vd_pool *pool, const char *name);
+/* Grow only (-EINVAL when smaller).  Works while the volume is open: the new
+ * size is visible to vd_vol_size() at once. */
+int vd_vol_extend(vd_pool *pool, const char *name, uint64_t new_size);
+
+struct vd_vol_info {
+    char name[VD_NAME_MAX + 1];
+    uint64_t size;
+    enum vd_layout layout;
+    uint32_t copies;
+    uint32_t open_count;
+};
+int vd_pool_vol_count(const vd_pool *pool);
+int vd_pool_vol_get_info(const vd_pool *pool, uint32_t i,
+                         struct vd_vol_info *info);
+int vd_vol_get_info(const vd_pool *pool, const char *name,
+                    struct vd_vol_info *info);
+
+/* A run of logical extents mapped to consecutive physical extents of one
+ * device, for status output. */
+struct vd_run {
+    uint32_t leg;
+    uint64_t le_start, count;   /* logical extents */
+    uint32_t dev;               /* index for vd_pool_dev_get_info */
+    uint64_t pe_start;          /* physical extent on that device */
+};
+/* *runs is malloc'd; free(). */
+int vd_vol_get_runs(const vd_pool *pool, const char *name,
+                    struct vd_run **runs, size_t *nruns);
+
+/* ---- volume I/O ------------------------------------------------------- */
+vd_vol *vd_vol_open(vd_pool *pool, const char *name);  /* NULL + errno */
+void vd_vol_close(vd_vol *vol);
+uint64_t vd_vol_size(const vd_vol *vol);              /* bytes, live */
+const char *vd_vol_name(const vd_vol *vol);
+
+#define VD_IO_FUA 1u   /* durable before return */
+
+/* Byte-granular I/O; offsets and lengths need not be aligned.  Return 0 or
+ * -EIO (a device failed: the message names it), -ERANGE (beyond the end).
+ * A write returns 0 only when the data is on every healthy copy; with
+ * VD_IO_FUA it is also durable there. */
+int vd_vol_pread(vd_vol *vol, void *buf, size_t len, uint64_t off);
+int vd_vol_pwrite(vd_vol *vol, const void *buf, size_t len, uint64_t off,
+                  unsigned flags);
+/* Make every write completed so far durable on every device the volume
+ * has touched. */
+int vd_vol_flush(vd_vol *vol);
+
+/* Atomically (against every other write to the volume) compare len bytes
+ * at off with cmp and, if equal, write wr there.  Returns 0 when written,
+ * 1 on a miscompare with *miscompare_off set to the first differing byte
+ * offset relative to off, or a negative errno. */
+int vd_vol_compare_and_write(vd_vol *vol, const void *cmp, const void *wr,
+                             size_t len, uint64_t off, uint64_t *miscompare_off);
+
+/* Provisioning status of the extent holding off: *mapped 1/0, *len bytes
+ * from off to the end of the run with the same status (capped at the end
+ * of the volume).  -ERANGE when off >= size. */
+int vd_vol_lba_status(vd_vol *vol, uint64_t off, uint64_t *len, int *mapped);
+
+/* Discard: for thick volumes this writes nothing and returns 0 (data stays
+ * readable as before); thin layouts will free extents. */
+int vd_vol_discard(vd_vol *vol, uint64_t off, uint64_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
