@@ -1,0 +1,565 @@
+/* vdlvm: pool metadata — the op log, its records and the in-memory state.
+ *
+ * The state is only ever changed by applying ops (vd_state_apply), both when
+ * replaying the log at open and after a commit, so what is on disk and what
+ * is in memory cannot drift apart.  A checkpoint is the state written as the
+ * ops that rebuild it from nothing.
+ *
+ * Admin thread only, except that vd_state_apply takes a volume's map_lock
+ * exclusively when it replaces a live volume's mapping.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool_int.h"
+
+void vd_opbuf_free(struct vd_opbuf *b)
+{
+    free(b->buf);
+    memset(b, 0, sizeof(*b));
+}
+
+int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        uint8_t *n = realloc(b->buf, cap);
+        if (!n)
+            return -ENOMEM;
+        b->buf = n;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, op, len);
+    ((struct vd_op_hdr *)(b->buf + b->len))->len = (uint16_t)len;
+    b->len += len;
+    b->nops++;
+    return 0;
+}
+
+struct vd_vol *vd_vol_find(const vd_pool *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->nvols; i++)
+        if (strcmp(p->vols[i]->name, name) == 0)
+            return p->vols[i];
+    return NULL;
+}
+
+struct vd_vol *vd_vol_find_id(const vd_pool *p, uint32_t id)
+{
+    for (uint32_t i = 0; i < p->nvols; i++)
+        if (p->vols[i]->id == id)
+            return p->vols[i];
+    return NULL;
+}
+
+static void vol_free(struct vd_vol *v)
+{
+    if (!v)
+        return;
+    pthread_rwlock_destroy(&v->map_lock);
+    pthread_rwlock_destroy(&v->write_lock);
+    free(v->map);
+    free(v);
+}
+
+void vd_state_free(vd_pool *p)
+{
+    for (uint32_t i = 0; i < p->nvols; i++)
+        vol_free(p->vols[i]);
+    free(p->vols);
+    p->vols = NULL;
+    p->nvols = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        free(p->devs[i].used);
+}
+
+/* ---- applying ops ----------------------------------------------------- */
+static bool pe_used(const struct vd_dev *d, uint64_t pe)
+{
+    return d->used[pe / 8] & (1u << (pe % 8));
+}
+
+static void pe_set(struct vd_dev *d, uint64_t pe, bool on)
+{
+    if (on) {
+        d->used[pe / 8] |= 1u << (pe % 8);
+        d->used_count++;
+    } else {
+        d->used[pe / 8] &= ~(1u << (pe % 8));
+        d->used_count--;
+    }
+}
+
+static void vol_release_extents(vd_pool *p, struct vd_vol *v, uint64_t from_le)
+{
+    for (uint64_t le = from_le; le < v->le_count; le++)
+        for (uint32_t leg = 0; leg < v->copies; leg++) {
+            struct vd_pe *e = &v->map[le * v->copies + leg];
+            if (e->dev != VD_NO_DEV && e->dev < p->ndevs)
+                pe_set(&p->devs[e->dev], e->pe, false);
+            e->dev = VD_NO_DEV;
+        }
+}
+
+#define BAD(...)                                                              \
+    do {                                                                      \
+        vd_log(VD_LOG_ERR, __VA_ARGS__);                                      \
+        return -EINVAL;                                                       \
+    } while (0)
+
+static int apply_dev(vd_pool *p, const struct vd_op_dev *o)
+{
+    struct vd_dev *d;
+
+    if (o->idx >= p->ndevs) {
+        /* Only the pool's device table sized at open may hold devices. */
+        BAD("pool '%s': metadata names device index %u beyond %u devices",
+            p->name, o->idx, p->ndevs);
+    }
+    d = &p->devs[o->idx];
+    if (d->used)
+        BAD("pool '%s': metadata adds device index %u twice", p->name, o->idx);
+    memcpy(d->uuid, o->uuid, 16);
+    memcpy(d->name, o->name, VD_NAME_MAX);
+    d->name[VD_NAME_MAX] = 0;
+    memcpy(d->node, o->node, VD_NAME_MAX);
+    d->node[VD_NAME_MAX] = 0;
+    d->flags = o->flags;
+    d->size = o->size;
+    d->pe_count = o->pe_count;
+    d->data_offset = o->data_offset;
+    d->used = calloc(vd_div_up(o->pe_count ? o->pe_count : 1, 8), 1);
+    d->used_count = 0;
+    if (!d->used)
+        return -ENOMEM;
+    return 0;
+}
+
+static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
+{
+    struct vd_vol *v, **nv;
+    char name[VD_NAME_MAX + 1];
+
+    memcpy(name, o->name, VD_NAME_MAX);
+    name[VD_NAME_MAX] = 0;
+    if (vd_vol_find_id(p, o->id) || vd_vol_find(p, name))
+        BAD("pool '%s': metadata creates volume '%s' (id %u) twice", p->name,
+            name, o->id);
+    if (o->copies < 1 || o->copies > 3 || o->layout > VD_LAYOUT_MIRROR)
+        BAD("pool '%s': volume '%s': bad layout %u copies %u", p->name, name,
+            o->layout, o->copies);
+    v = calloc(1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    v->pool = p;
+    v->id = o->id;
+    strcpy(v->name, name);
+    v->size = o->size;
+    v->layout = o->layout;
+    v->copies = o->copies;
+    v->le_count = o->le_count;
+    v->map = malloc((o->le_count ? o->le_count : 1) * o->copies * sizeof(*v->map));
+    nv = realloc(p->vols, (p->nvols + 1) * sizeof(*nv));
+    if (!v->map || !nv) {
+        free(v->map);
+        free(v);
+        if (nv)
+            p->vols = nv;
+        return -ENOMEM;
+    }
+    p->vols = nv;
+    for (uint64_t i = 0; i < o->le_count * o->copies; i++)
+        v->map[i] = (struct vd_pe){ .dev = VD_NO_DEV };
+    pthread_rwlock_init(&v->map_lock, NULL);
+    pthread_rwlock_init(&v->write_lock, NULL);
+    p->vols[p->nvols++] = v;
+    return 0;
+}
+
+static int apply_vol_remove(vd_pool *p, const struct vd_op_vol *o)
+{
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        struct vd_vol *v = p->vols[i];
+        if (v->id != o->id)
+            continue;
+        if (v->open_count)
+            BAD("pool '%s': volume '%s' removed while open", p->name, v->name);
+        vol_release_extents(p, v, 0);
+        vol_free(v);
+        p->vols[i] = p->vols[--p->nvols];
+        return 0;
+    }
+    BAD("pool '%s': metadata removes unknown volume id %u", p->name, o->id);
+}
+
+static int apply_vol_resize(vd_pool *p, const struct vd_op_vol *o)
+{
+    struct vd_vol *v = vd_vol_find_id(p, o->id);
+    struct vd_pe *map;
+
+    if (!v)
+        BAD("pool '%s': metadata resizes unknown volume id %u", p->name, o->id);
+    if (o->le_count < v->le_count)
+        BAD("pool '%s': volume '%s': metadata shrinks it", p->name, v->name);
+    map = malloc((o->le_count ? o->le_count : 1) * v->copies * sizeof(*map));
+    if (!map)
+        return -ENOMEM;
+    memcpy(map, v->map, v->le_count * v->copies * sizeof(*map));
+    for (uint64_t i = v->le_count * v->copies; i < o->le_count * v->copies; i++)
+        map[i] = (struct vd_pe){ .dev = VD_NO_DEV };
+    /* I/O threads hold map_lock shared for the whole request. */
+    pthread_rwlock_wrlock(&v->map_lock);
+    free(v->map);
+    v->map = map;
+    v->le_count = o->le_count;
+    __atomic_store_n(&v->size, o->size, __ATOMIC_RELEASE);
+    pthread_rwlock_unlock(&v->map_lock);
+    return 0;
+}
+
+static int apply_map(vd_pool *p, const struct vd_op_map *o)
+{
+    struct vd_vol *v = vd_vol_find_id(p, o->vol);
+    struct vd_dev *d = NULL;
+
+    if (!v)
+        BAD("pool '%s': metadata maps unknown volume id %u", p->name, o->vol);
+    if (o->leg >= v->copies || o->le_start > v->le_count ||
+        o->count > v->le_count - o->le_start)
+        BAD("pool '%s': volume '%s': map of extents %llu+%llu leg %u out of range",
+            p->name, v->name, (unsigned long long)o->le_start,
+            (unsigned long long)o->count, o->leg);
+    if (o->dev != VD_NO_DEV) {
+        if (o->dev >= p->ndevs || !p->devs[o->dev].used)
+            BAD("pool '%s': volume '%s': maps to unknown device %u", p->name,
+                v->name, o->dev);
+        d = &p->devs[o->dev];
+        if (o->pe_start > d->pe_count || o->count > d->pe_count - o->pe_start)
+            BAD("pool '%s': volume '%s': extents %llu+%llu beyond device '%s'",
+                p->name, v->name, (unsigned long long)o->pe_start,
+                (unsigned long long)o->count, d->name);
+        for (uint64_t i = 0; i < o->count; i++) {
+            struct vd_pe *e = &v->map[(o->le_start + i) * v->copies + o->leg];
+            if (pe_used(d, o->pe_start + i) &&
+                !(e->dev == o->dev && e->pe == o->pe_start + i))
+                BAD("pool '%s': volume '%s': extent %llu of device '%s' is "
+                    "already in use",
+                    p->name, v->name, (unsigned long long)(o->pe_start + i),
+                    d->name);
+        }
+    }
+    for (uint64_t i = 0; i < o->count; i++) {
+        struct vd_pe *e = &v->map[(o->le_start + i) * v->copies + o->leg];
+        if (e->dev != VD_NO_DEV)
+            pe_set(&p->devs[e->dev], e->pe, false);
+        if (d) {
+            /* Publish the extent before the entry, for lock-free readers
+             * of unmapped (thin) entries in later layouts. */
+            pe_set(d, o->pe_start + i, true);
+            e->pe = o->pe_start + i;
+            __atomic_store_n(&e->dev, o->dev, __ATOMIC_RELEASE);
+        } else {
+            e->dev = VD_NO_DEV;
+        }
+    }
+    return 0;
+}
+
+int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
+{
+    size_t pos = 0;
+    int r;
+
+    for (uint32_t n = 0; n < nops; n++) {
+        const struct vd_op_hdr *h = (const void *)(ops + pos);
+        if (len - pos < sizeof(*h) || h->len < sizeof(*h) || h->len > len - pos)
+            BAD("pool '%s': metadata op %u is truncated", p->name, n);
+        switch (h->type) {
+#define CASE(T, S, F)                                                         \
+    case T:                                                                   \
+        if (h->len < sizeof(S))                                               \
+            BAD("pool '%s': metadata op %u too short", p->name, n);           \
+        r = F(p, (const S *)h);                                               \
+        break;
+            CASE(VD_OP_DEV_ADD, struct vd_op_dev, apply_dev)
+            CASE(VD_OP_VOL_CREATE, struct vd_op_vol, apply_vol_create)
+            CASE(VD_OP_VOL_REMOVE, struct vd_op_vol, apply_vol_remove)
+            CASE(VD_OP_VOL_RESIZE, struct vd_op_vol, apply_vol_resize)
+            CASE(VD_OP_MAP, struct vd_op_map, apply_map)
+#undef CASE
+        case VD_OP_POOL: {
+            const struct vd_op_pool *o = (const void *)h;
+            if (h->len < sizeof(*o))
+                BAD("pool '%s': metadata op %u too short", p->name, n);
+            if (memcmp(o->uuid, p->uuid, 16) || o->extent_size != p->extent_size)
+                BAD("pool '%s': metadata describes another pool", p->name);
+            r = 0;
+            break;
+        }
+        default:
+            BAD("pool '%s': metadata op type %u unknown (written by a newer "
+                "vdlvm?)",
+                p->name, h->type);
+        }
+        if (r < 0)
+            return r;
+        pos += h->len;
+    }
+    return 0;
+}
+
+/* ---- serialising the state -------------------------------------------- */
+int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
+{
+    struct vd_op_pool op = { .h.type = VD_OP_POOL };
+    int r;
+
+    memcpy(op.uuid, p->uuid, 16);
+    op.extent_size = p->extent_size;
+    vd_name_copy(op.name, sizeof(op.name), p->name);
+    if ((r = vd_opbuf_add(b, &op, sizeof(op))) < 0)
+        return r;
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        const struct vd_dev *d = &p->devs[i];
+        struct vd_op_dev od = { .h.type = VD_OP_DEV_ADD };
+        if (!d->used)
+            continue;
+        od.idx = d->idx;
+        od.flags = d->flags;
+        memcpy(od.uuid, d->uuid, 16);
+        od.size = d->size;
+        od.pe_count = d->pe_count;
+        od.data_offset = d->data_offset;
+        vd_name_copy(od.name, sizeof(od.name), d->name);
+        vd_name_copy(od.node, sizeof(od.node), d->node);
+        if ((r = vd_opbuf_add(b, &od, sizeof(od))) < 0)
+            return r;
+    }
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        const struct vd_vol *v = p->vols[i];
+        struct vd_op_vol ov = { .h.type = VD_OP_VOL_CREATE };
+        ov.id = v->id;
+        ov.layout = v->layout;
+        ov.copies = v->copies;
+        ov.size = v->size;
+        ov.le_count = v->le_count;
+        vd_name_copy(ov.name, sizeof(ov.name), v->name);
+        if ((r = vd_opbuf_add(b, &ov, sizeof(ov))) < 0)
+            return r;
+        for (uint32_t leg = 0; leg < v->copies; leg++) {
+            uint64_t le = 0;
+            while (le < v->le_count) {
+                const struct vd_pe *e = &v->map[le * v->copies + leg];
+                uint64_t n = 1;
+                if (e->dev == VD_NO_DEV) {
+                    le++;
+                    continue;
+                }
+                while (le + n < v->le_count) {
+                    const struct vd_pe *f = &v->map[(le + n) * v->copies + leg];
+                    if (f->dev != e->dev || f->pe != e->pe + n)
+                        break;
+                    n++;
+                }
+                struct vd_op_map om = { .h.type = VD_OP_MAP };
+                om.vol = v->id;
+                om.leg = leg;
+                om.le_start = le;
+                om.count = n;
+                om.dev = e->dev;
+                om.pe_start = e->pe;
+                if ((r = vd_opbuf_add(b, &om, sizeof(om))) < 0)
+                    return r;
+                le += n;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- records ---------------------------------------------------------- */
+static uint32_t rec_crc(const struct vd_md_rec *r, const uint8_t *payload)
+{
+    struct vd_md_rec h = *r;
+    h.crc = 0;
+    return vd_crc32c(vd_crc32c(0, &h, sizeof(h)), payload, r->payload_len);
+}
+
+int vd_md_encode(const vd_pool *p, uint32_t kind, uint64_t seq,
+                 const struct vd_opbuf *ops, uint8_t **out, size_t *outlen)
+{
+    size_t len = vd_div_up(sizeof(struct vd_md_rec) + ops->len, VD_BLOCK) * VD_BLOCK;
+    uint8_t *buf = calloc(1, len);
+    struct vd_md_rec *r = (struct vd_md_rec *)buf;
+
+    if (!buf)
+        return -ENOMEM;
+    memcpy(r->magic, VD_MD_MAGIC, 8);
+    r->major = VD_FMT_MAJOR;
+    r->minor = VD_FMT_MINOR;
+    r->hdr_len = sizeof(*r);
+    r->kind = kind;
+    r->seq = seq;
+    r->payload_len = ops->len;
+    memcpy(r->pool_uuid, p->uuid, 16);
+    r->nops = ops->nops;
+    if (ops->len)
+        memcpy(buf + sizeof(*r), ops->buf, ops->len);
+    r->crc = rec_crc(r, buf + sizeof(*r));
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+static const struct vd_md_rec *rec_at(const uint8_t *pool_uuid,
+                                      const uint8_t *half, size_t half_len,
+                                      size_t pos)
+{
+    const struct vd_md_rec *r = (const void *)(half + pos);
+
+    if (half_len - pos < sizeof(*r) || memcmp(r->magic, VD_MD_MAGIC, 8) ||
+        r->major != VD_FMT_MAJOR || r->hdr_len != sizeof(*r) ||
+        memcmp(r->pool_uuid, pool_uuid, 16) ||
+        r->payload_len > half_len - pos - sizeof(*r) ||
+        rec_crc(r, half + pos + sizeof(*r)) != r->crc)
+        return NULL;
+    return r;
+}
+
+uint64_t vd_md_scan_half(const uint8_t *pool_uuid, const uint8_t *half,
+                         size_t half_len, uint64_t *ckpt_seq, size_t *end_pos)
+{
+    const struct vd_md_rec *r = rec_at(pool_uuid, half, half_len, 0);
+    uint64_t seq;
+    size_t pos;
+
+    *end_pos = 0;
+    *ckpt_seq = 0;
+    if (!r || r->kind != VD_REC_CHECKPOINT)
+        return 0;
+    seq = *ckpt_seq = r->seq;
+    pos = vd_div_up(sizeof(*r) + r->payload_len, VD_BLOCK) * VD_BLOCK;
+    while (pos < half_len) {
+        r = rec_at(pool_uuid, half, half_len, pos);
+        if (!r || r->kind != VD_REC_DELTA || r->seq != seq + 1)
+            break;
+        seq = r->seq;
+        pos += vd_div_up(sizeof(*r) + r->payload_len, VD_BLOCK) * VD_BLOCK;
+    }
+    *end_pos = pos;
+    return seq;
+}
+
+int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos)
+{
+    size_t pos = 0;
+
+    while (pos < end_pos) {
+        const struct vd_md_rec *r = (const void *)(half + pos);
+        int e = vd_state_apply(p, half + pos + sizeof(*r), r->payload_len, r->nops);
+        if (e < 0)
+            return e;
+        p->seq = r->seq;
+        pos += vd_div_up(sizeof(*r) + r->payload_len, VD_BLOCK) * VD_BLOCK;
+    }
+    return 0;
+}
+
+/* ---- commit ------------------------------------------------------------ */
+static int write_rec(struct vd_dev *d, const uint8_t *buf, size_t len, int half,
+                     uint64_t pos)
+{
+    uint64_t half_size = VD_MD_SIZE / 2;
+    int r = vd_dev_pwrite(d, buf, len, VD_MD_OFFSET + half * half_size + pos,
+                          VD_IO_FUA);
+    if (r < 0)
+        return r;
+    d->md_half = half;
+    d->md_pos = pos + len;
+    return 0;
+}
+
+int vd_md_commit(vd_pool *p, struct vd_opbuf *ops)
+{
+    uint8_t *delta = NULL, *ckpt = NULL;
+    size_t delta_len, ckpt_len = 0;
+    struct vd_opbuf cb = { 0 };
+    uint64_t seq = p->seq + 1, half_size = VD_MD_SIZE / 2;
+    int ok = 0, tried = 0, r;
+
+    r = vd_md_encode(p, VD_REC_DELTA, seq, ops, &delta, &delta_len);
+    if (r < 0)
+        goto out;
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        struct vd_dev *d = &p->devs[i];
+        if (!(d->flags & VD_DEVF_MD) || d->fd < 0 || d->state != VD_DEV_OK)
+            continue;
+        tried++;
+        if (d->md_half >= 0 && d->md_pos + delta_len <= half_size) {
+            r = write_rec(d, delta, delta_len, d->md_half, d->md_pos);
+        } else {
+            if (!ckpt) {
+                /* A checkpoint of the state this commit produces: the
+                 * current state followed by the commit's ops. */
+                if ((r = vd_state_serialize(p, &cb)) < 0)
+                    goto out;
+                if (cb.len + ops->len > cb.cap) {
+                    uint8_t *n = realloc(cb.buf, cb.len + ops->len);
+                    if (!n) {
+                        r = -ENOMEM;
+                        goto out;
+                    }
+                    cb.buf = n;
+                    cb.cap = cb.len + ops->len;
+                }
+                memcpy(cb.buf + cb.len, ops->buf, ops->len);
+                cb.len += ops->len;
+                cb.nops += ops->nops;
+                if ((r = vd_md_encode(p, VD_REC_CHECKPOINT, seq, &cb, &ckpt,
+                                      &ckpt_len)) < 0)
+                    goto out;
+                if (ckpt_len > half_size) {
+                    vd_log(VD_LOG_ERR, "pool '%s': metadata of %zu bytes does not "
+                           "fit the %llu-byte metadata area",
+                           p->name, ckpt_len, (unsigned long long)half_size);
+                    r = -ENOSPC;
+                    goto out;
+                }
+            }
+            r = write_rec(d, ckpt, ckpt_len, d->md_half >= 0 ? !d->md_half : 0, 0);
+        }
+        if (r < 0) {
+            d->md_half = -1; /* rewrite a checkpoint here next time */
+            vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' not "
+                   "updated",
+                   p->name, d->name);
+            continue;
+        }
+        ok++;
+    }
+    if (!ok) {
+        vd_log(VD_LOG_ERR, "pool '%s': metadata commit failed on all %d copies",
+               p->name, tried);
+        r = -EIO;
+        goto out;
+    }
+    r = vd_state_apply(p, ops->buf, ops->len, ops->nops);
+    if (r < 0) {
+        /* The ops were checked against the state before the commit; this
+         * is a bug, and the log already holds them. */
+        vd_log(VD_LOG_ERR, "pool '%s': committed metadata could not be applied",
+               p->name);
+        goto out;
+    }
+    p->seq = seq;
+out:
+    free(delta);
+    free(ckpt);
+    vd_opbuf_free(&cb);
+    return r;
+}

@@ -1,0 +1,698 @@
+/* vdlvm: pool create/open/close, the pool lock, and pool/device info.
+ * Admin thread only (see vdpool.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool_int.h"
+
+/* ---- the pool lock ------------------------------------------------------ */
+static int pool_lock(const char *name, int *lock_fd)
+{
+    char path[4096], holder[256] = "";
+    const char *dir = vd_rundir();
+    int fd;
+
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        vd_log(VD_LOG_ERR, "pool '%s': cannot create %s: %s", name, dir,
+               strerror(errno));
+        return -errno;
+    }
+    snprintf(path, sizeof(path), "%s/%s.lock", dir, name);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        vd_log(VD_LOG_ERR, "pool '%s': open %s: %s", name, path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        ssize_t n = pread(fd, holder, sizeof(holder) - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        vd_log(VD_LOG_ERR, "pool '%s': in use by another process (%s); a pool "
+               "has one writer: use the running one or stop it",
+               name, *holder ? holder : "unknown");
+        close(fd);
+        return -EBUSY;
+    }
+    char comm[64] = "?";
+    FILE *f = fopen("/proc/self/comm", "r");
+    if (f) {
+        if (fgets(comm, sizeof(comm), f))
+            comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+    }
+    int len = snprintf(holder, sizeof(holder), "pid %d, %s\n", (int)getpid(), comm);
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, holder, len, 0) != len)
+        vd_log(VD_LOG_DEBUG, "pool '%s': writing %s (ignored)", name, path);
+    *lock_fd = fd;
+    return 0;
+}
+
+static void pool_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock; the file stays (harmless) */
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+static uint64_t data_offset(uint64_t extent_size)
+{
+    uint64_t off = VD_MD_OFFSET + VD_MD_SIZE;
+    return vd_div_up(off, VD_DATA_ALIGN) * VD_DATA_ALIGN;
+}
+
+static const char *conf_node(const struct vd_conf_dev *c)
+{
+    return c->node && *c->node ? c->node : "local";
+}
+
+/* Choose up to VD_MAX_MD_COPIES devices for metadata, one per node first. */
+static void choose_md_devs(const struct vd_conf_pool *conf, uint32_t *flags)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < conf->ndevs && n < VD_MAX_MD_COPIES; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            if ((flags[j] & VD_DEVF_MD) &&
+                strcmp(conf_node(&conf->devs[i]), conf_node(&conf->devs[j])) == 0)
+                seen = true;
+        if (!seen) {
+            flags[i] |= VD_DEVF_MD;
+            n++;
+        }
+    }
+    for (size_t i = 0; i < conf->ndevs && n < VD_MAX_MD_COPIES; i++)
+        if (!(flags[i] & VD_DEVF_MD)) {
+            flags[i] |= VD_DEVF_MD;
+            n++;
+        }
+}
+
+static bool hdr_valid(const struct vd_dev_hdr *h)
+{
+    struct vd_dev_hdr c = *h;
+
+    if (memcmp(h->magic, VD_DEV_MAGIC, 8) || h->hdr_len != VD_HDR_SIZE)
+        return false;
+    c.crc = 0;
+    return vd_crc32c(0, &c, sizeof(c)) == h->crc;
+}
+
+static int read_hdr(int fd, struct vd_dev_hdr *h)
+{
+    ssize_t n = pread(fd, h, sizeof(*h), 0);
+    if (n < 0)
+        return -errno;
+    if (n < (ssize_t)sizeof(*h))
+        memset((char *)h + n, 0, sizeof(*h) - n);
+    return 0;
+}
+
+static vd_pool *pool_alloc(const char *name)
+{
+    vd_pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->devs = calloc(VD_MAX_DEVS, sizeof(*p->devs));
+    if (!p->devs) {
+        free(p);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < VD_MAX_DEVS; i++) {
+        p->devs[i].idx = i;
+        p->devs[i].fd = -1;
+        p->devs[i].state = VD_DEV_MISSING;
+        p->devs[i].md_half = -1;
+    }
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->lock_fd = -1;
+    return p;
+}
+
+static void pool_free(vd_pool *p)
+{
+    if (!p)
+        return;
+    vd_state_free(p);
+    for (uint32_t i = 0; i < VD_MAX_DEVS; i++) {
+        if (p->devs[i].fd >= 0)
+            close(p->devs[i].fd);
+        free(p->devs[i].path);
+    }
+    free(p->devs);
+    pool_unlock(p->lock_fd);
+    free(p);
+}
+
+/* ---- create ------------------------------------------------------------- */
+struct cdev {
+    int fd;
+    bool created, hdr_written;
+    uint64_t size;
+};
+
+int vd_pool_create(const struct vd_conf_pool *conf, int force)
+{
+    uint64_t es = conf->extent_size ? conf->extent_size : VD_EXTENT_SIZE_DEFAULT;
+    uint64_t doff = data_offset(es);
+    struct cdev *cd = NULL;
+    uint32_t *flags = NULL;
+    struct vd_opbuf ops = { 0 };
+    vd_pool *p = NULL;
+    char msg[512];
+    int r = 0;
+
+    if (!vd_name_is_valid(conf->name) || conf->ndevs == 0 ||
+        conf->ndevs > VD_MAX_DEVS || (es & (es - 1)) || es < VD_EXTENT_SIZE_MIN) {
+        vd_log(VD_LOG_ERR, "pool '%s': invalid definition in %s", conf->name,
+               conf->file ? conf->file : "?");
+        return -EINVAL;
+    }
+    p = pool_alloc(conf->name);
+    cd = calloc(conf->ndevs, sizeof(*cd));
+    flags = calloc(conf->ndevs, sizeof(*flags));
+    if (!p || !cd || !flags) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < conf->ndevs; i++)
+        cd[i].fd = -1;
+    if ((r = pool_lock(conf->name, &p->lock_fd)) < 0)
+        goto out;
+
+    /* Phase 1: check every device; write nothing. */
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        const struct vd_conf_dev *c = &conf->devs[i];
+        struct stat st;
+        if (!c->path) {
+            vd_log(VD_LOG_ERR, "device '%s': remote (iscsi) devices are not "
+                   "supported by this build yet; use a local path",
+                   c->name);
+            r = -ENOTSUP;
+            goto out;
+        }
+        if (stat(c->path, &st) < 0) {
+            if (errno != ENOENT) {
+                vd_log(VD_LOG_ERR, "device '%s': stat %s: %s", c->name, c->path,
+                       strerror(errno));
+                r = -errno;
+                goto out;
+            }
+            if (!c->size) {
+                vd_log(VD_LOG_ERR, "device '%s': %s does not exist; create it or "
+                       "give size: to create a sparse file",
+                       c->name, c->path);
+                r = -ENOENT;
+                goto out;
+            }
+            char *dup = strdup(c->path);
+            if (!dup) {
+                r = -ENOMEM;
+                goto out;
+            }
+            int ok = access(dirname(dup), W_OK) == 0;
+            free(dup);
+            if (!ok) {
+                vd_log(VD_LOG_ERR, "device '%s': cannot create %s: %s", c->name,
+                       c->path, strerror(errno));
+                r = -errno;
+                goto out;
+            }
+            cd[i].size = c->size;
+            continue;
+        }
+        r = vd_dev_open_path(c->path, &cd[i].fd, &cd[i].size, 0, 0, msg, sizeof(msg));
+        if (r < 0) {
+            vd_log(VD_LOG_ERR, "device '%s': %s", c->name, msg);
+            goto out;
+        }
+        if (flock(cd[i].fd, LOCK_EX | LOCK_NB) < 0) {
+            vd_log(VD_LOG_ERR, "device '%s': %s is in use by another process",
+                   c->name, c->path);
+            r = -EBUSY;
+            goto out;
+        }
+        if (c->size && S_ISREG(st.st_mode) && c->size != cd[i].size) {
+            vd_log(VD_LOG_ERR, "device '%s': %s exists with %llu bytes but size: "
+                   "says %llu; size: is only for a file to be created",
+                   c->name, c->path, (unsigned long long)cd[i].size,
+                   (unsigned long long)c->size);
+            r = -EINVAL;
+            goto out;
+        }
+        struct vd_dev_hdr h;
+        if ((r = read_hdr(cd[i].fd, &h)) < 0) {
+            vd_log(VD_LOG_ERR, "device '%s': read %s: %s", c->name, c->path,
+                   strerror(-r));
+            goto out;
+        }
+        if (!memcmp(h.magic, VD_DEV_MAGIC, 8) && !force) {
+            char u[37];
+            vd_uuid_str(h.pool_uuid, u);
+            h.pool_name[sizeof(h.pool_name) - 1] = 0;
+            vd_log(VD_LOG_ERR, "device '%s': %s already belongs to pool '%s' "
+                   "(%s); use --force to overwrite it",
+                   c->name, c->path, h.pool_name, u);
+            r = -EEXIST;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        if (cd[i].size < doff + es) {
+            vd_log(VD_LOG_ERR, "device '%s': %llu bytes is too small; a device "
+                   "needs at least %llu (metadata and one extent)",
+                   conf->devs[i].name, (unsigned long long)cd[i].size,
+                   (unsigned long long)(doff + es));
+            r = -ENOSPC;
+            goto out;
+        }
+    }
+
+    /* Phase 2: build the state, then write metadata, then headers. */
+    vd_uuid_gen(p->uuid);
+    p->extent_size = es;
+    p->seq = 0;
+    choose_md_devs(conf, flags);
+    {
+        struct vd_op_pool op = { .h.type = VD_OP_POOL };
+        memcpy(op.uuid, p->uuid, 16);
+        op.extent_size = es;
+        vd_name_copy(op.name, sizeof(op.name), p->name);
+        if ((r = vd_opbuf_add(&ops, &op, sizeof(op))) < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        const struct vd_conf_dev *c = &conf->devs[i];
+        struct vd_op_dev od = { .h.type = VD_OP_DEV_ADD };
+        od.idx = i;
+        od.flags = flags[i];
+        vd_uuid_gen(od.uuid);
+        od.size = cd[i].size;
+        od.pe_count = (cd[i].size - doff) / es;
+        od.data_offset = doff;
+        vd_name_copy(od.name, sizeof(od.name), c->name);
+        vd_name_copy(od.node, sizeof(od.node), conf_node(c));
+        if ((r = vd_opbuf_add(&ops, &od, sizeof(od))) < 0)
+            goto out;
+    }
+    p->ndevs = conf->ndevs;
+    if ((r = vd_state_apply(p, ops.buf, ops.len, ops.nops)) < 0)
+        goto out;
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        struct vd_dev *d = &p->devs[i];
+        if (cd[i].fd < 0) {
+            r = vd_dev_open_path(conf->devs[i].path, &cd[i].fd, &cd[i].size, 1,
+                                 cd[i].size, msg, sizeof(msg));
+            if (r < 0) {
+                vd_log(VD_LOG_ERR, "device '%s': %s", d->name, msg);
+                goto out;
+            }
+            cd[i].created = true;
+        }
+        d->fd = cd[i].fd;
+        d->state = VD_DEV_OK;
+    }
+    {
+        uint8_t *rec, *zero = calloc(1, VD_BLOCK);
+        size_t rec_len;
+        if (!zero) {
+            r = -ENOMEM;
+            goto out;
+        }
+        p->seq = 1;
+        r = vd_md_encode(p, VD_REC_CHECKPOINT, 1, &ops, &rec, &rec_len);
+        for (size_t i = 0; r == 0 && i < conf->ndevs; i++) {
+            struct vd_dev *d = &p->devs[i];
+            /* Every device's metadata area is cleared of an older pool's
+             * records; copies get the first checkpoint. */
+            r = vd_dev_pwrite(d, zero, VD_BLOCK, VD_MD_OFFSET + VD_MD_SIZE / 2,
+                              0);
+            if (r == 0)
+                r = (d->flags & VD_DEVF_MD)
+                        ? vd_dev_pwrite(d, rec, rec_len, VD_MD_OFFSET, 0)
+                        : vd_dev_pwrite(d, zero, VD_BLOCK, VD_MD_OFFSET, 0);
+        }
+        if (r == 0)
+            free(rec);
+        free(zero);
+        if (r < 0)
+            goto out;
+    }
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        struct vd_dev *d = &p->devs[i];
+        struct vd_dev_hdr h;
+        memset(&h, 0, sizeof(h));
+        memcpy(h.magic, VD_DEV_MAGIC, 8);
+        h.major = VD_FMT_MAJOR;
+        h.minor = VD_FMT_MINOR;
+        h.hdr_len = VD_HDR_SIZE;
+        memcpy(h.pool_uuid, p->uuid, 16);
+        memcpy(h.dev_uuid, d->uuid, 16);
+        h.dev_size = d->size;
+        h.extent_size = es;
+        h.md_offset = VD_MD_OFFSET;
+        h.md_size = VD_MD_SIZE;
+        h.data_offset = doff;
+        h.pe_count = d->pe_count;
+        h.dev_index = i;
+        vd_name_copy(h.pool_name, sizeof(h.pool_name), p->name);
+        vd_name_copy(h.dev_name, sizeof(h.dev_name), d->name);
+        h.ctime = time(NULL);
+        h.crc = vd_crc32c(0, &h, sizeof(h));
+        /* data first durable, header last: a device without a header is
+         * not part of any pool */
+        if ((r = vd_dev_flush(d)) < 0 ||
+            (r = vd_dev_pwrite(d, &h, sizeof(h), 0, VD_IO_FUA)) < 0)
+            goto out;
+        cd[i].hdr_written = true;
+    }
+    vd_log(VD_LOG_INFO, "pool '%s': created on %zu devices", p->name, conf->ndevs);
+
+out:
+    if (r < 0 && cd) {
+        /* Undo: nothing half-created. */
+        static const uint8_t zero_hdr[VD_HDR_SIZE];
+        for (size_t i = 0; i < conf->ndevs; i++) {
+            if (cd[i].hdr_written && pwrite(cd[i].fd, zero_hdr, sizeof(zero_hdr), 0) < 0)
+                vd_log(VD_LOG_WARN, "device '%s': could not clear header",
+                       conf->devs[i].name);
+            if (cd[i].created)
+                unlink(conf->devs[i].path);
+        }
+    }
+    if (p) {
+        for (size_t i = 0; i < conf->ndevs; i++)
+            p->devs[i].fd = -1;
+    }
+    if (cd)
+        for (size_t i = 0; i < conf->ndevs; i++)
+            if (cd[i].fd >= 0)
+                close(cd[i].fd);
+    vd_opbuf_free(&ops);
+    free(cd);
+    free(flags);
+    pool_free(p);
+    return r;
+}
+
+/* ---- open --------------------------------------------------------------- */
+struct odev {
+    int fd;
+    struct vd_dev_hdr h;
+    bool valid;
+    char msg[256];
+    uint64_t seq[2], ckpt[2];
+    size_t end[2];
+    uint8_t *md;      /* both halves */
+};
+
+static int write_checkpoint(vd_pool *p, struct vd_dev *d, int half)
+{
+    struct vd_opbuf b = { 0 };
+    uint8_t *rec = NULL;
+    size_t len;
+    int r = vd_state_serialize(p, &b);
+
+    if (r == 0)
+        r = vd_md_encode(p, VD_REC_CHECKPOINT, p->seq, &b, &rec, &len);
+    if (r == 0) {
+        r = vd_dev_pwrite(d, rec, len, VD_MD_OFFSET + half * (VD_MD_SIZE / 2),
+                          VD_IO_FUA);
+        if (r == 0) {
+            d->md_half = half;
+            d->md_pos = len;
+        }
+    }
+    free(rec);
+    vd_opbuf_free(&b);
+    return r;
+}
+
+int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
+{
+    vd_pool *p = pool_alloc(conf->name);
+    struct odev *od = calloc(conf->ndevs ? conf->ndevs : 1, sizeof(*od));
+    const uint8_t *uuid = NULL;
+    int r = 0, best = -1, best_half = 0;
+    uint64_t best_seq = 0;
+    size_t half_size = VD_MD_SIZE / 2;
+
+    if (!p || !od) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if ((r = pool_lock(conf->name, &p->lock_fd)) < 0)
+        goto out;
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        const struct vd_conf_dev *c = &conf->devs[i];
+        uint64_t size;
+        od[i].fd = -1;
+        if (!c->path) {
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "remote devices are not supported by this build yet");
+            continue;
+        }
+        if (vd_dev_open_path(c->path, &od[i].fd, &size, 0, 0, od[i].msg,
+                             sizeof(od[i].msg)) < 0)
+            continue;
+        if (flock(od[i].fd, LOCK_EX | LOCK_NB) < 0) {
+            snprintf(od[i].msg, sizeof(od[i].msg), "%s is in use by another process",
+                     c->path);
+            close(od[i].fd);
+            od[i].fd = -1;
+            continue;
+        }
+        if (read_hdr(od[i].fd, &od[i].h) < 0 || !hdr_valid(&od[i].h)) {
+            snprintf(od[i].msg, sizeof(od[i].msg), "%s has no valid vdlvm header",
+                     c->path);
+            continue;
+        }
+        od[i].h.pool_name[sizeof(od[i].h.pool_name) - 1] = 0;
+        if (od[i].h.major != VD_FMT_MAJOR) {
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "format version %u.%u is not supported (this is %u.%u)",
+                     od[i].h.major, od[i].h.minor, VD_FMT_MAJOR, VD_FMT_MINOR);
+            continue;
+        }
+        if (strcmp(od[i].h.pool_name, conf->name) != 0) {
+            snprintf(od[i].msg, sizeof(od[i].msg), "%s belongs to pool '%s'",
+                     c->path, od[i].h.pool_name);
+            continue;
+        }
+        od[i].valid = true;
+    }
+    /* The pool's identity: the uuid the most devices agree on. */
+    {
+        int best_votes = 0;
+        for (size_t i = 0; i < conf->ndevs; i++) {
+            int votes = 0;
+            if (!od[i].valid)
+                continue;
+            for (size_t j = 0; j < conf->ndevs; j++)
+                votes += od[j].valid &&
+                         !memcmp(od[i].h.pool_uuid, od[j].h.pool_uuid, 16);
+            if (votes > best_votes) {
+                best_votes = votes;
+                uuid = od[i].h.pool_uuid;
+            }
+        }
+    }
+    if (!uuid) {
+        for (size_t i = 0; i < conf->ndevs; i++)
+            vd_log(VD_LOG_ERR, "pool '%s': device '%s': %s", conf->name,
+                   conf->devs[i].name, od[i].msg);
+        vd_log(VD_LOG_ERR, "pool '%s': no device of %s carries the pool; create "
+               "it with 'vdlvm pool create %s'",
+               conf->name, conf->file ? conf->file : "the definition",
+               conf->file ? conf->file : "FILE");
+        r = -ENOENT;
+        goto out;
+    }
+    memcpy(p->uuid, uuid, 16);
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        if (!od[i].valid)
+            continue;
+        if (memcmp(od[i].h.pool_uuid, uuid, 16)) {
+            char u[37];
+            vd_uuid_str(od[i].h.pool_uuid, u);
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "carries another pool named '%s' (%s)", conf->name, u);
+            od[i].valid = false;
+            continue;
+        }
+        p->extent_size = od[i].h.extent_size;
+        od[i].md = malloc(VD_MD_SIZE);
+        if (!od[i].md) {
+            r = -ENOMEM;
+            goto out;
+        }
+        ssize_t n = pread(od[i].fd, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+        if (n < 0)
+            n = 0;
+        memset(od[i].md + n, 0, VD_MD_SIZE - n);
+        for (int h = 0; h < 2; h++) {
+            od[i].seq[h] = vd_md_scan_half(uuid, od[i].md + h * half_size,
+                                           half_size, &od[i].ckpt[h], &od[i].end[h]);
+            if (od[i].seq[h] > best_seq) {
+                best_seq = od[i].seq[h];
+                best = i;
+                best_half = h;
+            }
+        }
+    }
+    if (best < 0) {
+        vd_log(VD_LOG_ERR, "pool '%s': no valid metadata copy on any device",
+               conf->name);
+        r = -EIO;
+        goto out;
+    }
+    p->ndevs = 0;
+    for (size_t i = 0; i < conf->ndevs; i++)
+        if (od[i].valid && od[i].h.dev_index + 1 > p->ndevs)
+            p->ndevs = od[i].h.dev_index + 1;
+    p->ndevs = VD_MAX_DEVS; /* the log may name devices beyond those present */
+    r = vd_md_replay_half(p, od[best].md + best_half * half_size, od[best].end[best_half]);
+    if (r < 0) {
+        vd_log(VD_LOG_ERR, "pool '%s': metadata on device '%s' cannot be "
+               "replayed", conf->name, conf->devs[best].name);
+        goto out;
+    }
+    p->ndevs = 0;
+    for (uint32_t i = 0; i < VD_MAX_DEVS; i++)
+        if (p->devs[i].used)
+            p->ndevs = i + 1;
+
+    /* Attach opened devices to the metadata's devices. */
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        const struct vd_conf_dev *c = &conf->devs[i];
+        struct vd_dev *d = NULL;
+        for (uint32_t k = 0; k < p->ndevs; k++)
+            if (p->devs[k].used && strcmp(p->devs[k].name, c->name) == 0)
+                d = &p->devs[k];
+        if (!d) {
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s' of %s is not part of the "
+                   "pool (ignored)",
+                   conf->name, c->name, conf->file ? conf->file : "the definition");
+            continue;
+        }
+        free(d->path);
+        d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
+        if (!od[i].valid) {
+            d->state = od[i].fd >= 0 ? VD_DEV_FAILED : VD_DEV_MISSING;
+            snprintf(d->state_msg, sizeof(d->state_msg), "%s", od[i].msg);
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,
+                   od[i].msg);
+            continue;
+        }
+        if (memcmp(od[i].h.dev_uuid, d->uuid, 16) || od[i].h.dev_index != d->idx) {
+            d->state = VD_DEV_FAILED;
+            snprintf(d->state_msg, sizeof(d->state_msg),
+                     "%s holds another device of the pool (index %u)",
+                     c->path, od[i].h.dev_index);
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,
+                   d->state_msg);
+            continue;
+        }
+        d->fd = od[i].fd;
+        od[i].fd = -1;
+        d->state = VD_DEV_OK;
+        d->state_msg[0] = 0;
+        if (!(d->flags & VD_DEVF_MD))
+            continue;
+        /* Metadata copy: current, or stale/corrupt and repaired. */
+        int h = od[i].seq[1] > od[i].seq[0];
+        if (od[i].seq[h] == p->seq) {
+            d->md_half = h;
+            d->md_pos = od[i].end[h];
+        } else {
+            int other = od[i].seq[h] ? !h : 0;
+            if (write_checkpoint(p, d, other) == 0)
+                vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' was "
+                       "%s (seq %llu, newest %llu); repaired",
+                       conf->name, d->name, od[i].seq[h] ? "stale" : "missing or corrupt",
+                       (unsigned long long)od[i].seq[h], (unsigned long long)p->seq);
+        }
+    }
+    for (uint32_t k = 0; k < p->ndevs; k++) {
+        struct vd_dev *d = &p->devs[k];
+        if (d->used && d->state == VD_DEV_MISSING && !d->state_msg[0]) {
+            snprintf(d->state_msg, sizeof(d->state_msg), "not in %s",
+                     conf->file ? conf->file : "the pool definition");
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, d->name,
+                   d->state_msg);
+        }
+    }
+    *out = p;
+    p = NULL;
+out:
+    if (od)
+        for (size_t i = 0; i < conf->ndevs; i++) {
+            if (od[i].fd >= 0)
+                close(od[i].fd);
+            free(od[i].md);
+        }
+    free(od);
+    pool_free(p);
+    return r;
+}
+
+void vd_pool_close(vd_pool *p)
+{
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].fd >= 0)
+            vd_dev_flush(&p->devs[i]);
+    pool_free(p);
+}
+
+const char *vd_pool_name(const vd_pool *p)
+{
+    return p->name;
+}
+
+int vd_pool_get_info(const vd_pool *p, struct vd_pool_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    snprintf(info->name, sizeof(info->name), "%s", p->name);
+    vd_uuid_str(p->uuid, info->uuid);
+    info->extent_size = p->extent_size;
+    info->seq = p->seq;
+    info->ndevs = p->ndevs;
+    info->nvols = p->nvols;
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        info->total_bytes += p->devs[i].pe_count * p->extent_size;
+        info->used_bytes += p->devs[i].used_count * p->extent_size;
+    }
+    info->free_bytes = info->total_bytes - info->used_bytes;
+    return 0;
+}
+
+int vd_pool_dev_get_info(const vd_pool *p, uint32_t i, struct vd_dev_info *info)
+{
+    const struct vd_dev *d;
+
+    if (i >= p->ndevs)
+        return -ENOENT;
+    d = &p->devs[i];
+    memset(info, 0, sizeof(*info));
+    snprintf(info->name, sizeof(info->name), "%s", d->name);
+    snprintf(info->node, sizeof(info->node), "%s", d->node);
+    snprintf(info->path, sizeof(info->path), "%s", d->path ? d->path : "");
+    vd_uuid_str(d->uuid, info->uuid);
+    info->state = d->state;
+    snprintf(info->state_msg, sizeof(info->state_msg), "%s", d->state_msg);
+    info->size = d->size;
+    info->extents = d->pe_count;
+    info->used_extents = d->used_count;
+    info->has_md = !!(d->flags & VD_DEVF_MD);
+    return 0;
+}

@@ -1,0 +1,264 @@
+/* vdlvm pool internals: on-disk format and in-memory state.
+ * Only the pool sources and unit tests include this. */
+#ifndef POOL_INT_H
+#define POOL_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vdpool.h"
+
+#ifdef __cplusplus
+#define _Static_assert static_assert
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- on-disk format, version 1.0 (all little-endian) ------------------
+ *
+ * Device layout:
+ *   [0, 4 KiB)              device header (struct vd_dev_hdr)
+ *   [md_offset, +md_size)   metadata area: two halves of md_size/2 each
+ *   [data_offset, ...)      physical extents of extent_size bytes
+ *
+ * Metadata is a log of records, each starting on a 4 KiB boundary within
+ * a half.  A half holds one checkpoint record at offset 0 (the whole pool
+ * state as a list of ops) followed by delta records (the ops of one commit
+ * each) with consecutive sequence numbers.  A commit appends one delta to
+ * the current half of every metadata copy; when the half is full, a new
+ * checkpoint (state + the commit's ops) goes to offset 0 of the other half,
+ * so the only good copy is never overwritten.  At open, the valid chain
+ * with the highest sequence number over all copies wins.  The cost of a
+ * commit is the size of the change, except one checkpoint per half-fill.
+ */
+#define VD_DEV_MAGIC "VDLVMDV1"
+#define VD_MD_MAGIC "VDLVMMD1"
+#define VD_FMT_MAJOR 1
+#define VD_FMT_MINOR 0
+#define VD_HDR_SIZE 4096u
+#define VD_BLOCK 4096u
+#define VD_MD_OFFSET (1ull << 20)
+#define VD_MD_SIZE (4ull << 20)
+#define VD_DATA_ALIGN (1ull << 20)
+#define VD_MAX_MD_COPIES 3
+#define VD_NO_DEV 0xffffffffu
+#define VD_MAX_DEVS 256
+
+struct vd_dev_hdr {
+    char magic[8];          /*   0 */
+    uint16_t major;         /*   8 */
+    uint16_t minor;         /*  10 */
+    uint32_t hdr_len;       /*  12: VD_HDR_SIZE */
+    uint32_t crc;           /*  16: crc32c of the 4 KiB, this field 0 */
+    uint32_t flags;         /*  20 */
+    uint8_t pool_uuid[16];  /*  24 */
+    uint8_t dev_uuid[16];   /*  40 */
+    uint64_t dev_size;      /*  56 */
+    uint64_t extent_size;   /*  64 */
+    uint64_t md_offset;     /*  72 */
+    uint64_t md_size;       /*  80 */
+    uint64_t data_offset;   /*  88 */
+    uint64_t pe_count;      /*  96 */
+    uint32_t dev_index;     /* 104 */
+    uint32_t pad0;          /* 108 */
+    char pool_name[64];     /* 112 */
+    char dev_name[64];      /* 176 */
+    uint64_t ctime;         /* 240 */
+    uint8_t reserved[VD_HDR_SIZE - 248]; /* 248 */
+};
+_Static_assert(sizeof(struct vd_dev_hdr) == VD_HDR_SIZE, "dev hdr size");
+
+enum { VD_REC_CHECKPOINT = 1, VD_REC_DELTA = 2 };
+
+struct vd_md_rec {
+    char magic[8];          /*  0 */
+    uint16_t major;         /*  8 */
+    uint16_t minor;         /* 10 */
+    uint32_t hdr_len;       /* 12: sizeof(struct vd_md_rec) */
+    uint32_t crc;           /* 16: crc32c of header (crc 0) + payload */
+    uint32_t kind;          /* 20 */
+    uint64_t seq;           /* 24 */
+    uint64_t payload_len;   /* 32 */
+    uint8_t pool_uuid[16];  /* 40 */
+    uint32_t nops;          /* 56 */
+    uint32_t pad0;          /* 60 */
+};
+_Static_assert(sizeof(struct vd_md_rec) == 64, "md rec size");
+
+/* Ops: each starts with this header; len covers header and body. */
+enum {
+    VD_OP_POOL = 1,       /* struct vd_op_pool */
+    VD_OP_DEV_ADD = 2,    /* struct vd_op_dev */
+    VD_OP_VOL_CREATE = 3, /* struct vd_op_vol */
+    VD_OP_VOL_REMOVE = 4, /* struct vd_op_vol (id only) */
+    VD_OP_VOL_RESIZE = 5, /* struct vd_op_vol (id, size, le_count) */
+    VD_OP_MAP = 6,        /* struct vd_op_map; dev VD_NO_DEV = unmap */
+};
+struct vd_op_hdr {
+    uint16_t type;          /* 0 */
+    uint16_t len;           /* 2 */
+    uint32_t pad0;          /* 4 */
+};
+struct vd_op_pool {
+    struct vd_op_hdr h;     /*  0 */
+    uint8_t uuid[16];       /*  8 */
+    uint64_t extent_size;   /* 24 */
+    char name[64];          /* 32 */
+};
+_Static_assert(sizeof(struct vd_op_pool) == 96, "op pool");
+struct vd_op_dev {
+    struct vd_op_hdr h;     /*   0 */
+    uint32_t idx;           /*   8 */
+    uint32_t flags;         /*  12: VD_DEVF_* */
+    uint8_t uuid[16];       /*  16 */
+    uint64_t size;          /*  32 */
+    uint64_t pe_count;      /*  40 */
+    uint64_t data_offset;   /*  48 */
+    uint64_t reserved;      /*  56 */
+    char name[64];          /*  64 */
+    char node[64];          /* 128 */
+};
+_Static_assert(sizeof(struct vd_op_dev) == 192, "op dev");
+#define VD_DEVF_MD 1u       /* holds a metadata copy */
+struct vd_op_vol {
+    struct vd_op_hdr h;     /*  0 */
+    uint32_t id;            /*  8 */
+    uint32_t layout;        /* 12 */
+    uint32_t copies;        /* 16 */
+    uint32_t flags;         /* 20 */
+    uint64_t size;          /* 24 */
+    uint64_t le_count;      /* 32 */
+    char name[64];          /* 40 */
+};
+_Static_assert(sizeof(struct vd_op_vol) == 104, "op vol");
+struct vd_op_map {
+    struct vd_op_hdr h;     /*  0 */
+    uint32_t vol;           /*  8 */
+    uint32_t leg;           /* 12 */
+    uint64_t le_start;      /* 16 */
+    uint64_t count;         /* 24 */
+    uint32_t dev;           /* 32 */
+    uint32_t pad0;          /* 36 */
+    uint64_t pe_start;      /* 40 */
+};
+_Static_assert(sizeof(struct vd_op_map) == 48, "op map");
+
+/* ---- in-memory state -------------------------------------------------- */
+struct vd_pe {
+    uint32_t dev;   /* VD_NO_DEV = unmapped */
+    uint32_t pad;
+    uint64_t pe;
+};
+
+struct vd_dev {
+    uint32_t idx;
+    char name[VD_NAME_MAX + 1];
+    char node[VD_NAME_MAX + 1];
+    char *path;              /* from the pool definition, or NULL */
+    uint8_t uuid[16];
+    uint32_t flags;          /* VD_DEVF_* */
+    uint64_t size, pe_count, data_offset;
+    uint8_t *used;           /* bitmap of allocated PEs */
+    uint64_t used_count;
+    int fd;                  /* -1 when missing/failed */
+    enum vd_dev_state state;
+    char state_msg[256];
+    int touched;             /* written since last flush (atomic) */
+    /* metadata log position of this copy (admin thread only) */
+    int md_half;             /* current half, or -1: needs a checkpoint */
+    uint64_t md_pos;         /* next free offset within the half */
+};
+
+struct vd_vol {
+    vd_pool *pool;
+    uint32_t id;
+    char name[VD_NAME_MAX + 1];
+    uint64_t size;           /* bytes; read atomically by I/O threads */
+    uint32_t layout, copies;
+    uint64_t le_count;
+    /* map_lock protects map and le_count against extend; I/O holds it
+     * shared for the duration of a request. */
+    pthread_rwlock_t map_lock;
+    struct vd_pe *map;       /* le_count * copies, [le * copies + leg] */
+    /* write_lock: writes hold it shared, compare-and-write exclusive. */
+    pthread_rwlock_t write_lock;
+    uint32_t open_count;     /* admin thread only */
+};
+
+struct vd_pool {
+    char name[VD_NAME_MAX + 1];
+    uint8_t uuid[16];
+    uint64_t extent_size;
+    uint64_t seq;            /* last committed sequence number */
+    uint32_t ndevs;
+    struct vd_dev *devs;     /* by idx */
+    uint32_t nvols;
+    struct vd_vol **vols;
+    int lock_fd;
+    bool loading;            /* replay in progress */
+};
+
+/* crc32c (Castagnoli) */
+uint32_t vd_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* device I/O helpers (dev.c) */
+int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
+int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
+                  uint64_t off, unsigned flags);
+int vd_dev_flush(struct vd_dev *d);
+int vd_dev_open_path(const char *path, int *fd, uint64_t *size, int create,
+                     uint64_t create_size, char *msg, size_t msglen);
+void vd_uuid_gen(uint8_t uuid[16]);
+void vd_uuid_str(const uint8_t uuid[16], char out[37]);
+
+/* metadata (md.c) */
+struct vd_opbuf {
+    uint8_t *buf;
+    size_t len, cap;
+    uint32_t nops;
+};
+void vd_opbuf_free(struct vd_opbuf *b);
+int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len);
+int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b);
+/* Apply one op list to the pool state; -EINVAL (message logged) if it is
+ * inconsistent with the state. */
+int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops);
+/* Commit ops durably to every metadata copy, then apply them. */
+int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
+/* Read all copies and build the state (pool devs must have fds/uuids from
+ * the headers).  Repairs stale copies. */
+int vd_md_load(vd_pool *p);
+/* Encode one record (padded to VD_BLOCK) into *out (malloc'd). */
+int vd_md_encode(const vd_pool *p, uint32_t kind, uint64_t seq,
+                 const struct vd_opbuf *ops, uint8_t **out, size_t *outlen);
+/* Scan one half buffer: returns the end sequence of its valid chain (0 if
+ * none) and sets *end_pos to the offset after the last valid record. */
+uint64_t vd_md_scan_half(const uint8_t *pool_uuid, const uint8_t *half,
+                         size_t half_len, uint64_t *ckpt_seq, size_t *end_pos);
+/* Replay a half's valid chain into state. */
+int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos);
+
+void vd_state_free(vd_pool *p);
+struct vd_vol *vd_vol_find(const vd_pool *p, const char *name);
+struct vd_vol *vd_vol_find_id(const vd_pool *p, uint32_t id);
+
+/* Copy a NUL-terminated name into a fixed on-disk field of n bytes,
+ * NUL-padded and always terminated. */
+static inline void vd_name_copy(char *dst, size_t n, const char *src)
+{
+    size_t l = 0;
+    while (l + 1 < n && src[l])
+        l++;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = i < l ? src[i] : 0;
+}
+
+static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+#ifdef __cplusplus
+}
+#endif
+#endif

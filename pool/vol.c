@@ -1,0 +1,443 @@
+/* vdlvm: volumes — create/remove/extend (admin thread) and I/O (any
+ * thread).  Every read or write is split at extent boundaries and sent to
+ * the device holding each extent. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool_int.h"
+
+void vd_vol_opts_init(struct vd_vol_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->layout = VD_LAYOUT_LINEAR;
+    o->copies = 1;
+}
+
+/* Append to ops the MAP runs that give logical extents [le, le+count) of
+ * leg `leg` of volume `vol` free physical extents, filling devices in pool
+ * order.  Reads the state, changes nothing.  -ENOSPC if too few. */
+static int alloc_extents(const vd_pool *p, uint32_t vol, uint32_t leg,
+                         uint64_t le, uint64_t count, struct vd_opbuf *ops)
+{
+    int r;
+
+    for (uint32_t di = 0; di < p->ndevs && count; di++) {
+        const struct vd_dev *d = &p->devs[di];
+        if (!d->used || d->state != VD_DEV_OK)
+            continue;
+        uint64_t pe = 0;
+        while (pe < d->pe_count && count) {
+            if (d->used[pe / 8] & (1u << (pe % 8))) {
+                pe++;
+                continue;
+            }
+            uint64_t n = 1;
+            while (pe + n < d->pe_count && n < count &&
+                   !(d->used[(pe + n) / 8] & (1u << ((pe + n) % 8))))
+                n++;
+            struct vd_op_map om = { .h.type = VD_OP_MAP };
+            om.vol = vol;
+            om.leg = leg;
+            om.le_start = le;
+            om.count = n;
+            om.dev = di;
+            om.pe_start = pe;
+            if ((r = vd_opbuf_add(ops, &om, sizeof(om))) < 0)
+                return r;
+            le += n;
+            count -= n;
+            pe += n;
+        }
+    }
+    return count ? -ENOSPC : 0;
+}
+
+static uint64_t free_extents(const vd_pool *p)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used && p->devs[i].state == VD_DEV_OK)
+            n += p->devs[i].pe_count - p->devs[i].used_count;
+    return n;
+}
+
+static int no_space(const vd_pool *p, const char *name, uint64_t need)
+{
+    uint64_t have = free_extents(p);
+    vd_log(VD_LOG_ERR, "volume '%s/%s': needs %llu extents (%llu MiB) but the "
+           "pool has %llu free (%llu MiB); add devices or choose a smaller size",
+           p->name, name, (unsigned long long)need,
+           (unsigned long long)(need * p->extent_size >> 20),
+           (unsigned long long)have,
+           (unsigned long long)(have * p->extent_size >> 20));
+    return -ENOSPC;
+}
+
+int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
+                  const struct vd_vol_opts *opts)
+{
+    struct vd_vol_opts def;
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_vol ov = { .h.type = VD_OP_VOL_CREATE };
+    uint32_t id = 1;
+    int r;
+
+    if (!opts) {
+        vd_vol_opts_init(&def);
+        opts = &def;
+    }
+    if (!name || !vd_name_is_valid(name)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': invalid name; use 1-63 of "
+               "[A-Za-z0-9_.-]", p->name, name ? name : "");
+        return -EINVAL;
+    }
+    if (vd_vol_find(p, name)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': already exists", p->name, name);
+        return -EEXIST;
+    }
+    if (size == 0 || size % 512) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a positive multiple "
+               "of 512 bytes", p->name, name, (unsigned long long)size);
+        return -EINVAL;
+    }
+    if (opts->layout != VD_LAYOUT_LINEAR) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': layout mirror is not supported by "
+               "this build yet; use --layout linear", p->name, name);
+        return -ENOTSUP;
+    }
+    for (uint32_t i = 0; i < p->nvols; i++)
+        if (p->vols[i]->id >= id)
+            id = p->vols[i]->id + 1;
+    ov.id = id;
+    ov.layout = opts->layout;
+    ov.copies = 1;
+    ov.le_count = vd_div_up(size, p->extent_size);
+    ov.size = ov.le_count * p->extent_size;
+    vd_name_copy(ov.name, sizeof(ov.name), name);
+    if (ov.le_count > free_extents(p))
+        return no_space(p, name, ov.le_count);
+    if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) < 0)
+        goto out;
+    r = alloc_extents(p, id, 0, 0, ov.le_count, &ops);
+    if (r == -ENOSPC)
+        r = no_space(p, name, ov.le_count);
+    if (r < 0)
+        goto out;
+    r = vd_md_commit(p, &ops);
+    if (r == 0)
+        vd_log(VD_LOG_INFO, "volume '%s/%s': created, %llu bytes", p->name, name,
+               (unsigned long long)ov.size);
+out:
+    vd_opbuf_free(&ops);
+    return r;
+}
+
+static struct vd_vol *find_or_log(const vd_pool *p, const char *name)
+{
+    struct vd_vol *v = name ? vd_vol_find(p, name) : NULL;
+    if (!v)
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not found; list volumes with "
+               "'vdlvm vol list %s'", p->name, name ? name : "", p->name);
+    return v;
+}
+
+int vd_vol_remove(vd_pool *p, const char *name)
+{
+    struct vd_vol *v = find_or_log(p, name);
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_vol ov = { .h.type = VD_OP_VOL_REMOVE };
+    int r;
+
+    if (!v)
+        return -ENOENT;
+    if (v->open_count) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': in use (exported); delete its LUN "
+               "first", p->name, name);
+        return -EBUSY;
+    }
+    ov.id = v->id;
+    if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) == 0)
+        r = vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
+    return r;
+}
+
+int vd_vol_extend(vd_pool *p, const char *name, uint64_t new_size)
+{
+    struct vd_vol *v = find_or_log(p, name);
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_vol ov = { .h.type = VD_OP_VOL_RESIZE };
+    uint64_t le_count;
+    int r;
+
+    if (!v)
+        return -ENOENT;
+    if (new_size % 512) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a multiple of 512",
+               p->name, name, (unsigned long long)new_size);
+        return -EINVAL;
+    }
+    le_count = vd_div_up(new_size, p->extent_size);
+    if (le_count * p->extent_size <= v->size) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': new size %llu is not larger than the "
+               "current %llu; volumes only grow",
+               p->name, name, (unsigned long long)new_size,
+               (unsigned long long)v->size);
+        return -EINVAL;
+    }
+    if ((le_count - v->le_count) * v->copies > free_extents(p))
+        return no_space(p, name, (le_count - v->le_count) * v->copies);
+    ov.id = v->id;
+    ov.le_count = le_count;
+    ov.size = le_count * p->extent_size;
+    ov.copies = v->copies;
+    ov.layout = v->layout;
+    vd_name_copy(ov.name, sizeof(ov.name), v->name);
+    if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) < 0)
+        goto out;
+    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
+        r = alloc_extents(p, v->id, leg, v->le_count, le_count - v->le_count, &ops);
+    if (r == -ENOSPC)
+        r = no_space(p, name, (le_count - v->le_count) * v->copies);
+    if (r == 0)
+        r = vd_md_commit(p, &ops);
+out:
+    vd_opbuf_free(&ops);
+    return r;
+}
+
+int vd_pool_vol_count(const vd_pool *p)
+{
+    return (int)p->nvols;
+}
+
+static void fill_info(const struct vd_vol *v, struct vd_vol_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    strcpy(info->name, v->name);
+    info->size = v->size;
+    info->layout = v->layout;
+    info->copies = v->copies;
+    info->open_count = v->open_count;
+}
+
+int vd_pool_vol_get_info(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
+{
+    if (i >= p->nvols)
+        return -ENOENT;
+    fill_info(p->vols[i], info);
+    return 0;
+}
+
+int vd_vol_get_info(const vd_pool *p, const char *name, struct vd_vol_info *info)
+{
+    struct vd_vol *v = vd_vol_find(p, name);
+    if (!v)
+        return -ENOENT;
+    fill_info(v, info);
+    return 0;
+}
+
+int vd_vol_get_runs(const vd_pool *p, const char *name, struct vd_run **runs,
+                    size_t *nruns)
+{
+    struct vd_vol *v = vd_vol_find(p, name);
+    struct vd_run *out = NULL;
+    size_t n = 0, cap = 0;
+
+    if (!v)
+        return -ENOENT;
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        uint64_t le = 0;
+        while (le < v->le_count) {
+            const struct vd_pe *e = &v->map[le * v->copies + leg];
+            uint64_t k = 1;
+            while (le + k < v->le_count) {
+                const struct vd_pe *f = &v->map[(le + k) * v->copies + leg];
+                if (f->dev != e->dev || (e->dev != VD_NO_DEV && f->pe != e->pe + k))
+                    break;
+                k++;
+            }
+            if (n == cap) {
+                cap = cap ? cap * 2 : 8;
+                struct vd_run *nr = realloc(out, cap * sizeof(*nr));
+                if (!nr) {
+                    free(out);
+                    return -ENOMEM;
+                }
+                out = nr;
+            }
+            out[n++] = (struct vd_run){ .leg = leg, .le_start = le, .count = k,
+                                        .dev = e->dev, .pe_start = e->pe };
+            le += k;
+        }
+    }
+    *runs = out;
+    *nruns = n;
+    return 0;
+}
+
+/* ---- open/close --------------------------------------------------------- */
+vd_vol *vd_vol_open(vd_pool *p, const char *name)
+{
+    struct vd_vol *v = find_or_log(p, name);
+    if (!v) {
+        errno = ENOENT;
+        return NULL;
+    }
+    v->open_count++;
+    return v;
+}
+
+void vd_vol_close(vd_vol *v)
+{
+    if (v && v->open_count)
+        v->open_count--;
+}
+
+uint64_t vd_vol_size(const vd_vol *v)
+{
+    return __atomic_load_n(&v->size, __ATOMIC_ACQUIRE);
+}
+
+const char *vd_vol_name(const vd_vol *v)
+{
+    return v->name;
+}
+
+/* ---- I/O ---------------------------------------------------------------- */
+/* Calls fn for each extent-bounded piece of [off, off+len); map_lock held
+ * shared by the caller. */
+static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
+                  unsigned flags)
+{
+    vd_pool *p = v->pool;
+    uint64_t es = p->extent_size;
+    char *b = buf;
+    int r = 0;
+
+    pthread_rwlock_rdlock(&v->map_lock);
+    if (off > v->size || len > v->size - off) {
+        r = -ERANGE;
+        goto out;
+    }
+    while (len) {
+        uint64_t le = off / es, within = off % es;
+        size_t n = len < es - within ? len : es - within;
+        const struct vd_pe *e = &v->map[le * v->copies];
+        if (e->dev == VD_NO_DEV) {
+            if (write) {
+                vd_log(VD_LOG_ERR, "volume '%s/%s': extent %llu is not mapped",
+                       p->name, v->name, (unsigned long long)le);
+                r = -EIO;
+                goto out;
+            }
+            memset(b, 0, n);
+        } else {
+            struct vd_dev *d = &p->devs[e->dev];
+            uint64_t doff = d->data_offset + e->pe * es + within;
+            if (d->state != VD_DEV_OK) {
+                vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' is unavailable: %s",
+                       p->name, v->name, d->name, d->state_msg);
+                r = -EIO;
+                goto out;
+            }
+            r = write ? vd_dev_pwrite(d, b, n, doff, flags)
+                      : vd_dev_pread(d, b, n, doff);
+            if (r < 0)
+                goto out;
+        }
+        b += n;
+        off += n;
+        len -= n;
+    }
+out:
+    pthread_rwlock_unlock(&v->map_lock);
+    return r;
+}
+
+int vd_vol_pread(vd_vol *v, void *buf, size_t len, uint64_t off)
+{
+    return vol_io(v, buf, len, off, false, 0);
+}
+
+int vd_vol_pwrite(vd_vol *v, const void *buf, size_t len, uint64_t off,
+                  unsigned flags)
+{
+    int r;
+    pthread_rwlock_rdlock(&v->write_lock);
+    r = vol_io(v, (void *)buf, len, off, true, flags);
+    pthread_rwlock_unlock(&v->write_lock);
+    return r;
+}
+
+int vd_vol_flush(vd_vol *v)
+{
+    vd_pool *p = v->pool;
+    int r = 0;
+
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        struct vd_dev *d = &p->devs[i];
+        if (d->fd >= 0 && d->state == VD_DEV_OK) {
+            int e = vd_dev_flush(d);
+            if (e < 0)
+                r = e;
+        }
+    }
+    return r;
+}
+
+int vd_vol_compare_and_write(vd_vol *v, const void *cmp, const void *wr,
+                             size_t len, uint64_t off, uint64_t *miscompare_off)
+{
+    char *cur = malloc(len ? len : 1);
+    int r;
+
+    if (!cur)
+        return -ENOMEM;
+    pthread_rwlock_wrlock(&v->write_lock);
+    r = vol_io(v, cur, len, off, false, 0);
+    if (r == 0) {
+        for (size_t i = 0; i < len; i++)
+            if (cur[i] != ((const char *)cmp)[i]) {
+                *miscompare_off = i;
+                r = 1;
+                break;
+            }
+    }
+    if (r == 0)
+        r = vol_io(v, (void *)wr, len, off, true, 0);
+    pthread_rwlock_unlock(&v->write_lock);
+    free(cur);
+    return r;
+}
+
+int vd_vol_lba_status(vd_vol *v, uint64_t off, uint64_t *len, int *mapped)
+{
+    uint64_t es = v->pool->extent_size;
+    int r = 0;
+
+    pthread_rwlock_rdlock(&v->map_lock);
+    if (off >= v->size) {
+        r = -ERANGE;
+        goto out;
+    }
+    uint64_t le = off / es;
+    int m = v->map[le * v->copies].dev != VD_NO_DEV;
+    uint64_t end = le + 1;
+    while (end < v->le_count && (v->map[end * v->copies].dev != VD_NO_DEV) == m)
+        end++;
+    *mapped = m;
+    *len = (end * es < v->size ? end * es : v->size) - off;
+out:
+    pthread_rwlock_unlock(&v->map_lock);
+    return r;
+}
+
+int vd_vol_discard(vd_vol *v, uint64_t off, uint64_t len)
+{
+    if (off > vd_vol_size(v) || len > vd_vol_size(v) - off)
+        return -ERANGE;
+    return 0;
+}

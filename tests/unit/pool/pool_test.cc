@@ -1,0 +1,414 @@
+// Unit tests for pool/: allocation, metadata round trip, checksum
+// fall-back, mapping of byte ranges onto extents, I/O, locking.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "pool/pool_int.h"
+
+namespace {
+
+class PoolTest : public ::testing::Test {
+  protected:
+    std::string dir;
+    struct vd_conf_pool conf {};
+    std::vector<struct vd_conf_dev> devs;
+    std::vector<std::string> paths;
+    std::vector<std::string> names;
+
+    void SetUp() override
+    {
+        char tmpl[] = "/tmp/vdlvm-pool-test.XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+        setenv("VDLVM_RUNDIR", dir.c_str(), 1);
+        vd_log_set_fn(quiet_log);
+        Define(3, 64ull << 20);
+    }
+    void TearDown() override
+    {
+        std::string cmd = "rm -rf '" + dir + "'";
+        ASSERT_EQ(system(cmd.c_str()), 0);
+        vd_log_set_fn(nullptr);
+    }
+    static std::vector<std::string> log_lines;
+    static void quiet_log(int level, const char *msg)
+    {
+        if (level <= VD_LOG_WARN)
+            log_lines.push_back(msg);
+    }
+    void Define(int n, uint64_t size)
+    {
+        devs.assign(n, {});
+        paths.clear();
+        names.clear();
+        for (int i = 0; i < n; i++) {
+            paths.push_back(dir + "/d" + std::to_string(i) + ".img");
+            names.push_back("d" + std::to_string(i));
+        }
+        for (int i = 0; i < n; i++) {
+            devs[i].name = (char *)names[i].c_str();
+            devs[i].path = (char *)paths[i].c_str();
+            devs[i].size = size;
+            devs[i].node = (char *)"nodea";
+        }
+        conf.file = (char *)"test.yaml";
+        conf.name = (char *)"pool0";
+        conf.extent_size = 4ull << 20;
+        conf.ndevs = n;
+        conf.devs = devs.data();
+    }
+    vd_pool *Open()
+    {
+        vd_pool *p = nullptr;
+        EXPECT_EQ(vd_pool_open(&conf, &p), 0);
+        return p;
+    }
+    // Byte offset on device `dev` of pool byte `off` of volume name.
+    void CorruptMd(int dev, uint64_t at)
+    {
+        int fd = open(paths[dev].c_str(), O_RDWR);
+        ASSERT_GE(fd, 0);
+        uint8_t b;
+        ASSERT_EQ(pread(fd, &b, 1, VD_MD_OFFSET + at), 1);
+        b ^= 0x5a;
+        ASSERT_EQ(pwrite(fd, &b, 1, VD_MD_OFFSET + at), 1);
+        close(fd);
+    }
+};
+std::vector<std::string> PoolTest::log_lines;
+
+TEST(Format, OnDiskStructs_HaveFixedSizes)
+{
+    EXPECT_EQ(sizeof(struct vd_dev_hdr), 4096u);
+    EXPECT_EQ(sizeof(struct vd_md_rec), 64u);
+    EXPECT_EQ(sizeof(struct vd_op_map), 48u);
+    EXPECT_EQ(vd_crc32c(0, "123456789", 9), 0xe3069283u); // crc32c check value
+}
+
+TEST_F(PoolTest, Create_ThenOpen_EmptyPool)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_pool_info pi;
+    vd_pool_get_info(p, &pi);
+    EXPECT_EQ(pi.ndevs, 3u);
+    EXPECT_EQ(pi.nvols, 0u);
+    // 64 MiB devices: 5 MiB metadata, 14 extents of 4 MiB each.
+    EXPECT_EQ(pi.total_bytes, 3 * 14 * (4ull << 20));
+    struct vd_dev_info di;
+    int md = 0;
+    for (uint32_t i = 0; i < 3; i++) {
+        ASSERT_EQ(vd_pool_dev_get_info(p, i, &di), 0);
+        EXPECT_EQ(di.state, VD_DEV_OK);
+        EXPECT_EQ(di.name, names[i]);
+        md += di.has_md;
+    }
+    EXPECT_EQ(md, 3);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, VolCreate_LargerThanOneDevice_SpansDevicesInOrder)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 100ull << 20, nullptr), 0);
+    struct vd_run *runs;
+    size_t n;
+    ASSERT_EQ(vd_vol_get_runs(p, "vol0", &runs, &n), 0);
+    ASSERT_EQ(n, 2u);
+    EXPECT_EQ(runs[0].dev, 0u);
+    EXPECT_EQ(runs[0].le_start, 0u);
+    EXPECT_EQ(runs[0].count, 14u);
+    EXPECT_EQ(runs[1].dev, 1u);
+    EXPECT_EQ(runs[1].le_start, 14u);
+    EXPECT_EQ(runs[1].count, 11u);
+    EXPECT_EQ(runs[1].pe_start, 0u);
+    free(runs);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, VolCreate_TooLarge_FailsAndChangesNothing)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    struct vd_pool_info a, b;
+    vd_pool_get_info(p, &a);
+    EXPECT_EQ(vd_vol_create(p, "big", 1ull << 30, nullptr), -ENOSPC);
+    EXPECT_EQ(vd_vol_create(p, "bad/name", 4096, nullptr), -EINVAL);
+    EXPECT_EQ(vd_vol_create(p, "zero", 0, nullptr), -EINVAL);
+    vd_pool_get_info(p, &b);
+    EXPECT_EQ(a.seq, b.seq);
+    EXPECT_EQ(b.nvols, 0u);
+    EXPECT_EQ(b.used_bytes, 0u);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Metadata_RoundTrip_SurvivesReopen)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "a", 10ull << 20, nullptr), 0);
+    ASSERT_EQ(vd_vol_create(p, "b", 60ull << 20, nullptr), 0);
+    ASSERT_EQ(vd_vol_create(p, "c", 4ull << 20, nullptr), 0);
+    ASSERT_EQ(vd_vol_remove(p, "b"), 0);
+    ASSERT_EQ(vd_vol_extend(p, "a", 30ull << 20), 0);
+    struct vd_pool_info before;
+    vd_pool_get_info(p, &before);
+    struct vd_run *r1;
+    size_t n1;
+    ASSERT_EQ(vd_vol_get_runs(p, "a", &r1, &n1), 0);
+    vd_pool_close(p);
+
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_pool_info after;
+    vd_pool_get_info(p, &after);
+    EXPECT_EQ(after.seq, before.seq);
+    EXPECT_EQ(after.nvols, 2u);
+    EXPECT_EQ(after.used_bytes, before.used_bytes);
+    struct vd_vol_info vi;
+    ASSERT_EQ(vd_vol_get_info(p, "a", &vi), 0);
+    EXPECT_EQ(vi.size, 32ull << 20);
+    EXPECT_EQ(vd_vol_get_info(p, "b", &vi), -ENOENT);
+    struct vd_run *r2;
+    size_t n2;
+    ASSERT_EQ(vd_vol_get_runs(p, "a", &r2, &n2), 0);
+    ASSERT_EQ(n1, n2);
+    for (size_t i = 0; i < n1; i++) {
+        EXPECT_EQ(r1[i].leg, r2[i].leg);
+        EXPECT_EQ(r1[i].le_start, r2[i].le_start);
+        EXPECT_EQ(r1[i].count, r2[i].count);
+        EXPECT_EQ(r1[i].dev, r2[i].dev);
+        EXPECT_EQ(r1[i].pe_start, r2[i].pe_start);
+    }
+    free(r1);
+    free(r2);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Metadata_ManyCommits_WrapHalvesAndReplay)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    // Each commit is one 4 KiB record: 2 MiB halves wrap after ~512.
+    for (int i = 0; i < 1200; i++) {
+        ASSERT_EQ(vd_vol_create(p, "t", 4096, nullptr), 0) << i;
+        ASSERT_EQ(vd_vol_remove(p, "t"), 0) << i;
+    }
+    ASSERT_EQ(vd_vol_create(p, "keep", 8ull << 20, nullptr), 0);
+    struct vd_pool_info a;
+    vd_pool_get_info(p, &a);
+    EXPECT_EQ(a.seq, 2402u);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_pool_info b;
+    vd_pool_get_info(p, &b);
+    EXPECT_EQ(b.seq, a.seq);
+    EXPECT_EQ(b.nvols, 1u);
+    EXPECT_EQ(b.used_bytes, 8ull << 20);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Metadata_CorruptCopy_FallsBackAndRepairs)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    // Flip a byte in the checkpoint of d0 and in the delta of d1.
+    CorruptMd(0, 100);
+    CorruptMd(1, 4096 + 80);
+    log_lines.clear();
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "vol0", &vi), 0);
+    bool warned = false;
+    for (auto &l : log_lines)
+        warned |= l.find("repaired") != std::string::npos;
+    EXPECT_TRUE(warned);
+    vd_pool_close(p);
+    // The repaired copies alone now carry the pool: break d2's copy.
+    CorruptMd(2, 100);
+    CorruptMd(2, 4096 + 80);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(vd_vol_get_info(p, "vol0", &vi), 0);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Metadata_StaleCopy_NewestWins)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    // Save d2's metadata area, commit, then put the old one back.
+    std::vector<char> saved(VD_MD_SIZE);
+    int fd = open(paths[2].c_str(), O_RDWR);
+    ASSERT_EQ(pread(fd, saved.data(), saved.size(), VD_MD_OFFSET), (ssize_t)saved.size());
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    ASSERT_EQ(pwrite(fd, saved.data(), saved.size(), VD_MD_OFFSET), (ssize_t)saved.size());
+    close(fd);
+    // Only d2 left readable: it is stale; with all three the newest wins.
+    p = Open();
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "vol0", &vi), 0);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Open_AllCopiesCorrupt_Fails)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    for (int i = 0; i < 3; i++)
+        CorruptMd(i, 100);
+    vd_pool *p = nullptr;
+    EXPECT_EQ(vd_pool_open(&conf, &p), -EIO);
+    EXPECT_EQ(p, nullptr);
+}
+
+TEST_F(PoolTest, Open_MissingDevice_OpensDegraded)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 80ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    ASSERT_EQ(unlink(paths[1].c_str()), 0);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_dev_info di;
+    vd_pool_dev_get_info(p, 1, &di);
+    EXPECT_EQ(di.state, VD_DEV_MISSING);
+    EXPECT_NE(std::string(di.state_msg).find("d1.img"), std::string::npos);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    char buf[4096];
+    EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 0), 0);                 // d0
+    EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 60ull << 20), -EIO);    // d1
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Create_DeviceOfAnotherPool_RefusedUnlessForce)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    conf.name = (char *)"pool1";
+    struct stat st1, st2;
+    ASSERT_EQ(stat(paths[0].c_str(), &st1), 0);
+    EXPECT_EQ(vd_pool_create(&conf, 0), -EEXIST);
+    ASSERT_EQ(stat(paths[0].c_str(), &st2), 0);
+    EXPECT_EQ(st1.st_mtime, st2.st_mtime);
+    conf.name = (char *)"pool0";
+    vd_pool *p = Open(); // still intact
+    ASSERT_NE(p, nullptr);
+    vd_pool_close(p);
+    conf.name = (char *)"pool1";
+    EXPECT_EQ(vd_pool_create(&conf, 1), 0);
+}
+
+TEST_F(PoolTest, Create_MissingFileWithoutSize_CreatesNothing)
+{
+    devs[2].size = 0;
+    EXPECT_EQ(vd_pool_create(&conf, 0), -ENOENT);
+    for (auto &path : paths)
+        EXPECT_NE(access(path.c_str(), F_OK), 0) << path;
+}
+
+TEST_F(PoolTest, Open_SecondOpener_GetsEbusy)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    vd_pool *q = nullptr;
+    log_lines.clear();
+    EXPECT_EQ(vd_pool_open(&conf, &q), -EBUSY);
+    ASSERT_FALSE(log_lines.empty());
+    EXPECT_NE(log_lines.back().find("pid"), std::string::npos);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Io_RangeAcrossExtents_LandsOnMappedDeviceOffsets)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 100ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    // 1 MiB straddling logical extents 13|14: d0 PE 13 and d1 PE 0.
+    const uint64_t es = 4ull << 20, off = 14 * es - 512 * 1024;
+    std::vector<char> w(1 << 20), r(1 << 20);
+    for (size_t i = 0; i < w.size(); i++)
+        w[i] = (char)(i * 7 + 3);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), off, VD_IO_FUA), 0);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), off), 0);
+    EXPECT_EQ(w, r);
+    // Check the backing files directly.
+    const uint64_t doff = 5ull << 20;
+    std::vector<char> f(512 * 1024);
+    int fd0 = open(paths[0].c_str(), O_RDONLY), fd1 = open(paths[1].c_str(), O_RDONLY);
+    ASSERT_EQ(pread(fd0, f.data(), f.size(), doff + 13 * es + es - f.size()), (ssize_t)f.size());
+    EXPECT_EQ(memcmp(f.data(), w.data(), f.size()), 0);
+    ASSERT_EQ(pread(fd1, f.data(), f.size(), doff), (ssize_t)f.size());
+    EXPECT_EQ(memcmp(f.data(), w.data() + f.size(), f.size()), 0);
+    close(fd0);
+    close(fd1);
+    EXPECT_EQ(vd_vol_pread(v, r.data(), 4096, 100ull << 20), -ERANGE);
+    EXPECT_EQ(vd_vol_flush(v), 0);
+    EXPECT_EQ(vd_vol_remove(p, "vol0"), -EBUSY);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Extend_WhileOpen_NewSizeVisibleAndWritable)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    EXPECT_EQ(vd_vol_extend(p, "vol0", 4ull << 20), -EINVAL);
+    ASSERT_EQ(vd_vol_extend(p, "vol0", 20ull << 20), 0);
+    EXPECT_EQ(vd_vol_size(v), 20ull << 20);
+    char buf[4096] = "hello";
+    EXPECT_EQ(vd_vol_pwrite(v, buf, sizeof(buf), (20ull << 20) - 4096, 0), 0);
+    char back[4096];
+    EXPECT_EQ(vd_vol_pread(v, back, sizeof(back), (20ull << 20) - 4096), 0);
+    EXPECT_STREQ(back, "hello");
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, CompareAndWrite_MatchWrites_MiscompareReportsOffset)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> zero(512, 0), one(512, 1), back(512);
+    uint64_t mis = 99;
+    EXPECT_EQ(vd_vol_compare_and_write(v, zero.data(), one.data(), 512, 4096, &mis), 0);
+    EXPECT_EQ(vd_vol_pread(v, back.data(), 512, 4096), 0);
+    EXPECT_EQ(back, one);
+    one[10] = 2;
+    EXPECT_EQ(vd_vol_compare_and_write(v, one.data(), zero.data(), 512, 4096, &mis), 1);
+    EXPECT_EQ(mis, 10u);
+    EXPECT_EQ(vd_vol_pread(v, back.data(), 512, 4096), 0);
+    EXPECT_EQ(back[0], 1);
+    int mapped;
+    uint64_t len;
+    EXPECT_EQ(vd_vol_lba_status(v, 4096, &len, &mapped), 0);
+    EXPECT_EQ(mapped, 1);
+    EXPECT_EQ(len, (8ull << 20) - 4096);
+    EXPECT_EQ(vd_vol_lba_status(v, 8ull << 20, &len, &mapped), -ERANGE);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+} // namespace
