@@ -1,10 +1,12 @@
-/* vdlvm: local device driver (files and block devices).
- * All functions are thread-safe: they use pread/pwrite on a shared fd. */
+/* vdlvm: device access — the local file driver, and the logging wrappers
+ * the pool uses for every device I/O.  Thread-safe. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -12,64 +14,24 @@
 
 #include "pool_int.h"
 
-int vd_dev_open_path(const char *path, int *fdp, uint64_t *size, int create,
-                     uint64_t create_size, char *msg, size_t msglen)
-{
-    struct stat st;
+/* ---- local files and block devices -------------------------------------- */
+struct file_bdev {
+    struct vd_bdev b;
     int fd;
+};
 
-    fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
-    if (fd < 0) {
-        snprintf(msg, msglen, "open %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    if (create && ftruncate(fd, create_size) < 0) {
-        int e = errno;
-        snprintf(msg, msglen, "create %s of %llu bytes: %s", path,
-                 (unsigned long long)create_size, strerror(e));
-        close(fd);
-        unlink(path);
-        return -e;
-    }
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        snprintf(msg, msglen, "stat %s: %s", path, strerror(e));
-        close(fd);
-        return -e;
-    }
-    if (S_ISBLK(st.st_mode)) {
-        if (ioctl(fd, BLKGETSIZE64, size) < 0) {
-            int e = errno;
-            snprintf(msg, msglen, "size of %s: %s", path, strerror(e));
-            close(fd);
-            return -e;
-        }
-    } else if (S_ISREG(st.st_mode)) {
-        *size = st.st_size;
-    } else {
-        snprintf(msg, msglen, "%s is neither a file nor a block device", path);
-        close(fd);
-        return -EINVAL;
-    }
-    *fdp = fd;
-    return 0;
-}
-
-int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
+static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
 {
+    int fd = ((struct file_bdev *)b)->fd;
     char *p = buf;
 
     while (len) {
-        ssize_t n = pread(d->fd, p, len, off);
+        ssize_t n = pread(fd, p, len, off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            int e = errno;
-            vd_log(VD_LOG_ERR, "device '%s': read of %zu bytes at %llu failed: %s",
-                   d->name, len, (unsigned long long)off, strerror(e));
-            return -EIO;
-        }
-        if (n == 0) { /* a file shorter than its header says: reads zeros */
+        if (n < 0)
+            return -errno;
+        if (n == 0) { /* beyond the end of a short file: zeros */
             memset(p, 0, len);
             return 0;
         }
@@ -80,42 +42,153 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
-                  unsigned flags)
+static int file_pwrite(struct vd_bdev *b, const void *buf, size_t len,
+                       uint64_t off, unsigned flags)
 {
+    int fd = ((struct file_bdev *)b)->fd;
     const char *p = buf;
     int rwf = (flags & VD_IO_FUA) ? RWF_DSYNC : 0;
 
     while (len) {
         struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
-        ssize_t n = pwritev2(d->fd, &iov, 1, off, rwf);
+        ssize_t n = pwritev2(fd, &iov, 1, off, rwf);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : ENOSPC;
-            vd_log(VD_LOG_ERR, "device '%s': write of %zu bytes at %llu failed: %s",
-                   d->name, len, (unsigned long long)off, strerror(e));
-            return -EIO;
-        }
+        if (n <= 0)
+            return n < 0 ? -errno : -ENOSPC;
         p += n;
         off += n;
         len -= n;
     }
-    if (!rwf)
+    return 0;
+}
+
+static int file_flush(struct vd_bdev *b)
+{
+    return fdatasync(((struct file_bdev *)b)->fd) < 0 ? -errno : 0;
+}
+
+static void file_close(struct vd_bdev *b)
+{
+    if (b) {
+        close(((struct file_bdev *)b)->fd);
+        free(b);
+    }
+}
+
+static const struct vd_bdev_ops file_ops = {
+    .kind = "file",
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .flush = file_flush,
+    .close = file_close,
+};
+
+static int file_open(const char *path, int create, uint64_t create_size,
+                     struct vd_bdev **out, char *msg, size_t msglen)
+{
+    struct file_bdev *fb;
+    struct stat st;
+    uint64_t size;
+    int fd, e;
+
+    fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
+    if (fd < 0) {
+        e = errno;
+        snprintf(msg, msglen, "open %s: %s", path, strerror(e));
+        return -e;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(msg, msglen, "%s is in use by another process", path);
+        close(fd);
+        return -EBUSY;
+    }
+    if (create && ftruncate(fd, create_size) < 0) {
+        e = errno;
+        snprintf(msg, msglen, "create %s of %llu bytes: %s", path,
+                 (unsigned long long)create_size, strerror(e));
+        close(fd);
+        unlink(path);
+        return -e;
+    }
+    if (fstat(fd, &st) < 0) {
+        e = errno;
+        snprintf(msg, msglen, "stat %s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    if (S_ISBLK(st.st_mode)) {
+        if (ioctl(fd, BLKGETSIZE64, &size) < 0) {
+            e = errno;
+            snprintf(msg, msglen, "size of %s: %s", path, strerror(e));
+            close(fd);
+            return -e;
+        }
+    } else if (S_ISREG(st.st_mode)) {
+        size = st.st_size;
+    } else {
+        snprintf(msg, msglen, "%s is neither a file nor a block device", path);
+        close(fd);
+        return -EINVAL;
+    }
+    fb = calloc(1, sizeof(*fb));
+    if (!fb) {
+        close(fd);
+        return -ENOMEM;
+    }
+    fb->b.ops = &file_ops;
+    fb->b.size = size;
+    fb->b.block_size = 512;
+    fb->fd = fd;
+    *out = &fb->b;
+    return 0;
+}
+
+int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
+                 struct vd_bdev **out, char *msg, size_t msglen)
+{
+    if (c->iscsi_url)
+        return vd_bdev_iscsi_open(c, out, msg, msglen);
+    return file_open(c->path, create, create_size, out, msg, msglen);
+}
+
+/* ---- pool-level wrappers: log once, naming the device ------------------- */
+int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
+{
+    int r = d->bdev->ops->pread(d->bdev, buf, len, off);
+    if (r < 0) {
+        vd_log(VD_LOG_ERR, "device '%s': read of %zu bytes at %llu failed: %s",
+               d->name, len, (unsigned long long)off, strerror(-r));
+        return -EIO;
+    }
+    return 0;
+}
+
+int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
+                  unsigned flags)
+{
+    int r = d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
+    if (r < 0) {
+        vd_log(VD_LOG_ERR, "device '%s': write of %zu bytes at %llu failed: %s",
+               d->name, len, (unsigned long long)off, strerror(-r));
+        return -EIO;
+    }
+    if (!(flags & VD_IO_FUA))
         __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
 int vd_dev_flush(struct vd_dev *d)
 {
+    int r;
+
     if (!__atomic_exchange_n(&d->touched, 0, __ATOMIC_ACQ_REL))
         return 0;
-    if (fdatasync(d->fd) < 0) {
-        int e = errno;
+    r = d->bdev->ops->flush(d->bdev);
+    if (r < 0) {
         /* Keep it marked: the data is not known to be durable. */
         __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
-        vd_log(VD_LOG_ERR, "device '%s': fdatasync failed: %s", d->name,
-               strerror(e));
+        vd_log(VD_LOG_ERR, "device '%s': flush failed: %s", d->name, strerror(-r));
         return -EIO;
     }
     return 0;

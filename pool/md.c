@@ -497,7 +497,7 @@ int vd_md_commit(vd_pool *p, struct vd_opbuf *ops)
         goto out;
     for (uint32_t i = 0; i < p->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
-        if (!(d->flags & VD_DEVF_MD) || d->fd < 0 || d->state != VD_DEV_OK)
+        if (!(d->flags & VD_DEVF_MD) || !d->bdev || d->state != VD_DEV_OK)
             continue;
         tried++;
         if (d->md_half >= 0 && d->md_pos + delta_len <= half_size) {

@@ -106,14 +106,9 @@ static bool hdr_valid(const struct vd_dev_hdr *h)
     return vd_crc32c(0, &c, sizeof(c)) == h->crc;
 }
 
-static int read_hdr(int fd, struct vd_dev_hdr *h)
+static int read_hdr(struct vd_bdev *b, struct vd_dev_hdr *h)
 {
-    ssize_t n = pread(fd, h, sizeof(*h), 0);
-    if (n < 0)
-        return -errno;
-    if (n < (ssize_t)sizeof(*h))
-        memset((char *)h + n, 0, sizeof(*h) - n);
-    return 0;
+    return b->ops->pread(b, h, sizeof(*h), 0);
 }
 
 static vd_pool *pool_alloc(const char *name)
@@ -128,7 +123,7 @@ static vd_pool *pool_alloc(const char *name)
     }
     for (uint32_t i = 0; i < VD_MAX_DEVS; i++) {
         p->devs[i].idx = i;
-        p->devs[i].fd = -1;
+        p->devs[i].bdev = NULL;
         p->devs[i].state = VD_DEV_MISSING;
         p->devs[i].md_half = -1;
     }
@@ -143,8 +138,8 @@ static void pool_free(vd_pool *p)
         return;
     vd_state_free(p);
     for (uint32_t i = 0; i < VD_MAX_DEVS; i++) {
-        if (p->devs[i].fd >= 0)
-            close(p->devs[i].fd);
+        if (p->devs[i].bdev)
+            p->devs[i].bdev->ops->close(p->devs[i].bdev);
         free(p->devs[i].path);
     }
     free(p->devs);
@@ -154,7 +149,7 @@ static void pool_free(vd_pool *p)
 
 /* ---- create ------------------------------------------------------------- */
 struct cdev {
-    int fd;
+    struct vd_bdev *b;
     bool created, hdr_written;
     uint64_t size;
 };
@@ -183,8 +178,6 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
         r = -ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < conf->ndevs; i++)
-        cd[i].fd = -1;
     if ((r = pool_lock(conf->name, &p->lock_fd)) < 0)
         goto out;
 
@@ -192,14 +185,7 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
     for (size_t i = 0; i < conf->ndevs; i++) {
         const struct vd_conf_dev *c = &conf->devs[i];
         struct stat st;
-        if (!c->path) {
-            vd_log(VD_LOG_ERR, "device '%s': remote (iscsi) devices are not "
-                   "supported by this build yet; use a local path",
-                   c->name);
-            r = -ENOTSUP;
-            goto out;
-        }
-        if (stat(c->path, &st) < 0) {
+        if (c->path && stat(c->path, &st) < 0) {
             if (errno != ENOENT) {
                 vd_log(VD_LOG_ERR, "device '%s': stat %s: %s", c->name, c->path,
                        strerror(errno));
@@ -229,18 +215,13 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
             cd[i].size = c->size;
             continue;
         }
-        r = vd_dev_open_path(c->path, &cd[i].fd, &cd[i].size, 0, 0, msg, sizeof(msg));
+        r = vd_bdev_open(c, 0, 0, &cd[i].b, msg, sizeof(msg));
         if (r < 0) {
             vd_log(VD_LOG_ERR, "device '%s': %s", c->name, msg);
             goto out;
         }
-        if (flock(cd[i].fd, LOCK_EX | LOCK_NB) < 0) {
-            vd_log(VD_LOG_ERR, "device '%s': %s is in use by another process",
-                   c->name, c->path);
-            r = -EBUSY;
-            goto out;
-        }
-        if (c->size && S_ISREG(st.st_mode) && c->size != cd[i].size) {
+        cd[i].size = cd[i].b->size;
+        if (c->path && c->size && S_ISREG(st.st_mode) && c->size != cd[i].size) {
             vd_log(VD_LOG_ERR, "device '%s': %s exists with %llu bytes but size: "
                    "says %llu; size: is only for a file to be created",
                    c->name, c->path, (unsigned long long)cd[i].size,
@@ -249,8 +230,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
             goto out;
         }
         struct vd_dev_hdr h;
-        if ((r = read_hdr(cd[i].fd, &h)) < 0) {
-            vd_log(VD_LOG_ERR, "device '%s': read %s: %s", c->name, c->path,
+        if ((r = read_hdr(cd[i].b, &h)) < 0) {
+            vd_log(VD_LOG_ERR, "device '%s': read header: %s", c->name,
                    strerror(-r));
             goto out;
         }
@@ -260,7 +241,7 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
             h.pool_name[sizeof(h.pool_name) - 1] = 0;
             vd_log(VD_LOG_ERR, "device '%s': %s already belongs to pool '%s' "
                    "(%s); use --force to overwrite it",
-                   c->name, c->path, h.pool_name, u);
+                   c->name, c->path ? c->path : c->iscsi_url, h.pool_name, u);
             r = -EEXIST;
             goto out;
         }
@@ -308,16 +289,16 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
         goto out;
     for (size_t i = 0; i < conf->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
-        if (cd[i].fd < 0) {
-            r = vd_dev_open_path(conf->devs[i].path, &cd[i].fd, &cd[i].size, 1,
-                                 cd[i].size, msg, sizeof(msg));
+        if (!cd[i].b) {
+            r = vd_bdev_open(&conf->devs[i], 1, cd[i].size, &cd[i].b, msg,
+                             sizeof(msg));
             if (r < 0) {
                 vd_log(VD_LOG_ERR, "device '%s': %s", d->name, msg);
                 goto out;
             }
             cd[i].created = true;
         }
-        d->fd = cd[i].fd;
+        d->bdev = cd[i].b;
         d->state = VD_DEV_OK;
     }
     {
@@ -381,7 +362,9 @@ out:
         /* Undo: nothing half-created. */
         static const uint8_t zero_hdr[VD_HDR_SIZE];
         for (size_t i = 0; i < conf->ndevs; i++) {
-            if (cd[i].hdr_written && pwrite(cd[i].fd, zero_hdr, sizeof(zero_hdr), 0) < 0)
+            if (cd[i].hdr_written &&
+                cd[i].b->ops->pwrite(cd[i].b, zero_hdr, sizeof(zero_hdr), 0,
+                                     VD_IO_FUA) < 0)
                 vd_log(VD_LOG_WARN, "device '%s': could not clear header",
                        conf->devs[i].name);
             if (cd[i].created)
@@ -390,12 +373,12 @@ out:
     }
     if (p) {
         for (size_t i = 0; i < conf->ndevs; i++)
-            p->devs[i].fd = -1;
+            p->devs[i].bdev = NULL;
     }
     if (cd)
         for (size_t i = 0; i < conf->ndevs; i++)
-            if (cd[i].fd >= 0)
-                close(cd[i].fd);
+            if (cd[i].b)
+                cd[i].b->ops->close(cd[i].b);
     vd_opbuf_free(&ops);
     free(cd);
     free(flags);
@@ -405,7 +388,7 @@ out:
 
 /* ---- open --------------------------------------------------------------- */
 struct odev {
-    int fd;
+    struct vd_bdev *b;
     struct vd_dev_hdr h;
     bool valid;
     char msg[256];
@@ -453,26 +436,11 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
         goto out;
     for (size_t i = 0; i < conf->ndevs; i++) {
         const struct vd_conf_dev *c = &conf->devs[i];
-        uint64_t size;
-        od[i].fd = -1;
-        if (!c->path) {
-            snprintf(od[i].msg, sizeof(od[i].msg),
-                     "remote devices are not supported by this build yet");
+        if (vd_bdev_open(c, 0, 0, &od[i].b, od[i].msg, sizeof(od[i].msg)) < 0)
             continue;
-        }
-        if (vd_dev_open_path(c->path, &od[i].fd, &size, 0, 0, od[i].msg,
-                             sizeof(od[i].msg)) < 0)
-            continue;
-        if (flock(od[i].fd, LOCK_EX | LOCK_NB) < 0) {
-            snprintf(od[i].msg, sizeof(od[i].msg), "%s is in use by another process",
-                     c->path);
-            close(od[i].fd);
-            od[i].fd = -1;
-            continue;
-        }
-        if (read_hdr(od[i].fd, &od[i].h) < 0 || !hdr_valid(&od[i].h)) {
+        if (read_hdr(od[i].b, &od[i].h) < 0 || !hdr_valid(&od[i].h)) {
             snprintf(od[i].msg, sizeof(od[i].msg), "%s has no valid vdlvm header",
-                     c->path);
+                     c->path ? c->path : c->iscsi_url);
             continue;
         }
         od[i].h.pool_name[sizeof(od[i].h.pool_name) - 1] = 0;
@@ -484,7 +452,7 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
         }
         if (strcmp(od[i].h.pool_name, conf->name) != 0) {
             snprintf(od[i].msg, sizeof(od[i].msg), "%s belongs to pool '%s'",
-                     c->path, od[i].h.pool_name);
+                     c->path ? c->path : c->iscsi_url, od[i].h.pool_name);
             continue;
         }
         od[i].valid = true;
@@ -534,10 +502,8 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
             r = -ENOMEM;
             goto out;
         }
-        ssize_t n = pread(od[i].fd, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
-        if (n < 0)
-            n = 0;
-        memset(od[i].md + n, 0, VD_MD_SIZE - n);
+        if (od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET) < 0)
+            memset(od[i].md, 0, VD_MD_SIZE);
         for (int h = 0; h < 2; h++) {
             od[i].seq[h] = vd_md_scan_half(uuid, od[i].md + h * half_size,
                                            half_size, &od[i].ckpt[h], &od[i].end[h]);
@@ -586,7 +552,7 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
         free(d->path);
         d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
         if (!od[i].valid) {
-            d->state = od[i].fd >= 0 ? VD_DEV_FAILED : VD_DEV_MISSING;
+            d->state = od[i].b ? VD_DEV_FAILED : VD_DEV_MISSING;
             snprintf(d->state_msg, sizeof(d->state_msg), "%s", od[i].msg);
             vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,
                    od[i].msg);
@@ -596,13 +562,13 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
             d->state = VD_DEV_FAILED;
             snprintf(d->state_msg, sizeof(d->state_msg),
                      "%s holds another device of the pool (index %u)",
-                     c->path, od[i].h.dev_index);
+                     d->path, od[i].h.dev_index);
             vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,
                    d->state_msg);
             continue;
         }
-        d->fd = od[i].fd;
-        od[i].fd = -1;
+        d->bdev = od[i].b;
+        od[i].b = NULL;
         d->state = VD_DEV_OK;
         d->state_msg[0] = 0;
         if (!(d->flags & VD_DEVF_MD))
@@ -635,8 +601,8 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
 out:
     if (od)
         for (size_t i = 0; i < conf->ndevs; i++) {
-            if (od[i].fd >= 0)
-                close(od[i].fd);
+            if (od[i].b)
+                od[i].b->ops->close(od[i].b);
             free(od[i].md);
         }
     free(od);
@@ -649,7 +615,7 @@ void vd_pool_close(vd_pool *p)
     if (!p)
         return;
     for (uint32_t i = 0; i < p->ndevs; i++)
-        if (p->devs[i].fd >= 0)
+        if (p->devs[i].bdev)
             vd_dev_flush(&p->devs[i]);
     pool_free(p);
 }

@@ -146,6 +146,40 @@ struct vd_op_map {
 };
 _Static_assert(sizeof(struct vd_op_map) == 48, "op map");
 
+/* ---- device drivers ---------------------------------------------------- */
+/* An open backing device: a local file/block device or a remote LUN.
+ * pread/pwrite/flush are thread-safe and return 0 or a negative errno
+ * (-EIO: the device failed the command; -ETIMEDOUT / -ENOTCONN: a remote
+ * device did not answer in time or is known to be unreachable); they never
+ * block longer than the device's timeout.  Offsets and lengths are
+ * multiples of block_size.  close frees the handle. */
+struct vd_bdev;
+struct vd_bdev_ops {
+    const char *kind; /* "file", "iscsi" */
+    int (*pread)(struct vd_bdev *b, void *buf, size_t len, uint64_t off);
+    int (*pwrite)(struct vd_bdev *b, const void *buf, size_t len, uint64_t off,
+                  unsigned flags /* VD_IO_FUA */);
+    int (*flush)(struct vd_bdev *b);
+    void (*close)(struct vd_bdev *b);
+    /* Optional: connection state for status ("connected", "reconnecting
+     * since ...", "failed: cause"); returns 1 when usable, 0 when not. */
+    int (*get_state)(struct vd_bdev *b, char *buf, size_t len);
+};
+struct vd_bdev {
+    const struct vd_bdev_ops *ops;
+    uint64_t size;        /* bytes */
+    uint32_t block_size;  /* bytes */
+};
+/* Open the device a definition names (local path or iscsi URL).  For a
+ * local path that does not exist and create set: create a sparse file of
+ * create_size.  A local device is locked exclusively (flock): -EBUSY when
+ * another process holds it.  On failure msg says why (no secrets). */
+int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
+                 struct vd_bdev **out, char *msg, size_t msglen);
+/* Remote devices (pool/iscsi.c). */
+int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
+                       char *msg, size_t msglen);
+
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_pe {
     uint32_t dev;   /* VD_NO_DEV = unmapped */
@@ -163,7 +197,7 @@ struct vd_dev {
     uint64_t size, pe_count, data_offset;
     uint8_t *used;           /* bitmap of allocated PEs */
     uint64_t used_count;
-    int fd;                  /* -1 when missing/failed */
+    struct vd_bdev *bdev;    /* NULL when missing/failed */
     enum vd_dev_state state;
     char state_msg[256];
     int touched;             /* written since last flush (atomic) */
@@ -209,8 +243,6 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
                   uint64_t off, unsigned flags);
 int vd_dev_flush(struct vd_dev *d);
-int vd_dev_open_path(const char *path, int *fd, uint64_t *size, int create,
-                     uint64_t create_size, char *msg, size_t msglen);
 void vd_uuid_gen(uint8_t uuid[16]);
 void vd_uuid_str(const uint8_t uuid[16], char out[37]);
 

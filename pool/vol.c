@@ -379,7 +379,7 @@ int vd_vol_flush(vd_vol *v)
 
     for (uint32_t i = 0; i < p->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
-        if (d->fd >= 0 && d->state == VD_DEV_OK) {
+        if (d->bdev && d->state == VD_DEV_OK) {
             int e = vd_dev_flush(d);
             if (e < 0)
                 r = e;
