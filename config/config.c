@@ -314,19 +314,19 @@ static int map_get(struct ctx *c, yaml_node_t *map, const char *what,
         yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
 
         if (!k || !v)
-            return fail(c, map, "%s: malformed mapping", what);
+            return fail(c, map, "%smalformed mapping", what);
         if (k->type != YAML_SCALAR_NODE)
-            return fail(c, k, "%s: a key must be a scalar, not %s", what,
+            return fail(c, k, "%sa key must be a scalar, not %s", what,
                         kind_name(k));
         for (i = 0; keys[i]; i++)
             if (key_is(k, keys[i]))
                 break;
         if (!keys[i])
-            return fail(c, k, "%s: unknown key '%s'; allowed keys: %s", what,
+            return fail(c, k, "%sunknown key '%s'; allowed keys: %s", what,
                         SHOW(k), allowed);
         if (kn[i])
             return fail(c, k,
-                        "%s: duplicate key '%s' (first at line %d, column "
+                        "%sduplicate key '%s' (first at line %d, column "
                         "%d); give each key once",
                         what, keys[i], (int)kn[i]->start_mark.line + 1,
                         (int)kn[i]->start_mark.column + 1);
@@ -341,13 +341,13 @@ static int get_scalar(struct ctx *c, const char *what, yaml_node_t *k,
                       yaml_node_t *v, const char *fix, const char **out)
 {
     if (is_null(v))
-        return fail(c, k, "%s: %s has no value; %s", what,
+        return fail(c, k, "%s%s has no value; %s", what,
                     (const char *)k->data.scalar.value, fix);
     if (v->type != YAML_SCALAR_NODE)
-        return fail(c, v, "%s: %s must be a scalar, not %s; %s", what,
+        return fail(c, v, "%s%s must be a scalar, not %s; %s", what,
                     (const char *)k->data.scalar.value, kind_name(v), fix);
     if (strlen((const char *)v->data.scalar.value) != v->data.scalar.length)
-        return fail(c, v, "%s: %s contains a NUL character", what,
+        return fail(c, v, "%s%s contains a NUL character", what,
                     (const char *)k->data.scalar.value);
     *out = (const char *)v->data.scalar.value;
     return 0;
@@ -361,8 +361,9 @@ static int get_name(struct ctx *c, const char *what, yaml_node_t *k,
     if (rc)
         return rc;
     if (!name_ok(*out, v->data.scalar.length))
-        return fail(c, v, "%s: invalid %s '%s'; " NAME_RULE, what,
-                    (const char *)k->data.scalar.value, SHOW(v));
+        return fail(c, v, "%sinvalid %s%s '%s'; " NAME_RULE, what,
+                    (const char *)k->data.scalar.value,
+                    key_is(k, "name") ? "" : " name", SHOW(v));
     return 0;
 }
 
@@ -375,11 +376,11 @@ static int get_path(struct ctx *c, const char *what, yaml_node_t *k,
         return rc;
     if ((*out)[0] != '/')
         return fail(c, v,
-                    "%s: %s '%s' is not an absolute path; tgtd does not run "
+                    "%s%s '%s' is not an absolute path; tgtd does not run "
                     "in this directory, give the full path",
                     what, (const char *)k->data.scalar.value, SHOW(v));
     if (v->data.scalar.length >= PATH_MAX)
-        return fail(c, v, "%s: %s is longer than %d bytes", what,
+        return fail(c, v, "%s%s is longer than %d bytes", what,
                     (const char *)k->data.scalar.value, PATH_MAX - 1);
     return 0;
 }
@@ -394,10 +395,10 @@ static int get_size(struct ctx *c, const char *what, yaml_node_t *k,
         return rc;
     rc = vd_size_parse(s, out);
     if (rc == -ERANGE)
-        return fail(c, v, "%s: %s '%s' is too large; the maximum is 16EiB - 1",
+        return fail(c, v, "%s%s '%s' is too large; the maximum is 16EiB - 1",
                     what, (const char *)k->data.scalar.value, SHOW(v));
     if (rc)
-        return fail(c, v, "%s: bad %s '%s'; " SIZE_RULE, what,
+        return fail(c, v, "%sbad %s '%s'; " SIZE_RULE, what,
                     (const char *)k->data.scalar.value, SHOW(v));
     return 0;
 }
@@ -423,7 +424,7 @@ static int parse_url(struct ctx *c, const char *what, yaml_node_t *v,
 
 #define BAD_URL(why)                                                          \
     fail(c, v,                                                                \
-         "%s: bad iscsi URL '%s': %s; use iscsi://host[:port]/target-iqn/lun", \
+         "%sbad iscsi URL '%s': %s; use iscsi://host[:port]/target-iqn/lun", \
          what, SHOW(v), why)
 
     if (strncmp(url, pfx, sizeof(pfx) - 1) != 0)
@@ -515,14 +516,14 @@ static int default_node(struct ctx *c, yaml_node_t *devnode, const char *what,
 
     if (gethostname(host, sizeof(host) - 1) != 0)
         return fail(c, devnode,
-                    "%s: no node given and gethostname failed; add node: NAME",
+                    "%sno node given and gethostname failed; add node: NAME",
                     what);
     host[sizeof(host) - 1] = '\0';
     if (!vd_name_is_valid(host) && (dot = strchr(host, '.')))
         *dot = '\0';
     if (!vd_name_is_valid(host))
         return fail(c, devnode,
-                    "%s: no node given and host name '%s' is not a valid node "
+                    "%sno node given and host name '%s' is not a valid node "
                     "name; add node: NAME",
                     what, host);
     return dup_str(host, out);
@@ -550,22 +551,22 @@ static int parse_chap(struct ctx *c, const char *what, yaml_node_t *k,
 
     if (is_null(v) || v->type != YAML_MAPPING_NODE)
         return fail(c, is_null(v) ? k : v,
-                    "%s: chap must be a mapping, not %s; use chap: {user: "
+                    "%schap must be a mapping, not %s; use chap: {user: "
                     "NAME, secret_file: PATH}",
                     what, is_null(v) ? "empty" : kind_name(v));
-    snprintf(w, sizeof(w), "%s chap", what);
+    snprintf(w, sizeof(w), "%schap: ", what);
     rc = map_get(c, v, w, keys, CHAP_KEYS, kn, vals);
     if (rc)
         return rc;
     if (!kn[0])
-        return fail(c, v, "%s: missing required key 'user'", w);
+        return fail(c, v, "%smissing required key 'user'", w);
     if (!kn[1])
-        return fail(c, v, "%s: missing required key 'secret_file'", w);
+        return fail(c, v, "%smissing required key 'secret_file'", w);
     rc = get_scalar(c, w, kn[0], vals[0], "give the CHAP user name", &s);
     if (rc)
         return rc;
     if (!*s)
-        return fail(c, vals[0], "%s: user is empty", w);
+        return fail(c, vals[0], "%suser is empty", w);
     rc = dup_str(s, &d->chap_user);
     if (rc)
         return rc;
@@ -583,6 +584,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
     static const char *const keys[] = {"name",  "path", "size",    "node",
                                        "iscsi", "chap", "timeout", NULL};
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
+    yaml_node_pair_t *pp;
     char what[128];
     const char *s = NULL;
     int rc;
@@ -594,14 +596,28 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                     "device %zu: must be a mapping with keys " DEV_KEYS
                     ", not %s",
                     idx + 1, is_null(dn) ? "empty" : kind_name(dn));
-    snprintf(what, sizeof(what), "device %zu", idx + 1);
+    snprintf(what, sizeof(what), "device %zu: ", idx + 1);
+    /* name the device in every message when its name is usable */
+    for (pp = dn->data.mapping.pairs.start; pp < dn->data.mapping.pairs.top;
+         pp++) {
+        yaml_node_t *k = node(c, pp->key), *val = node(c, pp->value);
+
+        if (k && val && k->type == YAML_SCALAR_NODE && key_is(k, "name") &&
+            val->type == YAML_SCALAR_NODE &&
+            name_ok((const char *)val->data.scalar.value,
+                    val->data.scalar.length)) {
+            snprintf(what, sizeof(what), "device '%s': ",
+                     (const char *)val->data.scalar.value);
+            break;
+        }
+    }
     rc = map_get(c, dn, what, keys, DEV_KEYS, kn, v);
     if (rc)
         return rc;
 
     /* the name first, so that later messages can use it */
     if (!kn[K_NAME])
-        return fail(c, dn, "%s: missing required key 'name'; add name: NAME",
+        return fail(c, dn, "%smissing required key 'name'; add name: NAME",
                     what);
     rc = get_name(c, what, kn[K_NAME], v[K_NAME], &s);
     if (rc)
@@ -609,7 +625,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
     rc = dup_str(s, &d->name);
     if (rc)
         return rc;
-    snprintf(what, sizeof(what), "device '%s'", d->name);
+    snprintf(what, sizeof(what), "device '%s': ", d->name);
     dk->name = d->name;
     dk->name_line = (int)v[K_NAME]->start_mark.line + 1;
     dk->name_col = (int)v[K_NAME]->start_mark.column + 1;
@@ -620,27 +636,27 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                 ? kn[K_PATH]
                 : kn[K_ISCSI];
         return fail(c, second,
-                    "%s: has both path and iscsi; give exactly one", what);
+                    "%shas both path and iscsi; give exactly one", what);
     }
     if (!kn[K_PATH] && !kn[K_ISCSI])
         return fail(c, dn,
-                    "%s: missing required key 'path' or 'iscsi'; add path: "
+                    "%smissing required key 'path' or 'iscsi'; add path: "
                     "FILE for a local device or iscsi: URL for a remote one",
                     what);
     if (kn[K_PATH]) {
         if (kn[K_CHAP])
             return fail(c, kn[K_CHAP],
-                        "%s: chap is only valid for an iscsi device; remove "
+                        "%schap is only valid for an iscsi device; remove "
                         "it",
                         what);
         if (kn[K_TIMEOUT])
             return fail(c, kn[K_TIMEOUT],
-                        "%s: timeout is only valid for an iscsi device; "
+                        "%stimeout is only valid for an iscsi device; "
                         "remove it",
                         what);
     } else if (kn[K_SIZE]) {
         return fail(c, kn[K_SIZE],
-                    "%s: size is only valid for a local device (path); the "
+                    "%ssize is only valid for a local device (path); the "
                     "size of an iscsi LUN is read from the target, remove it",
                     what);
     }
@@ -676,7 +692,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                 return rc;
             if (d->size == 0)
                 return fail(c, v[K_SIZE],
-                            "%s: size must be greater than 0; give the size "
+                            "%ssize must be greater than 0; give the size "
                             "of the file to create or remove size",
                             what);
         }
@@ -694,7 +710,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         if (!rc && !kn[K_NODE]) {
             if (!vd_name_is_valid(host))
                 rc = fail(c, v[K_ISCSI],
-                          "%s: host '%s' of the URL is not a valid node "
+                          "%shost '%s' of the URL is not a valid node "
                           "name; add node: NAME",
                           what, host);
             else
@@ -718,12 +734,12 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                 return rc;
             if (vd_duration_parse(s, &d->timeout_ms) != 0)
                 return fail(c, v[K_TIMEOUT],
-                            "%s: bad timeout '%s'; use a whole number with "
+                            "%sbad timeout '%s'; use a whole number with "
                             "unit ms, s, m or h (plain = seconds), e.g. 30s",
                             what, SHOW(v[K_TIMEOUT]));
             if (d->timeout_ms == 0)
                 return fail(c, v[K_TIMEOUT],
-                            "%s: timeout must be greater than 0; a command "
+                            "%stimeout must be greater than 0; a command "
                             "must never wait forever",
                             what);
         }
@@ -786,12 +802,12 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
                     "the top level must be a mapping with keys " TOP_KEYS
                     ", not %s",
                     is_null(root) ? "empty" : kind_name(root));
-    rc = map_get(c, root, "pool definition", keys, TOP_KEYS, kn, v);
+    rc = map_get(c, root, "", keys, TOP_KEYS, kn, v);
     if (rc)
         return rc;
     if (!kn[0])
         return fail(c, root, "missing required key 'pool'; add pool: NAME");
-    rc = get_name(c, "pool definition", kn[0], v[0], &s);
+    rc = get_name(c, "", kn[0], v[0], &s);
     if (rc)
         return rc;
     if ((rc = dup_str(s, &conf->name)))
@@ -799,7 +815,7 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
 
     conf->extent_size = VD_EXTENT_SIZE_DEFAULT;
     if (kn[1]) {
-        rc = get_size(c, "pool definition", kn[1], v[1], &conf->extent_size);
+        rc = get_size(c, "", kn[1], v[1], &conf->extent_size);
         if (rc)
             return rc;
         if (conf->extent_size & (conf->extent_size - 1) ||
