@@ -1,0 +1,1166 @@
+/* vdlvm: tgt backing-store module (bs_vdlvm.so).
+ *
+ *   tgtadm --lld iscsi --mode logicalunit --op new --tid T --lun L \
+ *          --bstype vdlvm --backing-store POOL/VOL [--bsopts "conf=FILE"]
+ *
+ * exports volume VOL of pool POOL (definition FILE, default
+ * /etc/vdlvm/POOL.yaml).  tgt cuts --bsopts at commas, so options are
+ * separated by ';'.
+ *
+ * Threads
+ * - tgtd's main thread runs every tgt callback, the event handlers, the pool
+ *   registry, the control socket and GET LBA STATUS.  Everything marked
+ *   "main thread" below is touched by no other thread.
+ * - Each open pool has a fixed set of worker threads (all signals blocked:
+ *   tgtd's SIGUSR2 must never land on them).  They take commands from the
+ *   pool's queue, call vd_vol_* and put the finished command on one global
+ *   done list; the first one onto an empty list writes an eventfd that the
+ *   main thread watches, and the main thread completes the whole batch with
+ *   target_cmd_io_done.  This costs one wake-up per batch instead of one
+ *   signal per command (bs_thread).
+ *
+ * Lifetimes
+ * - A pool is opened by the first LU that names it and closed when the last
+ *   such LU is closed (refcount, main thread).
+ * - tgt closes an LU (bs_close) without draining its commands when the path
+ *   of an offline LU is changed, so every LU counts its commands between
+ *   submit and the end of the volume call (inflight); bs_close waits for 0
+ *   before closing the volume.  The done list and its eventfd live for the
+ *   whole process so that finished commands are never stranded.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "list.h"
+#include "util.h"
+#include "tgtd.h"
+#include "scsi.h"
+#include "spc.h"
+#include "target.h"
+
+#include "../config/vdconfig.h"
+#include "../pool/vdpool.h"
+#include "../tools/vdadmin.h"
+
+#define CONF_DIR_DEFAULT "/etc/vdlvm"
+#define NTHREADS_MAX 8
+#define CHUNK_MAX (1u << 20)          /* WRITE SAME / UNMAP buffer */
+#define CAW_MAX_BLOCKS 128            /* tgt's VPD B0 advertises 128 */
+#define LBA_STATUS_MAX_DESC 1024      /* bound main-thread work */
+#define ORWRITE_RETRIES 1000
+#define ASC_CAPACITY_DATA_HAS_CHANGED 0x2a09
+
+struct vdlvm_pool {
+    struct list_head link;            /* g_pools (main thread) */
+    char name[VD_NAME_MAX + 1];
+    char *conf_file;
+    struct vd_conf_pool *conf;
+    vd_pool *pool;
+    struct list_head lus;             /* vdlvm_lu.pool_link (main thread) */
+    int refs;                         /* LUs holding the pool (main thread) */
+    int ctl_fd;                       /* control socket, -1 if none */
+
+    pthread_mutex_t lock;             /* protects queue, stop, nidle and
+                                         every vdlvm_lu.inflight */
+    pthread_cond_t work_cond;         /* queue not empty, or stop */
+    pthread_cond_t idle_cond;         /* an LU's inflight dropped to 0 */
+    struct list_head queue;           /* scsi_cmd.bs_list */
+    int stop, nidle;
+    int nthreads;
+    pthread_t threads[NTHREADS_MAX];
+};
+
+/* Private data of one LU, allocated by tgt right after struct scsi_lu. */
+struct vdlvm_lu {
+    struct scsi_lu *lu;
+    char *bsopts;                     /* kept: tgtd never frees it */
+    char *conf_file;                  /* NULL: CONF_DIR_DEFAULT/POOL.yaml */
+    struct vdlvm_pool *vp;            /* set while open (main thread) */
+    vd_vol *vol;
+    struct list_head pool_link;
+    unsigned inflight;                /* under vp->lock */
+    struct service_action sa_9e[8];   /* SERVICE ACTION IN(16) per LU */
+};
+
+static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
+{
+    return (struct vdlvm_lu *)((char *)lu + sizeof(*lu));
+}
+
+/* Main thread only. */
+static struct list_head g_pools = LIST_HEAD_INIT(g_pools);
+static int g_started;                 /* done channel set up */
+static int g_done_fd = -1;
+static const char *g_zero;            /* CHUNK_MAX zero bytes */
+
+static pthread_mutex_t g_done_lock = PTHREAD_MUTEX_INITIALIZER; /* g_done */
+static struct list_head g_done = LIST_HEAD_INIT(g_done);
+
+/* ---- logging ----------------------------------------------------------- */
+
+static void vdlvm_log(int level, const char *msg)
+{
+    switch (level) {
+    case VD_LOG_ERR:
+        log_error("vdlvm: %s\n", msg);
+        break;
+    case VD_LOG_WARN:
+    case VD_LOG_INFO:
+        log_warning("vdlvm: %s\n", msg);
+        break;
+    default:
+        if (unlikely(is_debug))
+            log_debug("vdlvm: %s\n", msg);
+        break;
+    }
+}
+
+/* ---- sense helpers (worker-safe: they only write into cmd) -------------- */
+
+static void cmd_sense(struct scsi_cmd *cmd, uint8_t key, uint16_t asc)
+{
+    scsi_set_result(cmd, SAM_STAT_CHECK_CONDITION);
+    sense_data_build(cmd, key, asc);
+}
+
+static void cmd_io_error(struct scsi_cmd *cmd, int err, int is_write)
+{
+    switch (err) {
+    case -EIO:
+        cmd_sense(cmd, MEDIUM_ERROR,
+                  is_write ? ASC_WRITE_ERROR : ASC_UNRECOVERED_READ);
+        break;
+    case -ERANGE:
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+        break;
+    default:
+        cmd_sense(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
+        break;
+    }
+}
+
+static void cmd_miscompare(struct scsi_cmd *cmd, uint64_t pos)
+{
+    scsi_set_result(cmd, SAM_STAT_CHECK_CONDITION);
+    sense_data_build_with_info(cmd, MISCOMPARE,
+                               ASC_MISCOMPARE_DURING_VERIFY_OPERATION, pos);
+}
+
+static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* VD_IO_FUA when the command asks for it or the write cache is off. */
+static unsigned write_flags(struct scsi_cmd *cmd)
+{
+    struct mode_pg *pg;
+
+    switch (cmd->scb[0]) {
+    case WRITE_10:
+    case WRITE_12:
+    case WRITE_16:
+    case COMPARE_AND_WRITE:
+    case ORWRITE_16:
+        if (cmd->scb[1] & 0x08)
+            return VD_IO_FUA;
+        break;
+    case WRITE_VERIFY:
+    case WRITE_VERIFY_12:
+    case WRITE_VERIFY_16:
+        return VD_IO_FUA;        /* verification is against the medium */
+    }
+    /* The caching page's list is built once at LU creation; MODE SELECT
+     * only changes bytes in place, so reading it here is safe. */
+    pg = find_mode_page(cmd->dev, 0x08, 0);
+    if (!pg || !(pg->mode_data[0] & 0x04))
+        return VD_IO_FUA;
+    return 0;
+}
+
+static uint64_t lu_blocks(struct scsi_lu *lu)
+{
+    return lu->size >> lu->blk_shift;
+}
+
+/* ---- command execution (worker threads) --------------------------------- */
+
+static void exec_read(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    uint64_t tl = (uint64_t)scsi_rw_count(cmd->scb) << cmd->dev->blk_shift;
+    uint64_t len = scsi_get_in_length(cmd);
+    int r;
+
+    if (len > tl)
+        len = tl;
+    r = vd_vol_pread(vol, scsi_get_in_buffer(cmd), len, cmd->offset);
+    if (r < 0)
+        cmd_io_error(cmd, r, 0);
+}
+
+/* WRITE and WRITE AND VERIFY; sbc_rw clamped out_length to the transfer
+ * length. */
+static void exec_write(struct scsi_cmd *cmd, vd_vol *vol, int verify)
+{
+    uint32_t len = scsi_get_out_length(cmd);
+    uint8_t *buf = scsi_get_out_buffer(cmd);
+    uint8_t *back;
+    int r;
+
+    r = vd_vol_pwrite(vol, buf, len, cmd->offset, write_flags(cmd));
+    if (r < 0) {
+        cmd_io_error(cmd, r, 1);
+        return;
+    }
+    if (!verify)
+        return;
+    back = malloc(len ? len : 1);
+    if (!back) {
+        cmd_sense(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
+        return;
+    }
+    r = vd_vol_pread(vol, back, len, cmd->offset);
+    if (r < 0)
+        cmd_io_error(cmd, r, 0);
+    else if ((cmd->scb[1] & 0x02) && memcmp(back, buf, len))
+        cmd_miscompare(cmd, first_diff(buf, back, len));
+    free(back);
+}
+
+/* VERIFY with BYTCHK (sbc_verify answers BYTCHK=0 itself). */
+static void exec_verify(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    unsigned bs = 1u << cmd->dev->blk_shift;
+    unsigned bytchk = (cmd->scb[1] >> 1) & 3;
+    uint64_t tl = (uint64_t)scsi_rw_count(cmd->scb) << cmd->dev->blk_shift;
+    uint32_t out_len = scsi_get_out_length(cmd);
+    uint8_t *data = scsi_get_out_buffer(cmd);
+    uint8_t *buf;
+    uint64_t len;
+    int r;
+
+    if (bytchk == 2) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    if (bytchk == 3) {
+        /* One block of data compared against every block of the range. */
+        if (out_len < bs) {
+            cmd_sense(cmd, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERR);
+            return;
+        }
+        buf = malloc(bs);
+        if (!buf) {
+            cmd_sense(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
+            return;
+        }
+        for (uint64_t off = 0; off < tl; off += bs) {
+            r = vd_vol_pread(vol, buf, bs, cmd->offset + off);
+            if (r < 0) {
+                cmd_io_error(cmd, r, 0);
+                break;
+            }
+            if (memcmp(buf, data, bs)) {
+                cmd_miscompare(cmd, off + first_diff(data, buf, bs));
+                break;
+            }
+        }
+        free(buf);
+        return;
+    }
+    len = out_len < tl ? out_len : tl;
+    buf = malloc(len ? len : 1);
+    if (!buf) {
+        cmd_sense(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
+        return;
+    }
+    r = vd_vol_pread(vol, buf, len, cmd->offset);
+    if (r < 0)
+        cmd_io_error(cmd, r, 0);
+    else if (memcmp(buf, data, len))
+        cmd_miscompare(cmd, first_diff(data, buf, len));
+    free(buf);
+}
+
+static void exec_compare_and_write(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    uint32_t nblocks = cmd->scb[13];
+    uint64_t len = (uint64_t)nblocks << cmd->dev->blk_shift;
+    uint8_t *data = scsi_get_out_buffer(cmd);
+    unsigned flags = write_flags(cmd);
+    uint64_t pos = 0;
+    int r;
+
+    if (nblocks > CAW_MAX_BLOCKS) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    if (scsi_get_out_length(cmd) != 2 * len) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+        return;
+    }
+    if (!len)
+        return;
+    r = vd_vol_compare_and_write(vol, data, data + len, len, cmd->offset,
+                                 &pos);
+    if (r == 1) {
+        cmd_miscompare(cmd, pos);
+        return;
+    }
+    if (r == 0 && (flags & VD_IO_FUA))
+        r = vd_vol_flush(vol);
+    if (r < 0)
+        cmd_io_error(cmd, r, 1);
+}
+
+/* read, OR, write: atomic against other writers through compare-and-write
+ * (retried while another write got in between). */
+static void exec_orwrite(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    uint32_t len = scsi_get_out_length(cmd);
+    const uint8_t *mask = scsi_get_out_buffer(cmd);
+    uint8_t *old = malloc(len ? len : 1), *new = malloc(len ? len : 1);
+    uint64_t pos;
+    int r = -ENOMEM;
+
+    if (!old || !new)
+        goto out;
+    for (int i = 0; i < ORWRITE_RETRIES; i++) {
+        r = vd_vol_pread(vol, old, len, cmd->offset);
+        if (r < 0)
+            break;
+        for (uint32_t j = 0; j < len; j++)
+            new[j] = old[j] | mask[j];
+        r = vd_vol_compare_and_write(vol, old, new, len, cmd->offset, &pos);
+        if (r != 1)
+            break;
+    }
+    if (r == 1)
+        r = -EAGAIN;
+    if (r == 0 && (write_flags(cmd) & VD_IO_FUA))
+        r = vd_vol_flush(vol);
+out:
+    if (r < 0)
+        cmd_io_error(cmd, r, 1);
+    free(old);
+    free(new);
+}
+
+/* Write [off, off+len) with buf_fn's pattern, CHUNK_MAX at a time. */
+static int write_range(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
+                       uint64_t len, const uint8_t *block, unsigned flags)
+{
+    unsigned shift = cmd->dev->blk_shift, bs = 1u << shift;
+    unsigned lbdata = cmd->scb[1] & 0x06;
+    uint64_t chunk = len < CHUNK_MAX ? len : CHUNK_MAX;
+    uint8_t *buf;
+    int r = 0;
+
+    if (!block && !lbdata) {
+        /* zeroes */
+        while (len && r == 0) {
+            uint64_t n = len < CHUNK_MAX ? len : CHUNK_MAX;
+            r = vd_vol_pwrite(vol, g_zero, n, off, flags);
+            off += n;
+            len -= n;
+        }
+        return r;
+    }
+    if (chunk < bs)
+        chunk = bs;
+    buf = malloc(chunk);
+    if (!buf)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < chunk; i += bs) {
+        if (block)
+            memcpy(buf + i, block, bs);
+        else
+            memset(buf + i, 0, bs);
+    }
+    while (len && r == 0) {
+        uint64_t n = len < chunk ? len : chunk;
+        if (lbdata) {
+            for (uint64_t i = 0; i < n; i += bs) {
+                uint64_t lba = (off + i) >> shift;
+                if (lbdata == 0x02)      /* LBDATA: low 32 bits of the LBA */
+                    put_unaligned_be32((uint32_t)lba, buf + i);
+                else                     /* PBDATA: physical block address */
+                    put_unaligned_be64(lba, buf + i);
+            }
+        }
+        r = vd_vol_pwrite(vol, buf, n, off, flags);
+        off += n;
+        len -= n;
+    }
+    free(buf);
+    return r;
+}
+
+/* WRITE SAME 10/16.  The length is recomputed in 64 bits: cmd->tl is a
+ * 32-bit byte count and overflows from 4 GiB on. */
+static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    struct scsi_lu *lu = cmd->dev;
+    uint64_t lba = scsi_rw_offset(cmd->scb);
+    uint64_t nblocks = cmd->scb[0] == WRITE_SAME
+                           ? get_unaligned_be16(&cmd->scb[7])
+                           : get_unaligned_be32(&cmd->scb[10]);
+    const uint8_t *block = NULL;
+    uint64_t off, len;
+    int r;
+
+    if (nblocks == 0)
+        nblocks = lu_blocks(lu) - lba;
+    if (lba + nblocks < lba || lba + nblocks > lu_blocks(lu)) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+        return;
+    }
+    off = lba << lu->blk_shift;
+    len = nblocks << lu->blk_shift;
+    if (scsi_get_out_length(cmd))
+        block = scsi_get_out_buffer(cmd);
+    if (cmd->scb[1] & 0x08) {
+        /* UNMAP (thin LUs only, checked by sbc_rw): release the range.
+         * Thick volumes keep their data, so the data-out block is written
+         * as well; reads then return what WRITE SAME promised. */
+        r = vd_vol_discard(vol, off, len);
+        if (r < 0) {
+            cmd_io_error(cmd, r, 1);
+            return;
+        }
+    }
+    r = write_range(vol, cmd, off, len, block, write_flags(cmd));
+    if (r < 0)
+        cmd_io_error(cmd, r, 1);
+}
+
+/* UNMAP parameter list.  tgt advertises LBPRZ on thin LUs, so an unmapped
+ * range must read back as zeroes: discard, then zero what thick volumes
+ * still hold. */
+static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    struct scsi_lu *lu = cmd->dev;
+    uint32_t len = scsi_get_out_length(cmd);
+    const uint8_t *p = scsi_get_out_buffer(cmd);
+    int r;
+
+    if (len < 8)
+        return;
+    if (get_unaligned_be16(&p[2]) > len - 8) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_PARAMETER_LIST_LENGTH_ERR);
+        return;
+    }
+    len = get_unaligned_be16(&p[2]) & ~15u;
+    p += 8;
+    /* Check every descriptor before changing anything. */
+    for (uint32_t i = 0; i < len; i += 16) {
+        uint64_t lba = get_unaligned_be64(&p[i]);
+        uint64_t n = get_unaligned_be32(&p[i + 8]);
+        if (lba + n < lba || lba + n > lu_blocks(lu)) {
+            cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+            return;
+        }
+    }
+    for (uint32_t i = 0; i < len; i += 16) {
+        uint64_t off = get_unaligned_be64(&p[i]) << lu->blk_shift;
+        uint64_t n = (uint64_t)get_unaligned_be32(&p[i + 8]) << lu->blk_shift;
+        if (!n)
+            continue;
+        r = vd_vol_discard(vol, off, n);
+        if (r == 0)
+            r = write_range(vol, cmd, off, n, NULL, 0);
+        if (r < 0) {
+            cmd_io_error(cmd, r, 1);
+            return;
+        }
+    }
+}
+
+static void cmd_exec(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    int r;
+
+    scsi_set_result(cmd, SAM_STAT_GOOD);
+    switch (cmd->scb[0]) {
+    case READ_6:
+    case READ_10:
+    case READ_12:
+    case READ_16:
+        exec_read(cmd, vol);
+        break;
+    case WRITE_6:
+    case WRITE_10:
+    case WRITE_12:
+    case WRITE_16:
+        exec_write(cmd, vol, 0);
+        break;
+    case WRITE_VERIFY:
+    case WRITE_VERIFY_12:
+    case WRITE_VERIFY_16:
+        exec_write(cmd, vol, 1);
+        break;
+    case VERIFY_10:
+    case VERIFY_12:
+    case VERIFY_16:
+        exec_verify(cmd, vol);
+        break;
+    case COMPARE_AND_WRITE:
+        exec_compare_and_write(cmd, vol);
+        break;
+    case ORWRITE_16:
+        exec_orwrite(cmd, vol);
+        break;
+    case WRITE_SAME:
+    case WRITE_SAME_16:
+        exec_write_same(cmd, vol);
+        break;
+    case UNMAP:
+        exec_unmap(cmd, vol);
+        break;
+    case SYNCHRONIZE_CACHE:
+    case SYNCHRONIZE_CACHE_16:
+        /* IMMED is honoured by finishing before we answer. */
+        r = vd_vol_flush(vol);
+        if (r < 0)
+            cmd_io_error(cmd, r, 1);
+        break;
+    case PRE_FETCH_10:
+    case PRE_FETCH_16:
+        break;
+    default:
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_OP_CODE);
+        break;
+    }
+    if (unlikely(is_debug) && scsi_get_result(cmd) != SAM_STAT_GOOD)
+        log_debug("vdlvm: volume '%s': cmd 0x%02x at %" PRIu64
+                  " failed: sense %02x/%02x%02x\n",
+                  vd_vol_name(vol), cmd->scb[0], cmd->offset,
+                  cmd->sense_buffer[2] & 0xf, cmd->sense_buffer[12],
+                  cmd->sense_buffer[13]);
+}
+
+/* ---- completion channel ------------------------------------------------- */
+
+/* Any thread.  Wakes the main thread only for the first of a batch. */
+static void done_push(struct scsi_cmd *cmd)
+{
+    static const uint64_t one = 1;
+    int was_empty;
+
+    pthread_mutex_lock(&g_done_lock);
+    was_empty = list_empty(&g_done);
+    list_add_tail(&cmd->bs_list, &g_done);
+    pthread_mutex_unlock(&g_done_lock);
+    if (was_empty) {
+        while (write(g_done_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
+    }
+}
+
+/* Main thread: complete every finished command. */
+static void done_handler(int fd, int events, void *data)
+{
+    struct list_head batch;
+    struct scsi_cmd *cmd, *next;
+    uint64_t n;
+
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
+    INIT_LIST_HEAD(&batch);
+    pthread_mutex_lock(&g_done_lock);
+    list_splice_init(&g_done, &batch);
+    pthread_mutex_unlock(&g_done_lock);
+    list_for_each_entry_safe(cmd, next, &batch, bs_list) {
+        list_del(&cmd->bs_list);
+        target_cmd_io_done(cmd, scsi_get_result(cmd));
+    }
+}
+
+static int done_channel_start(void)
+{
+    int fd, r;
+
+    if (g_started)
+        return 0;
+    if (!g_zero) {
+        g_zero = calloc(1, CHUNK_MAX);
+        if (!g_zero)
+            return -ENOMEM;
+    }
+    fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    r = tgt_event_add(fd, EPOLLIN, done_handler, NULL);
+    if (r) {
+        close(fd);
+        return r < 0 ? r : -EIO;
+    }
+    g_done_fd = fd;
+    g_started = 1;
+    return 0;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    struct vdlvm_pool *vp = arg;
+    struct scsi_cmd *cmd;
+    struct vdlvm_lu *vl;
+
+    pthread_mutex_lock(&vp->lock);
+    for (;;) {
+        while (list_empty(&vp->queue) && !vp->stop) {
+            vp->nidle++;
+            pthread_cond_wait(&vp->work_cond, &vp->lock);
+            vp->nidle--;
+        }
+        if (list_empty(&vp->queue))
+            break;                         /* stop, and nothing left */
+        cmd = list_first_entry(&vp->queue, struct scsi_cmd, bs_list);
+        list_del(&cmd->bs_list);
+        pthread_mutex_unlock(&vp->lock);
+
+        vl = VDLU(cmd->dev);
+        cmd_exec(cmd, vl->vol);
+
+        pthread_mutex_lock(&vp->lock);
+        if (--vl->inflight == 0)
+            pthread_cond_broadcast(&vp->idle_cond);
+        pthread_mutex_unlock(&vp->lock);
+        /* From here on vl may be closed; cmd lives until completed. */
+        done_push(cmd);
+        pthread_mutex_lock(&vp->lock);
+    }
+    pthread_mutex_unlock(&vp->lock);
+    return NULL;
+}
+
+static void workers_stop(struct vdlvm_pool *vp)
+{
+    pthread_mutex_lock(&vp->lock);
+    vp->stop = 1;
+    pthread_cond_broadcast(&vp->work_cond);
+    pthread_mutex_unlock(&vp->lock);
+    for (int i = 0; i < vp->nthreads; i++)
+        pthread_join(vp->threads[i], NULL);
+    vp->nthreads = 0;
+}
+
+static int workers_start(struct vdlvm_pool *vp)
+{
+    sigset_t all, old;
+    int n = nr_iothreads, r = 0;
+
+    if (n < 1)
+        n = 1;
+    if (n > NTHREADS_MAX)
+        n = NTHREADS_MAX;
+    /* Threads inherit the mask: create them with every signal blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int i = 0; i < n; i++) {
+        r = -pthread_create(&vp->threads[i], NULL, worker_main, vp);
+        if (r)
+            break;
+        vp->nthreads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r)
+        workers_stop(vp);
+    return r;
+}
+
+/* ---- pool registry (main thread) ---------------------------------------- */
+
+static void lu_size_refresh(struct vdlvm_lu *vl)
+{
+    struct scsi_lu *lu = vl->lu;
+    uint64_t size = vd_vol_size(vl->vol) >> lu->blk_shift << lu->blk_shift;
+    uint64_t blocks;
+
+    if (size <= lu->size)
+        return;
+    lu->size = size;
+    blocks = size >> lu->blk_shift;
+    put_unaligned_be32(blocks >> 32 ? 0xffffffff : (uint32_t)blocks,
+                       lu->mode_block_descriptor);
+    ua_sense_add_other_it_nexus(0, lu, ASC_CAPACITY_DATA_HAS_CHANGED);
+    vd_log(VD_LOG_INFO, "volume '%s/%s': LUN %d:%" PRIu64
+           " capacity now %" PRIu64 " bytes",
+           vl->vp->name, vd_vol_name(vl->vol), lu->tgt ? lu->tgt->tid : -1,
+           lu->lun, size);
+}
+
+static void ctl_handler(int fd, int events, void *data)
+{
+    struct vdlvm_pool *vp = data;
+    struct vdlvm_lu *vl;
+
+    vd_ctl_serve_one(fd, vp->pool);
+    list_for_each_entry(vl, &vp->lus, pool_link)
+        lu_size_refresh(vl);
+}
+
+static void pool_free(struct vdlvm_pool *vp)
+{
+    if (vp->ctl_fd >= 0) {
+        tgt_event_del(vp->ctl_fd);
+        vd_ctl_unlisten(vp->name, vp->ctl_fd);
+    }
+    workers_stop(vp);
+    if (vp->pool)
+        vd_pool_close(vp->pool);
+    vd_conf_free(vp->conf);
+    free(vp->conf_file);
+    pthread_mutex_destroy(&vp->lock);
+    pthread_cond_destroy(&vp->work_cond);
+    pthread_cond_destroy(&vp->idle_cond);
+    free(vp);
+}
+
+static void pool_put(struct vdlvm_pool *vp)
+{
+    if (--vp->refs > 0)
+        return;
+    list_del(&vp->link);
+    pool_free(vp);
+    vd_log(VD_LOG_INFO, "pool closed");
+}
+
+static struct vdlvm_pool *pool_find(const char *name)
+{
+    struct vdlvm_pool *vp;
+
+    list_for_each_entry(vp, &g_pools, link)
+        if (!strcmp(vp->name, name))
+            return vp;
+    return NULL;
+}
+
+/* Open pool `name` (or take another reference).  Logs and returns a
+ * negative errno on failure. */
+static int pool_get(const char *name, const char *vol, const char *conf_file,
+                    struct vdlvm_pool **out)
+{
+    struct vdlvm_pool *vp = pool_find(name);
+    char err[512];
+    int r;
+
+    if (vp) {
+        if (conf_file && strcmp(conf_file, vp->conf_file))
+            log_warning("vdlvm: volume '%s/%s': pool already open from "
+                        "%s; conf=%s ignored\n",
+                        name, vol, vp->conf_file, conf_file);
+        vp->refs++;
+        *out = vp;
+        return 0;
+    }
+    vp = calloc(1, sizeof(*vp));
+    if (!vp)
+        return -ENOMEM;
+    INIT_LIST_HEAD(&vp->lus);
+    INIT_LIST_HEAD(&vp->queue);
+    pthread_mutex_init(&vp->lock, NULL);
+    pthread_cond_init(&vp->work_cond, NULL);
+    pthread_cond_init(&vp->idle_cond, NULL);
+    vp->ctl_fd = -1;
+    snprintf(vp->name, sizeof(vp->name), "%s", name);
+    if (conf_file)
+        vp->conf_file = strdup(conf_file);
+    else if (asprintf(&vp->conf_file, CONF_DIR_DEFAULT "/%s.yaml", name) < 0)
+        vp->conf_file = NULL;
+    if (!vp->conf_file) {
+        r = -ENOMEM;
+        goto fail;
+    }
+
+    r = vd_conf_load(vp->conf_file, &vp->conf, err, sizeof(err));
+    if (r < 0) {
+        log_error("vdlvm: volume '%s/%s': cannot export: pool definition: "
+                  "%s%s\n", name, vol, err,
+                  conf_file ? "" : "; give it with --bsopts conf=FILE");
+        goto fail;
+    }
+    if (strcmp(vp->conf->name, name)) {
+        log_error("vdlvm: volume '%s/%s': cannot export: %s defines pool "
+                  "'%s', not '%s'; fix --bsopts conf=FILE\n",
+                  name, vol, vp->conf_file, vp->conf->name, name);
+        r = -EINVAL;
+        goto fail;
+    }
+    r = vd_pool_open(vp->conf, &vp->pool);
+    if (r < 0) {
+        log_error("vdlvm: volume '%s/%s': cannot export: pool '%s' "
+                  "(%s) cannot be opened: %s\n",
+                  name, vol, name, vp->conf_file, strerror(-r));
+        vp->pool = NULL;
+        goto fail;
+    }
+    r = workers_start(vp);
+    if (r < 0) {
+        log_error("vdlvm: pool '%s': cannot start worker threads: %s\n",
+                  name, strerror(-r));
+        goto fail;
+    }
+    r = vd_ctl_listen(name);
+    if (r < 0) {
+        /* The LUs work without it; only live administration is lost. */
+        log_warning("vdlvm: pool '%s': no control socket in %s: %s; vdlvm "
+                    "commands cannot reach this tgtd\n",
+                    name, vd_rundir(), strerror(-r));
+    } else if (tgt_event_add(r, EPOLLIN, ctl_handler, vp)) {
+        log_warning("vdlvm: pool '%s': cannot watch the control socket; "
+                    "vdlvm commands cannot reach this tgtd\n", name);
+        vd_ctl_unlisten(name, r);
+    } else {
+        vp->ctl_fd = r;
+    }
+    vp->refs = 1;
+    list_add_tail(&vp->link, &g_pools);
+    vd_log(VD_LOG_INFO, "pool '%s': opened from %s (%d I/O threads)", name,
+           vp->conf_file, vp->nthreads);
+    *out = vp;
+    return 0;
+fail:
+    pool_free(vp);
+    return r < 0 ? r : -EIO;
+}
+
+/* ---- SCSI overrides (main thread) --------------------------------------- */
+
+static void sense_fail(struct scsi_cmd *cmd, uint8_t key, uint16_t asc)
+{
+    scsi_set_in_resid_by_actual(cmd, 0);
+    sense_data_build(cmd, key, asc);
+}
+
+/* GET LBA STATUS from the volume's mapping.  Replaces tgt's version, which
+ * shifts the LBA before its range check and asks lu->fd. */
+static int bs_vdlvm_get_lba_status(int host_no, struct scsi_cmd *cmd)
+{
+    struct scsi_lu *lu = cmd->dev;
+    struct vdlvm_lu *vl = VDLU(lu);
+    unsigned shift = lu->blk_shift;
+    uint64_t lba, end, off;
+    uint32_t alloc_len, max_desc, ndesc = 0, total, actual;
+    uint8_t *out;
+    uint8_t hdr[8];
+    int r;
+
+    if ((lu->attrs.removable && !lu->attrs.online) || !vl->vol) {
+        sense_fail(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+        return SAM_STAT_CHECK_CONDITION;
+    }
+    lba = get_unaligned_be64(&cmd->scb[2]);
+    if (lba >= lu_blocks(lu)) {
+        sense_fail(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
+        return SAM_STAT_CHECK_CONDITION;
+    }
+    alloc_len = get_unaligned_be32(&cmd->scb[10]);
+    if (alloc_len < 4 || scsi_get_in_length(cmd) < alloc_len) {
+        sense_fail(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
+        return SAM_STAT_CHECK_CONDITION;
+    }
+    out = scsi_get_in_buffer(cmd);
+    max_desc = alloc_len >= 24 ? (alloc_len - 8) / 16 : 1;
+    if (max_desc > LBA_STATUS_MAX_DESC)
+        max_desc = LBA_STATUS_MAX_DESC;
+
+    end = lu_blocks(lu) << shift;
+    off = lba << shift;
+    while (off < end && ndesc < max_desc) {
+        uint64_t start = off, len;
+        int mapped, m2;
+
+        r = vd_vol_lba_status(vl->vol, off, &len, &mapped);
+        if (r < 0)
+            goto io_error;
+        off += len;
+        /* Merge runs the library reports separately. */
+        for (int i = 0; i < 64 && off < end; i++) {
+            r = vd_vol_lba_status(vl->vol, off, &len, &m2);
+            if (r < 0)
+                goto io_error;
+            if (m2 != mapped)
+                break;
+            off += len;
+        }
+        if (off > end)
+            off = end;
+        uint64_t nblocks = (off - start + (1u << shift) - 1) >> shift;
+        if (nblocks > UINT32_MAX) {
+            nblocks = UINT32_MAX;
+            off = start + (nblocks << shift);
+        }
+        uint8_t d[16] = { 0 };
+        put_unaligned_be64(start >> shift, &d[0]);
+        put_unaligned_be32((uint32_t)nblocks, &d[8]);
+        d[12] = mapped ? 0 : 1;         /* 0: mapped, 1: deallocated */
+        uint32_t pos = 8 + 16 * ndesc;
+        if (pos < alloc_len)
+            memcpy(out + pos, d, alloc_len - pos < 16 ? alloc_len - pos : 16);
+        ndesc++;
+        off = start + (nblocks << shift);
+    }
+    total = 8 + 16 * ndesc;
+    memset(hdr, 0, sizeof(hdr));
+    put_unaligned_be32(total - 4, &hdr[0]);   /* PARAMETER DATA LENGTH */
+    memcpy(out, hdr, alloc_len < 8 ? alloc_len : 8);
+    actual = total < alloc_len ? total : alloc_len;
+    scsi_set_in_resid_by_actual(cmd, actual);
+    return SAM_STAT_GOOD;
+
+io_error:
+    vd_log(VD_LOG_ERR, "volume '%s/%s': GET LBA STATUS at %" PRIu64
+           " failed: %s", vl->vp->name, vd_vol_name(vl->vol), off,
+           strerror(-r));
+    sense_fail(cmd, r == -ERANGE ? ILLEGAL_REQUEST : MEDIUM_ERROR,
+               r == -ERANGE ? ASC_LBA_OUT_OF_RANGE : ASC_UNRECOVERED_READ);
+    return SAM_STAT_CHECK_CONDITION;
+}
+
+/* UNMAP: tgt's sbc_unmap builds LUN NOT SUPPORTED sense and a full residual
+ * even after a successful submit; same checks, without that. */
+static int bs_vdlvm_unmap(int host_no, struct scsi_cmd *cmd)
+{
+    struct scsi_lu *lu = cmd->dev;
+    uint8_t key = ILLEGAL_REQUEST;
+    uint16_t asc;
+
+    if (device_reserved(cmd))
+        return SAM_STAT_RESERVATION_CONFLICT;
+    if (cmd->scb[1] & 0x01) {                  /* ANCHOR */
+        asc = ASC_INVALID_FIELD_IN_CDB;
+    } else if (lu->attrs.removable && !lu->attrs.online) {
+        key = NOT_READY;
+        asc = ASC_MEDIUM_NOT_PRESENT;
+    } else if (!lu->attrs.thinprovisioning) {
+        asc = ASC_INVALID_OP_CODE;
+    } else if (lu->attrs.readonly || lu->attrs.swp) {
+        key = DATA_PROTECT;
+        asc = ASC_WRITE_PROTECT;
+    } else if (lu->bst->bs_cmd_submit(cmd)) {
+        key = HARDWARE_ERROR;
+        asc = ASC_INTERNAL_TGT_FAILURE;
+    } else {
+        return SAM_STAT_GOOD;
+    }
+    cmd->offset = 0;
+    scsi_set_in_resid_by_actual(cmd, 0);
+    scsi_set_out_resid_by_actual(cmd, 0);
+    sense_data_build(cmd, key, asc);
+    return SAM_STAT_CHECK_CONDITION;
+}
+
+static void lu_ops_override(struct scsi_lu *lu)
+{
+    struct vdlvm_lu *vl = VDLU(lu);
+    struct device_type_operations *ops = lu->dev_type_template.ops;
+    struct service_action *sa = ops[SERVICE_ACTION_IN].service_actions;
+    size_t n = 0;
+
+    /* COMPARE AND WRITE goes through sbc_rw (range, PROTECT, write
+     * protection checks) like any write; it writes, so it conflicts with
+     * Write Exclusive reservations too. */
+    ops[COMPARE_AND_WRITE] = ops[WRITE_16];
+
+    for (; sa && sa->cmd_perform && n < ARRAY_SIZE(vl->sa_9e) - 2; sa++)
+        if (sa->service_action != SAI_GET_LBA_STATUS)
+            vl->sa_9e[n++] = *sa;
+    vl->sa_9e[n].service_action = SAI_GET_LBA_STATUS;
+    vl->sa_9e[n++].cmd_perform = bs_vdlvm_get_lba_status;
+    vl->sa_9e[n].service_action = 0;
+    vl->sa_9e[n].cmd_perform = NULL;
+    ops[SERVICE_ACTION_IN].service_actions = vl->sa_9e;
+
+    ops[UNMAP].cmd_perform = bs_vdlvm_unmap;
+}
+
+/* ---- tgt callbacks ------------------------------------------------------ */
+
+static int parse_bsopts(struct vdlvm_lu *vl, char *bsopts)
+{
+    char *save = NULL, *tok;
+
+    if (!bsopts)
+        return 0;
+    for (tok = strtok_r(bsopts, ";", &save); tok;
+         tok = strtok_r(NULL, ";", &save)) {
+        if (!strncmp(tok, "conf=", 5) && tok[5]) {
+            vl->conf_file = tok + 5;
+        } else if (*tok) {
+            log_error("vdlvm: --bsopts '%s': unknown option; use "
+                      "\"conf=FILE\" (options separated by ';')\n", tok);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static tgtadm_err bs_vdlvm_init(struct scsi_lu *lu, char *bsopts)
+{
+    struct vdlvm_lu *vl = VDLU(lu);
+    int r;
+
+    /* On failure tgt frees the LU without bs_exit: leave nothing behind. */
+    memset(vl, 0, sizeof(*vl));
+    vl->lu = lu;
+    INIT_LIST_HEAD(&vl->pool_link);
+    vl->bsopts = bsopts;
+    if (parse_bsopts(vl, bsopts))
+        return TGTADM_INVALID_REQUEST;
+    r = done_channel_start();
+    if (r < 0) {
+        log_error("vdlvm: cannot set up the completion eventfd: %s\n",
+                  strerror(-r));
+        return TGTADM_UNKNOWN_ERR;
+    }
+    lu_ops_override(lu);
+    return TGTADM_SUCCESS;
+}
+
+static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
+                         uint64_t *size)
+{
+    struct vdlvm_lu *vl = VDLU(lu);
+    char pool_name[VD_NAME_MAX + 1];
+    const char *slash, *vol_name;
+    struct vdlvm_pool *vp;
+    vd_vol *vol;
+    int r;
+
+    /* tgt passes an uninitialised int; lu->fd must never be a live fd
+     * (core's GET LBA STATUS would lseek it). */
+    *fd = -1;
+    slash = strchr(path, '/');
+    if (!slash || slash - path > VD_NAME_MAX) {
+        log_error("vdlvm: backing store '%s': expected POOL/VOLUME\n", path);
+        return -EINVAL;
+    }
+    memcpy(pool_name, path, slash - path);
+    pool_name[slash - path] = 0;
+    vol_name = slash + 1;
+    if (!vd_name_is_valid(pool_name) || !vd_name_is_valid(vol_name)) {
+        log_error("vdlvm: backing store '%s': not a valid POOL/VOLUME name "
+                  "([A-Za-z0-9_.-], at most %d characters each)\n", path,
+                  VD_NAME_MAX);
+        return -EINVAL;
+    }
+    r = pool_get(pool_name, vol_name, vl->conf_file, &vp);
+    if (r < 0)
+        return r;
+    vol = vd_vol_open(vp->pool, vol_name);
+    if (!vol) {
+        r = errno ? -errno : -EIO;
+        log_error("vdlvm: volume '%s/%s': cannot export: %s\n", pool_name,
+                  vol_name,
+                  r == -ENOENT ? "no such volume in the pool; create it with "
+                                 "'vdlvm vol create'"
+                               : strerror(-r));
+        pool_put(vp);
+        return r;
+    }
+    vl->vp = vp;
+    vl->vol = vol;
+    vl->inflight = 0;
+    list_add_tail(&vl->pool_link, &vp->lus);
+    *size = vd_vol_size(vol) >> lu->blk_shift << lu->blk_shift;
+    log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64
+                " (%" PRIu64 " bytes)\n", pool_name, vol_name,
+                lu->tgt ? lu->tgt->tid : -1, lu->lun, *size);
+    return 0;
+}
+
+/* lu->path is already freed here; use only our own state. */
+static void bs_vdlvm_close(struct scsi_lu *lu)
+{
+    struct vdlvm_lu *vl = VDLU(lu);
+    struct vdlvm_pool *vp = vl->vp;
+
+    if (!vp)
+        return;
+    pthread_mutex_lock(&vp->lock);
+    while (vl->inflight)
+        pthread_cond_wait(&vp->idle_cond, &vp->lock);
+    pthread_mutex_unlock(&vp->lock);
+    list_del_init(&vl->pool_link);
+    vd_vol_close(vl->vol);
+    vl->vol = NULL;
+    vl->vp = NULL;
+    pool_put(vp);
+}
+
+static void bs_vdlvm_exit(struct scsi_lu *lu)
+{
+    /* After a failed path update or lu_create tgt calls bs_exit without
+     * bs_close. */
+    bs_vdlvm_close(lu);
+}
+
+static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
+{
+    struct vdlvm_lu *vl = VDLU(cmd->dev);
+    struct vdlvm_pool *vp = vl->vp;
+
+    set_cmd_async(cmd);
+    if (unlikely(!vp)) {
+        cmd_sense(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+        done_push(cmd);
+        return 0;
+    }
+    pthread_mutex_lock(&vp->lock);
+    vl->inflight++;
+    list_add_tail(&cmd->bs_list, &vp->queue);
+    if (vp->nidle)
+        pthread_cond_signal(&vp->work_cond);
+    pthread_mutex_unlock(&vp->lock);
+    return 0;
+}
+
+static struct backingstore_template vdlvm_bst = {
+    .bs_name = "vdlvm",
+    .bs_datasize = sizeof(struct vdlvm_lu),
+    .bs_open = bs_vdlvm_open,
+    .bs_close = bs_vdlvm_close,
+    .bs_init = bs_vdlvm_init,
+    .bs_exit = bs_vdlvm_exit,
+    .bs_cmd_submit = bs_vdlvm_cmd_submit,
+    .bs_oflags_supported = 0,
+};
+
+__attribute__((visibility("default"))) void register_bs_module(void);
+
+void register_bs_module(void)
+{
+    /* bs_rdwr.c's SBC list; the ops not listed get INVALID OPERATION CODE. */
+    static unsigned char ops[] = {
+        ALLOW_MEDIUM_REMOVAL, COMPARE_AND_WRITE, FORMAT_UNIT, INQUIRY,
+        MAINT_PROTOCOL_IN, MODE_SELECT, MODE_SELECT_10, MODE_SENSE,
+        MODE_SENSE_10, ORWRITE_16, PERSISTENT_RESERVE_IN,
+        PERSISTENT_RESERVE_OUT, PRE_FETCH_10, PRE_FETCH_16, READ_10,
+        READ_12, READ_16, READ_6, READ_CAPACITY, RELEASE, REPORT_LUNS,
+        REQUEST_SENSE, RESERVE, SEND_DIAGNOSTIC, SERVICE_ACTION_IN,
+        START_STOP, SYNCHRONIZE_CACHE, SYNCHRONIZE_CACHE_16,
+        TEST_UNIT_READY, UNMAP, VERIFY_10, VERIFY_12, VERIFY_16, WRITE_10,
+        WRITE_12, WRITE_16, WRITE_6, WRITE_SAME, WRITE_SAME_16,
+        WRITE_VERIFY, WRITE_VERIFY_12, WRITE_VERIFY_16,
+    };
+
+    vd_log_set_fn(vdlvm_log);
+    bs_create_opcode_map(&vdlvm_bst, ops, ARRAY_SIZE(ops));
+    register_backingstore_template(&vdlvm_bst);
+}
