@@ -24,6 +24,29 @@ enum { VD_EXIT_OK = 0, VD_EXIT_FAIL = 1, VD_EXIT_USAGE = 2, VD_EXIT_DIFF = 3 };
  * messages to err.  Returns a VD_EXIT_* code. */
 int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err);
 
+/* Check a command's usage without a pool (help, options, names, sizes).
+ * Returns -1 when the command is well-formed and must run against a pool:
+ * pool_name then holds the pool of its POOL or POOL/VOL argument, or "" when
+ * it names none (`status`).  Otherwise the command was handled here and the
+ * VD_EXIT_* code is returned: help printed on out (0) or a usage error
+ * printed on err (2).  `pool create` is not an admin command (it runs in the
+ * vdlvm process only): it is reported as unknown. */
+int vd_admin_parse(int argc, char **argv, char *pool_name, size_t len,
+                   FILE *out, FILE *err);
+
+/* Route library messages (vd_log) so that a command's own failures reach
+ * its caller: ERR/WARN messages logged on a thread while it runs
+ * vd_admin_exec are written as "vdlvm: msg" to that command's err stream;
+ * every other message goes to next (NULL: the library's default, stderr).
+ * Call once at start-up, before other threads exist, in place of
+ * vd_log_set_fn.  Without it, vd_admin_exec still prints a message of its
+ * own for every failure, only less precise. */
+void vd_admin_log_init(vd_log_fn next);
+
+/* Path of the control socket of pool_name into buf: RUNDIR/POOL.sock.
+ * Returns 0 or -ENAMETOOLONG / -EINVAL (not a valid pool name). */
+int vd_ctl_path(const char *pool_name, char *buf, size_t len);
+
 /* ---- control socket: RUNDIR/POOL.sock, mode 0600, root only ----------- */
 /* Create and listen; returns the fd (close() it and unlink the path with
  * vd_ctl_unlisten) or a negative errno. */
