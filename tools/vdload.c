@@ -344,6 +344,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: vdload [read|write|rw] [options] iscsi://HOST[:PORT]/TARGET-IQN/LUN\n"
 "       vdload verify --journal FILE [--qd N] [--json] iscsi://HOST[:PORT]/TARGET-IQN/LUN\n"
+"       vdload locate [--block-size N] FILE LBA...   (byte offsets of stamped blocks)\n"
 "\n"
 "  --mode read|write|rw      workload (or give it as the first word)\n"
 "  --rwmix PCT               percentage of reads in rw mode (default 50)\n"
@@ -911,6 +912,52 @@ static enum bstate check_block(uint8_t *b, uint32_t bsz, uint64_t lba, uint64_t 
 	return B_OK;
 }
 
+/* Set of --bs units whose newest write is in doubt.  A timed-out command may
+ * still be executed by the target later; writing such a unit again could let
+ * the late, older write land over a newer acknowledged one, which verify
+ * would rightly call stale.  So a run never writes an in-doubt unit again. */
+struct uset {
+	uint64_t *v; /* value + 1; 0 = empty slot */
+	size_t n, cap;
+};
+
+static bool uset_has(const struct uset *u, uint64_t x)
+{
+	if (!u->cap)
+		return false;
+	size_t i = (size_t)((x * 0x9e3779b97f4a7c15ULL) >> 20) & (u->cap - 1);
+	while (u->v[i]) {
+		if (u->v[i] == x + 1)
+			return true;
+		i = (i + 1) & (u->cap - 1);
+	}
+	return false;
+}
+
+static int uset_add(struct uset *u, uint64_t x)
+{
+	if (uset_has(u, x))
+		return 0;
+	if ((u->n + 1) * 2 > u->cap) {
+		size_t nc = u->cap ? u->cap * 2 : 1024;
+		uint64_t *nv = calloc(nc, sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		struct uset t = {nv, 0, nc};
+		for (size_t i = 0; i < u->cap; i++)
+			if (u->v[i])
+				uset_add(&t, u->v[i] - 1);
+		free(u->v);
+		*u = t;
+	}
+	size_t i = (size_t)((x * 0x9e3779b97f4a7c15ULL) >> 20) & (u->cap - 1);
+	while (u->v[i])
+		i = (i + 1) & (u->cap - 1);
+	u->v[i] = x + 1;
+	u->n++;
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* the I/O engine shared by load and verify */
 
@@ -947,6 +994,7 @@ struct engine {
 	uint32_t bs_blocks;
 	struct journal j;
 	bool verify_writes;
+	struct uset doubt_units;
 	uint8_t *pattern; /* non-verify write payload */
 	/* counters */
 	struct dirstats rd, wr;
@@ -1005,6 +1053,14 @@ static void bad_add(struct engine *e, enum bstate s, uint64_t lba)
 	e->bad[s][e->nbad[s]++] = lba;
 }
 
+static void mark_in_doubt(struct engine *e, struct slot *s)
+{
+	journal_add(&e->j, JREC_DOUBT, s->lba, s->seq, e->run_id, s->nblocks);
+	e->in_doubt++;
+	if (uset_add(&e->doubt_units, (s->lba - e->r_lba) / e->bs_blocks) && !e->o->quiet)
+		err("out of memory for the in-doubt set; verify may report stale blocks");
+}
+
 static void io_done(struct iscsi_context *iscsi, int status, void *data, void *priv)
 {
 	struct slot *s = priv;
@@ -1042,6 +1098,9 @@ static void io_done(struct iscsi_context *iscsi, int status, void *data, void *p
 				   s->nblocks, e->o->io_timeout);
 		} else if (status == SCSI_STATUS_CANCELLED) {
 			e->cancelled++;
+			/* libiscsi without auto-reconnect cancels every task
+			 * when the connection drops ("deferred reconnect") */
+			e->need_reconnect = true;
 			note_error(e, "%s lba %" PRIu64 " +%u: cancelled by lost connection", what,
 				   s->lba, s->nblocks);
 		} else if (status == SCSI_STATUS_CHECK_CONDITION && task) {
@@ -1054,10 +1113,8 @@ static void io_done(struct iscsi_context *iscsi, int status, void *data, void *p
 			if (status == SCSI_STATUS_ERROR)
 				e->need_reconnect = true;
 		}
-		if (s->is_write && e->verify_writes) {
-			journal_add(&e->j, JREC_DOUBT, s->lba, s->seq, e->run_id, s->nblocks);
-			e->in_doubt++;
-		}
+		if (s->is_write && e->verify_writes)
+			mark_in_doubt(e, s);
 		if (e->o->mode == MODE_VERIFY && e->o->cont) {
 			/* could not read: count these blocks as lost, not silently ok */
 			for (uint32_t i = 0; i < s->nblocks; i++)
@@ -1104,6 +1161,8 @@ static bool pick_load(struct engine *e, struct slot *s)
 		}
 		if (!o->rand)
 			e->seq_next_unit = (e->seq_next_unit + 1) % e->units;
+		if (w && e->verify_writes && uset_has(&e->doubt_units, unit))
+			continue;
 		s->lba = lba;
 		s->nblocks = e->bs_blocks;
 		s->is_write = w;
@@ -1179,11 +1238,8 @@ static int issue(struct engine *e, struct slot *s)
 		e->need_reconnect = true;
 		note_error(e, "cannot queue %s lba %" PRIu64 ": %s", s->is_write ? "write" : "read",
 			   s->lba, iscsi_get_error(ic));
-		if (s->is_write && e->verify_writes) {
-			/* never sent: nothing can have reached the target */
-			journal_add(&e->j, JREC_DOUBT, s->lba, s->seq, e->run_id, s->nblocks);
-			e->in_doubt++;
-		}
+		if (s->is_write && e->verify_writes)
+			mark_in_doubt(e, s);
 		return -EIO;
 	}
 	s->busy = true;
@@ -1548,6 +1604,108 @@ static int verify_main(struct engine *e)
 }
 
 /* ------------------------------------------------------------------ */
+/* locate: find the byte offsets of stamped blocks in a file (a backing file
+ * or pool device), so tests can damage one block behind the target's back
+ * without knowing the store's layout.
+ *   vdload locate [--block-size N] FILE LBA...
+ * Prints "LBA OFFSET" for every valid stamp of a wanted LBA (newest sequence
+ * number first if there are several); exit 1 if some LBA was not found. */
+static int locate_main(int argc, char **argv)
+{
+	uint64_t bsz = 512;
+	int ai = 2;
+	if (ai + 1 < argc && !strcmp(argv[ai], "--block-size")) {
+		if (parse_size(argv[ai + 1], &bsz) || bsz < 512 || bsz % 512 || bsz > (1 << 20)) {
+			err("locate: --block-size '%s': not a multiple of 512", argv[ai + 1]);
+			return EXIT_USAGE;
+		}
+		ai += 2;
+	}
+	if (argc - ai < 2) {
+		err("usage: vdload locate [--block-size N] FILE LBA...");
+		return EXIT_USAGE;
+	}
+	const char *path = argv[ai++];
+	int nw = argc - ai;
+	uint64_t *want = calloc((size_t)nw, sizeof(*want));
+	uint64_t *found = calloc((size_t)nw, sizeof(*found));
+	uint64_t *fseq = calloc((size_t)nw, sizeof(*fseq));
+	bool *have = calloc((size_t)nw, sizeof(*have));
+	uint8_t *buf = malloc(1 << 20);
+	int rc = 0, fd = -1;
+	if (!want || !found || !fseq || !have || !buf) {
+		err("out of memory");
+		rc = 1;
+		goto out;
+	}
+	for (int i = 0; i < nw; i++) {
+		char *end;
+		errno = 0;
+		want[i] = strtoull(argv[ai + i], &end, 0);
+		if (errno || *end || end == argv[ai + i]) {
+			err("locate: LBA '%s': not a number", argv[ai + i]);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err("locate: file '%s': open failed: %s", path, strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	size_t chunk = (size_t)((1 << 20) / bsz * bsz);
+	for (off_t off = 0;; off += (off_t)chunk) {
+		ssize_t n = pread(fd, buf, chunk, off);
+		if (n < 0) {
+			err("locate: file '%s': read failed: %s", path, strerror(errno));
+			rc = 1;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		/* stamps sit at LUN-block boundaries of the LUN, which a store
+		 * may place at any 512-byte boundary of its files */
+		for (size_t i = 0; i + bsz <= (size_t)n; i += 512) {
+			uint8_t *b = buf + i;
+			if (get_le64(b) != BLOCK_MAGIC)
+				continue;
+			uint64_t lba = get_le64(b + STAMP_LBA_OFF), seq = get_le64(b + STAMP_SEQ_OFF);
+			for (int w = 0; w < nw; w++) {
+				if (want[w] != lba || (have[w] && fseq[w] >= seq))
+					continue;
+				uint32_t crc = get_le32(b + STAMP_CRC_OFF);
+				put_le32(b + STAMP_CRC_OFF, 0);
+				bool ok = crc32c(0, b, bsz) == crc;
+				put_le32(b + STAMP_CRC_OFF, crc);
+				if (ok) {
+					have[w] = true;
+					fseq[w] = seq;
+					found[w] = (uint64_t)off + i;
+				}
+			}
+		}
+		if ((size_t)n < chunk)
+			break;
+	}
+	for (int w = 0; w < nw; w++) {
+		if (have[w]) {
+			printf("%" PRIu64 " %" PRIu64 "\n", want[w], found[w]);
+		} else {
+			err("locate: file '%s': no valid stamp for LBA %" PRIu64, path, want[w]);
+			rc = 1;
+		}
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(want);
+	free(found);
+	free(fseq);
+	free(have);
+	free(buf);
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -1555,6 +1713,8 @@ int main(int argc, char **argv)
 	struct engine e;
 	int rc, exit_code = 0;
 
+	if (argc > 1 && !strcmp(argv[1], "locate"))
+		return locate_main(argc, argv);
 	if (parse_opts(argc, argv, &o))
 		return EXIT_USAGE;
 	memset(&e, 0, sizeof(e));
@@ -1694,6 +1854,7 @@ out:
 	free(e.slots);
 	free(e.pattern);
 	free(e.runs.ids);
+	free(e.doubt_units.v);
 	for (int s = 0; s < B_NSTATES; s++)
 		free(e.bad[s]);
 	if (e.idx && e.idx != MAP_FAILED)
