@@ -656,9 +656,18 @@ int vd_pool_dev_get_info(const vd_pool *p, uint32_t i, struct vd_dev_info *info)
     vd_uuid_str(d->uuid, info->uuid);
     info->state = d->state;
     snprintf(info->state_msg, sizeof(info->state_msg), "%s", d->state_msg);
+    /* A remote device's live connection state ("connected", "reconnecting
+     * since T: cause", "failed: cause") overrides the state found at open. */
+    if (d->state == VD_DEV_OK && d->bdev && d->bdev->ops->get_state) {
+        char s[sizeof(info->state_msg)];
+        if (!d->bdev->ops->get_state(d->bdev, s, sizeof(s)))
+            info->state = VD_DEV_FAILED;
+        snprintf(info->state_msg, sizeof(info->state_msg), "%s", s);
+    }
     info->size = d->size;
     info->extents = d->pe_count;
     info->used_extents = d->used_count;
     info->has_md = !!(d->flags & VD_DEVF_MD);
+    vd_admin_unlock(p);
     return 0;
 }
