@@ -371,3 +371,74 @@ iscsi_read() {
 iscsi_size() {
     timeout 30 iscsi-readcapacity16 -s "$1"
 }
+
+# ---- network namespaces (two emulated nodes) --------------------------------
+# Section owned by the remote-devices tests (issue 3).
+#
+#   netns_setup_pair [ADDR_A ADDR_B]
+#
+# Creates two network namespaces, $netns_a and $netns_b (names unique to
+# this test process), joined by a veth pair: $netns_a_if in $netns_a with
+# ADDR_A (default 198.51.100.1/24) and $netns_b_if in $netns_b with ADDR_B
+# (default 198.51.100.2/24); loopback is up in both.  Nothing is added to the
+# machine's own namespace (the veth ends are created directly inside the
+# namespaces).  Registers netns_cleanup, which deletes both namespaces;
+# register it before starting daemons in them so that they are stopped
+# first (cleanup runs last-registered first).
+netns_setup_pair() {
+    local addr_a=${1:-198.51.100.1/24} addr_b=${2:-198.51.100.2/24}
+    requires_root
+    requires command -v ip
+    netns_a=vdlvm-a-$$ netns_b=vdlvm-b-$$
+    netns_a_if=vetha netns_b_if=vethb
+    netns_a_addr=${addr_a%/*} netns_b_addr=${addr_b%/*}
+    ip netns add "$netns_a" || skip "cannot create network namespaces"
+    cleanup_fn netns_cleanup "$netns_a"
+    ip netns add "$netns_b" || fail "ip netns add $netns_b failed"
+    cleanup_fn netns_cleanup "$netns_b"
+    ip link add "$netns_a_if" netns "$netns_a" type veth \
+        peer name "$netns_b_if" netns "$netns_b" ||
+        fail "cannot create a veth pair between $netns_a and $netns_b"
+    ip -n "$netns_a" addr add "$addr_a" dev "$netns_a_if" &&
+    ip -n "$netns_b" addr add "$addr_b" dev "$netns_b_if" &&
+    ip -n "$netns_a" link set lo up && ip -n "$netns_b" link set lo up &&
+    ip -n "$netns_a" link set "$netns_a_if" up &&
+    ip -n "$netns_b" link set "$netns_b_if" up ||
+        fail "cannot configure the veth pair"
+    wait_for 10 ip netns exec "$netns_a" ping -c1 -W1 "$netns_b_addr" ||
+        fail "$netns_a cannot reach $netns_b_addr"
+    note "network namespaces $netns_a ($netns_a_addr) and $netns_b ($netns_b_addr)"
+}
+
+# netns_cleanup NS: kill what still runs in NS (a test stops its own
+# processes first; this is the last resort), then delete NS.
+netns_cleanup() {
+    local ns=$1 pids i
+    ip netns list 2>/dev/null | grep -qw -- "$ns" || return 0
+    pids=$(ip netns pids "$ns" 2>/dev/null)
+    if [ -n "$pids" ]; then
+        note "netns $ns: processes still running: $pids; killing them"
+        kill -KILL $pids 2>/dev/null || true
+        for (( i=0; i<50; i++ )); do
+            [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && break
+            sleep 0.1
+        done
+    fi
+    ip netns delete "$ns" 2>/dev/null || note "ip netns delete $ns failed"
+}
+
+# netns_link_silent / netns_link_restore: drop every packet leaving node B
+# (a peer that stops answering), and undo it.
+netns_link_silent() {
+    ip netns exec "$netns_b" tc qdisc add dev "$netns_b_if" root netem loss 100%
+}
+netns_link_restore() {
+    ip netns exec "$netns_b" tc qdisc del dev "$netns_b_if" root 2>/dev/null || true
+    ip -n "$netns_b" link set "$netns_b_if" up
+    ip -n "$netns_a" link set "$netns_a_if" up
+}
+# netns_link_down: node B's end of the link goes down (a loud failure).
+netns_link_down() {
+    ip -n "$netns_b" link set "$netns_b_if" down
+}
+# ---- end of network namespaces ------------------------------------------------

@@ -1,0 +1,202 @@
+#!/bin/bash
+# Usage: tests/conformance/run.sh BUILD [SUITE...]
+#
+# libiscsi's conformance suite (iscsi-test-cu, family ALL) against, in one
+# tgtd started with the freshly built module:
+#   rdwr   tgt's own rdwr store on a plain 128 MiB file (the reference)
+#   vdlvm  a vdlvm volume of 160 MiB on a pool of three 64 MiB sparse files
+#          (larger than any two devices, so it spans all three)
+# One iscsi-test-cu process per suite and store (a CompareAndWrite test
+# leaves a CDB hook behind that breaks later tests of the same process), each
+# under CONF_SUITE_TIMEOUT seconds (default 300).
+#
+# Passes when
+#   1. no test fails on vdlvm that does not fail on rdwr,
+#   2. vdlvm passes at least CONF_MIN_PASS tests (default 223; CUnit counts
+#      a test that skips itself as passed, as in the issue's numbers),
+#   3. CompareAndWrite.Simple and .Miscompare run and pass on vdlvm (rdwr
+#      skips them: tgt's core answers COMPARE AND WRITE as an illegal opcode).
+# Prints the tests whose results differ between the stores.
+#
+# Environment: CONF_STORES="rdwr vdlvm" (a subset runs only those stores
+# and checks only what applies), CONF_SUITE_TIMEOUT, CONF_MIN_PASS,
+# CONF_RESULTS=DIR (keep the raw outputs and results there).
+set -euo pipefail
+
+[ $# -ge 1 ] || { echo "usage: $0 BUILD [SUITE...]" >&2; exit 2; }
+BUILD=$1
+shift
+export BUILD
+source "$(dirname "$0")/../functions.sh"
+test_name=conformance
+
+stores=${CONF_STORES:-rdwr vdlvm}
+suite_timeout=${CONF_SUITE_TIMEOUT:-300}
+min_pass=${CONF_MIN_PASS:-223}
+has_store() { [[ " $stores " == *" $1 "* ]]; }
+
+requires_tgtd
+requires iscsi-test-cu -l
+has_store vdlvm && requires_vdlvm
+
+results=${CONF_RESULTS:-$tmp/results}
+mkdir -p "$results"
+
+# ---- the test list ----------------------------------------------------------
+iscsi-test-cu -l > "$results/list.txt" 2>&1 || true
+grep -E '^ALL\.[^.]+\.[^.]+$' "$results/list.txt" > "$results/tests.txt" || true
+if [ $# -gt 0 ]; then
+    suites=("$@")
+    grep -E "^ALL\.($(IFS='|'; echo "$*"))\." "$results/tests.txt" > "$results/tests.sel" || true
+    mv "$results/tests.sel" "$results/tests.txt"
+else
+    mapfile -t suites < <(grep -E '^ALL\.[^.]+$' "$results/list.txt" | sed 's/^ALL\.//')
+fi
+ntests=$(wc -l < "$results/tests.txt")
+[ "$ntests" -gt 0 ] || fail "iscsi-test-cu -l lists no tests of family ALL"
+note "${#suites[@]} suites, $ntests tests, stores: $stores"
+
+# ---- targets ------------------------------------------------------------------
+if has_store vdlvm; then start_tgtd; else start_tgtd --no-module; fi
+declare -A url=()
+tid=0
+if has_store rdwr; then
+    tid=$((tid + 1))
+    truncate -s 128M "$tmp/plain.img"
+    tgt_target_new "$tid" rdwr
+    tgt_lun_new "$tid" 1 rdwr "$tmp/plain.img" || fail "cannot export the rdwr LUN"
+    url[rdwr]=$(iscsi_url "$tid" 1)
+fi
+if has_store vdlvm; then
+    tid=$((tid + 1))
+    conf=$(make_pool_conf pool0 3 64MiB 4MiB)
+    vdlvm -c "$conf" pool create "$conf" || fail "vdlvm pool create failed"
+    vdlvm -c "$conf" vol create pool0/vol0 --size 160MiB || fail "vdlvm vol create failed"
+    vdlvm -c "$conf" status pool0/vol0 > "$results/vdlvm-status.txt" 2>&1 || true
+    for i in 0 1 2; do
+        grep -q "d$i" "$results/vdlvm-status.txt" ||
+            fail "volume pool0/vol0 does not use device d$i: $(cat "$results/vdlvm-status.txt")"
+    done
+    tgt_target_new "$tid" vdlvm
+    tgt_lun_new "$tid" 1 vdlvm pool0/vol0 "conf=$conf" ||
+        fail "cannot export pool0/vol0 with the vdlvm module"
+    url[vdlvm]=$(iscsi_url "$tid" 1)
+fi
+
+# ---- running ------------------------------------------------------------------
+# parse_cu STORE SUITE FILE RC: one line "TEST VERDICT" per test of the suite,
+# VERDICT = PASS, SKIP (passed with a [SKIPPED] message) or FAIL; tests with
+# no verdict (the process crashed or timed out) are FAIL too.
+parse_cu() {
+    local store=$1 suite=$2 file=$3 rc=$4
+    awk -v suite="$suite" '
+        function verdict(l) {
+            if (l ~ /\[SKIPPED\]/) skip = 1
+            # The verdict starts a line (or follows "..."); a teardown may
+            # print more after it on the same line.
+            if (cur != "" && l ~ /^(passed|FAILED)([ \t]|$)/) {
+                v = (l ~ /^FAILED/) ? "FAIL" : (skip ? "SKIP" : "PASS")
+                print "ALL." suite "." cur, v
+                seen[cur] = 1
+                cur = ""
+            }
+        }
+        { sub(/\r$/, ""); sub(/[ \t]+$/, "") }
+        /^  Test: [^ ]+ \.\.\./ {
+            cur = $2; skip = 0
+            rest = $0; sub(/^  Test: [^ ]+ \.\.\./, "", rest)
+            verdict(rest); next
+        }
+        { verdict($0) }
+    ' "$file" > "$results/$store.$suite.res"
+    # Tests that never got a verdict.
+    local t
+    while read -r t; do
+        grep -q "^$t " "$results/$store.$suite.res" ||
+            echo "$t FAIL$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo " (timeout)" || echo " (no result, exit $rc)")" >> "$results/$store.$suite.res"
+    done < <(grep "^ALL\.$suite\." "$results/tests.txt")
+}
+
+problems=()
+start_all=$(date +%s)
+for store in $stores; do
+    : > "$results/$store.res"
+    t0=$(date +%s)
+    for suite in "${suites[@]}"; do
+        out=$results/$store.$suite.txt
+        rc=0
+        (cd "$tmp" && timeout -k 10 "$suite_timeout" stdbuf -oL -eL \
+            iscsi-test-cu -d "${url[$store]}" -t "ALL.$suite") </dev/null > "$out" 2>&1 || rc=$?
+        parse_cu "$store" "$suite" "$out" "$rc"
+        cat "$results/$store.$suite.res" >> "$results/$store.res"
+        # Cross-check with CUnit's own "tests TOTAL RAN PASSED FAILED" line.
+        cu=$(awk '$1 == "tests" && NF >= 5 { print $4 " " $5 }' "$out" | tail -n1)
+        if [ -n "$cu" ]; then
+            mine="$(grep -cv ' FAIL' "$results/$store.$suite.res" || true) $(grep -c ' FAIL' "$results/$store.$suite.res" || true)"
+            [ "$cu" = "$mine" ] ||
+                problems+=("$store $suite: parsed pass/fail '$mine' but CUnit says '$cu' (see $out)")
+        fi
+        if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+            note "$store: suite $suite timed out after ${suite_timeout}s"
+        fi
+    done
+    note "$store: ran ${#suites[@]} suites in $(( $(date +%s) - t0 ))s"
+    kill -0 "$tgtd_pid" 2>/dev/null || fail "tgtd died during the $store run"
+done
+
+# ---- results ------------------------------------------------------------------
+verdict_of() { awk -v t="$2" '$1 == t { print $2; exit }' "$results/$1.res"; }
+
+echo
+printf '%-8s %7s %7s %7s %7s   (CUnit "passed" = pass + skip)\n' store pass skip fail passed
+for store in $stores; do
+    p=$(awk '$2=="PASS"' "$results/$store.res" | wc -l)
+    s=$(awk '$2=="SKIP"' "$results/$store.res" | wc -l)
+    f=$(awk '$2=="FAIL"' "$results/$store.res" | wc -l)
+    printf '%-8s %7d %7d %7d %7d\n' "$store" "$p" "$s" "$f" $((p + s))
+    eval "n_pass_$store=$p n_skip_$store=$s n_fail_$store=$f"
+done
+
+if has_store rdwr && has_store vdlvm; then
+    echo
+    echo "tests whose results differ (rdwr -> vdlvm):"
+    printf '  %-50s %-6s %-6s %s\n' test rdwr vdlvm note
+    ndiff=0
+    while read -r t; do
+        a=$(verdict_of rdwr "$t"); b=$(verdict_of vdlvm "$t")
+        [ "$a" = "$b" ] && continue
+        ndiff=$((ndiff + 1))
+        n=
+        if [ "$b" = FAIL ]; then n="REGRESSION"; problems+=("$t fails on vdlvm but not on rdwr")
+        elif [ "$a" = FAIL ]; then n="fixed"
+        elif [ "$a" = SKIP ]; then n="runs on vdlvm"
+        else n="skipped on vdlvm"; fi
+        printf '  %-50s %-6s %-6s %s\n' "$t" "$a" "$b" "$n"
+    done < "$results/tests.txt"
+    [ "$ndiff" -gt 0 ] || echo "  (none)"
+    echo
+    echo "tests failing on both (tgt core; see shared docs/tgt-backing-store.md):"
+    join <(awk '$2=="FAIL"{print $1}' "$results/rdwr.res" | sort) \
+         <(awk '$2=="FAIL"{print $1}' "$results/vdlvm.res" | sort) | sed 's/^/  /'
+fi
+
+if has_store vdlvm; then
+    vp=$(( n_pass_vdlvm + n_skip_vdlvm ))
+    if [ "$ntests" -ge 230 ] && [ "$vp" -lt "$min_pass" ]; then
+        problems+=("vdlvm passes $vp tests, fewer than $min_pass")
+    fi
+    for t in ALL.CompareAndWrite.Simple ALL.CompareAndWrite.Miscompare; do
+        grep -qx "$t" "$results/tests.txt" || continue
+        v=$(verdict_of vdlvm "$t")
+        [ "$v" = PASS ] || problems+=("$t on vdlvm: $v (must run and pass)")
+    done
+fi
+
+echo
+echo "conformance ran in $(( $(date +%s) - start_all ))s; raw output in $results"
+if [ ${#problems[@]} -gt 0 ]; then
+    printf 'conformance FAILED: %s\n' "${problems[@]}"
+    [ -n "${CONF_RESULTS:-}" ] || { _rm_tmp() { note "kept $tmp for inspection"; }; }
+    exit 1
+fi
+echo "conformance OK"
