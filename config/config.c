@@ -139,6 +139,10 @@ void vd_size_format(uint64_t bytes, char *buf, size_t len)
     if (hundredths == 100) {
         whole++;
         hundredths = 0;
+        if (whole == 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+            whole = 1;  /* 1023.999KiB reads better as 1MiB */
+            u++;
+        }
     }
     if (hundredths == 0)
         snprintf(buf, len, "%llu%s", (unsigned long long)whole, units[u]);

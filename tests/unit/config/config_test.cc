@@ -303,6 +303,9 @@ TEST(SizeFormat, Fractions_ShortestOfTwoDecimals)
     EXPECT_EQ("1.25GiB", Fmt(5ull << 28));
     EXPECT_EQ("1.5KiB", Fmt(1536));
     EXPECT_EQ("2KiB", Fmt(2047));          // rounds up to the next whole
+    EXPECT_EQ("1MiB", Fmt((1ull << 20) - 1));
+    EXPECT_EQ("1023B", Fmt(1023));
+    EXPECT_EQ("1.01MiB", Fmt((1ull << 20) + 10486));
     EXPECT_EQ("16777216TiB", Fmt(UINT64_MAX));
 }
 
