@@ -405,9 +405,13 @@ netns_setup_pair() {
     ip -n "$netns_a" link set "$netns_a_if" up &&
     ip -n "$netns_b" link set "$netns_b_if" up ||
         fail "cannot configure the veth pair"
-    wait_for 10 ip netns exec "$netns_a" ping -c1 -W1 "$netns_b_addr" ||
-        fail "$netns_a cannot reach $netns_b_addr"
+    wait_for 10 _netns_link_is_up || fail "the veth pair does not come up"
     note "network namespaces $netns_a ($netns_a_addr) and $netns_b ($netns_b_addr)"
+}
+
+_netns_link_is_up() {
+    [ "$(ip netns exec "$netns_a" cat /sys/class/net/$netns_a_if/operstate)" = up ] &&
+    [ "$(ip netns exec "$netns_b" cat /sys/class/net/$netns_b_if/operstate)" = up ]
 }
 
 # netns_cleanup NS: kill what still runs in NS (a test stops its own
@@ -427,13 +431,22 @@ netns_cleanup() {
     ip netns delete "$ns" 2>/dev/null || note "ip netns delete $ns failed"
 }
 
-# netns_link_silent / netns_link_restore: drop every packet leaving node B
-# (a peer that stops answering), and undo it.
+# netns_link_silent / netns_link_restore: node B stops answering node A
+# (packets are dropped without any error), and undo it.  Uses
+# `tc netem loss 100%` on B's end of the link where the kernel has netem;
+# otherwise a blackhole route on B towards A (B's answers vanish).  Sets
+# netns_silent_how to the method used.
 netns_link_silent() {
-    ip netns exec "$netns_b" tc qdisc add dev "$netns_b_if" root netem loss 100%
+    if ip netns exec "$netns_b" tc qdisc add dev "$netns_b_if" root netem loss 100% 2>/dev/null; then
+        netns_silent_how="tc netem loss 100% on $netns_b_if"
+    else
+        ip -n "$netns_b" route add blackhole "$netns_a_addr/32" || return
+        netns_silent_how="blackhole route to $netns_a_addr on node B (no netem in this kernel)"
+    fi
 }
 netns_link_restore() {
     ip netns exec "$netns_b" tc qdisc del dev "$netns_b_if" root 2>/dev/null || true
+    ip -n "$netns_b" route del blackhole "$netns_a_addr/32" 2>/dev/null || true
     ip -n "$netns_b" link set "$netns_b_if" up
     ip -n "$netns_a" link set "$netns_a_if" up
 }
