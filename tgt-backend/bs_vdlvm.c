@@ -4,7 +4,8 @@
  *          --bstype vdlvm --backing-store POOL/VOL [--bsopts "conf=FILE"]
  *
  * exports volume VOL of pool POOL (definition FILE, default
- * /etc/vdlvm/POOL.yaml).  tgt cuts --bsopts at commas, so options are
+ * $VDLVM_CONFDIR/POOL.yaml, /etc/vdlvm/POOL.yaml without it, as for the
+ * vdlvm command).  tgt cuts --bsopts at commas, so options are
  * separated by ';'.
  *
  * Threads
@@ -83,7 +84,7 @@ struct vdlvm_pool {
 struct vdlvm_lu {
     struct scsi_lu *lu;
     char *bsopts;                     /* kept: tgtd never frees it */
-    char *conf_file;                  /* NULL: CONF_DIR_DEFAULT/POOL.yaml */
+    char *conf_file;                  /* NULL: the default definition */
     struct vdlvm_pool *vp;            /* set while open (main thread) */
     vd_vol *vol;
     struct list_head pool_link;
@@ -737,8 +738,8 @@ static void pool_put(struct vdlvm_pool *vp)
     if (--vp->refs > 0)
         return;
     list_del(&vp->link);
+    vd_log(VD_LOG_INFO, "pool '%s': closed (no LUN uses it)", vp->name);
     pool_free(vp);
-    vd_log(VD_LOG_INFO, "pool closed");
 }
 
 static struct vdlvm_pool *pool_find(const char *name)
@@ -779,10 +780,15 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     pthread_cond_init(&vp->idle_cond, NULL);
     vp->ctl_fd = -1;
     snprintf(vp->name, sizeof(vp->name), "%s", name);
-    if (conf_file)
+    if (conf_file) {
         vp->conf_file = strdup(conf_file);
-    else if (asprintf(&vp->conf_file, CONF_DIR_DEFAULT "/%s.yaml", name) < 0)
-        vp->conf_file = NULL;
+    } else {
+        /* Same default as the vdlvm command. */
+        const char *dir = getenv("VDLVM_CONFDIR");
+        if (asprintf(&vp->conf_file, "%s/%s.yaml",
+                     dir && *dir ? dir : CONF_DIR_DEFAULT, name) < 0)
+            vp->conf_file = NULL;
+    }
     if (!vp->conf_file) {
         r = -ENOMEM;
         goto fail;
@@ -1160,7 +1166,9 @@ void register_bs_module(void)
         WRITE_VERIFY, WRITE_VERIFY_12, WRITE_VERIFY_16,
     };
 
-    vd_log_set_fn(vdlvm_log);
+    /* Messages of a command served on the control socket go to its caller
+     * as well; the rest to tgtd's log. */
+    vd_admin_log_init(vdlvm_log);
     bs_create_opcode_map(&vdlvm_bst, ops, ARRAY_SIZE(ops));
     register_backingstore_template(&vdlvm_bst);
 }
