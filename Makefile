@@ -77,7 +77,7 @@ $(BSMOD): $(BS_OBJS) $(ADMIN_OBJS) $(LIBVD) tgt-backend/bs_vdlvm.syms
 	    -Wl,--unresolved-symbols=ignore-in-object-files \
 	    -o $@ $(BS_OBJS) $(ADMIN_OBJS) $(LIBVD) $(LIBS) -liscsi
 
-$(UNIT): $(UNIT_OBJS) $(LIBVD)
+$(UNIT): $(UNIT_OBJS) $(ADMIN_OBJS) $(LIBVD)
 	$(CXX) $(SANFLAGS) -o $@ $^ -lgtest -lgtest_main $(LIBS)
 
 check-unit: $(UNIT)

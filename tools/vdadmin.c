@@ -939,8 +939,9 @@ static int status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         fmt_size(pi.extent_size, es, sizeof(es));
         fprintf(out, "pool '%s'  uuid %s  extent %s  metadata seq %llu\n",
                 pi.name, pi.uuid, es, (unsigned long long)pi.seq);
-        fprintf(out, "  size %s, used %s, free %s; %u devices, %u volumes\n",
-                t, u, f, pi.ndevs, (unsigned)nvols);
+        fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n",
+                t, u, f, pi.ndevs, pi.ndevs == 1 ? "" : "s", (unsigned)nvols,
+                nvols == 1 ? "" : "s");
         tbl_cell(&dt, 0, "DEVICE");
         tbl_cell(&dt, 1, "NODE");
         tbl_cell(&dt, 2, "STATE");
