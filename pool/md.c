@@ -61,6 +61,7 @@ static void vol_free(struct vd_vol *v)
 {
     if (!v)
         return;
+    vd_mirror_detach(v);
     pthread_rwlock_destroy(&v->map_lock);
     pthread_rwlock_destroy(&v->write_lock);
     free(v->map);
@@ -163,6 +164,14 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     v->layout = o->layout;
     v->copies = o->copies;
     v->le_count = o->le_count;
+    v->flags = o->flags;
+    v->data_le0 = o->layout == VD_LAYOUT_MIRROR ? VD_MIRROR_LE0 : 0;
+    if (o->layout == VD_LAYOUT_MIRROR &&
+        ((o->flags & VD_VOLF_REGION_SHIFT_MASK) < 9 ||
+         (o->flags & VD_VOLF_REGION_SHIFT_MASK) > 40 || o->le_count < 1)) {
+        free(v);
+        BAD("pool '%s': volume '%s': bad mirror parameters", p->name, name);
+    }
     v->map = malloc((o->le_count ? o->le_count : 1) * o->copies * sizeof(*v->map));
     nv = realloc(p->vols, (p->nvols + 1) * sizeof(*nv));
     if (!v->map || !nv) {
@@ -253,6 +262,8 @@ static int apply_map(vd_pool *p, const struct vd_op_map *o)
                     d->name);
         }
     }
+    /* A live volume's I/O holds map_lock shared for each request. */
+    pthread_rwlock_wrlock(&v->map_lock);
     for (uint64_t i = 0; i < o->count; i++) {
         struct vd_pe *e = &v->map[(o->le_start + i) * v->copies + o->leg];
         if (e->dev != VD_NO_DEV)
@@ -267,6 +278,31 @@ static int apply_map(vd_pool *p, const struct vd_op_map *o)
             e->dev = VD_NO_DEV;
         }
     }
+    pthread_rwlock_unlock(&v->map_lock);
+    return 0;
+}
+
+static int apply_leg(vd_pool *p, const struct vd_op_leg *o)
+{
+    struct vd_vol *v = vd_vol_find_id(p, o->vol);
+
+    if (!v || o->leg >= v->copies || o->state > 2)
+        BAD("pool '%s': metadata sets state %u of leg %u of unknown volume %u",
+            p->name, o->state, o->leg, o->vol);
+    __atomic_store_n(&v->leg_state[o->leg], o->state, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static int apply_resync(vd_pool *p, const struct vd_op_resync *o)
+{
+    struct vd_vol *v = vd_vol_find_id(p, o->vol);
+
+    if (!v)
+        BAD("pool '%s': metadata records resync of unknown volume %u", p->name,
+            o->vol);
+    v->rs_running = o->running;
+    v->rs_total = o->total;
+    v->rs_done = o->done;
     return 0;
 }
 
@@ -291,6 +327,8 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             CASE(VD_OP_VOL_REMOVE, struct vd_op_vol, apply_vol_remove)
             CASE(VD_OP_VOL_RESIZE, struct vd_op_vol, apply_vol_resize)
             CASE(VD_OP_MAP, struct vd_op_map, apply_map)
+            CASE(VD_OP_LEG_STATE, struct vd_op_leg, apply_leg)
+            CASE(VD_OP_RESYNC, struct vd_op_resync, apply_resync)
 #undef CASE
         case VD_OP_POOL: {
             const struct vd_op_pool *o = (const void *)h;
@@ -348,9 +386,29 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
         ov.copies = v->copies;
         ov.size = v->size;
         ov.le_count = v->le_count;
+        ov.flags = v->flags;
         vd_name_copy(ov.name, sizeof(ov.name), v->name);
         if ((r = vd_opbuf_add(b, &ov, sizeof(ov))) < 0)
             return r;
+        for (uint32_t leg = 0; leg < v->copies; leg++) {
+            struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
+            if (!v->leg_state[leg])
+                continue;
+            ol.vol = v->id;
+            ol.leg = leg;
+            ol.state = v->leg_state[leg];
+            if ((r = vd_opbuf_add(b, &ol, sizeof(ol))) < 0)
+                return r;
+        }
+        if (v->rs_running || v->rs_total) {
+            struct vd_op_resync orz = { .h.type = VD_OP_RESYNC };
+            orz.vol = v->id;
+            orz.running = v->rs_running;
+            orz.total = v->rs_total;
+            orz.done = v->rs_done;
+            if ((r = vd_opbuf_add(b, &orz, sizeof(orz))) < 0)
+                return r;
+        }
         for (uint32_t leg = 0; leg < v->copies; leg++) {
             uint64_t le = 0;
             while (le < v->le_count) {
@@ -484,7 +542,18 @@ static int write_rec(struct vd_dev *d, const uint8_t *buf, size_t len, int half,
     return 0;
 }
 
+static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops);
+
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops)
+{
+    int r;
+    vd_admin_lock(p);
+    r = md_commit_locked(p, ops);
+    vd_admin_unlock(p);
+    return r;
+}
+
+static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
 {
     uint8_t *delta = NULL, *ckpt = NULL;
     size_t delta_len, ckpt_len = 0;

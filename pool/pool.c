@@ -129,7 +129,22 @@ static vd_pool *pool_alloc(const char *name)
     }
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->lock_fd = -1;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&p->admin_lock, &a);
+    pthread_mutexattr_destroy(&a);
     return p;
+}
+
+void vd_admin_lock(vd_pool *p)
+{
+    pthread_mutex_lock(&p->admin_lock);
+}
+
+void vd_admin_unlock(vd_pool *p)
+{
+    pthread_mutex_unlock(&p->admin_lock);
 }
 
 static void pool_free(vd_pool *p)
@@ -144,6 +159,7 @@ static void pool_free(vd_pool *p)
     }
     free(p->devs);
     pool_unlock(p->lock_fd);
+    pthread_mutex_destroy(&p->admin_lock);
     free(p);
 }
 
@@ -596,6 +612,12 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
                    d->state_msg);
         }
     }
+    for (uint32_t i = 0; i < p->nvols; i++)
+        if (p->vols[i]->layout == VD_LAYOUT_MIRROR &&
+            (r = vd_mirror_attach(p->vols[i])) < 0)
+            goto out;
+    if ((r = vd_replica_start(p)) < 0)
+        goto out;
     *out = p;
     p = NULL;
 out:
@@ -614,6 +636,7 @@ void vd_pool_close(vd_pool *p)
 {
     if (!p)
         return;
+    vd_replica_stop(p);
     for (uint32_t i = 0; i < p->ndevs; i++)
         if (p->devs[i].bdev)
             vd_dev_flush(&p->devs[i]);
@@ -625,8 +648,10 @@ const char *vd_pool_name(const vd_pool *p)
     return p->name;
 }
 
-int vd_pool_get_info(const vd_pool *p, struct vd_pool_info *info)
+int vd_pool_get_info(const vd_pool *cp, struct vd_pool_info *info)
 {
+    vd_pool *p = (vd_pool *)cp;
+    vd_admin_lock(p);
     memset(info, 0, sizeof(*info));
     snprintf(info->name, sizeof(info->name), "%s", p->name);
     vd_uuid_str(p->uuid, info->uuid);
@@ -639,15 +664,18 @@ int vd_pool_get_info(const vd_pool *p, struct vd_pool_info *info)
         info->used_bytes += p->devs[i].used_count * p->extent_size;
     }
     info->free_bytes = info->total_bytes - info->used_bytes;
+    vd_admin_unlock(p);
     return 0;
 }
 
-int vd_pool_dev_get_info(const vd_pool *p, uint32_t i, struct vd_dev_info *info)
+int vd_pool_dev_get_info(const vd_pool *cp, uint32_t i, struct vd_dev_info *info)
 {
+    vd_pool *p = (vd_pool *)cp;
     const struct vd_dev *d;
 
     if (i >= p->ndevs)
         return -ENOENT;
+    vd_admin_lock(p);
     d = &p->devs[i];
     memset(info, 0, sizeof(*info));
     snprintf(info->name, sizeof(info->name), "%s", d->name);

@@ -96,6 +96,8 @@ enum {
     VD_OP_VOL_REMOVE = 4, /* struct vd_op_vol (id only) */
     VD_OP_VOL_RESIZE = 5, /* struct vd_op_vol (id, size, le_count) */
     VD_OP_MAP = 6,        /* struct vd_op_map; dev VD_NO_DEV = unmap */
+    VD_OP_LEG_STATE = 7,  /* struct vd_op_leg */
+    VD_OP_RESYNC = 8,     /* struct vd_op_resync: persistent progress */
 };
 struct vd_op_hdr {
     uint16_t type;          /* 0 */
@@ -145,6 +147,27 @@ struct vd_op_map {
     uint64_t pe_start;      /* 40 */
 };
 _Static_assert(sizeof(struct vd_op_map) == 48, "op map");
+struct vd_op_leg {
+    struct vd_op_hdr h;     /*  0 */
+    uint32_t vol;           /*  8 */
+    uint32_t leg;           /* 12 */
+    uint32_t state;         /* 16: enum vd_leg_state */
+    uint32_t pad0;          /* 20 */
+};
+_Static_assert(sizeof(struct vd_op_leg) == 24, "op leg");
+struct vd_op_resync {
+    struct vd_op_hdr h;     /*  0 */
+    uint32_t vol;           /*  8 */
+    uint32_t running;       /* 12: 1 while a resync is under way */
+    uint64_t total;         /* 16: bytes to copy in this resync */
+    uint64_t done;          /* 24: bytes copied so far */
+};
+_Static_assert(sizeof(struct vd_op_resync) == 32, "op resync");
+/* Mirror volumes: struct vd_op_vol.flags bits 0-7 hold log2(region size);
+ * logical extent 0 of every leg holds that leg's copy of the write-intent
+ * bitmap, data starts at logical extent 1 (VD_MIRROR_LE0). */
+#define VD_VOLF_REGION_SHIFT_MASK 0xffu
+#define VD_MIRROR_LE0 1u
 
 /* ---- device drivers ---------------------------------------------------- */
 /* An open backing device: a local file/block device or a remote LUN.
@@ -219,7 +242,14 @@ struct vd_vol {
     struct vd_pe *map;       /* le_count * copies, [le * copies + leg] */
     /* write_lock: writes hold it shared, compare-and-write exclusive. */
     pthread_rwlock_t write_lock;
-    uint32_t open_count;     /* admin thread only */
+    uint32_t open_count;     /* under the pool's admin_lock */
+    /* mirror only */
+    uint32_t flags;          /* VD_VOLF_* as on disk */
+    uint32_t data_le0;       /* first data extent: 0 linear, 1 mirror */
+    uint32_t leg_state[3];   /* enum vd_leg_state; atomic reads */
+    uint32_t rs_running;     /* persisted resync progress (admin_lock) */
+    uint64_t rs_total, rs_done;
+    struct vd_mirror *mirror; /* runtime state (replica/), NULL if linear */
 };
 
 struct vd_pool {
@@ -233,6 +263,11 @@ struct vd_pool {
     struct vd_vol **vols;
     int lock_fd;
     bool loading;            /* replay in progress */
+    /* admin_lock (recursive) serialises every state change and metadata
+     * commit, and the admin API.  Never taken while holding a volume's
+     * map_lock. */
+    pthread_mutex_t admin_lock;
+    struct vd_replica *replica; /* background thread (replica/), or NULL */
 };
 
 /* crc32c (Castagnoli) */
@@ -274,6 +309,26 @@ uint64_t vd_md_scan_half(const uint8_t *pool_uuid, const uint8_t *half,
 int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos);
 
 void vd_state_free(vd_pool *p);
+void vd_admin_lock(vd_pool *p);
+void vd_admin_unlock(vd_pool *p);
+
+/* replica/ hooks called by the pool */
+int vd_mirror_attach(struct vd_vol *v);       /* after open/create: bitmap */
+void vd_mirror_detach(struct vd_vol *v);
+int vd_mirror_grow(struct vd_vol *v);          /* after extend */
+int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off);
+int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
+                     uint64_t off, unsigned flags);
+int vd_replica_start(vd_pool *p);              /* background thread */
+void vd_replica_stop(vd_pool *p);
+/* Per-leg extent access for replica/: device and byte offset of byte `off`
+ * of leg `leg` (off counts from the start of the volume's data; the
+ * bitmap extent is reached with vd_leg_bitmap_locate).  Caller holds
+ * map_lock shared.  Returns the device or NULL if unmapped/unavailable. */
+struct vd_dev *vd_leg_locate(struct vd_vol *v, uint32_t leg, uint64_t off,
+                             uint64_t *dev_off);
+struct vd_dev *vd_leg_bitmap_locate(struct vd_vol *v, uint32_t leg,
+                                    uint64_t *dev_off);
 struct vd_vol *vd_vol_find(const vd_pool *p, const char *name);
 struct vd_vol *vd_vol_find_id(const vd_pool *p, uint32_t id);
 

@@ -5,8 +5,8 @@
  *   return NULL and set errno.  Failures are logged once, here, through the
  *   log function (vd_log_set_fn), naming the pool/device/volume.
  * - Administrative calls (create/remove/extend/open/close, info getters)
- *   must be serialised by the caller (one admin thread per pool: tgtd's main
- *   thread, or the vdlvm command).  They may run concurrently with I/O.
+ *   are serialised by the pool's admin lock and may be called from any
+ *   thread, concurrently with I/O.  vd_pool_open/close: one thread.
  * - I/O calls (vd_vol_pread/pwrite/flush/...) are thread-safe and may be
  *   called from any number of threads on an open volume.
  * - A pool is held by one process at a time: vd_pool_open takes an
@@ -92,7 +92,9 @@ enum vd_layout { VD_LAYOUT_LINEAR = 0, VD_LAYOUT_MIRROR = 1 };
 struct vd_vol_opts {
     enum vd_layout layout;   /* default linear */
     uint32_t copies;         /* legs for mirror (2 or 3); 1 for linear */
-    int allow_same_node;
+    int allow_same_node;     /* mirror: legs may share a node */
+    uint64_t region_size;    /* mirror: bytes per bitmap bit, power of two,
+                                64 KiB .. extent size; 0 = 1 MiB */
 };
 void vd_vol_opts_init(struct vd_vol_opts *o);
 

@@ -17,14 +17,15 @@ void vd_vol_opts_init(struct vd_vol_opts *o)
 /* Append to ops the MAP runs that give logical extents [le, le+count) of
  * leg `leg` of volume `vol` free physical extents, filling devices in pool
  * order.  Reads the state, changes nothing.  -ENOSPC if too few. */
-static int alloc_extents(const vd_pool *p, uint32_t vol, uint32_t leg,
-                         uint64_t le, uint64_t count, struct vd_opbuf *ops)
+static int alloc_extents_on(const vd_pool *p, uint32_t vol, uint32_t leg,
+                            uint64_t le, uint64_t count, struct vd_opbuf *ops,
+                            const bool *allowed)
 {
     int r;
 
     for (uint32_t di = 0; di < p->ndevs && count; di++) {
         const struct vd_dev *d = &p->devs[di];
-        if (!d->used || d->state != VD_DEV_OK)
+        if (!d->used || d->state != VD_DEV_OK || (allowed && !allowed[di]))
             continue;
         uint64_t pe = 0;
         while (pe < d->pe_count && count) {
@@ -51,6 +52,71 @@ static int alloc_extents(const vd_pool *p, uint32_t vol, uint32_t leg,
         }
     }
     return count ? -ENOSPC : 0;
+}
+
+static int alloc_extents(const vd_pool *p, uint32_t vol, uint32_t leg,
+                         uint64_t le, uint64_t count, struct vd_opbuf *ops)
+{
+    return alloc_extents_on(p, vol, leg, le, count, ops, NULL);
+}
+
+static uint64_t free_on(const vd_pool *p, const bool *allowed)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used && p->devs[i].state == VD_DEV_OK && allowed[i])
+            n += p->devs[i].pe_count - p->devs[i].used_count;
+    return n;
+}
+
+/* Mirror placement: leg k gets the devices of one node (or, with
+ * allow_same_node, one device) no other leg uses, choosing the group with
+ * the most free extents that can hold the whole leg.  Fills leg_devs[k]
+ * (per device: allowed) and returns 0, or logs what is missing. */
+static int place_legs(const vd_pool *p, const char *name, uint32_t copies,
+                      uint64_t need, int same_node, bool leg_devs[3][VD_MAX_DEVS])
+{
+    bool taken[VD_MAX_DEVS] = { false };
+
+    for (uint32_t k = 0; k < copies; k++) {
+        uint64_t best_free = 0;
+        int best = -1;
+        for (uint32_t i = 0; i < p->ndevs; i++) {
+            bool grp[VD_MAX_DEVS] = { false };
+            const struct vd_dev *d = &p->devs[i];
+            if (!d->used || d->state != VD_DEV_OK || taken[i])
+                continue;
+            for (uint32_t j = 0; j < p->ndevs; j++)
+                grp[j] = p->devs[j].used && !taken[j] &&
+                         (same_node ? j == i : !strcmp(p->devs[j].node, d->node));
+            /* with distinct nodes, a node some leg already uses is out */
+            bool node_used = false;
+            for (uint32_t j = 0; !same_node && j < p->ndevs; j++)
+                if (taken[j] && !strcmp(p->devs[j].node, d->node))
+                    node_used = true;
+            if (node_used)
+                continue;
+            uint64_t f = free_on(p, grp);
+            if (f >= need && f > best_free) {
+                best_free = f;
+                best = i;
+                memcpy(leg_devs[k], grp, sizeof(grp));
+            }
+        }
+        if (best < 0) {
+            vd_log(VD_LOG_ERR, "volume '%s/%s': a mirror with %u copies needs %u "
+                   "%s with %llu free extents each, the pool has %u; add devices%s",
+                   p->name, name, copies, copies,
+                   same_node ? "devices" : "distinct nodes",
+                   (unsigned long long)need, k,
+                   same_node ? "" : " on other nodes or use --allow-same-node");
+            return -ENOSPC;
+        }
+        for (uint32_t j = 0; j < p->ndevs; j++)
+            if (leg_devs[k][j])
+                taken[j] = true;
+    }
+    return 0;
 }
 
 static uint64_t free_extents(const vd_pool *p)
@@ -101,34 +167,73 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
                "of 512 bytes", p->name, name, (unsigned long long)size);
         return -EINVAL;
     }
-    if (opts->layout != VD_LAYOUT_LINEAR) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': layout mirror is not supported by "
-               "this build yet; use --layout linear", p->name, name);
-        return -ENOTSUP;
+    bool mirror = opts->layout == VD_LAYOUT_MIRROR;
+    uint64_t rs = opts->region_size ? opts->region_size : (1ull << 20);
+    if (mirror && (opts->copies < 2 || opts->copies > 3)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': a mirror has 2 or 3 copies, not %u",
+               p->name, name, opts->copies);
+        return -EINVAL;
     }
+    if (mirror && ((rs & (rs - 1)) || rs < (64u << 10) || rs > p->extent_size)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': region size %llu must be a power of "
+               "two from 64KiB to the extent size", p->name, name,
+               (unsigned long long)rs);
+        return -EINVAL;
+    }
+    if (!mirror && opts->layout != VD_LAYOUT_LINEAR) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': unknown layout", p->name, name);
+        return -EINVAL;
+    }
+    vd_admin_lock(p);
     for (uint32_t i = 0; i < p->nvols; i++)
         if (p->vols[i]->id >= id)
             id = p->vols[i]->id + 1;
     ov.id = id;
     ov.layout = opts->layout;
-    ov.copies = 1;
-    ov.le_count = vd_div_up(size, p->extent_size);
-    ov.size = ov.le_count * p->extent_size;
+    ov.copies = mirror ? opts->copies : 1;
+    uint64_t data_les = vd_div_up(size, p->extent_size);
+    ov.le_count = data_les + (mirror ? VD_MIRROR_LE0 : 0);
+    ov.size = data_les * p->extent_size;
+    if (mirror)
+        ov.flags = __builtin_ctzll(rs);
     vd_name_copy(ov.name, sizeof(ov.name), name);
-    if (ov.le_count > free_extents(p))
-        return no_space(p, name, ov.le_count);
+    if (ov.le_count * ov.copies > free_extents(p)) {
+        r = no_space(p, name, ov.le_count * ov.copies);
+        goto out;
+    }
     if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) < 0)
         goto out;
-    r = alloc_extents(p, id, 0, 0, ov.le_count, &ops);
-    if (r == -ENOSPC)
+    if (mirror) {
+        bool legs[3][VD_MAX_DEVS];
+        memset(legs, 0, sizeof(legs));
+        r = place_legs(p, name, ov.copies, ov.le_count, opts->allow_same_node, legs);
+        for (uint32_t k = 0; r == 0 && k < ov.copies; k++)
+            r = alloc_extents_on(p, id, k, 0, ov.le_count, &ops, legs[k]);
+    } else {
+        r = alloc_extents(p, id, 0, 0, ov.le_count, &ops);
+    }
+    if (r == -ENOSPC && !mirror)
         r = no_space(p, name, ov.le_count);
     if (r < 0)
         goto out;
     r = vd_md_commit(p, &ops);
+    if (r == 0 && mirror) {
+        struct vd_vol *v = vd_vol_find(p, name);
+        r = vd_mirror_attach(v);
+        if (r < 0) {
+            /* the bitmap could not be initialised: remove again */
+            struct vd_opbuf rm = { 0 };
+            struct vd_op_vol orm = { .h.type = VD_OP_VOL_REMOVE, .id = id };
+            if (vd_opbuf_add(&rm, &orm, sizeof(orm)) == 0)
+                vd_md_commit(p, &rm);
+            vd_opbuf_free(&rm);
+        }
+    }
     if (r == 0)
         vd_log(VD_LOG_INFO, "volume '%s/%s': created, %llu bytes", p->name, name,
                (unsigned long long)ov.size);
 out:
+    vd_admin_unlock(p);
     vd_opbuf_free(&ops);
     return r;
 }
@@ -142,7 +247,7 @@ static struct vd_vol *find_or_log(const vd_pool *p, const char *name)
     return v;
 }
 
-int vd_vol_remove(vd_pool *p, const char *name)
+static int vol_remove_locked(vd_pool *p, const char *name)
 {
     struct vd_vol *v = find_or_log(p, name);
     struct vd_opbuf ops = { 0 };
@@ -163,7 +268,7 @@ int vd_vol_remove(vd_pool *p, const char *name)
     return r;
 }
 
-int vd_vol_extend(vd_pool *p, const char *name, uint64_t new_size)
+static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
 {
     struct vd_vol *v = find_or_log(p, name);
     struct vd_opbuf ops = { 0 };
@@ -178,8 +283,9 @@ int vd_vol_extend(vd_pool *p, const char *name, uint64_t new_size)
                p->name, name, (unsigned long long)new_size);
         return -EINVAL;
     }
-    le_count = vd_div_up(new_size, p->extent_size);
-    if (le_count * p->extent_size <= v->size) {
+    uint64_t data_les = vd_div_up(new_size, p->extent_size);
+    le_count = data_les + v->data_le0;
+    if (data_les * p->extent_size <= v->size) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': new size %llu is not larger than the "
                "current %llu; volumes only grow",
                p->name, name, (unsigned long long)new_size,
@@ -190,18 +296,39 @@ int vd_vol_extend(vd_pool *p, const char *name, uint64_t new_size)
         return no_space(p, name, (le_count - v->le_count) * v->copies);
     ov.id = v->id;
     ov.le_count = le_count;
-    ov.size = le_count * p->extent_size;
+    ov.size = data_les * p->extent_size;
     ov.copies = v->copies;
     ov.layout = v->layout;
+    ov.flags = v->flags;
     vd_name_copy(ov.name, sizeof(ov.name), v->name);
     if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) < 0)
         goto out;
-    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
-        r = alloc_extents(p, v->id, leg, v->le_count, le_count - v->le_count, &ops);
+    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++) {
+        if (v->layout != VD_LAYOUT_MIRROR) {
+            r = alloc_extents(p, v->id, leg, v->le_count, le_count - v->le_count,
+                              &ops);
+            continue;
+        }
+        /* A leg grows on its own node, never onto another leg's devices. */
+        bool allowed[VD_MAX_DEVS] = { false };
+        const char *node = p->devs[v->map[leg].dev].node;
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            allowed[i] = !strcmp(p->devs[i].node, node);
+        for (uint64_t le = 0; le < v->le_count; le++)
+            for (uint32_t k = 0; k < v->copies; k++) {
+                uint32_t dv = v->map[le * v->copies + k].dev;
+                if (k != leg && dv != VD_NO_DEV)
+                    allowed[dv] = false;
+            }
+        r = alloc_extents_on(p, v->id, leg, v->le_count, le_count - v->le_count,
+                             &ops, allowed);
+    }
     if (r == -ENOSPC)
         r = no_space(p, name, (le_count - v->le_count) * v->copies);
     if (r == 0)
         r = vd_md_commit(p, &ops);
+    if (r == 0 && v->layout == VD_LAYOUT_MIRROR)
+        r = vd_mirror_grow(v);
 out:
     vd_opbuf_free(&ops);
     return r;
@@ -209,7 +336,7 @@ out:
 
 int vd_pool_vol_count(const vd_pool *p)
 {
-    return (int)p->nvols;
+    return (int)__atomic_load_n(&p->nvols, __ATOMIC_ACQUIRE);
 }
 
 static void fill_info(const struct vd_vol *v, struct vd_vol_info *info)
@@ -222,7 +349,7 @@ static void fill_info(const struct vd_vol *v, struct vd_vol_info *info)
     info->open_count = v->open_count;
 }
 
-int vd_pool_vol_get_info(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
+static int pool_vol_get_info_locked(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
 {
     if (i >= p->nvols)
         return -ENOENT;
@@ -230,7 +357,7 @@ int vd_pool_vol_get_info(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
     return 0;
 }
 
-int vd_vol_get_info(const vd_pool *p, const char *name, struct vd_vol_info *info)
+static int vol_get_info_locked(const vd_pool *p, const char *name, struct vd_vol_info *info)
 {
     struct vd_vol *v = vd_vol_find(p, name);
     if (!v)
@@ -239,7 +366,7 @@ int vd_vol_get_info(const vd_pool *p, const char *name, struct vd_vol_info *info
     return 0;
 }
 
-int vd_vol_get_runs(const vd_pool *p, const char *name, struct vd_run **runs,
+static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run **runs,
                     size_t *nruns)
 {
     struct vd_vol *v = vd_vol_find(p, name);
@@ -279,7 +406,7 @@ int vd_vol_get_runs(const vd_pool *p, const char *name, struct vd_run **runs,
 }
 
 /* ---- open/close --------------------------------------------------------- */
-vd_vol *vd_vol_open(vd_pool *p, const char *name)
+static vd_vol *vol_open_locked(vd_pool *p, const char *name)
 {
     struct vd_vol *v = find_or_log(p, name);
     if (!v) {
@@ -292,9 +419,69 @@ vd_vol *vd_vol_open(vd_pool *p, const char *name)
 
 void vd_vol_close(vd_vol *v)
 {
-    if (v && v->open_count)
+    if (!v)
+        return;
+    vd_admin_lock(v->pool);
+    if (v->open_count)
         v->open_count--;
+    vd_admin_unlock(v->pool);
 }
+
+int vd_vol_remove(vd_pool *p, const char *name)
+{
+    int r;
+    vd_admin_lock(p);
+    r = vol_remove_locked(p, name);
+    vd_admin_unlock(p);
+    return r;
+}
+
+int vd_vol_extend(vd_pool *p, const char *name, uint64_t new_size)
+{
+    int r;
+    vd_admin_lock(p);
+    r = vol_extend_locked(p, name, new_size);
+    vd_admin_unlock(p);
+    return r;
+}
+
+int vd_pool_vol_get_info(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
+{
+    int r;
+    vd_admin_lock((vd_pool *)p);
+    r = pool_vol_get_info_locked(p, i, info);
+    vd_admin_unlock((vd_pool *)p);
+    return r;
+}
+
+int vd_vol_get_info(const vd_pool *p, const char *name, struct vd_vol_info *info)
+{
+    int r;
+    vd_admin_lock((vd_pool *)p);
+    r = vol_get_info_locked(p, name, info);
+    vd_admin_unlock((vd_pool *)p);
+    return r;
+}
+
+int vd_vol_get_runs(const vd_pool *p, const char *name, struct vd_run **runs,
+                    size_t *nruns)
+{
+    int r;
+    vd_admin_lock((vd_pool *)p);
+    r = vol_get_runs_locked(p, name, runs, nruns);
+    vd_admin_unlock((vd_pool *)p);
+    return r;
+}
+
+vd_vol *vd_vol_open(vd_pool *p, const char *name)
+{
+    vd_vol *r;
+    vd_admin_lock(p);
+    r = vol_open_locked(p, name);
+    vd_admin_unlock(p);
+    return r;
+}
+
 
 uint64_t vd_vol_size(const vd_vol *v)
 {
@@ -323,7 +510,7 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
         goto out;
     }
     while (len) {
-        uint64_t le = off / es, within = off % es;
+        uint64_t le = off / es + v->data_le0, within = off % es;
         size_t n = len < es - within ? len : es - within;
         const struct vd_pe *e = &v->map[le * v->copies];
         if (e->dev == VD_NO_DEV) {
@@ -357,9 +544,24 @@ out:
     return r;
 }
 
+static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off)
+{
+    if (v->layout == VD_LAYOUT_MIRROR)
+        return vd_mirror_pread(v, buf, len, off);
+    return vol_io(v, buf, len, off, false, 0);
+}
+
+static int vol_write(vd_vol *v, const void *buf, size_t len, uint64_t off,
+                     unsigned flags)
+{
+    if (v->layout == VD_LAYOUT_MIRROR)
+        return vd_mirror_pwrite(v, buf, len, off, flags);
+    return vol_io(v, (void *)buf, len, off, true, flags);
+}
+
 int vd_vol_pread(vd_vol *v, void *buf, size_t len, uint64_t off)
 {
-    return vol_io(v, buf, len, off, false, 0);
+    return vol_read(v, buf, len, off);
 }
 
 int vd_vol_pwrite(vd_vol *v, const void *buf, size_t len, uint64_t off,
@@ -367,9 +569,39 @@ int vd_vol_pwrite(vd_vol *v, const void *buf, size_t len, uint64_t off,
 {
     int r;
     pthread_rwlock_rdlock(&v->write_lock);
-    r = vol_io(v, (void *)buf, len, off, true, flags);
+    r = vol_write(v, buf, len, off, flags);
     pthread_rwlock_unlock(&v->write_lock);
     return r;
+}
+
+struct vd_dev *vd_leg_locate(struct vd_vol *v, uint32_t leg, uint64_t off,
+                             uint64_t *dev_off)
+{
+    uint64_t es = v->pool->extent_size, le = off / es + v->data_le0;
+    const struct vd_pe *e;
+    struct vd_dev *d;
+
+    if (le >= v->le_count)
+        return NULL;
+    e = &v->map[le * v->copies + leg];
+    if (e->dev == VD_NO_DEV)
+        return NULL;
+    d = &v->pool->devs[e->dev];
+    *dev_off = d->data_offset + e->pe * es + off % es;
+    return d;
+}
+
+struct vd_dev *vd_leg_bitmap_locate(struct vd_vol *v, uint32_t leg,
+                                    uint64_t *dev_off)
+{
+    const struct vd_pe *e = &v->map[leg];
+    struct vd_dev *d;
+
+    if (v->layout != VD_LAYOUT_MIRROR || e->dev == VD_NO_DEV)
+        return NULL;
+    d = &v->pool->devs[e->dev];
+    *dev_off = d->data_offset + e->pe * v->pool->extent_size;
+    return d;
 }
 
 int vd_vol_flush(vd_vol *v)
@@ -397,7 +629,7 @@ int vd_vol_compare_and_write(vd_vol *v, const void *cmp, const void *wr,
     if (!cur)
         return -ENOMEM;
     pthread_rwlock_wrlock(&v->write_lock);
-    r = vol_io(v, cur, len, off, false, 0);
+    r = vol_read(v, cur, len, off);
     if (r == 0) {
         for (size_t i = 0; i < len; i++)
             if (cur[i] != ((const char *)cmp)[i]) {
@@ -407,7 +639,7 @@ int vd_vol_compare_and_write(vd_vol *v, const void *cmp, const void *wr,
             }
     }
     if (r == 0)
-        r = vol_io(v, (void *)wr, len, off, true, 0);
+        r = vol_write(v, wr, len, off, 0);
     pthread_rwlock_unlock(&v->write_lock);
     free(cur);
     return r;
@@ -423,11 +655,12 @@ int vd_vol_lba_status(vd_vol *v, uint64_t off, uint64_t *len, int *mapped)
         r = -ERANGE;
         goto out;
     }
-    uint64_t le = off / es;
+    uint64_t le = off / es + v->data_le0;
     int m = v->map[le * v->copies].dev != VD_NO_DEV;
     uint64_t end = le + 1;
     while (end < v->le_count && (v->map[end * v->copies].dev != VD_NO_DEV) == m)
         end++;
+    end -= v->data_le0;
     *mapped = m;
     *len = (end * es < v->size ? end * es : v->size) - off;
 out:
