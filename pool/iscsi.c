@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +130,7 @@ struct iscsi_bdev {
     uint64_t last_activity;
     bool nop_pending;
     uint64_t nop_deadline;
+    int sock_err;            /* socket error seen while logging in */
     bool connect_done;       /* full_connect_async callback */
     int connect_status;
 };
@@ -148,9 +150,12 @@ static void wake(struct iscsi_bdev *ib)
 }
 
 /* ---- CHAP secret -------------------------------------------------------- */
-/* Read the secret (first line of the file) into buf.  msg says why not. */
-static int read_secret(const char *file, char *buf, size_t len, char *msg,
-                       size_t msglen)
+/* Read the secret file into buf.  Line 1: the initiator's secret.
+ * Optional line 2: "TARGET_USER TARGET_SECRET" for mutual CHAP (the target
+ * authenticates itself too).  *tuser / *tsecret point into buf or are NULL.
+ * msg says why not. */
+static int read_secret(const char *file, char *buf, size_t len, char **tuser,
+                       char **tsecret, char *msg, size_t msglen)
 {
     struct stat st;
     ssize_t n;
@@ -194,7 +199,26 @@ static int read_secret(const char *file, char *buf, size_t len, char *msg,
         return -e;
     }
     buf[n] = 0;
-    buf[strcspn(buf, "\r\n")] = 0;
+    *tuser = *tsecret = NULL;
+    {
+        char *nl = buf + strcspn(buf, "\r\n");
+        if (*nl) {
+            char *l2 = nl + 1 + strspn(nl + 1, "\r\n");
+            *nl = 0;
+            l2[strcspn(l2, "\r\n")] = 0;
+            if (*l2) {
+                char *sp = strchr(l2, ' ');
+                if (!sp || !sp[1 + strspn(sp + 1, " ")]) {
+                    snprintf(msg, msglen, "chap.secret_file %s: line 2 must be "
+                             "\"TARGET_USER TARGET_SECRET\" (mutual CHAP)", file);
+                    return -EINVAL;
+                }
+                *sp = 0;
+                *tuser = l2;
+                *tsecret = sp + 1 + strspn(sp + 1, " ");
+            }
+        }
+    }
     if (!buf[0]) {
         snprintf(msg, msglen, "chap.secret_file %s is empty; write the secret "
                  "on its first line", file);
@@ -235,6 +259,16 @@ static int ctx_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
             uint64_t v;
             ssize_t k = read(ib->wake_fd, &v, sizeof(v));
             (void)k;
+        }
+        if (r > 0 && (pfd[0].revents & (POLLERR | POLLHUP))) {
+            /* Keep the socket's own error (e.g. connection refused):
+             * libiscsi's message for it is not helpful. */
+            int e = 0;
+            socklen_t l = sizeof(e);
+            if (getsockopt(pfd[0].fd, SOL_SOCKET, SO_ERROR, &e, &l) == 0 && e)
+                ib->sock_err = e;
+            else if (!ib->sock_err)
+                ib->sock_err = ECONNRESET;
         }
         if (r > 0 && pfd[0].revents && iscsi_service(ctx, pfd[0].revents) < 0)
             return -EIO;
@@ -337,7 +371,7 @@ static enum login_fail login_fail_kind(const char *err)
 
 static const char *const login_fail_hint[] = {
     [LF_OTHER] = "",
-    [LF_AUTH] = " (authentication failure); check chap.user and chap.secret_file",
+    [LF_AUTH] = "; check chap.user and chap.secret_file",
     [LF_TARGET] = "; check the target name in the URL",
     [LF_LUN] = " (no such LUN); check the LUN number in the URL",
     [LF_REFUSED] = "; is the target running and listening on that portal?",
@@ -375,7 +409,9 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
     iscsi_set_header_digest(ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
     iscsi_set_noautoreconnect(ctx, 1);
     if (ib->chap_user) {
-        r = read_secret(ib->chap_secret_file, secret, sizeof(secret), msg, msglen);
+        char *tuser = NULL, *tsecret = NULL;
+        r = read_secret(ib->chap_secret_file, secret, sizeof(secret), &tuser,
+                        &tsecret, msg, msglen);
         if (r < 0) {
             explicit_bzero(secret, sizeof(secret));
             iscsi_destroy_context(ctx);
@@ -383,6 +419,8 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
             return r;
         }
         r = iscsi_set_initiator_username_pwd(ctx, ib->chap_user, secret);
+        if (r == 0 && tuser)
+            r = iscsi_set_target_username_pwd(ctx, tuser, tsecret);
         explicit_bzero(secret, sizeof(secret));
         if (r < 0) {
             snprintf(msg, msglen, "CHAP set-up: %s", iscsi_get_error(ctx));
@@ -391,6 +429,7 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
         }
     }
     ib->connect_done = false;
+    ib->sock_err = 0;
     if (iscsi_full_connect_async(ctx, ib->portal, ib->lun, connect_cb, ib) < 0) {
         snprintf(msg, msglen, "connect to %s: %s", ib->portal,
                  iscsi_get_error(ctx));
@@ -409,10 +448,20 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
         } else if (r == -ECANCELED) {
             snprintf(msg, msglen, "login to %s: device is closing", ib->url);
             err = -ECANCELED;
+        } else if (ib->sock_err) {
+            snprintf(msg, msglen, "connect to %s: %s%s", ib->portal,
+                     strerror(ib->sock_err),
+                     ib->sock_err == ECONNREFUSED
+                         ? login_fail_hint[LF_REFUSED] : "");
+            err = -ib->sock_err;
         } else {
             enum login_fail k = login_fail_kind(e ? e : "");
             snprintf(msg, msglen, "login to %s failed: %s%s", ib->url,
-                     e && *e ? e : "connection failed", login_fail_hint[k]);
+                     e && *e ? e : "connection failed",
+                     k == LF_AUTH && !ib->chap_user
+                         ? "; the target requires CHAP: set chap.user and "
+                           "chap.secret_file"
+                         : login_fail_hint[k]);
             *permanent = k == LF_AUTH || k == LF_TARGET || k == LF_LUN;
             err = login_fail_errno[k];
         }
