@@ -82,6 +82,41 @@ static int lib_fail(FILE *err, int r, const char *fmt, ...)
     return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
 }
 
+/* A volume call failed with r and the library's message did not reach the
+ * caller (e.g. inside a tgtd whose module routes library messages to its
+ * own log): say what we can from the errno. */
+static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
+                    const char *verb)
+{
+    if (g_log_installed && t_cmd_logged > 0)
+        return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+    switch (r) {
+    case -ENOENT:
+        msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm vol "
+            "list %s'", pool, vol, pool);
+        break;
+    case -EEXIST:
+        msg(err, "volume '%s/%s': already exists", pool, vol);
+        break;
+    case -EBUSY:
+        msg(err, "volume '%s/%s': in use (exported); delete its LUN first",
+            pool, vol);
+        break;
+    case -ENOSPC:
+        msg(err, "volume '%s/%s': %s failed: not enough free space; see "
+            "'vdlvm status %s'", pool, vol, verb, pool);
+        break;
+    case -ENOTSUP:
+        msg(err, "volume '%s/%s': %s failed: not supported by this build",
+            pool, vol, verb);
+        break;
+    default:
+        msg(err, "volume '%s/%s': %s failed: %s", pool, vol, verb,
+            strerror(-r));
+    }
+    return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+}
+
 /* ---- commands and their arguments --------------------------------------- */
 
 enum cmd_id {
@@ -711,8 +746,7 @@ static int cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     o.allow_same_node = !!(a->given & O_SAME_NODE);
     r = vd_vol_create(pool, a->vol, a->size, &o);
     if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s': create failed", a->pool,
-                        a->vol);
+        return vol_fail(err, r, a->pool, a->vol, "create");
     if (vd_vol_get_info(pool, a->vol, &vi) < 0 ||
         vd_pool_get_info(pool, &pi) < 0) {
         fprintf(out, "volume '%s/%s': created\n", a->pool, a->vol);
@@ -788,8 +822,7 @@ static int cmd_vol_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
     int r = vd_vol_remove(pool, a->vol);
 
     if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s': remove failed", a->pool,
-                        a->vol);
+        return vol_fail(err, r, a->pool, a->vol, "remove");
     fprintf(out, "volume '%s/%s': removed\n", a->pool, a->vol);
     return VD_EXIT_OK;
 }
@@ -803,15 +836,8 @@ static int cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
     int r;
 
     r = vd_vol_get_info(pool, a->vol, &vi);
-    if (r < 0) {
-        if (r == -ENOENT) {
-            if (!g_log_installed || t_cmd_logged == 0)
-                msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm "
-                    "vol list %s'", a->pool, a->vol, a->pool);
-            return VD_EXIT_FAIL;
-        }
-        return lib_fail(err, r, "volume '%s/%s'", a->pool, a->vol);
-    }
+    if (r < 0)
+        return vol_fail(err, r, a->pool, a->vol, "lookup");
     if (a->size_rel) {
         if (UINT64_MAX - vi.size < a->size) {
             msg(err, "volume '%s/%s': --size +%llu overflows", a->pool,
@@ -823,8 +849,7 @@ static int cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
     fmt_size(vi.size, from, sizeof(from));
     r = vd_vol_extend(pool, a->vol, new_size);
     if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s': extend failed", a->pool,
-                        a->vol);
+        return vol_fail(err, r, a->pool, a->vol, "extend");
     if (vd_vol_get_info(pool, a->vol, &vi) == 0)
         new_size = vi.size;
     fmt_size(new_size, to, sizeof(to));
@@ -841,14 +866,8 @@ static int cmd_not_yet(vd_pool *pool, struct cmd_args *a, FILE *err)
                        : a->spec->id == CMD_VERIFY ? "verify"
                                                    : "repair";
 
-    if (r == -ENOENT) {
-        if (!g_log_installed || t_cmd_logged == 0)
-            msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm vol "
-                "list %s'", a->pool, a->vol, a->pool);
-        return VD_EXIT_FAIL;
-    }
     if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s'", a->pool, a->vol);
+        return vol_fail(err, r, a->pool, a->vol, "lookup");
     if (vi.layout != VD_LAYOUT_MIRROR)
         msg(err, "volume '%s/%s': %s applies to mirrored volumes; this one is "
             "%s", a->pool, a->vol, what, layout_str(vi.layout));
@@ -867,19 +886,12 @@ static int status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     int r;
 
     r = vd_vol_get_info(pool, a->vol, &vi);
-    if (r == -ENOENT) {
-        if (!g_log_installed || t_cmd_logged == 0)
-            msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm vol "
-                "list %s'", a->pool, a->vol, a->pool);
-        return VD_EXIT_FAIL;
-    }
     if (r == 0)
         r = vd_pool_get_info(pool, &pi);
     if (r == 0)
         r = vd_vol_get_runs(pool, a->vol, &runs, &nruns);
     if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s': status failed", a->pool,
-                        a->vol);
+        return vol_fail(err, r, a->pool, a->vol, "status");
     if (a->given & O_JSON) {
         json_vol(out, pool, &vi, runs, nruns);
         fputc('\n', out);

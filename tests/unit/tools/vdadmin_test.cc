@@ -372,6 +372,34 @@ TEST_F(AdminPool, VolLifecycle_OutputsAndExitCodes)
     vd_pool_close(p);
 }
 
+static void ElsewhereLog(int, const char *) {}
+
+TEST_F(AdminPool, LibraryLogElsewhere_OwnMessagesStillClear)
+{
+    // As inside a tgtd whose module sends library messages to its own log.
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/vol0", "--size", "8M" }), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    vd_log_set_fn(ElsewhereLog);
+    EXPECT_EQ(Exec(p, { "vol", "remove", "pool0/vol0" }, &out, &err),
+              VD_EXIT_FAIL);
+    EXPECT_EQ(err, "vdlvm: volume 'pool0/vol0': in use (exported); delete its "
+                   "LUN first\n");
+    EXPECT_EQ(Exec(p, { "vol", "extend", "pool0/nope", "--size", "1G" }, &out,
+                   &err), VD_EXIT_FAIL);
+    EXPECT_EQ(err, "vdlvm: volume 'pool0/nope': not found; list volumes with "
+                   "'vdlvm vol list pool0'\n");
+    EXPECT_EQ(Exec(p, { "vol", "create", "pool0/big", "--size", "1T" }, &out,
+                   &err), VD_EXIT_FAIL);
+    EXPECT_NE(err.find("not enough free space"), std::string::npos) << err;
+    vd_admin_log_init(nullptr);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 TEST_F(AdminPool, Status_HumanRunsAndWellFormedJson)
 {
     // A path with a quote, a backslash and a non-UTF-8 byte.
