@@ -221,6 +221,12 @@ _stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# kill_quiet PID: stop a helper process the test started (if still there).
+kill_quiet() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 # tgt_targets [CTL]: list target ids of the tgtd on control port CTL.
 tgt_targets() {
     local ctl=${1:-$tgtd_ctl}

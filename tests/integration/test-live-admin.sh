@@ -38,7 +38,7 @@ random_file "$tmp/in0" 64
     done
 ) &
 io_pid=$!
-cleanup_fn kill "$io_pid"
+cleanup_fn kill_quiet "$io_pid"
 wait_for 60 test -e "$tmp/io-done-1" || fail "background I/O on vol0 did not get going"
 
 # Create vol1 through the control socket and export it at once.
