@@ -176,8 +176,9 @@ if has_store rdwr && has_store vdlvm; then
     [ "$ndiff" -gt 0 ] || echo "  (none)"
     echo
     echo "tests failing on both (tgt core; see shared docs/tgt-backing-store.md):"
-    join <(awk '$2=="FAIL"{print $1}' "$results/rdwr.res" | sort) \
-         <(awk '$2=="FAIL"{print $1}' "$results/vdlvm.res" | sort) | sed 's/^/  /'
+    both=$(join <(awk '$2=="FAIL"{print $1}' "$results/rdwr.res" | sort) \
+                <(awk '$2=="FAIL"{print $1}' "$results/vdlvm.res" | sort))
+    if [ -n "$both" ]; then sed 's/^/  /' <<<"$both"; else echo "  (none)"; fi
 fi
 
 if has_store vdlvm; then
@@ -192,11 +193,33 @@ if has_store vdlvm; then
     done
 fi
 
+# Closing line, per test of the last store (vdlvm when it ran): passed =
+# ran and passed; failed = fails here but not on rdwr, or a test that must
+# pass did not; skipped = skipped by the suite, or failing on rdwr too
+# (tgt core, listed above).
+last=${stores##* }
+cp=0 cf=0 cs=0
+while read -r t v _; do
+    ref=
+    [ "$last" != rdwr ] && has_store rdwr && ref=$(verdict_of rdwr "$t")
+    must=0
+    [ "$last" = vdlvm ] && case $t in ALL.CompareAndWrite.Simple|ALL.CompareAndWrite.Miscompare) must=1 ;; esac
+    if [ "$v" = PASS ]; then cp=$((cp + 1))
+    elif [ "$must" = 1 ]; then cf=$((cf + 1))
+    elif [ "$v" = SKIP ]; then cs=$((cs + 1))
+    elif [ "$ref" = FAIL ] || [ "$last" = rdwr ]; then cs=$((cs + 1))
+    else cf=$((cf + 1)); fi
+done < "$results/$last.res"
+
 echo
-echo "conformance ran in $(( $(date +%s) - start_all ))s; raw output in $results"
+echo "conformance ran in $(( $(date +%s) - start_all ))s; $([ -n "${CONF_RESULTS:-}" ] &&
+    echo "raw output in $results" || echo "set CONF_RESULTS=DIR to keep the raw output")"
+echo "per test on $last: skipped = skipped by the suite or failing on tgt's rdwr too"
 if [ ${#problems[@]} -gt 0 ]; then
     printf 'conformance FAILED: %s\n' "${problems[@]}"
+    echo "conformance: $cp passed, $((cf > 0 ? cf : 1)) failed, $cs skipped"
     [ -n "${CONF_RESULTS:-}" ] || { _rm_tmp() { note "kept $tmp for inspection"; }; }
     exit 1
 fi
 echo "conformance OK"
+echo "conformance: $cp passed, $cf failed, $cs skipped"
