@@ -53,7 +53,7 @@
 #include "../tools/vdadmin.h"
 
 #define CONF_DIR_DEFAULT "/etc/vdlvm"
-#define NTHREADS_MAX 8
+#define NTHREADS_MAX 16
 #define CHUNK_MAX (1u << 20)          /* WRITE SAME / UNMAP buffer */
 #define CAW_MAX_BLOCKS 128            /* tgt's VPD B0 advertises 128 */
 #define LBA_STATUS_MAX_DESC 1024      /* bound main-thread work */
@@ -70,12 +70,16 @@ struct vdlvm_pool {
     int refs;                         /* LUs holding the pool (main thread) */
     int ctl_fd;                       /* control socket, -1 if none */
 
-    pthread_mutex_t lock;             /* protects queue, stop, nidle and
-                                         every vdlvm_lu.inflight */
+    pthread_mutex_t lock;             /* protects queue, qlen, stop,
+                                         nidle, nwaking and every
+                                         vdlvm_lu.inflight */
     pthread_cond_t work_cond;         /* queue not empty, or stop */
     pthread_cond_t idle_cond;         /* an LU's inflight dropped to 0 */
     struct list_head queue;           /* scsi_cmd.bs_list */
-    int stop, nidle;
+    int qlen;                         /* commands in queue */
+    int stop;
+    int nidle;                        /* workers in cond_wait */
+    int nwaking;                      /* of those, signalled, not yet up */
     int nthreads;
     pthread_t threads[NTHREADS_MAX];
 };
@@ -628,23 +632,25 @@ static void *worker_main(void *arg)
             vp->nidle++;
             pthread_cond_wait(&vp->work_cond, &vp->lock);
             vp->nidle--;
+            if (vp->nwaking > 0)
+                vp->nwaking--;
         }
         if (list_empty(&vp->queue))
             break;                         /* stop, and nothing left */
         cmd = list_first_entry(&vp->queue, struct scsi_cmd, bs_list);
         list_del(&cmd->bs_list);
+        vp->qlen--;
         pthread_mutex_unlock(&vp->lock);
 
         vl = VDLU(cmd->dev);
         cmd_exec(cmd, vl->vol);
+        /* cmd may be completed and freed once pushed; vl stays valid until
+         * inflight drops (bs_close waits for it). */
+        done_push(cmd);
 
         pthread_mutex_lock(&vp->lock);
         if (--vl->inflight == 0)
             pthread_cond_broadcast(&vp->idle_cond);
-        pthread_mutex_unlock(&vp->lock);
-        /* From here on vl may be closed; cmd lives until completed. */
-        done_push(cmd);
-        pthread_mutex_lock(&vp->lock);
     }
     pthread_mutex_unlock(&vp->lock);
     return NULL;
@@ -1131,8 +1137,16 @@ static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
     pthread_mutex_lock(&vp->lock);
     vl->inflight++;
     list_add_tail(&cmd->bs_list, &vp->queue);
-    if (vp->nidle)
+    vp->qlen++;
+    /* Wake a worker only when the queue is longer than the workers that
+     * are running or about to: a running worker takes the next command
+     * without a wake-up, and every wake-up is a context switch that costs
+     * more than a page-cache read. */
+    if (vp->nidle > vp->nwaking &&
+        vp->qlen > vp->nthreads - vp->nidle + vp->nwaking) {
+        vp->nwaking++;
         pthread_cond_signal(&vp->work_cond);
+    }
     pthread_mutex_unlock(&vp->lock);
     return 0;
 }
