@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../replica/vdreplica.h"
 #include "vdadmin.h"
 
 /* ---- log routing -------------------------------------------------------- */
@@ -131,6 +133,7 @@ enum {
     O_SIZE = 1u << 0, O_LAYOUT = 1u << 1, O_COPIES = 1u << 2,
     O_SAME_NODE = 1u << 3, O_JSON = 1u << 4, O_RATE = 1u << 5,
     O_REPLACE = 1u << 6, O_WITH = 1u << 7, O_REPAIR = 1u << 8,
+    O_WAIT = 1u << 9, O_REGION = 1u << 10,
 };
 
 struct cmd_spec {
@@ -145,9 +148,9 @@ struct cmd_spec {
 
 static const struct cmd_spec g_cmds[] = {
     { CMD_VOL_CREATE, "vol", "create", T_VOL,
-      O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE, O_SIZE,
+      O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION, O_SIZE,
       "vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N] "
-      "[--allow-same-node]",
+      "[--allow-same-node] [--region-size SIZE]",
       "Create a volume of SIZE (rounded up to whole extents).  A linear\n"
       "volume takes its extents from any devices with free space.\n"
       "\n"
@@ -155,7 +158,13 @@ static const struct cmd_spec g_cmds[] = {
       "                       (K, M, G, T are the same binary units)\n"
       "  --layout LAYOUT      linear (default) or mirror\n"
       "  --copies N           legs of a mirror: 2 (default) or 3\n"
-      "  --allow-same-node    let mirror legs share a node\n" },
+      "  --allow-same-node    let mirror legs share a node\n"
+      "  --region-size SIZE   mirror: bytes per write-intent bitmap bit, a\n"
+      "                       power of two from 64KiB to the extent size\n"
+      "                       (default 1MiB)\n"
+      "\n"
+      "Mirror legs go on distinct devices, on distinct nodes whenever the\n"
+      "pool has them.\n" },
     { CMD_VOL_LIST, "vol", "list", T_POOL, O_JSON, 0,
       "vol list POOL [--json]",
       "List the volumes of POOL: name, size, layout, copies, exported.\n"
@@ -173,11 +182,16 @@ static const struct cmd_spec g_cmds[] = {
       "or a rescan).\n"
       "\n"
       "  --size [+]SIZE       new size, or growth with '+'\n" },
-    { CMD_VOL_REPAIR, "vol", "repair", T_VOL, O_REPLACE | O_WITH,
+    { CMD_VOL_REPAIR, "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT,
       O_REPLACE | O_WITH,
-      "vol repair POOL/VOL --replace DEVICE --with DEVICE",
-      "Move a mirror leg from one device to another and rebuild it (mirrored\n"
-      "volumes; not supported yet).\n" },
+      "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
+      "Move the mirror leg on DEVICE to free extents of another device and\n"
+      "rebuild it fully, online.\n"
+      "\n"
+      "  --replace DEVICE     the device whose leg moves\n"
+      "  --with DEVICE        where it goes\n"
+      "  --wait               return when the rebuild is done (always so when\n"
+      "                       no tgtd holds the pool)\n" },
     { CMD_STATUS, "status", NULL, T_ANY_OPT, O_JSON, 0,
       "status [POOL[/VOL]] [--json]",
       "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
@@ -187,16 +201,24 @@ static const struct cmd_spec g_cmds[] = {
       "  --json               machine-readable: a pool object for POOL, a\n"
       "                       volume object for POOL/VOL, {\"pools\":[...]}\n"
       "                       without an argument\n" },
-    { CMD_RESYNC, "resync", NULL, T_VOL, O_RATE, 0,
-      "resync POOL/VOL [--rate LIMIT]",
-      "Start or resume the resync of a mirrored volume (not supported yet).\n"
+    { CMD_RESYNC, "resync", NULL, T_VOL, O_RATE | O_WAIT, 0,
+      "resync POOL/VOL [--rate LIMIT] [--wait]",
+      "Start or resume the resync of a mirrored volume: copy the regions\n"
+      "marked in the write-intent bitmap from an in-sync leg to the others.\n"
+      "It runs in the background of the process holding the pool; follow it\n"
+      "with 'vdlvm status POOL/VOL'.\n"
       "\n"
-      "  --rate LIMIT         bytes per second, e.g. 50MiB\n" },
+      "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited);\n"
+      "                       stays until changed\n"
+      "  --wait               return when the resync is done (always so when\n"
+      "                       no tgtd holds the pool)\n" },
     { CMD_VERIFY, "verify", NULL, T_VOL, O_REPAIR, 0,
       "verify POOL/VOL [--repair]",
-      "Compare the legs of a mirrored volume (not supported yet).\n"
+      "Read every leg of a mirrored volume, compare them region by region\n"
+      "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"
+      "equal (or were repaired), 3 when differences remain.\n"
       "\n"
-      "  --repair             resync the regions that differ\n" },
+      "  --repair             copy differing regions from an in-sync leg\n" },
 };
 #define NCMDS (sizeof(g_cmds) / sizeof(g_cmds[0]))
 
@@ -211,6 +233,7 @@ struct cmd_args {
     uint32_t copies;
     unsigned given;             /* O_* seen */
     uint64_t rate;
+    uint64_t region_size;
     const char *replace, *with;
 };
 
@@ -376,6 +399,8 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
         else if (!strcmp(name, "--replace")) bit = O_REPLACE, takes_val = 1;
         else if (!strcmp(name, "--with")) bit = O_WITH, takes_val = 1;
         else if (!strcmp(name, "--repair")) bit = O_REPAIR;
+        else if (!strcmp(name, "--wait")) bit = O_WAIT;
+        else if (!strcmp(name, "--region-size")) bit = O_REGION, takes_val = 1;
         if (!bit || !(c->opts & bit)) {
             msg(err, "%s: unknown option '%s'; see 'vdlvm %s --help'", cmdname,
                 name, cmdname);
@@ -436,8 +461,17 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
             a->copies = (uint32_t)n;
             break;
         }
+        case O_REGION:
+            if (vd_size_parse(val, &a->region_size) < 0 ||
+                a->region_size < (64u << 10) ||
+                (a->region_size & (a->region_size - 1))) {
+                msg(err, "%s: --region-size '%s' is not a power of two of at "
+                    "least 64KiB", cmdname, val);
+                return VD_EXIT_USAGE;
+            }
+            break;
         case O_RATE:
-            if (vd_size_parse(val, &a->rate) < 0 || a->rate == 0) {
+            if (vd_size_parse(val, &a->rate) < 0) {
                 msg(err, "%s: --rate '%s' is not a rate; use bytes per second "
                     "with a unit, e.g. 50MiB", cmdname, val);
                 return VD_EXIT_USAGE;
@@ -478,6 +512,10 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
         if ((a->given & O_SAME_NODE) && a->layout != VD_LAYOUT_MIRROR) {
             msg(err, "%s: --allow-same-node applies to --layout mirror",
                 cmdname);
+            return VD_EXIT_USAGE;
+        }
+        if ((a->given & O_REGION) && a->layout != VD_LAYOUT_MIRROR) {
+            msg(err, "%s: --region-size applies to --layout mirror", cmdname);
             return VD_EXIT_USAGE;
         }
         if (a->layout == VD_LAYOUT_MIRROR && !a->copies)
@@ -707,9 +745,11 @@ static void json_runs(FILE *out, const vd_pool *pool, const struct vd_run *runs,
     fputs("]", out);
 }
 
+static void json_mirror(FILE *out, const struct vd_mirror_info *mi);
+
 static void json_vol(FILE *out, const vd_pool *pool,
                      const struct vd_vol_info *vi, const struct vd_run *runs,
-                     size_t nruns)
+                     size_t nruns, const struct vd_mirror_info *mi)
 {
     fputs("{\"volume\":", out);
     char full[2 * VD_NAME_MAX + 2];
@@ -726,6 +766,8 @@ static void json_vol(FILE *out, const vd_pool *pool,
         fputs(",\"extents\":", out);
         json_runs(out, pool, runs, nruns);
     }
+    if (mi)
+        json_mirror(out, mi);
     fputs("}", out);
 }
 
@@ -744,6 +786,7 @@ static int cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     o.layout = a->layout;
     o.copies = a->copies;
     o.allow_same_node = !!(a->given & O_SAME_NODE);
+    o.region_size = a->region_size;
     r = vd_vol_create(pool, a->vol, a->size, &o);
     if (r < 0)
         return vol_fail(err, r, a->pool, a->vol, "create");
@@ -798,7 +841,7 @@ static int cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
         if (a->given & O_JSON) {
             if (i)
                 fputc(',', out);
-            json_vol(out, pool, &vi, NULL, 0);
+            json_vol(out, pool, &vi, NULL, 0, NULL);
             continue;
         }
         fmt_size(vi.size, sz, sizeof(sz));
@@ -858,27 +901,245 @@ static int cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
     return VD_EXIT_OK;
 }
 
-static int cmd_not_yet(vd_pool *pool, struct cmd_args *a, FILE *err)
+/* The mirror info of a volume, or an exit code with a message. */
+static int mirror_info(vd_pool *pool, struct cmd_args *a, const char *what,
+                       struct vd_mirror_info *mi, FILE *err)
 {
     struct vd_vol_info vi;
-    int r = vd_vol_get_info(pool, a->vol, &vi);
-    const char *what = a->spec->id == CMD_RESYNC   ? "resync"
-                       : a->spec->id == CMD_VERIFY ? "verify"
-                                                   : "repair";
+    int r = vd_mirror_get_info(pool, a->vol, mi);
 
-    if (r < 0)
-        return vol_fail(err, r, a->pool, a->vol, "lookup");
-    if (vi.layout != VD_LAYOUT_MIRROR)
+    if (r == -EINVAL && vd_vol_get_info(pool, a->vol, &vi) == 0) {
         msg(err, "volume '%s/%s': %s applies to mirrored volumes; this one is "
             "%s", a->pool, a->vol, what, layout_str(vi.layout));
+        return VD_EXIT_FAIL;
+    }
+    if (r < 0)
+        return vol_fail(err, r, a->pool, a->vol, what);
+    return -1;
+}
+
+static void fmt_rate(uint64_t bps, char *buf, size_t len)
+{
+    char s[32];
+    if (!bps) {
+        snprintf(buf, len, "unlimited");
+        return;
+    }
+    fmt_size(bps, s, sizeof(s));
+    snprintf(buf, len, "%s/s", s);
+}
+
+static int cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct vd_mirror_info mi;
+    char rate[40], rs[32];
+    int r = mirror_info(pool, a, "resync", &mi, err);
+
+    if (r >= 0)
+        return r;
+    uint64_t limit = a->given & O_RATE ? a->rate : mi.rate_limit;
+    r = vd_mirror_resync_start(pool, a->vol, limit);
+    if (r < 0)
+        return vol_fail(err, r, a->pool, a->vol, "resync");
+    fmt_rate(limit, rate, sizeof(rate));
+    fmt_size(mi.region_size, rs, sizeof(rs));
+    if (!(a->given & O_WAIT)) {
+        fprintf(out, "volume '%s/%s': resync started, %llu regions of %s "
+                "marked, rate %s; follow it with 'vdlvm status %s/%s'\n",
+                a->pool, a->vol, (unsigned long long)mi.dirty_regions, rs,
+                rate, a->pool, a->vol);
+        return VD_EXIT_OK;
+    }
+    r = vd_mirror_resync_wait(pool, a->vol, 0);
+    if (r < 0)
+        return vol_fail(err, r, a->pool, a->vol, "resync");
+    if (vd_mirror_get_info(pool, a->vol, &mi) == 0) {
+        int insync = 1;
+        for (uint32_t k = 0; k < mi.copies; k++)
+            if (mi.legs[k].state != VD_LEG_INSYNC)
+                insync = 0;
+        if (!insync) {
+            msg(err, "volume '%s/%s': resync ended but not every leg is "
+                "in-sync; see 'vdlvm status %s/%s'", a->pool, a->vol,
+                a->pool, a->vol);
+            return VD_EXIT_FAIL;
+        }
+    }
+    fprintf(out, "volume '%s/%s': resync done, legs in-sync\n", a->pool,
+            a->vol);
+    return VD_EXIT_OK;
+}
+
+static int cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct vd_mirror_info mi;
+    struct vd_verify_result res;
+    int repair = !!(a->given & O_REPAIR);
+    char rs[32];
+    int r = mirror_info(pool, a, "verify", &mi, err);
+
+    if (r >= 0)
+        return r;
+    memset(&res, 0, sizeof(res));
+    r = vd_mirror_verify(pool, a->vol, repair, &res);
+    if (r < 0)
+        return vol_fail(err, r, a->pool, a->vol, "verify");
+    fmt_size(res.region_size, rs, sizeof(rs));
+    if (res.ndiff == 0) {
+        fprintf(out, "volume '%s/%s': legs equal (%llu regions of %s "
+                "compared)\n", a->pool, a->vol,
+                (unsigned long long)res.regions, rs);
+        vd_verify_result_free(&res);
+        return VD_EXIT_OK;
+    }
+    fprintf(out, "volume '%s/%s': %zu of %llu regions of %s differ\n",
+            a->pool, a->vol, res.ndiff, (unsigned long long)res.regions, rs);
+    for (size_t i = 0; i < res.ndiff && i < 100; i++) {
+        uint64_t b = res.diff[i] * res.region_size;
+        fprintf(out, "  region %llu: bytes %llu-%llu\n",
+                (unsigned long long)res.diff[i], (unsigned long long)b,
+                (unsigned long long)(b + res.region_size - 1));
+    }
+    if (res.ndiff > 100)
+        fprintf(out, "  ... and %zu more\n", res.ndiff - 100);
+    if (repair)
+        fprintf(out, "volume '%s/%s': %zu of %zu regions repaired\n", a->pool,
+                a->vol, res.repaired, res.ndiff);
+    r = repair && res.repaired >= res.ndiff ? VD_EXIT_OK : VD_EXIT_DIFF;
+    if (r == VD_EXIT_DIFF && !repair)
+        msg(err, "volume '%s/%s': legs differ; repair with 'vdlvm verify "
+            "%s/%s --repair'", a->pool, a->vol, a->pool, a->vol);
+    vd_verify_result_free(&res);
+    return r;
+}
+
+static int cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err)
+{
+    struct vd_mirror_info mi;
+    int r = mirror_info(pool, a, "repair", &mi, err);
+
+    if (r >= 0)
+        return r;
+    r = vd_mirror_replace_leg(pool, a->vol, a->replace, a->with);
+    if (r < 0)
+        return lib_fail(err, r, "volume '%s/%s': moving the leg on '%s' to "
+                        "'%s' failed", a->pool, a->vol, a->replace, a->with);
+    if (!(a->given & O_WAIT)) {
+        fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s', rebuilding; "
+                "follow it with 'vdlvm status %s/%s'\n", a->pool, a->vol,
+                a->replace, a->with, a->pool, a->vol);
+        return VD_EXIT_OK;
+    }
+    r = vd_mirror_resync_wait(pool, a->vol, 0);
+    if (r < 0)
+        return vol_fail(err, r, a->pool, a->vol, "rebuild");
+    fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s' and rebuilt\n",
+            a->pool, a->vol, a->replace, a->with);
+    return VD_EXIT_OK;
+}
+
+static const char *resync_state_str(enum vd_resync_state s)
+{
+    return s == VD_RESYNC_RUNNING ? "running"
+           : s == VD_RESYNC_PAUSED ? "paused" : "idle";
+}
+
+/* "in-sync", "degraded (leg 1 failed)", "resyncing 45%". */
+static void mirror_brief(const struct vd_mirror_info *mi, char *buf,
+                         size_t len)
+{
+    size_t n = 0;
+    int bad = 0;
+
+    if (mi->resync_state == VD_RESYNC_RUNNING && mi->total_bytes) {
+        snprintf(buf, len, "resyncing %u%%",
+                 (unsigned)(mi->done_bytes * 100 / mi->total_bytes));
+        return;
+    }
+    buf[0] = 0;
+    for (uint32_t k = 0; k < mi->copies && k < 3; k++) {
+        if (mi->legs[k].state == VD_LEG_INSYNC)
+            continue;
+        n += snprintf(buf + n, n < len ? len - n : 0, "%sleg %u %s",
+                      bad++ ? ", " : "degraded (", k,
+                      vd_leg_state_name(mi->legs[k].state,
+                                        mi->legs[k].resyncing));
+    }
+    if (bad)
+        snprintf(buf + n, n < len ? len - n : 0, ")");
     else
-        msg(err, "volume '%s/%s': %s is not supported yet", a->pool, a->vol,
-            what);
-    return VD_EXIT_FAIL;
+        snprintf(buf, len, "in-sync");
+}
+
+static void json_mirror(FILE *out, const struct vd_mirror_info *mi)
+{
+    fprintf(out, ",\"region_size\":%llu,\"legs\":[",
+            (unsigned long long)mi->region_size);
+    for (uint32_t k = 0; k < mi->copies && k < 3; k++) {
+        fprintf(out, "%s{\"leg\":%u,\"device\":", k ? "," : "", k);
+        jstr(out, mi->legs[k].device);
+        fputs(",\"node\":", out);
+        jstr(out, mi->legs[k].node);
+        fputs(",\"state\":", out);
+        jstr(out, vd_leg_state_name(mi->legs[k].state, mi->legs[k].resyncing));
+        fputs("}", out);
+    }
+    fprintf(out, "],\"resync\":{\"state\":\"%s\",\"done_bytes\":%llu,"
+            "\"total_bytes\":%llu,\"rate_bytes_per_s\":%llu,"
+            "\"rate_limit\":%llu,\"dirty_regions\":%llu}",
+            resync_state_str(mi->resync_state),
+            (unsigned long long)mi->done_bytes,
+            (unsigned long long)mi->total_bytes,
+            (unsigned long long)mi->rate_bytes_per_s,
+            (unsigned long long)mi->rate_limit,
+            (unsigned long long)mi->dirty_regions);
+}
+
+/* Human form of a mirror: legs and the resync with a progress bar. */
+static void print_mirror(FILE *out, const struct vd_mirror_info *mi)
+{
+    char rs[32], rate[40], lim[40];
+
+    fmt_size(mi->region_size, rs, sizeof(rs));
+    for (uint32_t k = 0; k < mi->copies && k < 3; k++)
+        fprintf(out, "  leg %u     %s on node %s: %s\n", k, mi->legs[k].device,
+                mi->legs[k].node,
+                vd_leg_state_name(mi->legs[k].state, mi->legs[k].resyncing));
+    fmt_rate(mi->rate_limit, lim, sizeof(lim));
+    fprintf(out, "  bitmap    %llu of %llu regions of %s marked\n",
+            (unsigned long long)mi->dirty_regions,
+            (unsigned long long)(mi->region_size
+                                     ? (mi->size + mi->region_size - 1) /
+                                           mi->region_size
+                                     : 0),
+            rs);
+    fprintf(out, "  resync    %s", resync_state_str(mi->resync_state));
+    if (mi->resync_state != VD_RESYNC_IDLE && mi->total_bytes) {
+        unsigned pct = (unsigned)(mi->done_bytes * 100 / mi->total_bytes);
+        char done[32], total[32];
+        fmt_size(mi->done_bytes, done, sizeof(done));
+        fmt_size(mi->total_bytes, total, sizeof(total));
+        fmt_rate(mi->rate_bytes_per_s, rate, sizeof(rate));
+        fputs("  [", out);
+        for (unsigned i = 0; i < 30; i++)
+            fputc(i < pct * 30 / 100 ? '#' : '.', out);
+        fprintf(out, "] %u%%  %s of %s", pct, done, total);
+        if (mi->rate_bytes_per_s) {
+            uint64_t left = (mi->total_bytes - mi->done_bytes) /
+                            mi->rate_bytes_per_s;
+            fprintf(out, "  %s  %llu:%02llu left", rate,
+                    (unsigned long long)(left / 60),
+                    (unsigned long long)(left % 60));
+        }
+    }
+    fprintf(out, "  (rate limit %s)\n", lim);
 }
 
 static int status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
+    struct vd_mirror_info mi;
+    int has_mi = 0;
     struct vd_vol_info vi;
     struct vd_pool_info pi;
     struct vd_run *runs = NULL;
@@ -890,10 +1151,16 @@ static int status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         r = vd_pool_get_info(pool, &pi);
     if (r == 0)
         r = vd_vol_get_runs(pool, a->vol, &runs, &nruns);
-    if (r < 0)
+    if (r == 0 && vi.layout == VD_LAYOUT_MIRROR) {
+        r = vd_mirror_get_info(pool, a->vol, &mi);
+        has_mi = r == 0;
+    }
+    if (r < 0) {
+        free(runs);
         return vol_fail(err, r, a->pool, a->vol, "status");
+    }
     if (a->given & O_JSON) {
-        json_vol(out, pool, &vi, runs, nruns);
+        json_vol(out, pool, &vi, runs, nruns, has_mi ? &mi : NULL);
         fputc('\n', out);
     } else {
         char sz[32], es[32];
@@ -909,6 +1176,8 @@ static int status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
             fprintf(out, ", %u copies", vi.copies);
         fprintf(out, "\n  exported  %s\n", vi.open_count ? "yes" : "no");
         fprintf(out, "  extents   %s\n", brief ? brief : "?");
+        if (has_mi)
+            print_mirror(out, &mi);
         free(brief);
     }
     free(runs);
@@ -921,7 +1190,7 @@ static int status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     int r = vd_pool_get_info(pool, &pi);
     int json = !!(a->given & O_JSON);
     int nvols;
-    struct table dt = { .ncols = 8 }, vt = { .ncols = 5 };
+    struct table dt = { .ncols = 8 }, vt = { .ncols = 6 };
     char *notes = NULL;
     size_t notes_len = 0;
     FILE *nf = NULL;
@@ -1015,21 +1284,30 @@ static int status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         tbl_cell(&vt, 1, "SIZE");
         tbl_cell(&vt, 2, "LAYOUT");
         tbl_cell(&vt, 3, "EXPORTED");
-        tbl_cell(&vt, 4, "EXTENTS");
+        tbl_cell(&vt, 4, "STATE");
+        tbl_cell(&vt, 5, "EXTENTS");
     }
     for (int i = 0; i < nvols; i++) {
         struct vd_vol_info vi;
         struct vd_run *runs = NULL;
         size_t nruns = 0;
+        struct vd_mirror_info mi;
+        int has_mi = 0;
         r = vd_pool_vol_get_info(pool, i, &vi);
         if (r == 0)
             r = vd_vol_get_runs(pool, vi.name, &runs, &nruns);
-        if (r < 0)
+        if (r == 0 && vi.layout == VD_LAYOUT_MIRROR) {
+            r = vd_mirror_get_info(pool, vi.name, &mi);
+            has_mi = r == 0;
+        }
+        if (r < 0) {
+            free(runs);
             goto fail;
+        }
         if (json) {
             if (i)
                 fputc(',', out);
-            json_vol(out, pool, &vi, runs, nruns);
+            json_vol(out, pool, &vi, runs, nruns, has_mi ? &mi : NULL);
         } else {
             char sz[32];
             char *brief = runs_brief(pool, runs, nruns, vi.copies);
@@ -1041,7 +1319,14 @@ static int status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
             else
                 tbl_cell(&vt, 2, "%s", layout_str(vi.layout));
             tbl_cell(&vt, 3, "%s", vi.open_count ? "yes" : "no");
-            tbl_cell(&vt, 4, "%s", brief ? brief : "?");
+            if (has_mi) {
+                char st[128];
+                mirror_brief(&mi, st, sizeof(st));
+                tbl_cell(&vt, 4, "%s", st);
+            } else {
+                tbl_cell(&vt, 4, "ok");
+            }
+            tbl_cell(&vt, 5, "%s", brief ? brief : "?");
             free(brief);
         }
         free(runs);
@@ -1111,9 +1396,9 @@ int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err)
         rc = a.vol[0] ? status_vol(pool, &a, out, err)
                       : status_pool(pool, &a, out, err);
         break;
-    case CMD_VOL_REPAIR:
-    case CMD_RESYNC:
-    case CMD_VERIFY: rc = cmd_not_yet(pool, &a, err); break;
+    case CMD_VOL_REPAIR: rc = cmd_vol_repair(pool, &a, out, err); break;
+    case CMD_RESYNC: rc = cmd_resync(pool, &a, out, err); break;
+    case CMD_VERIFY: rc = cmd_verify(pool, &a, out, err); break;
     }
     t_cmd_err = saved_err;
     t_cmd_logged = saved_logged;
@@ -1138,6 +1423,22 @@ done:
 #define CTL_MAX_REPLY (64u << 20)
 #define CTL_SERVER_MS 2000
 #define CTL_CLIENT_MS (120 * 1000)
+
+struct ctl_job {
+    struct ctl_job *next;
+    char pool_name[VD_NAME_MAX + 1];
+    vd_pool *pool;
+    int fd;
+    int argc;
+    char **argv;
+    unsigned char *req;     /* holds the strings argv points into */
+};
+
+/* Running long commands; vd_ctl_unlisten waits for those of its pool
+ * before the caller may close the pool. */
+static pthread_mutex_t g_jobs_lock = PTHREAD_MUTEX_INITIALIZER; /* g_jobs */
+static pthread_cond_t g_jobs_done = PTHREAD_COND_INITIALIZER;
+static struct ctl_job *g_jobs;
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -1344,6 +1645,17 @@ void vd_ctl_unlisten(const char *pool_name, int fd)
     close(fd);
     if (vd_ctl_path(pool_name, path, sizeof(path)) == 0)
         unlink(path);
+    /* The caller closes the pool next: long commands must be done. */
+    pthread_mutex_lock(&g_jobs_lock);
+    for (;;) {
+        struct ctl_job *j = g_jobs;
+        while (j && strcmp(j->pool_name, pool_name))
+            j = j->next;
+        if (!j)
+            break;
+        pthread_cond_wait(&g_jobs_done, &g_jobs_lock);
+    }
+    pthread_mutex_unlock(&g_jobs_lock);
 }
 
 static int send_reply(int fd, uint32_t code, const char *out, size_t outlen,
@@ -1381,20 +1693,137 @@ static int reply_error(int fd, uint32_t code, int64_t deadline,
     return send_reply(fd, code, "", 0, buf, n, deadline);
 }
 
+/* Commands that may run for long (verify reads whole volumes, --wait
+ * waits for a resync): the server runs them in a thread of their own so
+ * that tgtd's main thread stays free, and the client waits without bound. */
+static int is_long_cmd(int argc, char **argv)
+{
+    int i;
+
+    if (argc < 1)
+        return 0;
+    if (!strcmp(argv[0], "verify"))
+        return 1;
+    if (!strcmp(argv[0], "resync"))
+        i = 1;
+    else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
+        i = 2;
+    else
+        return 0;
+    for (; i < argc; i++)
+        if (!strcmp(argv[i], "--wait"))
+            return 1;
+    return 0;
+}
+
+
+/* Run the command and send its reply; 0 or a negative errno. */
+static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
+{
+    const char *pname = vd_pool_name(pool);
+    char *obuf = NULL, *ebuf = NULL;
+    size_t olen = 0, elen = 0;
+    FILE *out = open_memstream(&obuf, &olen);
+    FILE *err = open_memstream(&ebuf, &elen);
+    int code, r;
+
+    if (!out || !err) {
+        if (out)
+            fclose(out);
+        if (err)
+            fclose(err);
+        free(obuf);
+        free(ebuf);
+        reply_error(fd, VD_EXIT_FAIL, now_ms() + CTL_SERVER_MS,
+                    "control socket of pool '%s': out of memory", pname);
+        return -ENOMEM;
+    }
+    code = vd_admin_exec(pool, argc, argv, out, err);
+    fclose(out);
+    fclose(err);
+    if (!obuf || !ebuf) {
+        free(obuf);
+        free(ebuf);
+        reply_error(fd, VD_EXIT_FAIL, now_ms() + CTL_SERVER_MS,
+                    "control socket of pool '%s': out of memory", pname);
+        return -ENOMEM;
+    }
+    /* A fresh deadline: the command itself may have taken a while. */
+    r = send_reply(fd, code, obuf, olen, ebuf, elen, now_ms() + CTL_SERVER_MS);
+    free(obuf);
+    free(ebuf);
+    return r;
+}
+
+static void *job_main(void *arg)
+{
+    struct ctl_job *j = arg;
+    int r = run_and_reply(j->fd, j->pool, j->argc, j->argv);
+
+    if (r < 0)
+        vd_log(VD_LOG_WARN, "pool '%s': control socket request: %s (ignored)",
+               j->pool_name, strerror(-r));
+    close(j->fd);
+    pthread_mutex_lock(&g_jobs_lock);
+    for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    pthread_cond_broadcast(&g_jobs_done);
+    pthread_mutex_unlock(&g_jobs_lock);
+    free(j->argv);
+    free(j->req);
+    free(j);
+    return NULL;
+}
+
+/* Hands fd, argv and req over to a thread; on failure they stay the
+ * caller's.  0 or a negative errno. */
+static int start_job(int fd, vd_pool *pool, int argc, char **argv,
+                     unsigned char *req)
+{
+    struct ctl_job *j = calloc(1, sizeof(*j));
+    pthread_attr_t attr;
+    pthread_t tid;
+    int r;
+
+    if (!j)
+        return -ENOMEM;
+    snprintf(j->pool_name, sizeof(j->pool_name), "%s", vd_pool_name(pool));
+    j->pool = pool;
+    j->fd = fd;
+    j->argc = argc;
+    j->argv = argv;
+    j->req = req;
+    pthread_mutex_lock(&g_jobs_lock);
+    j->next = g_jobs;
+    g_jobs = j;
+    pthread_mutex_unlock(&g_jobs_lock);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    r = -pthread_create(&tid, &attr, job_main, j);
+    pthread_attr_destroy(&attr);
+    if (r < 0) {
+        pthread_mutex_lock(&g_jobs_lock);
+        g_jobs = j->next; /* still first: no other thread adds jobs */
+        pthread_mutex_unlock(&g_jobs_lock);
+        free(j);
+    }
+    return r;
+}
+
 int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
 {
     const char *pname = pool ? vd_pool_name(pool) : "?";
     unsigned char h[12];
     unsigned char *req = NULL;
     char **argv = NULL;
-    char *obuf = NULL, *ebuf = NULL;
-    size_t olen = 0, elen = 0;
-    FILE *out = NULL, *err = NULL;
     struct ucred cred;
     socklen_t cl = sizeof(cred);
     uint32_t argc, len;
     int64_t deadline;
-    int fd, r, code;
+    int fd, r;
 
     fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -1476,26 +1905,10 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
         }
     }
 
-    out = open_memstream(&obuf, &olen);
-    err = open_memstream(&ebuf, &elen);
-    if (!out || !err) {
-        reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
-                    "out of memory", pname);
-        r = -ENOMEM;
-        goto io_fail;
-    }
-    code = vd_admin_exec(pool, (int)argc, argv, out, err);
-    fclose(out);
-    fclose(err);
-    out = err = NULL;
-    if (!obuf || !ebuf) {
-        reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
-                    "out of memory", pname);
-        r = -ENOMEM;
-        goto io_fail;
-    }
-    /* A fresh deadline: the command itself may have taken a while. */
-    r = send_reply(fd, code, obuf, olen, ebuf, elen, now_ms() + CTL_SERVER_MS);
+    if (is_long_cmd((int)argc, argv) &&
+        start_job(fd, pool, (int)argc, argv, req) == 0)
+        return 0; /* the job owns fd, argv and req now */
+    r = run_and_reply(fd, pool, (int)argc, argv);
     if (r < 0)
         goto io_fail;
     r = 0;
@@ -1505,12 +1918,6 @@ io_fail:
         vd_log(VD_LOG_WARN, "pool '%s': control socket request: %s (ignored)",
                pname, strerror(-r));
 out:
-    if (out)
-        fclose(out);
-    if (err)
-        fclose(err);
-    free(obuf);
-    free(ebuf);
     free(argv);
     free(req);
     close(fd);
@@ -1560,7 +1967,7 @@ int vd_ctl_call(const char *pool_name, int argc, char **argv, FILE *out,
         memcpy(req + off, argv[i], l);
         off += l;
     }
-    deadline = now_ms() + CTL_CLIENT_MS;
+    deadline = is_long_cmd(argc, argv) ? INT64_MAX : now_ms() + CTL_CLIENT_MS;
     r = write_full(fd, req, len + 12, deadline);
     if (r < 0 && r != -EPIPE && r != -ECONNRESET)
         goto out;

@@ -3,8 +3,9 @@
  * The same command code runs in the `vdlvm` process (pool opened directly)
  * and inside tgtd (bs_vdlvm.so, pool held by the module), so a command
  * behaves the same whether or not a tgtd holds the pool.
- * Not thread-safe: call from one admin thread per pool (tgtd's main thread
- * in the module).
+ * vd_admin_exec may run on several threads at once (the library serialises
+ * its admin calls with the pool's admin lock); the control-socket functions
+ * are called from one thread per pool (tgtd's main thread in the module).
  */
 #ifndef VDADMIN_H
 #define VDADMIN_H
@@ -51,11 +52,15 @@ int vd_ctl_path(const char *pool_name, char *buf, size_t len);
 /* Create and listen; returns the fd (close() it and unlink the path with
  * vd_ctl_unlisten) or a negative errno. */
 int vd_ctl_listen(const char *pool_name);
+/* Closes fd, removes the socket file, and waits for the pool's long
+ * commands still running (call it before closing the pool). */
 void vd_ctl_unlisten(const char *pool_name, int fd);
 
 /* Accept one client on listen_fd, read its request (bounded by a short
  * timeout), run it with vd_admin_exec against pool, send the reply.
- * Called from the event loop when listen_fd is readable. */
+ * Called from the event loop when listen_fd is readable.  Long commands
+ * (verify, resync --wait, vol repair --wait) run in a detached thread of
+ * their own so that the caller's thread is not held. */
 int vd_ctl_serve_one(int listen_fd, vd_pool *pool);
 
 /* Client: send argv to the tgtd holding pool_name and copy its output to

@@ -25,14 +25,14 @@ static const char *g_usage =
     "Commands:\n"
     "  pool create FILE [--force]\n"
     "  vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N]\n"
-    "             [--allow-same-node]\n"
+    "             [--allow-same-node] [--region-size SIZE]\n"
     "  vol list POOL [--json]\n"
     "  vol remove POOL/VOL\n"
     "  vol extend POOL/VOL --size [+]SIZE\n"
     "  status [POOL[/VOL]] [--json]\n"
-    "  resync POOL/VOL [--rate LIMIT]                       (mirrors; not yet)\n"
-    "  verify POOL/VOL [--repair]                           (mirrors; not yet)\n"
-    "  vol repair POOL/VOL --replace DEVICE --with DEVICE   (mirrors; not yet)\n"
+    "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
+    "  verify POOL/VOL [--repair]\n"
+    "  vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE  pool definition (default: /etc/vdlvm/POOL.yaml,\n"
@@ -42,7 +42,7 @@ static const char *g_usage =
     "While a tgtd exports volumes of the pool, commands run inside it through\n"
     "the control socket $VDLVM_RUNDIR/POOL.sock (default /run/vdlvm); else\n"
     "vdlvm opens the pool itself.  Exit status: 0 success, 1 failure,\n"
-    "2 bad usage or bad configuration.\n";
+    "2 bad usage or bad configuration, 3 verify found differing legs.\n";
 
 static const char *g_pool_create_help =
     "Usage: vdlvm pool create FILE [--force]\n"
@@ -80,6 +80,23 @@ static int load_conf(const char *path, int defaulted, struct vd_conf_pool **conf
         return VD_EXIT_USAGE;
     }
     return 0;
+}
+
+/* resync and vol repair without --wait: they start background work. */
+static int needs_wait(int argc, char **argv)
+{
+    int i = 0;
+
+    if (!strcmp(argv[0], "resync"))
+        i = 1;
+    else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
+        i = 2;
+    else
+        return 0;
+    for (; i < argc; i++)
+        if (!strcmp(argv[i], "--wait") || !strcmp(argv[i], "--"))
+            return 0;
+    return 1;
 }
 
 /* Run argv (starting at the command word) against pool `name`: through the
@@ -136,7 +153,21 @@ static int run_on_pool(const char *name, const char *conf_path, int argc,
         vd_conf_free(conf);
         return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
     }
+    /* The resync runs in the background of the process holding the pool,
+     * and this one closes it on exit: wait for it here. */
+    char **wargv = NULL;
+    if (needs_wait(argc, argv)) {
+        wargv = calloc(argc + 2, sizeof(*wargv));
+        if (wargv) {
+            memcpy(wargv, argv, argc * sizeof(*wargv));
+            wargv[argc++] = "--wait";
+            argv = wargv;
+            fprintf(stderr, "vdlvm: pool '%s': no tgtd holds the pool, so "
+                    "this command waits for the resync it starts\n", name);
+        }
+    }
     code = vd_admin_exec(pool, argc, argv, out, stderr);
+    free(wargv);
     vd_pool_close(pool);
     vd_conf_free(conf);
     return code;

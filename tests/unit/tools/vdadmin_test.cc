@@ -621,6 +621,91 @@ TEST_F(AdminPool, Socket_ForkedServerRunsCommands)
     vd_pool_close(p);
 }
 
+TEST_F(AdminPool, Mirror_VerifyResyncAndLinearRefusals)
+{
+    Define({ "a.img", "b.img", "c.img" });
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "8M", "--layout",
+                        "mirror", "--allow-same-node", "--region-size",
+                        "256KiB" }, &out, &err), 0) << err;
+    EXPECT_EQ(out, "volume 'pool0/m': created, 8MiB (2 extents of 4MiB), "
+                   "mirror, 2 copies\n");
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/l", "--size", "4M" }), 0);
+
+    EXPECT_EQ(Exec(p, { "verify", "pool0/m" }, &out, &err), 0) << err;
+    EXPECT_EQ(out, "volume 'pool0/m': legs equal (32 regions of 256KiB "
+                   "compared)\n");
+    EXPECT_EQ(Exec(p, { "resync", "pool0/m", "--rate", "0", "--wait" }, &out,
+                   &err), 0) << err;
+    EXPECT_EQ(out, "volume 'pool0/m': resync done, legs in-sync\n");
+    EXPECT_EQ(Exec(p, { "verify", "pool0/l" }, &out, &err), VD_EXIT_FAIL);
+    EXPECT_EQ(err, "vdlvm: volume 'pool0/l': verify applies to mirrored "
+                   "volumes; this one is linear\n");
+
+    ASSERT_EQ(Exec(p, { "status", "pool0/m", "--json" }, &out, &err), 0);
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"legs\":[{\"leg\":0,"), std::string::npos) << out;
+    EXPECT_NE(out.find("\"state\":\"in-sync\""), std::string::npos) << out;
+    EXPECT_NE(out.find("\"resync\":{\"state\":\"idle\""), std::string::npos);
+    ASSERT_EQ(Exec(p, { "status", "--json" }, &out, &err), 0);
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    vd_pool_close(p);
+}
+
+TEST_F(AdminPool, Socket_LongCommandRunsInThreadUnlistenWaits)
+{
+    Define({ "a.img", "b.img" });
+    // The client is forked before the pool's threads exist.
+    int go[2], res[2];
+    ASSERT_EQ(pipe(go), 0);
+    ASSERT_EQ(pipe(res), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        char c;
+        close(go[1]);
+        close(res[0]);
+        if (read(go[0], &c, 1) != 1)
+            _exit(20);
+        Argv a({ "verify", "pool0/m" });
+        Output o;
+        int code = -1;
+        int r = vd_ctl_call("pool0", a.argc(), a.argv(), o.out, o.err, &code);
+        std::string msg = std::to_string(r) + " " + std::to_string(code) + " " +
+                          o.Out() + o.Err();
+        if (write(res[1], msg.data(), msg.size()) < 0)
+            _exit(21);
+        _exit(0);
+    }
+    close(go[0]);
+    close(res[1]);
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "8M", "--layout",
+                        "mirror", "--allow-same-node" }), 0);
+    int lfd = vd_ctl_listen("pool0");
+    ASSERT_GE(lfd, 0);
+    ASSERT_EQ(write(go[1], "x", 1), 1);
+    struct pollfd pf = { lfd, POLLIN, 0 };
+    ASSERT_EQ(poll(&pf, 1, 10000), 1);
+    EXPECT_EQ(vd_ctl_serve_one(lfd, p), 0);
+    vd_ctl_unlisten("pool0", lfd);  // returns once the verify has replied
+    vd_pool_close(p);
+    std::string got;
+    char buf[1024];
+    ssize_t n;
+    while ((n = read(res[0], buf, sizeof(buf))) > 0)
+        got.append(buf, n);
+    close(res[0]);
+    close(go[1]);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_EQ(got, "0 0 volume 'pool0/m': legs equal (8 regions of 1MiB "
+                   "compared)\n");
+}
+
 TEST_F(AdminPool, Listen_StaleSocketReplacedLiveOneKept)
 {
     ASSERT_EQ(mkdir((dir + "/run").c_str(), 0700), 0);
