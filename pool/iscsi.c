@@ -93,6 +93,7 @@ struct chunk {
     uint32_t len;
     int retries;
     uint64_t deadline;
+    struct scsi_iovec iov;   /* the caller's buffer, until completion */
     struct chunk *prev, *next;
 };
 
@@ -122,7 +123,7 @@ struct iscsi_bdev {
 
     /* event thread only (before the thread starts: the opening thread) */
     struct iscsi_context *ctx;
-    struct chunk *inflight;  /* oldest first: deadlines ascend */
+    struct chunk *inflight;  /* commands issued, not completed */
     struct chunk *inflight_tail;
     int down_err;            /* error for commands cancelled by teardown */
     uint32_t backoff_ms;
@@ -636,20 +637,20 @@ static void chunk_issue(struct iscsi_bdev *ib, struct chunk *ch)
     inflight_append(ib, ch);
     switch (rq->op) {
     case OP_READ:
-        t = iscsi_read16_task(ib->ctx, ib->lun, ch->off / BLOCK, ch->len, BLOCK,
-                              0, 0, 0, 0, 0, chunk_cb, ch);
-        if (t && scsi_task_add_data_in_buffer(t, ch->len,
-                                              rq->buf + (ch->off - rq->off)) < 0) {
-            /* Cannot happen for a fresh task; make it fail cleanly. */
-            vd_log(VD_LOG_ERR, "device '%s': cannot attach a read buffer",
-                   ib->name);
-        }
+        /* Data goes straight into the caller's buffer (the iovec is set
+         * before the command is queued). */
+        ch->iov.iov_base = rq->buf + (ch->off - rq->off);
+        ch->iov.iov_len = ch->len;
+        t = iscsi_read16_iov_task(ib->ctx, ib->lun, ch->off / BLOCK, ch->len,
+                                  BLOCK, 0, 0, 0, 0, 0, chunk_cb, ch, &ch->iov, 1);
         break;
     case OP_WRITE:
-        t = iscsi_write16_task(ib->ctx, ib->lun, ch->off / BLOCK,
-                               rq->buf + (ch->off - rq->off), ch->len, BLOCK,
-                               0, 0, !!(rq->flags & VD_IO_FUA), 0, 0,
-                               chunk_cb, ch);
+        ch->iov.iov_base = rq->buf + (ch->off - rq->off);
+        ch->iov.iov_len = ch->len;
+        t = iscsi_write16_iov_task(ib->ctx, ib->lun, ch->off / BLOCK, NULL,
+                                   ch->len, BLOCK, 0, 0,
+                                   !!(rq->flags & VD_IO_FUA), 0, 0, chunk_cb, ch,
+                                   &ch->iov, 1);
         break;
     case OP_FLUSH:
         t = iscsi_synchronizecache16_task(ib->ctx, ib->lun, 0, 0, 0, 0,
@@ -848,9 +849,11 @@ static void *event_thread(void *arg)
                 ib->nop_deadline = now + ib->timeout_ms;
             }
         }
+        /* Re-issued commands keep their deadline: scan, not just the head. */
         uint64_t next_deadline = UINT64_MAX;
-        if (ib->inflight)
-            next_deadline = ib->inflight->deadline;
+        for (struct chunk *c = ib->inflight; c; c = c->next)
+            if (c->deadline < next_deadline)
+                next_deadline = c->deadline;
         if (ib->nop_pending && ib->nop_deadline < next_deadline)
             next_deadline = ib->nop_deadline;
         if (next_deadline <= now) {
