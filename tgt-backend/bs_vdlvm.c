@@ -147,6 +147,12 @@ static void cmd_io_error(struct scsi_cmd *cmd, int err, int is_write)
     case -ERANGE:
         cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         break;
+    case -ENOSPC:          /* thin layouts: no extent left to allocate */
+        cmd_sense(cmd, DATA_PROTECT, 0x2707);  /* SPACE ALLOCATION FAILED */
+        break;
+    case -EROFS:
+        cmd_sense(cmd, DATA_PROTECT, ASC_WRITE_PROTECT);
+        break;
     default:
         cmd_sense(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
         break;
@@ -364,12 +370,13 @@ out:
     free(new);
 }
 
-/* Write [off, off+len) with buf_fn's pattern, CHUNK_MAX at a time. */
+/* Write [off, off+len) with copies of block (NULL: zeroes), CHUNK_MAX at a
+ * time; lbdata: WRITE SAME's LBDATA/PBDATA bits (0x02/0x04) or 0. */
 static int write_range(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
-                       uint64_t len, const uint8_t *block, unsigned flags)
+                       uint64_t len, const uint8_t *block, unsigned lbdata,
+                       unsigned flags)
 {
     unsigned shift = cmd->dev->blk_shift, bs = 1u << shift;
-    unsigned lbdata = cmd->scb[1] & 0x06;
     uint64_t chunk = len < CHUNK_MAX ? len : CHUNK_MAX;
     uint8_t *buf;
     int r = 0;
@@ -435,19 +442,20 @@ static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
     }
     off = lba << lu->blk_shift;
     len = nblocks << lu->blk_shift;
-    if (scsi_get_out_length(cmd))
-        block = scsi_get_out_buffer(cmd);
     if (cmd->scb[1] & 0x08) {
-        /* UNMAP (thin LUs only, checked by sbc_rw): release the range.
-         * Thick volumes keep their data, so the data-out block is written
-         * as well; reads then return what WRITE SAME promised. */
+        /* UNMAP (thin LUs only, checked by sbc_rw).  tgt advertises LBPRZ
+         * there, so the range must read back as zeroes whatever the
+         * data-out block holds: discard, then zero what thick volumes
+         * keep. */
         r = vd_vol_discard(vol, off, len);
-        if (r < 0) {
-            cmd_io_error(cmd, r, 1);
-            return;
-        }
+        if (r == 0)
+            r = write_range(vol, cmd, off, len, NULL, 0, write_flags(cmd));
+    } else {
+        if (scsi_get_out_length(cmd))
+            block = scsi_get_out_buffer(cmd);
+        r = write_range(vol, cmd, off, len, block, cmd->scb[1] & 0x06,
+                        write_flags(cmd));
     }
-    r = write_range(vol, cmd, off, len, block, write_flags(cmd));
     if (r < 0)
         cmd_io_error(cmd, r, 1);
 }
@@ -486,7 +494,7 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
             continue;
         r = vd_vol_discard(vol, off, n);
         if (r == 0)
-            r = write_range(vol, cmd, off, n, NULL, 0);
+            r = write_range(vol, cmd, off, n, NULL, 0, write_flags(cmd));
         if (r < 0) {
             cmd_io_error(cmd, r, 1);
             return;
@@ -978,8 +986,25 @@ static int bs_vdlvm_unmap(int host_no, struct scsi_cmd *cmd)
     return SAM_STAT_CHECK_CONDITION;
 }
 
+/* tgt's VPD B0 update for thin LUs advertises 0xFFFFFFFF block
+ * descriptors per UNMAP, which initiators (libiscsi's tests among them)
+ * turn into a count of -1; advertise a finite number.  The original hook is
+ * the same static function for every LU (main thread). */
+#define MAX_UNMAP_DESCRIPTORS 256
+static void (*g_vpd_b0_update)(struct scsi_lu *lu, void *data);
+
+static void vpd_b0_update(struct scsi_lu *lu, void *data)
+{
+    struct vpd *pg = lu->attrs.lu_vpd[PCODE_OFFSET(0xb0)];
+
+    g_vpd_b0_update(lu, data);
+    if (lu->attrs.thinprovisioning && pg->size >= 24)
+        put_unaligned_be32(MAX_UNMAP_DESCRIPTORS, pg->data + 20);
+}
+
 static void lu_ops_override(struct scsi_lu *lu)
 {
+    struct vpd *b0 = lu->attrs.lu_vpd[PCODE_OFFSET(0xb0)];
     struct vdlvm_lu *vl = VDLU(lu);
     struct device_type_operations *ops = lu->dev_type_template.ops;
     struct service_action *sa = ops[SERVICE_ACTION_IN].service_actions;
@@ -1000,6 +1025,13 @@ static void lu_ops_override(struct scsi_lu *lu)
     ops[SERVICE_ACTION_IN].service_actions = vl->sa_9e;
 
     ops[UNMAP].cmd_perform = bs_vdlvm_unmap;
+
+    if (b0 && b0->vpd_update && b0->vpd_update != vpd_b0_update) {
+        if (!g_vpd_b0_update)
+            g_vpd_b0_update = b0->vpd_update;
+        if (b0->vpd_update == g_vpd_b0_update)
+            b0->vpd_update = vpd_b0_update;
+    }
 }
 
 /* ---- tgt callbacks ------------------------------------------------------ */
