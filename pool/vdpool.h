@@ -122,7 +122,9 @@ int vd_vol_get_info(const vd_pool *pool, const char *name,
                     struct vd_vol_info *info);
 
 /* A run of logical extents mapped to consecutive physical extents of one
- * device, for status output. */
+ * device, for status output.  Logical extent n holds volume bytes
+ * [n * extent_size, (n+1) * extent_size); a mirror's bitmap extent is not
+ * listed. */
 struct vd_run {
     uint32_t leg;
     uint64_t le_start, count;   /* logical extents */

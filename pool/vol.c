@@ -376,7 +376,7 @@ static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run
     if (!v)
         return -ENOENT;
     for (uint32_t leg = 0; leg < v->copies; leg++) {
-        uint64_t le = 0;
+        uint64_t le = v->data_le0; /* a mirror's bitmap extent is not data */
         while (le < v->le_count) {
             const struct vd_pe *e = &v->map[le * v->copies + leg];
             uint64_t k = 1;
@@ -395,7 +395,8 @@ static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run
                 }
                 out = nr;
             }
-            out[n++] = (struct vd_run){ .leg = leg, .le_start = le, .count = k,
+            out[n++] = (struct vd_run){ .leg = leg, .le_start = le - v->data_le0,
+                                        .count = k,
                                         .dev = e->dev, .pe_start = e->pe };
             le += k;
         }
