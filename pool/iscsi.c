@@ -429,9 +429,13 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
             return -EINVAL;
         }
     }
+    /* Connect, log in, then TEST UNIT READY ourselves: libiscsi's
+     * full_connect leaks its state when the context is destroyed before it
+     * completes, which a peer that never answers would make unbounded. */
     ib->connect_done = false;
     ib->sock_err = 0;
-    if (iscsi_full_connect_async(ctx, ib->portal, ib->lun, connect_cb, ib) < 0) {
+    memset(&s, 0, sizeof(s));
+    if (iscsi_connect_async(ctx, ib->portal, connect_cb, ib) < 0) {
         snprintf(msg, msglen, "connect to %s: %s", ib->portal,
                  iscsi_get_error(ctx));
         iscsi_destroy_context(ctx);
@@ -440,6 +444,14 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
     r = ctx_wait(ib, ctx, &ib->connect_done, deadline);
     if (r == 0 && ib->connect_status != SCSI_STATUS_GOOD)
         r = -EIO;
+    if (r == 0) {
+        if (iscsi_login_async(ctx, sync_cb, &s) < 0)
+            r = -EIO;
+        else
+            r = ctx_wait(ib, ctx, &s.done, deadline);
+        if (r == 0 && s.status != SCSI_STATUS_GOOD)
+            r = -EIO;
+    }
     if (r < 0) {
         const char *e = iscsi_get_error(ctx);
         if (r == -ETIMEDOUT) {
@@ -468,6 +480,34 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
         }
         iscsi_destroy_context(ctx);
         return err;
+    }
+    /* The LUN exists and is ready; a unit attention (new session, reset)
+     * is expected once and retried. */
+    for (int i = 0;; i++) {
+        memset(&s, 0, sizeof(s));
+        s.task = iscsi_testunitready_task(ctx, ib->lun, sync_cb, &s);
+        r = run_probe(ib, ctx, &s, "TEST UNIT READY", deadline, msg, msglen);
+        if (r == 0) {
+            scsi_free_scsi_task(s.task);
+            break;
+        }
+        if (r != -EIO) {
+            iscsi_destroy_context(ctx);
+            if (s.task)
+                scsi_free_scsi_task(s.task);
+            return r == -ENOTCONN ? -EIO : r;
+        }
+        /* run_probe freed the task; its sense is in msg. */
+        if (strstr(msg, "UNIT_ATTENTION") && i < UA_RETRIES)
+            continue;
+        if (strstr(msg, "LOGICAL_UNIT_NOT_SUPPORTED")) {
+            snprintf(msg, msglen, "login to %s: target has no LUN %d (no such "
+                     "LUN); check the LUN number in the URL", ib->url, ib->lun);
+            r = -ENXIO;
+        }
+        *permanent = true;
+        iscsi_destroy_context(ctx);
+        return r;
     }
 
     memset(&s, 0, sizeof(s));
