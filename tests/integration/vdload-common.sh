@@ -15,6 +15,9 @@
 
 VDLOAD=$BUILD/vdload
 RANGE_BYTES=$(( 4 * 1024 * 1024 ))            # 8192 blocks of 512 bytes
+# Byte offset of the tested range in the LUN (4 KiB aligned); a test may set
+# it so the range straddles two devices of a pool.
+RANGE_START=${RANGE_START:-0}
 
 vdload() { timeout 120 "$VDLOAD" "$@"; }
 
@@ -65,18 +68,18 @@ vdload_roundtrip() {
 
     # 1. clean run
     vdload write --verify "$j" --pattern seq --bs 4k --qd 16 --count $(( RANGE_BYTES / 4096 )) \
-        --range 0:$RANGE_BYTES --quiet "$url" >/dev/null || fail "sequential verify pass failed"
+        --range $RANGE_START:$RANGE_BYTES --quiet "$url" >/dev/null || fail "sequential verify pass failed"
     out=$(vdload write --verify "$j" --pattern rand --bs 4k --qd 32 --time 2 --seed 7 \
-        --range 0:$RANGE_BYTES --json "$url") || fail "random verify run failed: $out"
+        --range $RANGE_START:$RANGE_BYTES --json "$url") || fail "random verify run failed: $out"
     note "write: $out"
     out=$(vdload write --verify "$j" --pattern rand --bs 64k --qd 8 --time 1 \
-        --range 0:$RANGE_BYTES "$url") || fail "64k verify run failed: $out"
+        --range $RANGE_START:$RANGE_BYTES "$url") || fail "64k verify run failed: $out"
     verify_expect "$j" "$url" 0
 
     # 2. connection loss in the middle of a run
     local sid log=$tmp/vdload-cont.log pid i
     vdload write --verify "$j" --continue-on-error --io-timeout 5 --bs 4k --qd 32 --time 5 \
-        --range 0:$RANGE_BYTES --json "$url" >"$log" 2>&1 &
+        --range $RANGE_START:$RANGE_BYTES --json "$url" >"$log" 2>&1 &
     pid=$!
     sid=
     for (( i=0; i<50; i++ )); do
@@ -97,7 +100,7 @@ vdload_roundtrip() {
     # 2b. target frozen (SIGSTOP) longer than the command timeout: commands
     # time out, become in doubt, vdload reconnects once tgtd runs again
     vdload write --verify "$j" --continue-on-error --io-timeout 2 --bs 4k --qd 32 --time 6 \
-        --range 0:$RANGE_BYTES --json "$url" >"$log" 2>&1 &
+        --range $RANGE_START:$RANGE_BYTES --json "$url" >"$log" 2>&1 &
     pid=$!
     sleep 1
     kill -STOP "$tgtd_pid"
@@ -109,8 +112,10 @@ vdload_roundtrip() {
     grep -q '"reconnects":[1-9]' "$log" || fail "vdload did not reconnect: $(cat "$log")"
     verify_expect "$j" "$url" 0
 
-    # 3. damage chosen blocks behind the target's back
-    local stale_lba=777 f off saved=$tmp/saved.blk blk=$tmp/blk
+    # 3. damage chosen blocks behind the target's back (LBAs relative to the
+    # start of the range)
+    local b=$(( RANGE_START / 512 ))
+    local stale_lba=$(( b + 777 )) f off saved=$tmp/saved.blk blk=$tmp/blk
     read -r f off <<<"$(locate_lba $stale_lba "${files[@]}")"
     get_block "$f" "$off" "$saved"
     # write the 4 KiB unit holding the block twice more: saved is now older
@@ -121,23 +126,24 @@ vdload_roundtrip() {
     put_block "$saved" "$f" "$off"
 
     local lba
-    for lba in 100 4000 4001; do                       # random bytes
+    for lba in $(( b + 100 )) $(( b + 4000 )) $(( b + 4001 )); do   # random bytes
         read -r f off <<<"$(locate_lba $lba "${files[@]}")"
         head -c 512 /dev/urandom > "$blk"
         put_block "$blk" "$f" "$off"
     done
-    read -r f off <<<"$(locate_lba 7000 "${files[@]}")"  # one flipped bit
+    read -r f off <<<"$(locate_lba $(( b + 7000 )) "${files[@]}")"  # one flipped bit
     get_block "$f" "$off" "$blk"
     printf '\x01' | dd of="$blk" bs=1 seek=300 conv=notrunc status=none
     cmp -s "$blk" <(dd if="$f" bs=512 count=1 skip=$(( off / 512 )) status=none) &&
         fail "bit flip did not change the block"
     put_block "$blk" "$f" "$off"
-    read -r f off <<<"$(locate_lba 5000 "${files[@]}")"  # another LBA's block
+    read -r f off <<<"$(locate_lba $(( b + 5000 )) "${files[@]}")"  # another LBA's block
     get_block "$f" "$off" "$blk"
-    read -r f off <<<"$(locate_lba 5001 "${files[@]}")"
+    read -r f off <<<"$(locate_lba $(( b + 5001 )) "${files[@]}")"
     put_block "$blk" "$f" "$off"
-    read -r f off <<<"$(locate_lba 6000 "${files[@]}")"  # zeros
+    read -r f off <<<"$(locate_lba $(( b + 6000 )) "${files[@]}")"  # zeros
     put_block /dev/zero "$f" "$off"
 
-    verify_expect "$j" "$url" 3 "lost: 6000" "stale: 777" "corrupt: 100 4000-4001 5001 7000"
+    verify_expect "$j" "$url" 3 "lost: $(( b + 6000 ))" "stale: $(( b + 777 ))" \
+        "corrupt: $(( b + 100 )) $(( b + 4000 ))-$(( b + 4001 )) $(( b + 5001 )) $(( b + 7000 ))"
 }

@@ -1,0 +1,360 @@
+#!/bin/bash
+# Usage: tests/bench/run.sh BUILD [--quick] [--out DIR] [--dir BACKING_DIR]
+#
+# Side-by-side benchmark of tgt's own backing stores and vdlvm, in one run,
+# one tgtd (the installed binary, with BUILD's bs_vdlvm.so), same machine:
+#
+#   rdwr      tgt rdwr on data.img
+#   aio       tgt aio (O_DIRECT, eventfd completion) on the same data.img
+#   null      tgt null: no I/O at all, the protocol's own ceiling
+#   vdlvm-1   vdlvm linear volume on a pool of one device file
+#   vdlvm-3   vdlvm linear volume on a pool of three device files (same total)
+#   vdlvm-mirror  vdlvm mirror, two local legs (when the pool supports it)
+#
+# Every LUN has the same size and is written in full before it is measured,
+# so reads return real data everywhere.  Workloads, all at queue depth 32,
+# driven by build/vdload (one initiator, libiscsi):
+#   4 KiB random read, 4 KiB random write, 4 KiB sequential write,
+#   1 MiB sequential read, 1 MiB sequential write.
+# Each cell is the median of RUNS runs (min and max shown); runs are
+# interleaved (repetition, workload, store) so drift hits every store alike.
+# tgtd CPU = utime+stime of the whole tgtd process from /proc/PID/stat
+# around each run, reported as CPU seconds per 100,000 I/Os.
+#
+# Writes DIR/bench-DATE.md, DIR/bench-DATE.png, DIR/bench-DATE.tsv (raw
+# runs) and copies them to DIR/latest.{md,png,tsv}.  DIR defaults to
+# bench/results (full run) or BUILD/bench-quick (--quick).
+#
+# --quick: a smoke run (1 run of 1 s per cell, 64 MiB LUNs) for make check;
+# it checks that every cell produced numbers and that the report and chart
+# were written.  Exit status non-zero if anything failed.
+set -uo pipefail
+
+usage() { echo "usage: $0 BUILD [--quick] [--out DIR] [--dir BACKING_DIR]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "$0: no build directory $1" >&2; exit 2; }
+export BUILD
+shift
+quick=0 out=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1; shift ;;
+        --out) [ $# -ge 2 ] || usage; out=$2; shift 2 ;;
+        --dir) [ $# -ge 2 ] || usage; BENCH_DIR=$2; shift 2 ;;
+        *) usage ;;
+    esac
+done
+top=$(cd "$(dirname "$0")/../.." && pwd)
+
+source "$top/tests/functions.sh"
+test_name=bench
+requires_tgtd
+requires_file "$BUILD/vdload"
+command -v gnuplot >/dev/null || fail "gnuplot not found (apt-get install gnuplot-nox, or make deps)"
+
+if [ "$quick" = 1 ]; then
+    RUNS=${BENCH_RUNS:-1} SECS=${BENCH_SECS:-1} LUN_MIB=${BENCH_LUN_MIB:-64}
+    out=${out:-$BUILD/bench-quick}
+else
+    RUNS=${BENCH_RUNS:-3} SECS=${BENCH_SECS:-4} LUN_MIB=${BENCH_LUN_MIB:-512}
+    out=${out:-$top/bench/results}
+fi
+QD=32
+SEED=42
+# Backing files live on tmpfs by default (BENCH_DIR or --dir to change): the
+# point is what each store costs on top of tgt, not this machine's disk.
+bench_parent=${BENCH_DIR:-/dev/shm}
+mkdir -p "$out" || fail "cannot create $out"
+stamp=$(date +%Y%m%d-%H%M%S)
+t_begin=$(date +%s)
+VDLOAD=$BUILD/vdload
+CLK_TCK=$(getconf CLK_TCK)
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+tgt_version=$(dpkg-query -W -f '${Version}' tgt 2>/dev/null || echo unknown)
+
+vdload() { timeout $(( SECS + 60 )) "$VDLOAD" "$@"; }
+
+# ---- stores --------------------------------------------------------------
+have_vdlvm=0
+if [ -x "$VDLVM" ] && [ -f "$BSDIR/bs_vdlvm.so" ]; then
+    have_vdlvm=1
+    start_tgtd
+else
+    note "vdlvm not built ($VDLVM, $BSDIR/bs_vdlvm.so): vdlvm rows skipped"
+    start_tgtd --no-module
+fi
+
+stores=()
+declare -A store_url=() store_desc=() skipped=()
+lun=$(( LUN_MIB * 1024 * 1024 ))
+
+# add_store NAME DESCRIPTION BSTYPE BACKING [BSOPTS]
+add_store() {
+    local name=$1 desc=$2 bstype=$3 backing=$4 bsopts=${5:-} tid=$(( ${#stores[@]} + 1 )) msg
+    tgt_target_new "$tid" "bench-$name" || fail "cannot create target for $name"
+    if ! msg=$(tgt_lun_new "$tid" 1 "$bstype" "$backing" "$bsopts" 2>&1); then
+        skipped[$name]="LUN creation failed: $msg"
+        note "store $name skipped: $msg"
+        return 0
+    fi
+    stores+=("$name")
+    store_url[$name]=$(iscsi_url "$tid" 1)
+    store_desc[$name]=$desc
+}
+
+bdir=$(mktemp -d "$bench_parent/vdlvm-bench.XXXXXX") || fail "cannot create a directory in $bench_parent"
+rm_bdir() { rm -rf "$bdir"; }
+cleanup_fn rm_bdir
+bfs=$(df --output=fstype "$bdir" | tail -n 1)
+fallocate -l "$lun" "$bdir/data.img" || truncate -s "$lun" "$bdir/data.img"
+add_store rdwr "tgt rdwr on a file" rdwr "$bdir/data.img"
+add_store aio "tgt aio on the same file (O_DIRECT)" aio "$bdir/data.img"
+add_store null "tgt null (no I/O)" null "null-$LUN_MIB"
+
+# vdlvm pools: one device, three devices of the same total size, and a
+# two-leg mirror.  Devices get 16 MiB beyond the volume for metadata.
+make_pool() {   # NAME NDEVS DEVSIZE_MIB -> config path, or "" on failure
+    local conf=$tmp/$1.yaml i
+    {
+        echo "pool: $1"
+        echo "extent_size: 4M"
+        echo "devices:"
+        for (( i=0; i<$2; i++ )); do
+            echo "  - name: d$i"
+            echo "    path: $bdir/$1-d$i.img"
+            echo "    size: ${3}M"
+        done
+    } > "$conf"
+    if vdlvm pool create "$conf" >"$tmp/$1.create.log" 2>&1; then
+        echo "$conf"
+    else
+        note "pool $1: $(cat "$tmp/$1.create.log")"
+    fi
+}
+if [ "$have_vdlvm" = 1 ]; then
+    conf=$(make_pool p1 1 $(( LUN_MIB + 16 )))
+    if [ -n "$conf" ] && vdlvm -c "$conf" vol create p1/vol --size "${LUN_MIB}M" >/dev/null; then
+        add_store vdlvm-1 "vdlvm linear, 1 device file" vdlvm p1/vol "conf=$conf"
+    else
+        skipped[vdlvm-1]="pool or volume creation failed"
+    fi
+    conf=$(make_pool p3 3 $(( (LUN_MIB / 3 + 3) / 4 * 4 + 12 )))
+    if [ -n "$conf" ] && vdlvm -c "$conf" vol create p3/vol --size "${LUN_MIB}M" >/dev/null; then
+        add_store vdlvm-3 "vdlvm linear, 3 device files (same total)" vdlvm p3/vol "conf=$conf"
+    else
+        skipped[vdlvm-3]="pool or volume creation failed"
+    fi
+    conf=$(make_pool pm 2 $(( LUN_MIB + 16 )))
+    if [ -n "$conf" ] && vdlvm -c "$conf" vol create pm/vol --size "${LUN_MIB}M" \
+            --layout mirror --copies 2 --allow-same-node >"$tmp/pm.vol.log" 2>&1; then
+        add_store vdlvm-mirror "vdlvm mirror, 2 local legs" vdlvm pm/vol "conf=$conf"
+    else
+        skipped[vdlvm-mirror]="mirror volume not available: $(head -c 200 "$tmp/pm.vol.log" 2>/dev/null)"
+    fi
+else
+    skipped[vdlvm-1]="vdlvm not built"
+    skipped[vdlvm-3]="vdlvm not built"
+    skipped[vdlvm-mirror]="vdlvm not built"
+fi
+skipped[vdlvm-remote]="remote extents not measured yet (needs a second tgtd in a network namespace)"
+[ ${#stores[@]} -gt 0 ] || fail "no store could be exported"
+
+# ---- prefill: every LUN written in full --------------------------------
+for s in "${stores[@]}"; do
+    [ "$s" = null ] && continue
+    [ "$s" = aio ] && continue            # same file as rdwr
+    vdload write --pattern seq --bs 1M --qd 8 --count "$LUN_MIB" --range "0:$lun" --quiet \
+        "${store_url[$s]}" >/dev/null || fail "prefill of $s failed"
+done
+note "prefilled ${#stores[@]} stores of $LUN_MIB MiB in $(( $(date +%s) - t_begin )) s"
+
+# ---- runs ------------------------------------------------------------------
+# workload name, vdload arguments
+workloads=(randread-4k randwrite-4k seqwrite-4k seqread-1m seqwrite-1m)
+declare -A wl_args=(
+    [randread-4k]="read --pattern rand --bs 4k"
+    [randwrite-4k]="write --pattern rand --bs 4k"
+    [seqwrite-4k]="write --pattern seq --bs 4k"
+    [seqread-1m]="read --pattern seq --bs 1M"
+    [seqwrite-1m]="write --pattern seq --bs 1M"
+)
+declare -A wl_title=(
+    [randread-4k]="4 KiB random read" [randwrite-4k]="4 KiB random write"
+    [seqwrite-4k]="4 KiB sequential write" [seqread-1m]="1 MiB sequential read"
+    [seqwrite-1m]="1 MiB sequential write"
+)
+
+# This machine forks slowly (~25 ms a process): the loop below spawns only
+# timeout+vdload per run and parses with bash; one awk makes the report.
+cpu_ticks() {   # sets $ticks: utime+stime of tgtd in clock ticks
+    local f
+    read -r -a f < "/proc/$tgtd_pid/stat" || fail "tgtd $tgtd_pid is gone"
+    ticks=$(( f[13] + f[14] ))
+}
+num='([0-9.]+)'
+total_re="\"seconds\":$num,.*\"total\":\\{\"ios\":$num,\"bytes\":$num,\"iops\":$num,\"mbps\":$num,\"lat_us\":\\{\"mean\":$num,\"p50\":$num,\"p99\":$num,.*\"errors\":([0-9]+)"
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+raw=$tmp/raw.tsv
+printf 'store\tworkload\trun\tios\tiops\tmbps\tp50_us\tp99_us\ttgtd_ticks\terrors\tseconds\n' > "$raw"
+failures=0
+for (( rep=1; rep<=RUNS; rep++ )); do
+    for w in "${workloads[@]}"; do
+        for s in "${stores[@]}"; do
+            cpu_ticks; c0=$ticks
+            # shellcheck disable=SC2086
+            if ! res=$(vdload ${wl_args[$w]} --qd $QD --time "$SECS" --seed $SEED \
+                       --range "0:$lun" --json "${store_url[$s]}" 2>"$tmp/err"); then
+                note "run $rep $w on $s failed: $(<"$tmp/err")"
+                failures=$(( failures + 1 ))
+                continue
+            fi
+            cpu_ticks
+            if ! [[ $res =~ $total_re ]]; then
+                note "run $rep $w on $s: cannot parse vdload output: $res"
+                failures=$(( failures + 1 ))
+                continue
+            fi
+            m=("${BASH_REMATCH[@]}")
+            printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$w" "$rep" "${m[2]}" \
+                "${m[4]}" "${m[5]}" "${m[7]}" "${m[8]}" "$(( ticks - c0 ))" "${m[9]}" "${m[1]}" >> "$raw"
+            [ "${m[9]}" = 0 ] || { note "run $rep $w on $s: ${m[9]} errors"; failures=$(( failures + 1 )); }
+        done
+    done
+    note "repetition $rep of $RUNS done after $(( $(date +%s) - t_begin )) s"
+done
+
+# ---- summary: markdown tables and chart data, one awk ----------------------
+md=$tmp/report.md
+dat=$tmp/chart.dat
+titles=
+for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
+{
+    echo "# vdlvm benchmark, $(date '+%Y-%m-%d %H:%M')"
+    echo
+    echo "Machine: $(nproc) CPUs ($cpu_model), kernel $(uname -r);" \
+         "tgt $tgt_version; one tgtd for all stores;" \
+         "client build/vdload (libiscsi), queue depth $QD."
+    echo "Backing files on $bfs ($bench_parent); LUNs of $LUN_MIB MiB, written in full before measuring;" \
+         "each cell is the median of $RUNS run(s) of $SECS s (min–max in brackets);" \
+         "runs interleaved across stores."
+    echo "tgtd CPU: user+system seconds of the whole tgtd process per 100,000 I/Os" \
+         "(/proc/PID/stat, $CLK_TCK ticks/s)."
+    echo "Load average before the runs: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
+         "(anything else running on the machine skews every row)."
+    [ "$quick" = 1 ] && echo && echo "**Quick smoke run: numbers are not meaningful.**"
+    echo
+    echo "Stores:"
+    for s in "${stores[@]}"; do echo "- \`$s\`: ${store_desc[$s]}"; done
+    for s in "${!skipped[@]}"; do echo "- \`$s\`: not measured: ${skipped[$s]}"; done
+    awk -F'\t' -v stores="${stores[*]}" -v wls="${workloads[*]}" -v titles="$titles" \
+        -v hz="$CLK_TCK" -v dat="$dat" '
+    function stats(a, k, cnt,    i, j, t, v) {     # sets MED MIN MAX
+        for (i = 1; i <= cnt; i++) v[i] = a[k, i] + 0
+        for (i = 2; i <= cnt; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+        if (cnt == 0) { MED = MIN = MAX = "-"; return }
+        MED = (cnt % 2) ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2
+        MIN = v[1]; MAX = v[cnt]
+    }
+    function fmt(v) {
+        if (v == "-") return "-"
+        if (v >= 100) return sprintf("%.0f", v)
+        if (v >= 10) return sprintf("%.1f", v)
+        return sprintf("%.2f", v)
+    }
+    function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+    NR > 1 {
+        k = $1 SUBSEP $2; i = ++n[k]
+        iops[k, i] = $5; mbps[k, i] = $6; p50[k, i] = $7; p99[k, i] = $8
+        cpu[k, i] = $4 > 0 ? $9 / hz / $4 * 100000 : 0
+    }
+    END {
+        ns = split(stores, S, " "); nw = split(wls, W, " ")
+        nt = split(titles, T, ";")
+        for (i = 1; i <= nt; i++) { p = index(T[i], "="); if (p) title[substr(T[i], 1, p - 1)] = substr(T[i], p + 1) }
+        for (wi = 1; wi <= nw; wi++) for (si = 1; si <= ns; si++) {
+            k = S[si] SUBSEP W[wi]; c = n[k] + 0
+            stats(iops, k, c); Mi[k] = MED; Li[k] = MIN; Hi[k] = MAX
+            stats(mbps, k, c); Mm[k] = MED
+            stats(p50, k, c); M5[k] = MED
+            stats(p99, k, c); M9[k] = MED
+            stats(cpu, k, c); Mc[k] = MED; Lc[k] = MIN; Hc[k] = MAX
+        }
+        for (wi = 1; wi <= nw; wi++) {
+            w = W[wi]; r = "rdwr" SUBSEP w; z = "null" SUBSEP w
+            printf "\n## %s\n\n", title[w]
+            print "| store | IOPS | MB/s | p50 µs | p99 µs | tgtd CPU s / 100k I/O | IOPS vs rdwr | CPU/I/O vs rdwr | CPU/I/O vs null |"
+            print "|---|---|---|---|---|---|---|---|---|"
+            for (si = 1; si <= ns; si++) {
+                k = S[si] SUBSEP w
+                printf "| %s | %s (%s–%s) | %s | %s | %s | %s (%s–%s) | %s | %s | %s |\n", S[si],
+                    fmt(Mi[k]), fmt(Li[k]), fmt(Hi[k]), fmt(Mm[k]), fmt(M5[k]), fmt(M9[k]),
+                    fmt(Mc[k]), fmt(Lc[k]), fmt(Hc[k]),
+                    ratio(Mi[k], (r in Mi) ? Mi[r] : "-"), ratio(Mc[k], (r in Mc) ? Mc[r] : "-"),
+                    ratio(Mc[k], (z in Mc) ? Mc[z] : "-")
+            }
+        }
+        # chart data: block 0 IOPS relative to rdwr, block 1 CPU s per 100k I/O
+        for (b = 0; b < 2; b++) {
+            printf "workload" > dat
+            for (si = 1; si <= ns; si++) printf "\t%s", S[si] > dat
+            printf "\n" > dat
+            for (wi = 1; wi <= nw; wi++) {
+                printf "%s", W[wi] > dat
+                for (si = 1; si <= ns; si++) {
+                    k = S[si] SUBSEP W[wi]; r = "rdwr" SUBSEP W[wi]
+                    printf "\t%s", (b == 0 ? ratio(Mi[k], (r in Mi) ? Mi[r] : "-") : (Mc[k] == "-" ? "-" : sprintf("%.3f", Mc[k]))) > dat
+                }
+                printf "\n" > dat
+            }
+            printf "\n\n" > dat
+        }
+    }' "$raw"
+    echo
+    echo "Chart: \`bench-$stamp.png\` (top: IOPS relative to rdwr; bottom: tgtd CPU seconds" \
+         "per 100,000 I/Os, log scale).  Raw runs: \`bench-$stamp.tsv\`."
+    echo "Reproduce with \`make bench\` (full) or \`tests/bench/run.sh build --quick\` (smoke)."
+    echo "Whole run took $(( $(date +%s) - t_begin )) s."
+} > "$md"
+
+# ---- chart -------------------------------------------------------------------
+png=$tmp/chart.png
+n=${#stores[@]}
+gnuplot > "$tmp/gnuplot.log" 2>&1 <<EOF || { cat "$tmp/gnuplot.log" >&2; fail "gnuplot failed"; }
+set terminal pngcairo size 1100,900 font "sans,10" noenhanced
+set output "$png"
+set datafile separator "\t"
+set datafile missing "-"
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key outside right top vertical
+set grid ytics
+set yrange [0:*]
+set multiplot layout 2,1 title "vdlvm vs tgt backing stores, QD $QD, $(nproc) CPUs (median of $RUNS x ${SECS}s)"
+set title "IOPS relative to tgt rdwr (higher is better)"
+set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "black"
+plot for [i=2:$(( n + 1 ))] "$dat" index 0 using i:xtic(1) title columnheader(i)
+unset arrow 1
+set title "tgtd CPU seconds per 100,000 I/Os (lower is better)"
+set logscale y
+set yrange [*:*]
+plot for [i=2:$(( n + 1 ))] "$dat" index 1 using i:xtic(1) title columnheader(i)
+unset multiplot
+EOF
+
+cp "$md" "$out/bench-$stamp.md" && cp "$png" "$out/bench-$stamp.png" &&
+    cp "$raw" "$out/bench-$stamp.tsv" &&
+    cp "$md" "$out/latest.md" && cp "$png" "$out/latest.png" && cp "$raw" "$out/latest.tsv" ||
+    fail "cannot write results to $out"
+cat "$md"
+note "results: $out/bench-$stamp.md, $out/bench-$stamp.png ($(( $(date +%s) - t_begin )) s)"
+
+# ---- checks (the smoke test) -----------------------------------------------
+[ "$failures" = 0 ] || fail "$failures run(s) failed"
+cells=$(awk -F'\t' 'NR > 1 && $5 > 0' "$raw" | wc -l)
+[ "$cells" = $(( RUNS * ${#workloads[@]} * ${#stores[@]} )) ] ||
+    fail "expected $(( RUNS * ${#workloads[@]} * ${#stores[@]} )) runs with IOPS > 0, got $cells"
+[ -s "$out/bench-$stamp.png" ] || fail "no chart written"
+exit 0
