@@ -180,11 +180,19 @@ tx_bytes() {
 }
 
 _node_ns_if() { if [ "$1" = b ]; then echo "$NS_B $IF_BA"; else echo "$NS_C $IF_CA"; fi; }
-# node X goes silent: its end drops every packet (netem loss 100%)
+# node X goes silent: its end drops every packet (tc netem loss 100%), or,
+# where the kernel has no netem, X's answers to nodea vanish (blackhole
+# route on X).  Sets silent_how.
 node_silent() {
-    local ns ifn
+    local ns ifn addr
     read -r ns ifn <<<"$(_node_ns_if "$1")"
-    ip netns exec "$ns" tc qdisc add dev "$ifn" root netem loss 100%
+    [ "$1" = b ] && addr=$ADDR_A_B || addr=$ADDR_A_C
+    if ip netns exec "$ns" tc qdisc add dev "$ifn" root netem loss 100% 2>/dev/null; then
+        silent_how="tc netem loss 100% on node $1"
+    else
+        ip -n "$ns" route add blackhole "$addr/32" || return
+        silent_how="blackhole route to nodea on node $1 (no netem in this kernel)"
+    fi
 }
 # node X's link goes down
 node_down() {
@@ -196,6 +204,8 @@ node_restore() {
     local ns ifn
     read -r ns ifn <<<"$(_node_ns_if "$1")"
     ip netns exec "$ns" tc qdisc del dev "$ifn" root 2>/dev/null || true
+    ip -n "$ns" route del blackhole "$ADDR_A_B/32" 2>/dev/null || true
+    ip -n "$ns" route del blackhole "$ADDR_A_C/32" 2>/dev/null || true
     ip -n "$ns" link set "$ifn" up
     wait_for 10 _mirror_links_up || fail "the link of node $1 does not come back up"
 }
