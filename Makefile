@@ -45,7 +45,8 @@ deps:
 	@tools/install-deps.sh
 
 tgt-src: build/tgt-src/.stamp
-build/tgt-src/.stamp: tools/fetch-tgt-src.sh
+# Re-fetched when tgt is upgraded (dpkg rewrites its file list).
+build/tgt-src/.stamp: tools/fetch-tgt-src.sh $(wildcard /var/lib/dpkg/info/tgt.list)
 	tools/fetch-tgt-src.sh build/tgt-src
 
 $(B)/%.o: %.c $(wildcard */*.h)
