@@ -21,6 +21,7 @@ upstream=${version#*:}
 upstream=${upstream%-*}
 
 if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$version" ] && [ -f "$dir/usr/tgtd.h" ]; then
+    touch "$dir/.stamp"    # newer than its make prerequisites again
     exit 0
 fi
 
