@@ -54,10 +54,45 @@ static int alloc_extents_on(const vd_pool *p, uint32_t vol, uint32_t leg,
     return count ? -ENOSPC : 0;
 }
 
+/* Linear placement: the extents are spread over the usable devices in
+ * proportion to their free space, so a volume larger than one device takes
+ * about equal shares of equal devices (the research's 300 GB volume from
+ * 150 GB on each of two 200 GB disks) and its I/O spreads over disks and
+ * nodes.  Each device's share is taken first-fit, in device order, and the
+ * shares are laid out one device after the other. */
 static int alloc_extents(const vd_pool *p, uint32_t vol, uint32_t leg,
                          uint64_t le, uint64_t count, struct vd_opbuf *ops)
 {
-    return alloc_extents_on(p, vol, leg, le, count, ops, NULL);
+    uint64_t fr[VD_MAX_DEVS] = { 0 }, share[VD_MAX_DEVS] = { 0 };
+    uint64_t total = 0, given = 0;
+    int r;
+
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        const struct vd_dev *d = &p->devs[i];
+        if (d->used && d->state == VD_DEV_OK)
+            total += fr[i] = d->pe_count - d->used_count;
+    }
+    if (total < count)
+        return -ENOSPC;
+    for (uint32_t i = 0; i < p->ndevs && total; i++) {
+        share[i] = (uint64_t)((unsigned __int128)count * fr[i] / total);
+        given += share[i];
+    }
+    for (uint32_t i = 0; given < count && i < p->ndevs; i++)
+        if (share[i] < fr[i]) {
+            share[i]++;
+            given++;
+        }
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        bool only[VD_MAX_DEVS] = { false };
+        if (!share[i])
+            continue;
+        only[i] = true;
+        if ((r = alloc_extents_on(p, vol, leg, le, share[i], ops, only)) < 0)
+            return r;
+        le += share[i];
+    }
+    return 0;
 }
 
 static uint64_t free_on(const vd_pool *p, const bool *allowed)

@@ -116,22 +116,35 @@ TEST_F(PoolTest, Create_ThenOpen_EmptyPool)
     vd_pool_close(p);
 }
 
-TEST_F(PoolTest, VolCreate_LargerThanOneDevice_SpansDevicesInOrder)
+TEST_F(PoolTest, VolCreate_LargerThanOneDevice_SpreadsEvenly)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
     vd_pool *p = Open();
+    // 25 extents over three devices of 14 free extents each.
     ASSERT_EQ(vd_vol_create(p, "vol0", 100ull << 20, nullptr), 0);
     struct vd_run *runs;
     size_t n;
     ASSERT_EQ(vd_vol_get_runs(p, "vol0", &runs, &n), 0);
-    ASSERT_EQ(n, 2u);
-    EXPECT_EQ(runs[0].dev, 0u);
-    EXPECT_EQ(runs[0].le_start, 0u);
-    EXPECT_EQ(runs[0].count, 14u);
-    EXPECT_EQ(runs[1].dev, 1u);
-    EXPECT_EQ(runs[1].le_start, 14u);
-    EXPECT_EQ(runs[1].count, 11u);
-    EXPECT_EQ(runs[1].pe_start, 0u);
+    ASSERT_EQ(n, 3u);
+    uint64_t le = 0;
+    for (size_t i = 0; i < n; i++) {
+        EXPECT_EQ(runs[i].dev, i);
+        EXPECT_EQ(runs[i].le_start, le);
+        EXPECT_EQ(runs[i].pe_start, 0u);
+        EXPECT_GE(runs[i].count, 8u);
+        EXPECT_LE(runs[i].count, 9u);
+        le += runs[i].count;
+    }
+    EXPECT_EQ(le, 25u);
+    free(runs);
+    // The research scenario: two equal devices, a volume of 3/4 of both.
+    ASSERT_EQ(vd_vol_remove(p, "vol0"), 0);
+    ASSERT_EQ(vd_vol_create(p, "vol1", 21 * (4ull << 20), nullptr), 0);
+    ASSERT_EQ(vd_vol_get_runs(p, "vol1", &runs, &n), 0);
+    ASSERT_EQ(n, 3u);
+    EXPECT_EQ(runs[0].count, 7u);
+    EXPECT_EQ(runs[1].count, 7u);
+    EXPECT_EQ(runs[2].count, 7u);
     free(runs);
     vd_pool_close(p);
 }
@@ -293,7 +306,7 @@ TEST_F(PoolTest, Open_MissingDevice_OpensDegraded)
     ASSERT_NE(v, nullptr);
     char buf[4096];
     EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 0), 0);                 // d0
-    EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 60ull << 20), -EIO);    // d1
+    EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 40ull << 20), -EIO);    // d1
     vd_vol_close(v);
     vd_pool_close(p);
 }
@@ -342,8 +355,9 @@ TEST_F(PoolTest, Io_RangeAcrossExtents_LandsOnMappedDeviceOffsets)
     ASSERT_EQ(vd_vol_create(p, "vol0", 100ull << 20, nullptr), 0);
     vd_vol *v = vd_vol_open(p, "vol0");
     ASSERT_NE(v, nullptr);
-    // 1 MiB straddling logical extents 13|14: d0 PE 13 and d1 PE 0.
-    const uint64_t es = 4ull << 20, off = 14 * es - 512 * 1024;
+    // 1 MiB straddling logical extents 8|9: d0 PE 8 and d1 PE 0 (25
+    // extents spread 9/8/8 over the three devices).
+    const uint64_t es = 4ull << 20, off = 9 * es - 512 * 1024;
     std::vector<char> w(1 << 20), r(1 << 20);
     for (size_t i = 0; i < w.size(); i++)
         w[i] = (char)(i * 7 + 3);
@@ -354,7 +368,7 @@ TEST_F(PoolTest, Io_RangeAcrossExtents_LandsOnMappedDeviceOffsets)
     const uint64_t doff = 5ull << 20;
     std::vector<char> f(512 * 1024);
     int fd0 = open(paths[0].c_str(), O_RDONLY), fd1 = open(paths[1].c_str(), O_RDONLY);
-    ASSERT_EQ(pread(fd0, f.data(), f.size(), doff + 13 * es + es - f.size()), (ssize_t)f.size());
+    ASSERT_EQ(pread(fd0, f.data(), f.size(), doff + 8 * es + es - f.size()), (ssize_t)f.size());
     EXPECT_EQ(memcmp(f.data(), w.data(), f.size()), 0);
     ASSERT_EQ(pread(fd1, f.data(), f.size(), doff), (ssize_t)f.size());
     EXPECT_EQ(memcmp(f.data(), w.data() + f.size(), f.size()), 0);
