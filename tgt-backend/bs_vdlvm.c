@@ -691,6 +691,7 @@ static int workers_start(struct vdlvm_pool *vp)
         r = -pthread_create(&vp->threads[i], NULL, worker_main, vp);
         if (r)
             break;
+        pthread_setname_np(vp->threads[i], "vdlvm-io");
         vp->nthreads++;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
