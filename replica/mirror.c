@@ -648,6 +648,15 @@ static int resync_volume(struct vd_vol *v)
     for (uint32_t leg = 0; leg < v->copies; leg++)
         if ((int)leg != src && leg_state(v, leg) != VD_LEG_FAILED)
             targets |= 1u << leg;
+    if (!targets) {
+        /* Every other leg is failed: nothing to copy to.  Reading the whole
+         * source for nothing would also hold up the probe that notices a
+         * leg coming back; that probe asks for the resync again. */
+        pthread_mutex_lock(&m->lock);
+        m->rs_requested = 0;
+        pthread_mutex_unlock(&m->lock);
+        return 0;
+    }
     if (posix_memalign(&buf, 4096, rs))
         return -ENOMEM;
 
@@ -936,6 +945,7 @@ static void *replica_main(void *arg)
         pthread_mutex_unlock(&rp->lock);
         if (stop)
             break;
+        vd_pool_retry_devices(p);
         uint32_t i = 0;
         struct vd_vol *v;
         while ((v = next_mirror(p, &i))) {
