@@ -153,12 +153,40 @@ int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
 }
 
 /* ---- pool-level wrappers: log once, naming the device ------------------- */
+/* At most one I/O error line per device per second: a dead peer fails
+ * every command at once, and tgtd's log must stay readable. */
+int vd_dev_log_ok(struct vd_dev *d)
+{
+    int64_t now = vd_now_ms();
+    if (now < d->log_next_ms) {
+        d->log_suppressed++;
+        return 0;
+    }
+    d->log_next_ms = now + 1000;
+    return 1;
+}
+
+static void io_error(struct vd_dev *d, const char *what, size_t len,
+                     uint64_t off, int err)
+{
+    if (!vd_dev_log_ok(d))
+        return;
+    if (d->log_suppressed)
+        vd_log(VD_LOG_ERR, "device '%s': %s of %zu bytes at %llu failed: %s "
+               "(and %llu more I/O errors in the last second)",
+               d->name, what, len, (unsigned long long)off, strerror(-err),
+               (unsigned long long)d->log_suppressed);
+    else
+        vd_log(VD_LOG_ERR, "device '%s': %s of %zu bytes at %llu failed: %s",
+               d->name, what, len, (unsigned long long)off, strerror(-err));
+    d->log_suppressed = 0;
+}
+
 int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 {
     int r = d->bdev->ops->pread(d->bdev, buf, len, off);
     if (r < 0) {
-        vd_log(VD_LOG_ERR, "device '%s': read of %zu bytes at %llu failed: %s",
-               d->name, len, (unsigned long long)off, strerror(-r));
+        io_error(d, "read", len, off, r);
         return -EIO;
     }
     return 0;
@@ -169,8 +197,7 @@ int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
 {
     int r = d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
     if (r < 0) {
-        vd_log(VD_LOG_ERR, "device '%s': write of %zu bytes at %llu failed: %s",
-               d->name, len, (unsigned long long)off, strerror(-r));
+        io_error(d, "write", len, off, r);
         return -EIO;
     }
     if (!(flags & VD_IO_FUA))

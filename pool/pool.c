@@ -156,6 +156,7 @@ static void pool_free(vd_pool *p)
         if (p->devs[i].bdev)
             p->devs[i].bdev->ops->close(p->devs[i].bdev);
         free(p->devs[i].path);
+        conf_dev_free(p->devs[i].conf);
     }
     free(p->devs);
     pool_unlock(p->lock_fd);
@@ -402,6 +403,67 @@ out:
     return r;
 }
 
+/* ---- devices that join later --------------------------------------------- */
+static int write_checkpoint(vd_pool *p, struct vd_dev *d, int half);
+
+static void conf_dev_free(struct vd_conf_dev *c)
+{
+    if (!c)
+        return;
+    free(c->name), free(c->path), free(c->iscsi_url), free(c->node);
+    free(c->chap_user), free(c->chap_secret_file);
+    free(c);
+}
+
+static struct vd_conf_dev *conf_dev_dup(const struct vd_conf_dev *c)
+{
+    struct vd_conf_dev *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    *d = *c;
+#define DUP(f) d->f = c->f ? strdup(c->f) : NULL
+    DUP(name), DUP(path), DUP(iscsi_url), DUP(node), DUP(chap_user);
+    DUP(chap_secret_file);
+#undef DUP
+    return d;
+}
+
+void vd_pool_retry_devices(vd_pool *p)
+{
+    int64_t now = vd_now_ms();
+
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        struct vd_dev *d = &p->devs[i];
+        struct vd_bdev *b = NULL;
+        struct vd_dev_hdr h;
+        char msg[256];
+
+        if (!d->used || !d->conf ||
+            __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) == VD_DEV_OK ||
+            now < d->retry_next_ms)
+            continue;
+        d->retry_delay_ms = d->retry_delay_ms < 15000 ? d->retry_delay_ms * 2 : 30000;
+        d->retry_next_ms = now + d->retry_delay_ms;
+        /* no lock held: a remote login may take up to its timeout */
+        if (vd_bdev_open(d->conf, 0, 0, &b, msg, sizeof(msg)) < 0)
+            continue;
+        if (read_hdr(b, &h) < 0 || !hdr_valid(&h) || memcmp(h.pool_uuid, p->uuid, 16) ||
+            memcmp(h.dev_uuid, d->uuid, 16) || h.dev_index != d->idx) {
+            b->ops->close(b);
+            continue;
+        }
+        vd_admin_lock(p);
+        d->bdev = b;
+        d->state_msg[0] = 0;
+        __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
+        if (d->flags & VD_DEVF_MD)
+            write_checkpoint(p, d, 0);
+        vd_admin_unlock(p);
+        vd_log(VD_LOG_WARN, "pool '%s': device '%s' answers again and rejoins the "
+               "pool", p->name, d->name);
+    }
+}
+
 /* ---- open --------------------------------------------------------------- */
 struct odev {
     struct vd_bdev *b;
@@ -568,6 +630,9 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
         free(d->path);
         d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
         if (!od[i].valid) {
+            d->conf = conf_dev_dup(c);
+            d->retry_delay_ms = 2000;
+            d->retry_next_ms = vd_now_ms() + d->retry_delay_ms;
             d->state = od[i].b ? VD_DEV_FAILED : VD_DEV_MISSING;
             snprintf(d->state_msg, sizeof(d->state_msg), "%s", od[i].msg);
             vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,

@@ -224,6 +224,14 @@ struct vd_dev {
     enum vd_dev_state state;
     char state_msg[256];
     int touched;             /* written since last flush (atomic) */
+    /* I/O error log rate limit (racy by design: only counts) */
+    int64_t log_next_ms;
+    uint64_t log_suppressed;
+    /* a device that could not be attached at open is retried from its
+     * definition (deep copy) by vd_pool_retry_devices */
+    struct vd_conf_dev *conf;
+    int64_t retry_next_ms;
+    uint32_t retry_delay_ms;
     /* metadata log position of this copy (admin thread only) */
     int md_half;             /* current half, or -1: needs a checkpoint */
     uint64_t md_pos;         /* next free offset within the half */
@@ -278,6 +286,8 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
                   uint64_t off, unsigned flags);
 int vd_dev_flush(struct vd_dev *d);
+/* 1 if an error about d may be logged now (at most one per second). */
+int vd_dev_log_ok(struct vd_dev *d);
 void vd_uuid_gen(uint8_t uuid[16]);
 void vd_uuid_str(const uint8_t uuid[16], char out[37]);
 
@@ -309,6 +319,12 @@ uint64_t vd_md_scan_half(const uint8_t *pool_uuid, const uint8_t *half,
 int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos);
 
 void vd_state_free(vd_pool *p);
+/* Try again to attach devices that were missing or failed at open (a peer
+ * that was down): every few seconds at most, called by the background
+ * thread.  A device that answers with the right header joins the pool and
+ * gets a fresh metadata copy if it holds one. */
+void vd_pool_retry_devices(vd_pool *p);
+int64_t vd_now_ms(void);
 void vd_admin_lock(vd_pool *p);
 void vd_admin_unlock(vd_pool *p);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "pool_int.h"
 
@@ -36,6 +37,13 @@ void vd_log(int level, const char *fmt, ...)
     va_end(ap);
     g_log_fn(level, msg);
     errno = saved;
+}
+
+int64_t vd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 const char *vd_rundir(void)

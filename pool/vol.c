@@ -560,9 +560,11 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
         } else {
             struct vd_dev *d = &p->devs[e->dev];
             uint64_t doff = d->data_offset + e->pe * es + within;
-            if (d->state != VD_DEV_OK) {
-                vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' is unavailable: %s",
-                       p->name, v->name, d->name, d->state_msg);
+            if (__atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+                if (vd_dev_log_ok(d))
+                    vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' is "
+                           "unavailable: %s", p->name, v->name, d->name,
+                           d->state_msg);
                 r = -EIO;
                 goto out;
             }

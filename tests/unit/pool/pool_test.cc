@@ -426,3 +426,33 @@ TEST_F(PoolTest, CompareAndWrite_MatchWrites_MiscompareReportsOffset)
 }
 
 } // namespace
+
+namespace {
+TEST_F(PoolTest, Open_MissingDevice_RejoinsWhenBack)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 80ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    std::string away = paths[1] + ".away";
+    ASSERT_EQ(rename(paths[1].c_str(), away.c_str()), 0);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    char buf[4096];
+    EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 40ull << 20), -EIO); // on d1
+    ASSERT_EQ(rename(away.c_str(), paths[1].c_str()), 0);
+    struct vd_dev_info di = {};
+    for (int i = 0; i < 100; i++) { // the background thread retries it
+        vd_pool_dev_get_info(p, 1, &di);
+        if (di.state == VD_DEV_OK)
+            break;
+        usleep(100000);
+    }
+    EXPECT_EQ(di.state, VD_DEV_OK);
+    EXPECT_EQ(vd_vol_pread(v, buf, sizeof(buf), 40ull << 20), 0);
+    EXPECT_EQ(vd_vol_pwrite(v, buf, sizeof(buf), 40ull << 20, VD_IO_FUA), 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+} // namespace
