@@ -111,6 +111,8 @@ static int read_hdr(struct vd_bdev *b, struct vd_dev_hdr *h)
     return b->ops->pread(b, h, sizeof(*h), 0);
 }
 
+static void conf_dev_free(struct vd_conf_dev *c);
+
 static vd_pool *pool_alloc(const char *name)
 {
     vd_pool *p = calloc(1, sizeof(*p));
