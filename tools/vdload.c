@@ -547,8 +547,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		err("--verify: only write and rw runs write a journal");
 		return -EINVAL;
 	}
-	if (o->time_s == 0 && o->count == 0)
+	if (o->mode == MODE_VERIFY) {
+		/* verify reads every journalled block, however long it takes */
+		o->time_s = 0;
+		o->count = 0;
+	} else if (o->time_s == 0 && o->count == 0) {
 		o->time_s = 10;
+	}
 	return 0;
 }
 
@@ -1011,6 +1016,12 @@ struct engine {
 	uint64_t *bad[B_NSTATES];
 	size_t nbad[B_NSTATES], capbad[B_NSTATES];
 	uint64_t vscan; /* next LBA to look at */
+	struct retry {
+		uint64_t lba;
+		uint32_t n, tries;
+		bool queued;
+	} *retries;
+	size_t nretry, capretry;
 	uint64_t blocks_checked;
 };
 
@@ -1059,6 +1070,48 @@ static void mark_in_doubt(struct engine *e, struct slot *s)
 	e->in_doubt++;
 	if (uset_add(&e->doubt_units, (s->lba - e->r_lba) / e->bs_blocks) && !e->o->quiet)
 		err("out of memory for the in-doubt set; verify may report stale blocks");
+}
+
+/* Verify with --continue-on-error: a read that failed is tried again (after
+ * the reconnect, if any) up to VERIFY_TRIES times; then its blocks count as
+ * unreadable, reported as lost rather than silently ok. */
+#define VERIFY_TRIES 3
+static void retry_add(struct engine *e, uint64_t lba, uint32_t n)
+{
+	struct retry *r = NULL;
+	uint32_t tries = 1;
+	for (size_t i = 0; i < e->nretry; i++)
+		if (e->retries[i].lba == lba && e->retries[i].n == n && e->retries[i].queued == false) {
+			r = &e->retries[i];
+			break;
+		}
+	if (r) {
+		tries = r->tries + 1;
+	} else {
+		if (e->nretry == e->capretry) {
+			size_t nc = e->capretry ? e->capretry * 2 : 64;
+			struct retry *p = realloc(e->retries, nc * sizeof(*p));
+			if (!p) {
+				for (uint32_t i = 0; i < n; i++)
+					bad_add(e, B_LOST, lba + i);
+				return;
+			}
+			e->retries = p;
+			e->capretry = nc;
+		}
+		r = &e->retries[e->nretry++];
+		r->lba = lba;
+		r->n = n;
+	}
+	r->tries = tries;
+	r->queued = true;
+	if (tries > VERIFY_TRIES) {
+		r->queued = false;
+		err("target '%s': read lba %" PRIu64 " +%u failed %d times; counting the blocks as lost",
+		    e->o->url, lba, n, VERIFY_TRIES);
+		for (uint32_t i = 0; i < n; i++)
+			bad_add(e, B_LOST, lba + i);
+	}
 }
 
 static void io_done(struct iscsi_context *iscsi, int status, void *data, void *priv)
@@ -1115,11 +1168,8 @@ static void io_done(struct iscsi_context *iscsi, int status, void *data, void *p
 		}
 		if (s->is_write && e->verify_writes)
 			mark_in_doubt(e, s);
-		if (e->o->mode == MODE_VERIFY && e->o->cont) {
-			/* could not read: count these blocks as lost, not silently ok */
-			for (uint32_t i = 0; i < s->nblocks; i++)
-				bad_add(e, B_LOST, s->lba + i);
-		}
+		if (e->o->mode == MODE_VERIFY && e->o->cont)
+			retry_add(e, s->lba, s->nblocks);
 	}
 	if (task)
 		scsi_free_scsi_task(task);
@@ -1175,6 +1225,16 @@ static bool pick_load(struct engine *e, struct slot *s)
 static bool pick_verify(struct engine *e, struct slot *s)
 {
 	uint64_t end = e->c.nblocks;
+	for (size_t i = 0; i < e->nretry; i++) {
+		struct retry *r = &e->retries[i];
+		if (r->queued) {
+			r->queued = false;
+			s->lba = r->lba;
+			s->nblocks = r->n;
+			s->is_write = false;
+			return true;
+		}
+	}
 	while (e->vscan < end) {
 		/* skip whole untouched index pages quickly */
 		if ((e->vscan & 511) == 0 && e->vscan + 512 <= end) {
@@ -1300,8 +1360,12 @@ static int engine_run(struct engine *e)
 			if (o->mode != MODE_VERIFY && o->count && e->issued >= o->count &&
 			    e->inflight == 0)
 				done = true;
-			if (o->mode == MODE_VERIFY && e->vscan >= e->c.nblocks && e->inflight == 0)
+			if (o->mode == MODE_VERIFY && e->vscan >= e->c.nblocks && e->inflight == 0) {
 				done = true;
+				for (size_t i = 0; i < e->nretry; i++)
+					if (e->retries[i].queued)
+						done = false;
+			}
 			if (done) {
 				stopping = true;
 				drain_deadline = t + (uint64_t)(o->io_timeout + 5) * 1000000000ULL;
@@ -1591,7 +1655,10 @@ static int verify_main(struct engine *e)
 	uint64_t t0 = now_ns();
 	rc = engine_run(e);
 	double secs = (double)(now_ns() - t0) / 1e9;
-	if (rc || (e->errors && !e->o->cont) || g_stop) {
+	bool pending = e->vscan < e->c.nblocks;
+	for (size_t i = 0; i < e->nretry; i++)
+		pending |= e->retries[i].queued;
+	if (rc || (e->errors && !e->o->cont) || g_stop || pending || e->inflight) {
 		err("verify: stopped before reading every block (%s)",
 		    e->first_error[0] ? e->first_error : "interrupted");
 		return 1;
@@ -1855,6 +1922,7 @@ out:
 	free(e.pattern);
 	free(e.runs.ids);
 	free(e.doubt_units.v);
+	free(e.retries);
 	for (int s = 0; s < B_NSTATES; s++)
 		free(e.bad[s]);
 	if (e.idx && e.idx != MAP_FAILED)
