@@ -182,9 +182,51 @@ static void io_error(struct vd_dev *d, const char *what, size_t len,
     d->log_suppressed = 0;
 }
 
+/* A request that does not start and end on the device's block boundaries
+ * (an initiator's data-out shorter than its CDB says, as in libiscsi's
+ * iSCSIResiduals tests) goes through a bounce buffer covering whole blocks:
+ * a read reads the blocks and copies the asked part; a write reads the
+ * partial first and last blocks, patches them and writes the blocks.  The
+ * bytes of those blocks outside the request keep their contents, as with
+ * a plain file.  Local files take any size and are never bounced. */
+static bool unaligned(const struct vd_bdev *b, size_t len, uint64_t off)
+{
+    return b->block_size > 1 && (off % b->block_size || len % b->block_size);
+}
+
+static int bounce_io(struct vd_bdev *b, void *buf, size_t len, uint64_t off,
+                     bool write, unsigned flags)
+{
+    uint64_t bs = b->block_size, a0 = off - off % bs;
+    uint64_t a1 = vd_div_up(off + len, bs) * bs, n = a1 - a0;
+    uint8_t *t;
+    int r = 0;
+
+    if (posix_memalign((void **)&t, 4096, n))
+        return -ENOMEM;
+    if (!write) {
+        r = b->ops->pread(b, t, n, a0);
+        if (r == 0)
+            memcpy(buf, t + (off - a0), len);
+    } else {
+        if (off != a0)
+            r = b->ops->pread(b, t, bs, a0);
+        if (r == 0 && off + len != a1 && (a1 - bs != a0 || off == a0))
+            r = b->ops->pread(b, t + n - bs, bs, a1 - bs);
+        if (r == 0) {
+            memcpy(t + (off - a0), buf, len);
+            r = b->ops->pwrite(b, t, n, a0, flags);
+        }
+    }
+    free(t);
+    return r;
+}
+
 int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 {
-    int r = d->bdev->ops->pread(d->bdev, buf, len, off);
+    int r = unaligned(d->bdev, len, off)
+                ? bounce_io(d->bdev, buf, len, off, false, 0)
+                : d->bdev->ops->pread(d->bdev, buf, len, off);
     if (r < 0) {
         io_error(d, "read", len, off, r);
         return -EIO;
@@ -195,7 +237,9 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
                   unsigned flags)
 {
-    int r = d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
+    int r = unaligned(d->bdev, len, off)
+                ? bounce_io(d->bdev, (void *)buf, len, off, true, flags)
+                : d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
     if (r < 0) {
         io_error(d, "write", len, off, r);
         return -EIO;
