@@ -198,14 +198,33 @@ static uint32_t bitmap_write_block_locked(struct vd_mirror *m, uint64_t blk)
 
 /* Mark legs failed, durably, before the caller acknowledges anything.
  * Called with no lock held.  0, or -EIO when the failure could not be
- * recorded (then nothing may be acknowledged). */
+ * recorded (then nothing may be acknowledged).
+ *
+ * The last in-sync leg is never marked failed (as md never fails the last
+ * working disk of a RAID1): with no in-sync leg left nothing could serve
+ * reads or be a resync source, even once every leg answers again.  Its
+ * I/O error goes to the initiator instead (-EIO: not acknowledged). */
 static int fail_legs(struct vd_vol *v, uint32_t mask)
 {
     vd_pool *p = v->pool;
     struct vd_opbuf ops = { 0 };
-    int r = 0;
+    int r = 0, kept = -1;
 
     vd_admin_lock(p);
+    bool insync_left = false;
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        if (!(mask & (1u << leg)) && leg_state(v, leg) == VD_LEG_INSYNC)
+            insync_left = true;
+    for (uint32_t leg = 0; !insync_left && leg < v->copies; leg++)
+        if ((mask & (1u << leg)) && leg_state(v, leg) == VD_LEG_INSYNC) {
+            mask &= ~(1u << leg);
+            kept = (int)leg;
+            break;
+        }
+    if (kept >= 0)
+        vd_log(VD_LOG_ERR, "volume '%s/%s': I/O error on leg %d, the last "
+               "in-sync leg: it stays in use and the error goes to the "
+               "initiator", p->name, v->name, kept);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
         if (!(mask & (1u << leg)) || leg_state(v, leg) == VD_LEG_FAILED)
@@ -223,7 +242,7 @@ static int fail_legs(struct vd_vol *v, uint32_t mask)
         r = vd_md_commit(p, &ops);
     vd_admin_unlock(p);
     vd_opbuf_free(&ops);
-    return r < 0 ? -EIO : 0;
+    return r < 0 || kept >= 0 ? -EIO : 0;
 }
 
 static uint32_t nonfailed_legs(struct vd_vol *v)
@@ -641,8 +660,12 @@ static int resync_volume(struct vd_vol *v)
     void *buf;
 
     if (src < 0) {
+        /* Said once; 'vdlvm resync' asks again. */
         vd_log(VD_LOG_ERR, "volume '%s/%s': no in-sync leg to resync from",
                p->name, v->name);
+        pthread_mutex_lock(&m->lock);
+        m->rs_requested = 0;
+        pthread_mutex_unlock(&m->lock);
         return -EIO;
     }
     for (uint32_t leg = 0; leg < v->copies; leg++)
