@@ -367,3 +367,118 @@ TEST_F(MirrorTest, CompareAndWrite_AcrossLegs)
 }
 
 } // namespace
+
+// A write failing on every leg must not leave the volume without an
+// in-sync leg: the first stays in use (the error goes to the caller), the
+// others are failed and resynced from it when they answer again.
+TEST_F(MirrorTest, WriteFailsOnEveryLeg_LastInSyncLegKept)
+{
+    vd_pool *p = Open();
+    CreateMirror(p);
+    vd_vol *v = vd_vol_open(p, "m");
+    auto base = Pattern(4 << 20, 4);
+    ASSERT_EQ(vd_vol_pwrite(v, base.data(), base.size(), 0, 0), 0);
+    FaultBdev *f0 = Wrap(p, LegDev(p, 0));
+    FaultBdev *f1 = Wrap(p, LegDev(p, 1));
+    __atomic_store_n(&f0->broken, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->broken, 1, __ATOMIC_RELEASE);
+    auto w = Pattern(8192, 5);
+    EXPECT_NE(vd_vol_pwrite(v, w.data(), w.size(), 1ull << 20, 0), 0);
+    struct vd_mirror_info mi;
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    EXPECT_EQ(mi.legs[0].state, VD_LEG_INSYNC);
+    EXPECT_EQ(mi.legs[1].state, VD_LEG_FAILED);
+    // still failing: errors, and the in-sync leg stays
+    EXPECT_NE(vd_vol_pwrite(v, w.data(), w.size(), 2ull << 20, 0), 0);
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    EXPECT_EQ(mi.legs[0].state, VD_LEG_INSYNC);
+
+    __atomic_store_n(&f0->broken, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->broken, 0, __ATOMIC_RELEASE);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 3ull << 20, 0), 0);
+    bool synced = false;
+    for (int i = 0; i < 200 && !synced; i++) {
+        usleep(50000);
+        vd_mirror_get_info(p, "m", &mi);
+        synced = mi.legs[1].state == VD_LEG_INSYNC && mi.resync_state == VD_RESYNC_IDLE;
+    }
+    ASSERT_TRUE(synced);
+    std::vector<char> r(8192);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 3ull << 20), 0);
+    EXPECT_EQ(r, w);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 0), 0);
+    EXPECT_EQ(0, memcmp(r.data(), base.data(), r.size()));
+    Verify(p, 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// Devices that only take whole 512-byte blocks (as the iSCSI driver):
+// short requests go through a bounce buffer and behave as on a file.
+namespace {
+struct StrictBdev {
+    struct vd_bdev b;
+    struct vd_bdev *inner;
+};
+int s_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
+{
+    auto *s = (StrictBdev *)b;
+    if (off % 512 || len % 512)
+        return -EINVAL;
+    return s->inner->ops->pread(s->inner, buf, len, off);
+}
+int s_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, unsigned fl)
+{
+    auto *s = (StrictBdev *)b;
+    if (off % 512 || len % 512)
+        return -EINVAL;
+    return s->inner->ops->pwrite(s->inner, buf, len, off, fl);
+}
+int s_flush(struct vd_bdev *b) { return ((StrictBdev *)b)->inner->ops->flush(((StrictBdev *)b)->inner); }
+void s_close(struct vd_bdev *b)
+{
+    auto *s = (StrictBdev *)b;
+    s->inner->ops->close(s->inner);
+    delete s;
+}
+const struct vd_bdev_ops strict_ops = { "strict", s_pread, s_pwrite, s_flush, s_close, nullptr };
+} // namespace
+
+TEST_F(MirrorTest, ShortRequests_OnBlockDevices_Bounced)
+{
+    vd_pool *p = Open();
+    CreateMirror(p);
+    for (int leg = 0; leg < 2; leg++) {
+        uint32_t d = LegDev(p, leg);
+        auto *s = new StrictBdev{};
+        s->inner = p->devs[d].bdev;
+        s->b.ops = &strict_ops;
+        s->b.size = s->inner->size;
+        s->b.block_size = 512;
+        p->devs[d].bdev = &s->b;
+    }
+    vd_vol *v = vd_vol_open(p, "m");
+    auto base = Pattern(8192, 6);
+    ASSERT_EQ(vd_vol_pwrite(v, base.data(), base.size(), 4096, 0), 0);
+    auto w = Pattern(1500, 7);
+    // 200 bytes at a block start, 1500 bytes from the middle of a block
+    // across three blocks into a fourth
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 200, 4096, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 1500, 4096 + 1024 + 100, 0), 0);
+    auto want = base;
+    memcpy(want.data(), w.data(), 200);
+    memcpy(want.data() + 1024 + 100, w.data(), 1500);
+    std::vector<char> r(8192);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 4096), 0);
+    EXPECT_EQ(r, want);
+    std::vector<char> r2(300);
+    ASSERT_EQ(vd_vol_pread(v, r2.data(), r2.size(), 4096 + 1000), 0);
+    EXPECT_EQ(0, memcmp(r2.data(), want.data() + 1000, 300));
+    struct vd_mirror_info mi;
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    EXPECT_EQ(mi.legs[0].state, VD_LEG_INSYNC);
+    EXPECT_EQ(mi.legs[1].state, VD_LEG_INSYNC);
+    Verify(p, 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
