@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -753,6 +754,12 @@ static int journal_open(struct journal *j, const char *path, uint32_t block_size
 		rc = -errno;
 		err("journal '%s': open failed: %s", path, strerror(errno));
 		return rc;
+	}
+	if (flock(j->fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = -errno;
+		err("journal '%s': in use by another vdload (%s); use another journal", path,
+		    strerror(errno));
+		goto fail;
 	}
 	rc = journal_scan(j->fd, path, jinfo_rec, &ji, &len, &torn);
 	if (rc)
@@ -1613,6 +1620,12 @@ static int verify_main(struct engine *e)
 	fd = open(e->o->journal, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		err("journal '%s': open failed: %s", e->o->journal, strerror(errno));
+		return 1;
+	}
+	if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+		err("journal '%s': a vdload write run is still using it; verify after it ends",
+		    e->o->journal);
+		close(fd);
 		return 1;
 	}
 	/* One u64 per LBA, sparse: only pages of touched LBAs get memory. */
