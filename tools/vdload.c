@@ -1522,6 +1522,8 @@ static int cmp_u64(const void *a, const void *b)
 /* Print sorted LBAs as "1 5-9 12" */
 static void print_lbas(uint64_t *v, size_t n, bool json)
 {
+	if (n == 0)
+		return;
 	qsort(v, n, sizeof(*v), cmp_u64);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
