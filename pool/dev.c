@@ -42,6 +42,16 @@ static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+static int file_pread_nowait(struct vd_bdev *b, void *buf, size_t len,
+                             uint64_t off)
+{
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    ssize_t n = preadv2(((struct file_bdev *)b)->fd, &iov, 1, off, RWF_NOWAIT);
+    /* a short read is a partial cache hit (or the end of a short file):
+     * let the blocking path do it */
+    return n == (ssize_t)len ? 0 : -EAGAIN;
+}
+
 static int file_pwrite(struct vd_bdev *b, const void *buf, size_t len,
                        uint64_t off, unsigned flags)
 {
@@ -49,6 +59,11 @@ static int file_pwrite(struct vd_bdev *b, const void *buf, size_t len,
     const char *p = buf;
     int rwf = (flags & VD_IO_FUA) ? RWF_DSYNC : 0;
 
+    if (flags & VD_IO_NOWAIT) {
+        struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+        ssize_t n = pwritev2(fd, &iov, 1, off, rwf | RWF_NOWAIT);
+        return n == (ssize_t)len ? 0 : -EAGAIN;
+    }
     while (len) {
         struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
         ssize_t n = pwritev2(fd, &iov, 1, off, rwf);
@@ -79,6 +94,7 @@ static void file_close(struct vd_bdev *b)
 static const struct vd_bdev_ops file_ops = {
     .kind = "file",
     .pread = file_pread,
+    .pread_nowait = file_pread_nowait,
     .pwrite = file_pwrite,
     .flush = file_flush,
     .close = file_close,

@@ -184,6 +184,10 @@ struct vd_bdev_ops {
                   unsigned flags /* VD_IO_FUA */);
     int (*flush)(struct vd_bdev *b);
     void (*close)(struct vd_bdev *b);
+    /* Optional: a read that never blocks (page-cache hits only); -EAGAIN
+     * otherwise.  Devices without it get no VD_IO_NOWAIT I/O at all, and
+     * devices with it accept VD_IO_NOWAIT in pwrite flags. */
+    int (*pread_nowait)(struct vd_bdev *b, void *buf, size_t len, uint64_t off);
     /* Optional: connection state for status ("connected", "reconnecting
      * since ...", "failed: cause"); returns 1 when usable, 0 when not. */
     int (*get_state)(struct vd_bdev *b, char *buf, size_t len);

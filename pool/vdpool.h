@@ -141,13 +141,21 @@ void vd_vol_close(vd_vol *vol);
 uint64_t vd_vol_size(const vd_vol *vol);              /* bytes, live */
 const char *vd_vol_name(const vd_vol *vol);
 
-#define VD_IO_FUA 1u   /* durable before return */
+#define VD_IO_FUA 1u    /* durable before return */
+#define VD_IO_NOWAIT 2u /* never block: serve from the page cache or fail
+                           with -EAGAIN (nothing logged); for a caller's
+                           event loop.  Remote and mirrored volumes always
+                           give -EAGAIN; a failed NOWAIT write may have
+                           written part of the range (repeat it). */
 
 /* Byte-granular I/O; offsets and lengths need not be aligned.  Return 0 or
  * -EIO (a device failed: the message names it), -ERANGE (beyond the end).
  * A write returns 0 only when the data is on every healthy copy; with
  * VD_IO_FUA it is also durable there. */
 int vd_vol_pread(vd_vol *vol, void *buf, size_t len, uint64_t off);
+/* vd_vol_pread with flags (VD_IO_NOWAIT). */
+int vd_vol_pread_flags(vd_vol *vol, void *buf, size_t len, uint64_t off,
+                       unsigned flags);
 int vd_vol_pwrite(vd_vol *vol, const void *buf, size_t len, uint64_t off,
                   unsigned flags);
 /* Make every write completed so far durable on every device the volume

@@ -540,7 +540,12 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
     char *b = buf;
     int r = 0;
 
-    pthread_rwlock_rdlock(&v->map_lock);
+    if (flags & VD_IO_NOWAIT) {
+        if (pthread_rwlock_tryrdlock(&v->map_lock))
+            return -EAGAIN;
+    } else {
+        pthread_rwlock_rdlock(&v->map_lock);
+    }
     if (off > v->size || len > v->size - off) {
         r = -ERANGE;
         goto out;
@@ -568,8 +573,21 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
                 r = -EIO;
                 goto out;
             }
-            r = write ? vd_dev_pwrite(d, b, n, doff, flags)
-                      : vd_dev_pread(d, b, n, doff);
+            if (flags & VD_IO_NOWAIT) {
+                /* page-cache hits only; any failure: the blocking path */
+                const struct vd_bdev_ops *ops = d->bdev->ops;
+                if (!ops->pread_nowait ||
+                    (write ? ops->pwrite(d->bdev, b, n, doff, flags)
+                           : ops->pread_nowait(d->bdev, b, n, doff)) < 0) {
+                    r = -EAGAIN;
+                    goto out;
+                }
+                if (write)
+                    __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
+            } else {
+                r = write ? vd_dev_pwrite(d, b, n, doff, flags)
+                          : vd_dev_pread(d, b, n, doff);
+            }
             if (r < 0)
                 goto out;
         }
@@ -582,31 +600,44 @@ out:
     return r;
 }
 
-static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off)
+static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off,
+                    unsigned flags)
 {
     if (v->layout == VD_LAYOUT_MIRROR)
-        return vd_mirror_pread(v, buf, len, off);
-    return vol_io(v, buf, len, off, false, 0);
+        return (flags & VD_IO_NOWAIT) ? -EAGAIN : vd_mirror_pread(v, buf, len, off);
+    return vol_io(v, buf, len, off, false, flags);
 }
 
 static int vol_write(vd_vol *v, const void *buf, size_t len, uint64_t off,
                      unsigned flags)
 {
     if (v->layout == VD_LAYOUT_MIRROR)
-        return vd_mirror_pwrite(v, buf, len, off, flags);
+        return (flags & VD_IO_NOWAIT) ? -EAGAIN
+                                      : vd_mirror_pwrite(v, buf, len, off, flags);
     return vol_io(v, (void *)buf, len, off, true, flags);
 }
 
 int vd_vol_pread(vd_vol *v, void *buf, size_t len, uint64_t off)
 {
-    return vol_read(v, buf, len, off);
+    return vol_read(v, buf, len, off, 0);
+}
+
+int vd_vol_pread_flags(vd_vol *v, void *buf, size_t len, uint64_t off,
+                       unsigned flags)
+{
+    return vol_read(v, buf, len, off, flags & VD_IO_NOWAIT);
 }
 
 int vd_vol_pwrite(vd_vol *v, const void *buf, size_t len, uint64_t off,
                   unsigned flags)
 {
     int r;
-    pthread_rwlock_rdlock(&v->write_lock);
+    if (flags & VD_IO_NOWAIT) {
+        if (pthread_rwlock_tryrdlock(&v->write_lock))
+            return -EAGAIN;
+    } else {
+        pthread_rwlock_rdlock(&v->write_lock);
+    }
     r = vol_write(v, buf, len, off, flags);
     pthread_rwlock_unlock(&v->write_lock);
     return r;
@@ -667,7 +698,7 @@ int vd_vol_compare_and_write(vd_vol *v, const void *cmp, const void *wr,
     if (!cur)
         return -ENOMEM;
     pthread_rwlock_wrlock(&v->write_lock);
-    r = vol_read(v, cur, len, off);
+    r = vol_read(v, cur, len, off, 0);
     if (r == 0) {
         for (size_t i = 0; i < len; i++)
             if (cur[i] != ((const char *)cmp)[i]) {

@@ -456,3 +456,29 @@ TEST_F(PoolTest, Open_MissingDevice_RejoinsWhenBack)
     vd_pool_close(p);
 }
 } // namespace
+
+namespace {
+TEST_F(PoolTest, NoWait_CachedReadServed_WriteServedOrEagain)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 16ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> w(8192, 'x'), r(8192);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 4096, 0), 0);
+    // just written: in the page cache
+    ASSERT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 4096, VD_IO_NOWAIT), 0);
+    EXPECT_EQ(r, w);
+    std::vector<char> w2(8192, 'y');
+    int rc = vd_vol_pwrite(v, w2.data(), w2.size(), 4096, VD_IO_NOWAIT);
+    ASSERT_TRUE(rc == 0 || rc == -EAGAIN) << rc;
+    if (rc == -EAGAIN) {
+        ASSERT_EQ(vd_vol_pwrite(v, w2.data(), w2.size(), 4096, 0), 0);
+    }
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 4096), 0);
+    EXPECT_EQ(r, w2);
+    EXPECT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 16ull << 20, VD_IO_NOWAIT), -ERANGE);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+} // namespace

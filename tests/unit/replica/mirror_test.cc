@@ -50,7 +50,7 @@ void f_close(struct vd_bdev *b)
     f->inner->ops->close(f->inner);
     delete f;
 }
-const struct vd_bdev_ops fault_ops = { "fault", f_pread, f_pwrite, f_flush, f_close, nullptr };
+const struct vd_bdev_ops fault_ops = { "fault", f_pread, f_pwrite, f_flush, f_close, nullptr, nullptr };
 
 FaultBdev *Wrap(vd_pool *p, uint32_t dev)
 {
@@ -441,7 +441,7 @@ void s_close(struct vd_bdev *b)
     s->inner->ops->close(s->inner);
     delete s;
 }
-const struct vd_bdev_ops strict_ops = { "strict", s_pread, s_pwrite, s_flush, s_close, nullptr };
+const struct vd_bdev_ops strict_ops = { "strict", s_pread, s_pwrite, s_flush, s_close, nullptr, nullptr };
 } // namespace
 
 TEST_F(MirrorTest, ShortRequests_OnBlockDevices_Bounced)
