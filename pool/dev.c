@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -18,6 +20,11 @@
 struct file_bdev {
     struct vd_bdev b;
     int fd;
+    /* A file on tmpfs has no I/O to wait for: NOWAIT requests are served
+     * by plain pread/pwrite.  Otherwise RWF_NOWAIT, until the filesystem
+     * answers EOPNOTSUPP once (then never tried again; atomic). */
+    int in_memory;
+    int nowait_read, nowait_write;
 };
 
 static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
@@ -42,11 +49,22 @@ static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off);
+
 static int file_pread_nowait(struct vd_bdev *b, void *buf, size_t len,
                              uint64_t off)
 {
+    struct file_bdev *fb = (struct file_bdev *)b;
     struct iovec iov = { .iov_base = buf, .iov_len = len };
-    ssize_t n = preadv2(((struct file_bdev *)b)->fd, &iov, 1, off, RWF_NOWAIT);
+    ssize_t n;
+
+    if (fb->in_memory)
+        return file_pread(b, buf, len, off);
+    if (!__atomic_load_n(&fb->nowait_read, __ATOMIC_RELAXED))
+        return -EAGAIN;
+    n = preadv2(fb->fd, &iov, 1, off, RWF_NOWAIT);
+    if (n < 0 && errno == EOPNOTSUPP)
+        __atomic_store_n(&fb->nowait_read, 0, __ATOMIC_RELAXED);
     /* a short read is a partial cache hit (or the end of a short file):
      * let the blocking path do it */
     return n == (ssize_t)len ? 0 : -EAGAIN;
@@ -60,9 +78,16 @@ static int file_pwrite(struct vd_bdev *b, const void *buf, size_t len,
     int rwf = (flags & VD_IO_FUA) ? RWF_DSYNC : 0;
 
     if (flags & VD_IO_NOWAIT) {
-        struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
-        ssize_t n = pwritev2(fd, &iov, 1, off, rwf | RWF_NOWAIT);
-        return n == (ssize_t)len ? 0 : -EAGAIN;
+        struct file_bdev *fb = (struct file_bdev *)b;
+        if (!fb->in_memory) {
+            struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+            if (!__atomic_load_n(&fb->nowait_write, __ATOMIC_RELAXED))
+                return -EAGAIN;
+            ssize_t n = pwritev2(fd, &iov, 1, off, rwf | RWF_NOWAIT);
+            if (n < 0 && errno == EOPNOTSUPP)
+                __atomic_store_n(&fb->nowait_write, 0, __ATOMIC_RELAXED);
+            return n == (ssize_t)len ? 0 : -EAGAIN;
+        }
     }
     while (len) {
         struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
@@ -152,6 +177,10 @@ static int file_open(const char *path, int create, uint64_t create_size,
         close(fd);
         return -ENOMEM;
     }
+    struct statfs sfs;
+    fb->in_memory = S_ISREG(st.st_mode) && fstatfs(fd, &sfs) == 0 &&
+                    sfs.f_type == TMPFS_MAGIC;
+    fb->nowait_read = fb->nowait_write = 1;
     fb->b.ops = &file_ops;
     fb->b.size = size;
     fb->b.block_size = 512;

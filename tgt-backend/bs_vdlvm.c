@@ -106,6 +106,9 @@ static struct list_head g_pools = LIST_HEAD_INIT(g_pools);
 static int g_started;                 /* done channel set up */
 static int g_done_fd = -1;
 static const char *g_zero;            /* CHUNK_MAX zero bytes */
+/* Main-thread fast path on (VDLVM_INLINE=0 in tgtd's environment turns it
+ * off, for comparisons); set once in register_bs_module. */
+static int g_inline = 1;
 
 static pthread_mutex_t g_done_lock = PTHREAD_MUTEX_INITIALIZER; /* g_done */
 static struct list_head g_done = LIST_HEAD_INIT(g_done);
@@ -1156,11 +1159,56 @@ static void bs_vdlvm_exit(struct scsi_lu *lu)
     bs_vdlvm_close(lu);
 }
 
+/* Largest transfer served on the main thread: bigger ones are copied in
+ * parallel by the workers. */
+#define INLINE_MAX (64u << 10)
+
+/* Main thread fast path: a READ, or a WRITE the write cache may absorb,
+ * served entirely from the page cache (VD_IO_NOWAIT) completes here,
+ * synchronously, without a worker wake-up and an eventfd round trip: the
+ * cost per I/O of tgt's null store plus a memcpy.  Anything that would
+ * block (a cache miss, a remote or mirrored volume, FUA, a busy lock)
+ * returns -EAGAIN and goes to the workers, which redo it in full.  SCSI
+ * lets SIMPLE commands complete in any order, as the workers already do. */
+static int try_inline(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    uint64_t len;
+    int r;
+
+    switch (cmd->scb[0]) {
+    case READ_10:
+    case READ_16:
+        len = (uint64_t)scsi_rw_count(cmd->scb) << cmd->dev->blk_shift;
+        if (len > scsi_get_in_length(cmd))
+            len = scsi_get_in_length(cmd);
+        if (len > INLINE_MAX)
+            return -EAGAIN;
+        r = vd_vol_pread_flags(vol, scsi_get_in_buffer(cmd), len, cmd->offset,
+                               VD_IO_NOWAIT);
+        break;
+    case WRITE_10:
+    case WRITE_16:
+        len = scsi_get_out_length(cmd);
+        if (len > INLINE_MAX || write_flags(cmd))
+            return -EAGAIN;
+        r = vd_vol_pwrite(vol, scsi_get_out_buffer(cmd), len, cmd->offset,
+                          VD_IO_NOWAIT);
+        break;
+    default:
+        return -EAGAIN;
+    }
+    if (r == 0)
+        scsi_set_result(cmd, SAM_STAT_GOOD);
+    return r;
+}
+
 static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
 {
     struct vdlvm_lu *vl = VDLU(cmd->dev);
     struct vdlvm_pool *vp = vl->vp;
 
+    if (likely(vp && vl->vol && g_inline) && try_inline(cmd, vl->vol) == 0)
+        return 0; /* not async: tgt completes it as GOOD at once */
     set_cmd_async(cmd);
     if (unlikely(!vp)) {
         cmd_sense(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
@@ -1199,6 +1247,8 @@ __attribute__((visibility("default"))) void register_bs_module(void);
 
 void register_bs_module(void)
 {
+    const char *inl = getenv("VDLVM_INLINE");
+    g_inline = !(inl && !strcmp(inl, "0"));
     /* bs_rdwr.c's SBC list; the ops not listed get INVALID OPERATION CODE. */
     static unsigned char ops[] = {
         ALLOW_MEDIUM_REMOVAL, COMPARE_AND_WRITE, FORMAT_UNIT, INQUIRY,
