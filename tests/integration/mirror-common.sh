@@ -128,22 +128,23 @@ mirror_vol_create() {
 }
 
 # mirror_status POOL/VOL: status --json (empty on failure)
-mirror_status() { vdlvm_a status "$1" --json 2>/dev/null || true; }
+# (its messages in $tmp/status.err)
+mirror_status() { vdlvm_a status "$1" --json 2>"$tmp/status.err" || true; }
 # mirror_legs POOL/VOL: "device:node ..." in leg order
 mirror_legs() {
     mirror_status "$1" | grep -o '"legs":\[[^]]*\]' |
         grep -o '"device":"[^"]*","node":"[^"]*"' |
-        sed 's/"device":"\([^"]*\)","node":"\([^"]*\)"/\1:\2/' | tr '\n' ' ' | sed 's/ $//'
+        sed 's/"device":"\([^"]*\)","node":"\([^"]*\)"/\1:\2/' | tr '\n' ' ' | sed 's/ $//' || true
 }
 # leg_state POOL/VOL DEVICE
 leg_state() {
     mirror_status "$1" | grep -o '{"leg":[0-9]*,"device":"'"$2"'"[^}]*}' |
-        sed -n 's/.*"state":"\([^"]*\)".*/\1/p'
+        sed -n 's/.*"state":"\([^"]*\)".*/\1/p' || true
 }
 # resync_field POOL/VOL KEY: a field of the "resync" object
 resync_field() {
     mirror_status "$1" | grep -o '"resync":{[^}]*}' |
-        sed -n 's/.*"'"$2"'":"\{0,1\}\([^",}]*\)"\{0,1\}.*/\1/p'
+        sed -n 's/.*"'"$2"'":"\{0,1\}\([^",}]*\)"\{0,1\}.*/\1/p' || true
 }
 # mirror_in_sync POOL/VOL: every leg in-sync, resync idle, no dirty region
 # needed (dirty bits may stay set until the cleaner passes).

@@ -50,6 +50,15 @@ for (( round = 1; round <= ROUNDS; round++ )); do
 
     mirror_tgtd_start $PV
     d=$(resync_field $PV dirty_regions)
+    if [ -z "$d" ]; then
+        # Seen once in ~40 rounds: show why, then give it a few seconds.
+        note "round $round: status failed right after the restart: $(cat "$tmp/status.err")"
+        for (( i = 0; i < 50 && ${#d} == 0; i++ )); do
+            sleep 0.2
+            d=$(resync_field $PV dirty_regions)
+        done
+        [ -n "$d" ] || fail "round $round: no status after the restart: $(cat "$tmp/status.err")"
+    fi
     [ "${d:-0}" -le "$dirty_max" ] || dirty_max=$d
     out=$(vdload_a verify --journal "$j" "$url_a") ||
         fail "round $round: acknowledged writes lost after kill -9: $out"
