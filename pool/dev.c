@@ -236,7 +236,8 @@ static void io_error(struct vd_dev *d, const char *what, size_t len,
  * a plain file.  Local files take any size and are never bounced. */
 static bool unaligned(const struct vd_bdev *b, size_t len, uint64_t off)
 {
-    return b->block_size > 1 && (off % b->block_size || len % b->block_size);
+    return b->ops != &file_ops && b->block_size > 1 &&
+           (off % b->block_size || len % b->block_size);
 }
 
 static int bounce_io(struct vd_bdev *b, void *buf, size_t len, uint64_t off,
