@@ -25,6 +25,8 @@ BSDIR=$BUILD/backing-store
 TGT_BSDIR=/usr/lib/tgt/backing-store
 IQN_PREFIX=iqn.2024-01.org.vdlvm.test
 test_name=$(basename "$0" .sh)
+# tests/conformance/run.sh, tests/bench/run.sh: name them by their folder.
+[ "$test_name" != run ] || test_name=$(basename "$(cd "$(dirname "$0")" && pwd)")
 
 [ "${VERBOSE:-0}" = 1 ] && set -x
 

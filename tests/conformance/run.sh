@@ -28,7 +28,6 @@ BUILD=$1
 shift
 export BUILD
 source "$(dirname "$0")/../functions.sh"
-test_name=conformance
 
 stores=${CONF_STORES:-rdwr vdlvm}
 suite_timeout=${CONF_SUITE_TIMEOUT:-300}
