@@ -337,6 +337,8 @@ int vd_mirror_attach(struct vd_vol *v);       /* after open/create: bitmap */
 void vd_mirror_detach(struct vd_vol *v);
 int vd_mirror_grow(struct vd_vol *v);          /* after extend */
 int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off);
+int vd_mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
+                          uint64_t off, unsigned flags);
 int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
                      uint64_t off, unsigned flags);
 int vd_replica_start(vd_pool *p);              /* background thread */

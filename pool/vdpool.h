@@ -144,9 +144,10 @@ const char *vd_vol_name(const vd_vol *vol);
 #define VD_IO_FUA 1u    /* durable before return */
 #define VD_IO_NOWAIT 2u /* never block: serve from the page cache or fail
                            with -EAGAIN (nothing logged); for a caller's
-                           event loop.  Remote and mirrored volumes always
-                           give -EAGAIN; a failed NOWAIT write may have
-                           written part of the range (repeat it). */
+                           event loop.  Remote devices always give -EAGAIN
+                           (so does a mirror write into a clean region); a
+                           failed NOWAIT write may have written part of the
+                           range (repeat it). */
 
 /* Byte-granular I/O; offsets and lengths need not be aligned.  Return 0 or
  * -EIO (a device failed: the message names it), -ERANGE (beyond the end).

@@ -604,7 +604,7 @@ static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off,
                     unsigned flags)
 {
     if (v->layout == VD_LAYOUT_MIRROR)
-        return (flags & VD_IO_NOWAIT) ? -EAGAIN : vd_mirror_pread(v, buf, len, off);
+        return vd_mirror_pread_flags(v, buf, len, off, flags);
     return vol_io(v, buf, len, off, false, flags);
 }
 
@@ -612,8 +612,7 @@ static int vol_write(vd_vol *v, const void *buf, size_t len, uint64_t off,
                      unsigned flags)
 {
     if (v->layout == VD_LAYOUT_MIRROR)
-        return (flags & VD_IO_NOWAIT) ? -EAGAIN
-                                      : vd_mirror_pwrite(v, buf, len, off, flags);
+        return vd_mirror_pwrite(v, buf, len, off, flags);
     return vol_io(v, (void *)buf, len, off, true, flags);
 }
 

@@ -139,8 +139,21 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
         struct vd_dev *d = vd_leg_locate(v, leg, off, &doff);
         int r;
         if (!d || !d->bdev || d->state != VD_DEV_OK)
-            return -EIO;
-        r = write ? vd_dev_pwrite(d, b, n, doff, flags) : vd_dev_pread(d, b, n, doff);
+            return (flags & VD_IO_NOWAIT) ? -EAGAIN : -EIO;
+        if (flags & VD_IO_NOWAIT) {
+            /* page-cache hits only; no logging, the blocking path redoes it */
+            const struct vd_bdev_ops *ops = d->bdev->ops;
+            if (!ops->pread_nowait ||
+                (write ? ops->pwrite(d->bdev, b, n, doff, flags)
+                       : ops->pread_nowait(d->bdev, b, n, doff)) < 0)
+                return -EAGAIN;
+            if (write)
+                __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
+            r = 0;
+        } else {
+            r = write ? vd_dev_pwrite(d, b, n, doff, flags)
+                      : vd_dev_pread(d, b, n, doff);
+        }
         if (r < 0)
             return r;
         b += n;
@@ -263,6 +276,84 @@ static int source_leg(struct vd_vol *v)
 }
 
 /* ---- I/O ---------------------------------------------------------------- */
+/* VD_IO_NOWAIT write: only into regions whose bit is already set (setting
+ * one means a durable bitmap write) and not being copied; every
+ * non-failed leg from the page cache, or -EAGAIN.  A write that reached
+ * some legs and not others is redone in full by the caller's blocking
+ * path; until then the legs may differ only inside regions whose bits are
+ * set, which is what the bits are for. */
+static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
+                                uint64_t off, unsigned flags)
+{
+    struct vd_mirror *m = v->mirror;
+    uint64_t r0, r1;
+    int r = 0;
+
+    if (pthread_rwlock_tryrdlock(&v->map_lock))
+        return -EAGAIN;
+    if (off > v->size || len > v->size - off) {
+        pthread_rwlock_unlock(&v->map_lock);
+        return -ERANGE;
+    }
+    r0 = off >> m->region_shift;
+    r1 = (off + len - 1) >> m->region_shift;
+    pthread_mutex_lock(&m->lock);
+    for (uint64_t i = r0; i <= r1 && r == 0; i++)
+        if (m->busy[i] || !bit_get(m, i))
+            r = -EAGAIN;
+    if (r == 0)
+        for (uint64_t i = r0; i <= r1; i++) {
+            m->inflight[i]++;
+            m->gen[i]++;
+        }
+    pthread_mutex_unlock(&m->lock);
+    if (r < 0) {
+        pthread_rwlock_unlock(&v->map_lock);
+        return r;
+    }
+    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
+        if (leg_state(v, leg) != VD_LEG_FAILED)
+            r = leg_io(v, leg, (void *)buf, len, off, true, flags);
+    pthread_mutex_lock(&m->lock);
+    for (uint64_t i = r0; i <= r1; i++)
+        m->inflight[i]--;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    pthread_rwlock_unlock(&v->map_lock);
+    return r < 0 ? -EAGAIN : 0;
+}
+
+/* VD_IO_NOWAIT read: one in-sync leg from the page cache, or -EAGAIN. */
+static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
+                               uint64_t off)
+{
+    struct vd_mirror *m = v->mirror;
+    bool dirty = false;
+    uint32_t n = 0, legs[3], rr;
+    int leg, r;
+
+    if (pthread_rwlock_tryrdlock(&v->map_lock))
+        return -EAGAIN;
+    if (off > v->size || len > v->size - off) {
+        pthread_rwlock_unlock(&v->map_lock);
+        return -ERANGE;
+    }
+    uint64_t r0 = off >> m->region_shift, r1 = (off + len - 1) >> m->region_shift;
+    pthread_mutex_lock(&m->lock);
+    for (uint64_t i = r0; i <= r1 && !dirty; i++)
+        dirty = bit_get(m, i);
+    rr = m->read_rr++;
+    pthread_mutex_unlock(&m->lock);
+    for (uint32_t k = 0; k < v->copies; k++)
+        if (leg_state(v, k) == VD_LEG_INSYNC)
+            legs[n++] = k;
+    leg = dirty ? source_leg(v) : n ? (int)legs[rr % n] : -1;
+    r = leg < 0 ? -EAGAIN
+                : leg_io(v, (uint32_t)leg, buf, len, off, false, VD_IO_NOWAIT);
+    pthread_rwlock_unlock(&v->map_lock);
+    return r < 0 ? -EAGAIN : 0;
+}
+
 int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
                      uint64_t off, unsigned flags)
 {
@@ -273,6 +364,8 @@ int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
 
     if (!len)
         return 0;
+    if (flags & VD_IO_NOWAIT)
+        return mirror_pwrite_nowait(v, buf, len, off, flags);
     pthread_rwlock_rdlock(&v->map_lock);
     if (off > v->size || len > v->size - off) {
         pthread_rwlock_unlock(&v->map_lock);
@@ -324,6 +417,16 @@ int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
     if (!ok)
         r = -EIO;
     return r;
+}
+
+int vd_mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
+                          uint64_t off, unsigned flags)
+{
+    if (!len)
+        return 0;
+    if (flags & VD_IO_NOWAIT)
+        return mirror_pread_nowait(v, buf, len, off);
+    return vd_mirror_pread(v, buf, len, off);
 }
 
 int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)

@@ -442,6 +442,38 @@ void s_close(struct vd_bdev *b)
     delete s;
 }
 const struct vd_bdev_ops strict_ops = { "strict", s_pread, s_pwrite, s_flush, s_close, nullptr, nullptr };
+TEST_F(MirrorTest, NoWait_OnlyIntoDirtyRegions_BothLegs)
+{
+    vd_pool *p = Open();
+    CreateMirror(p);
+    vd_vol *v = vd_vol_open(p, "m");
+    struct vd_mirror_info mi;
+    vd_mirror_get_info(p, "m", &mi);
+    uint64_t dirty0 = mi.dirty_regions;
+    auto w = Pattern(4096, 9);
+    // a clean region needs a durable bitmap write first: never inline
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 2ull << 20, VD_IO_NOWAIT), -EAGAIN);
+    vd_mirror_get_info(p, "m", &mi);
+    EXPECT_EQ(mi.dirty_regions, dirty0);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 2ull << 20, 0), 0);
+    std::vector<char> r(4096);
+    ASSERT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 2ull << 20, VD_IO_NOWAIT), 0);
+    EXPECT_EQ(r, w);
+    auto w2 = Pattern(4096, 10);
+    int rc = vd_vol_pwrite(v, w2.data(), w2.size(), 2ull << 20, VD_IO_NOWAIT);
+    ASSERT_TRUE(rc == 0 || rc == -EAGAIN) << rc;
+    if (rc == -EAGAIN) {
+        ASSERT_EQ(vd_vol_pwrite(v, w2.data(), w2.size(), 2ull << 20, 0), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 2ull << 20), 0);
+        EXPECT_EQ(r, w2);
+    }
+    Verify(p, 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 } // namespace
 
 TEST_F(MirrorTest, ShortRequests_OnBlockDevices_Bounced)
