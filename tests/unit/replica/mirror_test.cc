@@ -22,17 +22,23 @@ struct FaultBdev {
     struct vd_bdev b;
     struct vd_bdev *inner;
     int broken;
+    int bad_reads; // reads fail, writes work (a bad sector rewritten)
+    int reads;     // reads seen
+    int writes;    // writes seen
 };
 int f_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
 {
     auto *f = (FaultBdev *)b;
-    if (__atomic_load_n(&f->broken, __ATOMIC_ACQUIRE))
+    __atomic_add_fetch(&f->reads, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&f->broken, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&f->bad_reads, __ATOMIC_ACQUIRE))
         return -EIO;
     return f->inner->ops->pread(f->inner, buf, len, off);
 }
 int f_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, unsigned fl)
 {
     auto *f = (FaultBdev *)b;
+    __atomic_add_fetch(&f->writes, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&f->broken, __ATOMIC_ACQUIRE))
         return -EIO;
     return f->inner->ops->pwrite(f->inner, buf, len, off, fl);
@@ -469,6 +475,39 @@ TEST_F(MirrorTest, NoWait_OnlyIntoDirtyRegions_BothLegs)
         ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 2ull << 20), 0);
         EXPECT_EQ(r, w2);
     }
+    Verify(p, 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+TEST_F(MirrorTest, ReadError_OtherLegServes_GoodDataRewritten)
+{
+    vd_pool *p = Open();
+    CreateMirror(p);
+    vd_vol *v = vd_vol_open(p, "m");
+    auto w = Pattern(1 << 20, 11);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, VD_IO_FUA), 0);
+    // let the cleaner clear the bit so reads are spread over both legs
+    struct vd_mirror_info mi;
+    for (int i = 0; i < 100; i++) {
+        vd_mirror_get_info(p, "m", &mi);
+        if (!mi.dirty_regions)
+            break;
+        usleep(50000);
+    }
+    ASSERT_EQ(mi.dirty_regions, 0u);
+    FaultBdev *f = Wrap(p, LegDev(p, 0));
+    __atomic_store_n(&f->bad_reads, 1, __ATOMIC_RELEASE);
+    std::vector<char> r(64 << 10);
+    for (int i = 0; i < 4; i++) { // at least one read picks leg 0 first
+        ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 128 << 10), 0);
+        EXPECT_EQ(0, memcmp(r.data(), w.data() + (128 << 10), r.size()));
+    }
+    EXPECT_GT(__atomic_load_n(&f->reads, __ATOMIC_RELAXED), 0);
+    EXPECT_GT(__atomic_load_n(&f->writes, __ATOMIC_RELAXED), 0); // rewritten
+    vd_mirror_get_info(p, "m", &mi);
+    EXPECT_EQ(mi.legs[0].state, VD_LEG_INSYNC); // the rewrite worked
+    __atomic_store_n(&f->bad_reads, 0, __ATOMIC_RELEASE);
     Verify(p, 0);
     vd_vol_close(v);
     vd_pool_close(p);
