@@ -295,6 +295,20 @@ int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
     return 0;
 }
 
+int vd_dev_io_nowait(struct vd_dev *d, void *buf, size_t len, uint64_t off,
+                     bool write, unsigned flags)
+{
+    const struct vd_bdev_ops *ops = d->bdev->ops;
+
+    if (!ops->pread_nowait ||
+        (write ? ops->pwrite(d->bdev, buf, len, off, flags | VD_IO_NOWAIT)
+               : ops->pread_nowait(d->bdev, buf, len, off)) < 0)
+        return -EAGAIN;
+    if (write && !(flags & VD_IO_FUA))
+        __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
 int vd_dev_flush(struct vd_dev *d)
 {
     int r;

@@ -290,6 +290,11 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
                   uint64_t off, unsigned flags);
 int vd_dev_flush(struct vd_dev *d);
+/* VD_IO_NOWAIT I/O: page-cache hits only, nothing logged; -EAGAIN when the
+ * device cannot serve it without blocking (the caller's blocking path
+ * redoes it). */
+int vd_dev_io_nowait(struct vd_dev *d, void *buf, size_t len, uint64_t off,
+                     bool write, unsigned flags);
 /* 1 if an error about d may be logged now (at most one per second). */
 int vd_dev_log_ok(struct vd_dev *d);
 void vd_uuid_gen(uint8_t uuid[16]);

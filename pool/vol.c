@@ -574,16 +574,8 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
                 goto out;
             }
             if (flags & VD_IO_NOWAIT) {
-                /* page-cache hits only; any failure: the blocking path */
-                const struct vd_bdev_ops *ops = d->bdev->ops;
-                if (!ops->pread_nowait ||
-                    (write ? ops->pwrite(d->bdev, b, n, doff, flags)
-                           : ops->pread_nowait(d->bdev, b, n, doff)) < 0) {
-                    r = -EAGAIN;
+                if ((r = vd_dev_io_nowait(d, b, n, doff, write, flags)) < 0)
                     goto out;
-                }
-                if (write)
-                    __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
             } else {
                 r = write ? vd_dev_pwrite(d, b, n, doff, flags)
                           : vd_dev_pread(d, b, n, doff);

@@ -141,15 +141,7 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
         if (!d || !d->bdev || d->state != VD_DEV_OK)
             return (flags & VD_IO_NOWAIT) ? -EAGAIN : -EIO;
         if (flags & VD_IO_NOWAIT) {
-            /* page-cache hits only; no logging, the blocking path redoes it */
-            const struct vd_bdev_ops *ops = d->bdev->ops;
-            if (!ops->pread_nowait ||
-                (write ? ops->pwrite(d->bdev, b, n, doff, flags)
-                       : ops->pread_nowait(d->bdev, b, n, doff)) < 0)
-                return -EAGAIN;
-            if (write)
-                __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
-            r = 0;
+            r = vd_dev_io_nowait(d, b, n, doff, write, flags);
         } else {
             r = write ? vd_dev_pwrite(d, b, n, doff, flags)
                       : vd_dev_pread(d, b, n, doff);
