@@ -2,7 +2,8 @@
 # Usage: tests/bench/run.sh BUILD [--quick] [--out DIR] [--dir BACKING_DIR]
 #
 # Side-by-side benchmark of tgt's own backing stores and vdlvm, in one run,
-# one tgtd (the installed binary, with BUILD's bs_vdlvm.so), same machine:
+# the installed tgtd binary (with BUILD's bs_vdlvm.so), same machine.
+# One tgtd in the machine's own namespace (portal 127.0.0.1) serves:
 #
 #   rdwr      tgt rdwr on data.img
 #   aio       tgt aio (O_DIRECT, eventfd completion) on the same data.img
@@ -10,6 +11,26 @@
 #   vdlvm-1   vdlvm linear volume on a pool of one device file
 #   vdlvm-3   vdlvm linear volume on a pool of three device files (same total)
 #   vdlvm-mirror  vdlvm mirror, two local legs (when the pool supports it)
+#
+# A second tgtd, same binary, started with VDLVM_INLINE=0 (the module's
+# main-thread page-cache path off: every command goes to a worker thread):
+#
+#   vdlvm-1-noinline  vdlvm linear volume on its own pool of one device file
+#
+# Two emulated nodes in network namespaces of their own (198.51.100.1 nodea,
+# 198.51.100.2 nodeb, joined by a veth pair; nothing is added to the
+# machine's own namespace); the client runs on nodea:
+#
+#   rdwr-peer     nodeb's stock tgtd, rdwr on a file, read directly by vdload
+#   vdlvm-remote  nodea's tgtd with the module: a vdlvm linear volume on a
+#                 pool of one remote device, nodeb's LUN on a second file of
+#                 the same size (the pool owns its LUN, so rdwr-peer cannot
+#                 use the same one)
+#
+# Ratios are to rdwr, except vdlvm-remote's, which are to rdwr-peer.  The
+# tgtd CPU of the remote rows is that of both nodes' tgtds together.
+# Without network namespaces (ip netns add fails) the remote rows are
+# reported as not measured, with the reason; any other failure fails.
 #
 # Every LUN has the same size and is written in full before it is measured,
 # so reads return real data everywhere.  Workloads, all at queue depth 32,
@@ -56,7 +77,7 @@ if [ "$quick" = 1 ]; then
     RUNS=${BENCH_RUNS:-1} SECS=${BENCH_SECS:-1} LUN_MIB=${BENCH_LUN_MIB:-64}
     out=${out:-$BUILD/bench-quick}
 else
-    RUNS=${BENCH_RUNS:-3} SECS=${BENCH_SECS:-4} LUN_MIB=${BENCH_LUN_MIB:-512}
+    RUNS=${BENCH_RUNS:-3} SECS=${BENCH_SECS:-3} LUN_MIB=${BENCH_LUN_MIB:-512}
     out=${out:-$top/bench/results}
 fi
 QD=32
@@ -72,7 +93,6 @@ CLK_TCK=$(getconf CLK_TCK)
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 tgt_version=$(dpkg-query -W -f '${Version}' tgt 2>/dev/null || echo unknown)
 
-vdload() { timeout $(( SECS + 60 )) "$VDLOAD" "$@"; }
 
 # ---- stores --------------------------------------------------------------
 have_vdlvm=0
@@ -84,11 +104,28 @@ else
     start_tgtd --no-module
 fi
 
-stores=()
-declare -A store_url=() store_desc=() skipped=()
-lun=$(( LUN_MIB * 1024 * 1024 ))
+# Several tgtds: save_tgtd NAME remembers the current one (start_tgtd's
+# variables), use_tgtd NAME makes it current again for the tgt_* helpers.
+declare -A tgtds=()
+save_tgtd() {
+    tgtds[$1]="$tgtd_pid $tgtd_ctl $tgtd_addr $tgtd_port ${tgtd_netns:--}"
+}
+use_tgtd() {
+    read -r tgtd_pid tgtd_ctl tgtd_addr tgtd_port tgtd_netns <<<"${tgtds[$1]}"
+    [ "$tgtd_netns" != - ] || tgtd_netns=
+}
+save_tgtd main
 
-# add_store NAME DESCRIPTION BSTYPE BACKING [BSOPTS]
+stores=()
+declare -A store_url=() store_desc=() store_ns=() store_pids=() store_ref=() skipped=()
+lun=$(( LUN_MIB * 1024 * 1024 ))
+# What add_store records for the stores it adds: the client's network
+# namespace ('' = the machine's own), the tgtd PIDs whose CPU is counted,
+# the store the ratios compare with.
+cur_ns='' cur_pids=$tgtd_pid cur_ref=rdwr
+
+# add_store NAME DESCRIPTION BSTYPE BACKING [BSOPTS]: a target on the
+# current tgtd.
 add_store() {
     local name=$1 desc=$2 bstype=$3 backing=$4 bsopts=${5:-} tid=$(( ${#stores[@]} + 1 )) msg
     tgt_target_new "$tid" "bench-$name" || fail "cannot create target for $name"
@@ -100,6 +137,9 @@ add_store() {
     stores+=("$name")
     store_url[$name]=$(iscsi_url "$tid" 1)
     store_desc[$name]=$desc
+    store_ns[$name]=$cur_ns
+    store_pids[$name]=$cur_pids
+    store_ref[$name]=$cur_ref
 }
 
 bdir=$(mktemp -d "$bench_parent/vdlvm-bench.XXXXXX") || fail "cannot create a directory in $bench_parent"
@@ -156,15 +196,99 @@ else
     skipped[vdlvm-3]="vdlvm not built"
     skipped[vdlvm-mirror]="vdlvm not built"
 fi
-skipped[vdlvm-remote]="remote extents not measured yet (needs a second tgtd in a network namespace)"
+
+# ---- vdlvm-1-noinline: same as vdlvm-1 on a second tgtd, inline path off -----
+if [ "$have_vdlvm" = 1 ]; then
+    VDLVM_INLINE=0 start_tgtd
+    save_tgtd noinline
+    cur_pids=$tgtd_pid
+    conf=$(make_pool p1n 1 $(( LUN_MIB + 16 )))
+    if [ -n "$conf" ] && vdlvm -c "$conf" vol create p1n/vol --size "${LUN_MIB}M" >/dev/null; then
+        add_store vdlvm-1-noinline "vdlvm linear, 1 device file, on a second tgtd (same binary) started with VDLVM_INLINE=0: every command through the module's worker threads" \
+            vdlvm p1n/vol "conf=$conf"
+    else
+        skipped[vdlvm-1-noinline]="pool or volume creation failed"
+    fi
+    use_tgtd main
+    cur_pids=$tgtd_pid
+else
+    skipped[vdlvm-1-noinline]="vdlvm not built"
+fi
+
+# ---- remote: nodeb (stock tgtd) and nodea (tgtd with the module) in netns ----
+# netns_possible: can this machine make network namespaces?  Sets netns_why.
+netns_possible() {
+    local probe=vdlvm-bench-probe-$$ out
+    command -v ip >/dev/null || { netns_why="the ip command (iproute2) is missing"; return 1; }
+    if ! out=$(ip netns add "$probe" 2>&1); then
+        netns_why="ip netns add failed: $out"
+        return 1
+    fi
+    ip netns delete "$probe" 2>/dev/null || fail "cannot delete the probe namespace $probe"
+}
+# in_netns NS CMD...: CMD in network namespace NS ('' = this one).
+in_netns() {
+    local ns=$1
+    shift
+    if [ -n "$ns" ]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+if [ "$have_vdlvm" != 1 ]; then
+    skipped[rdwr-peer]="vdlvm not built (only measured with vdlvm-remote)"
+    skipped[vdlvm-remote]="vdlvm not built"
+elif ! netns_possible; then
+    note "SKIP remote rows (rdwr-peer, vdlvm-remote): network namespaces are not possible here: $netns_why"
+    skipped[rdwr-peer]="network namespaces not possible here: $netns_why"
+    skipped[vdlvm-remote]="network namespaces not possible here: $netns_why"
+else
+    netns_setup_pair 198.51.100.1/24 198.51.100.2/24
+    peer_size=$(( LUN_MIB + 16 ))       # both peer files; the pool's metadata takes 5 MiB
+    start_tgtd --netns "$netns_b" --addr "$netns_b_addr" --no-module
+    save_tgtd nodeb
+    nodeb_pid=$tgtd_pid
+    fallocate -l "${peer_size}M" "$bdir/peer-rdwr.img" || truncate -s "${peer_size}M" "$bdir/peer-rdwr.img"
+    fallocate -l "${peer_size}M" "$bdir/peer-pool.img" || truncate -s "${peer_size}M" "$bdir/peer-pool.img"
+    tgt_target_new 100 nodeb-pool || fail "nodeb: cannot create the target for the pool's LUN"
+    tgt_lun_new 100 1 rdwr "$bdir/peer-pool.img" || fail "nodeb: cannot export peer-pool.img"
+    url_peer_pool=$(iscsi_url 100 1)
+    conf=$tmp/pr.yaml
+    cat > "$conf" <<EOF
+pool: pr
+extent_size: 4M
+devices:
+  - name: b0
+    iscsi: $url_peer_pool
+    node: nodeb
+EOF
+    in_netns "$netns_a" timeout 120 "$VDLVM" pool create "$conf" >"$tmp/pr.create.log" 2>&1 ||
+        fail "pool pr on nodeb's LUN: $(cat "$tmp/pr.create.log")"
+    in_netns "$netns_a" timeout 120 "$VDLVM" -c "$conf" vol create pr/vol --size "${LUN_MIB}M" \
+        >"$tmp/pr.vol.log" 2>&1 || fail "volume pr/vol: $(cat "$tmp/pr.vol.log")"
+    start_tgtd --netns "$netns_a" --addr "$netns_a_addr"
+    save_tgtd nodea
+    cur_ns=$netns_a cur_pids="$tgtd_pid $nodeb_pid"
+    use_tgtd nodeb
+    cur_ref=rdwr
+    add_store rdwr-peer "nodeb's stock tgtd, rdwr on a file ($peer_size MiB), read directly by vdload on nodea over the veth pair" \
+        rdwr "$bdir/peer-rdwr.img"
+    use_tgtd nodea
+    cur_ref=rdwr-peer
+    add_store vdlvm-remote "nodea's tgtd: vdlvm linear on a pool of one remote device, nodeb's rdwr LUN on a second file of the same size (the pool owns that LUN, so it cannot be rdwr-peer's)" \
+        vdlvm pr/vol "conf=$conf"
+    for s in rdwr-peer vdlvm-remote; do
+        [ -z "${skipped[$s]:-}" ] || fail "$s: ${skipped[$s]}"
+    done
+    use_tgtd main
+    cur_ns='' cur_pids=$tgtd_pid cur_ref=rdwr
+fi
 [ ${#stores[@]} -gt 0 ] || fail "no store could be exported"
 
 # ---- prefill: every LUN written in full --------------------------------
 for s in "${stores[@]}"; do
     [ "$s" = null ] && continue
     [ "$s" = aio ] && continue            # same file as rdwr
-    vdload write --pattern seq --bs 1M --qd 8 --count "$LUN_MIB" --range "0:$lun" --quiet \
-        "${store_url[$s]}" >/dev/null || fail "prefill of $s failed"
+    in_netns "${store_ns[$s]}" timeout $(( SECS + 120 )) "$VDLOAD" write --pattern seq --bs 1M --qd 8 \
+        --count "$LUN_MIB" --range "0:$lun" --quiet "${store_url[$s]}" >/dev/null ||
+        fail "prefill of $s failed"
 done
 note "prefilled ${#stores[@]} stores of $LUN_MIB MiB in $(( $(date +%s) - t_begin )) s"
 
@@ -186,39 +310,48 @@ declare -A wl_title=(
 
 # This machine forks slowly (~25 ms a process): the loop below spawns only
 # timeout+vdload per run and parses with bash; one awk makes the report.
-cpu_ticks() {   # sets $ticks: utime+stime of tgtd in clock ticks
-    local f
-    read -r -a f < "/proc/$tgtd_pid/stat" || fail "tgtd $tgtd_pid is gone"
-    ticks=$(( f[13] + f[14] ))
+cpu_ticks() {   # STORE: sets $ticks (sum) and $each: utime+stime of its tgtds in clock ticks
+    local f p
+    ticks=0 each=
+    for p in ${store_pids[$1]}; do
+        read -r -a f < "/proc/$p/stat" || fail "tgtd $p is gone"
+        ticks=$(( ticks + f[13] + f[14] ))
+        each+="${each:+,}$p:$(( f[13] + f[14] ))"
+    done
 }
 num='([0-9.]+)'
 total_re="\"seconds\":$num,.*\"total\":\\{\"ios\":$num,\"bytes\":$num,\"iops\":$num,\"mbps\":$num,\"lat_us\":\\{\"mean\":$num,\"p50\":$num,\"p99\":$num,.*\"errors\":([0-9]+)"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 raw=$tmp/raw.tsv
-printf 'store\tworkload\trun\tios\tiops\tmbps\tp50_us\tp99_us\ttgtd_ticks\terrors\tseconds\n' > "$raw"
-failures=0
+printf 'store\tworkload\trun\tios\tiops\tmbps\tp50_us\tp99_us\ttgtd_ticks\terrors\tseconds\ttgtd_ticks_each\n' > "$raw"
+failures=0 failed_runs=
 for (( rep=1; rep<=RUNS; rep++ )); do
     for w in "${workloads[@]}"; do
         for s in "${stores[@]}"; do
-            cpu_ticks; c0=$ticks
+            cpu_ticks "$s"; c0=$ticks e0=$each
             # shellcheck disable=SC2086
-            if ! res=$(vdload ${wl_args[$w]} --qd $QD --time "$SECS" --seed $SEED \
+            if ! res=$(in_netns "${store_ns[$s]}" timeout $(( SECS + 60 )) "$VDLOAD" ${wl_args[$w]} \
+                       --qd $QD --time "$SECS" --seed $SEED \
                        --range "0:$lun" --json "${store_url[$s]}" 2>"$tmp/err"); then
                 note "run $rep $w on $s failed: $(<"$tmp/err")"
+                failed_runs+="; run $rep $w on $s: $(head -c 300 "$tmp/err")"
                 failures=$(( failures + 1 ))
                 continue
             fi
-            cpu_ticks
+            cpu_ticks "$s"
             if ! [[ $res =~ $total_re ]]; then
                 note "run $rep $w on $s: cannot parse vdload output: $res"
+                failed_runs+="; run $rep $w on $s: cannot parse vdload output"
                 failures=$(( failures + 1 ))
                 continue
             fi
             m=("${BASH_REMATCH[@]}")
-            printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$w" "$rep" "${m[2]}" \
-                "${m[4]}" "${m[5]}" "${m[7]}" "${m[8]}" "$(( ticks - c0 ))" "${m[9]}" "${m[1]}" >> "$raw"
-            [ "${m[9]}" = 0 ] || { note "run $rep $w on $s: ${m[9]} errors"; failures=$(( failures + 1 )); }
+            printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$w" "$rep" "${m[2]}" \
+                "${m[4]}" "${m[5]}" "${m[7]}" "${m[8]}" "$(( ticks - c0 ))" "${m[9]}" "${m[1]}" \
+                "$e0 -> $each" >> "$raw"
+            [ "${m[9]}" = 0 ] || { note "run $rep $w on $s: ${m[9]} errors"; failures=$(( failures + 1 ))
+                                    failed_runs+="; run $rep $w on $s: ${m[9]} errors"; }
         done
     done
     note "repetition $rep of $RUNS done after $(( $(date +%s) - t_begin )) s"
@@ -233,21 +366,27 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
     echo "# vdlvm benchmark, $(date '+%Y-%m-%d %H:%M')"
     echo
     echo "Machine: $(nproc) CPUs ($cpu_model), kernel $(uname -r);" \
-         "tgt $tgt_version; one tgtd for all stores;" \
+         "tgt $tgt_version; one tgtd for the local stores (a second one for vdlvm-1-noinline, two more in network namespaces for the remote rows);" \
          "client build/vdload (libiscsi), queue depth $QD."
     echo "Backing files on $bfs ($bench_parent); LUNs of $LUN_MIB MiB, written in full before measuring;" \
          "each cell is the median of $RUNS run(s) of $SECS s (min–max in brackets);" \
          "runs interleaved across stores."
     echo "tgtd CPU: user+system seconds of the whole tgtd process per 100,000 I/Os" \
-         "(/proc/PID/stat, $CLK_TCK ticks/s)."
+         "(/proc/PID/stat, $CLK_TCK ticks/s); for rdwr-peer and vdlvm-remote, nodea's and nodeb's tgtds together."
     echo "Load average before the runs: $load_before; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
          "(anything else running on the machine skews every row)."
     [ "$quick" = 1 ] && echo && echo "**Quick smoke run: numbers are not meaningful.**"
     echo
     echo "Stores:"
     for s in "${stores[@]}"; do echo "- \`$s\`: ${store_desc[$s]}"; done
+    echo
+    echo "Ratios (\"vs ref\") are to the row named in the ref column: rdwr for the stores on this machine's" \
+         "loopback, rdwr-peer for vdlvm-remote (rdwr-peer's own ratio to rdwr shows what the veth path costs)."
+
     for s in "${!skipped[@]}"; do echo "- \`$s\`: not measured: ${skipped[$s]}"; done
-    awk -F'\t' -v stores="${stores[*]}" -v wls="${workloads[*]}" -v titles="$titles" \
+    refs=
+    for s in "${stores[@]}"; do refs+="${store_ref[$s]} "; done
+    awk -F'\t' -v stores="${stores[*]}" -v refs="$refs" -v wls="${workloads[*]}" -v titles="$titles" \
         -v hz="$CLK_TCK" -v dat="$dat" '
     function stats(a, k, cnt,    i, j, t, v) {     # sets MED MIN MAX
         for (i = 1; i <= cnt; i++) v[i] = a[k, i] + 0
@@ -269,7 +408,7 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
         cpu[k, i] = $4 > 0 ? $9 / hz / $4 * 100000 : 0
     }
     END {
-        ns = split(stores, S, " "); nw = split(wls, W, " ")
+        ns = split(stores, S, " "); nw = split(wls, W, " "); split(refs, R, " ")
         nt = split(titles, T, ";")
         for (i = 1; i <= nt; i++) { p = index(T[i], "="); if (p) title[substr(T[i], 1, p - 1)] = substr(T[i], p + 1) }
         for (wi = 1; wi <= nw; wi++) for (si = 1; si <= ns; si++) {
@@ -281,15 +420,15 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
             stats(cpu, k, c); Mc[k] = MED; Lc[k] = MIN; Hc[k] = MAX
         }
         for (wi = 1; wi <= nw; wi++) {
-            w = W[wi]; r = "rdwr" SUBSEP w; z = "null" SUBSEP w
+            w = W[wi]; z = "null" SUBSEP w
             printf "\n## %s\n\n", title[w]
-            print "| store | IOPS | MB/s | p50 µs | p99 µs | tgtd CPU s / 100k I/O | IOPS vs rdwr | CPU/I/O vs rdwr | CPU/I/O vs null |"
-            print "|---|---|---|---|---|---|---|---|---|"
+            print "| store | IOPS | MB/s | p50 µs | p99 µs | tgtd CPU s / 100k I/O | ref | IOPS vs ref | CPU/I/O vs ref | CPU/I/O vs null |"
+            print "|---|---|---|---|---|---|---|---|---|---|"
             for (si = 1; si <= ns; si++) {
-                k = S[si] SUBSEP w
-                printf "| %s | %s (%s–%s) | %s | %s | %s | %s (%s–%s) | %s | %s | %s |\n", S[si],
+                k = S[si] SUBSEP w; r = R[si] SUBSEP w
+                printf "| %s | %s (%s–%s) | %s | %s | %s | %s (%s–%s) | %s | %s | %s | %s |\n", S[si],
                     fmt(Mi[k]), fmt(Li[k]), fmt(Hi[k]), fmt(Mm[k]), fmt(M5[k]), fmt(M9[k]),
-                    fmt(Mc[k]), fmt(Lc[k]), fmt(Hc[k]),
+                    fmt(Mc[k]), fmt(Lc[k]), fmt(Hc[k]), R[si],
                     ratio(Mi[k], (r in Mi) ? Mi[r] : "-"), ratio(Mc[k], (r in Mc) ? Mc[r] : "-"),
                     ratio(Mc[k], (z in Mc) ? Mc[z] : "-")
             }
@@ -302,7 +441,7 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
             for (wi = 1; wi <= nw; wi++) {
                 printf "%s", W[wi] > dat
                 for (si = 1; si <= ns; si++) {
-                    k = S[si] SUBSEP W[wi]; r = "rdwr" SUBSEP W[wi]
+                    k = S[si] SUBSEP W[wi]; r = R[si] SUBSEP W[wi]
                     printf "\t%s", (b == 0 ? ratio(Mi[k], (r in Mi) ? Mi[r] : "-") : (Mc[k] == "-" ? "-" : sprintf("%.3f", Mc[k]))) > dat
                 }
                 printf "\n" > dat
@@ -311,7 +450,7 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
         }
     }' "$raw"
     echo
-    echo "Chart: \`bench-$stamp.png\` (top: IOPS relative to rdwr; bottom: tgtd CPU seconds" \
+    echo "Chart: \`bench-$stamp.png\` (top: IOPS relative to the ref row; bottom: tgtd CPU seconds" \
          "per 100,000 I/Os, log scale).  Raw runs: \`bench-$stamp.tsv\`."
     echo "Reproduce with \`make bench\` (full) or \`tests/bench/run.sh build --quick\` (smoke)."
     echo "Whole run took $(( $(date +%s) - t_begin )) s."
@@ -333,7 +472,7 @@ set key outside right top vertical
 set grid ytics
 set yrange [0:*]
 set multiplot layout 2,1 title "vdlvm vs tgt backing stores, QD $QD, $(nproc) CPUs (median of $RUNS x ${SECS}s)"
-set title "IOPS relative to tgt rdwr (higher is better)"
+set title "IOPS relative to tgt rdwr; vdlvm-remote relative to rdwr-peer (higher is better)"
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "black"
 plot for [i=2:$(( n + 1 ))] "$dat" index 0 using i:xtic(1) title columnheader(i)
 unset arrow 1
@@ -352,7 +491,7 @@ cat "$md"
 note "results: $out/bench-$stamp.md, $out/bench-$stamp.png ($(( $(date +%s) - t_begin )) s)"
 
 # ---- checks (the smoke test) -----------------------------------------------
-[ "$failures" = 0 ] || fail "$failures run(s) failed"
+[ "$failures" = 0 ] || fail "$failures run(s) failed$failed_runs"
 cells=$(awk -F'\t' 'NR > 1 && $5 > 0' "$raw" | wc -l)
 [ "$cells" = $(( RUNS * ${#workloads[@]} * ${#stores[@]} )) ] ||
     fail "expected $(( RUNS * ${#workloads[@]} * ${#stores[@]} )) runs with IOPS > 0, got $cells"
