@@ -471,6 +471,20 @@ set boxwidth 0.9
 set key outside right top vertical
 set grid ytics
 set yrange [0:*]
+# One distinct colour per store (the default set repeats after 8).
+set linetype 1 lc rgb "#4e79a7"
+set linetype 2 lc rgb "#59a14f"
+set linetype 3 lc rgb "#bab0ac"
+set linetype 4 lc rgb "#f28e2b"
+set linetype 5 lc rgb "#edc948"
+set linetype 6 lc rgb "#76b7b2"
+set linetype 7 lc rgb "#e15759"
+set linetype 8 lc rgb "#9c755f"
+set linetype 9 lc rgb "#b07aa1"
+set linetype 10 lc rgb "#ff9da7"
+set linetype 11 lc rgb "#000000"
+set linetype 12 lc rgb "#8cd17d"
+set linetype cycle 12
 set multiplot layout 2,1 title "vdlvm vs tgt backing stores, QD $QD, $(nproc) CPUs (median of $RUNS x ${SECS}s)"
 set title "IOPS relative to tgt rdwr; vdlvm-remote relative to rdwr-peer (higher is better)"
 set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "black"
