@@ -329,11 +329,21 @@ failures=0 failed_runs=
 for (( rep=1; rep<=RUNS; rep++ )); do
     for w in "${workloads[@]}"; do
         for s in "${stores[@]}"; do
-            cpu_ticks "$s"; c0=$ticks e0=$each
-            # shellcheck disable=SC2086
-            if ! res=$(in_netns "${store_ns[$s]}" timeout $(( SECS + 60 )) "$VDLOAD" ${wl_args[$w]} \
-                       --qd $QD --time "$SECS" --seed $SEED \
-                       --range "0:$lun" --json "${store_url[$s]}" 2>"$tmp/err"); then
+            # A run whose client fails to start or log in (not one that saw
+            # I/O errors: those always count) is tried once more, said so.
+            ok=0
+            for try in 1 2; do
+                cpu_ticks "$s"; c0=$ticks e0=$each
+                # shellcheck disable=SC2086
+                if res=$(in_netns "${store_ns[$s]}" timeout $(( SECS + 60 )) "$VDLOAD" ${wl_args[$w]} \
+                           --qd $QD --time "$SECS" --seed $SEED \
+                           --range "0:$lun" --json "${store_url[$s]}" 2>"$tmp/err"); then
+                    ok=1
+                    break
+                fi
+                [ "$try" = 1 ] && note "run $rep $w on $s failed, trying once more: $(head -c 300 "$tmp/err")"
+            done
+            if [ "$ok" = 0 ]; then
                 note "run $rep $w on $s failed: $(<"$tmp/err")"
                 failed_runs+="; run $rep $w on $s: $(head -c 300 "$tmp/err")"
                 failures=$(( failures + 1 ))
