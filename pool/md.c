@@ -603,7 +603,10 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
             r = write_rec(d, ckpt, ckpt_len, d->md_half >= 0 ? !d->md_half : 0, 0);
         }
         if (r < 0) {
-            d->md_half = -1; /* rewrite a checkpoint here next time */
+            /* The copy's last valid chain is still in md_half (write_rec
+             * moves it only on success): the next commit writes a
+             * checkpoint to the other half, never over that chain. */
+            d->md_pos = half_size + 1;
             vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' not "
                    "updated",
                    p->name, d->name);

@@ -482,3 +482,90 @@ TEST_F(PoolTest, NoWait_CachedReadServed_WriteServedOrEagain)
     vd_pool_close(p);
 }
 } // namespace
+
+namespace {
+// Device wrapper whose writes fail while `broken` is set.
+struct WriteFault {
+    struct vd_bdev b;
+    struct vd_bdev *inner;
+    int broken;
+};
+int wf_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
+{
+    auto *f = (WriteFault *)b;
+    return f->inner->ops->pread(f->inner, buf, len, off);
+}
+int wf_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, unsigned fl)
+{
+    auto *f = (WriteFault *)b;
+    return f->broken ? -EIO : f->inner->ops->pwrite(f->inner, buf, len, off, fl);
+}
+int wf_flush(struct vd_bdev *b)
+{
+    auto *f = (WriteFault *)b;
+    return f->inner->ops->flush(f->inner);
+}
+void wf_close(struct vd_bdev *b)
+{
+    auto *f = (WriteFault *)b;
+    f->inner->ops->close(f->inner);
+    delete f;
+}
+const struct vd_bdev_ops wf_ops = { "wfault", wf_pread, wf_pwrite, wf_flush, wf_close, nullptr, nullptr };
+
+// A commit that failed on every copy must not make the next commit write
+// its checkpoint over the half that holds each copy's only valid chain: a
+// torn checkpoint there would lose every commit since the last switch.
+TEST_F(PoolTest, Metadata_FailedCommit_NextCheckpointSparesCurrentChain)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "keep", 8ull << 20, nullptr), 0); // half 0
+    std::vector<WriteFault *> wf;
+    for (uint32_t i = 0; i < 3; i++) {
+        auto *f = new WriteFault{};
+        f->inner = p->devs[i].bdev;
+        f->b = *f->inner;
+        f->b.ops = &wf_ops;
+        p->devs[i].bdev = &f->b;
+        f->broken = 1;
+        wf.push_back(f);
+    }
+    EXPECT_EQ(vd_vol_create(p, "lost", 8ull << 20, nullptr), -EIO);
+    for (auto *f : wf)
+        f->broken = 0;
+    ASSERT_EQ(vd_vol_create(p, "next", 8ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    // Tear the recovery commit's record on every copy: wherever it went,
+    // the chain holding "keep" must still be readable.
+    for (int d = 0; d < 3; d++) {
+        int fd = open(paths[d].c_str(), O_RDWR);
+        ASSERT_GE(fd, 0);
+        for (uint64_t half = 0; half < 2; half++) {
+            struct vd_md_rec rec;
+            uint64_t at = VD_MD_OFFSET + half * (VD_MD_SIZE / 2);
+            // find the record with the highest seq in this half and break it
+            uint64_t best_at = 0, best_seq = 0;
+            for (uint64_t pos = 0; pos < VD_MD_SIZE / 2; pos += VD_BLOCK) {
+                ASSERT_EQ(pread(fd, &rec, sizeof(rec), at + pos), (ssize_t)sizeof(rec));
+                if (!memcmp(rec.magic, VD_MD_MAGIC, 8) && rec.seq > best_seq) {
+                    best_seq = rec.seq;
+                    best_at = at + pos;
+                }
+            }
+            if (best_seq == 3) { // pool create 1, keep 2, next 3
+                char junk[64];
+                memset(junk, 0x5a, sizeof(junk));
+                ASSERT_EQ(pwrite(fd, junk, sizeof(junk), best_at + 64), (ssize_t)sizeof(junk));
+            }
+        }
+        close(fd);
+    }
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "keep", &vi), 0);
+    EXPECT_EQ(vd_vol_get_info(p, "lost", &vi), -ENOENT);
+    vd_pool_close(p);
+}
+} // namespace
