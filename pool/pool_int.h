@@ -346,6 +346,10 @@ int vd_mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
                           uint64_t off, unsigned flags);
 int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
                      uint64_t off, unsigned flags);
+/* SYNCHRONIZE CACHE of a mirror: every write completed before the call is
+ * durable on every leg that is not failed when it returns 0.  A failed leg
+ * does not fail the flush; -EIO only when no leg could be flushed. */
+int vd_mirror_flush(struct vd_vol *v);
 int vd_replica_start(vd_pool *p);              /* background thread */
 void vd_replica_stop(vd_pool *p);
 /* Per-leg extent access for replica/: device and byte offset of byte `off`

@@ -669,6 +669,8 @@ int vd_vol_flush(vd_vol *v)
     vd_pool *p = v->pool;
     int r = 0;
 
+    if (v->layout == VD_LAYOUT_MIRROR)
+        return vd_mirror_flush(v);
     for (uint32_t i = 0; i < p->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
         if (d->bdev && d->state == VD_DEV_OK) {
