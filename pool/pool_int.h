@@ -191,6 +191,10 @@ struct vd_bdev_ops {
     /* Optional: connection state for status ("connected", "reconnecting
      * since ...", "failed: cause"); returns 1 when usable, 0 when not. */
     int (*get_state)(struct vd_bdev *b, char *buf, size_t len);
+    /* Optional: make [off, off+len) read as zeroes (file: fallocate,
+     * block device: BLKZEROOUT, iscsi: WRITE SAME); block aligned.  Without
+     * it the pool writes zero buffers. */
+    int (*zero)(struct vd_bdev *b, uint64_t off, uint64_t len);
 };
 struct vd_bdev {
     const struct vd_bdev_ops *ops;
@@ -206,6 +210,11 @@ int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
 /* Remote devices (pool/iscsi.c). */
 int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
                        char *msg, size_t msglen);
+/* Preempt every other host's persistent reservation on the remote device c
+ * and take it for this host (vdlvm pool takeover).  0 or a negative errno
+ * with msg saying why. */
+int vd_bdev_iscsi_takeover(const struct vd_conf_dev *c, char *msg,
+                           size_t msglen);
 
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_pe {

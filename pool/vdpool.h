@@ -56,6 +56,17 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force);
  * A device that is missing or fails is reported (vd_dev_info.state) but the
  * pool opens while a metadata copy is readable.  Free with vd_pool_close. */
 int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
+/* vd_pool_open with flags: VD_OPEN_PARTIAL opens even when fewer than a
+ * majority of the metadata copies are readable (the newest readable copy
+ * wins; the message lists the missing copies). */
+#define VD_OPEN_PARTIAL 1u
+int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
+                       vd_pool **out);
+/* Fence the owner of a pool of remote devices that is gone: preempt its
+ * persistent reservation on every remote device of conf and take them for
+ * this host, so that the old owner's writes fail from now on.  The pool is
+ * not opened.  0 or a negative errno (message logged). */
+int vd_pool_takeover(const struct vd_conf_pool *conf);
 /* Closes devices and releases the lock.  All volumes must be closed. */
 void vd_pool_close(vd_pool *pool);
 
