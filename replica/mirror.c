@@ -1229,7 +1229,8 @@ static void clean_volume(struct vd_vol *v)
     }
     for (uint64_t k = 0; k < nblocks(m->nregions); k++)
         pending |= m->bm_done[k] != m->bm_ver[k];
-    if (b.n || pending)
+    bool work = b.n || pending;
+    if (work)
         m->bg_busy = 1;
     pthread_mutex_unlock(&m->lock);
     if (b.n) {
@@ -1241,7 +1242,7 @@ static void clean_volume(struct vd_vol *v)
         if (failed)
             fail_legs(v, failed);
     }
-    if (b.n || pending) {
+    if (work) {
         pthread_mutex_lock(&m->lock);
         m->bg_busy = 0;
         pthread_cond_broadcast(&m->cond);
