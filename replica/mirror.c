@@ -2162,9 +2162,16 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         r = -ENOMEM;
         goto out;
     }
-    pthread_rwlock_rdlock(&v->map_lock);
-    lf = bm_flush(m) & ~(1u << leg);
-    pthread_rwlock_unlock(&v->map_lock);
+    for (int tries = 0; tries < 2; tries++) {
+        pthread_rwlock_rdlock(&v->map_lock);
+        lf = bm_flush(m);
+        pthread_rwlock_unlock(&v->map_lock);
+        if (lf != (1u << leg))
+            break;
+        /* only the leg being replaced missed it: it goes anyway (another
+         * leg is in sync), and then the blocks are complete without it */
+        fail_legs(v, lf);
+    }
     if (lf) {
         r = -EIO;
         goto out;
