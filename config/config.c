@@ -26,7 +26,7 @@
 #define CONF_DEVS_MAX 1024u
 
 #define NAME_RULE "use 1-63 characters of A-Z a-z 0-9 _ . - not starting with '.' or '-'"
-#define SIZE_RULE "use a whole number with an optional unit B, KiB, MiB, GiB, TiB (or K, M, G, T), e.g. 200MiB"
+#define SIZE_RULE VD_SIZE_RULE
 #define TOP_KEYS "pool, extent_size, devices"
 #define DEV_KEYS "name, path, size, node, iscsi, chap, timeout"
 #define CHAP_KEYS "user, secret_file"
@@ -48,7 +48,7 @@ static bool is_digit(char c)
 
 /* A fraction ("1.5GiB") is accepted when it is a whole number of bytes, so
  * that every string vd_size_format() prints parses back to the same value. */
-int vd_size_parse(const char *s, uint64_t *out)
+static int size_parse(const char *s, uint64_t *out, bool *inexact)
 {
     const char *p = s, *ip, *fp = NULL;
     size_t ilen, flen = 0, i;
@@ -105,8 +105,10 @@ int vd_size_parse(const char *s, uint64_t *out)
             den *= 10;
         }
         num <<= shift;
-        if (num % den)
+        if (num % den) {
+            *inexact = true;
             return -EINVAL;
+        }
         num /= den;
         if (num > UINT64_MAX - v)
             return -ERANGE;
@@ -114,6 +116,66 @@ int vd_size_parse(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
+}
+
+int vd_size_parse(const char *s, uint64_t *out)
+{
+    bool inexact = false;
+
+    return size_parse(s, out, &inexact);
+}
+
+void vd_size_exact(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    unsigned u = 0;
+
+    if (!buf || len == 0)
+        return;
+    while (u + 1 < sizeof(units) / sizeof(units[0]) && bytes &&
+           bytes % (1ULL << (10 * (u + 1))) == 0)
+        u++;
+    if (u == 0)
+        snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%llu%s", (unsigned long long)(bytes >> (10 * u)),
+                 units[u]);
+}
+
+int vd_size_parse_max(const char *s, uint64_t max, uint64_t *out, char *msg,
+                      size_t msglen)
+{
+    bool inexact = false;
+    uint64_t v = 0;
+    char m[64];
+    int rc = size_parse(s, &v, &inexact);
+
+    if (rc == 0 && v > max)
+        rc = -ERANGE;
+    if (rc == 0) {
+        *out = v;
+        if (msg && msglen)
+            msg[0] = 0;
+        return 0;
+    }
+    if (!msg || !msglen)
+        return rc;
+    /* user text in a one-line message: at most 64 bytes, printable only */
+    char q[72];
+    size_t o = 0;
+    for (size_t i = 0; s && s[i] && i < 64; i++)
+        q[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    if (s && o == 64 && s[64])
+        q[o++] = '.', q[o++] = '.', q[o++] = '.';
+    q[o] = 0;
+    if (rc == -ERANGE) {
+        vd_size_exact(max, m, sizeof(m));
+        snprintf(msg, msglen, "'%s' is too large (at most %s)", q, m);
+    } else {
+        snprintf(msg, msglen, "'%s' is not %s; " VD_SIZE_RULE, q,
+                 inexact ? "a whole number of bytes" : "a size");
+    }
+    return rc;
 }
 
 void vd_size_format(uint64_t bytes, char *buf, size_t len)
@@ -393,17 +455,15 @@ static int get_size(struct ctx *c, const char *what, yaml_node_t *k,
                     yaml_node_t *v, uint64_t *out)
 {
     const char *s = NULL;
+    char m[512];
     int rc = get_scalar(c, what, k, v, SIZE_RULE, &s);
 
     if (rc)
         return rc;
-    rc = vd_size_parse(s, out);
-    if (rc == -ERANGE)
-        return fail(c, v, "%s%s '%s' is too large; the maximum is 16EiB - 1",
-                    what, (const char *)k->data.scalar.value, SHOW(v));
+    rc = vd_size_parse_max(s, UINT64_MAX, out, m, sizeof(m));
     if (rc)
-        return fail(c, v, "%sbad %s '%s'; " SIZE_RULE, what,
-                    (const char *)k->data.scalar.value, SHOW(v));
+        return fail(c, v, "%s%s %s", what, (const char *)k->data.scalar.value,
+                    m);
     return 0;
 }
 

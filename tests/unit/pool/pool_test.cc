@@ -511,7 +511,7 @@ void wf_close(struct vd_bdev *b)
     f->inner->ops->close(f->inner);
     delete f;
 }
-const struct vd_bdev_ops wf_ops = { "wfault", wf_pread, wf_pwrite, wf_flush, wf_close, nullptr, nullptr };
+const struct vd_bdev_ops wf_ops = { "wfault", wf_pread, wf_pwrite, wf_flush, wf_close, nullptr, nullptr, nullptr };
 
 // A commit that failed on every copy must not make the next commit write
 // its checkpoint over the half that holds each copy's only valid chain: a
