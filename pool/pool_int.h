@@ -383,7 +383,8 @@ static inline void vd_name_copy(char *dst, size_t n, const char *src)
         dst[i] = i < l ? src[i] : 0;
 }
 
-static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+/* ceil(a / b) without overflow for any a (a + b - 1 wraps near 2^64). */
+static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
 #ifdef __cplusplus
 }

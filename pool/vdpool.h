@@ -109,8 +109,13 @@ struct vd_vol_opts {
 };
 void vd_vol_opts_init(struct vd_vol_opts *o);
 
+/* Largest size vd_vol_create/vd_vol_extend accept in this pool (a whole
+ * number of extents, with room for a mirror's bitmap extent). */
+uint64_t vd_vol_size_max(const vd_pool *pool);
+
 /* Size is rounded up to whole extents.  -EEXIST, -ENOSPC (message says how
- * much is free), -EINVAL (bad name, size 0). */
+ * much is free), -EINVAL (bad name, size 0 or not a multiple of 512),
+ * -EFBIG (above vd_vol_size_max: "size N is too large (at most M)"). */
 int vd_vol_create(vd_pool *pool, const char *name, uint64_t size,
                   const struct vd_vol_opts *opts);
 /* -EBUSY while the volume is open. */

@@ -169,10 +169,27 @@ static int no_space(const vd_pool *p, const char *name, uint64_t need)
     vd_log(VD_LOG_ERR, "volume '%s/%s': needs %llu extents (%llu MiB) but the "
            "pool has %llu free (%llu MiB); add devices or choose a smaller size",
            p->name, name, (unsigned long long)need,
-           (unsigned long long)(need * p->extent_size >> 20),
+           (unsigned long long)(need * (p->extent_size >> 20)),
            (unsigned long long)have,
-           (unsigned long long)(have * p->extent_size >> 20));
+           (unsigned long long)(have * (p->extent_size >> 20)));
     return -ENOSPC;
+}
+
+uint64_t vd_vol_size_max(const vd_pool *p)
+{
+    /* data extents * extent size fits 64 bits with one extent to spare (a
+     * mirror's bitmap extent), so no size computation below can wrap */
+    return (UINT64_MAX / p->extent_size - VD_MIRROR_LE0) * p->extent_size;
+}
+
+static int too_large(const vd_pool *p, const char *name, uint64_t size)
+{
+    char m[64];
+
+    vd_size_exact(vd_vol_size_max(p), m, sizeof(m));
+    vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is too large (at most %s)",
+           p->name, name, (unsigned long long)size, m);
+    return -EFBIG;
 }
 
 int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
@@ -197,6 +214,8 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         vd_log(VD_LOG_ERR, "volume '%s/%s': already exists", p->name, name);
         return -EEXIST;
     }
+    if (size > vd_vol_size_max(p))
+        return too_large(p, name, size);
     if (size == 0 || size % 512) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a positive multiple "
                "of 512 bytes", p->name, name, (unsigned long long)size);
@@ -313,6 +332,8 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
 
     if (!v)
         return -ENOENT;
+    if (new_size > vd_vol_size_max(p))
+        return too_large(p, name, new_size);
     if (new_size % 512) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a multiple of 512",
                p->name, name, (unsigned long long)new_size);

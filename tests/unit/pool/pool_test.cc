@@ -569,3 +569,39 @@ TEST_F(PoolTest, Metadata_FailedCommit_NextCheckpointSparesCurrentChain)
     vd_pool_close(p);
 }
 } // namespace
+
+namespace {
+// Issue 18 item 1 / issue 8 defect 17: a size near 2^64 wrapped in
+// vd_div_up and created a 0-byte volume (a 0-byte mirror took 2 extents).
+TEST_F(PoolTest, VolCreate_SizeNear2e64_TooLargeNothingCreated)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    struct vd_pool_info a, b;
+    vd_pool_get_info(p, &a);
+    uint64_t max = vd_vol_size_max(p);
+    EXPECT_EQ(max % (4ull << 20), 0u);
+    EXPECT_GT(max, UINT64_MAX - (16ull << 20));
+    log_lines.clear();
+    EXPECT_EQ(vd_vol_create(p, "v", 18446744073709551104ull, nullptr), -EFBIG);
+    ASSERT_FALSE(log_lines.empty());
+    EXPECT_NE(log_lines.back().find("size 18446744073709551104 is too large (at most "),
+              std::string::npos) << log_lines.back();
+    EXPECT_EQ(vd_vol_create(p, "v", UINT64_MAX, nullptr), -EFBIG);
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    o.allow_same_node = 1;
+    EXPECT_EQ(vd_vol_create(p, "m", 18446744073709551104ull, &o), -EFBIG);
+    EXPECT_EQ(vd_vol_create(p, "m", max + 512, &o), -EFBIG);
+    EXPECT_EQ(vd_vol_create(p, "v", max, nullptr), -ENOSPC);
+    ASSERT_EQ(vd_vol_create(p, "small", 4096, nullptr), 0);
+    EXPECT_EQ(vd_vol_extend(p, "small", 18446744073709551104ull), -EFBIG);
+    vd_pool_get_info(p, &b);
+    EXPECT_EQ(b.nvols, 1u);
+    EXPECT_EQ(b.used_bytes, 4ull << 20);
+    EXPECT_EQ(b.seq, a.seq + 1);
+    vd_pool_close(p);
+}
+} // namespace
