@@ -31,6 +31,8 @@
 #define DEV_KEYS "name, path, size, node, iscsi, chap, timeout"
 #define CHAP_KEYS "user, secret_file"
 
+static char *resolve_path(const char *path);
+
 /* ---- sizes, durations, names ---------------------------------------- */
 
 static const struct {
@@ -735,13 +737,10 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         rc = dup_str(s, &d->path);
         if (rc)
             return rc;
-        real = realpath(s, NULL);
-        if (!real && errno == ENOMEM)
+        real = resolve_path(s);
+        if (!real)
             return -ENOMEM;
-        if (real)
-            dk->real = real;
-        else if ((rc = dup_str(s, &dk->real)))
-            return rc;
+        dk->real = real;
         if (stat(s, &st) == 0) {
             dk->have_st = true;
             /* two nodes of one block device are the same device */
@@ -818,6 +817,74 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         rc = default_node(c, dn, what, &d->node);
     }
     return rc;
+}
+
+/* Append component c of length n to the normalised absolute path out
+ * (capacity cap): "." is dropped, ".." removes the last component. */
+static void path_push(char *out, size_t cap, const char *c, size_t n)
+{
+    size_t l = strlen(out);
+
+    if (n == 0 || (n == 1 && c[0] == '.'))
+        return;
+    if (n == 2 && c[0] == '.' && c[1] == '.') {
+        while (l > 1 && out[l - 1] != '/')
+            l--;
+        if (l > 1)
+            l--; /* the slash, except the root's */
+        out[l] = 0;
+        return;
+    }
+    if (l + 1 + n + 1 > cap)
+        return; /* longer than PATH_MAX: compared as far as it goes */
+    if (l > 1)
+        out[l++] = '/';
+    memcpy(out + l, c, n);
+    out[l + n] = 0;
+}
+
+/* The canonical form of an absolute path for the duplicate check:
+ * realpath() of the path when it exists; otherwise realpath() of its
+ * longest existing ancestor (so symlinks and ".." of existing
+ * directories are resolved) with the rest appended, "." and ".."
+ * applied by name (those components do not exist, so no symlink can
+ * change what they mean).  Returns malloc'd, or NULL (out of memory). */
+static char *resolve_path(const char *path)
+{
+    char *real = realpath(path, NULL), *out, *pre;
+    size_t n = strlen(path), i;
+
+    if (real || errno == ENOMEM)
+        return real;
+    out = calloc(1, PATH_MAX + 1);
+    pre = strdup(path);
+    if (!out || !pre) {
+        free(out);
+        free(pre);
+        return NULL;
+    }
+    strcpy(out, "/");
+    for (i = n; i-- > 0;) {
+        if (path[i] != '/')
+            continue;
+        pre[i ? i : 1] = 0; /* "/a/b/c" -> "/a/b", ..., "/" */
+        real = realpath(pre, NULL);
+        if (!real && errno == ENOMEM)
+            break;
+        if (real) {
+            snprintf(out, PATH_MAX + 1, "%s", real);
+            free(real);
+            break;
+        }
+    }
+    /* out is the resolved ancestor path[0..i); apply the rest by name */
+    for (size_t a = i + 1, b = a; b <= n; b++)
+        if (b == n || path[b] == '/') {
+            path_push(out, PATH_MAX + 1, path + a, b - a);
+            a = b + 1;
+        }
+    free(pre);
+    return out;
 }
 
 /* Device i against the devices before it, so that the first repetition in

@@ -977,6 +977,37 @@ TEST(ConfParse, SameFileThroughSymlink_Rejected)
     EXPECT_TRUE(ParseFails(y, "t.yaml:6:11: ", "same device as device 'd0'"));
 }
 
+// Issue 18 item 3: a file to be created, listed twice through ".." (and
+// through a symlinked directory), was only caught by the open at create
+// time ("File exists", no FILE:LINE).
+TEST(ConfParse, SameNewFileThroughDotDot_Rejected)
+{
+    TempDir dir;
+    ASSERT_FALSE(dir.path().empty());
+    std::string base = dir.path().substr(dir.path().rfind('/') + 1);
+    std::string a = dir.path() + "/y0.img";
+    std::string b = dir.path() + "/../" + base + "/y0.img";
+    std::string y = "pool: p\ndevices:\n  - name: x0\n    path: " + a +
+                    "\n    size: 64MiB\n  - name: x1\n    path: " + b +
+                    "\n    size: 64MiB\n";
+    EXPECT_TRUE(ParseFails(y, "t.yaml:7:11: ",
+                           "device 'x1': same device as device 'x0' (line 4)"));
+    std::string link = dir.Add("ln");
+    ASSERT_EQ(0, symlink(dir.path().c_str(), link.c_str()));
+    y = "pool: p\ndevices:\n  - name: x0\n    path: " + a +
+        "\n    size: 64MiB\n  - name: x1\n    path: " + link +
+        "/./y0.img\n    size: 64MiB\n";
+    EXPECT_TRUE(ParseFails(y, "t.yaml:7:11: ", "same device as device 'x0'"));
+    // distinct new files in the same directory stay distinct
+    y = "pool: p\ndevices:\n  - name: x0\n    path: " + a +
+        "\n    size: 64MiB\n  - name: x1\n    path: " + dir.path() +
+        "/nx/../y1.img\n    size: 64MiB\n";
+    ParseResult r = Parse(y);
+    EXPECT_EQ(0, r.rc) << r.err;
+    vd_conf_free(r.conf);
+    EXPECT_NE(0, access(a.c_str(), F_OK)); // nothing created
+}
+
 TEST(ConfParse, SameFileThroughHardLink_Rejected)
 {
     TempDir dir;
