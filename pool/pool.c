@@ -128,6 +128,7 @@ static vd_pool *pool_alloc(const char *name)
         p->devs[i].bdev = NULL;
         p->devs[i].state = VD_DEV_MISSING;
         p->devs[i].md_half = -1;
+        vd_dev_sync_init(&p->devs[i]);
     }
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->lock_fd = -1;
@@ -159,6 +160,7 @@ static void pool_free(vd_pool *p)
             p->devs[i].bdev->ops->close(p->devs[i].bdev);
         free(p->devs[i].path);
         conf_dev_free(p->devs[i].conf);
+        vd_dev_sync_destroy(&p->devs[i]);
     }
     free(p->devs);
     pool_unlock(p->lock_fd);

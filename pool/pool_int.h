@@ -236,7 +236,27 @@ struct vd_dev {
     struct vd_bdev *bdev;    /* NULL when missing/failed */
     enum vd_dev_state state;
     char state_msg[256];
-    int touched;             /* written since last flush (atomic) */
+    int touched;             /* unused (kept for compatibility); see
+                                the flush generations below */
+    /* Flush generations (protocol in dev.c).  wgen: atomic, bumped after
+     * every completed non-FUA write or zero.  The rest is owned by
+     * vd_dev_flush under flush_lock. */
+    uint64_t wgen;
+    pthread_mutex_t flush_lock;
+    pthread_cond_t flush_cond;
+    uint64_t flushed_gen;    /* every write up to this generation durable */
+    uint64_t flush_start_gen; /* wgen when the running flush started */
+    uint64_t flush_count;    /* flushes completed (success or not) */
+    bool flushing;           /* a flush of the bdev is in progress */
+    uint32_t flush_waiters;  /* callers waiting for a running flush */
+    /* Read-modify-write of partial blocks (dev.c bounce_io): the block
+     * ranges being patched, under rmw_lock; rmw_waiters counts bounced
+     * writes waiting for an overlapping one (for tests). */
+    pthread_mutex_t rmw_lock;
+    pthread_cond_t rmw_cond;
+    uint64_t rmw_start[8], rmw_end[8]; /* end 0: free slot */
+    uint32_t rmw_waiters;
+    bool sync_init;          /* the locks above are initialised */
     /* I/O error log rate limit (racy by design: only counts) */
     int64_t log_next_ms;
     uint64_t log_suppressed;
@@ -299,6 +319,12 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
                   uint64_t off, unsigned flags);
 int vd_dev_flush(struct vd_dev *d);
+/* Make [off, off+len) of d read as zeroes (the bdev's zero op, or zero
+ * buffers); not durable until vd_dev_flush.  0 or -EIO (logged). */
+int vd_dev_zero(struct vd_dev *d, uint64_t off, uint64_t len);
+/* Initialise / destroy the per-device locks (pool_alloc / pool_free). */
+void vd_dev_sync_init(struct vd_dev *d);
+void vd_dev_sync_destroy(struct vd_dev *d);
 /* VD_IO_NOWAIT I/O: page-cache hits only, nothing logged; -EAGAIN when the
  * device cannot serve it without blocking (the caller's blocking path
  * redoes it). */
