@@ -685,20 +685,41 @@ struct vd_dev *vd_leg_bitmap_locate(struct vd_vol *v, uint32_t leg,
     return d;
 }
 
+/* A linear volume's flush covers exactly the devices its extents map: a
+ * device of the pool that is unreachable but holds none of this volume's
+ * extents does not fail it.  The set is taken under map_lock, the flushes
+ * run without it (a remote flush may take the device's timeout, and an
+ * extend waiting for map_lock must not stall every request behind it).  A
+ * write that completed before the call was mapped when it ran, and
+ * mappings only grow while the volume is open, so the set covers it. */
 int vd_vol_flush(vd_vol *v)
 {
     vd_pool *p = v->pool;
+    bool mapped[VD_MAX_DEVS] = { false };
     int r = 0;
 
     if (v->layout == VD_LAYOUT_MIRROR)
         return vd_mirror_flush(v);
+    pthread_rwlock_rdlock(&v->map_lock);
+    for (uint64_t i = 0; i < v->le_count * v->copies; i++)
+        if (v->map[i].dev < VD_MAX_DEVS)
+            mapped[v->map[i].dev] = true;
+    pthread_rwlock_unlock(&v->map_lock);
     for (uint32_t i = 0; i < p->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
-        if (d->bdev && d->state == VD_DEV_OK) {
-            int e = vd_dev_flush(d);
-            if (e < 0)
-                r = e;
+        if (!mapped[i])
+            continue;
+        if (!d->bdev ||
+            __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+            if (vd_dev_log_ok(d))
+                vd_log(VD_LOG_ERR, "volume '%s/%s': flush: device '%s' is "
+                       "unavailable: %s", p->name, v->name, d->name,
+                       d->state_msg);
+            r = -EIO;
+            continue;
         }
+        if (vd_dev_flush(d) < 0)
+            r = -EIO;
     }
     return r;
 }

@@ -661,10 +661,9 @@ int gate_flush(struct vd_bdev *b)
     pthread_mutex_lock(&g->mu);
     g->flushes++;
     pthread_cond_broadcast(&g->cv);
-    if (g->hold_flush) {
+    if (g->hold_flush)
         g->Hold();
-        err = g->flush_err;
-    }
+    err = g->flush_err;
     pthread_mutex_unlock(&g->mu);
     return err ? err : g->inner->ops->flush(g->inner);
 }
@@ -880,6 +879,49 @@ TEST_F(PoolTest, Bounce_TwoShortWritesToOneBlock_BothLand)
     EXPECT_EQ(std::string(back.data(), 100), std::string(100, 'A'));
     EXPECT_EQ(std::string(back.data() + 200, 100), std::string(100, 'B'));
     EXPECT_EQ(std::string(back.data() + 100, 100), std::string(100, '\0'));
+    vd_pool_close(p);
+}
+} // namespace
+
+namespace {
+// Defect 7: one device whose flush fails (or that is gone) failed
+// SYNCHRONIZE CACHE on every LUN of the pool.  A linear volume's flush
+// covers only the devices its extents map.
+TEST_F(PoolTest, VolFlush_UnmappedFailingDevice_DoesNotFailIt)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "a", 4ull << 20, nullptr), 0); // one extent, d0
+    struct vd_run *runs;
+    size_t n;
+    ASSERT_EQ(vd_vol_get_runs(p, "a", &runs, &n), 0);
+    ASSERT_EQ(n, 1u);
+    ASSERT_EQ(runs[0].dev, 0u);
+    free(runs);
+    vd_vol *a = vd_vol_open(p, "a");
+    Gate *g1 = Wrap(p, 1);
+    char buf[4096] = "x";
+    // another LUN's write on d1, whose flushes fail from now on
+    ASSERT_EQ(vd_dev_pwrite(&p->devs[1], buf, sizeof(buf), p->devs[1].data_offset, 0), 0);
+    g1->flush_err = -EIO;
+    ASSERT_EQ(vd_vol_pwrite(a, buf, sizeof(buf), 0, 0), 0);
+    EXPECT_EQ(vd_vol_flush(a), 0);
+    // d2 unavailable: still not a's business
+    p->devs[2].state = VD_DEV_FAILED;
+    EXPECT_EQ(vd_vol_flush(a), 0);
+    p->devs[2].state = VD_DEV_OK;
+    // a volume that maps d1 does fail
+    ASSERT_EQ(vd_vol_create(p, "b", 40ull << 20, nullptr), 0);
+    vd_vol *b = vd_vol_open(p, "b");
+    EXPECT_EQ(vd_vol_flush(b), -EIO);
+    g1->flush_err = 0;
+    EXPECT_EQ(vd_vol_flush(b), 0);
+    p->devs[1].state = VD_DEV_FAILED;
+    EXPECT_EQ(vd_vol_flush(b), -EIO);
+    EXPECT_EQ(vd_vol_flush(a), 0);
+    p->devs[1].state = VD_DEV_OK;
+    vd_vol_close(a);
+    vd_vol_close(b);
     vd_pool_close(p);
 }
 } // namespace
