@@ -615,6 +615,13 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
         ok++;
     }
     if (!ok) {
+        /* The record may still have landed on some copy (a write that
+         * reported failure, a timed-out remote write that completes
+         * later): its sequence number is used up.  The next commit takes
+         * seq + 1 and, as every copy failed, writes a checkpoint into the
+         * other half; had it reused seq, a copy could hold two different
+         * records with one number and open would pick either. */
+        p->seq = seq;
         vd_log(VD_LOG_ERR, "pool '%s': metadata commit failed on all %d copies",
                p->name, tried);
         r = -EIO;

@@ -554,7 +554,7 @@ TEST_F(PoolTest, Metadata_FailedCommit_NextCheckpointSparesCurrentChain)
                     best_at = at + pos;
                 }
             }
-            if (best_seq == 3) { // pool create 1, keep 2, next 3
+            if (best_seq == 4) { // pool create 1, keep 2, lost 3 (used up), next 4
                 char junk[64];
                 memset(junk, 0x5a, sizeof(junk));
                 ASSERT_EQ(pwrite(fd, junk, sizeof(junk), best_at + 64), (ssize_t)sizeof(junk));
@@ -922,6 +922,74 @@ TEST_F(PoolTest, VolFlush_UnmappedFailingDevice_DoesNotFailIt)
     p->devs[1].state = VD_DEV_OK;
     vd_vol_close(a);
     vd_vol_close(b);
+    vd_pool_close(p);
+}
+} // namespace
+
+namespace {
+// Device wrapper whose writes land but report failure while `lying` is
+// set (a remote write that timed out and completed on the peer anyway).
+struct LandThenFail {
+    struct vd_bdev b;
+    struct vd_bdev *inner;
+    int lying;
+};
+int ltf_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
+{
+    auto *f = (LandThenFail *)b;
+    return f->inner->ops->pread(f->inner, buf, len, off);
+}
+int ltf_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, unsigned fl)
+{
+    auto *f = (LandThenFail *)b;
+    int r = f->inner->ops->pwrite(f->inner, buf, len, off, fl);
+    return f->lying ? -ETIMEDOUT : r;
+}
+int ltf_flush(struct vd_bdev *b)
+{
+    auto *f = (LandThenFail *)b;
+    return f->inner->ops->flush(f->inner);
+}
+void ltf_close(struct vd_bdev *b)
+{
+    auto *f = (LandThenFail *)b;
+    f->inner->ops->close(f->inner);
+    delete f;
+}
+const struct vd_bdev_ops ltf_ops = { "landfail", ltf_pread, ltf_pwrite, ltf_flush,
+                                     ltf_close, nullptr, nullptr, nullptr };
+
+// Defect 10: after a commit failed on every copy, the next commit reused
+// its sequence number; a copy where the failed record had landed then held
+// two chains ending at the same number and open could take the lost one.
+TEST_F(PoolTest, Metadata_CommitFailedOnAllCopies_SequenceNotReused)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "keep", 4ull << 20, nullptr), 0);
+    uint64_t seq0 = p->seq;
+    std::vector<LandThenFail *> fs;
+    for (uint32_t i = 0; i < 3; i++) {
+        auto *f = new LandThenFail{};
+        f->inner = p->devs[i].bdev;
+        f->b = *f->inner;
+        f->b.ops = &ltf_ops;
+        p->devs[i].bdev = &f->b;
+        f->lying = 1;
+        fs.push_back(f);
+    }
+    EXPECT_EQ(vd_vol_create(p, "lost", 4ull << 20, nullptr), -EIO);
+    for (auto *f : fs)
+        f->lying = 0;
+    ASSERT_EQ(vd_vol_create(p, "next", 4ull << 20, nullptr), 0);
+    EXPECT_EQ(p->seq, seq0 + 2);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "keep", &vi), 0);
+    EXPECT_EQ(vd_vol_get_info(p, "next", &vi), 0);
+    EXPECT_EQ(vd_vol_get_info(p, "lost", &vi), -ENOENT);
     vd_pool_close(p);
 }
 } // namespace
