@@ -184,8 +184,17 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     p->vols = nv;
     for (uint64_t i = 0; i < o->le_count * o->copies; i++)
         v->map[i] = (struct vd_pe){ .dev = VD_NO_DEV };
-    pthread_rwlock_init(&v->map_lock, NULL);
-    pthread_rwlock_init(&v->write_lock, NULL);
+    /* Writer-preferring: compare-and-write (write_lock exclusive) and
+     * extend (map_lock exclusive) must not starve behind a stream of
+     * readers.  The price: nothing may take either read lock twice in one
+     * thread (the second rdlock would wait behind a queued writer that
+     * waits for the first), which pool/ never does. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&v->map_lock, &ra);
+    pthread_rwlock_init(&v->write_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     p->vols[p->nvols++] = v;
     return 0;
 }

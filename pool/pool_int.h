@@ -278,7 +278,8 @@ struct vd_vol {
     uint32_t layout, copies;
     uint64_t le_count;
     /* map_lock protects map and le_count against extend; I/O holds it
-     * shared for the duration of a request. */
+     * shared for the duration of a request.  map_lock and write_lock are
+     * writer-preferring: never take either shared twice in one thread. */
     pthread_rwlock_t map_lock;
     struct vd_pe *map;       /* le_count * copies, [le * copies + leg] */
     /* write_lock: writes hold it shared, compare-and-write exclusive. */

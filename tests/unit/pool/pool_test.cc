@@ -620,6 +620,8 @@ struct Gate {
     int flushes = 0, reads = 0, writes = 0, zeros = 0; // calls entered
     int held = 0;           // calls waiting at the gate
     bool release = false;
+    int relay_ms = 0;       // >0: a write waits (at most this long) for the
+                            // next write to enter, so writes overlap
     void Hold()             // called with mu held
     {
         held++;
@@ -647,10 +649,20 @@ int gate_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, un
 {
     auto *g = (Gate *)b;
     pthread_mutex_lock(&g->mu);
-    g->writes++;
+    int ticket = ++g->writes;
     pthread_cond_broadcast(&g->cv);
     if (g->hold_write)
         g->Hold();
+    if (g->relay_ms) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += g->relay_ms * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (g->writes == ticket &&
+               pthread_cond_timedwait(&g->cv, &g->mu, &until) == 0)
+            ;
+    }
     pthread_mutex_unlock(&g->mu);
     return g->inner->ops->pwrite(g->inner, buf, len, off, fl);
 }
@@ -990,6 +1002,86 @@ TEST_F(PoolTest, Metadata_CommitFailedOnAllCopies_SequenceNotReused)
     EXPECT_EQ(vd_vol_get_info(p, "keep", &vi), 0);
     EXPECT_EQ(vd_vol_get_info(p, "next", &vi), 0);
     EXPECT_EQ(vd_vol_get_info(p, "lost", &vi), -ENOENT);
+    vd_pool_close(p);
+}
+} // namespace
+
+namespace {
+struct Writer {
+    vd_vol *v;
+    uint64_t off;
+    bool *stop;
+    long n = 0;
+    pthread_t t;
+    static void *Run(void *a)
+    {
+        auto *w = (Writer *)a;
+        char buf[4096];
+        memset(buf, 'w', sizeof(buf));
+        while (!__atomic_load_n(w->stop, __ATOMIC_ACQUIRE)) {
+            if (vd_vol_pwrite(w->v, buf, sizeof(buf), w->off, 0) == 0)
+                w->n++;
+        }
+        return nullptr;
+    }
+};
+
+int64_t NowMs()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Defect 15: with reader-preferring rwlocks, a compare-and-write (which
+// takes write_lock exclusively) starved while writes kept write_lock
+// shared without a gap.  The wrapper makes every write wait (at most
+// 20 ms) for the next one to start, so shared holds always overlap.
+TEST_F(PoolTest, CompareAndWrite_UnderContinuousWrites_CompletesInBound)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "v", 4ull << 20, nullptr), 0); // on d0
+    vd_vol *v = vd_vol_open(p, "v");
+    Gate *g = Wrap(p, 0);
+    g->relay_ms = 20;
+    bool stop = false;
+    Writer w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i].v = v;
+        w[i].off = 8192 * (i + 1);
+        w[i].stop = &stop;
+        pthread_create(&w[i].t, nullptr, Writer::Run, &w[i]);
+    }
+    ASSERT_TRUE(WaitFor([&] { return Locked(g, &Gate::writes) >= 8; }));
+    std::vector<char> zero(512, 0), one(512, 1);
+    uint64_t mis = 0;
+    int64_t t0 = NowMs();
+    // the writers stop by themselves after 6 s at the latest
+    struct Stopper {
+        bool *stop;
+        pthread_t t;
+        static void *Run(void *a)
+        {
+            auto *s = (Stopper *)a;
+            for (int i = 0; i < 600 && !__atomic_load_n(s->stop, __ATOMIC_ACQUIRE); i++)
+                usleep(10000);
+            __atomic_store_n(s->stop, true, __ATOMIC_RELEASE);
+            return nullptr;
+        }
+    } st{ &stop, {} };
+    pthread_create(&st.t, nullptr, Stopper::Run, &st);
+    int rc = vd_vol_compare_and_write(v, zero.data(), one.data(), 512, 0, &mis);
+    int64_t took = NowMs() - t0;
+    bool writers_still_running = !__atomic_load_n(&stop, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&stop, true, __ATOMIC_RELEASE);
+    for (int i = 0; i < 4; i++)
+        pthread_join(w[i].t, nullptr);
+    pthread_join(st.t, nullptr);
+    EXPECT_EQ(rc, 0);
+    EXPECT_TRUE(writers_still_running) << "CAW only completed once the writes stopped";
+    EXPECT_LT(took, 3000);
+    vd_vol_close(v);
     vd_pool_close(p);
 }
 } // namespace
