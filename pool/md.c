@@ -553,6 +553,62 @@ static int write_rec(struct vd_dev *d, const uint8_t *buf, size_t len, int half,
 
 static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops);
 
+/* Zero every extent that ops newly map (free in the current state), then
+ * flush those devices: the zeroes are durable before the commit makes the
+ * extents reachable, so no crash can expose old data through the new
+ * mapping.  Every allocation (volume create, extend, mirror legs and
+ * bitmap extents, leg replacement) commits through here.  An extent freed
+ * by an earlier op of the same list counts as used (no caller does both
+ * in one commit).  0, or -EIO with nothing committed. */
+static int zero_new_extents(vd_pool *p, const struct vd_opbuf *ops)
+{
+    bool touched[VD_MAX_DEVS] = { false };
+    uint64_t es = p->extent_size;
+    size_t pos = 0;
+
+    if (ops->keep_data)
+        return 0;
+    for (uint32_t n = 0; n < ops->nops && pos < ops->len; n++) {
+        const struct vd_op_hdr *h = (const void *)(ops->buf + pos);
+        const struct vd_op_map *o = (const void *)h;
+        struct vd_dev *d;
+
+        pos += h->len;
+        if (h->type != VD_OP_MAP || h->len < sizeof(*o) || o->dev == VD_NO_DEV ||
+            o->dev >= p->ndevs || !p->devs[o->dev].used)
+            continue; /* vd_state_apply refuses what is malformed */
+        d = &p->devs[o->dev];
+        if (o->pe_start > d->pe_count || o->count > d->pe_count - o->pe_start)
+            continue;
+        if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+            vd_log(VD_LOG_ERR, "pool '%s': device '%s' is unavailable; new "
+                   "extents cannot be zeroed, nothing changed", p->name, d->name);
+            return -EIO;
+        }
+        for (uint64_t i = 0; i < o->count;) {
+            uint64_t k = 0;
+            while (i + k < o->count && !pe_used(d, o->pe_start + i + k))
+                k++;
+            if (k && vd_dev_zero(d, d->data_offset + (o->pe_start + i) * es,
+                                 k * es) < 0) {
+                vd_log(VD_LOG_ERR, "pool '%s': zeroing new extents on device "
+                       "'%s' failed; nothing changed", p->name, d->name);
+                return -EIO;
+            }
+            touched[o->dev] |= k > 0;
+            i += k ? k : 1;
+        }
+    }
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (touched[i] && vd_dev_flush(&p->devs[i]) < 0) {
+            vd_log(VD_LOG_ERR, "pool '%s': zeroed extents on device '%s' could "
+                   "not be made durable; nothing changed", p->name,
+                   p->devs[i].name);
+            return -EIO;
+        }
+    return 0;
+}
+
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops)
 {
     int r;
@@ -570,6 +626,8 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
     uint64_t seq = p->seq + 1, half_size = VD_MD_SIZE / 2;
     int ok = 0, tried = 0, r;
 
+    if ((r = zero_new_extents(p, ops)) < 0)
+        return r;
     r = vd_md_encode(p, VD_REC_DELTA, seq, ops, &delta, &delta_len);
     if (r < 0)
         goto out;

@@ -341,6 +341,13 @@ struct vd_opbuf {
     uint8_t *buf;
     size_t len, cap;
     uint32_t nops;
+    /* vd_md_commit zeroes every physical extent that a MAP op of the
+     * list maps and that is free before the commit (a new extent must not
+     * show a removed volume's data, and a new mirror's legs must agree),
+     * durably, before the record is written.  keep_data: the new extents
+     * already hold the data they must (an extent mover copied it there);
+     * do not zero them. */
+    bool keep_data;
 };
 void vd_opbuf_free(struct vd_opbuf *b);
 int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len);
@@ -348,7 +355,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b);
 /* Apply one op list to the pool state; -EINVAL (message logged) if it is
  * inconsistent with the state. */
 int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops);
-/* Commit ops durably to every metadata copy, then apply them. */
+/* Commit ops durably to every metadata copy, then apply them.  Extents
+ * the ops newly map are zeroed first (see struct vd_opbuf.keep_data). */
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
 /* Read all copies and build the state (pool devs must have fds/uuids from
  * the headers).  Repairs stale copies. */

@@ -620,6 +620,8 @@ struct Gate {
     int flushes = 0, reads = 0, writes = 0, zeros = 0; // calls entered
     int held = 0;           // calls waiting at the gate
     bool release = false;
+    bool no_zero = false;   // the zero op answers -EOPNOTSUPP
+    std::string events;     // 'z' zero, 'f' flush, 'W' FUA write, in order
     int relay_ms = 0;       // >0: a write waits (at most this long) for the
                             // next write to enter, so writes overlap
     void Hold()             // called with mu held
@@ -650,6 +652,8 @@ int gate_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, un
     auto *g = (Gate *)b;
     pthread_mutex_lock(&g->mu);
     int ticket = ++g->writes;
+    if (fl & VD_IO_FUA)
+        g->events.push_back('W');
     pthread_cond_broadcast(&g->cv);
     if (g->hold_write)
         g->Hold();
@@ -672,6 +676,7 @@ int gate_flush(struct vd_bdev *b)
     int err = 0;
     pthread_mutex_lock(&g->mu);
     g->flushes++;
+    g->events.push_back('f');
     pthread_cond_broadcast(&g->cv);
     if (g->hold_flush)
         g->Hold();
@@ -684,8 +689,12 @@ int gate_zero(struct vd_bdev *b, uint64_t off, uint64_t len)
     auto *g = (Gate *)b;
     pthread_mutex_lock(&g->mu);
     g->zeros++;
+    g->events.push_back('z');
+    bool none = g->no_zero;
     pthread_mutex_unlock(&g->mu);
-    return g->inner->ops->zero ? g->inner->ops->zero(g->inner, off, len) : -EOPNOTSUPP;
+    if (none || !g->inner->ops->zero)
+        return -EOPNOTSUPP;
+    return g->inner->ops->zero(g->inner, off, len);
 }
 void gate_close(struct vd_bdev *b)
 {
@@ -911,6 +920,8 @@ TEST_F(PoolTest, VolFlush_UnmappedFailingDevice_DoesNotFailIt)
     ASSERT_EQ(runs[0].dev, 0u);
     free(runs);
     vd_vol *a = vd_vol_open(p, "a");
+    ASSERT_EQ(vd_vol_create(p, "b", 40ull << 20, nullptr), 0); // all devices
+    vd_vol *b = vd_vol_open(p, "b");
     Gate *g1 = Wrap(p, 1);
     char buf[4096] = "x";
     // another LUN's write on d1, whose flushes fail from now on
@@ -923,8 +934,6 @@ TEST_F(PoolTest, VolFlush_UnmappedFailingDevice_DoesNotFailIt)
     EXPECT_EQ(vd_vol_flush(a), 0);
     p->devs[2].state = VD_DEV_OK;
     // a volume that maps d1 does fail
-    ASSERT_EQ(vd_vol_create(p, "b", 40ull << 20, nullptr), 0);
-    vd_vol *b = vd_vol_open(p, "b");
     EXPECT_EQ(vd_vol_flush(b), -EIO);
     g1->flush_err = 0;
     EXPECT_EQ(vd_vol_flush(b), 0);
@@ -955,7 +964,7 @@ int ltf_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, uns
 {
     auto *f = (LandThenFail *)b;
     int r = f->inner->ops->pwrite(f->inner, buf, len, off, fl);
-    return f->lying ? -ETIMEDOUT : r;
+    return f->lying && (fl & VD_IO_FUA) ? -ETIMEDOUT : r; // metadata records
 }
 int ltf_flush(struct vd_bdev *b)
 {
@@ -1082,6 +1091,104 @@ TEST_F(PoolTest, CompareAndWrite_UnderContinuousWrites_CompletesInBound)
     EXPECT_TRUE(writers_still_running) << "CAW only completed once the writes stopped";
     EXPECT_LT(took, 3000);
     vd_vol_close(v);
+    vd_pool_close(p);
+}
+} // namespace
+
+namespace {
+bool AllZero(const std::vector<char> &b)
+{
+    for (char c : b)
+        if (c)
+            return false;
+    return true;
+}
+
+// Defect 16: a new volume read a removed volume's data.  Its extents are
+// zeroed (the file's zero op: a hole) and flushed before the commit.
+TEST_F(PoolTest, VolCreate_AfterRemove_ReadsZeroes)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "old", 8ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "old");
+    std::vector<char> secret(1 << 20, 's');
+    for (uint64_t off = 0; off < (8ull << 20); off += secret.size())
+        ASSERT_EQ(vd_vol_pwrite(v, secret.data(), secret.size(), off, 0), 0);
+    vd_vol_close(v);
+    ASSERT_EQ(vd_vol_remove(p, "old"), 0);
+    Gate *g = Wrap(p, 0);
+    ASSERT_EQ(vd_vol_create(p, "new", 8ull << 20, nullptr), 0);
+    // zeroed, then flushed, then the metadata record (FUA)
+    std::string ev = g->events;
+    ASSERT_NE(ev.find('z'), std::string::npos) << ev;
+    EXPECT_LT(ev.find('z'), ev.find('f')) << ev;
+    EXPECT_LT(ev.find('f'), ev.find('W')) << ev;
+    v = vd_vol_open(p, "new");
+    std::vector<char> back(1 << 20);
+    for (uint64_t off = 0; off < (8ull << 20); off += back.size()) {
+        ASSERT_EQ(vd_vol_pread(v, back.data(), back.size(), off), 0);
+        EXPECT_TRUE(AllZero(back)) << "old data at " << off;
+    }
+    // extend zeroes its new extents too
+    vd_vol_close(v);
+    ASSERT_EQ(vd_vol_create(p, "old2", 40ull << 20, nullptr), 0);
+    v = vd_vol_open(p, "old2");
+    for (uint64_t off = 0; off < (40ull << 20); off += secret.size())
+        ASSERT_EQ(vd_vol_pwrite(v, secret.data(), secret.size(), off, 0), 0);
+    vd_vol_close(v);
+    ASSERT_EQ(vd_vol_remove(p, "old2"), 0);
+    ASSERT_EQ(vd_vol_extend(p, "new", 48ull << 20), 0);
+    v = vd_vol_open(p, "new");
+    for (uint64_t off = 8ull << 20; off < (48ull << 20); off += back.size()) {
+        ASSERT_EQ(vd_vol_pread(v, back.data(), back.size(), off), 0);
+        EXPECT_TRUE(AllZero(back)) << "old data at " << off;
+    }
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// Defect 16: without a zero op the pool writes zero buffers; a new
+// mirror's legs (and bitmap extents) are equal where never written.
+TEST_F(PoolTest, MirrorCreate_NoZeroOp_LegsZeroedByBuffers)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    std::vector<char> junk(1 << 20);
+    for (size_t i = 0; i < junk.size(); i++)
+        junk[i] = (char)(i * 31 + 7);
+    ASSERT_EQ(vd_vol_create(p, "fill", 3 * 14 * (4ull << 20), nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "fill");
+    for (uint64_t off = 0; off < 3 * 14 * (4ull << 20); off += junk.size())
+        ASSERT_EQ(vd_vol_pwrite(v, junk.data(), junk.size(), off, 0), 0);
+    vd_vol_close(v);
+    ASSERT_EQ(vd_vol_remove(p, "fill"), 0);
+    std::vector<Gate *> gs;
+    for (uint32_t i = 0; i < 3; i++) {
+        gs.push_back(Wrap(p, i));
+        gs.back()->no_zero = true;
+    }
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    o.allow_same_node = 1;
+    ASSERT_EQ(vd_vol_create(p, "m", 16ull << 20, &o), 0);
+    struct vd_vol *mv = vd_vol_find(p, "m");
+    ASSERT_NE(mv, nullptr);
+    std::vector<char> a(1 << 20), b(1 << 20);
+    for (uint64_t off = 0; off < (16ull << 20); off += a.size()) {
+        uint64_t da, db;
+        pthread_rwlock_rdlock(&mv->map_lock);
+        struct vd_dev *d0 = vd_leg_locate(mv, 0, off, &da);
+        struct vd_dev *d1 = vd_leg_locate(mv, 1, off, &db);
+        pthread_rwlock_unlock(&mv->map_lock);
+        ASSERT_TRUE(d0 && d1);
+        ASSERT_EQ(vd_dev_pread(d0, a.data(), a.size(), da), 0);
+        ASSERT_EQ(vd_dev_pread(d1, b.data(), b.size(), db), 0);
+        EXPECT_TRUE(AllZero(a)) << "leg 0 at " << off;
+        EXPECT_TRUE(AllZero(b)) << "leg 1 at " << off;
+    }
     vd_pool_close(p);
 }
 } // namespace
