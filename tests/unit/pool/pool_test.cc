@@ -1192,3 +1192,175 @@ TEST_F(PoolTest, MirrorCreate_NoZeroOp_LegsZeroedByBuffers)
     vd_pool_close(p);
 }
 } // namespace
+
+namespace {
+std::vector<char> ReadFile(const std::string &path)
+{
+    std::vector<char> b;
+    int fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0)
+        return b;
+    struct stat st;
+    fstat(fd, &st);
+    b.resize(st.st_size);
+    if (pread(fd, b.data(), b.size(), 0) != (ssize_t)b.size())
+        b.clear();
+    close(fd);
+    return b;
+}
+
+void WriteFile(const std::string &path, const std::vector<char> &b)
+{
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, b.data(), b.size(), 0), (ssize_t)b.size());
+    close(fd);
+}
+
+// Defect 11: the pool opened from any single metadata copy.  With two of
+// three copies gone it is refused, naming the missing devices and paths
+// and --partial; VD_OPEN_PARTIAL opens from what is there.
+TEST_F(PoolTest, Open_MinorityOfCopies_RefusedUnlessPartial)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "v", 4ull << 20, nullptr), 0); // on d0
+    vd_pool_close(p);
+    std::string a1 = paths[1] + ".away", a2 = paths[2] + ".away";
+    ASSERT_EQ(rename(paths[1].c_str(), a1.c_str()), 0);
+    ASSERT_EQ(rename(paths[2].c_str(), a2.c_str()), 0);
+    log_lines.clear();
+    p = nullptr;
+    EXPECT_EQ(vd_pool_open(&conf, &p), -ENODEV);
+    EXPECT_EQ(p, nullptr);
+    ASSERT_FALSE(log_lines.empty());
+    std::string m = log_lines.back();
+    EXPECT_NE(m.find("only 1 of 3 metadata copies"), std::string::npos) << m;
+    EXPECT_NE(m.find("device 'd1' (" + paths[1] + ")"), std::string::npos) << m;
+    EXPECT_NE(m.find("device 'd2' (" + paths[2] + ")"), std::string::npos) << m;
+    EXPECT_NE(m.find("--partial"), std::string::npos) << m;
+    EXPECT_EQ(m.find("device 'd0'"), std::string::npos) << m;
+    ASSERT_EQ(vd_pool_open_flags(&conf, VD_OPEN_PARTIAL, &p), 0);
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "v", &vi), 0);
+    vd_pool_close(p);
+    // two of three are a majority
+    ASSERT_EQ(rename(a1.c_str(), paths[1].c_str()), 0);
+    p = nullptr;
+    EXPECT_EQ(vd_pool_open(&conf, &p), 0);
+    vd_pool_close(p);
+}
+
+// Defect 11: a copy that returns with a higher sequence number than the
+// pool's (another host committed while it was away from us) is refused
+// loudly and left untouched; the pool keeps working without it.
+TEST_F(PoolTest, RetryDevice_NewerCopy_RefusedAsSplitBrainNotOverwritten)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    std::vector<std::vector<char>> s0;
+    for (auto &path : paths)
+        s0.push_back(ReadFile(path));
+    // "another host" commits twice
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "h2a", 4ull << 20, nullptr), 0);
+    ASSERT_EQ(vd_vol_create(p, "h2b", 4ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    std::vector<char> future = ReadFile(paths[1]);
+    // we see the old images of d0 and d2, and d1 is away
+    WriteFile(paths[0], s0[0]);
+    WriteFile(paths[2], s0[2]);
+    ASSERT_EQ(unlink(paths[1].c_str()), 0);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    uint64_t seq = p->seq;
+    WriteFile(paths[1], future); // d1 comes back
+    log_lines.clear();
+    struct vd_dev_info di = {};
+    ASSERT_TRUE(WaitFor([&] {
+        p->devs[1].retry_next_ms = 0;
+        vd_pool_retry_devices(p);
+        vd_pool_dev_get_info(p, 1, &di);
+        return std::string(di.state_msg).find("split brain") != std::string::npos ||
+               di.state == VD_DEV_OK;
+    }));
+    EXPECT_NE(di.state, VD_DEV_OK);
+    EXPECT_NE(std::string(di.state_msg).find("split brain"), std::string::npos)
+        << di.state_msg;
+    bool loud = false;
+    for (auto &l : log_lines)
+        loud |= l.find("split brain") != std::string::npos;
+    EXPECT_TRUE(loud);
+    // not retried again, and never overwritten: a commit leaves it as it was
+    EXPECT_EQ(p->devs[1].retry_next_ms, INT64_MAX);
+    ASSERT_EQ(vd_vol_create(p, "mine", 4ull << 20, nullptr), 0);
+    EXPECT_EQ(p->seq, seq + 1);
+    vd_pool_close(p);
+    EXPECT_TRUE(ReadFile(paths[1]) == future);
+}
+
+// Defect 11: a stale copy that returns is repaired (its data extents are
+// usable again), into the half that does not hold its last chain.
+TEST_F(PoolTest, RetryDevice_StaleCopy_RepairedAndRejoins)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    std::string away = paths[1] + ".away";
+    ASSERT_EQ(rename(paths[1].c_str(), away.c_str()), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "v", 4ull << 20, nullptr), 0);
+    ASSERT_EQ(rename(away.c_str(), paths[1].c_str()), 0);
+    struct vd_dev_info di = {};
+    ASSERT_TRUE(WaitFor([&] {
+        p->devs[1].retry_next_ms = 0;
+        vd_pool_retry_devices(p);
+        vd_pool_dev_get_info(p, 1, &di);
+        return di.state == VD_DEV_OK;
+    }));
+    vd_pool_close(p);
+    // d1 alone with d0 (d2 away) is a majority again, at the newest seq
+    ASSERT_EQ(unlink(paths[2].c_str()), 0);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "v", &vi), 0);
+    vd_pool_close(p);
+}
+} // namespace
+
+namespace {
+// Defect 11: two hosts that each committed the same sequence number leave
+// copies with equal numbers and different states; the state most copies
+// hold wins and the other copy is kept out, not overwritten (before, the
+// first device's copy won and the others were taken as current).
+TEST_F(PoolTest, Open_EqualSeqDifferentStates_MajorityWinsMinorityKeptOut)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    std::vector<std::vector<char>> s0;
+    for (auto &path : paths)
+        s0.push_back(ReadFile(path));
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "x", 4ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    std::vector<char> x0 = ReadFile(paths[0]);
+    for (size_t i = 0; i < paths.size(); i++)
+        WriteFile(paths[i], s0[i]);
+    p = Open();
+    ASSERT_EQ(vd_vol_create(p, "y", 8ull << 20, nullptr), 0);
+    vd_pool_close(p);
+    WriteFile(paths[0], x0);
+    log_lines.clear();
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_info vi;
+    EXPECT_EQ(vd_vol_get_info(p, "y", &vi), 0);
+    EXPECT_EQ(vd_vol_get_info(p, "x", &vi), -ENOENT);
+    struct vd_dev_info di;
+    ASSERT_EQ(vd_pool_dev_get_info(p, 0, &di), 0);
+    EXPECT_EQ(di.state, VD_DEV_FAILED);
+    EXPECT_NE(std::string(di.state_msg).find("split brain"), std::string::npos)
+        << di.state_msg;
+    vd_pool_close(p);
+    EXPECT_TRUE(ReadFile(paths[0]) == x0);
+}
+} // namespace
