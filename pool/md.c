@@ -7,6 +7,13 @@
  *
  * Admin thread only, except that vd_state_apply takes a volume's map_lock
  * exclusively when it replaces a live volume's mapping.
+ *
+ * A commit (admin_lock held throughout): zero the extents the ops newly map
+ * and flush them (so a crash after the commit never shows old data through
+ * the new mapping), write the record to every copy (FUA), then apply.  A
+ * commit that failed on every copy still uses up its sequence number: the
+ * record may have landed somewhere, and two different records must never
+ * carry one number.
  */
 #include <errno.h>
 #include <stdio.h>

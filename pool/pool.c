@@ -1,5 +1,29 @@
 /* vdlvm: pool create/open/close, the pool lock, and pool/device info.
- * Admin thread only (see vdpool.h). */
+ * Admin thread only (see vdpool.h), except vd_pool_retry_devices (the
+ * replica thread).
+ *
+ * Which metadata copy wins at open
+ *   Every copy's newest valid chain is scanned.  The copies at the highest
+ *   sequence number vote: each chain is replayed into a scratch state and
+ *   serialised (canonical whatever the record layout), and the state most
+ *   of them hold wins.  The pool opens only when a majority of its copies
+ *   (the devices flagged VD_DEVF_MD in that state) is present: holding
+ *   the winning state, or an older valid chain (stale: it missed commits,
+ *   nothing newer can hide there).  Otherwise a newer state may sit on the
+ *   copies we cannot see (another host opened the pool from them): refuse
+ *   with -ENODEV naming each missing copy, unless VD_OPEN_PARTIAL.  A copy
+ *   at the winning number with another state is split brain: kept out
+ *   (VD_DEV_FAILED), never overwritten; stale and corrupt copies are
+ *   rewritten with a checkpoint into the half that does not hold their
+ *   last chain.
+ *
+ * A device that returns (vd_pool_retry_devices, replica thread)
+ *   Opened and its header and metadata read without any lock (a remote
+ *   login may take its timeout), then compared under admin_lock, which
+ *   serialises it with every commit: a copy newer than p->seq, or as new
+ *   with another state, is split brain (kept out, never retried until the
+ *   pool is reopened, never overwritten); an equal copy rejoins as it is;
+ *   an older one is repaired by a checkpoint before the device is used. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
