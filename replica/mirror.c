@@ -2208,7 +2208,11 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         r = -EIO;
     }
     /* 3. the leg moves to the new device, stale (apply waits for the
-     * volume's I/O in flight through map_lock) */
+     * volume's I/O in flight through map_lock).  keep_data: the bitmap
+     * extent holds what it must (every bit set), and the data extents are
+     * never read before resync has copied every region onto them (the leg
+     * is stale, every bit is set), so they are not zeroed. */
+    ops.keep_data = true;
     struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
     ol.vol = v->id;
     ol.leg = (uint32_t)leg;
