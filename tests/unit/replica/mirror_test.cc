@@ -940,8 +940,13 @@ TEST_F(MirrorSafety, Cleaner_ConcurrentFlush_BitNotClearedOnAFlushThatDidNothing
     ASSERT_TRUE(f1->fgate.WaitHit());
     // The cleaner runs within two passes; with a flush that waits for the
     // one in the device it does not get further while that is held.
+    struct vd_dev *d1 = &p->devs[LegDev(p, 1)];
     bool cleared = WaitFor([&] {
-        return Info(p).dirty_regions == 0 || __atomic_load_n(&f1->flushes, __ATOMIC_RELAXED) >= 2;
+        pthread_mutex_lock(&d1->flush_lock);
+        bool waits = d1->flush_waiters > 0; // the cleaner waits for that flush
+        pthread_mutex_unlock(&d1->flush_lock);
+        return waits || Info(p).dirty_regions == 0 ||
+               __atomic_load_n(&f1->flushes, __ATOMIC_RELAXED) >= 2;
     }, 5000);
     if (cleared && Info(p).dirty_regions == 0) {
         EXPECT_GE(__atomic_load_n(&f1->flushes, __ATOMIC_RELAXED), 2)
