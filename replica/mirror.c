@@ -88,7 +88,10 @@
  *   -> m->lock (mutex; never held across device I/O or any wait but
  *               m->cond)
  * No range is waited for with map_lock or admin_lock held; admin_lock is
- * never taken with map_lock held; map_lock is never taken shared twice by
+ * never taken with map_lock held (except probe_failed_legs, which takes
+ * admin_lock first, then map_lock exclusive, and commits a leg state:
+ * no map change, so the commit takes no map_lock); device flushes run
+ * with no lock held (leg_flush); map_lock is never taken shared twice by
  * one thread (the pool's rwlocks prefer writers: a recursive read lock
  * would deadlock behind a waiting writer); tgtd's main thread (NOWAIT)
  * only try-locks map_lock and takes m->lock, which is never held across
@@ -369,21 +372,33 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
     return 0;
 }
 
-/* Flush every device a leg's extents live on.  map_lock held shared.
- * 0: every write to the leg completed before the call is durable. */
+/* Flush every device a leg's extents live on.  No lock held: the set of
+ * devices is taken under map_lock, the flushes run without it (a remote
+ * flush may take the device's timeout, and an extend waiting for map_lock
+ * must not stall every request behind it).  A write that completed before
+ * the call was mapped when it ran; a leg's mapping only changes by leg
+ * replacement, which makes the leg stale (its old device no longer
+ * counts).  0: every write to the leg completed before the call is
+ * durable. */
 static int leg_flush(struct vd_vol *v, uint32_t leg)
 {
     vd_pool *p = v->pool;
     bool seen[VD_MAX_DEVS] = { false };
     int r = 0;
 
+    pthread_rwlock_rdlock(&v->map_lock);
     for (uint64_t le = 0; le < v->le_count; le++) {
         uint32_t dv = v->map[le * v->copies + leg].dev;
-        if (dv == VD_NO_DEV || seen[dv])
-            continue;
-        seen[dv] = true;
+        if (dv < VD_MAX_DEVS)
+            seen[dv] = true;
+    }
+    pthread_rwlock_unlock(&v->map_lock);
+    for (uint32_t dv = 0; dv < p->ndevs && dv < VD_MAX_DEVS; dv++) {
         struct vd_dev *d = &p->devs[dv];
-        if (!d->bdev || d->state != VD_DEV_OK || vd_dev_flush(d) < 0)
+        if (!seen[dv])
+            continue;
+        if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK ||
+            vd_dev_flush(d) < 0)
             r = -EIO;
     }
     return r;
@@ -990,7 +1005,6 @@ int vd_mirror_flush(struct vd_vol *v)
 {
     uint32_t bad = 0, good = 0;
 
-    pthread_rwlock_rdlock(&v->map_lock);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         uint32_t st = leg_state(v, leg);
         if (st == VD_LEG_FAILED)
@@ -1000,7 +1014,6 @@ int vd_mirror_flush(struct vd_vol *v)
         else if (st == VD_LEG_INSYNC)
             good |= 1u << leg;
     }
-    pthread_rwlock_unlock(&v->map_lock);
     if (bad && fail_legs(v, bad) < 0)
         return -EIO;
     return good ? 0 : -EIO;
@@ -1181,11 +1194,11 @@ static int batch_commit(struct vd_vol *v, struct batch *b, bool cleaner)
     struct vd_mirror *m = v->mirror;
     uint32_t failed = 0, legs;
 
-    pthread_rwlock_rdlock(&v->map_lock);
     legs = nonfailed_legs(v);
     for (uint32_t leg = 0; leg < v->copies; leg++)
         if ((legs & (1u << leg)) && leg_flush(v, leg) < 0)
             failed |= 1u << leg;
+    pthread_rwlock_rdlock(&v->map_lock);
     if (!failed && b->n && legs == all_legs(v)) {
         pthread_mutex_lock(&m->lock);
         bool ok = nonfailed_legs(v) == all_legs(v) && (!cleaner || all_insync(v));
@@ -1578,19 +1591,20 @@ static void probe_failed_legs(struct vd_vol *v)
     if (now == m->last_probe)
         return;
     m->last_probe = now;
-    pthread_rwlock_rdlock(&v->map_lock);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
-        uint64_t doff;
+        uint64_t doff = 0;
         struct vd_dev *d;
         if (leg_state(v, leg) != VD_LEG_FAILED)
             continue;
+        /* device structs stay; bdevs change only on this thread */
+        pthread_rwlock_rdlock(&v->map_lock);
         d = vd_leg_bitmap_locate(v, leg, &doff);
+        pthread_rwlock_unlock(&v->map_lock);
         if (d && d->bdev && d->state == VD_DEV_OK &&
             d->bdev->ops->pread(d->bdev, buf, sizeof(buf), doff) == 0 &&
             leg_flush(v, leg) == 0)
             back |= 1u << leg;
     }
-    pthread_rwlock_unlock(&v->map_lock);
     if (!back)
         return;
 
