@@ -1653,6 +1653,9 @@ static void probe_failed_legs(struct vd_vol *v)
                "starts", p->name, v->name);
         pthread_mutex_lock(&m->lock);
         m->rs_requested = 1;
+        /* missed the copies since it failed: a resync under way starts
+         * over for it (resync_volume sees a new target) */
+        m->rs_targets &= ~back;
         pthread_mutex_unlock(&m->lock);
     }
 }

@@ -1168,3 +1168,61 @@ TEST_F(MirrorSafety, Resync_TinyRate_RateChangeAppliesAndCloseReturns)
     cl.get();
     p = nullptr;
 }
+
+// A rate-limited resync pauses between regions; a target that fails and
+// comes back during such a pause has missed copies: the resync starts over
+// for it before marking it in-sync (3 legs: the pass goes on with the
+// other target meanwhile).
+TEST_F(MirrorSafety, Resync_RateLimited_TargetFailsAndReturns_CopiedAgain)
+{
+    p = Open();
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 3;
+    o.region_size = 1ull << 20;
+    ASSERT_EQ(vd_vol_create(p, "m", 16ull << 20, &o), 0);
+    v = vd_vol_open(p, "m");
+    base = Pattern(16 << 20, 40);
+    ASSERT_EQ(vd_vol_pwrite(v, base.data(), base.size(), 0, 0), 0);
+    ASSERT_TRUE(WaitClean(p));
+    f1 = Wrap(p, LegDev(p, 1));
+    FaultBdev *f2 = Wrap(p, LegDev(p, 2));
+    __atomic_store_n(&f1->broken, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f2->broken, 1, __ATOMIC_RELEASE);
+    auto w = Pattern(1 << 20, 41);
+    for (int r = 0; r < 8; r++) {
+        ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), (uint64_t)r << 20, 0), 0);
+        memcpy(base.data() + ((size_t)r << 20), w.data(), w.size());
+    }
+    ASSERT_EQ(Info(p).legs[1].state, VD_LEG_FAILED);
+    ASSERT_EQ(Info(p).legs[2].state, VD_LEG_FAILED);
+    ASSERT_EQ(vd_mirror_resync_start(p, "m", 5ull << 20), 0); // 200 ms a region
+    uint64_t o2 = LegOff(p, 1, 2ull << 20), o4 = LegOff(p, 2, 4ull << 20);
+    f1->gate.Arm(G_WRITE, o2, o2 + (1 << 20), true);
+    f2->gate.Arm(G_WRITE, o4, o4 + (1 << 20), true);
+    __atomic_store_n(&f1->broken, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&f2->broken, 0, __ATOMIC_RELEASE);
+    ASSERT_TRUE(f1->gate.WaitHit()) << "region 2 never copied to leg 1";
+    f1->fgate.Arm(G_FLUSH, 0, 0); // the pause flushes the copies first
+    f1->gate.Release();
+    ASSERT_TRUE(f1->fgate.WaitHit());
+    // leg 1 fails again (a write elsewhere) while the resync goes on; it
+    // answers writes and flushes, but not the probe's read, for a while
+    __atomic_store_n(&f1->broken, 1, __ATOMIC_RELEASE);
+    auto x = Pattern(4096, 42);
+    ASSERT_EQ(vd_vol_pwrite(v, x.data(), x.size(), 12ull << 20, 0), 0);
+    memcpy(base.data() + (12ull << 20), x.data(), x.size());
+    ASSERT_EQ(Info(p).legs[1].state, VD_LEG_FAILED);
+    __atomic_store_n(&f1->bad_reads, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->broken, 0, __ATOMIC_RELEASE);
+    f1->fgate.Release();
+    ASSERT_TRUE(f2->gate.WaitHit()) << "region 4 never copied to leg 2";
+    __atomic_store_n(&f1->bad_reads, 0, __ATOMIC_RELEASE); // back, during a pause
+    f2->gate.Release();
+    ASSERT_TRUE(WaitInSync(p));
+    for (int leg = 1; leg < 3; leg++)
+        EXPECT_EQ(ReadLeg(p, leg, 0, 16 << 20), base) << "leg " << leg;
+    Verify(p, 0);
+    Stop();
+}
