@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1414,9 +1415,17 @@ done:
  *            arguments (argv[0] is the command word)
  *   reply:   exit code, out length, out bytes, err length, err bytes
  * A request is bounded by CTL_MAX_REQ bytes and CTL_MAX_ARGC arguments; the
- * server reads it within CTL_SERVER_MS in total (it runs on tgtd's main
- * thread, which must not stall) and answers anything malformed with exit 2
- * and a message. */
+ * server reads it within CTL_SERVER_MS in total and answers anything
+ * malformed with exit 2 and a message.
+ *
+ * Threads.  The serving thread (tgtd's main thread in the module) only
+ * accepts: every request is read, checked and run by a detached thread of
+ * its own (a "job"), because any command may wait on a device, the network
+ * or the pool's admin lock, which is held across metadata commits to
+ * remote devices.  At most VD_CTL_MAX_JOBS jobs per pool; beyond that the
+ * client gets a "busy" reply (written without waiting: the reply is small
+ * and the socket buffer empty) and exit VD_EXIT_BUSY.  vd_ctl_unlisten
+ * waits for the pool's jobs, so the pool outlives every job using it. */
 #define CTL_MAGIC 0x31434456u /* "VDC1" */
 #define CTL_MAX_REQ (64u * 1024)
 #define CTL_MAX_ARGC 256u
@@ -1425,17 +1434,16 @@ done:
 #define CTL_CLIENT_MS (120 * 1000)
 
 struct ctl_job {
-    struct ctl_job *next;
+    struct ctl_job *next;   /* g_jobs, under g_jobs_lock */
     char pool_name[VD_NAME_MAX + 1];
     vd_pool *pool;
-    int fd;
-    int argc;
-    char **argv;
-    unsigned char *req;     /* holds the strings argv points into */
+    const struct vd_ctl_hooks *hooks;
+    int fd;                 /* the job's own */
 };
 
-/* Running long commands; vd_ctl_unlisten waits for those of its pool
- * before the caller may close the pool. */
+/* Running jobs of every pool.  Written by the serving thread (add) and by
+ * each job (remove itself); vd_ctl_unlisten waits on g_jobs_done until none
+ * of its pool is left. */
 static pthread_mutex_t g_jobs_lock = PTHREAD_MUTEX_INITIALIZER; /* g_jobs */
 static pthread_cond_t g_jobs_done = PTHREAD_COND_INITIALIZER;
 static struct ctl_job *g_jobs;
@@ -1636,7 +1644,7 @@ out_close:
     return r;
 }
 
-void vd_ctl_unlisten(const char *pool_name, int fd)
+void vd_ctl_close(const char *pool_name, int fd)
 {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
@@ -1645,7 +1653,10 @@ void vd_ctl_unlisten(const char *pool_name, int fd)
     close(fd);
     if (vd_ctl_path(pool_name, path, sizeof(path)) == 0)
         unlink(path);
-    /* The caller closes the pool next: long commands must be done. */
+}
+
+void vd_ctl_wait(const char *pool_name)
+{
     pthread_mutex_lock(&g_jobs_lock);
     for (;;) {
         struct ctl_job *j = g_jobs;
@@ -1656,6 +1667,15 @@ void vd_ctl_unlisten(const char *pool_name, int fd)
         pthread_cond_wait(&g_jobs_done, &g_jobs_lock);
     }
     pthread_mutex_unlock(&g_jobs_lock);
+}
+
+void vd_ctl_unlisten(const char *pool_name, int fd)
+{
+    if (fd < 0)
+        return;
+    vd_ctl_close(pool_name, fd);
+    /* The caller closes the pool next: its commands must be done. */
+    vd_ctl_wait(pool_name);
 }
 
 static int send_reply(int fd, uint32_t code, const char *out, size_t outlen,
@@ -1694,8 +1714,7 @@ static int reply_error(int fd, uint32_t code, int64_t deadline,
 }
 
 /* Commands that may run for long (verify reads whole volumes, --wait
- * waits for a resync): the server runs them in a thread of their own so
- * that tgtd's main thread stays free, and the client waits without bound. */
+ * waits for a resync): the client waits for them without bound. */
 static int is_long_cmd(int argc, char **argv)
 {
     int i;
@@ -1716,9 +1735,10 @@ static int is_long_cmd(int argc, char **argv)
     return 0;
 }
 
-
 /* Run the command and send its reply; 0 or a negative errno. */
-static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
+static int run_and_reply(int fd, vd_pool *pool,
+                         const struct vd_ctl_hooks *hooks, int argc,
+                         char **argv)
 {
     const char *pname = vd_pool_name(pool);
     char *obuf = NULL, *ebuf = NULL;
@@ -1738,7 +1758,11 @@ static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
                     "control socket of pool '%s': out of memory", pname);
         return -ENOMEM;
     }
+    if (hooks && hooks->before)
+        hooks->before(hooks->arg);
     code = vd_admin_exec(pool, argc, argv, out, err);
+    if (hooks && hooks->after)
+        hooks->after(hooks->arg);
     fclose(out);
     fclose(err);
     if (!obuf || !ebuf) {
@@ -1755,92 +1779,26 @@ static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
     return r;
 }
 
-static void *job_main(void *arg)
+/* On a job's thread: read the request on fd, check it and the caller, run
+ * it, reply.  0 or a negative errno (the client got a reply if it could). */
+static int serve_request(int fd, vd_pool *pool,
+                         const struct vd_ctl_hooks *hooks)
 {
-    struct ctl_job *j = arg;
-    int r = run_and_reply(j->fd, j->pool, j->argc, j->argv);
-
-    if (r < 0)
-        vd_log(VD_LOG_WARN, "pool '%s': control socket request: %s (ignored)",
-               j->pool_name, strerror(-r));
-    close(j->fd);
-    pthread_mutex_lock(&g_jobs_lock);
-    for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
-        if (*pp == j) {
-            *pp = j->next;
-            break;
-        }
-    pthread_cond_broadcast(&g_jobs_done);
-    pthread_mutex_unlock(&g_jobs_lock);
-    free(j->argv);
-    free(j->req);
-    free(j);
-    return NULL;
-}
-
-/* Hands fd, argv and req over to a thread; on failure they stay the
- * caller's.  0 or a negative errno. */
-static int start_job(int fd, vd_pool *pool, int argc, char **argv,
-                     unsigned char *req)
-{
-    struct ctl_job *j = calloc(1, sizeof(*j));
-    pthread_attr_t attr;
-    pthread_t tid;
-    int r;
-
-    if (!j)
-        return -ENOMEM;
-    snprintf(j->pool_name, sizeof(j->pool_name), "%s", vd_pool_name(pool));
-    j->pool = pool;
-    j->fd = fd;
-    j->argc = argc;
-    j->argv = argv;
-    j->req = req;
-    pthread_mutex_lock(&g_jobs_lock);
-    j->next = g_jobs;
-    g_jobs = j;
-    pthread_mutex_unlock(&g_jobs_lock);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    r = -pthread_create(&tid, &attr, job_main, j);
-    pthread_attr_destroy(&attr);
-    if (r < 0) {
-        pthread_mutex_lock(&g_jobs_lock);
-        g_jobs = j->next; /* still first: no other thread adds jobs */
-        pthread_mutex_unlock(&g_jobs_lock);
-        free(j);
-    }
-    return r;
-}
-
-int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
-{
-    const char *pname = pool ? vd_pool_name(pool) : "?";
+    const char *pname = vd_pool_name(pool);
     unsigned char h[12];
     unsigned char *req = NULL;
     char **argv = NULL;
     struct ucred cred;
     socklen_t cl = sizeof(cred);
     uint32_t argc, len;
-    int64_t deadline;
-    int fd, r;
+    int64_t deadline = now_ms() + CTL_SERVER_MS;
+    int r;
 
-    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-            errno == ECONNABORTED)
-            return 0; /* the client went away: nothing to do */
-        r = -errno;
-        vd_log(VD_LOG_WARN, "pool '%s': control socket accept: %s", pname,
-               strerror(-r));
-        return r;
-    }
-    deadline = now_ms() + CTL_SERVER_MS;
     /* Read the request even from a client we refuse, so that it gets the
      * reply instead of EPIPE on its send. */
     r = read_full(fd, h, sizeof(h), deadline);
     if (r < 0)
-        goto io_fail;
+        goto out;
     argc = get_u32(h + 4);
     len = get_u32(h + 8);
     if (get_u32(h) != CTL_MAGIC) {
@@ -1848,7 +1806,7 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                     "request is not a vdlvm command (bad magic); are vdlvm "
                     "and bs_vdlvm.so of the same version?", pname);
         r = -EPROTO;
-        goto io_fail;
+        goto out;
     }
     if (len > CTL_MAX_REQ || argc == 0 || argc > CTL_MAX_ARGC || len < argc) {
         reply_error(fd, VD_EXIT_USAGE, deadline, "control socket of pool '%s': "
@@ -1856,7 +1814,7 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                     "arguments in %u bytes", pname, argc, len, CTL_MAX_ARGC,
                     CTL_MAX_REQ);
         r = -EMSGSIZE;
-        goto io_fail;
+        goto out;
     }
     req = malloc(len);
     argv = calloc(argc + 1, sizeof(*argv));
@@ -1864,17 +1822,17 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
         reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
                     "out of memory", pname);
         r = -ENOMEM;
-        goto io_fail;
+        goto out;
     }
     r = read_full(fd, req, len, deadline);
     if (r < 0)
-        goto io_fail;
+        goto out;
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
         r = -errno;
         reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
                     "cannot check the caller: %s", pname, strerror(-r));
-        goto io_fail;
+        goto out;
     }
     if (cred.uid != 0 && cred.uid != geteuid()) {
         vd_log(VD_LOG_WARN, "pool '%s': control socket: refused uid %u "
@@ -1883,7 +1841,7 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                     "administer this pool; run vdlvm as root", pname,
                     (unsigned)cred.uid);
         r = -EPERM;
-        goto io_fail;
+        goto out;
     }
 
     /* Split the arguments: exactly argc NUL-terminated strings. */
@@ -1901,27 +1859,140 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                         "'%s': garbled request (%u arguments announced, %u "
                         "found)", pname, argc, n);
             r = -EPROTO;
-            goto io_fail;
+            goto out;
         }
     }
-
-    if (is_long_cmd((int)argc, argv) &&
-        start_job(fd, pool, (int)argc, argv, req) == 0)
-        return 0; /* the job owns fd, argv and req now */
-    r = run_and_reply(fd, pool, (int)argc, argv);
-    if (r < 0)
-        goto io_fail;
-    r = 0;
-    goto out;
-io_fail:
-    if (r != -EPROTO && r != -EMSGSIZE && r != -EPERM)
+    r = run_and_reply(fd, pool, hooks, (int)argc, argv);
+out:
+    if (r < 0 && r != -EPROTO && r != -EMSGSIZE && r != -EPERM)
         vd_log(VD_LOG_WARN, "pool '%s': control socket request: %s (ignored)",
                pname, strerror(-r));
-out:
     free(argv);
     free(req);
-    close(fd);
     return r;
+}
+
+static void *job_main(void *arg)
+{
+    struct ctl_job *j = arg;
+
+    serve_request(j->fd, j->pool, j->hooks);
+    close(j->fd);
+    pthread_mutex_lock(&g_jobs_lock);
+    for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    pthread_cond_broadcast(&g_jobs_done);
+    pthread_mutex_unlock(&g_jobs_lock);
+    free(j);
+    return NULL;
+}
+
+/* Serving thread: a refusal that must not wait.  Drains what the client
+ * already sent (so that it reads our reply rather than a reset), then
+ * writes the reply if the socket takes it at once. */
+__attribute__((format(printf, 3, 4)))
+static void refuse_now(int fd, uint32_t code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    int n = snprintf(buf, sizeof(buf), "vdlvm: ");
+
+    while (recv(fd, buf + 100, sizeof(buf) - 100, MSG_DONTWAIT) > 0)
+        ;
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof(buf) - 2)
+        n = sizeof(buf) - 2;
+    buf[n++] = '\n';
+    send_reply(fd, code, "", 0, buf, n, now_ms());
+}
+
+int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
+                     const struct vd_ctl_hooks *hooks)
+{
+    const char *pname = pool ? vd_pool_name(pool) : "?";
+    struct ctl_job *j;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t tid;
+    int fd, r, running = 0;
+
+    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+            errno == ECONNABORTED)
+            return 0; /* the client went away: nothing to do */
+        r = -errno;
+        vd_log(VD_LOG_WARN, "pool '%s': control socket accept: %s", pname,
+               strerror(-r));
+        return r;
+    }
+    if (!pool) {
+        refuse_now(fd, VD_EXIT_FAIL, "control socket: no pool is open");
+        close(fd);
+        return -EINVAL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        refuse_now(fd, VD_EXIT_FAIL, "control socket of pool '%s': out of "
+                   "memory", pname);
+        close(fd);
+        return -ENOMEM;
+    }
+    snprintf(j->pool_name, sizeof(j->pool_name), "%s", pname);
+    j->pool = pool;
+    j->hooks = hooks;
+    j->fd = fd;
+    pthread_mutex_lock(&g_jobs_lock);
+    for (struct ctl_job *o = g_jobs; o; o = o->next)
+        running += !strcmp(o->pool_name, j->pool_name);
+    if (running < VD_CTL_MAX_JOBS) {
+        j->next = g_jobs;
+        g_jobs = j;
+    }
+    pthread_mutex_unlock(&g_jobs_lock);
+    if (running >= VD_CTL_MAX_JOBS) {
+        vd_log(VD_LOG_WARN, "pool '%s': control socket: %d commands running; "
+               "one more refused (busy)", pname, running);
+        refuse_now(fd, VD_EXIT_BUSY, "pool '%s': busy: the tgtd holding it "
+                   "already runs %d commands for it (at most %d); retry when "
+                   "one has finished", pname, running, VD_CTL_MAX_JOBS);
+        close(fd);
+        free(j);
+        return -EBUSY;
+    }
+    /* Jobs never take signals meant for the serving thread (tgtd's
+     * signalfd): create them with every signal blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    r = -pthread_create(&tid, &attr, job_main, j);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r < 0) {
+        pthread_mutex_lock(&g_jobs_lock);
+        for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
+            if (*pp == j) {
+                *pp = j->next;
+                break;
+            }
+        pthread_cond_broadcast(&g_jobs_done);
+        pthread_mutex_unlock(&g_jobs_lock);
+        vd_log(VD_LOG_WARN, "pool '%s': control socket: cannot start a "
+               "thread for a command: %s", pname, strerror(-r));
+        refuse_now(fd, VD_EXIT_BUSY, "pool '%s': the tgtd holding it cannot "
+                   "start a thread for this command: %s; retry later", pname,
+                   strerror(-r));
+        close(fd);
+        free(j);
+        return r;
+    }
+    return 0; /* the job owns fd now */
 }
 
 int vd_ctl_call(const char *pool_name, int argc, char **argv, FILE *out,

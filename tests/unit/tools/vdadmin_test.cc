@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,7 +508,7 @@ TEST_F(AdminPool, Socket_ForkedServerRunsCommands)
             struct pollfd pf = { lfd, POLLIN, 0 };
             if (poll(&pf, 1, 10000) != 1)
                 _exit(13);
-            vd_ctl_serve_one(lfd, p);
+            vd_ctl_serve_one(lfd, p, nullptr);
         }
         vd_ctl_unlisten("pool0", lfd);
         vd_pool_close(p);
@@ -690,7 +692,7 @@ TEST_F(AdminPool, Socket_LongCommandRunsInThreadUnlistenWaits)
     ASSERT_EQ(write(go[1], "x", 1), 1);
     struct pollfd pf = { lfd, POLLIN, 0 };
     ASSERT_EQ(poll(&pf, 1, 10000), 1);
-    EXPECT_EQ(vd_ctl_serve_one(lfd, p), 0);
+    EXPECT_EQ(vd_ctl_serve_one(lfd, p, nullptr), 0);
     vd_ctl_unlisten("pool0", lfd);  // returns once the verify has replied
     vd_pool_close(p);
     std::string got;
@@ -778,7 +780,7 @@ TEST_F(AdminPool, Socket_OtherUidRefused)
     close(res[1]);
     struct pollfd pf = { lfd, POLLIN, 0 };
     ASSERT_EQ(poll(&pf, 1, 10000), 1);
-    EXPECT_EQ(vd_ctl_serve_one(lfd, p), -EPERM);
+    EXPECT_EQ(vd_ctl_serve_one(lfd, p, nullptr), 0);  // refused on its thread
     std::string got;
     char buf[1024];
     ssize_t n;
@@ -792,6 +794,97 @@ TEST_F(AdminPool, Socket_OtherUidRefused)
     struct vd_vol_info vi;
     EXPECT_EQ(vd_vol_get_info(p, "evil", &vi), -ENOENT);
     vd_ctl_unlisten("pool0", lfd);
+    vd_pool_close(p);
+}
+
+// A command that waits (here in the before hook, standing for a device or
+// the admin lock held across a remote metadata commit) never holds the
+// serving thread: vd_ctl_serve_one returns at once for every client, the
+// other commands run meanwhile, and beyond VD_CTL_MAX_JOBS the client gets
+// "busy" (exit 4) at once.
+struct Gate {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    bool open = false;
+    int waiting = 0, ran = 0;
+};
+static void GateBefore(void *arg)
+{
+    Gate *g = (Gate *)arg;
+    pthread_mutex_lock(&g->m);
+    g->waiting++;
+    pthread_cond_broadcast(&g->c);
+    while (!g->open)
+        pthread_cond_wait(&g->c, &g->m);
+    g->ran++;
+    pthread_mutex_unlock(&g->m);
+}
+
+static std::string Request(std::initializer_list<const char *> args)
+{
+    std::string body, req;
+    for (auto a : args) {
+        body += a;
+        body.push_back(0);
+    }
+    PutU32(req, 0x31434456u);
+    PutU32(req, (uint32_t)args.size());
+    PutU32(req, (uint32_t)body.size());
+    return req + body;
+}
+
+static int64_t NowMs()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+TEST_F(AdminPool, Socket_WaitingCommandsNeverHoldServerBusyBeyondLimit)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    int lfd = vd_ctl_listen("pool0");
+    ASSERT_GE(lfd, 0);
+    Gate g;
+    struct vd_ctl_hooks hooks = { GateBefore, nullptr, &g };
+    std::vector<int> fds;
+    std::string req = Request({ "vol", "list", "pool0" });
+    for (int i = 0; i < VD_CTL_MAX_JOBS + 1; i++) {
+        int fd = RawConnect(Path("pool0"));
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(write(fd, req.data(), req.size()), (ssize_t)req.size());
+        struct pollfd pf = { lfd, POLLIN, 0 };
+        ASSERT_EQ(poll(&pf, 1, 10000), 1);
+        int64_t t0 = NowMs();
+        int r = vd_ctl_serve_one(lfd, p, &hooks);
+        EXPECT_LT(NowMs() - t0, 1000) << "serve_one held the caller";
+        EXPECT_EQ(r, i < VD_CTL_MAX_JOBS ? 0 : -EBUSY) << i;
+        fds.push_back(fd);
+        if (i < VD_CTL_MAX_JOBS) {
+            // Wait until this one's thread is inside its command.
+            pthread_mutex_lock(&g.m);
+            while (g.waiting <= i)
+                pthread_cond_wait(&g.c, &g.m);
+            pthread_mutex_unlock(&g.m);
+        }
+    }
+    // The one beyond the limit was answered at once.
+    std::string err;
+    EXPECT_EQ(RawReply(fds.back(), &err), VD_EXIT_BUSY);
+    EXPECT_NE(err.find("pool 'pool0': busy"), std::string::npos) << err;
+    close(fds.back());
+    fds.pop_back();
+    pthread_mutex_lock(&g.m);
+    g.open = true;
+    pthread_cond_broadcast(&g.c);
+    pthread_mutex_unlock(&g.m);
+    for (int fd : fds) {
+        EXPECT_EQ(RawReply(fd, &err), 0) << err;
+        close(fd);
+    }
+    vd_ctl_unlisten("pool0", lfd);
+    EXPECT_EQ(g.ran, VD_CTL_MAX_JOBS);
     vd_pool_close(p);
 }
 
