@@ -16,7 +16,7 @@ SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 endif
 ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS)
 ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
-LIBS      := -liscsi -lyaml -lcrypto -lpthread
+LIBS      := -liscsi -lyaml -lcrypto -lblkid -lpthread
 
 # tgt headers: Debian source package of exactly the installed tgt version.
 TGT_SRC   ?= $(B)/../build/tgt-src
