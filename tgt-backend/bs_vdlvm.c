@@ -1085,6 +1085,13 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
         vp->pool = NULL;
         goto fail;
     }
+    /* Remember a definition given with conf=FILE, so that vdlvm finds the
+     * pool by name once this tgtd lets it go. */
+    if (conf_file && (r = vd_registry_add(name, conf_file)) < 0)
+        log_warning("vdlvm: pool '%s': cannot remember its definition %s in "
+                    "%s/pools: %s; vdlvm needs -c %s for it when no tgtd "
+                    "holds it\n", name, conf_file, vd_statedir(),
+                    strerror(-r), conf_file);
     r = workers_start(vp);
     if (r < 0) {
         log_error("vdlvm: pool '%s': cannot start worker threads: %s\n",

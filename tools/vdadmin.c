@@ -69,6 +69,20 @@ static void msg(FILE *err, const char *fmt, ...)
     fputc('\n', err);
 }
 
+int vd_exit_code(int r)
+{
+    switch (r) {
+    case 0:
+        return VD_EXIT_OK;
+    case -EINVAL:
+        return VD_EXIT_USAGE;
+    case -EBUSY:
+        return VD_EXIT_BUSY;
+    default:
+        return VD_EXIT_FAIL;
+    }
+}
+
 /* A library call failed with r: print our own message unless the library
  * already told the user (through admin_log).  -EINVAL is bad input (2). */
 __attribute__((format(printf, 3, 4)))
@@ -82,7 +96,7 @@ static int lib_fail(FILE *err, int r, const char *fmt, ...)
         va_end(ap);
         fprintf(err, ": %s\n", strerror(-r));
     }
-    return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+    return vd_exit_code(r);
 }
 
 /* A volume call failed with r and the library's message did not reach the
@@ -92,7 +106,7 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
                     const char *verb)
 {
     if (g_log_installed && t_cmd_logged > 0)
-        return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+        return vd_exit_code(r);
     switch (r) {
     case -ENOENT:
         msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm vol "
@@ -104,7 +118,7 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
     case -EBUSY:
         msg(err, "volume '%s/%s': in use (exported); delete its LUN first",
             pool, vol);
-        break;
+        return VD_EXIT_BUSY;
     case -ENOSPC:
         msg(err, "volume '%s/%s': %s failed: not enough free space; see "
             "'vdlvm status %s'", pool, vol, verb, pool);
@@ -117,7 +131,7 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
         msg(err, "volume '%s/%s': %s failed: %s", pool, vol, verb,
             strerror(-r));
     }
-    return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+    return vd_exit_code(r);
 }
 
 /* ---- commands and their arguments --------------------------------------- */
@@ -152,20 +166,24 @@ static const struct cmd_spec g_cmds[] = {
       O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION, O_SIZE,
       "vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N] "
       "[--allow-same-node] [--region-size SIZE]",
-      "Create a volume of SIZE (rounded up to whole extents).  A linear\n"
-      "volume takes its extents from any devices with free space.\n"
+      "Create a volume of SIZE, rounded up to whole extents (the output\n"
+      "says so when it rounds).  A linear volume takes its extents from any\n"
+      "devices with free space.\n"
       "\n"
       "  --size SIZE          bytes, or with a unit: B, KiB, MiB, GiB, TiB\n"
       "                       (K, M, G, T are the same binary units)\n"
       "  --layout LAYOUT      linear (default) or mirror\n"
       "  --copies N           legs of a mirror: 2 (default) or 3\n"
-      "  --allow-same-node    let mirror legs share a node\n"
+      "  --allow-same-node    let mirror legs share a node (a warning says\n"
+      "                       when every leg is on one node)\n"
       "  --region-size SIZE   mirror: bytes per write-intent bitmap bit, a\n"
       "                       power of two from 64KiB to the extent size\n"
       "                       (default 1MiB)\n"
       "\n"
-      "Mirror legs go on distinct devices, on distinct nodes whenever the\n"
-      "pool has them.\n" },
+      "Mirror legs always go on distinct devices.  They must also go on\n"
+      "distinct nodes: when the pool has fewer nodes with free space than\n"
+      "copies, the command is refused unless --allow-same-node is given.\n"
+      "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n" },
     { CMD_VOL_LIST, "vol", "list", T_POOL, O_JSON, 0,
       "vol list POOL [--json]",
       "List the volumes of POOL: name, size, layout, copies, exported.\n"
@@ -273,14 +291,14 @@ static int split_target(const struct cmd_spec *c, const char *s,
 
     if (plen == 0 || plen > VD_NAME_MAX) {
         msg(err, "%s%s%s: '%s' is not a pool name; names are 1-63 of "
-            "A-Z a-z 0-9 _ . -", c->w1, *what ? " " : "", what, s);
+            "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, s);
         return -1;
     }
     memcpy(a->pool, s, plen);
     a->pool[plen] = 0;
     if (!vd_name_is_valid(a->pool)) {
         msg(err, "%s%s%s: '%s' is not a pool name; names are 1-63 of "
-            "A-Z a-z 0-9 _ . -", c->w1, *what ? " " : "", what, a->pool);
+            "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, a->pool);
         return -1;
     }
     if (!slash) {
@@ -299,7 +317,7 @@ static int split_target(const struct cmd_spec *c, const char *s,
         }
         if (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1)) {
             msg(err, "%s%s%s: '%s' is not a volume name; names are 1-63 of "
-                "A-Z a-z 0-9 _ . -", c->w1, *what ? " " : "", what, slash + 1);
+                "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, slash + 1);
             return -1;
         }
         strcpy(a->vol, slash + 1);
@@ -747,6 +765,8 @@ static void json_runs(FILE *out, const vd_pool *pool, const struct vd_run *runs,
 }
 
 static void json_mirror(FILE *out, const struct vd_mirror_info *mi);
+static void mirror_brief(const struct vd_mirror_info *mi, char *buf,
+                         size_t len);
 
 static void json_vol(FILE *out, const vd_pool *pool,
                      const struct vd_vol_info *vi, const struct vd_run *runs,
@@ -760,9 +780,17 @@ static void json_vol(FILE *out, const vd_pool *pool,
     jstr(out, vd_pool_name(pool));
     fputs(",\"name\":", out);
     jstr(out, vi->name);
-    fprintf(out, ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u",
+    fprintf(out, ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u,"
+            "\"exported\":%s,\"state\":",
             (unsigned long long)vi->size, layout_str(vi->layout), vi->copies,
-            vi->open_count);
+            vi->open_count, vi->open_count ? "true" : "false");
+    if (mi) {
+        char st[128];
+        mirror_brief(mi, st, sizeof(st));
+        jstr(out, st);
+    } else {
+        jstr(out, "ok");
+    }
     if (runs) {
         fputs(",\"extents\":", out);
         json_runs(out, pool, runs, nruns);
@@ -798,13 +826,34 @@ static int cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     }
     fmt_size(vi.size, sz, sizeof(sz));
     fmt_size(pi.extent_size, es, sizeof(es));
-    fprintf(out, "volume '%s/%s': created, %s (%llu extents of %s), %s",
-            a->pool, a->vol, sz,
-            (unsigned long long)(vi.size / pi.extent_size), es,
-            layout_str(vi.layout));
+    uint64_t next = vi.size / pi.extent_size;
+    fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
+            a->pool, a->vol, sz, (unsigned long long)next,
+            next == 1 ? "" : "s", es, layout_str(vi.layout));
     if (vi.layout == VD_LAYOUT_MIRROR)
         fprintf(out, ", %u copies", vi.copies);
     fputc('\n', out);
+    if (vi.size != a->size) {
+        char asked[32];
+        fmt_size(a->size, asked, sizeof(asked));
+        fprintf(out, "  note: %llu bytes (%s) asked, rounded up to whole "
+                "extents of %s\n", (unsigned long long)a->size, asked, es);
+    }
+    if (vi.layout == VD_LAYOUT_MIRROR) {
+        struct vd_mirror_info mi;
+        if (vd_mirror_get_info(pool, a->vol, &mi) == 0) {
+            int same = 1;
+            for (uint32_t k = 1; k < mi.copies && k < 3; k++)
+                if (strcmp(mi.legs[k].node, mi.legs[0].node))
+                    same = 0;
+            if (same && mi.copies > 1)
+                msg(err, "warning: volume '%s/%s': every leg is on node "
+                    "'%s' (--allow-same-node): the mirror survives the loss "
+                    "of a device, not of that node; legs on devices of the "
+                    "same disk protect nothing", a->pool, a->vol,
+                    mi.legs[0].node);
+        }
+    }
     return VD_EXIT_OK;
 }
 
@@ -945,10 +994,17 @@ static int cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     fmt_rate(limit, rate, sizeof(rate));
     fmt_size(mi.region_size, rs, sizeof(rs));
     if (!(a->given & O_WAIT)) {
-        fprintf(out, "volume '%s/%s': resync started, %llu regions of %s "
-                "marked, rate %s; follow it with 'vdlvm status %s/%s'\n",
-                a->pool, a->vol, (unsigned long long)mi.dirty_regions, rs,
-                rate, a->pool, a->vol);
+        if (mi.dirty_regions == 0 && mi.resync_state != VD_RESYNC_RUNNING)
+            fprintf(out, "volume '%s/%s': nothing to resync (no region "
+                    "marked); rate limit %s for later resyncs of this "
+                    "volume while this tgtd holds the pool\n", a->pool,
+                    a->vol, rate);
+        else
+            fprintf(out, "volume '%s/%s': resync started, %llu regions of "
+                    "%s marked, rate %s; follow it with 'vdlvm status "
+                    "%s/%s'\n", a->pool, a->vol,
+                    (unsigned long long)mi.dirty_regions, rs, rate, a->pool,
+                    a->vol);
         return VD_EXIT_OK;
     }
     r = vd_mirror_resync_wait(pool, a->vol, 0);
@@ -2085,4 +2141,82 @@ out:
     if (fd >= 0)
         close(fd);
     return r;
+}
+
+/* ---- registry of pool definitions --------------------------------------- */
+
+const char *vd_statedir(void)
+{
+    const char *d = getenv("VDLVM_STATEDIR");
+    return d && *d ? d : "/var/lib/vdlvm";
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, dir, n + 1);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int vd_registry_add(const char *name, const char *path)
+{
+    char dir[4096], link[4096 + 80], tmp[4096 + 100], abs[4096];
+    int r;
+
+    if (!vd_name_is_valid(name))
+        return -EINVAL;
+    if (!realpath(path, abs))
+        return -errno;
+    snprintf(dir, sizeof(dir), "%s/pools", vd_statedir());
+    if ((r = mkdir_p(dir, 0755)) < 0)
+        return r;
+    snprintf(link, sizeof(link), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.%d", dir, name, (int)getpid());
+    unlink(tmp);
+    if (symlink(abs, tmp) < 0)
+        return -errno;
+    if (rename(tmp, link) < 0) {
+        r = -errno;
+        unlink(tmp);
+        return r;
+    }
+    return 0;
+}
+
+int vd_registry_get(const char *name, char *buf, size_t len)
+{
+    char link[4096 + 80];
+    ssize_t n;
+
+    if (!vd_name_is_valid(name) || len == 0)
+        return -EINVAL;
+    snprintf(link, sizeof(link), "%s/pools/%s", vd_statedir(), name);
+    n = readlink(link, buf, len - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = 0;
+    return 0;
+}
+
+int vd_registry_remove(const char *name)
+{
+    char link[4096 + 80];
+
+    if (!vd_name_is_valid(name))
+        return -EINVAL;
+    snprintf(link, sizeof(link), "%s/pools/%s", vd_statedir(), name);
+    return unlink(link) < 0 ? -errno : 0;
 }

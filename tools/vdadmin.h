@@ -29,6 +29,46 @@ enum {
     VD_EXIT_BUSY = 4,   /* in use: held by another process, exported, or the
                            holding tgtd is busy; retry later */
 };
+/* The exit code of a library failure r (negative errno): -EINVAL 2,
+ * -EBUSY 4, other 1; 0 for 0. */
+int vd_exit_code(int r);
+
+/* The table of exit codes, as printed by `vdlvm --help` (and README). */
+#define VD_EXIT_HELP \
+    "Exit status:\n" \
+    "  0  success\n" \
+    "  1  the command failed: an I/O error, not found, already exists, not\n" \
+    "     enough free space, foreign data on a device, a peer unreachable\n" \
+    "  2  bad usage or bad configuration (command line, pool definition,\n" \
+    "     names, sizes, a device path that is no file or block device);\n" \
+    "     nothing was changed\n" \
+    "  3  verify: the legs of a mirror differ\n" \
+    "  4  in use: the pool is held by another process, the volume is\n" \
+    "     exported, or the tgtd holding the pool is busy; retry later\n"
+
+/* Version of vdlvm, and of tgt the module was built against. */
+#ifndef VD_VERSION
+#define VD_VERSION "0.9.0"
+#endif
+#ifndef VD_TGT_VERSION
+#define VD_TGT_VERSION "unknown"
+#endif
+
+/* ---- pools known by name ---------------------------------------------- */
+/* A pool whose definition is not CONFDIR/POOL.yaml (created with -c FILE,
+ * or exported with --bsopts conf=FILE) is remembered in the registry:
+ * STATEDIR/pools/POOL is a symbolic link to the definition's absolute path
+ * (STATEDIR: $VDLVM_STATEDIR or /var/lib/vdlvm).  The definition itself
+ * stays where the administrator keeps it, so there is one copy to edit.
+ * Thread-safe (file system operations only). */
+const char *vd_statedir(void);
+/* Remember path as the definition of pool name (replaces an older entry);
+ * 0 or a negative errno. */
+int vd_registry_add(const char *name, const char *path);
+/* The remembered definition of name into buf; 0, -ENOENT, other errno. */
+int vd_registry_get(const char *name, char *buf, size_t len);
+/* Forget name; 0 or a negative errno (-ENOENT: was not known). */
+int vd_registry_remove(const char *name);
 
 /* Run one command (argv[0] is the command word, e.g. "vol", "create",
  * "pool0/vol0", "--size", "1GiB") against an open pool.  Output goes to out,
