@@ -1,6 +1,7 @@
 #!/bin/bash
 # Bad input gets a clear message, a non-zero exit (2: bad usage or
-# configuration, 1: runtime failure) and changes nothing: `vdlvm status
+# configuration, 1: runtime failure, 4: in use; the table of `vdlvm
+# --help`) and changes nothing: `vdlvm status
 # --json` and the device files are identical before and after.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
@@ -49,7 +50,7 @@ unchanged "broken YAML"
 expect_fail 2 'size' vdlvm vol create pool0/x
 expect_fail 2 '12XB' vdlvm vol create pool0/x --size 12XB
 expect_fail 2 'frobnicate' vdlvm vol frobnicate pool0/x
-expect_fail 2 'nosuchpool' vdlvm status nosuchpool
+expect_fail 1 "pool 'nosuchpool': no such pool.*known pools: pool0" vdlvm status nosuchpool
 unchanged "bad usage"
 
 # ---- too little free space: exit 1 -------------------------------------------
@@ -83,6 +84,14 @@ EOF
 expect_fail nz 'f0\.img|f0' vdlvm pool create "$tmp/bad/missing.yaml"
 unchanged "pool create on a missing device"
 
+# ---- a path that is no file or block device: exit 2 with FILE:LINE -------------------
+mkdir "$tmp/bad/adir"
+printf 'pool: pool3\ndevices:\n  - name: g0\n    path: %s\n' "$tmp/bad/adir" > "$tmp/bad/dir.yaml"
+expect_fail 2 'dir\.yaml:[0-9]+:[0-9]+: device .g0.*is a directory' vdlvm pool create "$tmp/bad/dir.yaml"
+printf 'pool: pool3\ndevices:\n  - name: g0\n    path: /dev/null\n' > "$tmp/bad/null.yaml"
+expect_fail 2 'null\.yaml:[0-9]+:[0-9]+: device .g0.*character device' vdlvm pool create "$tmp/bad/null.yaml"
+unchanged "pool create on a directory or /dev/null"
+
 # A device of the pool gone missing: reading the pool names it.  (Whether
 # changes are allowed on a degraded pool is the library's policy; not
 # checked here.)
@@ -101,8 +110,8 @@ lock=$VDLVM_RUNDIR/pool0.lock
 holder=$!
 cleanup_fn kill_quiet "$holder"
 wait_for 10 sh -c "! flock -n '$lock' true" || fail "could not take $lock"
-expect_fail 1 'pool0.*(in use|lock|busy)' vdlvm vol create pool0/x --size 4MiB
-expect_fail 1 'pool0.*(in use|lock|busy)' vdlvm pool create --force "$conf"
+expect_fail 4 'pool0.*(in use|lock|busy)' vdlvm vol create pool0/x --size 4MiB
+expect_fail 4 'pool0.*(in use|lock|busy)' vdlvm pool create --force "$conf"
 kill "$holder"; wait "$holder" 2>/dev/null || true
 unchanged "a second writer (lock)"
 
@@ -115,7 +124,7 @@ if ( requires_tgtd ) >/dev/null 2>&1 && [ -f "$BSDIR/bs_vdlvm.so" ]; then
     t1_ctl=$tgtd_ctl t1_pid=$tgtd_pid t1_log=$tgtd_log t1_port=$tgtd_port
     snapshot "$tmp/before"
 
-    expect_fail 1 'pool0.*(in use|tgtd)' vdlvm pool create --force "$conf"
+    expect_fail 4 'pool0.*(in use|tgtd)' vdlvm pool create --force "$conf"
     expect_fail 1 'big' vdlvm vol create pool0/big --size 1GiB   # through the socket
 
     # A LUN on a volume that does not exist: tgtadm fails, tgtd stays up
