@@ -14,7 +14,11 @@ ifeq ($(SANITIZE),1)
 B         := build-asan
 SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
-ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS)
+# `vdlvm --version`: the tgt the module is built against (its headers come
+# from the source of exactly the installed version).
+TGT_VERSION ?= $(shell dpkg-query -W -f='$${Version}' tgt 2>/dev/null)
+ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS) \
+               -DVD_TGT_VERSION='"$(TGT_VERSION)"'
 ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
 LIBS      := -liscsi -lyaml -lcrypto -lblkid -lpthread
 
