@@ -387,7 +387,7 @@ TEST_F(AdminPool, LibraryLogElsewhere_OwnMessagesStillClear)
     ASSERT_NE(v, nullptr);
     vd_log_set_fn(ElsewhereLog);
     EXPECT_EQ(Exec(p, { "vol", "remove", "pool0/vol0" }, &out, &err),
-              VD_EXIT_FAIL);
+              VD_EXIT_BUSY);
     EXPECT_EQ(err, "vdlvm: volume 'pool0/vol0': in use (exported); delete its "
                    "LUN first\n");
     EXPECT_EQ(Exec(p, { "vol", "extend", "pool0/nope", "--size", "1G" }, &out,
@@ -885,6 +885,86 @@ TEST_F(AdminPool, Socket_WaitingCommandsNeverHoldServerBusyBeyondLimit)
     }
     vd_ctl_unlisten("pool0", lfd);
     EXPECT_EQ(g.ran, VD_CTL_MAX_JOBS);
+    vd_pool_close(p);
+}
+
+// The one exit-code table: the same kind of failure, the same code.
+TEST(AdminExit, ExitCodes_OneTable)
+{
+    EXPECT_EQ(vd_exit_code(0), VD_EXIT_OK);
+    EXPECT_EQ(vd_exit_code(-EINVAL), VD_EXIT_USAGE);
+    EXPECT_EQ(vd_exit_code(-EBUSY), VD_EXIT_BUSY);
+    EXPECT_EQ(vd_exit_code(-ENOSPC), VD_EXIT_FAIL);
+    EXPECT_EQ(vd_exit_code(-ENOENT), VD_EXIT_FAIL);
+    EXPECT_EQ(vd_exit_code(-EIO), VD_EXIT_FAIL);
+    std::string help = VD_EXIT_HELP;
+    for (const char *l : { "  0  success", "  1  the command failed",
+                           "  2  bad usage", "  3  verify", "  4  in use" })
+        EXPECT_NE(help.find(l), std::string::npos) << l;
+}
+
+TEST_F(AdminPool, Registry_RemembersAbsolutePathAndForgets)
+{
+    setenv("VDLVM_STATEDIR", (dir + "/state").c_str(), 1);
+    std::string def = dir + "/p.yaml";
+    FILE *f = fopen(def.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fclose(f);
+    char cwd[4096];
+    ASSERT_NE(getcwd(cwd, sizeof(cwd)), nullptr);
+    ASSERT_EQ(chdir(dir.c_str()), 0);
+    EXPECT_EQ(vd_registry_add("pool0", "p.yaml"), 0);  // relative
+    ASSERT_EQ(chdir(cwd), 0);
+    char buf[4096];
+    ASSERT_EQ(vd_registry_get("pool0", buf, sizeof(buf)), 0);
+    char real[4096];
+    ASSERT_NE(realpath(def.c_str(), real), nullptr);
+    EXPECT_STREQ(buf, real);
+    EXPECT_EQ(vd_registry_add("pool0", def.c_str()), 0);  // replaces
+    EXPECT_EQ(vd_registry_get("nope", buf, sizeof(buf)), -ENOENT);
+    EXPECT_EQ(vd_registry_add("bad/name", def.c_str()), -EINVAL);
+    EXPECT_EQ(vd_registry_add("pool1", (dir + "/missing.yaml").c_str()),
+              -ENOENT);
+    EXPECT_EQ(vd_registry_remove("pool0"), 0);
+    EXPECT_EQ(vd_registry_get("pool0", buf, sizeof(buf)), -ENOENT);
+    EXPECT_EQ(vd_registry_remove("pool0"), -ENOENT);
+    unsetenv("VDLVM_STATEDIR");
+}
+
+TEST_F(AdminPool, VolCreate_RoundingStatedJsonHasExportedAndState)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/v", "--size", "4096" }, &out,
+                   &err), 0) << err;
+    EXPECT_EQ(out, "volume 'pool0/v': created, 4MiB (1 extent of 4MiB), "
+                   "linear\n  note: 4096 bytes (4KiB) asked, rounded up to "
+                   "whole extents of 4MiB\n");
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/w", "--size", "8MiB" }, &out,
+                   &err), 0) << err;
+    EXPECT_EQ(out.find("note"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "status", "pool0/v", "--json" }, &out, &err), 0);
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"exported\":false,\"state\":\"ok\""),
+              std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+TEST_F(AdminPool, MirrorSameNode_Warned)
+{
+    Define({ "a.img", "b.img" });
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "4M", "--layout",
+                        "mirror", "--allow-same-node" }, &out, &err), 0) << err;
+    EXPECT_NE(err.find("warning: volume 'pool0/m': every leg is on node "
+                       "'nodea'"), std::string::npos) << err;
+    ASSERT_EQ(Exec(p, { "resync", "pool0/m", "--rate", "1MiB" }, &out, &err),
+              0) << err;
+    EXPECT_NE(out.find("nothing to resync (no region marked); rate limit "
+                       "1MiB/s"), std::string::npos) << out;
     vd_pool_close(p);
 }
 
