@@ -41,7 +41,8 @@ BSMOD     := $(B)/backing-store/bs_vdlvm.so
 UNIT      := $(B)/unit-tests
 
 .PHONY: all lib deps tgt-src check check-unit check-asan check-integration \
-        check-conformance install uninstall clean demo demo-stop bench format
+        check-conformance install uninstall uninstall-all clean demo demo-stop \
+        bench format
 all: $(LIBVD) $(VDLVM) $(VDLOAD) $(BSMOD)
 lib: $(LIBVD)
 
@@ -126,6 +127,10 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vdlvm $(DESTDIR)$(BINDIR)/vdload \
 	      $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so
+
+# Everything vdlvm put on the machine (see tools/uninstall-all.sh).
+uninstall-all:
+	FORCE=$(FORCE) tools/uninstall-all.sh $(DESTDIR)$(BINDIR) $(DESTDIR)$(TGT_BSDIR)
 
 format:
 	clang-format -i $(LIB_SRCS) $(BS_SRCS) tools/*.c */*.h
