@@ -1120,9 +1120,15 @@ static int cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
     if (r >= 0)
         return r;
     r = vd_mirror_replace_leg(pool, a->vol, a->replace, a->with);
-    if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s': moving the leg on '%s' to "
-                        "'%s' failed", a->pool, a->vol, a->replace, a->with);
+    if (r < 0) {
+        /* Whatever refuses it here (the device already holds another leg,
+         * has too few free extents, is not in the pool) is the pool's
+         * state, not the command's form: 1, like too little free space. */
+        int code = lib_fail(err, r, "volume '%s/%s': moving the leg on '%s' "
+                            "to '%s' failed", a->pool, a->vol, a->replace,
+                            a->with);
+        return code == VD_EXIT_USAGE ? VD_EXIT_FAIL : code;
+    }
     if (!(a->given & O_WAIT)) {
         fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s', rebuilding; "
                 "follow it with 'vdlvm status %s/%s'\n", a->pool, a->vol,

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "replica/vdreplica.h"
 #include "tools/vdadmin.h"
 
 namespace {
@@ -965,6 +966,36 @@ TEST_F(AdminPool, MirrorSameNode_Warned)
               0) << err;
     EXPECT_NE(out.find("nothing to resync (no region marked); rate limit "
                        "1MiB/s"), std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+// The same kind of failure, the same exit code: vol repair refused by the
+// pool's state (the new device holds another leg, or has too few free
+// extents) is 1, as too little free space is for vol create.
+TEST_F(AdminPool, VolRepairRefusals_Exit1)
+{
+    Define({ "a.img", "b.img", "c.img" });
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "8M", "--layout",
+                        "mirror", "--allow-same-node" }, &out, &err), 0) << err;
+    struct vd_mirror_info mi;
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    std::string l0 = mi.legs[0].device, l1 = mi.legs[1].device;
+    EXPECT_EQ(Exec(p, { "vol", "repair", "pool0/m", "--replace", l0.c_str(),
+                        "--with", l1.c_str() }, &out, &err), VD_EXIT_FAIL);
+    EXPECT_NE(err.find("already holds"), std::string::npos) << err;
+    // Fill the third device, then ask for it.
+    std::string third;
+    for (const char *d : { "d0", "d1", "d2" })
+        if (l0 != d && l1 != d)
+            third = d;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/fill", "--size", "144M" },
+                   &out, &err), 0) << err;
+    EXPECT_EQ(Exec(p, { "vol", "repair", "pool0/m", "--replace", l0.c_str(),
+                        "--with", third.c_str() }, &out, &err), VD_EXIT_FAIL)
+        << err;
     vd_pool_close(p);
 }
 
