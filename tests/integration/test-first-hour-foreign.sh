@@ -62,6 +62,24 @@ expect_fail 1 "device 'r0' .*holds non-zero data \(at byte 1048575 " vdlvm pool 
 out=$(vdlvm pool create --force "$defs/rndp.yaml" 2>&1) || fail "pool create --force failed: $out"
 grep -q "overwriting non-zero data" <<<"$out" || fail "--force does not say what it overwrites: $out"
 
+# ---- a remote LUN: its first MiB is read through the iSCSI driver ---------------------
+if ( requires_tgtd ) >/dev/null 2>&1; then
+    start_tgtd --no-module
+    truncate -s 64M "$tmp/peer.img"
+    mkfs.ext4 -q -F -L on-the-peer "$tmp/peer.img" || fail "mkfs.ext4 on the peer's file failed"
+    sum_peer=$(sha256sum < "$tmp/peer.img")
+    tgt_target_new 1 peer || fail "cannot create the peer's target"
+    tgt_lun_new 1 1 rdwr "$tmp/peer.img" || fail "cannot export the peer's file"
+    printf 'pool: remp\ndevices:\n  - name: p0\n    iscsi: %s\n    timeout: 10s\n' \
+        "$(iscsi_url 1 1)" > "$defs/remp.yaml"
+    expect_fail 1 "remp\.yaml:[0-9]+:[0-9]+: device 'p0' \(iscsi://.*\) holds an ext4 file system \(UUID .*label on-the-peer\)" \
+        vdlvm pool create "$defs/remp.yaml"
+    [ "$(sha256sum < "$tmp/peer.img")" = "$sum_peer" ] || fail "the refused remote device was changed"
+    out=$(vdlvm pool create --force "$defs/remp.yaml" 2>&1) || fail "pool create --force on the remote LUN failed: $out"
+    grep -q "overwriting an ext4 file system" <<<"$out" || fail "--force does not say what it overwrites: $out"
+    stop_tgtd
+fi
+
 # ---- a device freed by pool remove is accepted again ---------------------------------
 vdlvm pool remove rndp > "$tmp/rm.out" || fail "pool remove rndp failed"
 note "$(cat "$tmp/rm.out")"
