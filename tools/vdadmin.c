@@ -260,17 +260,26 @@ static void print_cmd_help(const struct cmd_spec *c, FILE *out)
 {
     fprintf(out, "Usage: vdlvm [-c FILE] %s\n\n%s", c->synopsis, c->help);
     fprintf(out, "\n  -c FILE              pool definition (default "
-                 "/etc/vdlvm/POOL.yaml);\n"
-                 "                       not needed while a tgtd holds the "
+                 "/etc/vdlvm/POOL.yaml, else the\n"
+                 "                       one remembered by 'pool create -c "
+                 "FILE'); read and\n"
+                 "                       checked even while a tgtd holds the "
                  "pool\n"
-                 "  -h, --help           show this help\n");
+                 "  -h, --help           show this help\n"
+                 "\nExit status: 0 ok, 1 failed, 2 bad usage or "
+                 "configuration, 3 verify found\ndifferences, 4 in use or "
+                 "busy; see 'vdlvm --help'.\n");
 }
 
 static void print_group_help(const char *w1, FILE *out)
 {
     fprintf(out, "Usage:\n");
     if (!strcmp(w1, "pool"))
-        fprintf(out, "  vdlvm pool create FILE [--force]\n");
+        fprintf(out, "  vdlvm pool create FILE [--force]\n"
+                     "  vdlvm pool list [--json]\n"
+                     "  vdlvm [-c FILE] pool remove POOL [--force] "
+                     "[--purge-definition]\n"
+                     "  vdlvm [-c FILE] pool takeover POOL\n");
     for (size_t i = 0; i < NCMDS; i++)
         if (!strcmp(g_cmds[i].w1, w1))
             fprintf(out, "  vdlvm [-c FILE] %s\n", g_cmds[i].synopsis);
