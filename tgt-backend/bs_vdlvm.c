@@ -10,8 +10,9 @@
  *
  * Threads
  * - tgtd's main thread runs every tgt callback, the event handlers, the pool
- *   registry, the control socket and GET LBA STATUS.  Everything marked
- *   "main thread" below is touched by no other thread.
+ *   registry, accepting on the control socket, publishing volume sizes to
+ *   LUNs and GET LBA STATUS.  Everything marked "main thread" below is
+ *   touched by no other thread.
  * - Each open pool has a fixed set of worker threads (all signals blocked:
  *   tgtd's SIGUSR2 must never land on them).  They take commands from the
  *   pool's queue, call vd_vol_* and put the finished command on one global
