@@ -215,7 +215,7 @@ static const struct cmd_spec g_cmds[] = {
       "status [POOL[/VOL]] [--json]",
       "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
       "size, layout and which extents sit on which device) or one volume.\n"
-      "Without POOL: every pool defined in the configuration directory.\n"
+      "Without POOL: every known pool (see 'vdlvm pool list').\n"
       "\n"
       "  --json               machine-readable: a pool object for POOL, a\n"
       "                       volume object for POOL/VOL, {\"pools\":[...]}\n"
