@@ -951,14 +951,11 @@ static void print_version(void)
 int main(int argc, char **argv)
 {
     const char *conf_opt = NULL;
-    char **args = calloc(argc + 1, sizeof(*args));
+    char *args[argc + 1]; /* argv is bounded by the kernel's ARG_MAX */
     char pool_name[VD_NAME_MAX + 1];
     int n = 0, i, code, cmd_seen = 0;
 
-    if (!args) {
-        fprintf(stderr, "vdlvm: out of memory\n");
-        return VD_EXIT_FAIL;
-    }
+    memset(args, 0, sizeof(args));
     vd_admin_log_init(NULL);
     /* -c and --partial may stand before or after the command: they are
      * never command options, so they are taken out here. */
