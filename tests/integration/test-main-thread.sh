@@ -75,6 +75,14 @@ in_a timeout 60 qemu-io -f raw -c "write -P 0x42 0 32M" "$url_lv" >/dev/null ||
     fail "writing lp/lv failed"
 vdlvm_a status rp >/dev/null || fail "status rp through the control socket failed"
 
+# Baseline: the same reads with nothing else going on.
+in_a timeout 60 "$BUILD/vdload" read --qd 1 --bs 4k --time 5 --range 0:$((32 * MiB)) \
+    --json --quiet "$url_lv" > "$tmp/base.json" 2> "$tmp/base.err" ||
+    fail "baseline reads on lp/lv failed: $(cat "$tmp/base.err")"
+base_p99=$(grep -o '"p99":[0-9.]*' "$tmp/base.json" | head -1 | cut -d: -f2)
+base_max=$(grep -o '"max":[0-9.]*' "$tmp/base.json" | head -1 | cut -d: -f2)
+note "baseline reads on lp/lv: p99 ${base_p99} us, max ${base_max} us"
+
 # ---- nodeb goes silent -----------------------------------------------------------
 netns_link_silent || fail "cannot make nodeb silent"
 note "nodeb silent: $netns_silent_how"
@@ -118,7 +126,7 @@ ios=$(grep -o '"ios":[0-9]*' "$tmp/reads.json" | head -1 | cut -d: -f2)
 create_secs=$(cat "$tmp/create.secs")
 note "vol create rp/new: exit $(cat "$tmp/create.rc") after ${create_secs}s: $(head -c 300 "$tmp/create.out")"
 note "status rp: exit $(cat "$tmp/status.rc")"
-note "RESULT reads on lp/lv while rp's remote device was silent: ${ios:-?} reads, p99 ${p99_us} us, max ${max_us} us (bound ${READ_BOUND_MS} ms)"
+note "RESULT reads on lp/lv while rp's remote device was silent: ${ios:-?} reads, p99 ${p99_us} us (baseline ${base_p99} us), max ${max_us} us (baseline ${base_max} us, bound ${READ_BOUND_MS} ms)"
 le "$create_secs" 3 &&
     fail "vol create on rp took only ${create_secs}s: it did not wait on the silent device, so the test proves nothing"
 le "$max_us" $((READ_BOUND_MS * 1000)) ||
