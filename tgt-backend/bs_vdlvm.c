@@ -11,8 +11,9 @@
  * Threads
  * - tgtd's main thread runs every tgt callback, the event handlers, the pool
  *   registry, accepting on the control socket, publishing volume sizes to
- *   LUNs and GET LBA STATUS.  Everything marked "main thread" below is
- *   touched by no other thread.
+ *   LUNs and the checks of GET LBA STATUS (its mapping lookup, which takes
+ *   the volume's map lock, runs on a worker).  Everything marked "main
+ *   thread" below is touched by no other thread.
  * - Each open pool has a fixed set of worker threads (all signals blocked:
  *   tgtd's SIGUSR2 must never land on them).  They take commands from the
  *   pool's queue, call vd_vol_* and put the finished command on one global
@@ -545,6 +546,76 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
     }
 }
 
+/* Worker: the body of GET LBA STATUS (checked on the main thread by
+ * bs_vdlvm_get_lba_status). */
+static void exec_get_lba_status(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    struct scsi_lu *lu = cmd->dev;
+    unsigned shift = lu->blk_shift;
+    uint64_t lba = get_unaligned_be64(&cmd->scb[2]);
+    uint32_t alloc_len = get_unaligned_be32(&cmd->scb[10]);
+    uint64_t end, off;
+    uint32_t max_desc, ndesc = 0, total, actual;
+    uint8_t *out = scsi_get_in_buffer(cmd);
+    uint8_t hdr[8];
+    int r;
+
+    max_desc = alloc_len >= 24 ? (alloc_len - 8) / 16 : 1;
+    if (max_desc > LBA_STATUS_MAX_DESC)
+        max_desc = LBA_STATUS_MAX_DESC;
+    end = lu_blocks(lu) << shift;
+    off = lba << shift;
+    while (off < end && ndesc < max_desc) {
+        uint64_t start = off, len;
+        int mapped, m2;
+
+        r = vd_vol_lba_status(vol, off, &len, &mapped);
+        if (r < 0)
+            goto io_error;
+        off += len;
+        /* Merge runs the library reports separately. */
+        for (int i = 0; i < 64 && off < end; i++) {
+            r = vd_vol_lba_status(vol, off, &len, &m2);
+            if (r < 0)
+                goto io_error;
+            if (m2 != mapped)
+                break;
+            off += len;
+        }
+        if (off > end)
+            off = end;
+        uint64_t nblocks = (off - start + (1u << shift) - 1) >> shift;
+        if (nblocks > UINT32_MAX) {
+            nblocks = UINT32_MAX;
+            off = start + (nblocks << shift);
+        }
+        uint8_t d[16] = { 0 };
+        put_unaligned_be64(start >> shift, &d[0]);
+        put_unaligned_be32((uint32_t)nblocks, &d[8]);
+        d[12] = mapped ? 0 : 1;         /* 0: mapped, 1: deallocated */
+        uint32_t pos = 8 + 16 * ndesc;
+        if (pos < alloc_len)
+            memcpy(out + pos, d, alloc_len - pos < 16 ? alloc_len - pos : 16);
+        ndesc++;
+        off = start + (nblocks << shift);
+    }
+    total = 8 + 16 * ndesc;
+    memset(hdr, 0, sizeof(hdr));
+    put_unaligned_be32(total - 4, &hdr[0]);   /* PARAMETER DATA LENGTH */
+    memcpy(out, hdr, alloc_len < 8 ? alloc_len : 8);
+    actual = total < alloc_len ? total : alloc_len;
+    scsi_set_in_resid_by_actual(cmd, actual);
+    scsi_set_result(cmd, SAM_STAT_GOOD);
+    return;
+
+io_error:
+    vd_log(VD_LOG_ERR, "volume '%s': GET LBA STATUS at %" PRIu64
+           " failed: %s", vd_vol_name(vol), off, strerror(-r));
+    scsi_set_in_resid_by_actual(cmd, 0);
+    cmd_sense(cmd, r == -ERANGE ? ILLEGAL_REQUEST : MEDIUM_ERROR,
+              r == -ERANGE ? ASC_LBA_OUT_OF_RANGE : ASC_UNRECOVERED_READ);
+}
+
 static void cmd_exec(struct scsi_cmd *cmd, vd_vol *vol)
 {
     int r;
@@ -595,6 +666,13 @@ static void cmd_exec(struct scsi_cmd *cmd, vd_vol *vol)
         break;
     case PRE_FETCH_10:
     case PRE_FETCH_16:
+        break;
+    case SERVICE_ACTION_IN:
+        if ((cmd->scb[1] & 0x1f) == SAI_GET_LBA_STATUS) {
+            exec_get_lba_status(cmd, vol);
+            break;
+        }
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_OP_CODE);
         break;
     default:
         cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_OP_CODE);
@@ -1145,17 +1223,16 @@ static void sense_fail(struct scsi_cmd *cmd, uint8_t key, uint16_t asc)
 }
 
 /* GET LBA STATUS from the volume's mapping.  Replaces tgt's version, which
- * shifts the LBA before its range check and asks lu->fd. */
+ * shifts the LBA before its range check and asks lu->fd.  The checks run
+ * here, on the main thread; the mapping is read by a worker
+ * (exec_get_lba_status), because the volume's map lock may be held, or
+ * waited for by an extend, while other requests wait on devices. */
 static int bs_vdlvm_get_lba_status(int host_no, struct scsi_cmd *cmd)
 {
     struct scsi_lu *lu = cmd->dev;
     struct vdlvm_lu *vl = VDLU(lu);
-    unsigned shift = lu->blk_shift;
-    uint64_t lba, end, off;
-    uint32_t alloc_len, max_desc, ndesc = 0, total, actual;
-    uint8_t *out;
-    uint8_t hdr[8];
-    int r;
+    uint64_t lba;
+    uint32_t alloc_len;
 
     if ((lu->attrs.removable && !lu->attrs.online) || !vl->vol) {
         sense_fail(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
@@ -1171,62 +1248,11 @@ static int bs_vdlvm_get_lba_status(int host_no, struct scsi_cmd *cmd)
         sense_fail(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
         return SAM_STAT_CHECK_CONDITION;
     }
-    out = scsi_get_in_buffer(cmd);
-    max_desc = alloc_len >= 24 ? (alloc_len - 8) / 16 : 1;
-    if (max_desc > LBA_STATUS_MAX_DESC)
-        max_desc = LBA_STATUS_MAX_DESC;
-
-    end = lu_blocks(lu) << shift;
-    off = lba << shift;
-    while (off < end && ndesc < max_desc) {
-        uint64_t start = off, len;
-        int mapped, m2;
-
-        r = vd_vol_lba_status(vl->vol, off, &len, &mapped);
-        if (r < 0)
-            goto io_error;
-        off += len;
-        /* Merge runs the library reports separately. */
-        for (int i = 0; i < 64 && off < end; i++) {
-            r = vd_vol_lba_status(vl->vol, off, &len, &m2);
-            if (r < 0)
-                goto io_error;
-            if (m2 != mapped)
-                break;
-            off += len;
-        }
-        if (off > end)
-            off = end;
-        uint64_t nblocks = (off - start + (1u << shift) - 1) >> shift;
-        if (nblocks > UINT32_MAX) {
-            nblocks = UINT32_MAX;
-            off = start + (nblocks << shift);
-        }
-        uint8_t d[16] = { 0 };
-        put_unaligned_be64(start >> shift, &d[0]);
-        put_unaligned_be32((uint32_t)nblocks, &d[8]);
-        d[12] = mapped ? 0 : 1;         /* 0: mapped, 1: deallocated */
-        uint32_t pos = 8 + 16 * ndesc;
-        if (pos < alloc_len)
-            memcpy(out + pos, d, alloc_len - pos < 16 ? alloc_len - pos : 16);
-        ndesc++;
-        off = start + (nblocks << shift);
+    if (lu->bst->bs_cmd_submit(cmd)) {
+        sense_fail(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
+        return SAM_STAT_CHECK_CONDITION;
     }
-    total = 8 + 16 * ndesc;
-    memset(hdr, 0, sizeof(hdr));
-    put_unaligned_be32(total - 4, &hdr[0]);   /* PARAMETER DATA LENGTH */
-    memcpy(out, hdr, alloc_len < 8 ? alloc_len : 8);
-    actual = total < alloc_len ? total : alloc_len;
-    scsi_set_in_resid_by_actual(cmd, actual);
-    return SAM_STAT_GOOD;
-
-io_error:
-    vd_log(VD_LOG_ERR, "volume '%s/%s': GET LBA STATUS at %" PRIu64
-           " failed: %s", vl->vp->name, vd_vol_name(vl->vol), off,
-           strerror(-r));
-    sense_fail(cmd, r == -ERANGE ? ILLEGAL_REQUEST : MEDIUM_ERROR,
-               r == -ERANGE ? ASC_LBA_OUT_OF_RANGE : ASC_UNRECOVERED_READ);
-    return SAM_STAT_CHECK_CONDITION;
+    return SAM_STAT_GOOD; /* completed by the worker */
 }
 
 /* UNMAP: tgt's sbc_unmap builds LUN NOT SUPPORTED sense and a full residual
