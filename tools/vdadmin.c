@@ -460,6 +460,18 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                 a->size_rel = 1;
                 v++;
             }
+#ifdef VD_SIZE_RULE /* the one size rule of config/ */
+            char m[384];
+            if (vd_size_parse_max(v, UINT64_MAX, &a->size, m, sizeof(m)) < 0) {
+                msg(err, "%s: --size %s", cmdname, m);
+                return VD_EXIT_USAGE;
+            }
+            if (a->size == 0) {
+                msg(err, "%s: --size '%s' is 0; %s", cmdname, val,
+                    VD_SIZE_RULE);
+                return VD_EXIT_USAGE;
+            }
+#else
             int pr = vd_size_parse(v, &a->size);
             if (pr == -ERANGE) {
                 msg(err, "%s: --size '%s' is too large (at most %llu bytes, "
@@ -472,6 +484,7 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                     "with B, KiB, MiB, GiB or TiB, e.g. 10GiB", cmdname, val);
                 return VD_EXIT_USAGE;
             }
+#endif
             break;
         }
         case O_LAYOUT:
@@ -831,7 +844,11 @@ static int check_vol_size(vd_pool *pool, struct cmd_args *a, uint64_t size,
         return -1;
     max = UINT64_MAX / pi.extent_size * pi.extent_size;
     if (size > max) {
+#ifdef VD_SIZE_RULE
+        vd_size_exact(max, mx, sizeof(mx));
+#else
         vd_size_format(max, mx, sizeof(mx));
+#endif
         vd_size_format(pi.extent_size, es, sizeof(es));
         msg(err, "volume '%s/%s': size %llu is too large (at most %llu "
             "bytes, %s: whole extents of %s)", a->pool, a->vol,
