@@ -740,17 +740,16 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
                 name ? "' is not a pool name" : "");
         return VD_EXIT_USAGE;
     }
-    if ((r = find_conf(name, conf_opt, &conf)) != 0)
-        return r;
     pid_t pid = socket_holder(name);
     if (pid) {
         holder_str(pid, h, sizeof(h));
         fprintf(stderr, "vdlvm: pool '%s': held by %s, which exports its "
                 "volumes; delete those LUNs (tgtadm --op delete) before "
                 "removing the pool\n", name, h);
-        vd_conf_free(conf);
         return VD_EXIT_BUSY;
     }
+    if ((r = find_conf(name, conf_opt, &conf)) != 0)
+        return r;
     r = open_pool(conf, &pool);
     if (r < 0) {
         if (r != -EBUSY && force) {
