@@ -467,8 +467,8 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                 return VD_EXIT_USAGE;
             }
             if (a->size == 0) {
-                msg(err, "%s: --size '%s' is 0; %s", cmdname, val,
-                    VD_SIZE_RULE);
+                msg(err, "%s: --size '%s' is not a size for a volume: it is "
+                    "0 bytes; give at least 512", cmdname, val);
                 return VD_EXIT_USAGE;
             }
 #else
