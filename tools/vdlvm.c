@@ -501,7 +501,9 @@ static int check_foreign(const struct vd_conf_pool *conf, int force)
         if (r < 0) {
             fprintf(stderr, "vdlvm: device '%s' (%s): cannot check it for "
                     "data: %s\n", c->name, where, what[0] ? what : strerror(-r));
-            failed++;
+            /* e.g. -EBUSY: another host holds the remote LUN (4) */
+            if (vd_exit_code(r) > failed)
+                failed = vd_exit_code(r);
         } else if (r > 0 && force) {
             fprintf(stderr, "vdlvm: warning: device '%s' (%s): overwriting "
                     "%s (--force)\n", c->name, where, what);
@@ -515,7 +517,7 @@ static int check_foreign(const struct vd_conf_pool *conf, int force)
         }
     }
     if (failed)
-        return VD_EXIT_FAIL;
+        return failed;
     if (found) {
         fprintf(stderr, "vdlvm: pool '%s': not created; nothing was "
                 "written\n", conf->name);
