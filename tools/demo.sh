@@ -11,13 +11,15 @@
 #        remove --force --purge-definition) and deletes its files.
 set -euo pipefail
 
-DEMO_DIR=/var/lib/vdlvm/demo
-CONF=/etc/vdlvm/demo.yaml
-CTL=7
+# Tests run the demo in private folders and on free ports (the VDLVM_DEMO_*
+# variables, and VDLVM_CONFDIR as for vdlvm itself).
+DEMO_DIR=${VDLVM_DEMO_DIR:-/var/lib/vdlvm/demo}
+CONF=${VDLVM_CONFDIR:-/etc/vdlvm}/demo.yaml
+CTL=${VDLVM_DEMO_CTL:-7}
 ADDR=127.0.0.1
-PORT=3261
+PORT=${VDLVM_DEMO_PORT:-3261}
 IQN=iqn.2024-01.org.vdlvm:demo
-PIDFILE=/run/vdlvm-demo-tgtd.pid
+PIDFILE=${VDLVM_DEMO_PIDFILE:-/run/vdlvm-demo-tgtd.pid}
 LOG=$DEMO_DIR/tgtd.log
 URL=iscsi://$ADDR:$PORT/$IQN/1
 
@@ -55,8 +57,17 @@ show() {
     while vdlvm vol list demo 2>/dev/null | grep -q "^demo/vol$n "; do n=$((n + 1)); done
     while timeout 10 tgtadm -C "$CTL" --lld iscsi --mode target --op show 2>/dev/null |
             grep -q "LUN: $lun\$"; do lun=$((lun + 1)); done
+    # and a size that fits the pool's free space.
+    local free mib
+    free=$(vdlvm status demo --json 2>/dev/null | grep -o '"free":[0-9]*' | head -1 | cut -d: -f2)
+    mib=$(( ${free:-0} / 1024 / 1024 / 4 * 4 ))
+    [ "$mib" -le 512 ] || mib=512
     echo "Try:  qemu-img info $URL"
-    echo "      vdlvm vol create demo/vol$n --size 512MiB     # live, through tgtd"
+    if [ "$mib" -ge 4 ]; then
+        echo "      vdlvm vol create demo/vol$n --size ${mib}MiB     # live, through tgtd"
+    else
+        echo "      vdlvm vol remove demo/vol$n    # the pool is full: free some space first"
+    fi
     echo "      tgtadm -C $CTL --lld iscsi --mode logicalunit --op new --tid 1 --lun $lun \\"
     echo "             --bstype vdlvm --backing-store demo/vol$n --bsopts conf=$CONF"
     echo "Stop: make demo-stop   (or tools/demo.sh stop; add --purge to delete the pool)"
