@@ -75,6 +75,7 @@ int vd_exit_code(int r)
     case 0:
         return VD_EXIT_OK;
     case -EINVAL:
+    case -EFBIG:    /* a size above what the pool can hold */
         return VD_EXIT_USAGE;
     case -EBUSY:
         return VD_EXIT_BUSY;
@@ -126,6 +127,10 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
     case -ENOTSUP:
         msg(err, "volume '%s/%s': %s failed: not supported by this build",
             pool, vol, verb);
+        break;
+    case -EFBIG:
+        msg(err, "volume '%s/%s': %s failed: the size is too large for "
+            "this pool", pool, vol, verb);
         break;
     default:
         msg(err, "volume '%s/%s': %s failed: %s", pool, vol, verb,
@@ -460,7 +465,6 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                 a->size_rel = 1;
                 v++;
             }
-#ifdef VD_SIZE_RULE /* the one size rule of config/ */
             char m[384];
             if (vd_size_parse_max(v, UINT64_MAX, &a->size, m, sizeof(m)) < 0) {
                 msg(err, "%s: --size %s", cmdname, m);
@@ -471,20 +475,6 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                     "0 bytes; give at least 512", cmdname, val);
                 return VD_EXIT_USAGE;
             }
-#else
-            int pr = vd_size_parse(v, &a->size);
-            if (pr == -ERANGE) {
-                msg(err, "%s: --size '%s' is too large (at most %llu bytes, "
-                    "less what rounding to whole extents adds)", cmdname, val,
-                    (unsigned long long)UINT64_MAX);
-                return VD_EXIT_USAGE;
-            }
-            if (pr < 0 || a->size == 0) {
-                msg(err, "%s: --size '%s' is not a size; use a positive number "
-                    "with B, KiB, MiB, GiB or TiB, e.g. 10GiB", cmdname, val);
-                return VD_EXIT_USAGE;
-            }
-#endif
             break;
         }
         case O_LAYOUT:
@@ -831,40 +821,6 @@ static void json_vol(FILE *out, const vd_pool *pool,
 
 /* ---- the commands ------------------------------------------------------- */
 
-/* A volume size the pool can hold: rounded up to whole extents without
- * overflow, a multiple of 512.  -1 when fine, else exit 2 with a message. */
-static int check_vol_size(vd_pool *pool, struct cmd_args *a, uint64_t size,
-                          FILE *err)
-{
-    struct vd_pool_info pi;
-    char es[32], mx[32];
-    uint64_t max;
-
-    if (vd_pool_get_info(pool, &pi) < 0 || !pi.extent_size)
-        return -1;
-    max = UINT64_MAX / pi.extent_size * pi.extent_size;
-    if (size > max) {
-#ifdef VD_SIZE_RULE
-        vd_size_exact(max, mx, sizeof(mx));
-#else
-        vd_size_format(max, mx, sizeof(mx));
-#endif
-        vd_size_format(pi.extent_size, es, sizeof(es));
-        msg(err, "volume '%s/%s': size %llu is too large (at most %llu "
-            "bytes, %s: whole extents of %s)", a->pool, a->vol,
-            (unsigned long long)size, (unsigned long long)max, mx, es);
-        return VD_EXIT_USAGE;
-    }
-    if (size % 512) {
-        msg(err, "volume '%s/%s': size %llu is not a multiple of 512 bytes "
-            "(the LUN block size); e.g. %llu", a->pool, a->vol,
-            (unsigned long long)size,
-            (unsigned long long)((size / 512 + 1) * 512));
-        return VD_EXIT_USAGE;
-    }
-    return -1;
-}
-
 static int cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
                           FILE *err)
 {
@@ -874,8 +830,6 @@ static int cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     char sz[32], es[32];
     int r;
 
-    if ((r = check_vol_size(pool, a, a->size, err)) >= 0)
-        return r;
     vd_vol_opts_init(&o);
     o.layout = a->layout;
     o.copies = a->copies;
@@ -1004,8 +958,6 @@ static int cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
         }
         new_size = vi.size + a->size;
     }
-    if ((r = check_vol_size(pool, a, new_size, err)) >= 0)
-        return r;
     fmt_size(vi.size, from, sizeof(from));
     r = vd_vol_extend(pool, a->vol, new_size);
     if (r < 0)

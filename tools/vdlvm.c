@@ -122,9 +122,8 @@ static const char *g_pool_takeover_help =
 /* Set once in main. */
 static unsigned g_open_flags;   /* VD_OPEN_PARTIAL with --partial */
 
-/* Implemented in the library by the data-safety work; weak until it is
- * merged, so that this command builds either way. */
-#pragma weak vd_pool_open_flags
+/* Implemented in the library by the remote-devices work; weak until it is
+ * merged, so that this command builds either way (then: delete this). */
 #pragma weak vd_pool_takeover
 
 static const char *confdir(void)
@@ -150,15 +149,7 @@ static int load_conf(const char *path, struct vd_conf_pool **conf)
 
 static int open_pool(const struct vd_conf_pool *conf, vd_pool **pool)
 {
-    if (g_open_flags) {
-        if (!vd_pool_open_flags) {
-            fprintf(stderr, "vdlvm: pool '%s': --partial is not supported by "
-                    "this build\n", conf->name);
-            return -ENOTSUP;
-        }
-        return vd_pool_open_flags(conf, g_open_flags, pool);
-    }
-    return vd_pool_open(conf, pool);
+    return vd_pool_open_flags(conf, g_open_flags, pool);
 }
 
 /* ---- pools known by name ------------------------------------------------ */

@@ -54,9 +54,10 @@ expect_fail 2 'frobnicate' vdlvm vol frobnicate pool0/x
 expect_fail 2 "volume 'pool0/x': size 18446744073709551104 is too large \(at most" vdlvm vol create pool0/x --size 18446744073709551104
 expect_fail 2 "volume 'pool0/x': size 18446744073709551104 is too large" vdlvm vol create pool0/x --size 18446744073709551104 --layout mirror --allow-same-node
 expect_fail 2 "size 18446744073709551615 is too large" vdlvm vol create pool0/x --size 18446744073709551615
-expect_fail 2 "--size '18446744073709551616' is too large" vdlvm vol create pool0/x --size 18446744073709551616
+expect_fail 2 "--size '18446744073709551616' is too large \(at most" vdlvm vol create pool0/x --size 18446744073709551616
+expect_fail 2 "--size '1\.3KiB' is not a whole number of bytes" vdlvm vol create pool0/x --size 1.3KiB
 expect_fail 2 "size 18446744073709551104 is too large" vdlvm vol extend pool0/vol0 --size 18446744073709551104
-expect_fail 2 "size 1000 is not a multiple of 512 bytes" vdlvm vol create pool0/x --size 1000
+expect_fail 2 "size 1000 is not a (positive )?multiple of 512" vdlvm vol create pool0/x --size 1000
 expect_fail 1 "pool 'nosuchpool': no such pool.*known pools: pool0" vdlvm status nosuchpool
 unchanged "bad usage"
 
