@@ -44,6 +44,12 @@ expect_fail 2 'dupname\.yaml:[0-9]+:[0-9]+.*d0' vdlvm pool create "$tmp/bad/dupn
 
 sed "s|pool0-d1.img|pool0-d0.img|" "$conf" > "$tmp/bad/duppath.yaml"
 expect_fail 2 'duppath\.yaml:[0-9]+:[0-9]+' vdlvm pool create "$tmp/bad/duppath.yaml"
+# The same new file twice, once through '..': caught at FILE:LINE too.
+mkdir -p "$tmp/bad/x"
+printf 'pool: pool8\ndevices:\n  - name: x0\n    path: %s\n    size: 64MiB\n  - name: x1\n    path: %s\n    size: 64MiB\n' \
+    "$tmp/bad/x/y0.img" "$tmp/bad/x/../x/y0.img" > "$tmp/bad/dotdot.yaml"
+expect_fail 2 "dotdot\.yaml:[0-9]+:[0-9]+: device 'x1'.*same device as device 'x0'" vdlvm pool create "$tmp/bad/dotdot.yaml"
+[ ! -e "$tmp/bad/x/y0.img" ] || fail "the refused pool create left $tmp/bad/x/y0.img"
 unchanged "broken YAML"
 
 # ---- bad usage: exit 2 ------------------------------------------------------
