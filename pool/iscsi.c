@@ -634,10 +634,10 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     other = held && (all_registrants(htype) || hkey != ib->pr_key);
     holder_str(hkey, htype, who, sizeof(who));
     if (other && !takeover) {
-        snprintf(msg, msglen, "%s is reserved by %s, which owns the pool: a "
-                 "pool is written by one host at a time; if that host is down "
-                 "for good, run 'vdlvm pool takeover POOL' on this host",
-                 ib->url, who);
+        /* No URL: callers name the device, and pool.c keeps 256 bytes. */
+        snprintf(msg, msglen, "reserved by %s, the owner of the pool (one "
+                 "host writes a pool at a time); if that host is gone for "
+                 "good, run 'vdlvm pool takeover POOL' on this host", who);
         *permanent = true;
         return -EBUSY;
     }

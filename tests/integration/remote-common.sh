@@ -10,7 +10,8 @@
 #     $tmp/shim-X, held byte $SHIM_BYTE).  Sets url_X, X_pid, X_ctl.
 #   remote_link_bc            a third veth pair nodeb 192.0.2.1 -- nodec
 #     192.0.2.2, and routes inside nodeb/nodec so that nodec reaches
-#     nodeb's portal; nothing in the machine's own namespace.
+#     nodeb's portal (checked when url_b is set); nothing in the machine's
+#     own namespace.
 #   in_b/in_c CMD             run in nodeb's / nodec's namespace.
 #   as_host NAME NS CMD...    run CMD in namespace NS with host name NAME
 #     (own UTS namespace: another host, as vdlvm sees it) and its own
@@ -55,7 +56,11 @@ remote_link_bc() {
     # nodec reaches nodeb's portal address over the new link.
     ip -n "$NS_C" route add "$ADDR_B/32" via $ADDR_B_C ||
         fail "cannot route nodeb's portal from nodec"
-    wait_for 10 in_c ping -c1 -W1 "$ADDR_B" || fail "nodec cannot reach nodeb"
+    [ -n "${url_b:-}" ] || return 0
+    local port=${url_b#iscsi://*:}
+    port=${port%%/*}
+    wait_for 10 in_c timeout 2 bash -c "exec 3<>/dev/tcp/$ADDR_B/$port" ||
+        fail "nodec cannot reach nodeb's portal $ADDR_B:$port"
 }
 
 as_host() {
