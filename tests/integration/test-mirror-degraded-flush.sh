@@ -36,7 +36,7 @@ qio "write -P 0x11 0 1M" "flush" || fail "flush of the healthy mirror failed: $(
 # unflushed writes up to the moment of the fault (a flush in between would
 # hide the defect: a device with nothing unflushed is not flushed).
 load_bg() {
-    in_a timeout 60 "$VDLOAD" write --continue-on-error --io-timeout 10 \
+    ip netns exec "$NS_A" timeout 60 "$VDLOAD" write --continue-on-error --io-timeout 10 \
         --reconnect-timeout 5 --bs 4k --qd 4 --time 4 --range 4M:8M --json --quiet \
         "$url_a" > "$tmp/load.json" 2> "$tmp/load.err" &
     load_pid=$!
