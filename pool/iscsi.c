@@ -661,8 +661,9 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
                 holder_str(hkey, htype, who, sizeof(who));
             else
                 snprintf(who, sizeof(who), "another host");
-            pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_REGISTER, 0, ib->pr_key, 0,
-                   deadline, msg, msglen);
+            if (r2 >= 0) /* unregister: a refused host must not write */
+                pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_REGISTER, 0, ib->pr_key,
+                       0, deadline, msg, msglen);
             snprintf(msg, msglen, "%s is reserved by %s, which owns the pool "
                      "(it took it while this host was opening it)", ib->url,
                      who);

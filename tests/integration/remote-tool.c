@@ -11,6 +11,10 @@
  *   remote-tool open URL TIMEOUT_MS
  *       open the device (login + reservation) and close it: exit 0, or 1
  *       with the message.
+ *   remote-tool zero URL OFF LEN
+ *       fill [OFF-1MiB, OFF+LEN+1MiB) with 0xa5, zero [OFF, OFF+LEN) with the
+ *       driver's zero op, read back: zeroes inside, 0xa5 around; exit 0 if
+ *       so (test-remote-zero.sh).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -128,6 +132,55 @@ static int stale_write(const char *url, const char *ms, const char *dir)
     return 0;
 }
 
+static int zero(const char *url, uint64_t off, uint64_t len)
+{
+    struct vd_bdev *b;
+    uint64_t lo = off - (1u << 20), hi = off + len + (1u << 20);
+    size_t chunk = 4u << 20;
+    unsigned char *buf = malloc(chunk);
+    int r, bad = 0;
+
+    if (!buf || open_dev(url, "5000", &b) < 0)
+        return 2;
+    if (!b->ops->zero) {
+        fprintf(stderr, "remote-tool: the iscsi driver has no zero op\n");
+        return 1;
+    }
+    memset(buf, 0xa5, chunk);
+    for (uint64_t o = lo; o < hi; o += chunk) {
+        size_t n = hi - o < chunk ? (size_t)(hi - o) : chunk;
+        if ((r = b->ops->pwrite(b, buf, n, o, 0)) < 0) {
+            fprintf(stderr, "remote-tool: fill: %s\n", strerror(-r));
+            return 2;
+        }
+    }
+    double t0 = now_s();
+    r = b->ops->zero(b, off, len);
+    printf("zero=%d zero_s=%.3f\n", r, now_s() - t0);
+    if (r < 0)
+        return 1;
+    for (uint64_t o = lo; o < hi; o += chunk) {
+        size_t n = hi - o < chunk ? (size_t)(hi - o) : chunk;
+        if ((r = b->ops->pread(b, buf, n, o)) < 0) {
+            fprintf(stderr, "remote-tool: read back: %s\n", strerror(-r));
+            return 2;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int want = o + i >= off && o + i < off + len ? 0 : 0xa5;
+            if (buf[i] != want) {
+                if (!bad++)
+                    fprintf(stderr, "remote-tool: byte %llu is 0x%02x, not "
+                            "0x%02x\n", (unsigned long long)(o + i), buf[i],
+                            want);
+            }
+        }
+    }
+    printf("bad_bytes=%d\n", bad);
+    b->ops->close(b);
+    free(buf);
+    return bad ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     vd_log_set_fn(log_fn);
@@ -151,7 +204,10 @@ int main(int argc, char **argv)
         b->ops->close(b);
         return 0;
     }
+    if (argc == 5 && !strcmp(argv[1], "zero"))
+        return zero(argv[2], strtoull(argv[3], NULL, 0),
+                    strtoull(argv[4], NULL, 0));
     fprintf(stderr, "usage: remote-tool stale-write URL TIMEOUT_MS SHIMDIR | "
-            "takeover POOL.yaml | open URL TIMEOUT_MS\n");
+            "takeover POOL.yaml | open URL TIMEOUT_MS | zero URL OFF LEN\n");
     return 2;
 }
