@@ -91,8 +91,8 @@
  *   Takeover (vd_bdev_iscsi_takeover, `vdlvm pool takeover`) does the same
  *   but PREEMPTs the holder's key (tgt has no PREEMPT AND ABORT; the LU
  *   reset that follows drains what the old owner had in flight).  The old
- *   owner's next command gets RESERVATION CONFLICT: its device fails and is
- *   fenced for good (a reconnect would find another holder, and must not
+ *   owner's next command gets the unit attention RESERVATIONS PREEMPTED, a
+ *   write RESERVATION CONFLICT; either fails the device, fenced for good (a reconnect would find another holder, and must not
  *   come back by itself if the peer restarted and forgot the reservation:
  *   tgt keeps reservations in memory only, and a peer restart loses them;
  *   the first host to log in after it takes the reservation).
@@ -1109,14 +1109,23 @@ static void chunk_cb(struct iscsi_context *ctx, int status, void *data,
         chunk_done(ib, ch, ib->down_err ? ib->down_err : -EIO);
         return;
     }
+    /* RESERVATIONS PREEMPTED (2A/03): another host's PREEMPT removed our
+     * registration.  Fenced too, whatever the command: tgt 1.0.85 does not
+     * check reservations for WRITE SAME (no conflict bits in sbc.c), so the
+     * unit attention is the only thing that stops a zero op there. */
+    if (status == SCSI_STATUS_CHECK_CONDITION &&
+        t->sense.key == SCSI_SENSE_UNIT_ATTENTION && t->sense.ascq == 0x2a03)
+        status = SCSI_STATUS_RESERVATION_CONFLICT;
     if (status == SCSI_STATUS_RESERVATION_CONFLICT) {
         /* Another host took the pool over (vdlvm pool takeover): this
          * device is fenced; the event loop drops the session for good. */
         if (!ib->conflict)
-            vd_log(VD_LOG_ERR, "device '%s': %s on %s: RESERVATION CONFLICT: "
-                   "another host took this pool over; the device fails from "
-                   "now on (fenced)", ib->name,
-                   ch->req->op == OP_READ ? "read" : "write", ib->url);
+            vd_log(VD_LOG_ERR, "device '%s': %s on %s: %s: another host "
+                   "took this pool over; the device fails from now on "
+                   "(fenced)", ib->name,
+                   ch->req->op == OP_READ ? "read" : "write", ib->url,
+                   t && t->status == SCSI_STATUS_CHECK_CONDITION
+                       ? "RESERVATIONS PREEMPTED" : "RESERVATION CONFLICT");
         ib->conflict = true;
         chunk_done(ib, ch, -EIO);
         return;

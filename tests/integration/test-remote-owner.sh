@@ -89,7 +89,7 @@ if write_a 192k 0x14; then
     fail "host 1 could write again after being fenced"
 fi
 vdlvm_a status own > "$tmp/st.out" 2>&1 || true
-grep -q "fenced" "$tmp/st.out" || note "status on host 1 does not say 'fenced': $(cat "$tmp/st.out")"
+grep -q "fenced" "$tmp/st.out" || fail "status on host 1 does not say that its devices are fenced: $(cat "$tmp/st.out")"
 # host 2 owns the pool now.
 host2 vol create own/w --size 4MiB > "$tmp/w.out" 2>&1 || fail "host 2 cannot use the pool after the takeover: $(cat "$tmp/w.out")"
 host2 status own > "$tmp/st2.out" 2>&1 || fail "status on host 2 failed"
