@@ -4,6 +4,8 @@
 # nodeb and nodec (peers serving b0 and c0 with stock tgtd); host 2 runs on
 # nodec with its own host name (UTS namespace) and its own VDLVM_RUNDIR,
 # and reaches nodeb over a third link (192.0.2.0/24).
+#   0. after host 1's vdlvm closed the pool cleanly, host 2 is refused
+#      (the reservation is kept on close);
 #   1. host 2 opening the pool (vol create) is refused, naming host 1;
 #      host 2's own writes to the LUN are refused by the peer;
 #   2. pool takeover on host 2 fences host 1: host 1's next write through
@@ -37,11 +39,14 @@ devices:
 EOF2
 vdlvm_a pool create "$conf" || fail "pool create on host 1 failed"
 vdlvm_a vol create own/v --size 16MiB || fail "vol create on host 1 failed"
-mirror_tgtd_start own/v
 host1=$(hostname | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9.-')
 [ -n "$host1" ] || host1=localhost
 # Names of at most 7 characters are readable from the reservation key.
 if [ ${#host1} -le 7 ]; then want1="host '$host1'"; else want1="reservation key 0x"; fi
+host2() { as_host hostc "$NS_C" timeout 120 "$VDLVM" "$@"; }
+# 0. host 1's vdlvm closed the pool cleanly: the reservation stays.
+expect_fail nz "reserved by $want1" host2 status own
+mirror_tgtd_start own/v
 
 # write_a OFF BYTE: one 64 KiB write through host 1's LUN; 0 when it worked
 write_a() {
@@ -53,7 +58,6 @@ write_a() {
 write_a 0 0x11 || fail "host 1 cannot write through its LUN: $(cat "$tmp/wa.out")"
 
 # 1. host 2 is refused, with the holder named.
-host2() { as_host hostc "$NS_C" timeout 120 "$VDLVM" "$@"; }
 expect_fail nz "reserved by $want1" host2 vol create own/w --size 4MiB
 out=$(host2 vol create own/w --size 4MiB 2>&1 || true)
 grep -q "pool takeover" <<<"$out" || fail "the refusal does not say how to take over: $out"
