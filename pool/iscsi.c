@@ -99,7 +99,10 @@
  *   The reservation is kept when the pool is closed: a crashed or restarted
  *   owner re-opens without a takeover, and closing a pool to restart tgtd
  *   never lets another host slip in.  Moving a pool to another host is an
- *   explicit `vdlvm pool takeover` there.
+ *   explicit `vdlvm pool takeover` there.  One exception: a handle that
+ *   found the LUN free, reserved it and wrote nothing gives it back at
+ *   close (give_back), so that a `pool create` refused for a mistyped URL
+ *   or a read-only look at a pool nobody holds leaves no reservation.
  *
  * Threads: pread/pwrite/flush/zero/get_state are thread-safe.  The event
  * thread blocks all signals (tgtd's SIGUSR2 must not reach it).  close
@@ -185,6 +188,7 @@ struct iscsi_bdev {
     char host[64];           /* vd_owner_host() */
     uint64_t pr_key;         /* vd_owner_key(host); set before any login */
     int ws_unsupported;      /* atomic: WRITE SAME refused, write zeroes */
+    int wrote;               /* atomic: a write or zero was submitted */
 
     /* lock protects state, since, cause, queue, stopping and req->done */
     pthread_mutex_t lock;
@@ -219,6 +223,8 @@ struct iscsi_bdev {
     bool reset_unsupported;  /* the target refused LOGICAL UNIT RESET */
     bool conflict;           /* a command met RESERVATION CONFLICT */
     bool fenced;             /* another host owns the LUN: never reconnect */
+    bool took;               /* the last claim reserved a free LUN */
+    bool closing;            /* giving a reservation back at close */
     char claim_msg[300];     /* what the last claim did (takeover) */
     struct scsi_task *stray; /* task of a failed probe, freed after the
                                 context is destroyed */
@@ -329,7 +335,7 @@ static int ctx_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
 
         if (now >= deadline)
             return -ETIMEDOUT;
-        if (ib->thread_started) {
+        if (ib->thread_started && !ib->closing) {
             pthread_mutex_lock(&ib->lock);
             bool stop = ib->stopping;
             pthread_mutex_unlock(&ib->lock);
@@ -618,6 +624,7 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     char who[160];
 
     ib->claim_msg[0] = 0;
+    ib->took = false;
     r = read_reservation(ib, ctx, &held, &hkey, &htype, deadline, msg, msglen);
     if (r == CMD_ILLEGAL) {
         if (!ib->pr_unsupported)
@@ -671,6 +678,7 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
             return -EBUSY;
         }
         PR_FAIL("RESERVE");
+        ib->took = true;
         snprintf(ib->claim_msg, sizeof(ib->claim_msg), "reserved %s (it had "
                  "no holder)", ib->url);
     } else {
@@ -1353,6 +1361,38 @@ static void drain_wake(struct iscsi_bdev *ib)
     (void)n;
 }
 
+/* Closing a handle that reserved a free LUN and wrote nothing (a pool
+ * create refused for that device, a read-only look at a pool nobody
+ * holds): release the reservation and unregister, so that a mistyped URL
+ * in a definition does not leave someone else's LUN reserved.  A handle
+ * that wrote keeps the reservation (header comment). */
+static void give_back(struct iscsi_bdev *ib)
+{
+    uint64_t deadline = now_ms() + (ib->timeout_ms < 2000 ? ib->timeout_ms : 2000);
+    char msg[200];
+    int r;
+
+    ib->closing = true; /* ctx_wait: do not stop for `stopping` */
+    r = pr_out(ib, ib->ctx, SCSI_PERSISTENT_RESERVE_RELEASE,
+               SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY,
+               ib->pr_key, 0, deadline, msg, sizeof(msg));
+    if (r == CMD_GOOD)
+        r = pr_out(ib, ib->ctx, SCSI_PERSISTENT_RESERVE_REGISTER, 0, ib->pr_key,
+                   0, deadline, msg, sizeof(msg));
+    ib->closing = false;
+    if (r != CMD_GOOD)
+        vd_log(VD_LOG_DEBUG, "device '%s': giving the reservation of %s back "
+               "failed (ignored)", ib->name, ib->url);
+    /* A task a failed command left behind goes with the context. */
+    if (ib->stray) {
+        struct iscsi_context *ctx = ib->ctx;
+        ib->ctx = NULL;
+        iscsi_destroy_context(ctx);
+        scsi_free_scsi_task(ib->stray);
+        ib->stray = NULL;
+    }
+}
+
 static void *event_thread(void *arg)
 {
     struct iscsi_bdev *ib = arg;
@@ -1370,6 +1410,9 @@ static void *event_thread(void *arg)
         pthread_mutex_unlock(&ib->lock);
         if (stop) {
             fail_queue(ib, q, -ENOTCONN);
+            if (ib->ctx && connected && ib->took &&
+                !__atomic_load_n(&ib->wrote, __ATOMIC_RELAXED))
+                give_back(ib);
             break;
         }
         if (!connected) {
@@ -1476,6 +1519,8 @@ static int submit(struct iscsi_bdev *ib, enum req_op op, void *buf, size_t len,
     if (op != OP_FLUSH) {
         if (len == 0)
             return 0;
+        if (op != OP_READ)
+            __atomic_store_n(&ib->wrote, 1, __ATOMIC_RELAXED);
         if (off % BLOCK || len % BLOCK || off > ib->b.size ||
             len > ib->b.size - off)
             return -EINVAL;

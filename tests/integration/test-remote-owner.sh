@@ -4,7 +4,8 @@
 # nodeb and nodec (peers serving b0 and c0 with stock tgtd); host 2 runs on
 # nodec with its own host name (UTS namespace) and its own VDLVM_RUNDIR,
 # and reaches nodeb over a third link (192.0.2.0/24).
-#   0. after host 1's vdlvm closed the pool cleanly, host 2 is refused
+#   0. a handle that reserved a free LUN and wrote nothing leaves it free;
+#      after host 1's vdlvm closed the pool cleanly, host 2 is refused
 #      (the reservation is kept on close);
 #   1. host 2 opening the pool (vol create) is refused, naming host 1;
 #      host 2's own writes to the LUN are refused by the peer;
@@ -37,6 +38,11 @@ devices:
     node: nodec
     timeout: 3000ms
 EOF2
+# A handle that reserved a free LUN and wrote nothing gives it back at
+# close: host 1 looks at b0, then host 2 can open it.
+in_a timeout 60 "$REMOTE_TOOL" open "$url_b" 3000 || fail "host 1 cannot open b0"
+as_host hostc "$NS_C" timeout 60 "$REMOTE_TOOL" open "$url_b" 3000 ||
+    fail "host 2 cannot open b0 after host 1 only looked at it (reservation not given back)"
 vdlvm_a pool create "$conf" || fail "pool create on host 1 failed"
 vdlvm_a vol create own/v --size 16MiB || fail "vol create on host 1 failed"
 host1=$(hostname | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9.-')
