@@ -3,7 +3,7 @@
 # remote device of the same pool is silent.  Pool 'lat': a0 (1 GiB local
 # file on nodea) and b0 (nodeb's LUN); volume loc lies on a0 only, volume
 # rem spans a0 and b0; nodea's tgtd exports both.  The p99 latency of 4 KiB
-# random reads on loc (vdload, queue depth 4, 3 s; the median of 3 runs) is
+# random reads on loc (vdload, queue depth 4, 3 s; the median of 5 runs) is
 # measured with all devices well, then with nodeb silent while writes to
 # rem's extents on b0 and flushes of rem keep running into b0's timeouts
 # (nothing else on a0): it must stay within
@@ -18,7 +18,7 @@ requires qemu-io --version
 
 FACTOR=${LAT_FACTOR:-2}
 FLOOR=${LAT_FLOOR_US:-1000}
-RUNS=3
+RUNS=5
 
 mirror_nodes_setup
 remote_peer_start b 256M
@@ -91,7 +91,7 @@ rem_pid=$!
 cleanup_fn kill_quiet "$rem_pid"
 ( while [ ! -e "$tmp/stop-flush" ]; do
       in_a timeout 30 qemu-io -f raw -c flush "$url_rem" >/dev/null 2>&1 || true
-      sleep 0.5
+      sleep 2
   done ) &
 flush_pid=$!
 cleanup_fn kill_quiet "$flush_pid"
