@@ -1368,9 +1368,14 @@ static void drain_wake(struct iscsi_bdev *ib)
  * that wrote keeps the reservation (header comment). */
 static void give_back(struct iscsi_bdev *ib)
 {
-    uint64_t deadline = now_ms() + (ib->timeout_ms < 2000 ? ib->timeout_ms : 2000);
+    /* close may run on tgtd's main thread: a short, bounded wait, and none
+     * at all for a peer that has been quiet (the reservation then stays). */
+    uint64_t deadline = now_ms() + (ib->timeout_ms < 500 ? ib->timeout_ms : 500);
     char msg[200];
     int r;
+
+    if (now_ms() - ib->last_activity > ib->keepalive_ms)
+        return;
 
     ib->closing = true; /* ctx_wait: do not stop for `stopping` */
     r = pr_out(ib, ib->ctx, SCSI_PERSISTENT_RESERVE_RELEASE,
