@@ -174,6 +174,13 @@ struct chunk {
     struct chunk *prev, *next;
 };
 
+struct sync_cmd {
+    bool done;
+    int status;
+    uint32_t tmf_response;   /* task management: RFC 7143 11.6.1 */
+    struct scsi_task *task;
+};
+
 struct iscsi_bdev {
     struct vd_bdev b;
     char name[VD_NAME_MAX + 1];
@@ -228,6 +235,8 @@ struct iscsi_bdev {
     char claim_msg[300];     /* what the last claim did (takeover) */
     struct scsi_task *stray; /* task of a failed probe, freed after the
                                 context is destroyed */
+    struct sync_cmd probe;   /* the claim's synchronous command (outlives
+                                the context: destroy calls back) */
 };
 
 static uint64_t now_ms(void)
@@ -371,12 +380,6 @@ static int ctx_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     return 0;
 }
 
-struct sync_cmd {
-    bool done;
-    int status;
-    uint32_t tmf_response;   /* task management: RFC 7143 11.6.1 */
-    struct scsi_task *task;
-};
 
 static void sync_cb(struct iscsi_context *ctx, int status, void *data,
                     void *priv)
@@ -505,14 +508,16 @@ static int pr_in(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
                  uint8_t *buf, size_t cap, size_t *len, uint64_t deadline,
                  char *msg, size_t msglen)
 {
-    struct sync_cmd s;
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
     int r;
 
     for (int i = 0;; i++) {
-        memset(&s, 0, sizeof(s));
-        s.task = iscsi_persistent_reserve_in_task(ctx, ib->lun, sa,
-                                                  (uint16_t)cap, sync_cb, &s);
-        r = cmd_wait(ib, ctx, &s, "PERSISTENT RESERVE IN", deadline, msg,
+        memset(sp, 0, sizeof(*sp));
+        sp->task = iscsi_persistent_reserve_in_task(ctx, ib->lun, sa,
+                                                  (uint16_t)cap, sync_cb, sp);
+        r = cmd_wait(ib, ctx, sp, "PERSISTENT RESERVE IN", deadline, msg,
                      msglen);
         if (r != CMD_UA || i >= UA_RETRIES)
             break;
@@ -524,12 +529,12 @@ static int pr_in(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
     }
     if (r != CMD_GOOD)
         return r;
-    *len = s.task->datain.size > 0 ? (size_t)s.task->datain.size : 0;
+    *len = sp->task->datain.size > 0 ? (size_t)sp->task->datain.size : 0;
     if (*len > cap)
         *len = cap;
     if (*len)
-        memcpy(buf, s.task->datain.data, *len);
-    scsi_free_scsi_task(s.task);
+        memcpy(buf, sp->task->datain.data, *len);
+    scsi_free_scsi_task(sp->task);
     return CMD_GOOD;
 }
 
@@ -540,15 +545,17 @@ static int pr_out(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
     struct scsi_persistent_reserve_out_basic p = {
         .reservation_key = key, .service_action_reservation_key = sa_key,
     };
-    struct sync_cmd s;
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
     int r;
 
     for (int i = 0;; i++) {
-        memset(&s, 0, sizeof(s));
-        s.task = iscsi_persistent_reserve_out_task(
+        memset(sp, 0, sizeof(*sp));
+        sp->task = iscsi_persistent_reserve_out_task(
             ctx, ib->lun, sa, SCSI_PERSISTENT_RESERVE_SCOPE_LU, type, &p,
-            sync_cb, &s);
-        r = cmd_wait(ib, ctx, &s, "PERSISTENT RESERVE OUT", deadline, msg,
+            sync_cb, sp);
+        r = cmd_wait(ib, ctx, sp, "PERSISTENT RESERVE OUT", deadline, msg,
                      msglen);
         if (r != CMD_UA || i >= UA_RETRIES)
             break;
@@ -559,7 +566,7 @@ static int pr_out(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
         return -EIO;
     }
     if (r == CMD_GOOD)
-        scsi_free_scsi_task(s.task);
+        scsi_free_scsi_task(sp->task);
     return r;
 }
 
@@ -736,16 +743,18 @@ static void tmf_cb(struct iscsi_context *ctx, int status, void *data,
 static int lun_reset(struct iscsi_bdev *ib, struct iscsi_context *ctx,
                      uint64_t deadline, char *msg, size_t msglen)
 {
-    struct sync_cmd s;
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
     int r;
 
-    memset(&s, 0, sizeof(s));
-    if (iscsi_task_mgmt_lun_reset_async(ctx, ib->lun, tmf_cb, &s) < 0) {
+    memset(sp, 0, sizeof(*sp));
+    if (iscsi_task_mgmt_lun_reset_async(ctx, ib->lun, tmf_cb, sp) < 0) {
         snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: %s", ib->url,
                  iscsi_get_error(ctx));
         return -ENOTCONN;
     }
-    r = ctx_wait(ib, ctx, &s.done, deadline);
+    r = ctx_wait(ib, ctx, &sp->done, deadline);
     if (r < 0) {
         if (r == -ETIMEDOUT)
             snprintf(msg, msglen, "LOGICAL UNIT RESET of %s (it waits for "
@@ -759,17 +768,17 @@ static int lun_reset(struct iscsi_bdev *ib, struct iscsi_context *ctx,
                      iscsi_get_error(ctx));
         return r == -EIO ? -ENOTCONN : r;
     }
-    if (s.status != SCSI_STATUS_GOOD) {
+    if (sp->status != SCSI_STATUS_GOOD) {
         snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: %s", ib->url,
                  iscsi_get_error(ctx));
         return -ENOTCONN;
     }
-    if (s.tmf_response != ISCSI_TMR_FUNC_COMPLETE) {
+    if (sp->tmf_response != ISCSI_TMR_FUNC_COMPLETE) {
         if (!ib->reset_unsupported)
             vd_log(VD_LOG_WARN, "device '%s': %s refused LOGICAL UNIT RESET "
                    "(response %u): a write of an earlier session that is still "
                    "pending there could land after newer writes", ib->name,
-                   ib->url, s.tmf_response);
+                   ib->url, sp->tmf_response);
         ib->reset_unsupported = true;
     }
     return 0;
@@ -782,19 +791,21 @@ static int tur_clear(struct iscsi_bdev *ib, struct iscsi_context *ctx,
                      uint64_t deadline, char *msg, size_t msglen,
                      bool *permanent)
 {
-    struct sync_cmd s;
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
     int r;
 
     for (int i = 0;; i++) {
-        memset(&s, 0, sizeof(s));
-        s.task = iscsi_testunitready_task(ctx, ib->lun, sync_cb, &s);
-        r = run_probe(ib, ctx, &s, "TEST UNIT READY", deadline, msg, msglen);
+        memset(sp, 0, sizeof(*sp));
+        sp->task = iscsi_testunitready_task(ctx, ib->lun, sync_cb, sp);
+        r = run_probe(ib, ctx, sp, "TEST UNIT READY", deadline, msg, msglen);
         if (r == 0) {
-            scsi_free_scsi_task(s.task);
+            scsi_free_scsi_task(sp->task);
             return 0;
         }
         if (r != -EIO) {
-            ib->stray = s.task;
+            ib->stray = sp->task;
             return r == -ENOTCONN ? -EIO : r;
         }
         /* run_probe freed the task; its sense is in msg. */
