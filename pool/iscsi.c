@@ -92,10 +92,11 @@
  *   but PREEMPTs the holder's key (tgt has no PREEMPT AND ABORT; the LU
  *   reset that follows drains what the old owner had in flight).  The old
  *   owner's next command gets the unit attention RESERVATIONS PREEMPTED, a
- *   write RESERVATION CONFLICT; either fails the device, fenced for good (a reconnect would find another holder, and must not
- *   come back by itself if the peer restarted and forgot the reservation:
- *   tgt keeps reservations in memory only, and a peer restart loses them;
- *   the first host to log in after it takes the reservation).
+ *   write RESERVATION CONFLICT; either fails the device, fenced for good
+ *   (a reconnect would find another holder, and must not come back by
+ *   itself if the peer restarted and forgot the reservation: tgt keeps
+ *   reservations in memory only, and a peer restart loses them; the first
+ *   host to log in after it takes the reservation).
  *   The reservation is kept when the pool is closed: a crashed or restarted
  *   owner re-opens without a takeover, and closing a pool to restart tgtd
  *   never lets another host slip in.  Moving a pool to another host is an
