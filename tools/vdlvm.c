@@ -122,10 +122,6 @@ static const char *g_pool_takeover_help =
 /* Set once in main. */
 static unsigned g_open_flags;   /* VD_OPEN_PARTIAL with --partial */
 
-/* Implemented in the library by the remote-devices work; weak until it is
- * merged, so that this command builds either way (then: delete this). */
-#pragma weak vd_pool_takeover
-
 static const char *confdir(void)
 {
     const char *d = getenv("VDLVM_CONFDIR");
@@ -837,12 +833,6 @@ static int cmd_pool_takeover(const char *conf_opt, int argc, char **argv)
                 name);
         vd_conf_free(conf);
         return VD_EXIT_BUSY;
-    }
-    if (!vd_pool_takeover) {
-        fprintf(stderr, "vdlvm: pool '%s': takeover is not supported by this "
-                "build\n", name);
-        vd_conf_free(conf);
-        return VD_EXIT_FAIL;
     }
     r = vd_pool_takeover(conf);
     vd_conf_free(conf);
