@@ -5,9 +5,9 @@
  * .copies = 2|3); its I/O goes through the same vd_vol_pread/pwrite calls
  * as a linear volume.  The functions here are thread-safe (they take the
  * pool's admin lock for short state changes; long work such as verify runs
- * without it) and may be called from any thread that may block:
- * vd_mirror_get_info and vd_mirror_resync_start only take locks held for
- * in-memory work, the others also do device I/O or wait for it.
+ * without it) and may be called from any thread that may block: every
+ * one takes the admin lock, which metadata commits hold across device
+ * I/O, and verify, replace and resync_wait also do or wait for I/O.
  */
 #ifndef VDREPLICA_H
 #define VDREPLICA_H
