@@ -130,6 +130,13 @@
  *   owns the range, re-reads the good leg under it and writes that, so an
  *   overlapping write is wholly before or after it on every leg, and its
  *   bit is durable first.
+ * write failing on the last in-sync leg: that leg is kept (fail_legs), the
+ *   write fails, and the legs it reached may differ from it with no leg
+ *   failed: its regions are marked diverged (the cleaner never clears
+ *   them) and a resync copies them from the in-sync leg, going back over
+ *   them if it had passed them.
+ * verify vs write: verify owns each region while it reads the legs, so it
+ *   never compares a half-written region; its repair is a leg writer.
  * CAW vs read-repair: COMPARE AND WRITE holds write_lock exclusive; the
  *   mirror read path never touches write_lock, and range owners never wait
  *   for write_lock, so CAW's read (and its repair) and write finish.
