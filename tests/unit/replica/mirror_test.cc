@@ -1226,3 +1226,32 @@ TEST_F(MirrorSafety, Resync_RateLimited_TargetFailsAndReturns_CopiedAgain)
     Verify(p, 0);
     Stop();
 }
+
+// Defect 15 (the mirror's own waits): a resync copy queues behind the
+// writes in flight to its region, in arrival order; a stream of
+// overlapping writes from several threads does not starve it.
+TEST_F(MirrorSafety, Resync_StreamOfOverlappingWrites_CopyNotStarved)
+{
+    Start();
+    FailLeg1While(3, 3, 43);
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 8; t++)
+        writers.emplace_back([&, t] {
+            auto w = Pattern(512 << 10, 44 + t);
+            while (!stop)
+                if (vd_vol_pwrite(v, w.data(), w.size(), (3ull << 20) + ((t % 3) << 18), 0))
+                    bad++;
+        });
+    __atomic_store_n(&f1->broken, 0, __ATOMIC_RELEASE);
+    bool synced = WaitFor([&] { return Info(p).legs[1].state == VD_LEG_INSYNC; }, 15000);
+    stop = true;
+    for (auto &t : writers)
+        t.join();
+    EXPECT_TRUE(synced) << "resync starved by the writes";
+    EXPECT_EQ(bad, 0);
+    ASSERT_TRUE(WaitInSync(p));
+    Verify(p, 0);
+    Stop();
+}
