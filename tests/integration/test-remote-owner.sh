@@ -51,7 +51,7 @@ host1=$(hostname | tr 'A-Z' 'a-z' | tr -cd 'a-z0-9.-')
 if [ ${#host1} -le 7 ]; then want1="host '$host1'"; else want1="reservation key 0x"; fi
 host2() { as_host hostc "$NS_C" timeout 120 "$VDLVM" "$@"; }
 # 0. host 1's vdlvm closed the pool cleanly: the reservation stays.
-expect_fail nz "reserved by $want1" host2 status own
+expect_fail 4 "reserved by $want1" host2 status own
 mirror_tgtd_start own/v
 
 # write_a OFF BYTE: one 64 KiB write through host 1's LUN; 0 when it worked
@@ -64,7 +64,7 @@ write_a() {
 write_a 0 0x11 || fail "host 1 cannot write through its LUN: $(cat "$tmp/wa.out")"
 
 # 1. host 2 is refused, with the holder named.
-expect_fail nz "reserved by $want1" host2 vol create own/w --size 4MiB
+expect_fail 4 "reserved by $want1" host2 vol create own/w --size 4MiB
 out=$(host2 vol create own/w --size 4MiB 2>&1 || true)
 grep -q "pool takeover" <<<"$out" || fail "the refusal does not say how to take over: $out"
 # The peer itself refuses writes that do not come from the owner.

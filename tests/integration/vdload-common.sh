@@ -133,7 +133,12 @@ vdload_roundtrip() {
     done
     read -r f off <<<"$(locate_lba $(( b + 7000 )) "${files[@]}")"  # one flipped bit
     get_block "$f" "$off" "$blk"
-    printf '\x01' | dd of="$blk" bs=1 seek=300 conv=notrunc status=none
+    # flip bit 0 of byte 300 (xor: writing a fixed byte changed nothing
+    # when the byte already had that value, 1 run in 256)
+    local byte
+    byte=$(od -An -tu1 -j300 -N1 "$blk" | tr -d ' ')
+    printf "\\x$(printf %02x $(( byte ^ 1 )))" |
+        dd of="$blk" bs=1 seek=300 conv=notrunc status=none
     cmp -s "$blk" <(dd if="$f" bs=512 count=1 skip=$(( off / 512 )) status=none) &&
         fail "bit flip did not change the block"
     put_block "$blk" "$f" "$off"
