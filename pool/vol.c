@@ -192,6 +192,23 @@ static int too_large(const vd_pool *p, const char *name, uint64_t size)
     return -EFBIG;
 }
 
+/* A mirror's bitmap is one extent: extent_size * 8 regions.  Checked before
+ * the commit, so a create or extend beyond it changes nothing. */
+static int bitmap_too_small(const vd_pool *p, const char *name, uint64_t size,
+                            uint32_t region_shift)
+{
+    uint64_t nregions = vd_div_up(size, 1ull << region_shift);
+
+    if (nregions <= p->extent_size * 8)
+        return 0;
+    vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu needs %llu regions, more than "
+           "the %llu the bitmap extent holds; use a larger --region-size",
+           p->name, name, (unsigned long long)size,
+           (unsigned long long)nregions,
+           (unsigned long long)(p->extent_size * 8));
+    return -EFBIG;
+}
+
 int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
                   const struct vd_vol_opts *opts)
 {
@@ -238,6 +255,10 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         vd_log(VD_LOG_ERR, "volume '%s/%s': unknown layout", p->name, name);
         return -EINVAL;
     }
+    if (mirror && (r = bitmap_too_small(p, name, vd_div_up(size, p->extent_size) *
+                                                      p->extent_size,
+                                        (uint32_t)__builtin_ctzll(rs))) < 0)
+        return r;
     vd_admin_lock(p);
     for (uint32_t i = 0; i < p->nvols; i++)
         if (p->vols[i]->id >= id)
@@ -348,6 +369,10 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
                (unsigned long long)v->size);
         return -EINVAL;
     }
+    if (v->layout == VD_LAYOUT_MIRROR &&
+        (r = bitmap_too_small(p, name, data_les * p->extent_size,
+                              v->flags & VD_VOLF_REGION_SHIFT_MASK)) < 0)
+        return r;
     if ((le_count - v->le_count) * v->copies > free_extents(p))
         return no_space(p, name, (le_count - v->le_count) * v->copies);
     ov.id = v->id;
