@@ -175,6 +175,30 @@ static int no_space(const vd_pool *p, const char *name, uint64_t need)
     return -ENOSPC;
 }
 
+/* Interim: the layout registry (pool/layout.h) will own these names. */
+static const char *const layout_names[] = {
+    [VD_LAYOUT_LINEAR] = "linear",
+    [VD_LAYOUT_MIRROR] = "mirror",
+};
+
+const char *vd_layout_name(uint32_t layout)
+{
+    if (layout < sizeof(layout_names) / sizeof(layout_names[0]) &&
+        layout_names[layout])
+        return layout_names[layout];
+    return "unknown";
+}
+
+int vd_layout_from_name(const char *name, enum vd_layout *out)
+{
+    for (uint32_t i = 0; i < sizeof(layout_names) / sizeof(layout_names[0]); i++)
+        if (layout_names[i] && !strcmp(name, layout_names[i])) {
+            *out = (enum vd_layout)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
 uint64_t vd_vol_size_max(const vd_pool *p)
 {
     /* data extents * extent size fits 64 bits with one extent to spare (a
