@@ -219,13 +219,15 @@ static int sim_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
 {
     struct simdev *d = ((struct sim_bdev *)b)->d;
     int r = op_enter(d, "read", off, len);
-    if (r < 0)
-        return r;
-    for (int i = 0; i < d->nbad; i++)
+    for (int i = 0; r == 0 && i < d->nbad; i++)
         if (off < d->bad_off[i] + d->bad_len[i] && d->bad_off[i] < off + len)
-            return -EIO;
-    simdev_read(d, buf, len, off, false);
-    return 0;
+            r = -EIO;
+    if (r == 0)
+        simdev_read(d, buf, len, off, false);
+    if (g_verbose > 1 || (g_verbose && r))
+        sim_log("    %s: read %llu+%zu by thread %d -> %d", d->name,
+                (unsigned long long)off, len, sched_self(), r);
+    return r;
 }
 
 static int sim_pwrite(struct vd_bdev *b, const void *buf, size_t len,
@@ -235,6 +237,10 @@ static int sim_pwrite(struct vd_bdev *b, const void *buf, size_t len,
     if (flags & VD_IO_NOWAIT)
         return -EAGAIN;
     int r = op_enter(d, "write", off, len);
+    if (g_verbose)
+        sim_log("    %s: write%s %llu+%zu by thread %d -> %d", d->name,
+                flags & VD_IO_FUA ? " FUA" : "", (unsigned long long)off, len,
+                sched_self(), r);
     if (r < 0)
         return r;
     apply_write(d, buf, len, off, flags & VD_IO_FUA);
@@ -254,6 +260,8 @@ static int sim_flush(struct vd_bdev *b)
 {
     struct simdev *d = ((struct sim_bdev *)b)->d;
     int r = op_enter(d, "flush", 0, 0);
+    if (g_verbose)
+        sim_log("    %s: flush by thread %d -> %d", d->name, sched_self(), r);
     if (r < 0)
         return r;
     flush_all(d);

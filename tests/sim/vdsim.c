@@ -70,9 +70,12 @@ struct opts {
     uint32_t ops_mask;   /* allowed step kinds */
     int steps;           /* 0: random 40..120 */
     int stick;           /* -1: random */
+    int one_writer;      /* at most one write in flight */
+    int no_i2;           /* skip the durable-bitmap check (I2) */
+    uint32_t down_mask;  /* devices that may fail */
 };
 
-static struct opts g_opts = { -1, (1u << O_NOPS) - 1, 0, -1 };
+static struct opts g_opts = { -1, (1u << O_NOPS) - 1, 0, -1, 0, 0, 0xf };
 
 /* ---- the oracle ---- */
 enum { W_INFLIGHT = 0, W_ACK, W_FAIL };
@@ -365,6 +368,23 @@ static uint8_t g_prev_union[2][MAX_REG / 8];
 static uint32_t g_prev_mask;
 static bool g_prev_valid;
 
+static void print_legs(struct vd_vol *v, uint64_t r)
+{
+    for (uint32_t k = 0; k < v->copies; k++) {
+        uint64_t doff;
+        uint8_t c = 0, dd = 0;
+        struct simdev *d = leg_dev(v, k, 0, &doff);
+        if (d) {
+            simdev_read(d, &c, 1, doff + r / 8, false);
+            simdev_read(d, &dd, 1, doff + r / 8, true);
+        }
+        fprintf(stderr, "  leg %u: %s, bitmap on %s: bit %llu is %d (durable "
+                "%d)\n", k, vd_leg_state_name(v->leg_state[k], 0),
+                d ? simdev_name(d) : "?", (unsigned long long)r,
+                c >> (r % 8) & 1, dd >> (r % 8) & 1);
+    }
+}
+
 /* I1: a region clear in the union of the non-failed legs' bitmaps holds
  * the same bytes on every non-failed leg.  I2: a region clear in the
  * durable bitmaps has nothing unflushed on any non-failed leg (else a
@@ -388,13 +408,15 @@ static void check_region(struct vd_vol *v, uint64_t r, uint32_t mask,
         if (!d)
             continue;
         doff += off % es;
-        if (i2 && simdev_unflushed(d, doff, len))
+        if (i2 && !g_opts.no_i2 && simdev_unflushed(d, doff, len)) {
+            print_legs(v, r);
             sim_fail("region %llu (volume bytes %llu+%llu) is clean in the "
                      "durable bitmap but leg %u (device '%s') has unflushed "
                      "writes there: a crash now leaves the legs different "
                      "under a clean bit (%s)",
                      (unsigned long long)r, (unsigned long long)off,
                      (unsigned long long)len, k, simdev_name(d), why);
+        }
         if (!i1)
             continue;
         simdev_read(d, first < 0 ? a : b, len, doff, false);
@@ -408,6 +430,7 @@ static void check_region(struct vd_vol *v, uint64_t r, uint32_t mask,
                 i++;
             uint64_t s = (off + i) / SECT;
             print_hist(s);
+            print_legs(v, r);
             sim_fail("region %llu is clean in the bitmap but legs %d and %u "
                      "differ at volume byte %llu (sector %llu: leg %d has "
                      "write #%lld, leg %u write #%lld) (%s)",
@@ -658,6 +681,11 @@ static void quiesce(void)
 static void op_start(struct op *o)
 {
     int slot = -1;
+    if (g_opts.one_writer && (o->kind == O_WRITE || o->kind == O_CAW))
+        for (int i = 0; i < MAX_INFLIGHT; i++)
+            if (g_inflight[i] && (g_inflight[i]->kind == O_WRITE ||
+                                  g_inflight[i]->kind == O_CAW))
+                op_wait(i);
     for (int i = 0; i < g_max_inflight; i++)
         if (!g_inflight[i] || sched_done(g_inflight[i]->tid)) {
             if (g_inflight[i])
@@ -873,6 +901,8 @@ static void step(void)
         if (n >= 2)
             break;
         int d = (int)rng_below(&g_rng, NDEV), mode = rng_pct(&g_rng, 30) ? 2 : 1;
+        if (!(g_opts.down_mask & (1u << d)))
+            break;
         sim_log("step %d: device %s goes away (%s)", g_step, g_cdev[d].name,
                 mode == 2 ? "commands time out" : "commands fail");
         simdev_set_down(g_sd[d], mode);
@@ -900,10 +930,30 @@ static void step(void)
                 "volume byte %llu)", g_step, simdev_name(d),
                 (unsigned long long)doff, len, leg, (unsigned long long)off);
         simdev_set_bad(d, doff, len);
+        if (rng_pct(&g_rng, 50)) {
+            /* meet it: a read (repairs from another leg) racing a write */
+            for (int n = 0; n < 2; n++) {
+                o = calloc(1, sizeof(*o));
+                o->kind = n ? O_WRITE : O_READ;
+                o->step = g_step;
+                o->off = off;
+                o->len = len;
+                o->buf = malloc(len);
+                if (n) {
+                    o->wid = wrec_new(off, len, g_step, false);
+                    fill(o->buf, o->wid, off, len);
+                }
+                sim_log("step %d: start %s #%u [%llu+%u] over it", g_step,
+                        op_names[o->kind], o->wid, (unsigned long long)off, len);
+                op_start(o);
+            }
+        }
         break;
     }
     case O_ERR: {
         int d = (int)rng_below(&g_rng, NDEV);
+        if (!(g_opts.down_mask & (1u << d)))
+            break;
         unsigned pct = rng_pct(&g_rng, 50) ? 0 : 1 + (unsigned)rng_below(&g_rng, 10);
         sim_log("step %d: device %s fails %u%% of commands", g_step,
                 g_cdev[d].name, pct);
@@ -931,7 +981,8 @@ static void run_schedule(void *arg)
     struct vd_vol_opts vo;
 
     /* wid 0: the zeroes a new volume reads */
-    nW = capW = 256;
+    capW = 256;
+    nW = 1;
     W = calloc(capW, sizeof(*W));
     W[0].state = W_ACK;
     W[0].durable = 1;
@@ -1057,7 +1108,7 @@ struct slot {
 };
 static struct slot g_slots[64];
 
-static int g_shown, g_failed;
+static int g_shown, g_failed, g_summary;
 static uint64_t *g_failed_seeds;
 static char **g_failed_opts;
 
@@ -1069,7 +1120,17 @@ static void finish(struct slot *s, int status)
         g_failed_opts = realloc(g_failed_opts, (g_failed + 1) * sizeof(char *));
         g_failed_seeds[g_failed] = s->job->seed;
         g_failed_opts[g_failed++] = strdup(s->job->optstr);
-        if (g_shown++ < 5) {
+        if (g_summary) {
+            char line[1024];
+            fflush(s->out);
+            rewind(s->out);
+            while (fgets(line, sizeof(line), s->out))
+                if (strstr(line, "FAILED"))
+                    fputs(line, stderr);
+            if (WIFSIGNALED(status))
+                fprintf(stderr, "vdsim: seed %llu: FAILED: signal %d\n",
+                        (unsigned long long)s->job->seed, WTERMSIG(status));
+        } else if (g_shown++ < 5) {
             char line[1024];
             fflush(s->out);
             rewind(s->out);
@@ -1144,6 +1205,15 @@ static int parse_opt(struct opts *o, char *optstr, size_t optlen, int argc,
         o->steps = atoi(v);
     } else if (!strcmp(a, "--stick") && v) {
         o->stick = atoi(v);
+    } else if (!strcmp(a, "--no-durable-check") && v) {
+        o->no_i2 = atoi(v);
+    } else if (!strcmp(a, "--down-devs") && v) {
+        o->down_mask = 0;
+        for (const char *c = v; *c; c++)
+            if (*c >= '0' && *c < '0' + NDEV)
+                o->down_mask |= 1u << (*c - '0');
+    } else if (!strcmp(a, "--writers") && v) {
+        o->one_writer = atoi(v) == 1;
     } else {
         return 0;
     }
@@ -1185,12 +1255,14 @@ int main(int argc, char **argv)
             regress = v;
             i++;
         } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
-            g_verbose = 1;
+            g_verbose++;
+        } else if (!strcmp(a, "--summary")) {
+            g_summary = 1;
         } else {
             fprintf(stderr,
                     "usage: vdsim [--count N] [--start S] [-j J] [--regress FILE]"
                     " [--layout linear|mirror2|mirror3] [--ops a,b,..]"
-                    " [--steps N] [--stick PCT]\n"
+                    " [--steps N] [--stick PCT] [--writers 1] [--no-durable-check 1] [--down-devs 0123]\n"
                     "       vdsim --seed S [--verbose] [same schedule options]\n"
                     "ops: write read flush caw sleep quiesce down up bad err "
                     "resync verify replace extend crash\n");
