@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,8 @@ struct th {
     uint64_t deadline;       /* INF: none */
     int timed_out, signalled;
     int errno_saved;
+    int started;
+    jmp_buf jb;              /* where it stopped (after the first start) */
     struct rdhold rd[16];
 };
 
@@ -82,7 +85,8 @@ bool g_sim_active;
 static struct th g_th[SIM_MAX_THREADS];
 static int g_nth;
 static struct th *g_cur;
-static ucontext_t g_sched_ctx;
+static jmp_buf g_sched_jb;
+static struct th *g_next; /* the thread the scheduler switched to */
 static struct rng g_rng;
 static unsigned g_stick;
 static uint64_t g_now, g_switches;
@@ -206,7 +210,9 @@ static void to_sched(void)
 {
     struct th *t = g_cur;
     t->errno_saved = errno;
-    swapcontext(&t->ctx, &g_sched_ctx);
+    /* _setjmp/_longjmp: no signal-mask system call per switch */
+    if (!_setjmp(t->jb))
+        _longjmp(g_sched_jb, 1);
     errno = t->errno_saved;
 }
 
@@ -257,8 +263,7 @@ static void trampoline(void)
     t->fn(t->arg);
     t->state = T_DONE;
     wake_all(t);
-    swapcontext(&t->ctx, &g_sched_ctx);
-    abort(); /* never resumed */
+    _longjmp(g_sched_jb, 1);
 }
 
 int sched_spawn(const char *name, void *(*fn)(void *), void *arg)
@@ -363,6 +368,10 @@ void sched_run(uint64_t seed, unsigned stick_pct, void (*main_fn)(void *),
 {
     g_rng.s = seed ^ 0x5c4ed01e5c4ed01eull;
     g_stick = stick_pct;
+    g_now = 0;
+    g_switches = 0;
+    g_cur = NULL;
+    memset(g_locks, 0, sizeof(g_locks));
     g_nth = 0;
     g_main_fn = main_fn;
     int main_id = sched_spawn("main", main_tramp, arg);
@@ -408,13 +417,23 @@ void sched_run(uint64_t seed, unsigned stick_pct, void (*main_fn)(void *),
             sim_fail("more than %llu scheduling points: livelock?",
                      MAX_SWITCHES);
         g_cur = next;
-        swapcontext(&g_sched_ctx, &next->ctx);
+        g_next = next;
+        if (!_setjmp(g_sched_jb)) {
+            if (!g_next->started) {
+                g_next->started = 1;
+                setcontext(&g_next->ctx);
+            }
+            _longjmp(g_next->jb, 1);
+        }
+        next = g_next;
         g_cur = NULL;
         prev = next;
         if (next->state == T_DONE)
             release_stack(next);
     }
     g_sim_active = false;
+    for (int i = 0; i < g_nth; i++)
+        release_stack(&g_th[i]);
 }
 
 /* ---- wrapped pthread functions ---- */

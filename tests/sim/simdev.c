@@ -188,7 +188,18 @@ void simdev_crash_all(struct rng *r, unsigned persist_pct)
 
 void simdev_reset_all(void)
 {
+    for (int i = 0; i < g_ndevs; i++) {
+        struct simdev *d = g_devs[i];
+        for (uint64_t b = 0; b < d->nblk; b++) {
+            free(d->dur[b]);
+            free(d->cache[b]);
+        }
+        free(d->dur);
+        free(d->cache);
+        free(d);
+    }
     g_ndevs = 0;
+    g_ops = 0;
 }
 
 /* The common start of every call: a scheduling point, maybe virtual time,
