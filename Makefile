@@ -46,7 +46,7 @@ SIM_WRAP  := pthread_mutex_lock pthread_mutex_trylock pthread_mutex_unlock \
              pthread_rwlock_rdlock pthread_rwlock_wrlock \
              pthread_rwlock_tryrdlock pthread_rwlock_trywrlock \
              pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock \
-             pthread_rwlock_unlock pthread_rwlock_destroy \
+             pthread_rwlock_unlock pthread_rwlock_init pthread_rwlock_destroy \
              pthread_cond_init pthread_cond_destroy pthread_cond_wait \
              pthread_cond_timedwait pthread_cond_clockwait \
              pthread_cond_signal pthread_cond_broadcast \

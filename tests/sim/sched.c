@@ -8,8 +8,10 @@
  * - Locks are modelled here, not in the kernel: a mutex/rwlock that is
  *   taken blocks the thread in the scheduler (state BLK on the lock);
  *   unlock makes every waiter runnable and each retries.  rwlocks prefer
- *   readers (glibc's default); a thread rdlocking a rwlock it holds for
- *   writing gets EDEADLK (as glibc).  Unlocking a lock one does not hold
+ *   readers (glibc's default) unless initialised writer-preferring (then a
+ *   reader waits while a writer waits, and a thread taking a read lock
+ *   twice behind a waiting writer deadlocks, as in glibc); a thread
+ *   rdlocking a rwlock it holds for writing gets EDEADLK (as glibc).  Unlocking a lock one does not hold
  *   is reported as a violation.
  * - Condition variables: wait releases the mutex and blocks until a
  *   signal (one waiter, chosen by the PRNG), a broadcast or the deadline.
@@ -55,6 +57,8 @@ struct lk {
     int owner;               /* mutex/rw writer: thread id + 1, 0 none */
     int count;               /* mutex recursion */
     int readers;
+    int wwait;               /* rw: threads blocked in wrlock */
+    int prefer_writer;       /* rw: readers wait behind a waiting writer */
     int clock;               /* cond */
 };
 
@@ -70,7 +74,8 @@ struct th {
     void *stack;
     void *(*fn)(void *);
     void *arg;
-    const void *wait_obj;    /* lock, cond or thread waited for */
+    const void *wait_obj;    /* pthread object or thread waited for (never
+                                a lock-table entry: entries move) */
     const char *wait_what;
     const void *where;       /* return address of the wrapped call */
     uint64_t deadline;       /* INF: none */
@@ -457,7 +462,7 @@ static int mutex_acquire(pthread_mutex_t *m, uint64_t deadline)
             sim_fail("thread %d '%s' locks mutex %p it already holds (at %p)",
                      me - 1, g_cur->name, (void *)m, g_cur->where);
         }
-        block_on(l, "mutex_lock", deadline);
+        block_on(l->addr, "mutex_lock", deadline);
         if (g_cur->timed_out)
             return ETIMEDOUT;
     }
@@ -513,7 +518,7 @@ static void mutex_release(pthread_mutex_t *m, const void *where)
                  sched_self(), g_cur->name, (void *)m, l->owner - 1, where);
     if (--l->count == 0) {
         l->owner = 0;
-        wake_all(l);
+        wake_all(l->addr);
     }
 }
 
@@ -556,7 +561,7 @@ static int rw_acquire(pthread_rwlock_t *rw, bool write, bool try,
         struct lk *l = lk_get(rw, L_RW);
         if (l->owner == me)
             return EDEADLK; /* glibc: the thread holds it for writing */
-        if (!write && !l->owner) {
+        if (!write && !l->owner && !(l->prefer_writer && l->wwait)) {
             l->readers++;
             rd_find(l, true)->n++;
             return 0;
@@ -567,7 +572,12 @@ static int rw_acquire(pthread_rwlock_t *rw, bool write, bool try,
         }
         if (try)
             return EBUSY;
-        block_on(l, write ? "rwlock_wrlock" : "rwlock_rdlock", deadline);
+        if (write)
+            l->wwait++;
+        block_on(l->addr, write ? "rwlock_wrlock" : "rwlock_rdlock", deadline);
+        l = lk_get(rw, L_RW);
+        if (write)
+            l->wwait--;
         if (g_cur->timed_out)
             return ETIMEDOUT;
     }
@@ -648,8 +658,27 @@ int __wrap_pthread_rwlock_unlock(pthread_rwlock_t *rw)
                  sched_self(), g_cur->name, (void *)rw, RA, l->owner - 1,
                  l->readers);
     }
-    wake_all(l);
+    wake_all(l->addr);
     return 0;
+}
+
+int __real_pthread_rwlock_init(pthread_rwlock_t *l,
+                               const pthread_rwlockattr_t *a);
+
+/* The kind (reader- or writer-preferring) comes from the attributes. */
+int __wrap_pthread_rwlock_init(pthread_rwlock_t *rw,
+                               const pthread_rwlockattr_t *a)
+{
+    int r = __real_pthread_rwlock_init(rw, a);
+    if (g_cur) {
+        lk_forget(rw);
+        struct lk *l = lk_get(rw, L_RW);
+        int kind = PTHREAD_RWLOCK_PREFER_READER_NP;
+        if (a)
+            pthread_rwlockattr_getkind_np(a, &kind);
+        l->prefer_writer = kind != PTHREAD_RWLOCK_PREFER_READER_NP;
+    }
+    return r;
 }
 
 int __wrap_pthread_rwlock_destroy(pthread_rwlock_t *l)
@@ -692,8 +721,8 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, uint64_t deadline,
                  sched_self(), g_cur->name, (void *)c, (void *)m, where);
     ml->owner = 0;
     ml->count = 0;
-    wake_all(ml);
-    block_on(cl, "cond_wait", deadline);
+    wake_all(ml->addr);
+    block_on(cl->addr, "cond_wait", deadline);
     int to = g_cur->timed_out && !g_cur->signalled;
     mutex_acquire(m, INF);
     return to ? ETIMEDOUT : 0;
@@ -730,7 +759,7 @@ int __wrap_pthread_cond_signal(pthread_cond_t *c)
     struct lk *l = lk_get(c, L_COND);
     int w[SIM_MAX_THREADS], n = 0;
     for (int i = 0; i < g_nth; i++)
-        if (g_th[i].state == T_BLK && g_th[i].wait_obj == l)
+        if (g_th[i].state == T_BLK && g_th[i].wait_obj == l->addr)
             w[n++] = i;
     if (n) {
         struct th *t = &g_th[w[rng_below(&g_rng, n)]];
@@ -745,7 +774,7 @@ int __wrap_pthread_cond_broadcast(pthread_cond_t *c)
     if (!g_cur)
         return __real_pthread_cond_broadcast(c);
     point_at(RA, "cond_broadcast");
-    wake_all(lk_get(c, L_COND));
+    wake_all(lk_get(c, L_COND)->addr);
     return 0;
 }
 
