@@ -120,7 +120,17 @@ void simdev_read(struct simdev *d, void *buf, uint64_t len, uint64_t off,
     while (len) {
         uint64_t blk = off / SIM_BLK, in = off % SIM_BLK;
         uint64_t n = SIM_BLK - in < len ? SIM_BLK - in : len;
-        memcpy(p, view(d, blk, durable) + in, n);
+        const uint8_t *src = view(d, blk, durable);
+        if (src == g_zero) {
+            /* a run of never-written blocks: one memset */
+            while (n < len && view(d, (off + n) / SIM_BLK, durable) == g_zero)
+                n += SIM_BLK - (off + n) % SIM_BLK < len - n
+                         ? SIM_BLK - (off + n) % SIM_BLK
+                         : len - n;
+            memset(p, 0, n);
+        } else {
+            memcpy(p, src + in, n);
+        }
         p += n;
         off += n;
         len -= n;
