@@ -575,9 +575,10 @@ static void *op_main(void *arg)
     case O_WRITE:
         r = vd_vol_pwrite(g_vol, o->buf, o->len, o->off, o->flags);
         wrec_end(o->wid, r);
-        sim_log("step %d: write #%u [%llu+%u]%s -> %d", o->step, o->wid,
-                (unsigned long long)o->off, o->len,
-                o->flags & VD_IO_FUA ? " FUA" : "", r);
+        sim_log("step %d: write #%u [%llu+%u]%s -> %d (event %llu)", o->step,
+                o->wid, (unsigned long long)o->off, o->len,
+                o->flags & VD_IO_FUA ? " FUA" : "", r,
+                (unsigned long long)W[o->wid].end);
         break;
     case O_READ:
         rs = ++g_evt;
@@ -591,7 +592,8 @@ static void *op_main(void *arg)
     case O_FLUSH:
         rs = ++g_evt;
         r = vd_vol_flush(g_vol);
-        sim_log("step %d: flush -> %d", o->step, r);
+        sim_log("step %d: flush (called at event %llu) -> %d", o->step,
+                (unsigned long long)rs, r);
         if (r == 0)
             for (size_t i = 1; i < nW; i++)
                 if (W[i].state == W_ACK && W[i].end < rs)
