@@ -251,16 +251,47 @@ static int sim_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
     return r;
 }
 
+/* VD_IO_NOWAIT: served from "the page cache" (no virtual time) or -EAGAIN
+ * (a miss, or the device is away). */
+static int nowait_enter(struct simdev *d, uint64_t off, uint64_t len)
+{
+    g_ops++;
+    sched_point();
+    if (off > d->size || len > d->size - off)
+        sim_fail("device '%s': NOWAIT I/O of %llu bytes at %llu beyond its "
+                 "%llu bytes", d->name, (unsigned long long)len,
+                 (unsigned long long)off, (unsigned long long)d->size);
+    if (d->down || rng_pct(&g_dev_rng, 30))
+        return -EAGAIN;
+    for (int i = 0; i < d->nbad; i++)
+        if (off < d->bad_off[i] + d->bad_len[i] && d->bad_off[i] < off + len)
+            return -EAGAIN;
+    return 0;
+}
+
+static int sim_pread_nowait(struct vd_bdev *b, void *buf, size_t len,
+                            uint64_t off)
+{
+    struct simdev *d = ((struct sim_bdev *)b)->d;
+    int r = nowait_enter(d, off, len);
+    if (r == 0)
+        simdev_read(d, buf, len, off, false);
+    if (g_verbose > 1)
+        sim_log("    %s: read NOWAIT %llu+%zu by thread %d -> %d", d->name,
+                (unsigned long long)off, len, sched_self(), r);
+    return r;
+}
+
 static int sim_pwrite(struct vd_bdev *b, const void *buf, size_t len,
                       uint64_t off, unsigned flags)
 {
     struct simdev *d = ((struct sim_bdev *)b)->d;
-    if (flags & VD_IO_NOWAIT)
-        return -EAGAIN;
-    int r = op_enter(d, "write", off, len);
+    int r = (flags & VD_IO_NOWAIT) ? nowait_enter(d, off, len)
+                                   : op_enter(d, "write", off, len);
     if (g_verbose)
-        sim_log("    %s: write%s %llu+%zu by thread %d -> %d", d->name,
-                flags & VD_IO_FUA ? " FUA" : "", (unsigned long long)off, len,
+        sim_log("    %s: write%s%s %llu+%zu by thread %d -> %d", d->name,
+                flags & VD_IO_FUA ? " FUA" : "",
+                flags & VD_IO_NOWAIT ? " NOWAIT" : "", (unsigned long long)off, len,
                 sched_self(), r);
     if (r < 0)
         return r;
@@ -311,6 +342,7 @@ static void sim_close(struct vd_bdev *b)
 static const struct vd_bdev_ops sim_ops = {
     .kind = "sim",
     .pread = sim_pread,
+    .pread_nowait = sim_pread_nowait,
     .pwrite = sim_pwrite,
     .flush = sim_flush,
     .close = sim_close,

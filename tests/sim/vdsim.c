@@ -57,14 +57,16 @@ int g_verbose;
 /* ---- options ---- */
 enum {
     O_WRITE, O_READ, O_FLUSH, O_CAW, O_SLEEP, O_QUIESCE, O_DOWN, O_UP, O_BAD,
-    O_ERR, O_RESYNC, O_VERIFY, O_REPLACE, O_EXTEND, O_CRASH, O_NOPS
+    O_ERR, O_RESYNC, O_VERIFY, O_REPLACE, O_EXTEND, O_CRASH, O_NWRITE,
+    O_NREAD, O_NOPS
 };
 static const char *op_names[O_NOPS] = {
     "write", "read", "flush", "caw", "sleep", "quiesce", "down", "up", "bad",
-    "err", "resync", "verify", "replace", "extend", "crash",
+    "err", "resync", "verify", "replace", "extend", "crash", "nwrite",
+    "nread",
 };
 static const unsigned op_weight[O_NOPS] = {
-    30, 12, 8, 4, 8, 5, 3, 5, 3, 2, 3, 1, 1, 1, 1,
+    30, 12, 8, 4, 8, 5, 3, 5, 3, 2, 3, 1, 1, 1, 1, 6, 4,
 };
 
 struct opts {
@@ -580,6 +582,31 @@ static void *op_main(void *arg)
                 o->flags & VD_IO_FUA ? " FUA" : "", r,
                 (unsigned long long)W[o->wid].end);
         break;
+    case O_NWRITE:
+        /* the module's inline path: NOWAIT, and on -EAGAIN the same write
+         * again from a worker (blocking) */
+        r = vd_vol_pwrite(g_vol, o->buf, o->len, o->off, o->flags | VD_IO_NOWAIT);
+        if (r == -EAGAIN) {
+            sched_sleep_ns(o->rate * 1000000ull); /* the worker queue */
+            r = vd_vol_pwrite(g_vol, o->buf, o->len, o->off, o->flags);
+        }
+        wrec_end(o->wid, r);
+        sim_log("step %d: NOWAIT write #%u [%llu+%u]%s -> %d (event %llu)",
+                o->step, o->wid, (unsigned long long)o->off, o->len,
+                o->flags & VD_IO_FUA ? " FUA" : "", r,
+                (unsigned long long)W[o->wid].end);
+        break;
+    case O_NREAD:
+        rs = ++g_evt;
+        r = vd_vol_pread_flags(g_vol, o->buf, o->len, o->off, VD_IO_NOWAIT);
+        if (r == -EAGAIN)
+            r = vd_vol_pread(g_vol, o->buf, o->len, o->off);
+        re = ++g_evt;
+        sim_log("step %d: NOWAIT read [%llu+%u] -> %d", o->step,
+                (unsigned long long)o->off, o->len, r);
+        if (r == 0)
+            check_data(o->buf, o->off, o->len, rs, re, "NOWAIT read");
+        break;
     case O_READ:
         rs = ++g_evt;
         r = vd_vol_pread(g_vol, o->buf, o->len, o->off);
@@ -689,9 +716,11 @@ static void quiesce(void)
 static void op_start(struct op *o)
 {
     int slot = -1;
-    if (g_opts.one_writer && (o->kind == O_WRITE || o->kind == O_CAW))
+    if (g_opts.one_writer &&
+        (o->kind == O_WRITE || o->kind == O_CAW || o->kind == O_NWRITE))
         for (int i = 0; i < MAX_INFLIGHT; i++)
             if (g_inflight[i] && (g_inflight[i]->kind == O_WRITE ||
+                                  g_inflight[i]->kind == O_NWRITE ||
                                   g_inflight[i]->kind == O_CAW))
                 op_wait(i);
     for (int i = 0; i < g_max_inflight; i++)
@@ -790,7 +819,8 @@ static void crash(unsigned persist)
     for (int i = 0; i < MAX_INFLIGHT; i++)
         if (g_inflight[i]) {
             struct op *o = g_inflight[i];
-            if ((o->kind == O_WRITE || o->kind == O_CAW) &&
+            if ((o->kind == O_WRITE || o->kind == O_CAW ||
+                 o->kind == O_NWRITE) &&
                 W[o->wid].state == W_INFLIGHT) {
                 W[o->wid].end = now;
                 W[o->wid].state = W_FAIL;
@@ -821,12 +851,13 @@ static void step(void)
 
     switch (k) {
     case O_WRITE:
+    case O_NWRITE:
     case O_CAW:
         o = calloc(1, sizeof(*o));
         o->kind = k;
         o->step = g_step;
         pick_range(&o->off, &o->len);
-        o->flags = rng_pct(&g_rng, 20) && k == O_WRITE ? VD_IO_FUA : 0;
+        o->flags = rng_pct(&g_rng, 20) && k != O_CAW ? VD_IO_FUA : 0;
         o->buf = malloc(o->len);
         if (k == O_CAW) {
             o->cmp = malloc(o->len);
@@ -836,19 +867,22 @@ static void step(void)
         }
         o->wid = wrec_new(o->off, o->len, g_step, o->flags & VD_IO_FUA);
         fill(o->buf, o->wid, o->off, o->len);
+        if (k == O_NWRITE)
+            o->rate = (int)rng_below(&g_rng, 700);
         sim_log("step %d: start %s #%u [%llu+%u]%s", g_step, op_names[k],
                 o->wid, (unsigned long long)o->off, o->len,
                 o->flags ? " FUA" : "");
         op_start(o);
         break;
     case O_READ:
+    case O_NREAD:
     case O_FLUSH:
     case O_VERIFY:
     case O_EXTEND:
         o = calloc(1, sizeof(*o));
         o->kind = k;
         o->step = g_step;
-        if (k == O_READ) {
+        if (k == O_READ || k == O_NREAD) {
             pick_range(&o->off, &o->len);
             o->buf = malloc(o->len);
         }
@@ -1316,7 +1350,7 @@ int main(int argc, char **argv)
                     " [--steps N] [--stick PCT] [--writers 1] [--no-durable-check 1] [--down-devs 0123]\n"
                     "       vdsim --seed S [--verbose] [same schedule options]\n"
                     "ops: write read flush caw sleep quiesce down up bad err "
-                    "resync verify replace extend crash\n");
+                    "resync verify replace extend crash nwrite nread\n");
             return 2;
         }
     }
