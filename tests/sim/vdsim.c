@@ -1481,8 +1481,10 @@ int main(int argc, char **argv)
     if (g_failed) {
         fprintf(stderr, "vdsim: failing seeds:");
         for (int i = 0; i < g_failed && i < 50; i++)
-            fprintf(stderr, " %llu%s%s", (unsigned long long)g_failed_seeds[i],
-                    *g_failed_opts[i] ? " (" : "", *g_failed_opts[i] ? "opts)" : "");
+            fprintf(stderr, " %llu%s%s%s", (unsigned long long)g_failed_seeds[i],
+                    *g_failed_opts[i] ? " (" : "",
+                    *g_failed_opts[i] ? g_failed_opts[i] + 1 : "",
+                    *g_failed_opts[i] ? ")" : "");
         fprintf(stderr, "%s\n", g_failed > 50 ? " ..." : "");
     }
     return g_failed ? 1 : 0;
