@@ -341,6 +341,15 @@ static uint32_t nonfailed(struct vd_vol *v)
     return m;
 }
 
+static uint32_t insync(struct vd_vol *v)
+{
+    uint32_t m = 0;
+    for (uint32_t k = 0; k < v->copies; k++)
+        if (__atomic_load_n(&v->leg_state[k], __ATOMIC_ACQUIRE) == VD_LEG_INSYNC)
+            m |= 1u << k;
+    return m;
+}
+
 static uint64_t nregions(struct vd_vol *v)
 {
     return (v->size + g_rsize - 1) / g_rsize;
@@ -369,7 +378,7 @@ static bool bit(const uint8_t *b, uint64_t r)
 }
 
 static uint8_t g_prev_union[2][MAX_REG / 8];
-static uint32_t g_prev_mask;
+static uint32_t g_prev_mask, g_prev_insync, g_insync;
 static bool g_prev_valid;
 
 static void print_legs(struct vd_vol *v, uint64_t r)
@@ -390,9 +399,12 @@ static void print_legs(struct vd_vol *v, uint64_t r)
 }
 
 /* I1: a region clear in the union of the non-failed legs' bitmaps holds
- * the same bytes on every non-failed leg.  I2: a region clear in the
- * durable bitmaps has nothing unflushed on any non-failed leg (else a
- * crash would leave the legs different under a clean bit). */
+ * the same bytes on every in-sync leg.  I2: with two in-sync legs or more,
+ * a region clear in the durable bitmaps has nothing unflushed on any
+ * in-sync leg (else a crash would leave them different under a clean bit).
+ * Stale legs are left out: a design may rebuild a stale leg in full
+ * rather than by its bits; once it is in-sync it is checked like the
+ * others (a leg made in-sync without its data is caught then). */
 static void check_region(struct vd_vol *v, uint64_t r, uint32_t mask,
                          bool i1, bool i2, const char *why)
 {
@@ -459,9 +471,10 @@ static void check_mirror(struct simdev *sd, uint64_t off, uint64_t len,
         sim_fail("simulator: too many regions");
     uint32_t mask = nonfailed(v);
     uint8_t u[2][MAX_REG / 8];
+    g_insync = insync(v);
     bm_union(v, mask, false, u[0], nreg);
     bm_union(v, mask, true, u[1], nreg);
-    if (!g_prev_valid || mask != g_prev_mask)
+    if (!g_prev_valid || mask != g_prev_mask || g_insync != g_prev_insync)
         full = true;
     for (uint64_t r = 0; r < nreg; r++) {
         bool c0 = !bit(u[0], r), c1 = !bit(u[1], r);
@@ -484,10 +497,12 @@ static void check_mirror(struct simdev *sd, uint64_t off, uint64_t len,
             }
         }
         if (i1 || i2)
-            check_region(v, r, mask, i1, i2, why);
+            check_region(v, r, g_insync, i1, i2 && __builtin_popcount(g_insync) > 1,
+                         why);
     }
     memcpy(g_prev_union, u, sizeof(u));
     g_prev_mask = mask;
+    g_prev_insync = g_insync;
     g_prev_valid = true;
 }
 
@@ -510,7 +525,7 @@ static void check_legs_quiet(void)
         return;
     check_mirror(NULL, 0, 0, true, "quiet point");
     uint64_t nreg = nregions(v), es = v->pool->extent_size;
-    uint32_t mask = nonfailed(v);
+    uint32_t mask = nonfailed(v), legs = insync(v);
     uint8_t u[MAX_REG / 8];
     bm_union(v, mask, false, u, nreg);
     for (uint64_t r = 0; r < nreg; r++) {
@@ -524,7 +539,7 @@ static void check_legs_quiet(void)
         for (uint32_t k = 0; k < v->copies; k++) {
             uint64_t doff;
             struct simdev *d;
-            if (!(mask & (1u << k)) ||
+            if (!(legs & (1u << k)) ||
                 !(d = leg_dev(v, k, off / es + v->data_le0, &doff)))
                 continue;
             simdev_read(d, buf, len, doff + off % es, false);
