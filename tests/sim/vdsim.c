@@ -751,6 +751,7 @@ static void op_start(struct op *o)
     }
     g_inflight[slot] = o;
     o->tid = sched_spawn(op_names[o->kind], op_main, o);
+    sim_log("step %d: %s runs in thread %d", o->step, op_names[o->kind], o->tid);
 }
 
 /* ---- steps ---- */
