@@ -26,10 +26,12 @@
 #define CONF_DEVS_MAX 1024u
 
 #define NAME_RULE "use 1-63 characters of A-Z a-z 0-9 _ . - not starting with '.' or '-'"
-#define SIZE_RULE "use a whole number with an optional unit B, KiB, MiB, GiB, TiB (or K, M, G, T), e.g. 200MiB"
+#define SIZE_RULE VD_SIZE_RULE
 #define TOP_KEYS "pool, extent_size, devices"
 #define DEV_KEYS "name, path, size, node, iscsi, chap, timeout"
 #define CHAP_KEYS "user, secret_file"
+
+static char *resolve_path(const char *path);
 
 /* ---- sizes, durations, names ---------------------------------------- */
 
@@ -48,7 +50,7 @@ static bool is_digit(char c)
 
 /* A fraction ("1.5GiB") is accepted when it is a whole number of bytes, so
  * that every string vd_size_format() prints parses back to the same value. */
-int vd_size_parse(const char *s, uint64_t *out)
+static int size_parse(const char *s, uint64_t *out, bool *inexact)
 {
     const char *p = s, *ip, *fp = NULL;
     size_t ilen, flen = 0, i;
@@ -105,8 +107,10 @@ int vd_size_parse(const char *s, uint64_t *out)
             den *= 10;
         }
         num <<= shift;
-        if (num % den)
+        if (num % den) {
+            *inexact = true;
             return -EINVAL;
+        }
         num /= den;
         if (num > UINT64_MAX - v)
             return -ERANGE;
@@ -114,6 +118,66 @@ int vd_size_parse(const char *s, uint64_t *out)
     }
     *out = v;
     return 0;
+}
+
+int vd_size_parse(const char *s, uint64_t *out)
+{
+    bool inexact = false;
+
+    return size_parse(s, out, &inexact);
+}
+
+void vd_size_exact(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    unsigned u = 0;
+
+    if (!buf || len == 0)
+        return;
+    while (u + 1 < sizeof(units) / sizeof(units[0]) && bytes &&
+           bytes % (1ULL << (10 * (u + 1))) == 0)
+        u++;
+    if (u == 0)
+        snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+    else
+        snprintf(buf, len, "%llu%s", (unsigned long long)(bytes >> (10 * u)),
+                 units[u]);
+}
+
+int vd_size_parse_max(const char *s, uint64_t max, uint64_t *out, char *msg,
+                      size_t msglen)
+{
+    bool inexact = false;
+    uint64_t v = 0;
+    char m[64];
+    int rc = size_parse(s, &v, &inexact);
+
+    if (rc == 0 && v > max)
+        rc = -ERANGE;
+    if (rc == 0) {
+        *out = v;
+        if (msg && msglen)
+            msg[0] = 0;
+        return 0;
+    }
+    if (!msg || !msglen)
+        return rc;
+    /* user text in a one-line message: at most 64 bytes, printable only */
+    char q[72];
+    size_t o = 0;
+    for (size_t i = 0; s && s[i] && i < 64; i++)
+        q[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    if (s && o == 64 && s[64])
+        q[o++] = '.', q[o++] = '.', q[o++] = '.';
+    q[o] = 0;
+    if (rc == -ERANGE) {
+        vd_size_exact(max, m, sizeof(m));
+        snprintf(msg, msglen, "'%s' is too large (at most %s)", q, m);
+    } else {
+        snprintf(msg, msglen, "'%s' is not %s; " VD_SIZE_RULE, q,
+                 inexact ? "a whole number of bytes" : "a size");
+    }
+    return rc;
 }
 
 void vd_size_format(uint64_t bytes, char *buf, size_t len)
@@ -393,17 +457,15 @@ static int get_size(struct ctx *c, const char *what, yaml_node_t *k,
                     yaml_node_t *v, uint64_t *out)
 {
     const char *s = NULL;
+    char m[512];
     int rc = get_scalar(c, what, k, v, SIZE_RULE, &s);
 
     if (rc)
         return rc;
-    rc = vd_size_parse(s, out);
-    if (rc == -ERANGE)
-        return fail(c, v, "%s%s '%s' is too large; the maximum is 16EiB - 1",
-                    what, (const char *)k->data.scalar.value, SHOW(v));
+    rc = vd_size_parse_max(s, UINT64_MAX, out, m, sizeof(m));
     if (rc)
-        return fail(c, v, "%sbad %s '%s'; " SIZE_RULE, what,
-                    (const char *)k->data.scalar.value, SHOW(v));
+        return fail(c, v, "%s%s %s", what, (const char *)k->data.scalar.value,
+                    m);
     return 0;
 }
 
@@ -675,13 +737,10 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         rc = dup_str(s, &d->path);
         if (rc)
             return rc;
-        real = realpath(s, NULL);
-        if (!real && errno == ENOMEM)
+        real = resolve_path(s);
+        if (!real)
             return -ENOMEM;
-        if (real)
-            dk->real = real;
-        else if ((rc = dup_str(s, &dk->real)))
-            return rc;
+        dk->real = real;
         if (stat(s, &st) == 0) {
             dk->have_st = true;
             /* two nodes of one block device are the same device */
@@ -758,6 +817,74 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         rc = default_node(c, dn, what, &d->node);
     }
     return rc;
+}
+
+/* Append component c of length n to the normalised absolute path out
+ * (capacity cap): "." is dropped, ".." removes the last component. */
+static void path_push(char *out, size_t cap, const char *c, size_t n)
+{
+    size_t l = strlen(out);
+
+    if (n == 0 || (n == 1 && c[0] == '.'))
+        return;
+    if (n == 2 && c[0] == '.' && c[1] == '.') {
+        while (l > 1 && out[l - 1] != '/')
+            l--;
+        if (l > 1)
+            l--; /* the slash, except the root's */
+        out[l] = 0;
+        return;
+    }
+    if (l + 1 + n + 1 > cap)
+        return; /* longer than PATH_MAX: compared as far as it goes */
+    if (l > 1)
+        out[l++] = '/';
+    memcpy(out + l, c, n);
+    out[l + n] = 0;
+}
+
+/* The canonical form of an absolute path for the duplicate check:
+ * realpath() of the path when it exists; otherwise realpath() of its
+ * longest existing ancestor (so symlinks and ".." of existing
+ * directories are resolved) with the rest appended, "." and ".."
+ * applied by name (those components do not exist, so no symlink can
+ * change what they mean).  Returns malloc'd, or NULL (out of memory). */
+static char *resolve_path(const char *path)
+{
+    char *real = realpath(path, NULL), *out, *pre;
+    size_t n = strlen(path), i;
+
+    if (real || errno == ENOMEM)
+        return real;
+    out = calloc(1, PATH_MAX + 1);
+    pre = strdup(path);
+    if (!out || !pre) {
+        free(out);
+        free(pre);
+        return NULL;
+    }
+    strcpy(out, "/");
+    for (i = n; i-- > 0;) {
+        if (path[i] != '/')
+            continue;
+        pre[i ? i : 1] = 0; /* "/a/b/c" -> "/a/b", ..., "/" */
+        real = realpath(pre, NULL);
+        if (!real && errno == ENOMEM)
+            break;
+        if (real) {
+            snprintf(out, PATH_MAX + 1, "%s", real);
+            free(real);
+            break;
+        }
+    }
+    /* out is the resolved ancestor path[0..i); apply the rest by name */
+    for (size_t a = i + 1, b = a; b <= n; b++)
+        if (b == n || path[b] == '/') {
+            path_push(out, PATH_MAX + 1, path + a, b - a);
+            a = b + 1;
+        }
+    free(pre);
+    return out;
 }
 
 /* Device i against the devices before it, so that the first repetition in

@@ -40,10 +40,39 @@ struct vd_conf_pool {
     struct vd_conf_dev *devs;
 };
 
-/* Parse "200MiB", "4M", "1GiB", "512", "3T", "10B".  Units B, KiB, MiB, GiB,
- * TiB and K, M, G, T (all binary), case-sensitive as written here; no unit
- * means bytes.  Returns 0, -EINVAL (syntax) or -ERANGE (overflow). */
+/* Sizes: one rule for the YAML definition and the command line.
+ *
+ *   A number of bytes: digits, optionally followed by a unit B, KiB, MiB,
+ *   GiB, TiB or K, M, G, T (all binary: K = KiB = 1024; case as written,
+ *   no space, nothing else).  A decimal fraction is allowed when the value
+ *   comes to a whole number of bytes: "1.5GiB" and "0.5KiB" are sizes,
+ *   "1.3KiB" (1331.2 bytes) is not.  No sign, no exponent, no hex.
+ *
+ * VD_SIZE_RULE says it in one line for messages and --help. */
+#define VD_SIZE_RULE                                                          \
+    "use a whole number of bytes or a number with a unit B, KiB, MiB, GiB, "  \
+    "TiB (or K, M, G, T; binary), e.g. 200MiB or 1.5GiB (a fraction must "    \
+    "come to whole bytes)"
+
+/* Parse s by the rule above.  Returns 0 (*out set), -EINVAL (not a size)
+ * or -ERANGE (more than 2^64 - 1 bytes); *out is untouched on error. */
 int vd_size_parse(const char *s, uint64_t *out);
+
+/* vd_size_parse with an upper bound and a message, for every front end.
+ * Returns 0 with *out set, or:
+ *   -EINVAL  msg = "'S' is not a size; <VD_SIZE_RULE>"
+ *            (or "'S' is not a whole number of bytes; <VD_SIZE_RULE>")
+ *   -ERANGE  msg = "'S' is too large (at most M)", M exact (vd_size_exact)
+ *            when S is above max (or above 2^64 - 1).
+ * msg names neither the option nor the file: the caller prefixes it
+ * ("--size ", "pool.yaml:3:9: size ").  msg may be NULL.  *out is
+ * untouched on error.  Thread-safe. */
+int vd_size_parse_max(const char *s, uint64_t max, uint64_t *out, char *msg,
+                      size_t msglen);
+
+/* Format bytes exactly: "4MiB" when a unit divides it, else "N bytes"
+ * (unlike vd_size_format, never rounded; for limits in messages). */
+void vd_size_exact(uint64_t bytes, char *buf, size_t len);
 
 /* Format bytes as "4MiB", "1.5GiB" into buf (always NUL-terminated). */
 void vd_size_format(uint64_t bytes, char *buf, size_t len);

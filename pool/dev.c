@@ -1,7 +1,45 @@
 /* vdlvm: device access — the local file driver, and the logging wrappers
- * the pool uses for every device I/O.  Thread-safe. */
+ * the pool uses for every device I/O.  Thread-safe.
+ *
+ * Flush generations (SYNCHRONIZE CACHE under concurrency)
+ *   d->wgen counts completed non-FUA writes (and zeroings) of the device:
+ *   each is bumped atomically (release) after the bdev's write returned.
+ *   vd_dev_flush notes target = wgen (acquire) when it is called: every
+ *   write its caller saw complete is <= target.  It returns 0 only once a
+ *   bdev flush that *started* after wgen reached target has completed
+ *   successfully; d->flushed_gen records the start generation of the
+ *   newest successful flush.  Under flush_lock:
+ *   - flushed_gen >= target: nothing to do (no I/O when nothing was
+ *     written since the last good flush).
+ *   - a flush is running that started at flush_start_gen >= target: wait
+ *     for it and share its result; if it failed, fail too (nothing the
+ *     caller depends on is known durable).
+ *   - a flush is running that started earlier: wait for it to end, then
+ *     decide again (it does not cover our writes).
+ *   - no flush running: start one, noting flush_start_gen = wgen now,
+ *     unlock, flush the bdev, lock, publish (flushed_gen = start on
+ *     success), wake every waiter.
+ *   So concurrent flushers share one fdatasync, a second SYNCHRONIZE
+ *   CACHE never returns before the data it covers is durable (the old
+ *   `touched` flag was cleared before the fdatasync), and a failed flush
+ *   fails every waiter that depended on it; the next flush retries.
+ *   Waiting is on flush_cond only (pthread; simulator-friendly).
+ *
+ * Read-modify-write of partial blocks (bounce_io on block-only devices)
+ *   Two short writes into one block each read the block, patch it and
+ *   write it back; unserialised, the second write-back loses the first
+ *   patch.  A bounced write registers its block range [a0, a1) in the
+ *   device's small range table (rmw_lock) before its read and removes it
+ *   after its write; an overlapping bounced write waits on rmw_cond.
+ *   Aligned I/O never takes rmw_lock (no cost); an aligned write racing a
+ *   bounced write to the same block is ordered by neither (as two
+ *   overlapping SCSI writes in flight are not).
+ *
+ * Lock order: flush_lock and rmw_lock are leaves (no other lock is taken
+ * while holding them); neither is held across device I/O. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +63,8 @@ struct file_bdev {
      * answers EOPNOTSUPP once (then never tried again; atomic). */
     int in_memory;
     int nowait_read, nowait_write;
+    bool is_blk;  /* block device: BLKZEROOUT */
+    bool sparse;  /* file with holes at open: zero by punching holes */
 };
 
 static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
@@ -108,6 +148,32 @@ static int file_flush(struct vd_bdev *b)
     return fdatasync(((struct file_bdev *)b)->fd) < 0 ? -errno : 0;
 }
 
+/* Zero a range: a sparse file gets a hole (reads zeroes, frees space), a
+ * preallocated file unwritten extents (ZERO_RANGE keeps the allocation),
+ * a block device BLKZEROOUT.  -EOPNOTSUPP: the pool writes zero buffers. */
+static int file_zero(struct vd_bdev *b, uint64_t off, uint64_t len)
+{
+    struct file_bdev *fb = (struct file_bdev *)b;
+    int modes[2], r = -EOPNOTSUPP;
+
+    if (fb->is_blk) {
+        uint64_t range[2] = { off, len };
+        return ioctl(fb->fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+    }
+    modes[0] = fb->sparse ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+                          : FALLOC_FL_ZERO_RANGE;
+    modes[1] = fb->sparse ? FALLOC_FL_ZERO_RANGE
+                          : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+    for (int i = 0; i < 2; i++) {
+        if (fallocate(fb->fd, modes[i], (off_t)off, (off_t)len) == 0)
+            return 0;
+        r = -errno;
+        if (r != -EOPNOTSUPP && r != -EINVAL)
+            return r;
+    }
+    return -EOPNOTSUPP;
+}
+
 static void file_close(struct vd_bdev *b)
 {
     if (b) {
@@ -123,6 +189,7 @@ static const struct vd_bdev_ops file_ops = {
     .pwrite = file_pwrite,
     .flush = file_flush,
     .close = file_close,
+    .zero = file_zero,
 };
 
 static int file_open(const char *path, int create, uint64_t create_size,
@@ -181,6 +248,9 @@ static int file_open(const char *path, int create, uint64_t create_size,
     fb->in_memory = S_ISREG(st.st_mode) && fstatfs(fd, &sfs) == 0 &&
                     sfs.f_type == TMPFS_MAGIC;
     fb->nowait_read = fb->nowait_write = 1;
+    fb->is_blk = S_ISBLK(st.st_mode);
+    fb->sparse = S_ISREG(st.st_mode) &&
+                 (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size;
     fb->b.ops = &file_ops;
     fb->b.size = size;
     fb->b.block_size = 512;
@@ -240,16 +310,61 @@ static bool unaligned(const struct vd_bdev *b, size_t len, uint64_t off)
            (off % b->block_size || len % b->block_size);
 }
 
-static int bounce_io(struct vd_bdev *b, void *buf, size_t len, uint64_t off,
+#define RMW_SLOTS (sizeof(((struct vd_dev *)0)->rmw_start) / sizeof(uint64_t))
+
+/* Take the block range [a0, a1) for a read-modify-write: waits while an
+ * overlapping one is in progress (or the table is full).  Returns the
+ * slot for rmw_put. */
+static unsigned rmw_get(struct vd_dev *d, uint64_t a0, uint64_t a1)
+{
+    unsigned slot;
+
+    pthread_mutex_lock(&d->rmw_lock);
+    for (;;) {
+        bool busy = false;
+        slot = RMW_SLOTS;
+        for (unsigned i = 0; i < RMW_SLOTS; i++) {
+            if (!d->rmw_end[i]) {
+                if (slot == RMW_SLOTS)
+                    slot = i;
+            } else if (d->rmw_start[i] < a1 && a0 < d->rmw_end[i]) {
+                busy = true;
+            }
+        }
+        if (!busy && slot < RMW_SLOTS)
+            break;
+        d->rmw_waiters++;
+        pthread_cond_wait(&d->rmw_cond, &d->rmw_lock);
+        d->rmw_waiters--;
+    }
+    d->rmw_start[slot] = a0;
+    d->rmw_end[slot] = a1;
+    pthread_mutex_unlock(&d->rmw_lock);
+    return slot;
+}
+
+static void rmw_put(struct vd_dev *d, unsigned slot)
+{
+    pthread_mutex_lock(&d->rmw_lock);
+    d->rmw_end[slot] = 0;
+    pthread_cond_broadcast(&d->rmw_cond);
+    pthread_mutex_unlock(&d->rmw_lock);
+}
+
+static int bounce_io(struct vd_dev *d, void *buf, size_t len, uint64_t off,
                      bool write, unsigned flags)
 {
+    struct vd_bdev *b = d->bdev;
     uint64_t bs = b->block_size, a0 = off - off % bs;
     uint64_t a1 = vd_div_up(off + len, bs) * bs, n = a1 - a0;
+    unsigned slot = 0;
     uint8_t *t;
     int r = 0;
 
     if (posix_memalign((void **)&t, 4096, n))
         return -ENOMEM;
+    if (write)
+        slot = rmw_get(d, a0, a1);
     if (!write) {
         r = b->ops->pread(b, t, n, a0);
         if (r == 0)
@@ -263,6 +378,7 @@ static int bounce_io(struct vd_bdev *b, void *buf, size_t len, uint64_t off,
             memcpy(t + (off - a0), buf, len);
             r = b->ops->pwrite(b, t, n, a0, flags);
         }
+        rmw_put(d, slot);
     }
     free(t);
     return r;
@@ -271,7 +387,7 @@ static int bounce_io(struct vd_bdev *b, void *buf, size_t len, uint64_t off,
 int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 {
     int r = unaligned(d->bdev, len, off)
-                ? bounce_io(d->bdev, buf, len, off, false, 0)
+                ? bounce_io(d, buf, len, off, false, 0)
                 : d->bdev->ops->pread(d->bdev, buf, len, off);
     if (r < 0) {
         io_error(d, "read", len, off, r);
@@ -284,14 +400,14 @@ int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
                   unsigned flags)
 {
     int r = unaligned(d->bdev, len, off)
-                ? bounce_io(d->bdev, (void *)buf, len, off, true, flags)
+                ? bounce_io(d, (void *)buf, len, off, true, flags)
                 : d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
     if (r < 0) {
         io_error(d, "write", len, off, r);
         return -EIO;
     }
     if (!(flags & VD_IO_FUA))
-        __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -305,22 +421,100 @@ int vd_dev_io_nowait(struct vd_dev *d, void *buf, size_t len, uint64_t off,
                : ops->pread_nowait(d->bdev, buf, len, off)) < 0)
         return -EAGAIN;
     if (write && !(flags & VD_IO_FUA))
-        __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE);
     return 0;
 }
 
+void vd_dev_sync_init(struct vd_dev *d)
+{
+    pthread_mutex_init(&d->flush_lock, NULL);
+    pthread_cond_init(&d->flush_cond, NULL);
+    pthread_mutex_init(&d->rmw_lock, NULL);
+    pthread_cond_init(&d->rmw_cond, NULL);
+    d->sync_init = true;
+}
+
+void vd_dev_sync_destroy(struct vd_dev *d)
+{
+    if (!d->sync_init)
+        return;
+    pthread_mutex_destroy(&d->flush_lock);
+    pthread_cond_destroy(&d->flush_cond);
+    pthread_mutex_destroy(&d->rmw_lock);
+    pthread_cond_destroy(&d->rmw_cond);
+    d->sync_init = false;
+}
+
+/* The protocol is in the header comment. */
 int vd_dev_flush(struct vd_dev *d)
 {
-    int r;
+    uint64_t target = __atomic_load_n(&d->wgen, __ATOMIC_ACQUIRE);
+    int r = 0;
 
-    if (!__atomic_exchange_n(&d->touched, 0, __ATOMIC_ACQ_REL))
-        return 0;
-    r = d->bdev->ops->flush(d->bdev);
+    pthread_mutex_lock(&d->flush_lock);
+    for (;;) {
+        if (d->flushed_gen >= target) {
+            r = 0;
+            break;
+        }
+        if (d->flushing) {
+            uint64_t seen = d->flush_count;
+            bool covers = d->flush_start_gen >= target;
+            d->flush_waiters++;
+            while (d->flush_count == seen)
+                pthread_cond_wait(&d->flush_cond, &d->flush_lock);
+            d->flush_waiters--;
+            if (covers && d->flushed_gen < target) {
+                r = -EIO; /* the flush we depended on failed (logged) */
+                break;
+            }
+            continue;
+        }
+        uint64_t start = __atomic_load_n(&d->wgen, __ATOMIC_ACQUIRE);
+        d->flushing = true;
+        d->flush_start_gen = start;
+        pthread_mutex_unlock(&d->flush_lock);
+        r = d->bdev->ops->flush(d->bdev);
+        pthread_mutex_lock(&d->flush_lock);
+        d->flushing = false;
+        d->flush_count++;
+        if (r == 0 && start > d->flushed_gen)
+            d->flushed_gen = start;
+        pthread_cond_broadcast(&d->flush_cond);
+        if (r < 0) {
+            vd_log(VD_LOG_ERR, "device '%s': flush failed: %s", d->name,
+                   strerror(-r));
+            r = -EIO;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->flush_lock);
+    return r;
+}
+
+int vd_dev_zero(struct vd_dev *d, uint64_t off, uint64_t len)
+{
+    static const size_t chunk = 1u << 20;
+    const struct vd_bdev_ops *ops = d->bdev->ops;
+    int r = ops->zero ? ops->zero(d->bdev, off, len) : -EOPNOTSUPP;
+
+    if (r == -EOPNOTSUPP) {
+        uint8_t *z = NULL;
+        r = posix_memalign((void **)&z, 4096, chunk) ? -ENOMEM : 0;
+        if (z)
+            memset(z, 0, chunk);
+        for (uint64_t o = 0; r == 0 && o < len; o += chunk) {
+            size_t n = len - o < chunk ? (size_t)(len - o) : chunk;
+            r = ops->pwrite(d->bdev, z, n, off + o, 0);
+        }
+        free(z);
+    }
     if (r < 0) {
-        /* Keep it marked: the data is not known to be durable. */
-        __atomic_store_n(&d->touched, 1, __ATOMIC_RELEASE);
-        vd_log(VD_LOG_ERR, "device '%s': flush failed: %s", d->name, strerror(-r));
+        vd_log(VD_LOG_ERR, "device '%s': zeroing %llu bytes at %llu failed: %s",
+               d->name, (unsigned long long)len, (unsigned long long)off,
+               strerror(-r));
         return -EIO;
     }
+    __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE);
     return 0;
 }

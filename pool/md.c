@@ -7,6 +7,13 @@
  *
  * Admin thread only, except that vd_state_apply takes a volume's map_lock
  * exclusively when it replaces a live volume's mapping.
+ *
+ * A commit (admin_lock held throughout): zero the extents the ops newly map
+ * and flush them (so a crash after the commit never shows old data through
+ * the new mapping), write the record to every copy (FUA), then apply.  A
+ * commit that failed on every copy still uses up its sequence number: the
+ * record may have landed somewhere, and two different records must never
+ * carry one number.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -184,8 +191,17 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     p->vols = nv;
     for (uint64_t i = 0; i < o->le_count * o->copies; i++)
         v->map[i] = (struct vd_pe){ .dev = VD_NO_DEV };
-    pthread_rwlock_init(&v->map_lock, NULL);
-    pthread_rwlock_init(&v->write_lock, NULL);
+    /* Writer-preferring: compare-and-write (write_lock exclusive) and
+     * extend (map_lock exclusive) must not starve behind a stream of
+     * readers.  The price: nothing may take either read lock twice in one
+     * thread (the second rdlock would wait behind a queued writer that
+     * waits for the first), which pool/ never does. */
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&v->map_lock, &ra);
+    pthread_rwlock_init(&v->write_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
     p->vols[p->nvols++] = v;
     return 0;
 }
@@ -544,6 +560,62 @@ static int write_rec(struct vd_dev *d, const uint8_t *buf, size_t len, int half,
 
 static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops);
 
+/* Zero every extent that ops newly map (free in the current state), then
+ * flush those devices: the zeroes are durable before the commit makes the
+ * extents reachable, so no crash can expose old data through the new
+ * mapping.  Every allocation (volume create, extend, mirror legs and
+ * bitmap extents, leg replacement) commits through here.  An extent freed
+ * by an earlier op of the same list counts as used (no caller does both
+ * in one commit).  0, or -EIO with nothing committed. */
+static int zero_new_extents(vd_pool *p, const struct vd_opbuf *ops)
+{
+    bool touched[VD_MAX_DEVS] = { false };
+    uint64_t es = p->extent_size;
+    size_t pos = 0;
+
+    if (ops->keep_data)
+        return 0;
+    for (uint32_t n = 0; n < ops->nops && pos < ops->len; n++) {
+        const struct vd_op_hdr *h = (const void *)(ops->buf + pos);
+        const struct vd_op_map *o = (const void *)h;
+        struct vd_dev *d;
+
+        pos += h->len;
+        if (h->type != VD_OP_MAP || h->len < sizeof(*o) || o->dev == VD_NO_DEV ||
+            o->dev >= p->ndevs || !p->devs[o->dev].used)
+            continue; /* vd_state_apply refuses what is malformed */
+        d = &p->devs[o->dev];
+        if (o->pe_start > d->pe_count || o->count > d->pe_count - o->pe_start)
+            continue;
+        if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+            vd_log(VD_LOG_ERR, "pool '%s': device '%s' is unavailable; new "
+                   "extents cannot be zeroed, nothing changed", p->name, d->name);
+            return -EIO;
+        }
+        for (uint64_t i = 0; i < o->count;) {
+            uint64_t k = 0;
+            while (i + k < o->count && !pe_used(d, o->pe_start + i + k))
+                k++;
+            if (k && vd_dev_zero(d, d->data_offset + (o->pe_start + i) * es,
+                                 k * es) < 0) {
+                vd_log(VD_LOG_ERR, "pool '%s': zeroing new extents on device "
+                       "'%s' failed; nothing changed", p->name, d->name);
+                return -EIO;
+            }
+            touched[o->dev] |= k > 0;
+            i += k ? k : 1;
+        }
+    }
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (touched[i] && vd_dev_flush(&p->devs[i]) < 0) {
+            vd_log(VD_LOG_ERR, "pool '%s': zeroed extents on device '%s' could "
+                   "not be made durable; nothing changed", p->name,
+                   p->devs[i].name);
+            return -EIO;
+        }
+    return 0;
+}
+
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops)
 {
     int r;
@@ -561,6 +633,8 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
     uint64_t seq = p->seq + 1, half_size = VD_MD_SIZE / 2;
     int ok = 0, tried = 0, r;
 
+    if ((r = zero_new_extents(p, ops)) < 0)
+        return r;
     r = vd_md_encode(p, VD_REC_DELTA, seq, ops, &delta, &delta_len);
     if (r < 0)
         goto out;
@@ -615,6 +689,13 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
         ok++;
     }
     if (!ok) {
+        /* The record may still have landed on some copy (a write that
+         * reported failure, a timed-out remote write that completes
+         * later): its sequence number is used up.  The next commit takes
+         * seq + 1 and, as every copy failed, writes a checkpoint into the
+         * other half; had it reused seq, a copy could hold two different
+         * records with one number and open would pick either. */
+        p->seq = seq;
         vd_log(VD_LOG_ERR, "pool '%s': metadata commit failed on all %d copies",
                p->name, tried);
         r = -EIO;

@@ -1,5 +1,29 @@
 /* vdlvm: pool create/open/close, the pool lock, and pool/device info.
- * Admin thread only (see vdpool.h). */
+ * Admin thread only (see vdpool.h), except vd_pool_retry_devices (the
+ * replica thread).
+ *
+ * Which metadata copy wins at open
+ *   Every copy's newest valid chain is scanned.  The copies at the highest
+ *   sequence number vote: each chain is replayed into a scratch state and
+ *   serialised (canonical whatever the record layout), and the state most
+ *   of them hold wins.  The pool opens only when a majority of its copies
+ *   (the devices flagged VD_DEVF_MD in that state) is present: holding
+ *   the winning state, or an older valid chain (stale: it missed commits,
+ *   nothing newer can hide there).  Otherwise a newer state may sit on the
+ *   copies we cannot see (another host opened the pool from them): refuse
+ *   with -ENODEV naming each missing copy, unless VD_OPEN_PARTIAL.  A copy
+ *   at the winning number with another state is split brain: kept out
+ *   (VD_DEV_FAILED), never overwritten; stale and corrupt copies are
+ *   rewritten with a checkpoint into the half that does not hold their
+ *   last chain.
+ *
+ * A device that returns (vd_pool_retry_devices, replica thread)
+ *   Opened and its header and metadata read without any lock (a remote
+ *   login may take its timeout), then compared under admin_lock, which
+ *   serialises it with every commit: a copy newer than p->seq, or as new
+ *   with another state, is split brain (kept out, never retried until the
+ *   pool is reopened, never overwritten); an equal copy rejoins as it is;
+ *   an older one is repaired by a checkpoint before the device is used. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -128,6 +152,7 @@ static vd_pool *pool_alloc(const char *name)
         p->devs[i].bdev = NULL;
         p->devs[i].state = VD_DEV_MISSING;
         p->devs[i].md_half = -1;
+        vd_dev_sync_init(&p->devs[i]);
     }
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->lock_fd = -1;
@@ -159,6 +184,7 @@ static void pool_free(vd_pool *p)
             p->devs[i].bdev->ops->close(p->devs[i].bdev);
         free(p->devs[i].path);
         conf_dev_free(p->devs[i].conf);
+        vd_dev_sync_destroy(&p->devs[i]);
     }
     free(p->devs);
     pool_unlock(p->lock_fd);
@@ -407,6 +433,10 @@ out:
 
 /* ---- devices that join later --------------------------------------------- */
 static int write_checkpoint(vd_pool *p, struct vd_dev *d, int half);
+static int newest_half(const uint64_t seq[2]);
+static int chain_state(const char *name, const uint8_t *uuid, uint64_t es,
+                       const uint8_t *half, size_t end, struct vd_opbuf *out);
+static bool same_state(const struct vd_opbuf *a, const struct vd_opbuf *b);
 
 static void conf_dev_free(struct vd_conf_dev *c)
 {
@@ -454,15 +484,76 @@ void vd_pool_retry_devices(vd_pool *p)
             b->ops->close(b);
             continue;
         }
+        /* A metadata copy is compared with the pool's before it is
+         * touched: newer (or as new with another state) means another
+         * host wrote the pool while this device was away from us. */
+        uint8_t *md = NULL;
+        uint64_t seq[2] = { 0, 0 }, ck;
+        size_t end[2] = { 0, 0 };
+        struct vd_opbuf cs = { 0 }, ps = { 0 };
+        if (d->flags & VD_DEVF_MD) {
+            md = malloc(VD_MD_SIZE);
+            if (!md || b->ops->pread(b, md, VD_MD_SIZE, VD_MD_OFFSET) < 0) {
+                free(md);
+                b->ops->close(b);
+                continue;
+            }
+            for (int k = 0; k < 2; k++)
+                seq[k] = vd_md_scan_half(p->uuid, md + k * (VD_MD_SIZE / 2),
+                                         VD_MD_SIZE / 2, &ck, &end[k]);
+        }
+        int nh = newest_half(seq);
         vd_admin_lock(p);
-        d->bdev = b;
-        d->state_msg[0] = 0;
-        __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
-        if (d->flags & VD_DEVF_MD)
-            write_checkpoint(p, d, 0);
-        vd_admin_unlock(p);
-        vd_log(VD_LOG_WARN, "pool '%s': device '%s' answers again and rejoins the "
-               "pool", p->name, d->name);
+        bool split = seq[nh] > p->seq;
+        bool same = false;
+        if (md && seq[nh] == p->seq && seq[nh] > 0) {
+            if (chain_state(p->name, p->uuid, p->extent_size,
+                            md + nh * (VD_MD_SIZE / 2), end[nh], &cs) < 0 ||
+                vd_state_serialize(p, &ps) < 0) {
+                vd_admin_unlock(p);
+                vd_opbuf_free(&cs);
+                vd_opbuf_free(&ps);
+                free(md);
+                b->ops->close(b);
+                continue; /* out of memory: try again later */
+            }
+            same = same_state(&cs, &ps);
+            split = !same;
+        }
+        if (split) {
+            snprintf(d->state_msg, sizeof(d->state_msg),
+                     "its metadata (seq %llu) is %s the pool's (seq %llu): "
+                     "another host wrote the pool (split brain); kept out and "
+                     "not overwritten",
+                     (unsigned long long)seq[nh],
+                     seq[nh] > p->seq ? "newer than" : "another state at",
+                     (unsigned long long)p->seq);
+            __atomic_store_n(&d->state, VD_DEV_FAILED, __ATOMIC_RELEASE);
+            d->retry_next_ms = INT64_MAX; /* until the pool is reopened */
+            vd_admin_unlock(p);
+            vd_log(VD_LOG_ERR, "pool '%s': device '%s' (%s) answers again but "
+                   "%s; stop every other host using the pool, then reopen it",
+                   p->name, d->name, d->path ? d->path : "?", d->state_msg);
+            b->ops->close(b);
+        } else {
+            d->bdev = b;
+            d->state_msg[0] = 0;
+            __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
+            if (same) {
+                d->md_half = nh;
+                d->md_pos = end[nh];
+            } else if (d->flags & VD_DEVF_MD) {
+                /* stale: a checkpoint into the half that does not hold
+                 * its newest chain */
+                write_checkpoint(p, d, seq[nh] ? !nh : 0);
+            }
+            vd_admin_unlock(p);
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s' answers again and "
+                   "rejoins the pool", p->name, d->name);
+        }
+        vd_opbuf_free(&cs);
+        vd_opbuf_free(&ps);
+        free(md);
     }
 }
 
@@ -475,7 +566,49 @@ struct odev {
     uint64_t seq[2], ckpt[2];
     size_t end[2];
     uint8_t *md;      /* both halves */
+    struct vd_opbuf state; /* newest chain's state, serialised (copies at
+                              the newest sequence number only) */
+    int votes;        /* copies whose state equals this one's */
+    bool agrees;      /* holds the chain the pool opened from */
 };
+
+/* The half holding a copy's newest chain. */
+static int newest_half(const uint64_t seq[2])
+{
+    return seq[1] > seq[0];
+}
+
+/* The state a copy's chain describes, serialised canonically, so that two
+ * copies can be compared whatever their record layout (a checkpoint on
+ * one where the other has deltas).  0 or a negative errno. */
+static int chain_state(const char *name, const uint8_t *uuid, uint64_t es,
+                       const uint8_t *half, size_t end, struct vd_opbuf *out)
+{
+    vd_pool *s = pool_alloc(name);
+    int r;
+
+    if (!s)
+        return -ENOMEM;
+    memcpy(s->uuid, uuid, 16);
+    s->extent_size = es;
+    s->ndevs = VD_MAX_DEVS;
+    r = vd_md_replay_half(s, half, end);
+    if (r == 0) {
+        s->ndevs = 0;
+        for (uint32_t i = 0; i < VD_MAX_DEVS; i++)
+            if (s->devs[i].used)
+                s->ndevs = i + 1;
+        r = vd_state_serialize(s, out);
+    }
+    pool_free(s);
+    return r;
+}
+
+static bool same_state(const struct vd_opbuf *a, const struct vd_opbuf *b)
+{
+    return a->len == b->len && a->nops == b->nops &&
+           (a->len == 0 || !memcmp(a->buf, b->buf, a->len));
+}
 
 static int write_checkpoint(vd_pool *p, struct vd_dev *d, int half)
 {
@@ -499,7 +632,48 @@ static int write_checkpoint(vd_pool *p, struct vd_dev *d, int half)
     return r;
 }
 
+/* Why metadata copy d (conf device i, or -1) does not count for the
+ * majority, into buf. */
+static void copy_why(const vd_pool *p, const struct vd_dev *d,
+                     const struct vd_conf_pool *conf, const struct odev *od,
+                     int i, char *buf, size_t len)
+{
+    const struct vd_conf_dev *c = i >= 0 ? &conf->devs[i] : NULL;
+    const char *path = c ? (c->path ? c->path : c->iscsi_url) : NULL;
+    uint64_t seq = i >= 0 ? od[i].seq[newest_half(od[i].seq)] : 0;
+
+    if (!c)
+        snprintf(buf, len, "device '%s' (not in %s)", d->name,
+                 conf->file ? conf->file : "the pool definition");
+    else if (!od[i].valid)
+        snprintf(buf, len, "device '%s' (%s): %s", d->name, path, od[i].msg);
+    else if (memcmp(od[i].h.dev_uuid, d->uuid, 16) || od[i].h.dev_index != d->idx)
+        snprintf(buf, len, "device '%s' (%s): holds another device of the pool",
+                 d->name, path);
+    else if (seq == 0)
+        snprintf(buf, len, "device '%s' (%s): no valid metadata copy "
+                 "(corrupt or never written)", d->name, path);
+    else
+        snprintf(buf, len, "device '%s' (%s): differs from the newest copy at "
+                 "seq %llu (another host wrote the pool?)", d->name, path,
+                 (unsigned long long)seq);
+}
+
+static int conf_index(const struct vd_conf_pool *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->ndevs; i++)
+        if (!strcmp(conf->devs[i].name, name))
+            return (int)i;
+    return -1;
+}
+
 int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
+{
+    return vd_pool_open_flags(conf, 0, out);
+}
+
+int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
+                       vd_pool **out)
 {
     vd_pool *p = pool_alloc(conf->name);
     struct odev *od = calloc(conf->ndevs ? conf->ndevs : 1, sizeof(*od));
@@ -587,19 +761,49 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
         for (int h = 0; h < 2; h++) {
             od[i].seq[h] = vd_md_scan_half(uuid, od[i].md + h * half_size,
                                            half_size, &od[i].ckpt[h], &od[i].end[h]);
-            if (od[i].seq[h] > best_seq) {
+            if (od[i].seq[h] > best_seq)
                 best_seq = od[i].seq[h];
-                best = i;
-                best_half = h;
-            }
         }
     }
-    if (best < 0) {
+    if (best_seq == 0) {
         vd_log(VD_LOG_ERR, "pool '%s': no valid metadata copy on any device",
                conf->name);
         r = -EIO;
         goto out;
     }
+    /* The copies at the newest sequence number vote: the state most of
+     * them describe wins (two hosts that each committed the same number
+     * leave equal numbers with different states). */
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        int h = newest_half(od[i].seq);
+        if (!od[i].valid || od[i].seq[h] != best_seq)
+            continue;
+        r = chain_state(conf->name, uuid, p->extent_size,
+                        od[i].md + h * half_size, od[i].end[h], &od[i].state);
+        if (r == -ENOMEM)
+            goto out;
+        if (r < 0) {
+            vd_opbuf_free(&od[i].state);
+            continue; /* a chain that cannot be replayed has no vote */
+        }
+        od[i].votes = 1;
+    }
+    for (size_t i = 0; i < conf->ndevs; i++) {
+        for (size_t j = 0; od[i].votes && j < conf->ndevs; j++)
+            if (j != i && od[j].votes && same_state(&od[i].state, &od[j].state))
+                od[i].votes++;
+        if (od[i].votes && (best < 0 || od[i].votes > od[best].votes))
+            best = (int)i;
+    }
+    if (best < 0) {
+        vd_log(VD_LOG_ERR, "pool '%s': the newest metadata (seq %llu) cannot be "
+               "replayed on any device", conf->name, (unsigned long long)best_seq);
+        r = -EIO;
+        goto out;
+    }
+    best_half = newest_half(od[best].seq);
+    for (size_t i = 0; i < conf->ndevs; i++)
+        od[i].agrees = od[i].votes && same_state(&od[i].state, &od[best].state);
     p->ndevs = 0;
     for (size_t i = 0; i < conf->ndevs; i++)
         if (od[i].valid && od[i].h.dev_index + 1 > p->ndevs)
@@ -615,6 +819,50 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
     for (uint32_t i = 0; i < VD_MAX_DEVS; i++)
         if (p->devs[i].used)
             p->ndevs = i + 1;
+
+    /* A majority of the pool's metadata copies must be readable and hold
+     * the newest state, else another host may have written a newer one
+     * to the copies we cannot see.  VD_OPEN_PARTIAL opens anyway. */
+    {
+        uint32_t ncopies = 0, nagree = 0;
+        char list[2048] = "";
+        size_t ll = 0;
+        for (uint32_t k = 0; k < p->ndevs; k++) {
+            struct vd_dev *d = &p->devs[k];
+            if (!d->used || !(d->flags & VD_DEVF_MD))
+                continue;
+            ncopies++;
+            int i = conf_index(conf, d->name);
+            /* present: holds the newest state, or an older valid chain
+             * (stale: it missed commits, nothing newer hides there) */
+            uint64_t cs = i >= 0 ? od[i].seq[newest_half(od[i].seq)] : 0;
+            if (i >= 0 && od[i].valid && !memcmp(od[i].h.dev_uuid, d->uuid, 16) &&
+                od[i].h.dev_index == d->idx &&
+                (od[i].agrees || (cs > 0 && cs < p->seq))) {
+                nagree++;
+                continue;
+            }
+            char why[600];
+            copy_why(p, d, conf, od, i, why, sizeof(why));
+            if (ll < sizeof(list))
+                ll += snprintf(list + ll, sizeof(list) - ll, "%s%s",
+                               ll ? "; " : "", why);
+        }
+        if (nagree * 2 <= ncopies && !(flags & VD_OPEN_PARTIAL)) {
+            vd_log(VD_LOG_ERR, "pool '%s': only %u of %u metadata copies are "
+                   "readable and agree, not a majority; missing: %s; bring "
+                   "them back, or open from what is there with --partial (the "
+                   "newest readable copy wins and the others are rewritten "
+                   "from it)",
+                   conf->name, nagree, ncopies, list);
+            r = -ENODEV;
+            goto out;
+        }
+        if (nagree * 2 <= ncopies)
+            vd_log(VD_LOG_WARN, "pool '%s': opened with --partial from %u of %u "
+                   "metadata copies (seq %llu); missing: %s",
+                   conf->name, nagree, ncopies, (unsigned long long)p->seq, list);
+    }
 
     /* Attach opened devices to the metadata's devices. */
     for (size_t i = 0; i < conf->ndevs; i++) {
@@ -656,11 +904,23 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out)
         d->state_msg[0] = 0;
         if (!(d->flags & VD_DEVF_MD))
             continue;
-        /* Metadata copy: current, or stale/corrupt and repaired. */
-        int h = od[i].seq[1] > od[i].seq[0];
-        if (od[i].seq[h] == p->seq) {
+        /* Metadata copy: current, stale/corrupt and repaired, or holding
+         * another state at the newest number (split brain): kept out,
+         * never overwritten. */
+        int h = newest_half(od[i].seq);
+        if (od[i].agrees) {
             d->md_half = h;
             d->md_pos = od[i].end[h];
+        } else if (od[i].seq[h] >= p->seq) {
+            od[i].b = d->bdev;
+            d->bdev = NULL;
+            d->state = VD_DEV_FAILED;
+            snprintf(d->state_msg, sizeof(d->state_msg),
+                     "its metadata (seq %llu) differs from the pool's newest: "
+                     "another host wrote the pool (split brain); kept out and "
+                     "not overwritten", (unsigned long long)od[i].seq[h]);
+            vd_log(VD_LOG_ERR, "pool '%s': device '%s' (%s): %s", conf->name,
+                   d->name, d->path, d->state_msg);
         } else {
             int other = od[i].seq[h] ? !h : 0;
             if (write_checkpoint(p, d, other) == 0)
@@ -693,6 +953,7 @@ out:
             if (od[i].b)
                 od[i].b->ops->close(od[i].b);
             free(od[i].md);
+            vd_opbuf_free(&od[i].state);
         }
     free(od);
     pool_free(p);

@@ -236,7 +236,27 @@ struct vd_dev {
     struct vd_bdev *bdev;    /* NULL when missing/failed */
     enum vd_dev_state state;
     char state_msg[256];
-    int touched;             /* written since last flush (atomic) */
+    int touched;             /* unused (kept for compatibility); see
+                                the flush generations below */
+    /* Flush generations (protocol in dev.c).  wgen: atomic, bumped after
+     * every completed non-FUA write or zero.  The rest is owned by
+     * vd_dev_flush under flush_lock. */
+    uint64_t wgen;
+    pthread_mutex_t flush_lock;
+    pthread_cond_t flush_cond;
+    uint64_t flushed_gen;    /* every write up to this generation durable */
+    uint64_t flush_start_gen; /* wgen when the running flush started */
+    uint64_t flush_count;    /* flushes completed (success or not) */
+    bool flushing;           /* a flush of the bdev is in progress */
+    uint32_t flush_waiters;  /* callers waiting for a running flush */
+    /* Read-modify-write of partial blocks (dev.c bounce_io): the block
+     * ranges being patched, under rmw_lock; rmw_waiters counts bounced
+     * writes waiting for an overlapping one (for tests). */
+    pthread_mutex_t rmw_lock;
+    pthread_cond_t rmw_cond;
+    uint64_t rmw_start[8], rmw_end[8]; /* end 0: free slot */
+    uint32_t rmw_waiters;
+    bool sync_init;          /* the locks above are initialised */
     /* I/O error log rate limit (racy by design: only counts) */
     int64_t log_next_ms;
     uint64_t log_suppressed;
@@ -258,7 +278,8 @@ struct vd_vol {
     uint32_t layout, copies;
     uint64_t le_count;
     /* map_lock protects map and le_count against extend; I/O holds it
-     * shared for the duration of a request. */
+     * shared for the duration of a request.  map_lock and write_lock are
+     * writer-preferring: never take either shared twice in one thread. */
     pthread_rwlock_t map_lock;
     struct vd_pe *map;       /* le_count * copies, [le * copies + leg] */
     /* write_lock: writes hold it shared, compare-and-write exclusive. */
@@ -299,6 +320,12 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
                   uint64_t off, unsigned flags);
 int vd_dev_flush(struct vd_dev *d);
+/* Make [off, off+len) of d read as zeroes (the bdev's zero op, or zero
+ * buffers); not durable until vd_dev_flush.  0 or -EIO (logged). */
+int vd_dev_zero(struct vd_dev *d, uint64_t off, uint64_t len);
+/* Initialise / destroy the per-device locks (pool_alloc / pool_free). */
+void vd_dev_sync_init(struct vd_dev *d);
+void vd_dev_sync_destroy(struct vd_dev *d);
 /* VD_IO_NOWAIT I/O: page-cache hits only, nothing logged; -EAGAIN when the
  * device cannot serve it without blocking (the caller's blocking path
  * redoes it). */
@@ -314,6 +341,13 @@ struct vd_opbuf {
     uint8_t *buf;
     size_t len, cap;
     uint32_t nops;
+    /* vd_md_commit zeroes every physical extent that a MAP op of the
+     * list maps and that is free before the commit (a new extent must not
+     * show a removed volume's data, and a new mirror's legs must agree),
+     * durably, before the record is written.  keep_data: the new extents
+     * already hold the data they must (an extent mover copied it there);
+     * do not zero them. */
+    bool keep_data;
 };
 void vd_opbuf_free(struct vd_opbuf *b);
 int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len);
@@ -321,7 +355,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b);
 /* Apply one op list to the pool state; -EINVAL (message logged) if it is
  * inconsistent with the state. */
 int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops);
-/* Commit ops durably to every metadata copy, then apply them. */
+/* Commit ops durably to every metadata copy, then apply them.  Extents
+ * the ops newly map are zeroed first (see struct vd_opbuf.keep_data). */
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
 /* Read all copies and build the state (pool devs must have fds/uuids from
  * the headers).  Repairs stale copies. */
@@ -383,7 +418,8 @@ static inline void vd_name_copy(char *dst, size_t n, const char *src)
         dst[i] = i < l ? src[i] : 0;
 }
 
-static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+/* ceil(a / b) without overflow for any a (a + b - 1 wraps near 2^64). */
+static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
 #ifdef __cplusplus
 }

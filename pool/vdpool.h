@@ -51,14 +51,22 @@ typedef struct vd_vol vd_vol;
  * written (files it created are removed again). */
 int vd_pool_create(const struct vd_conf_pool *conf, int force);
 
-/* Open an existing pool from its definition: reads every device's metadata,
- * takes the newest valid copy, repairs stale/corrupt copies (warning).
- * A device that is missing or fails is reported (vd_dev_info.state) but the
- * pool opens while a metadata copy is readable.  Free with vd_pool_close. */
+/* Open an existing pool from its definition: reads every device's metadata
+ * and opens from the newest state that most copies at the newest sequence
+ * number hold; repairs stale/corrupt copies (warning).  A device that is
+ * missing or fails is reported (vd_dev_info.state) and the pool opens
+ * while a majority of its metadata copies (the devices flagged has_md) is
+ * present: holding the newest state, or an older valid chain (stale).
+ * Otherwise -ENODEV, and the message lists each missing copy (device name,
+ * path, why) and says to use --partial.  A copy holding another state at
+ * the newest number (split brain) is kept out (VD_DEV_FAILED) and never
+ * overwritten; so is a copy that returns later (vd_pool_retry_devices)
+ * with a higher sequence number than the pool's, or the same number and
+ * another state.  Free with vd_pool_close. */
 int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
 /* vd_pool_open with flags: VD_OPEN_PARTIAL opens even when fewer than a
- * majority of the metadata copies are readable (the newest readable copy
- * wins; the message lists the missing copies). */
+ * majority of the metadata copies are present (the newest readable state
+ * wins; a warning lists the missing copies). */
 #define VD_OPEN_PARTIAL 1u
 int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
                        vd_pool **out);
@@ -109,8 +117,13 @@ struct vd_vol_opts {
 };
 void vd_vol_opts_init(struct vd_vol_opts *o);
 
+/* Largest size vd_vol_create/vd_vol_extend accept in this pool (a whole
+ * number of extents, with room for a mirror's bitmap extent). */
+uint64_t vd_vol_size_max(const vd_pool *pool);
+
 /* Size is rounded up to whole extents.  -EEXIST, -ENOSPC (message says how
- * much is free), -EINVAL (bad name, size 0). */
+ * much is free), -EINVAL (bad name, size 0 or not a multiple of 512),
+ * -EFBIG (above vd_vol_size_max: "size N is too large (at most M)"). */
 int vd_vol_create(vd_pool *pool, const char *name, uint64_t size,
                   const struct vd_vol_opts *opts);
 /* -EBUSY while the volume is open. */

@@ -169,10 +169,27 @@ static int no_space(const vd_pool *p, const char *name, uint64_t need)
     vd_log(VD_LOG_ERR, "volume '%s/%s': needs %llu extents (%llu MiB) but the "
            "pool has %llu free (%llu MiB); add devices or choose a smaller size",
            p->name, name, (unsigned long long)need,
-           (unsigned long long)(need * p->extent_size >> 20),
+           (unsigned long long)(need * (p->extent_size >> 20)),
            (unsigned long long)have,
-           (unsigned long long)(have * p->extent_size >> 20));
+           (unsigned long long)(have * (p->extent_size >> 20)));
     return -ENOSPC;
+}
+
+uint64_t vd_vol_size_max(const vd_pool *p)
+{
+    /* data extents * extent size fits 64 bits with one extent to spare (a
+     * mirror's bitmap extent), so no size computation below can wrap */
+    return (UINT64_MAX / p->extent_size - VD_MIRROR_LE0) * p->extent_size;
+}
+
+static int too_large(const vd_pool *p, const char *name, uint64_t size)
+{
+    char m[64];
+
+    vd_size_exact(vd_vol_size_max(p), m, sizeof(m));
+    vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is too large (at most %s)",
+           p->name, name, (unsigned long long)size, m);
+    return -EFBIG;
 }
 
 int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
@@ -197,6 +214,8 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         vd_log(VD_LOG_ERR, "volume '%s/%s': already exists", p->name, name);
         return -EEXIST;
     }
+    if (size > vd_vol_size_max(p))
+        return too_large(p, name, size);
     if (size == 0 || size % 512) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a positive multiple "
                "of 512 bytes", p->name, name, (unsigned long long)size);
@@ -313,6 +332,8 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
 
     if (!v)
         return -ENOENT;
+    if (new_size > vd_vol_size_max(p))
+        return too_large(p, name, new_size);
     if (new_size % 512) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a multiple of 512",
                p->name, name, (unsigned long long)new_size);
@@ -664,20 +685,41 @@ struct vd_dev *vd_leg_bitmap_locate(struct vd_vol *v, uint32_t leg,
     return d;
 }
 
+/* A linear volume's flush covers exactly the devices its extents map: a
+ * device of the pool that is unreachable but holds none of this volume's
+ * extents does not fail it.  The set is taken under map_lock, the flushes
+ * run without it (a remote flush may take the device's timeout, and an
+ * extend waiting for map_lock must not stall every request behind it).  A
+ * write that completed before the call was mapped when it ran, and
+ * mappings only grow while the volume is open, so the set covers it. */
 int vd_vol_flush(vd_vol *v)
 {
     vd_pool *p = v->pool;
+    bool mapped[VD_MAX_DEVS] = { false };
     int r = 0;
 
     if (v->layout == VD_LAYOUT_MIRROR)
         return vd_mirror_flush(v);
+    pthread_rwlock_rdlock(&v->map_lock);
+    for (uint64_t i = 0; i < v->le_count * v->copies; i++)
+        if (v->map[i].dev < VD_MAX_DEVS)
+            mapped[v->map[i].dev] = true;
+    pthread_rwlock_unlock(&v->map_lock);
     for (uint32_t i = 0; i < p->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
-        if (d->bdev && d->state == VD_DEV_OK) {
-            int e = vd_dev_flush(d);
-            if (e < 0)
-                r = e;
+        if (!mapped[i])
+            continue;
+        if (!d->bdev ||
+            __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+            if (vd_dev_log_ok(d))
+                vd_log(VD_LOG_ERR, "volume '%s/%s': flush: device '%s' is "
+                       "unavailable: %s", p->name, v->name, d->name,
+                       d->state_msg);
+            r = -EIO;
+            continue;
         }
+        if (vd_dev_flush(d) < 0)
+            r = -EIO;
     }
     return r;
 }

@@ -282,6 +282,47 @@ TEST(SizeParse, Overflow_ReturnsERANGE)
     EXPECT_EQ(-ERANGE, SizeRc("18446744073709551615.5K"));
 }
 
+TEST(SizeParseMax, AboveMax_TooLargeWithExactLimit)
+{
+    uint64_t v = 7;
+    char m[512];
+    EXPECT_EQ(-ERANGE, vd_size_parse_max("5MiB", 4ull << 20, &v, m, sizeof(m)));
+    EXPECT_EQ(7u, v);
+    EXPECT_STREQ("'5MiB' is too large (at most 4MiB)", m);
+    EXPECT_EQ(-ERANGE, vd_size_parse_max("18446744073709551616", UINT64_MAX, &v,
+                                         m, sizeof(m)));
+    EXPECT_STREQ("'18446744073709551616' is too large (at most "
+                 "18446744073709551615 bytes)", m);
+    EXPECT_EQ(0, vd_size_parse_max("4MiB", 4ull << 20, &v, m, sizeof(m)));
+    EXPECT_EQ(4ull << 20, v);
+    EXPECT_STREQ("", m);
+}
+
+TEST(SizeParseMax, NotASize_StatesTheRule)
+{
+    uint64_t v = 7;
+    char m[512];
+    EXPECT_EQ(-EINVAL, vd_size_parse_max("1.3KiB", UINT64_MAX, &v, m, sizeof(m)));
+    EXPECT_EQ(std::string("'1.3KiB' is not a whole number of bytes; ") + VD_SIZE_RULE, m);
+    EXPECT_EQ(-EINVAL, vd_size_parse_max("4\x01MB", UINT64_MAX, &v, m, sizeof(m)));
+    EXPECT_EQ(std::string("'4?MB' is not a size; ") + VD_SIZE_RULE, m);
+    EXPECT_EQ(-EINVAL, vd_size_parse_max(nullptr, UINT64_MAX, &v, nullptr, 0));
+    EXPECT_EQ(7u, v);
+}
+
+TEST(SizeExact, NeverRounds)
+{
+    char b[64];
+    vd_size_exact(4ull << 20, b, sizeof(b));
+    EXPECT_STREQ("4MiB", b);
+    vd_size_exact((4ull << 20) + 512, b, sizeof(b));
+    EXPECT_STREQ("4194816 bytes", b);
+    vd_size_exact(UINT64_MAX - (4ull << 20) + 1, b, sizeof(b));
+    EXPECT_STREQ("17592186044412MiB", b);
+    vd_size_exact(0, b, sizeof(b));
+    EXPECT_STREQ("0 bytes", b);
+}
+
 // ---- size format -----------------------------------------------------------
 
 TEST(SizeFormat, WholeUnits_PrintedWithoutFraction)
@@ -747,10 +788,10 @@ TEST(ConfParse, BadSizeSyntax_Rejected)
     EXPECT_TRUE(ParseFails("pool: p\ndevices:\n  - name: d0\n    path: /a\n"
                            "    size: 200MB\n",
                            "t.yaml:5:11: ",
-                           "device 'd0': bad size '200MB'; use a whole number "
-                           "with an optional unit"));
+                           "device 'd0': size '200MB' is not a size; use a "
+                           "whole number of bytes or a number with a unit"));
     EXPECT_TRUE(ParseFails("pool: p\nextent_size: -4MiB\n", "t.yaml:2:14: ",
-                           "bad extent_size '-4MiB'"));
+                           "extent_size '-4MiB' is not a size"));
 }
 
 TEST(ConfParse, SizeOverflow_Rejected)
@@ -934,6 +975,37 @@ TEST(ConfParse, SameFileThroughSymlink_Rejected)
     y = "pool: p\ndevices:\n  - name: d0\n    path: " + file +
         "\n  - name: d1\n    path: " + dotted + "\n";
     EXPECT_TRUE(ParseFails(y, "t.yaml:6:11: ", "same device as device 'd0'"));
+}
+
+// Issue 18 item 3: a file to be created, listed twice through ".." (and
+// through a symlinked directory), was only caught by the open at create
+// time ("File exists", no FILE:LINE).
+TEST(ConfParse, SameNewFileThroughDotDot_Rejected)
+{
+    TempDir dir;
+    ASSERT_FALSE(dir.path().empty());
+    std::string base = dir.path().substr(dir.path().rfind('/') + 1);
+    std::string a = dir.path() + "/y0.img";
+    std::string b = dir.path() + "/../" + base + "/y0.img";
+    std::string y = "pool: p\ndevices:\n  - name: x0\n    path: " + a +
+                    "\n    size: 64MiB\n  - name: x1\n    path: " + b +
+                    "\n    size: 64MiB\n";
+    EXPECT_TRUE(ParseFails(y, "t.yaml:7:11: ",
+                           "device 'x1': same device as device 'x0' (line 4)"));
+    std::string link = dir.Add("ln");
+    ASSERT_EQ(0, symlink(dir.path().c_str(), link.c_str()));
+    y = "pool: p\ndevices:\n  - name: x0\n    path: " + a +
+        "\n    size: 64MiB\n  - name: x1\n    path: " + link +
+        "/./y0.img\n    size: 64MiB\n";
+    EXPECT_TRUE(ParseFails(y, "t.yaml:7:11: ", "same device as device 'x0'"));
+    // distinct new files in the same directory stay distinct
+    y = "pool: p\ndevices:\n  - name: x0\n    path: " + a +
+        "\n    size: 64MiB\n  - name: x1\n    path: " + dir.path() +
+        "/nx/../y1.img\n    size: 64MiB\n";
+    ParseResult r = Parse(y);
+    EXPECT_EQ(0, r.rc) << r.err;
+    vd_conf_free(r.conf);
+    EXPECT_NE(0, access(a.c_str(), F_OK)); // nothing created
 }
 
 TEST(ConfParse, SameFileThroughHardLink_Rejected)
