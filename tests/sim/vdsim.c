@@ -1491,6 +1491,9 @@ int main(int argc, char **argv)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
     if (system(cmd)) {
     }
+    if (have_single && !g_failed)
+        fprintf(stderr, "vdsim: seed %llu%s: passed\n", (unsigned long long)single,
+                optstr);
     if (!have_single || g_failed)
         fprintf(stderr, "vdsim: %zu schedules, %d failed, %.1f s (%.0f "
                 "schedules/s, %d jobs)\n", nj, g_failed, el, nj / el, jobs);
