@@ -1264,7 +1264,7 @@ static pid_t launch(struct slot *s, struct job *jobs, size_t first, size_t n)
         signal(SIGALRM, on_alarm);
         /* the pool's 4 MiB metadata buffers: reuse heap memory instead of
          * fresh pages from mmap (page faults were half the run time) */
-        mallopt(M_MMAP_THRESHOLD, 64 << 20);
+        mallopt(M_MMAP_THRESHOLD, 32 << 20); /* the most glibc takes */
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
         for (size_t k = first; k < first + n; k++) {
             g_cur_job[s - g_slots] = (int)k;
