@@ -22,7 +22,9 @@
  *     FAILED        like RECONNECTING, but the last attempt reached the peer
  *                   and was refused (login refused, no such LUN, block size
  *                   or size changed): it needs an administrator, retried
- *                   every 5 s.
+ *                   every 5 s.  A device that was fenced (another host took
+ *                   the pool over, below) stays FAILED and is never retried:
+ *                   only a new open brings it back.
  *   A timed-out command cannot be aborted reliably on a dead peer, so a
  *   timeout tears the whole session down (the initiator's session
  *   recovery); the device keeps its ISID, so the next login reinstates the
@@ -32,8 +34,80 @@
  * - The CHAP secret is read from chap.secret_file at every login and wiped
  *   after it has been handed to libiscsi; it is never logged or kept here.
  *
- * Threads: pread/pwrite/flush/get_state are thread-safe.  The event thread
- * blocks all signals (tgtd's SIGUSR2 must not reach it).  close joins it.
+ * Old commands never overtake new ones (issue 8, defect 5)
+ *   A command of a session we gave up on (timeout, broken connection,
+ *   killed process) may still be executing on the peer, or still be on its
+ *   way there, and land after a newer write to the same blocks.  So no
+ *   command of a new session is issued before three things are done, in
+ *   this order, at every login (first open and every reconnect):
+ *   1. Teardown discards what we had not sent: the old socket is closed
+ *      with SO_LINGER 0 (a RST), so the kernel does not keep retransmitting
+ *      the old session's data after we closed it.
+ *   2. The new session takes over our own reservation (below): PREEMPT with
+ *      our own key moves the reservation to the new I_T nexus and removes
+ *      the registrations of every earlier nexus of ours, so a command that
+ *      reaches the target on an old connection from now on gets RESERVATION
+ *      CONFLICT instead of writing (the target checks at queue time).
+ *   3. LOGICAL UNIT RESET through the new session.  SAM-5 5.8.7: a LU reset
+ *      aborts the tasks of every I_T nexus, and the target answers it only
+ *      when those tasks are gone.  tgt cannot abort a command that its
+ *      backing store is executing; it answers the reset when that command
+ *      has completed (target.c abort_cmd: the TMF response waits for it).
+ *      Either way, when the reset's answer arrives nothing of an earlier
+ *      session is still pending on the LU.  ABORT TASK SET would not do:
+ *      it only covers the nexus that sends it, and the old tasks belong to
+ *      another nexus.  If the reset itself gets no answer within the
+ *      timeout (the old command is stuck on the peer), the new session is
+ *      dropped like any other, and the next attempt sends another reset:
+ *      the device stays unavailable until the peer is drained.
+ *   The unit attention the reset leaves is consumed by TEST UNIT READY
+ *   before the device goes CONNECTED.  A target without persistent
+ *   reservations still gets 1 and 3 (the gap that remains there: a command
+ *   still in the network after the reset; it needs a peer that holds a
+ *   segment for longer than timeout + backoff).
+ *
+ * One writer per pool, across hosts (issue 8)
+ *   Every remote device carries a SCSI-3 persistent reservation of type
+ *   Write Exclusive - Registrants Only, under the key of the host that owns
+ *   the pool (owner.h: derived from the host name, so the same host gets
+ *   the same key after a restart and re-opens without a takeover).
+ *   Why this type: reads stay open to everyone (another host can read the
+ *   pool's headers and name the holder); writes need a registration, and
+ *   every session of the owner registers with the owner's key, so a
+ *   reconnect (new ISID, new I_T nexus) keeps writing after re-registering,
+ *   without moving the reservation between hosts.  Exclusive Access would
+ *   also block reads; Write Exclusive (holder nexus only) would need the
+ *   reservation moved at every reconnect anyway (we do that, step 2, but
+ *   the registrants-only type keeps a half-done login harmless).
+ *   At login: READ RESERVATION.  Held under another key: the open is
+ *   refused (-EBUSY, message naming the holder from its key; tgt has no
+ *   READ FULL STATUS).  Held under our key, or not held: REGISTER AND
+ *   IGNORE EXISTING KEY, RESERVE if free (a RESERVATION CONFLICT there
+ *   means another host was faster: unregister, refuse), PREEMPT our own key
+ *   (step 2 above), PREEMPT every other registered key (a host that died
+ *   between REGISTER and its refusal could otherwise write), then READ
+ *   RESERVATION again to check.  A refused host writes nothing and sends no
+ *   reset.
+ *   Takeover (vd_bdev_iscsi_takeover, `vdlvm pool takeover`) does the same
+ *   but PREEMPTs the holder's key (tgt has no PREEMPT AND ABORT; the LU
+ *   reset that follows drains what the old owner had in flight).  The old
+ *   owner's next command gets the unit attention RESERVATIONS PREEMPTED, a
+ *   write RESERVATION CONFLICT; either fails the device, fenced for good
+ *   (a reconnect would find another holder, and must not come back by
+ *   itself if the peer restarted and forgot the reservation: tgt keeps
+ *   reservations in memory only, and a peer restart loses them; the first
+ *   host to log in after it takes the reservation).
+ *   The reservation is kept when the pool is closed: a crashed or restarted
+ *   owner re-opens without a takeover, and closing a pool to restart tgtd
+ *   never lets another host slip in.  Moving a pool to another host is an
+ *   explicit `vdlvm pool takeover` there.  One exception: a handle that
+ *   found the LUN free, reserved it and wrote nothing gives it back at
+ *   close (give_back), so that a `pool create` refused for a mistyped URL
+ *   or a read-only look at a pool nobody holds leaves no reservation.
+ *
+ * Threads: pread/pwrite/flush/zero/get_state are thread-safe.  The event
+ * thread blocks all signals (tgtd's SIGUSR2 must not reach it).  close
+ * joins it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +129,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "owner.h"
 #include "pool_int.h"
 
 #define BLOCK 512u
@@ -64,9 +139,12 @@
 #define POLL_SLICE_MS 100        /* the event loop's longest sleep */
 #define UA_RETRIES 5
 #define SECRET_MAX 256
+#define WS_MAX_CHUNK (8u << 20)  /* largest WRITE SAME we issue (tgt writes
+                                    it block by block: keep it short) */
+#define PR_KEYS_MAX 64           /* registrations read with READ KEYS */
 
 enum conn_state { ST_CONNECTED, ST_RECONNECTING, ST_FAILED };
-enum req_op { OP_READ, OP_WRITE, OP_FLUSH };
+enum req_op { OP_READ, OP_WRITE, OP_FLUSH, OP_ZERO };
 
 struct req {
     enum req_op op;
@@ -97,6 +175,13 @@ struct chunk {
     struct chunk *prev, *next;
 };
 
+struct sync_cmd {
+    bool done;
+    int status;
+    uint32_t tmf_response;   /* task management: RFC 7143 11.6.1 */
+    struct scsi_task *task;
+};
+
 struct iscsi_bdev {
     struct vd_bdev b;
     char name[VD_NAME_MAX + 1];
@@ -108,6 +193,10 @@ struct iscsi_bdev {
     uint32_t timeout_ms, keepalive_ms;
     uint32_t max_chunk;      /* bytes, multiple of BLOCK */
     uint32_t isid;           /* kept across reconnects */
+    char host[64];           /* vd_owner_host() */
+    uint64_t pr_key;         /* vd_owner_key(host); set before any login */
+    int ws_unsupported;      /* atomic: WRITE SAME refused, write zeroes */
+    int wrote;               /* atomic: a write or zero was submitted */
 
     /* lock protects state, since, cause, queue, stopping and req->done */
     pthread_mutex_t lock;
@@ -134,6 +223,21 @@ struct iscsi_bdev {
     int sock_err;            /* socket error seen while logging in */
     bool connect_done;       /* full_connect_async callback */
     int connect_status;
+    /* event thread only (opening thread before it starts), set by
+     * session_open */
+    uint32_t ws_max;         /* bytes per WRITE SAME */
+    bool ws_unmap;           /* the LUN reads unmapped blocks as zeroes */
+    bool pr_unsupported;     /* the target has no persistent reservations */
+    bool reset_unsupported;  /* the target refused LOGICAL UNIT RESET */
+    bool conflict;           /* a command met RESERVATION CONFLICT */
+    bool fenced;             /* another host owns the LUN: never reconnect */
+    bool took;               /* the last claim reserved a free LUN */
+    bool closing;            /* giving a reservation back at close */
+    char claim_msg[300];     /* what the last claim did (takeover) */
+    struct scsi_task *stray; /* task of a failed probe, freed after the
+                                context is destroyed */
+    struct sync_cmd probe;   /* the claim's synchronous command (outlives
+                                the context: destroy calls back) */
 };
 
 static uint64_t now_ms(void)
@@ -241,7 +345,7 @@ static int ctx_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
 
         if (now >= deadline)
             return -ETIMEDOUT;
-        if (ib->thread_started) {
+        if (ib->thread_started && !ib->closing) {
             pthread_mutex_lock(&ib->lock);
             bool stop = ib->stopping;
             pthread_mutex_unlock(&ib->lock);
@@ -277,11 +381,6 @@ static int ctx_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     return 0;
 }
 
-struct sync_cmd {
-    bool done;
-    int status;
-    struct scsi_task *task;
-};
 
 static void sync_cb(struct iscsi_context *ctx, int status, void *data,
                     void *priv)
@@ -353,6 +452,395 @@ static int run_probe(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     return 0;
 }
 
+/* ---- claiming the LUN: reservation, reset (see the header comment) ----- */
+enum { CMD_GOOD = 0, CMD_CONFLICT = 1, CMD_ILLEGAL = 2, CMD_UA = 3 };
+
+/* Wait for s's command.  Returns CMD_GOOD with s->task kept, CMD_CONFLICT /
+ * CMD_ILLEGAL / CMD_UA (task freed), -EIO with msg for another answer, or
+ * -ETIMEDOUT / -ECANCELED / -ENOTCONN when the session is unusable (the
+ * task, if any, is left in ib->stray for after the context's end). */
+static int cmd_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
+                    struct sync_cmd *s, const char *what, uint64_t deadline,
+                    char *msg, size_t msglen)
+{
+    int r;
+
+    if (!s->task) {
+        snprintf(msg, msglen, "%s of %s: %s", what, ib->url, iscsi_get_error(ctx));
+        return -ENOTCONN;
+    }
+    r = ctx_wait(ib, ctx, &s->done, deadline);
+    if (r < 0) {
+        if (r == -ETIMEDOUT)
+            snprintf(msg, msglen, "%s of %s: no answer within %u ms", what,
+                     ib->url, ib->timeout_ms);
+        else if (r == -ECANCELED)
+            snprintf(msg, msglen, "%s of %s: device is closing", what, ib->url);
+        else
+            snprintf(msg, msglen, "%s of %s: %s", what, ib->url,
+                     iscsi_get_error(ctx));
+        ib->stray = s->task;
+        s->task = NULL;
+        return r == -EIO ? -ENOTCONN : r;
+    }
+    if (s->status == SCSI_STATUS_GOOD)
+        return CMD_GOOD;
+    r = -EIO;
+    if (s->status == SCSI_STATUS_RESERVATION_CONFLICT)
+        r = CMD_CONFLICT;
+    else if (s->status == SCSI_STATUS_CHECK_CONDITION &&
+             s->task->sense.key == SCSI_SENSE_ILLEGAL_REQUEST)
+        r = CMD_ILLEGAL;
+    else if (s->status == SCSI_STATUS_CHECK_CONDITION &&
+             s->task->sense.key == SCSI_SENSE_UNIT_ATTENTION)
+        r = CMD_UA;
+    if (r == -EIO || r == CMD_ILLEGAL) {
+        char sense[128];
+        sense_str(s->task, sense, sizeof(sense));
+        snprintf(msg, msglen, "%s of %s failed: %s", what, ib->url, sense);
+    }
+    scsi_free_scsi_task(s->task);
+    s->task = NULL;
+    return r;
+}
+
+/* PERSISTENT RESERVE IN: data into buf (at most cap bytes, *len). */
+static int pr_in(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
+                 uint8_t *buf, size_t cap, size_t *len, uint64_t deadline,
+                 char *msg, size_t msglen)
+{
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
+    int r;
+
+    for (int i = 0;; i++) {
+        memset(sp, 0, sizeof(*sp));
+        sp->task = iscsi_persistent_reserve_in_task(ctx, ib->lun, sa,
+                                                  (uint16_t)cap, sync_cb, sp);
+        r = cmd_wait(ib, ctx, sp, "PERSISTENT RESERVE IN", deadline, msg,
+                     msglen);
+        if (r != CMD_UA || i >= UA_RETRIES)
+            break;
+    }
+    if (r == CMD_UA) {
+        snprintf(msg, msglen, "PERSISTENT RESERVE IN of %s: unit attention "
+                 "after %d retries", ib->url, UA_RETRIES);
+        return -EIO;
+    }
+    if (r != CMD_GOOD)
+        return r;
+    *len = sp->task->datain.size > 0 ? (size_t)sp->task->datain.size : 0;
+    if (*len > cap)
+        *len = cap;
+    if (*len)
+        memcpy(buf, sp->task->datain.data, *len);
+    scsi_free_scsi_task(sp->task);
+    return CMD_GOOD;
+}
+
+static int pr_out(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
+                  int type, uint64_t key, uint64_t sa_key, uint64_t deadline,
+                  char *msg, size_t msglen)
+{
+    struct scsi_persistent_reserve_out_basic p = {
+        .reservation_key = key, .service_action_reservation_key = sa_key,
+    };
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
+    int r;
+
+    for (int i = 0;; i++) {
+        memset(sp, 0, sizeof(*sp));
+        sp->task = iscsi_persistent_reserve_out_task(
+            ctx, ib->lun, sa, SCSI_PERSISTENT_RESERVE_SCOPE_LU, type, &p,
+            sync_cb, sp);
+        r = cmd_wait(ib, ctx, sp, "PERSISTENT RESERVE OUT", deadline, msg,
+                     msglen);
+        if (r != CMD_UA || i >= UA_RETRIES)
+            break;
+    }
+    if (r == CMD_UA) {
+        snprintf(msg, msglen, "PERSISTENT RESERVE OUT of %s: unit attention "
+                 "after %d retries", ib->url, UA_RETRIES);
+        return -EIO;
+    }
+    if (r == CMD_GOOD)
+        scsi_free_scsi_task(sp->task);
+    return r;
+}
+
+static int read_reservation(struct iscsi_bdev *ib, struct iscsi_context *ctx,
+                            int *held, uint64_t *key, uint8_t *type,
+                            uint64_t deadline, char *msg, size_t msglen)
+{
+    uint8_t buf[24];
+    size_t len = 0;
+    int r = pr_in(ib, ctx, SCSI_PERSISTENT_RESERVE_READ_RESERVATION, buf,
+                  sizeof(buf), &len, deadline, msg, msglen);
+    if (r != CMD_GOOD)
+        return r;
+    if (vd_pr_parse_reservation(buf, len, held, key, type) < 0) {
+        snprintf(msg, msglen, "PERSISTENT RESERVE IN of %s: short answer "
+                 "(%zu bytes)", ib->url, len);
+        return -EIO;
+    }
+    return CMD_GOOD;
+}
+
+static bool all_registrants(uint8_t type)
+{
+    return type == VD_PR_WE_ALL_REGISTRANTS || type == VD_PR_EA_ALL_REGISTRANTS;
+}
+
+static void holder_str(uint64_t key, uint8_t type, char *buf, size_t len)
+{
+    if (all_registrants(type))
+        snprintf(buf, len, "every registered initiator (an all-registrants "
+                 "reservation, type %u, not made by vdlvm)", type);
+    else
+        vd_owner_key_describe(key, buf, len);
+}
+
+#define PR_FAIL(what)                                                        \
+    do {                                                                     \
+        if (r >= 0 && r != CMD_GOOD) {                                       \
+            if (r == CMD_CONFLICT)                                           \
+                snprintf(msg, msglen, "%s on %s: RESERVATION CONFLICT",      \
+                         what, ib->url);                                     \
+            r = -EIO;                                                        \
+        }                                                                    \
+        if (r < 0)                                                           \
+            return r;                                                        \
+    } while (0)
+
+/* Take or check this host's reservation on the LUN (takeover: preempt
+ * another holder).  0, or -EBUSY (another host holds it; *permanent) or
+ * another negative errno, with msg. */
+static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
+                    bool takeover, uint64_t deadline, char *msg, size_t msglen,
+                    bool *permanent)
+{
+    const int WERO = SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY;
+    uint8_t kbuf[8 + 8 * PR_KEYS_MAX];
+    uint64_t keys[PR_KEYS_MAX], hkey = 0;
+    size_t klen = 0, nkeys = 0;
+    uint8_t htype = 0;
+    int held = 0, r;
+    bool other;
+    char who[160];
+
+    ib->claim_msg[0] = 0;
+    ib->took = false;
+    r = read_reservation(ib, ctx, &held, &hkey, &htype, deadline, msg, msglen);
+    if (r == CMD_ILLEGAL) {
+        if (!ib->pr_unsupported)
+            vd_log(VD_LOG_WARN, "device '%s': %s does not support persistent "
+                   "reservations (%s): nothing stops another host from "
+                   "opening this pool at the same time", ib->name, ib->url, msg);
+        ib->pr_unsupported = true;
+        msg[0] = 0;
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "%s has no persistent "
+                 "reservations: nothing to take over", ib->url);
+        return 0;
+    }
+    PR_FAIL("READ RESERVATION");
+    other = held && (all_registrants(htype) || hkey != ib->pr_key);
+    holder_str(hkey, htype, who, sizeof(who));
+    if (other && !takeover) {
+        /* No URL: callers name the device, and pool.c keeps 256 bytes. */
+        snprintf(msg, msglen, "reserved by %s, the owner of the pool (one "
+                 "host writes a pool at a time); if that host is gone for "
+                 "good, run 'vdlvm pool takeover POOL' on this host", who);
+        *permanent = true;
+        return -EBUSY;
+    }
+    r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_REGISTER_AND_IGNORE_EXISTING_KEY,
+               0, 0, ib->pr_key, deadline, msg, msglen);
+    PR_FAIL("REGISTER");
+    if (other) {
+        r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_PREEMPT, WERO, ib->pr_key,
+                   all_registrants(htype) ? 0 : hkey, deadline, msg, msglen);
+        PR_FAIL("PREEMPT");
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "took the reservation "
+                 "of %s over from %s", ib->url, who);
+    } else if (!held) {
+        r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_RESERVE, WERO, ib->pr_key,
+                   0, deadline, msg, msglen);
+        if (r == CMD_CONFLICT) {
+            /* Another host reserved it since we looked: leave. */
+            int r2 = read_reservation(ib, ctx, &held, &hkey, &htype, deadline,
+                                      msg, msglen);
+            if (r2 == CMD_GOOD)
+                holder_str(hkey, htype, who, sizeof(who));
+            else
+                snprintf(who, sizeof(who), "another host");
+            if (r2 >= 0) /* unregister: a refused host must not write */
+                pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_REGISTER, 0, ib->pr_key,
+                       0, deadline, msg, msglen);
+            snprintf(msg, msglen, "%s is reserved by %s, which owns the pool "
+                     "(it took it while this host was opening it)", ib->url,
+                     who);
+            *permanent = true;
+            return -EBUSY;
+        }
+        PR_FAIL("RESERVE");
+        ib->took = true;
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "reserved %s (it had "
+                 "no holder)", ib->url);
+    } else {
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "this host holds the "
+                 "reservation of %s already", ib->url);
+    }
+    /* Move the reservation to this nexus and drop our earlier ones. */
+    r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_PREEMPT, WERO, ib->pr_key,
+               ib->pr_key, deadline, msg, msglen);
+    PR_FAIL("PREEMPT (own earlier sessions)");
+    r = pr_in(ib, ctx, SCSI_PERSISTENT_RESERVE_READ_KEYS, kbuf, sizeof(kbuf),
+              &klen, deadline, msg, msglen);
+    PR_FAIL("READ KEYS");
+    if (vd_pr_parse_keys(kbuf, klen, keys, PR_KEYS_MAX, &nkeys) < 0)
+        nkeys = 0;
+    for (size_t i = 0; i < nkeys; i++) {
+        bool seen = keys[i] == ib->pr_key || keys[i] == 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = keys[j] == keys[i];
+        if (seen)
+            continue;
+        r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_PREEMPT, WERO, ib->pr_key,
+                   keys[i], deadline, msg, msglen);
+        if (r == CMD_CONFLICT) /* unregistered meanwhile, or we lost it */
+            continue;
+        PR_FAIL("PREEMPT (other registrations)");
+    }
+    r = read_reservation(ib, ctx, &held, &hkey, &htype, deadline, msg, msglen);
+    PR_FAIL("READ RESERVATION");
+    if (!held || hkey != ib->pr_key || all_registrants(htype)) {
+        if (held)
+            holder_str(hkey, htype, who, sizeof(who));
+        snprintf(msg, msglen, "%s is reserved by %s, which owns the pool "
+                 "(it took it while this host was opening it)", ib->url,
+                 held ? who : "nobody after all");
+        *permanent = true;
+        return -EBUSY;
+    }
+    return 0;
+}
+#undef PR_FAIL
+
+static void tmf_cb(struct iscsi_context *ctx, int status, void *data,
+                   void *priv)
+{
+    struct sync_cmd *s = priv;
+    (void)ctx;
+    s->status = status;
+    s->tmf_response = data ? *(uint32_t *)data : ISCSI_TMR_FUNC_REJECTED;
+    s->done = true;
+}
+
+/* LOGICAL UNIT RESET: returns when nothing of an earlier session is
+ * pending on the LU (see the header comment). */
+static int lun_reset(struct iscsi_bdev *ib, struct iscsi_context *ctx,
+                     uint64_t deadline, char *msg, size_t msglen)
+{
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
+    int r;
+
+    memset(sp, 0, sizeof(*sp));
+    if (iscsi_task_mgmt_lun_reset_async(ctx, ib->lun, tmf_cb, sp) < 0) {
+        snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: %s", ib->url,
+                 iscsi_get_error(ctx));
+        return -ENOTCONN;
+    }
+    r = ctx_wait(ib, ctx, &sp->done, deadline);
+    if (r < 0) {
+        if (r == -ETIMEDOUT)
+            snprintf(msg, msglen, "LOGICAL UNIT RESET of %s (it waits for "
+                     "the commands of an earlier session): no answer within "
+                     "%u ms", ib->url, ib->timeout_ms);
+        else if (r == -ECANCELED)
+            snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: device is "
+                     "closing", ib->url);
+        else
+            snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: %s", ib->url,
+                     iscsi_get_error(ctx));
+        return r == -EIO ? -ENOTCONN : r;
+    }
+    if (sp->status != SCSI_STATUS_GOOD) {
+        snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: %s", ib->url,
+                 iscsi_get_error(ctx));
+        return -ENOTCONN;
+    }
+    if (sp->tmf_response != ISCSI_TMR_FUNC_COMPLETE) {
+        if (!ib->reset_unsupported)
+            vd_log(VD_LOG_WARN, "device '%s': %s refused LOGICAL UNIT RESET "
+                   "(response %u): a write of an earlier session that is still "
+                   "pending there could land after newer writes", ib->name,
+                   ib->url, sp->tmf_response);
+        ib->reset_unsupported = true;
+    }
+    return 0;
+}
+
+/* TEST UNIT READY until the unit attentions of a new session or a reset
+ * are consumed.  0, or a negative errno with msg (*permanent: the LUN
+ * answered and is not usable). */
+static int tur_clear(struct iscsi_bdev *ib, struct iscsi_context *ctx,
+                     uint64_t deadline, char *msg, size_t msglen,
+                     bool *permanent)
+{
+    /* In ib, not on the stack: libiscsi calls the callbacks of pending
+     * commands when the caller destroys the context, after we return. */
+    struct sync_cmd *sp = &ib->probe;
+    int r;
+
+    for (int i = 0;; i++) {
+        memset(sp, 0, sizeof(*sp));
+        sp->task = iscsi_testunitready_task(ctx, ib->lun, sync_cb, sp);
+        r = run_probe(ib, ctx, sp, "TEST UNIT READY", deadline, msg, msglen);
+        if (r == 0) {
+            scsi_free_scsi_task(sp->task);
+            return 0;
+        }
+        if (r != -EIO) {
+            ib->stray = sp->task;
+            return r == -ENOTCONN ? -EIO : r;
+        }
+        /* run_probe freed the task; its sense is in msg. */
+        if (strstr(msg, "UNIT_ATTENTION") && i < UA_RETRIES)
+            continue;
+        if (strstr(msg, "LOGICAL_UNIT_NOT_SUPPORTED")) {
+            snprintf(msg, msglen, "login to %s: target has no LUN %d (no such "
+                     "LUN); check the LUN number in the URL", ib->url, ib->lun);
+            r = -ENXIO;
+        }
+        *permanent = true;
+        return r;
+    }
+}
+
+/* After login and the probes: reservation, then reset (header comment). */
+static int session_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
+                         bool takeover, char *msg, size_t msglen,
+                         bool *permanent)
+{
+    uint64_t deadline = now_ms() + ib->timeout_ms;
+    int r;
+
+    r = pr_claim(ib, ctx, takeover, deadline, msg, msglen, permanent);
+    if (r < 0)
+        return r;
+    /* The reset may wait for a slow old command: a full timeout of its own. */
+    r = lun_reset(ib, ctx, now_ms() + ib->timeout_ms, msg, msglen);
+    if (r < 0)
+        return r;
+    return tur_clear(ib, ctx, now_ms() + ib->timeout_ms, msg, msglen,
+                     permanent);
+}
+
 enum login_fail { LF_OTHER, LF_AUTH, LF_TARGET, LF_LUN, LF_REFUSED };
 
 static enum login_fail login_fail_kind(const char *err)
@@ -387,9 +875,10 @@ static const int login_fail_errno[] = {
  * and *size the device size.  *permanent is set when the peer answered and
  * refused (no point retrying fast).  Runs in the opening thread, then in
  * the event thread. */
-static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
-                        uint64_t *size, uint32_t *max_chunk, bool *permanent,
-                        char *msg, size_t msglen)
+static int session_open(struct iscsi_bdev *ib, bool takeover,
+                        struct iscsi_context **out, uint64_t *size,
+                        uint32_t *max_chunk, bool *permanent, char *msg,
+                        size_t msglen)
 {
     uint64_t deadline = now_ms() + ib->timeout_ms;
     struct iscsi_context *ctx;
@@ -483,30 +972,12 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
     }
     /* The LUN exists and is ready; a unit attention (new session, reset)
      * is expected once and retried. */
-    for (int i = 0;; i++) {
-        memset(&s, 0, sizeof(s));
-        s.task = iscsi_testunitready_task(ctx, ib->lun, sync_cb, &s);
-        r = run_probe(ib, ctx, &s, "TEST UNIT READY", deadline, msg, msglen);
-        if (r == 0) {
-            scsi_free_scsi_task(s.task);
-            break;
-        }
-        if (r != -EIO) {
-            iscsi_destroy_context(ctx);
-            if (s.task)
-                scsi_free_scsi_task(s.task);
-            return r == -ENOTCONN ? -EIO : r;
-        }
-        /* run_probe freed the task; its sense is in msg. */
-        if (strstr(msg, "UNIT_ATTENTION") && i < UA_RETRIES)
-            continue;
-        if (strstr(msg, "LOGICAL_UNIT_NOT_SUPPORTED")) {
-            snprintf(msg, msglen, "login to %s: target has no LUN %d (no such "
-                     "LUN); check the LUN number in the URL", ib->url, ib->lun);
-            r = -ENXIO;
-        }
-        *permanent = true;
+    r = tur_clear(ib, ctx, deadline, msg, msglen, permanent);
+    if (r < 0) {
         iscsi_destroy_context(ctx);
+        if (ib->stray)
+            scsi_free_scsi_task(ib->stray);
+        ib->stray = NULL;
         return r;
     }
 
@@ -540,11 +1011,13 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
             return -EINVAL;
         }
         *size = (rc->returned_lba + 1) * (uint64_t)BLOCK;
+        ib->ws_unmap = rc->lbpme && rc->lbprz;
         scsi_free_scsi_task(t);
     }
 
     /* Block limits (optional): the target's maximum transfer length. */
     *max_chunk = MAX_CHUNK;
+    ib->ws_max = WS_MAX_CHUNK;
     memset(&s, 0, sizeof(s));
     s.task = iscsi_inquiry_task(ctx, ib->lun, 1,
                                 SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS, 255,
@@ -567,7 +1040,17 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
             if (m < *max_chunk)
                 *max_chunk = m < BLOCK ? BLOCK : (uint32_t)m;
         }
+        if (bl && bl->max_ws_len && bl->max_ws_len * BLOCK < ib->ws_max)
+            ib->ws_max = (uint32_t)bl->max_ws_len * BLOCK;
         scsi_free_scsi_task(s.task);
+    }
+    r = session_claim(ib, ctx, takeover, msg, msglen, permanent);
+    if (r < 0) {
+        iscsi_destroy_context(ctx);
+        if (ib->stray)
+            scsi_free_scsi_task(ib->stray);
+        ib->stray = NULL;
+        return r == -ENOTCONN ? -EIO : r;
     }
     *out = ctx;
     return 0;
@@ -575,6 +1058,7 @@ static int session_open(struct iscsi_bdev *ib, struct iscsi_context **out,
 
 /* ---- the event thread ----------------------------------------------------- */
 static void chunk_issue(struct iscsi_bdev *ib, struct chunk *ch);
+static const uint8_t zero_block[BLOCK];
 
 static void req_complete_locked(struct req *rq)
 {
@@ -645,6 +1129,34 @@ static void chunk_cb(struct iscsi_context *ctx, int status, void *data,
         chunk_done(ib, ch, ib->down_err ? ib->down_err : -EIO);
         return;
     }
+    /* RESERVATIONS PREEMPTED (2A/03): another host's PREEMPT removed our
+     * registration.  Fenced too, whatever the command: tgt 1.0.85 does not
+     * check reservations for WRITE SAME (no conflict bits in sbc.c), so the
+     * unit attention is the only thing that stops a zero op there. */
+    if (status == SCSI_STATUS_CHECK_CONDITION &&
+        t->sense.key == SCSI_SENSE_UNIT_ATTENTION && t->sense.ascq == 0x2a03)
+        status = SCSI_STATUS_RESERVATION_CONFLICT;
+    if (status == SCSI_STATUS_RESERVATION_CONFLICT) {
+        /* Another host took the pool over (vdlvm pool takeover): this
+         * device is fenced; the event loop drops the session for good. */
+        if (!ib->conflict)
+            vd_log(VD_LOG_ERR, "device '%s': %s on %s: %s: another host "
+                   "took this pool over; the device fails from now on "
+                   "(fenced)", ib->name,
+                   ch->req->op == OP_READ ? "read" : "write", ib->url,
+                   t && t->status == SCSI_STATUS_CHECK_CONDITION
+                       ? "RESERVATIONS PREEMPTED" : "RESERVATION CONFLICT");
+        ib->conflict = true;
+        chunk_done(ib, ch, -EIO);
+        return;
+    }
+    if (ch->req->op == OP_ZERO && status == SCSI_STATUS_CHECK_CONDITION &&
+        t->sense.key == SCSI_SENSE_ILLEGAL_REQUEST) {
+        /* No WRITE SAME (or not with UNMAP): the caller writes zeroes. */
+        __atomic_store_n(&ib->ws_unsupported, 1, __ATOMIC_RELAXED);
+        chunk_done(ib, ch, -EOPNOTSUPP);
+        return;
+    }
     /* The target answered.  A unit attention (e.g. after a new login) or a
      * busy target is worth retrying; anything else is a device error. */
     if ((status == SCSI_STATUS_BUSY || status == SCSI_STATUS_TASK_SET_FULL ||
@@ -662,7 +1174,8 @@ static void chunk_cb(struct iscsi_context *ctx, int status, void *data,
         sense_str(t, sense, sizeof(sense));
         vd_log(VD_LOG_ERR, "device '%s': %s of %u bytes at %" PRIu64 " on %s: %s",
                ib->name, ch->req->op == OP_READ ? "read" :
-               ch->req->op == OP_WRITE ? "write" : "cache flush",
+               ch->req->op == OP_WRITE ? "write" :
+               ch->req->op == OP_ZERO ? "WRITE SAME" : "cache flush",
                ch->len, ch->off, ib->url, sense);
     }
     chunk_done(ib, ch, -EIO);
@@ -696,6 +1209,13 @@ static void chunk_issue(struct iscsi_bdev *ib, struct chunk *ch)
         t = iscsi_synchronizecache16_task(ib->ctx, ib->lun, 0, 0, 0, 0,
                                           chunk_cb, ch);
         break;
+    case OP_ZERO:
+        /* libiscsi only reads the data-out block. */
+        t = iscsi_writesame16_task(ib->ctx, ib->lun, ch->off / BLOCK,
+                                   (unsigned char *)zero_block, BLOCK,
+                                   ch->len / BLOCK, 0, ib->ws_unmap, 0, 0,
+                                   chunk_cb, ch);
+        break;
     }
     if (!t) {
         vd_log(VD_LOG_ERR, "device '%s': cannot queue a command: %s", ib->name,
@@ -720,9 +1240,9 @@ static void req_issue(struct iscsi_bdev *ib, struct req *rq)
         ch->ib = ib;
         ch->req = rq;
         ch->off = off;
+        uint32_t max = rq->op == OP_ZERO ? ib->ws_max : ib->max_chunk;
         ch->len = rq->op == OP_FLUSH ? 0
-                  : end - off < ib->max_chunk ? (uint32_t)(end - off)
-                                              : ib->max_chunk;
+                  : end - off < max ? (uint32_t)(end - off) : max;
         ch->deadline = rq->deadline;
         rq->left++;
         chunk_issue(ib, ch);
@@ -778,6 +1298,12 @@ static void conn_lost(struct iscsi_bdev *ib, int err, enum conn_state st,
     ib->down_err = err;
     if (ib->ctx) {
         struct iscsi_context *ctx = ib->ctx;
+        /* Close with a RST: data of this session that the kernel has not
+         * delivered yet must not reach the peer later (defect 5). */
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        int fd = iscsi_get_fd(ctx);
+        if (fd >= 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
         ib->ctx = NULL; /* callbacks must not re-issue */
         iscsi_destroy_context(ctx);
     }
@@ -801,7 +1327,14 @@ static void try_reconnect(struct iscsi_bdev *ib)
     char msg[200];
     int r;
 
-    r = session_open(ib, &ctx, &size, &max_chunk, &permanent, msg, sizeof(msg));
+    r = session_open(ib, false, &ctx, &size, &max_chunk, &permanent, msg,
+                     sizeof(msg));
+    if (r == -EBUSY) {
+        /* Another host holds the reservation: we were taken over while
+         * away.  Never come back by ourselves (header comment). */
+        ib->fenced = true;
+        vd_log(VD_LOG_ERR, "device '%s': fenced: %s", ib->name, msg);
+    }
     if (r == 0 && size < ib->b.size) {
         snprintf(msg, sizeof(msg), "%s now has %" PRIu64 " bytes, less than the "
                  "%" PRIu64 " it had", ib->url, size, ib->b.size);
@@ -840,6 +1373,43 @@ static void drain_wake(struct iscsi_bdev *ib)
     (void)n;
 }
 
+/* Closing a handle that reserved a free LUN and wrote nothing (a pool
+ * create refused for that device, a read-only look at a pool nobody
+ * holds): release the reservation and unregister, so that a mistyped URL
+ * in a definition does not leave someone else's LUN reserved.  A handle
+ * that wrote keeps the reservation (header comment). */
+static void give_back(struct iscsi_bdev *ib)
+{
+    /* close may run on tgtd's main thread: a short, bounded wait, and none
+     * at all for a peer that has been quiet (the reservation then stays). */
+    uint64_t deadline = now_ms() + (ib->timeout_ms < 500 ? ib->timeout_ms : 500);
+    char msg[200];
+    int r;
+
+    if (now_ms() - ib->last_activity > ib->keepalive_ms)
+        return;
+
+    ib->closing = true; /* ctx_wait: do not stop for `stopping` */
+    r = pr_out(ib, ib->ctx, SCSI_PERSISTENT_RESERVE_RELEASE,
+               SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY,
+               ib->pr_key, 0, deadline, msg, sizeof(msg));
+    if (r == CMD_GOOD)
+        r = pr_out(ib, ib->ctx, SCSI_PERSISTENT_RESERVE_REGISTER, 0, ib->pr_key,
+                   0, deadline, msg, sizeof(msg));
+    ib->closing = false;
+    if (r != CMD_GOOD)
+        vd_log(VD_LOG_DEBUG, "device '%s': giving the reservation of %s back "
+               "failed (ignored)", ib->name, ib->url);
+    /* A task a failed command left behind goes with the context. */
+    if (ib->stray) {
+        struct iscsi_context *ctx = ib->ctx;
+        ib->ctx = NULL;
+        iscsi_destroy_context(ctx);
+        scsi_free_scsi_task(ib->stray);
+        ib->stray = NULL;
+    }
+}
+
 static void *event_thread(void *arg)
 {
     struct iscsi_bdev *ib = arg;
@@ -857,12 +1427,17 @@ static void *event_thread(void *arg)
         pthread_mutex_unlock(&ib->lock);
         if (stop) {
             fail_queue(ib, q, -ENOTCONN);
+            if (ib->ctx && connected && ib->took &&
+                !__atomic_load_n(&ib->wrote, __ATOMIC_RELAXED))
+                give_back(ib);
             break;
         }
         if (!connected) {
             fail_queue(ib, q, -ENOTCONN);
             now = now_ms();
-            if (now >= ib->next_retry) {
+            if (ib->fenced)
+                ib->next_retry = now + BACKOFF_MAX_MS; /* only close wakes */
+            else if (now >= ib->next_retry) {
                 try_reconnect(ib);
                 continue;
             }
@@ -930,6 +1505,15 @@ static void *event_thread(void *arg)
                      e && *e ? e : "connection failed");
             conn_lost(ib, -EIO, ST_RECONNECTING, cause);
         }
+        if (ib->conflict && ib->ctx) {
+            char cause[300];
+            snprintf(cause, sizeof(cause), "fenced: RESERVATION CONFLICT on "
+                     "%s: another host took this pool over (vdlvm pool "
+                     "takeover); reopen the pool on this host only after "
+                     "taking it back", ib->url);
+            ib->fenced = true;
+            conn_lost(ib, -EIO, ST_FAILED, cause);
+        }
     }
     /* Closing: nothing is in flight (the pool closes idle devices). */
     pthread_mutex_lock(&ib->lock);
@@ -952,6 +1536,8 @@ static int submit(struct iscsi_bdev *ib, enum req_op op, void *buf, size_t len,
     if (op != OP_FLUSH) {
         if (len == 0)
             return 0;
+        if (op != OP_READ)
+            __atomic_store_n(&ib->wrote, 1, __ATOMIC_RELAXED);
         if (off % BLOCK || len % BLOCK || off > ib->b.size ||
             len > ib->b.size - off)
             return -EINVAL;
@@ -995,6 +1581,35 @@ static int iscsi_pwrite(struct vd_bdev *b, const void *buf, size_t len,
 static int iscsi_flush(struct vd_bdev *b)
 {
     return submit((struct iscsi_bdev *)b, OP_FLUSH, NULL, 0, 0, 0);
+}
+
+/* WRITE SAME(16) of a zero block (UNMAP too when the LUN reads unmapped
+ * blocks as zeroes), split at the target's limit; zero buffers written
+ * when the target refuses WRITE SAME. */
+static int iscsi_zero(struct vd_bdev *b, uint64_t off, uint64_t len)
+{
+    struct iscsi_bdev *ib = (struct iscsi_bdev *)b;
+    size_t buflen;
+    void *buf;
+    int r;
+
+    if (!__atomic_load_n(&ib->ws_unsupported, __ATOMIC_RELAXED)) {
+        r = submit(ib, OP_ZERO, NULL, len, off, 0);
+        if (r != -EOPNOTSUPP)
+            return r;
+    }
+    buflen = len < MAX_CHUNK ? (size_t)len : MAX_CHUNK;
+    buf = calloc(1, buflen ? buflen : 1);
+    if (!buf)
+        return -ENOMEM;
+    r = 0;
+    for (uint64_t done = 0; done < len && r == 0;) {
+        size_t n = len - done < buflen ? (size_t)(len - done) : buflen;
+        r = submit(ib, OP_WRITE, buf, n, off + done, 0);
+        done += n;
+    }
+    free(buf);
+    return r;
 }
 
 static int iscsi_get_state(struct vd_bdev *b, char *buf, size_t len)
@@ -1059,39 +1674,18 @@ static const struct vd_bdev_ops iscsi_ops = {
     .flush = iscsi_flush,
     .close = iscsi_close,
     .get_state = iscsi_get_state,
+    .zero = iscsi_zero,
 };
 
 /* ---- open ------------------------------------------------------------------ */
-static void initiator_name(char *buf, size_t len)
-{
-    char host[256] = "localhost";
-    size_t j = 0;
-    char clean[256];
-
-    gethostname(host, sizeof(host) - 1);
-    host[sizeof(host) - 1] = 0;
-    for (size_t i = 0; host[i] && j + 1 < sizeof(clean); i++) {
-        char c = host[i];
-        if (c >= 'A' && c <= 'Z')
-            c += 'a' - 'A';
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-            c == '-')
-            clean[j++] = c;
-    }
-    clean[j] = 0;
-    snprintf(buf, len, "iqn.2026-11.org.vdlvm:%s", j ? clean : "localhost");
-}
-
-int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
-                       char *msg, size_t msglen)
+/* A device handle from its definition, not logged in yet.  On failure msg
+ * says why. */
+static int ib_new(const struct vd_conf_dev *c, struct iscsi_bdev **out,
+                  char *msg, size_t msglen)
 {
     struct iscsi_bdev *ib = NULL;
     struct iscsi_context *pctx = NULL;
     struct iscsi_url *u = NULL;
-    uint64_t size = 0;
-    uint32_t max_chunk = 0;
-    bool permanent;
-    sigset_t all, old;
     int r;
 
     *out = NULL;
@@ -1121,7 +1715,10 @@ int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
     ib->keepalive_ms = ib->timeout_ms / 2 < 5000 ? ib->timeout_ms / 2 : 5000;
     if (ib->keepalive_ms < 100)
         ib->keepalive_ms = 100;
-    initiator_name(ib->initiator, sizeof(ib->initiator));
+    vd_owner_host(ib->host, sizeof(ib->host));
+    ib->pr_key = vd_owner_key(ib->host);
+    snprintf(ib->initiator, sizeof(ib->initiator), "iqn.2026-11.org.vdlvm:%s",
+             ib->host);
     if (getrandom(&ib->isid, sizeof(ib->isid), 0) != sizeof(ib->isid))
         ib->isid = (uint32_t)getpid() ^ (uint32_t)time(NULL);
     ib->isid &= 0xffffff;
@@ -1152,11 +1749,35 @@ int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
         goto fail;
     }
     iscsi_destroy_url(u);
-    u = NULL;
     iscsi_destroy_context(pctx);
-    pctx = NULL;
+    *out = ib;
+    return 0;
 
-    r = session_open(ib, &ib->ctx, &size, &max_chunk, &permanent, msg, msglen);
+fail:
+    if (u)
+        iscsi_destroy_url(u);
+    if (pctx)
+        iscsi_destroy_context(pctx);
+    ib_free(ib);
+    return r;
+}
+
+int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
+                       char *msg, size_t msglen)
+{
+    struct iscsi_bdev *ib = NULL;
+    uint64_t size = 0;
+    uint32_t max_chunk = 0;
+    bool permanent;
+    sigset_t all, old;
+    int r;
+
+    *out = NULL;
+    r = ib_new(c, &ib, msg, msglen);
+    if (r < 0)
+        return r;
+    r = session_open(ib, false, &ib->ctx, &size, &max_chunk, &permanent, msg,
+                     msglen);
     if (r < 0)
         goto fail;
     ib->b.ops = &iscsi_ops;
@@ -1187,10 +1808,38 @@ int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
     return 0;
 
 fail:
-    if (u)
-        iscsi_destroy_url(u);
-    if (pctx)
-        iscsi_destroy_context(pctx);
+    ib_free(ib);
+    return r;
+}
+
+int vd_bdev_iscsi_takeover(const struct vd_conf_dev *c, char *msg,
+                           size_t msglen)
+{
+    struct iscsi_bdev *ib = NULL;
+    struct iscsi_context *ctx = NULL;
+    uint64_t size = 0;
+    uint32_t max_chunk = 0;
+    bool permanent;
+    int r;
+
+    if (!c->iscsi_url) {
+        snprintf(msg, msglen, "not a remote device: nothing to take over");
+        return -EINVAL;
+    }
+    r = ib_new(c, &ib, msg, msglen);
+    if (r < 0)
+        return r;
+    /* session_open preempts the holder and then resets the LU: when it
+     * returns, nothing of the old owner is pending there and its next
+     * command meets RESERVATION CONFLICT. */
+    r = session_open(ib, true, &ctx, &size, &max_chunk, &permanent, msg,
+                     msglen);
+    if (r == 0) {
+        snprintf(msg, msglen, "%s", ib->claim_msg);
+        /* The reservation outlives this session (tgt keeps the
+         * registration of a nexus that logged out). */
+        iscsi_destroy_context(ctx);
+    }
     ib_free(ib);
     return r;
 }

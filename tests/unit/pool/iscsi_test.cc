@@ -173,3 +173,142 @@ TEST_F(IscsiTest, ChapUserWithoutSecretFile_Refused)
 }
 
 } // namespace
+
+// ---- pool ownership: reservation keys and PERSISTENT RESERVE IN data ----
+// (pool/owner.c; tests/integration/test-remote-owner.sh runs the protocol
+// against real peers).
+#include "pool/owner.h"
+
+TEST(OwnerKey, ShortHostName_IsTheKeyAndNamesTheHost)
+{
+    uint64_t k = vd_owner_key("nodea");
+    EXPECT_EQ(k, 0x566e6f6465610000ull); // 'V' "nodea" NUL NUL
+    char buf[160];
+    vd_owner_key_describe(k, buf, sizeof(buf));
+    EXPECT_NE(strstr(buf, "host 'nodea'"), nullptr) << buf;
+    EXPECT_NE(strstr(buf, "0x566e6f6465610000"), nullptr) << buf;
+}
+
+TEST(OwnerKey, SevenCharacters_StillReadable)
+{
+    char buf[160];
+    vd_owner_key_describe(vd_owner_key("host-07"), buf, sizeof(buf));
+    EXPECT_NE(strstr(buf, "host 'host-07'"), nullptr) << buf;
+}
+
+TEST(OwnerKey, LongHostName_HashedStableAndDistinct)
+{
+    uint64_t a = vd_owner_key("storage-node-01.example.com");
+    uint64_t b = vd_owner_key("storage-node-02.example.com");
+    EXPECT_EQ(a, vd_owner_key("storage-node-01.example.com"));
+    EXPECT_NE(a, b);
+    EXPECT_EQ(a >> 56, (uint64_t)'H');
+    EXPECT_NE(a, vd_owner_key("storage"));
+    char buf[160];
+    vd_owner_key_describe(a, buf, sizeof(buf));
+    EXPECT_NE(strstr(buf, "a host with reservation key 0x48"), nullptr) << buf;
+}
+
+TEST(OwnerKey, NeverZeroAndShortNamesNeverCollideWithHashes)
+{
+    EXPECT_NE(vd_owner_key(""), 0u);
+    EXPECT_NE(vd_owner_key("a"), 0u);
+    EXPECT_NE(vd_owner_key("abcdefg") >> 56, vd_owner_key("abcdefgh") >> 56);
+}
+
+TEST(OwnerKey, ForeignKey_NotMistakenForAName)
+{
+    char buf[160];
+    vd_owner_key_describe(0x1234567890abcdefull, buf, sizeof(buf));
+    EXPECT_NE(strstr(buf, "a host with reservation key 0x1234567890abcdef"),
+              nullptr) << buf;
+    // 'V' tag but non-name bytes, or bytes after the padding
+    vd_owner_key_describe(0x5641000042000000ull, buf, sizeof(buf));
+    EXPECT_EQ(strstr(buf, "host '"), nullptr) << buf;
+    vd_owner_key_describe(0x5600000000000000ull, buf, sizeof(buf));
+    EXPECT_EQ(strstr(buf, "host '"), nullptr) << buf;
+}
+
+TEST(OwnerHost, SanitisedLowerCase)
+{
+    char h[64];
+    vd_owner_host(h, sizeof(h));
+    ASSERT_GT(strlen(h), 0u);
+    for (const char *p = h; *p; p++)
+        EXPECT_TRUE((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                    *p == '.' || *p == '-') << h;
+}
+
+TEST(PrParse, ReadKeys_TwoKeys)
+{
+    const uint8_t d[] = {0, 0, 0, 7,  0, 0, 0, 16, // generation, length
+                         0x56, 0x6e, 0x6f, 0x64, 0x65, 0x61, 0, 0,
+                         0x48, 1, 2, 3, 4, 5, 6, 7};
+    uint64_t k[4];
+    size_t n = 9;
+    ASSERT_EQ(vd_pr_parse_keys(d, sizeof(d), k, 4, &n), 0);
+    ASSERT_EQ(n, 2u);
+    EXPECT_EQ(k[0], 0x566e6f6465610000ull);
+    EXPECT_EQ(k[1], 0x4801020304050607ull);
+}
+
+TEST(PrParse, ReadKeys_TruncatedByAllocationLengthOrMax)
+{
+    const uint8_t d[] = {0, 0, 0, 1, 0, 0, 0, 24, // 3 keys announced
+                         0, 0, 0, 0, 0, 0, 0, 1,
+                         0, 0, 0, 0, 0, 0, 0, 2,
+                         0, 0, 0, 0}; // third cut short
+    uint64_t k[4];
+    size_t n;
+    ASSERT_EQ(vd_pr_parse_keys(d, sizeof(d), k, 4, &n), 0);
+    EXPECT_EQ(n, 2u);
+    ASSERT_EQ(vd_pr_parse_keys(d, sizeof(d), k, 1, &n), 0);
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(k[0], 1u);
+}
+
+TEST(PrParse, ReadKeys_NoneAndShort)
+{
+    const uint8_t d[] = {0, 0, 0, 1, 0, 0, 0, 0};
+    uint64_t k[1];
+    size_t n = 5;
+    ASSERT_EQ(vd_pr_parse_keys(d, sizeof(d), k, 1, &n), 0);
+    EXPECT_EQ(n, 0u);
+    EXPECT_EQ(vd_pr_parse_keys(d, 7, k, 1, &n), -EINVAL);
+}
+
+TEST(PrParse, ReadReservation_HeldWriteExclusiveRegistrantsOnly)
+{
+    uint8_t d[24] = {0, 0, 0, 3, 0, 0, 0, 16,
+                     0x56, 0x6e, 0x6f, 0x64, 0x65, 0x61, 0, 0};
+    d[21] = 0x05; // scope LU (0), type 5
+    int held;
+    uint64_t key;
+    uint8_t type;
+    ASSERT_EQ(vd_pr_parse_reservation(d, sizeof(d), &held, &key, &type), 0);
+    EXPECT_EQ(held, 1);
+    EXPECT_EQ(key, 0x566e6f6465610000ull);
+    EXPECT_EQ(type, VD_PR_WE_REGISTRANTS_ONLY);
+}
+
+TEST(PrParse, ReadReservation_NoneHeld)
+{
+    const uint8_t d[8] = {0, 0, 0, 3, 0, 0, 0, 0};
+    int held = 1;
+    uint64_t key = 9;
+    uint8_t type = 9;
+    ASSERT_EQ(vd_pr_parse_reservation(d, sizeof(d), &held, &key, &type), 0);
+    EXPECT_EQ(held, 0);
+    EXPECT_EQ(key, 0u);
+    EXPECT_EQ(type, 0);
+}
+
+TEST(PrParse, ReadReservation_ShortAnswerRefused)
+{
+    const uint8_t d[16] = {0, 0, 0, 3, 0, 0, 0, 16};
+    int held;
+    uint64_t key;
+    uint8_t type;
+    EXPECT_EQ(vd_pr_parse_reservation(d, 4, &held, &key, &type), -EINVAL);
+    EXPECT_EQ(vd_pr_parse_reservation(d, sizeof(d), &held, &key, &type), -EINVAL);
+}
