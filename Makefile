@@ -14,9 +14,13 @@ ifeq ($(SANITIZE),1)
 B         := build-asan
 SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
-ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS)
+# `vdlvm --version`: the tgt the module is built against (its headers come
+# from the source of exactly the installed version).
+TGT_VERSION ?= $(shell dpkg-query -W -f='$${Version}' tgt 2>/dev/null)
+ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS) \
+               -DVD_TGT_VERSION='"$(TGT_VERSION)"'
 ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
-LIBS      := -liscsi -lyaml -lcrypto -lpthread
+LIBS      := -liscsi -lyaml -lcrypto -lblkid -lpthread
 
 # tgt headers: Debian source package of exactly the installed tgt version.
 TGT_SRC   ?= $(B)/../build/tgt-src
@@ -62,8 +66,8 @@ SOAK_START?= 1000000
 JOBS      ?= 2
 
 .PHONY: all lib deps tgt-src check check-unit check-asan check-integration \
-        check-conformance check-sim soak install uninstall clean demo \
-        demo-stop bench format
+        check-conformance check-sim soak install uninstall uninstall-all \
+        clean demo demo-stop bench format
 all: $(LIBVD) $(VDLVM) $(VDLOAD) $(BSMOD)
 lib: $(LIBVD)
 
@@ -159,6 +163,10 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vdlvm $(DESTDIR)$(BINDIR)/vdload \
 	      $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so
+
+# Everything vdlvm put on the machine (see tools/uninstall-all.sh).
+uninstall-all:
+	FORCE=$(FORCE) tools/uninstall-all.sh $(DESTDIR)$(BINDIR) $(DESTDIR)$(TGT_BSDIR)
 
 format:
 	clang-format -i $(LIB_SRCS) $(BS_SRCS) tools/*.c */*.h

@@ -562,6 +562,7 @@ struct odev {
     struct vd_bdev *b;
     struct vd_dev_hdr h;
     bool valid;
+    int err;          /* vd_bdev_open's result (-EBUSY: another host) */
     char msg[256];
     uint64_t seq[2], ckpt[2];
     size_t end[2];
@@ -571,6 +572,22 @@ struct odev {
     int votes;        /* copies whose state equals this one's */
     bool agrees;      /* holds the chain the pool opened from */
 };
+
+/* Devices refused because another host holds their reservation: say that
+ * the pool has another owner (the per-device messages name it). */
+static bool held_elsewhere(const struct vd_conf_pool *conf,
+                           const struct odev *od)
+{
+    for (size_t i = 0; i < conf->ndevs; i++)
+        if (od[i].err == -EBUSY && conf->devs[i].iscsi_url) {
+            vd_log(VD_LOG_ERR, "pool '%s': another host owns the pool (it "
+                   "holds the reservation of device '%s'); if that host is "
+                   "gone, take the pool over with 'vdlvm pool takeover %s'",
+                   conf->name, conf->devs[i].name, conf->name);
+            return true;
+        }
+    return false;
+}
 
 /* The half holding a copy's newest chain. */
 static int newest_half(const uint64_t seq[2])
@@ -690,7 +707,8 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         goto out;
     for (size_t i = 0; i < conf->ndevs; i++) {
         const struct vd_conf_dev *c = &conf->devs[i];
-        if (vd_bdev_open(c, 0, 0, &od[i].b, od[i].msg, sizeof(od[i].msg)) < 0)
+        if ((od[i].err = vd_bdev_open(c, 0, 0, &od[i].b, od[i].msg,
+                                      sizeof(od[i].msg))) < 0)
             continue;
         if (read_hdr(od[i].b, &od[i].h) < 0 || !hdr_valid(&od[i].h)) {
             snprintf(od[i].msg, sizeof(od[i].msg), "%s has no valid vdlvm header",
@@ -731,6 +749,10 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         for (size_t i = 0; i < conf->ndevs; i++)
             vd_log(VD_LOG_ERR, "pool '%s': device '%s': %s", conf->name,
                    conf->devs[i].name, od[i].msg);
+        if (held_elsewhere(conf, od)) {
+            r = -EBUSY;
+            goto out;
+        }
         vd_log(VD_LOG_ERR, "pool '%s': no device of %s carries the pool; create "
                "it with 'vdlvm pool create %s'",
                conf->name, conf->file ? conf->file : "the definition",
@@ -855,7 +877,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
                    "newest readable copy wins and the others are rewritten "
                    "from it)",
                    conf->name, nagree, ncopies, list);
-            r = -ENODEV;
+            r = held_elsewhere(conf, od) ? -EBUSY : -ENODEV;
             goto out;
         }
         if (nagree * 2 <= ncopies)

@@ -10,7 +10,8 @@
 #
 # Every test gets a private temporary directory $tmp (mktemp, removed on exit)
 # and a private VDLVM_RUNDIR ($tmp/run) for pool locks and control sockets;
-# VDLVM_CONFDIR=$tmp (pool definitions written by make_pool_conf).
+# VDLVM_CONFDIR=$tmp (pool definitions written by make_pool_conf) and
+# VDLVM_STATEDIR=$tmp/state (the registry of pools defined elsewhere).
 # Everything a test starts is stopped by PID from the EXIT trap, in reverse
 # order of registration (cleanup_fn).  Loops are bounded; waits poll.
 #
@@ -92,6 +93,7 @@ export VDLVM_RUNDIR=$tmp/run
 mkdir -p "$VDLVM_RUNDIR"
 # Pool definitions: `vdlvm ... POOL` without -c reads $tmp/POOL.yaml.
 export VDLVM_CONFDIR=$tmp
+export VDLVM_STATEDIR=$tmp/state   # registry of pools created with -c FILE
 
 # ---- polling ---------------------------------------------------------------
 # wait_for SECONDS CMD [ARGS...]: poll CMD every 0.1 s until it succeeds;

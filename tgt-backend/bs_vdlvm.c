@@ -10,8 +10,10 @@
  *
  * Threads
  * - tgtd's main thread runs every tgt callback, the event handlers, the pool
- *   registry, the control socket and GET LBA STATUS.  Everything marked
- *   "main thread" below is touched by no other thread.
+ *   registry, accepting on the control socket, publishing volume sizes to
+ *   LUNs and the checks of GET LBA STATUS (its mapping lookup, which takes
+ *   the volume's map lock, runs on a worker).  Everything marked "main
+ *   thread" below is touched by no other thread.
  * - Each open pool has a fixed set of worker threads (all signals blocked:
  *   tgtd's SIGUSR2 must never land on them).  They take commands from the
  *   pool's queue, call vd_vol_* and put the finished command on one global
@@ -19,6 +21,30 @@
  *   main thread watches, and the main thread completes the whole batch with
  *   target_cmd_io_done.  This costs one wake-up per batch instead of one
  *   signal per command (bs_thread).
+ *
+ * - Nothing on the main thread waits on a device, the network or a lock held
+ *   across device I/O (the pool's admin lock is held across metadata
+ *   commits, which write to remote devices), with one exception that tgt
+ *   imposes: bs_open is synchronous, so opening a pool (device headers,
+ *   metadata, iSCSI logins) and a volume happens on the main thread, as
+ *   tgtadm's LUN creation waits for it anyway.  Everything else that may
+ *   wait goes to a thread:
+ *   - control-socket commands run on threads of their own (vdadmin.c, at
+ *     most VD_CTL_MAX_JOBS per pool, "busy" beyond); after a command, its
+ *     thread asks the main thread to publish volume sizes to the LUNs
+ *     (refresh_fd) and waits for that, so that a LUN shows a new size when
+ *     `vdlvm vol extend` returns;
+ *   - closing a volume (vd_vol_close takes the admin lock) runs on a
+ *     detached "vdlvm-close" thread; vp->closing_vols counts those still
+ *     running, and control commands wait for 0 before they run, so that
+ *     `vol remove` after a LUN was deleted finds the volume unused;
+ *   - closing a pool (waiting for its commands, stopping the workers,
+ *     flushing devices, logging out of remote ones) runs on a "vdlvm-close"
+ *     thread too, while the main thread keeps serving other LUNs.  The
+ *     closing pool moves from g_pools to g_closing; opening a pool of the
+ *     same name waits for that close (inside bs_open, see above), since the
+ *     pool's lock is still held until then; tgtd's exit waits for every
+ *     close (module destructor).
  *
  * Lifetimes
  * - A pool is opened by the first LU that names it and closed when the last
@@ -69,6 +95,16 @@ struct vdlvm_pool {
     struct list_head lus;             /* vdlvm_lu.pool_link (main thread) */
     int refs;                         /* LUs holding the pool (main thread) */
     int ctl_fd;                       /* control socket, -1 if none */
+    int refresh_fd;                   /* eventfd: publish sizes, -1 if none */
+    struct vd_ctl_hooks hooks;        /* set before the socket is watched */
+
+    pthread_mutex_t bg_lock;          /* protects the fields below */
+    pthread_cond_t bg_cond;           /* any of them changed */
+    int closing_vols;                 /* vd_vol_close still running */
+    uint64_t refresh_req, refresh_done; /* size publications asked, done */
+    int refresh_stop;                 /* main thread no longer publishes */
+    int closed;                       /* background close done (g_closing) */
+    struct vdlvm_pool *closing_next;  /* g_closing, under g_closing_lock */
 
     pthread_mutex_t lock;             /* protects queue, qlen, stop,
                                          nidle, nwaking and every
@@ -111,6 +147,11 @@ static const char *g_zero;            /* CHUNK_MAX zero bytes */
 static int g_inline = 1;
 
 static pthread_mutex_t g_done_lock = PTHREAD_MUTEX_INITIALIZER; /* g_done */
+/* Pools being closed in the background: added by the main thread, marked
+ * closed and removed by their closing thread. */
+static pthread_mutex_t g_closing_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_closing_cond = PTHREAD_COND_INITIALIZER;
+static struct vdlvm_pool *g_closing;  /* under g_closing_lock */
 static struct list_head g_done = LIST_HEAD_INIT(g_done);
 
 /* ---- logging ----------------------------------------------------------- */
@@ -505,6 +546,76 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
     }
 }
 
+/* Worker: the body of GET LBA STATUS (checked on the main thread by
+ * bs_vdlvm_get_lba_status). */
+static void exec_get_lba_status(struct scsi_cmd *cmd, vd_vol *vol)
+{
+    struct scsi_lu *lu = cmd->dev;
+    unsigned shift = lu->blk_shift;
+    uint64_t lba = get_unaligned_be64(&cmd->scb[2]);
+    uint32_t alloc_len = get_unaligned_be32(&cmd->scb[10]);
+    uint64_t end, off;
+    uint32_t max_desc, ndesc = 0, total, actual;
+    uint8_t *out = scsi_get_in_buffer(cmd);
+    uint8_t hdr[8];
+    int r;
+
+    max_desc = alloc_len >= 24 ? (alloc_len - 8) / 16 : 1;
+    if (max_desc > LBA_STATUS_MAX_DESC)
+        max_desc = LBA_STATUS_MAX_DESC;
+    end = lu_blocks(lu) << shift;
+    off = lba << shift;
+    while (off < end && ndesc < max_desc) {
+        uint64_t start = off, len;
+        int mapped, m2;
+
+        r = vd_vol_lba_status(vol, off, &len, &mapped);
+        if (r < 0)
+            goto io_error;
+        off += len;
+        /* Merge runs the library reports separately. */
+        for (int i = 0; i < 64 && off < end; i++) {
+            r = vd_vol_lba_status(vol, off, &len, &m2);
+            if (r < 0)
+                goto io_error;
+            if (m2 != mapped)
+                break;
+            off += len;
+        }
+        if (off > end)
+            off = end;
+        uint64_t nblocks = (off - start + (1u << shift) - 1) >> shift;
+        if (nblocks > UINT32_MAX) {
+            nblocks = UINT32_MAX;
+            off = start + (nblocks << shift);
+        }
+        uint8_t d[16] = { 0 };
+        put_unaligned_be64(start >> shift, &d[0]);
+        put_unaligned_be32((uint32_t)nblocks, &d[8]);
+        d[12] = mapped ? 0 : 1;         /* 0: mapped, 1: deallocated */
+        uint32_t pos = 8 + 16 * ndesc;
+        if (pos < alloc_len)
+            memcpy(out + pos, d, alloc_len - pos < 16 ? alloc_len - pos : 16);
+        ndesc++;
+        off = start + (nblocks << shift);
+    }
+    total = 8 + 16 * ndesc;
+    memset(hdr, 0, sizeof(hdr));
+    put_unaligned_be32(total - 4, &hdr[0]);   /* PARAMETER DATA LENGTH */
+    memcpy(out, hdr, alloc_len < 8 ? alloc_len : 8);
+    actual = total < alloc_len ? total : alloc_len;
+    scsi_set_in_resid_by_actual(cmd, actual);
+    scsi_set_result(cmd, SAM_STAT_GOOD);
+    return;
+
+io_error:
+    vd_log(VD_LOG_ERR, "volume '%s': GET LBA STATUS at %" PRIu64
+           " failed: %s", vd_vol_name(vol), off, strerror(-r));
+    scsi_set_in_resid_by_actual(cmd, 0);
+    cmd_sense(cmd, r == -ERANGE ? ILLEGAL_REQUEST : MEDIUM_ERROR,
+              r == -ERANGE ? ASC_LBA_OUT_OF_RANGE : ASC_UNRECOVERED_READ);
+}
+
 static void cmd_exec(struct scsi_cmd *cmd, vd_vol *vol)
 {
     int r;
@@ -555,6 +666,13 @@ static void cmd_exec(struct scsi_cmd *cmd, vd_vol *vol)
         break;
     case PRE_FETCH_10:
     case PRE_FETCH_16:
+        break;
+    case SERVICE_ACTION_IN:
+        if ((cmd->scb[1] & 0x1f) == SAI_GET_LBA_STATUS) {
+            exec_get_lba_status(cmd, vol);
+            break;
+        }
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_OP_CODE);
         break;
     default:
         cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_OP_CODE);
@@ -724,40 +842,245 @@ static void lu_size_refresh(struct vdlvm_lu *vl)
            lu->lun, size);
 }
 
-static void ctl_handler(int fd, int events, void *data)
+/* Main thread: a control command asked for the LUNs' sizes. */
+static void refresh_handler(int fd, int events, void *data)
 {
     struct vdlvm_pool *vp = data;
     struct vdlvm_lu *vl;
+    uint64_t n, req;
 
-    vd_ctl_serve_one(fd, vp->pool);
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&vp->bg_lock);
+    req = vp->refresh_req;
+    pthread_mutex_unlock(&vp->bg_lock);
     list_for_each_entry(vl, &vp->lus, pool_link)
         lu_size_refresh(vl);
+    pthread_mutex_lock(&vp->bg_lock);
+    if (vp->refresh_done < req)
+        vp->refresh_done = req;
+    pthread_cond_broadcast(&vp->bg_cond);
+    pthread_mutex_unlock(&vp->bg_lock);
 }
 
+static void ctl_handler(int fd, int events, void *data)
+{
+    struct vdlvm_pool *vp = data;
+
+    vd_ctl_serve_one(fd, vp->pool, &vp->hooks);
+}
+
+/* Command thread, before a control command runs: volumes of LUNs deleted
+ * just before are closed. */
+static void ctl_before(void *arg)
+{
+    struct vdlvm_pool *vp = arg;
+
+    pthread_mutex_lock(&vp->bg_lock);
+    while (vp->closing_vols > 0)
+        pthread_cond_wait(&vp->bg_cond, &vp->bg_lock);
+    pthread_mutex_unlock(&vp->bg_lock);
+}
+
+/* Command thread, after a control command ran: have the main thread
+ * publish volume sizes to the LUNs, and wait until it has. */
+static void ctl_after(void *arg)
+{
+    static const uint64_t one = 1;
+    struct vdlvm_pool *vp = arg;
+    uint64_t gen;
+
+    pthread_mutex_lock(&vp->bg_lock);
+    if (vp->refresh_stop || vp->refresh_fd < 0) {
+        pthread_mutex_unlock(&vp->bg_lock);
+        return;
+    }
+    gen = ++vp->refresh_req;
+    pthread_mutex_unlock(&vp->bg_lock);
+    while (write(vp->refresh_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&vp->bg_lock);
+    while (vp->refresh_done < gen && !vp->refresh_stop)
+        pthread_cond_wait(&vp->bg_cond, &vp->bg_lock);
+    pthread_mutex_unlock(&vp->bg_lock);
+}
+
+/* Any thread, with the main thread no longer watching vp's descriptors:
+ * waits for the pool's commands and volume closes, then closes it. */
 static void pool_free(struct vdlvm_pool *vp)
 {
-    if (vp->ctl_fd >= 0) {
-        tgt_event_del(vp->ctl_fd);
-        vd_ctl_unlisten(vp->name, vp->ctl_fd);
-    }
+    if (vp->ctl_fd >= 0) /* closed by pool_unwatch: wait for its commands */
+        vd_ctl_wait(vp->name);
+    pthread_mutex_lock(&vp->bg_lock);
+    while (vp->closing_vols > 0)
+        pthread_cond_wait(&vp->bg_cond, &vp->bg_lock);
+    pthread_mutex_unlock(&vp->bg_lock);
     workers_stop(vp);
     if (vp->pool)
         vd_pool_close(vp->pool);
+    if (vp->refresh_fd >= 0)
+        close(vp->refresh_fd);
     vd_conf_free(vp->conf);
     free(vp->conf_file);
     pthread_mutex_destroy(&vp->lock);
     pthread_cond_destroy(&vp->work_cond);
     pthread_cond_destroy(&vp->idle_cond);
+    pthread_mutex_destroy(&vp->bg_lock);
+    pthread_cond_destroy(&vp->bg_cond);
     free(vp);
 }
 
+/* Main thread: stop watching vp's descriptors and release command threads
+ * waiting for a size publication. */
+static void pool_unwatch(struct vdlvm_pool *vp)
+{
+    if (vp->ctl_fd >= 0) {
+        /* New clients find no socket (and open the pool themselves once
+         * its lock is free); accepted ones finish on their threads. */
+        tgt_event_del(vp->ctl_fd);
+        vd_ctl_close(vp->name, vp->ctl_fd);
+    }
+    if (vp->refresh_fd >= 0)
+        tgt_event_del(vp->refresh_fd);
+    pthread_mutex_lock(&vp->bg_lock);
+    vp->refresh_stop = 1;
+    pthread_cond_broadcast(&vp->bg_cond);
+    pthread_mutex_unlock(&vp->bg_lock);
+}
+
+/* Start fn(arg) on a detached thread with every signal blocked. */
+static int bg_start(void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t tid;
+    int r;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    r = -pthread_create(&tid, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r == 0)
+        pthread_setname_np(tid, "vdlvm-close");
+    return r;
+}
+
+static void *pool_close_main(void *arg)
+{
+    struct vdlvm_pool *vp = arg;
+    char name[VD_NAME_MAX + 1];
+
+    snprintf(name, sizeof(name), "%s", vp->name);
+    pool_free(vp);
+    vd_log(VD_LOG_INFO, "pool '%s': closed (no LUN uses it)", name);
+    pthread_mutex_lock(&g_closing_lock);
+    for (struct vdlvm_pool **pp = &g_closing; *pp; pp = &(*pp)->closing_next)
+        if (*pp == vp) {
+            *pp = vp->closing_next;
+            break;
+        }
+    pthread_cond_broadcast(&g_closing_cond);
+    pthread_mutex_unlock(&g_closing_lock);
+    return NULL;
+}
+
+/* Main thread: drop a reference; the last one closes the pool in the
+ * background. */
 static void pool_put(struct vdlvm_pool *vp)
 {
     if (--vp->refs > 0)
         return;
     list_del(&vp->link);
-    vd_log(VD_LOG_INFO, "pool '%s': closed (no LUN uses it)", vp->name);
-    pool_free(vp);
+    pool_unwatch(vp);
+    pthread_mutex_lock(&g_closing_lock);
+    vp->closing_next = g_closing;
+    g_closing = vp;
+    pthread_mutex_unlock(&g_closing_lock);
+    if (bg_start(pool_close_main, vp) < 0) {
+        log_warning("vdlvm: pool '%s': cannot start a thread to close it; "
+                    "closing it on the main thread\n", vp->name);
+        pool_close_main(vp);
+    }
+}
+
+/* Main thread, in bs_open: wait for the background close of a pool of the
+ * same name, whose lock is held until it is done. */
+static void pool_wait_closed(const char *name)
+{
+    int logged = 0;
+
+    pthread_mutex_lock(&g_closing_lock);
+    for (;;) {
+        struct vdlvm_pool *c = g_closing;
+        while (c && strcmp(c->name, name))
+            c = c->closing_next;
+        if (!c)
+            break;
+        if (!logged++)
+            log_warning("vdlvm: pool '%s': waiting for its previous close "
+                        "to finish before opening it again\n", name);
+        pthread_cond_wait(&g_closing_cond, &g_closing_lock);
+    }
+    pthread_mutex_unlock(&g_closing_lock);
+}
+
+/* tgtd exits: every pool closed in the background is closed before. */
+__attribute__((destructor)) static void closing_drain(void)
+{
+    pthread_mutex_lock(&g_closing_lock);
+    while (g_closing)
+        pthread_cond_wait(&g_closing_cond, &g_closing_lock);
+    pthread_mutex_unlock(&g_closing_lock);
+}
+
+struct vol_close_job {
+    struct vdlvm_pool *vp;
+    vd_vol *vol;
+};
+
+static void *vol_close_main(void *arg)
+{
+    struct vol_close_job *c = arg;
+    struct vdlvm_pool *vp = c->vp;
+
+    vd_vol_close(c->vol);
+    free(c);
+    pthread_mutex_lock(&vp->bg_lock);
+    vp->closing_vols--;
+    pthread_cond_broadcast(&vp->bg_cond);
+    pthread_mutex_unlock(&vp->bg_lock);
+    return NULL;
+}
+
+/* Main thread: close vol in the background; vp stays until it is done
+ * (pool_free waits for closing_vols). */
+static void vol_close_bg(struct vdlvm_pool *vp, vd_vol *vol)
+{
+    struct vol_close_job *c = malloc(sizeof(*c));
+
+    pthread_mutex_lock(&vp->bg_lock);
+    vp->closing_vols++;
+    pthread_mutex_unlock(&vp->bg_lock);
+    if (c) {
+        c->vp = vp;
+        c->vol = vol;
+        if (bg_start(vol_close_main, c) == 0)
+            return;
+    }
+    log_warning("vdlvm: pool '%s': cannot start a thread to close volume "
+                "'%s'; closing it on the main thread\n", vp->name,
+                vd_vol_name(vol));
+    if (c) {
+        vol_close_main(c);
+    } else {
+        vd_vol_close(vol);
+        pthread_mutex_lock(&vp->bg_lock);
+        vp->closing_vols--;
+        pthread_mutex_unlock(&vp->bg_lock);
+    }
 }
 
 static struct vdlvm_pool *pool_find(const char *name)
@@ -796,7 +1119,13 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     pthread_mutex_init(&vp->lock, NULL);
     pthread_cond_init(&vp->work_cond, NULL);
     pthread_cond_init(&vp->idle_cond, NULL);
+    pthread_mutex_init(&vp->bg_lock, NULL);
+    pthread_cond_init(&vp->bg_cond, NULL);
     vp->ctl_fd = -1;
+    vp->refresh_fd = -1;
+    vp->hooks.before = ctl_before;
+    vp->hooks.after = ctl_after;
+    vp->hooks.arg = vp;
     snprintf(vp->name, sizeof(vp->name), "%s", name);
     if (conf_file) {
         vp->conf_file = strdup(conf_file);
@@ -826,6 +1155,7 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
         r = -EINVAL;
         goto fail;
     }
+    pool_wait_closed(name);
     r = vd_pool_open(vp->conf, &vp->pool);
     if (r < 0) {
         log_error("vdlvm: volume '%s/%s': cannot export: pool '%s' "
@@ -834,12 +1164,29 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
         vp->pool = NULL;
         goto fail;
     }
+    /* Remember a definition given with conf=FILE, so that vdlvm finds the
+     * pool by name once this tgtd lets it go. */
+    if (conf_file && (r = vd_registry_add(name, conf_file)) < 0)
+        log_warning("vdlvm: pool '%s': cannot remember its definition %s in "
+                    "%s/pools: %s; vdlvm needs -c %s for it when no tgtd "
+                    "holds it\n", name, conf_file, vd_statedir(),
+                    strerror(-r), conf_file);
     r = workers_start(vp);
     if (r < 0) {
         log_error("vdlvm: pool '%s': cannot start worker threads: %s\n",
                   name, strerror(-r));
         goto fail;
     }
+    r = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r >= 0 && tgt_event_add(r, EPOLLIN, refresh_handler, vp)) {
+        close(r);
+        r = -1;
+    }
+    vp->refresh_fd = r;
+    if (r < 0)
+        log_warning("vdlvm: pool '%s': cannot watch a size eventfd; LUNs "
+                    "learn a new size from 'vdlvm vol extend' only at their "
+                    "next open\n", name);
     r = vd_ctl_listen(name);
     if (r < 0) {
         /* The LUs work without it; only live administration is lost. */
@@ -860,6 +1207,9 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     *out = vp;
     return 0;
 fail:
+    /* Nothing was watched yet unless the refresh eventfd was. */
+    if (vp->refresh_fd >= 0)
+        tgt_event_del(vp->refresh_fd);
     pool_free(vp);
     return r < 0 ? r : -EIO;
 }
@@ -873,17 +1223,16 @@ static void sense_fail(struct scsi_cmd *cmd, uint8_t key, uint16_t asc)
 }
 
 /* GET LBA STATUS from the volume's mapping.  Replaces tgt's version, which
- * shifts the LBA before its range check and asks lu->fd. */
+ * shifts the LBA before its range check and asks lu->fd.  The checks run
+ * here, on the main thread; the mapping is read by a worker
+ * (exec_get_lba_status), because the volume's map lock may be held, or
+ * waited for by an extend, while other requests wait on devices. */
 static int bs_vdlvm_get_lba_status(int host_no, struct scsi_cmd *cmd)
 {
     struct scsi_lu *lu = cmd->dev;
     struct vdlvm_lu *vl = VDLU(lu);
-    unsigned shift = lu->blk_shift;
-    uint64_t lba, end, off;
-    uint32_t alloc_len, max_desc, ndesc = 0, total, actual;
-    uint8_t *out;
-    uint8_t hdr[8];
-    int r;
+    uint64_t lba;
+    uint32_t alloc_len;
 
     if ((lu->attrs.removable && !lu->attrs.online) || !vl->vol) {
         sense_fail(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
@@ -899,62 +1248,11 @@ static int bs_vdlvm_get_lba_status(int host_no, struct scsi_cmd *cmd)
         sense_fail(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_CDB);
         return SAM_STAT_CHECK_CONDITION;
     }
-    out = scsi_get_in_buffer(cmd);
-    max_desc = alloc_len >= 24 ? (alloc_len - 8) / 16 : 1;
-    if (max_desc > LBA_STATUS_MAX_DESC)
-        max_desc = LBA_STATUS_MAX_DESC;
-
-    end = lu_blocks(lu) << shift;
-    off = lba << shift;
-    while (off < end && ndesc < max_desc) {
-        uint64_t start = off, len;
-        int mapped, m2;
-
-        r = vd_vol_lba_status(vl->vol, off, &len, &mapped);
-        if (r < 0)
-            goto io_error;
-        off += len;
-        /* Merge runs the library reports separately. */
-        for (int i = 0; i < 64 && off < end; i++) {
-            r = vd_vol_lba_status(vl->vol, off, &len, &m2);
-            if (r < 0)
-                goto io_error;
-            if (m2 != mapped)
-                break;
-            off += len;
-        }
-        if (off > end)
-            off = end;
-        uint64_t nblocks = (off - start + (1u << shift) - 1) >> shift;
-        if (nblocks > UINT32_MAX) {
-            nblocks = UINT32_MAX;
-            off = start + (nblocks << shift);
-        }
-        uint8_t d[16] = { 0 };
-        put_unaligned_be64(start >> shift, &d[0]);
-        put_unaligned_be32((uint32_t)nblocks, &d[8]);
-        d[12] = mapped ? 0 : 1;         /* 0: mapped, 1: deallocated */
-        uint32_t pos = 8 + 16 * ndesc;
-        if (pos < alloc_len)
-            memcpy(out + pos, d, alloc_len - pos < 16 ? alloc_len - pos : 16);
-        ndesc++;
-        off = start + (nblocks << shift);
+    if (lu->bst->bs_cmd_submit(cmd)) {
+        sense_fail(cmd, HARDWARE_ERROR, ASC_INTERNAL_TGT_FAILURE);
+        return SAM_STAT_CHECK_CONDITION;
     }
-    total = 8 + 16 * ndesc;
-    memset(hdr, 0, sizeof(hdr));
-    put_unaligned_be32(total - 4, &hdr[0]);   /* PARAMETER DATA LENGTH */
-    memcpy(out, hdr, alloc_len < 8 ? alloc_len : 8);
-    actual = total < alloc_len ? total : alloc_len;
-    scsi_set_in_resid_by_actual(cmd, actual);
-    return SAM_STAT_GOOD;
-
-io_error:
-    vd_log(VD_LOG_ERR, "volume '%s/%s': GET LBA STATUS at %" PRIu64
-           " failed: %s", vl->vp->name, vd_vol_name(vl->vol), off,
-           strerror(-r));
-    sense_fail(cmd, r == -ERANGE ? ILLEGAL_REQUEST : MEDIUM_ERROR,
-               r == -ERANGE ? ASC_LBA_OUT_OF_RANGE : ASC_UNRECOVERED_READ);
-    return SAM_STAT_CHECK_CONDITION;
+    return SAM_STAT_GOOD; /* completed by the worker */
 }
 
 /* UNMAP: tgt's sbc_unmap builds LUN NOT SUPPORTED sense and a full residual
@@ -1141,12 +1439,15 @@ static void bs_vdlvm_close(struct scsi_lu *lu)
 
     if (!vp)
         return;
+    /* tgt refuses to delete an LU with commands in flight: this waits only
+     * when tgt closes an offline LU to change its path, and tgt frees the
+     * LU (and vl) when we return, so the workers must be done with it. */
     pthread_mutex_lock(&vp->lock);
     while (vl->inflight)
         pthread_cond_wait(&vp->idle_cond, &vp->lock);
     pthread_mutex_unlock(&vp->lock);
     list_del_init(&vl->pool_link);
-    vd_vol_close(vl->vol);
+    vol_close_bg(vp, vl->vol);
     vl->vol = NULL;
     vl->vp = NULL;
     pool_put(vp);

@@ -5,19 +5,21 @@
 #        (definition /etc/vdlvm/demo.yaml), a 2 GiB volume demo/vol0 (larger
 #        than any one file), and a tgtd (control port 7, portal
 #        127.0.0.1:3261) exporting it with the installed bs_vdlvm.so.  Prints
-#        the iscsi:// URL, iscsi-ls output and how to stop it.  Run by
+#        the iscsi:// URL, the LUN's exact size and how to stop it.  Run by
 #        `make demo` after `make install`.  Starting again reuses the pool.
-# stop:  stops that tgtd (only it); --purge also deletes the pool files and
-#        the definition.
+# stop:  stops that tgtd (only it); --purge also removes the pool (vdlvm pool
+#        remove --force --purge-definition) and deletes its files.
 set -euo pipefail
 
-DEMO_DIR=/var/lib/vdlvm/demo
-CONF=/etc/vdlvm/demo.yaml
-CTL=7
+# Tests run the demo in private folders and on free ports (the VDLVM_DEMO_*
+# variables, and VDLVM_CONFDIR as for vdlvm itself).
+DEMO_DIR=${VDLVM_DEMO_DIR:-/var/lib/vdlvm/demo}
+CONF=${VDLVM_CONFDIR:-/etc/vdlvm}/demo.yaml
+CTL=${VDLVM_DEMO_CTL:-7}
 ADDR=127.0.0.1
-PORT=3261
+PORT=${VDLVM_DEMO_PORT:-3261}
 IQN=iqn.2024-01.org.vdlvm:demo
-PIDFILE=/run/vdlvm-demo-tgtd.pid
+PIDFILE=${VDLVM_DEMO_PIDFILE:-/run/vdlvm-demo-tgtd.pid}
 LOG=$DEMO_DIR/tgtd.log
 URL=iscsi://$ADDR:$PORT/$IQN/1
 
@@ -41,19 +43,33 @@ show() {
     echo
     echo "  volume demo/vol0 as an iSCSI LUN:  $URL"
     echo
-    echo "\$ iscsi-ls -s iscsi://$ADDR:$PORT      # (iscsi-ls rounds sizes down)"
-    timeout 30 iscsi-ls -s "iscsi://$ADDR:$PORT" || true
-    echo
-    echo "\$ iscsi-readcapacity16 -s $URL"
-    timeout 30 iscsi-readcapacity16 -s "$URL" || true
+    echo "\$ iscsi-readcapacity16 -s $URL      # the LUN's size in bytes"
+    local bytes
+    bytes=$(timeout 30 iscsi-readcapacity16 -s "$URL" 2>/dev/null || true)
+    echo "${bytes:-?}${bytes:+ bytes = $(( bytes / 1024 / 1024 )) MiB}"
     echo
     echo "\$ vdlvm status demo"
     vdlvm status demo || true
     echo
+    # A volume name and a LUN number not taken yet, so that the hint works
+    # on every run.
+    local n=1 lun=2
+    while vdlvm vol list demo 2>/dev/null | grep -q "^demo/vol$n "; do n=$((n + 1)); done
+    while timeout 10 tgtadm -C "$CTL" --lld iscsi --mode target --op show 2>/dev/null |
+            grep -q "LUN: $lun\$"; do lun=$((lun + 1)); done
+    # and a size that fits the pool's free space.
+    local free mib
+    free=$(vdlvm status demo --json 2>/dev/null | grep -o '"free":[0-9]*' | head -1 | cut -d: -f2)
+    mib=$(( ${free:-0} / 1024 / 1024 / 4 * 4 ))
+    [ "$mib" -le 512 ] || mib=512
     echo "Try:  qemu-img info $URL"
-    echo "      vdlvm vol create demo/vol1 --size 512MiB     # live, through tgtd"
-    echo "      tgtadm -C $CTL --lld iscsi --mode logicalunit --op new --tid 1 --lun 2 \\"
-    echo "             --bstype vdlvm --backing-store demo/vol1 --bsopts conf=$CONF"
+    if [ "$mib" -ge 4 ]; then
+        echo "      vdlvm vol create demo/vol$n --size ${mib}MiB     # live, through tgtd"
+    else
+        echo "      vdlvm vol remove demo/vol$n    # the pool is full: free some space first"
+    fi
+    echo "      tgtadm -C $CTL --lld iscsi --mode logicalunit --op new --tid 1 --lun $lun \\"
+    echo "             --bstype vdlvm --backing-store demo/vol$n --bsopts conf=$CONF"
     echo "Stop: make demo-stop   (or tools/demo.sh stop; add --purge to delete the pool)"
 }
 
@@ -146,6 +162,12 @@ stop() {
     fi
     rm -f "$PIDFILE"
     if [ "${1:-}" = --purge ]; then
+        # The background close of the pool in the stopped tgtd is over once
+        # it has exited; remove the pool so that nothing remembers it.
+        if [ -f "$CONF" ]; then
+            vdlvm -c "$CONF" pool remove demo --force --purge-definition >&2 ||
+                say "vdlvm pool remove demo failed; deleting the files anyway"
+        fi
         rm -rf "$DEMO_DIR" "$CONF"
         say "deleted $DEMO_DIR and $CONF"
     else

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,6 +69,21 @@ static void msg(FILE *err, const char *fmt, ...)
     fputc('\n', err);
 }
 
+int vd_exit_code(int r)
+{
+    switch (r) {
+    case 0:
+        return VD_EXIT_OK;
+    case -EINVAL:
+    case -EFBIG:    /* a size above what the pool can hold */
+        return VD_EXIT_USAGE;
+    case -EBUSY:
+        return VD_EXIT_BUSY;
+    default:
+        return VD_EXIT_FAIL;
+    }
+}
+
 /* A library call failed with r: print our own message unless the library
  * already told the user (through admin_log).  -EINVAL is bad input (2). */
 __attribute__((format(printf, 3, 4)))
@@ -81,7 +97,7 @@ static int lib_fail(FILE *err, int r, const char *fmt, ...)
         va_end(ap);
         fprintf(err, ": %s\n", strerror(-r));
     }
-    return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+    return vd_exit_code(r);
 }
 
 /* A volume call failed with r and the library's message did not reach the
@@ -91,7 +107,7 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
                     const char *verb)
 {
     if (g_log_installed && t_cmd_logged > 0)
-        return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+        return vd_exit_code(r);
     switch (r) {
     case -ENOENT:
         msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm vol "
@@ -103,7 +119,7 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
     case -EBUSY:
         msg(err, "volume '%s/%s': in use (exported); delete its LUN first",
             pool, vol);
-        break;
+        return VD_EXIT_BUSY;
     case -ENOSPC:
         msg(err, "volume '%s/%s': %s failed: not enough free space; see "
             "'vdlvm status %s'", pool, vol, verb, pool);
@@ -112,11 +128,15 @@ static int vol_fail(FILE *err, int r, const char *pool, const char *vol,
         msg(err, "volume '%s/%s': %s failed: not supported by this build",
             pool, vol, verb);
         break;
+    case -EFBIG:
+        msg(err, "volume '%s/%s': %s failed: the size is too large for "
+            "this pool", pool, vol, verb);
+        break;
     default:
         msg(err, "volume '%s/%s': %s failed: %s", pool, vol, verb,
             strerror(-r));
     }
-    return r == -EINVAL ? VD_EXIT_USAGE : VD_EXIT_FAIL;
+    return vd_exit_code(r);
 }
 
 /* ---- commands and their arguments --------------------------------------- */
@@ -151,20 +171,24 @@ static const struct cmd_spec g_cmds[] = {
       O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION, O_SIZE,
       "vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N] "
       "[--allow-same-node] [--region-size SIZE]",
-      "Create a volume of SIZE (rounded up to whole extents).  A linear\n"
-      "volume takes its extents from any devices with free space.\n"
+      "Create a volume of SIZE, rounded up to whole extents (the output\n"
+      "says so when it rounds).  A linear volume takes its extents from any\n"
+      "devices with free space.\n"
       "\n"
       "  --size SIZE          bytes, or with a unit: B, KiB, MiB, GiB, TiB\n"
       "                       (K, M, G, T are the same binary units)\n"
       "  --layout LAYOUT      linear (default) or mirror\n"
       "  --copies N           legs of a mirror: 2 (default) or 3\n"
-      "  --allow-same-node    let mirror legs share a node\n"
+      "  --allow-same-node    let mirror legs share a node (a warning says\n"
+      "                       when every leg is on one node)\n"
       "  --region-size SIZE   mirror: bytes per write-intent bitmap bit, a\n"
       "                       power of two from 64KiB to the extent size\n"
       "                       (default 1MiB)\n"
       "\n"
-      "Mirror legs go on distinct devices, on distinct nodes whenever the\n"
-      "pool has them.\n" },
+      "Mirror legs always go on distinct devices.  They must also go on\n"
+      "distinct nodes: when the pool has fewer nodes with free space than\n"
+      "copies, the command is refused unless --allow-same-node is given.\n"
+      "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n" },
     { CMD_VOL_LIST, "vol", "list", T_POOL, O_JSON, 0,
       "vol list POOL [--json]",
       "List the volumes of POOL: name, size, layout, copies, exported.\n"
@@ -196,7 +220,7 @@ static const struct cmd_spec g_cmds[] = {
       "status [POOL[/VOL]] [--json]",
       "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
       "size, layout and which extents sit on which device) or one volume.\n"
-      "Without POOL: every pool defined in the configuration directory.\n"
+      "Without POOL: every known pool (see 'vdlvm pool list').\n"
       "\n"
       "  --json               machine-readable: a pool object for POOL, a\n"
       "                       volume object for POOL/VOL, {\"pools\":[...]}\n"
@@ -241,17 +265,26 @@ static void print_cmd_help(const struct cmd_spec *c, FILE *out)
 {
     fprintf(out, "Usage: vdlvm [-c FILE] %s\n\n%s", c->synopsis, c->help);
     fprintf(out, "\n  -c FILE              pool definition (default "
-                 "/etc/vdlvm/POOL.yaml);\n"
-                 "                       not needed while a tgtd holds the "
+                 "/etc/vdlvm/POOL.yaml, else the\n"
+                 "                       one remembered by 'pool create -c "
+                 "FILE'); read and\n"
+                 "                       checked even while a tgtd holds the "
                  "pool\n"
-                 "  -h, --help           show this help\n");
+                 "  -h, --help           show this help\n"
+                 "\nExit status: 0 ok, 1 failed, 2 bad usage or "
+                 "configuration, 3 verify found\ndifferences, 4 in use or "
+                 "busy; see 'vdlvm --help'.\n");
 }
 
 static void print_group_help(const char *w1, FILE *out)
 {
     fprintf(out, "Usage:\n");
     if (!strcmp(w1, "pool"))
-        fprintf(out, "  vdlvm pool create FILE [--force]\n");
+        fprintf(out, "  vdlvm pool create FILE [--force]\n"
+                     "  vdlvm pool list [--json]\n"
+                     "  vdlvm [-c FILE] pool remove POOL [--force] "
+                     "[--purge-definition]\n"
+                     "  vdlvm [-c FILE] pool takeover POOL\n");
     for (size_t i = 0; i < NCMDS; i++)
         if (!strcmp(g_cmds[i].w1, w1))
             fprintf(out, "  vdlvm [-c FILE] %s\n", g_cmds[i].synopsis);
@@ -272,14 +305,14 @@ static int split_target(const struct cmd_spec *c, const char *s,
 
     if (plen == 0 || plen > VD_NAME_MAX) {
         msg(err, "%s%s%s: '%s' is not a pool name; names are 1-63 of "
-            "A-Z a-z 0-9 _ . -", c->w1, *what ? " " : "", what, s);
+            "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, s);
         return -1;
     }
     memcpy(a->pool, s, plen);
     a->pool[plen] = 0;
     if (!vd_name_is_valid(a->pool)) {
         msg(err, "%s%s%s: '%s' is not a pool name; names are 1-63 of "
-            "A-Z a-z 0-9 _ . -", c->w1, *what ? " " : "", what, a->pool);
+            "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, a->pool);
         return -1;
     }
     if (!slash) {
@@ -298,7 +331,7 @@ static int split_target(const struct cmd_spec *c, const char *s,
         }
         if (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1)) {
             msg(err, "%s%s%s: '%s' is not a volume name; names are 1-63 of "
-                "A-Z a-z 0-9 _ . -", c->w1, *what ? " " : "", what, slash + 1);
+                "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, slash + 1);
             return -1;
         }
         strcpy(a->vol, slash + 1);
@@ -432,9 +465,14 @@ static int parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                 a->size_rel = 1;
                 v++;
             }
-            if (vd_size_parse(v, &a->size) < 0 || a->size == 0) {
-                msg(err, "%s: --size '%s' is not a size; use a positive number "
-                    "with B, KiB, MiB, GiB or TiB, e.g. 10GiB", cmdname, val);
+            char m[384];
+            if (vd_size_parse_max(v, UINT64_MAX, &a->size, m, sizeof(m)) < 0) {
+                msg(err, "%s: --size %s", cmdname, m);
+                return VD_EXIT_USAGE;
+            }
+            if (a->size == 0) {
+                msg(err, "%s: --size '%s' is not a size for a volume: it is "
+                    "0 bytes; give at least 512", cmdname, val);
                 return VD_EXIT_USAGE;
             }
             break;
@@ -746,6 +784,8 @@ static void json_runs(FILE *out, const vd_pool *pool, const struct vd_run *runs,
 }
 
 static void json_mirror(FILE *out, const struct vd_mirror_info *mi);
+static void mirror_brief(const struct vd_mirror_info *mi, char *buf,
+                         size_t len);
 
 static void json_vol(FILE *out, const vd_pool *pool,
                      const struct vd_vol_info *vi, const struct vd_run *runs,
@@ -759,9 +799,17 @@ static void json_vol(FILE *out, const vd_pool *pool,
     jstr(out, vd_pool_name(pool));
     fputs(",\"name\":", out);
     jstr(out, vi->name);
-    fprintf(out, ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u",
+    fprintf(out, ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u,"
+            "\"exported\":%s,\"state\":",
             (unsigned long long)vi->size, layout_str(vi->layout), vi->copies,
-            vi->open_count);
+            vi->open_count, vi->open_count ? "true" : "false");
+    if (mi) {
+        char st[128];
+        mirror_brief(mi, st, sizeof(st));
+        jstr(out, st);
+    } else {
+        jstr(out, "ok");
+    }
     if (runs) {
         fputs(",\"extents\":", out);
         json_runs(out, pool, runs, nruns);
@@ -797,13 +845,34 @@ static int cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     }
     fmt_size(vi.size, sz, sizeof(sz));
     fmt_size(pi.extent_size, es, sizeof(es));
-    fprintf(out, "volume '%s/%s': created, %s (%llu extents of %s), %s",
-            a->pool, a->vol, sz,
-            (unsigned long long)(vi.size / pi.extent_size), es,
-            layout_str(vi.layout));
+    uint64_t next = vi.size / pi.extent_size;
+    fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
+            a->pool, a->vol, sz, (unsigned long long)next,
+            next == 1 ? "" : "s", es, layout_str(vi.layout));
     if (vi.layout == VD_LAYOUT_MIRROR)
         fprintf(out, ", %u copies", vi.copies);
     fputc('\n', out);
+    if (vi.size != a->size) {
+        char asked[32];
+        fmt_size(a->size, asked, sizeof(asked));
+        fprintf(out, "  note: %llu bytes (%s) asked, rounded up to whole "
+                "extents of %s\n", (unsigned long long)a->size, asked, es);
+    }
+    if (vi.layout == VD_LAYOUT_MIRROR) {
+        struct vd_mirror_info mi;
+        if (vd_mirror_get_info(pool, a->vol, &mi) == 0) {
+            int same = 1;
+            for (uint32_t k = 1; k < mi.copies && k < 3; k++)
+                if (strcmp(mi.legs[k].node, mi.legs[0].node))
+                    same = 0;
+            if (same && mi.copies > 1)
+                msg(err, "warning: volume '%s/%s': every leg is on node "
+                    "'%s' (--allow-same-node): the mirror survives the loss "
+                    "of a device, not of that node; legs on devices of the "
+                    "same disk protect nothing", a->pool, a->vol,
+                    mi.legs[0].node);
+        }
+    }
     return VD_EXIT_OK;
 }
 
@@ -944,10 +1013,17 @@ static int cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     fmt_rate(limit, rate, sizeof(rate));
     fmt_size(mi.region_size, rs, sizeof(rs));
     if (!(a->given & O_WAIT)) {
-        fprintf(out, "volume '%s/%s': resync started, %llu regions of %s "
-                "marked, rate %s; follow it with 'vdlvm status %s/%s'\n",
-                a->pool, a->vol, (unsigned long long)mi.dirty_regions, rs,
-                rate, a->pool, a->vol);
+        if (mi.dirty_regions == 0 && mi.resync_state != VD_RESYNC_RUNNING)
+            fprintf(out, "volume '%s/%s': nothing to resync (no region "
+                    "marked); rate limit %s for later resyncs of this "
+                    "volume while this tgtd holds the pool\n", a->pool,
+                    a->vol, rate);
+        else
+            fprintf(out, "volume '%s/%s': resync started, %llu regions of "
+                    "%s marked, rate %s; follow it with 'vdlvm status "
+                    "%s/%s'\n", a->pool, a->vol,
+                    (unsigned long long)mi.dirty_regions, rs, rate, a->pool,
+                    a->vol);
         return VD_EXIT_OK;
     }
     r = vd_mirror_resync_wait(pool, a->vol, 0);
@@ -1022,9 +1098,15 @@ static int cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
     if (r >= 0)
         return r;
     r = vd_mirror_replace_leg(pool, a->vol, a->replace, a->with);
-    if (r < 0)
-        return lib_fail(err, r, "volume '%s/%s': moving the leg on '%s' to "
-                        "'%s' failed", a->pool, a->vol, a->replace, a->with);
+    if (r < 0) {
+        /* Whatever refuses it here (the device already holds another leg,
+         * has too few free extents, is not in the pool) is the pool's
+         * state, not the command's form: 1, like too little free space. */
+        int code = lib_fail(err, r, "volume '%s/%s': moving the leg on '%s' "
+                            "to '%s' failed", a->pool, a->vol, a->replace,
+                            a->with);
+        return code == VD_EXIT_USAGE ? VD_EXIT_FAIL : code;
+    }
     if (!(a->given & O_WAIT)) {
         fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s', rebuilding; "
                 "follow it with 'vdlvm status %s/%s'\n", a->pool, a->vol,
@@ -1414,9 +1496,17 @@ done:
  *            arguments (argv[0] is the command word)
  *   reply:   exit code, out length, out bytes, err length, err bytes
  * A request is bounded by CTL_MAX_REQ bytes and CTL_MAX_ARGC arguments; the
- * server reads it within CTL_SERVER_MS in total (it runs on tgtd's main
- * thread, which must not stall) and answers anything malformed with exit 2
- * and a message. */
+ * server reads it within CTL_SERVER_MS in total and answers anything
+ * malformed with exit 2 and a message.
+ *
+ * Threads.  The serving thread (tgtd's main thread in the module) only
+ * accepts: every request is read, checked and run by a detached thread of
+ * its own (a "job"), because any command may wait on a device, the network
+ * or the pool's admin lock, which is held across metadata commits to
+ * remote devices.  At most VD_CTL_MAX_JOBS jobs per pool; beyond that the
+ * client gets a "busy" reply (written without waiting: the reply is small
+ * and the socket buffer empty) and exit VD_EXIT_BUSY.  vd_ctl_unlisten
+ * waits for the pool's jobs, so the pool outlives every job using it. */
 #define CTL_MAGIC 0x31434456u /* "VDC1" */
 #define CTL_MAX_REQ (64u * 1024)
 #define CTL_MAX_ARGC 256u
@@ -1425,17 +1515,16 @@ done:
 #define CTL_CLIENT_MS (120 * 1000)
 
 struct ctl_job {
-    struct ctl_job *next;
+    struct ctl_job *next;   /* g_jobs, under g_jobs_lock */
     char pool_name[VD_NAME_MAX + 1];
     vd_pool *pool;
-    int fd;
-    int argc;
-    char **argv;
-    unsigned char *req;     /* holds the strings argv points into */
+    const struct vd_ctl_hooks *hooks;
+    int fd;                 /* the job's own */
 };
 
-/* Running long commands; vd_ctl_unlisten waits for those of its pool
- * before the caller may close the pool. */
+/* Running jobs of every pool.  Written by the serving thread (add) and by
+ * each job (remove itself); vd_ctl_unlisten waits on g_jobs_done until none
+ * of its pool is left. */
 static pthread_mutex_t g_jobs_lock = PTHREAD_MUTEX_INITIALIZER; /* g_jobs */
 static pthread_cond_t g_jobs_done = PTHREAD_COND_INITIALIZER;
 static struct ctl_job *g_jobs;
@@ -1636,7 +1725,7 @@ out_close:
     return r;
 }
 
-void vd_ctl_unlisten(const char *pool_name, int fd)
+void vd_ctl_close(const char *pool_name, int fd)
 {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
@@ -1645,7 +1734,10 @@ void vd_ctl_unlisten(const char *pool_name, int fd)
     close(fd);
     if (vd_ctl_path(pool_name, path, sizeof(path)) == 0)
         unlink(path);
-    /* The caller closes the pool next: long commands must be done. */
+}
+
+void vd_ctl_wait(const char *pool_name)
+{
     pthread_mutex_lock(&g_jobs_lock);
     for (;;) {
         struct ctl_job *j = g_jobs;
@@ -1656,6 +1748,15 @@ void vd_ctl_unlisten(const char *pool_name, int fd)
         pthread_cond_wait(&g_jobs_done, &g_jobs_lock);
     }
     pthread_mutex_unlock(&g_jobs_lock);
+}
+
+void vd_ctl_unlisten(const char *pool_name, int fd)
+{
+    if (fd < 0)
+        return;
+    vd_ctl_close(pool_name, fd);
+    /* The caller closes the pool next: its commands must be done. */
+    vd_ctl_wait(pool_name);
 }
 
 static int send_reply(int fd, uint32_t code, const char *out, size_t outlen,
@@ -1694,8 +1795,7 @@ static int reply_error(int fd, uint32_t code, int64_t deadline,
 }
 
 /* Commands that may run for long (verify reads whole volumes, --wait
- * waits for a resync): the server runs them in a thread of their own so
- * that tgtd's main thread stays free, and the client waits without bound. */
+ * waits for a resync): the client waits for them without bound. */
 static int is_long_cmd(int argc, char **argv)
 {
     int i;
@@ -1716,9 +1816,10 @@ static int is_long_cmd(int argc, char **argv)
     return 0;
 }
 
-
 /* Run the command and send its reply; 0 or a negative errno. */
-static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
+static int run_and_reply(int fd, vd_pool *pool,
+                         const struct vd_ctl_hooks *hooks, int argc,
+                         char **argv)
 {
     const char *pname = vd_pool_name(pool);
     char *obuf = NULL, *ebuf = NULL;
@@ -1738,7 +1839,11 @@ static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
                     "control socket of pool '%s': out of memory", pname);
         return -ENOMEM;
     }
+    if (hooks && hooks->before)
+        hooks->before(hooks->arg);
     code = vd_admin_exec(pool, argc, argv, out, err);
+    if (hooks && hooks->after)
+        hooks->after(hooks->arg);
     fclose(out);
     fclose(err);
     if (!obuf || !ebuf) {
@@ -1755,92 +1860,26 @@ static int run_and_reply(int fd, vd_pool *pool, int argc, char **argv)
     return r;
 }
 
-static void *job_main(void *arg)
+/* On a job's thread: read the request on fd, check it and the caller, run
+ * it, reply.  0 or a negative errno (the client got a reply if it could). */
+static int serve_request(int fd, vd_pool *pool,
+                         const struct vd_ctl_hooks *hooks)
 {
-    struct ctl_job *j = arg;
-    int r = run_and_reply(j->fd, j->pool, j->argc, j->argv);
-
-    if (r < 0)
-        vd_log(VD_LOG_WARN, "pool '%s': control socket request: %s (ignored)",
-               j->pool_name, strerror(-r));
-    close(j->fd);
-    pthread_mutex_lock(&g_jobs_lock);
-    for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
-        if (*pp == j) {
-            *pp = j->next;
-            break;
-        }
-    pthread_cond_broadcast(&g_jobs_done);
-    pthread_mutex_unlock(&g_jobs_lock);
-    free(j->argv);
-    free(j->req);
-    free(j);
-    return NULL;
-}
-
-/* Hands fd, argv and req over to a thread; on failure they stay the
- * caller's.  0 or a negative errno. */
-static int start_job(int fd, vd_pool *pool, int argc, char **argv,
-                     unsigned char *req)
-{
-    struct ctl_job *j = calloc(1, sizeof(*j));
-    pthread_attr_t attr;
-    pthread_t tid;
-    int r;
-
-    if (!j)
-        return -ENOMEM;
-    snprintf(j->pool_name, sizeof(j->pool_name), "%s", vd_pool_name(pool));
-    j->pool = pool;
-    j->fd = fd;
-    j->argc = argc;
-    j->argv = argv;
-    j->req = req;
-    pthread_mutex_lock(&g_jobs_lock);
-    j->next = g_jobs;
-    g_jobs = j;
-    pthread_mutex_unlock(&g_jobs_lock);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    r = -pthread_create(&tid, &attr, job_main, j);
-    pthread_attr_destroy(&attr);
-    if (r < 0) {
-        pthread_mutex_lock(&g_jobs_lock);
-        g_jobs = j->next; /* still first: no other thread adds jobs */
-        pthread_mutex_unlock(&g_jobs_lock);
-        free(j);
-    }
-    return r;
-}
-
-int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
-{
-    const char *pname = pool ? vd_pool_name(pool) : "?";
+    const char *pname = vd_pool_name(pool);
     unsigned char h[12];
     unsigned char *req = NULL;
     char **argv = NULL;
     struct ucred cred;
     socklen_t cl = sizeof(cred);
     uint32_t argc, len;
-    int64_t deadline;
-    int fd, r;
+    int64_t deadline = now_ms() + CTL_SERVER_MS;
+    int r;
 
-    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
-            errno == ECONNABORTED)
-            return 0; /* the client went away: nothing to do */
-        r = -errno;
-        vd_log(VD_LOG_WARN, "pool '%s': control socket accept: %s", pname,
-               strerror(-r));
-        return r;
-    }
-    deadline = now_ms() + CTL_SERVER_MS;
     /* Read the request even from a client we refuse, so that it gets the
      * reply instead of EPIPE on its send. */
     r = read_full(fd, h, sizeof(h), deadline);
     if (r < 0)
-        goto io_fail;
+        goto out;
     argc = get_u32(h + 4);
     len = get_u32(h + 8);
     if (get_u32(h) != CTL_MAGIC) {
@@ -1848,7 +1887,7 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                     "request is not a vdlvm command (bad magic); are vdlvm "
                     "and bs_vdlvm.so of the same version?", pname);
         r = -EPROTO;
-        goto io_fail;
+        goto out;
     }
     if (len > CTL_MAX_REQ || argc == 0 || argc > CTL_MAX_ARGC || len < argc) {
         reply_error(fd, VD_EXIT_USAGE, deadline, "control socket of pool '%s': "
@@ -1856,7 +1895,7 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                     "arguments in %u bytes", pname, argc, len, CTL_MAX_ARGC,
                     CTL_MAX_REQ);
         r = -EMSGSIZE;
-        goto io_fail;
+        goto out;
     }
     req = malloc(len);
     argv = calloc(argc + 1, sizeof(*argv));
@@ -1864,17 +1903,17 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
         reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
                     "out of memory", pname);
         r = -ENOMEM;
-        goto io_fail;
+        goto out;
     }
     r = read_full(fd, req, len, deadline);
     if (r < 0)
-        goto io_fail;
+        goto out;
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
         r = -errno;
         reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
                     "cannot check the caller: %s", pname, strerror(-r));
-        goto io_fail;
+        goto out;
     }
     if (cred.uid != 0 && cred.uid != geteuid()) {
         vd_log(VD_LOG_WARN, "pool '%s': control socket: refused uid %u "
@@ -1883,7 +1922,7 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                     "administer this pool; run vdlvm as root", pname,
                     (unsigned)cred.uid);
         r = -EPERM;
-        goto io_fail;
+        goto out;
     }
 
     /* Split the arguments: exactly argc NUL-terminated strings. */
@@ -1901,27 +1940,140 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool)
                         "'%s': garbled request (%u arguments announced, %u "
                         "found)", pname, argc, n);
             r = -EPROTO;
-            goto io_fail;
+            goto out;
         }
     }
-
-    if (is_long_cmd((int)argc, argv) &&
-        start_job(fd, pool, (int)argc, argv, req) == 0)
-        return 0; /* the job owns fd, argv and req now */
-    r = run_and_reply(fd, pool, (int)argc, argv);
-    if (r < 0)
-        goto io_fail;
-    r = 0;
-    goto out;
-io_fail:
-    if (r != -EPROTO && r != -EMSGSIZE && r != -EPERM)
+    r = run_and_reply(fd, pool, hooks, (int)argc, argv);
+out:
+    if (r < 0 && r != -EPROTO && r != -EMSGSIZE && r != -EPERM)
         vd_log(VD_LOG_WARN, "pool '%s': control socket request: %s (ignored)",
                pname, strerror(-r));
-out:
     free(argv);
     free(req);
-    close(fd);
     return r;
+}
+
+static void *job_main(void *arg)
+{
+    struct ctl_job *j = arg;
+
+    serve_request(j->fd, j->pool, j->hooks);
+    close(j->fd);
+    pthread_mutex_lock(&g_jobs_lock);
+    for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    pthread_cond_broadcast(&g_jobs_done);
+    pthread_mutex_unlock(&g_jobs_lock);
+    free(j);
+    return NULL;
+}
+
+/* Serving thread: a refusal that must not wait.  Drains what the client
+ * already sent (so that it reads our reply rather than a reset), then
+ * writes the reply if the socket takes it at once. */
+__attribute__((format(printf, 3, 4)))
+static void refuse_now(int fd, uint32_t code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    int n = snprintf(buf, sizeof(buf), "vdlvm: ");
+
+    while (recv(fd, buf + 100, sizeof(buf) - 100, MSG_DONTWAIT) > 0)
+        ;
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof(buf) - 2)
+        n = sizeof(buf) - 2;
+    buf[n++] = '\n';
+    send_reply(fd, code, "", 0, buf, n, now_ms());
+}
+
+int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
+                     const struct vd_ctl_hooks *hooks)
+{
+    const char *pname = pool ? vd_pool_name(pool) : "?";
+    struct ctl_job *j;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_t tid;
+    int fd, r, running = 0;
+
+    fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+            errno == ECONNABORTED)
+            return 0; /* the client went away: nothing to do */
+        r = -errno;
+        vd_log(VD_LOG_WARN, "pool '%s': control socket accept: %s", pname,
+               strerror(-r));
+        return r;
+    }
+    if (!pool) {
+        refuse_now(fd, VD_EXIT_FAIL, "control socket: no pool is open");
+        close(fd);
+        return -EINVAL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        refuse_now(fd, VD_EXIT_FAIL, "control socket of pool '%s': out of "
+                   "memory", pname);
+        close(fd);
+        return -ENOMEM;
+    }
+    snprintf(j->pool_name, sizeof(j->pool_name), "%s", pname);
+    j->pool = pool;
+    j->hooks = hooks;
+    j->fd = fd;
+    pthread_mutex_lock(&g_jobs_lock);
+    for (struct ctl_job *o = g_jobs; o; o = o->next)
+        running += !strcmp(o->pool_name, j->pool_name);
+    if (running < VD_CTL_MAX_JOBS) {
+        j->next = g_jobs;
+        g_jobs = j;
+    }
+    pthread_mutex_unlock(&g_jobs_lock);
+    if (running >= VD_CTL_MAX_JOBS) {
+        vd_log(VD_LOG_WARN, "pool '%s': control socket: %d commands running; "
+               "one more refused (busy)", pname, running);
+        refuse_now(fd, VD_EXIT_BUSY, "pool '%s': busy: the tgtd holding it "
+                   "already runs %d commands for it (at most %d); retry when "
+                   "one has finished", pname, running, VD_CTL_MAX_JOBS);
+        close(fd);
+        free(j);
+        return -EBUSY;
+    }
+    /* Jobs never take signals meant for the serving thread (tgtd's
+     * signalfd): create them with every signal blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    r = -pthread_create(&tid, &attr, job_main, j);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r < 0) {
+        pthread_mutex_lock(&g_jobs_lock);
+        for (struct ctl_job **pp = &g_jobs; *pp; pp = &(*pp)->next)
+            if (*pp == j) {
+                *pp = j->next;
+                break;
+            }
+        pthread_cond_broadcast(&g_jobs_done);
+        pthread_mutex_unlock(&g_jobs_lock);
+        vd_log(VD_LOG_WARN, "pool '%s': control socket: cannot start a "
+               "thread for a command: %s", pname, strerror(-r));
+        refuse_now(fd, VD_EXIT_BUSY, "pool '%s': the tgtd holding it cannot "
+                   "start a thread for this command: %s; retry later", pname,
+                   strerror(-r));
+        close(fd);
+        free(j);
+        return r;
+    }
+    return 0; /* the job owns fd now */
 }
 
 int vd_ctl_call(const char *pool_name, int argc, char **argv, FILE *out,
@@ -2014,4 +2166,82 @@ out:
     if (fd >= 0)
         close(fd);
     return r;
+}
+
+/* ---- registry of pool definitions --------------------------------------- */
+
+const char *vd_statedir(void)
+{
+    const char *d = getenv("VDLVM_STATEDIR");
+    return d && *d ? d : "/var/lib/vdlvm";
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, dir, n + 1);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int vd_registry_add(const char *name, const char *path)
+{
+    char dir[4096], link[4096 + 80], tmp[4096 + 100], abs[4096];
+    int r;
+
+    if (!vd_name_is_valid(name))
+        return -EINVAL;
+    if (!realpath(path, abs))
+        return -errno;
+    snprintf(dir, sizeof(dir), "%s/pools", vd_statedir());
+    if ((r = mkdir_p(dir, 0755)) < 0)
+        return r;
+    snprintf(link, sizeof(link), "%s/%s", dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.%d", dir, name, (int)getpid());
+    unlink(tmp);
+    if (symlink(abs, tmp) < 0)
+        return -errno;
+    if (rename(tmp, link) < 0) {
+        r = -errno;
+        unlink(tmp);
+        return r;
+    }
+    return 0;
+}
+
+int vd_registry_get(const char *name, char *buf, size_t len)
+{
+    char link[4096 + 80];
+    ssize_t n;
+
+    if (!vd_name_is_valid(name) || len == 0)
+        return -EINVAL;
+    snprintf(link, sizeof(link), "%s/pools/%s", vd_statedir(), name);
+    n = readlink(link, buf, len - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = 0;
+    return 0;
+}
+
+int vd_registry_remove(const char *name)
+{
+    char link[4096 + 80];
+
+    if (!vd_name_is_valid(name))
+        return -EINVAL;
+    snprintf(link, sizeof(link), "%s/pools/%s", vd_statedir(), name);
+    return unlink(link) < 0 ? -errno : 0;
 }

@@ -4,8 +4,11 @@
  * and inside tgtd (bs_vdlvm.so, pool held by the module), so a command
  * behaves the same whether or not a tgtd holds the pool.
  * vd_admin_exec may run on several threads at once (the library serialises
- * its admin calls with the pool's admin lock); the control-socket functions
- * are called from one thread per pool (tgtd's main thread in the module).
+ * its admin calls with the pool's admin lock).  vd_ctl_listen,
+ * vd_ctl_serve_one and vd_ctl_unlisten are called from one thread per pool
+ * (tgtd's main thread in the module); vd_ctl_serve_one never waits there on
+ * a device, the network or the pool's locks: every command runs on a thread
+ * of its own (see vd_ctl_serve_one).
  */
 #ifndef VDADMIN_H
 #define VDADMIN_H
@@ -18,7 +21,54 @@ extern "C" {
 #endif
 
 /* Exit codes of vdlvm. */
-enum { VD_EXIT_OK = 0, VD_EXIT_FAIL = 1, VD_EXIT_USAGE = 2, VD_EXIT_DIFF = 3 };
+enum {
+    VD_EXIT_OK = 0,     /* success */
+    VD_EXIT_FAIL = 1,   /* well-formed, but failed: I/O, no space, not found */
+    VD_EXIT_USAGE = 2,  /* bad usage or bad configuration; nothing changed */
+    VD_EXIT_DIFF = 3,   /* verify: the legs differ */
+    VD_EXIT_BUSY = 4,   /* in use: held by another process, exported, or the
+                           holding tgtd is busy; retry later */
+};
+/* The exit code of a library failure r (negative errno): -EINVAL 2,
+ * -EBUSY 4, other 1; 0 for 0. */
+int vd_exit_code(int r);
+
+/* The table of exit codes, as printed by `vdlvm --help` (and README). */
+#define VD_EXIT_HELP \
+    "Exit status:\n" \
+    "  0  success\n" \
+    "  1  the command failed: an I/O error, not found, already exists, not\n" \
+    "     enough free space, foreign data on a device, a peer unreachable\n" \
+    "  2  bad usage or bad configuration (command line, pool definition,\n" \
+    "     names, sizes, a device path that is no file or block device);\n" \
+    "     nothing was changed\n" \
+    "  3  verify: the legs of a mirror differ\n" \
+    "  4  in use: the pool is held by another process, the volume is\n" \
+    "     exported, or the tgtd holding the pool is busy; retry later\n"
+
+/* Version of vdlvm, and of tgt the module was built against. */
+#ifndef VD_VERSION
+#define VD_VERSION "0.9.0"
+#endif
+#ifndef VD_TGT_VERSION
+#define VD_TGT_VERSION "unknown"
+#endif
+
+/* ---- pools known by name ---------------------------------------------- */
+/* A pool whose definition is not CONFDIR/POOL.yaml (created with -c FILE,
+ * or exported with --bsopts conf=FILE) is remembered in the registry:
+ * STATEDIR/pools/POOL is a symbolic link to the definition's absolute path
+ * (STATEDIR: $VDLVM_STATEDIR or /var/lib/vdlvm).  The definition itself
+ * stays where the administrator keeps it, so there is one copy to edit.
+ * Thread-safe (file system operations only). */
+const char *vd_statedir(void);
+/* Remember path as the definition of pool name (replaces an older entry);
+ * 0 or a negative errno. */
+int vd_registry_add(const char *name, const char *path);
+/* The remembered definition of name into buf; 0, -ENOENT, other errno. */
+int vd_registry_get(const char *name, char *buf, size_t len);
+/* Forget name; 0 or a negative errno (-ENOENT: was not known). */
+int vd_registry_remove(const char *name);
 
 /* Run one command (argv[0] is the command word, e.g. "vol", "create",
  * "pool0/vol0", "--size", "1GiB") against an open pool.  Output goes to out,
@@ -52,16 +102,43 @@ int vd_ctl_path(const char *pool_name, char *buf, size_t len);
 /* Create and listen; returns the fd (close() it and unlink the path with
  * vd_ctl_unlisten) or a negative errno. */
 int vd_ctl_listen(const char *pool_name);
-/* Closes fd, removes the socket file, and waits for the pool's long
- * commands still running (call it before closing the pool). */
+/* Closes fd, removes the socket file, and waits for the pool's commands
+ * still running (call it before closing the pool, off tgtd's main thread:
+ * a command may wait on a device).  = vd_ctl_close + vd_ctl_wait. */
 void vd_ctl_unlisten(const char *pool_name, int fd);
+/* Closes fd and removes the socket file; never waits (main thread). */
+void vd_ctl_close(const char *pool_name, int fd);
+/* Waits until no command of pool_name runs (not on the main thread). */
+void vd_ctl_wait(const char *pool_name);
 
-/* Accept one client on listen_fd, read its request (bounded by a short
- * timeout), run it with vd_admin_exec against pool, send the reply.
- * Called from the event loop when listen_fd is readable.  Long commands
- * (verify, resync --wait, vol repair --wait) run in a detached thread of
- * their own so that the caller's thread is not held. */
-int vd_ctl_serve_one(int listen_fd, vd_pool *pool);
+/* Hooks of the process that serves the control socket, run on a command's
+ * own thread.  before: just before the command runs (e.g. wait until
+ * volumes being closed in the background are closed, so that `vol remove`
+ * right after a LUN was deleted finds the volume unused).  after: once the
+ * command ran, before its reply is sent (e.g. let the main thread publish
+ * a new volume size to its LUNs, so that the caller sees it when vdlvm
+ * returns).  Either may be NULL; the struct must outlive the socket. */
+struct vd_ctl_hooks {
+    void (*before)(void *arg);
+    void (*after)(void *arg);
+    void *arg;
+};
+
+/* At most this many commands of one pool run at once; a client beyond it
+ * gets exit VD_EXIT_BUSY and "busy" at once. */
+#define VD_CTL_MAX_JOBS 8
+
+/* Accept one client on listen_fd and hand it to a thread of its own, which
+ * reads the request (bounded by a short timeout), checks the caller, runs
+ * it with vd_admin_exec against pool and sends the reply.  Called from the
+ * event loop when listen_fd is readable; never waits on the client, a
+ * device or a lock held across device I/O.  Returns 0 (handed over or
+ * nothing to accept), -EBUSY when VD_CTL_MAX_JOBS commands of the pool
+ * already run (the client got a "busy" reply, exit VD_EXIT_BUSY), or
+ * another negative errno (accept or thread creation failed; the client, if
+ * any, got a reply saying so).  hooks may be NULL. */
+int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
+                     const struct vd_ctl_hooks *hooks);
 
 /* Client: send argv to the tgtd holding pool_name and copy its output to
  * out/err.  Returns 0 with *exit_code set, -ENOENT/-ECONNREFUSED when no

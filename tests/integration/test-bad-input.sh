@@ -1,6 +1,7 @@
 #!/bin/bash
 # Bad input gets a clear message, a non-zero exit (2: bad usage or
-# configuration, 1: runtime failure) and changes nothing: `vdlvm status
+# configuration, 1: runtime failure, 4: in use; the table of `vdlvm
+# --help`) and changes nothing: `vdlvm status
 # --json` and the device files are identical before and after.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
@@ -43,13 +44,27 @@ expect_fail 2 'dupname\.yaml:[0-9]+:[0-9]+.*d0' vdlvm pool create "$tmp/bad/dupn
 
 sed "s|pool0-d1.img|pool0-d0.img|" "$conf" > "$tmp/bad/duppath.yaml"
 expect_fail 2 'duppath\.yaml:[0-9]+:[0-9]+' vdlvm pool create "$tmp/bad/duppath.yaml"
+# The same new file twice, once through '..': caught at FILE:LINE too.
+mkdir -p "$tmp/bad/x"
+printf 'pool: pool8\ndevices:\n  - name: x0\n    path: %s\n    size: 64MiB\n  - name: x1\n    path: %s\n    size: 64MiB\n' \
+    "$tmp/bad/x/y0.img" "$tmp/bad/x/../x/y0.img" > "$tmp/bad/dotdot.yaml"
+expect_fail 2 "dotdot\.yaml:[0-9]+:[0-9]+: device 'x1'.*same device as device 'x0'" vdlvm pool create "$tmp/bad/dotdot.yaml"
+[ ! -e "$tmp/bad/x/y0.img" ] || fail "the refused pool create left $tmp/bad/x/y0.img"
 unchanged "broken YAML"
 
 # ---- bad usage: exit 2 ------------------------------------------------------
 expect_fail 2 'size' vdlvm vol create pool0/x
 expect_fail 2 '12XB' vdlvm vol create pool0/x --size 12XB
 expect_fail 2 'frobnicate' vdlvm vol frobnicate pool0/x
-expect_fail 2 'nosuchpool' vdlvm status nosuchpool
+# Sizes near 2^64: too large, not a 0-byte volume nor a wrong reason.
+expect_fail 2 "volume 'pool0/x': size 18446744073709551104 is too large \(at most" vdlvm vol create pool0/x --size 18446744073709551104
+expect_fail 2 "volume 'pool0/x': size 18446744073709551104 is too large" vdlvm vol create pool0/x --size 18446744073709551104 --layout mirror --allow-same-node
+expect_fail 2 "size 18446744073709551615 is too large" vdlvm vol create pool0/x --size 18446744073709551615
+expect_fail 2 "--size '18446744073709551616' is too large \(at most" vdlvm vol create pool0/x --size 18446744073709551616
+expect_fail 2 "--size '1\.3KiB' is not a whole number of bytes" vdlvm vol create pool0/x --size 1.3KiB
+expect_fail 2 "size 18446744073709551104 is too large" vdlvm vol extend pool0/vol0 --size 18446744073709551104
+expect_fail 2 "size 1000 is not a (positive )?multiple of 512" vdlvm vol create pool0/x --size 1000
+expect_fail 1 "pool 'nosuchpool': no such pool.*known pools: pool0" vdlvm status nosuchpool
 unchanged "bad usage"
 
 # ---- too little free space: exit 1 -------------------------------------------
@@ -83,6 +98,14 @@ EOF
 expect_fail nz 'f0\.img|f0' vdlvm pool create "$tmp/bad/missing.yaml"
 unchanged "pool create on a missing device"
 
+# ---- a path that is no file or block device: exit 2 with FILE:LINE -------------------
+mkdir "$tmp/bad/adir"
+printf 'pool: pool3\ndevices:\n  - name: g0\n    path: %s\n' "$tmp/bad/adir" > "$tmp/bad/dir.yaml"
+expect_fail 2 'dir\.yaml:[0-9]+:[0-9]+: device .g0.*is a directory' vdlvm pool create "$tmp/bad/dir.yaml"
+printf 'pool: pool3\ndevices:\n  - name: g0\n    path: /dev/null\n' > "$tmp/bad/null.yaml"
+expect_fail 2 'null\.yaml:[0-9]+:[0-9]+: device .g0.*character device' vdlvm pool create "$tmp/bad/null.yaml"
+unchanged "pool create on a directory or /dev/null"
+
 # A device of the pool gone missing: reading the pool names it.  (Whether
 # changes are allowed on a degraded pool is the library's policy; not
 # checked here.)
@@ -101,8 +124,8 @@ lock=$VDLVM_RUNDIR/pool0.lock
 holder=$!
 cleanup_fn kill_quiet "$holder"
 wait_for 10 sh -c "! flock -n '$lock' true" || fail "could not take $lock"
-expect_fail 1 'pool0.*(in use|lock|busy)' vdlvm vol create pool0/x --size 4MiB
-expect_fail 1 'pool0.*(in use|lock|busy)' vdlvm pool create --force "$conf"
+expect_fail 4 'pool0.*(in use|lock|busy)' vdlvm vol create pool0/x --size 4MiB
+expect_fail 4 'pool0.*(in use|lock|busy)' vdlvm pool create --force "$conf"
 kill "$holder"; wait "$holder" 2>/dev/null || true
 unchanged "a second writer (lock)"
 
@@ -115,7 +138,7 @@ if ( requires_tgtd ) >/dev/null 2>&1 && [ -f "$BSDIR/bs_vdlvm.so" ]; then
     t1_ctl=$tgtd_ctl t1_pid=$tgtd_pid t1_log=$tgtd_log t1_port=$tgtd_port
     snapshot "$tmp/before"
 
-    expect_fail 1 'pool0.*(in use|tgtd)' vdlvm pool create --force "$conf"
+    expect_fail 4 'pool0.*(in use|tgtd)' vdlvm pool create --force "$conf"
     expect_fail 1 'big' vdlvm vol create pool0/big --size 1GiB   # through the socket
 
     # A LUN on a volume that does not exist: tgtadm fails, tgtd stays up

@@ -68,7 +68,7 @@ vdlvm vol list pool0 > "$tmp/list.txt" || fail "vol list failed"
 grep -qw vol1 "$tmp/list.txt" || fail "vol list does not show vol1"
 
 # Removing an exported volume is refused; an unexported one goes.
-expect_fail nz "vol1" vdlvm vol remove pool0/vol1
+expect_fail 4 "vol1.*in use" vdlvm vol remove pool0/vol1
 vdlvm vol create pool0/vol2 --size 8MiB || fail "live vol create vol2 failed"
 vdlvm vol remove pool0/vol2 || fail "live vol remove of unexported vol2 failed"
 vdlvm vol list pool0 > "$tmp/list2.txt" || fail "vol list failed"

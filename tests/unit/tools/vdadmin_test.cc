@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "replica/vdreplica.h"
 #include "tools/vdadmin.h"
 
 namespace {
@@ -385,7 +388,7 @@ TEST_F(AdminPool, LibraryLogElsewhere_OwnMessagesStillClear)
     ASSERT_NE(v, nullptr);
     vd_log_set_fn(ElsewhereLog);
     EXPECT_EQ(Exec(p, { "vol", "remove", "pool0/vol0" }, &out, &err),
-              VD_EXIT_FAIL);
+              VD_EXIT_BUSY);
     EXPECT_EQ(err, "vdlvm: volume 'pool0/vol0': in use (exported); delete its "
                    "LUN first\n");
     EXPECT_EQ(Exec(p, { "vol", "extend", "pool0/nope", "--size", "1G" }, &out,
@@ -506,7 +509,7 @@ TEST_F(AdminPool, Socket_ForkedServerRunsCommands)
             struct pollfd pf = { lfd, POLLIN, 0 };
             if (poll(&pf, 1, 10000) != 1)
                 _exit(13);
-            vd_ctl_serve_one(lfd, p);
+            vd_ctl_serve_one(lfd, p, nullptr);
         }
         vd_ctl_unlisten("pool0", lfd);
         vd_pool_close(p);
@@ -690,7 +693,7 @@ TEST_F(AdminPool, Socket_LongCommandRunsInThreadUnlistenWaits)
     ASSERT_EQ(write(go[1], "x", 1), 1);
     struct pollfd pf = { lfd, POLLIN, 0 };
     ASSERT_EQ(poll(&pf, 1, 10000), 1);
-    EXPECT_EQ(vd_ctl_serve_one(lfd, p), 0);
+    EXPECT_EQ(vd_ctl_serve_one(lfd, p, nullptr), 0);
     vd_ctl_unlisten("pool0", lfd);  // returns once the verify has replied
     vd_pool_close(p);
     std::string got;
@@ -778,7 +781,7 @@ TEST_F(AdminPool, Socket_OtherUidRefused)
     close(res[1]);
     struct pollfd pf = { lfd, POLLIN, 0 };
     ASSERT_EQ(poll(&pf, 1, 10000), 1);
-    EXPECT_EQ(vd_ctl_serve_one(lfd, p), -EPERM);
+    EXPECT_EQ(vd_ctl_serve_one(lfd, p, nullptr), 0);  // refused on its thread
     std::string got;
     char buf[1024];
     ssize_t n;
@@ -792,6 +795,207 @@ TEST_F(AdminPool, Socket_OtherUidRefused)
     struct vd_vol_info vi;
     EXPECT_EQ(vd_vol_get_info(p, "evil", &vi), -ENOENT);
     vd_ctl_unlisten("pool0", lfd);
+    vd_pool_close(p);
+}
+
+// A command that waits (here in the before hook, standing for a device or
+// the admin lock held across a remote metadata commit) never holds the
+// serving thread: vd_ctl_serve_one returns at once for every client, the
+// other commands run meanwhile, and beyond VD_CTL_MAX_JOBS the client gets
+// "busy" (exit 4) at once.
+struct Gate {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    bool open = false;
+    int waiting = 0, ran = 0;
+};
+static void GateBefore(void *arg)
+{
+    Gate *g = (Gate *)arg;
+    pthread_mutex_lock(&g->m);
+    g->waiting++;
+    pthread_cond_broadcast(&g->c);
+    while (!g->open)
+        pthread_cond_wait(&g->c, &g->m);
+    g->ran++;
+    pthread_mutex_unlock(&g->m);
+}
+
+static std::string Request(std::initializer_list<const char *> args)
+{
+    std::string body, req;
+    for (auto a : args) {
+        body += a;
+        body.push_back(0);
+    }
+    PutU32(req, 0x31434456u);
+    PutU32(req, (uint32_t)args.size());
+    PutU32(req, (uint32_t)body.size());
+    return req + body;
+}
+
+static int64_t NowMs()
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+TEST_F(AdminPool, Socket_WaitingCommandsNeverHoldServerBusyBeyondLimit)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    int lfd = vd_ctl_listen("pool0");
+    ASSERT_GE(lfd, 0);
+    Gate g;
+    struct vd_ctl_hooks hooks = { GateBefore, nullptr, &g };
+    std::vector<int> fds;
+    std::string req = Request({ "vol", "list", "pool0" });
+    for (int i = 0; i < VD_CTL_MAX_JOBS + 1; i++) {
+        int fd = RawConnect(Path("pool0"));
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(write(fd, req.data(), req.size()), (ssize_t)req.size());
+        struct pollfd pf = { lfd, POLLIN, 0 };
+        ASSERT_EQ(poll(&pf, 1, 10000), 1);
+        int64_t t0 = NowMs();
+        int r = vd_ctl_serve_one(lfd, p, &hooks);
+        EXPECT_LT(NowMs() - t0, 1000) << "serve_one held the caller";
+        EXPECT_EQ(r, i < VD_CTL_MAX_JOBS ? 0 : -EBUSY) << i;
+        fds.push_back(fd);
+        if (i < VD_CTL_MAX_JOBS) {
+            // Wait until this one's thread is inside its command.
+            pthread_mutex_lock(&g.m);
+            while (g.waiting <= i)
+                pthread_cond_wait(&g.c, &g.m);
+            pthread_mutex_unlock(&g.m);
+        }
+    }
+    // The one beyond the limit was answered at once.
+    std::string err;
+    EXPECT_EQ(RawReply(fds.back(), &err), VD_EXIT_BUSY);
+    EXPECT_NE(err.find("pool 'pool0': busy"), std::string::npos) << err;
+    close(fds.back());
+    fds.pop_back();
+    pthread_mutex_lock(&g.m);
+    g.open = true;
+    pthread_cond_broadcast(&g.c);
+    pthread_mutex_unlock(&g.m);
+    for (int fd : fds) {
+        EXPECT_EQ(RawReply(fd, &err), 0) << err;
+        close(fd);
+    }
+    vd_ctl_unlisten("pool0", lfd);
+    EXPECT_EQ(g.ran, VD_CTL_MAX_JOBS);
+    vd_pool_close(p);
+}
+
+// The one exit-code table: the same kind of failure, the same code.
+TEST(AdminExit, ExitCodes_OneTable)
+{
+    EXPECT_EQ(vd_exit_code(0), VD_EXIT_OK);
+    EXPECT_EQ(vd_exit_code(-EINVAL), VD_EXIT_USAGE);
+    EXPECT_EQ(vd_exit_code(-EBUSY), VD_EXIT_BUSY);
+    EXPECT_EQ(vd_exit_code(-ENOSPC), VD_EXIT_FAIL);
+    EXPECT_EQ(vd_exit_code(-ENOENT), VD_EXIT_FAIL);
+    EXPECT_EQ(vd_exit_code(-EIO), VD_EXIT_FAIL);
+    std::string help = VD_EXIT_HELP;
+    for (const char *l : { "  0  success", "  1  the command failed",
+                           "  2  bad usage", "  3  verify", "  4  in use" })
+        EXPECT_NE(help.find(l), std::string::npos) << l;
+}
+
+TEST_F(AdminPool, Registry_RemembersAbsolutePathAndForgets)
+{
+    setenv("VDLVM_STATEDIR", (dir + "/state").c_str(), 1);
+    std::string def = dir + "/p.yaml";
+    FILE *f = fopen(def.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    fclose(f);
+    char cwd[4096];
+    ASSERT_NE(getcwd(cwd, sizeof(cwd)), nullptr);
+    ASSERT_EQ(chdir(dir.c_str()), 0);
+    EXPECT_EQ(vd_registry_add("pool0", "p.yaml"), 0);  // relative
+    ASSERT_EQ(chdir(cwd), 0);
+    char buf[4096];
+    ASSERT_EQ(vd_registry_get("pool0", buf, sizeof(buf)), 0);
+    char real[4096];
+    ASSERT_NE(realpath(def.c_str(), real), nullptr);
+    EXPECT_STREQ(buf, real);
+    EXPECT_EQ(vd_registry_add("pool0", def.c_str()), 0);  // replaces
+    EXPECT_EQ(vd_registry_get("nope", buf, sizeof(buf)), -ENOENT);
+    EXPECT_EQ(vd_registry_add("bad/name", def.c_str()), -EINVAL);
+    EXPECT_EQ(vd_registry_add("pool1", (dir + "/missing.yaml").c_str()),
+              -ENOENT);
+    EXPECT_EQ(vd_registry_remove("pool0"), 0);
+    EXPECT_EQ(vd_registry_get("pool0", buf, sizeof(buf)), -ENOENT);
+    EXPECT_EQ(vd_registry_remove("pool0"), -ENOENT);
+    unsetenv("VDLVM_STATEDIR");
+}
+
+TEST_F(AdminPool, VolCreate_RoundingStatedJsonHasExportedAndState)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/v", "--size", "4096" }, &out,
+                   &err), 0) << err;
+    EXPECT_EQ(out, "volume 'pool0/v': created, 4MiB (1 extent of 4MiB), "
+                   "linear\n  note: 4096 bytes (4KiB) asked, rounded up to "
+                   "whole extents of 4MiB\n");
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/w", "--size", "8MiB" }, &out,
+                   &err), 0) << err;
+    EXPECT_EQ(out.find("note"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "status", "pool0/v", "--json" }, &out, &err), 0);
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"exported\":false,\"state\":\"ok\""),
+              std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+TEST_F(AdminPool, MirrorSameNode_Warned)
+{
+    Define({ "a.img", "b.img" });
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "4M", "--layout",
+                        "mirror", "--allow-same-node" }, &out, &err), 0) << err;
+    EXPECT_NE(err.find("warning: volume 'pool0/m': every leg is on node "
+                       "'nodea'"), std::string::npos) << err;
+    ASSERT_EQ(Exec(p, { "resync", "pool0/m", "--rate", "1MiB" }, &out, &err),
+              0) << err;
+    EXPECT_NE(out.find("nothing to resync (no region marked); rate limit "
+                       "1MiB/s"), std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+// The same kind of failure, the same exit code: vol repair refused by the
+// pool's state (the new device holds another leg, or has too few free
+// extents) is 1, as too little free space is for vol create.
+TEST_F(AdminPool, VolRepairRefusals_Exit1)
+{
+    Define({ "a.img", "b.img", "c.img" });
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "8M", "--layout",
+                        "mirror", "--allow-same-node" }, &out, &err), 0) << err;
+    struct vd_mirror_info mi;
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    std::string l0 = mi.legs[0].device, l1 = mi.legs[1].device;
+    EXPECT_EQ(Exec(p, { "vol", "repair", "pool0/m", "--replace", l0.c_str(),
+                        "--with", l1.c_str() }, &out, &err), VD_EXIT_FAIL);
+    EXPECT_NE(err.find("already holds"), std::string::npos) << err;
+    // Fill the third device, then ask for it.
+    std::string third;
+    for (const char *d : { "d0", "d1", "d2" })
+        if (l0 != d && l1 != d)
+            third = d;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/fill", "--size", "144M" },
+                   &out, &err), 0) << err;
+    EXPECT_EQ(Exec(p, { "vol", "repair", "pool0/m", "--replace", l0.c_str(),
+                        "--with", third.c_str() }, &out, &err), VD_EXIT_FAIL)
+        << err;
     vd_pool_close(p);
 }
 
