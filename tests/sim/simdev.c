@@ -326,6 +326,9 @@ static int sim_zero(struct vd_bdev *b, uint64_t off, uint64_t len)
 {
     struct simdev *d = ((struct sim_bdev *)b)->d;
     int r = op_enter(d, "zero", off, len);
+    if (g_verbose)
+        sim_log("    %s: zero %llu+%llu by thread %d -> %d", d->name,
+                (unsigned long long)off, (unsigned long long)len, sched_self(), r);
     if (r < 0)
         return r;
     apply_write(d, NULL, len, off, false);
