@@ -1,43 +1,176 @@
 /* vdlvm: mirrored volumes — fan-out writes, leg failure, the write-intent
  * bitmap, resync, verify and leg replacement.
  *
- * ---- The write-intent bitmap: state machine of one region -------------
+ * ---- Regions and the write-intent bitmap --------------------------------
  *
  * A mirror volume is cut into regions of 2^region_shift bytes (default
- * 1 MiB).  Each region has one bit in the bitmap, kept in memory and on
- * every leg (logical extent 0 of each leg), plus in memory an in-flight
- * write count, a busy flag (a copy of the region is running) and a write
- * generation.
+ * 1 MiB).  Each region has one bit in the bitmap: "the legs may differ
+ * here".  The bitmap lives in memory (bits) and on every leg (logical
+ * extent 0 of each leg, 4 KiB blocks); after a crash, open takes the union
+ * of the non-failed legs' copies.  In memory each region also has
+ *   inflight   leg writers (see below) between their start and their end,
+ *   gen        bumped by every leg writer when it starts,
+ *   seen_gen   gen as the cleaner saw it on its previous pass,
+ *   unsettled  NOWAIT writes that reached some legs and not others and
+ *              whose redo on a worker has not finished yet,
+ *   diverged   a leg writer ended with an error after reaching some legs
+ *              and none of the others could be marked failed,
+ * and dbits, per region: "the bit is set in the on-disk copy of every
+ * non-failed leg" (dbits ⊆ bits).
  *
- *   CLEAN  --first write starts-->  SETTING --bitmap block durable on every
- *   (bit 0)                                   non-failed leg--> DIRTY (bit 1)
- *   DIRTY  --writes start/end-->  DIRTY (inflight counts them)
- *   DIRTY  --cleaner: no write in flight or started for one pass, all legs
- *            in sync, every leg's device flushed--> CLEAN (bit written 0)
- *   DIRTY  --resync/repair copies it (busy: writes to it wait)--> CLEAN
- *            (when every non-failed leg now has it and no leg is failed)
+ *   CLEAN  --a leg writer starts--> SETTING (bit 1 in memory, dbit 0)
+ *   SETTING --its bitmap block, written with FUA, reached every
+ *            non-failed leg--> DIRTY (dbit 1); only then does data move
+ *   DIRTY  --leg writers start/end--> DIRTY (inflight, gen)
+ *   DIRTY  --cleaner or resync, by the clearing rule--> CLEAN (bit and
+ *            dbit 0 in memory at once; the block is written lazily)
  *
- * When a bit is set: before the first write to a clean region is sent to
- * any leg, the bitmap block holding the bit is written with FUA to every
- * leg that is not failed.  So after any crash, every region that may have
- * been written — and may therefore differ between legs — has its bit set on
- * every surviving leg's bitmap; open takes the union of the legs' bitmaps.
+ * Leg writers: everything that writes volume data to legs goes through
+ * the same steps — writes, NOWAIT writes, the rewrite after a read error,
+ * resync copies and verify repairs:
+ *   1. own the byte range (range ordering below),
+ *   2. inflight++, gen++, set the bits of its regions,
+ *   3. make those bits durable (dbits), then write the legs,
+ *   4. record leg failures durably (fail_legs) before anything is
+ *      acknowledged, with the range still owned,
+ *   5. inflight--, mark diverged/unsettled if legs may now differ, give
+ *      the range back.
+ * A NOWAIT write never waits: it is refused (-EAGAIN) unless every dbit
+ * of its regions is set and nothing overlapping is queued or running.
  *
- * When a bit is cleared: lazily, by the background thread, only while all
- * legs are in sync, only for a region with no write in flight and none
- * started since the previous pass, and only after every leg's device has
- * been flushed, so the data the bit protected is durable everywhere first.
- * A failed or stale leg keeps every bit set that a write touched while it
- * was away: that is exactly what resync copies.
+ * When a bit is cleared (the clearing rule): the cleaner (all legs in
+ * sync, no resync) takes as candidates the set bits of regions with no
+ * leg writer in flight, none unsettled or diverged, and gen unchanged for
+ * one whole pass; resync takes the regions it has just copied to every
+ * leg.  For each candidate, gen is noted with inflight 0; then every
+ * device of every leg is flushed (vd_dev_flush: durable everything that
+ * completed before the call); then, under m->lock, the bit is cleared
+ * only if gen is unchanged (no leg writer started after the flush began),
+ * the flush succeeded on every leg and no leg is failed.  So the writes
+ * the bit covered, and the copy, are durable on every leg before the bit
+ * goes, and the legs are equal there.  A failed leg keeps every bit set
+ * that a write touched while it was away: exactly what resync copies.
  *
- * Why a stale set bit is safe: a set bit only means "may differ".  Its cost
- * is one region copied by resync that was already equal; reads of a region
- * with its bit set go to the resync source leg so they stay consistent.
+ * Why a stale set bit is safe: a set bit only means "may differ".  Reads
+ * of a region with its bit set go to the resync source (the first in-sync
+ * leg) so they stay consistent; its cost is one region copied that was
+ * already equal.  Cleared bits reach disk lazily for the same reason.
  *
- * Locks (in this order; never the pool's admin_lock while holding either):
- *   vol->map_lock (shared for I/O) -> mirror->lock.
- * The admin_lock is taken with neither held (leg failure commits, resync
- * progress commits).
+ * Bitmap blocks (bm_write_block_locked): one writer per block at a time
+ * (bm_busy[b]); it snapshots the block under m->lock, drops m->lock for
+ * the FUA writes to every non-failed leg, and on success on every leg that
+ * is still non-failed sets dbits of the block to snapshot & bits (a bit
+ * cleared meanwhile stays 0) and bm_done = the snapshot's version.  On a
+ * failure dbits only lose bits and bm_done stays behind bm_ver: the block
+ * is written again by the next writer (nothing is marked clean that is
+ * not on disk).  Snapshots are taken in the order their writes reach the
+ * disk, so the last write of a block carries the newest bits.
+ *
+ * ---- Range ordering -------------------------------------------------------
+ *
+ * m->ranges is a FIFO of byte ranges (struct mrange) of leg writers and of
+ * verify: an entry may proceed when no earlier entry overlaps it.  So two
+ * overlapping leg writers run one after the other, in arrival order, on
+ * every leg; non-overlapping ones run concurrently; nothing is starved (a
+ * later arrival never passes an earlier overlapping one).  A resync copy
+ * or verify owns a whole region the same way.  The wait condition is
+ * re-evaluated over the whole range each time, never region by region.
+ *
+ * ---- Locks (in this order) -----------------------------------------------
+ *
+ *   vol->write_lock (pool/vol.c: writes shared, COMPARE AND WRITE exclusive;
+ *                    mirror.c never takes it)
+ *   -> a range (m->ranges; waits on m->cond)
+ *   -> the pool's admin_lock (fail_legs, commits, replace)
+ *   -> vol->map_lock (shared for I/O; exclusive in metadata apply and in
+ *                     probe_failed_legs)
+ *   -> bm_busy[b] (claimed only with map_lock held shared)
+ *   -> m->lock (mutex; never held across device I/O or any wait but
+ *               m->cond)
+ * No range is waited for with map_lock or admin_lock held; admin_lock is
+ * never taken with map_lock held (except probe_failed_legs, which takes
+ * admin_lock first, then map_lock exclusive, and commits a leg state:
+ * no map change, so the commit takes no map_lock); device flushes run
+ * with no lock held (leg_flush); map_lock is never taken shared twice by
+ * one thread (the pool's rwlocks prefer writers: a recursive read lock
+ * would deadlock behind a waiting writer); tgtd's main thread (NOWAIT)
+ * only try-locks map_lock and takes m->lock, which is never held across
+ * I/O, so it never waits on a device.
+ *
+ * Fields and their owners: every field of struct vd_mirror is protected
+ * by m->lock, except region_shift and v (constant) and last_probe
+ * (replica thread only).  excl/bg_busy make a leg replacement exclusive
+ * with the background thread's passes.  Leg states are changed under the
+ * admin_lock with atomic stores and read atomically.
+ *
+ * ---- Interleavings --------------------------------------------------------
+ *
+ * write vs write: overlapping ones are ordered by the range FIFO, so every
+ *   leg sees them in the same order; others only share bitmap blocks
+ *   (bm_busy serialises those writes; a waiter finds its bit in the next
+ *   snapshot).
+ * write vs flush (vd_mirror_flush): a flush covers the writes completed
+ *   before it, which reached every non-failed leg; it flushes the devices
+ *   of the non-failed legs only.  A leg whose flush fails is marked failed
+ *   (never the last in-sync leg) and the flush succeeds while one in-sync
+ *   leg flushed; a failed leg never fails it.  If the failure cannot be
+ *   recorded the flush fails.
+ * write vs cleaner: a write that started before the candidate was taken
+ *   kept inflight > 0 (not a candidate); one that starts after bumps gen
+ *   (not cleared); one in between completed before the flush, which
+ *   covers it.  A bit cleared in memory also clears its dbit, so a write
+ *   that starts after the clear rewrites the block before its data moves,
+ *   whatever the order in which the two block writes were snapshotted.
+ * write vs resync copy: the copy owns the whole region, so a write lands
+ *   entirely before it (copied) or after it (on every non-failed leg,
+ *   targets included); the bit is cleared after the flush only if gen did
+ *   not move.  A target failing during the pass is not written: no bit is
+ *   cleared while any leg is failed, nor for a copy that missed a leg.
+ * read-repair vs write: the rewrite after a read error is a leg writer: it
+ *   owns the range, re-reads the good leg under it and writes that, so an
+ *   overlapping write is wholly before or after it on every leg, and its
+ *   bit is durable first.
+ * write failing on the last in-sync leg: that leg is kept (fail_legs), the
+ *   write fails, and the legs it reached may differ from it with no leg
+ *   failed: its regions are marked diverged (the cleaner never clears
+ *   them) and a resync copies them from the in-sync leg, going back over
+ *   them if it had passed them.
+ * verify vs write: verify owns each region while it reads the legs, so it
+ *   never compares a half-written region; its repair is a leg writer.
+ * CAW vs read-repair: COMPARE AND WRITE holds write_lock exclusive; the
+ *   mirror read path never touches write_lock, and range owners never wait
+ *   for write_lock, so CAW's read (and its repair) and write finish.
+ * NOWAIT vs worker redo: a NOWAIT write that reached some legs returns
+ *   -EAGAIN and leaves a partial record (unsettled++ on its regions): the
+ *   cleaner keeps their bits until a blocking write that queued after it
+ *   and covers its range has succeeded on every non-failed leg (the redo).
+ *   Until then reads of the region go to the source leg; a resync running
+ *   meanwhile goes back over it.
+ * leg failure during resync: copies go only to legs non-failed at the
+ *   copy; a bit is cleared only when the copy reached every leg and no leg
+ *   is failed when it is cleared; a target that fails is not marked
+ *   in-sync; a leg that comes back during a rate-limited resync makes it
+ *   start over from the first region.
+ * replace vs resync: vd_mirror_replace_leg sets excl, waits until no pass
+ *   of the background thread runs (bg_busy, without the admin_lock), and
+ *   passes do not start while excl is set.  The replaced leg becomes stale
+ *   with every bit set (durable on the other legs, and on its new device
+ *   before the map switches); the next resync starts from scratch from an
+ *   in-sync leg.  So a new, empty leg is never a source nor marked in-sync
+ *   before every region was copied to it.  The only in-sync leg is never
+ *   replaced.
+ * failed leg returning (probe_failed_legs): with map_lock exclusive (no
+ *   I/O of the volume in flight, no bitmap write running) the whole
+ *   in-memory bitmap is written to the leg and it is committed stale; from
+ *   then on every bitmap write reaches it, so dbits stay true.
+ * crash at any point: data moves only after its bits are durable on every
+ *   non-failed leg; a bit goes only after the data it covered is durable
+ *   on every leg and the legs are equal; leg failures and in-sync marks
+ *   are committed before anything depending on them is acknowledged.  So
+ *   after a crash, every region where non-failed legs may differ has its
+ *   bit set on every non-failed leg, and open resyncs it (any one readable
+ *   copy is enough; an unreadable one makes open write every block again).
+ *   Resync marks targets in-sync only after their copies were flushed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,32 +184,67 @@
 #include <unistd.h>
 
 #include "../pool/pool_int.h"
+#include "mirror_int.h"
 #include "vdreplica.h"
 
 #define BM_BLOCK 4096u
 #define BITS_PER_BLOCK (BM_BLOCK * 8u)
+#define BM_WORDS (BM_BLOCK / 8u)
+/* A rate-limited resync waits at most this long inside a pass; a longer
+ * wait ends the pass and the background thread comes back later. */
+#define RATE_SLICE_NS (100 * 1000000LL)
+#define RATE_MAX_WAIT_NS (86400LL * 1000000000LL)
+
+/* Set by tests before the pool is opened; read without a lock. */
+void (*g_mirror_test_hook)(struct vd_vol *v, const char *event);
+
+/* One owner (or waiter) of a byte range of the volume: a leg writer or
+ * verify.  On the owner's stack; linked in m->ranges in arrival order. */
+struct mrange {
+    uint64_t start, end;     /* bytes [start, end) */
+    uint64_t ticket;         /* arrival order */
+    struct mrange *prev, *next;
+};
+
+/* A NOWAIT write that reached some legs and not others. */
+struct partial {
+    uint64_t off, len, ticket;
+    struct partial *next;
+};
 
 struct vd_mirror {
-    struct vd_vol *v;
-    uint32_t region_shift;
-    /* lock protects every field below; cond signals busy/inflight changes */
+    struct vd_vol *v;        /* constant */
+    uint32_t region_shift;   /* constant */
+    /* lock protects every field below except last_probe; cond signals any
+     * change of ranges, inflight, bm_busy, excl and bg_busy. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uint64_t nregions, cap_regions;
-    uint64_t *bits;          /* the bitmap as it is (or is being made) durable */
-    uint8_t *blk_dirty;      /* per bitmap block: cleared bits not yet on disk */
-    uint16_t *inflight;
-    uint8_t *busy;
-    uint32_t *gen, *seen_gen;
+    uint64_t *bits;          /* the bitmap in memory */
+    uint64_t *dbits;         /* bit set on every non-failed leg's copy */
+    uint64_t *bm_ver;        /* per block: bumped when its bits change */
+    uint64_t *bm_done;       /* per block: version on every non-failed leg */
+    uint8_t *bm_busy;        /* per block: a writer is writing it */
+    uint32_t *inflight, *gen, *seen_gen;
+    uint16_t *unsettled;
+    uint8_t *diverged;
     uint64_t dirty;          /* set bits */
     uint32_t read_rr;
+    struct mrange *rhead, *rtail;
+    uint64_t next_ticket;
+    struct partial *partials;
+    int excl;                /* a leg replacement is pending or running */
+    int bg_busy;             /* the background thread is in a pass */
     /* resync */
     int rs_requested;        /* start/resume wanted */
-    int rs_active;           /* the background thread is copying */
+    int rs_active;           /* a resync is under way (maybe waiting for its rate) */
     uint64_t rate_limit;     /* bytes/s, 0 = unlimited */
     uint64_t rate_bps;       /* measured */
     uint32_t rs_targets;     /* legs being written by the running resync */
-    time_t last_probe;
+    uint64_t rs_cursor;      /* next region to look at */
+    uint64_t rs_total, rs_done, rs_done0;
+    int64_t rs_t0_ns, rs_next_ns, rs_commit_ns;
+    time_t last_probe;       /* replica thread only */
 };
 
 struct vd_replica {
@@ -96,17 +264,76 @@ const char *vd_leg_state_name(enum vd_leg_state s, int resyncing)
     return (unsigned)s < 3 ? leg_names[s] : "unknown";
 }
 
+static void hook(struct vd_vol *v, const char *event)
+{
+    void (*fn)(struct vd_vol *, const char *) = g_mirror_test_hook;
+    if (fn)
+        fn(v, event);
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
 static uint32_t leg_state(struct vd_vol *v, uint32_t leg)
 {
     return __atomic_load_n(&v->leg_state[leg], __ATOMIC_ACQUIRE);
 }
+
+static uint32_t all_legs(struct vd_vol *v)
+{
+    return (1u << v->copies) - 1;
+}
+
+static uint32_t nonfailed_legs(struct vd_vol *v)
+{
+    uint32_t mask = 0;
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        if (leg_state(v, leg) != VD_LEG_FAILED)
+            mask |= 1u << leg;
+    return mask;
+}
+
+static bool all_insync(struct vd_vol *v)
+{
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        if (leg_state(v, leg) != VD_LEG_INSYNC)
+            return false;
+    return true;
+}
+
+static int source_leg(struct vd_vol *v)
+{
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        if (leg_state(v, leg) == VD_LEG_INSYNC)
+            return (int)leg;
+    return -1;
+}
+
+static uint64_t region_size(const struct vd_mirror *m)
+{
+    return 1ull << m->region_shift;
+}
+
+static uint64_t nwords(uint64_t regions) { return (regions + 63) / 64; }
+static uint64_t nblocks(uint64_t regions) { return vd_div_up(regions, BITS_PER_BLOCK); }
 
 static bool bit_get(const struct vd_mirror *m, uint64_t r)
 {
     return m->bits[r / 64] >> (r % 64) & 1;
 }
 
-static void bit_set(struct vd_mirror *m, uint64_t r, bool on)
+static bool dbit_get(const struct vd_mirror *m, uint64_t r)
+{
+    return m->dbits[r / 64] >> (r % 64) & 1;
+}
+
+/* m->lock held.  Clearing a bit also clears its dbit: a block write with
+ * the bit 0 may reach the disk from now on. */
+static void bit_set_locked(struct vd_mirror *m, uint64_t r, bool on)
 {
     if (on == bit_get(m, r))
         return;
@@ -115,18 +342,15 @@ static void bit_set(struct vd_mirror *m, uint64_t r, bool on)
         m->dirty++;
     } else {
         m->bits[r / 64] &= ~(1ull << (r % 64));
+        m->dbits[r / 64] &= ~(1ull << (r % 64));
         m->dirty--;
     }
-}
-
-static uint64_t region_size(const struct vd_mirror *m)
-{
-    return 1ull << m->region_shift;
+    m->bm_ver[r / BITS_PER_BLOCK]++;
 }
 
 /* ---- per-leg I/O -------------------------------------------------------- */
 /* Read or write [off, off+len) of one leg, split at extent boundaries.
- * map_lock held shared.  0 or -EIO. */
+ * map_lock held shared.  0 or -EIO (-EAGAIN with VD_IO_NOWAIT). */
 static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
                   uint64_t off, bool write, unsigned flags)
 {
@@ -155,55 +379,126 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
     return 0;
 }
 
-/* Flush every device a leg's extents live on. */
+/* Flush every device a leg's extents live on.  No lock held: the set of
+ * devices is taken under map_lock, the flushes run without it (a remote
+ * flush may take the device's timeout, and an extend waiting for map_lock
+ * must not stall every request behind it).  A write that completed before
+ * the call was mapped when it ran; a leg's mapping only changes by leg
+ * replacement, which makes the leg stale (its old device no longer
+ * counts).  0: every write to the leg completed before the call is
+ * durable. */
 static int leg_flush(struct vd_vol *v, uint32_t leg)
 {
     vd_pool *p = v->pool;
     bool seen[VD_MAX_DEVS] = { false };
     int r = 0;
 
+    pthread_rwlock_rdlock(&v->map_lock);
     for (uint64_t le = 0; le < v->le_count; le++) {
         uint32_t dv = v->map[le * v->copies + leg].dev;
-        if (dv == VD_NO_DEV || seen[dv])
-            continue;
-        seen[dv] = true;
+        if (dv < VD_MAX_DEVS)
+            seen[dv] = true;
+    }
+    pthread_rwlock_unlock(&v->map_lock);
+    for (uint32_t dv = 0; dv < p->ndevs && dv < VD_MAX_DEVS; dv++) {
         struct vd_dev *d = &p->devs[dv];
-        if (!d->bdev || d->state != VD_DEV_OK || vd_dev_flush(d) < 0)
+        if (!seen[dv])
+            continue;
+        if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK ||
+            vd_dev_flush(d) < 0)
             r = -EIO;
     }
     return r;
 }
 
-/* Durably write bitmap block blk to every non-failed leg.  mirror->lock
- * held (serialises bitmap writes).  Returns the mask of legs that failed. */
-static uint32_t bitmap_write_block_locked(struct vd_mirror *m, uint64_t blk)
+/* ---- bitmap blocks (see the top) ----------------------------------------- */
+/* Write bitmap block b as it is in memory now, with FUA, to every
+ * non-failed leg.  m->lock and map_lock (shared) held, bm_busy[b] clear;
+ * m->lock is dropped around the I/O.  Returns the mask of legs still
+ * non-failed whose copy could not be written (0: done). */
+static uint32_t bm_write_block_locked(struct vd_mirror *m, uint64_t b)
 {
     struct vd_vol *v = m->v;
-    uint8_t buf[BM_BLOCK];
-    uint64_t words = BM_BLOCK / 8, first = blk * words, have = (m->cap_regions + 63) / 64;
-    uint32_t failed = 0;
+    uint64_t snap[BM_WORDS];
+    uint64_t first = b * BM_WORDS, have = nwords(m->cap_regions), ver;
+    uint32_t legs = nonfailed_legs(v), failed = 0;
 
-    memset(buf, 0, sizeof(buf));
+    m->bm_busy[b] = 1;
+    ver = m->bm_ver[b];
+    memset(snap, 0, sizeof(snap));
     if (first < have)
-        memcpy(buf, m->bits + first,
-               (have - first < words ? have - first : words) * 8);
+        memcpy(snap, m->bits + first,
+               (have - first < BM_WORDS ? have - first : BM_WORDS) * 8);
+    pthread_mutex_unlock(&m->lock);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         uint64_t doff;
         struct vd_dev *d;
-        if (leg_state(v, leg) == VD_LEG_FAILED)
+        if (!(legs & (1u << leg)))
             continue;
         d = vd_leg_bitmap_locate(v, leg, &doff);
         if (!d || !d->bdev || d->state != VD_DEV_OK ||
-            vd_dev_pwrite(d, buf, BM_BLOCK, doff + blk * BM_BLOCK, VD_IO_FUA) < 0)
+            vd_dev_pwrite(d, snap, BM_BLOCK, doff + b * BM_BLOCK, VD_IO_FUA) < 0)
             failed |= 1u << leg;
     }
-    m->blk_dirty[blk] = 0;
+    pthread_mutex_lock(&m->lock);
+    m->bm_busy[b] = 0;
+    failed &= nonfailed_legs(v);
+    have = nwords(m->cap_regions);
+    for (uint64_t w = 0; w < BM_WORDS && first + w < have; w++) {
+        uint64_t keep = snap[w] & m->bits[first + w];
+        if (failed)
+            m->dbits[first + w] &= keep;
+        else
+            m->dbits[first + w] = keep;
+    }
+    if (!failed && ver > m->bm_done[b])
+        m->bm_done[b] = ver;
+    pthread_cond_broadcast(&m->cond);
+    return failed;
+}
+
+/* Make the bits of regions r0..r1 durable on every non-failed leg.
+ * map_lock held shared, m->lock not held.  0 or the mask of failed legs. */
+static uint32_t bits_durable(struct vd_mirror *m, uint64_t r0, uint64_t r1)
+{
+    uint32_t failed = 0;
+
+    pthread_mutex_lock(&m->lock);
+    for (uint64_t i = r0; i <= r1 && !failed; i++) {
+        bit_set_locked(m, i, true);
+        while (!failed && !dbit_get(m, i)) {
+            uint64_t b = i / BITS_PER_BLOCK;
+            if (m->bm_busy[b])
+                pthread_cond_wait(&m->cond, &m->lock);
+            else
+                failed = bm_write_block_locked(m, b);
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    return failed;
+}
+
+/* Write every block whose in-memory version is not yet on every
+ * non-failed leg (cleared bits).  map_lock held shared.  0 or failed legs. */
+static uint32_t bm_flush(struct vd_mirror *m)
+{
+    uint32_t failed = 0;
+
+    pthread_mutex_lock(&m->lock);
+    for (uint64_t b = 0; b < nblocks(m->nregions) && !failed; b++)
+        while (!failed && m->bm_done[b] != m->bm_ver[b]) {
+            if (m->bm_busy[b])
+                pthread_cond_wait(&m->cond, &m->lock);
+            else
+                failed = bm_write_block_locked(m, b);
+        }
+    pthread_mutex_unlock(&m->lock);
     return failed;
 }
 
 /* Mark legs failed, durably, before the caller acknowledges anything.
- * Called with no lock held.  0, or -EIO when the failure could not be
- * recorded (then nothing may be acknowledged).
+ * Called with no lock held (a range may be owned).  0, or -EIO when the
+ * failure could not be recorded (then nothing may be acknowledged).
  *
  * The last in-sync leg is never marked failed (as md never fails the last
  * working disk of a RAID1): with no in-sync leg left nothing could serve
@@ -250,35 +545,260 @@ static int fail_legs(struct vd_vol *v, uint32_t mask)
     return r < 0 || kept >= 0 ? -EIO : 0;
 }
 
-static uint32_t nonfailed_legs(struct vd_vol *v)
+/* ---- arrays --------------------------------------------------------------- */
+/* Grow every per-region and per-block array to n regions (n > cap, or the
+ * first allocation).  m->lock held (or m not yet published). */
+static int mirror_alloc_arrays(struct vd_mirror *m, uint64_t n)
 {
-    uint32_t mask = 0;
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (leg_state(v, leg) != VD_LEG_FAILED)
-            mask |= 1u << leg;
-    return mask;
+    uint64_t oc = m->cap_regions;
+    struct {
+        void **p;
+        size_t osz, nsz;
+    } a[] = {
+        { (void **)&m->bits, nwords(oc) * 8, nwords(n) * 8 },
+        { (void **)&m->dbits, nwords(oc) * 8, nwords(n) * 8 },
+        { (void **)&m->bm_ver, nblocks(oc) * 8, nblocks(n) * 8 },
+        { (void **)&m->bm_done, nblocks(oc) * 8, nblocks(n) * 8 },
+        { (void **)&m->bm_busy, nblocks(oc), nblocks(n) },
+        { (void **)&m->inflight, oc * 4, n * 4 },
+        { (void **)&m->gen, oc * 4, n * 4 },
+        { (void **)&m->seen_gen, oc * 4, n * 4 },
+        { (void **)&m->unsettled, oc * 2, n * 2 },
+        { (void **)&m->diverged, oc, n },
+    };
+    enum { NA = sizeof(a) / sizeof(a[0]) };
+    void *nu[NA];
+
+    for (size_t i = 0; i < NA; i++) {
+        nu[i] = calloc(1, a[i].nsz ? a[i].nsz : 1);
+        if (!nu[i]) {
+            while (i--)
+                free(nu[i]);
+            return -ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < NA; i++) {
+        if (*a[i].p)
+            memcpy(nu[i], *a[i].p, a[i].osz);
+        free(*a[i].p);
+        *a[i].p = nu[i];
+    }
+    m->cap_regions = n;
+    m->nregions = n;
+    return 0;
 }
 
-static int source_leg(struct vd_vol *v)
+static uint64_t max_regions(const struct vd_mirror *m)
 {
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (leg_state(v, leg) == VD_LEG_INSYNC)
-            return (int)leg;
-    return -1;
+    return m->v->pool->extent_size * 8; /* the bitmap extent */
+}
+
+/* Make the arrays cover region r (the volume may have grown and
+ * vd_mirror_grow not run yet).  m->lock held.  0, -ENOMEM, -EFBIG. */
+static int cover_region_locked(struct vd_mirror *m, uint64_t r)
+{
+    uint64_t n;
+    int e;
+
+    if (r < m->nregions)
+        return 0;
+    n = vd_div_up(vd_vol_size(m->v), region_size(m));
+    if (n > max_regions(m))
+        return -EFBIG;
+    if (n > m->cap_regions) {
+        if ((e = mirror_alloc_arrays(m, n)) < 0)
+            return e;
+    } else if (n > m->nregions) {
+        m->nregions = n;
+    }
+    return r < m->nregions ? 0 : -ERANGE;
+}
+
+/* ---- range ordering --------------------------------------------------------- */
+static bool overlaps(const struct mrange *x, uint64_t start, uint64_t end)
+{
+    return x->start < end && start < x->end;
+}
+
+/* m->lock held. */
+static bool range_blocked_locked(struct vd_mirror *m, struct mrange *e)
+{
+    for (struct mrange *x = m->rhead; x && x != e; x = x->next)
+        if (overlaps(x, e->start, e->end))
+            return true;
+    return false;
+}
+
+static bool range_busy_locked(struct vd_mirror *m, uint64_t start, uint64_t end)
+{
+    for (struct mrange *x = m->rhead; x; x = x->next)
+        if (overlaps(x, start, end))
+            return true;
+    return false;
+}
+
+static void range_insert_locked(struct vd_mirror *m, struct mrange *e,
+                                uint64_t start, uint64_t end)
+{
+    e->start = start;
+    e->end = end;
+    e->ticket = ++m->next_ticket;
+    e->next = NULL;
+    e->prev = m->rtail;
+    if (m->rtail)
+        m->rtail->next = e;
+    else
+        m->rhead = e;
+    m->rtail = e;
+}
+
+/* Queue e for [start, end) and wait until no earlier entry overlaps it. */
+static void range_wait_locked(struct vd_mirror *m, struct mrange *e,
+                              uint64_t start, uint64_t end)
+{
+    range_insert_locked(m, e, start, end);
+    if (!range_blocked_locked(m, e))
+        return;
+    hook(m->v, "range-wait");
+    do
+        pthread_cond_wait(&m->cond, &m->lock);
+    while (range_blocked_locked(m, e));
+}
+
+static void range_remove_locked(struct vd_mirror *m, struct mrange *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        m->rhead = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        m->rtail = e->prev;
+    pthread_cond_broadcast(&m->cond);
+}
+
+/* ---- leg writers (see the top) ---------------------------------------------- */
+struct lw {
+    struct mrange e;
+    uint64_t r0, r1;
+};
+
+/* Steps 1 and 2: own [off, off+len), count the writer, set the bits.
+ * No lock held.  0 or a negative errno (nothing owned). */
+static int lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off, uint64_t len)
+{
+    int r;
+
+    w->r0 = off >> m->region_shift;
+    w->r1 = (off + len - 1) >> m->region_shift;
+    pthread_mutex_lock(&m->lock);
+    if ((r = cover_region_locked(m, w->r1)) < 0) {
+        pthread_mutex_unlock(&m->lock);
+        return r;
+    }
+    range_wait_locked(m, &w->e, off, off + len);
+    for (uint64_t i = w->r0; i <= w->r1; i++) {
+        m->inflight[i]++;
+        m->gen[i]++;
+        bit_set_locked(m, i, true);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+enum {
+    LW_RESOLVE = 1,   /* succeeded on every non-failed leg: settles partials */
+    LW_DIVERGED = 2,  /* non-failed legs may differ: keep the bit, resync */
+};
+
+/* m->lock held: the regions of [r0, r1] may differ between non-failed legs
+ * until a copy: a running resync goes back over them. */
+static void diverged_locked(struct vd_mirror *m, uint64_t r0, uint64_t r1)
+{
+    for (uint64_t i = r0; i <= r1; i++)
+        m->diverged[i] = 1;
+    if (m->rs_active && m->rs_cursor > r0)
+        m->rs_cursor = r0;
+    m->rs_requested = 1;
+}
+
+/* Step 5.  No lock held. */
+static void lw_end(struct vd_mirror *m, struct lw *w, unsigned how)
+{
+    pthread_mutex_lock(&m->lock);
+    for (uint64_t i = w->r0; i <= w->r1; i++)
+        m->inflight[i]--;
+    if (how & LW_DIVERGED)
+        diverged_locked(m, w->r0, w->r1);
+    if (how & LW_RESOLVE) {
+        struct partial **pp = &m->partials;
+        while (*pp) {
+            struct partial *q = *pp;
+            if (q->ticket < w->e.ticket && q->off >= w->e.start &&
+                q->off + q->len <= w->e.end) {
+                for (uint64_t i = q->off >> m->region_shift;
+                     i <= (q->off + q->len - 1) >> m->region_shift; i++)
+                    m->unsettled[i]--;
+                *pp = q->next;
+                free(q);
+            } else {
+                pp = &q->next;
+            }
+        }
+    }
+    range_remove_locked(m, &w->e);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Step 3 (and 4): the bits durable, then the data on every non-failed leg
+ * in `only`; leg failures recorded.  No lock held; *io tells whether data
+ * was sent to any leg.  0 (acknowledgeable) or -EIO. */
+static int lw_write(struct vd_vol *v, struct lw *w, const void *buf, size_t len,
+                    uint64_t off, unsigned flags, uint32_t only, bool *io)
+{
+    struct vd_mirror *m = v->mirror;
+    uint32_t failed = 0, ok = 0;
+
+    *io = false;
+    for (int tries = 0;; tries++) {
+        pthread_rwlock_rdlock(&v->map_lock);
+        uint32_t bf = bits_durable(m, w->r0, w->r1);
+        if (!bf)
+            break;
+        pthread_rwlock_unlock(&v->map_lock);
+        /* Those legs miss the bit: fail them, then the others suffice. */
+        if (fail_legs(v, bf) < 0 || tries == 3)
+            return -EIO;
+    }
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        if (!(only & (1u << leg)) || leg_state(v, leg) == VD_LEG_FAILED)
+            continue;
+        *io = true;
+        if (leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
+            failed |= 1u << leg;
+        else
+            ok |= 1u << leg;
+    }
+    pthread_rwlock_unlock(&v->map_lock);
+    if (failed && fail_legs(v, failed) < 0)
+        return -EIO;
+    return ok ? 0 : -EIO;
 }
 
 /* ---- I/O ---------------------------------------------------------------- */
-/* VD_IO_NOWAIT write: only into regions whose bit is already set (setting
- * one means a durable bitmap write) and not being copied; every
- * non-failed leg from the page cache, or -EAGAIN.  A write that reached
- * some legs and not others is redone in full by the caller's blocking
- * path; until then the legs may differ only inside regions whose bits are
- * set, which is what the bits are for. */
+/* VD_IO_NOWAIT write (tgtd's main thread): only into regions whose bits
+ * are durable, with nothing overlapping queued or running; every
+ * non-failed leg from the page cache, or -EAGAIN.  Never waits: map_lock
+ * is only tried, m->lock is never held across I/O.  A write that reached
+ * some legs and not others leaves a partial record (see the top). */
 static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
                                 uint64_t off, unsigned flags)
 {
     struct vd_mirror *m = v->mirror;
+    struct mrange e;
     uint64_t r0, r1;
+    uint32_t wrote = 0;
     int r = 0;
 
     if (pthread_rwlock_tryrdlock(&v->map_lock))
@@ -290,29 +810,52 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
     r0 = off >> m->region_shift;
     r1 = (off + len - 1) >> m->region_shift;
     pthread_mutex_lock(&m->lock);
+    if (r1 >= m->nregions || range_busy_locked(m, off, off + len))
+        r = -EAGAIN;
     for (uint64_t i = r0; i <= r1 && r == 0; i++)
-        if (m->busy[i] || !bit_get(m, i))
+        if (!dbit_get(m, i))
             r = -EAGAIN;
-    if (r == 0)
+    if (r == 0) {
+        range_insert_locked(m, &e, off, off + len);
         for (uint64_t i = r0; i <= r1; i++) {
             m->inflight[i]++;
             m->gen[i]++;
         }
+    }
     pthread_mutex_unlock(&m->lock);
     if (r < 0) {
         pthread_rwlock_unlock(&v->map_lock);
         return r;
     }
-    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
-        if (leg_state(v, leg) != VD_LEG_FAILED)
-            r = leg_io(v, leg, (void *)buf, len, off, true, flags);
+    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++) {
+        if (leg_state(v, leg) == VD_LEG_FAILED)
+            continue;
+        if (leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
+            r = -EAGAIN;
+        else
+            wrote |= 1u << leg;
+    }
+    pthread_rwlock_unlock(&v->map_lock);
     pthread_mutex_lock(&m->lock);
     for (uint64_t i = r0; i <= r1; i++)
         m->inflight[i]--;
-    pthread_cond_broadcast(&m->cond);
+    if (r < 0 && wrote) {
+        struct partial *q = malloc(sizeof(*q));
+        if (q) {
+            *q = (struct partial){ .off = off, .len = len, .ticket = e.ticket,
+                                   .next = m->partials };
+            m->partials = q;
+            for (uint64_t i = r0; i <= r1; i++)
+                m->unsettled[i]++;
+            if (m->rs_active && m->rs_cursor > r0)
+                m->rs_cursor = r0;
+        } else {
+            diverged_locked(m, r0, r1);
+        }
+    }
+    range_remove_locked(m, &e);
     pthread_mutex_unlock(&m->lock);
-    pthread_rwlock_unlock(&v->map_lock);
-    return r < 0 ? -EAGAIN : 0;
+    return r;
 }
 
 /* VD_IO_NOWAIT read: one in-sync leg from the page cache, or -EAGAIN. */
@@ -332,6 +875,7 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
     }
     uint64_t r0 = off >> m->region_shift, r1 = (off + len - 1) >> m->region_shift;
     pthread_mutex_lock(&m->lock);
+    dirty = r1 >= m->nregions;
     for (uint64_t i = r0; i <= r1 && !dirty; i++)
         dirty = bit_get(m, i);
     rr = m->read_rr++;
@@ -350,64 +894,21 @@ int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
                      uint64_t off, unsigned flags)
 {
     struct vd_mirror *m = v->mirror;
-    uint32_t failed = 0, ok = 0;
-    uint64_t r0, r1;
-    int r = 0;
+    uint64_t size = vd_vol_size(v);
+    struct lw w;
+    bool io;
+    int r;
 
     if (!len)
         return 0;
     if (flags & VD_IO_NOWAIT)
         return mirror_pwrite_nowait(v, buf, len, off, flags);
-    pthread_rwlock_rdlock(&v->map_lock);
-    if (off > v->size || len > v->size - off) {
-        pthread_rwlock_unlock(&v->map_lock);
-        return -ERANGE;
-    }
-    r0 = off >> m->region_shift;
-    r1 = (off + len - 1) >> m->region_shift;
-
-    pthread_mutex_lock(&m->lock);
-    for (uint64_t i = r0; i <= r1; i++)
-        while (m->busy[i])
-            pthread_cond_wait(&m->cond, &m->lock);
-    uint64_t last_blk = UINT64_MAX;
-    for (uint64_t i = r0; i <= r1; i++) {
-        m->inflight[i]++;
-        m->gen[i]++;
-        if (!bit_get(m, i)) {
-            bit_set(m, i, true);
-            m->blk_dirty[i / BITS_PER_BLOCK] = 1;
-        }
-    }
-    /* SETTING -> DIRTY: the bits are durable before any data moves. */
-    for (uint64_t i = r0; i <= r1; i++) {
-        uint64_t blk = i / BITS_PER_BLOCK;
-        if (blk != last_blk && m->blk_dirty[blk])
-            failed |= bitmap_write_block_locked(m, blk);
-        last_blk = blk;
-    }
-    pthread_mutex_unlock(&m->lock);
-
-    for (uint32_t leg = 0; leg < v->copies; leg++) {
-        if (leg_state(v, leg) == VD_LEG_FAILED || (failed & (1u << leg)))
-            continue;
-        if (leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
-            failed |= 1u << leg;
-        else
-            ok |= 1u << leg;
-    }
-
-    pthread_mutex_lock(&m->lock);
-    for (uint64_t i = r0; i <= r1; i++)
-        m->inflight[i]--;
-    pthread_cond_broadcast(&m->cond);
-    pthread_mutex_unlock(&m->lock);
-    pthread_rwlock_unlock(&v->map_lock);
-
-    if (failed && fail_legs(v, failed) < 0)
-        r = -EIO;
-    if (!ok)
-        r = -EIO;
+    if (off > size || len > size - off)
+        return -ERANGE; /* volumes only grow */
+    if ((r = lw_begin(m, &w, off, len)) < 0)
+        return r == -ERANGE ? r : -EIO;
+    r = lw_write(v, &w, buf, len, off, flags, all_legs(v), &io);
+    lw_end(m, &w, r == 0 ? LW_RESOLVE : io ? LW_DIVERGED : 0);
     return r;
 }
 
@@ -419,6 +920,37 @@ int vd_mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
     if (flags & VD_IO_NOWAIT)
         return mirror_pread_nowait(v, buf, len, off);
     return vd_mirror_pread(v, buf, len, off);
+}
+
+/* After a read error on the legs in bad, rewrite them from leg good, as a
+ * leg writer: the good leg is read again under the range, so a write that
+ * overlaps lands wholly before or after the rewrite on every leg.  Never
+ * touches write_lock (COMPARE AND WRITE may hold it).  No lock held. */
+static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
+                        uint32_t good, uint32_t bad)
+{
+    struct vd_mirror *m = v->mirror;
+    struct lw w;
+    void *tmp;
+    bool io = false;
+    int r;
+
+    if (posix_memalign(&tmp, 4096, len ? len : 1))
+        return;
+    if (lw_begin(m, &w, off, len) < 0) {
+        free(tmp);
+        return;
+    }
+    pthread_rwlock_rdlock(&v->map_lock);
+    r = leg_io(v, good, tmp, len, off, false, 0);
+    pthread_rwlock_unlock(&v->map_lock);
+    if (r == 0)
+        r = lw_write(v, &w, tmp, len, off, VD_IO_FUA, bad, &io);
+    lw_end(m, &w, r < 0 && io ? LW_DIVERGED : 0);
+    if (r == 0)
+        vd_log(VD_LOG_WARN, "volume '%s/%s': read error at %" PRIu64
+               " repaired from leg %u", v->pool->name, v->name, off, good);
+    free(tmp);
 }
 
 int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
@@ -437,6 +969,7 @@ int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
     }
     uint64_t r0 = off >> m->region_shift, r1 = (off + len - 1) >> m->region_shift;
     pthread_mutex_lock(&m->lock);
+    dirty = r1 >= m->nregions;
     for (uint64_t i = r0; i <= r1 && !dirty; i++)
         dirty = bit_get(m, i);
     uint32_t rr = m->read_rr++;
@@ -468,89 +1001,39 @@ int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
                 break;
             }
     }
-    if (r == 0 && bad) {
-        /* Rewrite the good data onto the legs that failed to read it. */
-        pthread_rwlock_unlock(&v->map_lock);
-        pthread_rwlock_rdlock(&v->write_lock);
-        pthread_rwlock_rdlock(&v->map_lock);
-        uint32_t still_bad = 0;
-        for (uint32_t k = 0; k < v->copies; k++)
-            if ((bad & (1u << k)) &&
-                leg_io(v, k, buf, len, off, true, VD_IO_FUA) < 0)
-                still_bad |= 1u << k;
-        pthread_rwlock_unlock(&v->map_lock);
-        pthread_rwlock_unlock(&v->write_lock);
-        if (still_bad)
-            fail_legs(v, still_bad);
-        else
-            vd_log(VD_LOG_WARN, "volume '%s/%s': read error at %" PRIu64
-                   " repaired from another leg", v->pool->name, v->name, off);
-        return 0;
-    }
     pthread_rwlock_unlock(&v->map_lock);
+    if (r == 0 && bad)
+        read_repair(v, len, off, (uint32_t)leg, bad);
     return r;
 }
 
+/* SYNCHRONIZE CACHE: the devices of the non-failed legs only. */
 int vd_mirror_flush(struct vd_vol *v)
 {
-    vd_pool *p = v->pool;
-    int r = 0;
+    uint32_t bad = 0, good = 0;
 
-    /* Interim: the pool-wide behaviour vd_vol_flush had (defect 7 of the
-     * data-safety issue narrows it to the legs). */
-    for (uint32_t i = 0; i < p->ndevs; i++) {
-        struct vd_dev *d = &p->devs[i];
-        if (d->bdev && d->state == VD_DEV_OK && vd_dev_flush(d) < 0)
-            r = -EIO;
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        uint32_t st = leg_state(v, leg);
+        if (st == VD_LEG_FAILED)
+            continue;
+        if (leg_flush(v, leg) < 0)
+            bad |= 1u << leg;
+        else if (st == VD_LEG_INSYNC)
+            good |= 1u << leg;
     }
-    return r;
+    if (bad && fail_legs(v, bad) < 0)
+        return -EIO;
+    return good ? 0 : -EIO;
 }
 
 /* ---- attach / detach ---------------------------------------------------- */
-static int mirror_alloc_arrays(struct vd_mirror *m, uint64_t nregions)
-{
-    uint64_t words = (nregions + 63) / 64;
-    uint64_t blocks = (nregions + BITS_PER_BLOCK - 1) / BITS_PER_BLOCK;
-    uint64_t *bits = calloc(words ? words : 1, 8);
-    uint8_t *blk = calloc(blocks ? blocks : 1, 1);
-    uint16_t *inflight = calloc(nregions ? nregions : 1, sizeof(uint16_t));
-    uint8_t *busy = calloc(nregions ? nregions : 1, 1);
-    uint32_t *gen = calloc(nregions ? nregions : 1, sizeof(uint32_t));
-    uint32_t *seen = calloc(nregions ? nregions : 1, sizeof(uint32_t));
-
-    if (!bits || !blk || !inflight || !busy || !gen || !seen) {
-        free(bits), free(blk), free(inflight), free(busy), free(gen), free(seen);
-        return -ENOMEM;
-    }
-    if (m->bits) {
-        uint64_t ow = (m->cap_regions + 63) / 64;
-        uint64_t ob = (m->cap_regions + BITS_PER_BLOCK - 1) / BITS_PER_BLOCK;
-        memcpy(bits, m->bits, ow * 8);
-        memcpy(blk, m->blk_dirty, ob);
-        memcpy(inflight, m->inflight, m->cap_regions * sizeof(uint16_t));
-        memcpy(busy, m->busy, m->cap_regions);
-        memcpy(gen, m->gen, m->cap_regions * sizeof(uint32_t));
-        memcpy(seen, m->seen_gen, m->cap_regions * sizeof(uint32_t));
-        free(m->bits), free(m->blk_dirty), free(m->inflight), free(m->busy);
-        free(m->gen), free(m->seen_gen);
-    }
-    m->bits = bits;
-    m->blk_dirty = blk;
-    m->inflight = inflight;
-    m->busy = busy;
-    m->gen = gen;
-    m->seen_gen = seen;
-    m->cap_regions = nregions;
-    m->nregions = nregions;
-    return 0;
-}
-
 int vd_mirror_attach(struct vd_vol *v)
 {
     struct vd_mirror *m;
-    uint64_t nregions, bytes;
-    uint8_t *buf;
+    uint64_t nregions, bytes, words;
+    uint64_t *buf, *andb;
     int r, legs_read = 0;
+    bool all_read = true;
 
     if (v->mirror)
         return 0;
@@ -560,7 +1043,7 @@ int vd_mirror_attach(struct vd_vol *v)
     m->v = v;
     m->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
     nregions = vd_div_up(v->size, 1ull << m->region_shift);
-    if (nregions > (uint64_t)v->pool->extent_size * 8) {
+    if (nregions > max_regions(m)) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': %" PRIu64 " regions do not fit the "
                "bitmap extent", v->pool->name, v->name, nregions);
         free(m);
@@ -569,17 +1052,26 @@ int vd_mirror_attach(struct vd_vol *v)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     if ((r = mirror_alloc_arrays(m, nregions)) < 0) {
-        free(m);
+        v->mirror = m;
+        vd_mirror_detach(v);
         return r;
     }
-    /* The union of the legs' bitmaps: a bit set on any leg may differ. */
-    bytes = vd_div_up(vd_div_up(nregions, 8), BM_BLOCK) * BM_BLOCK;
-    buf = malloc(bytes);
-    if (!buf) {
+    /* bits: the union of the legs' copies (a bit set on any leg may
+     * differ); dbits: their intersection, if every non-failed leg's copy
+     * was read (otherwise a leg may lack any bit: all blocks are written
+     * again before data moves). */
+    words = nwords(nregions);
+    bytes = nblocks(nregions) * BM_BLOCK;
+    buf = malloc(bytes ? bytes : 1);
+    andb = malloc(words ? words * 8 : 1);
+    if (!buf || !andb) {
+        free(buf);
+        free(andb);
         v->mirror = m;
         vd_mirror_detach(v);
         return -ENOMEM;
     }
+    memset(andb, 0xff, words * 8);
     pthread_rwlock_rdlock(&v->map_lock);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         uint64_t doff;
@@ -587,30 +1079,41 @@ int vd_mirror_attach(struct vd_vol *v)
         if (leg_state(v, leg) == VD_LEG_FAILED)
             continue;
         d = vd_leg_bitmap_locate(v, leg, &doff);
+        if (!bytes)
+            continue;
         if (!d || !d->bdev || d->state != VD_DEV_OK ||
             vd_dev_pread(d, buf, bytes, doff) < 0) {
             vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap of leg %u unreadable",
                    v->pool->name, v->name, leg);
+            all_read = false;
             continue;
         }
         legs_read++;
-        for (uint64_t w = 0; w < (nregions + 63) / 64; w++) {
-            uint64_t word;
-            memcpy(&word, buf + w * 8, 8);
-            m->bits[w] |= word;
+        for (uint64_t w = 0; w < words; w++) {
+            m->bits[w] |= buf[w];
+            andb[w] &= buf[w];
         }
     }
     pthread_rwlock_unlock(&v->map_lock);
     free(buf);
-    if (nregions % 64) /* bits past the end are not regions */
+    if (nregions % 64) { /* bits past the end are not regions */
         m->bits[nregions / 64] &= (1ull << (nregions % 64)) - 1;
+        andb[nregions / 64] &= (1ull << (nregions % 64)) - 1;
+    }
     for (uint64_t i = 0; i < nregions; i++)
         m->dirty += bit_get(m, i);
     if (!legs_read && v->copies) {
         /* Nothing known: every region may differ. */
         for (uint64_t i = 0; i < nregions; i++)
-            bit_set(m, i, true);
+            bit_set_locked(m, i, true);
+        all_read = false;
     }
+    for (uint64_t w = 0; w < words; w++) {
+        m->dbits[w] = all_read ? andb[w] : 0;
+        if (m->dbits[w] != m->bits[w]) /* the copies differ here */
+            m->bm_ver[w / BM_WORDS] = m->bm_done[w / BM_WORDS] + 1;
+    }
+    free(andb);
     if (m->dirty || v->rs_running)
         m->rs_requested = 1;
     for (uint32_t leg = 0; leg < v->copies; leg++)
@@ -633,11 +1136,13 @@ int vd_mirror_grow(struct vd_vol *v)
         return 0;
     n = vd_div_up(vd_vol_size(v), region_size(m));
     pthread_mutex_lock(&m->lock);
-    if (n > m->cap_regions)
-        r = mirror_alloc_arrays(m, n);
-    else
-        m->nregions = n;
+    if (n > m->nregions)
+        r = cover_region_locked(m, n - 1);
     pthread_mutex_unlock(&m->lock);
+    if (r == -EFBIG)
+        vd_log(VD_LOG_ERR, "volume '%s/%s': %" PRIu64 " regions do not fit the "
+               "bitmap extent; writes beyond %" PRIu64 " bytes fail",
+               v->pool->name, v->name, n, max_regions(m) << m->region_shift);
     return r;
 }
 
@@ -650,59 +1155,123 @@ void vd_mirror_detach(struct vd_vol *v)
     v->mirror = NULL;
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
-    free(m->bits), free(m->blk_dirty), free(m->inflight), free(m->busy);
-    free(m->gen), free(m->seen_gen);
+    while (m->partials) {
+        struct partial *q = m->partials;
+        m->partials = q->next;
+        free(q);
+    }
+    free(m->bits), free(m->dbits), free(m->bm_ver), free(m->bm_done);
+    free(m->bm_busy), free(m->inflight), free(m->gen), free(m->seen_gen);
+    free(m->unsettled), free(m->diverged);
     free(m);
 }
 
-/* ---- copying regions (resync and repair) -------------------------------- */
-/* Wait until no write is in flight in region r and block new ones. */
-static void region_lock(struct vd_mirror *m, uint64_t r)
+/* ---- clearing bits (the clearing rule, see the top) ----------------------- */
+struct cand {
+    uint64_t r;
+    uint32_t gen;
+};
+struct batch {
+    struct cand *c;
+    size_t n, cap;
+};
+
+/* m->lock held; r had inflight 0 when its gen was read. */
+static void batch_add_locked(struct batch *b, uint64_t r, uint32_t gen)
 {
-    pthread_mutex_lock(&m->lock);
-    while (m->busy[r] || m->inflight[r])
-        pthread_cond_wait(&m->cond, &m->lock);
-    m->busy[r] = 1;
-    pthread_mutex_unlock(&m->lock);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct cand *c = realloc(b->c, cap * sizeof(*c));
+        if (!c)
+            return; /* the bit just stays set */
+        b->c = c;
+        b->cap = cap;
+    }
+    b->c[b->n++] = (struct cand){ r, gen };
 }
 
-static void region_unlock(struct vd_mirror *m, uint64_t r)
-{
-    pthread_mutex_lock(&m->lock);
-    m->busy[r] = 0;
-    pthread_cond_broadcast(&m->cond);
-    pthread_mutex_unlock(&m->lock);
-}
-
-/* Copy region r from leg src to every leg in targets.  Region locked by the
- * caller.  Returns the mask of target legs that failed, or -1 if the
- * source could not be read. */
-static int copy_region(struct vd_vol *v, uint64_t r, int src, uint32_t targets,
-                       void *buf, unsigned flags)
+/* Flush every non-failed leg; then, if that worked on every leg and none
+ * is failed, clear the candidates whose gen did not move and write the
+ * changed bitmap blocks.  cleaner: the candidates come from the cleaner
+ * (every leg must still be in sync, nothing unsettled or diverged).  No
+ * lock held.  0, or -EIO when a flush or a bitmap write failed (those legs
+ * are marked failed; nothing cleared). */
+static int batch_commit(struct vd_vol *v, struct batch *b, bool cleaner)
 {
     struct vd_mirror *m = v->mirror;
-    uint64_t off = r << m->region_shift, len = region_size(m);
-    int failed = 0;
+    uint32_t failed = 0, legs;
 
-    pthread_rwlock_rdlock(&v->map_lock);
-    if (off >= v->size) {
-        pthread_rwlock_unlock(&v->map_lock);
-        return 0;
-    }
-    if (len > v->size - off)
-        len = v->size - off;
-    if (leg_io(v, (uint32_t)src, buf, len, off, false, 0) < 0) {
-        pthread_rwlock_unlock(&v->map_lock);
-        return -1;
-    }
+    legs = nonfailed_legs(v);
     for (uint32_t leg = 0; leg < v->copies; leg++)
-        if ((targets & (1u << leg)) && leg_state(v, leg) != VD_LEG_FAILED &&
-            leg_io(v, leg, buf, len, off, true, flags) < 0)
-            failed |= 1 << leg;
+        if ((legs & (1u << leg)) && leg_flush(v, leg) < 0)
+            failed |= 1u << leg;
+    pthread_rwlock_rdlock(&v->map_lock);
+    if (!failed && b->n && legs == all_legs(v)) {
+        pthread_mutex_lock(&m->lock);
+        bool ok = nonfailed_legs(v) == all_legs(v) && (!cleaner || all_insync(v));
+        for (size_t k = 0; ok && k < b->n; k++) {
+            uint64_t i = b->c[k].r;
+            if (i < m->nregions && m->gen[i] == b->c[k].gen && !m->inflight[i] &&
+                (!cleaner || (!m->unsettled[i] && !m->diverged[i])))
+                bit_set_locked(m, i, false);
+        }
+        pthread_mutex_unlock(&m->lock);
+        failed = bm_flush(m);
+    }
     pthread_rwlock_unlock(&v->map_lock);
-    return failed;
+    b->n = 0;
+    if (failed) {
+        fail_legs(v, failed);
+        return -EIO;
+    }
+    return 0;
 }
 
+/* Lazy clearing of bits while all legs are in sync. */
+static void clean_volume(struct vd_vol *v)
+{
+    struct vd_mirror *m = v->mirror;
+    struct batch b = { 0 };
+    bool pending = false;
+
+    if (!all_insync(v))
+        return;
+    pthread_mutex_lock(&m->lock);
+    if (m->rs_active || m->rs_requested || m->excl) {
+        pthread_mutex_unlock(&m->lock);
+        return;
+    }
+    for (uint64_t i = 0; i < m->nregions; i++) {
+        if (bit_get(m, i) && !m->inflight[i] && !m->unsettled[i] &&
+            !m->diverged[i] && m->gen[i] == m->seen_gen[i])
+            batch_add_locked(&b, i, m->gen[i]);
+        m->seen_gen[i] = m->gen[i];
+    }
+    for (uint64_t k = 0; k < nblocks(m->nregions); k++)
+        pending |= m->bm_done[k] != m->bm_ver[k];
+    bool work = b.n || pending;
+    if (work)
+        m->bg_busy = 1;
+    pthread_mutex_unlock(&m->lock);
+    if (b.n) {
+        batch_commit(v, &b, true);
+    } else if (pending) {
+        pthread_rwlock_rdlock(&v->map_lock);
+        uint32_t failed = bm_flush(m);
+        pthread_rwlock_unlock(&v->map_lock);
+        if (failed)
+            fail_legs(v, failed);
+    }
+    if (work) {
+        pthread_mutex_lock(&m->lock);
+        m->bg_busy = 0;
+        pthread_cond_broadcast(&m->cond);
+        pthread_mutex_unlock(&m->lock);
+    }
+    free(b.c);
+}
+
+/* ---- resync ------------------------------------------------------------- */
 static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
                          uint64_t done, uint32_t insync_legs)
 {
@@ -714,7 +1283,7 @@ static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
     o.vol = v->id;
     o.running = running;
     o.total = total;
-    o.done = done;
+    o.done = done > total ? total : done;
     vd_admin_lock(p);
     r = vd_opbuf_add(&ops, &o, sizeof(o));
     for (uint32_t leg = 0; r == 0 && leg < v->copies; leg++) {
@@ -733,269 +1302,343 @@ static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
     return r;
 }
 
-/* Write the bitmap blocks whose bits were cleared, after flushing the
- * target legs so the copied data is durable first. */
-static uint32_t flush_cleared_bits(struct vd_vol *v, uint32_t legs)
+/* Copy region i from leg src to every non-failed leg in targets, as a leg
+ * writer owning the whole region.  Adds i to b when the copy reached every
+ * leg.  0, or -EIO (the source could not be read or a target failed: legs
+ * marked failed). */
+static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
+                       void *buf, struct batch *b)
 {
     struct vd_mirror *m = v->mirror;
-    uint32_t failed = 0;
+    uint64_t off = i << m->region_shift, len = region_size(m);
+    uint64_t size = vd_vol_size(v);
+    uint32_t written = 0, failed = 0, bf;
+    unsigned how = 0;
+    struct lw w;
+    int r = 0;
 
+    if (off >= size)
+        return 0;
+    if (len > size - off)
+        len = size - off;
+    if (lw_begin(m, &w, off, len) < 0)
+        return -EIO;
     pthread_rwlock_rdlock(&v->map_lock);
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if ((legs & (1u << leg)) && leg_flush(v, leg) < 0)
+    if ((bf = bits_durable(m, w.r0, w.r1))) {
+        pthread_rwlock_unlock(&v->map_lock);
+        fail_legs(v, bf);
+        r = -EIO;
+        goto end;
+    }
+    if (leg_io(v, (uint32_t)src, buf, len, off, false, 0) < 0) {
+        pthread_rwlock_unlock(&v->map_lock);
+        fail_legs(v, 1u << src);
+        r = -EIO;
+        goto end;
+    }
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        if (!(targets & (1u << leg)) || leg_state(v, leg) == VD_LEG_FAILED)
+            continue;
+        if (leg_io(v, leg, buf, len, off, true, 0) < 0)
             failed |= 1u << leg;
-    if (!failed) {
-        pthread_mutex_lock(&m->lock);
-        uint64_t blocks = vd_div_up(m->nregions, BITS_PER_BLOCK);
-        for (uint64_t b = 0; b < blocks; b++)
-            if (m->blk_dirty[b])
-                failed |= bitmap_write_block_locked(m, b);
-        pthread_mutex_unlock(&m->lock);
+        else
+            written |= 1u << leg;
     }
     pthread_rwlock_unlock(&v->map_lock);
-    return failed;
+    if (failed) {
+        if (fail_legs(v, failed) < 0)
+            how = LW_DIVERGED;
+        r = -EIO;
+    }
+end:
+    pthread_mutex_lock(&m->lock);
+    if (r == 0 && (written | (1u << src)) == all_legs(v)) {
+        /* Equal on every leg now; our own count is the only one (the
+         * region is ours), so gen is the copy's. */
+        m->diverged[i] = 0;
+        if (m->inflight[i] == 1)
+            batch_add_locked(b, i, m->gen[i]);
+    }
+    pthread_mutex_unlock(&m->lock);
+    lw_end(m, &w, how);
+    return r;
 }
 
 static bool replica_stopping(vd_pool *p);
 
-/* One resync pass over the set bits of v; returns 0 when done, -EAGAIN when
- * interrupted (stop), -EIO on a failure (legs marked failed). */
+/* Sleep up to ns on the replica thread's condition (a stop or a kick
+ * wakes it early). */
+static void replica_sleep(vd_pool *p, int64_t ns)
+{
+    struct vd_replica *rp = p->replica;
+    struct timespec ts;
+
+    if (!rp) {
+        ts.tv_sec = ns / 1000000000LL;
+        ts.tv_nsec = ns % 1000000000LL;
+        nanosleep(&ts, NULL);
+        return;
+    }
+    pthread_mutex_lock(&rp->lock);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec += ns % 1000000000LL;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (!rp->stop)
+        pthread_cond_timedwait(&rp->cond, &rp->lock, &ts);
+    pthread_mutex_unlock(&rp->lock);
+}
+
+/* Start or continue the resync of v; returns 0 when it finished, -EAGAIN
+ * when it pauses (rate limit, stop, leg replacement, leg change) and goes
+ * on at a later call, -EIO on a failure (legs marked failed). */
 static int resync_volume(struct vd_vol *v)
 {
     struct vd_mirror *m = v->mirror;
     vd_pool *p = v->pool;
-    uint64_t rs = region_size(m), total, done;
-    uint32_t targets = 0;
-    int src = source_leg(v), r = 0;
-    void *buf;
+    uint64_t rs = region_size(m);
+    struct batch b = { 0 };
+    void *buf = NULL;
+    int src, r = 0;
+    uint32_t targets;
+    bool fresh;
 
-    if (src < 0) {
-        /* Said once; 'vdlvm resync' asks again. */
-        vd_log(VD_LOG_ERR, "volume '%s/%s': no in-sync leg to resync from",
-               p->name, v->name);
-        pthread_mutex_lock(&m->lock);
-        m->rs_requested = 0;
-        pthread_mutex_unlock(&m->lock);
-        return -EIO;
-    }
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if ((int)leg != src && leg_state(v, leg) != VD_LEG_FAILED)
-            targets |= 1u << leg;
-    if (!targets) {
-        /* Every other leg is failed: nothing to copy to.  Reading the whole
-         * source for nothing would also hold up the probe that notices a
-         * leg coming back; that probe asks for the resync again. */
-        pthread_mutex_lock(&m->lock);
-        m->rs_requested = 0;
-        pthread_mutex_unlock(&m->lock);
-        return 0;
-    }
-    if (posix_memalign(&buf, 4096, rs))
-        return -ENOMEM;
-
-    vd_admin_lock(p);
     pthread_mutex_lock(&m->lock);
+    if (m->excl || (m->rs_active && mono_ns() < m->rs_next_ns - RATE_SLICE_NS)) {
+        pthread_mutex_unlock(&m->lock);
+        return -EAGAIN;
+    }
+    m->bg_busy = 1;
+    pthread_mutex_unlock(&m->lock);
+
+    src = source_leg(v);
+    targets = src < 0 ? 0 : nonfailed_legs(v) & ~(1u << src);
+    if (src < 0 || !targets) {
+        /* No source (said once; 'vdlvm resync' asks again), or every other
+         * leg is failed: nothing to copy to; the probe that notices a leg
+         * coming back asks for the resync again. */
+        if (src < 0)
+            vd_log(VD_LOG_ERR, "volume '%s/%s': no in-sync leg to resync from",
+                   p->name, v->name);
+        pthread_mutex_lock(&m->lock);
+        m->rs_requested = 0;
+        m->rs_active = 0;
+        pthread_mutex_unlock(&m->lock);
+        r = src < 0 ? -EIO : 0;
+        goto out;
+    }
+    if (posix_memalign(&buf, 4096, rs)) {
+        r = -ENOMEM;
+        goto out;
+    }
+    pthread_mutex_lock(&m->lock);
+    fresh = !m->rs_active;
+    if (!fresh && (targets & ~m->rs_targets))
+        m->rs_cursor = 0; /* a leg came back: over again, for it */
+    m->rs_targets |= targets;
     uint64_t need = m->dirty * rs;
     pthread_mutex_unlock(&m->lock);
-    if (v->rs_running && v->rs_total >= v->rs_done + need) {
-        total = v->rs_total; /* resume: progress survives restarts */
-        done = v->rs_total - need;
-        if (done < v->rs_done)
-            done = v->rs_done;
-    } else {
-        total = need + v->rs_done * !!v->rs_running;
-        done = v->rs_running ? v->rs_done : 0;
-    }
-    vd_admin_unlock(p);
-    if (commit_resync(v, 1, total, done, 0) < 0) {
-        free(buf);
-        return -EIO;
-    }
-    pthread_mutex_lock(&m->lock);
-    m->rs_active = 1;
-    m->rs_targets = targets;
-    pthread_mutex_unlock(&m->lock);
-    vd_log(VD_LOG_INFO, "volume '%s/%s': resync of %" PRIu64 " bytes from leg %d "
-           "started (%" PRIu64 " done before)", p->name, v->name, total - done,
-           src, done);
-
-    struct timespec t0, last;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    last = t0;
-    uint64_t done_at_start = done, since_commit = 0;
-    bool any_failed_leg = targets != nonfailed_legs(v) - (1u << src) ||
-                          nonfailed_legs(v) != (1u << v->copies) - 1;
-    for (uint64_t i = 0; i < m->nregions; i++) {
+    if (fresh) {
+        uint64_t total, done;
+        vd_admin_lock(p);
+        if (v->rs_running && v->rs_total >= v->rs_done + need) {
+            total = v->rs_total; /* resume: progress survives restarts */
+            done = v->rs_total - need;
+            if (done < v->rs_done)
+                done = v->rs_done;
+        } else {
+            total = need + v->rs_done * !!v->rs_running;
+            done = v->rs_running ? v->rs_done : 0;
+        }
+        vd_admin_unlock(p);
+        if (commit_resync(v, 1, total, done, 0) < 0) {
+            r = -EIO;
+            goto out;
+        }
         pthread_mutex_lock(&m->lock);
-        bool set = i < m->nregions && bit_get(m, i);
+        m->rs_active = 1;
+        m->rs_targets = targets;
+        m->rs_cursor = 0;
+        m->rs_total = total;
+        m->rs_done = m->rs_done0 = done;
+        m->rs_t0_ns = m->rs_commit_ns = mono_ns();
+        m->rs_next_ns = 0;
         pthread_mutex_unlock(&m->lock);
-        if (!set)
-            continue;
-        if (replica_stopping(p)) {
+        vd_log(VD_LOG_INFO, "volume '%s/%s': resync of %" PRIu64 " bytes from "
+               "leg %d started (%" PRIu64 " done before)", p->name, v->name,
+               total - done, src, done);
+    }
+
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        uint64_t i = m->rs_cursor;
+        while (i < m->nregions && !bit_get(m, i))
+            i++;
+        m->rs_cursor = i;
+        bool end = i >= m->nregions, excl = m->excl;
+        int64_t next = m->rs_next_ns;
+        pthread_mutex_unlock(&m->lock);
+        if (end)
+            break;
+        if (excl || replica_stopping(p)) {
             r = -EAGAIN;
             break;
         }
-        region_lock(m, i);
-        int f = copy_region(v, i, src, targets, buf, 0);
-        pthread_mutex_lock(&m->lock);
-        if (f == 0 && !any_failed_leg) {
-            bit_set(m, i, false);
-            m->blk_dirty[i / BITS_PER_BLOCK] = 1;
+        int64_t now = mono_ns();
+        if (now < next) {
+            if (next - now > RATE_SLICE_NS) {
+                r = -EAGAIN; /* the thread comes back for it */
+                break;
+            }
+            replica_sleep(p, next - now);
+            continue;
         }
-        m->busy[i] = 0;
-        pthread_cond_broadcast(&m->cond);
+        if (leg_state(v, (uint32_t)src) != VD_LEG_INSYNC) {
+            r = -EAGAIN; /* the next pass picks another source */
+            break;
+        }
+        targets = nonfailed_legs(v) & ~(1u << src);
+        if (!targets) {
+            r = -EAGAIN;
+            break;
+        }
+        pthread_mutex_lock(&m->lock);
+        m->rs_cursor = i + 1;
         pthread_mutex_unlock(&m->lock);
-        if (f != 0) {
-            fail_legs(v, f < 0 ? 1u << src : (uint32_t)f);
+        if (copy_region(v, i, src, targets, buf, &b) < 0) {
             r = -EIO;
             break;
         }
-        uint64_t n = (i << m->region_shift) + rs > v->size ? v->size - (i << m->region_shift) : rs;
-        done += n;
-        since_commit += n;
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
-        if (el > 0)
-            m->rate_bps = (uint64_t)((done - done_at_start) / el);
+        uint64_t off = i << m->region_shift, size = vd_vol_size(v);
+        uint64_t n = off >= size ? 0 : size - off < rs ? size - off : rs;
+        int64_t t = mono_ns();
+        bool commit;
+        pthread_mutex_lock(&m->lock);
+        m->rs_done += n;
+        if (t > m->rs_t0_ns)
+            m->rate_bps = (uint64_t)((double)(m->rs_done - m->rs_done0) * 1e9 /
+                                     (double)(t - m->rs_t0_ns));
         if (m->rate_limit) {
-            double want = (double)(done - done_at_start) / m->rate_limit;
-            if (want > el)
-                usleep((useconds_t)((want - el) * 1e6));
+            double cost = (double)n * 1e9 / (double)m->rate_limit;
+            int64_t base = m->rs_next_ns > now ? m->rs_next_ns : now;
+            m->rs_next_ns = base + (cost > (double)RATE_MAX_WAIT_NS
+                                        ? RATE_MAX_WAIT_NS : (int64_t)cost);
         }
-        if ((now.tv_sec - last.tv_sec) >= 1 || since_commit >= (64ull << 20)) {
-            uint32_t lf = flush_cleared_bits(v, targets | (1u << src));
-            if (lf) {
-                fail_legs(v, lf);
+        commit = t - m->rs_commit_ns >= 1000000000LL;
+        if (commit)
+            m->rs_commit_ns = t;
+        uint64_t total = m->rs_total, done = m->rs_done;
+        pthread_mutex_unlock(&m->lock);
+        if (commit || b.n >= 64) {
+            /* the copies durable, then their bits cleared, then progress */
+            if (batch_commit(v, &b, false) < 0) {
                 r = -EIO;
                 break;
             }
-            commit_resync(v, 1, total, done > total ? total : done, 0);
-            last = now;
-            since_commit = 0;
+            if (commit)
+                commit_resync(v, 1, total, done, 0);
         }
     }
-    uint32_t lf = flush_cleared_bits(v, targets | (1u << src));
-    if (lf) {
-        fail_legs(v, lf);
+    /* Flush what was copied (every non-failed leg) before any bit goes or
+     * any target is marked in-sync. */
+    if (batch_commit(v, &b, false) < 0)
         r = -EIO;
-    }
+    pthread_mutex_lock(&m->lock);
+    uint64_t total = m->rs_total, done = m->rs_done;
+    uint32_t rs_targets = m->rs_targets;
+    if (r == 0 && m->rs_cursor < m->nregions)
+        r = -EAGAIN; /* a write diverged behind the cursor: go on */
+    pthread_mutex_unlock(&m->lock);
     if (r == 0) {
-        commit_resync(v, 0, total, total, targets);
-        vd_log(VD_LOG_INFO, "volume '%s/%s': resync done, %" PRIu64 " bytes",
-               p->name, v->name, total - done_at_start);
-    } else {
-        commit_resync(v, 1, total, done > total ? total : done, 0);
+        if (commit_resync(v, 0, total, total, rs_targets) < 0) {
+            r = -EIO;
+        } else {
+            vd_log(VD_LOG_INFO, "volume '%s/%s': resync done, %" PRIu64 " bytes",
+                   p->name, v->name, done - m->rs_done0);
+        }
+    } else if (r == -EIO || replica_stopping(p)) {
+        commit_resync(v, 1, total, done, 0);
     }
     pthread_mutex_lock(&m->lock);
-    m->rs_active = 0;
-    m->rs_targets = 0;
-    if (r == 0)
-        m->rs_requested = 0;
+    if (r == 0) {
+        m->rs_active = 0;
+        m->rs_targets = 0;
+        /* a write that diverged meanwhile asked again: then run again */
+        if (m->rs_cursor >= m->nregions)
+            m->rs_requested = 0;
+    } else if (r == -EIO) {
+        m->rs_active = 0;
+        m->rs_targets = 0;
+    }
+    pthread_mutex_unlock(&m->lock);
+out:
+    pthread_mutex_lock(&m->lock);
+    m->bg_busy = 0;
     pthread_cond_broadcast(&m->cond);
     pthread_mutex_unlock(&m->lock);
     free(buf);
+    free(b.c);
     return r;
-}
-
-/* Lazy clearing of bits while all legs are in sync (see the top). */
-static void clean_volume(struct vd_vol *v)
-{
-    struct vd_mirror *m = v->mirror;
-    uint64_t *cand = NULL;
-    size_t n = 0, cap = 0;
-
-    if (nonfailed_legs(v) != (1u << v->copies) - 1 || source_leg(v) < 0)
-        return;
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (leg_state(v, leg) != VD_LEG_INSYNC)
-            return;
-    pthread_mutex_lock(&m->lock);
-    if (!m->dirty || m->rs_active || m->rs_requested) {
-        pthread_mutex_unlock(&m->lock);
-        return;
-    }
-    for (uint64_t i = 0; i < m->nregions; i++) {
-        if (bit_get(m, i) && !m->inflight[i] && !m->busy[i] &&
-            m->gen[i] == m->seen_gen[i]) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 256;
-                uint64_t *c = realloc(cand, cap * sizeof(*c));
-                if (!c)
-                    break;
-                cand = c;
-            }
-            cand[n++] = i;
-        }
-        m->seen_gen[i] = m->gen[i];
-    }
-    pthread_mutex_unlock(&m->lock);
-    if (n) {
-        uint32_t failed = 0;
-        pthread_rwlock_rdlock(&v->map_lock);
-        for (uint32_t leg = 0; leg < v->copies; leg++)
-            if (leg_flush(v, leg) < 0)
-                failed |= 1u << leg;
-        if (!failed) {
-            pthread_mutex_lock(&m->lock);
-            for (size_t k = 0; k < n; k++) {
-                uint64_t i = cand[k];
-                if (i < m->nregions && bit_get(m, i) && !m->inflight[i] &&
-                    !m->busy[i] && m->gen[i] == m->seen_gen[i]) {
-                    bit_set(m, i, false);
-                    m->blk_dirty[i / BITS_PER_BLOCK] = 1;
-                }
-            }
-            uint64_t blocks = vd_div_up(m->nregions, BITS_PER_BLOCK);
-            for (uint64_t b = 0; b < blocks; b++)
-                if (m->blk_dirty[b])
-                    failed |= bitmap_write_block_locked(m, b);
-            pthread_mutex_unlock(&m->lock);
-        }
-        pthread_rwlock_unlock(&v->map_lock);
-        if (failed)
-            fail_legs(v, failed);
-    }
-    free(cand);
 }
 
 /* A failed leg whose devices answer again becomes stale and is resynced. */
 static void probe_failed_legs(struct vd_vol *v)
 {
     struct vd_mirror *m = v->mirror;
+    vd_pool *p = v->pool;
     time_t now = time(NULL);
     uint32_t back = 0;
+    uint64_t *bm = NULL, nb;
     char buf[512];
+    int r = 0;
 
     if (now == m->last_probe)
         return;
     m->last_probe = now;
-    pthread_rwlock_rdlock(&v->map_lock);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
-        uint64_t doff;
+        uint64_t doff = 0;
         struct vd_dev *d;
         if (leg_state(v, leg) != VD_LEG_FAILED)
             continue;
+        /* device structs stay; bdevs change only on this thread */
+        pthread_rwlock_rdlock(&v->map_lock);
         d = vd_leg_bitmap_locate(v, leg, &doff);
+        pthread_rwlock_unlock(&v->map_lock);
         if (d && d->bdev && d->state == VD_DEV_OK &&
             d->bdev->ops->pread(d->bdev, buf, sizeof(buf), doff) == 0 &&
             leg_flush(v, leg) == 0)
             back |= 1u << leg;
     }
-    pthread_rwlock_unlock(&v->map_lock);
     if (!back)
         return;
-    /* The returning leg's bitmap copy missed every bit set while it was
-     * away: write the whole bitmap to it before trusting it as stale. */
-    pthread_mutex_lock(&m->lock);
-    uint64_t blocks = vd_div_up(m->nregions, BITS_PER_BLOCK);
-    for (uint64_t b = 0; b < blocks; b++)
-        m->blk_dirty[b] = 1;
-    pthread_mutex_unlock(&m->lock);
 
-    vd_pool *p = v->pool;
-    struct vd_opbuf ops = { 0 };
+    /* The returning leg's copy missed every bit set while it was away.
+     * With map_lock exclusive no I/O of the volume and no bitmap write is
+     * in flight: the leg gets the bitmap as it is in memory, then becomes
+     * stale (a bitmap-writing target) before any I/O starts again. */
     vd_admin_lock(p);
+    pthread_rwlock_wrlock(&v->map_lock);
+    pthread_mutex_lock(&m->lock);
+    nb = nblocks(m->nregions);
+    bm = calloc(nb ? nb * BM_WORDS : 1, 8);
+    if (bm)
+        memcpy(bm, m->bits, nwords(m->nregions) * 8);
+    pthread_mutex_unlock(&m->lock);
+    for (uint32_t leg = 0; bm && nb && leg < v->copies; leg++) {
+        uint64_t doff;
+        struct vd_dev *d;
+        if (!(back & (1u << leg)))
+            continue;
+        d = vd_leg_bitmap_locate(v, leg, &doff);
+        if (!d || !d->bdev || vd_dev_pwrite(d, bm, nb * BM_BLOCK, doff, VD_IO_FUA) < 0)
+            back &= ~(1u << leg);
+    }
+    if (!bm)
+        back = 0;
+    struct vd_opbuf ops = { 0 };
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
         if (!(back & (1u << leg)))
@@ -1003,20 +1646,23 @@ static void probe_failed_legs(struct vd_vol *v)
         ol.vol = v->id;
         ol.leg = leg;
         ol.state = VD_LEG_STALE;
-        vd_opbuf_add(&ops, &ol, sizeof(ol));
+        if (r == 0)
+            r = vd_opbuf_add(&ops, &ol, sizeof(ol));
     }
-    /* stale legs receive writes again from here on */
-    int r = vd_md_commit(p, &ops);
+    if (r == 0 && ops.nops)
+        r = vd_md_commit(p, &ops);
+    pthread_rwlock_unlock(&v->map_lock);
     vd_admin_unlock(p);
     vd_opbuf_free(&ops);
-    if (r == 0) {
-        uint32_t lf = flush_cleared_bits(v, nonfailed_legs(v));
-        if (lf)
-            fail_legs(v, lf);
+    free(bm);
+    if (r == 0 && back) {
         vd_log(VD_LOG_WARN, "volume '%s/%s': failed leg(s) answer again; resync "
                "starts", p->name, v->name);
         pthread_mutex_lock(&m->lock);
         m->rs_requested = 1;
+        /* missed the copies since it failed: a resync under way starts
+         * over for it (resync_volume sees a new target) */
+        m->rs_targets &= ~back;
         pthread_mutex_unlock(&m->lock);
     }
 }
@@ -1144,7 +1790,9 @@ void vd_replica_stop(vd_pool *p)
     for (uint32_t i = 0; i < p->nvols; i++) {
         struct vd_vol *v = p->vols[i];
         if (v->mirror) {
-            uint32_t lf = flush_cleared_bits(v, nonfailed_legs(v));
+            pthread_rwlock_rdlock(&v->map_lock);
+            uint32_t lf = bm_flush(v->mirror);
+            pthread_rwlock_unlock(&v->map_lock);
             if (lf)
                 fail_legs(v, lf);
         }
@@ -1244,6 +1892,7 @@ int vd_mirror_resync_start(vd_pool *p, const char *name, uint64_t rate_limit)
     }
     pthread_mutex_lock(&v->mirror->lock);
     v->mirror->rate_limit = rate_limit;
+    v->mirror->rs_next_ns = 0; /* the new rate counts from now */
     v->mirror->rs_requested = 1;
     pthread_mutex_unlock(&v->mirror->lock);
     vd_admin_unlock(p);
@@ -1295,6 +1944,78 @@ static int sha256(const void *buf, size_t len, unsigned char out[32])
     return EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
 }
 
+/* Verify one region, owning it (no leg writer runs in it meanwhile); with
+ * repair, the differing legs are rewritten from src as a leg writer.
+ * *differ gets the differing legs.  0 or -EIO. */
+static int verify_region(struct vd_vol *v, uint64_t i, int repair, uint8_t **buf,
+                         uint32_t *differ)
+{
+    struct vd_mirror *m = v->mirror;
+    uint64_t off = i << m->region_shift, len = region_size(m), size = vd_vol_size(v);
+    unsigned char dg[3][32];
+    struct lw w;
+    uint32_t legs, written = 0, failed = 0;
+    int src, r = 0;
+
+    *differ = 0;
+    if (off >= size)
+        return 0;
+    if (len > size - off)
+        len = size - off;
+    w.r0 = w.r1 = i;
+    pthread_mutex_lock(&m->lock);
+    if ((r = cover_region_locked(m, i)) < 0) {
+        pthread_mutex_unlock(&m->lock);
+        return -EIO;
+    }
+    range_wait_locked(m, &w.e, off, off + len);
+    pthread_mutex_unlock(&m->lock);
+    legs = nonfailed_legs(v);
+    src = source_leg(v);
+    pthread_rwlock_rdlock(&v->map_lock);
+    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
+        if ((legs & (1u << leg)) &&
+            (leg_io(v, leg, buf[leg], len, off, false, 0) < 0 ||
+             sha256(buf[leg], len, dg[leg]) < 0))
+            r = -EIO;
+    for (uint32_t leg = 0; r == 0 && src >= 0 && leg < v->copies; leg++)
+        if ((legs & (1u << leg)) && memcmp(dg[leg], dg[src], 32))
+            *differ |= 1u << leg;
+    if (r == 0 && *differ && repair) {
+        pthread_mutex_lock(&m->lock);
+        m->inflight[i]++;
+        m->gen[i]++;
+        pthread_mutex_unlock(&m->lock);
+        if ((failed = bits_durable(m, i, i))) {
+            r = -EIO;
+        } else {
+            for (uint32_t leg = 0; leg < v->copies; leg++)
+                if ((*differ & (1u << leg)) && leg_state(v, leg) != VD_LEG_FAILED) {
+                    if (leg_io(v, leg, buf[src], len, off, true, VD_IO_FUA) < 0)
+                        failed |= 1u << leg;
+                    else
+                        written |= 1u << leg;
+                }
+            if (failed)
+                r = -EIO;
+        }
+        pthread_mutex_lock(&m->lock);
+        m->inflight[i]--;
+        if (r == 0)
+            m->diverged[i] = 0;
+        else if (written)
+            diverged_locked(m, i, i);
+        pthread_mutex_unlock(&m->lock);
+    }
+    pthread_rwlock_unlock(&v->map_lock);
+    pthread_mutex_lock(&m->lock);
+    range_remove_locked(m, &w.e);
+    pthread_mutex_unlock(&m->lock);
+    if (failed)
+        fail_legs(v, failed);
+    return r;
+}
+
 int vd_mirror_verify(vd_pool *p, const char *name, int repair,
                      struct vd_verify_result *res)
 {
@@ -1322,41 +2043,15 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
     res->regions = m->nregions;
     pthread_mutex_unlock(&m->lock);
     for (uint64_t i = 0; i < res->regions; i++) {
-        unsigned char dg[3][32];
-        uint32_t legs = nonfailed_legs(v), differ = 0;
-        int src = source_leg(v);
-        region_lock(m, i);
-        pthread_rwlock_rdlock(&v->map_lock);
-        uint64_t off = i << m->region_shift, len = res->region_size;
-        if (len > v->size - off)
-            len = v->size - off;
-        for (uint32_t leg = 0; leg < v->copies; leg++) {
-            if (!(legs & (1u << leg)))
-                continue;
-            if (leg_io(v, leg, buf[leg], len, off, false, 0) < 0 ||
-                sha256(buf[leg], len, dg[leg]) < 0) {
-                r = -EIO;
-                break;
-            }
-        }
-        for (uint32_t leg = 0; r == 0 && src >= 0 && leg < v->copies; leg++)
-            if ((legs & (1u << leg)) && memcmp(dg[leg], dg[src], 32))
-                differ |= 1u << leg;
-        if (r == 0 && differ && repair) {
-            for (uint32_t leg = 0; leg < v->copies; leg++)
-                if ((differ & (1u << leg)) &&
-                    leg_io(v, leg, buf[src], len, off, true, VD_IO_FUA) < 0)
-                    r = -EIO;
-            if (r == 0)
-                res->repaired++;
-        }
-        pthread_rwlock_unlock(&v->map_lock);
-        region_unlock(m, i);
+        uint32_t differ;
+        r = verify_region(v, i, repair, buf, &differ);
         if (r < 0) {
             vd_log(VD_LOG_ERR, "volume '%s/%s': verify stopped at region %" PRIu64
                    ": I/O error", p->name, v->name, i);
             break;
         }
+        if (differ && repair)
+            res->repaired++;
         if (differ) {
             if (res->ndiff % 64 == 0) {
                 uint64_t *d = realloc(res->diff, (res->ndiff + 64) * sizeof(*d));
@@ -1376,6 +2071,37 @@ out:
     return r;
 }
 
+/* Wait until no background pass runs on m and none starts until
+ * excl_end: leg replacement is exclusive with resync and the cleaner.  No
+ * lock held (the passes take the admin_lock). */
+static void excl_begin(struct vd_vol *v)
+{
+    struct vd_mirror *m = v->mirror;
+
+    pthread_mutex_lock(&m->lock);
+    while (m->excl)
+        pthread_cond_wait(&m->cond, &m->lock);
+    m->excl = 1;
+    if (m->bg_busy) {
+        hook(v, "replace-wait");
+        vd_log(VD_LOG_DEBUG, "volume '%s/%s': replace waits for the running "
+               "resync or clean pass", v->pool->name, v->name);
+        while (m->bg_busy)
+            pthread_cond_wait(&m->cond, &m->lock);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+static void excl_end(struct vd_vol *v)
+{
+    struct vd_mirror *m = v->mirror;
+
+    pthread_mutex_lock(&m->lock);
+    m->excl = 0;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
 int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
                           const char *new_dev)
 {
@@ -1384,18 +2110,22 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     struct vd_opbuf ops = { 0 };
     int leg = -1, nd = -1, r = 0;
     uint32_t lf = 0;
+    uint64_t *bm = NULL, nb = 0;
 
     vd_admin_lock(p);
     v = find_mirror(p, name);
-    if (!v) {
-        r = -errno;
-        goto out;
-    }
+    if (v)
+        v->open_count++; /* keeps it from being removed meanwhile */
+    vd_admin_unlock(p);
+    if (!v)
+        return -errno;
     m = v->mirror;
+    excl_begin(v);
+    vd_admin_lock(p);
     for (uint32_t i = 0; i < p->ndevs; i++)
         if (p->devs[i].used && !strcmp(p->devs[i].name, new_dev))
             nd = (int)i;
-    if (nd < 0 || p->devs[nd].state != VD_DEV_OK) {
+    if (nd < 0 || p->devs[nd].state != VD_DEV_OK || !p->devs[nd].bdev) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' %s", p->name, name, new_dev,
                nd < 0 ? "is not in the pool" : "is not available");
         r = nd < 0 ? -ENOENT : -EIO;
@@ -1415,6 +2145,18 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         r = -ENOENT;
         goto out;
     }
+    bool other_insync = false;
+    for (uint32_t k = 0; k < v->copies; k++)
+        if ((int)k != leg && leg_state(v, k) == VD_LEG_INSYNC)
+            other_insync = true;
+    if (!other_insync) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': leg %d on device '%s' is the only "
+               "in-sync leg: replacing it would lose the volume's data; bring "
+               "another leg in sync first (see 'vdlvm status %s/%s')",
+               p->name, name, leg, old_dev, p->name, name);
+        r = -EBUSY;
+        goto out;
+    }
     for (uint64_t le = 0; le < v->le_count; le++)
         for (uint32_t k = 0; k < v->copies; k++)
             if ((int)k != leg && v->map[le * v->copies + k].dev == (uint32_t)nd) {
@@ -1432,21 +2174,36 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         goto out;
     }
     /* 1. every region may differ: durable on the legs that stay */
-    pthread_rwlock_rdlock(&v->map_lock);
     pthread_mutex_lock(&m->lock);
     for (uint64_t i = 0; i < m->nregions; i++)
-        bit_set(m, i, true);
-    for (uint64_t b = 0; b < vd_div_up(m->nregions, BITS_PER_BLOCK); b++)
-        lf |= bitmap_write_block_locked(m, b) & ~(1u << leg);
+        bit_set_locked(m, i, true);
+    nb = nblocks(m->nregions);
+    bm = calloc(nb ? nb * BM_WORDS : 1, 8);
+    if (bm)
+        memcpy(bm, m->bits, nwords(m->nregions) * 8);
     pthread_mutex_unlock(&m->lock);
-    pthread_rwlock_unlock(&v->map_lock);
+    if (!bm) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (int tries = 0; tries < 2; tries++) {
+        pthread_rwlock_rdlock(&v->map_lock);
+        lf = bm_flush(m);
+        pthread_rwlock_unlock(&v->map_lock);
+        if (lf != (1u << leg))
+            break;
+        /* only the leg being replaced missed it: it goes anyway (another
+         * leg is in sync), and then the blocks are complete without it */
+        fail_legs(v, lf);
+    }
     if (lf) {
         r = -EIO;
         goto out;
     }
-    /* 2. the leg moves to the new device, stale */
-    uint64_t pe = 0, le = 0;
-    const struct vd_dev *d = &p->devs[nd];
+    /* 2. the new extents, the first (the bitmap extent) written with every
+     * bit set before the map switches to them */
+    uint64_t pe = 0, le = 0, pe0 = UINT64_MAX;
+    struct vd_dev *d = &p->devs[nd];
     while (le < v->le_count && r == 0) {
         while (pe < d->pe_count && (d->used[pe / 8] & (1u << (pe % 8))))
             pe++;
@@ -1454,6 +2211,8 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         while (pe + n < d->pe_count && le + n < v->le_count &&
                !(d->used[(pe + n) / 8] & (1u << ((pe + n) % 8))))
             n++;
+        if (pe0 == UINT64_MAX)
+            pe0 = pe;
         struct vd_op_map om = { .h.type = VD_OP_MAP };
         om.vol = v->id;
         om.leg = (uint32_t)leg;
@@ -1465,6 +2224,19 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         le += n;
         pe += n;
     }
+    if (r == 0 && nb &&
+        vd_dev_pwrite(d, bm, nb * BM_BLOCK, d->data_offset + pe0 * p->extent_size,
+                      VD_IO_FUA) < 0) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': cannot write the bitmap to device "
+               "'%s'; nothing changed", p->name, name, new_dev);
+        r = -EIO;
+    }
+    /* 3. the leg moves to the new device, stale (apply waits for the
+     * volume's I/O in flight through map_lock).  keep_data: the bitmap
+     * extent holds what it must (every bit set), and the data extents are
+     * never read before resync has copied every region onto them (the leg
+     * is stale, every bit is set), so they are not zeroed. */
+    ops.keep_data = true;
     struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
     ol.vol = v->id;
     ol.leg = (uint32_t)leg;
@@ -1475,23 +2247,22 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         r = vd_md_commit(p, &ops);
     if (r < 0)
         goto out;
-    /* 3. the new leg's bitmap copy, then the full rebuild */
-    pthread_rwlock_rdlock(&v->map_lock);
+    /* 4. a resync from scratch, from a leg that stayed in sync */
     pthread_mutex_lock(&m->lock);
-    for (uint64_t b = 0; b < vd_div_up(m->nregions, BITS_PER_BLOCK); b++)
-        lf |= bitmap_write_block_locked(m, b);
+    m->rs_active = 0;
+    m->rs_targets = 0;
+    m->rs_cursor = 0;
     m->rs_requested = 1;
     pthread_mutex_unlock(&m->lock);
-    pthread_rwlock_unlock(&v->map_lock);
     vd_log(VD_LOG_INFO, "volume '%s/%s': leg %d moved from '%s' to '%s'; "
            "rebuilding", p->name, name, leg, old_dev, new_dev);
 out:
     vd_admin_unlock(p);
+    excl_end(v);
     vd_opbuf_free(&ops);
-    if (r == 0) {
-        if (lf)
-            fail_legs(v, lf);
+    free(bm);
+    put_vol(v);
+    if (r == 0)
         replica_kick(p);
-    }
     return r;
 }

@@ -5,7 +5,9 @@
  * .copies = 2|3); its I/O goes through the same vd_vol_pread/pwrite calls
  * as a linear volume.  The functions here are thread-safe (they take the
  * pool's admin lock for short state changes; long work such as verify runs
- * without it) and may be called from any thread.
+ * without it) and may be called from any thread that may block: every
+ * one takes the admin lock, which metadata commits hold across device
+ * I/O, and verify, replace and resync_wait also do or wait for I/O.
  */
 #ifndef VDREPLICA_H
 #define VDREPLICA_H
@@ -54,7 +56,9 @@ int vd_mirror_get_info(vd_pool *pool, const char *vol,
 
 /* Start (or resume) copying the regions whose bits are set from an in-sync
  * leg to the others, in the pool's background thread.  rate_limit in
- * bytes/s (0 = unlimited) stays until changed.  Returns at once. */
+ * bytes/s (0 = unlimited, any value works) stays until changed and applies
+ * at once, also to a resync under way.  A target is marked in-sync only
+ * after every region was copied to it and flushed.  Returns at once. */
 int vd_mirror_resync_start(vd_pool *pool, const char *vol, uint64_t rate_limit);
 /* Wait until no resync is running or pending for vol (bounded by
  * timeout_ms; 0 = no bound).  -ETIMEDOUT. */
@@ -75,7 +79,12 @@ int vd_mirror_verify(vd_pool *pool, const char *vol, int repair,
 void vd_verify_result_free(struct vd_verify_result *res);
 
 /* Move the leg on device old_dev to free extents of new_dev and rebuild it
- * fully, online. */
+ * fully, online.  Waits (without the admin lock) until a running resync or
+ * clean pass of the volume reaches a region boundary; none starts until it
+ * is done.  -EBUSY (nothing changed) when that leg is the only in-sync
+ * one; -ENOENT, -EINVAL, -ENOSPC, -EIO as logged.  The new leg is stale,
+ * every bit set, until a resync from an in-sync leg has copied every
+ * region to it.  Does device I/O: not for an event loop's thread. */
 int vd_mirror_replace_leg(vd_pool *pool, const char *vol, const char *old_dev,
                           const char *new_dev);
 
