@@ -39,10 +39,35 @@ VDLVM     := $(B)/vdlvm
 VDLOAD    := $(B)/vdload
 BSMOD     := $(B)/backing-store/bs_vdlvm.so
 UNIT      := $(B)/unit-tests
+SIM_SRCS  := $(wildcard tests/sim/*.c)
+SIM_OBJS  := $(SIM_SRCS:%.c=$(B)/%.o)
+VDSIM     := $(B)/vdsim
+# The fault simulator (tests/sim/, docs/sim.md) runs the library's threads
+# as green threads: every lock, condition, sleep and clock call the library
+# makes, and its device opening, go to the simulator's wrappers.
+SIM_WRAP  := pthread_mutex_lock pthread_mutex_trylock pthread_mutex_unlock \
+             pthread_mutex_timedlock pthread_mutex_destroy \
+             pthread_rwlock_rdlock pthread_rwlock_wrlock \
+             pthread_rwlock_tryrdlock pthread_rwlock_trywrlock \
+             pthread_rwlock_timedrdlock pthread_rwlock_timedwrlock \
+             pthread_rwlock_unlock pthread_rwlock_init pthread_rwlock_destroy \
+             pthread_cond_init pthread_cond_destroy pthread_cond_wait \
+             pthread_cond_timedwait pthread_cond_clockwait \
+             pthread_cond_signal pthread_cond_broadcast \
+             pthread_create pthread_join pthread_detach pthread_self \
+             sched_yield usleep nanosleep clock_nanosleep sleep \
+             clock_gettime time gettimeofday vd_bdev_open
+comma     := ,
+# make check-sim: the regression seeds, then SIM_COUNT random schedules;
+# make soak SEEDS=N [SOAK_START=S] [JOBS=J]: more of them.
+SIM_COUNT ?= 10000
+SEEDS     ?= 100000
+SOAK_START?= 1000000
+JOBS      ?= 2
 
 .PHONY: all lib deps tgt-src check check-unit check-asan check-integration \
-        check-conformance install uninstall uninstall-all clean demo demo-stop \
-        bench format
+        check-conformance check-sim soak install uninstall uninstall-all \
+        clean demo demo-stop bench format
 all: $(LIBVD) $(VDLVM) $(VDLOAD) $(BSMOD)
 lib: $(LIBVD)
 
@@ -89,6 +114,16 @@ $(UNIT): $(UNIT_OBJS) $(ADMIN_OBJS) $(LIBVD)
 check-unit: $(UNIT)
 	$(UNIT)
 
+$(VDSIM): $(SIM_OBJS) $(LIBVD)
+	$(CC) $(SANFLAGS) -no-pie -o $@ $(SIM_OBJS) $(LIBVD) \
+	    $(addprefix -Wl$(comma)--wrap=,$(SIM_WRAP)) $(LIBS)
+
+check-sim: $(VDSIM)
+	$(VDSIM) --regress tests/sim/regress.seeds --count $(SIM_COUNT) -j $(JOBS)
+
+soak: $(VDSIM)
+	$(VDSIM) --start $(SOAK_START) --count $(SEEDS) -j $(JOBS)
+
 # AddressSanitizer + UndefinedBehaviorSanitizer build of library and unit tests.
 check-asan:
 	$(MAKE) SANITIZE=1 check-unit
@@ -102,6 +137,7 @@ check-conformance: all
 check: deps
 	$(MAKE) all
 	$(MAKE) check-unit
+	$(MAKE) check-sim
 	$(MAKE) check-asan
 	$(MAKE) check-integration
 	$(MAKE) check-conformance
@@ -136,6 +172,6 @@ format:
 	clang-format -i $(LIB_SRCS) $(BS_SRCS) tools/*.c */*.h
 
 clean:
-	rm -rf build/vdlvm build/vdload build/*.a build/pool build/config \
+	rm -rf build/vdlvm build/vdload build/vdsim build/*.a build/pool build/config \
 	       build/replica build/tools build/tgt-backend build/tests \
 	       build/backing-store build-asan

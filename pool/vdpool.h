@@ -108,6 +108,11 @@ int vd_pool_dev_get_info(const vd_pool *pool, uint32_t i,
 /* ---- volumes ---------------------------------------------------------- */
 enum vd_layout { VD_LAYOUT_LINEAR = 0, VD_LAYOUT_MIRROR = 1 };
 
+/* "linear", "mirror", ... for status and the CLI; "unknown" otherwise. */
+const char *vd_layout_name(uint32_t layout);
+/* The layout called name: 0, or -EINVAL. */
+int vd_layout_from_name(const char *name, enum vd_layout *out);
+
 struct vd_vol_opts {
     enum vd_layout layout;   /* default linear */
     uint32_t copies;         /* legs for mirror (2 or 3); 1 for linear */

@@ -175,6 +175,30 @@ static int no_space(const vd_pool *p, const char *name, uint64_t need)
     return -ENOSPC;
 }
 
+/* Interim: the layout registry (pool/layout.h) will own these names. */
+static const char *const layout_names[] = {
+    [VD_LAYOUT_LINEAR] = "linear",
+    [VD_LAYOUT_MIRROR] = "mirror",
+};
+
+const char *vd_layout_name(uint32_t layout)
+{
+    if (layout < sizeof(layout_names) / sizeof(layout_names[0]) &&
+        layout_names[layout])
+        return layout_names[layout];
+    return "unknown";
+}
+
+int vd_layout_from_name(const char *name, enum vd_layout *out)
+{
+    for (uint32_t i = 0; i < sizeof(layout_names) / sizeof(layout_names[0]); i++)
+        if (layout_names[i] && !strcmp(name, layout_names[i])) {
+            *out = (enum vd_layout)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
 uint64_t vd_vol_size_max(const vd_pool *p)
 {
     /* data extents * extent size fits 64 bits with one extent to spare (a
@@ -189,6 +213,23 @@ static int too_large(const vd_pool *p, const char *name, uint64_t size)
     vd_size_exact(vd_vol_size_max(p), m, sizeof(m));
     vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is too large (at most %s)",
            p->name, name, (unsigned long long)size, m);
+    return -EFBIG;
+}
+
+/* A mirror's bitmap is one extent: extent_size * 8 regions.  Checked before
+ * the commit, so a create or extend beyond it changes nothing. */
+static int bitmap_too_small(const vd_pool *p, const char *name, uint64_t size,
+                            uint32_t region_shift)
+{
+    uint64_t nregions = vd_div_up(size, 1ull << region_shift);
+
+    if (nregions <= p->extent_size * 8)
+        return 0;
+    vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu needs %llu regions, more than "
+           "the %llu the bitmap extent holds; use a larger --region-size",
+           p->name, name, (unsigned long long)size,
+           (unsigned long long)nregions,
+           (unsigned long long)(p->extent_size * 8));
     return -EFBIG;
 }
 
@@ -238,6 +279,10 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         vd_log(VD_LOG_ERR, "volume '%s/%s': unknown layout", p->name, name);
         return -EINVAL;
     }
+    if (mirror && (r = bitmap_too_small(p, name, vd_div_up(size, p->extent_size) *
+                                                      p->extent_size,
+                                        (uint32_t)__builtin_ctzll(rs))) < 0)
+        return r;
     vd_admin_lock(p);
     for (uint32_t i = 0; i < p->nvols; i++)
         if (p->vols[i]->id >= id)
@@ -348,6 +393,10 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
                (unsigned long long)v->size);
         return -EINVAL;
     }
+    if (v->layout == VD_LAYOUT_MIRROR &&
+        (r = bitmap_too_small(p, name, data_les * p->extent_size,
+                              v->flags & VD_VOLF_REGION_SHIFT_MASK)) < 0)
+        return r;
     if ((le_count - v->le_count) * v->copies > free_extents(p))
         return no_space(p, name, (le_count - v->le_count) * v->copies);
     ov.id = v->id;

@@ -332,6 +332,32 @@ TEST_F(MirrorTest, Create_LegsOnDistinctNodes)
     vd_pool_close(p);
 }
 
+// The bitmap is one extent (extent_size * 8 regions): a create or extend
+// beyond it is refused before the commit (extend used to commit the new
+// size and then fail every write past the bitmap's end).
+TEST_F(MirrorTest, Extend_BeyondBitmapCapacity_RefusedNothingChanged)
+{
+    vd_pool *p = Open();
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    o.region_size = 64ull << 10;
+    ASSERT_EQ(vd_vol_create(p, "m", 16ull << 20, &o), 0);
+    struct vd_pool_info before, after;
+    ASSERT_EQ(vd_pool_get_info(p, &before), 0);
+    uint64_t too_big = (64ull << 10) * before.extent_size * 8 + (64ull << 10);
+    EXPECT_EQ(vd_vol_extend(p, "m", too_big), -EFBIG);
+    EXPECT_EQ(vd_vol_create(p, "m2", too_big, &o), -EFBIG);
+    ASSERT_EQ(vd_pool_get_info(p, &after), 0);
+    EXPECT_EQ(after.seq, before.seq);
+    EXPECT_EQ(after.nvols, 1u);
+    struct vd_vol_info vi;
+    ASSERT_EQ(vd_vol_get_info(p, "m", &vi), 0);
+    EXPECT_EQ(vi.size, 16ull << 20);
+    vd_pool_close(p);
+}
+
 TEST_F(MirrorTest, Create_SameNodeRefusedUnlessAllowed)
 {
     for (auto &d : devs)
