@@ -1304,8 +1304,8 @@ static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
 
 /* Copy region i from leg src to every non-failed leg in targets, as a leg
  * writer owning the whole region.  Adds i to b when the copy reached every
- * leg.  0, or -EIO (the source could not be read or a target failed: legs
- * marked failed). */
+ * leg.  0, -EAGAIN (src is no longer in sync: nothing copied), or -EIO
+ * (the source could not be read or a target failed: legs marked failed). */
 static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
                        void *buf, struct batch *b)
 {
@@ -1323,6 +1323,14 @@ static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
         len = size - off;
     if (lw_begin(m, &w, off, len) < 0)
         return -EIO;
+    /* The source must still be in sync now that the region is ours: a
+     * write of this region that missed src recorded src failed before it
+     * gave the range back, so from here src holds the region's newest data
+     * (checked before the pass chose this region is not enough). */
+    if (leg_state(v, (uint32_t)src) != VD_LEG_INSYNC) {
+        r = -EAGAIN;
+        goto end;
+    }
     pthread_rwlock_rdlock(&v->map_lock);
     if ((bf = bits_durable(m, w.r0, w.r1))) {
         pthread_rwlock_unlock(&v->map_lock);
@@ -1508,7 +1516,17 @@ static int resync_volume(struct vd_vol *v)
         pthread_mutex_lock(&m->lock);
         m->rs_cursor = i + 1;
         pthread_mutex_unlock(&m->lock);
-        if (copy_region(v, i, src, targets, buf, &b) < 0) {
+        int cr = copy_region(v, i, src, targets, buf, &b);
+        if (cr == -EAGAIN) {
+            /* src failed meanwhile: region i again, from another source */
+            pthread_mutex_lock(&m->lock);
+            if (m->rs_cursor > i)
+                m->rs_cursor = i;
+            pthread_mutex_unlock(&m->lock);
+            r = -EAGAIN;
+            break;
+        }
+        if (cr < 0) {
             r = -EIO;
             break;
         }
