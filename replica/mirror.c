@@ -350,13 +350,17 @@ static void bit_set_locked(struct vd_mirror *m, uint64_t r, bool on)
 
 /* ---- per-leg I/O -------------------------------------------------------- */
 /* Read or write [off, off+len) of one leg, split at extent boundaries.
- * map_lock held shared.  0 or -EIO (-EAGAIN with VD_IO_NOWAIT). */
-static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
-                  uint64_t off, bool write, unsigned flags)
+ * map_lock held shared.  0 or -EIO (-EAGAIN with VD_IO_NOWAIT).  *done
+ * (if not NULL): bytes of the leading pieces that completed (on a failure,
+ * a write may have reached the leg in part). */
+static int leg_io_done(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
+                       uint64_t off, bool write, unsigned flags, size_t *done)
 {
     uint64_t es = v->pool->extent_size;
     char *b = buf;
 
+    if (done)
+        *done = 0;
     while (len) {
         uint64_t doff;
         size_t n = len < es - off % es ? len : es - off % es;
@@ -372,11 +376,19 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
         }
         if (r < 0)
             return r;
+        if (done)
+            *done += n;
         b += n;
         off += n;
         len -= n;
     }
     return 0;
+}
+
+static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
+                  uint64_t off, bool write, unsigned flags)
+{
+    return leg_io_done(v, leg, buf, len, off, write, flags, NULL);
 }
 
 /* Flush every device a leg's extents live on.  No lock held: the set of
@@ -828,11 +840,14 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
         return r;
     }
     for (uint32_t leg = 0; leg < v->copies && r == 0; leg++) {
+        size_t done = 0;
         if (leg_state(v, leg) == VD_LEG_FAILED)
             continue;
-        if (leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
+        if (leg_io_done(v, leg, (void *)buf, len, off, true, flags, &done) < 0)
             r = -EAGAIN;
-        else
+        /* a write split at an extent boundary may have reached this leg
+         * in part before -EAGAIN: that leg differs too */
+        if (r == 0 || done)
             wrote |= 1u << leg;
     }
     pthread_rwlock_unlock(&v->map_lock);
