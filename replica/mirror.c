@@ -141,7 +141,11 @@
  *   mirror read path never touches write_lock, and range owners never wait
  *   for write_lock, so CAW's read (and its repair) and write finish.
  * NOWAIT vs worker redo: a NOWAIT write that reached some legs returns
- *   -EAGAIN and leaves a partial record (unsettled++ on its regions): the
+ *   -EAGAIN and leaves a partial record (unsettled++ on its regions).  A
+ *   write split at an extent boundary counts as reaching a leg when any
+ *   of its pieces did, the leg that returned -EAGAIN included (its first
+ *   piece may have landed before its second got -EAGAIN; with nothing
+ *   recorded the cleaner would clear the bit while the legs differ).  The
  *   cleaner keeps their bits until a blocking write that queued after it
  *   and covers its range has succeeded on every non-failed leg (the redo).
  *   Until then reads of the region go to the source leg; a resync running
@@ -151,6 +155,18 @@
  *   is failed when it is cleared; a target that fails is not marked
  *   in-sync; a leg that comes back during a rate-limited resync makes it
  *   start over from the first region.
+ * source failing during resync: the pass checks that its source is in
+ *   sync before it picks a region, but the copy then waits for the region
+ *   (range FIFO) behind writers, and one of them may miss the source and
+ *   fail it (fail_legs, with the range still owned) — then the source's
+ *   copy of the region is old while another in-sync leg holds the
+ *   acknowledged write.  So copy_region checks the source again once it
+ *   owns the region: any writer of the region that missed the source has
+ *   recorded that before giving the range back, and none can start while
+ *   the copy owns it, so a source still in sync there holds the newest
+ *   data for the whole copy.  A failed source copies nothing (-EAGAIN):
+ *   the cursor goes back to the region and the next pass picks another
+ *   in-sync leg as source (or stops if no target is left).
  * replace vs resync: vd_mirror_replace_leg sets excl, waits until no pass
  *   of the background thread runs (bg_busy, without the admin_lock), and
  *   passes do not start while excl is set.  The replaced leg becomes stale
