@@ -130,6 +130,16 @@
  *   owns the range, re-reads the good leg under it and writes that, so an
  *   overlapping write is wholly before or after it on every leg, and its
  *   bit is durable first.
+ * read-repair vs replace or leg failure: the read chose the good leg (in
+ *   sync) under map_lock, but the repair takes its range after dropping
+ *   map_lock; meanwhile that leg may have been replaced (its new device is
+ *   empty, the leg stale) or failed.  Re-reading it then would write empty
+ *   or old data over the leg that had the read error, perhaps the only in
+ *   sync one.  So the repair re-reads good only if it is still in sync
+ *   once the range is owned and map_lock held (as resync checks its
+ *   source); otherwise it repairs nothing (the bad sector stays until a
+ *   write or resync rewrites it).  Verify takes its legs and source under
+ *   map_lock for the same reason.
  * write failing on the last in-sync leg: that leg is kept (fail_legs), the
  *   write fails, and the legs it reached may differ from it with no leg
  *   failed: its regions are marked diverged (the cleaner never clears
@@ -973,7 +983,12 @@ static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
         return;
     }
     pthread_rwlock_rdlock(&v->map_lock);
-    r = leg_io(v, good, tmp, len, off, false, 0);
+    /* good was in sync when the read was served, with map_lock held; since
+     * then it may have been replaced (a new, empty device: stale) or have
+     * failed.  Now that the range is ours and map_lock held, an in-sync
+     * good holds the range's newest data (see "read-repair" at the top). */
+    r = leg_state(v, good) == VD_LEG_INSYNC
+            ? leg_io(v, good, tmp, len, off, false, 0) : -EAGAIN;
     pthread_rwlock_unlock(&v->map_lock);
     if (r == 0)
         r = lw_write(v, &w, tmp, len, off, VD_IO_FUA, bad, &io);
@@ -2019,9 +2034,11 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair, uint8_t **buf
     }
     range_wait_locked(m, &w.e, off, off + len);
     pthread_mutex_unlock(&m->lock);
+    /* the legs and the source under map_lock: a replacement switches a
+     * leg to a new, empty device (stale) only with map_lock exclusive */
+    pthread_rwlock_rdlock(&v->map_lock);
     legs = nonfailed_legs(v);
     src = source_leg(v);
-    pthread_rwlock_rdlock(&v->map_lock);
     for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
         if ((legs & (1u << leg)) &&
             (leg_io(v, leg, buf[leg], len, off, false, 0) < 0 ||

@@ -1362,3 +1362,44 @@ TEST_F(MirrorSafety, NoWaitPartial_SplitAtExtentBoundary_BitKeptUntilTheRedo)
     Verify(p, 0);
     Stop();
 }
+
+// vdsim seeds 11428, 13956: a read error on leg 0 is served from leg 1;
+// before its repair owns the range, leg 1 fails (a write of the range that
+// was in flight missed it).  The repair must not then copy leg 1's old
+// data over leg 0, the only in-sync leg.
+TEST_F(MirrorSafety, ReadRepair_GoodLegFailsBeforeTheRepair_InSyncLegNotOverwritten)
+{
+    Start();
+    uint64_t r5 = 5ull << 20, o1 = LegOff(p, 1, r5);
+    f1->gate.Arm(G_WRITE, o1, o1 + (1 << 20));
+    auto w = Pattern(1 << 20, 60);
+    auto wf = std::async(std::launch::async, [&] {
+        return vd_vol_pwrite(v, w.data(), w.size(), r5, 0);
+    });
+    ASSERT_TRUE(f1->gate.WaitHit()) << "W never reached leg 1";
+    ASSERT_EQ(ReadLeg(p, 0, r5, 1 << 20), w);
+    // leg 0 cannot be read: the read is served from leg 1 (old data, W is
+    // still in flight), and its repair of leg 0 queues behind W
+    __atomic_store_n(&f0->bad_reads, 1, __ATOMIC_RELEASE);
+    int waits = g_range_waits.load();
+    auto rf = std::async(std::launch::async, [&] {
+        std::vector<char> r(4096);
+        return vd_vol_pread(v, r.data(), r.size(), r5);
+    });
+    ASSERT_TRUE(WaitFor([&] { return g_range_waits.load() > waits; }))
+        << "the repair never waited for W";
+    __atomic_store_n(&f0->bad_reads, 0, __ATOMIC_RELEASE);
+    // W fails on leg 1: leg 1 failed, W acknowledged (on leg 0)
+    __atomic_store_n(&f1->fail_lo, o1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->fail_hi, o1 + (1 << 20), __ATOMIC_RELEASE);
+    f1->gate.Release();
+    ASSERT_EQ(wf.get(), 0);
+    ASSERT_EQ(rf.get(), 0);
+    EXPECT_EQ(ReadLeg(p, 0, r5, 1 << 20), w) << "W lost on the in-sync leg";
+    __atomic_store_n(&f1->fail_hi, 0, __ATOMIC_RELEASE);
+    memcpy(base.data() + r5, w.data(), w.size());
+    ASSERT_TRUE(WaitInSync(p));
+    EXPECT_EQ(ReadLeg(p, 1, r5, 1 << 20), w);
+    Verify(p, 0);
+    Stop();
+}
