@@ -130,6 +130,16 @@
  *   owns the range, re-reads the good leg under it and writes that, so an
  *   overlapping write is wholly before or after it on every leg, and its
  *   bit is durable first.
+ * read-repair vs replace or leg failure: the read chose the good leg (in
+ *   sync) under map_lock, but the repair takes its range after dropping
+ *   map_lock; meanwhile that leg may have been replaced (its new device is
+ *   empty, the leg stale) or failed.  Re-reading it then would write empty
+ *   or old data over the leg that had the read error, perhaps the only in
+ *   sync one.  So the repair re-reads good only if it is still in sync
+ *   once the range is owned and map_lock held (as resync checks its
+ *   source); otherwise it repairs nothing (the bad sector stays until a
+ *   write or resync rewrites it).  Verify takes its legs and source under
+ *   map_lock for the same reason.
  * write failing on the last in-sync leg: that leg is kept (fail_legs), the
  *   write fails, and the legs it reached may differ from it with no leg
  *   failed: its regions are marked diverged (the cleaner never clears
@@ -141,7 +151,11 @@
  *   mirror read path never touches write_lock, and range owners never wait
  *   for write_lock, so CAW's read (and its repair) and write finish.
  * NOWAIT vs worker redo: a NOWAIT write that reached some legs returns
- *   -EAGAIN and leaves a partial record (unsettled++ on its regions): the
+ *   -EAGAIN and leaves a partial record (unsettled++ on its regions).  A
+ *   write split at an extent boundary counts as reaching a leg when any
+ *   of its pieces did, the leg that returned -EAGAIN included (its first
+ *   piece may have landed before its second got -EAGAIN; with nothing
+ *   recorded the cleaner would clear the bit while the legs differ).  The
  *   cleaner keeps their bits until a blocking write that queued after it
  *   and covers its range has succeeded on every non-failed leg (the redo).
  *   Until then reads of the region go to the source leg; a resync running
@@ -151,6 +165,18 @@
  *   is failed when it is cleared; a target that fails is not marked
  *   in-sync; a leg that comes back during a rate-limited resync makes it
  *   start over from the first region.
+ * source failing during resync: the pass checks that its source is in
+ *   sync before it picks a region, but the copy then waits for the region
+ *   (range FIFO) behind writers, and one of them may miss the source and
+ *   fail it (fail_legs, with the range still owned) — then the source's
+ *   copy of the region is old while another in-sync leg holds the
+ *   acknowledged write.  So copy_region checks the source again once it
+ *   owns the region: any writer of the region that missed the source has
+ *   recorded that before giving the range back, and none can start while
+ *   the copy owns it, so a source still in sync there holds the newest
+ *   data for the whole copy.  A failed source copies nothing (-EAGAIN):
+ *   the cursor goes back to the region and the next pass picks another
+ *   in-sync leg as source (or stops if no target is left).
  * replace vs resync: vd_mirror_replace_leg sets excl, waits until no pass
  *   of the background thread runs (bg_busy, without the admin_lock), and
  *   passes do not start while excl is set.  The replaced leg becomes stale
@@ -350,13 +376,17 @@ static void bit_set_locked(struct vd_mirror *m, uint64_t r, bool on)
 
 /* ---- per-leg I/O -------------------------------------------------------- */
 /* Read or write [off, off+len) of one leg, split at extent boundaries.
- * map_lock held shared.  0 or -EIO (-EAGAIN with VD_IO_NOWAIT). */
-static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
-                  uint64_t off, bool write, unsigned flags)
+ * map_lock held shared.  0 or -EIO (-EAGAIN with VD_IO_NOWAIT).  *done
+ * (if not NULL): bytes of the leading pieces that completed (on a failure,
+ * a write may have reached the leg in part). */
+static int leg_io_done(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
+                       uint64_t off, bool write, unsigned flags, size_t *done)
 {
     uint64_t es = v->pool->extent_size;
     char *b = buf;
 
+    if (done)
+        *done = 0;
     while (len) {
         uint64_t doff;
         size_t n = len < es - off % es ? len : es - off % es;
@@ -372,11 +402,19 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
         }
         if (r < 0)
             return r;
+        if (done)
+            *done += n;
         b += n;
         off += n;
         len -= n;
     }
     return 0;
+}
+
+static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
+                  uint64_t off, bool write, unsigned flags)
+{
+    return leg_io_done(v, leg, buf, len, off, write, flags, NULL);
 }
 
 /* Flush every device a leg's extents live on.  No lock held: the set of
@@ -828,11 +866,14 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
         return r;
     }
     for (uint32_t leg = 0; leg < v->copies && r == 0; leg++) {
+        size_t done = 0;
         if (leg_state(v, leg) == VD_LEG_FAILED)
             continue;
-        if (leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
+        if (leg_io_done(v, leg, (void *)buf, len, off, true, flags, &done) < 0)
             r = -EAGAIN;
-        else
+        /* a write split at an extent boundary may have reached this leg
+         * in part before -EAGAIN: that leg differs too */
+        if (r == 0 || done)
             wrote |= 1u << leg;
     }
     pthread_rwlock_unlock(&v->map_lock);
@@ -942,7 +983,12 @@ static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
         return;
     }
     pthread_rwlock_rdlock(&v->map_lock);
-    r = leg_io(v, good, tmp, len, off, false, 0);
+    /* good was in sync when the read was served, with map_lock held; since
+     * then it may have been replaced (a new, empty device: stale) or have
+     * failed.  Now that the range is ours and map_lock held, an in-sync
+     * good holds the range's newest data (see "read-repair" at the top). */
+    r = leg_state(v, good) == VD_LEG_INSYNC
+            ? leg_io(v, good, tmp, len, off, false, 0) : -EAGAIN;
     pthread_rwlock_unlock(&v->map_lock);
     if (r == 0)
         r = lw_write(v, &w, tmp, len, off, VD_IO_FUA, bad, &io);
@@ -1304,8 +1350,8 @@ static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
 
 /* Copy region i from leg src to every non-failed leg in targets, as a leg
  * writer owning the whole region.  Adds i to b when the copy reached every
- * leg.  0, or -EIO (the source could not be read or a target failed: legs
- * marked failed). */
+ * leg.  0, -EAGAIN (src is no longer in sync: nothing copied), or -EIO
+ * (the source could not be read or a target failed: legs marked failed). */
 static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
                        void *buf, struct batch *b)
 {
@@ -1323,6 +1369,14 @@ static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
         len = size - off;
     if (lw_begin(m, &w, off, len) < 0)
         return -EIO;
+    /* The source must still be in sync now that the region is ours: a
+     * write of this region that missed src recorded src failed before it
+     * gave the range back, so from here src holds the region's newest data
+     * (checked before the pass chose this region is not enough). */
+    if (leg_state(v, (uint32_t)src) != VD_LEG_INSYNC) {
+        r = -EAGAIN;
+        goto end;
+    }
     pthread_rwlock_rdlock(&v->map_lock);
     if ((bf = bits_durable(m, w.r0, w.r1))) {
         pthread_rwlock_unlock(&v->map_lock);
@@ -1508,7 +1562,17 @@ static int resync_volume(struct vd_vol *v)
         pthread_mutex_lock(&m->lock);
         m->rs_cursor = i + 1;
         pthread_mutex_unlock(&m->lock);
-        if (copy_region(v, i, src, targets, buf, &b) < 0) {
+        int cr = copy_region(v, i, src, targets, buf, &b);
+        if (cr == -EAGAIN) {
+            /* src failed meanwhile: region i again, from another source */
+            pthread_mutex_lock(&m->lock);
+            if (m->rs_cursor > i)
+                m->rs_cursor = i;
+            pthread_mutex_unlock(&m->lock);
+            r = -EAGAIN;
+            break;
+        }
+        if (cr < 0) {
             r = -EIO;
             break;
         }
@@ -1970,9 +2034,11 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair, uint8_t **buf
     }
     range_wait_locked(m, &w.e, off, off + len);
     pthread_mutex_unlock(&m->lock);
+    /* the legs and the source under map_lock: a replacement switches a
+     * leg to a new, empty device (stale) only with map_lock exclusive */
+    pthread_rwlock_rdlock(&v->map_lock);
     legs = nonfailed_legs(v);
     src = source_leg(v);
-    pthread_rwlock_rdlock(&v->map_lock);
     for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
         if ((legs & (1u << leg)) &&
             (leg_io(v, leg, buf[leg], len, off, false, 0) < 0 ||

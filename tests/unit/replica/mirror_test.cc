@@ -81,6 +81,7 @@ struct FaultBdev {
     int fail_flush; // flushes fail
     int nowait_ok;  // NOWAIT I/O is served (a page-cache hit), else -EAGAIN
     uint64_t fail_lo, fail_hi; // writes overlapping [lo, hi) fail
+    uint64_t nw_lo, nw_hi;     // NOWAIT writes overlapping [lo, hi): -EAGAIN
     int reads;      // reads seen
     int writes;     // writes seen
     int flushes;    // flushes seen
@@ -105,6 +106,9 @@ int f_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, unsig
     if (fl & VD_IO_NOWAIT) {
         if (!__atomic_load_n(&f->nowait_ok, __ATOMIC_ACQUIRE) ||
             __atomic_load_n(&f->broken, __ATOMIC_ACQUIRE))
+            return -EAGAIN;
+        if (off < __atomic_load_n(&f->nw_hi, __ATOMIC_ACQUIRE) &&
+            off + len > __atomic_load_n(&f->nw_lo, __ATOMIC_ACQUIRE))
             return -EAGAIN;
         fl &= ~VD_IO_NOWAIT;
     }
@@ -1278,6 +1282,124 @@ TEST_F(MirrorSafety, Resync_StreamOfOverlappingWrites_CopyNotStarved)
     EXPECT_TRUE(synced) << "resync starved by the writes";
     EXPECT_EQ(bad, 0);
     ASSERT_TRUE(WaitInSync(p));
+    Verify(p, 0);
+    Stop();
+}
+
+// M2 (vdsim seed 3447): the resync source leg fails while a copy waits for
+// its region behind a write that missed the source.  The copy must not
+// then read the failed source and write its old data over the only
+// in-sync leg (the write, acknowledged there, would be lost).
+TEST_F(MirrorSafety, Resync_SourceFailsWhileCopyWaits_InSyncLegNotOverwritten)
+{
+    Start();
+    uint64_t r5 = 5ull << 20;
+    uint64_t o0 = LegOff(p, 0, r5), o1 = LegOff(p, 1, r5);
+    // W reaches neither leg 0 (its write fails there) nor, until released,
+    // leg 1; it owns region 5 meanwhile.
+    __atomic_store_n(&f0->fail_lo, o0, __ATOMIC_RELEASE);
+    __atomic_store_n(&f0->fail_hi, o0 + (1 << 20), __ATOMIC_RELEASE);
+    f1->gate.Arm(G_WRITE, o1, o1 + (1 << 20));
+    auto w = Pattern(1 << 20, 50);
+    auto wf = std::async(std::launch::async, [&] {
+        return vd_vol_pwrite(v, w.data(), w.size(), r5, 0);
+    });
+    ASSERT_TRUE(f1->gate.WaitHit()) << "W never reached leg 1";
+    int waits = g_range_waits.load();
+    // Both legs in sync: leg 0 is the source, leg 1 the target; the pass
+    // sees leg 0 in sync and queues its copy of region 5 behind W.
+    ASSERT_EQ(vd_mirror_resync_start(p, "m", 0), 0);
+    ASSERT_TRUE(WaitFor([&] { return g_range_waits.load() > waits; }))
+        << "the copy of region 5 never waited for W";
+    f1->gate.Release();
+    ASSERT_EQ(wf.get(), 0); // acknowledged: on leg 1, leg 0 failed
+    __atomic_store_n(&f0->fail_hi, 0, __ATOMIC_RELEASE);
+    memcpy(base.data() + r5, w.data(), w.size());
+    // Whatever the resync does next, leg 1 keeps W, and so does leg 0 once
+    // it is back.
+    ASSERT_TRUE(WaitInSync(p));
+    EXPECT_EQ(ReadLeg(p, 1, r5, 1 << 20), w) << "W lost on the in-sync leg";
+    EXPECT_EQ(ReadLeg(p, 0, r5, 1 << 20), w);
+    std::vector<char> r(1 << 20);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), r5), 0);
+    EXPECT_EQ(r, w);
+    Verify(p, 0);
+    Stop();
+}
+
+// M3 (vdsim seed 7536): a NOWAIT write split at an extent boundary whose
+// first piece reached leg 0 and whose second got -EAGAIN on leg 0 itself
+// leaves the legs different: the bit stays until the blocking redo.
+TEST_F(MirrorSafety, NoWaitPartial_SplitAtExtentBoundary_BitKeptUntilTheRedo)
+{
+    Start();
+    uint64_t es = p->extent_size, off = es - 4096;
+    auto a = Pattern(8192, 51), b = Pattern(8192, 52), c = Pattern(4096, 53);
+    ASSERT_EQ(vd_vol_pwrite(v, a.data(), a.size(), off, 0), 0); // bits durable
+    __atomic_store_n(&f0->nowait_ok, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->nowait_ok, 1, __ATOMIC_RELEASE);
+    uint64_t o2 = LegOff(p, 0, es);
+    __atomic_store_n(&f0->nw_lo, o2, __ATOMIC_RELEASE);
+    __atomic_store_n(&f0->nw_hi, o2 + 4096, __ATOMIC_RELEASE);
+    ASSERT_EQ(vd_vol_pwrite(v, b.data(), b.size(), off, VD_IO_NOWAIT), -EAGAIN);
+    std::vector<char> want(a);
+    memcpy(want.data(), b.data(), 4096); // leg 0: b's first piece, a's second
+    ASSERT_EQ(ReadLeg(p, 0, off, 8192), want);
+    ASSERT_EQ(ReadLeg(p, 1, off, 8192), a);
+    // A later write elsewhere gets cleaned: the cleaner ran passes after
+    // the NOWAIT write.
+    ASSERT_EQ(vd_vol_pwrite(v, c.data(), c.size(), 9ull << 20, 0), 0);
+    ASSERT_TRUE(WaitFor([&] { return Info(p).dirty_regions <= 2; }));
+    EXPECT_EQ(Info(p).dirty_regions, 2u) << "the bits went while the legs differ";
+    std::vector<char> r(8192);
+    for (int i = 0; i < 2; i++) { // one read per leg if the bits were clear
+        ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), off), 0);
+        EXPECT_EQ(r, want);
+    }
+    __atomic_store_n(&f0->nw_hi, 0, __ATOMIC_RELEASE);
+    ASSERT_EQ(vd_vol_pwrite(v, b.data(), b.size(), off, 0), 0); // the redo
+    ASSERT_TRUE(WaitClean(p));
+    Verify(p, 0);
+    Stop();
+}
+
+// vdsim seeds 11428, 13956: a read error on leg 0 is served from leg 1;
+// before its repair owns the range, leg 1 fails (a write of the range that
+// was in flight missed it).  The repair must not then copy leg 1's old
+// data over leg 0, the only in-sync leg.
+TEST_F(MirrorSafety, ReadRepair_GoodLegFailsBeforeTheRepair_InSyncLegNotOverwritten)
+{
+    Start();
+    uint64_t r5 = 5ull << 20, o1 = LegOff(p, 1, r5);
+    f1->gate.Arm(G_WRITE, o1, o1 + (1 << 20));
+    auto w = Pattern(1 << 20, 60);
+    auto wf = std::async(std::launch::async, [&] {
+        return vd_vol_pwrite(v, w.data(), w.size(), r5, 0);
+    });
+    ASSERT_TRUE(f1->gate.WaitHit()) << "W never reached leg 1";
+    ASSERT_EQ(ReadLeg(p, 0, r5, 1 << 20), w);
+    // leg 0 cannot be read: the read is served from leg 1 (old data, W is
+    // still in flight), and its repair of leg 0 queues behind W
+    __atomic_store_n(&f0->bad_reads, 1, __ATOMIC_RELEASE);
+    int waits = g_range_waits.load();
+    auto rf = std::async(std::launch::async, [&] {
+        std::vector<char> r(4096);
+        return vd_vol_pread(v, r.data(), r.size(), r5);
+    });
+    ASSERT_TRUE(WaitFor([&] { return g_range_waits.load() > waits; }))
+        << "the repair never waited for W";
+    __atomic_store_n(&f0->bad_reads, 0, __ATOMIC_RELEASE);
+    // W fails on leg 1: leg 1 failed, W acknowledged (on leg 0)
+    __atomic_store_n(&f1->fail_lo, o1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->fail_hi, o1 + (1 << 20), __ATOMIC_RELEASE);
+    f1->gate.Release();
+    ASSERT_EQ(wf.get(), 0);
+    ASSERT_EQ(rf.get(), 0);
+    EXPECT_EQ(ReadLeg(p, 0, r5, 1 << 20), w) << "W lost on the in-sync leg";
+    __atomic_store_n(&f1->fail_hi, 0, __ATOMIC_RELEASE);
+    memcpy(base.data() + r5, w.data(), w.size());
+    ASSERT_TRUE(WaitInSync(p));
+    EXPECT_EQ(ReadLeg(p, 1, r5, 1 << 20), w);
     Verify(p, 0);
     Stop();
 }
