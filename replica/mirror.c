@@ -279,6 +279,13 @@ static struct vd_mirror *mirror_of(const struct vd_vol *v)
     return v->lops == &vd_mirror_layout && v->priv ? mv_of(v)->rt : NULL;
 }
 
+uint32_t vd_mirror_leg_state(const struct vd_vol *v, uint32_t leg)
+{
+    if (v->lops != &vd_mirror_layout || !v->priv || leg >= 3)
+        return 0;
+    return __atomic_load_n(&mv_of(v)->leg_state[leg], __ATOMIC_ACQUIRE);
+}
+
 static const char *leg_names[] = { "in-sync", "stale", "failed" };
 
 const char *vd_leg_state_name(enum vd_leg_state s, int resyncing)

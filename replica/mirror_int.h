@@ -40,6 +40,12 @@ _Static_assert(sizeof(struct vd_op_resync) == 32, "op resync");
 #define VD_MIRROR_LE0 1u
 
 
+/* The state (enum vd_leg_state) of leg `leg` of mirror volume v, read
+ * atomically (any thread); VD_LEG_INSYNC (0) for a volume that is not a
+ * mirror.  For tests and the fault simulator (the leg states live in the
+ * mirror's private per-volume state). */
+uint32_t vd_mirror_leg_state(const struct vd_vol *v, uint32_t leg);
+
 /* When set (by a test, before the pool is opened), called at points where
  * a mirror operation starts waiting for another: "range-wait" (a leg
  * writer or verify queues behind an overlapping range), "replace-wait" (a
