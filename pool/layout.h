@@ -207,6 +207,8 @@ struct vd_pool {
 void vd_admin_lock(vd_pool *p);
 void vd_admin_unlock(vd_pool *p);
 int64_t vd_now_ms(void);
+/* crc32c (Castagnoli; 0 to start, the result to continue). */
+uint32_t vd_crc32c(uint32_t crc, const void *buf, size_t len);
 
 struct vd_vol *vd_vol_find(const vd_pool *p, const char *name);
 struct vd_vol *vd_vol_find_id(const vd_pool *p, uint32_t id);

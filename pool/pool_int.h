@@ -14,7 +14,9 @@
 extern "C" {
 #endif
 
-/* ---- on-disk format, version 1.0 (all little-endian) ------------------
+/* ---- on-disk format, version 1.1 (all little-endian; docs/format.md) ---
+ * 1.1 adds the mirror bitmap's own header (replica/mirror.c); 1.0 pools
+ * are read as they are (a reader accepts every minor of its major).
  *
  * Device layout:
  *   [0, 4 KiB)              device header (struct vd_dev_hdr)
@@ -34,7 +36,7 @@ extern "C" {
 #define VD_DEV_MAGIC "VDLVMDV1"
 #define VD_MD_MAGIC "VDLVMMD1"
 #define VD_FMT_MAJOR 1
-#define VD_FMT_MINOR 0
+#define VD_FMT_MINOR 1
 #define VD_HDR_SIZE 4096u
 #define VD_BLOCK 4096u
 #define VD_MD_OFFSET (1ull << 20)
@@ -153,9 +155,6 @@ int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
  * with msg saying why. */
 int vd_bdev_iscsi_takeover(const struct vd_conf_dev *c, char *msg,
                            size_t msglen);
-
-/* crc32c (Castagnoli) */
-uint32_t vd_crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* device helpers (dev.c; the I/O calls are in layout.h) */
 /* Make [off, off+len) of d read as zeroes (the bdev's zero op, or zero

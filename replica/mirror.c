@@ -196,6 +196,36 @@
 #define BM_BLOCK 4096u
 #define BITS_PER_BLOCK (BM_BLOCK * 8u)
 #define BM_WORDS (BM_BLOCK / 8u)
+#define BM_MAGIC "VDLVMBM1"
+
+/* The bitmap's own header (format 1.1, docs/format.md), in the last 4 KiB
+ * block of the bitmap extent, so that the bits stay at offset 0 where a
+ * 1.0 bitmap has them: a 1.0 volume (no header: that block is zero, or
+ * holds bits when the volume has more regions than a 1.1 bitmap holds) is
+ * still read as before.  Written with FUA by mirror_attach on every
+ * non-failed leg that lacks a valid one, before the volume serves I/O;
+ * read only there.  A leg whose header is present but wrong is read as an
+ * unreadable bitmap copy (every block written again before data moves). */
+struct vd_bm_hdr {
+    char magic[8];          /*  0: BM_MAGIC */
+    uint16_t major;         /*  8: 1 */
+    uint16_t minor;         /* 10: 0 */
+    uint32_t hdr_len;       /* 12: 64 */
+    uint32_t crc;           /* 16: crc32c of these 64 bytes, this field 0 */
+    uint32_t bit_order;     /* 20: 0 = region r is bit r%8 of byte r/8 */
+    uint32_t region_shift;  /* 24: log2(region size) */
+    uint32_t vol;           /* 28: volume id */
+    uint64_t bits_offset;   /* 32: 0: the bits start the extent */
+    uint64_t capacity;      /* 40: regions the extent holds */
+    uint8_t reserved[16];   /* 48 */
+};
+_Static_assert(sizeof(struct vd_bm_hdr) == 64, "bitmap header size");
+
+/* Regions a bitmap extent with a header holds (one without: es * 8). */
+static uint64_t bm_capacity(uint64_t extent_size)
+{
+    return (extent_size - BM_BLOCK) * 8;
+}
 /* A rate-limited resync waits at most this long inside a pass; a longer
  * wait ends the pass and the background thread comes back later. */
 #define RATE_SLICE_NS (100 * 1000000LL)
@@ -221,6 +251,8 @@ struct partial {
 struct vd_mirror {
     struct vd_vol *v;        /* constant */
     uint32_t region_shift;   /* constant */
+    bool legacy;             /* constant: a 1.0 bitmap with more regions
+                                than a 1.1 header leaves room for */
     /* lock protects every field below except last_probe; cond signals any
      * change of ranges, inflight, bm_busy, excl and bg_busy. */
     pthread_mutex_t lock;
@@ -621,7 +653,9 @@ static int mirror_alloc_arrays(struct vd_mirror *m, uint64_t n)
 
 static uint64_t max_regions(const struct vd_mirror *m)
 {
-    return m->v->pool->extent_size * 8; /* the bitmap extent */
+    /* the bitmap extent, less its header block */
+    return m->legacy ? m->v->pool->extent_size * 8
+                     : bm_capacity(m->v->pool->extent_size);
 }
 
 /* Make the arrays cover region r (the volume may have grown and
@@ -1062,6 +1096,69 @@ static int mirror_flush(struct vd_vol *v)
 /* ---- attach / detach ---------------------------------------------------- */
 static void mirror_detach(struct vd_vol *v);
 
+static void bm_hdr_fill(const struct vd_vol *v, struct vd_bm_hdr *h)
+{
+    memset(h, 0, sizeof(*h));
+    memcpy(h->magic, BM_MAGIC, 8);
+    h->major = 1;
+    h->minor = 0;
+    h->hdr_len = sizeof(*h);
+    h->bit_order = 0;
+    h->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
+    h->vol = v->id;
+    h->bits_offset = 0;
+    h->capacity = bm_capacity(v->pool->extent_size);
+    h->crc = vd_crc32c(0, h, sizeof(*h));
+}
+
+/* The header block of the bitmap at doff on d: 0 valid, 1 absent (zero
+ * magic) or unreadable (left alone: the bits were readable), -1 present
+ * but not what this volume needs. */
+static int bm_hdr_check(const struct vd_vol *v, struct vd_dev *d, uint64_t doff)
+{
+    static const char zero[8];
+    struct vd_bm_hdr want, *h;
+    uint8_t *blk = malloc(BM_BLOCK);
+    int r;
+
+    if (!blk)
+        return 1;
+    if (vd_dev_pread(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK) < 0) {
+        free(blk);
+        return 1;
+    }
+    h = (struct vd_bm_hdr *)blk;
+    bm_hdr_fill(v, &want);
+    if (!memcmp(h->magic, zero, 8))
+        r = 1;
+    else
+        r = memcmp(h, &want, sizeof(want)) ? -1 : 0;
+    free(blk);
+    return r;
+}
+
+/* Write the header block of leg's bitmap (FUA); map_lock held shared.  A
+ * failure is logged and left: the header is written again at the next
+ * open, and nothing reads it before that. */
+static void bm_hdr_write(struct vd_vol *v, uint32_t leg)
+{
+    uint8_t *blk = calloc(1, BM_BLOCK);
+    struct vd_bm_hdr h;
+    uint64_t doff;
+    struct vd_dev *d = vd_leg_bitmap_locate(v, leg, &doff);
+
+    if (!blk)
+        return;
+    bm_hdr_fill(v, &h);
+    memcpy(blk, &h, sizeof(h));
+    if (!d || !d->bdev || d->state != VD_DEV_OK ||
+        vd_dev_pwrite(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK,
+                      VD_IO_FUA) < 0)
+        vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap header of leg %u not "
+               "written; retried at the next open", v->pool->name, v->name, leg);
+    free(blk);
+}
+
 static int mirror_attach(struct vd_vol *v)
 {
     struct vd_mirror *m;
@@ -1069,6 +1166,7 @@ static int mirror_attach(struct vd_vol *v)
     uint64_t *buf, *andb;
     int r, legs_read = 0;
     bool all_read = true;
+    uint32_t hdr_legs = 0;   /* legs whose bitmap header is to be written */
 
     if (mirror_of(v))
         return 0;
@@ -1078,6 +1176,7 @@ static int mirror_attach(struct vd_vol *v)
     m->v = v;
     m->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
     nregions = vd_div_up(v->size, 1ull << m->region_shift);
+    m->legacy = nregions > bm_capacity(v->pool->extent_size);
     if (nregions > max_regions(m)) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': %" PRIu64 " regions do not fit the "
                "bitmap extent", v->pool->name, v->name, nregions);
@@ -1128,7 +1227,23 @@ static int mirror_attach(struct vd_vol *v)
             m->bits[w] |= buf[w];
             andb[w] &= buf[w];
         }
+        if (m->legacy)
+            continue;
+        int h = bm_hdr_check(v, d, doff);
+        if (h < 0) {
+            /* a wrong header: its bits may be anything (set bits are
+             * harmless; clear ones are not trusted: dbits stay 0) */
+            vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap header of leg %u is "
+                   "invalid; its bitmap is written again", v->pool->name,
+                   v->name, leg);
+            all_read = false;
+        }
+        if (h != 0)
+            hdr_legs |= 1u << leg;
     }
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        if (hdr_legs & (1u << leg))
+            bm_hdr_write(v, leg);
     pthread_rwlock_unlock(&v->map_lock);
     free(buf);
     if (nregions % 64) { /* bits past the end are not regions */
@@ -2173,17 +2288,16 @@ out:
 /* A mirror's bitmap is one extent: extent_size * 8 regions.  Checked before
  * the commit, so a create or extend beyond it changes nothing. */
 static int bitmap_too_small(const vd_pool *p, const char *name, uint64_t size,
-                            uint32_t region_shift)
+                            uint32_t region_shift, uint64_t capacity)
 {
     uint64_t nregions = vd_div_up(size, 1ull << region_shift);
 
-    if (nregions <= p->extent_size * 8)
+    if (nregions <= capacity)
         return 0;
     vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu needs %llu regions, more than "
            "the %llu the bitmap extent holds; use a larger --region-size",
            p->name, name, (unsigned long long)size,
-           (unsigned long long)nregions,
-           (unsigned long long)(p->extent_size * 8));
+           (unsigned long long)nregions, (unsigned long long)capacity);
     return -EFBIG;
 }
 
@@ -2263,7 +2377,8 @@ static int mirror_check(vd_pool *p, const char *name,
                (unsigned long long)rs);
         return -EINVAL;
     }
-    int r = bitmap_too_small(p, name, ov->size, (uint32_t)__builtin_ctzll(rs));
+    int r = bitmap_too_small(p, name, ov->size, (uint32_t)__builtin_ctzll(rs),
+                             bm_capacity(p->extent_size));
     if (r < 0)
         return r;
     ov->copies = opts->copies;
@@ -2288,8 +2403,11 @@ static int mirror_plan(vd_pool *p, const char *name,
 
 static int mirror_check_extend(struct vd_vol *v, uint64_t new_size)
 {
+    struct vd_mirror *m = mirror_of(v);
+
     return bitmap_too_small(v->pool, v->name, new_size,
-                            v->flags & VD_VOLF_REGION_SHIFT_MASK);
+                            v->flags & VD_VOLF_REGION_SHIFT_MASK,
+                            m ? max_regions(m) : bm_capacity(v->pool->extent_size));
 }
 
 /* A leg grows on its own node, never onto another leg's devices. */

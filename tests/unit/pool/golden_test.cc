@@ -319,6 +319,17 @@ TEST_F(Golden, OpenedByTheLibrary_SamePoolVolumesMappingAndData)
     EXPECT_EQ(mi.legs[0].state, VD_LEG_INSYNC);
     EXPECT_EQ(mi.legs[1].state, VD_LEG_INSYNC);
     vd_pool_close(p);
+
+    // The 1.0 bitmaps (no header) were read as they are, and got their
+    // 1.1 header at open: leg 0 on d1 PE 0, leg 1 on d0 PE 1.
+    std::vector<uint8_t> img[2] = { ReadFile(p0), ReadFile(p1) };
+    const std::pair<int, uint64_t> bm[2] = { { 1, 0 }, { 0, 1 } };
+    for (auto &e : bm) {
+        size_t h = 5 * MiB + e.second * MiB + MiB - 4096;
+        EXPECT_EQ(memcmp(img[e.first].data() + h, "VDLVMBM1", 8), 0);
+        EXPECT_EQ(Get<uint32_t>(img[e.first], h + 24), 16u); // region shift
+        EXPECT_EQ(Get<uint64_t>(img[e.first], h + 40), (MiB - 4096) * 8);
+    }
 }
 
 } // namespace
