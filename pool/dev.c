@@ -384,6 +384,12 @@ static int bounce_io(struct vd_dev *d, void *buf, size_t len, uint64_t off,
     return r;
 }
 
+int vd_dev_pread_raw(struct vd_dev *d, void *buf, size_t len, uint64_t off)
+{
+    struct vd_bdev *b = d->bdev;
+    return b ? b->ops->pread(b, buf, len, off) : -ENODEV;
+}
+
 int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 {
     int r = unaligned(d->bdev, len, off)

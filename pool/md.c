@@ -68,7 +68,10 @@ static void vol_free(struct vd_vol *v)
 {
     if (!v)
         return;
-    vd_mirror_detach(v);
+    if (v->lops && v->lops->dtr)
+        v->lops->dtr(v);
+    if (v->lops && v->lops->fini)
+        v->lops->fini(v);
     pthread_rwlock_destroy(&v->map_lock);
     pthread_rwlock_destroy(&v->write_lock);
     free(v->map);
@@ -151,6 +154,7 @@ static int apply_dev(vd_pool *p, const struct vd_op_dev *o)
 static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
 {
     struct vd_vol *v, **nv;
+    const struct vd_layout_ops *lops = vd_layout_get(o->layout);
     char name[VD_NAME_MAX + 1];
 
     memcpy(name, o->name, VD_NAME_MAX);
@@ -158,7 +162,7 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     if (vd_vol_find_id(p, o->id) || vd_vol_find(p, name))
         BAD("pool '%s': metadata creates volume '%s' (id %u) twice", p->name,
             name, o->id);
-    if (o->copies < 1 || o->copies > 3 || o->layout > VD_LAYOUT_MIRROR)
+    if (o->copies < 1 || o->copies > 3 || !lops)
         BAD("pool '%s': volume '%s': bad layout %u copies %u", p->name, name,
             o->layout, o->copies);
     v = calloc(1, sizeof(*v));
@@ -172,16 +176,17 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     v->copies = o->copies;
     v->le_count = o->le_count;
     v->flags = o->flags;
-    v->data_le0 = o->layout == VD_LAYOUT_MIRROR ? VD_MIRROR_LE0 : 0;
-    if (o->layout == VD_LAYOUT_MIRROR &&
-        ((o->flags & VD_VOLF_REGION_SHIFT_MASK) < 9 ||
-         (o->flags & VD_VOLF_REGION_SHIFT_MASK) > 40 || o->le_count < 1)) {
+    v->data_le0 = lops->meta_extents;
+    v->lops = lops;
+    if (lops->init && lops->init(v, o) < 0) {
         free(v);
-        BAD("pool '%s': volume '%s': bad mirror parameters", p->name, name);
+        return -EINVAL;
     }
     v->map = malloc((o->le_count ? o->le_count : 1) * o->copies * sizeof(*v->map));
     nv = realloc(p->vols, (p->nvols + 1) * sizeof(*nv));
     if (!v->map || !nv) {
+        if (lops->fini)
+            lops->fini(v);
         free(v->map);
         free(v);
         if (nv)
@@ -298,28 +303,27 @@ static int apply_map(vd_pool *p, const struct vd_op_map *o)
     return 0;
 }
 
-static int apply_leg(vd_pool *p, const struct vd_op_leg *o)
+/* A layout's own record: handed to the volume's layout, whose md_apply
+ * returns -ENOENT for a type it does not know. */
+static int apply_layout_rec(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
 {
-    struct vd_vol *v = vd_vol_find_id(p, o->vol);
+    const struct vd_op_lhdr *o = (const void *)h;
+    struct vd_vol *v;
+    int r = -ENOENT;
 
-    if (!v || o->leg >= v->copies || o->state > 2)
-        BAD("pool '%s': metadata sets state %u of leg %u of unknown volume %u",
-            p->name, o->state, o->leg, o->vol);
-    __atomic_store_n(&v->leg_state[o->leg], o->state, __ATOMIC_RELEASE);
-    return 0;
-}
-
-static int apply_resync(vd_pool *p, const struct vd_op_resync *o)
-{
-    struct vd_vol *v = vd_vol_find_id(p, o->vol);
-
+    if (h->len < sizeof(*o))
+        BAD("pool '%s': metadata op %u too short", p->name, n);
+    v = vd_vol_find_id(p, o->vol);
     if (!v)
-        BAD("pool '%s': metadata records resync of unknown volume %u", p->name,
-            o->vol);
-    v->rs_running = o->running;
-    v->rs_total = o->total;
-    v->rs_done = o->done;
-    return 0;
+        BAD("pool '%s': metadata op type %u names unknown volume %u", p->name,
+            h->type, o->vol);
+    if (v->lops->md_apply)
+        r = v->lops->md_apply(v, h);
+    if (r == -ENOENT)
+        BAD("pool '%s': metadata op type %u unknown (written by a newer "
+            "vdlvm?)",
+            p->name, h->type);
+    return r;
 }
 
 int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
@@ -343,8 +347,6 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             CASE(VD_OP_VOL_REMOVE, struct vd_op_vol, apply_vol_remove)
             CASE(VD_OP_VOL_RESIZE, struct vd_op_vol, apply_vol_resize)
             CASE(VD_OP_MAP, struct vd_op_map, apply_map)
-            CASE(VD_OP_LEG_STATE, struct vd_op_leg, apply_leg)
-            CASE(VD_OP_RESYNC, struct vd_op_resync, apply_resync)
 #undef CASE
         case VD_OP_POOL: {
             const struct vd_op_pool *o = (const void *)h;
@@ -356,6 +358,10 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             break;
         }
         default:
+            if (h->type >= VD_OP_LAYOUT_FIRST) {
+                r = apply_layout_rec(p, h, n);
+                break;
+            }
             BAD("pool '%s': metadata op type %u unknown (written by a newer "
                 "vdlvm?)",
                 p->name, h->type);
@@ -406,25 +412,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
         vd_name_copy(ov.name, sizeof(ov.name), v->name);
         if ((r = vd_opbuf_add(b, &ov, sizeof(ov))) < 0)
             return r;
-        for (uint32_t leg = 0; leg < v->copies; leg++) {
-            struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
-            if (!v->leg_state[leg])
-                continue;
-            ol.vol = v->id;
-            ol.leg = leg;
-            ol.state = v->leg_state[leg];
-            if ((r = vd_opbuf_add(b, &ol, sizeof(ol))) < 0)
-                return r;
-        }
-        if (v->rs_running || v->rs_total) {
-            struct vd_op_resync orz = { .h.type = VD_OP_RESYNC };
-            orz.vol = v->id;
-            orz.running = v->rs_running;
-            orz.total = v->rs_total;
-            orz.done = v->rs_done;
-            if ((r = vd_opbuf_add(b, &orz, sizeof(orz))) < 0)
-                return r;
-        }
+        if (v->lops->md_serialize && (r = v->lops->md_serialize(v, b)) < 0)
+            return r;
         for (uint32_t leg = 0; leg < v->copies; leg++) {
             uint64_t le = 0;
             while (le < v->le_count) {

@@ -1,6 +1,6 @@
 /* vdlvm: pool create/open/close, the pool lock, and pool/device info.
  * Admin thread only (see vdpool.h), except vd_pool_retry_devices (the
- * replica thread).
+ * pool's background thread, pool/bg.c).
  *
  * Which metadata copy wins at open
  *   Every copy's newest valid chain is scanned.  The copies at the highest
@@ -17,7 +17,7 @@
  *   rewritten with a checkpoint into the half that does not hold their
  *   last chain.
  *
- * A device that returns (vd_pool_retry_devices, replica thread)
+ * A device that returns (vd_pool_retry_devices, background thread)
  *   Opened and its header and metadata read without any lock (a remote
  *   login may take its timeout), then compared under admin_lock, which
  *   serialises it with every commit: a copy newer than p->seq, or as new
@@ -962,10 +962,9 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         }
     }
     for (uint32_t i = 0; i < p->nvols; i++)
-        if (p->vols[i]->layout == VD_LAYOUT_MIRROR &&
-            (r = vd_mirror_attach(p->vols[i])) < 0)
+        if (p->vols[i]->lops->ctr && (r = p->vols[i]->lops->ctr(p->vols[i])) < 0)
             goto out;
-    if ((r = vd_replica_start(p)) < 0)
+    if ((r = vd_bg_start(p)) < 0)
         goto out;
     *out = p;
     p = NULL;
@@ -986,7 +985,7 @@ void vd_pool_close(vd_pool *p)
 {
     if (!p)
         return;
-    vd_replica_stop(p);
+    vd_bg_stop(p);
     for (uint32_t i = 0; i < p->ndevs; i++)
         if (p->devs[i].bdev)
             vd_dev_flush(&p->devs[i]);

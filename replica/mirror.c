@@ -1,5 +1,11 @@
 /* vdlvm: mirrored volumes — fan-out writes, leg failure, the write-intent
- * bitmap, resync, verify and leg replacement.
+ * bitmap, resync, verify and leg replacement.  The mirror layout: its ops
+ * table (vd_mirror_layout, bottom of this file) is listed in the registry
+ * (pool/layout.c); it reaches the pool only through pool/layout.h.  Its
+ * background work (probe failed legs, resync, clean) runs in its tick, on
+ * the pool's background thread (pool/bg.c); leg states and resync
+ * progress live in its per-volume state (struct mirror_vol, v->priv),
+ * restored from its own metadata records by md_apply.
  *
  * ---- Regions and the write-intent bitmap --------------------------------
  *
@@ -99,8 +105,8 @@
  *
  * Fields and their owners: every field of struct vd_mirror is protected
  * by m->lock, except region_shift and v (constant) and last_probe
- * (replica thread only).  excl/bg_busy make a leg replacement exclusive
- * with the background thread's passes.  Leg states are changed under the
+ * (the pool's background thread only, pool/bg.c).  excl/bg_busy make a
+ * leg replacement exclusive with the background thread's passes.  Leg states are changed under the
  * admin_lock with atomic stores and read atomically.
  *
  * ---- Interleavings --------------------------------------------------------
@@ -209,13 +215,43 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../pool/pool_int.h"
+#include "../pool/layout.h"
 #include "mirror_int.h"
 #include "vdreplica.h"
 
 #define BM_BLOCK 4096u
 #define BITS_PER_BLOCK (BM_BLOCK * 8u)
 #define BM_WORDS (BM_BLOCK / 8u)
+#define BM_MAGIC "VDLVMBM1"
+
+/* The bitmap's own header (format 1.1, docs/format.md), in the last 4 KiB
+ * block of the bitmap extent, so that the bits stay at offset 0 where a
+ * 1.0 bitmap has them: a 1.0 volume (no header: that block is zero, or
+ * holds bits when the volume has more regions than a 1.1 bitmap holds) is
+ * still read as before.  Written with FUA by mirror_attach on every
+ * non-failed leg that lacks a valid one, before the volume serves I/O;
+ * read only there.  A leg whose header is present but wrong is read as an
+ * unreadable bitmap copy (every block written again before data moves). */
+struct vd_bm_hdr {
+    char magic[8];          /*  0: BM_MAGIC */
+    uint16_t major;         /*  8: 1 */
+    uint16_t minor;         /* 10: 0 */
+    uint32_t hdr_len;       /* 12: 64 */
+    uint32_t crc;           /* 16: crc32c of these 64 bytes, this field 0 */
+    uint32_t bit_order;     /* 20: 0 = region r is bit r%8 of byte r/8 */
+    uint32_t region_shift;  /* 24: log2(region size) */
+    uint32_t vol;           /* 28: volume id */
+    uint64_t bits_offset;   /* 32: 0: the bits start the extent */
+    uint64_t capacity;      /* 40: regions the extent holds */
+    uint8_t reserved[16];   /* 48 */
+};
+_Static_assert(sizeof(struct vd_bm_hdr) == 64, "bitmap header size");
+
+/* Regions a bitmap extent with a header holds (one without: es * 8). */
+static uint64_t bm_capacity(uint64_t extent_size)
+{
+    return (extent_size - BM_BLOCK) * 8;
+}
 /* A rate-limited resync waits at most this long inside a pass; a longer
  * wait ends the pass and the background thread comes back later. */
 #define RATE_SLICE_NS (100 * 1000000LL)
@@ -241,6 +277,8 @@ struct partial {
 struct vd_mirror {
     struct vd_vol *v;        /* constant */
     uint32_t region_shift;   /* constant */
+    bool legacy;             /* constant: a 1.0 bitmap with more regions
+                                than a 1.1 header leaves room for */
     /* lock protects every field below except last_probe; cond signals any
      * change of ranges, inflight, bm_busy, excl and bg_busy. */
     pthread_mutex_t lock;
@@ -270,16 +308,41 @@ struct vd_mirror {
     uint64_t rs_cursor;      /* next region to look at */
     uint64_t rs_total, rs_done, rs_done0;
     int64_t rs_t0_ns, rs_next_ns, rs_commit_ns;
-    time_t last_probe;       /* replica thread only */
+    time_t last_probe;       /* background thread only (tick) */
 };
 
-struct vd_replica {
-    vd_pool *pool;
-    pthread_t thread;
-    pthread_mutex_t lock; /* protects stop and the condition */
-    pthread_cond_t cond;
-    int stop;
+/* The mirror's per-volume state (v->priv), from the volume's creation in
+ * the in-memory state (mirror_init, metadata apply) to its end
+ * (mirror_fini): what the metadata records (leg states, resync progress:
+ * changed only by md_apply, under the admin lock; leg states stored
+ * atomically and read atomically from any thread), and the runtime state
+ * rt (NULL until vd_mirror_attach). */
+struct mirror_vol {
+    uint32_t leg_state[3];   /* enum vd_leg_state; atomic reads */
+    uint32_t rs_running;     /* persisted resync progress (admin_lock) */
+    uint64_t rs_total, rs_done;
+    struct vd_mirror *rt;    /* runtime state, set/cleared under admin_lock */
 };
+
+extern const struct vd_layout_ops vd_mirror_layout;
+
+static struct mirror_vol *mv_of(const struct vd_vol *v)
+{
+    return v->priv;
+}
+
+/* The runtime state of v, or NULL (not a mirror, or not attached). */
+static struct vd_mirror *mirror_of(const struct vd_vol *v)
+{
+    return v->lops == &vd_mirror_layout && v->priv ? mv_of(v)->rt : NULL;
+}
+
+uint32_t vd_mirror_leg_state(const struct vd_vol *v, uint32_t leg)
+{
+    if (v->lops != &vd_mirror_layout || !v->priv || leg >= 3)
+        return 0;
+    return __atomic_load_n(&mv_of(v)->leg_state[leg], __ATOMIC_ACQUIRE);
+}
 
 static const char *leg_names[] = { "in-sync", "stale", "failed" };
 
@@ -306,7 +369,7 @@ static int64_t mono_ns(void)
 
 static uint32_t leg_state(struct vd_vol *v, uint32_t leg)
 {
-    return __atomic_load_n(&v->leg_state[leg], __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&mv_of(v)->leg_state[leg], __ATOMIC_ACQUIRE);
 }
 
 static uint32_t all_legs(struct vd_vol *v)
@@ -628,7 +691,9 @@ static int mirror_alloc_arrays(struct vd_mirror *m, uint64_t n)
 
 static uint64_t max_regions(const struct vd_mirror *m)
 {
-    return m->v->pool->extent_size * 8; /* the bitmap extent */
+    /* the bitmap extent, less its header block */
+    return m->legacy ? m->v->pool->extent_size * 8
+                     : bm_capacity(m->v->pool->extent_size);
 }
 
 /* Make the arrays cover region r (the volume may have grown and
@@ -795,7 +860,7 @@ static void lw_end(struct vd_mirror *m, struct lw *w, unsigned how)
 static int lw_write(struct vd_vol *v, struct lw *w, const void *buf, size_t len,
                     uint64_t off, unsigned flags, uint32_t only, bool *io)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint32_t failed = 0, ok = 0;
 
     *io = false;
@@ -833,7 +898,7 @@ static int lw_write(struct vd_vol *v, struct lw *w, const void *buf, size_t len,
 static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
                                 uint64_t off, unsigned flags)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     struct mrange e;
     uint64_t r0, r1;
     uint32_t wrote = 0;
@@ -903,7 +968,7 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
 static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
                                uint64_t off)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     bool dirty = false;
     uint32_t n = 0, legs[3], rr;
     int leg, r;
@@ -931,10 +996,12 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
     return r < 0 ? -EAGAIN : 0;
 }
 
-int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
+static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off);
+
+static int mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
                      uint64_t off, unsigned flags)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint64_t size = vd_vol_size(v);
     struct lw w;
     bool io;
@@ -953,14 +1020,14 @@ int vd_mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
     return r;
 }
 
-int vd_mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
+static int mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
                           uint64_t off, unsigned flags)
 {
     if (!len)
         return 0;
     if (flags & VD_IO_NOWAIT)
         return mirror_pread_nowait(v, buf, len, off);
-    return vd_mirror_pread(v, buf, len, off);
+    return mirror_pread(v, buf, len, off);
 }
 
 /* After a read error on the legs in bad, rewrite them from leg good, as a
@@ -970,7 +1037,7 @@ int vd_mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
 static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
                         uint32_t good, uint32_t bad)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     struct lw w;
     void *tmp;
     bool io = false;
@@ -999,9 +1066,9 @@ static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
     free(tmp);
 }
 
-int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
+static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint32_t tried = 0, bad = 0;
     int leg = -1, r = -EIO;
     bool dirty = false;
@@ -1054,7 +1121,7 @@ int vd_mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
 }
 
 /* SYNCHRONIZE CACHE: the devices of the non-failed legs only. */
-int vd_mirror_flush(struct vd_vol *v)
+static int mirror_flush(struct vd_vol *v)
 {
     uint32_t bad = 0, good = 0;
 
@@ -1073,15 +1140,81 @@ int vd_mirror_flush(struct vd_vol *v)
 }
 
 /* ---- attach / detach ---------------------------------------------------- */
-int vd_mirror_attach(struct vd_vol *v)
+static void mirror_detach(struct vd_vol *v);
+
+static void bm_hdr_fill(const struct vd_vol *v, struct vd_bm_hdr *h)
+{
+    memset(h, 0, sizeof(*h));
+    memcpy(h->magic, BM_MAGIC, 8);
+    h->major = 1;
+    h->minor = 0;
+    h->hdr_len = sizeof(*h);
+    h->bit_order = 0;
+    h->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
+    h->vol = v->id;
+    h->bits_offset = 0;
+    h->capacity = bm_capacity(v->pool->extent_size);
+    h->crc = vd_crc32c(0, h, sizeof(*h));
+}
+
+/* The header block of the bitmap at doff on d: 0 valid, 1 absent (zero
+ * magic) or unreadable (left alone: the bits were readable), -1 present
+ * but not what this volume needs. */
+static int bm_hdr_check(const struct vd_vol *v, struct vd_dev *d, uint64_t doff)
+{
+    static const char zero[8];
+    struct vd_bm_hdr want, *h;
+    uint8_t *blk = malloc(BM_BLOCK);
+    int r;
+
+    if (!blk)
+        return 1;
+    if (vd_dev_pread(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK) < 0) {
+        free(blk);
+        return 1;
+    }
+    h = (struct vd_bm_hdr *)blk;
+    bm_hdr_fill(v, &want);
+    if (!memcmp(h->magic, zero, 8))
+        r = 1;
+    else
+        r = memcmp(h, &want, sizeof(want)) ? -1 : 0;
+    free(blk);
+    return r;
+}
+
+/* Write the header block of leg's bitmap (FUA); map_lock held shared.  A
+ * failure is logged and left: the header is written again at the next
+ * open, and nothing reads it before that. */
+static void bm_hdr_write(struct vd_vol *v, uint32_t leg)
+{
+    uint8_t *blk = calloc(1, BM_BLOCK);
+    struct vd_bm_hdr h;
+    uint64_t doff;
+    struct vd_dev *d = vd_leg_bitmap_locate(v, leg, &doff);
+
+    if (!blk)
+        return;
+    bm_hdr_fill(v, &h);
+    memcpy(blk, &h, sizeof(h));
+    if (!d || !d->bdev || d->state != VD_DEV_OK ||
+        vd_dev_pwrite(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK,
+                      VD_IO_FUA) < 0)
+        vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap header of leg %u not "
+               "written; retried at the next open", v->pool->name, v->name, leg);
+    free(blk);
+}
+
+static int mirror_attach(struct vd_vol *v)
 {
     struct vd_mirror *m;
     uint64_t nregions, bytes, words;
     uint64_t *buf, *andb;
     int r, legs_read = 0;
     bool all_read = true;
+    uint32_t hdr_legs = 0;   /* legs whose bitmap header is to be written */
 
-    if (v->mirror)
+    if (mirror_of(v))
         return 0;
     m = calloc(1, sizeof(*m));
     if (!m)
@@ -1089,6 +1222,7 @@ int vd_mirror_attach(struct vd_vol *v)
     m->v = v;
     m->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
     nregions = vd_div_up(v->size, 1ull << m->region_shift);
+    m->legacy = nregions > bm_capacity(v->pool->extent_size);
     if (nregions > max_regions(m)) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': %" PRIu64 " regions do not fit the "
                "bitmap extent", v->pool->name, v->name, nregions);
@@ -1098,8 +1232,8 @@ int vd_mirror_attach(struct vd_vol *v)
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
     if ((r = mirror_alloc_arrays(m, nregions)) < 0) {
-        v->mirror = m;
-        vd_mirror_detach(v);
+        mv_of(v)->rt = m;
+        mirror_detach(v);
         return r;
     }
     /* bits: the union of the legs' copies (a bit set on any leg may
@@ -1113,8 +1247,8 @@ int vd_mirror_attach(struct vd_vol *v)
     if (!buf || !andb) {
         free(buf);
         free(andb);
-        v->mirror = m;
-        vd_mirror_detach(v);
+        mv_of(v)->rt = m;
+        mirror_detach(v);
         return -ENOMEM;
     }
     memset(andb, 0xff, words * 8);
@@ -1139,7 +1273,23 @@ int vd_mirror_attach(struct vd_vol *v)
             m->bits[w] |= buf[w];
             andb[w] &= buf[w];
         }
+        if (m->legacy)
+            continue;
+        int h = bm_hdr_check(v, d, doff);
+        if (h < 0) {
+            /* a wrong header: its bits may be anything (set bits are
+             * harmless; clear ones are not trusted: dbits stay 0) */
+            vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap header of leg %u is "
+                   "invalid; its bitmap is written again", v->pool->name,
+                   v->name, leg);
+            all_read = false;
+        }
+        if (h != 0)
+            hdr_legs |= 1u << leg;
     }
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        if (hdr_legs & (1u << leg))
+            bm_hdr_write(v, leg);
     pthread_rwlock_unlock(&v->map_lock);
     free(buf);
     if (nregions % 64) { /* bits past the end are not regions */
@@ -1160,7 +1310,7 @@ int vd_mirror_attach(struct vd_vol *v)
             m->bm_ver[w / BM_WORDS] = m->bm_done[w / BM_WORDS] + 1;
     }
     free(andb);
-    if (m->dirty || v->rs_running)
+    if (m->dirty || mv_of(v)->rs_running)
         m->rs_requested = 1;
     for (uint32_t leg = 0; leg < v->copies; leg++)
         if (leg_state(v, leg) == VD_LEG_STALE)
@@ -1168,13 +1318,13 @@ int vd_mirror_attach(struct vd_vol *v)
     if (m->dirty)
         vd_log(VD_LOG_WARN, "volume '%s/%s': %" PRIu64 " regions may differ "
                "between legs; resync starts", v->pool->name, v->name, m->dirty);
-    v->mirror = m;
+    mv_of(v)->rt = m;
     return 0;
 }
 
-int vd_mirror_grow(struct vd_vol *v)
+static int mirror_grow(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint64_t n;
     int r = 0;
 
@@ -1192,13 +1342,13 @@ int vd_mirror_grow(struct vd_vol *v)
     return r;
 }
 
-void vd_mirror_detach(struct vd_vol *v)
+static void mirror_detach(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
 
     if (!m)
         return;
-    v->mirror = NULL;
+    mv_of(v)->rt = NULL;
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->cond);
     while (m->partials) {
@@ -1244,7 +1394,7 @@ static void batch_add_locked(struct batch *b, uint64_t r, uint32_t gen)
  * are marked failed; nothing cleared). */
 static int batch_commit(struct vd_vol *v, struct batch *b, bool cleaner)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint32_t failed = 0, legs;
 
     legs = nonfailed_legs(v);
@@ -1276,7 +1426,7 @@ static int batch_commit(struct vd_vol *v, struct batch *b, bool cleaner)
 /* Lazy clearing of bits while all legs are in sync. */
 static void clean_volume(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     struct batch b = { 0 };
     bool pending = false;
 
@@ -1355,7 +1505,7 @@ static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
 static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
                        void *buf, struct batch *b)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint64_t off = i << m->region_shift, len = region_size(m);
     uint64_t size = vd_vol_size(v);
     uint32_t written = 0, failed = 0, bf;
@@ -1418,40 +1568,12 @@ end:
     return r;
 }
 
-static bool replica_stopping(vd_pool *p);
-
-/* Sleep up to ns on the replica thread's condition (a stop or a kick
- * wakes it early). */
-static void replica_sleep(vd_pool *p, int64_t ns)
-{
-    struct vd_replica *rp = p->replica;
-    struct timespec ts;
-
-    if (!rp) {
-        ts.tv_sec = ns / 1000000000LL;
-        ts.tv_nsec = ns % 1000000000LL;
-        nanosleep(&ts, NULL);
-        return;
-    }
-    pthread_mutex_lock(&rp->lock);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ns / 1000000000LL;
-    ts.tv_nsec += ns % 1000000000LL;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    if (!rp->stop)
-        pthread_cond_timedwait(&rp->cond, &rp->lock, &ts);
-    pthread_mutex_unlock(&rp->lock);
-}
-
 /* Start or continue the resync of v; returns 0 when it finished, -EAGAIN
  * when it pauses (rate limit, stop, leg replacement, leg change) and goes
  * on at a later call, -EIO on a failure (legs marked failed). */
 static int resync_volume(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     vd_pool *p = v->pool;
     uint64_t rs = region_size(m);
     struct batch b = { 0 };
@@ -1498,14 +1620,14 @@ static int resync_volume(struct vd_vol *v)
     if (fresh) {
         uint64_t total, done;
         vd_admin_lock(p);
-        if (v->rs_running && v->rs_total >= v->rs_done + need) {
-            total = v->rs_total; /* resume: progress survives restarts */
-            done = v->rs_total - need;
-            if (done < v->rs_done)
-                done = v->rs_done;
+        if (mv_of(v)->rs_running && mv_of(v)->rs_total >= mv_of(v)->rs_done + need) {
+            total = mv_of(v)->rs_total; /* resume: progress survives restarts */
+            done = mv_of(v)->rs_total - need;
+            if (done < mv_of(v)->rs_done)
+                done = mv_of(v)->rs_done;
         } else {
-            total = need + v->rs_done * !!v->rs_running;
-            done = v->rs_running ? v->rs_done : 0;
+            total = need + mv_of(v)->rs_done * !!mv_of(v)->rs_running;
+            done = mv_of(v)->rs_running ? mv_of(v)->rs_done : 0;
         }
         vd_admin_unlock(p);
         if (commit_resync(v, 1, total, done, 0) < 0) {
@@ -1537,7 +1659,7 @@ static int resync_volume(struct vd_vol *v)
         pthread_mutex_unlock(&m->lock);
         if (end)
             break;
-        if (excl || replica_stopping(p)) {
+        if (excl || vd_bg_stopping(p)) {
             r = -EAGAIN;
             break;
         }
@@ -1547,7 +1669,7 @@ static int resync_volume(struct vd_vol *v)
                 r = -EAGAIN; /* the thread comes back for it */
                 break;
             }
-            replica_sleep(p, next - now);
+            vd_bg_sleep(p, next - now);
             continue;
         }
         if (leg_state(v, (uint32_t)src) != VD_LEG_INSYNC) {
@@ -1623,7 +1745,7 @@ static int resync_volume(struct vd_vol *v)
             vd_log(VD_LOG_INFO, "volume '%s/%s': resync done, %" PRIu64 " bytes",
                    p->name, v->name, done - m->rs_done0);
         }
-    } else if (r == -EIO || replica_stopping(p)) {
+    } else if (r == -EIO || vd_bg_stopping(p)) {
         commit_resync(v, 1, total, done, 0);
     }
     pthread_mutex_lock(&m->lock);
@@ -1651,7 +1773,7 @@ out:
 /* A failed leg whose devices answer again becomes stale and is resynced. */
 static void probe_failed_legs(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     vd_pool *p = v->pool;
     time_t now = time(NULL);
     uint32_t back = 0;
@@ -1672,7 +1794,7 @@ static void probe_failed_legs(struct vd_vol *v)
         d = vd_leg_bitmap_locate(v, leg, &doff);
         pthread_rwlock_unlock(&v->map_lock);
         if (d && d->bdev && d->state == VD_DEV_OK &&
-            d->bdev->ops->pread(d->bdev, buf, sizeof(buf), doff) == 0 &&
+            vd_dev_pread_raw(d, buf, sizeof(buf), doff) == 0 &&
             leg_flush(v, leg) == 0)
             back |= 1u << leg;
     }
@@ -1731,36 +1853,41 @@ static void probe_failed_legs(struct vd_vol *v)
     }
 }
 
-/* ---- background thread -------------------------------------------------- */
-static bool replica_stopping(vd_pool *p)
+/* ---- background work (the pool's thread, pool/bg.c) --------------------- */
+/* One pass for v: bring failed legs back, then resync or clean. */
+static void mirror_tick(struct vd_vol *v)
 {
-    struct vd_replica *rp = p->replica;
-    bool s;
-    if (!rp)
-        return false;
-    pthread_mutex_lock(&rp->lock);
-    s = rp->stop;
-    pthread_mutex_unlock(&rp->lock);
-    return s;
+    struct vd_mirror *m = mirror_of(v);
+
+    if (!m)
+        return;
+    probe_failed_legs(v);
+    pthread_mutex_lock(&m->lock);
+    int want = m->rs_requested;
+    pthread_mutex_unlock(&m->lock);
+    if (want)
+        resync_volume(v);
+    else
+        clean_volume(v);
 }
 
-/* Take a reference so the volume is not removed while the thread uses it. */
-static struct vd_vol *next_mirror(vd_pool *p, uint32_t *i)
+/* The pool is closing, its thread stopped: leave the on-disk bitmap with
+ * every cleared bit written. */
+static void mirror_quiesce(struct vd_vol *v)
 {
-    struct vd_vol *v = NULL;
-    vd_admin_lock(p);
-    while (*i < p->nvols) {
-        struct vd_vol *c = p->vols[(*i)++];
-        if (c->mirror) {
-            c->open_count++;
-            v = c;
-            break;
-        }
-    }
-    vd_admin_unlock(p);
-    return v;
+    struct vd_mirror *m = mirror_of(v);
+
+    if (!m)
+        return;
+    pthread_rwlock_rdlock(&v->map_lock);
+    uint32_t lf = bm_flush(m);
+    pthread_rwlock_unlock(&v->map_lock);
+    if (lf)
+        fail_legs(v, lf);
 }
 
+/* ---- admin API ---------------------------------------------------------- */
+/* Drop the reference an admin call took (open_count, under admin_lock). */
 static void put_vol(struct vd_vol *v)
 {
     vd_admin_lock(v->pool);
@@ -1768,116 +1895,6 @@ static void put_vol(struct vd_vol *v)
     vd_admin_unlock(v->pool);
 }
 
-static void *replica_main(void *arg)
-{
-    vd_pool *p = arg;
-    struct vd_replica *rp = p->replica;
-
-    for (;;) {
-        struct timespec ts;
-        pthread_mutex_lock(&rp->lock);
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        if (!rp->stop)
-            pthread_cond_timedwait(&rp->cond, &rp->lock, &ts);
-        int stop = rp->stop;
-        pthread_mutex_unlock(&rp->lock);
-        if (stop)
-            break;
-        vd_pool_retry_devices(p);
-        uint32_t i = 0;
-        struct vd_vol *v;
-        while ((v = next_mirror(p, &i))) {
-            struct vd_mirror *m = v->mirror;
-            probe_failed_legs(v);
-            pthread_mutex_lock(&m->lock);
-            int want = m->rs_requested;
-            pthread_mutex_unlock(&m->lock);
-            if (want)
-                resync_volume(v);
-            else
-                clean_volume(v);
-            put_vol(v);
-            if (replica_stopping(p))
-                break;
-        }
-    }
-    return NULL;
-}
-
-int vd_replica_start(vd_pool *p)
-{
-    struct vd_replica *rp;
-    sigset_t all, old;
-    int r;
-
-    if (p->replica)
-        return 0;
-    rp = calloc(1, sizeof(*rp));
-    if (!rp)
-        return -ENOMEM;
-    rp->pool = p;
-    pthread_mutex_init(&rp->lock, NULL);
-    pthread_cond_init(&rp->cond, NULL);
-    p->replica = rp;
-    /* tgtd's SIGUSR2 and every other signal stay with tgtd's threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    r = pthread_create(&rp->thread, NULL, replica_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (r) {
-        p->replica = NULL;
-        free(rp);
-        vd_log(VD_LOG_ERR, "pool '%s': cannot start the replica thread: %s",
-               p->name, strerror(r));
-        return -r;
-    }
-    return 0;
-}
-
-void vd_replica_stop(vd_pool *p)
-{
-    struct vd_replica *rp = p->replica;
-
-    if (!rp)
-        return;
-    pthread_mutex_lock(&rp->lock);
-    rp->stop = 1;
-    pthread_cond_broadcast(&rp->cond);
-    pthread_mutex_unlock(&rp->lock);
-    pthread_join(rp->thread, NULL);
-    /* Leave the on-disk bitmap with every cleared bit written. */
-    for (uint32_t i = 0; i < p->nvols; i++) {
-        struct vd_vol *v = p->vols[i];
-        if (v->mirror) {
-            pthread_rwlock_rdlock(&v->map_lock);
-            uint32_t lf = bm_flush(v->mirror);
-            pthread_rwlock_unlock(&v->map_lock);
-            if (lf)
-                fail_legs(v, lf);
-        }
-    }
-    p->replica = NULL;
-    pthread_mutex_destroy(&rp->lock);
-    pthread_cond_destroy(&rp->cond);
-    free(rp);
-}
-
-static void replica_kick(vd_pool *p)
-{
-    struct vd_replica *rp = p->replica;
-    if (!rp)
-        return;
-    pthread_mutex_lock(&rp->lock);
-    pthread_cond_broadcast(&rp->cond);
-    pthread_mutex_unlock(&rp->lock);
-}
-
-/* ---- admin API ---------------------------------------------------------- */
 static struct vd_vol *find_mirror(vd_pool *p, const char *name)
 {
     struct vd_vol *v = vd_vol_find(p, name);
@@ -1887,7 +1904,7 @@ static struct vd_vol *find_mirror(vd_pool *p, const char *name)
         errno = ENOENT;
         return NULL;
     }
-    if (!v->mirror) {
+    if (!mirror_of(v)) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': not a mirror (layout linear)",
                p->name, name);
         errno = EINVAL;
@@ -1903,11 +1920,11 @@ int vd_mirror_get_info(vd_pool *p, const char *name, struct vd_mirror_info *info
 
     vd_admin_lock(p);
     v = vd_vol_find(p, name);
-    if (!v || !v->mirror) {
+    if (!v || !mirror_of(v)) {
         vd_admin_unlock(p);
         return v ? -EINVAL : -ENOENT;
     }
-    m = v->mirror;
+    m = mirror_of(v);
     memset(info, 0, sizeof(*info));
     snprintf(info->volume, sizeof(info->volume), "%s/%s", p->name, v->name);
     info->size = v->size;
@@ -1934,12 +1951,12 @@ int vd_mirror_get_info(vd_pool *p, const char *name, struct vd_mirror_info *info
         for (uint32_t leg = 0; leg < v->copies; leg++)
             info->legs[leg].resyncing = !!(m->rs_targets & (1u << leg)) &&
                                         info->legs[leg].state == VD_LEG_STALE;
-    } else if (v->rs_running || m->rs_requested) {
+    } else if (mv_of(v)->rs_running || m->rs_requested) {
         info->resync_state = VD_RESYNC_PAUSED;
     }
     pthread_mutex_unlock(&m->lock);
-    info->total_bytes = v->rs_total;
-    info->done_bytes = v->rs_done;
+    info->total_bytes = mv_of(v)->rs_total;
+    info->done_bytes = mv_of(v)->rs_done;
     vd_admin_unlock(p);
     return 0;
 }
@@ -1954,13 +1971,13 @@ int vd_mirror_resync_start(vd_pool *p, const char *name, uint64_t rate_limit)
         vd_admin_unlock(p);
         return -errno;
     }
-    pthread_mutex_lock(&v->mirror->lock);
-    v->mirror->rate_limit = rate_limit;
-    v->mirror->rs_next_ns = 0; /* the new rate counts from now */
-    v->mirror->rs_requested = 1;
-    pthread_mutex_unlock(&v->mirror->lock);
+    pthread_mutex_lock(&mirror_of(v)->lock);
+    mirror_of(v)->rate_limit = rate_limit;
+    mirror_of(v)->rs_next_ns = 0; /* the new rate counts from now */
+    mirror_of(v)->rs_requested = 1;
+    pthread_mutex_unlock(&mirror_of(v)->lock);
     vd_admin_unlock(p);
-    replica_kick(p);
+    vd_bg_kick(p);
     return 0;
 }
 
@@ -1977,9 +1994,9 @@ int vd_mirror_resync_wait(vd_pool *p, const char *name, uint64_t timeout_ms)
             vd_admin_unlock(p);
             return -errno;
         }
-        pthread_mutex_lock(&v->mirror->lock);
-        busy = v->mirror->rs_active || v->mirror->rs_requested;
-        pthread_mutex_unlock(&v->mirror->lock);
+        pthread_mutex_lock(&mirror_of(v)->lock);
+        busy = mirror_of(v)->rs_active || mirror_of(v)->rs_requested;
+        pthread_mutex_unlock(&mirror_of(v)->lock);
         failed_src = source_leg(v) < 0;
         vd_admin_unlock(p);
         if (!busy)
@@ -2014,7 +2031,7 @@ static int sha256(const void *buf, size_t len, unsigned char out[32])
 static int verify_region(struct vd_vol *v, uint64_t i, int repair, uint8_t **buf,
                          uint32_t *differ)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
     uint64_t off = i << m->region_shift, len = region_size(m), size = vd_vol_size(v);
     unsigned char dg[3][32];
     struct lw w;
@@ -2098,7 +2115,7 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
     vd_admin_unlock(p);
     if (!v)
         return -errno;
-    m = v->mirror;
+    m = mirror_of(v);
     res->region_size = region_size(m);
     for (uint32_t leg = 0; leg < v->copies; leg++)
         if (posix_memalign((void **)&buf[leg], 4096, res->region_size)) {
@@ -2142,7 +2159,7 @@ out:
  * lock held (the passes take the admin_lock). */
 static void excl_begin(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
 
     pthread_mutex_lock(&m->lock);
     while (m->excl)
@@ -2160,7 +2177,7 @@ static void excl_begin(struct vd_vol *v)
 
 static void excl_end(struct vd_vol *v)
 {
-    struct vd_mirror *m = v->mirror;
+    struct vd_mirror *m = mirror_of(v);
 
     pthread_mutex_lock(&m->lock);
     m->excl = 0;
@@ -2185,7 +2202,7 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     vd_admin_unlock(p);
     if (!v)
         return -errno;
-    m = v->mirror;
+    m = mirror_of(v);
     excl_begin(v);
     vd_admin_lock(p);
     for (uint32_t i = 0; i < p->ndevs; i++)
@@ -2329,6 +2346,255 @@ out:
     free(bm);
     put_vol(v);
     if (r == 0)
-        replica_kick(p);
+        vd_bg_kick(p);
     return r;
 }
+
+/* ---- the layout: creation, extension, metadata records ------------------ */
+/* A mirror's bitmap is one extent: extent_size * 8 regions.  Checked before
+ * the commit, so a create or extend beyond it changes nothing. */
+static int bitmap_too_small(const vd_pool *p, const char *name, uint64_t size,
+                            uint32_t region_shift, uint64_t capacity)
+{
+    uint64_t nregions = vd_div_up(size, 1ull << region_shift);
+
+    if (nregions <= capacity)
+        return 0;
+    vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu needs %llu regions, more than "
+           "the %llu the bitmap extent holds; use a larger --region-size",
+           p->name, name, (unsigned long long)size,
+           (unsigned long long)nregions, (unsigned long long)capacity);
+    return -EFBIG;
+}
+
+static uint64_t free_on(const vd_pool *p, const bool *allowed)
+{
+    return vd_extent_free_count(p, allowed);
+}
+
+/* Mirror placement: leg k gets the devices of one node (or, with
+ * allow_same_node, one device) no other leg uses, choosing the group with
+ * the most free extents that can hold the whole leg.  Fills leg_devs[k]
+ * (per device: allowed) and returns 0, or logs what is missing. */
+static int place_legs(const vd_pool *p, const char *name, uint32_t copies,
+                      uint64_t need, int same_node, bool leg_devs[3][VD_MAX_DEVS])
+{
+    bool taken[VD_MAX_DEVS] = { false };
+
+    for (uint32_t k = 0; k < copies; k++) {
+        uint64_t best_free = 0;
+        int best = -1;
+        for (uint32_t i = 0; i < p->ndevs; i++) {
+            bool grp[VD_MAX_DEVS] = { false };
+            const struct vd_dev *d = &p->devs[i];
+            if (!d->used || d->state != VD_DEV_OK || taken[i])
+                continue;
+            for (uint32_t j = 0; j < p->ndevs; j++)
+                grp[j] = p->devs[j].used && !taken[j] &&
+                         (same_node ? j == i : !strcmp(p->devs[j].node, d->node));
+            /* with distinct nodes, a node some leg already uses is out */
+            bool node_used = false;
+            for (uint32_t j = 0; !same_node && j < p->ndevs; j++)
+                if (taken[j] && !strcmp(p->devs[j].node, d->node))
+                    node_used = true;
+            if (node_used)
+                continue;
+            uint64_t f = free_on(p, grp);
+            if (f >= need && f > best_free) {
+                best_free = f;
+                best = i;
+                memcpy(leg_devs[k], grp, sizeof(grp));
+            }
+        }
+        if (best < 0) {
+            vd_log(VD_LOG_ERR, "volume '%s/%s': a mirror with %u copies needs %u "
+                   "%s with %llu free extents each, the pool has %u; add devices%s",
+                   p->name, name, copies, copies,
+                   same_node ? "devices" : "distinct nodes",
+                   (unsigned long long)need, k,
+                   same_node ? "" : " on other nodes or use --allow-same-node");
+            return -ENOSPC;
+        }
+        for (uint32_t j = 0; j < p->ndevs; j++)
+            if (leg_devs[k][j])
+                taken[j] = true;
+    }
+    return 0;
+}
+
+static uint64_t opts_region_size(const struct vd_vol_opts *opts)
+{
+    return opts->region_size ? opts->region_size : VD_REGION_SIZE_DEFAULT;
+}
+
+static int mirror_check(vd_pool *p, const char *name,
+                        const struct vd_vol_opts *opts, struct vd_op_vol *ov)
+{
+    uint64_t rs = opts_region_size(opts);
+
+    if (opts->copies < 2 || opts->copies > 3) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': a mirror has 2 or 3 copies, not %u",
+               p->name, name, opts->copies);
+        return -EINVAL;
+    }
+    if ((rs & (rs - 1)) || rs < (64u << 10) || rs > p->extent_size) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': region size %llu must be a power of "
+               "two from 64KiB to the extent size", p->name, name,
+               (unsigned long long)rs);
+        return -EINVAL;
+    }
+    int r = bitmap_too_small(p, name, ov->size, (uint32_t)__builtin_ctzll(rs),
+                             bm_capacity(p->extent_size));
+    if (r < 0)
+        return r;
+    ov->copies = opts->copies;
+    ov->flags = (uint32_t)__builtin_ctzll(rs);
+    return 0;
+}
+
+/* Each leg on its own node (or device), the bitmap extent first. */
+static int mirror_plan(vd_pool *p, const char *name,
+                       const struct vd_vol_opts *opts,
+                       const struct vd_op_vol *ov, struct vd_opbuf *ops)
+{
+    bool legs[3][VD_MAX_DEVS];
+    int r;
+
+    memset(legs, 0, sizeof(legs));
+    r = place_legs(p, name, ov->copies, ov->le_count, opts->allow_same_node, legs);
+    for (uint32_t k = 0; r == 0 && k < ov->copies; k++)
+        r = vd_extent_plan_on(p, ov->id, k, 0, ov->le_count, ops, legs[k]);
+    return r;
+}
+
+static int mirror_check_extend(struct vd_vol *v, uint64_t new_size)
+{
+    struct vd_mirror *m = mirror_of(v);
+
+    return bitmap_too_small(v->pool, v->name, new_size,
+                            v->flags & VD_VOLF_REGION_SHIFT_MASK,
+                            m ? max_regions(m) : bm_capacity(v->pool->extent_size));
+}
+
+/* A leg grows on its own node, never onto another leg's devices. */
+static int mirror_plan_extend(struct vd_vol *v, uint64_t le_count,
+                              struct vd_opbuf *ops)
+{
+    vd_pool *p = v->pool;
+    int r = 0;
+
+    for (uint32_t leg = 0; leg < v->copies && r == 0; leg++) {
+        bool allowed[VD_MAX_DEVS] = { false };
+        const char *node = p->devs[v->map[leg].dev].node;
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            allowed[i] = !strcmp(p->devs[i].node, node);
+        for (uint64_t le = 0; le < v->le_count; le++)
+            for (uint32_t k = 0; k < v->copies; k++) {
+                uint32_t dv = v->map[le * v->copies + k].dev;
+                if (k != leg && dv != VD_NO_DEV)
+                    allowed[dv] = false;
+            }
+        r = vd_extent_plan_on(p, v->id, leg, v->le_count, le_count - v->le_count,
+                              ops, allowed);
+    }
+    return r;
+}
+
+static int mirror_init(struct vd_vol *v, const struct vd_op_vol *o)
+{
+    uint32_t shift = o->flags & VD_VOLF_REGION_SHIFT_MASK;
+
+    if (shift < 9 || shift > 40 || o->le_count < 1) {
+        vd_log(VD_LOG_ERR, "pool '%s': volume '%s': bad mirror parameters",
+               v->pool->name, v->name);
+        return -EINVAL;
+    }
+    v->priv = calloc(1, sizeof(struct mirror_vol));
+    return v->priv ? 0 : -ENOMEM;
+}
+
+static void mirror_fini(struct vd_vol *v)
+{
+    free(v->priv);
+    v->priv = NULL;
+}
+
+static int mirror_md_apply(struct vd_vol *v, const struct vd_op_hdr *h)
+{
+    struct mirror_vol *mv = mv_of(v);
+
+    switch (h->type) {
+    case VD_OP_LEG_STATE: {
+        const struct vd_op_leg *o = (const void *)h;
+        if (h->len < sizeof(*o) || o->leg >= v->copies || o->state > 2) {
+            vd_log(VD_LOG_ERR, "pool '%s': metadata sets state %u of leg %u of "
+                   "volume '%s'", v->pool->name, o->state, o->leg, v->name);
+            return -EINVAL;
+        }
+        __atomic_store_n(&mv->leg_state[o->leg], o->state, __ATOMIC_RELEASE);
+        return 0;
+    }
+    case VD_OP_RESYNC: {
+        const struct vd_op_resync *o = (const void *)h;
+        if (h->len < sizeof(*o)) {
+            vd_log(VD_LOG_ERR, "pool '%s': metadata resync op of volume '%s' "
+                   "too short", v->pool->name, v->name);
+            return -EINVAL;
+        }
+        mv->rs_running = o->running;
+        mv->rs_total = o->total;
+        mv->rs_done = o->done;
+        return 0;
+    }
+    }
+    return -ENOENT;
+}
+
+static int mirror_md_serialize(const struct vd_vol *v, struct vd_opbuf *b)
+{
+    const struct mirror_vol *mv = mv_of(v);
+    int r;
+
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
+        if (!mv->leg_state[leg])
+            continue;
+        ol.vol = v->id;
+        ol.leg = leg;
+        ol.state = mv->leg_state[leg];
+        if ((r = vd_opbuf_add(b, &ol, sizeof(ol))) < 0)
+            return r;
+    }
+    if (mv->rs_running || mv->rs_total) {
+        struct vd_op_resync orz = { .h.type = VD_OP_RESYNC };
+        orz.vol = v->id;
+        orz.running = mv->rs_running;
+        orz.total = mv->rs_total;
+        orz.done = mv->rs_done;
+        if ((r = vd_opbuf_add(b, &orz, sizeof(orz))) < 0)
+            return r;
+    }
+    return 0;
+}
+
+const struct vd_layout_ops vd_mirror_layout = {
+    .name = "mirror",
+    .id = VD_LAYOUT_MIRROR,
+    .meta_extents = VD_MIRROR_LE0,
+    .check = mirror_check,
+    .plan = mirror_plan,
+    .check_extend = mirror_check_extend,
+    .plan_extend = mirror_plan_extend,
+    .init = mirror_init,
+    .fini = mirror_fini,
+    .ctr = mirror_attach,
+    .dtr = mirror_detach,
+    .grow = mirror_grow,
+    .pread = mirror_pread_flags,
+    .pwrite = mirror_pwrite,
+    .flush = mirror_flush,
+    .md_apply = mirror_md_apply,
+    .md_serialize = mirror_md_serialize,
+    .tick = mirror_tick,
+    .quiesce = mirror_quiesce,
+};

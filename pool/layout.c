@@ -1,0 +1,44 @@
+/* vdlvm: the layout registry — every layout the pool knows, listed once.
+ *
+ * Adding a layout: its ops table (designated initialisers at the bottom of
+ * its own file), one extern below and one line in g_layouts.  The layout
+ * id stored on disk is compared here and nowhere else.  Constant data:
+ * no lock. */
+#include <errno.h>
+#include <string.h>
+
+#include "layout.h"
+
+extern const struct vd_layout_ops vd_linear_layout; /* pool/linear.c */
+extern const struct vd_layout_ops vd_mirror_layout; /* replica/mirror.c */
+
+static const struct vd_layout_ops *const g_layouts[] = {
+    &vd_linear_layout,
+    &vd_mirror_layout,
+};
+
+#define NLAYOUTS (sizeof(g_layouts) / sizeof(g_layouts[0]))
+
+const struct vd_layout_ops *vd_layout_get(uint32_t id)
+{
+    for (size_t i = 0; i < NLAYOUTS; i++)
+        if (g_layouts[i]->id == id)
+            return g_layouts[i];
+    return NULL;
+}
+
+const char *vd_layout_name(uint32_t layout)
+{
+    const struct vd_layout_ops *l = vd_layout_get(layout);
+    return l ? l->name : "unknown";
+}
+
+int vd_layout_from_name(const char *name, enum vd_layout *out)
+{
+    for (size_t i = 0; i < NLAYOUTS; i++)
+        if (!strcmp(name, g_layouts[i]->name)) {
+            *out = (enum vd_layout)g_layouts[i]->id;
+            return 0;
+        }
+    return -EINVAL;
+}
