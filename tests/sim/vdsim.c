@@ -39,6 +39,7 @@
 
 #include "../../pool/pool_int.h"
 #include "../../replica/vdreplica.h"
+#include "../../replica/mirror_int.h"
 #include "sim.h"
 
 #define EXT (1ull << 20)
@@ -336,7 +337,7 @@ static uint32_t nonfailed(struct vd_vol *v)
 {
     uint32_t m = 0;
     for (uint32_t k = 0; k < v->copies; k++)
-        if (__atomic_load_n(&v->leg_state[k], __ATOMIC_ACQUIRE) != VD_LEG_FAILED)
+        if (vd_mirror_leg_state(v, k) != VD_LEG_FAILED)
             m |= 1u << k;
     return m;
 }
@@ -345,7 +346,7 @@ static uint32_t insync(struct vd_vol *v)
 {
     uint32_t m = 0;
     for (uint32_t k = 0; k < v->copies; k++)
-        if (__atomic_load_n(&v->leg_state[k], __ATOMIC_ACQUIRE) == VD_LEG_INSYNC)
+        if (vd_mirror_leg_state(v, k) == VD_LEG_INSYNC)
             m |= 1u << k;
     return m;
 }
@@ -392,7 +393,7 @@ static void print_legs(struct vd_vol *v, uint64_t r)
             simdev_read(d, &dd, 1, doff + r / 8, true);
         }
         fprintf(stderr, "  leg %u: %s, bitmap on %s: bit %llu is %d (durable "
-                "%d)\n", k, vd_leg_state_name(v->leg_state[k], 0),
+                "%d)\n", k, vd_leg_state_name(vd_mirror_leg_state(v, k), 0),
                 d ? simdev_name(d) : "?", (unsigned long long)r,
                 c >> (r % 8) & 1, dd >> (r % 8) & 1);
     }
