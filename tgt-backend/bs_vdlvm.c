@@ -29,7 +29,7 @@
  *   metadata, iSCSI logins) and a volume happens on the main thread, as
  *   tgtadm's LUN creation waits for it anyway.  Everything else that may
  *   wait goes to a thread:
- *   - control-socket commands run on threads of their own (vdadmin.c, at
+ *   - control-socket commands run on threads of their own (admin/ctl.c, at
  *     most VD_CTL_MAX_JOBS per pool, "busy" beyond); after a command, its
  *     thread asks the main thread to publish volume sizes to the LUNs
  *     (refresh_fd) and waits for that, so that a LUN shows a new size when
@@ -76,7 +76,7 @@
 
 #include "../config/vdconfig.h"
 #include "../pool/vdpool.h"
-#include "../tools/vdadmin.h"
+#include "../admin/vdadmin.h"
 
 #define CONF_DIR_DEFAULT "/etc/vdlvm"
 #define NTHREADS_MAX 16

@@ -4,7 +4,7 @@
  * the tgtd that holds the pool (control socket RUNDIR/POOL.sock); only when
  * none serves it does vdlvm load the definition, open the pool itself
  * (taking its lock) and run the same vd_admin_exec.  A definition is found
- * by -c FILE, CONFDIR/POOL.yaml, or the registry (vdadmin.h).
+ * by -c FILE, CONFDIR/POOL.yaml, or the registry (admin/vdadmin.h).
  */
 #include <errno.h>
 #include <dirent.h>
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../pool/probe.h"
-#include "vdadmin.h"
+#include "../admin/vdadmin.h"
 
 static const char *g_usage =
     "Usage: vdlvm [-c FILE] [--partial] COMMAND [ARGS]\n"

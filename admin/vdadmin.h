@@ -1,4 +1,4 @@
-/* vdlvm: admin commands and the control socket (tools/).
+/* vdlvm: admin commands and the control socket (admin/).
  *
  * The same command code runs in the `vdlvm` process (pool opened directly)
  * and inside tgtd (bs_vdlvm.so, pool held by the module), so a command

@@ -1,0 +1,90 @@
+/* vdlvm admin internals: shared by the files of admin/ only (not installed, not
+ * included outside admin/).  Everything here runs on the thread of the
+ * vd_admin_exec call it serves; nothing here is shared state.
+ */
+#ifndef VD_ADMIN_INT_H
+#define VD_ADMIN_INT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vdadmin.h"
+
+enum cmd_id {
+    CMD_VOL_CREATE, CMD_VOL_LIST, CMD_VOL_REMOVE, CMD_VOL_EXTEND,
+    CMD_VOL_REPAIR, CMD_STATUS, CMD_RESYNC, CMD_VERIFY,
+};
+
+/* Which target argument a command takes. */
+enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */ };
+
+enum {
+    O_SIZE = 1u << 0, O_LAYOUT = 1u << 1, O_COPIES = 1u << 2,
+    O_SAME_NODE = 1u << 3, O_JSON = 1u << 4, O_RATE = 1u << 5,
+    O_REPLACE = 1u << 6, O_WITH = 1u << 7, O_REPAIR = 1u << 8,
+    O_WAIT = 1u << 9, O_REGION = 1u << 10,
+};
+
+struct cmd_spec {
+    enum cmd_id id;
+    const char *w1, *w2;   /* command words; w2 NULL for one word */
+    int target;
+    unsigned opts;         /* O_* allowed */
+    unsigned required;     /* O_* required */
+    const char *synopsis;  /* after "vdlvm " */
+    const char *help;
+};
+
+struct cmd_args {
+    const struct cmd_spec *spec;
+    char pool[VD_NAME_MAX + 1];
+    char vol[VD_NAME_MAX + 1];  /* "" when the target names no volume */
+    int has_target;
+    uint64_t size;
+    int size_rel;               /* --size +SIZE */
+    enum vd_layout layout;
+    uint32_t copies;
+    unsigned given;             /* O_* seen */
+    uint64_t rate;
+    uint64_t region_size;
+    const char *replace, *with;
+};
+
+/* "vdlvm: " + the message + newline on err. */
+__attribute__((format(printf, 2, 3)))
+void admin_msg(FILE *err, const char *fmt, ...);
+/* A library call failed with r: print our own message (fmt: strerror)
+ * unless the library already told the user; returns the exit code. */
+__attribute__((format(printf, 3, 4)))
+int admin_lib_fail(FILE *err, int r, const char *fmt, ...);
+/* A volume call (verb) failed with r: a message from the errno unless the
+ * library already told the user; returns the exit code. */
+int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
+                   const char *verb);
+
+/* Parse argv into a: -1 when a holds a well-formed command, else a
+ * VD_EXIT_* code (help printed on out, or usage error printed on err). */
+int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
+                    FILE *err);
+
+/* The commands (exec.c): run a parsed command against pool; VD_EXIT_*. */
+int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
+                       FILE *err);
+int admin_cmd_vol_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out,
+                     FILE *err);
+int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out,
+                     FILE *err);
+int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out,
+                     FILE *err);
+int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out,
+                      FILE *err);
+
+#endif
