@@ -301,6 +301,42 @@ static int split_target(const struct cmd_spec *c, const char *s,
     return 0;
 }
 
+/* Per layout (by name, see vd_layout_name): the vol create options it
+ * takes and its default number of copies.  A layout missing here takes no
+ * layout option and has one copy. */
+#define LAYOUT_OPTS (O_COPIES | O_SAME_NODE | O_REGION)
+struct layout_opts {
+    const char *name;
+    unsigned opts;      /* of LAYOUT_OPTS */
+    uint32_t copies;    /* default */
+};
+static const struct layout_opts g_layout_opts[] = {
+    { .name = "linear", .opts = 0, .copies = 1 },
+    { .name = "mirror", .opts = LAYOUT_OPTS, .copies = 2 },
+};
+#define NLAYOUT_OPTS (sizeof(g_layout_opts) / sizeof(g_layout_opts[0]))
+
+static const struct layout_opts *layout_opts(enum vd_layout layout)
+{
+    static const struct layout_opts none = { .name = "", .opts = 0,
+                                             .copies = 1 };
+    const char *name = vd_layout_name(layout);
+
+    for (size_t i = 0; i < NLAYOUT_OPTS; i++)
+        if (!strcmp(g_layout_opts[i].name, name))
+            return &g_layout_opts[i];
+    return &none;
+}
+
+/* The first layout taking one of the options in bits (for messages). */
+static const char *layout_opts_owner(unsigned bits)
+{
+    for (size_t i = 0; i < NLAYOUT_OPTS; i++)
+        if (g_layout_opts[i].opts & bits)
+            return g_layout_opts[i].name;
+    return "?";
+}
+
 /* Returns -1 when a holds a well-formed command, else a VD_EXIT_* code
  * (help printed, or usage error printed). */
 int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
@@ -311,7 +347,7 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
     char cmdname[32];
 
     memset(a, 0, sizeof(*a));
-    a->layout = VD_LAYOUT_LINEAR;
+    vd_layout_from_name("linear", &a->layout);
     if (argc < 1 || !argv[0]) {
         admin_msg(err, "no command given; see 'vdlvm --help'");
         return VD_EXIT_USAGE;
@@ -439,11 +475,7 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
             break;
         }
         case O_LAYOUT:
-            if (!strcmp(val, "linear"))
-                a->layout = VD_LAYOUT_LINEAR;
-            else if (!strcmp(val, "mirror"))
-                a->layout = VD_LAYOUT_MIRROR;
-            else {
+            if (vd_layout_from_name(val, &a->layout) < 0) {
                 admin_msg(err, "%s: --layout '%s' is unknown; use linear or mirror",
                     cmdname, val);
                 return VD_EXIT_USAGE;
@@ -504,23 +536,20 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
         return VD_EXIT_USAGE;
     }
     if (c->id == CMD_VOL_CREATE) {
-        if ((a->given & O_COPIES) && a->layout != VD_LAYOUT_MIRROR) {
-            admin_msg(err, "%s: --copies applies to --layout mirror", cmdname);
+        /* the options a layout takes, by its name (the layout id is
+         * tested in the pool's registry only) */
+        const struct layout_opts *lo = layout_opts(a->layout);
+        unsigned bad = a->given & LAYOUT_OPTS & ~lo->opts;
+        if (bad) {
+            const char *opt = bad & O_COPIES ? "--copies"
+                              : bad & O_SAME_NODE ? "--allow-same-node"
+                                                  : "--region-size";
+            admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
+                      layout_opts_owner(bad));
             return VD_EXIT_USAGE;
         }
-        if ((a->given & O_SAME_NODE) && a->layout != VD_LAYOUT_MIRROR) {
-            admin_msg(err, "%s: --allow-same-node applies to --layout mirror",
-                cmdname);
-            return VD_EXIT_USAGE;
-        }
-        if ((a->given & O_REGION) && a->layout != VD_LAYOUT_MIRROR) {
-            admin_msg(err, "%s: --region-size applies to --layout mirror", cmdname);
-            return VD_EXIT_USAGE;
-        }
-        if (a->layout == VD_LAYOUT_MIRROR && !a->copies)
-            a->copies = 2;
-        if (a->layout == VD_LAYOUT_LINEAR)
-            a->copies = 1;
+        if (!a->copies)
+            a->copies = lo->copies;
     }
     if (c->id == CMD_VOL_REPAIR && !strcmp(a->replace, a->with)) {
         admin_msg(err, "%s: --replace and --with name the same device '%s'",

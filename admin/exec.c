@@ -27,9 +27,16 @@ static void fmt_size(uint64_t b, char *buf, size_t len)
     vd_size_format(b, buf, len);
 }
 
-static const char *layout_str(enum vd_layout l)
+/* The mirror info of vol when it is a mirror: 0 with *has set (0 for a
+ * volume of another layout: vd_mirror_get_info says -EINVAL), or the
+ * failure.  Admin code never tests a layout id: the pool's registry does. */
+static int mirror_get(vd_pool *pool, const char *vol,
+                      struct vd_mirror_info *mi, int *has)
 {
-    return l == VD_LAYOUT_MIRROR ? "mirror" : "linear";
+    int r = vd_mirror_get_info(pool, vol, mi);
+
+    *has = r == 0;
+    return r == -EINVAL ? 0 : r;
 }
 
 static const char *dev_state_str(enum vd_dev_state s)
@@ -239,7 +246,7 @@ static void json_vol(FILE *out, const vd_pool *pool,
     jstr(out, vi->name);
     fprintf(out, ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u,"
             "\"exported\":%s,\"state\":",
-            (unsigned long long)vi->size, layout_str(vi->layout), vi->copies,
+            (unsigned long long)vi->size, vd_layout_name(vi->layout), vi->copies,
             vi->open_count, vi->open_count ? "true" : "false");
     if (mi) {
         char st[128];
@@ -281,13 +288,16 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
         fprintf(out, "volume '%s/%s': created\n", a->pool, a->vol);
         return VD_EXIT_OK;
     }
+    struct vd_mirror_info mi;
+    int has_mi = 0;
+    mirror_get(pool, a->vol, &mi, &has_mi);
     fmt_size(vi.size, sz, sizeof(sz));
     fmt_size(pi.extent_size, es, sizeof(es));
     uint64_t next = vi.size / pi.extent_size;
     fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
             a->pool, a->vol, sz, (unsigned long long)next,
-            next == 1 ? "" : "s", es, layout_str(vi.layout));
-    if (vi.layout == VD_LAYOUT_MIRROR)
+            next == 1 ? "" : "s", es, vd_layout_name(vi.layout));
+    if (has_mi)
         fprintf(out, ", %u copies", vi.copies);
     fputc('\n', out);
     if (vi.size != a->size) {
@@ -296,20 +306,17 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
         fprintf(out, "  note: %llu bytes (%s) asked, rounded up to whole "
                 "extents of %s\n", (unsigned long long)a->size, asked, es);
     }
-    if (vi.layout == VD_LAYOUT_MIRROR) {
-        struct vd_mirror_info mi;
-        if (vd_mirror_get_info(pool, a->vol, &mi) == 0) {
-            int same = 1;
-            for (uint32_t k = 1; k < mi.copies && k < 3; k++)
-                if (strcmp(mi.legs[k].node, mi.legs[0].node))
-                    same = 0;
-            if (same && mi.copies > 1)
-                admin_msg(err, "warning: volume '%s/%s': every leg is on node "
-                    "'%s' (--allow-same-node): the mirror survives the loss "
-                    "of a device, not of that node; legs on devices of the "
-                    "same disk protect nothing", a->pool, a->vol,
-                    mi.legs[0].node);
-        }
+    if (has_mi) {
+        int same = 1;
+        for (uint32_t k = 1; k < mi.copies && k < 3; k++)
+            if (strcmp(mi.legs[k].node, mi.legs[0].node))
+                same = 0;
+        if (same && mi.copies > 1)
+            admin_msg(err, "warning: volume '%s/%s': every leg is on node "
+                "'%s' (--allow-same-node): the mirror survives the loss "
+                "of a device, not of that node; legs on devices of the "
+                "same disk protect nothing", a->pool, a->vol,
+                mi.legs[0].node);
     }
     return VD_EXIT_OK;
 }
@@ -354,7 +361,7 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
         fmt_size(vi.size, sz, sizeof(sz));
         tbl_cell(&t, 0, "%s/%s", a->pool, vi.name);
         tbl_cell(&t, 1, "%s", sz);
-        tbl_cell(&t, 2, "%s", layout_str(vi.layout));
+        tbl_cell(&t, 2, "%s", vd_layout_name(vi.layout));
         tbl_cell(&t, 3, "%u", vi.copies);
         tbl_cell(&t, 4, "%s", vi.open_count ? "yes" : "no");
     }
@@ -417,7 +424,7 @@ static int mirror_info(vd_pool *pool, struct cmd_args *a, const char *what,
 
     if (r == -EINVAL && vd_vol_get_info(pool, a->vol, &vi) == 0) {
         admin_msg(err, "volume '%s/%s': %s applies to mirrored volumes; this one is "
-            "%s", a->pool, a->vol, what, layout_str(vi.layout));
+            "%s", a->pool, a->vol, what, vd_layout_name(vi.layout));
         return VD_EXIT_FAIL;
     }
     if (r < 0)
@@ -671,10 +678,8 @@ int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         r = vd_pool_get_info(pool, &pi);
     if (r == 0)
         r = vd_vol_get_runs(pool, a->vol, &runs, &nruns);
-    if (r == 0 && vi.layout == VD_LAYOUT_MIRROR) {
-        r = vd_mirror_get_info(pool, a->vol, &mi);
-        has_mi = r == 0;
-    }
+    if (r == 0)
+        r = mirror_get(pool, a->vol, &mi, &has_mi);
     if (r < 0) {
         free(runs);
         return admin_vol_fail(err, r, a->pool, a->vol, "status");
@@ -691,8 +696,8 @@ int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         fprintf(out, "  size      %s (%llu bytes, %llu extents of %s)\n", sz,
                 (unsigned long long)vi.size,
                 (unsigned long long)(vi.size / pi.extent_size), es);
-        fprintf(out, "  layout    %s", layout_str(vi.layout));
-        if (vi.layout == VD_LAYOUT_MIRROR)
+        fprintf(out, "  layout    %s", vd_layout_name(vi.layout));
+        if (has_mi)
             fprintf(out, ", %u copies", vi.copies);
         fprintf(out, "\n  exported  %s\n", vi.open_count ? "yes" : "no");
         fprintf(out, "  extents   %s\n", brief ? brief : "?");
@@ -816,10 +821,8 @@ int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         r = vd_pool_vol_get_info(pool, i, &vi);
         if (r == 0)
             r = vd_vol_get_runs(pool, vi.name, &runs, &nruns);
-        if (r == 0 && vi.layout == VD_LAYOUT_MIRROR) {
-            r = vd_mirror_get_info(pool, vi.name, &mi);
-            has_mi = r == 0;
-        }
+        if (r == 0)
+            r = mirror_get(pool, vi.name, &mi, &has_mi);
         if (r < 0) {
             free(runs);
             goto fail;
@@ -834,10 +837,11 @@ int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
             fmt_size(vi.size, sz, sizeof(sz));
             tbl_cell(&vt, 0, "%s", vi.name);
             tbl_cell(&vt, 1, "%s", sz);
-            if (vi.layout == VD_LAYOUT_MIRROR)
-                tbl_cell(&vt, 2, "mirror x%u", vi.copies);
+            if (has_mi)
+                tbl_cell(&vt, 2, "%s x%u", vd_layout_name(vi.layout),
+                         vi.copies);
             else
-                tbl_cell(&vt, 2, "%s", layout_str(vi.layout));
+                tbl_cell(&vt, 2, "%s", vd_layout_name(vi.layout));
             tbl_cell(&vt, 3, "%s", vi.open_count ? "yes" : "no");
             if (has_mi) {
                 char st[128];
