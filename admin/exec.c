@@ -663,226 +663,300 @@ static void print_mirror(FILE *out, const struct vd_mirror_info *mi)
     fprintf(out, "  (rate limit %s)\n", lim);
 }
 
-int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
-{
-    struct vd_mirror_info mi;
-    int has_mi = 0;
+/* ---- status: one structure, rendered as text or as JSON ----------------- */
+/* Like dm's STATUSTYPE_INFO/TABLE: status_*_get gathers everything from the
+ * library once; the text and JSON renderers only print what it holds, so
+ * the two forms cannot disagree. */
+
+struct vol_status {
     struct vd_vol_info vi;
+    struct vd_run *runs;        /* malloc'd by vd_vol_get_runs */
+    size_t nruns;
+    struct vd_mirror_info mi;   /* valid when has_mi */
+    int has_mi;
+};
+
+struct dev_status {
+    struct vd_dev_info di;
+    uint64_t used, free;        /* bytes */
+};
+
+struct pool_status {
     struct vd_pool_info pi;
-    struct vd_run *runs = NULL;
-    size_t nruns = 0;
+    struct dev_status *devs;    /* pi.ndevs, malloc'd */
+    int nvols;
+    struct vol_status *vols;    /* nvols, malloc'd */
+};
+
+/* The rest of vs once vs->vi is filled: extents and, for a mirror, its
+ * legs.  Free with vol_status_free. */
+static int vol_status_fill(vd_pool *pool, struct vol_status *vs)
+{
+    int r = vd_vol_get_runs(pool, vs->vi.name, &vs->runs, &vs->nruns);
+
+    if (r == 0)
+        r = mirror_get(pool, vs->vi.name, &vs->mi, &vs->has_mi);
+    return r;
+}
+
+static void vol_status_free(struct vol_status *vs)
+{
+    free(vs->runs);
+    vs->runs = NULL;
+}
+
+static void pool_status_free(struct pool_status *st)
+{
+    for (int i = 0; st->vols && i < st->nvols; i++)
+        vol_status_free(&st->vols[i]);
+    free(st->vols);
+    free(st->devs);
+    st->vols = NULL;
+    st->devs = NULL;
+}
+
+/* Everything `status POOL` shows; 0 or a negative errno (st freed). */
+static int pool_status_get(vd_pool *pool, struct pool_status *st)
+{
     int r;
 
-    r = vd_vol_get_info(pool, a->vol, &vi);
+    memset(st, 0, sizeof(*st));
+    r = vd_pool_get_info(pool, &st->pi);
+    if (r < 0)
+        return r;
+    st->nvols = vd_pool_vol_count(pool);
+    if (st->nvols < 0)
+        return st->nvols;
+    st->devs = calloc(st->pi.ndevs ? st->pi.ndevs : 1, sizeof(*st->devs));
+    st->vols = calloc(st->nvols ? st->nvols : 1, sizeof(*st->vols));
+    if (!st->devs || !st->vols) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (uint32_t i = 0; i < st->pi.ndevs; i++) {
+        struct dev_status *d = &st->devs[i];
+        r = vd_pool_dev_get_info(pool, i, &d->di);
+        if (r < 0)
+            goto fail;
+        d->used = d->di.used_extents * st->pi.extent_size;
+        d->free = (d->di.extents - d->di.used_extents) * st->pi.extent_size;
+    }
+    for (int i = 0; i < st->nvols; i++) {
+        r = vd_pool_vol_get_info(pool, i, &st->vols[i].vi);
+        if (r == 0)
+            r = vol_status_fill(pool, &st->vols[i]);
+        if (r < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    pool_status_free(st);
+    return r;
+}
+
+static void vol_status_json(FILE *out, const vd_pool *pool,
+                            const struct vol_status *vs)
+{
+    json_vol(out, pool, &vs->vi, vs->runs, vs->nruns,
+             vs->has_mi ? &vs->mi : NULL);
+}
+
+static void vol_status_text(FILE *out, const vd_pool *pool,
+                            const char *pool_name, uint64_t extent_size,
+                            const struct vol_status *vs)
+{
+    const struct vd_vol_info *vi = &vs->vi;
+    char sz[32], es[32];
+    char *brief = runs_brief(pool, vs->runs, vs->nruns, vi->copies);
+
+    fmt_size(vi->size, sz, sizeof(sz));
+    fmt_size(extent_size, es, sizeof(es));
+    fprintf(out, "volume '%s/%s'\n", pool_name, vi->name);
+    fprintf(out, "  size      %s (%llu bytes, %llu extents of %s)\n", sz,
+            (unsigned long long)vi->size,
+            (unsigned long long)(vi->size / extent_size), es);
+    fprintf(out, "  layout    %s", vd_layout_name(vi->layout));
+    if (vs->has_mi)
+        fprintf(out, ", %u copies", vi->copies);
+    fprintf(out, "\n  exported  %s\n", vi->open_count ? "yes" : "no");
+    fprintf(out, "  extents   %s\n", brief ? brief : "?");
+    if (vs->has_mi)
+        print_mirror(out, &vs->mi);
+    free(brief);
+}
+
+static void pool_status_json(FILE *out, const vd_pool *pool,
+                             const struct pool_status *st)
+{
+    const struct vd_pool_info *pi = &st->pi;
+
+    fputs("{\"pool\":", out);
+    jstr(out, pi->name);
+    fputs(",\"uuid\":", out);
+    jstr(out, pi->uuid);
+    fprintf(out, ",\"extent_size\":%llu,\"seq\":%llu,\"size\":%llu,"
+            "\"used\":%llu,\"free\":%llu,\"devices\":[",
+            (unsigned long long)pi->extent_size, (unsigned long long)pi->seq,
+            (unsigned long long)pi->total_bytes,
+            (unsigned long long)pi->used_bytes,
+            (unsigned long long)pi->free_bytes);
+    for (uint32_t i = 0; i < pi->ndevs; i++) {
+        const struct vd_dev_info *di = &st->devs[i].di;
+        fputs(i ? ",{\"name\":" : "{\"name\":", out);
+        jstr(out, di->name);
+        fputs(",\"node\":", out);
+        jstr(out, di->node);
+        fputs(",\"path\":", out);
+        jstr(out, di->path);
+        fputs(",\"uuid\":", out);
+        jstr(out, di->uuid);
+        fprintf(out, ",\"state\":\"%s\",\"message\":",
+                dev_state_str(di->state));
+        jstr(out, di->state == VD_DEV_OK ? "" : di->state_msg);
+        fprintf(out, ",\"size\":%llu,\"used\":%llu,\"free\":%llu,"
+                "\"extents\":%llu,\"used_extents\":%llu,\"metadata\":%s}",
+                (unsigned long long)di->size,
+                (unsigned long long)st->devs[i].used,
+                (unsigned long long)st->devs[i].free,
+                (unsigned long long)di->extents,
+                (unsigned long long)di->used_extents,
+                di->has_md ? "true" : "false");
+    }
+    fputs("],\"volumes\":[", out);
+    for (int i = 0; i < st->nvols; i++) {
+        if (i)
+            fputc(',', out);
+        vol_status_json(out, pool, &st->vols[i]);
+    }
+    fputs("]}\n", out);
+}
+
+static void pool_status_text(FILE *out, const vd_pool *pool,
+                             const struct pool_status *st)
+{
+    const struct vd_pool_info *pi = &st->pi;
+    struct table dt = { .ncols = 8 }, vt = { .ncols = 6 };
+    char t[32], u[32], f[32], es[32];
+
+    fmt_size(pi->total_bytes, t, sizeof(t));
+    fmt_size(pi->used_bytes, u, sizeof(u));
+    fmt_size(pi->free_bytes, f, sizeof(f));
+    fmt_size(pi->extent_size, es, sizeof(es));
+    fprintf(out, "pool '%s'  uuid %s  extent %s  metadata seq %llu\n",
+            pi->name, pi->uuid, es, (unsigned long long)pi->seq);
+    fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n",
+            t, u, f, pi->ndevs, pi->ndevs == 1 ? "" : "s",
+            (unsigned)st->nvols, st->nvols == 1 ? "" : "s");
+
+    tbl_cell(&dt, 0, "DEVICE");
+    tbl_cell(&dt, 1, "NODE");
+    tbl_cell(&dt, 2, "STATE");
+    tbl_cell(&dt, 3, "SIZE");
+    tbl_cell(&dt, 4, "USED");
+    tbl_cell(&dt, 5, "FREE");
+    tbl_cell(&dt, 6, "MD");
+    tbl_cell(&dt, 7, "PATH");
+    for (uint32_t i = 0; i < pi->ndevs; i++) {
+        const struct vd_dev_info *di = &st->devs[i].di;
+        char s[32];
+        fmt_size(di->size, s, sizeof(s));
+        fmt_size(st->devs[i].used, u, sizeof(u));
+        fmt_size(st->devs[i].free, f, sizeof(f));
+        tbl_cell(&dt, 0, "%s", di->name);
+        tbl_cell(&dt, 1, "%s", di->node);
+        tbl_cell(&dt, 2, "%s", dev_state_str(di->state));
+        tbl_cell(&dt, 3, "%s", s);
+        tbl_cell(&dt, 4, "%s", u);
+        tbl_cell(&dt, 5, "%s", f);
+        tbl_cell(&dt, 6, "%s", di->has_md ? "yes" : "no");
+        tbl_cell(&dt, 7, "%s", di->path);
+    }
+
+    tbl_cell(&vt, 0, "VOLUME");
+    tbl_cell(&vt, 1, "SIZE");
+    tbl_cell(&vt, 2, "LAYOUT");
+    tbl_cell(&vt, 3, "EXPORTED");
+    tbl_cell(&vt, 4, "STATE");
+    tbl_cell(&vt, 5, "EXTENTS");
+    for (int i = 0; i < st->nvols; i++) {
+        const struct vol_status *vs = &st->vols[i];
+        char sz[32];
+        char *brief = runs_brief(pool, vs->runs, vs->nruns, vs->vi.copies);
+        fmt_size(vs->vi.size, sz, sizeof(sz));
+        tbl_cell(&vt, 0, "%s", vs->vi.name);
+        tbl_cell(&vt, 1, "%s", sz);
+        if (vs->has_mi)
+            tbl_cell(&vt, 2, "%s x%u", vd_layout_name(vs->vi.layout),
+                     vs->vi.copies);
+        else
+            tbl_cell(&vt, 2, "%s", vd_layout_name(vs->vi.layout));
+        tbl_cell(&vt, 3, "%s", vs->vi.open_count ? "yes" : "no");
+        if (vs->has_mi) {
+            char state[128];
+            mirror_brief(&vs->mi, state, sizeof(state));
+            tbl_cell(&vt, 4, "%s", state);
+        } else {
+            tbl_cell(&vt, 4, "ok");
+        }
+        tbl_cell(&vt, 5, "%s", brief ? brief : "?");
+        free(brief);
+    }
+
+    fputc('\n', out);
+    tbl_print(&dt, out, "  ");
+    for (uint32_t i = 0; i < pi->ndevs; i++) {
+        const struct vd_dev_info *di = &st->devs[i].di;
+        if (di->state != VD_DEV_OK)
+            fprintf(out, "  device '%s': %s\n", di->name,
+                    di->state_msg[0] ? di->state_msg
+                                     : dev_state_str(di->state));
+    }
+    fputc('\n', out);
+    if (st->nvols)
+        tbl_print(&vt, out, "  ");
+    else
+        fprintf(out, "  no volumes\n");
+    tbl_free(&dt);
+    tbl_free(&vt);
+}
+
+int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct vol_status vs = { .runs = NULL };
+    struct vd_pool_info pi;
+    int r;
+
+    r = vd_vol_get_info(pool, a->vol, &vs.vi);
     if (r == 0)
         r = vd_pool_get_info(pool, &pi);
     if (r == 0)
-        r = vd_vol_get_runs(pool, a->vol, &runs, &nruns);
-    if (r == 0)
-        r = mirror_get(pool, a->vol, &mi, &has_mi);
+        r = vol_status_fill(pool, &vs);
     if (r < 0) {
-        free(runs);
+        vol_status_free(&vs);
         return admin_vol_fail(err, r, a->pool, a->vol, "status");
     }
     if (a->given & O_JSON) {
-        json_vol(out, pool, &vi, runs, nruns, has_mi ? &mi : NULL);
+        vol_status_json(out, pool, &vs);
         fputc('\n', out);
     } else {
-        char sz[32], es[32];
-        char *brief = runs_brief(pool, runs, nruns, vi.copies);
-        fmt_size(vi.size, sz, sizeof(sz));
-        fmt_size(pi.extent_size, es, sizeof(es));
-        fprintf(out, "volume '%s/%s'\n", a->pool, vi.name);
-        fprintf(out, "  size      %s (%llu bytes, %llu extents of %s)\n", sz,
-                (unsigned long long)vi.size,
-                (unsigned long long)(vi.size / pi.extent_size), es);
-        fprintf(out, "  layout    %s", vd_layout_name(vi.layout));
-        if (has_mi)
-            fprintf(out, ", %u copies", vi.copies);
-        fprintf(out, "\n  exported  %s\n", vi.open_count ? "yes" : "no");
-        fprintf(out, "  extents   %s\n", brief ? brief : "?");
-        if (has_mi)
-            print_mirror(out, &mi);
-        free(brief);
+        vol_status_text(out, pool, a->pool, pi.extent_size, &vs);
     }
-    free(runs);
+    vol_status_free(&vs);
     return VD_EXIT_OK;
 }
 
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
-    struct vd_pool_info pi;
-    int r = vd_pool_get_info(pool, &pi);
-    int json = !!(a->given & O_JSON);
-    int nvols;
-    struct table dt = { .ncols = 8 }, vt = { .ncols = 6 };
-    char *notes = NULL;
-    size_t notes_len = 0;
-    FILE *nf = NULL;
+    struct pool_status st;
+    int r = pool_status_get(pool, &st);
 
     if (r < 0)
-        return admin_lib_fail(err, r, "pool '%s': status failed", vd_pool_name(pool));
-    nvols = vd_pool_vol_count(pool);
-    if (nvols < 0)
-        return admin_lib_fail(err, nvols, "pool '%s': status failed", pi.name);
-
-    if (json) {
-        fputs("{\"pool\":", out);
-        jstr(out, pi.name);
-        fputs(",\"uuid\":", out);
-        jstr(out, pi.uuid);
-        fprintf(out, ",\"extent_size\":%llu,\"seq\":%llu,\"size\":%llu,"
-                "\"used\":%llu,\"free\":%llu,\"devices\":[",
-                (unsigned long long)pi.extent_size, (unsigned long long)pi.seq,
-                (unsigned long long)pi.total_bytes,
-                (unsigned long long)pi.used_bytes,
-                (unsigned long long)pi.free_bytes);
-    } else {
-        char t[32], u[32], f[32], es[32];
-        fmt_size(pi.total_bytes, t, sizeof(t));
-        fmt_size(pi.used_bytes, u, sizeof(u));
-        fmt_size(pi.free_bytes, f, sizeof(f));
-        fmt_size(pi.extent_size, es, sizeof(es));
-        fprintf(out, "pool '%s'  uuid %s  extent %s  metadata seq %llu\n",
-                pi.name, pi.uuid, es, (unsigned long long)pi.seq);
-        fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n",
-                t, u, f, pi.ndevs, pi.ndevs == 1 ? "" : "s", (unsigned)nvols,
-                nvols == 1 ? "" : "s");
-        tbl_cell(&dt, 0, "DEVICE");
-        tbl_cell(&dt, 1, "NODE");
-        tbl_cell(&dt, 2, "STATE");
-        tbl_cell(&dt, 3, "SIZE");
-        tbl_cell(&dt, 4, "USED");
-        tbl_cell(&dt, 5, "FREE");
-        tbl_cell(&dt, 6, "MD");
-        tbl_cell(&dt, 7, "PATH");
-        nf = open_memstream(&notes, &notes_len);
-    }
-    for (uint32_t i = 0; i < pi.ndevs; i++) {
-        struct vd_dev_info di;
-        uint64_t used, freeb;
-        r = vd_pool_dev_get_info(pool, i, &di);
-        if (r < 0)
-            goto fail;
-        used = di.used_extents * pi.extent_size;
-        freeb = (di.extents - di.used_extents) * pi.extent_size;
-        if (json) {
-            fputs(i ? ",{\"name\":" : "{\"name\":", out);
-            jstr(out, di.name);
-            fputs(",\"node\":", out);
-            jstr(out, di.node);
-            fputs(",\"path\":", out);
-            jstr(out, di.path);
-            fputs(",\"uuid\":", out);
-            jstr(out, di.uuid);
-            fprintf(out, ",\"state\":\"%s\",\"message\":",
-                    dev_state_str(di.state));
-            jstr(out, di.state == VD_DEV_OK ? "" : di.state_msg);
-            fprintf(out, ",\"size\":%llu,\"used\":%llu,\"free\":%llu,"
-                    "\"extents\":%llu,\"used_extents\":%llu,\"metadata\":%s}",
-                    (unsigned long long)di.size, (unsigned long long)used,
-                    (unsigned long long)freeb, (unsigned long long)di.extents,
-                    (unsigned long long)di.used_extents,
-                    di.has_md ? "true" : "false");
-        } else {
-            char s[32], u[32], f[32];
-            fmt_size(di.size, s, sizeof(s));
-            fmt_size(used, u, sizeof(u));
-            fmt_size(freeb, f, sizeof(f));
-            tbl_cell(&dt, 0, "%s", di.name);
-            tbl_cell(&dt, 1, "%s", di.node);
-            tbl_cell(&dt, 2, "%s", dev_state_str(di.state));
-            tbl_cell(&dt, 3, "%s", s);
-            tbl_cell(&dt, 4, "%s", u);
-            tbl_cell(&dt, 5, "%s", f);
-            tbl_cell(&dt, 6, "%s", di.has_md ? "yes" : "no");
-            tbl_cell(&dt, 7, "%s", di.path);
-            if (di.state != VD_DEV_OK && nf)
-                fprintf(nf, "  device '%s': %s\n", di.name,
-                        di.state_msg[0] ? di.state_msg : dev_state_str(di.state));
-        }
-    }
-    if (json)
-        fputs("],\"volumes\":[", out);
-    else {
-        tbl_cell(&vt, 0, "VOLUME");
-        tbl_cell(&vt, 1, "SIZE");
-        tbl_cell(&vt, 2, "LAYOUT");
-        tbl_cell(&vt, 3, "EXPORTED");
-        tbl_cell(&vt, 4, "STATE");
-        tbl_cell(&vt, 5, "EXTENTS");
-    }
-    for (int i = 0; i < nvols; i++) {
-        struct vd_vol_info vi;
-        struct vd_run *runs = NULL;
-        size_t nruns = 0;
-        struct vd_mirror_info mi;
-        int has_mi = 0;
-        r = vd_pool_vol_get_info(pool, i, &vi);
-        if (r == 0)
-            r = vd_vol_get_runs(pool, vi.name, &runs, &nruns);
-        if (r == 0)
-            r = mirror_get(pool, vi.name, &mi, &has_mi);
-        if (r < 0) {
-            free(runs);
-            goto fail;
-        }
-        if (json) {
-            if (i)
-                fputc(',', out);
-            json_vol(out, pool, &vi, runs, nruns, has_mi ? &mi : NULL);
-        } else {
-            char sz[32];
-            char *brief = runs_brief(pool, runs, nruns, vi.copies);
-            fmt_size(vi.size, sz, sizeof(sz));
-            tbl_cell(&vt, 0, "%s", vi.name);
-            tbl_cell(&vt, 1, "%s", sz);
-            if (has_mi)
-                tbl_cell(&vt, 2, "%s x%u", vd_layout_name(vi.layout),
-                         vi.copies);
-            else
-                tbl_cell(&vt, 2, "%s", vd_layout_name(vi.layout));
-            tbl_cell(&vt, 3, "%s", vi.open_count ? "yes" : "no");
-            if (has_mi) {
-                char st[128];
-                mirror_brief(&mi, st, sizeof(st));
-                tbl_cell(&vt, 4, "%s", st);
-            } else {
-                tbl_cell(&vt, 4, "ok");
-            }
-            tbl_cell(&vt, 5, "%s", brief ? brief : "?");
-            free(brief);
-        }
-        free(runs);
-    }
-    if (json) {
-        fputs("]}\n", out);
-    } else {
-        fputc('\n', out);
-        tbl_print(&dt, out, "  ");
-        if (nf) {
-            fclose(nf);
-            nf = NULL;
-            if (notes)
-                fputs(notes, out);
-        }
-        fputc('\n', out);
-        if (nvols)
-            tbl_print(&vt, out, "  ");
-        else
-            fprintf(out, "  no volumes\n");
-    }
-    r = VD_EXIT_OK;
-    goto out;
-fail:
-    if (json)
-        fputs("\n", out);
-    r = admin_lib_fail(err, r, "pool '%s': status failed", pi.name);
-out:
-    if (nf)
-        fclose(nf);
-    free(notes);
-    tbl_free(&dt);
-    tbl_free(&vt);
-    return r;
+        return admin_lib_fail(err, r, "pool '%s': status failed",
+                              vd_pool_name(pool));
+    if (a->given & O_JSON)
+        pool_status_json(out, pool, &st);
+    else
+        pool_status_text(out, pool, &st);
+    pool_status_free(&st);
+    return VD_EXIT_OK;
 }
