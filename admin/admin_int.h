@@ -10,10 +10,7 @@
 
 #include "vdadmin.h"
 
-enum cmd_id {
-    CMD_VOL_CREATE, CMD_VOL_LIST, CMD_VOL_REMOVE, CMD_VOL_EXTEND,
-    CMD_VOL_REPAIR, CMD_STATUS, CMD_RESYNC, CMD_VERIFY,
-};
+struct cmd_args;
 
 /* Which target argument a command takes. */
 enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */ };
@@ -25,14 +22,23 @@ enum {
     O_WAIT = 1u << 9, O_REGION = 1u << 10,
 };
 
+enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
+
+/* One admin command: its words, arguments, help, and the two functions
+ * that are all a new command needs (cmd.c lists them in g_cmds). */
 struct cmd_spec {
-    enum cmd_id id;
     const char *w1, *w2;   /* command words; w2 NULL for one word */
     int target;
     unsigned opts;         /* O_* allowed */
     unsigned required;     /* O_* required */
     const char *synopsis;  /* after "vdlvm " */
     const char *help;
+    unsigned flags;        /* F_* */
+    /* The command's own rules once every option is parsed (NULL: none):
+     * 0, or VD_EXIT_USAGE after a message. */
+    int (*check)(struct cmd_args *a, const char *cmdname, FILE *err);
+    /* Run it against pool (exec.c); a VD_EXIT_* code. */
+    int (*exec)(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 };
 
 struct cmd_args {

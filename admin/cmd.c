@@ -141,8 +141,16 @@ int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
 
 /* ---- commands and their arguments --------------------------------------- */
 
+/* below, with the parsers */
+static int check_vol_create(struct cmd_args *a, const char *cmdname,
+                            FILE *err);
+static int check_vol_repair(struct cmd_args *a, const char *cmdname,
+                            FILE *err);
+static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out,
+                       FILE *err);
+
 static const struct cmd_spec g_cmds[] = {
-    { CMD_VOL_CREATE, "vol", "create", T_VOL,
+    { "vol", "create", T_VOL,
       O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION, O_SIZE,
       "vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N] "
       "[--allow-same-node] [--region-size SIZE]",
@@ -163,25 +171,31 @@ static const struct cmd_spec g_cmds[] = {
       "Mirror legs always go on distinct devices.  They must also go on\n"
       "distinct nodes: when the pool has fewer nodes with free space than\n"
       "copies, the command is refused unless --allow-same-node is given.\n"
-      "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n" },
-    { CMD_VOL_LIST, "vol", "list", T_POOL, O_JSON, 0,
+      "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n",
+      .check = check_vol_create,
+      .exec = admin_cmd_vol_create },
+    { "vol", "list", T_POOL, O_JSON, 0,
       "vol list POOL [--json]",
       "List the volumes of POOL: name, size, layout, copies, exported.\n"
       "\n"
-      "  --json               one JSON object {\"pool\":..., \"volumes\":[...]}\n" },
-    { CMD_VOL_REMOVE, "vol", "remove", T_VOL, 0, 0,
+      "  --json               one JSON object {\"pool\":..., \"volumes\":[...]}\n",
+      .exec = admin_cmd_vol_list },
+    { "vol", "remove", T_VOL, 0, 0,
       "vol remove POOL/VOL",
       "Remove a volume and free its extents.  Refused while the volume is\n"
-      "exported (delete its LUN with tgtadm first).\n" },
-    { CMD_VOL_EXTEND, "vol", "extend", T_VOL, O_SIZE, O_SIZE,
+      "exported (delete its LUN with tgtadm first).\n",
+      .exec = admin_cmd_vol_remove },
+    { "vol", "extend", T_VOL, O_SIZE, O_SIZE,
       "vol extend POOL/VOL --size [+]SIZE",
       "Grow a volume to SIZE, or by SIZE with a leading '+'.  Volumes only\n"
       "grow.  Works while the volume is exported: the LUN sees the new size\n"
       "at once (initiators learn it from a capacity-changed unit attention\n"
       "or a rescan).\n"
       "\n"
-      "  --size [+]SIZE       new size, or growth with '+'\n" },
-    { CMD_VOL_REPAIR, "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT,
+      "  --size [+]SIZE       new size, or growth with '+'\n",
+      .flags = F_SIZE_REL,
+      .exec = admin_cmd_vol_extend },
+    { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT,
       O_REPLACE | O_WITH,
       "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
       "Move the mirror leg on DEVICE to free extents of another device and\n"
@@ -190,8 +204,10 @@ static const struct cmd_spec g_cmds[] = {
       "  --replace DEVICE     the device whose leg moves\n"
       "  --with DEVICE        where it goes\n"
       "  --wait               return when the rebuild is done (always so when\n"
-      "                       no tgtd holds the pool)\n" },
-    { CMD_STATUS, "status", NULL, T_ANY_OPT, O_JSON, 0,
+      "                       no tgtd holds the pool)\n",
+      .check = check_vol_repair,
+      .exec = admin_cmd_vol_repair },
+    { "status", NULL, T_ANY_OPT, O_JSON, 0,
       "status [POOL[/VOL]] [--json]",
       "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
       "size, layout and which extents sit on which device) or one volume.\n"
@@ -199,8 +215,9 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --json               machine-readable: a pool object for POOL, a\n"
       "                       volume object for POOL/VOL, {\"pools\":[...]}\n"
-      "                       without an argument\n" },
-    { CMD_RESYNC, "resync", NULL, T_VOL, O_RATE | O_WAIT, 0,
+      "                       without an argument\n",
+      .exec = exec_status },
+    { "resync", NULL, T_VOL, O_RATE | O_WAIT, 0,
       "resync POOL/VOL [--rate LIMIT] [--wait]",
       "Start or resume the resync of a mirrored volume: copy the regions\n"
       "marked in the write-intent bitmap from an in-sync leg to the others.\n"
@@ -210,14 +227,16 @@ static const struct cmd_spec g_cmds[] = {
       "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited);\n"
       "                       stays until changed\n"
       "  --wait               return when the resync is done (always so when\n"
-      "                       no tgtd holds the pool)\n" },
-    { CMD_VERIFY, "verify", NULL, T_VOL, O_REPAIR, 0,
+      "                       no tgtd holds the pool)\n",
+      .exec = admin_cmd_resync },
+    { "verify", NULL, T_VOL, O_REPAIR, 0,
       "verify POOL/VOL [--repair]",
       "Read every leg of a mirrored volume, compare them region by region\n"
       "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"
       "equal (or were repaired), 3 when differences remain.\n"
       "\n"
-      "  --repair             copy differing regions from an in-sync leg\n" },
+      "  --repair             copy differing regions from an in-sync leg\n",
+      .exec = admin_cmd_verify },
 };
 #define NCMDS (sizeof(g_cmds) / sizeof(g_cmds[0]))
 
@@ -337,51 +356,267 @@ static const char *layout_opts_owner(unsigned bits)
     return "?";
 }
 
-/* Returns -1 when a holds a well-formed command, else a VD_EXIT_* code
- * (help printed, or usage error printed). */
-int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
-                     FILE *err)
+/* ---- options: one parser each ------------------------------------------- */
+/* Each returns 0, or VD_EXIT_USAGE after a message naming the command. */
+
+static int opt_size(const char *cmdname, const char *name, const char *val,
+                    struct cmd_args *a, FILE *err)
+{
+    const char *v = val;
+    char m[384];
+
+    if (*v == '+' && (a->spec->flags & F_SIZE_REL)) {
+        a->size_rel = 1;
+        v++;
+    }
+    if (vd_size_parse_max(v, UINT64_MAX, &a->size, m, sizeof(m)) < 0) {
+        admin_msg(err, "%s: --size %s", cmdname, m);
+        return VD_EXIT_USAGE;
+    }
+    if (a->size == 0) {
+        admin_msg(err, "%s: --size '%s' is not a size for a volume: it is "
+            "0 bytes; give at least 512", cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_layout(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    if (vd_layout_from_name(val, &a->layout) < 0) {
+        admin_msg(err, "%s: --layout '%s' is unknown; use linear or mirror",
+            cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_copies(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    char *end;
+    unsigned long n;
+
+    errno = 0;
+    n = strtoul(val, &end, 10);
+    if (errno || end == val || *end || n < 2 || n > 3) {
+        admin_msg(err, "%s: --copies '%s' is not 2 or 3", cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    a->copies = (uint32_t)n;
+    return 0;
+}
+
+static int opt_region(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    if (vd_size_parse(val, &a->region_size) < 0 ||
+        a->region_size < (64u << 10) ||
+        (a->region_size & (a->region_size - 1))) {
+        admin_msg(err, "%s: --region-size '%s' is not a power of two of at "
+            "least 64KiB", cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_rate(const char *cmdname, const char *name, const char *val,
+                    struct cmd_args *a, FILE *err)
+{
+    if (vd_size_parse(val, &a->rate) < 0) {
+        admin_msg(err, "%s: --rate '%s' is not a rate; use bytes per second "
+            "with a unit, e.g. 50MiB", cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_device(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    if (!vd_name_is_valid(val)) {
+        admin_msg(err, "%s: %s '%s' is not a device name", cmdname, name,
+                  val);
+        return VD_EXIT_USAGE;
+    }
+    if (!strcmp(name, "--replace"))
+        a->replace = val;
+    else
+        a->with = val;
+    return 0;
+}
+
+struct opt_spec {
+    const char *name;
+    unsigned bit;       /* O_* */
+    /* the option's value parser; NULL for an option without a value */
+    int (*parse)(const char *cmdname, const char *name, const char *val,
+                 struct cmd_args *a, FILE *err);
+};
+
+static const struct opt_spec g_opts[] = {
+    { .name = "--size", .bit = O_SIZE, .parse = opt_size },
+    { .name = "--layout", .bit = O_LAYOUT, .parse = opt_layout },
+    { .name = "--copies", .bit = O_COPIES, .parse = opt_copies },
+    { .name = "--allow-same-node", .bit = O_SAME_NODE },
+    { .name = "--json", .bit = O_JSON },
+    { .name = "--rate", .bit = O_RATE, .parse = opt_rate },
+    { .name = "--replace", .bit = O_REPLACE, .parse = opt_device },
+    { .name = "--with", .bit = O_WITH, .parse = opt_device },
+    { .name = "--repair", .bit = O_REPAIR },
+    { .name = "--wait", .bit = O_WAIT },
+    { .name = "--region-size", .bit = O_REGION, .parse = opt_region },
+};
+#define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
+
+/* ---- per-command rules, run once every option is parsed ----------------- */
+
+static int check_vol_create(struct cmd_args *a, const char *cmdname,
+                            FILE *err)
+{
+    /* the options a layout takes, by its name (the layout id is tested in
+     * the pool's registry only) */
+    const struct layout_opts *lo = layout_opts(a->layout);
+    unsigned bad = a->given & LAYOUT_OPTS & ~lo->opts;
+
+    if (bad) {
+        const char *opt = bad & O_COPIES ? "--copies"
+                          : bad & O_SAME_NODE ? "--allow-same-node"
+                                              : "--region-size";
+        admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
+                  layout_opts_owner(bad));
+        return VD_EXIT_USAGE;
+    }
+    if (!a->copies)
+        a->copies = lo->copies;
+    return 0;
+}
+
+static int check_vol_repair(struct cmd_args *a, const char *cmdname,
+                            FILE *err)
+{
+    if (!strcmp(a->replace, a->with)) {
+        admin_msg(err, "%s: --replace and --with name the same device '%s'",
+            cmdname, a->with);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out,
+                       FILE *err)
+{
+    return a->vol[0] ? admin_status_vol(pool, a, out, err)
+                     : admin_status_pool(pool, a, out, err);
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/* The command argv names (its words in *words), or NULL with *rc the exit
+ * code (group help printed, or a usage error). */
+static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
+                                       int *rc, FILE *out, FILE *err)
 {
     const struct cmd_spec *c = NULL;
-    int i, words;
-    char cmdname[32];
 
-    memset(a, 0, sizeof(*a));
-    vd_layout_from_name("linear", &a->layout);
+    *rc = VD_EXIT_USAGE;
     if (argc < 1 || !argv[0]) {
         admin_msg(err, "no command given; see 'vdlvm --help'");
-        return VD_EXIT_USAGE;
+        return NULL;
     }
     if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool")) {
         if (argc < 2 || is_help(argv[1])) {
             if (argc >= 2) {
                 print_group_help(argv[0], out);
-                return VD_EXIT_OK;
+                *rc = VD_EXIT_OK;
+                return NULL;
             }
-            admin_msg(err, "%s: no command given; see 'vdlvm %s --help'", argv[0],
-                argv[0]);
-            return VD_EXIT_USAGE;
+            admin_msg(err, "%s: no command given; see 'vdlvm %s --help'",
+                      argv[0], argv[0]);
+            return NULL;
         }
         for (size_t k = 0; k < NCMDS; k++)
             if (g_cmds[k].w2 && !strcmp(g_cmds[k].w1, argv[0]) &&
                 !strcmp(g_cmds[k].w2, argv[1]))
                 c = &g_cmds[k];
-        words = 2;
-        if (!c) {
+        *words = 2;
+        if (!c)
             admin_msg(err, "%s: unknown command '%s'; see 'vdlvm %s --help'",
-                argv[0], argv[1], argv[0]);
-            return VD_EXIT_USAGE;
-        }
-    } else {
-        for (size_t k = 0; k < NCMDS; k++)
-            if (!g_cmds[k].w2 && !strcmp(g_cmds[k].w1, argv[0]))
-                c = &g_cmds[k];
-        words = 1;
-        if (!c) {
-            admin_msg(err, "unknown command '%s'; see 'vdlvm --help'", argv[0]);
-            return VD_EXIT_USAGE;
-        }
+                      argv[0], argv[1], argv[0]);
+        return c;
     }
+    for (size_t k = 0; k < NCMDS; k++)
+        if (!g_cmds[k].w2 && !strcmp(g_cmds[k].w1, argv[0]))
+            c = &g_cmds[k];
+    *words = 1;
+    if (!c)
+        admin_msg(err, "unknown command '%s'; see 'vdlvm --help'", argv[0]);
+    return c;
+}
+
+/* One option argv[*i] (its value may be the next argument): 0 or
+ * VD_EXIT_USAGE. */
+static int parse_opt(int argc, char **argv, int *i, const char *cmdname,
+                     struct cmd_args *a, FILE *err)
+{
+    const char *s = argv[*i];
+    const char *eq = strchr(s, '=');
+    size_t nlen = eq ? (size_t)(eq - s) : strlen(s);
+    const struct opt_spec *o = NULL;
+    const char *val = NULL;
+    char name[32];
+
+    if (nlen >= sizeof(name))
+        nlen = sizeof(name) - 1;
+    memcpy(name, s, nlen);
+    name[nlen] = 0;
+    for (size_t k = 0; k < NOPTS; k++)
+        if (!strcmp(name, g_opts[k].name))
+            o = &g_opts[k];
+    if (!o || !(a->spec->opts & o->bit)) {
+        admin_msg(err, "%s: unknown option '%s'; see 'vdlvm %s --help'",
+                  cmdname, name, cmdname);
+        return VD_EXIT_USAGE;
+    }
+    if (a->given & o->bit) {
+        admin_msg(err, "%s: option '%s' given twice", cmdname, name);
+        return VD_EXIT_USAGE;
+    }
+    a->given |= o->bit;
+    if (!o->parse) {
+        if (eq) {
+            admin_msg(err, "%s: option '%s' takes no value", cmdname, name);
+            return VD_EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (eq)
+        val = eq + 1;
+    else if (*i + 1 < argc)
+        val = argv[++*i];
+    else {
+        admin_msg(err, "%s: option '%s' needs a value; see 'vdlvm %s --help'",
+                  cmdname, name, cmdname);
+        return VD_EXIT_USAGE;
+    }
+    return o->parse(cmdname, name, val, a, err);
+}
+
+/* Returns -1 when a holds a well-formed command, else a VD_EXIT_* code
+ * (help printed, or usage error printed). */
+int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
+                    FILE *err)
+{
+    const struct cmd_spec *c;
+    int i, words = 0, rc, opts_done = 0;
+    char cmdname[32];
+
+    memset(a, 0, sizeof(*a));
+    vd_layout_from_name("linear", &a->layout);
+    c = find_cmd(argc, argv, &words, &rc, out, err);
+    if (!c)
+        return rc;
     a->spec = c;
     snprintf(cmdname, sizeof(cmdname), "%s%s%s", c->w1, c->w2 ? " " : "",
              c->w2 ? c->w2 : "");
@@ -392,18 +627,13 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
             return VD_EXIT_OK;
         }
 
-    int opts_done = 0;
     for (i = words; i < argc; i++) {
         const char *s = argv[i];
-        char name[32];
-        const char *val = NULL;
-        unsigned bit = 0;
-        int takes_val = 0;
 
         if (opts_done || s[0] != '-' || !s[1]) {
             if (a->has_target) {
-                admin_msg(err, "%s: unexpected argument '%s'; see 'vdlvm %s --help'",
-                    cmdname, s, cmdname);
+                admin_msg(err, "%s: unexpected argument '%s'; see 'vdlvm %s "
+                          "--help'", cmdname, s, cmdname);
                 return VD_EXIT_USAGE;
             }
             if (split_target(c, s, a, err) < 0)
@@ -414,112 +644,9 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
             opts_done = 1;
             continue;
         }
-        const char *eq = strchr(s, '=');
-        size_t nlen = eq ? (size_t)(eq - s) : strlen(s);
-        if (nlen >= sizeof(name))
-            nlen = sizeof(name) - 1;
-        memcpy(name, s, nlen);
-        name[nlen] = 0;
-        if (!strcmp(name, "--size")) bit = O_SIZE, takes_val = 1;
-        else if (!strcmp(name, "--layout")) bit = O_LAYOUT, takes_val = 1;
-        else if (!strcmp(name, "--copies")) bit = O_COPIES, takes_val = 1;
-        else if (!strcmp(name, "--allow-same-node")) bit = O_SAME_NODE;
-        else if (!strcmp(name, "--json")) bit = O_JSON;
-        else if (!strcmp(name, "--rate")) bit = O_RATE, takes_val = 1;
-        else if (!strcmp(name, "--replace")) bit = O_REPLACE, takes_val = 1;
-        else if (!strcmp(name, "--with")) bit = O_WITH, takes_val = 1;
-        else if (!strcmp(name, "--repair")) bit = O_REPAIR;
-        else if (!strcmp(name, "--wait")) bit = O_WAIT;
-        else if (!strcmp(name, "--region-size")) bit = O_REGION, takes_val = 1;
-        if (!bit || !(c->opts & bit)) {
-            admin_msg(err, "%s: unknown option '%s'; see 'vdlvm %s --help'", cmdname,
-                name, cmdname);
-            return VD_EXIT_USAGE;
-        }
-        if (a->given & bit) {
-            admin_msg(err, "%s: option '%s' given twice", cmdname, name);
-            return VD_EXIT_USAGE;
-        }
-        a->given |= bit;
-        if (takes_val) {
-            if (eq)
-                val = eq + 1;
-            else if (i + 1 < argc)
-                val = argv[++i];
-            else {
-                admin_msg(err, "%s: option '%s' needs a value; see 'vdlvm %s --help'",
-                    cmdname, name, cmdname);
-                return VD_EXIT_USAGE;
-            }
-        } else if (eq) {
-            admin_msg(err, "%s: option '%s' takes no value", cmdname, name);
-            return VD_EXIT_USAGE;
-        }
-        switch (bit) {
-        case O_SIZE: {
-            const char *v = val;
-            if (*v == '+' && c->id == CMD_VOL_EXTEND) {
-                a->size_rel = 1;
-                v++;
-            }
-            char m[384];
-            if (vd_size_parse_max(v, UINT64_MAX, &a->size, m, sizeof(m)) < 0) {
-                admin_msg(err, "%s: --size %s", cmdname, m);
-                return VD_EXIT_USAGE;
-            }
-            if (a->size == 0) {
-                admin_msg(err, "%s: --size '%s' is not a size for a volume: it is "
-                    "0 bytes; give at least 512", cmdname, val);
-                return VD_EXIT_USAGE;
-            }
-            break;
-        }
-        case O_LAYOUT:
-            if (vd_layout_from_name(val, &a->layout) < 0) {
-                admin_msg(err, "%s: --layout '%s' is unknown; use linear or mirror",
-                    cmdname, val);
-                return VD_EXIT_USAGE;
-            }
-            break;
-        case O_COPIES: {
-            char *end;
-            errno = 0;
-            unsigned long n = strtoul(val, &end, 10);
-            if (errno || end == val || *end || n < 2 || n > 3) {
-                admin_msg(err, "%s: --copies '%s' is not 2 or 3", cmdname, val);
-                return VD_EXIT_USAGE;
-            }
-            a->copies = (uint32_t)n;
-            break;
-        }
-        case O_REGION:
-            if (vd_size_parse(val, &a->region_size) < 0 ||
-                a->region_size < (64u << 10) ||
-                (a->region_size & (a->region_size - 1))) {
-                admin_msg(err, "%s: --region-size '%s' is not a power of two of at "
-                    "least 64KiB", cmdname, val);
-                return VD_EXIT_USAGE;
-            }
-            break;
-        case O_RATE:
-            if (vd_size_parse(val, &a->rate) < 0) {
-                admin_msg(err, "%s: --rate '%s' is not a rate; use bytes per second "
-                    "with a unit, e.g. 50MiB", cmdname, val);
-                return VD_EXIT_USAGE;
-            }
-            break;
-        case O_REPLACE:
-        case O_WITH:
-            if (!vd_name_is_valid(val)) {
-                admin_msg(err, "%s: %s '%s' is not a device name", cmdname, name, val);
-                return VD_EXIT_USAGE;
-            }
-            if (bit == O_REPLACE)
-                a->replace = val;
-            else
-                a->with = val;
-            break;
-        }
+        rc = parse_opt(argc, argv, &i, cmdname, a, err);
+        if (rc)
+            return rc;
     }
 
     if (!a->has_target && c->target != T_ANY_OPT) {
@@ -535,26 +662,10 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
             cmdname);
         return VD_EXIT_USAGE;
     }
-    if (c->id == CMD_VOL_CREATE) {
-        /* the options a layout takes, by its name (the layout id is
-         * tested in the pool's registry only) */
-        const struct layout_opts *lo = layout_opts(a->layout);
-        unsigned bad = a->given & LAYOUT_OPTS & ~lo->opts;
-        if (bad) {
-            const char *opt = bad & O_COPIES ? "--copies"
-                              : bad & O_SAME_NODE ? "--allow-same-node"
-                                                  : "--region-size";
-            admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
-                      layout_opts_owner(bad));
-            return VD_EXIT_USAGE;
-        }
-        if (!a->copies)
-            a->copies = lo->copies;
-    }
-    if (c->id == CMD_VOL_REPAIR && !strcmp(a->replace, a->with)) {
-        admin_msg(err, "%s: --replace and --with name the same device '%s'",
-            cmdname, a->with);
-        return VD_EXIT_USAGE;
+    if (c->check) {
+        rc = c->check(a, cmdname, err);
+        if (rc)
+            return rc;
     }
     return -1;
 }
@@ -597,19 +708,7 @@ int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err)
     }
     t_cmd_err = err;
     t_cmd_logged = 0;
-    switch (a.spec->id) {
-    case CMD_VOL_CREATE: rc = admin_cmd_vol_create(pool, &a, out, err); break;
-    case CMD_VOL_LIST: rc = admin_cmd_vol_list(pool, &a, out, err); break;
-    case CMD_VOL_REMOVE: rc = admin_cmd_vol_remove(pool, &a, out, err); break;
-    case CMD_VOL_EXTEND: rc = admin_cmd_vol_extend(pool, &a, out, err); break;
-    case CMD_STATUS:
-        rc = a.vol[0] ? admin_status_vol(pool, &a, out, err)
-                      : admin_status_pool(pool, &a, out, err);
-        break;
-    case CMD_VOL_REPAIR: rc = admin_cmd_vol_repair(pool, &a, out, err); break;
-    case CMD_RESYNC: rc = admin_cmd_resync(pool, &a, out, err); break;
-    case CMD_VERIFY: rc = admin_cmd_verify(pool, &a, out, err); break;
-    }
+    rc = a.spec->exec(pool, &a, out, err);
     t_cmd_err = saved_err;
     t_cmd_logged = saved_logged;
 done:
