@@ -109,6 +109,19 @@ wait_for() {
     "$@" >/dev/null 2>&1
 }
 
+# wait_started FILE PID [SECONDS]: wait until a load started with
+# `vdload ... --started FILE` has completed its first command (FILE exists);
+# returns 1 when PID exits first or after SECONDS (default 60).
+wait_started() {
+    local file=$1 pid=$2 secs=${3:-60} i
+    for (( i=0; i<secs*10; i++ )); do
+        [ -e "$file" ] && return 0
+        kill -0 "$pid" 2>/dev/null || { [ -e "$file" ]; return; }
+        sleep 0.1
+    done
+    [ -e "$file" ]
+}
+
 # ---- free ports ------------------------------------------------------------
 # In namespace NS (or the current one when empty), is TCP port P unused?
 _port_is_free() {

@@ -337,6 +337,7 @@ struct opts {
 	int sync_ms;
 	bool fua;
 	bool quiet;
+	const char *started; /* created once the first command completed */
 	const char *url;
 };
 
@@ -365,6 +366,8 @@ static void usage(FILE *f)
 "  --sync-ms MS              fdatasync the journal at least this often (default 100)\n"
 "  --json                    print results as one JSON object\n"
 "  --quiet                   no progress messages on stderr\n"
+"  --started FILE            create FILE once the first command completed\n"
+"                            (scripts poll for it instead of sleeping)\n"
 "\n"
 "exit: 0 ok, 1 failure, 2 usage, 3 verify found lost/stale/corrupt blocks\n");
 }
@@ -405,6 +408,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{"sync-ms", required_argument, 0, 'S'},
 		{"fua", no_argument, 0, 'F'},
 		{"quiet", no_argument, 0, 'Q'},
+		{"started", required_argument, 0, 'W'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
 	};
@@ -530,6 +534,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'F': o->fua = true; break;
 		case 'Q': o->quiet = true; break;
+		case 'W': o->started = optarg; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
 		}
@@ -1121,6 +1126,18 @@ static void retry_add(struct engine *e, uint64_t lba, uint32_t n)
 	}
 }
 
+/* --started FILE: tell a waiting script that the load runs. */
+static void mark_started(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		err("--started '%s': cannot create it: %s", path, strerror(errno));
+		return;
+	}
+	close(fd);
+}
+
 static void io_done(struct iscsi_context *iscsi, int status, void *data, void *priv)
 {
 	struct slot *s = priv;
@@ -1137,6 +1154,8 @@ static void io_done(struct iscsi_context *iscsi, int status, void *data, void *p
 		d->ios++;
 		d->bytes += bytes;
 		e->completed++;
+		if (e->completed == 1 && e->o->started)
+			mark_started(e->o->started);
 		if (s->is_write && e->verify_writes)
 			journal_add(&e->j, JREC_ACK, s->lba, s->seq, e->run_id, s->nblocks);
 		if (e->o->mode == MODE_VERIFY) {
