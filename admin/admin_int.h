@@ -16,10 +16,17 @@ struct cmd_args;
 enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */ };
 
 enum {
-    O_SIZE = 1u << 0, O_LAYOUT = 1u << 1, O_COPIES = 1u << 2,
-    O_SAME_NODE = 1u << 3, O_JSON = 1u << 4, O_RATE = 1u << 5,
-    O_REPLACE = 1u << 6, O_WITH = 1u << 7, O_REPAIR = 1u << 8,
-    O_WAIT = 1u << 9, O_REGION = 1u << 10,
+    O_SIZE = 1u << 0,
+    O_LAYOUT = 1u << 1,
+    O_COPIES = 1u << 2,
+    O_SAME_NODE = 1u << 3,
+    O_JSON = 1u << 4,
+    O_RATE = 1u << 5,
+    O_REPLACE = 1u << 6,
+    O_WITH = 1u << 7,
+    O_REPAIR = 1u << 8,
+    O_WAIT = 1u << 9,
+    O_REGION = 1u << 10,
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -27,13 +34,13 @@ enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
 /* One admin command: its words, arguments, help, and the two functions
  * that are all a new command needs (cmd.c lists them in g_cmds). */
 struct cmd_spec {
-    const char *w1, *w2;   /* command words; w2 NULL for one word */
+    const char *w1, *w2; /* command words; w2 NULL for one word */
     int target;
-    unsigned opts;         /* O_* allowed */
-    unsigned required;     /* O_* required */
-    const char *synopsis;  /* after "vdlvm " */
+    unsigned opts;        /* O_* allowed */
+    unsigned required;    /* O_* required */
+    const char *synopsis; /* after "vdlvm " */
     const char *help;
-    unsigned flags;        /* F_* */
+    unsigned flags; /* F_* */
     /* The command's own rules once every option is parsed (NULL: none):
      * 0, or VD_EXIT_USAGE after a message. */
     int (*check)(struct cmd_args *a, const char *cmdname, FILE *err);
@@ -44,25 +51,25 @@ struct cmd_spec {
 struct cmd_args {
     const struct cmd_spec *spec;
     char pool[VD_NAME_MAX + 1];
-    char vol[VD_NAME_MAX + 1];  /* "" when the target names no volume */
+    char vol[VD_NAME_MAX + 1]; /* "" when the target names no volume */
     int has_target;
     uint64_t size;
-    int size_rel;               /* --size +SIZE */
+    int size_rel; /* --size +SIZE */
     enum vd_layout layout;
     uint32_t copies;
-    unsigned given;             /* O_* seen */
+    unsigned given; /* O_* seen */
     uint64_t rate;
     uint64_t region_size;
     const char *replace, *with;
 };
 
 /* "vdlvm: " + the message + newline on err. */
-__attribute__((format(printf, 2, 3)))
-void admin_msg(FILE *err, const char *fmt, ...);
+void admin_msg(FILE *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* A library call failed with r: print our own message (fmt: strerror)
  * unless the library already told the user; returns the exit code. */
-__attribute__((format(printf, 3, 4)))
-int admin_lib_fail(FILE *err, int r, const char *fmt, ...);
+int admin_lib_fail(FILE *err, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* A volume call (verb) failed with r: a message from the errno unless the
  * library already told the user; returns the exit code. */
 int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
@@ -76,21 +83,16 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
 /* The commands (exec.c): run a parsed command against pool; VD_EXIT_*. */
 int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
-int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
-                       FILE *err);
+int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_vol_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
-int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out,
-                     FILE *err);
-int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out,
-                     FILE *err);
+int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
-int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out,
-                     FILE *err);
-int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out,
-                      FILE *err);
+int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 
 #endif

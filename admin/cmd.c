@@ -48,7 +48,6 @@ void vd_admin_log_init(vd_log_fn next)
     vd_log_set_fn(admin_log);
 }
 
-__attribute__((format(printf, 2, 3)))
 void admin_msg(FILE *err, const char *fmt, ...)
 {
     va_list ap;
@@ -66,7 +65,7 @@ int vd_exit_code(int r)
     case 0:
         return VD_EXIT_OK;
     case -EINVAL:
-    case -EFBIG:    /* a size above what the pool can hold */
+    case -EFBIG: /* a size above what the pool can hold */
         return VD_EXIT_USAGE;
     case -EBUSY:
         return VD_EXIT_BUSY;
@@ -77,7 +76,6 @@ int vd_exit_code(int r)
 
 /* A library call failed with r: print our own message unless the library
  * already told the user (through admin_log).  -EINVAL is bad input (2). */
-__attribute__((format(printf, 3, 4)))
 int admin_lib_fail(FILE *err, int r, const char *fmt, ...)
 {
     if (!g_log_installed || t_cmd_logged == 0) {
@@ -95,37 +93,44 @@ int admin_lib_fail(FILE *err, int r, const char *fmt, ...)
  * caller (e.g. inside a tgtd whose module routes library messages to its
  * own log): say what we can from the errno. */
 int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
-                    const char *verb)
+                   const char *verb)
 {
     if (g_log_installed && t_cmd_logged > 0)
         return vd_exit_code(r);
     switch (r) {
     case -ENOENT:
-        admin_msg(err, "volume '%s/%s': not found; list volumes with 'vdlvm vol "
-            "list %s'", pool, vol, pool);
+        admin_msg(err,
+                  "volume '%s/%s': not found; list volumes with 'vdlvm vol "
+                  "list %s'",
+                  pool, vol, pool);
         break;
     case -EEXIST:
         admin_msg(err, "volume '%s/%s': already exists", pool, vol);
         break;
     case -EBUSY:
-        admin_msg(err, "volume '%s/%s': in use (exported); delete its LUN first",
-            pool, vol);
+        admin_msg(err,
+                  "volume '%s/%s': in use (exported); delete its LUN first",
+                  pool, vol);
         return VD_EXIT_BUSY;
     case -ENOSPC:
-        admin_msg(err, "volume '%s/%s': %s failed: not enough free space; see "
-            "'vdlvm status %s'", pool, vol, verb, pool);
+        admin_msg(err,
+                  "volume '%s/%s': %s failed: not enough free space; see "
+                  "'vdlvm status %s'",
+                  pool, vol, verb, pool);
         break;
     case -ENOTSUP:
         admin_msg(err, "volume '%s/%s': %s failed: not supported by this build",
-            pool, vol, verb);
+                  pool, vol, verb);
         break;
     case -EFBIG:
-        admin_msg(err, "volume '%s/%s': %s failed: the size is too large for "
-            "this pool", pool, vol, verb);
+        admin_msg(err,
+                  "volume '%s/%s': %s failed: the size is too large for "
+                  "this pool",
+                  pool, vol, verb);
         break;
     default:
         admin_msg(err, "volume '%s/%s': %s failed: %s", pool, vol, verb,
-            strerror(-r));
+                  strerror(-r));
     }
     return vd_exit_code(r);
 }
@@ -133,12 +138,9 @@ int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
 /* ---- commands and their arguments --------------------------------------- */
 
 /* below, with the parsers */
-static int check_vol_create(struct cmd_args *a, const char *cmdname,
-                            FILE *err);
-static int check_vol_repair(struct cmd_args *a, const char *cmdname,
-                            FILE *err);
-static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out,
-                       FILE *err);
+static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err);
+static int check_vol_repair(struct cmd_args *a, const char *cmdname, FILE *err);
+static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 
 static const struct cmd_spec g_cmds[] = {
     { "vol", "create", T_VOL,
@@ -163,16 +165,13 @@ static const struct cmd_spec g_cmds[] = {
       "distinct nodes: when the pool has fewer nodes with free space than\n"
       "copies, the command is refused unless --allow-same-node is given.\n"
       "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n",
-      .check = check_vol_create,
-      .exec = admin_cmd_vol_create },
-    { "vol", "list", T_POOL, O_JSON, 0,
-      "vol list POOL [--json]",
+      .check = check_vol_create, .exec = admin_cmd_vol_create },
+    { "vol", "list", T_POOL, O_JSON, 0, "vol list POOL [--json]",
       "List the volumes of POOL: name, size, layout, copies, exported.\n"
       "\n"
       "  --json               one JSON object {\"pool\":..., \"volumes\":[...]}\n",
       .exec = admin_cmd_vol_list },
-    { "vol", "remove", T_VOL, 0, 0,
-      "vol remove POOL/VOL",
+    { "vol", "remove", T_VOL, 0, 0, "vol remove POOL/VOL",
       "Remove a volume and free its extents.  Refused while the volume is\n"
       "exported (delete its LUN with tgtadm first).\n",
       .exec = admin_cmd_vol_remove },
@@ -184,10 +183,8 @@ static const struct cmd_spec g_cmds[] = {
       "or a rescan).\n"
       "\n"
       "  --size [+]SIZE       new size, or growth with '+'\n",
-      .flags = F_SIZE_REL,
-      .exec = admin_cmd_vol_extend },
-    { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT,
-      O_REPLACE | O_WITH,
+      .flags = F_SIZE_REL, .exec = admin_cmd_vol_extend },
+    { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT, O_REPLACE | O_WITH,
       "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
       "Move the mirror leg on DEVICE to free extents of another device and\n"
       "rebuild it fully, online.\n"
@@ -196,10 +193,8 @@ static const struct cmd_spec g_cmds[] = {
       "  --with DEVICE        where it goes\n"
       "  --wait               return when the rebuild is done (always so when\n"
       "                       no tgtd holds the pool)\n",
-      .check = check_vol_repair,
-      .exec = admin_cmd_vol_repair },
-    { "status", NULL, T_ANY_OPT, O_JSON, 0,
-      "status [POOL[/VOL]] [--json]",
+      .check = check_vol_repair, .exec = admin_cmd_vol_repair },
+    { "status", NULL, T_ANY_OPT, O_JSON, 0, "status [POOL[/VOL]] [--json]",
       "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
       "size, layout and which extents sit on which device) or one volume.\n"
       "Without POOL: every known pool (see 'vdlvm pool list').\n"
@@ -220,8 +215,7 @@ static const struct cmd_spec g_cmds[] = {
       "  --wait               return when the resync is done (always so when\n"
       "                       no tgtd holds the pool)\n",
       .exec = admin_cmd_resync },
-    { "verify", NULL, T_VOL, O_REPAIR, 0,
-      "verify POOL/VOL [--repair]",
+    { "verify", NULL, T_VOL, O_REPAIR, 0, "verify POOL/VOL [--repair]",
       "Read every leg of a mirrored volume, compare them region by region\n"
       "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"
       "equal (or were repaired), 3 when differences remain.\n"
@@ -230,7 +224,6 @@ static const struct cmd_spec g_cmds[] = {
       .exec = admin_cmd_verify },
 };
 #define NCMDS (sizeof(g_cmds) / sizeof(g_cmds[0]))
-
 
 static void print_cmd_help(const struct cmd_spec *c, FILE *out)
 {
@@ -275,34 +268,43 @@ static int split_target(const struct cmd_spec *c, const char *s,
     const char *what = c->w2 ? c->w2 : "";
 
     if (plen == 0 || plen > VD_NAME_MAX) {
-        admin_msg(err, "%s%s%s: '%s' is not a pool name; names are 1-63 of "
-            "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, s);
+        admin_msg(err,
+                  "%s%s%s: '%s' is not a pool name; names are 1-63 of "
+                  "A-Z a-z 0-9 _ . -, not starting with . or -",
+                  c->w1, *what ? " " : "", what, s);
         return -1;
     }
     memcpy(a->pool, s, plen);
     a->pool[plen] = 0;
     if (!vd_name_is_valid(a->pool)) {
-        admin_msg(err, "%s%s%s: '%s' is not a pool name; names are 1-63 of "
-            "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, a->pool);
+        admin_msg(err,
+                  "%s%s%s: '%s' is not a pool name; names are 1-63 of "
+                  "A-Z a-z 0-9 _ . -, not starting with . or -",
+                  c->w1, *what ? " " : "", what, a->pool);
         return -1;
     }
     if (!slash) {
         if (c->target == T_VOL) {
-            admin_msg(err, "%s%s%s: '%s' names no volume; give POOL/VOL, e.g. "
-                "'%s/vol0'", c->w1, *what ? " " : "", what, s, a->pool);
+            admin_msg(err,
+                      "%s%s%s: '%s' names no volume; give POOL/VOL, e.g. "
+                      "'%s/vol0'",
+                      c->w1, *what ? " " : "", what, s, a->pool);
             return -1;
         }
         a->vol[0] = 0;
     } else {
         if (c->target == T_POOL) {
-            admin_msg(err, "%s%s%s: give a pool, not '%s'; e.g. 'vdlvm %s%s%s %s'",
-                c->w1, *what ? " " : "", what, s, c->w1, *what ? " " : "",
-                what, a->pool);
+            admin_msg(err,
+                      "%s%s%s: give a pool, not '%s'; e.g. 'vdlvm %s%s%s %s'",
+                      c->w1, *what ? " " : "", what, s, c->w1, *what ? " " : "",
+                      what, a->pool);
             return -1;
         }
         if (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1)) {
-            admin_msg(err, "%s%s%s: '%s' is not a volume name; names are 1-63 of "
-                "A-Z a-z 0-9 _ . -, not starting with . or -", c->w1, *what ? " " : "", what, slash + 1);
+            admin_msg(err,
+                      "%s%s%s: '%s' is not a volume name; names are 1-63 of "
+                      "A-Z a-z 0-9 _ . -, not starting with . or -",
+                      c->w1, *what ? " " : "", what, slash + 1);
             return -1;
         }
         strcpy(a->vol, slash + 1);
@@ -317,8 +319,8 @@ static int split_target(const struct cmd_spec *c, const char *s,
 #define LAYOUT_OPTS (O_COPIES | O_SAME_NODE | O_REGION)
 struct layout_opts {
     const char *name;
-    unsigned opts;      /* of LAYOUT_OPTS */
-    uint32_t copies;    /* default */
+    unsigned opts;   /* of LAYOUT_OPTS */
+    uint32_t copies; /* default */
 };
 static const struct layout_opts g_layout_opts[] = {
     { .name = "linear", .opts = 0, .copies = 1 },
@@ -328,7 +330,8 @@ static const struct layout_opts g_layout_opts[] = {
 
 static const struct layout_opts *layout_opts(enum vd_layout layout)
 {
-    static const struct layout_opts none = { .name = "", .opts = 0,
+    static const struct layout_opts none = { .name = "",
+                                             .opts = 0,
                                              .copies = 1 };
     const char *name = vd_layout_name(layout);
 
@@ -365,8 +368,10 @@ static int opt_size(const char *cmdname, const char *name, const char *val,
         return VD_EXIT_USAGE;
     }
     if (a->size == 0) {
-        admin_msg(err, "%s: --size '%s' is not a size for a volume: it is "
-            "0 bytes; give at least 512", cmdname, val);
+        admin_msg(err,
+                  "%s: --size '%s' is not a size for a volume: it is "
+                  "0 bytes; give at least 512",
+                  cmdname, val);
         return VD_EXIT_USAGE;
     }
     return 0;
@@ -377,7 +382,7 @@ static int opt_layout(const char *cmdname, const char *name, const char *val,
 {
     if (vd_layout_from_name(val, &a->layout) < 0) {
         admin_msg(err, "%s: --layout '%s' is unknown; use linear or mirror",
-            cmdname, val);
+                  cmdname, val);
         return VD_EXIT_USAGE;
     }
     return 0;
@@ -405,8 +410,10 @@ static int opt_region(const char *cmdname, const char *name, const char *val,
     if (vd_size_parse(val, &a->region_size) < 0 ||
         a->region_size < (64u << 10) ||
         (a->region_size & (a->region_size - 1))) {
-        admin_msg(err, "%s: --region-size '%s' is not a power of two of at "
-            "least 64KiB", cmdname, val);
+        admin_msg(err,
+                  "%s: --region-size '%s' is not a power of two of at "
+                  "least 64KiB",
+                  cmdname, val);
         return VD_EXIT_USAGE;
     }
     return 0;
@@ -416,8 +423,10 @@ static int opt_rate(const char *cmdname, const char *name, const char *val,
                     struct cmd_args *a, FILE *err)
 {
     if (vd_size_parse(val, &a->rate) < 0) {
-        admin_msg(err, "%s: --rate '%s' is not a rate; use bytes per second "
-            "with a unit, e.g. 50MiB", cmdname, val);
+        admin_msg(err,
+                  "%s: --rate '%s' is not a rate; use bytes per second "
+                  "with a unit, e.g. 50MiB",
+                  cmdname, val);
         return VD_EXIT_USAGE;
     }
     return 0;
@@ -427,8 +436,7 @@ static int opt_device(const char *cmdname, const char *name, const char *val,
                       struct cmd_args *a, FILE *err)
 {
     if (!vd_name_is_valid(val)) {
-        admin_msg(err, "%s: %s '%s' is not a device name", cmdname, name,
-                  val);
+        admin_msg(err, "%s: %s '%s' is not a device name", cmdname, name, val);
         return VD_EXIT_USAGE;
     }
     if (!strcmp(name, "--replace"))
@@ -440,7 +448,7 @@ static int opt_device(const char *cmdname, const char *name, const char *val,
 
 struct opt_spec {
     const char *name;
-    unsigned bit;       /* O_* */
+    unsigned bit; /* O_* */
     /* the option's value parser; NULL for an option without a value */
     int (*parse)(const char *cmdname, const char *name, const char *val,
                  struct cmd_args *a, FILE *err);
@@ -463,8 +471,7 @@ static const struct opt_spec g_opts[] = {
 
 /* ---- per-command rules, run once every option is parsed ----------------- */
 
-static int check_vol_create(struct cmd_args *a, const char *cmdname,
-                            FILE *err)
+static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err)
 {
     /* the options a layout takes, by its name (the layout id is tested in
      * the pool's registry only) */
@@ -472,7 +479,7 @@ static int check_vol_create(struct cmd_args *a, const char *cmdname,
     unsigned bad = a->given & LAYOUT_OPTS & ~lo->opts;
 
     if (bad) {
-        const char *opt = bad & O_COPIES ? "--copies"
+        const char *opt = bad & O_COPIES      ? "--copies"
                           : bad & O_SAME_NODE ? "--allow-same-node"
                                               : "--region-size";
         admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
@@ -484,19 +491,17 @@ static int check_vol_create(struct cmd_args *a, const char *cmdname,
     return 0;
 }
 
-static int check_vol_repair(struct cmd_args *a, const char *cmdname,
-                            FILE *err)
+static int check_vol_repair(struct cmd_args *a, const char *cmdname, FILE *err)
 {
     if (!strcmp(a->replace, a->with)) {
         admin_msg(err, "%s: --replace and --with name the same device '%s'",
-            cmdname, a->with);
+                  cmdname, a->with);
         return VD_EXIT_USAGE;
     }
     return 0;
 }
 
-static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out,
-                       FILE *err)
+static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     return a->vol[0] ? admin_status_vol(pool, a, out, err)
                      : admin_status_pool(pool, a, out, err);
@@ -623,8 +628,10 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
 
         if (opts_done || s[0] != '-' || !s[1]) {
             if (a->has_target) {
-                admin_msg(err, "%s: unexpected argument '%s'; see 'vdlvm %s "
-                          "--help'", cmdname, s, cmdname);
+                admin_msg(err,
+                          "%s: unexpected argument '%s'; see 'vdlvm %s "
+                          "--help'",
+                          cmdname, s, cmdname);
                 return VD_EXIT_USAGE;
             }
             if (split_target(c, s, a, err) < 0)
@@ -642,15 +649,16 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
 
     if (!a->has_target && c->target != T_ANY_OPT) {
         admin_msg(err, "%s: missing %s; see 'vdlvm %s --help'", cmdname,
-            c->target == T_POOL ? "POOL" : "POOL/VOL", cmdname);
+                  c->target == T_POOL ? "POOL" : "POOL/VOL", cmdname);
         return VD_EXIT_USAGE;
     }
     unsigned missing = c->required & ~a->given;
     if (missing) {
         admin_msg(err, "%s: missing %s; see 'vdlvm %s --help'", cmdname,
-            missing & O_SIZE ? "--size SIZE"
-            : missing & O_REPLACE ? "--replace DEVICE" : "--with DEVICE",
-            cmdname);
+                  missing & O_SIZE      ? "--size SIZE"
+                  : missing & O_REPLACE ? "--replace DEVICE"
+                                        : "--with DEVICE",
+                  cmdname);
         return VD_EXIT_USAGE;
     }
     if (c->check) {
@@ -674,7 +682,6 @@ int vd_admin_parse(int argc, char **argv, char *pool_name, size_t len,
     return rc;
 }
 
-
 int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err)
 {
     struct cmd_args a;
@@ -693,7 +700,7 @@ int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err)
         snprintf(a.pool, sizeof(a.pool), "%s", vd_pool_name(pool));
     } else if (strcmp(a.pool, vd_pool_name(pool))) {
         admin_msg(err, "pool '%s': not served here (this is pool '%s')", a.pool,
-            vd_pool_name(pool));
+                  vd_pool_name(pool));
         rc = VD_EXIT_USAGE;
         goto done;
     }

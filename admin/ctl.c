@@ -36,19 +36,19 @@
  * client gets a "busy" reply (written without waiting: the reply is small
  * and the socket buffer empty) and exit VD_EXIT_BUSY.  vd_ctl_unlisten
  * waits for the pool's jobs, so the pool outlives every job using it. */
-#define CTL_MAGIC 0x31434456u /* "VDC1" */
-#define CTL_MAX_REQ (64u * 1024)
-#define CTL_MAX_ARGC 256u
+#define CTL_MAGIC     0x31434456u /* "VDC1" */
+#define CTL_MAX_REQ   (64u * 1024)
+#define CTL_MAX_ARGC  256u
 #define CTL_MAX_REPLY (64u << 20)
 #define CTL_SERVER_MS 2000
 #define CTL_CLIENT_MS (120 * 1000)
 
 struct ctl_job {
-    struct ctl_job *next;   /* g_jobs, under g_jobs_lock */
+    struct ctl_job *next; /* g_jobs, under g_jobs_lock */
     char pool_name[VD_NAME_MAX + 1];
     vd_pool *pool;
     const struct vd_ctl_hooks *hooks;
-    int fd;                 /* the job's own */
+    int fd; /* the job's own */
 };
 
 /* Running jobs of every pool.  Written by the serving thread (add) and by
@@ -213,14 +213,17 @@ int vd_ctl_listen(const char *pool_name)
             goto fail;
         /* Remove a file left by a process that died, never a live one's. */
         if (lstat(sa.sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-            vd_log(VD_LOG_ERR, "pool '%s': control socket %s exists and is not "
-                   "a socket; remove it", pool_name, sa.sun_path);
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': control socket %s exists and is not "
+                   "a socket; remove it",
+                   pool_name, sa.sun_path);
             r = -EEXIST;
             goto out_close;
         }
         int live = socket_is_live(&sa);
         if (live == 1) {
-            vd_log(VD_LOG_ERR, "pool '%s': control socket %s is served by "
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': control socket %s is served by "
                    "another process; the pool is held elsewhere",
                    pool_name, sa.sun_path);
             r = -EADDRINUSE;
@@ -306,9 +309,10 @@ static int send_reply(int fd, uint32_t code, const char *out, size_t outlen,
     return 0;
 }
 
-__attribute__((format(printf, 4, 5)))
-static int reply_error(int fd, uint32_t code, int64_t deadline,
-                       const char *fmt, ...)
+static int reply_error(int fd, uint32_t code, int64_t deadline, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+static int reply_error(int fd, uint32_t code, int64_t deadline, const char *fmt,
+                       ...)
 {
     char buf[512];
     va_list ap;
@@ -412,25 +416,30 @@ static int serve_request(int fd, vd_pool *pool,
     argc = get_u32(h + 4);
     len = get_u32(h + 8);
     if (get_u32(h) != CTL_MAGIC) {
-        reply_error(fd, VD_EXIT_USAGE, deadline, "control socket of pool '%s': "
+        reply_error(fd, VD_EXIT_USAGE, deadline,
+                    "control socket of pool '%s': "
                     "request is not a vdlvm command (bad magic); are vdlvm "
-                    "and bs_vdlvm.so of the same version?", pname);
+                    "and bs_vdlvm.so of the same version?",
+                    pname);
         r = -EPROTO;
         goto out;
     }
     if (len > CTL_MAX_REQ || argc == 0 || argc > CTL_MAX_ARGC || len < argc) {
-        reply_error(fd, VD_EXIT_USAGE, deadline, "control socket of pool '%s': "
+        reply_error(fd, VD_EXIT_USAGE, deadline,
+                    "control socket of pool '%s': "
                     "request of %u arguments in %u bytes refused; at most %u "
-                    "arguments in %u bytes", pname, argc, len, CTL_MAX_ARGC,
-                    CTL_MAX_REQ);
+                    "arguments in %u bytes",
+                    pname, argc, len, CTL_MAX_ARGC, CTL_MAX_REQ);
         r = -EMSGSIZE;
         goto out;
     }
     req = malloc(len);
     argv = calloc(argc + 1, sizeof(*argv));
     if (!req || !argv) {
-        reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
-                    "out of memory", pname);
+        reply_error(fd, VD_EXIT_FAIL, deadline,
+                    "control socket of pool '%s': "
+                    "out of memory",
+                    pname);
         r = -ENOMEM;
         goto out;
     }
@@ -440,16 +449,21 @@ static int serve_request(int fd, vd_pool *pool,
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
         r = -errno;
-        reply_error(fd, VD_EXIT_FAIL, deadline, "control socket of pool '%s': "
-                    "cannot check the caller: %s", pname, strerror(-r));
+        reply_error(fd, VD_EXIT_FAIL, deadline,
+                    "control socket of pool '%s': "
+                    "cannot check the caller: %s",
+                    pname, strerror(-r));
         goto out;
     }
     if (cred.uid != 0 && cred.uid != geteuid()) {
-        vd_log(VD_LOG_WARN, "pool '%s': control socket: refused uid %u "
-               "(pid %d)", pname, (unsigned)cred.uid, (int)cred.pid);
-        reply_error(fd, VD_EXIT_FAIL, deadline, "pool '%s': uid %u may not "
-                    "administer this pool; run vdlvm as root", pname,
-                    (unsigned)cred.uid);
+        vd_log(VD_LOG_WARN,
+               "pool '%s': control socket: refused uid %u "
+               "(pid %d)",
+               pname, (unsigned)cred.uid, (int)cred.pid);
+        reply_error(fd, VD_EXIT_FAIL, deadline,
+                    "pool '%s': uid %u may not "
+                    "administer this pool; run vdlvm as root",
+                    pname, (unsigned)cred.uid);
         r = -EPERM;
         goto out;
     }
@@ -465,9 +479,11 @@ static int serve_request(int fd, vd_pool *pool,
                 start = i + 1;
             }
         if (n != argc || start != len) {
-            reply_error(fd, VD_EXIT_USAGE, deadline, "control socket of pool "
+            reply_error(fd, VD_EXIT_USAGE, deadline,
+                        "control socket of pool "
                         "'%s': garbled request (%u arguments announced, %u "
-                        "found)", pname, argc, n);
+                        "found)",
+                        pname, argc, n);
             r = -EPROTO;
             goto out;
         }
@@ -503,7 +519,8 @@ static void *job_main(void *arg)
 /* Serving thread: a refusal that must not wait.  Drains what the client
  * already sent (so that it reads our reply rather than a reset), then
  * writes the reply if the socket takes it at once. */
-__attribute__((format(printf, 3, 4)))
+static void refuse_now(int fd, uint32_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void refuse_now(int fd, uint32_t code, const char *fmt, ...)
 {
     char buf[512];
@@ -548,8 +565,10 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
     }
     j = calloc(1, sizeof(*j));
     if (!j) {
-        refuse_now(fd, VD_EXIT_FAIL, "control socket of pool '%s': out of "
-                   "memory", pname);
+        refuse_now(fd, VD_EXIT_FAIL,
+                   "control socket of pool '%s': out of "
+                   "memory",
+                   pname);
         close(fd);
         return -ENOMEM;
     }
@@ -566,11 +585,15 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
     }
     pthread_mutex_unlock(&g_jobs_lock);
     if (running >= VD_CTL_MAX_JOBS) {
-        vd_log(VD_LOG_WARN, "pool '%s': control socket: %d commands running; "
-               "one more refused (busy)", pname, running);
-        refuse_now(fd, VD_EXIT_BUSY, "pool '%s': busy: the tgtd holding it "
+        vd_log(VD_LOG_WARN,
+               "pool '%s': control socket: %d commands running; "
+               "one more refused (busy)",
+               pname, running);
+        refuse_now(fd, VD_EXIT_BUSY,
+                   "pool '%s': busy: the tgtd holding it "
                    "already runs %d commands for it (at most %d); retry when "
-                   "one has finished", pname, running, VD_CTL_MAX_JOBS);
+                   "one has finished",
+                   pname, running, VD_CTL_MAX_JOBS);
         close(fd);
         free(j);
         return -EBUSY;
@@ -593,11 +616,14 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
             }
         pthread_cond_broadcast(&g_jobs_done);
         pthread_mutex_unlock(&g_jobs_lock);
-        vd_log(VD_LOG_WARN, "pool '%s': control socket: cannot start a "
-               "thread for a command: %s", pname, strerror(-r));
-        refuse_now(fd, VD_EXIT_BUSY, "pool '%s': the tgtd holding it cannot "
-                   "start a thread for this command: %s; retry later", pname,
-                   strerror(-r));
+        vd_log(VD_LOG_WARN,
+               "pool '%s': control socket: cannot start a "
+               "thread for a command: %s",
+               pname, strerror(-r));
+        refuse_now(fd, VD_EXIT_BUSY,
+                   "pool '%s': the tgtd holding it cannot "
+                   "start a thread for this command: %s; retry later",
+                   pname, strerror(-r));
         close(fd);
         free(j);
         return r;

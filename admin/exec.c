@@ -12,7 +12,6 @@
 #include "../replica/vdreplica.h"
 #include "admin_int.h"
 
-
 static void fmt_size(uint64_t b, char *buf, size_t len)
 {
     vd_size_format(b, buf, len);
@@ -21,8 +20,8 @@ static void fmt_size(uint64_t b, char *buf, size_t len)
 /* The mirror info of vol when it is a mirror: 0 with *has set (0 for a
  * volume of another layout: vd_mirror_get_info says -EINVAL), or the
  * failure.  Admin code never tests a layout id: the pool's registry does. */
-static int mirror_get(vd_pool *pool, const char *vol,
-                      struct vd_mirror_info *mi, int *has)
+static int mirror_get(vd_pool *pool, const char *vol, struct vd_mirror_info *mi,
+                      int *has)
 {
     int r = vd_mirror_get_info(pool, vol, mi);
 
@@ -33,9 +32,12 @@ static int mirror_get(vd_pool *pool, const char *vol,
 static const char *dev_state_str(enum vd_dev_state s)
 {
     switch (s) {
-    case VD_DEV_OK: return "ok";
-    case VD_DEV_MISSING: return "missing";
-    case VD_DEV_FAILED: return "failed";
+    case VD_DEV_OK:
+        return "ok";
+    case VD_DEV_MISSING:
+        return "missing";
+    case VD_DEV_FAILED:
+        return "failed";
     }
     return "unknown";
 }
@@ -55,24 +57,36 @@ static void jstr(FILE *f, const char *s)
             p++;
         } else if (c < 0x20) {
             switch (c) {
-            case '\n': fputs("\\n", f); break;
-            case '\r': fputs("\\r", f); break;
-            case '\t': fputs("\\t", f); break;
-            default: fprintf(f, "\\u%04x", c);
+            case '\n':
+                fputs("\\n", f);
+                break;
+            case '\r':
+                fputs("\\r", f);
+                break;
+            case '\t':
+                fputs("\\t", f);
+                break;
+            default:
+                fprintf(f, "\\u%04x", c);
             }
             p++;
         } else if (c < 0x80) {
             fputc(c, f);
             p++;
         } else {
-            int n = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : -1;
+            int n = c >= 0xf0 && c <= 0xf4 ? 3
+                    : c >= 0xe0            ? 2
+                    : c >= 0xc2            ? 1
+                                           : -1;
             int ok = n > 0;
             for (int k = 1; ok && k <= n; k++)
                 ok = (p[k] & 0xc0) == 0x80;
             if (ok && n == 2) /* no overlongs, no surrogates */
-                ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+                ok =
+                    !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
             if (ok && n == 3)
-                ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+                ok =
+                    !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
             if (ok) {
                 fwrite(p, 1, n + 1, f);
                 p += n + 1;
@@ -90,10 +104,11 @@ static void jstr(FILE *f, const char *s)
 struct table {
     int ncols;
     size_t nrows, cap;
-    char **cells;   /* nrows * ncols, malloc'd */
+    char **cells; /* nrows * ncols, malloc'd */
 };
 
-__attribute__((format(printf, 3, 4)))
+static void tbl_cell(struct table *t, int col, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void tbl_cell(struct table *t, int col, const char *fmt, ...)
 {
     va_list ap;
@@ -235,10 +250,11 @@ static void json_vol(FILE *out, const vd_pool *pool,
     jstr(out, vd_pool_name(pool));
     fputs(",\"name\":", out);
     jstr(out, vi->name);
-    fprintf(out, ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u,"
+    fprintf(out,
+            ",\"size\":%llu,\"layout\":\"%s\",\"copies\":%u,\"open\":%u,"
             "\"exported\":%s,\"state\":",
-            (unsigned long long)vi->size, vd_layout_name(vi->layout), vi->copies,
-            vi->open_count, vi->open_count ? "true" : "false");
+            (unsigned long long)vi->size, vd_layout_name(vi->layout),
+            vi->copies, vi->open_count, vi->open_count ? "true" : "false");
     if (mi) {
         char st[128];
         mirror_brief(mi, st, sizeof(st));
@@ -258,7 +274,7 @@ static void json_vol(FILE *out, const vd_pool *pool,
 /* ---- the commands ------------------------------------------------------- */
 
 int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
-                          FILE *err)
+                         FILE *err)
 {
     struct vd_vol_opts o;
     struct vd_vol_info vi;
@@ -286,16 +302,18 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     fmt_size(pi.extent_size, es, sizeof(es));
     uint64_t next = vi.size / pi.extent_size;
     fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
-            a->pool, a->vol, sz, (unsigned long long)next,
-            next == 1 ? "" : "s", es, vd_layout_name(vi.layout));
+            a->pool, a->vol, sz, (unsigned long long)next, next == 1 ? "" : "s",
+            es, vd_layout_name(vi.layout));
     if (has_mi)
         fprintf(out, ", %u copies", vi.copies);
     fputc('\n', out);
     if (vi.size != a->size) {
         char asked[32];
         fmt_size(a->size, asked, sizeof(asked));
-        fprintf(out, "  note: %llu bytes (%s) asked, rounded up to whole "
-                "extents of %s\n", (unsigned long long)a->size, asked, es);
+        fprintf(out,
+                "  note: %llu bytes (%s) asked, rounded up to whole "
+                "extents of %s\n",
+                (unsigned long long)a->size, asked, es);
     }
     if (has_mi) {
         int same = 1;
@@ -303,23 +321,24 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
             if (strcmp(mi.legs[k].node, mi.legs[0].node))
                 same = 0;
         if (same && mi.copies > 1)
-            admin_msg(err, "warning: volume '%s/%s': every leg is on node "
-                "'%s' (--allow-same-node): the mirror survives the loss "
-                "of a device, not of that node; legs on devices of the "
-                "same disk protect nothing", a->pool, a->vol,
-                mi.legs[0].node);
+            admin_msg(err,
+                      "warning: volume '%s/%s': every leg is on node "
+                      "'%s' (--allow-same-node): the mirror survives the loss "
+                      "of a device, not of that node; legs on devices of the "
+                      "same disk protect nothing",
+                      a->pool, a->vol, mi.legs[0].node);
     }
     return VD_EXIT_OK;
 }
 
-int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
-                        FILE *err)
+int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     int n = vd_pool_vol_count(pool);
     struct table t = { .ncols = 5 };
 
     if (n < 0)
-        return admin_lib_fail(err, n, "pool '%s': listing volumes failed", a->pool);
+        return admin_lib_fail(err, n, "pool '%s': listing volumes failed",
+                              a->pool);
     if (a->given & O_JSON) {
         fputs("{\"pool\":", out);
         jstr(out, vd_pool_name(pool));
@@ -341,7 +360,7 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
         if (r < 0) {
             tbl_free(&t);
             return admin_lib_fail(err, r, "pool '%s': listing volumes failed",
-                            a->pool);
+                                  a->pool);
         }
         if (a->given & O_JSON) {
             if (i)
@@ -365,7 +384,7 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out,
 }
 
 int admin_cmd_vol_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
-                          FILE *err)
+                         FILE *err)
 {
     int r = vd_vol_remove(pool, a->vol);
 
@@ -376,7 +395,7 @@ int admin_cmd_vol_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
 }
 
 int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
-                          FILE *err)
+                         FILE *err)
 {
     struct vd_vol_info vi;
     uint64_t new_size = a->size;
@@ -389,7 +408,7 @@ int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
     if (a->size_rel) {
         if (UINT64_MAX - vi.size < a->size) {
             admin_msg(err, "volume '%s/%s': --size +%llu overflows", a->pool,
-                a->vol, (unsigned long long)a->size);
+                      a->vol, (unsigned long long)a->size);
             return VD_EXIT_USAGE;
         }
         new_size = vi.size + a->size;
@@ -414,8 +433,10 @@ static int mirror_info(vd_pool *pool, struct cmd_args *a, const char *what,
     int r = vd_mirror_get_info(pool, a->vol, mi);
 
     if (r == -EINVAL && vd_vol_get_info(pool, a->vol, &vi) == 0) {
-        admin_msg(err, "volume '%s/%s': %s applies to mirrored volumes; this one is "
-            "%s", a->pool, a->vol, what, vd_layout_name(vi.layout));
+        admin_msg(err,
+                  "volume '%s/%s': %s applies to mirrored volumes; this one is "
+                  "%s",
+                  a->pool, a->vol, what, vd_layout_name(vi.layout));
         return VD_EXIT_FAIL;
     }
     if (r < 0)
@@ -450,16 +471,18 @@ int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     fmt_size(mi.region_size, rs, sizeof(rs));
     if (!(a->given & O_WAIT)) {
         if (mi.dirty_regions == 0 && mi.resync_state != VD_RESYNC_RUNNING)
-            fprintf(out, "volume '%s/%s': nothing to resync (no region "
+            fprintf(out,
+                    "volume '%s/%s': nothing to resync (no region "
                     "marked); rate limit %s for later resyncs of this "
-                    "volume while this tgtd holds the pool\n", a->pool,
-                    a->vol, rate);
+                    "volume while this tgtd holds the pool\n",
+                    a->pool, a->vol, rate);
         else
-            fprintf(out, "volume '%s/%s': resync started, %llu regions of "
+            fprintf(out,
+                    "volume '%s/%s': resync started, %llu regions of "
                     "%s marked, rate %s; follow it with 'vdlvm status "
-                    "%s/%s'\n", a->pool, a->vol,
-                    (unsigned long long)mi.dirty_regions, rs, rate, a->pool,
-                    a->vol);
+                    "%s/%s'\n",
+                    a->pool, a->vol, (unsigned long long)mi.dirty_regions, rs,
+                    rate, a->pool, a->vol);
         return VD_EXIT_OK;
     }
     r = vd_mirror_resync_wait(pool, a->vol, 0);
@@ -471,9 +494,10 @@ int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
             if (mi.legs[k].state != VD_LEG_INSYNC)
                 insync = 0;
         if (!insync) {
-            admin_msg(err, "volume '%s/%s': resync ended but not every leg is "
-                "in-sync; see 'vdlvm status %s/%s'", a->pool, a->vol,
-                a->pool, a->vol);
+            admin_msg(err,
+                      "volume '%s/%s': resync ended but not every leg is "
+                      "in-sync; see 'vdlvm status %s/%s'",
+                      a->pool, a->vol, a->pool, a->vol);
             return VD_EXIT_FAIL;
         }
     }
@@ -498,14 +522,15 @@ int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         return admin_vol_fail(err, r, a->pool, a->vol, "verify");
     fmt_size(res.region_size, rs, sizeof(rs));
     if (res.ndiff == 0) {
-        fprintf(out, "volume '%s/%s': legs equal (%llu regions of %s "
-                "compared)\n", a->pool, a->vol,
-                (unsigned long long)res.regions, rs);
+        fprintf(out,
+                "volume '%s/%s': legs equal (%llu regions of %s "
+                "compared)\n",
+                a->pool, a->vol, (unsigned long long)res.regions, rs);
         vd_verify_result_free(&res);
         return VD_EXIT_OK;
     }
-    fprintf(out, "volume '%s/%s': %zu of %llu regions of %s differ\n",
-            a->pool, a->vol, res.ndiff, (unsigned long long)res.regions, rs);
+    fprintf(out, "volume '%s/%s': %zu of %llu regions of %s differ\n", a->pool,
+            a->vol, res.ndiff, (unsigned long long)res.regions, rs);
     for (size_t i = 0; i < res.ndiff && i < 100; i++) {
         uint64_t b = res.diff[i] * res.region_size;
         fprintf(out, "  region %llu: bytes %llu-%llu\n",
@@ -519,14 +544,16 @@ int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
                 a->vol, res.repaired, res.ndiff);
     r = repair && res.repaired >= res.ndiff ? VD_EXIT_OK : VD_EXIT_DIFF;
     if (r == VD_EXIT_DIFF && !repair)
-        admin_msg(err, "volume '%s/%s': legs differ; repair with 'vdlvm verify "
-            "%s/%s --repair'", a->pool, a->vol, a->pool, a->vol);
+        admin_msg(err,
+                  "volume '%s/%s': legs differ; repair with 'vdlvm verify "
+                  "%s/%s --repair'",
+                  a->pool, a->vol, a->pool, a->vol);
     vd_verify_result_free(&res);
     return r;
 }
 
 int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
-                          FILE *err)
+                         FILE *err)
 {
     struct vd_mirror_info mi;
     int r = mirror_info(pool, a, "repair", &mi, err);
@@ -538,15 +565,17 @@ int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
         /* Whatever refuses it here (the device already holds another leg,
          * has too few free extents, is not in the pool) is the pool's
          * state, not the command's form: 1, like too little free space. */
-        int code = admin_lib_fail(err, r, "volume '%s/%s': moving the leg on '%s' "
-                            "to '%s' failed", a->pool, a->vol, a->replace,
-                            a->with);
+        int code = admin_lib_fail(err, r,
+                                  "volume '%s/%s': moving the leg on '%s' "
+                                  "to '%s' failed",
+                                  a->pool, a->vol, a->replace, a->with);
         return code == VD_EXIT_USAGE ? VD_EXIT_FAIL : code;
     }
     if (!(a->given & O_WAIT)) {
-        fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s', rebuilding; "
-                "follow it with 'vdlvm status %s/%s'\n", a->pool, a->vol,
-                a->replace, a->with, a->pool, a->vol);
+        fprintf(out,
+                "volume '%s/%s': leg on '%s' moved to '%s', rebuilding; "
+                "follow it with 'vdlvm status %s/%s'\n",
+                a->pool, a->vol, a->replace, a->with, a->pool, a->vol);
         return VD_EXIT_OK;
     }
     r = vd_mirror_resync_wait(pool, a->vol, 0);
@@ -559,13 +588,13 @@ int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
 
 static const char *resync_state_str(enum vd_resync_state s)
 {
-    return s == VD_RESYNC_RUNNING ? "running"
-           : s == VD_RESYNC_PAUSED ? "paused" : "idle";
+    return s == VD_RESYNC_RUNNING  ? "running"
+           : s == VD_RESYNC_PAUSED ? "paused"
+                                   : "idle";
 }
 
 /* "in-sync", "degraded (leg 1 failed)", "resyncing 45%". */
-static void mirror_brief(const struct vd_mirror_info *mi, char *buf,
-                         size_t len)
+static void mirror_brief(const struct vd_mirror_info *mi, char *buf, size_t len)
 {
     size_t n = 0;
     int bad = 0;
@@ -579,10 +608,10 @@ static void mirror_brief(const struct vd_mirror_info *mi, char *buf,
     for (uint32_t k = 0; k < mi->copies && k < 3; k++) {
         if (mi->legs[k].state == VD_LEG_INSYNC)
             continue;
-        n += snprintf(buf + n, n < len ? len - n : 0, "%sleg %u %s",
-                      bad++ ? ", " : "degraded (", k,
-                      vd_leg_state_name(mi->legs[k].state,
-                                        mi->legs[k].resyncing));
+        n += snprintf(
+            buf + n, n < len ? len - n : 0, "%sleg %u %s",
+            bad++ ? ", " : "degraded (", k,
+            vd_leg_state_name(mi->legs[k].state, mi->legs[k].resyncing));
     }
     if (bad)
         snprintf(buf + n, n < len ? len - n : 0, ")");
@@ -603,7 +632,8 @@ static void json_mirror(FILE *out, const struct vd_mirror_info *mi)
         jstr(out, vd_leg_state_name(mi->legs[k].state, mi->legs[k].resyncing));
         fputs("}", out);
     }
-    fprintf(out, "],\"resync\":{\"state\":\"%s\",\"done_bytes\":%llu,"
+    fprintf(out,
+            "],\"resync\":{\"state\":\"%s\",\"done_bytes\":%llu,"
             "\"total_bytes\":%llu,\"rate_bytes_per_s\":%llu,"
             "\"rate_limit\":%llu,\"dirty_regions\":%llu}",
             resync_state_str(mi->resync_state),
@@ -644,8 +674,8 @@ static void print_mirror(FILE *out, const struct vd_mirror_info *mi)
             fputc(i < pct * 30 / 100 ? '#' : '.', out);
         fprintf(out, "] %u%%  %s of %s", pct, done, total);
         if (mi->rate_bytes_per_s) {
-            uint64_t left = (mi->total_bytes - mi->done_bytes) /
-                            mi->rate_bytes_per_s;
+            uint64_t left =
+                (mi->total_bytes - mi->done_bytes) / mi->rate_bytes_per_s;
             fprintf(out, "  %s  %llu:%02llu left", rate,
                     (unsigned long long)(left / 60),
                     (unsigned long long)(left % 60));
@@ -661,22 +691,22 @@ static void print_mirror(FILE *out, const struct vd_mirror_info *mi)
 
 struct vol_status {
     struct vd_vol_info vi;
-    struct vd_run *runs;        /* malloc'd by vd_vol_get_runs */
+    struct vd_run *runs; /* malloc'd by vd_vol_get_runs */
     size_t nruns;
-    struct vd_mirror_info mi;   /* valid when has_mi */
+    struct vd_mirror_info mi; /* valid when has_mi */
     int has_mi;
 };
 
 struct dev_status {
     struct vd_dev_info di;
-    uint64_t used, free;        /* bytes */
+    uint64_t used, free; /* bytes */
 };
 
 struct pool_status {
     struct vd_pool_info pi;
-    struct dev_status *devs;    /* pi.ndevs, malloc'd */
+    struct dev_status *devs; /* pi.ndevs, malloc'd */
     int nvols;
-    struct vol_status *vols;    /* nvols, malloc'd */
+    struct vol_status *vols; /* nvols, malloc'd */
 };
 
 /* The rest of vs once vs->vi is filled: extents and, for a mirror, its
@@ -785,7 +815,8 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
     jstr(out, pi->name);
     fputs(",\"uuid\":", out);
     jstr(out, pi->uuid);
-    fprintf(out, ",\"extent_size\":%llu,\"seq\":%llu,\"size\":%llu,"
+    fprintf(out,
+            ",\"extent_size\":%llu,\"seq\":%llu,\"size\":%llu,"
             "\"used\":%llu,\"free\":%llu,\"devices\":[",
             (unsigned long long)pi->extent_size, (unsigned long long)pi->seq,
             (unsigned long long)pi->total_bytes,
@@ -801,10 +832,11 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
         jstr(out, di->path);
         fputs(",\"uuid\":", out);
         jstr(out, di->uuid);
-        fprintf(out, ",\"state\":\"%s\",\"message\":",
-                dev_state_str(di->state));
+        fprintf(out,
+                ",\"state\":\"%s\",\"message\":", dev_state_str(di->state));
         jstr(out, di->state == VD_DEV_OK ? "" : di->state_msg);
-        fprintf(out, ",\"size\":%llu,\"used\":%llu,\"free\":%llu,"
+        fprintf(out,
+                ",\"size\":%llu,\"used\":%llu,\"free\":%llu,"
                 "\"extents\":%llu,\"used_extents\":%llu,\"metadata\":%s}",
                 (unsigned long long)di->size,
                 (unsigned long long)st->devs[i].used,
@@ -833,11 +865,11 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
     fmt_size(pi->used_bytes, u, sizeof(u));
     fmt_size(pi->free_bytes, f, sizeof(f));
     fmt_size(pi->extent_size, es, sizeof(es));
-    fprintf(out, "pool '%s'  uuid %s  extent %s  metadata seq %llu\n",
-            pi->name, pi->uuid, es, (unsigned long long)pi->seq);
-    fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n",
-            t, u, f, pi->ndevs, pi->ndevs == 1 ? "" : "s",
-            (unsigned)st->nvols, st->nvols == 1 ? "" : "s");
+    fprintf(out, "pool '%s'  uuid %s  extent %s  metadata seq %llu\n", pi->name,
+            pi->uuid, es, (unsigned long long)pi->seq);
+    fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n", t,
+            u, f, pi->ndevs, pi->ndevs == 1 ? "" : "s", (unsigned)st->nvols,
+            st->nvols == 1 ? "" : "s");
 
     tbl_cell(&dt, 0, "DEVICE");
     tbl_cell(&dt, 1, "NODE");

@@ -8,7 +8,6 @@
 
 #include "vdadmin.h"
 
-
 const char *vd_statedir(void)
 {
     const char *d = getenv("VDLVM_STATEDIR");
