@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../replica/vdreplica.h"
 #include "vdadmin.h"
 
 struct cmd_args;
@@ -44,7 +45,7 @@ struct cmd_spec {
     /* The command's own rules once every option is parsed (NULL: none):
      * 0, or VD_EXIT_USAGE after a message. */
     int (*check)(struct cmd_args *a, const char *cmdname, FILE *err);
-    /* Run it against pool (exec.c); a VD_EXIT_* code. */
+    /* Run it against pool (vol.c, status.c); a VD_EXIT_* code. */
     int (*exec)(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 };
 
@@ -80,7 +81,7 @@ int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
 int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
                     FILE *err);
 
-/* The commands (exec.c): run a parsed command against pool; VD_EXIT_*. */
+/* The commands (vol.c, status.c): run a parsed command against pool; VD_EXIT_*. */
 int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
@@ -94,5 +95,40 @@ int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+
+/* ---- output helpers (output.c) ---- */
+/* A text table: columns padded to their widest cell, last one unpadded. */
+#define TBL_MAXCOLS 10
+struct table {
+    int ncols;
+    size_t nrows, cap;
+    char **cells; /* nrows * ncols, malloc'd */
+};
+void admin_tbl_cell(struct table *t, int col, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void admin_tbl_print(struct table *t, FILE *out, const char *indent);
+void admin_tbl_free(struct table *t);
+/* "12MiB": b in the largest binary unit that divides it. */
+void admin_fmt_size(uint64_t b, char *buf, size_t len);
+/* "50MiB/s", or "unlimited" for 0. */
+void admin_fmt_rate(uint64_t bps, char *buf, size_t len);
+const char *admin_dev_state_str(enum vd_dev_state s);
+/* s as a JSON string (escaped; invalid UTF-8 becomes U+FFFD). */
+void admin_jstr(FILE *f, const char *s);
+/* The mirror info of vol when it is a mirror: 0 with *has set (0 for a
+ * volume of another layout), or the failure. */
+int admin_mirror_get(vd_pool *pool, const char *vol, struct vd_mirror_info *mi,
+                     int *has);
+/* "le 0-47 -> d0 pe 0-47, ..."; malloc'd, or NULL. */
+char *admin_runs_brief(const vd_pool *pool, const struct vd_run *runs, size_t n,
+                       uint32_t copies);
+/* A volume's JSON object (extents when runs, legs when mi). */
+void admin_json_vol(FILE *out, const vd_pool *pool,
+                    const struct vd_vol_info *vi, const struct vd_run *runs,
+                    size_t nruns, const struct vd_mirror_info *mi);
+/* "in-sync", "degraded (leg 1 failed)", "resyncing 45%". */
+void admin_mirror_brief(const struct vd_mirror_info *mi, char *buf, size_t len);
+/* A mirror's legs and resync, as text. */
+void admin_print_mirror(FILE *out, const struct vd_mirror_info *mi);
 
 #endif
