@@ -25,10 +25,8 @@ LIBS      := -liscsi -lyaml -lcrypto -lblkid -lpthread
 # tgt headers: Debian source package of exactly the installed tgt version.
 TGT_SRC   ?= $(B)/../build/tgt-src
 
-LIB_SRCS  := $(wildcard pool/*.c config/*.c replica/*.c)
+LIB_SRCS  := $(wildcard pool/*.c config/*.c replica/*.c admin/*.c)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/%.o)
-ADMIN_SRCS:= tools/vdadmin.c
-ADMIN_OBJS:= $(ADMIN_SRCS:%.c=$(B)/%.o)
 BS_SRCS   := $(wildcard tgt-backend/*.c)
 BS_OBJS   := $(BS_SRCS:%.c=$(B)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/*/*_test.cc)
@@ -96,19 +94,19 @@ $(LIBVD): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(VDLVM): $(B)/tools/vdlvm.o $(ADMIN_OBJS) $(LIBVD)
+$(VDLVM): $(B)/tools/vdlvm.o $(LIBVD)
 	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
 
 $(VDLOAD): $(B)/tools/vdload.o
 	$(CC) $(SANFLAGS) -o $@ $^ -liscsi -lcrypto -lpthread -lm
 
-$(BSMOD): $(BS_OBJS) $(ADMIN_OBJS) $(LIBVD) tgt-backend/bs_vdlvm.syms
+$(BSMOD): $(BS_OBJS) $(LIBVD) tgt-backend/bs_vdlvm.syms
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,--version-script=tgt-backend/bs_vdlvm.syms -Wl,-z,defs \
 	    -Wl,--unresolved-symbols=ignore-in-object-files \
-	    -o $@ $(BS_OBJS) $(ADMIN_OBJS) $(LIBVD) $(LIBS) -liscsi
+	    -o $@ $(BS_OBJS) $(LIBVD) $(LIBS) -liscsi
 
-$(UNIT): $(UNIT_OBJS) $(ADMIN_OBJS) $(LIBVD)
+$(UNIT): $(UNIT_OBJS) $(LIBVD)
 	$(CXX) $(SANFLAGS) -o $@ $^ -lgtest -lgtest_main $(LIBS)
 
 check-unit: $(UNIT)
@@ -173,5 +171,5 @@ format:
 
 clean:
 	rm -rf build/vdlvm build/vdload build/vdsim build/*.a build/pool build/config \
-	       build/replica build/tools build/tgt-backend build/tests \
+	       build/replica build/admin build/tools build/tgt-backend build/tests \
 	       build/backing-store build-asan

@@ -109,6 +109,19 @@ wait_for() {
     "$@" >/dev/null 2>&1
 }
 
+# wait_started FILE PID [SECONDS]: wait until a load started with
+# `vdload ... --started FILE` has completed its first command (FILE exists);
+# returns 1 when PID exits first or after SECONDS (default 60).
+wait_started() {
+    local file=$1 pid=$2 secs=${3:-60} i
+    for (( i=0; i<secs*10; i++ )); do
+        [ -e "$file" ] && return 0
+        kill -0 "$pid" 2>/dev/null || { [ -e "$file" ]; return; }
+        sleep 0.1
+    done
+    [ -e "$file" ]
+}
+
 # ---- free ports ------------------------------------------------------------
 # In namespace NS (or the current one when empty), is TCP port P unused?
 _port_is_free() {
@@ -469,3 +482,51 @@ netns_link_down() {
     ip -n "$netns_b" link set "$netns_b_if" down
 }
 # ---- end of network namespaces ------------------------------------------------
+
+# ---- libiscsi conformance (iscsi-test-cu) ---------------------------------------
+# The one parser of iscsi-test-cu output, used by tests/conformance/run.sh and
+# the integration conformance tests.
+#
+# cu_verdicts SUITE OUT RC TESTS: one line "TEST VERDICT" per test of
+# ALL.SUITE listed in the file TESTS, from iscsi-test-cu's output OUT (the
+# process exited with RC).  VERDICT = PASS, SKIP (passed with a [SKIPPED]
+# message) or FAIL; a test with no verdict (the process crashed or timed
+# out) is "FAIL (timeout)" or "FAIL (no result, exit RC)".
+cu_verdicts() {
+    local suite=$1 out=$2 rc=$3 tests=$4 res t
+    res=$(awk -v suite="$suite" '
+        function verdict(l) {
+            if (l ~ /\[SKIPPED\]/) skip = 1
+            # The verdict starts a line (or follows "..."); a teardown may
+            # print more after it on the same line.
+            if (cur != "" && l ~ /^(passed|FAILED)([ \t]|$)/) {
+                v = (l ~ /^FAILED/) ? "FAIL" : (skip ? "SKIP" : "PASS")
+                print "ALL." suite "." cur, v
+                cur = ""
+            }
+        }
+        { sub(/\r$/, ""); sub(/[ \t]+$/, "") }
+        /^  Test: [^ ]+ \.\.\./ {
+            cur = $2; skip = 0
+            rest = $0; sub(/^  Test: [^ ]+ \.\.\./, "", rest)
+            verdict(rest); next
+        }
+        { verdict($0) }
+    ' "$out")
+    [ -z "$res" ] || printf '%s\n' "$res"
+    while read -r t; do
+        grep -q "^$t " <<<"$res" ||
+            echo "$t FAIL$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo " (timeout)" || echo " (no result, exit $rc)")"
+    done < <(grep "^ALL\.$suite\." "$tests")
+}
+
+# cu_verdict_of RES TEST: the verdict of TEST in a file of cu_verdicts lines.
+cu_verdict_of() { awk -v t="$2" '$1 == t { print $2; exit }' "$1"; }
+
+# cu_count RES VERDICT...: how many tests of RES have one of the verdicts.
+cu_count() {
+    local res=$1
+    shift
+    awk -v vs=" $* " 'index(vs, " " $2 " ") { n++ } END { print n + 0 }' "$res"
+}
+# ---- end of libiscsi conformance -------------------------------------------------

@@ -29,7 +29,7 @@
  *   metadata, iSCSI logins) and a volume happens on the main thread, as
  *   tgtadm's LUN creation waits for it anyway.  Everything else that may
  *   wait goes to a thread:
- *   - control-socket commands run on threads of their own (vdadmin.c, at
+ *   - control-socket commands run on threads of their own (admin/ctl.c, at
  *     most VD_CTL_MAX_JOBS per pool, "busy" beyond); after a command, its
  *     thread asks the main thread to publish volume sizes to the LUNs
  *     (refresh_fd) and waits for that, so that a LUN shows a new size when
@@ -76,46 +76,46 @@
 
 #include "../config/vdconfig.h"
 #include "../pool/vdpool.h"
-#include "../tools/vdadmin.h"
+#include "../admin/vdadmin.h"
 
-#define CONF_DIR_DEFAULT "/etc/vdlvm"
-#define NTHREADS_MAX 16
-#define CHUNK_MAX (1u << 20)          /* WRITE SAME / UNMAP buffer */
-#define CAW_MAX_BLOCKS 128            /* tgt's VPD B0 advertises 128 */
-#define LBA_STATUS_MAX_DESC 1024      /* bound main-thread work */
-#define ORWRITE_RETRIES 1000
+#define CONF_DIR_DEFAULT              "/etc/vdlvm"
+#define NTHREADS_MAX                  16
+#define CHUNK_MAX                     (1u << 20) /* WRITE SAME / UNMAP buffer */
+#define CAW_MAX_BLOCKS                128  /* tgt's VPD B0 advertises 128 */
+#define LBA_STATUS_MAX_DESC           1024 /* bound main-thread work */
+#define ORWRITE_RETRIES               1000
 #define ASC_CAPACITY_DATA_HAS_CHANGED 0x2a09
 
 struct vdlvm_pool {
-    struct list_head link;            /* g_pools (main thread) */
+    struct list_head link; /* g_pools (main thread) */
     char name[VD_NAME_MAX + 1];
     char *conf_file;
     struct vd_conf_pool *conf;
     vd_pool *pool;
-    struct list_head lus;             /* vdlvm_lu.pool_link (main thread) */
-    int refs;                         /* LUs holding the pool (main thread) */
-    int ctl_fd;                       /* control socket, -1 if none */
-    int refresh_fd;                   /* eventfd: publish sizes, -1 if none */
-    struct vd_ctl_hooks hooks;        /* set before the socket is watched */
+    struct list_head lus;      /* vdlvm_lu.pool_link (main thread) */
+    int refs;                  /* LUs holding the pool (main thread) */
+    int ctl_fd;                /* control socket, -1 if none */
+    int refresh_fd;            /* eventfd: publish sizes, -1 if none */
+    struct vd_ctl_hooks hooks; /* set before the socket is watched */
 
-    pthread_mutex_t bg_lock;          /* protects the fields below */
-    pthread_cond_t bg_cond;           /* any of them changed */
-    int closing_vols;                 /* vd_vol_close still running */
+    pthread_mutex_t bg_lock;            /* protects the fields below */
+    pthread_cond_t bg_cond;             /* any of them changed */
+    int closing_vols;                   /* vd_vol_close still running */
     uint64_t refresh_req, refresh_done; /* size publications asked, done */
-    int refresh_stop;                 /* main thread no longer publishes */
-    int closed;                       /* background close done (g_closing) */
-    struct vdlvm_pool *closing_next;  /* g_closing, under g_closing_lock */
+    int refresh_stop;                   /* main thread no longer publishes */
+    int closed;                         /* background close done (g_closing) */
+    struct vdlvm_pool *closing_next;    /* g_closing, under g_closing_lock */
 
-    pthread_mutex_t lock;             /* protects queue, qlen, stop,
-                                         nidle, nwaking and every
-                                         vdlvm_lu.inflight */
-    pthread_cond_t work_cond;         /* queue not empty, or stop */
-    pthread_cond_t idle_cond;         /* an LU's inflight dropped to 0 */
-    struct list_head queue;           /* scsi_cmd.bs_list */
-    int qlen;                         /* commands in queue */
+    pthread_mutex_t lock;     /* protects queue, qlen, stop,
+                                 nidle, nwaking and every
+                                 vdlvm_lu.inflight */
+    pthread_cond_t work_cond; /* queue not empty, or stop */
+    pthread_cond_t idle_cond; /* an LU's inflight dropped to 0 */
+    struct list_head queue;   /* scsi_cmd.bs_list */
+    int qlen;                 /* commands in queue */
     int stop;
-    int nidle;                        /* workers in cond_wait */
-    int nwaking;                      /* of those, signalled, not yet up */
+    int nidle;   /* workers in cond_wait */
+    int nwaking; /* of those, signalled, not yet up */
     int nthreads;
     pthread_t threads[NTHREADS_MAX];
 };
@@ -123,13 +123,13 @@ struct vdlvm_pool {
 /* Private data of one LU, allocated by tgt right after struct scsi_lu. */
 struct vdlvm_lu {
     struct scsi_lu *lu;
-    char *bsopts;                     /* kept: tgtd never frees it */
-    char *conf_file;                  /* NULL: the default definition */
-    struct vdlvm_pool *vp;            /* set while open (main thread) */
+    char *bsopts;          /* kept: tgtd never frees it */
+    char *conf_file;       /* NULL: the default definition */
+    struct vdlvm_pool *vp; /* set while open (main thread) */
     vd_vol *vol;
     struct list_head pool_link;
-    unsigned inflight;                /* under vp->lock */
-    struct service_action sa_9e[8];   /* SERVICE ACTION IN(16) per LU */
+    unsigned inflight;              /* under vp->lock */
+    struct service_action sa_9e[8]; /* SERVICE ACTION IN(16) per LU */
 };
 
 static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
@@ -139,9 +139,9 @@ static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
 
 /* Main thread only. */
 static struct list_head g_pools = LIST_HEAD_INIT(g_pools);
-static int g_started;                 /* done channel set up */
+static int g_started; /* done channel set up */
 static int g_done_fd = -1;
-static const char *g_zero;            /* CHUNK_MAX zero bytes */
+static const char *g_zero; /* CHUNK_MAX zero bytes */
 /* Main-thread fast path on (VDLVM_INLINE=0 in tgtd's environment turns it
  * off, for comparisons); set once in register_bs_module. */
 static int g_inline = 1;
@@ -151,7 +151,7 @@ static pthread_mutex_t g_done_lock = PTHREAD_MUTEX_INITIALIZER; /* g_done */
  * closed and removed by their closing thread. */
 static pthread_mutex_t g_closing_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_closing_cond = PTHREAD_COND_INITIALIZER;
-static struct vdlvm_pool *g_closing;  /* under g_closing_lock */
+static struct vdlvm_pool *g_closing; /* under g_closing_lock */
 static struct list_head g_done = LIST_HEAD_INIT(g_done);
 
 /* ---- logging ----------------------------------------------------------- */
@@ -191,8 +191,8 @@ static void cmd_io_error(struct scsi_cmd *cmd, int err, int is_write)
     case -ERANGE:
         cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
         break;
-    case -ENOSPC:          /* thin layouts: no extent left to allocate */
-        cmd_sense(cmd, DATA_PROTECT, 0x2707);  /* SPACE ALLOCATION FAILED */
+    case -ENOSPC: /* thin layouts: no extent left to allocate */
+        cmd_sense(cmd, DATA_PROTECT, 0x2707); /* SPACE ALLOCATION FAILED */
         break;
     case -EROFS:
         cmd_sense(cmd, DATA_PROTECT, ASC_WRITE_PROTECT);
@@ -236,7 +236,7 @@ static unsigned write_flags(struct scsi_cmd *cmd)
     case WRITE_VERIFY:
     case WRITE_VERIFY_12:
     case WRITE_VERIFY_16:
-        return VD_IO_FUA;        /* verification is against the medium */
+        return VD_IO_FUA; /* verification is against the medium */
     }
     /* The caching page's list is built once at LU creation; MODE SELECT
      * only changes bytes in place, so reading it here is safe. */
@@ -369,8 +369,7 @@ static void exec_compare_and_write(struct scsi_cmd *cmd, vd_vol *vol)
     }
     if (!len)
         return;
-    r = vd_vol_compare_and_write(vol, data, data + len, len, cmd->offset,
-                                 &pos);
+    r = vd_vol_compare_and_write(vol, data, data + len, len, cmd->offset, &pos);
     if (r == 1) {
         cmd_miscompare(cmd, pos);
         return;
@@ -451,9 +450,9 @@ static int write_range(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
         if (lbdata) {
             for (uint64_t i = 0; i < n; i += bs) {
                 uint64_t lba = (off + i) >> shift;
-                if (lbdata == 0x02)      /* LBDATA: low 32 bits of the LBA */
+                if (lbdata == 0x02) /* LBDATA: low 32 bits of the LBA */
                     put_unaligned_be32((uint32_t)lba, buf + i);
-                else                     /* PBDATA: physical block address */
+                else /* PBDATA: physical block address */
                     put_unaligned_be64(lba, buf + i);
             }
         }
@@ -592,7 +591,7 @@ static void exec_get_lba_status(struct scsi_cmd *cmd, vd_vol *vol)
         uint8_t d[16] = { 0 };
         put_unaligned_be64(start >> shift, &d[0]);
         put_unaligned_be32((uint32_t)nblocks, &d[8]);
-        d[12] = mapped ? 0 : 1;         /* 0: mapped, 1: deallocated */
+        d[12] = mapped ? 0 : 1; /* 0: mapped, 1: deallocated */
         uint32_t pos = 8 + 16 * ndesc;
         if (pos < alloc_len)
             memcpy(out + pos, d, alloc_len - pos < 16 ? alloc_len - pos : 16);
@@ -601,7 +600,7 @@ static void exec_get_lba_status(struct scsi_cmd *cmd, vd_vol *vol)
     }
     total = 8 + 16 * ndesc;
     memset(hdr, 0, sizeof(hdr));
-    put_unaligned_be32(total - 4, &hdr[0]);   /* PARAMETER DATA LENGTH */
+    put_unaligned_be32(total - 4, &hdr[0]); /* PARAMETER DATA LENGTH */
     memcpy(out, hdr, alloc_len < 8 ? alloc_len : 8);
     actual = total < alloc_len ? total : alloc_len;
     scsi_set_in_resid_by_actual(cmd, actual);
@@ -609,8 +608,8 @@ static void exec_get_lba_status(struct scsi_cmd *cmd, vd_vol *vol)
     return;
 
 io_error:
-    vd_log(VD_LOG_ERR, "volume '%s': GET LBA STATUS at %" PRIu64
-           " failed: %s", vd_vol_name(vol), off, strerror(-r));
+    vd_log(VD_LOG_ERR, "volume '%s': GET LBA STATUS at %" PRIu64 " failed: %s",
+           vd_vol_name(vol), off, strerror(-r));
     scsi_set_in_resid_by_actual(cmd, 0);
     cmd_sense(cmd, r == -ERANGE ? ILLEGAL_REQUEST : MEDIUM_ERROR,
               r == -ERANGE ? ASC_LBA_OUT_OF_RANGE : ASC_UNRECOVERED_READ);
@@ -717,7 +716,8 @@ static void done_handler(int fd, int events, void *data)
     pthread_mutex_lock(&g_done_lock);
     list_splice_init(&g_done, &batch);
     pthread_mutex_unlock(&g_done_lock);
-    list_for_each_entry_safe(cmd, next, &batch, bs_list) {
+    list_for_each_entry_safe(cmd, next, &batch, bs_list)
+    {
         list_del(&cmd->bs_list);
         target_cmd_io_done(cmd, scsi_get_result(cmd));
     }
@@ -765,7 +765,7 @@ static void *worker_main(void *arg)
                 vp->nwaking--;
         }
         if (list_empty(&vp->queue))
-            break;                         /* stop, and nothing left */
+            break; /* stop, and nothing left */
         cmd = list_first_entry(&vp->queue, struct scsi_cmd, bs_list);
         list_del(&cmd->bs_list);
         vp->qlen--;
@@ -836,8 +836,8 @@ static void lu_size_refresh(struct vdlvm_lu *vl)
     put_unaligned_be32(blocks >> 32 ? 0xffffffff : (uint32_t)blocks,
                        lu->mode_block_descriptor);
     ua_sense_add_other_it_nexus(0, lu, ASC_CAPACITY_DATA_HAS_CHANGED);
-    vd_log(VD_LOG_INFO, "volume '%s/%s': LUN %d:%" PRIu64
-           " capacity now %" PRIu64 " bytes",
+    vd_log(VD_LOG_INFO,
+           "volume '%s/%s': LUN %d:%" PRIu64 " capacity now %" PRIu64 " bytes",
            vl->vp->name, vd_vol_name(vl->vol), lu->tgt ? lu->tgt->tid : -1,
            lu->lun, size);
 }
@@ -854,8 +854,7 @@ static void refresh_handler(int fd, int events, void *data)
     pthread_mutex_lock(&vp->bg_lock);
     req = vp->refresh_req;
     pthread_mutex_unlock(&vp->bg_lock);
-    list_for_each_entry(vl, &vp->lus, pool_link)
-        lu_size_refresh(vl);
+    list_for_each_entry(vl, &vp->lus, pool_link) lu_size_refresh(vl);
     pthread_mutex_lock(&vp->bg_lock);
     if (vp->refresh_done < req)
         vp->refresh_done = req;
@@ -1001,7 +1000,8 @@ static void pool_put(struct vdlvm_pool *vp)
     pthread_mutex_unlock(&g_closing_lock);
     if (bg_start(pool_close_main, vp) < 0) {
         log_warning("vdlvm: pool '%s': cannot start a thread to close it; "
-                    "closing it on the main thread\n", vp->name);
+                    "closing it on the main thread\n",
+                    vp->name);
         pool_close_main(vp);
     }
 }
@@ -1021,7 +1021,8 @@ static void pool_wait_closed(const char *name)
             break;
         if (!logged++)
             log_warning("vdlvm: pool '%s': waiting for its previous close "
-                        "to finish before opening it again\n", name);
+                        "to finish before opening it again\n",
+                        name);
         pthread_cond_wait(&g_closing_cond, &g_closing_lock);
     }
     pthread_mutex_unlock(&g_closing_lock);
@@ -1071,8 +1072,8 @@ static void vol_close_bg(struct vdlvm_pool *vp, vd_vol *vol)
             return;
     }
     log_warning("vdlvm: pool '%s': cannot start a thread to close volume "
-                "'%s'; closing it on the main thread\n", vp->name,
-                vd_vol_name(vol));
+                "'%s'; closing it on the main thread\n",
+                vp->name, vd_vol_name(vol));
     if (c) {
         vol_close_main(c);
     } else {
@@ -1087,9 +1088,8 @@ static struct vdlvm_pool *pool_find(const char *name)
 {
     struct vdlvm_pool *vp;
 
-    list_for_each_entry(vp, &g_pools, link)
-        if (!strcmp(vp->name, name))
-            return vp;
+    list_for_each_entry(vp, &g_pools,
+                        link) if (!strcmp(vp->name, name)) return vp;
     return NULL;
 }
 
@@ -1144,7 +1144,8 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     r = vd_conf_load(vp->conf_file, &vp->conf, err, sizeof(err));
     if (r < 0) {
         log_error("vdlvm: volume '%s/%s': cannot export: pool definition: "
-                  "%s%s\n", name, vol, err,
+                  "%s%s\n",
+                  name, vol, err,
                   conf_file ? "" : "; give it with --bsopts conf=FILE");
         goto fail;
     }
@@ -1169,12 +1170,12 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     if (conf_file && (r = vd_registry_add(name, conf_file)) < 0)
         log_warning("vdlvm: pool '%s': cannot remember its definition %s in "
                     "%s/pools: %s; vdlvm needs -c %s for it when no tgtd "
-                    "holds it\n", name, conf_file, vd_statedir(),
-                    strerror(-r), conf_file);
+                    "holds it\n",
+                    name, conf_file, vd_statedir(), strerror(-r), conf_file);
     r = workers_start(vp);
     if (r < 0) {
-        log_error("vdlvm: pool '%s': cannot start worker threads: %s\n",
-                  name, strerror(-r));
+        log_error("vdlvm: pool '%s': cannot start worker threads: %s\n", name,
+                  strerror(-r));
         goto fail;
     }
     r = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1186,7 +1187,8 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     if (r < 0)
         log_warning("vdlvm: pool '%s': cannot watch a size eventfd; LUNs "
                     "learn a new size from 'vdlvm vol extend' only at their "
-                    "next open\n", name);
+                    "next open\n",
+                    name);
     r = vd_ctl_listen(name);
     if (r < 0) {
         /* The LUs work without it; only live administration is lost. */
@@ -1195,7 +1197,8 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
                     name, vd_rundir(), strerror(-r));
     } else if (tgt_event_add(r, EPOLLIN, ctl_handler, vp)) {
         log_warning("vdlvm: pool '%s': cannot watch the control socket; "
-                    "vdlvm commands cannot reach this tgtd\n", name);
+                    "vdlvm commands cannot reach this tgtd\n",
+                    name);
         vd_ctl_unlisten(name, r);
     } else {
         vp->ctl_fd = r;
@@ -1265,7 +1268,7 @@ static int bs_vdlvm_unmap(int host_no, struct scsi_cmd *cmd)
 
     if (device_reserved(cmd))
         return SAM_STAT_RESERVATION_CONFLICT;
-    if (cmd->scb[1] & 0x01) {                  /* ANCHOR */
+    if (cmd->scb[1] & 0x01) { /* ANCHOR */
         asc = ASC_INVALID_FIELD_IN_CDB;
     } else if (lu->attrs.removable && !lu->attrs.online) {
         key = NOT_READY;
@@ -1350,7 +1353,8 @@ static int parse_bsopts(struct vdlvm_lu *vl, char *bsopts)
             vl->conf_file = tok + 5;
         } else if (*tok) {
             log_error("vdlvm: --bsopts '%s': unknown option; use "
-                      "\"conf=FILE\" (options separated by ';')\n", tok);
+                      "\"conf=FILE\" (options separated by ';')\n",
+                      tok);
             return -EINVAL;
         }
     }
@@ -1402,8 +1406,8 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
     vol_name = slash + 1;
     if (!vd_name_is_valid(pool_name) || !vd_name_is_valid(vol_name)) {
         log_error("vdlvm: backing store '%s': not a valid POOL/VOLUME name "
-                  "([A-Za-z0-9_.-], at most %d characters each)\n", path,
-                  VD_NAME_MAX);
+                  "([A-Za-z0-9_.-], at most %d characters each)\n",
+                  path, VD_NAME_MAX);
         return -EINVAL;
     }
     r = pool_get(pool_name, vol_name, vl->conf_file, &vp);
@@ -1425,9 +1429,10 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
     vl->inflight = 0;
     list_add_tail(&vl->pool_link, &vp->lus);
     *size = vd_vol_size(vol) >> lu->blk_shift << lu->blk_shift;
-    log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64
-                " (%" PRIu64 " bytes)\n", pool_name, vol_name,
-                lu->tgt ? lu->tgt->tid : -1, lu->lun, *size);
+    log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64 " (%" PRIu64
+                " bytes)\n",
+                pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
+                *size);
     return 0;
 }
 
@@ -1552,16 +1557,48 @@ void register_bs_module(void)
     g_inline = !(inl && !strcmp(inl, "0"));
     /* bs_rdwr.c's SBC list; the ops not listed get INVALID OPERATION CODE. */
     static unsigned char ops[] = {
-        ALLOW_MEDIUM_REMOVAL, COMPARE_AND_WRITE, FORMAT_UNIT, INQUIRY,
-        MAINT_PROTOCOL_IN, MODE_SELECT, MODE_SELECT_10, MODE_SENSE,
-        MODE_SENSE_10, ORWRITE_16, PERSISTENT_RESERVE_IN,
-        PERSISTENT_RESERVE_OUT, PRE_FETCH_10, PRE_FETCH_16, READ_10,
-        READ_12, READ_16, READ_6, READ_CAPACITY, RELEASE, REPORT_LUNS,
-        REQUEST_SENSE, RESERVE, SEND_DIAGNOSTIC, SERVICE_ACTION_IN,
-        START_STOP, SYNCHRONIZE_CACHE, SYNCHRONIZE_CACHE_16,
-        TEST_UNIT_READY, UNMAP, VERIFY_10, VERIFY_12, VERIFY_16, WRITE_10,
-        WRITE_12, WRITE_16, WRITE_6, WRITE_SAME, WRITE_SAME_16,
-        WRITE_VERIFY, WRITE_VERIFY_12, WRITE_VERIFY_16,
+        ALLOW_MEDIUM_REMOVAL,
+        COMPARE_AND_WRITE,
+        FORMAT_UNIT,
+        INQUIRY,
+        MAINT_PROTOCOL_IN,
+        MODE_SELECT,
+        MODE_SELECT_10,
+        MODE_SENSE,
+        MODE_SENSE_10,
+        ORWRITE_16,
+        PERSISTENT_RESERVE_IN,
+        PERSISTENT_RESERVE_OUT,
+        PRE_FETCH_10,
+        PRE_FETCH_16,
+        READ_10,
+        READ_12,
+        READ_16,
+        READ_6,
+        READ_CAPACITY,
+        RELEASE,
+        REPORT_LUNS,
+        REQUEST_SENSE,
+        RESERVE,
+        SEND_DIAGNOSTIC,
+        SERVICE_ACTION_IN,
+        START_STOP,
+        SYNCHRONIZE_CACHE,
+        SYNCHRONIZE_CACHE_16,
+        TEST_UNIT_READY,
+        UNMAP,
+        VERIFY_10,
+        VERIFY_12,
+        VERIFY_16,
+        WRITE_10,
+        WRITE_12,
+        WRITE_16,
+        WRITE_6,
+        WRITE_SAME,
+        WRITE_SAME_16,
+        WRITE_VERIFY,
+        WRITE_VERIFY_12,
+        WRITE_VERIFY_16,
     };
 
     /* Messages of a command served on the control socket go to its caller

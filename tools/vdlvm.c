@@ -4,7 +4,7 @@
  * the tgtd that holds the pool (control socket RUNDIR/POOL.sock); only when
  * none serves it does vdlvm load the definition, open the pool itself
  * (taking its lock) and run the same vd_admin_exec.  A definition is found
- * by -c FILE, CONFDIR/POOL.yaml, or the registry (vdadmin.h).
+ * by -c FILE, CONFDIR/POOL.yaml, or the registry (admin/vdadmin.h).
  */
 #include <errno.h>
 #include <dirent.h>
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "../pool/probe.h"
-#include "vdadmin.h"
+#include "../admin/vdadmin.h"
 
 static const char *g_usage =
     "Usage: vdlvm [-c FILE] [--partial] COMMAND [ARGS]\n"
@@ -120,7 +120,7 @@ static const char *g_pool_takeover_help =
     "its volumes here afterwards.  Never use it while the owner runs.\n";
 
 /* Set once in main. */
-static unsigned g_open_flags;   /* VD_OPEN_PARTIAL with --partial */
+static unsigned g_open_flags; /* VD_OPEN_PARTIAL with --partial */
 
 static const char *confdir(void)
 {
@@ -152,8 +152,8 @@ static int open_pool(const struct vd_conf_pool *conf, vd_pool **pool)
 
 struct known {
     char name[VD_NAME_MAX + 1];
-    char def[4096];        /* definition file, "" when unknown */
-    char where[16];        /* "confdir", "registry", "" */
+    char def[4096]; /* definition file, "" when unknown */
+    char where[16]; /* "confdir", "registry", "" */
 };
 
 struct known_list {
@@ -196,8 +196,7 @@ static int known_cmp(const void *a, const void *b)
 }
 
 /* name.ext in dir -> name when ext matches and name is a valid pool name */
-static int entry_name(const char *ent, const char *ext, char *name,
-                      size_t len)
+static int entry_name(const char *ent, const char *ext, char *name, size_t len)
 {
     size_t n = strlen(ent), e = strlen(ext);
 
@@ -332,17 +331,19 @@ static int find_conf(const char *name, const char *conf_opt,
         if (access(path, F_OK) < 0 &&
             vd_registry_get(name, path, sizeof(path)) < 0) {
             known_names(names, sizeof(names));
-            fprintf(stderr, "vdlvm: pool '%s': no such pool (no %s/%s.yaml, "
+            fprintf(stderr,
+                    "vdlvm: pool '%s': no such pool (no %s/%s.yaml, "
                     "none remembered, no tgtd holds it); known pools: %s; "
-                    "give its definition with -c FILE\n", name, confdir(),
-                    name, names);
+                    "give its definition with -c FILE\n",
+                    name, confdir(), name, names);
             return VD_EXIT_FAIL;
         }
         if ((r = load_conf(path, conf)) != 0)
             return r;
     }
     if (strcmp((*conf)->name, name)) {
-        fprintf(stderr, "vdlvm: %s: defines pool '%s', not '%s'; give the "
+        fprintf(stderr,
+                "vdlvm: %s: defines pool '%s', not '%s'; give the "
                 "definition of '%s' with -c FILE\n",
                 (*conf)->file ? (*conf)->file : conf_opt, (*conf)->name, name,
                 name);
@@ -404,16 +405,21 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
         if (vd_ctl_path(name, sock, sizeof(sock)) < 0)
             snprintf(sock, sizeof(sock), "%s/%s.sock", vd_rundir(), name);
         if (r == -EACCES || r == -EPERM)
-            fprintf(stderr, "vdlvm: pool '%s': control socket %s: %s; run "
-                    "vdlvm as root\n", name, sock, strerror(-r));
+            fprintf(stderr,
+                    "vdlvm: pool '%s': control socket %s: %s; run "
+                    "vdlvm as root\n",
+                    name, sock, strerror(-r));
         else if (r == -ETIMEDOUT)
-            fprintf(stderr, "vdlvm: pool '%s': control socket %s: no answer "
+            fprintf(stderr,
+                    "vdlvm: pool '%s': control socket %s: no answer "
                     "from the tgtd holding the pool; check that it runs\n",
                     name, sock);
         else if (r == -EPROTO || r == -EPIPE || r == -ECONNRESET)
-            fprintf(stderr, "vdlvm: pool '%s': control socket %s: the tgtd "
+            fprintf(stderr,
+                    "vdlvm: pool '%s': control socket %s: the tgtd "
                     "holding the pool closed the connection without a "
-                    "complete reply; see its log\n", name, sock);
+                    "complete reply; see its log\n",
+                    name, sock);
         else
             fprintf(stderr, "vdlvm: pool '%s': control socket %s: %s\n", name,
                     sock, strerror(-r));
@@ -437,11 +443,15 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
             memcpy(wargv, argv, argc * sizeof(*wargv));
             wargv[argc++] = "--wait";
             argv = wargv;
-            fprintf(stderr, "vdlvm: pool '%s': no tgtd holds the pool, so "
-                    "this command waits for the resync it starts%s\n", name,
-                    has_arg(argc, argv, "--rate") || has_arg(argc, argv, "--rate=")
+            fprintf(stderr,
+                    "vdlvm: pool '%s': no tgtd holds the pool, so "
+                    "this command waits for the resync it starts%s\n",
+                    name,
+                    has_arg(argc, argv, "--rate") ||
+                            has_arg(argc, argv, "--rate=")
                         ? " (the rate limit applies to it only: it is not "
-                          "kept once vdlvm exits)" : "");
+                          "kept once vdlvm exits)"
+                        : "");
         }
     }
     code = vd_admin_exec(pool, argc, argv, out, stderr);
@@ -462,13 +472,15 @@ static int check_dev_types(const struct vd_conf_pool *conf)
             continue;
         if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
             continue;
-        fprintf(stderr, "vdlvm: %s:%d:%d: device '%s': %s is %s, not a file "
-                "or block device; fix its path\n", conf->file, c->line,
-                c->column, c->name, c->path,
-                S_ISDIR(st.st_mode) ? "a directory"
-                : S_ISCHR(st.st_mode) ? "a character device"
+        fprintf(stderr,
+                "vdlvm: %s:%d:%d: device '%s': %s is %s, not a file "
+                "or block device; fix its path\n",
+                conf->file, c->line, c->column, c->name, c->path,
+                S_ISDIR(st.st_mode)    ? "a directory"
+                : S_ISCHR(st.st_mode)  ? "a character device"
                 : S_ISFIFO(st.st_mode) ? "a FIFO"
-                : S_ISSOCK(st.st_mode) ? "a socket" : "a special file");
+                : S_ISSOCK(st.st_mode) ? "a socket"
+                                       : "a special file");
         return VD_EXIT_USAGE;
     }
     return 0;
@@ -486,28 +498,35 @@ static int check_foreign(const struct vd_conf_pool *conf, int force)
         char what[512];
         int r = vd_dev_probe_foreign(c, what, sizeof(what));
         if (r < 0) {
-            fprintf(stderr, "vdlvm: device '%s' (%s): cannot check it for "
-                    "data: %s\n", c->name, where, what[0] ? what : strerror(-r));
+            fprintf(stderr,
+                    "vdlvm: device '%s' (%s): cannot check it for "
+                    "data: %s\n",
+                    c->name, where, what[0] ? what : strerror(-r));
             /* e.g. -EBUSY: another host holds the remote LUN (4) */
             if (vd_exit_code(r) > failed)
                 failed = vd_exit_code(r);
         } else if (r > 0 && force) {
-            fprintf(stderr, "vdlvm: warning: device '%s' (%s): overwriting "
-                    "%s (--force)\n", c->name, where, what);
+            fprintf(stderr,
+                    "vdlvm: warning: device '%s' (%s): overwriting "
+                    "%s (--force)\n",
+                    c->name, where, what);
         } else if (r > 0) {
-            fprintf(stderr, "vdlvm: %s:%d:%d: device '%s' (%s) holds %s; "
+            fprintf(stderr,
+                    "vdlvm: %s:%d:%d: device '%s' (%s) holds %s; "
                     "refusing to overwrite it; check the path, wipe the "
                     "device (wipefs -a, or zero its first MiB) or give "
-                    "--force\n", conf->file, c->line, c->column, c->name,
-                    where, what);
+                    "--force\n",
+                    conf->file, c->line, c->column, c->name, where, what);
             found++;
         }
     }
     if (failed)
         return failed;
     if (found) {
-        fprintf(stderr, "vdlvm: pool '%s': not created; nothing was "
-                "written\n", conf->name);
+        fprintf(stderr,
+                "vdlvm: pool '%s': not created; nothing was "
+                "written\n",
+                conf->name);
         return VD_EXIT_FAIL;
     }
     return 0;
@@ -525,11 +544,14 @@ static void remember(const struct vd_conf_pool *conf, const char *file)
         return;
     }
     if (access(path, F_OK) == 0)
-        fprintf(stderr, "vdlvm: warning: pool '%s': %s also exists; commands "
-                "without -c use that one\n", conf->name, path);
+        fprintf(stderr,
+                "vdlvm: warning: pool '%s': %s also exists; commands "
+                "without -c use that one\n",
+                conf->name, path);
     r = vd_registry_add(conf->name, file);
     if (r < 0)
-        fprintf(stderr, "vdlvm: warning: pool '%s': cannot remember its "
+        fprintf(stderr,
+                "vdlvm: warning: pool '%s': cannot remember its "
                 "definition in %s/pools: %s; give -c %s to later commands\n",
                 conf->name, vd_statedir(), strerror(-r), file);
 }
@@ -550,27 +572,33 @@ static int cmd_pool_create(const char *conf_opt, int argc, char **argv)
         if (!strcmp(argv[i], "--force")) {
             force = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "vdlvm: pool create: unknown option '%s'; see "
-                    "'vdlvm pool create --help'\n", argv[i]);
+            fprintf(stderr,
+                    "vdlvm: pool create: unknown option '%s'; see "
+                    "'vdlvm pool create --help'\n",
+                    argv[i]);
             return VD_EXIT_USAGE;
         } else if (file) {
-            fprintf(stderr, "vdlvm: pool create: unexpected argument '%s'; "
-                    "see 'vdlvm pool create --help'\n", argv[i]);
+            fprintf(stderr,
+                    "vdlvm: pool create: unexpected argument '%s'; "
+                    "see 'vdlvm pool create --help'\n",
+                    argv[i]);
             return VD_EXIT_USAGE;
         } else {
             file = argv[i];
         }
     }
     if (file && conf_opt && strcmp(file, conf_opt)) {
-        fprintf(stderr, "vdlvm: pool create: both FILE '%s' and -c '%s' "
-                "given; give one\n", file, conf_opt);
+        fprintf(stderr,
+                "vdlvm: pool create: both FILE '%s' and -c '%s' "
+                "given; give one\n",
+                file, conf_opt);
         return VD_EXIT_USAGE;
     }
     if (!file)
         file = conf_opt;
     if (!file) {
         fprintf(stderr, "vdlvm: pool create: missing FILE (the pool "
-                "definition); see 'vdlvm pool create --help'\n");
+                        "definition); see 'vdlvm pool create --help'\n");
         return VD_EXIT_USAGE;
     }
     if ((r = load_conf(file, &conf)) != 0)
@@ -580,9 +608,11 @@ static int cmd_pool_create(const char *conf_opt, int argc, char **argv)
         char sock[256] = "", h[128];
         vd_ctl_path(conf->name, sock, sizeof(sock));
         holder_str(holder, h, sizeof(h));
-        fprintf(stderr, "vdlvm: pool '%s': in use by a running tgtd (%s, "
+        fprintf(stderr,
+                "vdlvm: pool '%s': in use by a running tgtd (%s, "
                 "control socket %s); delete its LUNs and stop it before "
-                "re-creating the pool\n", conf->name, h, sock);
+                "re-creating the pool\n",
+                conf->name, h, sock);
         vd_conf_free(conf);
         return VD_EXIT_BUSY;
     }
@@ -604,7 +634,8 @@ static int cmd_pool_create(const char *conf_opt, int argc, char **argv)
             vd_size_format(pi.total_bytes, sz, sizeof(sz));
             vd_size_format(pi.extent_size, es, sizeof(es));
             printf("pool '%s': created on %u devices, %s in %llu extents of "
-                   "%s\n", pi.name, pi.ndevs, sz,
+                   "%s\n",
+                   pi.name, pi.ndevs, sz,
                    (unsigned long long)(pi.total_bytes / pi.extent_size), es);
         }
         vd_pool_close(pool);
@@ -644,8 +675,10 @@ static int cmd_pool_list(int argc, char **argv)
             json = 1;
             continue;
         }
-        fprintf(stderr, "vdlvm: pool list: unexpected argument '%s'; see "
-                "'vdlvm pool list --help'\n", argv[i]);
+        fprintf(stderr,
+                "vdlvm: pool list: unexpected argument '%s'; see "
+                "'vdlvm pool list --help'\n",
+                argv[i]);
         return VD_EXIT_USAGE;
     }
     known_pools(&l);
@@ -656,7 +689,8 @@ static int cmd_pool_list(int argc, char **argv)
                "DEFINITION");
     else
         printf("no pools: none defined in %s, none remembered in %s/pools, "
-               "none held by a tgtd\n", confdir(), vd_statedir());
+               "none held by a tgtd\n",
+               confdir(), vd_statedir());
     for (size_t i = 0; i < l.n; i++) {
         struct known *k = &l.v[i];
         char h[128];
@@ -713,8 +747,10 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
         else if (!strcmp(argv[i], "--purge-definition"))
             purge = 1;
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "vdlvm: pool remove: unknown option '%s'; see "
-                    "'vdlvm pool remove --help'\n", argv[i]);
+            fprintf(stderr,
+                    "vdlvm: pool remove: unknown option '%s'; see "
+                    "'vdlvm pool remove --help'\n",
+                    argv[i]);
             return VD_EXIT_USAGE;
         } else if (name) {
             fprintf(stderr, "vdlvm: pool remove: unexpected argument '%s'\n",
@@ -724,17 +760,21 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
             name = argv[i];
     }
     if (!name || !vd_name_is_valid(name)) {
-        fprintf(stderr, "vdlvm: pool remove: %s%s%s; see 'vdlvm pool remove "
-                "--help'\n", name ? "'" : "missing POOL", name ? name : "",
+        fprintf(stderr,
+                "vdlvm: pool remove: %s%s%s; see 'vdlvm pool remove "
+                "--help'\n",
+                name ? "'" : "missing POOL", name ? name : "",
                 name ? "' is not a pool name" : "");
         return VD_EXIT_USAGE;
     }
     pid_t pid = socket_holder(name);
     if (pid) {
         holder_str(pid, h, sizeof(h));
-        fprintf(stderr, "vdlvm: pool '%s': held by %s, which exports its "
+        fprintf(stderr,
+                "vdlvm: pool '%s': held by %s, which exports its "
                 "volumes; delete those LUNs (tgtadm --op delete) before "
-                "removing the pool\n", name, h);
+                "removing the pool\n",
+                name, h);
         return VD_EXIT_BUSY;
     }
     if ((r = find_conf(name, conf_opt, &conf)) != 0)
@@ -742,8 +782,10 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
     r = open_pool(conf, &pool);
     if (r < 0) {
         if (r != -EBUSY && force) {
-            fprintf(stderr, "vdlvm: warning: pool '%s': cannot be opened; "
-                    "wiping its devices anyway (--force)\n", name);
+            fprintf(stderr,
+                    "vdlvm: warning: pool '%s': cannot be opened; "
+                    "wiping its devices anyway (--force)\n",
+                    name);
         } else {
             vd_conf_free(conf);
             return vd_exit_code(r);
@@ -751,9 +793,11 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
     } else {
         int n = vd_pool_vol_count(pool);
         if (n > 0 && !force) {
-            fprintf(stderr, "vdlvm: pool '%s': has %d volume%s; remove them "
+            fprintf(stderr,
+                    "vdlvm: pool '%s': has %d volume%s; remove them "
                     "('vdlvm vol list %s') or give --force (their data is "
-                    "lost)\n", name, n, n == 1 ? "" : "s", name);
+                    "lost)\n",
+                    name, n, n == 1 ? "" : "s", name);
             vd_pool_close(pool);
             vd_conf_free(conf);
             return VD_EXIT_FAIL;
@@ -768,8 +812,10 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
         if (r == 0)
             wiped++;
         else if (r == -ENODATA || r == -ENOENT)
-            fprintf(stderr, "vdlvm: warning: device '%s' (%s): %s; left as "
-                    "it is\n", c->name, c->path ? c->path : c->iscsi_url, m);
+            fprintf(stderr,
+                    "vdlvm: warning: device '%s' (%s): %s; left as "
+                    "it is\n",
+                    c->name, c->path ? c->path : c->iscsi_url, m);
         else {
             fprintf(stderr, "vdlvm: device '%s' (%s): %s\n", c->name,
                     c->path ? c->path : c->iscsi_url, m);
@@ -777,8 +823,10 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
         }
     }
     if (code != VD_EXIT_OK) {
-        fprintf(stderr, "vdlvm: pool '%s': not every device was wiped; "
-                "run the command again when they are reachable\n", name);
+        fprintf(stderr,
+                "vdlvm: pool '%s': not every device was wiped; "
+                "run the command again when they are reachable\n",
+                name);
         vd_conf_free(conf);
         return code;
     }
@@ -791,12 +839,14 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
     unlink(p);
     if (purge && def[0]) {
         if (unlink(def) < 0)
-            fprintf(stderr, "vdlvm: warning: pool '%s': cannot delete its "
-                    "definition %s: %s\n", name, def, strerror(errno));
+            fprintf(stderr,
+                    "vdlvm: warning: pool '%s': cannot delete its "
+                    "definition %s: %s\n",
+                    name, def, strerror(errno));
     }
     printf("pool '%s': removed; vdlvm header and metadata zeroed on %d "
-           "device%s; definition %s %s\n", name, wiped, wiped == 1 ? "" : "s",
-           def[0] ? def : "(none)",
+           "device%s; definition %s %s\n",
+           name, wiped, wiped == 1 ? "" : "s", def[0] ? def : "(none)",
            purge ? "deleted" : "kept (delete it or give --purge-definition)");
     vd_conf_free(conf);
     return VD_EXIT_OK;
@@ -814,21 +864,24 @@ static int cmd_pool_takeover(const char *conf_opt, int argc, char **argv)
             return VD_EXIT_OK;
         }
         if (argv[i][0] == '-' || name) {
-            fprintf(stderr, "vdlvm: pool takeover: unexpected argument '%s'; "
-                    "see 'vdlvm pool takeover --help'\n", argv[i]);
+            fprintf(stderr,
+                    "vdlvm: pool takeover: unexpected argument '%s'; "
+                    "see 'vdlvm pool takeover --help'\n",
+                    argv[i]);
             return VD_EXIT_USAGE;
         }
         name = argv[i];
     }
     if (!name || !vd_name_is_valid(name)) {
         fprintf(stderr, "vdlvm: pool takeover: missing or bad POOL; see "
-                "'vdlvm pool takeover --help'\n");
+                        "'vdlvm pool takeover --help'\n");
         return VD_EXIT_USAGE;
     }
     if ((r = find_conf(name, conf_opt, &conf)) != 0)
         return r;
     if (socket_holder(name)) {
-        fprintf(stderr, "vdlvm: pool '%s': a tgtd on this host holds it; "
+        fprintf(stderr,
+                "vdlvm: pool '%s': a tgtd on this host holds it; "
                 "takeover is for a pool whose owner is another, dead host\n",
                 name);
         vd_conf_free(conf);
@@ -839,7 +892,8 @@ static int cmd_pool_takeover(const char *conf_opt, int argc, char **argv)
     if (r < 0)
         return vd_exit_code(r);
     printf("pool '%s': taken over; the previous owner can no longer write "
-           "to its remote devices\n", name);
+           "to its remote devices\n",
+           name);
     return VD_EXIT_OK;
 }
 
@@ -887,8 +941,8 @@ static int cmd_status_all(const char *conf_opt, int argc, char **argv)
     for (size_t i = 0; i < l.n; i++) {
         struct known *k = &l.v[i];
         char *text = NULL;
-        int code = status_one(k->name, k->def[0] ? k->def : NULL, argc, argv,
-                              &text);
+        int code =
+            status_one(k->name, k->def[0] ? k->def : NULL, argc, argv, &text);
         if (code > worst && worst != VD_EXIT_USAGE)
             worst = code;
         if (code == 0 && text && *text) {
@@ -908,7 +962,8 @@ static int cmd_status_all(const char *conf_opt, int argc, char **argv)
         fputs("]}\n", stdout);
     else if (l.n == 0)
         printf("no pools: none defined in %s, none remembered in %s/pools, "
-               "none held by a tgtd\n", confdir(), vd_statedir());
+               "none held by a tgtd\n",
+               confdir(), vd_statedir());
     free(l.v);
     return worst;
 }
@@ -950,8 +1005,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(s, "-c") || !strcmp(s, "--config")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "vdlvm: option '%s' needs a FILE; see 'vdlvm "
-                        "--help'\n", s);
+                fprintf(stderr,
+                        "vdlvm: option '%s' needs a FILE; see 'vdlvm "
+                        "--help'\n",
+                        s);
                 return VD_EXIT_USAGE;
             }
             if (conf_opt) {
@@ -1028,8 +1085,8 @@ int main(int argc, char **argv)
         return code < 0 ? VD_EXIT_USAGE : code;
     }
 
-    code = vd_admin_parse(n, args, pool_name, sizeof(pool_name), stdout,
-                          stderr);
+    code =
+        vd_admin_parse(n, args, pool_name, sizeof(pool_name), stdout, stderr);
     if (code >= 0)
         return code;
     if (!*pool_name) {

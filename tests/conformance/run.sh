@@ -83,39 +83,6 @@ if has_store vdlvm; then
 fi
 
 # ---- running ------------------------------------------------------------------
-# parse_cu STORE SUITE FILE RC: one line "TEST VERDICT" per test of the suite,
-# VERDICT = PASS, SKIP (passed with a [SKIPPED] message) or FAIL; tests with
-# no verdict (the process crashed or timed out) are FAIL too.
-parse_cu() {
-    local store=$1 suite=$2 file=$3 rc=$4
-    awk -v suite="$suite" '
-        function verdict(l) {
-            if (l ~ /\[SKIPPED\]/) skip = 1
-            # The verdict starts a line (or follows "..."); a teardown may
-            # print more after it on the same line.
-            if (cur != "" && l ~ /^(passed|FAILED)([ \t]|$)/) {
-                v = (l ~ /^FAILED/) ? "FAIL" : (skip ? "SKIP" : "PASS")
-                print "ALL." suite "." cur, v
-                seen[cur] = 1
-                cur = ""
-            }
-        }
-        { sub(/\r$/, ""); sub(/[ \t]+$/, "") }
-        /^  Test: [^ ]+ \.\.\./ {
-            cur = $2; skip = 0
-            rest = $0; sub(/^  Test: [^ ]+ \.\.\./, "", rest)
-            verdict(rest); next
-        }
-        { verdict($0) }
-    ' "$file" > "$results/$store.$suite.res"
-    # Tests that never got a verdict.
-    local t
-    while read -r t; do
-        grep -q "^$t " "$results/$store.$suite.res" ||
-            echo "$t FAIL$([ "$rc" = 124 ] || [ "$rc" = 137 ] && echo " (timeout)" || echo " (no result, exit $rc)")" >> "$results/$store.$suite.res"
-    done < <(grep "^ALL\.$suite\." "$results/tests.txt")
-}
-
 problems=()
 start_all=$(date +%s)
 for store in $stores; do
@@ -126,7 +93,7 @@ for store in $stores; do
         rc=0
         (cd "$tmp" && timeout -k 10 "$suite_timeout" stdbuf -oL -eL \
             iscsi-test-cu -d "${url[$store]}" -t "ALL.$suite") </dev/null > "$out" 2>&1 || rc=$?
-        parse_cu "$store" "$suite" "$out" "$rc"
+        cu_verdicts "$suite" "$out" "$rc" "$results/tests.txt" > "$results/$store.$suite.res"
         cat "$results/$store.$suite.res" >> "$results/$store.res"
         # Cross-check with CUnit's own "tests TOTAL RAN PASSED FAILED" line.
         cu=$(awk '$1 == "tests" && NF >= 5 { print $4 " " $5 }' "$out" | tail -n1)
@@ -144,14 +111,14 @@ for store in $stores; do
 done
 
 # ---- results ------------------------------------------------------------------
-verdict_of() { awk -v t="$2" '$1 == t { print $2; exit }' "$results/$1.res"; }
+verdict_of() { cu_verdict_of "$results/$1.res" "$2"; }
 
 echo
 printf '%-8s %7s %7s %7s %7s   (CUnit "passed" = pass + skip)\n' store pass skip fail passed
 for store in $stores; do
-    p=$(awk '$2=="PASS"' "$results/$store.res" | wc -l)
-    s=$(awk '$2=="SKIP"' "$results/$store.res" | wc -l)
-    f=$(awk '$2=="FAIL"' "$results/$store.res" | wc -l)
+    p=$(cu_count "$results/$store.res" PASS)
+    s=$(cu_count "$results/$store.res" SKIP)
+    f=$(cu_count "$results/$store.res" FAIL)
     printf '%-8s %7d %7d %7d %7d\n' "$store" "$p" "$s" "$f" $((p + s))
     eval "n_pass_$store=$p n_skip_$store=$s n_fail_$store=$f"
 done

@@ -88,10 +88,11 @@ netns_link_silent || fail "cannot make nodeb silent"
 note "nodeb silent: $netns_silent_how"
 
 in_a timeout 120 "$BUILD/vdload" read --qd 1 --bs 4k --time 30 --range 0:$((32 * MiB)) \
-    --json --quiet "$url_lv" > "$tmp/reads.json" 2> "$tmp/reads.err" &
+    --json --quiet --started "$tmp/reads.started" "$url_lv" > "$tmp/reads.json" 2> "$tmp/reads.err" &
 reader=$!
 cleanup_fn _stop_pid "$reader"
-sleep 2   # the reader is logged in and reading
+wait_started "$tmp/reads.started" "$reader" ||
+    fail "the reader did not start: $(cat "$tmp/reads.err")"
 
 # 1. commands on the slow pool, in the background
 t_create=$(now)

@@ -50,31 +50,11 @@ if [ -n "${CONF_SUITES:-}" ]; then
 fi
 [ -s "$results/tests.txt" ] || fail "iscsi-test-cu -l lists no tests"
 
-# verdicts STORE SUITE OUT RC: "TEST PASS|SKIP|FAIL" per test of the suite;
-# a test without a verdict (crash, timeout) is FAIL.
+# verdicts STORE SUITE OUT RC: the suite's verdicts (cu_verdicts) into
+# STORE.SUITE.res and STORE.res.
 verdicts() {
-    local store=$1 suite=$2 out=$3 rc=$4 t
-    awk -v suite="$suite" '
-        function verdict(l) {
-            if (l ~ /\[SKIPPED\]/) skip = 1
-            if (cur != "" && l ~ /^(passed|FAILED)([ \t]|$)/) {
-                print "ALL." suite "." cur, (l ~ /^FAILED/) ? "FAIL" : (skip ? "SKIP" : "PASS")
-                cur = ""
-            }
-        }
-        { sub(/\r$/, ""); sub(/[ \t]+$/, "") }
-        /^  Test: [^ ]+ \.\.\./ {
-            cur = $2; skip = 0
-            rest = $0; sub(/^  Test: [^ ]+ \.\.\./, "", rest)
-            verdict(rest); next
-        }
-        { verdict($0) }
-    ' "$out" > "$results/$store.$suite.res"
-    while read -r t; do
-        grep -q "^$t " "$results/$store.$suite.res" ||
-            echo "$t FAIL (no result, exit $rc)" >> "$results/$store.$suite.res"
-    done < <(grep "^ALL\.$suite\." "$results/tests.txt")
-    cat "$results/$store.$suite.res" >> "$results/$store.res"
+    cu_verdicts "$2" "$3" "$4" "$results/tests.txt" > "$results/$1.$2.res"
+    cat "$results/$1.$2.res" >> "$results/$1.res"
 }
 
 t0=$(date +%s)
@@ -91,7 +71,7 @@ for store in rdwr mirror; do
 done
 note "conformance ran ${#suites[@]} suites on two stores in $(( $(date +%s) - t0 ))s"
 
-verdict_of() { awk -v t="$2" '$1 == t { print $2; exit }' "$results/$1.res"; }
+verdict_of() { cu_verdict_of "$results/$1.res" "$2"; }
 problems=()
 while read -r t; do
     a=$(verdict_of rdwr "$t") b=$(verdict_of mirror "$t")
@@ -104,10 +84,10 @@ for t in ALL.CompareAndWrite.Simple ALL.CompareAndWrite.Miscompare; do
     [ "$(verdict_of mirror "$t")" = PASS ] || problems+=("$t: $(verdict_of mirror "$t") on the mirror")
 done
 for s in rdwr mirror; do
-    note "$s: $(awk '$2=="PASS"' "$results/$s.res" | wc -l) pass, $(awk '$2=="SKIP"' "$results/$s.res" | wc -l) skip, $(awk '$2=="FAIL"' "$results/$s.res" | wc -l) fail"
+    note "$s: $(cu_count "$results/$s.res" PASS) pass, $(cu_count "$results/$s.res" SKIP) skip, $(cu_count "$results/$s.res" FAIL) fail"
 done
 ntests=$(wc -l < "$results/tests.txt")
-mp=$(awk '$2=="PASS" || $2=="SKIP"' "$results/mirror.res" | wc -l)
+mp=$(cu_count "$results/mirror.res" PASS SKIP)
 if [ "$ntests" -ge 230 ] && [ "$mp" -lt "$min_pass" ]; then
     problems+=("the mirror passes $mp tests, fewer than $min_pass")
 fi
@@ -115,7 +95,7 @@ rc=0
 out=$(vdlvm_a verify cm/vol 2>&1) || rc=$?
 note "vdlvm verify after the suites: exit $rc: $out"
 [ "$rc" = 0 ] || problems+=("the legs differ after the suites: $out")
-note "RESULT mirror: $mp of $ntests passed (CUnit count), $(awk '$2=="FAIL"' "$results/mirror.res" | wc -l) failed; rdwr $(awk '$2=="PASS" || $2=="SKIP"' "$results/rdwr.res" | wc -l) passed"
+note "RESULT mirror: $mp of $ntests passed (CUnit count), $(cu_count "$results/mirror.res" FAIL) failed; rdwr $(cu_count "$results/rdwr.res" PASS SKIP) passed"
 if [ ${#problems[@]} -gt 0 ]; then
     printf '%s\n' "${problems[@]}" >&2
     fail "conformance on a mirrored volume"

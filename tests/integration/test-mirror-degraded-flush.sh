@@ -36,12 +36,14 @@ qio "write -P 0x11 0 1M" "flush" || fail "flush of the healthy mirror failed: $(
 # unflushed writes up to the moment of the fault (a flush in between would
 # hide the defect: a device with nothing unflushed is not flushed).
 load_bg() {
+    rm -f "$tmp/load.started"
     ip netns exec "$NS_A" timeout 60 "$VDLOAD" write --continue-on-error --io-timeout 10 \
         --reconnect-timeout 5 --bs 4k --qd 4 --time 4 --range 4M:8M --json --quiet \
-        "$url_a" > "$tmp/load.json" 2> "$tmp/load.err" &
+        --started "$tmp/load.started" "$url_a" > "$tmp/load.json" 2> "$tmp/load.err" &
     load_pid=$!
     cleanup_fn kill_quiet "$load_pid"
-    sleep 1.5
+    wait_started "$tmp/load.started" "$load_pid" ||
+        fail "the write load did not start: $(cat "$tmp/load.err")"
 }
 
 # 1. one leg's node silent, under a write load

@@ -49,11 +49,12 @@ round() {
     local load=$tmp/load-$1.json
     local t_fault t_back t_sync tx0 tx1 st
     ip netns exec "$NS_A" timeout 120 "$VDLOAD" write --verify "$j" --continue-on-error --io-timeout 30 \
-        --bs 64k --qd 8 --time 10 --range "$WIN_OFF:$WIN_LEN" --json --quiet "$url_a" \
-        > "$load" 2> "$tmp/load-$name.err" &
+        --bs 64k --qd 8 --time 10 --range "$WIN_OFF:$WIN_LEN" --json --quiet \
+        --started "$tmp/load-$name.started" "$url_a" > "$load" 2> "$tmp/load-$name.err" &
     local load_pid=$!
     cleanup_fn kill_quiet "$load_pid"
-    sleep 1
+    wait_started "$tmp/load-$name.started" "$load_pid" ||
+        fail "$name: the load did not start: $(cat "$tmp/load-$name.err")"
     t_fault=$(now)
     $inject b || fail "$name: cannot inject the fault"
     # The leg on nodeb fails (after the device timeout); writes go on.

@@ -8,7 +8,8 @@
 # the spanning volume that does not fail on rdwr, and CompareAndWrite.Simple
 # and .Miscompare pass on it.
 #
-# Environment: CONF_SUITE_TIMEOUT (default 300 s per suite), CONF_RESULTS=DIR
+# Environment: CONF_SUITE_TIMEOUT (default 300 s per suite), CONF_SUITES="S1 S2"
+# (run only those suites), CONF_RESULTS=DIR
 # keeps the raw outputs.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
@@ -63,33 +64,18 @@ url[span]=$(iscsi_url 2 1)
 iscsi-test-cu -l > "$results/list.txt" 2>&1 || true
 grep -E '^ALL\.[^.]+\.[^.]+$' "$results/list.txt" > "$results/tests.txt" || true
 mapfile -t suites < <(grep -E '^ALL\.[^.]+$' "$results/list.txt" | sed 's/^ALL\.//')
+if [ -n "${CONF_SUITES:-}" ]; then
+    read -ra suites <<<"$CONF_SUITES"
+    grep -E "^ALL\.(${CONF_SUITES// /|})\." "$results/tests.txt" > "$results/tests.sel" || true
+    mv "$results/tests.sel" "$results/tests.txt"
+fi
 [ -s "$results/tests.txt" ] || fail "iscsi-test-cu -l lists no tests"
 
-# verdicts STORE SUITE OUT RC: "TEST PASS|SKIP|FAIL" per test of the suite;
-# a test without a verdict (crash, timeout) is FAIL.
+# verdicts STORE SUITE OUT RC: the suite's verdicts (cu_verdicts) into
+# STORE.SUITE.res and STORE.res.
 verdicts() {
-    local store=$1 suite=$2 out=$3 rc=$4 t
-    awk -v suite="$suite" '
-        function verdict(l) {
-            if (l ~ /\[SKIPPED\]/) skip = 1
-            if (cur != "" && l ~ /^(passed|FAILED)([ \t]|$)/) {
-                print "ALL." suite "." cur, (l ~ /^FAILED/) ? "FAIL" : (skip ? "SKIP" : "PASS")
-                cur = ""
-            }
-        }
-        { sub(/\r$/, ""); sub(/[ \t]+$/, "") }
-        /^  Test: [^ ]+ \.\.\./ {
-            cur = $2; skip = 0
-            rest = $0; sub(/^  Test: [^ ]+ \.\.\./, "", rest)
-            verdict(rest); next
-        }
-        { verdict($0) }
-    ' "$out" > "$results/$store.$suite.res"
-    while read -r t; do
-        grep -q "^$t " "$results/$store.$suite.res" ||
-            echo "$t FAIL (no result, exit $rc)" >> "$results/$store.$suite.res"
-    done < <(grep "^ALL\.$suite\." "$results/tests.txt")
-    cat "$results/$store.$suite.res" >> "$results/$store.res"
+    cu_verdicts "$2" "$3" "$4" "$results/tests.txt" > "$results/$1.$2.res"
+    cat "$results/$1.$2.res" >> "$results/$1.res"
 }
 
 t0=$(date +%s)
@@ -106,7 +92,7 @@ for store in rdwr span; do
 done
 note "conformance ran ${#suites[@]} suites on two stores in $(( $(date +%s) - t0 ))s"
 
-verdict_of() { awk -v t="$2" '$1 == t { print $2; exit }' "$results/$1.res"; }
+verdict_of() { cu_verdict_of "$results/$1.res" "$2"; }
 problems=()
 while read -r t; do
     a=$(verdict_of rdwr "$t") b=$(verdict_of span "$t")
@@ -119,7 +105,7 @@ for t in ALL.CompareAndWrite.Simple ALL.CompareAndWrite.Miscompare; do
     [ "$(verdict_of span "$t")" = PASS ] || problems+=("$t: $(verdict_of span "$t") on the spanning volume")
 done
 for s in rdwr span; do
-    note "$s: $(awk '$2=="PASS"' "$results/$s.res" | wc -l) pass, $(awk '$2=="SKIP"' "$results/$s.res" | wc -l) skip, $(awk '$2=="FAIL"' "$results/$s.res" | wc -l) fail"
+    note "$s: $(cu_count "$results/$s.res" PASS) pass, $(cu_count "$results/$s.res" SKIP) skip, $(cu_count "$results/$s.res" FAIL) fail"
 done
 if [ ${#problems[@]} -gt 0 ]; then
     printf '%s\n' "${problems[@]}" >&2

@@ -156,11 +156,13 @@ fault_cycle() {
     [ "$rc" = 0 ] || fail "$name: write to b0's extents failed before the fault: $(cat "$tmp/probe.out")"
     # Background write load on a0's extents for the whole cycle.
     in_a timeout 200 "$BUILD/vdload" write --range "$off_a:$((16 * MiB))" --bs 64k \
-        --qd 8 --time 40 --io-timeout 20 --continue-on-error --json --quiet "$url_a" \
+        --qd 8 --time 40 --io-timeout 20 --continue-on-error --json --quiet \
+        --started "$tmp/load-$name.started" "$url_a" \
         > "$tmp/load-$name.json" 2> "$tmp/load-$name.err" &
     local load_pid=$!
     cleanup_fn _stop_pid "$load_pid"
-    sleep 1
+    wait_started "$tmp/load-$name.started" "$load_pid" ||
+        fail "$name: the load did not start: $(cat "$tmp/load-$name.err")"
     t_fault=$(now)
     $inject || fail "$name: cannot inject the fault"
     note "$name: fault injected (${netns_silent_how:-link down})"

@@ -78,8 +78,9 @@ vdload_roundtrip() {
 
     # 2. connection loss in the middle of a run
     local sid log=$tmp/vdload-cont.log pid i
+    rm -f "$tmp/load.started"
     vdload write --verify "$j" --continue-on-error --io-timeout 5 --bs 4k --qd 32 --time 5 \
-        --range $RANGE_START:$RANGE_BYTES --json "$url" >"$log" 2>&1 &
+        --range $RANGE_START:$RANGE_BYTES --json --started "$tmp/load.started" "$url" >"$log" 2>&1 &
     pid=$!
     sid=
     for (( i=0; i<50; i++ )); do
@@ -89,7 +90,8 @@ vdload_roundtrip() {
         sleep 0.1
     done
     [ -n "$sid" ] || { kill "$pid"; wait "$pid"; fail "vdload's session did not show up"; }
-    sleep 1
+    wait_started "$tmp/load.started" "$pid" ||
+        { kill "$pid"; wait "$pid"; fail "vdload's load did not start: $(cat "$log")"; }
     tgt_adm --lld iscsi --mode conn --op delete --tid 1 --sid "$sid" --cid 0 ||
         { kill "$pid"; wait "$pid"; fail "could not drop session $sid"; }
     wait "$pid" || { cat "$log" >&2; fail "vdload --continue-on-error failed"; }
@@ -99,10 +101,12 @@ vdload_roundtrip() {
 
     # 2b. target frozen (SIGSTOP) longer than the command timeout: commands
     # time out, become in doubt, vdload reconnects once tgtd runs again
+    rm -f "$tmp/load.started"
     vdload write --verify "$j" --continue-on-error --io-timeout 2 --bs 4k --qd 32 --time 6 \
-        --range $RANGE_START:$RANGE_BYTES --json "$url" >"$log" 2>&1 &
+        --range $RANGE_START:$RANGE_BYTES --json --started "$tmp/load.started" "$url" >"$log" 2>&1 &
     pid=$!
-    sleep 1
+    wait_started "$tmp/load.started" "$pid" ||
+        { kill "$pid"; wait "$pid"; fail "vdload's load did not start: $(cat "$log")"; }
     kill -STOP "$tgtd_pid"
     sleep 4
     kill -CONT "$tgtd_pid"

@@ -1,4 +1,4 @@
-// Unit tests for tools/vdadmin.c: argument errors, command output against a
+// Unit tests for admin/ (cmd.c, vol.c, status.c, output.c, ctl.c, registry.c): argument errors, command output against a
 // real pool on sparse files, JSON well-formedness, and the control socket
 // (a forked server answering vd_ctl_call, malformed requests, stale
 // sockets, peer credentials).
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "replica/vdreplica.h"
-#include "tools/vdadmin.h"
+#include "admin/vdadmin.h"
 
 namespace {
 

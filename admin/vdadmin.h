@@ -1,4 +1,4 @@
-/* vdlvm: admin commands and the control socket (tools/).
+/* vdlvm: admin commands and the control socket (admin/).
  *
  * The same command code runs in the `vdlvm` process (pool opened directly)
  * and inside tgtd (bs_vdlvm.so, pool held by the module), so a command
@@ -22,28 +22,28 @@ extern "C" {
 
 /* Exit codes of vdlvm. */
 enum {
-    VD_EXIT_OK = 0,     /* success */
-    VD_EXIT_FAIL = 1,   /* well-formed, but failed: I/O, no space, not found */
-    VD_EXIT_USAGE = 2,  /* bad usage or bad configuration; nothing changed */
-    VD_EXIT_DIFF = 3,   /* verify: the legs differ */
-    VD_EXIT_BUSY = 4,   /* in use: held by another process, exported, or the
-                           holding tgtd is busy; retry later */
+    VD_EXIT_OK = 0,    /* success */
+    VD_EXIT_FAIL = 1,  /* well-formed, but failed: I/O, no space, not found */
+    VD_EXIT_USAGE = 2, /* bad usage or bad configuration; nothing changed */
+    VD_EXIT_DIFF = 3,  /* verify: the legs differ */
+    VD_EXIT_BUSY = 4,  /* in use: held by another process, exported, or the
+                          holding tgtd is busy; retry later */
 };
 /* The exit code of a library failure r (negative errno): -EINVAL 2,
  * -EBUSY 4, other 1; 0 for 0. */
 int vd_exit_code(int r);
 
 /* The table of exit codes, as printed by `vdlvm --help` (and README). */
-#define VD_EXIT_HELP \
-    "Exit status:\n" \
-    "  0  success\n" \
+#define VD_EXIT_HELP                                                          \
+    "Exit status:\n"                                                          \
+    "  0  success\n"                                                          \
     "  1  the command failed: an I/O error, not found, already exists, not\n" \
-    "     enough free space, foreign data on a device, a peer unreachable\n" \
-    "  2  bad usage or bad configuration (command line, pool definition,\n" \
-    "     names, sizes, a device path that is no file or block device);\n" \
-    "     nothing was changed\n" \
-    "  3  verify: the legs of a mirror differ\n" \
-    "  4  in use: the pool is held by another process, the volume is\n" \
+    "     enough free space, foreign data on a device, a peer unreachable\n"  \
+    "  2  bad usage or bad configuration (command line, pool definition,\n"   \
+    "     names, sizes, a device path that is no file or block device);\n"    \
+    "     nothing was changed\n"                                              \
+    "  3  verify: the legs of a mirror differ\n"                              \
+    "  4  in use: the pool is held by another process, the volume is\n"       \
     "     exported, or the tgtd holding the pool is busy; retry later\n"
 
 /* Version of vdlvm, and of tgt the module was built against. */

@@ -1,0 +1,716 @@
+/* vdlvm admin: log routing, exit codes, the command table, argument
+ * parsing and dispatch (vd_admin_parse, vd_admin_exec).
+ *
+ * The same code runs in the vdlvm process and inside tgtd, so arguments are
+ * parsed by hand (no getopt state survives between calls) and every message
+ * goes to the err stream handed in, never to stderr directly.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin_int.h"
+
+/* ---- log routing -------------------------------------------------------- */
+
+/* Both set once by vd_admin_log_init before other threads exist. */
+static vd_log_fn g_log_next;
+static int g_log_installed;
+/* The err stream of the command running on this thread, and how many error
+ * messages the library wrote to it (so that we add our own only when it
+ * wrote none). */
+static __thread FILE *t_cmd_err;
+static __thread unsigned t_cmd_logged;
+
+static void admin_log(int level, const char *msg)
+{
+    if (t_cmd_err && level <= VD_LOG_WARN) {
+        fprintf(t_cmd_err, "vdlvm: %s%s\n",
+                level == VD_LOG_WARN ? "warning: " : "", msg);
+        if (level == VD_LOG_ERR)
+            t_cmd_logged++;
+        return;
+    }
+    if (g_log_next)
+        g_log_next(level, msg);
+    else if (level <= VD_LOG_WARN || getenv("VDLVM_DEBUG"))
+        fprintf(stderr, "vdlvm: %s%s\n",
+                level == VD_LOG_WARN ? "warning: " : "", msg);
+}
+
+void vd_admin_log_init(vd_log_fn next)
+{
+    g_log_next = next;
+    g_log_installed = 1;
+    vd_log_set_fn(admin_log);
+}
+
+void admin_msg(FILE *err, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("vdlvm: ", err);
+    va_start(ap, fmt);
+    vfprintf(err, fmt, ap);
+    va_end(ap);
+    fputc('\n', err);
+}
+
+int vd_exit_code(int r)
+{
+    switch (r) {
+    case 0:
+        return VD_EXIT_OK;
+    case -EINVAL:
+    case -EFBIG: /* a size above what the pool can hold */
+        return VD_EXIT_USAGE;
+    case -EBUSY:
+        return VD_EXIT_BUSY;
+    default:
+        return VD_EXIT_FAIL;
+    }
+}
+
+/* A library call failed with r: print our own message unless the library
+ * already told the user (through admin_log).  -EINVAL is bad input (2). */
+int admin_lib_fail(FILE *err, int r, const char *fmt, ...)
+{
+    if (!g_log_installed || t_cmd_logged == 0) {
+        va_list ap;
+        fputs("vdlvm: ", err);
+        va_start(ap, fmt);
+        vfprintf(err, fmt, ap);
+        va_end(ap);
+        fprintf(err, ": %s\n", strerror(-r));
+    }
+    return vd_exit_code(r);
+}
+
+/* A volume call failed with r and the library's message did not reach the
+ * caller (e.g. inside a tgtd whose module routes library messages to its
+ * own log): say what we can from the errno. */
+int admin_vol_fail(FILE *err, int r, const char *pool, const char *vol,
+                   const char *verb)
+{
+    if (g_log_installed && t_cmd_logged > 0)
+        return vd_exit_code(r);
+    switch (r) {
+    case -ENOENT:
+        admin_msg(err,
+                  "volume '%s/%s': not found; list volumes with 'vdlvm vol "
+                  "list %s'",
+                  pool, vol, pool);
+        break;
+    case -EEXIST:
+        admin_msg(err, "volume '%s/%s': already exists", pool, vol);
+        break;
+    case -EBUSY:
+        admin_msg(err,
+                  "volume '%s/%s': in use (exported); delete its LUN first",
+                  pool, vol);
+        return VD_EXIT_BUSY;
+    case -ENOSPC:
+        admin_msg(err,
+                  "volume '%s/%s': %s failed: not enough free space; see "
+                  "'vdlvm status %s'",
+                  pool, vol, verb, pool);
+        break;
+    case -ENOTSUP:
+        admin_msg(err, "volume '%s/%s': %s failed: not supported by this build",
+                  pool, vol, verb);
+        break;
+    case -EFBIG:
+        admin_msg(err,
+                  "volume '%s/%s': %s failed: the size is too large for "
+                  "this pool",
+                  pool, vol, verb);
+        break;
+    default:
+        admin_msg(err, "volume '%s/%s': %s failed: %s", pool, vol, verb,
+                  strerror(-r));
+    }
+    return vd_exit_code(r);
+}
+
+/* ---- commands and their arguments --------------------------------------- */
+
+/* below, with the parsers */
+static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err);
+static int check_vol_repair(struct cmd_args *a, const char *cmdname, FILE *err);
+static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+
+static const struct cmd_spec g_cmds[] = {
+    { "vol", "create", T_VOL,
+      O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION, O_SIZE,
+      "vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N] "
+      "[--allow-same-node] [--region-size SIZE]",
+      "Create a volume of SIZE, rounded up to whole extents (the output\n"
+      "says so when it rounds).  A linear volume takes its extents from any\n"
+      "devices with free space.\n"
+      "\n"
+      "  --size SIZE          bytes, or with a unit: B, KiB, MiB, GiB, TiB\n"
+      "                       (K, M, G, T are the same binary units)\n"
+      "  --layout LAYOUT      linear (default) or mirror\n"
+      "  --copies N           legs of a mirror: 2 (default) or 3\n"
+      "  --allow-same-node    let mirror legs share a node (a warning says\n"
+      "                       when every leg is on one node)\n"
+      "  --region-size SIZE   mirror: bytes per write-intent bitmap bit, a\n"
+      "                       power of two from 64KiB to the extent size\n"
+      "                       (default 1MiB)\n"
+      "\n"
+      "Mirror legs always go on distinct devices.  They must also go on\n"
+      "distinct nodes: when the pool has fewer nodes with free space than\n"
+      "copies, the command is refused unless --allow-same-node is given.\n"
+      "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n",
+      .check = check_vol_create, .exec = admin_cmd_vol_create },
+    { "vol", "list", T_POOL, O_JSON, 0, "vol list POOL [--json]",
+      "List the volumes of POOL: name, size, layout, copies, exported.\n"
+      "\n"
+      "  --json               one JSON object {\"pool\":..., \"volumes\":[...]}\n",
+      .exec = admin_cmd_vol_list },
+    { "vol", "remove", T_VOL, 0, 0, "vol remove POOL/VOL",
+      "Remove a volume and free its extents.  Refused while the volume is\n"
+      "exported (delete its LUN with tgtadm first).\n",
+      .exec = admin_cmd_vol_remove },
+    { "vol", "extend", T_VOL, O_SIZE, O_SIZE,
+      "vol extend POOL/VOL --size [+]SIZE",
+      "Grow a volume to SIZE, or by SIZE with a leading '+'.  Volumes only\n"
+      "grow.  Works while the volume is exported: the LUN sees the new size\n"
+      "at once (initiators learn it from a capacity-changed unit attention\n"
+      "or a rescan).\n"
+      "\n"
+      "  --size [+]SIZE       new size, or growth with '+'\n",
+      .flags = F_SIZE_REL, .exec = admin_cmd_vol_extend },
+    { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT, O_REPLACE | O_WITH,
+      "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
+      "Move the mirror leg on DEVICE to free extents of another device and\n"
+      "rebuild it fully, online.\n"
+      "\n"
+      "  --replace DEVICE     the device whose leg moves\n"
+      "  --with DEVICE        where it goes\n"
+      "  --wait               return when the rebuild is done (always so when\n"
+      "                       no tgtd holds the pool)\n",
+      .check = check_vol_repair, .exec = admin_cmd_vol_repair },
+    { "status", NULL, T_ANY_OPT, O_JSON, 0, "status [POOL[/VOL]] [--json]",
+      "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
+      "size, layout and which extents sit on which device) or one volume.\n"
+      "Without POOL: every known pool (see 'vdlvm pool list').\n"
+      "\n"
+      "  --json               machine-readable: a pool object for POOL, a\n"
+      "                       volume object for POOL/VOL, {\"pools\":[...]}\n"
+      "                       without an argument\n",
+      .exec = exec_status },
+    { "resync", NULL, T_VOL, O_RATE | O_WAIT, 0,
+      "resync POOL/VOL [--rate LIMIT] [--wait]",
+      "Start or resume the resync of a mirrored volume: copy the regions\n"
+      "marked in the write-intent bitmap from an in-sync leg to the others.\n"
+      "It runs in the background of the process holding the pool; follow it\n"
+      "with 'vdlvm status POOL/VOL'.\n"
+      "\n"
+      "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited);\n"
+      "                       stays until changed\n"
+      "  --wait               return when the resync is done (always so when\n"
+      "                       no tgtd holds the pool)\n",
+      .exec = admin_cmd_resync },
+    { "verify", NULL, T_VOL, O_REPAIR, 0, "verify POOL/VOL [--repair]",
+      "Read every leg of a mirrored volume, compare them region by region\n"
+      "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"
+      "equal (or were repaired), 3 when differences remain.\n"
+      "\n"
+      "  --repair             copy differing regions from an in-sync leg\n",
+      .exec = admin_cmd_verify },
+};
+#define NCMDS (sizeof(g_cmds) / sizeof(g_cmds[0]))
+
+static void print_cmd_help(const struct cmd_spec *c, FILE *out)
+{
+    fprintf(out, "Usage: vdlvm [-c FILE] %s\n\n%s", c->synopsis, c->help);
+    fprintf(out, "\n  -c FILE              pool definition (default "
+                 "/etc/vdlvm/POOL.yaml, else the\n"
+                 "                       one remembered by 'pool create -c "
+                 "FILE'); read and\n"
+                 "                       checked even while a tgtd holds the "
+                 "pool\n"
+                 "  -h, --help           show this help\n"
+                 "\nExit status: 0 ok, 1 failed, 2 bad usage or "
+                 "configuration, 3 verify found\ndifferences, 4 in use or "
+                 "busy; see 'vdlvm --help'.\n");
+}
+
+static void print_group_help(const char *w1, FILE *out)
+{
+    fprintf(out, "Usage:\n");
+    if (!strcmp(w1, "pool"))
+        fprintf(out, "  vdlvm pool create FILE [--force]\n"
+                     "  vdlvm pool list [--json]\n"
+                     "  vdlvm [-c FILE] pool remove POOL [--force] "
+                     "[--purge-definition]\n"
+                     "  vdlvm [-c FILE] pool takeover POOL\n");
+    for (size_t i = 0; i < NCMDS; i++)
+        if (!strcmp(g_cmds[i].w1, w1))
+            fprintf(out, "  vdlvm [-c FILE] %s\n", g_cmds[i].synopsis);
+    fprintf(out, "\nRun 'vdlvm %s COMMAND --help' for details.\n", w1);
+}
+
+static int is_help(const char *s)
+{
+    return !strcmp(s, "-h") || !strcmp(s, "--help");
+}
+
+static int split_target(const struct cmd_spec *c, const char *s,
+                        struct cmd_args *a, FILE *err)
+{
+    const char *slash = strchr(s, '/');
+    size_t plen = slash ? (size_t)(slash - s) : strlen(s);
+    const char *what = c->w2 ? c->w2 : "";
+
+    if (plen == 0 || plen > VD_NAME_MAX) {
+        admin_msg(err,
+                  "%s%s%s: '%s' is not a pool name; names are 1-63 of "
+                  "A-Z a-z 0-9 _ . -, not starting with . or -",
+                  c->w1, *what ? " " : "", what, s);
+        return -1;
+    }
+    memcpy(a->pool, s, plen);
+    a->pool[plen] = 0;
+    if (!vd_name_is_valid(a->pool)) {
+        admin_msg(err,
+                  "%s%s%s: '%s' is not a pool name; names are 1-63 of "
+                  "A-Z a-z 0-9 _ . -, not starting with . or -",
+                  c->w1, *what ? " " : "", what, a->pool);
+        return -1;
+    }
+    if (!slash) {
+        if (c->target == T_VOL) {
+            admin_msg(err,
+                      "%s%s%s: '%s' names no volume; give POOL/VOL, e.g. "
+                      "'%s/vol0'",
+                      c->w1, *what ? " " : "", what, s, a->pool);
+            return -1;
+        }
+        a->vol[0] = 0;
+    } else {
+        if (c->target == T_POOL) {
+            admin_msg(err,
+                      "%s%s%s: give a pool, not '%s'; e.g. 'vdlvm %s%s%s %s'",
+                      c->w1, *what ? " " : "", what, s, c->w1, *what ? " " : "",
+                      what, a->pool);
+            return -1;
+        }
+        if (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1)) {
+            admin_msg(err,
+                      "%s%s%s: '%s' is not a volume name; names are 1-63 of "
+                      "A-Z a-z 0-9 _ . -, not starting with . or -",
+                      c->w1, *what ? " " : "", what, slash + 1);
+            return -1;
+        }
+        strcpy(a->vol, slash + 1);
+    }
+    a->has_target = 1;
+    return 0;
+}
+
+/* Per layout (by name, see vd_layout_name): the vol create options it
+ * takes and its default number of copies.  A layout missing here takes no
+ * layout option and has one copy. */
+#define LAYOUT_OPTS (O_COPIES | O_SAME_NODE | O_REGION)
+struct layout_opts {
+    const char *name;
+    unsigned opts;   /* of LAYOUT_OPTS */
+    uint32_t copies; /* default */
+};
+static const struct layout_opts g_layout_opts[] = {
+    { .name = "linear", .opts = 0, .copies = 1 },
+    { .name = "mirror", .opts = LAYOUT_OPTS, .copies = 2 },
+};
+#define NLAYOUT_OPTS (sizeof(g_layout_opts) / sizeof(g_layout_opts[0]))
+
+static const struct layout_opts *layout_opts(enum vd_layout layout)
+{
+    static const struct layout_opts none = { .name = "",
+                                             .opts = 0,
+                                             .copies = 1 };
+    const char *name = vd_layout_name(layout);
+
+    for (size_t i = 0; i < NLAYOUT_OPTS; i++)
+        if (!strcmp(g_layout_opts[i].name, name))
+            return &g_layout_opts[i];
+    return &none;
+}
+
+/* The first layout taking one of the options in bits (for messages). */
+static const char *layout_opts_owner(unsigned bits)
+{
+    for (size_t i = 0; i < NLAYOUT_OPTS; i++)
+        if (g_layout_opts[i].opts & bits)
+            return g_layout_opts[i].name;
+    return "?";
+}
+
+/* ---- options: one parser each ------------------------------------------- */
+/* Each returns 0, or VD_EXIT_USAGE after a message naming the command. */
+
+static int opt_size(const char *cmdname, const char *name, const char *val,
+                    struct cmd_args *a, FILE *err)
+{
+    const char *v = val;
+    char m[384];
+
+    if (*v == '+' && (a->spec->flags & F_SIZE_REL)) {
+        a->size_rel = 1;
+        v++;
+    }
+    if (vd_size_parse_max(v, UINT64_MAX, &a->size, m, sizeof(m)) < 0) {
+        admin_msg(err, "%s: --size %s", cmdname, m);
+        return VD_EXIT_USAGE;
+    }
+    if (a->size == 0) {
+        admin_msg(err,
+                  "%s: --size '%s' is not a size for a volume: it is "
+                  "0 bytes; give at least 512",
+                  cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_layout(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    if (vd_layout_from_name(val, &a->layout) < 0) {
+        admin_msg(err, "%s: --layout '%s' is unknown; use linear or mirror",
+                  cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_copies(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    char *end;
+    unsigned long n;
+
+    errno = 0;
+    n = strtoul(val, &end, 10);
+    if (errno || end == val || *end || n < 2 || n > 3) {
+        admin_msg(err, "%s: --copies '%s' is not 2 or 3", cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    a->copies = (uint32_t)n;
+    return 0;
+}
+
+static int opt_region(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    if (vd_size_parse(val, &a->region_size) < 0 ||
+        a->region_size < (64u << 10) ||
+        (a->region_size & (a->region_size - 1))) {
+        admin_msg(err,
+                  "%s: --region-size '%s' is not a power of two of at "
+                  "least 64KiB",
+                  cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_rate(const char *cmdname, const char *name, const char *val,
+                    struct cmd_args *a, FILE *err)
+{
+    if (vd_size_parse(val, &a->rate) < 0) {
+        admin_msg(err,
+                  "%s: --rate '%s' is not a rate; use bytes per second "
+                  "with a unit, e.g. 50MiB",
+                  cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int opt_device(const char *cmdname, const char *name, const char *val,
+                      struct cmd_args *a, FILE *err)
+{
+    if (!vd_name_is_valid(val)) {
+        admin_msg(err, "%s: %s '%s' is not a device name", cmdname, name, val);
+        return VD_EXIT_USAGE;
+    }
+    if (!strcmp(name, "--replace"))
+        a->replace = val;
+    else
+        a->with = val;
+    return 0;
+}
+
+struct opt_spec {
+    const char *name;
+    unsigned bit; /* O_* */
+    /* the option's value parser; NULL for an option without a value */
+    int (*parse)(const char *cmdname, const char *name, const char *val,
+                 struct cmd_args *a, FILE *err);
+};
+
+static const struct opt_spec g_opts[] = {
+    { .name = "--size", .bit = O_SIZE, .parse = opt_size },
+    { .name = "--layout", .bit = O_LAYOUT, .parse = opt_layout },
+    { .name = "--copies", .bit = O_COPIES, .parse = opt_copies },
+    { .name = "--allow-same-node", .bit = O_SAME_NODE },
+    { .name = "--json", .bit = O_JSON },
+    { .name = "--rate", .bit = O_RATE, .parse = opt_rate },
+    { .name = "--replace", .bit = O_REPLACE, .parse = opt_device },
+    { .name = "--with", .bit = O_WITH, .parse = opt_device },
+    { .name = "--repair", .bit = O_REPAIR },
+    { .name = "--wait", .bit = O_WAIT },
+    { .name = "--region-size", .bit = O_REGION, .parse = opt_region },
+};
+#define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
+
+/* ---- per-command rules, run once every option is parsed ----------------- */
+
+static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err)
+{
+    /* the options a layout takes, by its name (the layout id is tested in
+     * the pool's registry only) */
+    const struct layout_opts *lo = layout_opts(a->layout);
+    unsigned bad = a->given & LAYOUT_OPTS & ~lo->opts;
+
+    if (bad) {
+        const char *opt = bad & O_COPIES      ? "--copies"
+                          : bad & O_SAME_NODE ? "--allow-same-node"
+                                              : "--region-size";
+        admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
+                  layout_opts_owner(bad));
+        return VD_EXIT_USAGE;
+    }
+    if (!a->copies)
+        a->copies = lo->copies;
+    return 0;
+}
+
+static int check_vol_repair(struct cmd_args *a, const char *cmdname, FILE *err)
+{
+    if (!strcmp(a->replace, a->with)) {
+        admin_msg(err, "%s: --replace and --with name the same device '%s'",
+                  cmdname, a->with);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    return a->vol[0] ? admin_status_vol(pool, a, out, err)
+                     : admin_status_pool(pool, a, out, err);
+}
+
+/* ---- parsing ------------------------------------------------------------ */
+
+/* The command argv names (its words in *words), or NULL with *rc the exit
+ * code (group help printed, or a usage error). */
+static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
+                                       int *rc, FILE *out, FILE *err)
+{
+    const struct cmd_spec *c = NULL;
+
+    *rc = VD_EXIT_USAGE;
+    if (argc < 1 || !argv[0]) {
+        admin_msg(err, "no command given; see 'vdlvm --help'");
+        return NULL;
+    }
+    if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool")) {
+        if (argc < 2 || is_help(argv[1])) {
+            if (argc >= 2) {
+                print_group_help(argv[0], out);
+                *rc = VD_EXIT_OK;
+                return NULL;
+            }
+            admin_msg(err, "%s: no command given; see 'vdlvm %s --help'",
+                      argv[0], argv[0]);
+            return NULL;
+        }
+        for (size_t k = 0; k < NCMDS; k++)
+            if (g_cmds[k].w2 && !strcmp(g_cmds[k].w1, argv[0]) &&
+                !strcmp(g_cmds[k].w2, argv[1]))
+                c = &g_cmds[k];
+        *words = 2;
+        if (!c)
+            admin_msg(err, "%s: unknown command '%s'; see 'vdlvm %s --help'",
+                      argv[0], argv[1], argv[0]);
+        return c;
+    }
+    for (size_t k = 0; k < NCMDS; k++)
+        if (!g_cmds[k].w2 && !strcmp(g_cmds[k].w1, argv[0]))
+            c = &g_cmds[k];
+    *words = 1;
+    if (!c)
+        admin_msg(err, "unknown command '%s'; see 'vdlvm --help'", argv[0]);
+    return c;
+}
+
+/* One option argv[*i] (its value may be the next argument): 0 or
+ * VD_EXIT_USAGE. */
+static int parse_opt(int argc, char **argv, int *i, const char *cmdname,
+                     struct cmd_args *a, FILE *err)
+{
+    const char *s = argv[*i];
+    const char *eq = strchr(s, '=');
+    size_t nlen = eq ? (size_t)(eq - s) : strlen(s);
+    const struct opt_spec *o = NULL;
+    const char *val = NULL;
+    char name[32];
+
+    if (nlen >= sizeof(name))
+        nlen = sizeof(name) - 1;
+    memcpy(name, s, nlen);
+    name[nlen] = 0;
+    for (size_t k = 0; k < NOPTS; k++)
+        if (!strcmp(name, g_opts[k].name))
+            o = &g_opts[k];
+    if (!o || !(a->spec->opts & o->bit)) {
+        admin_msg(err, "%s: unknown option '%s'; see 'vdlvm %s --help'",
+                  cmdname, name, cmdname);
+        return VD_EXIT_USAGE;
+    }
+    if (a->given & o->bit) {
+        admin_msg(err, "%s: option '%s' given twice", cmdname, name);
+        return VD_EXIT_USAGE;
+    }
+    a->given |= o->bit;
+    if (!o->parse) {
+        if (eq) {
+            admin_msg(err, "%s: option '%s' takes no value", cmdname, name);
+            return VD_EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (eq)
+        val = eq + 1;
+    else if (*i + 1 < argc)
+        val = argv[++*i];
+    else {
+        admin_msg(err, "%s: option '%s' needs a value; see 'vdlvm %s --help'",
+                  cmdname, name, cmdname);
+        return VD_EXIT_USAGE;
+    }
+    return o->parse(cmdname, name, val, a, err);
+}
+
+/* Returns -1 when a holds a well-formed command, else a VD_EXIT_* code
+ * (help printed, or usage error printed). */
+int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
+                    FILE *err)
+{
+    const struct cmd_spec *c;
+    int i, words = 0, rc, opts_done = 0;
+    char cmdname[32];
+
+    memset(a, 0, sizeof(*a));
+    vd_layout_from_name("linear", &a->layout);
+    c = find_cmd(argc, argv, &words, &rc, out, err);
+    if (!c)
+        return rc;
+    a->spec = c;
+    snprintf(cmdname, sizeof(cmdname), "%s%s%s", c->w1, c->w2 ? " " : "",
+             c->w2 ? c->w2 : "");
+
+    for (i = words; i < argc; i++)
+        if (is_help(argv[i])) {
+            print_cmd_help(c, out);
+            return VD_EXIT_OK;
+        }
+
+    for (i = words; i < argc; i++) {
+        const char *s = argv[i];
+
+        if (opts_done || s[0] != '-' || !s[1]) {
+            if (a->has_target) {
+                admin_msg(err,
+                          "%s: unexpected argument '%s'; see 'vdlvm %s "
+                          "--help'",
+                          cmdname, s, cmdname);
+                return VD_EXIT_USAGE;
+            }
+            if (split_target(c, s, a, err) < 0)
+                return VD_EXIT_USAGE;
+            continue;
+        }
+        if (!strcmp(s, "--")) {
+            opts_done = 1;
+            continue;
+        }
+        rc = parse_opt(argc, argv, &i, cmdname, a, err);
+        if (rc)
+            return rc;
+    }
+
+    if (!a->has_target && c->target != T_ANY_OPT) {
+        admin_msg(err, "%s: missing %s; see 'vdlvm %s --help'", cmdname,
+                  c->target == T_POOL ? "POOL" : "POOL/VOL", cmdname);
+        return VD_EXIT_USAGE;
+    }
+    unsigned missing = c->required & ~a->given;
+    if (missing) {
+        admin_msg(err, "%s: missing %s; see 'vdlvm %s --help'", cmdname,
+                  missing & O_SIZE      ? "--size SIZE"
+                  : missing & O_REPLACE ? "--replace DEVICE"
+                                        : "--with DEVICE",
+                  cmdname);
+        return VD_EXIT_USAGE;
+    }
+    if (c->check) {
+        rc = c->check(a, cmdname, err);
+        if (rc)
+            return rc;
+    }
+    return -1;
+}
+
+int vd_admin_parse(int argc, char **argv, char *pool_name, size_t len,
+                   FILE *out, FILE *err)
+{
+    struct cmd_args a;
+    int rc = admin_parse_cmd(argc, argv, &a, out, err);
+
+    if (rc < 0 && pool_name && len)
+        snprintf(pool_name, len, "%s", a.has_target ? a.pool : "");
+    fflush(out);
+    fflush(err);
+    return rc;
+}
+
+int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err)
+{
+    struct cmd_args a;
+    FILE *saved_err = t_cmd_err;
+    unsigned saved_logged = t_cmd_logged;
+    int rc = admin_parse_cmd(argc, argv, &a, out, err);
+
+    if (rc >= 0)
+        goto done;
+    if (!pool) {
+        admin_msg(err, "%s: no pool is open", argv[0]);
+        rc = VD_EXIT_FAIL;
+        goto done;
+    }
+    if (!a.has_target) {
+        snprintf(a.pool, sizeof(a.pool), "%s", vd_pool_name(pool));
+    } else if (strcmp(a.pool, vd_pool_name(pool))) {
+        admin_msg(err, "pool '%s': not served here (this is pool '%s')", a.pool,
+                  vd_pool_name(pool));
+        rc = VD_EXIT_USAGE;
+        goto done;
+    }
+    t_cmd_err = err;
+    t_cmd_logged = 0;
+    rc = a.spec->exec(pool, &a, out, err);
+    t_cmd_err = saved_err;
+    t_cmd_logged = saved_logged;
+done:
+    fflush(out);
+    fflush(err);
+    return rc;
+}

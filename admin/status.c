@@ -1,0 +1,311 @@
+/* vdlvm admin: `status POOL` and `status POOL/VOL`. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../replica/vdreplica.h"
+#include "admin_int.h"
+
+/* ---- status: one structure, rendered as text or as JSON ----------------- */
+/* Like dm's STATUSTYPE_INFO/TABLE: status_*_get gathers everything from the
+ * library once; the text and JSON renderers only print what it holds, so
+ * the two forms cannot disagree. */
+
+struct vol_status {
+    struct vd_vol_info vi;
+    struct vd_run *runs; /* malloc'd by vd_vol_get_runs */
+    size_t nruns;
+    struct vd_mirror_info mi; /* valid when has_mi */
+    int has_mi;
+};
+
+struct dev_status {
+    struct vd_dev_info di;
+    uint64_t used, free; /* bytes */
+};
+
+struct pool_status {
+    struct vd_pool_info pi;
+    struct dev_status *devs; /* pi.ndevs, malloc'd */
+    int nvols;
+    struct vol_status *vols; /* nvols, malloc'd */
+};
+
+/* The rest of vs once vs->vi is filled: extents and, for a mirror, its
+ * legs.  Free with vol_status_free. */
+static int vol_status_fill(vd_pool *pool, struct vol_status *vs)
+{
+    int r = vd_vol_get_runs(pool, vs->vi.name, &vs->runs, &vs->nruns);
+
+    if (r == 0)
+        r = admin_mirror_get(pool, vs->vi.name, &vs->mi, &vs->has_mi);
+    return r;
+}
+
+static void vol_status_free(struct vol_status *vs)
+{
+    free(vs->runs);
+    vs->runs = NULL;
+}
+
+static void pool_status_free(struct pool_status *st)
+{
+    for (int i = 0; st->vols && i < st->nvols; i++)
+        vol_status_free(&st->vols[i]);
+    free(st->vols);
+    free(st->devs);
+    st->vols = NULL;
+    st->devs = NULL;
+}
+
+/* Everything `status POOL` shows; 0 or a negative errno (st freed). */
+static int pool_status_get(vd_pool *pool, struct pool_status *st)
+{
+    int r;
+
+    memset(st, 0, sizeof(*st));
+    r = vd_pool_get_info(pool, &st->pi);
+    if (r < 0)
+        return r;
+    st->nvols = vd_pool_vol_count(pool);
+    if (st->nvols < 0)
+        return st->nvols;
+    st->devs = calloc(st->pi.ndevs ? st->pi.ndevs : 1, sizeof(*st->devs));
+    st->vols = calloc(st->nvols ? st->nvols : 1, sizeof(*st->vols));
+    if (!st->devs || !st->vols) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (uint32_t i = 0; i < st->pi.ndevs; i++) {
+        struct dev_status *d = &st->devs[i];
+        r = vd_pool_dev_get_info(pool, i, &d->di);
+        if (r < 0)
+            goto fail;
+        d->used = d->di.used_extents * st->pi.extent_size;
+        d->free = (d->di.extents - d->di.used_extents) * st->pi.extent_size;
+    }
+    for (int i = 0; i < st->nvols; i++) {
+        r = vd_pool_vol_get_info(pool, i, &st->vols[i].vi);
+        if (r == 0)
+            r = vol_status_fill(pool, &st->vols[i]);
+        if (r < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    pool_status_free(st);
+    return r;
+}
+
+static void vol_status_json(FILE *out, const vd_pool *pool,
+                            const struct vol_status *vs)
+{
+    admin_json_vol(out, pool, &vs->vi, vs->runs, vs->nruns,
+                   vs->has_mi ? &vs->mi : NULL);
+}
+
+static void vol_status_text(FILE *out, const vd_pool *pool,
+                            const char *pool_name, uint64_t extent_size,
+                            const struct vol_status *vs)
+{
+    const struct vd_vol_info *vi = &vs->vi;
+    char sz[32], es[32];
+    char *brief = admin_runs_brief(pool, vs->runs, vs->nruns, vi->copies);
+
+    admin_fmt_size(vi->size, sz, sizeof(sz));
+    admin_fmt_size(extent_size, es, sizeof(es));
+    fprintf(out, "volume '%s/%s'\n", pool_name, vi->name);
+    fprintf(out, "  size      %s (%llu bytes, %llu extents of %s)\n", sz,
+            (unsigned long long)vi->size,
+            (unsigned long long)(vi->size / extent_size), es);
+    fprintf(out, "  layout    %s", vd_layout_name(vi->layout));
+    if (vs->has_mi)
+        fprintf(out, ", %u copies", vi->copies);
+    fprintf(out, "\n  exported  %s\n", vi->open_count ? "yes" : "no");
+    fprintf(out, "  extents   %s\n", brief ? brief : "?");
+    if (vs->has_mi)
+        admin_print_mirror(out, &vs->mi);
+    free(brief);
+}
+
+static void pool_status_json(FILE *out, const vd_pool *pool,
+                             const struct pool_status *st)
+{
+    const struct vd_pool_info *pi = &st->pi;
+
+    fputs("{\"pool\":", out);
+    admin_jstr(out, pi->name);
+    fputs(",\"uuid\":", out);
+    admin_jstr(out, pi->uuid);
+    fprintf(out,
+            ",\"extent_size\":%llu,\"seq\":%llu,\"size\":%llu,"
+            "\"used\":%llu,\"free\":%llu,\"devices\":[",
+            (unsigned long long)pi->extent_size, (unsigned long long)pi->seq,
+            (unsigned long long)pi->total_bytes,
+            (unsigned long long)pi->used_bytes,
+            (unsigned long long)pi->free_bytes);
+    for (uint32_t i = 0; i < pi->ndevs; i++) {
+        const struct vd_dev_info *di = &st->devs[i].di;
+        fputs(i ? ",{\"name\":" : "{\"name\":", out);
+        admin_jstr(out, di->name);
+        fputs(",\"node\":", out);
+        admin_jstr(out, di->node);
+        fputs(",\"path\":", out);
+        admin_jstr(out, di->path);
+        fputs(",\"uuid\":", out);
+        admin_jstr(out, di->uuid);
+        fprintf(out, ",\"state\":\"%s\",\"message\":",
+                admin_dev_state_str(di->state));
+        admin_jstr(out, di->state == VD_DEV_OK ? "" : di->state_msg);
+        fprintf(out,
+                ",\"size\":%llu,\"used\":%llu,\"free\":%llu,"
+                "\"extents\":%llu,\"used_extents\":%llu,\"metadata\":%s}",
+                (unsigned long long)di->size,
+                (unsigned long long)st->devs[i].used,
+                (unsigned long long)st->devs[i].free,
+                (unsigned long long)di->extents,
+                (unsigned long long)di->used_extents,
+                di->has_md ? "true" : "false");
+    }
+    fputs("],\"volumes\":[", out);
+    for (int i = 0; i < st->nvols; i++) {
+        if (i)
+            fputc(',', out);
+        vol_status_json(out, pool, &st->vols[i]);
+    }
+    fputs("]}\n", out);
+}
+
+static void pool_status_text(FILE *out, const vd_pool *pool,
+                             const struct pool_status *st)
+{
+    const struct vd_pool_info *pi = &st->pi;
+    struct table dt = { .ncols = 8 }, vt = { .ncols = 6 };
+    char t[32], u[32], f[32], es[32];
+
+    admin_fmt_size(pi->total_bytes, t, sizeof(t));
+    admin_fmt_size(pi->used_bytes, u, sizeof(u));
+    admin_fmt_size(pi->free_bytes, f, sizeof(f));
+    admin_fmt_size(pi->extent_size, es, sizeof(es));
+    fprintf(out, "pool '%s'  uuid %s  extent %s  metadata seq %llu\n", pi->name,
+            pi->uuid, es, (unsigned long long)pi->seq);
+    fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n", t,
+            u, f, pi->ndevs, pi->ndevs == 1 ? "" : "s", (unsigned)st->nvols,
+            st->nvols == 1 ? "" : "s");
+
+    admin_tbl_cell(&dt, 0, "DEVICE");
+    admin_tbl_cell(&dt, 1, "NODE");
+    admin_tbl_cell(&dt, 2, "STATE");
+    admin_tbl_cell(&dt, 3, "SIZE");
+    admin_tbl_cell(&dt, 4, "USED");
+    admin_tbl_cell(&dt, 5, "FREE");
+    admin_tbl_cell(&dt, 6, "MD");
+    admin_tbl_cell(&dt, 7, "PATH");
+    for (uint32_t i = 0; i < pi->ndevs; i++) {
+        const struct vd_dev_info *di = &st->devs[i].di;
+        char s[32];
+        admin_fmt_size(di->size, s, sizeof(s));
+        admin_fmt_size(st->devs[i].used, u, sizeof(u));
+        admin_fmt_size(st->devs[i].free, f, sizeof(f));
+        admin_tbl_cell(&dt, 0, "%s", di->name);
+        admin_tbl_cell(&dt, 1, "%s", di->node);
+        admin_tbl_cell(&dt, 2, "%s", admin_dev_state_str(di->state));
+        admin_tbl_cell(&dt, 3, "%s", s);
+        admin_tbl_cell(&dt, 4, "%s", u);
+        admin_tbl_cell(&dt, 5, "%s", f);
+        admin_tbl_cell(&dt, 6, "%s", di->has_md ? "yes" : "no");
+        admin_tbl_cell(&dt, 7, "%s", di->path);
+    }
+
+    admin_tbl_cell(&vt, 0, "VOLUME");
+    admin_tbl_cell(&vt, 1, "SIZE");
+    admin_tbl_cell(&vt, 2, "LAYOUT");
+    admin_tbl_cell(&vt, 3, "EXPORTED");
+    admin_tbl_cell(&vt, 4, "STATE");
+    admin_tbl_cell(&vt, 5, "EXTENTS");
+    for (int i = 0; i < st->nvols; i++) {
+        const struct vol_status *vs = &st->vols[i];
+        char sz[32];
+        char *brief =
+            admin_runs_brief(pool, vs->runs, vs->nruns, vs->vi.copies);
+        admin_fmt_size(vs->vi.size, sz, sizeof(sz));
+        admin_tbl_cell(&vt, 0, "%s", vs->vi.name);
+        admin_tbl_cell(&vt, 1, "%s", sz);
+        if (vs->has_mi)
+            admin_tbl_cell(&vt, 2, "%s x%u", vd_layout_name(vs->vi.layout),
+                           vs->vi.copies);
+        else
+            admin_tbl_cell(&vt, 2, "%s", vd_layout_name(vs->vi.layout));
+        admin_tbl_cell(&vt, 3, "%s", vs->vi.open_count ? "yes" : "no");
+        if (vs->has_mi) {
+            char state[128];
+            admin_mirror_brief(&vs->mi, state, sizeof(state));
+            admin_tbl_cell(&vt, 4, "%s", state);
+        } else {
+            admin_tbl_cell(&vt, 4, "ok");
+        }
+        admin_tbl_cell(&vt, 5, "%s", brief ? brief : "?");
+        free(brief);
+    }
+
+    fputc('\n', out);
+    admin_tbl_print(&dt, out, "  ");
+    for (uint32_t i = 0; i < pi->ndevs; i++) {
+        const struct vd_dev_info *di = &st->devs[i].di;
+        if (di->state != VD_DEV_OK)
+            fprintf(out, "  device '%s': %s\n", di->name,
+                    di->state_msg[0] ? di->state_msg
+                                     : admin_dev_state_str(di->state));
+    }
+    fputc('\n', out);
+    if (st->nvols)
+        admin_tbl_print(&vt, out, "  ");
+    else
+        fprintf(out, "  no volumes\n");
+    admin_tbl_free(&dt);
+    admin_tbl_free(&vt);
+}
+
+int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct vol_status vs = { .runs = NULL };
+    struct vd_pool_info pi;
+    int r;
+
+    r = vd_vol_get_info(pool, a->vol, &vs.vi);
+    if (r == 0)
+        r = vd_pool_get_info(pool, &pi);
+    if (r == 0)
+        r = vol_status_fill(pool, &vs);
+    if (r < 0) {
+        vol_status_free(&vs);
+        return admin_vol_fail(err, r, a->pool, a->vol, "status");
+    }
+    if (a->given & O_JSON) {
+        vol_status_json(out, pool, &vs);
+        fputc('\n', out);
+    } else {
+        vol_status_text(out, pool, a->pool, pi.extent_size, &vs);
+    }
+    vol_status_free(&vs);
+    return VD_EXIT_OK;
+}
+
+int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct pool_status st;
+    int r = pool_status_get(pool, &st);
+
+    if (r < 0)
+        return admin_lib_fail(err, r, "pool '%s': status failed",
+                              vd_pool_name(pool));
+    if (a->given & O_JSON)
+        pool_status_json(out, pool, &st);
+    else
+        pool_status_text(out, pool, &st);
+    pool_status_free(&st);
+    return VD_EXIT_OK;
+}

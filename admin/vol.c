@@ -1,0 +1,317 @@
+/* vdlvm admin: the volume and mirror commands (vol create, list, remove,
+ * extend, repair; resync; verify).  Each runs on the thread of
+ * vd_admin_exec; output goes to out, messages to err.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../replica/vdreplica.h"
+#include "admin_int.h"
+
+/* ---- the commands ------------------------------------------------------- */
+
+int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err)
+{
+    struct vd_vol_opts o;
+    struct vd_vol_info vi;
+    struct vd_pool_info pi;
+    char sz[32], es[32];
+    int r;
+
+    vd_vol_opts_init(&o);
+    o.layout = a->layout;
+    o.copies = a->copies;
+    o.allow_same_node = !!(a->given & O_SAME_NODE);
+    o.region_size = a->region_size;
+    r = vd_vol_create(pool, a->vol, a->size, &o);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "create");
+    if (vd_vol_get_info(pool, a->vol, &vi) < 0 ||
+        vd_pool_get_info(pool, &pi) < 0) {
+        fprintf(out, "volume '%s/%s': created\n", a->pool, a->vol);
+        return VD_EXIT_OK;
+    }
+    struct vd_mirror_info mi;
+    int has_mi = 0;
+    admin_mirror_get(pool, a->vol, &mi, &has_mi);
+    admin_fmt_size(vi.size, sz, sizeof(sz));
+    admin_fmt_size(pi.extent_size, es, sizeof(es));
+    uint64_t next = vi.size / pi.extent_size;
+    fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
+            a->pool, a->vol, sz, (unsigned long long)next, next == 1 ? "" : "s",
+            es, vd_layout_name(vi.layout));
+    if (has_mi)
+        fprintf(out, ", %u copies", vi.copies);
+    fputc('\n', out);
+    if (vi.size != a->size) {
+        char asked[32];
+        admin_fmt_size(a->size, asked, sizeof(asked));
+        fprintf(out,
+                "  note: %llu bytes (%s) asked, rounded up to whole "
+                "extents of %s\n",
+                (unsigned long long)a->size, asked, es);
+    }
+    if (has_mi) {
+        int same = 1;
+        for (uint32_t k = 1; k < mi.copies && k < 3; k++)
+            if (strcmp(mi.legs[k].node, mi.legs[0].node))
+                same = 0;
+        if (same && mi.copies > 1)
+            admin_msg(err,
+                      "warning: volume '%s/%s': every leg is on node "
+                      "'%s' (--allow-same-node): the mirror survives the loss "
+                      "of a device, not of that node; legs on devices of the "
+                      "same disk protect nothing",
+                      a->pool, a->vol, mi.legs[0].node);
+    }
+    return VD_EXIT_OK;
+}
+
+int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    int n = vd_pool_vol_count(pool);
+    struct table t = { .ncols = 5 };
+
+    if (n < 0)
+        return admin_lib_fail(err, n, "pool '%s': listing volumes failed",
+                              a->pool);
+    if (a->given & O_JSON) {
+        fputs("{\"pool\":", out);
+        admin_jstr(out, vd_pool_name(pool));
+        fputs(",\"volumes\":[", out);
+    } else if (n == 0) {
+        fprintf(out, "pool '%s' has no volumes\n", a->pool);
+        return VD_EXIT_OK;
+    } else {
+        admin_tbl_cell(&t, 0, "VOLUME");
+        admin_tbl_cell(&t, 1, "SIZE");
+        admin_tbl_cell(&t, 2, "LAYOUT");
+        admin_tbl_cell(&t, 3, "COPIES");
+        admin_tbl_cell(&t, 4, "EXPORTED");
+    }
+    for (int i = 0; i < n; i++) {
+        struct vd_vol_info vi;
+        char sz[32];
+        int r = vd_pool_vol_get_info(pool, i, &vi);
+        if (r < 0) {
+            admin_tbl_free(&t);
+            return admin_lib_fail(err, r, "pool '%s': listing volumes failed",
+                                  a->pool);
+        }
+        if (a->given & O_JSON) {
+            if (i)
+                fputc(',', out);
+            admin_json_vol(out, pool, &vi, NULL, 0, NULL);
+            continue;
+        }
+        admin_fmt_size(vi.size, sz, sizeof(sz));
+        admin_tbl_cell(&t, 0, "%s/%s", a->pool, vi.name);
+        admin_tbl_cell(&t, 1, "%s", sz);
+        admin_tbl_cell(&t, 2, "%s", vd_layout_name(vi.layout));
+        admin_tbl_cell(&t, 3, "%u", vi.copies);
+        admin_tbl_cell(&t, 4, "%s", vi.open_count ? "yes" : "no");
+    }
+    if (a->given & O_JSON)
+        fputs("]}\n", out);
+    else
+        admin_tbl_print(&t, out, "");
+    admin_tbl_free(&t);
+    return VD_EXIT_OK;
+}
+
+int admin_cmd_vol_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err)
+{
+    int r = vd_vol_remove(pool, a->vol);
+
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "remove");
+    fprintf(out, "volume '%s/%s': removed\n", a->pool, a->vol);
+    return VD_EXIT_OK;
+}
+
+int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err)
+{
+    struct vd_vol_info vi;
+    uint64_t new_size = a->size;
+    char from[32], to[32];
+    int r;
+
+    r = vd_vol_get_info(pool, a->vol, &vi);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "lookup");
+    if (a->size_rel) {
+        if (UINT64_MAX - vi.size < a->size) {
+            admin_msg(err, "volume '%s/%s': --size +%llu overflows", a->pool,
+                      a->vol, (unsigned long long)a->size);
+            return VD_EXIT_USAGE;
+        }
+        new_size = vi.size + a->size;
+    }
+    admin_fmt_size(vi.size, from, sizeof(from));
+    r = vd_vol_extend(pool, a->vol, new_size);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "extend");
+    if (vd_vol_get_info(pool, a->vol, &vi) == 0)
+        new_size = vi.size;
+    admin_fmt_size(new_size, to, sizeof(to));
+    fprintf(out, "volume '%s/%s': extended from %s to %s\n", a->pool, a->vol,
+            from, to);
+    return VD_EXIT_OK;
+}
+
+/* The mirror info of a volume, or an exit code with a message. */
+static int mirror_info(vd_pool *pool, struct cmd_args *a, const char *what,
+                       struct vd_mirror_info *mi, FILE *err)
+{
+    struct vd_vol_info vi;
+    int r = vd_mirror_get_info(pool, a->vol, mi);
+
+    if (r == -EINVAL && vd_vol_get_info(pool, a->vol, &vi) == 0) {
+        admin_msg(err,
+                  "volume '%s/%s': %s applies to mirrored volumes; this one is "
+                  "%s",
+                  a->pool, a->vol, what, vd_layout_name(vi.layout));
+        return VD_EXIT_FAIL;
+    }
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, what);
+    return -1;
+}
+
+int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct vd_mirror_info mi;
+    char rate[40], rs[32];
+    int r = mirror_info(pool, a, "resync", &mi, err);
+
+    if (r >= 0)
+        return r;
+    uint64_t limit = a->given & O_RATE ? a->rate : mi.rate_limit;
+    r = vd_mirror_resync_start(pool, a->vol, limit);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "resync");
+    admin_fmt_rate(limit, rate, sizeof(rate));
+    admin_fmt_size(mi.region_size, rs, sizeof(rs));
+    if (!(a->given & O_WAIT)) {
+        if (mi.dirty_regions == 0 && mi.resync_state != VD_RESYNC_RUNNING)
+            fprintf(out,
+                    "volume '%s/%s': nothing to resync (no region "
+                    "marked); rate limit %s for later resyncs of this "
+                    "volume while this tgtd holds the pool\n",
+                    a->pool, a->vol, rate);
+        else
+            fprintf(out,
+                    "volume '%s/%s': resync started, %llu regions of "
+                    "%s marked, rate %s; follow it with 'vdlvm status "
+                    "%s/%s'\n",
+                    a->pool, a->vol, (unsigned long long)mi.dirty_regions, rs,
+                    rate, a->pool, a->vol);
+        return VD_EXIT_OK;
+    }
+    r = vd_mirror_resync_wait(pool, a->vol, 0);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "resync");
+    if (vd_mirror_get_info(pool, a->vol, &mi) == 0) {
+        int insync = 1;
+        for (uint32_t k = 0; k < mi.copies; k++)
+            if (mi.legs[k].state != VD_LEG_INSYNC)
+                insync = 0;
+        if (!insync) {
+            admin_msg(err,
+                      "volume '%s/%s': resync ended but not every leg is "
+                      "in-sync; see 'vdlvm status %s/%s'",
+                      a->pool, a->vol, a->pool, a->vol);
+            return VD_EXIT_FAIL;
+        }
+    }
+    fprintf(out, "volume '%s/%s': resync done, legs in-sync\n", a->pool,
+            a->vol);
+    return VD_EXIT_OK;
+}
+
+int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    struct vd_mirror_info mi;
+    struct vd_verify_result res;
+    int repair = !!(a->given & O_REPAIR);
+    char rs[32];
+    int r = mirror_info(pool, a, "verify", &mi, err);
+
+    if (r >= 0)
+        return r;
+    memset(&res, 0, sizeof(res));
+    r = vd_mirror_verify(pool, a->vol, repair, &res);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "verify");
+    admin_fmt_size(res.region_size, rs, sizeof(rs));
+    if (res.ndiff == 0) {
+        fprintf(out,
+                "volume '%s/%s': legs equal (%llu regions of %s "
+                "compared)\n",
+                a->pool, a->vol, (unsigned long long)res.regions, rs);
+        vd_verify_result_free(&res);
+        return VD_EXIT_OK;
+    }
+    fprintf(out, "volume '%s/%s': %zu of %llu regions of %s differ\n", a->pool,
+            a->vol, res.ndiff, (unsigned long long)res.regions, rs);
+    for (size_t i = 0; i < res.ndiff && i < 100; i++) {
+        uint64_t b = res.diff[i] * res.region_size;
+        fprintf(out, "  region %llu: bytes %llu-%llu\n",
+                (unsigned long long)res.diff[i], (unsigned long long)b,
+                (unsigned long long)(b + res.region_size - 1));
+    }
+    if (res.ndiff > 100)
+        fprintf(out, "  ... and %zu more\n", res.ndiff - 100);
+    if (repair)
+        fprintf(out, "volume '%s/%s': %zu of %zu regions repaired\n", a->pool,
+                a->vol, res.repaired, res.ndiff);
+    r = repair && res.repaired >= res.ndiff ? VD_EXIT_OK : VD_EXIT_DIFF;
+    if (r == VD_EXIT_DIFF && !repair)
+        admin_msg(err,
+                  "volume '%s/%s': legs differ; repair with 'vdlvm verify "
+                  "%s/%s --repair'",
+                  a->pool, a->vol, a->pool, a->vol);
+    vd_verify_result_free(&res);
+    return r;
+}
+
+int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err)
+{
+    struct vd_mirror_info mi;
+    int r = mirror_info(pool, a, "repair", &mi, err);
+
+    if (r >= 0)
+        return r;
+    r = vd_mirror_replace_leg(pool, a->vol, a->replace, a->with);
+    if (r < 0) {
+        /* Whatever refuses it here (the device already holds another leg,
+         * has too few free extents, is not in the pool) is the pool's
+         * state, not the command's form: 1, like too little free space. */
+        int code = admin_lib_fail(err, r,
+                                  "volume '%s/%s': moving the leg on '%s' "
+                                  "to '%s' failed",
+                                  a->pool, a->vol, a->replace, a->with);
+        return code == VD_EXIT_USAGE ? VD_EXIT_FAIL : code;
+    }
+    if (!(a->given & O_WAIT)) {
+        fprintf(out,
+                "volume '%s/%s': leg on '%s' moved to '%s', rebuilding; "
+                "follow it with 'vdlvm status %s/%s'\n",
+                a->pool, a->vol, a->replace, a->with, a->pool, a->vol);
+        return VD_EXIT_OK;
+    }
+    r = vd_mirror_resync_wait(pool, a->vol, 0);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "rebuild");
+    fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s' and rebuilt\n",
+            a->pool, a->vol, a->replace, a->with);
+    return VD_EXIT_OK;
+}
