@@ -6,7 +6,9 @@
  * exports volume VOL of pool POOL (definition FILE, default
  * $VDLVM_CONFDIR/POOL.yaml, /etc/vdlvm/POOL.yaml without it, as for the
  * vdlvm command).  tgt cuts --bsopts at commas, so options are
- * separated by ';'.
+ * separated by ';'.  "partial" opens a pool even when fewer than a majority
+ * of its metadata copies are readable (vdlvm --partial), for an admin who
+ * knows that no other host uses it.
  *
  * Threads
  * - tgtd's main thread runs every tgt callback, the event handlers, the pool
@@ -125,6 +127,7 @@ struct vdlvm_lu {
     struct scsi_lu *lu;
     char *bsopts;          /* kept: tgtd never frees it */
     char *conf_file;       /* NULL: the default definition */
+    unsigned open_flags;   /* VD_OPEN_PARTIAL with bsopts "partial" */
     struct vdlvm_pool *vp; /* set while open (main thread) */
     vd_vol *vol;
     struct list_head pool_link;
@@ -1096,7 +1099,7 @@ static struct vdlvm_pool *pool_find(const char *name)
 /* Open pool `name` (or take another reference).  Logs and returns a
  * negative errno on failure. */
 static int pool_get(const char *name, const char *vol, const char *conf_file,
-                    struct vdlvm_pool **out)
+                    unsigned open_flags, struct vdlvm_pool **out)
 {
     struct vdlvm_pool *vp = pool_find(name);
     char err[512];
@@ -1157,7 +1160,7 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
         goto fail;
     }
     pool_wait_closed(name);
-    r = vd_pool_open(vp->conf, &vp->pool);
+    r = vd_pool_open_flags(vp->conf, open_flags, &vp->pool);
     if (r < 0) {
         log_error("vdlvm: volume '%s/%s': cannot export: pool '%s' "
                   "(%s) cannot be opened: %s\n",
@@ -1351,9 +1354,14 @@ static int parse_bsopts(struct vdlvm_lu *vl, char *bsopts)
          tok = strtok_r(NULL, ";", &save)) {
         if (!strncmp(tok, "conf=", 5) && tok[5]) {
             vl->conf_file = tok + 5;
+        } else if (!strcmp(tok, "partial")) {
+            /* open even without a majority of metadata copies (as
+             * vdlvm --partial): the admin says no other host uses it */
+            vl->open_flags |= VD_OPEN_PARTIAL;
         } else if (*tok) {
             log_error("vdlvm: --bsopts '%s': unknown option; use "
-                      "\"conf=FILE\" (options separated by ';')\n",
+                      "\"conf=FILE\" and/or \"partial\" (options "
+                      "separated by ';')\n",
                       tok);
             return -EINVAL;
         }
@@ -1410,7 +1418,7 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
                   path, VD_NAME_MAX);
         return -EINVAL;
     }
-    r = pool_get(pool_name, vol_name, vl->conf_file, &vp);
+    r = pool_get(pool_name, vol_name, vl->conf_file, vl->open_flags, &vp);
     if (r < 0)
         return r;
     vol = vd_vol_open(vp->pool, vol_name);
