@@ -21,7 +21,8 @@
  * Threads and locks (the rules every layout keeps; details in pool/vol.c,
  * pool/md.c, pool/dev.c and the layout's own header comment):
  *   - plan, plan_extend, check_extend, init, fini, ctr, dtr, grow,
- *     md_apply, md_serialize, quiesce: admin thread, pool admin_lock held;
+ *     md_apply, md_serialize, status, quiesce: admin thread, pool
+ *     admin_lock held;
  *     check: admin thread, before the admin lock (reads only constants).
  *   - pread, pwrite, flush, discard, lba_status: any I/O thread; the core
  *     holds the volume's write_lock shared around pwrite (exclusive around
@@ -355,6 +356,11 @@ struct vd_layout_ops {
      * append the ones that rebuild v's layout state to a checkpoint. */
     int (*md_apply)(struct vd_vol *v, const struct vd_op_hdr *op);
     int (*md_serialize)(const struct vd_vol *v, struct vd_opbuf *b);
+
+    /* Status (admin lock held): the core has filled st from the mapping
+     * (layout, size, allocated, copies, all copies in sync); the layout
+     * corrects and completes it (the mirror: legs in sync, resync). */
+    void (*status)(struct vd_vol *v, struct vd_vol_status *st);
 
     /* Background work, on the pool's thread (see above). */
     void (*tick)(struct vd_vol *v);
