@@ -20,8 +20,10 @@
  *
  * Threads and locks (the rules every layout keeps; details in pool/vol.c,
  * pool/md.c, pool/dev.c and the layout's own header comment):
- *   - plan, plan_extend, init, fini, ctr, dtr, grow, md_apply,
- *     md_serialize, quiesce: admin thread, pool admin_lock held.
+ *   - plan, plan_extend, check_extend, init, fini, ctr, dtr, grow,
+ *     md_apply, md_serialize, status, quiesce: admin thread, pool
+ *     admin_lock held;
+ *     check: admin thread, before the admin lock (reads only constants).
  *   - pread, pwrite, flush, discard, lba_status: any I/O thread; the core
  *     holds the volume's write_lock shared around pwrite (exclusive around
  *     compare-and-write's read and write); the layout takes map_lock
@@ -299,7 +301,10 @@ static inline void vd_name_copy(char *dst, size_t n, const char *src)
 /* ceil(a / b) without overflow for any a (a + b - 1 wraps near 2^64). */
 static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
-/* ---- the layout ops table ---------------------------------------------- */
+/* ---- the layout ops table ----------------------------------------------
+ * Mandatory: plan, plan_extend, pread, pwrite, flush.  Every other op may
+ * be NULL (nothing to do).  Compare-and-write needs nothing of a layout:
+ * the core holds write_lock exclusive around its pread and pwrite. */
 struct vd_layout_ops {
     const char *name;        /* "linear", "mirror": status and the CLI */
     uint32_t id;             /* on disk (struct vd_op_vol.layout) */
@@ -351,6 +356,11 @@ struct vd_layout_ops {
      * append the ones that rebuild v's layout state to a checkpoint. */
     int (*md_apply)(struct vd_vol *v, const struct vd_op_hdr *op);
     int (*md_serialize)(const struct vd_vol *v, struct vd_opbuf *b);
+
+    /* Status (admin lock held): the core has filled st from the mapping
+     * (layout, size, allocated, copies, all copies in sync); the layout
+     * corrects and completes it (the mirror: legs in sync, resync). */
+    void (*status)(struct vd_vol *v, struct vd_vol_status *st);
 
     /* Background work, on the pool's thread (see above). */
     void (*tick)(struct vd_vol *v);

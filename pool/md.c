@@ -178,9 +178,12 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     v->flags = o->flags;
     v->data_le0 = lops->meta_extents;
     v->lops = lops;
-    if (lops->init && lops->init(v, o) < 0) {
-        free(v);
-        return -EINVAL;
+    if (lops->init) {
+        int r = lops->init(v, o);
+        if (r < 0) {
+            free(v);
+            return r; /* -EINVAL logged by the layout, or -ENOMEM */
+        }
     }
     v->map = malloc((o->le_count ? o->le_count : 1) * o->copies * sizeof(*v->map));
     nv = realloc(p->vols, (p->nvols + 1) * sizeof(*nv));

@@ -150,6 +150,23 @@ int vd_pool_vol_get_info(const vd_pool *pool, uint32_t i,
 int vd_vol_get_info(const vd_pool *pool, const char *name,
                     struct vd_vol_info *info);
 
+/* Layout-independent status of a volume, one structure that `vdlvm
+ * status` renders as text and as JSON; each layout fills what it knows
+ * (struct vd_layout_ops.status). */
+struct vd_vol_status {
+    char layout[16];            /* vd_layout_name() */
+    uint64_t size;              /* provisioned bytes */
+    uint64_t allocated;         /* bytes of it backed by extents (leg 0) */
+    uint32_t copies;            /* legs */
+    uint32_t copies_insync;     /* legs holding every acknowledged write */
+    int degraded;               /* copies_insync < copies */
+    int resyncing;              /* a resync is running or pending */
+    uint64_t resync_done, resync_total; /* bytes, of the running resync */
+};
+/* -ENOENT when there is no such volume. */
+int vd_vol_get_status(const vd_pool *pool, const char *name,
+                      struct vd_vol_status *st);
+
 /* A run of logical extents mapped to consecutive physical extents of one
  * device, for status output.  Logical extent n holds volume bytes
  * [n * extent_size, (n+1) * extent_size); a mirror's bitmap extent is not

@@ -4,6 +4,7 @@
  * linear in pool/linear.c, mirror in replica/mirror.c).  Writes hold the
  * volume's write_lock shared, compare-and-write exclusive. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +224,40 @@ static int vol_get_info_locked(const vd_pool *p, const char *name, struct vd_vol
         return -ENOENT;
     fill_info(v, info);
     return 0;
+}
+
+static int vol_get_status_locked(const vd_pool *p, const char *name,
+                                 struct vd_vol_status *st)
+{
+    struct vd_vol *v = vd_vol_find(p, name);
+    uint64_t mapped = 0;
+
+    if (!v)
+        return -ENOENT;
+    memset(st, 0, sizeof(*st));
+    snprintf(st->layout, sizeof(st->layout), "%s", v->lops->name);
+    st->size = v->size;
+    pthread_rwlock_rdlock(&v->map_lock);
+    for (uint64_t le = v->data_le0; le < v->le_count; le++)
+        mapped += v->map[le * v->copies].dev != VD_NO_DEV;
+    pthread_rwlock_unlock(&v->map_lock);
+    st->allocated = mapped * p->extent_size < v->size ? mapped * p->extent_size
+                                                      : v->size;
+    st->copies = st->copies_insync = v->copies;
+    if (v->lops->status)
+        v->lops->status(v, st);
+    st->degraded = st->copies_insync < st->copies;
+    return 0;
+}
+
+int vd_vol_get_status(const vd_pool *p, const char *name,
+                      struct vd_vol_status *st)
+{
+    int r;
+    vd_admin_lock((vd_pool *)p);
+    r = vol_get_status_locked(p, name, st);
+    vd_admin_unlock((vd_pool *)p);
+    return r;
 }
 
 static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run **runs,

@@ -2577,6 +2577,23 @@ static int mirror_md_serialize(const struct vd_vol *v, struct vd_opbuf *b)
     return 0;
 }
 
+static void mirror_status(struct vd_vol *v, struct vd_vol_status *st)
+{
+    struct mirror_vol *mv = mv_of(v);
+    struct vd_mirror *m = mirror_of(v);
+
+    st->copies_insync = 0;
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        st->copies_insync += leg_state(v, leg) == VD_LEG_INSYNC;
+    if (m) {
+        pthread_mutex_lock(&m->lock);
+        st->resyncing = m->rs_active || m->rs_requested;
+        pthread_mutex_unlock(&m->lock);
+    }
+    st->resync_done = mv->rs_done;
+    st->resync_total = mv->rs_total;
+}
+
 const struct vd_layout_ops vd_mirror_layout = {
     .name = "mirror",
     .id = VD_LAYOUT_MIRROR,
@@ -2595,6 +2612,7 @@ const struct vd_layout_ops vd_mirror_layout = {
     .flush = mirror_flush,
     .md_apply = mirror_md_apply,
     .md_serialize = mirror_md_serialize,
+    .status = mirror_status,
     .tick = mirror_tick,
     .quiesce = mirror_quiesce,
 };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <set>
@@ -67,6 +68,61 @@ TEST(LayoutRegistry, EveryTable_HasTheMandatoryOps)
         EXPECT_EQ(!!l->md_apply, !!l->md_serialize) << l->name;
     }
     EXPECT_EQ(n, 2);
+}
+
+// vd_vol_get_status: one structure for every layout (filled by the core,
+// completed by the layout).
+TEST(LayoutStatus, LinearAndMirror_FilledFromMappingAndLegs)
+{
+    char tmpl[] = "/tmp/vdlvm-layout-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    std::string dir = tmpl;
+    setenv("VDLVM_RUNDIR", (dir + "/run").c_str(), 1);
+    std::string p0 = dir + "/d0.img", p1 = dir + "/d1.img";
+    struct vd_conf_dev devs[2] = {};
+    devs[0].name = (char *)"d0";
+    devs[0].path = (char *)p0.c_str();
+    devs[0].size = 32ull << 20;
+    devs[0].node = (char *)"n0";
+    devs[1].name = (char *)"d1";
+    devs[1].path = (char *)p1.c_str();
+    devs[1].size = 32ull << 20;
+    devs[1].node = (char *)"n1";
+    struct vd_conf_pool conf = {};
+    conf.file = (char *)"t.yaml";
+    conf.name = (char *)"lt";
+    conf.extent_size = 1ull << 20;
+    conf.ndevs = 2;
+    conf.devs = devs;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = nullptr;
+    ASSERT_EQ(vd_pool_open(&conf, &p), 0);
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    ASSERT_EQ(vd_vol_create(p, "lin", 3ull << 20, &o), 0);
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    ASSERT_EQ(vd_vol_create(p, "mir", 2ull << 20, &o), 0);
+    struct vd_vol_status st;
+    EXPECT_EQ(vd_vol_get_status(p, "nope", &st), -ENOENT);
+    ASSERT_EQ(vd_vol_get_status(p, "lin", &st), 0);
+    EXPECT_STREQ(st.layout, "linear");
+    EXPECT_EQ(st.size, 3ull << 20);
+    EXPECT_EQ(st.allocated, 3ull << 20);
+    EXPECT_EQ(st.copies, 1u);
+    EXPECT_EQ(st.copies_insync, 1u);
+    EXPECT_EQ(st.degraded, 0);
+    EXPECT_EQ(st.resyncing, 0);
+    ASSERT_EQ(vd_vol_get_status(p, "mir", &st), 0);
+    EXPECT_STREQ(st.layout, "mirror");
+    EXPECT_EQ(st.size, 2ull << 20);
+    EXPECT_EQ(st.allocated, 2ull << 20);
+    EXPECT_EQ(st.copies, 2u);
+    EXPECT_EQ(st.copies_insync, 2u);
+    EXPECT_EQ(st.degraded, 0);
+    vd_pool_close(p);
+    std::string cmd = "rm -rf '" + dir + "'";
+    ASSERT_EQ(system(cmd.c_str()), 0);
 }
 
 } // namespace
