@@ -13,9 +13,13 @@
  *   copies we cannot see (another host opened the pool from them): refuse
  *   with -ENODEV naming each missing copy, unless VD_OPEN_PARTIAL.  A copy
  *   at the winning number with another state is split brain: kept out
- *   (VD_DEV_FAILED), never overwritten; stale and corrupt copies are
- *   rewritten with a checkpoint into the half that does not hold their
- *   last chain.
+ *   (VD_DEV_FAILED), never overwritten; stale and corrupt copies (read,
+ *   and found older or with no valid chain) are rewritten with a
+ *   checkpoint into the half that does not hold their last chain.  A
+ *   copy whose header or metadata area cannot be read (one retry) is
+ *   missing, not corrupt: it may hold the newest commit, so it does not
+ *   count for the majority, is never overwritten at open, and its device
+ *   is retried later (below).
  *
  * A device that returns (vd_pool_retry_devices, replica thread)
  *   Opened and its header and metadata read without any lock (a remote
@@ -710,7 +714,15 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         if ((od[i].err = vd_bdev_open(c, 0, 0, &od[i].b, od[i].msg,
                                       sizeof(od[i].msg))) < 0)
             continue;
-        if (read_hdr(od[i].b, &od[i].h) < 0 || !hdr_valid(&od[i].h)) {
+        int hr = read_hdr(od[i].b, &od[i].h);
+        if (hr < 0)
+            hr = read_hdr(od[i].b, &od[i].h); /* one retry */
+        if (hr < 0) {
+            snprintf(od[i].msg, sizeof(od[i].msg), "its header cannot be read: %s",
+                     strerror(-hr));
+            continue;
+        }
+        if (!hdr_valid(&od[i].h)) {
             snprintf(od[i].msg, sizeof(od[i].msg), "%s has no valid vdlvm header",
                      c->path ? c->path : c->iscsi_url);
             continue;
@@ -778,8 +790,21 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             r = -ENOMEM;
             goto out;
         }
-        if (od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET) < 0)
-            memset(od[i].md, 0, VD_MD_SIZE);
+        /* A copy that cannot be read is missing, not corrupt: it may
+         * hold the newest commit.  It does not count for the majority
+         * and is never overwritten here (the device is retried later and
+         * compared before it is touched: vd_pool_retry_devices). */
+        int e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+        if (e < 0)
+            e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+        if (e < 0) {
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "its metadata area cannot be read: %s", strerror(-e));
+            od[i].valid = false;
+            free(od[i].md);
+            od[i].md = NULL;
+            continue;
+        }
         for (int h = 0; h < 2; h++) {
             od[i].seq[h] = vd_md_scan_half(uuid, od[i].md + h * half_size,
                                            half_size, &od[i].ckpt[h], &od[i].end[h]);
@@ -948,7 +973,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             if (write_checkpoint(p, d, other) == 0)
                 vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' was "
                        "%s (seq %llu, newest %llu); repaired",
-                       conf->name, d->name, od[i].seq[h] ? "stale" : "missing or corrupt",
+                       conf->name, d->name, od[i].seq[h] ? "stale" : "corrupt (no valid chain)",
                        (unsigned long long)od[i].seq[h], (unsigned long long)p->seq);
         }
     }
