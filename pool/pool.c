@@ -21,13 +21,23 @@
  *   count for the majority, is never overwritten at open, and its device
  *   is retried later (below).
  *
+ * Quorum intersection (see md.c): n is the number of metadata copies the
+ *   pool has (its VD_DEVF_MD devices in the state, present or not).  Open
+ *   needs Q = n/2 + 1 of them; a commit is acknowledged only when it
+ *   reached W = n - Q + 1 (n=1: 1, n=2: 1, n=3: 2).  Q + W > n, so the
+ *   copies open counts always include one holding the newest
+ *   acknowledged commit, and the highest sequence number wins.
+ *
  * A device that returns (vd_pool_retry_devices, replica thread)
  *   Opened and its header and metadata read without any lock (a remote
  *   login may take its timeout), then compared under admin_lock, which
  *   serialises it with every commit: a copy newer than p->seq, or as new
  *   with another state, is split brain (kept out, never retried until the
  *   pool is reopened, never overwritten); an equal copy rejoins as it is;
- *   an older one is repaired by a checkpoint before the device is used. */
+ *   an older one is repaired by a checkpoint before the device is used.
+ *   Exception: at p->seq == p->unacked_seq (our own last commit failed
+ *   below W) another state there is that unacknowledged record: the copy
+ *   rejoins and gets a checkpoint at the next commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -509,8 +519,12 @@ void vd_pool_retry_devices(vd_pool *p)
         int nh = newest_half(seq);
         vd_admin_lock(p);
         bool split = seq[nh] > p->seq;
-        bool same = false;
-        if (md && seq[nh] == p->seq && seq[nh] > 0) {
+        bool same = false, ours = false;
+        if (md && seq[nh] == p->seq && seq[nh] == p->unacked_seq) {
+            /* our own commit that failed below the write quorum: every
+             * copy gets a checkpoint at the next commit (md.c) */
+            ours = true;
+        } else if (md && seq[nh] == p->seq && seq[nh] > 0) {
             if (chain_state(p->name, p->uuid, p->extent_size,
                             md + nh * (VD_MD_SIZE / 2), end[nh], &cs) < 0 ||
                 vd_state_serialize(p, &ps) < 0) {
@@ -546,6 +560,9 @@ void vd_pool_retry_devices(vd_pool *p)
             if (same) {
                 d->md_half = nh;
                 d->md_pos = end[nh];
+            } else if (ours) {
+                d->md_half = nh;
+                d->md_pos = VD_MD_SIZE / 2 + 1;
             } else if (d->flags & VD_DEVF_MD) {
                 /* stale: a checkpoint into the half that does not hold
                  * its newest chain */

@@ -299,6 +299,11 @@ struct vd_pool {
     uint8_t uuid[16];
     uint64_t extent_size;
     uint64_t seq;            /* last committed sequence number */
+    /* seq of a commit that failed below the write quorum, while it is
+     * still p->seq (0: none): a copy holding that number with another
+     * state holds our own unacknowledged record, not another host's.
+     * Written and read under admin_lock (md.c, vd_pool_retry_devices). */
+    uint64_t unacked_seq;
     uint32_t ndevs;
     struct vd_dev *devs;     /* by idx */
     uint32_t nvols;
@@ -356,8 +361,19 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b);
  * inconsistent with the state. */
 int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops);
 /* Commit ops durably to every metadata copy, then apply them.  Extents
- * the ops newly map are zeroed first (see struct vd_opbuf.keep_data). */
+ * the ops newly map are zeroed first (see struct vd_opbuf.keep_data).
+ * 0 only when the record reached vd_md_write_quorum(n) of the pool's n
+ * metadata copies; else -EIO (or another negative errno) and the state
+ * is unchanged (the sequence number is used up; see md.c). */
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
+/* Open needs Q = n/2 + 1 of the n metadata copies (the pool's VD_DEVF_MD
+ * devices, present or not); a commit is acknowledged when it reached
+ * W = n - Q + 1 of them (n=1: 1, n=2: 1, n=3: 2), so Q + W > n: every
+ * quorum that can open the pool holds every acknowledged commit. */
+static inline int vd_md_write_quorum(int n)
+{
+    return n <= 1 ? 1 : n - (n / 2 + 1) + 1;
+}
 /* Read all copies and build the state (pool devs must have fds/uuids from
  * the headers).  Repairs stale copies. */
 int vd_md_load(vd_pool *p);
