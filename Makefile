@@ -117,6 +117,7 @@ $(VDSIM): $(SIM_OBJS) $(LIBVD)
 	    $(addprefix -Wl$(comma)--wrap=,$(SIM_WRAP)) $(LIBS)
 
 check-sim: $(VDSIM)
+	$(VDSIM) --regress tests/sim/regress-pool.seeds --count 0 -j $(JOBS)
 	$(VDSIM) --regress tests/sim/regress.seeds --count $(SIM_COUNT) -j $(JOBS)
 
 soak: $(VDSIM)

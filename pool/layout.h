@@ -191,6 +191,11 @@ struct vd_pool {
     uint8_t uuid[16];
     uint64_t extent_size;
     uint64_t seq;            /* last committed sequence number */
+    /* seq of a commit that failed below the write quorum, while it is
+     * still p->seq (0: none): a copy holding that number with another
+     * state holds our own unacknowledged record, not another host's.
+     * Written and read under admin_lock (md.c, vd_pool_retry_devices). */
+    uint64_t unacked_seq;
     uint32_t ndevs;
     struct vd_dev *devs;     /* by idx */
     uint32_t nvols;
@@ -257,8 +262,11 @@ struct vd_opbuf {
 };
 void vd_opbuf_free(struct vd_opbuf *b);
 int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len);
-/* Commit ops durably to every metadata copy, then apply them (layout
- * records through the volume's md_apply).  Admin lock held. */
+/* Commit ops durably to the metadata copies, then apply them (layout
+ * records through the volume's md_apply).  Admin lock held.  0 only when
+ * the record reached the write quorum (pool_int.h vd_md_write_quorum) of
+ * the pool's metadata copies; else -EIO (or another negative errno) and
+ * the state is unchanged (the sequence number is used up; see md.c). */
 int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
 
 /* Extent allocation (planning: reads the state, changes nothing; the MAP

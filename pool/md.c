@@ -10,10 +10,29 @@
  *
  * A commit (admin_lock held throughout): zero the extents the ops newly map
  * and flush them (so a crash after the commit never shows old data through
- * the new mapping), write the record to every copy (FUA), then apply.  A
- * commit that failed on every copy still uses up its sequence number: the
- * record may have landed somewhere, and two different records must never
- * carry one number.
+ * the new mapping), write the record to every copy (FUA), then apply.
+ *
+ * Quorum intersection.  n is the number of metadata copies the pool has:
+ * its devices flagged VD_DEVF_MD in the state, present or not (at most
+ * VD_MAX_MD_COPIES).  Open needs Q = n/2 + 1 of them (pool.c); a commit is
+ * acknowledged (0, then applied) only when its record reached
+ * W = n - Q + 1 copies (vd_md_write_quorum: n=1: 1, n=2: 1, n=3: 2).
+ * Q + W > n, so every set of copies that can open the pool holds every
+ * acknowledged commit, and open sees the newest acknowledged state.  With
+ * n = 2 a commit to the one live copy is acknowledged (a 2-node mirror
+ * stays writable when a node dies); reopening then needs both copies or
+ * VD_OPEN_PARTIAL, which is what protects it.
+ *
+ * A commit below W fails (-EIO, naming the copies it did not reach) and
+ * the in-memory state is not changed.  It still uses up its sequence
+ * number: the record may have landed on some copies, and two different
+ * records must never carry one number.  Every copy then gets a
+ * checkpoint at the next commit (the copies that took the record hold
+ * ops the state does not have; the others have a gap), written into the
+ * half that does not hold the copy's last chain.  A record that landed
+ * on fewer than W copies may win at a later open (it is newest there):
+ * an unacknowledged commit may or may not survive, as after a crash
+ * during a commit; an acknowledged one always does.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -623,8 +642,12 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
     size_t delta_len, ckpt_len = 0;
     struct vd_opbuf cb = { 0 };
     uint64_t seq = p->seq + 1, half_size = VD_MD_SIZE / 2;
-    int ok = 0, tried = 0, r;
+    int ok = 0, n = 0, need, r;
+    uint64_t reached[(VD_MAX_DEVS + 63) / 64] = { 0 };
 
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        n += p->devs[i].used && (p->devs[i].flags & VD_DEVF_MD);
+    need = vd_md_write_quorum(n);
     if ((r = zero_new_extents(p, ops)) < 0)
         return r;
     r = vd_md_encode(p, VD_REC_DELTA, seq, ops, &delta, &delta_len);
@@ -634,7 +657,6 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
         struct vd_dev *d = &p->devs[i];
         if (!(d->flags & VD_DEVF_MD) || !d->bdev || d->state != VD_DEV_OK)
             continue;
-        tried++;
         if (d->md_half >= 0 && d->md_pos + delta_len <= half_size) {
             r = write_rec(d, delta, delta_len, d->md_half, d->md_pos);
         } else {
@@ -678,18 +700,35 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
                    p->name, d->name);
             continue;
         }
+        reached[i / 64] |= 1ull << (i % 64);
         ok++;
     }
-    if (!ok) {
-        /* The record may still have landed on some copy (a write that
-         * reported failure, a timed-out remote write that completes
-         * later): its sequence number is used up.  The next commit takes
-         * seq + 1 and, as every copy failed, writes a checkpoint into the
-         * other half; had it reused seq, a copy could hold two different
-         * records with one number and open would pick either. */
-        p->seq = seq;
-        vd_log(VD_LOG_ERR, "pool '%s': metadata commit failed on all %d copies",
-               p->name, tried);
+    if (ok < need) {
+        /* Below W: not acknowledged, the in-memory state is unchanged.
+         * The record may still have landed on some copy (those that took
+         * it, a write that reported failure, a timed-out remote write
+         * that completes later): its sequence number is used up.  Every
+         * copy gets a checkpoint at the next commit (seq + 1, into the
+         * half that does not hold its last chain): a delta would chain
+         * onto this record's ops, which the state does not have, or onto
+         * a gap.  Had the next commit reused seq, a copy could hold two
+         * different records with one number and open would pick either. */
+        char miss[1024] = "";
+        size_t ml = 0;
+        for (uint32_t i = 0; i < p->ndevs; i++) {
+            struct vd_dev *d = &p->devs[i];
+            if (!d->used || !(d->flags & VD_DEVF_MD))
+                continue;
+            if (!(reached[i / 64] & (1ull << (i % 64))) && ml < sizeof(miss))
+                ml += snprintf(miss + ml, sizeof(miss) - ml, "%s'%s'",
+                               ml ? ", " : "", d->name);
+            d->md_pos = half_size + 1;
+        }
+        p->seq = p->unacked_seq = seq;
+        vd_log(VD_LOG_ERR, "pool '%s': metadata commit (seq %llu) reached %d of "
+               "%d metadata copies, %d needed; not reached: %s; nothing "
+               "changed",
+               p->name, (unsigned long long)seq, ok, n, need, miss);
         r = -EIO;
         goto out;
     }

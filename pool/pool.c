@@ -13,9 +13,20 @@
  *   copies we cannot see (another host opened the pool from them): refuse
  *   with -ENODEV naming each missing copy, unless VD_OPEN_PARTIAL.  A copy
  *   at the winning number with another state is split brain: kept out
- *   (VD_DEV_FAILED), never overwritten; stale and corrupt copies are
- *   rewritten with a checkpoint into the half that does not hold their
- *   last chain.
+ *   (VD_DEV_FAILED), never overwritten; stale and corrupt copies (read,
+ *   and found older or with no valid chain) are rewritten with a
+ *   checkpoint into the half that does not hold their last chain.  A
+ *   copy whose header or metadata area cannot be read (one retry) is
+ *   missing, not corrupt: it may hold the newest commit, so it does not
+ *   count for the majority, is never overwritten at open, and its device
+ *   is retried later (below).
+ *
+ * Quorum intersection (see md.c): n is the number of metadata copies the
+ *   pool has (its VD_DEVF_MD devices in the state, present or not).  Open
+ *   needs Q = n/2 + 1 of them; a commit is acknowledged only when it
+ *   reached W = n - Q + 1 (n=1: 1, n=2: 1, n=3: 2).  Q + W > n, so the
+ *   copies open counts always include one holding the newest
+ *   acknowledged commit, and the highest sequence number wins.
  *
  * A device that returns (vd_pool_retry_devices, background thread)
  *   Opened and its header and metadata read without any lock (a remote
@@ -23,7 +34,10 @@
  *   serialises it with every commit: a copy newer than p->seq, or as new
  *   with another state, is split brain (kept out, never retried until the
  *   pool is reopened, never overwritten); an equal copy rejoins as it is;
- *   an older one is repaired by a checkpoint before the device is used. */
+ *   an older one is repaired by a checkpoint before the device is used.
+ *   Exception: at p->seq == p->unacked_seq (our own last commit failed
+ *   below W) another state there is that unacknowledged record: the copy
+ *   rejoins and gets a checkpoint at the next commit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -505,8 +519,12 @@ void vd_pool_retry_devices(vd_pool *p)
         int nh = newest_half(seq);
         vd_admin_lock(p);
         bool split = seq[nh] > p->seq;
-        bool same = false;
-        if (md && seq[nh] == p->seq && seq[nh] > 0) {
+        bool same = false, ours = false;
+        if (md && seq[nh] == p->seq && seq[nh] == p->unacked_seq) {
+            /* our own commit that failed below the write quorum: every
+             * copy gets a checkpoint at the next commit (md.c) */
+            ours = true;
+        } else if (md && seq[nh] == p->seq && seq[nh] > 0) {
             if (chain_state(p->name, p->uuid, p->extent_size,
                             md + nh * (VD_MD_SIZE / 2), end[nh], &cs) < 0 ||
                 vd_state_serialize(p, &ps) < 0) {
@@ -542,6 +560,9 @@ void vd_pool_retry_devices(vd_pool *p)
             if (same) {
                 d->md_half = nh;
                 d->md_pos = end[nh];
+            } else if (ours) {
+                d->md_half = nh;
+                d->md_pos = VD_MD_SIZE / 2 + 1;
             } else if (d->flags & VD_DEVF_MD) {
                 /* stale: a checkpoint into the half that does not hold
                  * its newest chain */
@@ -710,7 +731,15 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         if ((od[i].err = vd_bdev_open(c, 0, 0, &od[i].b, od[i].msg,
                                       sizeof(od[i].msg))) < 0)
             continue;
-        if (read_hdr(od[i].b, &od[i].h) < 0 || !hdr_valid(&od[i].h)) {
+        int hr = read_hdr(od[i].b, &od[i].h);
+        if (hr < 0)
+            hr = read_hdr(od[i].b, &od[i].h); /* one retry */
+        if (hr < 0) {
+            snprintf(od[i].msg, sizeof(od[i].msg), "its header cannot be read: %s",
+                     strerror(-hr));
+            continue;
+        }
+        if (!hdr_valid(&od[i].h)) {
             snprintf(od[i].msg, sizeof(od[i].msg), "%s has no valid vdlvm header",
                      c->path ? c->path : c->iscsi_url);
             continue;
@@ -778,8 +807,21 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             r = -ENOMEM;
             goto out;
         }
-        if (od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET) < 0)
-            memset(od[i].md, 0, VD_MD_SIZE);
+        /* A copy that cannot be read is missing, not corrupt: it may
+         * hold the newest commit.  It does not count for the majority
+         * and is never overwritten here (the device is retried later and
+         * compared before it is touched: vd_pool_retry_devices). */
+        int e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+        if (e < 0)
+            e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+        if (e < 0) {
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "its metadata area cannot be read: %s", strerror(-e));
+            od[i].valid = false;
+            free(od[i].md);
+            od[i].md = NULL;
+            continue;
+        }
         for (int h = 0; h < 2; h++) {
             od[i].seq[h] = vd_md_scan_half(uuid, od[i].md + h * half_size,
                                            half_size, &od[i].ckpt[h], &od[i].end[h]);
@@ -948,7 +990,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             if (write_checkpoint(p, d, other) == 0)
                 vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' was "
                        "%s (seq %llu, newest %llu); repaired",
-                       conf->name, d->name, od[i].seq[h] ? "stale" : "missing or corrupt",
+                       conf->name, d->name, od[i].seq[h] ? "stale" : "corrupt (no valid chain)",
                        (unsigned long long)od[i].seq[h], (unsigned long long)p->seq);
         }
     }

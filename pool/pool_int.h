@@ -171,6 +171,15 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b);
 /* Apply one op list to the pool state; -EINVAL (message logged) if it is
  * inconsistent with the state. */
 int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops);
+/* Open needs Q = n/2 + 1 of the n metadata copies (the pool's VD_DEVF_MD
+ * devices, present or not); a commit (vd_md_commit, layout.h) is
+ * acknowledged when it reached W = n - Q + 1 of them (n=1: 1, n=2: 1,
+ * n=3: 2), so Q + W > n: every quorum that can open the pool holds every
+ * acknowledged commit. */
+static inline int vd_md_write_quorum(int n)
+{
+    return n <= 1 ? 1 : n - (n / 2 + 1) + 1;
+}
 /* Read all copies and build the state (pool devs must have fds/uuids from
  * the headers).  Repairs stale copies. */
 int vd_md_load(vd_pool *p);

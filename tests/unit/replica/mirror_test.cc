@@ -77,6 +77,9 @@ struct FaultBdev {
     struct vd_bdev b;
     struct vd_bdev *inner;
     int broken;
+    int spare_md;   // with broken: the metadata area still works (a leg's
+                    // data fails while the pool can record it: the write
+                    // quorum of the metadata copies is met)
     int bad_reads;  // reads fail, writes work (a bad sector rewritten)
     int fail_flush; // flushes fail
     int nowait_ok;  // NOWAIT I/O is served (a page-cache hit), else -EAGAIN
@@ -114,7 +117,9 @@ int f_pwrite(struct vd_bdev *b, const void *buf, size_t len, uint64_t off, unsig
     }
     __atomic_add_fetch(&f->writes, 1, __ATOMIC_RELAXED);
     f->gate.Pass(G_WRITE, off, len, false);
-    if (__atomic_load_n(&f->broken, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&f->broken, __ATOMIC_ACQUIRE) &&
+        !(__atomic_load_n(&f->spare_md, __ATOMIC_ACQUIRE) &&
+          off >= VD_MD_OFFSET && off + len <= VD_MD_OFFSET + VD_MD_SIZE))
         return -EIO;
     uint64_t lo = __atomic_load_n(&f->fail_lo, __ATOMIC_ACQUIRE);
     uint64_t hi = __atomic_load_n(&f->fail_hi, __ATOMIC_ACQUIRE);
@@ -677,6 +682,9 @@ TEST_F(MirrorTest, WriteFailsOnEveryLeg_LastInSyncLegKept)
     ASSERT_EQ(vd_vol_pwrite(v, base.data(), base.size(), 0, 0), 0);
     FaultBdev *f0 = Wrap(p, LegDev(p, 0));
     FaultBdev *f1 = Wrap(p, LegDev(p, 1));
+    // The pool must be able to record the leg failure: its metadata
+    // copies on these devices keep working (write quorum 2 of 3).
+    f0->spare_md = f1->spare_md = 1;
     __atomic_store_n(&f0->broken, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&f1->broken, 1, __ATOMIC_RELEASE);
     auto w = Pattern(8192, 5);
@@ -1307,6 +1315,7 @@ TEST_F(MirrorSafety, Resync_RateLimited_TargetFailsAndReturns_CopiedAgain)
     ASSERT_TRUE(WaitClean(p));
     f1 = Wrap(p, LegDev(p, 1));
     FaultBdev *f2 = Wrap(p, LegDev(p, 2));
+    f1->spare_md = f2->spare_md = 1; // leg failures can be recorded
     __atomic_store_n(&f1->broken, 1, __ATOMIC_RELEASE);
     __atomic_store_n(&f2->broken, 1, __ATOMIC_RELEASE);
     auto w = Pattern(1 << 20, 41);
