@@ -68,8 +68,9 @@ wait_in_sync $PV 120
 load_bg
 saved=$tgtd_ctl
 tgtd_ctl=$b_ctl
-tgt_lun_delete 1 1 || tgt_adm --lld iscsi --mode logicalunit --op delete --tid 1 --lun 1 ||
-    fail "cannot delete nodeb's LUN"
+# tgt refuses to delete an LU while a command is queued on it ("still
+# active"), which under the load is often: retry, bounded.
+wait_for 20 tgt_lun_delete 1 1 || fail "cannot delete nodeb's LUN"
 tgtd_ctl=$saved
 note "nodeb's LUN deleted (under a write load)"
 wait "$load_pid" || note "vdload: $(cat "$tmp/load.err")"
