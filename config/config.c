@@ -21,14 +21,15 @@
 
 #define VD_DEFAULT_TIMEOUT_MS 30000u
 #define VD_ISCSI_PORT_DEFAULT 3260u
-#define VD_ISCSI_LUN_MAX 16383u    /* flat space addressing */
-#define CONF_FILE_MAX (1u << 20)   /* a pool definition is a few KiB */
-#define CONF_DEVS_MAX 1024u
+#define VD_ISCSI_LUN_MAX      16383u     /* flat space addressing */
+#define CONF_FILE_MAX         (1u << 20) /* a pool definition is a few KiB */
+#define CONF_DEVS_MAX         1024u
 
-#define NAME_RULE "use 1-63 characters of A-Z a-z 0-9 _ . - not starting with '.' or '-'"
+#define NAME_RULE \
+    "use 1-63 characters of A-Z a-z 0-9 _ . - not starting with '.' or '-'"
 #define SIZE_RULE VD_SIZE_RULE
-#define TOP_KEYS "pool, extent_size, devices"
-#define DEV_KEYS "name, path, size, node, iscsi, chap, timeout"
+#define TOP_KEYS  "pool, extent_size, devices"
+#define DEV_KEYS  "name, path, size, node, iscsi, chap, timeout"
 #define CHAP_KEYS "user, secret_file"
 
 static char *resolve_path(const char *path);
@@ -39,8 +40,8 @@ static const struct {
     const char *suffix;
     unsigned shift;
 } size_units[] = {
-    {"", 0},    {"B", 0},   {"K", 10},   {"KiB", 10}, {"M", 20},
-    {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40},   {"TiB", 40},
+    { "", 0 },     { "B", 0 },  { "K", 10 },   { "KiB", 10 }, { "M", 20 },
+    { "MiB", 20 }, { "G", 30 }, { "GiB", 30 }, { "T", 40 },   { "TiB", 40 },
 };
 
 static bool is_digit(char c)
@@ -129,7 +130,7 @@ int vd_size_parse(const char *s, uint64_t *out)
 
 void vd_size_exact(uint64_t bytes, char *buf, size_t len)
 {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
     unsigned u = 0;
 
     if (!buf || len == 0)
@@ -182,7 +183,7 @@ int vd_size_parse_max(const char *s, uint64_t max, uint64_t *out, char *msg,
 
 void vd_size_format(uint64_t bytes, char *buf, size_t len)
 {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
     unsigned u = 0;
     uint64_t unit, whole, frac, hundredths;
 
@@ -204,7 +205,7 @@ void vd_size_format(uint64_t bytes, char *buf, size_t len)
         whole++;
         hundredths = 0;
         if (whole == 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-            whole = 1;  /* 1023.999KiB reads better as 1MiB */
+            whole = 1; /* 1023.999KiB reads better as 1MiB */
             u++;
         }
     }
@@ -255,8 +256,8 @@ static bool name_ok(const char *s, size_t len)
     for (i = 0; i < len; i++) {
         char c = s[i];
 
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              is_digit(c) || c == '_' || c == '.' || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
+              c == '_' || c == '.' || c == '-'))
             return false;
     }
     return true;
@@ -280,17 +281,16 @@ struct ctx {
 struct devkey {
     const char *name;
     int name_line, name_col;
-    char *real;             /* realpath() or the literal path */
+    char *real; /* realpath() or the literal path */
     bool have_st;
     dev_t st_dev;
     ino_t st_ino;
-    char *url_key;          /* host:port/target/lun, host lowercased */
-    int key_line, key_col;  /* where path / iscsi was given */
+    char *url_key;         /* host:port/target/lun, host lowercased */
+    int key_line, key_col; /* where path / iscsi was given */
 };
 
-__attribute__((format(printf, 4, 5))) static int fail_at(struct ctx *c, int line,
-                                                         int col,
-                                                         const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static int
+fail_at(struct ctx *c, int line, int col, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -306,8 +306,8 @@ __attribute__((format(printf, 4, 5))) static int fail_at(struct ctx *c, int line
     return -EINVAL;
 }
 
-#define fail(c, node, ...)                                                    \
-    fail_at((c), (int)(node)->start_mark.line + 1,                            \
+#define fail(c, node, ...)                         \
+    fail_at((c), (int)(node)->start_mark.line + 1, \
             (int)(node)->start_mark.column + 1, __VA_ARGS__)
 
 /* Quote user text for a one-line message: at most 64 characters, control
@@ -326,7 +326,7 @@ static const char *show(const yaml_node_t *n, char *buf, size_t len)
     buf[o] = '\0';
     return buf;
 }
-#define SHOW(n) show((n), (char[80]){0}, 80)
+#define SHOW(n) show((n), (char[80]){ 0 }, 80)
 
 static const char *kind_name(const yaml_node_t *n)
 {
@@ -488,8 +488,8 @@ static int parse_url(struct ctx *c, const char *what, yaml_node_t *v,
     unsigned long port = VD_ISCSI_PORT_DEFAULT, lun = 0;
     int n;
 
-#define BAD_URL(why)                                                          \
-    fail(c, v,                                                                \
+#define BAD_URL(why)                                                         \
+    fail(c, v,                                                               \
          "%sbad iscsi URL '%s': %s; use iscsi://host[:port]/target-iqn/lun", \
          what, SHOW(v), why)
 
@@ -609,7 +609,7 @@ static void dev_clear(struct vd_conf_dev *d)
 static int parse_chap(struct ctx *c, const char *what, yaml_node_t *k,
                       yaml_node_t *v, struct vd_conf_dev *d)
 {
-    static const char *const keys[] = {"user", "secret_file", NULL};
+    static const char *const keys[] = { "user", "secret_file", NULL };
     yaml_node_t *kn[2], *vals[2];
     char w[160];
     const char *s = NULL;
@@ -647,8 +647,8 @@ enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_NKEYS };
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = {"name",  "path", "size",    "node",
-                                       "iscsi", "chap", "timeout", NULL};
+    static const char *const keys[] = { "name",  "path", "size",    "node",
+                                        "iscsi", "chap", "timeout", NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -672,8 +672,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
             val->type == YAML_SCALAR_NODE &&
             name_ok((const char *)val->data.scalar.value,
                     val->data.scalar.length)) {
-            snprintf(what, sizeof(what), "device '%s': ",
-                     (const char *)val->data.scalar.value);
+            snprintf(what, sizeof(what),
+                     "device '%s': ", (const char *)val->data.scalar.value);
             break;
         }
     }
@@ -701,8 +701,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
             kn[K_PATH]->start_mark.index > kn[K_ISCSI]->start_mark.index
                 ? kn[K_PATH]
                 : kn[K_ISCSI];
-        return fail(c, second,
-                    "%shas both path and iscsi; give exactly one", what);
+        return fail(c, second, "%shas both path and iscsi; give exactly one",
+                    what);
     }
     if (!kn[K_PATH] && !kn[K_ISCSI])
         return fail(c, dn,
@@ -903,10 +903,10 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
         bool same = false;
 
         if (dk[i].real && dk[j].real)
-            same = !strcmp(dk[i].real, dk[j].real) ||
-                   (dk[i].have_st && dk[j].have_st &&
-                    dk[i].st_dev == dk[j].st_dev &&
-                    dk[i].st_ino == dk[j].st_ino);
+            same =
+                !strcmp(dk[i].real, dk[j].real) ||
+                (dk[i].have_st && dk[j].have_st &&
+                 dk[i].st_dev == dk[j].st_dev && dk[i].st_ino == dk[j].st_ino);
         else if (dk[i].url_key && dk[j].url_key)
             same = !strcmp(dk[i].url_key, dk[j].url_key);
         if (same)
@@ -921,7 +921,8 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = {"pool", "extent_size", "devices", NULL};
+    static const char *const keys[] = { "pool", "extent_size", "devices",
+                                        NULL };
     yaml_node_t *kn[3], *v[3], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
@@ -967,8 +968,7 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
                     "pool");
     devs = v[2];
     if (is_null(devs))
-        return fail(c, kn[2],
-                    "devices has no value; list at least one device");
+        return fail(c, kn[2], "devices has no value; list at least one device");
     if (devs->type != YAML_SEQUENCE_NODE)
         return fail(c, devs,
                     "devices must be a sequence of device mappings, not %s",
@@ -1047,7 +1047,8 @@ static int syntax_error(struct ctx *c, yaml_parser_t *p, const char *buf,
     line = (int)p->problem_mark.line + 1;
     col = (int)p->problem_mark.column + 1;
     if (p->context)
-        return fail_at(c, line, col, "invalid YAML: %s (%s at line %d, "
+        return fail_at(c, line, col,
+                       "invalid YAML: %s (%s at line %d, "
                        "column %d)",
                        p->problem ? p->problem : "syntax error", p->context,
                        (int)p->context_mark.line + 1,
@@ -1073,9 +1074,9 @@ void vd_conf_free(struct vd_conf_pool *conf)
 int vd_conf_parse(const char *file, const char *buf, size_t len,
                   struct vd_conf_pool **out, char *err, size_t errlen)
 {
-    struct ctx c = {.file = file ? file : "<config>",
-                    .err = err,
-                    .errlen = errlen};
+    struct ctx c = { .file = file ? file : "<config>",
+                     .err = err,
+                     .errlen = errlen };
     yaml_parser_t parser;
     yaml_document_t doc, extra;
     struct vd_conf_pool *conf = NULL;
@@ -1098,8 +1099,9 @@ int vd_conf_parse(const char *file, const char *buf, size_t len,
     c.doc = &doc;
     root = yaml_document_get_root_node(&doc);
     if (!root) {
-        rc = fail_at(&c, 1, 1,
-                     "the file is empty; expected a mapping with keys " TOP_KEYS);
+        rc = fail_at(
+            &c, 1, 1,
+            "the file is empty; expected a mapping with keys " TOP_KEYS);
         goto out;
     }
     /* one pool per file: a second document is an error, not ignored */

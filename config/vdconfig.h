@@ -13,9 +13,9 @@
 extern "C" {
 #endif
 
-#define VD_NAME_MAX 63          /* pool, device, volume, node names */
+#define VD_NAME_MAX            63 /* pool, device, volume, node names */
 #define VD_EXTENT_SIZE_DEFAULT (4ULL << 20)
-#define VD_EXTENT_SIZE_MIN (1ULL << 20)
+#define VD_EXTENT_SIZE_MIN     (1ULL << 20)
 
 /* One device of a pool.  Exactly one of path / iscsi_url is set. */
 struct vd_conf_dev {
@@ -33,9 +33,9 @@ struct vd_conf_dev {
 };
 
 struct vd_conf_pool {
-    char *file;             /* path the definition was read from */
-    char *name;             /* pool name */
-    uint64_t extent_size;   /* bytes, power of two >= 1 MiB; default 4 MiB */
+    char *file;           /* path the definition was read from */
+    char *name;           /* pool name */
+    uint64_t extent_size; /* bytes, power of two >= 1 MiB; default 4 MiB */
     size_t ndevs;
     struct vd_conf_dev *devs;
 };
@@ -49,9 +49,9 @@ struct vd_conf_pool {
  *   "1.3KiB" (1331.2 bytes) is not.  No sign, no exponent, no hex.
  *
  * VD_SIZE_RULE says it in one line for messages and --help. */
-#define VD_SIZE_RULE                                                          \
-    "use a whole number of bytes or a number with a unit B, KiB, MiB, GiB, "  \
-    "TiB (or K, M, G, T; binary), e.g. 200MiB or 1.5GiB (a fraction must "    \
+#define VD_SIZE_RULE                                                         \
+    "use a whole number of bytes or a number with a unit B, KiB, MiB, GiB, " \
+    "TiB (or K, M, G, T; binary), e.g. 200MiB or 1.5GiB (a fraction must "   \
     "come to whole bytes)"
 
 /* Parse s by the rule above.  Returns 0 (*out set), -EINVAL (not a size)

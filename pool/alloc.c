@@ -19,9 +19,8 @@ uint64_t vd_extent_free_count(const vd_pool *p, const bool *allowed)
 /* Append to ops the MAP runs that give logical extents [le, le+count) of
  * leg `leg` of volume `vol` free physical extents, filling devices in pool
  * order.  Reads the state, changes nothing.  -ENOSPC if too few. */
-int vd_extent_plan_on(const vd_pool *p, uint32_t vol, uint32_t leg,
-                      uint64_t le, uint64_t count, struct vd_opbuf *ops,
-                      const bool *allowed)
+int vd_extent_plan_on(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
+                      uint64_t count, struct vd_opbuf *ops, const bool *allowed)
 {
     int r;
 
@@ -100,12 +99,13 @@ int vd_extent_plan(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
 int vd_extent_no_space(const vd_pool *p, const char *name, uint64_t need)
 {
     uint64_t have = vd_extent_free_count(p, NULL);
-    vd_log(VD_LOG_ERR, "volume '%s/%s': needs %llu extents (%llu MiB) but the "
-           "pool has %llu free (%llu MiB); add devices or choose a smaller size",
-           p->name, name, (unsigned long long)need,
-           (unsigned long long)(need * (p->extent_size >> 20)),
-           (unsigned long long)have,
-           (unsigned long long)(have * (p->extent_size >> 20)));
+    vd_log(
+        VD_LOG_ERR,
+        "volume '%s/%s': needs %llu extents (%llu MiB) but the "
+        "pool has %llu free (%llu MiB); add devices or choose a smaller size",
+        p->name, name, (unsigned long long)need,
+        (unsigned long long)(need * (p->extent_size >> 20)),
+        (unsigned long long)have,
+        (unsigned long long)(have * (p->extent_size >> 20)));
     return -ENOSPC;
 }
-

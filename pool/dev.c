@@ -63,8 +63,8 @@ struct file_bdev {
      * answers EOPNOTSUPP once (then never tried again; atomic). */
     int in_memory;
     int nowait_read, nowait_write;
-    bool is_blk;  /* block device: BLKZEROOUT */
-    bool sparse;  /* file with holes at open: zero by punching holes */
+    bool is_blk; /* block device: BLKZEROOUT */
+    bool sparse; /* file with holes at open: zero by punching holes */
 };
 
 static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
@@ -287,7 +287,8 @@ static void io_error(struct vd_dev *d, const char *what, size_t len,
     if (!vd_dev_log_ok(d))
         return;
     if (d->log_suppressed)
-        vd_log(VD_LOG_ERR, "device '%s': %s of %zu bytes at %llu failed: %s "
+        vd_log(VD_LOG_ERR,
+               "device '%s': %s of %zu bytes at %llu failed: %s "
                "(and %llu more I/O errors in the last second)",
                d->name, what, len, (unsigned long long)off, strerror(-err),
                (unsigned long long)d->log_suppressed);

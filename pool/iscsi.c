@@ -132,16 +132,17 @@
 #include "owner.h"
 #include "pool_int.h"
 
-#define BLOCK 512u
-#define MAX_CHUNK (1u << 20)     /* largest command we issue */
+#define BLOCK          512u
+#define MAX_CHUNK      (1u << 20) /* largest command we issue */
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 5000
-#define POLL_SLICE_MS 100        /* the event loop's longest sleep */
-#define UA_RETRIES 5
-#define SECRET_MAX 256
-#define WS_MAX_CHUNK (8u << 20)  /* largest WRITE SAME we issue (tgt writes
+#define POLL_SLICE_MS  100 /* the event loop's longest sleep */
+#define UA_RETRIES     5
+#define SECRET_MAX     256
+#define WS_MAX_CHUNK \
+    (8u << 20)         /* largest WRITE SAME we issue (tgt writes
                                     it block by block: keep it short) */
-#define PR_KEYS_MAX 64           /* registrations read with READ KEYS */
+#define PR_KEYS_MAX 64 /* registrations read with READ KEYS */
 
 enum conn_state { ST_CONNECTED, ST_RECONNECTING, ST_FAILED };
 enum req_op { OP_READ, OP_WRITE, OP_FLUSH, OP_ZERO };
@@ -152,10 +153,10 @@ struct req {
     size_t len;
     uint64_t off;
     unsigned flags;
-    uint64_t deadline;       /* monotonic ms */
+    uint64_t deadline; /* monotonic ms */
     /* event thread only */
-    uint32_t left;           /* commands not yet completed */
-    int err;                 /* first error */
+    uint32_t left; /* commands not yet completed */
+    int err;       /* first error */
     /* under ib->lock */
     bool done;
     pthread_cond_t cond;
@@ -171,57 +172,57 @@ struct chunk {
     uint32_t len;
     int retries;
     uint64_t deadline;
-    struct scsi_iovec iov;   /* the caller's buffer, until completion */
+    struct scsi_iovec iov; /* the caller's buffer, until completion */
     struct chunk *prev, *next;
 };
 
 struct sync_cmd {
     bool done;
     int status;
-    uint32_t tmf_response;   /* task management: RFC 7143 11.6.1 */
+    uint32_t tmf_response; /* task management: RFC 7143 11.6.1 */
     struct scsi_task *task;
 };
 
 struct iscsi_bdev {
     struct vd_bdev b;
     char name[VD_NAME_MAX + 1];
-    char *url;               /* as configured; never carries a secret */
+    char *url; /* as configured; never carries a secret */
     char *portal, *target;
     int lun;
     char *chap_user, *chap_secret_file;
     char initiator[256];
     uint32_t timeout_ms, keepalive_ms;
-    uint32_t max_chunk;      /* bytes, multiple of BLOCK */
-    uint32_t isid;           /* kept across reconnects */
-    char host[64];           /* vd_owner_host() */
-    uint64_t pr_key;         /* vd_owner_key(host); set before any login */
-    int ws_unsupported;      /* atomic: WRITE SAME refused, write zeroes */
-    int wrote;               /* atomic: a write or zero was submitted */
+    uint32_t max_chunk; /* bytes, multiple of BLOCK */
+    uint32_t isid;      /* kept across reconnects */
+    char host[64];      /* vd_owner_host() */
+    uint64_t pr_key;    /* vd_owner_key(host); set before any login */
+    int ws_unsupported; /* atomic: WRITE SAME refused, write zeroes */
+    int wrote;          /* atomic: a write or zero was submitted */
 
     /* lock protects state, since, cause, queue, stopping and req->done */
     pthread_mutex_t lock;
     enum conn_state state;
-    time_t since;            /* wall clock of the first failure */
+    time_t since; /* wall clock of the first failure */
     char cause[200];
     struct req *qhead, *qtail;
     bool stopping;
 
-    int wake_fd;             /* eventfd: queue or stopping changed */
+    int wake_fd; /* eventfd: queue or stopping changed */
     pthread_t thread;
     bool thread_started;
 
     /* event thread only (before the thread starts: the opening thread) */
     struct iscsi_context *ctx;
-    struct chunk *inflight;  /* commands issued, not completed */
+    struct chunk *inflight; /* commands issued, not completed */
     struct chunk *inflight_tail;
-    int down_err;            /* error for commands cancelled by teardown */
+    int down_err; /* error for commands cancelled by teardown */
     uint32_t backoff_ms;
     uint64_t next_retry;
     uint64_t last_activity;
     bool nop_pending;
     uint64_t nop_deadline;
-    int sock_err;            /* socket error seen while logging in */
-    bool connect_done;       /* full_connect_async callback */
+    int sock_err;      /* socket error seen while logging in */
+    bool connect_done; /* full_connect_async callback */
     int connect_status;
     /* event thread only (opening thread before it starts), set by
      * session_open */
@@ -279,20 +280,24 @@ static int read_secret(const char *file, char *buf, size_t len, char **tuser,
         return -e;
     }
     if (!S_ISREG(st.st_mode)) {
-        snprintf(msg, msglen, "chap.secret_file %s is not a regular file", file);
+        snprintf(msg, msglen, "chap.secret_file %s is not a regular file",
+                 file);
         close(fd);
         return -EINVAL;
     }
     if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        snprintf(msg, msglen, "chap.secret_file %s is owned by uid %u, not by "
-                 "root; chown root %s", file, (unsigned)st.st_uid, file);
+        snprintf(msg, msglen,
+                 "chap.secret_file %s is owned by uid %u, not by "
+                 "root; chown root %s",
+                 file, (unsigned)st.st_uid, file);
         close(fd);
         return -EPERM;
     }
     if (st.st_mode & 077) {
-        snprintf(msg, msglen, "chap.secret_file %s is accessible by others "
-                 "(mode %03o); chmod 600 %s", file,
-                 (unsigned)(st.st_mode & 0777), file);
+        snprintf(msg, msglen,
+                 "chap.secret_file %s is accessible by others "
+                 "(mode %03o); chmod 600 %s",
+                 file, (unsigned)(st.st_mode & 0777), file);
         close(fd);
         return -EPERM;
     }
@@ -314,8 +319,10 @@ static int read_secret(const char *file, char *buf, size_t len, char **tuser,
             if (*l2) {
                 char *sp = strchr(l2, ' ');
                 if (!sp || !sp[1 + strspn(sp + 1, " ")]) {
-                    snprintf(msg, msglen, "chap.secret_file %s: line 2 must be "
-                             "\"TARGET_USER TARGET_SECRET\" (mutual CHAP)", file);
+                    snprintf(msg, msglen,
+                             "chap.secret_file %s: line 2 must be "
+                             "\"TARGET_USER TARGET_SECRET\" (mutual CHAP)",
+                             file);
                     return -EINVAL;
                 }
                 *sp = 0;
@@ -325,8 +332,10 @@ static int read_secret(const char *file, char *buf, size_t len, char **tuser,
         }
     }
     if (!buf[0]) {
-        snprintf(msg, msglen, "chap.secret_file %s is empty; write the secret "
-                 "on its first line", file);
+        snprintf(msg, msglen,
+                 "chap.secret_file %s is empty; write the secret "
+                 "on its first line",
+                 file);
         return -EINVAL;
     }
     return 0;
@@ -381,7 +390,6 @@ static int ctx_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     return 0;
 }
 
-
 static void sync_cb(struct iscsi_context *ctx, int status, void *data,
                     void *priv)
 {
@@ -426,7 +434,8 @@ static int run_probe(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     int r;
 
     if (!s->task) {
-        snprintf(msg, msglen, "%s of %s: %s", what, ib->url, iscsi_get_error(ctx));
+        snprintf(msg, msglen, "%s of %s: %s", what, ib->url,
+                 iscsi_get_error(ctx));
         return -ENOTCONN;
     }
     r = ctx_wait(ib, ctx, &s->done, deadline);
@@ -466,7 +475,8 @@ static int cmd_wait(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     int r;
 
     if (!s->task) {
-        snprintf(msg, msglen, "%s of %s: %s", what, ib->url, iscsi_get_error(ctx));
+        snprintf(msg, msglen, "%s of %s: %s", what, ib->url,
+                 iscsi_get_error(ctx));
         return -ENOTCONN;
     }
     r = ctx_wait(ib, ctx, &s->done, deadline);
@@ -517,15 +527,17 @@ static int pr_in(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
     for (int i = 0;; i++) {
         memset(sp, 0, sizeof(*sp));
         sp->task = iscsi_persistent_reserve_in_task(ctx, ib->lun, sa,
-                                                  (uint16_t)cap, sync_cb, sp);
+                                                    (uint16_t)cap, sync_cb, sp);
         r = cmd_wait(ib, ctx, sp, "PERSISTENT RESERVE IN", deadline, msg,
                      msglen);
         if (r != CMD_UA || i >= UA_RETRIES)
             break;
     }
     if (r == CMD_UA) {
-        snprintf(msg, msglen, "PERSISTENT RESERVE IN of %s: unit attention "
-                 "after %d retries", ib->url, UA_RETRIES);
+        snprintf(msg, msglen,
+                 "PERSISTENT RESERVE IN of %s: unit attention "
+                 "after %d retries",
+                 ib->url, UA_RETRIES);
         return -EIO;
     }
     if (r != CMD_GOOD)
@@ -544,7 +556,8 @@ static int pr_out(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
                   char *msg, size_t msglen)
 {
     struct scsi_persistent_reserve_out_basic p = {
-        .reservation_key = key, .service_action_reservation_key = sa_key,
+        .reservation_key = key,
+        .service_action_reservation_key = sa_key,
     };
     /* In ib, not on the stack: libiscsi calls the callbacks of pending
      * commands when the caller destroys the context, after we return. */
@@ -562,8 +575,10 @@ static int pr_out(struct iscsi_bdev *ib, struct iscsi_context *ctx, int sa,
             break;
     }
     if (r == CMD_UA) {
-        snprintf(msg, msglen, "PERSISTENT RESERVE OUT of %s: unit attention "
-                 "after %d retries", ib->url, UA_RETRIES);
+        snprintf(msg, msglen,
+                 "PERSISTENT RESERVE OUT of %s: unit attention "
+                 "after %d retries",
+                 ib->url, UA_RETRIES);
         return -EIO;
     }
     if (r == CMD_GOOD)
@@ -582,8 +597,10 @@ static int read_reservation(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     if (r != CMD_GOOD)
         return r;
     if (vd_pr_parse_reservation(buf, len, held, key, type) < 0) {
-        snprintf(msg, msglen, "PERSISTENT RESERVE IN of %s: short answer "
-                 "(%zu bytes)", ib->url, len);
+        snprintf(msg, msglen,
+                 "PERSISTENT RESERVE IN of %s: short answer "
+                 "(%zu bytes)",
+                 ib->url, len);
         return -EIO;
     }
     return CMD_GOOD;
@@ -597,22 +614,24 @@ static bool all_registrants(uint8_t type)
 static void holder_str(uint64_t key, uint8_t type, char *buf, size_t len)
 {
     if (all_registrants(type))
-        snprintf(buf, len, "every registered initiator (an all-registrants "
-                 "reservation, type %u, not made by vdlvm)", type);
+        snprintf(buf, len,
+                 "every registered initiator (an all-registrants "
+                 "reservation, type %u, not made by vdlvm)",
+                 type);
     else
         vd_owner_key_describe(key, buf, len);
 }
 
-#define PR_FAIL(what)                                                        \
-    do {                                                                     \
-        if (r >= 0 && r != CMD_GOOD) {                                       \
-            if (r == CMD_CONFLICT)                                           \
-                snprintf(msg, msglen, "%s on %s: RESERVATION CONFLICT",      \
-                         what, ib->url);                                     \
-            r = -EIO;                                                        \
-        }                                                                    \
-        if (r < 0)                                                           \
-            return r;                                                        \
+#define PR_FAIL(what)                                                         \
+    do {                                                                      \
+        if (r >= 0 && r != CMD_GOOD) {                                        \
+            if (r == CMD_CONFLICT)                                            \
+                snprintf(msg, msglen, "%s on %s: RESERVATION CONFLICT", what, \
+                         ib->url);                                            \
+            r = -EIO;                                                         \
+        }                                                                     \
+        if (r < 0)                                                            \
+            return r;                                                         \
     } while (0)
 
 /* Take or check this host's reservation on the LUN (takeover: preempt
@@ -622,7 +641,8 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
                     bool takeover, uint64_t deadline, char *msg, size_t msglen,
                     bool *permanent)
 {
-    const int WERO = SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY;
+    const int WERO =
+        SCSI_PERSISTENT_RESERVE_TYPE_WRITE_EXCLUSIVE_REGISTRANTS_ONLY;
     uint8_t kbuf[8 + 8 * PR_KEYS_MAX];
     uint64_t keys[PR_KEYS_MAX], hkey = 0;
     size_t klen = 0, nkeys = 0;
@@ -636,13 +656,17 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     r = read_reservation(ib, ctx, &held, &hkey, &htype, deadline, msg, msglen);
     if (r == CMD_ILLEGAL) {
         if (!ib->pr_unsupported)
-            vd_log(VD_LOG_WARN, "device '%s': %s does not support persistent "
+            vd_log(VD_LOG_WARN,
+                   "device '%s': %s does not support persistent "
                    "reservations (%s): nothing stops another host from "
-                   "opening this pool at the same time", ib->name, ib->url, msg);
+                   "opening this pool at the same time",
+                   ib->name, ib->url, msg);
         ib->pr_unsupported = true;
         msg[0] = 0;
-        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "%s has no persistent "
-                 "reservations: nothing to take over", ib->url);
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg),
+                 "%s has no persistent "
+                 "reservations: nothing to take over",
+                 ib->url);
         return 0;
     }
     PR_FAIL("READ RESERVATION");
@@ -650,21 +674,26 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     holder_str(hkey, htype, who, sizeof(who));
     if (other && !takeover) {
         /* No URL: callers name the device, and pool.c keeps 256 bytes. */
-        snprintf(msg, msglen, "reserved by %s, the owner of the pool (one "
+        snprintf(msg, msglen,
+                 "reserved by %s, the owner of the pool (one "
                  "host writes a pool at a time); if that host is gone for "
-                 "good, run 'vdlvm pool takeover POOL' on this host", who);
+                 "good, run 'vdlvm pool takeover POOL' on this host",
+                 who);
         *permanent = true;
         return -EBUSY;
     }
-    r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_REGISTER_AND_IGNORE_EXISTING_KEY,
-               0, 0, ib->pr_key, deadline, msg, msglen);
+    r = pr_out(ib, ctx,
+               SCSI_PERSISTENT_RESERVE_REGISTER_AND_IGNORE_EXISTING_KEY, 0, 0,
+               ib->pr_key, deadline, msg, msglen);
     PR_FAIL("REGISTER");
     if (other) {
         r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_PREEMPT, WERO, ib->pr_key,
                    all_registrants(htype) ? 0 : hkey, deadline, msg, msglen);
         PR_FAIL("PREEMPT");
-        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "took the reservation "
-                 "of %s over from %s", ib->url, who);
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg),
+                 "took the reservation "
+                 "of %s over from %s",
+                 ib->url, who);
     } else if (!held) {
         r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_RESERVE, WERO, ib->pr_key,
                    0, deadline, msg, msglen);
@@ -679,19 +708,24 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
             if (r2 >= 0) /* unregister: a refused host must not write */
                 pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_REGISTER, 0, ib->pr_key,
                        0, deadline, msg, msglen);
-            snprintf(msg, msglen, "%s is reserved by %s, which owns the pool "
-                     "(it took it while this host was opening it)", ib->url,
-                     who);
+            snprintf(msg, msglen,
+                     "%s is reserved by %s, which owns the pool "
+                     "(it took it while this host was opening it)",
+                     ib->url, who);
             *permanent = true;
             return -EBUSY;
         }
         PR_FAIL("RESERVE");
         ib->took = true;
-        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "reserved %s (it had "
-                 "no holder)", ib->url);
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg),
+                 "reserved %s (it had "
+                 "no holder)",
+                 ib->url);
     } else {
-        snprintf(ib->claim_msg, sizeof(ib->claim_msg), "this host holds the "
-                 "reservation of %s already", ib->url);
+        snprintf(ib->claim_msg, sizeof(ib->claim_msg),
+                 "this host holds the "
+                 "reservation of %s already",
+                 ib->url);
     }
     /* Move the reservation to this nexus and drop our earlier ones. */
     r = pr_out(ib, ctx, SCSI_PERSISTENT_RESERVE_PREEMPT, WERO, ib->pr_key,
@@ -719,9 +753,10 @@ static int pr_claim(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     if (!held || hkey != ib->pr_key || all_registrants(htype)) {
         if (held)
             holder_str(hkey, htype, who, sizeof(who));
-        snprintf(msg, msglen, "%s is reserved by %s, which owns the pool "
-                 "(it took it while this host was opening it)", ib->url,
-                 held ? who : "nobody after all");
+        snprintf(msg, msglen,
+                 "%s is reserved by %s, which owns the pool "
+                 "(it took it while this host was opening it)",
+                 ib->url, held ? who : "nobody after all");
         *permanent = true;
         return -EBUSY;
     }
@@ -758,12 +793,16 @@ static int lun_reset(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     r = ctx_wait(ib, ctx, &sp->done, deadline);
     if (r < 0) {
         if (r == -ETIMEDOUT)
-            snprintf(msg, msglen, "LOGICAL UNIT RESET of %s (it waits for "
+            snprintf(msg, msglen,
+                     "LOGICAL UNIT RESET of %s (it waits for "
                      "the commands of an earlier session): no answer within "
-                     "%u ms", ib->url, ib->timeout_ms);
+                     "%u ms",
+                     ib->url, ib->timeout_ms);
         else if (r == -ECANCELED)
-            snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: device is "
-                     "closing", ib->url);
+            snprintf(msg, msglen,
+                     "LOGICAL UNIT RESET of %s: device is "
+                     "closing",
+                     ib->url);
         else
             snprintf(msg, msglen, "LOGICAL UNIT RESET of %s: %s", ib->url,
                      iscsi_get_error(ctx));
@@ -776,10 +815,11 @@ static int lun_reset(struct iscsi_bdev *ib, struct iscsi_context *ctx,
     }
     if (sp->tmf_response != ISCSI_TMR_FUNC_COMPLETE) {
         if (!ib->reset_unsupported)
-            vd_log(VD_LOG_WARN, "device '%s': %s refused LOGICAL UNIT RESET "
+            vd_log(VD_LOG_WARN,
+                   "device '%s': %s refused LOGICAL UNIT RESET "
                    "(response %u): a write of an earlier session that is still "
-                   "pending there could land after newer writes", ib->name,
-                   ib->url, sp->tmf_response);
+                   "pending there could land after newer writes",
+                   ib->name, ib->url, sp->tmf_response);
         ib->reset_unsupported = true;
     }
     return 0;
@@ -813,8 +853,10 @@ static int tur_clear(struct iscsi_bdev *ib, struct iscsi_context *ctx,
         if (strstr(msg, "UNIT_ATTENTION") && i < UA_RETRIES)
             continue;
         if (strstr(msg, "LOGICAL_UNIT_NOT_SUPPORTED")) {
-            snprintf(msg, msglen, "login to %s: target has no LUN %d (no such "
-                     "LUN); check the LUN number in the URL", ib->url, ib->lun);
+            snprintf(msg, msglen,
+                     "login to %s: target has no LUN %d (no such "
+                     "LUN); check the LUN number in the URL",
+                     ib->url, ib->lun);
             r = -ENXIO;
         }
         *permanent = true;
@@ -866,7 +908,7 @@ static const char *const login_fail_hint[] = {
     [LF_REFUSED] = "; is the target running and listening on that portal?",
 };
 static const int login_fail_errno[] = {
-    [LF_OTHER] = -EIO, [LF_AUTH] = -EACCES, [LF_TARGET] = -ENXIO,
+    [LF_OTHER] = -EIO, [LF_AUTH] = -EACCES,          [LF_TARGET] = -ENXIO,
     [LF_LUN] = -ENXIO, [LF_REFUSED] = -ECONNREFUSED,
 };
 
@@ -944,8 +986,10 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
     if (r < 0) {
         const char *e = iscsi_get_error(ctx);
         if (r == -ETIMEDOUT) {
-            snprintf(msg, msglen, "login to %s: no answer within %u ms (peer "
-                     "unreachable or not answering)", ib->url, ib->timeout_ms);
+            snprintf(msg, msglen,
+                     "login to %s: no answer within %u ms (peer "
+                     "unreachable or not answering)",
+                     ib->url, ib->timeout_ms);
             err = -ETIMEDOUT;
         } else if (r == -ECANCELED) {
             snprintf(msg, msglen, "login to %s: device is closing", ib->url);
@@ -953,8 +997,8 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
         } else if (ib->sock_err) {
             snprintf(msg, msglen, "connect to %s: %s%s", ib->portal,
                      strerror(ib->sock_err),
-                     ib->sock_err == ECONNREFUSED
-                         ? login_fail_hint[LF_REFUSED] : "");
+                     ib->sock_err == ECONNREFUSED ? login_fail_hint[LF_REFUSED]
+                                                  : "");
             err = -ib->sock_err;
         } else {
             enum login_fail k = login_fail_kind(e ? e : "");
@@ -1003,8 +1047,10 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
             return -EIO;
         }
         if (rc->block_length != BLOCK) {
-            snprintf(msg, msglen, "%s has a block size of %u bytes; vdlvm "
-                     "needs 512-byte blocks", ib->url, rc->block_length);
+            snprintf(msg, msglen,
+                     "%s has a block size of %u bytes; vdlvm "
+                     "needs 512-byte blocks",
+                     ib->url, rc->block_length);
             scsi_free_scsi_task(t);
             iscsi_destroy_context(ctx);
             *permanent = true;
@@ -1019,9 +1065,8 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
     *max_chunk = MAX_CHUNK;
     ib->ws_max = WS_MAX_CHUNK;
     memset(&s, 0, sizeof(s));
-    s.task = iscsi_inquiry_task(ctx, ib->lun, 1,
-                                SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS, 255,
-                                sync_cb, &s);
+    s.task = iscsi_inquiry_task(
+        ctx, ib->lun, 1, SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS, 255, sync_cb, &s);
     {
         char m2[200];
         r = run_probe(ib, ctx, &s, "INQUIRY", deadline, m2, sizeof(m2));
@@ -1140,12 +1185,14 @@ static void chunk_cb(struct iscsi_context *ctx, int status, void *data,
         /* Another host took the pool over (vdlvm pool takeover): this
          * device is fenced; the event loop drops the session for good. */
         if (!ib->conflict)
-            vd_log(VD_LOG_ERR, "device '%s': %s on %s: %s: another host "
+            vd_log(VD_LOG_ERR,
+                   "device '%s': %s on %s: %s: another host "
                    "took this pool over; the device fails from now on "
-                   "(fenced)", ib->name,
-                   ch->req->op == OP_READ ? "read" : "write", ib->url,
+                   "(fenced)",
+                   ib->name, ch->req->op == OP_READ ? "read" : "write", ib->url,
                    t && t->status == SCSI_STATUS_CHECK_CONDITION
-                       ? "RESERVATIONS PREEMPTED" : "RESERVATION CONFLICT");
+                       ? "RESERVATIONS PREEMPTED"
+                       : "RESERVATION CONFLICT");
         ib->conflict = true;
         chunk_done(ib, ch, -EIO);
         return;
@@ -1172,10 +1219,12 @@ static void chunk_cb(struct iscsi_context *ctx, int status, void *data,
     {
         char sense[128];
         sense_str(t, sense, sizeof(sense));
-        vd_log(VD_LOG_ERR, "device '%s': %s of %u bytes at %" PRIu64 " on %s: %s",
-               ib->name, ch->req->op == OP_READ ? "read" :
-               ch->req->op == OP_WRITE ? "write" :
-               ch->req->op == OP_ZERO ? "WRITE SAME" : "cache flush",
+        vd_log(VD_LOG_ERR,
+               "device '%s': %s of %u bytes at %" PRIu64 " on %s: %s", ib->name,
+               ch->req->op == OP_READ    ? "read"
+               : ch->req->op == OP_WRITE ? "write"
+               : ch->req->op == OP_ZERO  ? "WRITE SAME"
+                                         : "cache flush",
                ch->len, ch->off, ib->url, sense);
     }
     chunk_done(ib, ch, -EIO);
@@ -1195,15 +1244,15 @@ static void chunk_issue(struct iscsi_bdev *ib, struct chunk *ch)
         ch->iov.iov_base = rq->buf + (ch->off - rq->off);
         ch->iov.iov_len = ch->len;
         t = iscsi_read16_iov_task(ib->ctx, ib->lun, ch->off / BLOCK, ch->len,
-                                  BLOCK, 0, 0, 0, 0, 0, chunk_cb, ch, &ch->iov, 1);
+                                  BLOCK, 0, 0, 0, 0, 0, chunk_cb, ch, &ch->iov,
+                                  1);
         break;
     case OP_WRITE:
         ch->iov.iov_base = rq->buf + (ch->off - rq->off);
         ch->iov.iov_len = ch->len;
-        t = iscsi_write16_iov_task(ib->ctx, ib->lun, ch->off / BLOCK, NULL,
-                                   ch->len, BLOCK, 0, 0,
-                                   !!(rq->flags & VD_IO_FUA), 0, 0, chunk_cb, ch,
-                                   &ch->iov, 1);
+        t = iscsi_write16_iov_task(
+            ib->ctx, ib->lun, ch->off / BLOCK, NULL, ch->len, BLOCK, 0, 0,
+            !!(rq->flags & VD_IO_FUA), 0, 0, chunk_cb, ch, &ch->iov, 1);
         break;
     case OP_FLUSH:
         t = iscsi_synchronizecache16_task(ib->ctx, ib->lun, 0, 0, 0, 0,
@@ -1211,10 +1260,9 @@ static void chunk_issue(struct iscsi_bdev *ib, struct chunk *ch)
         break;
     case OP_ZERO:
         /* libiscsi only reads the data-out block. */
-        t = iscsi_writesame16_task(ib->ctx, ib->lun, ch->off / BLOCK,
-                                   (unsigned char *)zero_block, BLOCK,
-                                   ch->len / BLOCK, 0, ib->ws_unmap, 0, 0,
-                                   chunk_cb, ch);
+        t = iscsi_writesame16_task(
+            ib->ctx, ib->lun, ch->off / BLOCK, (unsigned char *)zero_block,
+            BLOCK, ch->len / BLOCK, 0, ib->ws_unmap, 0, 0, chunk_cb, ch);
         break;
     }
     if (!t) {
@@ -1242,7 +1290,8 @@ static void req_issue(struct iscsi_bdev *ib, struct req *rq)
         ch->off = off;
         uint32_t max = rq->op == OP_ZERO ? ib->ws_max : ib->max_chunk;
         ch->len = rq->op == OP_FLUSH ? 0
-                  : end - off < max ? (uint32_t)(end - off) : max;
+                  : end - off < max  ? (uint32_t)(end - off)
+                                     : max;
         ch->deadline = rq->deadline;
         rq->left++;
         chunk_issue(ib, ch);
@@ -1263,7 +1312,8 @@ static void fail_queue(struct iscsi_bdev *ib, struct req *q, int err)
     pthread_mutex_unlock(&ib->lock);
 }
 
-static void nop_cb(struct iscsi_context *ctx, int status, void *data, void *priv)
+static void nop_cb(struct iscsi_context *ctx, int status, void *data,
+                   void *priv)
 {
     struct iscsi_bdev *ib = priv;
     (void)ctx;
@@ -1291,7 +1341,8 @@ static void conn_lost(struct iscsi_bdev *ib, int err, enum conn_state st,
     ib->qhead = ib->qtail = NULL;
     pthread_mutex_unlock(&ib->lock);
     if (was_connected)
-        vd_log(VD_LOG_WARN, "device '%s': connection to %s lost: %s; commands "
+        vd_log(VD_LOG_WARN,
+               "device '%s': connection to %s lost: %s; commands "
                "to it fail until it is back (reconnecting in the background)",
                ib->name, ib->url, cause);
 
@@ -1336,8 +1387,10 @@ static void try_reconnect(struct iscsi_bdev *ib)
         vd_log(VD_LOG_ERR, "device '%s': fenced: %s", ib->name, msg);
     }
     if (r == 0 && size < ib->b.size) {
-        snprintf(msg, sizeof(msg), "%s now has %" PRIu64 " bytes, less than the "
-                 "%" PRIu64 " it had", ib->url, size, ib->b.size);
+        snprintf(msg, sizeof(msg),
+                 "%s now has %" PRIu64 " bytes, less than the "
+                 "%" PRIu64 " it had",
+                 ib->url, size, ib->b.size);
         iscsi_destroy_context(ctx);
         r = -EINVAL;
         permanent = true;
@@ -1350,7 +1403,8 @@ static void try_reconnect(struct iscsi_bdev *ib)
         ib->state = ST_CONNECTED;
         ib->cause[0] = 0;
         pthread_mutex_unlock(&ib->lock);
-        vd_log(VD_LOG_WARN, "device '%s': reconnected to %s", ib->name, ib->url);
+        vd_log(VD_LOG_WARN, "device '%s': reconnected to %s", ib->name,
+               ib->url);
         ib->backoff_ms = BACKOFF_MIN_MS;
         return;
     }
@@ -1360,7 +1414,7 @@ static void try_reconnect(struct iscsi_bdev *ib)
     ib->state = permanent ? ST_FAILED : ST_RECONNECTING;
     snprintf(ib->cause, sizeof(ib->cause), "%s", msg);
     pthread_mutex_unlock(&ib->lock);
-    ib->backoff_ms = permanent ? BACKOFF_MAX_MS
+    ib->backoff_ms = permanent                             ? BACKOFF_MAX_MS
                      : ib->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                            : ib->backoff_ms * 2;
     ib->next_retry = now_ms() + ib->backoff_ms;
@@ -1382,7 +1436,8 @@ static void give_back(struct iscsi_bdev *ib)
 {
     /* close may run on tgtd's main thread: a short, bounded wait, and none
      * at all for a peer that has been quiet (the reservation then stays). */
-    uint64_t deadline = now_ms() + (ib->timeout_ms < 500 ? ib->timeout_ms : 500);
+    uint64_t deadline =
+        now_ms() + (ib->timeout_ms < 500 ? ib->timeout_ms : 500);
     char msg[200];
     int r;
 
@@ -1398,8 +1453,10 @@ static void give_back(struct iscsi_bdev *ib)
                    0, deadline, msg, sizeof(msg));
     ib->closing = false;
     if (r != CMD_GOOD)
-        vd_log(VD_LOG_DEBUG, "device '%s': giving the reservation of %s back "
-               "failed (ignored)", ib->name, ib->url);
+        vd_log(VD_LOG_DEBUG,
+               "device '%s': giving the reservation of %s back "
+               "failed (ignored)",
+               ib->name, ib->url);
     /* A task a failed command left behind goes with the context. */
     if (ib->stray) {
         struct iscsi_context *ctx = ib->ctx;
@@ -1485,7 +1542,8 @@ static void *event_thread(void *arg)
             ib->last_activity + ib->keepalive_ms - now < wait)
             wait = ib->last_activity + ib->keepalive_ms - now;
         struct pollfd pfd[2] = {
-            { .fd = iscsi_get_fd(ib->ctx), .events = iscsi_which_events(ib->ctx) },
+            { .fd = iscsi_get_fd(ib->ctx),
+              .events = iscsi_which_events(ib->ctx) },
             { .fd = ib->wake_fd, .events = POLLIN },
         };
         int r = poll(pfd, 2, (int)wait);
@@ -1507,10 +1565,12 @@ static void *event_thread(void *arg)
         }
         if (ib->conflict && ib->ctx) {
             char cause[300];
-            snprintf(cause, sizeof(cause), "fenced: RESERVATION CONFLICT on "
+            snprintf(cause, sizeof(cause),
+                     "fenced: RESERVATION CONFLICT on "
                      "%s: another host took this pool over (vdlvm pool "
                      "takeover); reopen the pool on this host only after "
-                     "taking it back", ib->url);
+                     "taking it back",
+                     ib->url);
             ib->fenced = true;
             conn_lost(ib, -EIO, ST_FAILED, cause);
         }
@@ -1529,7 +1589,11 @@ static int submit(struct iscsi_bdev *ib, enum req_op op, void *buf, size_t len,
                   uint64_t off, unsigned flags)
 {
     struct req rq = {
-        .op = op, .buf = buf, .len = len, .off = off, .flags = flags,
+        .op = op,
+        .buf = buf,
+        .len = len,
+        .off = off,
+        .flags = flags,
     };
     int r;
 
@@ -1575,7 +1639,8 @@ static int iscsi_pwrite(struct vd_bdev *b, const void *buf, size_t len,
                         uint64_t off, unsigned flags)
 {
     /* libiscsi only reads a write's buffer. */
-    return submit((struct iscsi_bdev *)b, OP_WRITE, (void *)buf, len, off, flags);
+    return submit((struct iscsi_bdev *)b, OP_WRITE, (void *)buf, len, off,
+                  flags);
 }
 
 static int iscsi_flush(struct vd_bdev *b)
@@ -1692,11 +1757,13 @@ static int ib_new(const struct vd_conf_dev *c, struct iscsi_bdev **out,
     /* A password in the URL would end up in status output and logs. */
     {
         const char *rest = strncmp(c->iscsi_url, "iscsi://", 8) == 0
-                               ? c->iscsi_url + 8 : c->iscsi_url;
+                               ? c->iscsi_url + 8
+                               : c->iscsi_url;
         const char *slash = strchr(rest, '/');
         const char *at = strchr(rest, '@');
         if (at && (!slash || at < slash)) {
-            snprintf(msg, msglen, "the URL carries user credentials; put the "
+            snprintf(msg, msglen,
+                     "the URL carries user credentials; put the "
                      "user in chap.user and the secret in chap.secret_file");
             return -EINVAL;
         }
@@ -1730,9 +1797,10 @@ static int ib_new(const struct vd_conf_dev *c, struct iscsi_bdev **out,
     }
     u = iscsi_parse_full_url(pctx, c->iscsi_url);
     if (!u) {
-        snprintf(msg, msglen, "%s is not an iSCSI URL (%s); use "
-                 "iscsi://HOST[:PORT]/TARGET-IQN/LUN", c->iscsi_url,
-                 iscsi_get_error(pctx));
+        snprintf(msg, msglen,
+                 "%s is not an iSCSI URL (%s); use "
+                 "iscsi://HOST[:PORT]/TARGET-IQN/LUN",
+                 c->iscsi_url, iscsi_get_error(pctx));
         r = -EINVAL;
         goto fail;
     }
@@ -1741,8 +1809,8 @@ static int ib_new(const struct vd_conf_dev *c, struct iscsi_bdev **out,
     ib->target = strdup(u->target);
     ib->lun = u->lun;
     ib->chap_user = c->chap_user ? strdup(c->chap_user) : NULL;
-    ib->chap_secret_file = c->chap_secret_file ? strdup(c->chap_secret_file)
-                                               : NULL;
+    ib->chap_secret_file =
+        c->chap_secret_file ? strdup(c->chap_secret_file) : NULL;
     if (!ib->url || !ib->portal || !ib->target ||
         (c->chap_user && (!ib->chap_user || !ib->chap_secret_file))) {
         r = -ENOMEM;

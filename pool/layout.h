@@ -50,7 +50,7 @@
 extern "C" {
 #endif
 
-#define VD_NO_DEV 0xffffffffu
+#define VD_NO_DEV   0xffffffffu
 #define VD_MAX_DEVS 256
 /* A layout keeps at most this many extents per leg before its data (the
  * mirror's bitmap extent): vd_vol_size_max leaves room for them. */
@@ -73,35 +73,35 @@ enum {
     VD_OP_LAYOUT_FIRST = 7,
 };
 struct vd_op_hdr {
-    uint16_t type;          /* 0 */
-    uint16_t len;           /* 2 */
-    uint32_t pad0;          /* 4 */
+    uint16_t type; /* 0 */
+    uint16_t len;  /* 2 */
+    uint32_t pad0; /* 4 */
 };
 /* The start of every layout record. */
 struct vd_op_lhdr {
-    struct vd_op_hdr h;     /* 0 */
-    uint32_t vol;           /* 8: volume id */
+    struct vd_op_hdr h; /* 0 */
+    uint32_t vol;       /* 8: volume id */
 };
 struct vd_op_vol {
-    struct vd_op_hdr h;     /*  0 */
-    uint32_t id;            /*  8 */
-    uint32_t layout;        /* 12: the layout's id (registry) */
-    uint32_t copies;        /* 16 */
-    uint32_t flags;         /* 20: the layout's (mirror: log2 region size) */
-    uint64_t size;          /* 24 */
-    uint64_t le_count;      /* 32 */
-    char name[64];          /* 40 */
+    struct vd_op_hdr h; /*  0 */
+    uint32_t id;        /*  8 */
+    uint32_t layout;    /* 12: the layout's id (registry) */
+    uint32_t copies;    /* 16 */
+    uint32_t flags;     /* 20: the layout's (mirror: log2 region size) */
+    uint64_t size;      /* 24 */
+    uint64_t le_count;  /* 32 */
+    char name[64];      /* 40 */
 };
 _Static_assert(sizeof(struct vd_op_vol) == 104, "op vol");
 struct vd_op_map {
-    struct vd_op_hdr h;     /*  0 */
-    uint32_t vol;           /*  8 */
-    uint32_t leg;           /* 12 */
-    uint64_t le_start;      /* 16 */
-    uint64_t count;         /* 24 */
-    uint32_t dev;           /* 32 */
-    uint32_t pad0;          /* 36 */
-    uint64_t pe_start;      /* 40 */
+    struct vd_op_hdr h; /*  0 */
+    uint32_t vol;       /*  8 */
+    uint32_t leg;       /* 12 */
+    uint64_t le_start;  /* 16 */
+    uint64_t count;     /* 24 */
+    uint32_t dev;       /* 32 */
+    uint32_t pad0;      /* 36 */
+    uint64_t pe_start;  /* 40 */
 };
 _Static_assert(sizeof(struct vd_op_map) == 48, "op map");
 
@@ -110,7 +110,7 @@ struct vd_bdev;
 struct vd_layout_ops;
 
 struct vd_pe {
-    uint32_t dev;   /* VD_NO_DEV = unmapped */
+    uint32_t dev; /* VD_NO_DEV = unmapped */
     uint32_t pad;
     uint64_t pe;
 };
@@ -119,16 +119,16 @@ struct vd_dev {
     uint32_t idx;
     char name[VD_NAME_MAX + 1];
     char node[VD_NAME_MAX + 1];
-    char *path;              /* from the pool definition, or NULL */
+    char *path; /* from the pool definition, or NULL */
     uint8_t uuid[16];
-    uint32_t flags;          /* VD_DEVF_* */
+    uint32_t flags; /* VD_DEVF_* */
     uint64_t size, pe_count, data_offset;
-    uint8_t *used;           /* bitmap of allocated PEs */
+    uint8_t *used; /* bitmap of allocated PEs */
     uint64_t used_count;
-    struct vd_bdev *bdev;    /* NULL when missing/failed */
+    struct vd_bdev *bdev; /* NULL when missing/failed */
     enum vd_dev_state state;
     char state_msg[256];
-    int touched;             /* unused (kept for compatibility); see
+    int touched; /* unused (kept for compatibility); see
                                 the flush generations below */
     /* Flush generations (protocol in dev.c).  wgen: atomic, bumped after
      * every completed non-FUA write or zero.  The rest is owned by
@@ -136,11 +136,11 @@ struct vd_dev {
     uint64_t wgen;
     pthread_mutex_t flush_lock;
     pthread_cond_t flush_cond;
-    uint64_t flushed_gen;    /* every write up to this generation durable */
+    uint64_t flushed_gen;     /* every write up to this generation durable */
     uint64_t flush_start_gen; /* wgen when the running flush started */
-    uint64_t flush_count;    /* flushes completed (success or not) */
-    bool flushing;           /* a flush of the bdev is in progress */
-    uint32_t flush_waiters;  /* callers waiting for a running flush */
+    uint64_t flush_count;     /* flushes completed (success or not) */
+    bool flushing;            /* a flush of the bdev is in progress */
+    uint32_t flush_waiters;   /* callers waiting for a running flush */
     /* Read-modify-write of partial blocks (dev.c bounce_io): the block
      * ranges being patched, under rmw_lock; rmw_waiters counts bounced
      * writes waiting for an overlapping one (for tests). */
@@ -148,7 +148,7 @@ struct vd_dev {
     pthread_cond_t rmw_cond;
     uint64_t rmw_start[8], rmw_end[8]; /* end 0: free slot */
     uint32_t rmw_waiters;
-    bool sync_init;          /* the locks above are initialised */
+    bool sync_init; /* the locks above are initialised */
     /* I/O error log rate limit (racy by design: only counts) */
     int64_t log_next_ms;
     uint64_t log_suppressed;
@@ -158,8 +158,8 @@ struct vd_dev {
     int64_t retry_next_ms;
     uint32_t retry_delay_ms;
     /* metadata log position of this copy (admin thread only) */
-    int md_half;             /* current half, or -1: needs a checkpoint */
-    uint64_t md_pos;         /* next free offset within the half */
+    int md_half;     /* current half, or -1: needs a checkpoint */
+    uint64_t md_pos; /* next free offset within the half */
 };
 
 struct vd_vol {
@@ -173,12 +173,12 @@ struct vd_vol {
      * shared for the duration of a request.  map_lock and write_lock are
      * writer-preferring: never take either shared twice in one thread. */
     pthread_rwlock_t map_lock;
-    struct vd_pe *map;       /* le_count * copies, [le * copies + leg] */
+    struct vd_pe *map; /* le_count * copies, [le * copies + leg] */
     /* write_lock: writes hold it shared, compare-and-write exclusive. */
     pthread_rwlock_t write_lock;
-    uint32_t open_count;     /* under the pool's admin_lock */
-    uint32_t flags;          /* struct vd_op_vol.flags: the layout's */
-    uint32_t data_le0;       /* first data extent (lops->meta_extents) */
+    uint32_t open_count; /* under the pool's admin_lock */
+    uint32_t flags;      /* struct vd_op_vol.flags: the layout's */
+    uint32_t data_le0;   /* first data extent (lops->meta_extents) */
     /* The layout (constant from creation) and its per-volume state: set
      * by lops->init, freed by lops->fini; what protects it is the
      * layout's business (replica/mirror.c). */
@@ -190,23 +190,23 @@ struct vd_pool {
     char name[VD_NAME_MAX + 1];
     uint8_t uuid[16];
     uint64_t extent_size;
-    uint64_t seq;            /* last committed sequence number */
+    uint64_t seq; /* last committed sequence number */
     /* seq of a commit that failed below the write quorum, while it is
      * still p->seq (0: none): a copy holding that number with another
      * state holds our own unacknowledged record, not another host's.
      * Written and read under admin_lock (md.c, vd_pool_retry_devices). */
     uint64_t unacked_seq;
     uint32_t ndevs;
-    struct vd_dev *devs;     /* by idx */
+    struct vd_dev *devs; /* by idx */
     uint32_t nvols;
     struct vd_vol **vols;
     int lock_fd;
-    bool loading;            /* replay in progress */
+    bool loading; /* replay in progress */
     /* admin_lock (recursive) serialises every state change and metadata
      * commit, and the admin API.  Never taken while holding a volume's
      * map_lock. */
     pthread_mutex_t admin_lock;
-    struct vd_bg *bg;        /* the background thread (pool/bg.c), or NULL */
+    struct vd_bg *bg; /* the background thread (pool/bg.c), or NULL */
 };
 
 /* ---- services for layouts ---------------------------------------------- */
@@ -224,8 +224,8 @@ struct vd_vol *vd_vol_find_id(const vd_pool *p, uint32_t id);
  * with a rate limit.  vd_dev_flush makes every write completed before the
  * call durable. */
 int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off);
-int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
-                  uint64_t off, unsigned flags);
+int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
+                  unsigned flags);
 int vd_dev_flush(struct vd_dev *d);
 /* A read straight from the driver: no logging, no bounce buffer; off and
  * len block aligned (probing a device that may be back). */
@@ -275,8 +275,8 @@ int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
  * (NULL: any usable one), first fit in device order.  vd_extent_plan:
  * the same, spread over the usable devices in proportion to their free
  * space.  -ENOSPC if too few (nothing logged). */
-int vd_extent_plan_on(const vd_pool *p, uint32_t vol, uint32_t leg,
-                      uint64_t le, uint64_t count, struct vd_opbuf *ops,
+int vd_extent_plan_on(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
+                      uint64_t count, struct vd_opbuf *ops,
                       const bool *allowed);
 int vd_extent_plan(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
                    uint64_t count, struct vd_opbuf *ops);
@@ -307,16 +307,19 @@ static inline void vd_name_copy(char *dst, size_t n, const char *src)
 }
 
 /* ceil(a / b) without overflow for any a (a + b - 1 wraps near 2^64). */
-static inline uint64_t vd_div_up(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
+static inline uint64_t vd_div_up(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
 
 /* ---- the layout ops table ----------------------------------------------
  * Mandatory: plan, plan_extend, pread, pwrite, flush.  Every other op may
  * be NULL (nothing to do).  Compare-and-write needs nothing of a layout:
  * the core holds write_lock exclusive around its pread and pwrite. */
 struct vd_layout_ops {
-    const char *name;        /* "linear", "mirror": status and the CLI */
-    uint32_t id;             /* on disk (struct vd_op_vol.layout) */
-    uint32_t meta_extents;   /* extents per leg before the data */
+    const char *name;      /* "linear", "mirror": status and the CLI */
+    uint32_t id;           /* on disk (struct vd_op_vol.layout) */
+    uint32_t meta_extents; /* extents per leg before the data */
 
     /* Create: check opts (before the admin lock; logs why and returns
      * -EINVAL or -EFBIG) and fill ov->copies and ov->flags (ov->size,
@@ -332,7 +335,8 @@ struct vd_layout_ops {
      * MAP ops of logical extents [v->le_count, le_count) of every leg
      * (-ENOSPC: the core logs it). */
     int (*check_extend)(struct vd_vol *v, uint64_t new_size);
-    int (*plan_extend)(struct vd_vol *v, uint64_t le_count, struct vd_opbuf *ops);
+    int (*plan_extend)(struct vd_vol *v, uint64_t le_count,
+                       struct vd_opbuf *ops);
 
     /* The volume enters / leaves the in-memory state (metadata apply, no
      * I/O): validate o (-EINVAL, logged) and set up / free v->priv. */

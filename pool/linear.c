@@ -65,9 +65,10 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
             uint64_t doff = d->data_offset + e->pe * es + within;
             if (__atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
                 if (vd_dev_log_ok(d))
-                    vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' is "
-                           "unavailable: %s", p->name, v->name, d->name,
-                           d->state_msg);
+                    vd_log(VD_LOG_ERR,
+                           "volume '%s/%s': device '%s' is "
+                           "unavailable: %s",
+                           p->name, v->name, d->name, d->state_msg);
                 r = -EIO;
                 goto out;
             }
@@ -127,9 +128,10 @@ static int linear_flush(vd_vol *v)
         if (!d->bdev ||
             __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
             if (vd_dev_log_ok(d))
-                vd_log(VD_LOG_ERR, "volume '%s/%s': flush: device '%s' is "
-                       "unavailable: %s", p->name, v->name, d->name,
-                       d->state_msg);
+                vd_log(VD_LOG_ERR,
+                       "volume '%s/%s': flush: device '%s' is "
+                       "unavailable: %s",
+                       p->name, v->name, d->name, d->state_msg);
             r = -EIO;
             continue;
         }

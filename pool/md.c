@@ -136,10 +136,10 @@ static void vol_release_extents(vd_pool *p, struct vd_vol *v, uint64_t from_le)
         }
 }
 
-#define BAD(...)                                                              \
-    do {                                                                      \
-        vd_log(VD_LOG_ERR, __VA_ARGS__);                                      \
-        return -EINVAL;                                                       \
+#define BAD(...)                         \
+    do {                                 \
+        vd_log(VD_LOG_ERR, __VA_ARGS__); \
+        return -EINVAL;                  \
     } while (0)
 
 static int apply_dev(vd_pool *p, const struct vd_op_dev *o)
@@ -204,7 +204,8 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
             return r; /* -EINVAL logged by the layout, or -ENOMEM */
         }
     }
-    v->map = malloc((o->le_count ? o->le_count : 1) * o->copies * sizeof(*v->map));
+    v->map =
+        malloc((o->le_count ? o->le_count : 1) * o->copies * sizeof(*v->map));
     nv = realloc(p->vols, (p->nvols + 1) * sizeof(*nv));
     if (!v->map || !nv) {
         if (lops->fini)
@@ -225,7 +226,8 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
      * waits for the first), which pool/ never does. */
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
-    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlockattr_setkind_np(&ra,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&v->map_lock, &ra);
     pthread_rwlock_init(&v->write_lock, &ra);
     pthread_rwlockattr_destroy(&ra);
@@ -358,11 +360,11 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
         if (len - pos < sizeof(*h) || h->len < sizeof(*h) || h->len > len - pos)
             BAD("pool '%s': metadata op %u is truncated", p->name, n);
         switch (h->type) {
-#define CASE(T, S, F)                                                         \
-    case T:                                                                   \
-        if (h->len < sizeof(S))                                               \
-            BAD("pool '%s': metadata op %u too short", p->name, n);           \
-        r = F(p, (const S *)h);                                               \
+#define CASE(T, S, F)                                               \
+    case T:                                                         \
+        if (h->len < sizeof(S))                                     \
+            BAD("pool '%s': metadata op %u too short", p->name, n); \
+        r = F(p, (const S *)h);                                     \
         break;
             CASE(VD_OP_DEV_ADD, struct vd_op_dev, apply_dev)
             CASE(VD_OP_VOL_CREATE, struct vd_op_vol, apply_vol_create)
@@ -374,7 +376,8 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             const struct vd_op_pool *o = (const void *)h;
             if (h->len < sizeof(*o))
                 BAD("pool '%s': metadata op %u too short", p->name, n);
-            if (memcmp(o->uuid, p->uuid, 16) || o->extent_size != p->extent_size)
+            if (memcmp(o->uuid, p->uuid, 16) ||
+                o->extent_size != p->extent_size)
                 BAD("pool '%s': metadata describes another pool", p->name);
             r = 0;
             break;
@@ -478,7 +481,8 @@ static uint32_t rec_crc(const struct vd_md_rec *r, const uint8_t *payload)
 int vd_md_encode(const vd_pool *p, uint32_t kind, uint64_t seq,
                  const struct vd_opbuf *ops, uint8_t **out, size_t *outlen)
 {
-    size_t len = vd_div_up(sizeof(struct vd_md_rec) + ops->len, VD_BLOCK) * VD_BLOCK;
+    size_t len =
+        vd_div_up(sizeof(struct vd_md_rec) + ops->len, VD_BLOCK) * VD_BLOCK;
     uint8_t *buf = calloc(1, len);
     struct vd_md_rec *r = (struct vd_md_rec *)buf;
 
@@ -546,7 +550,8 @@ int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos)
 
     while (pos < end_pos) {
         const struct vd_md_rec *r = (const void *)(half + pos);
-        int e = vd_state_apply(p, half + pos + sizeof(*r), r->payload_len, r->nops);
+        int e =
+            vd_state_apply(p, half + pos + sizeof(*r), r->payload_len, r->nops);
         if (e < 0)
             return e;
         p->seq = r->seq;
@@ -592,15 +597,18 @@ static int zero_new_extents(vd_pool *p, const struct vd_opbuf *ops)
         struct vd_dev *d;
 
         pos += h->len;
-        if (h->type != VD_OP_MAP || h->len < sizeof(*o) || o->dev == VD_NO_DEV ||
-            o->dev >= p->ndevs || !p->devs[o->dev].used)
+        if (h->type != VD_OP_MAP || h->len < sizeof(*o) ||
+            o->dev == VD_NO_DEV || o->dev >= p->ndevs || !p->devs[o->dev].used)
             continue; /* vd_state_apply refuses what is malformed */
         d = &p->devs[o->dev];
         if (o->pe_start > d->pe_count || o->count > d->pe_count - o->pe_start)
             continue;
-        if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
-            vd_log(VD_LOG_ERR, "pool '%s': device '%s' is unavailable; new "
-                   "extents cannot be zeroed, nothing changed", p->name, d->name);
+        if (!d->bdev ||
+            __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': device '%s' is unavailable; new "
+                   "extents cannot be zeroed, nothing changed",
+                   p->name, d->name);
             return -EIO;
         }
         for (uint64_t i = 0; i < o->count;) {
@@ -609,8 +617,10 @@ static int zero_new_extents(vd_pool *p, const struct vd_opbuf *ops)
                 k++;
             if (k && vd_dev_zero(d, d->data_offset + (o->pe_start + i) * es,
                                  k * es) < 0) {
-                vd_log(VD_LOG_ERR, "pool '%s': zeroing new extents on device "
-                       "'%s' failed; nothing changed", p->name, d->name);
+                vd_log(VD_LOG_ERR,
+                       "pool '%s': zeroing new extents on device "
+                       "'%s' failed; nothing changed",
+                       p->name, d->name);
                 return -EIO;
             }
             touched[o->dev] |= k > 0;
@@ -619,9 +629,10 @@ static int zero_new_extents(vd_pool *p, const struct vd_opbuf *ops)
     }
     for (uint32_t i = 0; i < p->ndevs; i++)
         if (touched[i] && vd_dev_flush(&p->devs[i]) < 0) {
-            vd_log(VD_LOG_ERR, "pool '%s': zeroed extents on device '%s' could "
-                   "not be made durable; nothing changed", p->name,
-                   p->devs[i].name);
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': zeroed extents on device '%s' could "
+                   "not be made durable; nothing changed",
+                   p->name, p->devs[i].name);
             return -EIO;
         }
     return 0;
@@ -681,21 +692,24 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
                                       &ckpt_len)) < 0)
                     goto out;
                 if (ckpt_len > half_size) {
-                    vd_log(VD_LOG_ERR, "pool '%s': metadata of %zu bytes does not "
+                    vd_log(VD_LOG_ERR,
+                           "pool '%s': metadata of %zu bytes does not "
                            "fit the %llu-byte metadata area",
                            p->name, ckpt_len, (unsigned long long)half_size);
                     r = -ENOSPC;
                     goto out;
                 }
             }
-            r = write_rec(d, ckpt, ckpt_len, d->md_half >= 0 ? !d->md_half : 0, 0);
+            r = write_rec(d, ckpt, ckpt_len, d->md_half >= 0 ? !d->md_half : 0,
+                          0);
         }
         if (r < 0) {
             /* The copy's last valid chain is still in md_half (write_rec
              * moves it only on success): the next commit writes a
              * checkpoint to the other half, never over that chain. */
             d->md_pos = half_size + 1;
-            vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' not "
+            vd_log(VD_LOG_WARN,
+                   "pool '%s': metadata copy on device '%s' not "
                    "updated",
                    p->name, d->name);
             continue;
@@ -725,7 +739,8 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
             d->md_pos = half_size + 1;
         }
         p->seq = p->unacked_seq = seq;
-        vd_log(VD_LOG_ERR, "pool '%s': metadata commit (seq %llu) reached %d of "
+        vd_log(VD_LOG_ERR,
+               "pool '%s': metadata commit (seq %llu) reached %d of "
                "%d metadata copies, %d needed; not reached: %s; nothing "
                "changed",
                p->name, (unsigned long long)seq, ok, n, need, miss);

@@ -87,7 +87,8 @@ static uint64_t be64(const uint8_t *p)
 
 static uint32_t be32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
 }
 
 int vd_pr_parse_keys(const uint8_t *d, size_t len, uint64_t *keys, size_t max,
@@ -148,7 +149,9 @@ int vd_pool_takeover(const struct vd_conf_pool *conf)
         }
     }
     if (!n)
-        vd_log(VD_LOG_WARN, "pool '%s': no remote device: nothing to take "
-               "over", conf->name);
+        vd_log(VD_LOG_WARN,
+               "pool '%s': no remote device: nothing to take "
+               "over",
+               conf->name);
     return r;
 }

@@ -66,14 +66,16 @@ static int pool_lock(const char *name, int *lock_fd)
     snprintf(path, sizeof(path), "%s/%s.lock", dir, name);
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': open %s: %s", name, path, strerror(errno));
+        vd_log(VD_LOG_ERR, "pool '%s': open %s: %s", name, path,
+               strerror(errno));
         return -errno;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         ssize_t n = pread(fd, holder, sizeof(holder) - 1, 0);
         holder[n > 0 ? n : 0] = 0;
         holder[strcspn(holder, "\n")] = 0;
-        vd_log(VD_LOG_ERR, "pool '%s': in use by another process (%s); a pool "
+        vd_log(VD_LOG_ERR,
+               "pool '%s': in use by another process (%s); a pool "
                "has one writer: use the running one or stop it",
                name, *holder ? holder : "unknown");
         close(fd);
@@ -86,7 +88,8 @@ static int pool_lock(const char *name, int *lock_fd)
             comm[strcspn(comm, "\n")] = 0;
         fclose(f);
     }
-    int len = snprintf(holder, sizeof(holder), "pid %d, %s\n", (int)getpid(), comm);
+    int len =
+        snprintf(holder, sizeof(holder), "pid %d, %s\n", (int)getpid(), comm);
     if (ftruncate(fd, 0) < 0 || pwrite(fd, holder, len, 0) != len)
         vd_log(VD_LOG_DEBUG, "pool '%s': writing %s (ignored)", name, path);
     *lock_fd = fd;
@@ -120,7 +123,8 @@ static void choose_md_devs(const struct vd_conf_pool *conf, uint32_t *flags)
         bool seen = false;
         for (size_t j = 0; j < i; j++)
             if ((flags[j] & VD_DEVF_MD) &&
-                strcmp(conf_node(&conf->devs[i]), conf_node(&conf->devs[j])) == 0)
+                strcmp(conf_node(&conf->devs[i]), conf_node(&conf->devs[j])) ==
+                    0)
                 seen = true;
         if (!seen) {
             flags[i] |= VD_DEVF_MD;
@@ -215,7 +219,8 @@ struct cdev {
 
 int vd_pool_create(const struct vd_conf_pool *conf, int force)
 {
-    uint64_t es = conf->extent_size ? conf->extent_size : VD_EXTENT_SIZE_DEFAULT;
+    uint64_t es =
+        conf->extent_size ? conf->extent_size : VD_EXTENT_SIZE_DEFAULT;
     uint64_t doff = data_offset(es);
     struct cdev *cd = NULL;
     uint32_t *flags = NULL;
@@ -225,7 +230,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
     int r = 0;
 
     if (!vd_name_is_valid(conf->name) || conf->ndevs == 0 ||
-        conf->ndevs > VD_MAX_DEVS || (es & (es - 1)) || es < VD_EXTENT_SIZE_MIN) {
+        conf->ndevs > VD_MAX_DEVS || (es & (es - 1)) ||
+        es < VD_EXTENT_SIZE_MIN) {
         vd_log(VD_LOG_ERR, "pool '%s': invalid definition in %s", conf->name,
                conf->file ? conf->file : "?");
         return -EINVAL;
@@ -252,7 +258,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
                 goto out;
             }
             if (!c->size) {
-                vd_log(VD_LOG_ERR, "device '%s': %s does not exist; create it or "
+                vd_log(VD_LOG_ERR,
+                       "device '%s': %s does not exist; create it or "
                        "give size: to create a sparse file",
                        c->name, c->path);
                 r = -ENOENT;
@@ -280,8 +287,10 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
             goto out;
         }
         cd[i].size = cd[i].b->size;
-        if (c->path && c->size && S_ISREG(st.st_mode) && c->size != cd[i].size) {
-            vd_log(VD_LOG_ERR, "device '%s': %s exists with %llu bytes but size: "
+        if (c->path && c->size && S_ISREG(st.st_mode) &&
+            c->size != cd[i].size) {
+            vd_log(VD_LOG_ERR,
+                   "device '%s': %s exists with %llu bytes but size: "
                    "says %llu; size: is only for a file to be created",
                    c->name, c->path, (unsigned long long)cd[i].size,
                    (unsigned long long)c->size);
@@ -298,7 +307,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
             char u[37];
             vd_uuid_str(h.pool_uuid, u);
             h.pool_name[sizeof(h.pool_name) - 1] = 0;
-            vd_log(VD_LOG_ERR, "device '%s': %s already belongs to pool '%s' "
+            vd_log(VD_LOG_ERR,
+                   "device '%s': %s already belongs to pool '%s' "
                    "(%s); use --force to overwrite it",
                    c->name, c->path ? c->path : c->iscsi_url, h.pool_name, u);
             r = -EEXIST;
@@ -307,7 +317,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
     }
     for (size_t i = 0; i < conf->ndevs; i++) {
         if (cd[i].size < doff + es) {
-            vd_log(VD_LOG_ERR, "device '%s': %llu bytes is too small; a device "
+            vd_log(VD_LOG_ERR,
+                   "device '%s': %llu bytes is too small; a device "
                    "needs at least %llu (metadata and one extent)",
                    conf->devs[i].name, (unsigned long long)cd[i].size,
                    (unsigned long long)(doff + es));
@@ -414,7 +425,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
             goto out;
         cd[i].hdr_written = true;
     }
-    vd_log(VD_LOG_INFO, "pool '%s': created on %zu devices", p->name, conf->ndevs);
+    vd_log(VD_LOG_INFO, "pool '%s': created on %zu devices", p->name,
+           conf->ndevs);
 
 out:
     if (r < 0 && cd) {
@@ -488,12 +500,14 @@ void vd_pool_retry_devices(vd_pool *p)
             __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) == VD_DEV_OK ||
             now < d->retry_next_ms)
             continue;
-        d->retry_delay_ms = d->retry_delay_ms < 15000 ? d->retry_delay_ms * 2 : 30000;
+        d->retry_delay_ms =
+            d->retry_delay_ms < 15000 ? d->retry_delay_ms * 2 : 30000;
         d->retry_next_ms = now + d->retry_delay_ms;
         /* no lock held: a remote login may take up to its timeout */
         if (vd_bdev_open(d->conf, 0, 0, &b, msg, sizeof(msg)) < 0)
             continue;
-        if (read_hdr(b, &h) < 0 || !hdr_valid(&h) || memcmp(h.pool_uuid, p->uuid, 16) ||
+        if (read_hdr(b, &h) < 0 || !hdr_valid(&h) ||
+            memcmp(h.pool_uuid, p->uuid, 16) ||
             memcmp(h.dev_uuid, d->uuid, 16) || h.dev_index != d->idx) {
             b->ops->close(b);
             continue;
@@ -549,7 +563,8 @@ void vd_pool_retry_devices(vd_pool *p)
             __atomic_store_n(&d->state, VD_DEV_FAILED, __ATOMIC_RELEASE);
             d->retry_next_ms = INT64_MAX; /* until the pool is reopened */
             vd_admin_unlock(p);
-            vd_log(VD_LOG_ERR, "pool '%s': device '%s' (%s) answers again but "
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': device '%s' (%s) answers again but "
                    "%s; stop every other host using the pool, then reopen it",
                    p->name, d->name, d->path ? d->path : "?", d->state_msg);
             b->ops->close(b);
@@ -569,8 +584,10 @@ void vd_pool_retry_devices(vd_pool *p)
                 write_checkpoint(p, d, seq[nh] ? !nh : 0);
             }
             vd_admin_unlock(p);
-            vd_log(VD_LOG_WARN, "pool '%s': device '%s' answers again and "
-                   "rejoins the pool", p->name, d->name);
+            vd_log(VD_LOG_WARN,
+                   "pool '%s': device '%s' answers again and "
+                   "rejoins the pool",
+                   p->name, d->name);
         }
         vd_opbuf_free(&cs);
         vd_opbuf_free(&ps);
@@ -583,15 +600,15 @@ struct odev {
     struct vd_bdev *b;
     struct vd_dev_hdr h;
     bool valid;
-    int err;          /* vd_bdev_open's result (-EBUSY: another host) */
+    int err; /* vd_bdev_open's result (-EBUSY: another host) */
     char msg[256];
     uint64_t seq[2], ckpt[2];
     size_t end[2];
-    uint8_t *md;      /* both halves */
+    uint8_t *md;           /* both halves */
     struct vd_opbuf state; /* newest chain's state, serialised (copies at
                               the newest sequence number only) */
-    int votes;        /* copies whose state equals this one's */
-    bool agrees;      /* holds the chain the pool opened from */
+    int votes;             /* copies whose state equals this one's */
+    bool agrees;           /* holds the chain the pool opened from */
 };
 
 /* Devices refused because another host holds their reservation: say that
@@ -601,7 +618,8 @@ static bool held_elsewhere(const struct vd_conf_pool *conf,
 {
     for (size_t i = 0; i < conf->ndevs; i++)
         if (od[i].err == -EBUSY && conf->devs[i].iscsi_url) {
-            vd_log(VD_LOG_ERR, "pool '%s': another host owns the pool (it "
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': another host owns the pool (it "
                    "holds the reservation of device '%s'); if that host is "
                    "gone, take the pool over with 'vdlvm pool takeover %s'",
                    conf->name, conf->devs[i].name, conf->name);
@@ -685,16 +703,20 @@ static void copy_why(const vd_pool *p, const struct vd_dev *d,
                  conf->file ? conf->file : "the pool definition");
     else if (!od[i].valid)
         snprintf(buf, len, "device '%s' (%s): %s", d->name, path, od[i].msg);
-    else if (memcmp(od[i].h.dev_uuid, d->uuid, 16) || od[i].h.dev_index != d->idx)
+    else if (memcmp(od[i].h.dev_uuid, d->uuid, 16) ||
+             od[i].h.dev_index != d->idx)
         snprintf(buf, len, "device '%s' (%s): holds another device of the pool",
                  d->name, path);
     else if (seq == 0)
-        snprintf(buf, len, "device '%s' (%s): no valid metadata copy "
-                 "(corrupt or never written)", d->name, path);
+        snprintf(buf, len,
+                 "device '%s' (%s): no valid metadata copy "
+                 "(corrupt or never written)",
+                 d->name, path);
     else
-        snprintf(buf, len, "device '%s' (%s): differs from the newest copy at "
-                 "seq %llu (another host wrote the pool?)", d->name, path,
-                 (unsigned long long)seq);
+        snprintf(buf, len,
+                 "device '%s' (%s): differs from the newest copy at "
+                 "seq %llu (another host wrote the pool?)",
+                 d->name, path, (unsigned long long)seq);
 }
 
 static int conf_index(const struct vd_conf_pool *conf, const char *name)
@@ -735,12 +757,13 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         if (hr < 0)
             hr = read_hdr(od[i].b, &od[i].h); /* one retry */
         if (hr < 0) {
-            snprintf(od[i].msg, sizeof(od[i].msg), "its header cannot be read: %s",
-                     strerror(-hr));
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "its header cannot be read: %s", strerror(-hr));
             continue;
         }
         if (!hdr_valid(&od[i].h)) {
-            snprintf(od[i].msg, sizeof(od[i].msg), "%s has no valid vdlvm header",
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "%s has no valid vdlvm header",
                      c->path ? c->path : c->iscsi_url);
             continue;
         }
@@ -782,7 +805,8 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             r = -EBUSY;
             goto out;
         }
-        vd_log(VD_LOG_ERR, "pool '%s': no device of %s carries the pool; create "
+        vd_log(VD_LOG_ERR,
+               "pool '%s': no device of %s carries the pool; create "
                "it with 'vdlvm pool create %s'",
                conf->name, conf->file ? conf->file : "the definition",
                conf->file ? conf->file : "FILE");
@@ -811,9 +835,11 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
          * hold the newest commit.  It does not count for the majority
          * and is never overwritten here (the device is retried later and
          * compared before it is touched: vd_pool_retry_devices). */
-        int e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+        int e =
+            od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
         if (e < 0)
-            e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE, VD_MD_OFFSET);
+            e = od[i].b->ops->pread(od[i].b, od[i].md, VD_MD_SIZE,
+                                    VD_MD_OFFSET);
         if (e < 0) {
             snprintf(od[i].msg, sizeof(od[i].msg),
                      "its metadata area cannot be read: %s", strerror(-e));
@@ -823,8 +849,9 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             continue;
         }
         for (int h = 0; h < 2; h++) {
-            od[i].seq[h] = vd_md_scan_half(uuid, od[i].md + h * half_size,
-                                           half_size, &od[i].ckpt[h], &od[i].end[h]);
+            od[i].seq[h] =
+                vd_md_scan_half(uuid, od[i].md + h * half_size, half_size,
+                                &od[i].ckpt[h], &od[i].end[h]);
             if (od[i].seq[h] > best_seq)
                 best_seq = od[i].seq[h];
         }
@@ -860,8 +887,10 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             best = (int)i;
     }
     if (best < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': the newest metadata (seq %llu) cannot be "
-               "replayed on any device", conf->name, (unsigned long long)best_seq);
+        vd_log(VD_LOG_ERR,
+               "pool '%s': the newest metadata (seq %llu) cannot be "
+               "replayed on any device",
+               conf->name, (unsigned long long)best_seq);
         r = -EIO;
         goto out;
     }
@@ -873,10 +902,13 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         if (od[i].valid && od[i].h.dev_index + 1 > p->ndevs)
             p->ndevs = od[i].h.dev_index + 1;
     p->ndevs = VD_MAX_DEVS; /* the log may name devices beyond those present */
-    r = vd_md_replay_half(p, od[best].md + best_half * half_size, od[best].end[best_half]);
+    r = vd_md_replay_half(p, od[best].md + best_half * half_size,
+                          od[best].end[best_half]);
     if (r < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': metadata on device '%s' cannot be "
-               "replayed", conf->name, conf->devs[best].name);
+        vd_log(VD_LOG_ERR,
+               "pool '%s': metadata on device '%s' cannot be "
+               "replayed",
+               conf->name, conf->devs[best].name);
         goto out;
     }
     p->ndevs = 0;
@@ -900,7 +932,8 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             /* present: holds the newest state, or an older valid chain
              * (stale: it missed commits, nothing newer hides there) */
             uint64_t cs = i >= 0 ? od[i].seq[newest_half(od[i].seq)] : 0;
-            if (i >= 0 && od[i].valid && !memcmp(od[i].h.dev_uuid, d->uuid, 16) &&
+            if (i >= 0 && od[i].valid &&
+                !memcmp(od[i].h.dev_uuid, d->uuid, 16) &&
                 od[i].h.dev_index == d->idx &&
                 (od[i].agrees || (cs > 0 && cs < p->seq))) {
                 nagree++;
@@ -913,7 +946,8 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
                                ll ? "; " : "", why);
         }
         if (nagree * 2 <= ncopies && !(flags & VD_OPEN_PARTIAL)) {
-            vd_log(VD_LOG_ERR, "pool '%s': only %u of %u metadata copies are "
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': only %u of %u metadata copies are "
                    "readable and agree, not a majority; missing: %s; bring "
                    "them back, or open from what is there with --partial (the "
                    "newest readable copy wins and the others are rewritten "
@@ -923,9 +957,11 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             goto out;
         }
         if (nagree * 2 <= ncopies)
-            vd_log(VD_LOG_WARN, "pool '%s': opened with --partial from %u of %u "
+            vd_log(VD_LOG_WARN,
+                   "pool '%s': opened with --partial from %u of %u "
                    "metadata copies (seq %llu); missing: %s",
-                   conf->name, nagree, ncopies, (unsigned long long)p->seq, list);
+                   conf->name, nagree, ncopies, (unsigned long long)p->seq,
+                   list);
     }
 
     /* Attach opened devices to the metadata's devices. */
@@ -936,9 +972,11 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             if (p->devs[k].used && strcmp(p->devs[k].name, c->name) == 0)
                 d = &p->devs[k];
         if (!d) {
-            vd_log(VD_LOG_WARN, "pool '%s': device '%s' of %s is not part of the "
+            vd_log(VD_LOG_WARN,
+                   "pool '%s': device '%s' of %s is not part of the "
                    "pool (ignored)",
-                   conf->name, c->name, conf->file ? conf->file : "the definition");
+                   conf->name, c->name,
+                   conf->file ? conf->file : "the definition");
             continue;
         }
         free(d->path);
@@ -949,17 +987,18 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             d->retry_next_ms = vd_now_ms() + d->retry_delay_ms;
             d->state = od[i].b ? VD_DEV_FAILED : VD_DEV_MISSING;
             snprintf(d->state_msg, sizeof(d->state_msg), "%s", od[i].msg);
-            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,
-                   od[i].msg);
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name,
+                   c->name, od[i].msg);
             continue;
         }
-        if (memcmp(od[i].h.dev_uuid, d->uuid, 16) || od[i].h.dev_index != d->idx) {
+        if (memcmp(od[i].h.dev_uuid, d->uuid, 16) ||
+            od[i].h.dev_index != d->idx) {
             d->state = VD_DEV_FAILED;
             snprintf(d->state_msg, sizeof(d->state_msg),
-                     "%s holds another device of the pool (index %u)",
-                     d->path, od[i].h.dev_index);
-            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, c->name,
-                   d->state_msg);
+                     "%s holds another device of the pool (index %u)", d->path,
+                     od[i].h.dev_index);
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name,
+                   c->name, d->state_msg);
             continue;
         }
         d->bdev = od[i].b;
@@ -982,16 +1021,20 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             snprintf(d->state_msg, sizeof(d->state_msg),
                      "its metadata (seq %llu) differs from the pool's newest: "
                      "another host wrote the pool (split brain); kept out and "
-                     "not overwritten", (unsigned long long)od[i].seq[h]);
+                     "not overwritten",
+                     (unsigned long long)od[i].seq[h]);
             vd_log(VD_LOG_ERR, "pool '%s': device '%s' (%s): %s", conf->name,
                    d->name, d->path, d->state_msg);
         } else {
             int other = od[i].seq[h] ? !h : 0;
             if (write_checkpoint(p, d, other) == 0)
-                vd_log(VD_LOG_WARN, "pool '%s': metadata copy on device '%s' was "
+                vd_log(VD_LOG_WARN,
+                       "pool '%s': metadata copy on device '%s' was "
                        "%s (seq %llu, newest %llu); repaired",
-                       conf->name, d->name, od[i].seq[h] ? "stale" : "corrupt (no valid chain)",
-                       (unsigned long long)od[i].seq[h], (unsigned long long)p->seq);
+                       conf->name, d->name,
+                       od[i].seq[h] ? "stale" : "corrupt (no valid chain)",
+                       (unsigned long long)od[i].seq[h],
+                       (unsigned long long)p->seq);
         }
     }
     for (uint32_t k = 0; k < p->ndevs; k++) {
@@ -999,12 +1042,13 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         if (d->used && d->state == VD_DEV_MISSING && !d->state_msg[0]) {
             snprintf(d->state_msg, sizeof(d->state_msg), "not in %s",
                      conf->file ? conf->file : "the pool definition");
-            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name, d->name,
-                   d->state_msg);
+            vd_log(VD_LOG_WARN, "pool '%s': device '%s': %s", conf->name,
+                   d->name, d->state_msg);
         }
     }
     for (uint32_t i = 0; i < p->nvols; i++)
-        if (p->vols[i]->lops->ctr && (r = p->vols[i]->lops->ctr(p->vols[i])) < 0)
+        if (p->vols[i]->lops->ctr &&
+            (r = p->vols[i]->lops->ctr(p->vols[i])) < 0)
             goto out;
     if ((r = vd_bg_start(p)) < 0)
         goto out;
@@ -1059,7 +1103,8 @@ int vd_pool_get_info(const vd_pool *cp, struct vd_pool_info *info)
     return 0;
 }
 
-int vd_pool_dev_get_info(const vd_pool *cp, uint32_t i, struct vd_dev_info *info)
+int vd_pool_dev_get_info(const vd_pool *cp, uint32_t i,
+                         struct vd_dev_info *info)
 {
     vd_pool *p = (vd_pool *)cp;
     const struct vd_dev *d;

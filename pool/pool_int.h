@@ -33,37 +33,37 @@ extern "C" {
  * with the highest sequence number over all copies wins.  The cost of a
  * commit is the size of the change, except one checkpoint per half-fill.
  */
-#define VD_DEV_MAGIC "VDLVMDV1"
-#define VD_MD_MAGIC "VDLVMMD1"
-#define VD_FMT_MAJOR 1
-#define VD_FMT_MINOR 1
-#define VD_HDR_SIZE 4096u
-#define VD_BLOCK 4096u
-#define VD_MD_OFFSET (1ull << 20)
-#define VD_MD_SIZE (4ull << 20)
-#define VD_DATA_ALIGN (1ull << 20)
+#define VD_DEV_MAGIC     "VDLVMDV1"
+#define VD_MD_MAGIC      "VDLVMMD1"
+#define VD_FMT_MAJOR     1
+#define VD_FMT_MINOR     1
+#define VD_HDR_SIZE      4096u
+#define VD_BLOCK         4096u
+#define VD_MD_OFFSET     (1ull << 20)
+#define VD_MD_SIZE       (4ull << 20)
+#define VD_DATA_ALIGN    (1ull << 20)
 #define VD_MAX_MD_COPIES 3
 
 struct vd_dev_hdr {
-    char magic[8];          /*   0 */
-    uint16_t major;         /*   8 */
-    uint16_t minor;         /*  10 */
-    uint32_t hdr_len;       /*  12: VD_HDR_SIZE */
-    uint32_t crc;           /*  16: crc32c of the 4 KiB, this field 0 */
-    uint32_t flags;         /*  20 */
-    uint8_t pool_uuid[16];  /*  24 */
-    uint8_t dev_uuid[16];   /*  40 */
-    uint64_t dev_size;      /*  56 */
-    uint64_t extent_size;   /*  64 */
-    uint64_t md_offset;     /*  72 */
-    uint64_t md_size;       /*  80 */
-    uint64_t data_offset;   /*  88 */
-    uint64_t pe_count;      /*  96 */
-    uint32_t dev_index;     /* 104 */
-    uint32_t pad0;          /* 108 */
-    char pool_name[64];     /* 112 */
-    char dev_name[64];      /* 176 */
-    uint64_t ctime;         /* 240 */
+    char magic[8];         /*   0 */
+    uint16_t major;        /*   8 */
+    uint16_t minor;        /*  10 */
+    uint32_t hdr_len;      /*  12: VD_HDR_SIZE */
+    uint32_t crc;          /*  16: crc32c of the 4 KiB, this field 0 */
+    uint32_t flags;        /*  20 */
+    uint8_t pool_uuid[16]; /*  24 */
+    uint8_t dev_uuid[16];  /*  40 */
+    uint64_t dev_size;     /*  56 */
+    uint64_t extent_size;  /*  64 */
+    uint64_t md_offset;    /*  72 */
+    uint64_t md_size;      /*  80 */
+    uint64_t data_offset;  /*  88 */
+    uint64_t pe_count;     /*  96 */
+    uint32_t dev_index;    /* 104 */
+    uint32_t pad0;         /* 108 */
+    char pool_name[64];    /* 112 */
+    char dev_name[64];     /* 176 */
+    uint64_t ctime;        /* 240 */
     uint8_t reserved[VD_HDR_SIZE - 248]; /* 248 */
 };
 _Static_assert(sizeof(struct vd_dev_hdr) == VD_HDR_SIZE, "dev hdr size");
@@ -71,43 +71,43 @@ _Static_assert(sizeof(struct vd_dev_hdr) == VD_HDR_SIZE, "dev hdr size");
 enum { VD_REC_CHECKPOINT = 1, VD_REC_DELTA = 2 };
 
 struct vd_md_rec {
-    char magic[8];          /*  0 */
-    uint16_t major;         /*  8 */
-    uint16_t minor;         /* 10 */
-    uint32_t hdr_len;       /* 12: sizeof(struct vd_md_rec) */
-    uint32_t crc;           /* 16: crc32c of header (crc 0) + payload */
-    uint32_t kind;          /* 20 */
-    uint64_t seq;           /* 24 */
-    uint64_t payload_len;   /* 32 */
-    uint8_t pool_uuid[16];  /* 40 */
-    uint32_t nops;          /* 56 */
-    uint32_t pad0;          /* 60 */
+    char magic[8];         /*  0 */
+    uint16_t major;        /*  8 */
+    uint16_t minor;        /* 10 */
+    uint32_t hdr_len;      /* 12: sizeof(struct vd_md_rec) */
+    uint32_t crc;          /* 16: crc32c of header (crc 0) + payload */
+    uint32_t kind;         /* 20 */
+    uint64_t seq;          /* 24 */
+    uint64_t payload_len;  /* 32 */
+    uint8_t pool_uuid[16]; /* 40 */
+    uint32_t nops;         /* 56 */
+    uint32_t pad0;         /* 60 */
 };
 _Static_assert(sizeof(struct vd_md_rec) == 64, "md rec size");
 
 /* Ops: the core's records; the op header, VD_OP_* numbers, struct
  * vd_op_vol and struct vd_op_map are in layout.h. */
 struct vd_op_pool {
-    struct vd_op_hdr h;     /*  0 */
-    uint8_t uuid[16];       /*  8 */
-    uint64_t extent_size;   /* 24 */
-    char name[64];          /* 32 */
+    struct vd_op_hdr h;   /*  0 */
+    uint8_t uuid[16];     /*  8 */
+    uint64_t extent_size; /* 24 */
+    char name[64];        /* 32 */
 };
 _Static_assert(sizeof(struct vd_op_pool) == 96, "op pool");
 struct vd_op_dev {
-    struct vd_op_hdr h;     /*   0 */
-    uint32_t idx;           /*   8 */
-    uint32_t flags;         /*  12: VD_DEVF_* */
-    uint8_t uuid[16];       /*  16 */
-    uint64_t size;          /*  32 */
-    uint64_t pe_count;      /*  40 */
-    uint64_t data_offset;   /*  48 */
-    uint64_t reserved;      /*  56 */
-    char name[64];          /*  64 */
-    char node[64];          /* 128 */
+    struct vd_op_hdr h;   /*   0 */
+    uint32_t idx;         /*   8 */
+    uint32_t flags;       /*  12: VD_DEVF_* */
+    uint8_t uuid[16];     /*  16 */
+    uint64_t size;        /*  32 */
+    uint64_t pe_count;    /*  40 */
+    uint64_t data_offset; /*  48 */
+    uint64_t reserved;    /*  56 */
+    char name[64];        /*  64 */
+    char node[64];        /* 128 */
 };
 _Static_assert(sizeof(struct vd_op_dev) == 192, "op dev");
-#define VD_DEVF_MD 1u       /* holds a metadata copy */
+#define VD_DEVF_MD 1u /* holds a metadata copy */
 
 /* ---- device drivers ---------------------------------------------------- */
 /* An open backing device: a local file/block device or a remote LUN.
@@ -138,8 +138,8 @@ struct vd_bdev_ops {
 };
 struct vd_bdev {
     const struct vd_bdev_ops *ops;
-    uint64_t size;        /* bytes */
-    uint32_t block_size;  /* bytes */
+    uint64_t size;       /* bytes */
+    uint32_t block_size; /* bytes */
 };
 /* Open the device a definition names (local path or iscsi URL).  For a
  * local path that does not exist and create set: create a sparse file of

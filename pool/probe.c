@@ -20,14 +20,15 @@ static int blkid_what(blkid_probe pr, char *what, size_t len)
     int r;
 
     blkid_probe_enable_superblocks(pr, 1);
-    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE |
-                                      BLKID_SUBLKS_USAGE | BLKID_SUBLKS_LABEL |
-                                      BLKID_SUBLKS_UUID);
+    blkid_probe_set_superblocks_flags(
+        pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE | BLKID_SUBLKS_LABEL |
+                BLKID_SUBLKS_UUID);
     blkid_probe_enable_partitions(pr, 1);
     blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
     r = blkid_do_safeprobe(pr);
     if (r == -2) {
-        snprintf(what, len, "several signatures (libblkid cannot tell "
+        snprintf(what, len,
+                 "several signatures (libblkid cannot tell "
                  "which is valid; see 'wipefs')");
         return 1;
     }
@@ -48,12 +49,13 @@ static int blkid_what(blkid_probe pr, char *what, size_t len)
     if (usage && !strcmp(usage, "filesystem"))
         kind = "file system";
     else if (usage && !strcmp(usage, "raid"))
-        kind = type && strstr(type, "LVM") ? "LVM physical volume"
-                                           : "RAID member";
+        kind =
+            type && strstr(type, "LVM") ? "LVM physical volume" : "RAID member";
     else if (usage && !strcmp(usage, "crypto"))
         kind = "encrypted volume";
-    int n = snprintf(what, len, "a%s %s %s", type && strchr("aeiouAEIOU",
-                     type[0]) ? "n" : "", type ? type : "unknown", kind);
+    int n = snprintf(what, len, "a%s %s %s",
+                     type && strchr("aeiouAEIOU", type[0]) ? "n" : "",
+                     type ? type : "unknown", kind);
     if (n >= 0 && (size_t)n < len && (uuid || label))
         snprintf(what + n, len - n, " (%s%s%s%s%s)", uuid ? "UUID " : "",
                  uuid ? uuid : "", uuid && label ? ", " : "",
@@ -62,8 +64,7 @@ static int blkid_what(blkid_probe pr, char *what, size_t len)
 }
 
 /* The first len bytes of buf: 0 all zero or a vdlvm device, 1 foreign. */
-static int head_what(const unsigned char *buf, size_t n, char *what,
-                     size_t len)
+static int head_what(const unsigned char *buf, size_t n, char *what, size_t len)
 {
     if (n >= 8 && !memcmp(buf, VD_DEV_MAGIC, 8))
         return 0;
@@ -71,8 +72,10 @@ static int head_what(const unsigned char *buf, size_t n, char *what,
         if (buf[i]) {
             char sz[32];
             vd_size_format(VD_PROBE_BYTES, sz, sizeof(sz));
-            snprintf(what, len, "non-zero data (at byte %zu of the first %s; "
-                     "no signature libblkid knows)", i, sz);
+            snprintf(what, len,
+                     "non-zero data (at byte %zu of the first %s; "
+                     "no signature libblkid knows)",
+                     i, sz);
             return 1;
         }
     return 0;
@@ -248,8 +251,7 @@ int vd_dev_wipe_header(const struct vd_conf_dev *c, char *msg, size_t len)
     if (r == 0)
         r = b->ops->flush(b);
     if (r < 0)
-        snprintf(msg, len, "zeroing its header and metadata: %s",
-                 strerror(-r));
+        snprintf(msg, len, "zeroing its header and metadata: %s", strerror(-r));
 out:
     free(h);
     free(zero);

@@ -14,8 +14,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 static void default_log(int level, const char *msg)
 {
     if (level <= VD_LOG_WARN || getenv("VDLVM_DEBUG"))
-        fprintf(stderr, "vdlvm: %s%s\n", level == VD_LOG_WARN ? "warning: " : "",
-                msg);
+        fprintf(stderr, "vdlvm: %s%s\n",
+                level == VD_LOG_WARN ? "warning: " : "", msg);
 }
 
 /* Set once at start-up, before other threads exist. */
@@ -98,6 +98,6 @@ void vd_uuid_str(const uint8_t u[16], char out[37])
     snprintf(out, 37,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
              "%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9],
-             u[10], u[11], u[12], u[13], u[14], u[15]);
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10],
+             u[11], u[12], u[13], u[14], u[15]);
 }

@@ -84,7 +84,7 @@ struct vd_pool_info {
     char name[VD_NAME_MAX + 1];
     char uuid[37];
     uint64_t extent_size;
-    uint64_t seq;            /* metadata sequence number */
+    uint64_t seq; /* metadata sequence number */
     uint32_t ndevs, nvols;
     uint64_t total_bytes, used_bytes, free_bytes; /* data extents only */
 };
@@ -94,13 +94,13 @@ enum vd_dev_state { VD_DEV_OK = 0, VD_DEV_MISSING, VD_DEV_FAILED };
 struct vd_dev_info {
     char name[VD_NAME_MAX + 1];
     char node[VD_NAME_MAX + 1];
-    char path[4096];         /* path or iscsi URL (never a secret) */
+    char path[4096]; /* path or iscsi URL (never a secret) */
     char uuid[37];
     enum vd_dev_state state;
-    char state_msg[256];     /* cause when not OK */
-    uint64_t size;           /* bytes of the device */
+    char state_msg[256]; /* cause when not OK */
+    uint64_t size;       /* bytes of the device */
     uint64_t extents, used_extents;
-    int has_md;              /* holds a metadata copy */
+    int has_md; /* holds a metadata copy */
 };
 int vd_pool_dev_get_info(const vd_pool *pool, uint32_t i,
                          struct vd_dev_info *info);
@@ -114,10 +114,10 @@ const char *vd_layout_name(uint32_t layout);
 int vd_layout_from_name(const char *name, enum vd_layout *out);
 
 struct vd_vol_opts {
-    enum vd_layout layout;   /* default linear */
-    uint32_t copies;         /* legs for mirror (2 or 3); 1 for linear */
-    int allow_same_node;     /* mirror: legs may share a node */
-    uint64_t region_size;    /* mirror: bytes per bitmap bit, power of two,
+    enum vd_layout layout; /* default linear */
+    uint32_t copies;       /* legs for mirror (2 or 3); 1 for linear */
+    int allow_same_node;   /* mirror: legs may share a node */
+    uint64_t region_size;  /* mirror: bytes per bitmap bit, power of two,
                                 64 KiB .. extent size; 0 = 1 MiB */
 };
 void vd_vol_opts_init(struct vd_vol_opts *o);
@@ -154,13 +154,13 @@ int vd_vol_get_info(const vd_pool *pool, const char *name,
  * status` renders as text and as JSON; each layout fills what it knows
  * (struct vd_layout_ops.status). */
 struct vd_vol_status {
-    char layout[16];            /* vd_layout_name() */
-    uint64_t size;              /* provisioned bytes */
-    uint64_t allocated;         /* bytes of it backed by extents (leg 0) */
-    uint32_t copies;            /* legs */
-    uint32_t copies_insync;     /* legs holding every acknowledged write */
-    int degraded;               /* copies_insync < copies */
-    int resyncing;              /* a resync is running or pending */
+    char layout[16];        /* vd_layout_name() */
+    uint64_t size;          /* provisioned bytes */
+    uint64_t allocated;     /* bytes of it backed by extents (leg 0) */
+    uint32_t copies;        /* legs */
+    uint32_t copies_insync; /* legs holding every acknowledged write */
+    int degraded;           /* copies_insync < copies */
+    int resyncing;          /* a resync is running or pending */
     uint64_t resync_done, resync_total; /* bytes, of the running resync */
 };
 /* -ENOENT when there is no such volume. */
@@ -173,22 +173,23 @@ int vd_vol_get_status(const vd_pool *pool, const char *name,
  * listed. */
 struct vd_run {
     uint32_t leg;
-    uint64_t le_start, count;   /* logical extents */
-    uint32_t dev;               /* index for vd_pool_dev_get_info */
-    uint64_t pe_start;          /* physical extent on that device */
+    uint64_t le_start, count; /* logical extents */
+    uint32_t dev;             /* index for vd_pool_dev_get_info */
+    uint64_t pe_start;        /* physical extent on that device */
 };
 /* *runs is malloc'd; free(). */
-int vd_vol_get_runs(const vd_pool *pool, const char *name,
-                    struct vd_run **runs, size_t *nruns);
+int vd_vol_get_runs(const vd_pool *pool, const char *name, struct vd_run **runs,
+                    size_t *nruns);
 
 /* ---- volume I/O ------------------------------------------------------- */
-vd_vol *vd_vol_open(vd_pool *pool, const char *name);  /* NULL + errno */
+vd_vol *vd_vol_open(vd_pool *pool, const char *name); /* NULL + errno */
 void vd_vol_close(vd_vol *vol);
-uint64_t vd_vol_size(const vd_vol *vol);              /* bytes, live */
+uint64_t vd_vol_size(const vd_vol *vol); /* bytes, live */
 const char *vd_vol_name(const vd_vol *vol);
 
-#define VD_IO_FUA 1u    /* durable before return */
-#define VD_IO_NOWAIT 2u /* never block: serve from the page cache or fail
+#define VD_IO_FUA 1u /* durable before return */
+#define VD_IO_NOWAIT \
+    2u /* never block: serve from the page cache or fail
                            with -EAGAIN (nothing logged); for a caller's
                            event loop.  Remote devices always give -EAGAIN
                            (so does a mirror write into a clean region); a
@@ -214,7 +215,8 @@ int vd_vol_flush(vd_vol *vol);
  * 1 on a miscompare with *miscompare_off set to the first differing byte
  * offset relative to off, or a negative errno. */
 int vd_vol_compare_and_write(vd_vol *vol, const void *cmp, const void *wr,
-                             size_t len, uint64_t off, uint64_t *miscompare_off);
+                             size_t len, uint64_t off,
+                             uint64_t *miscompare_off);
 
 /* Provisioning status of the extent holding off: *mapped 1/0, *len bytes
  * from off to the end of the run with the same status (capped at the end

@@ -22,7 +22,8 @@ uint64_t vd_vol_size_max(const vd_pool *p)
     /* data extents * extent size fits 64 bits with one extent to spare (a
      * layout's meta extent, the mirror's bitmap), so no size computation
      * below can wrap */
-    return (UINT64_MAX / p->extent_size - VD_LAYOUT_MAX_META_LE) * p->extent_size;
+    return (UINT64_MAX / p->extent_size - VD_LAYOUT_MAX_META_LE) *
+           p->extent_size;
 }
 
 static int too_large(const vd_pool *p, const char *name, uint64_t size)
@@ -49,8 +50,10 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         opts = &def;
     }
     if (!name || !vd_name_is_valid(name)) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': invalid name; use 1-63 of "
-               "[A-Za-z0-9_.-]", p->name, name ? name : "");
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': invalid name; use 1-63 of "
+               "[A-Za-z0-9_.-]",
+               p->name, name ? name : "");
         return -EINVAL;
     }
     if (vd_vol_find(p, name)) {
@@ -60,8 +63,10 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
     if (size > vd_vol_size_max(p))
         return too_large(p, name, size);
     if (size == 0 || size % 512) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu is not a positive multiple "
-               "of 512 bytes", p->name, name, (unsigned long long)size);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': size %llu is not a positive multiple "
+               "of 512 bytes",
+               p->name, name, (unsigned long long)size);
         return -EINVAL;
     }
     const struct vd_layout_ops *lops = vd_layout_get(opts->layout);
@@ -104,8 +109,8 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         }
     }
     if (r == 0)
-        vd_log(VD_LOG_INFO, "volume '%s/%s': created, %llu bytes", p->name, name,
-               (unsigned long long)ov.size);
+        vd_log(VD_LOG_INFO, "volume '%s/%s': created, %llu bytes", p->name,
+               name, (unsigned long long)ov.size);
 out:
     vd_admin_unlock(p);
     vd_opbuf_free(&ops);
@@ -116,8 +121,10 @@ static struct vd_vol *find_or_log(const vd_pool *p, const char *name)
 {
     struct vd_vol *v = name ? vd_vol_find(p, name) : NULL;
     if (!v)
-        vd_log(VD_LOG_ERR, "volume '%s/%s': not found; list volumes with "
-               "'vdlvm vol list %s'", p->name, name ? name : "", p->name);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': not found; list volumes with "
+               "'vdlvm vol list %s'",
+               p->name, name ? name : "", p->name);
     return v;
 }
 
@@ -131,8 +138,10 @@ static int vol_remove_locked(vd_pool *p, const char *name)
     if (!v)
         return -ENOENT;
     if (v->open_count) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': in use (exported); delete its LUN "
-               "first", p->name, name);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': in use (exported); delete its LUN "
+               "first",
+               p->name, name);
         return -EBUSY;
     }
     ov.id = v->id;
@@ -162,7 +171,8 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
     uint64_t data_les = vd_div_up(new_size, p->extent_size);
     le_count = data_les + v->data_le0;
     if (data_les * p->extent_size <= v->size) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': new size %llu is not larger than the "
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': new size %llu is not larger than the "
                "current %llu; volumes only grow",
                p->name, name, (unsigned long long)new_size,
                (unsigned long long)v->size);
@@ -172,7 +182,8 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
         (r = v->lops->check_extend(v, data_les * p->extent_size)) < 0)
         return r;
     if ((le_count - v->le_count) * v->copies > vd_extent_free_count(p, NULL))
-        return vd_extent_no_space(p, name, (le_count - v->le_count) * v->copies);
+        return vd_extent_no_space(p, name,
+                                  (le_count - v->le_count) * v->copies);
     ov.id = v->id;
     ov.le_count = le_count;
     ov.size = data_les * p->extent_size;
@@ -209,7 +220,8 @@ static void fill_info(const struct vd_vol *v, struct vd_vol_info *info)
     info->open_count = v->open_count;
 }
 
-static int pool_vol_get_info_locked(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
+static int pool_vol_get_info_locked(const vd_pool *p, uint32_t i,
+                                    struct vd_vol_info *info)
 {
     if (i >= p->nvols)
         return -ENOENT;
@@ -217,7 +229,8 @@ static int pool_vol_get_info_locked(const vd_pool *p, uint32_t i, struct vd_vol_
     return 0;
 }
 
-static int vol_get_info_locked(const vd_pool *p, const char *name, struct vd_vol_info *info)
+static int vol_get_info_locked(const vd_pool *p, const char *name,
+                               struct vd_vol_info *info)
 {
     struct vd_vol *v = vd_vol_find(p, name);
     if (!v)
@@ -241,8 +254,8 @@ static int vol_get_status_locked(const vd_pool *p, const char *name,
     for (uint64_t le = v->data_le0; le < v->le_count; le++)
         mapped += v->map[le * v->copies].dev != VD_NO_DEV;
     pthread_rwlock_unlock(&v->map_lock);
-    st->allocated = mapped * p->extent_size < v->size ? mapped * p->extent_size
-                                                      : v->size;
+    st->allocated =
+        mapped * p->extent_size < v->size ? mapped * p->extent_size : v->size;
     st->copies = st->copies_insync = v->copies;
     if (v->lops->status)
         v->lops->status(v, st);
@@ -260,8 +273,8 @@ int vd_vol_get_status(const vd_pool *p, const char *name,
     return r;
 }
 
-static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run **runs,
-                    size_t *nruns)
+static int vol_get_runs_locked(const vd_pool *p, const char *name,
+                               struct vd_run **runs, size_t *nruns)
 {
     struct vd_vol *v = vd_vol_find(p, name);
     struct vd_run *out = NULL;
@@ -276,7 +289,8 @@ static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run
             uint64_t k = 1;
             while (le + k < v->le_count) {
                 const struct vd_pe *f = &v->map[(le + k) * v->copies + leg];
-                if (f->dev != e->dev || (e->dev != VD_NO_DEV && f->pe != e->pe + k))
+                if (f->dev != e->dev ||
+                    (e->dev != VD_NO_DEV && f->pe != e->pe + k))
                     break;
                 k++;
             }
@@ -289,9 +303,11 @@ static int vol_get_runs_locked(const vd_pool *p, const char *name, struct vd_run
                 }
                 out = nr;
             }
-            out[n++] = (struct vd_run){ .leg = leg, .le_start = le - v->data_le0,
+            out[n++] = (struct vd_run){ .leg = leg,
+                                        .le_start = le - v->data_le0,
                                         .count = k,
-                                        .dev = e->dev, .pe_start = e->pe };
+                                        .dev = e->dev,
+                                        .pe_start = e->pe };
             le += k;
         }
     }
@@ -349,7 +365,8 @@ int vd_pool_vol_get_info(const vd_pool *p, uint32_t i, struct vd_vol_info *info)
     return r;
 }
 
-int vd_vol_get_info(const vd_pool *p, const char *name, struct vd_vol_info *info)
+int vd_vol_get_info(const vd_pool *p, const char *name,
+                    struct vd_vol_info *info)
 {
     int r;
     vd_admin_lock((vd_pool *)p);
@@ -376,7 +393,6 @@ vd_vol *vd_vol_open(vd_pool *p, const char *name)
     vd_admin_unlock(p);
     return r;
 }
-
 
 uint64_t vd_vol_size(const vd_vol *v)
 {

@@ -219,10 +219,10 @@
 #include "mirror_int.h"
 #include "vdreplica.h"
 
-#define BM_BLOCK 4096u
+#define BM_BLOCK       4096u
 #define BITS_PER_BLOCK (BM_BLOCK * 8u)
-#define BM_WORDS (BM_BLOCK / 8u)
-#define BM_MAGIC "VDLVMBM1"
+#define BM_WORDS       (BM_BLOCK / 8u)
+#define BM_MAGIC       "VDLVMBM1"
 
 /* The bitmap's own header (format 1.1, docs/format.md), in the last 4 KiB
  * block of the bitmap extent, so that the bits stay at offset 0 where a
@@ -233,17 +233,17 @@
  * read only there.  A leg whose header is present but wrong is read as an
  * unreadable bitmap copy (every block written again before data moves). */
 struct vd_bm_hdr {
-    char magic[8];          /*  0: BM_MAGIC */
-    uint16_t major;         /*  8: 1 */
-    uint16_t minor;         /* 10: 0 */
-    uint32_t hdr_len;       /* 12: 64 */
-    uint32_t crc;           /* 16: crc32c of these 64 bytes, this field 0 */
-    uint32_t bit_order;     /* 20: 0 = region r is bit r%8 of byte r/8 */
-    uint32_t region_shift;  /* 24: log2(region size) */
-    uint32_t vol;           /* 28: volume id */
-    uint64_t bits_offset;   /* 32: 0: the bits start the extent */
-    uint64_t capacity;      /* 40: regions the extent holds */
-    uint8_t reserved[16];   /* 48 */
+    char magic[8];         /*  0: BM_MAGIC */
+    uint16_t major;        /*  8: 1 */
+    uint16_t minor;        /* 10: 0 */
+    uint32_t hdr_len;      /* 12: 64 */
+    uint32_t crc;          /* 16: crc32c of these 64 bytes, this field 0 */
+    uint32_t bit_order;    /* 20: 0 = region r is bit r%8 of byte r/8 */
+    uint32_t region_shift; /* 24: log2(region size) */
+    uint32_t vol;          /* 28: volume id */
+    uint64_t bits_offset;  /* 32: 0: the bits start the extent */
+    uint64_t capacity;     /* 40: regions the extent holds */
+    uint8_t reserved[16];  /* 48 */
 };
 _Static_assert(sizeof(struct vd_bm_hdr) == 64, "bitmap header size");
 
@@ -254,7 +254,7 @@ static uint64_t bm_capacity(uint64_t extent_size)
 }
 /* A rate-limited resync waits at most this long inside a pass; a longer
  * wait ends the pass and the background thread comes back later. */
-#define RATE_SLICE_NS (100 * 1000000LL)
+#define RATE_SLICE_NS    (100 * 1000000LL)
 #define RATE_MAX_WAIT_NS (86400LL * 1000000000LL)
 
 /* Set by tests before the pool is opened; read without a lock. */
@@ -263,8 +263,8 @@ void (*g_mirror_test_hook)(struct vd_vol *v, const char *event);
 /* One owner (or waiter) of a byte range of the volume: a leg writer or
  * verify.  On the owner's stack; linked in m->ranges in arrival order. */
 struct mrange {
-    uint64_t start, end;     /* bytes [start, end) */
-    uint64_t ticket;         /* arrival order */
+    uint64_t start, end; /* bytes [start, end) */
+    uint64_t ticket;     /* arrival order */
     struct mrange *prev, *next;
 };
 
@@ -275,40 +275,40 @@ struct partial {
 };
 
 struct vd_mirror {
-    struct vd_vol *v;        /* constant */
-    uint32_t region_shift;   /* constant */
-    bool legacy;             /* constant: a 1.0 bitmap with more regions
+    struct vd_vol *v;      /* constant */
+    uint32_t region_shift; /* constant */
+    bool legacy;           /* constant: a 1.0 bitmap with more regions
                                 than a 1.1 header leaves room for */
     /* lock protects every field below except last_probe; cond signals any
      * change of ranges, inflight, bm_busy, excl and bg_busy. */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     uint64_t nregions, cap_regions;
-    uint64_t *bits;          /* the bitmap in memory */
-    uint64_t *dbits;         /* bit set on every non-failed leg's copy */
-    uint64_t *bm_ver;        /* per block: bumped when its bits change */
-    uint64_t *bm_done;       /* per block: version on every non-failed leg */
-    uint8_t *bm_busy;        /* per block: a writer is writing it */
+    uint64_t *bits;    /* the bitmap in memory */
+    uint64_t *dbits;   /* bit set on every non-failed leg's copy */
+    uint64_t *bm_ver;  /* per block: bumped when its bits change */
+    uint64_t *bm_done; /* per block: version on every non-failed leg */
+    uint8_t *bm_busy;  /* per block: a writer is writing it */
     uint32_t *inflight, *gen, *seen_gen;
     uint16_t *unsettled;
     uint8_t *diverged;
-    uint64_t dirty;          /* set bits */
+    uint64_t dirty; /* set bits */
     uint32_t read_rr;
     struct mrange *rhead, *rtail;
     uint64_t next_ticket;
     struct partial *partials;
-    int excl;                /* a leg replacement is pending or running */
-    int bg_busy;             /* the background thread is in a pass */
+    int excl;    /* a leg replacement is pending or running */
+    int bg_busy; /* the background thread is in a pass */
     /* resync */
-    int rs_requested;        /* start/resume wanted */
-    int rs_active;           /* a resync is under way (maybe waiting for its rate) */
-    uint64_t rate_limit;     /* bytes/s, 0 = unlimited */
-    uint64_t rate_bps;       /* measured */
-    uint32_t rs_targets;     /* legs being written by the running resync */
-    uint64_t rs_cursor;      /* next region to look at */
+    int rs_requested; /* start/resume wanted */
+    int rs_active;    /* a resync is under way (maybe waiting for its rate) */
+    uint64_t rate_limit; /* bytes/s, 0 = unlimited */
+    uint64_t rate_bps;   /* measured */
+    uint32_t rs_targets; /* legs being written by the running resync */
+    uint64_t rs_cursor;  /* next region to look at */
     uint64_t rs_total, rs_done, rs_done0;
     int64_t rs_t0_ns, rs_next_ns, rs_commit_ns;
-    time_t last_probe;       /* background thread only (tick) */
+    time_t last_probe; /* background thread only (tick) */
 };
 
 /* The mirror's per-volume state (v->priv), from the volume's creation in
@@ -318,10 +318,10 @@ struct vd_mirror {
  * atomically and read atomically from any thread), and the runtime state
  * rt (NULL until vd_mirror_attach). */
 struct mirror_vol {
-    uint32_t leg_state[3];   /* enum vd_leg_state; atomic reads */
-    uint32_t rs_running;     /* persisted resync progress (admin_lock) */
+    uint32_t leg_state[3]; /* enum vd_leg_state; atomic reads */
+    uint32_t rs_running;   /* persisted resync progress (admin_lock) */
     uint64_t rs_total, rs_done;
-    struct vd_mirror *rt;    /* runtime state, set/cleared under admin_lock */
+    struct vd_mirror *rt; /* runtime state, set/cleared under admin_lock */
 };
 
 extern const struct vd_layout_ops vd_mirror_layout;
@@ -407,8 +407,14 @@ static uint64_t region_size(const struct vd_mirror *m)
     return 1ull << m->region_shift;
 }
 
-static uint64_t nwords(uint64_t regions) { return (regions + 63) / 64; }
-static uint64_t nblocks(uint64_t regions) { return vd_div_up(regions, BITS_PER_BLOCK); }
+static uint64_t nwords(uint64_t regions)
+{
+    return (regions + 63) / 64;
+}
+static uint64_t nblocks(uint64_t regions)
+{
+    return vd_div_up(regions, BITS_PER_BLOCK);
+}
 
 static bool bit_get(const struct vd_mirror *m, uint64_t r)
 {
@@ -505,7 +511,8 @@ static int leg_flush(struct vd_vol *v, uint32_t leg)
         struct vd_dev *d = &p->devs[dv];
         if (!seen[dv])
             continue;
-        if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK ||
+        if (!d->bdev ||
+            __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK ||
             vd_dev_flush(d) < 0)
             r = -EIO;
     }
@@ -538,7 +545,8 @@ static uint32_t bm_write_block_locked(struct vd_mirror *m, uint64_t b)
             continue;
         d = vd_leg_bitmap_locate(v, leg, &doff);
         if (!d || !d->bdev || d->state != VD_DEV_OK ||
-            vd_dev_pwrite(d, snap, BM_BLOCK, doff + b * BM_BLOCK, VD_IO_FUA) < 0)
+            vd_dev_pwrite(d, snap, BM_BLOCK, doff + b * BM_BLOCK, VD_IO_FUA) <
+                0)
             failed |= 1u << leg;
     }
     pthread_mutex_lock(&m->lock);
@@ -623,9 +631,11 @@ static int fail_legs(struct vd_vol *v, uint32_t mask)
             break;
         }
     if (kept >= 0)
-        vd_log(VD_LOG_ERR, "volume '%s/%s': I/O error on leg %d, the last "
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': I/O error on leg %d, the last "
                "in-sync leg: it stays in use and the error goes to the "
-               "initiator", p->name, v->name, kept);
+               "initiator",
+               p->name, v->name, kept);
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
         if (!(mask & (1u << leg)) || leg_state(v, leg) == VD_LEG_FAILED)
@@ -635,7 +645,8 @@ static int fail_legs(struct vd_vol *v, uint32_t mask)
         ol.state = VD_LEG_FAILED;
         if ((r = vd_opbuf_add(&ops, &ol, sizeof(ol))) < 0)
             break;
-        vd_log(VD_LOG_ERR, "volume '%s/%s': leg %u failed; writes continue on "
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': leg %u failed; writes continue on "
                "the other legs and the bitmap records what it misses",
                p->name, v->name, leg);
     }
@@ -789,7 +800,8 @@ struct lw {
 
 /* Steps 1 and 2: own [off, off+len), count the writer, set the bits.
  * No lock held.  0 or a negative errno (nothing owned). */
-static int lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off, uint64_t len)
+static int lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off,
+                    uint64_t len)
 {
     int r;
 
@@ -811,8 +823,8 @@ static int lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off, uint64_t le
 }
 
 enum {
-    LW_RESOLVE = 1,   /* succeeded on every non-failed leg: settles partials */
-    LW_DIVERGED = 2,  /* non-failed legs may differ: keep the bit, resync */
+    LW_RESOLVE = 1,  /* succeeded on every non-failed leg: settles partials */
+    LW_DIVERGED = 2, /* non-failed legs may differ: keep the bit, resync */
 };
 
 /* m->lock held: the regions of [r0, r1] may differ between non-failed legs
@@ -948,8 +960,9 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
     if (r < 0 && wrote) {
         struct partial *q = malloc(sizeof(*q));
         if (q) {
-            *q = (struct partial){ .off = off, .len = len, .ticket = e.ticket,
-                                   .next = m->partials };
+            *q = (struct partial){
+                .off = off, .len = len, .ticket = e.ticket, .next = m->partials
+            };
             m->partials = q;
             for (uint64_t i = r0; i <= r1; i++)
                 m->unsettled[i]++;
@@ -979,7 +992,8 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
         pthread_rwlock_unlock(&v->map_lock);
         return -ERANGE;
     }
-    uint64_t r0 = off >> m->region_shift, r1 = (off + len - 1) >> m->region_shift;
+    uint64_t r0 = off >> m->region_shift,
+             r1 = (off + len - 1) >> m->region_shift;
     pthread_mutex_lock(&m->lock);
     dirty = r1 >= m->nregions;
     for (uint64_t i = r0; i <= r1 && !dirty; i++)
@@ -999,7 +1013,7 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
 static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off);
 
 static int mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
-                     uint64_t off, unsigned flags)
+                         uint64_t off, unsigned flags)
 {
     struct vd_mirror *m = mirror_of(v);
     uint64_t size = vd_vol_size(v);
@@ -1021,7 +1035,7 @@ static int mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
 }
 
 static int mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
-                          uint64_t off, unsigned flags)
+                              uint64_t off, unsigned flags)
 {
     if (!len)
         return 0;
@@ -1055,14 +1069,16 @@ static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
      * failed.  Now that the range is ours and map_lock held, an in-sync
      * good holds the range's newest data (see "read-repair" at the top). */
     r = leg_state(v, good) == VD_LEG_INSYNC
-            ? leg_io(v, good, tmp, len, off, false, 0) : -EAGAIN;
+            ? leg_io(v, good, tmp, len, off, false, 0)
+            : -EAGAIN;
     pthread_rwlock_unlock(&v->map_lock);
     if (r == 0)
         r = lw_write(v, &w, tmp, len, off, VD_IO_FUA, bad, &io);
     lw_end(m, &w, r < 0 && io ? LW_DIVERGED : 0);
     if (r == 0)
-        vd_log(VD_LOG_WARN, "volume '%s/%s': read error at %" PRIu64
-               " repaired from leg %u", v->pool->name, v->name, off, good);
+        vd_log(VD_LOG_WARN,
+               "volume '%s/%s': read error at %" PRIu64 " repaired from leg %u",
+               v->pool->name, v->name, off, good);
     free(tmp);
 }
 
@@ -1080,7 +1096,8 @@ static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
         pthread_rwlock_unlock(&v->map_lock);
         return -ERANGE;
     }
-    uint64_t r0 = off >> m->region_shift, r1 = (off + len - 1) >> m->region_shift;
+    uint64_t r0 = off >> m->region_shift,
+             r1 = (off + len - 1) >> m->region_shift;
     pthread_mutex_lock(&m->lock);
     dirty = r1 >= m->nregions;
     for (uint64_t i = r0; i <= r1 && !dirty; i++)
@@ -1169,7 +1186,8 @@ static int bm_hdr_check(const struct vd_vol *v, struct vd_dev *d, uint64_t doff)
 
     if (!blk)
         return 1;
-    if (vd_dev_pread(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK) < 0) {
+    if (vd_dev_pread(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK) <
+        0) {
         free(blk);
         return 1;
     }
@@ -1200,8 +1218,10 @@ static void bm_hdr_write(struct vd_vol *v, uint32_t leg)
     if (!d || !d->bdev || d->state != VD_DEV_OK ||
         vd_dev_pwrite(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK,
                       VD_IO_FUA) < 0)
-        vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap header of leg %u not "
-               "written; retried at the next open", v->pool->name, v->name, leg);
+        vd_log(VD_LOG_WARN,
+               "volume '%s/%s': bitmap header of leg %u not "
+               "written; retried at the next open",
+               v->pool->name, v->name, leg);
     free(blk);
 }
 
@@ -1212,7 +1232,7 @@ static int mirror_attach(struct vd_vol *v)
     uint64_t *buf, *andb;
     int r, legs_read = 0;
     bool all_read = true;
-    uint32_t hdr_legs = 0;   /* legs whose bitmap header is to be written */
+    uint32_t hdr_legs = 0; /* legs whose bitmap header is to be written */
 
     if (mirror_of(v))
         return 0;
@@ -1224,8 +1244,10 @@ static int mirror_attach(struct vd_vol *v)
     nregions = vd_div_up(v->size, 1ull << m->region_shift);
     m->legacy = nregions > bm_capacity(v->pool->extent_size);
     if (nregions > max_regions(m)) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': %" PRIu64 " regions do not fit the "
-               "bitmap extent", v->pool->name, v->name, nregions);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': %" PRIu64 " regions do not fit the "
+               "bitmap extent",
+               v->pool->name, v->name, nregions);
         free(m);
         return -EINVAL;
     }
@@ -1279,9 +1301,10 @@ static int mirror_attach(struct vd_vol *v)
         if (h < 0) {
             /* a wrong header: its bits may be anything (set bits are
              * harmless; clear ones are not trusted: dbits stay 0) */
-            vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap header of leg %u is "
-                   "invalid; its bitmap is written again", v->pool->name,
-                   v->name, leg);
+            vd_log(VD_LOG_WARN,
+                   "volume '%s/%s': bitmap header of leg %u is "
+                   "invalid; its bitmap is written again",
+                   v->pool->name, v->name, leg);
             all_read = false;
         }
         if (h != 0)
@@ -1316,8 +1339,10 @@ static int mirror_attach(struct vd_vol *v)
         if (leg_state(v, leg) == VD_LEG_STALE)
             m->rs_requested = 1;
     if (m->dirty)
-        vd_log(VD_LOG_WARN, "volume '%s/%s': %" PRIu64 " regions may differ "
-               "between legs; resync starts", v->pool->name, v->name, m->dirty);
+        vd_log(VD_LOG_WARN,
+               "volume '%s/%s': %" PRIu64 " regions may differ "
+               "between legs; resync starts",
+               v->pool->name, v->name, m->dirty);
     mv_of(v)->rt = m;
     return 0;
 }
@@ -1336,7 +1361,8 @@ static int mirror_grow(struct vd_vol *v)
         r = cover_region_locked(m, n - 1);
     pthread_mutex_unlock(&m->lock);
     if (r == -EFBIG)
-        vd_log(VD_LOG_ERR, "volume '%s/%s': %" PRIu64 " regions do not fit the "
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': %" PRIu64 " regions do not fit the "
                "bitmap extent; writes beyond %" PRIu64 " bytes fail",
                v->pool->name, v->name, n, max_regions(m) << m->region_shift);
     return r;
@@ -1404,10 +1430,12 @@ static int batch_commit(struct vd_vol *v, struct batch *b, bool cleaner)
     pthread_rwlock_rdlock(&v->map_lock);
     if (!failed && b->n && legs == all_legs(v)) {
         pthread_mutex_lock(&m->lock);
-        bool ok = nonfailed_legs(v) == all_legs(v) && (!cleaner || all_insync(v));
+        bool ok =
+            nonfailed_legs(v) == all_legs(v) && (!cleaner || all_insync(v));
         for (size_t k = 0; ok && k < b->n; k++) {
             uint64_t i = b->c[k].r;
-            if (i < m->nregions && m->gen[i] == b->c[k].gen && !m->inflight[i] &&
+            if (i < m->nregions && m->gen[i] == b->c[k].gen &&
+                !m->inflight[i] &&
                 (!cleaner || (!m->unsettled[i] && !m->diverged[i])))
                 bit_set_locked(m, i, false);
         }
@@ -1583,7 +1611,8 @@ static int resync_volume(struct vd_vol *v)
     bool fresh;
 
     pthread_mutex_lock(&m->lock);
-    if (m->excl || (m->rs_active && mono_ns() < m->rs_next_ns - RATE_SLICE_NS)) {
+    if (m->excl ||
+        (m->rs_active && mono_ns() < m->rs_next_ns - RATE_SLICE_NS)) {
         pthread_mutex_unlock(&m->lock);
         return -EAGAIN;
     }
@@ -1620,7 +1649,8 @@ static int resync_volume(struct vd_vol *v)
     if (fresh) {
         uint64_t total, done;
         vd_admin_lock(p);
-        if (mv_of(v)->rs_running && mv_of(v)->rs_total >= mv_of(v)->rs_done + need) {
+        if (mv_of(v)->rs_running &&
+            mv_of(v)->rs_total >= mv_of(v)->rs_done + need) {
             total = mv_of(v)->rs_total; /* resume: progress survives restarts */
             done = mv_of(v)->rs_total - need;
             if (done < mv_of(v)->rs_done)
@@ -1643,9 +1673,10 @@ static int resync_volume(struct vd_vol *v)
         m->rs_t0_ns = m->rs_commit_ns = mono_ns();
         m->rs_next_ns = 0;
         pthread_mutex_unlock(&m->lock);
-        vd_log(VD_LOG_INFO, "volume '%s/%s': resync of %" PRIu64 " bytes from "
-               "leg %d started (%" PRIu64 " done before)", p->name, v->name,
-               total - done, src, done);
+        vd_log(VD_LOG_INFO,
+               "volume '%s/%s': resync of %" PRIu64 " bytes from "
+               "leg %d started (%" PRIu64 " done before)",
+               p->name, v->name, total - done, src, done);
     }
 
     for (;;) {
@@ -1710,8 +1741,9 @@ static int resync_volume(struct vd_vol *v)
         if (m->rate_limit) {
             double cost = (double)n * 1e9 / (double)m->rate_limit;
             int64_t base = m->rs_next_ns > now ? m->rs_next_ns : now;
-            m->rs_next_ns = base + (cost > (double)RATE_MAX_WAIT_NS
-                                        ? RATE_MAX_WAIT_NS : (int64_t)cost);
+            m->rs_next_ns =
+                base + (cost > (double)RATE_MAX_WAIT_NS ? RATE_MAX_WAIT_NS
+                                                        : (int64_t)cost);
         }
         commit = t - m->rs_commit_ns >= 1000000000LL;
         if (commit)
@@ -1742,8 +1774,9 @@ static int resync_volume(struct vd_vol *v)
         if (commit_resync(v, 0, total, total, rs_targets) < 0) {
             r = -EIO;
         } else {
-            vd_log(VD_LOG_INFO, "volume '%s/%s': resync done, %" PRIu64 " bytes",
-                   p->name, v->name, done - m->rs_done0);
+            vd_log(VD_LOG_INFO,
+                   "volume '%s/%s': resync done, %" PRIu64 " bytes", p->name,
+                   v->name, done - m->rs_done0);
         }
     } else if (r == -EIO || vd_bg_stopping(p)) {
         commit_resync(v, 1, total, done, 0);
@@ -1819,7 +1852,8 @@ static void probe_failed_legs(struct vd_vol *v)
         if (!(back & (1u << leg)))
             continue;
         d = vd_leg_bitmap_locate(v, leg, &doff);
-        if (!d || !d->bdev || vd_dev_pwrite(d, bm, nb * BM_BLOCK, doff, VD_IO_FUA) < 0)
+        if (!d || !d->bdev ||
+            vd_dev_pwrite(d, bm, nb * BM_BLOCK, doff, VD_IO_FUA) < 0)
             back &= ~(1u << leg);
     }
     if (!bm)
@@ -1842,8 +1876,10 @@ static void probe_failed_legs(struct vd_vol *v)
     vd_opbuf_free(&ops);
     free(bm);
     if (r == 0 && back) {
-        vd_log(VD_LOG_WARN, "volume '%s/%s': failed leg(s) answer again; resync "
-               "starts", p->name, v->name);
+        vd_log(VD_LOG_WARN,
+               "volume '%s/%s': failed leg(s) answer again; resync "
+               "starts",
+               p->name, v->name);
         pthread_mutex_lock(&m->lock);
         m->rs_requested = 1;
         /* missed the copies since it failed: a resync under way starts
@@ -1899,8 +1935,10 @@ static struct vd_vol *find_mirror(vd_pool *p, const char *name)
 {
     struct vd_vol *v = vd_vol_find(p, name);
     if (!v) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': not found; list volumes with "
-               "'vdlvm vol list %s'", p->name, name, p->name);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': not found; list volumes with "
+               "'vdlvm vol list %s'",
+               p->name, name, p->name);
         errno = ENOENT;
         return NULL;
     }
@@ -1913,7 +1951,8 @@ static struct vd_vol *find_mirror(vd_pool *p, const char *name)
     return v;
 }
 
-int vd_mirror_get_info(vd_pool *p, const char *name, struct vd_mirror_info *info)
+int vd_mirror_get_info(vd_pool *p, const char *name,
+                       struct vd_mirror_info *info)
 {
     struct vd_vol *v;
     struct vd_mirror *m;
@@ -1934,7 +1973,8 @@ int vd_mirror_get_info(vd_pool *p, const char *name, struct vd_mirror_info *info
         struct vd_leg_info *l = &info->legs[leg];
         uint32_t dv = v->map[leg].dev;
         l->leg = leg;
-        if (v->le_count > v->data_le0 && v->map[v->data_le0 * v->copies + leg].dev != VD_NO_DEV)
+        if (v->le_count > v->data_le0 &&
+            v->map[v->data_le0 * v->copies + leg].dev != VD_NO_DEV)
             dv = v->map[v->data_le0 * v->copies + leg].dev;
         if (dv != VD_NO_DEV) {
             snprintf(l->device, sizeof(l->device), "%s", p->devs[dv].name);
@@ -2004,7 +2044,8 @@ int vd_mirror_resync_wait(vd_pool *p, const char *name, uint64_t timeout_ms)
         if (failed_src)
             return -EIO;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t el = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        uint64_t el = (now.tv_sec - t0.tv_sec) * 1000 +
+                      (now.tv_nsec - t0.tv_nsec) / 1000000;
         if (timeout_ms && el >= timeout_ms)
             return -ETIMEDOUT;
         usleep(50000);
@@ -2028,11 +2069,12 @@ static int sha256(const void *buf, size_t len, unsigned char out[32])
 /* Verify one region, owning it (no leg writer runs in it meanwhile); with
  * repair, the differing legs are rewritten from src as a leg writer.
  * *differ gets the differing legs.  0 or -EIO. */
-static int verify_region(struct vd_vol *v, uint64_t i, int repair, uint8_t **buf,
-                         uint32_t *differ)
+static int verify_region(struct vd_vol *v, uint64_t i, int repair,
+                         uint8_t **buf, uint32_t *differ)
 {
     struct vd_mirror *m = mirror_of(v);
-    uint64_t off = i << m->region_shift, len = region_size(m), size = vd_vol_size(v);
+    uint64_t off = i << m->region_shift, len = region_size(m),
+             size = vd_vol_size(v);
     unsigned char dg[3][32];
     struct lw w;
     uint32_t legs, written = 0, failed = 0;
@@ -2073,7 +2115,8 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair, uint8_t **buf
             r = -EIO;
         } else {
             for (uint32_t leg = 0; leg < v->copies; leg++)
-                if ((*differ & (1u << leg)) && leg_state(v, leg) != VD_LEG_FAILED) {
+                if ((*differ & (1u << leg)) &&
+                    leg_state(v, leg) != VD_LEG_FAILED) {
                     if (leg_io(v, leg, buf[src], len, off, true, VD_IO_FUA) < 0)
                         failed |= 1u << leg;
                     else
@@ -2129,15 +2172,18 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
         uint32_t differ;
         r = verify_region(v, i, repair, buf, &differ);
         if (r < 0) {
-            vd_log(VD_LOG_ERR, "volume '%s/%s': verify stopped at region %" PRIu64
-                   ": I/O error", p->name, v->name, i);
+            vd_log(VD_LOG_ERR,
+                   "volume '%s/%s': verify stopped at region %" PRIu64
+                   ": I/O error",
+                   p->name, v->name, i);
             break;
         }
         if (differ && repair)
             res->repaired++;
         if (differ) {
             if (res->ndiff % 64 == 0) {
-                uint64_t *d = realloc(res->diff, (res->ndiff + 64) * sizeof(*d));
+                uint64_t *d =
+                    realloc(res->diff, (res->ndiff + 64) * sizeof(*d));
                 if (!d) {
                     r = -ENOMEM;
                     break;
@@ -2167,8 +2213,10 @@ static void excl_begin(struct vd_vol *v)
     m->excl = 1;
     if (m->bg_busy) {
         hook(v, "replace-wait");
-        vd_log(VD_LOG_DEBUG, "volume '%s/%s': replace waits for the running "
-               "resync or clean pass", v->pool->name, v->name);
+        vd_log(VD_LOG_DEBUG,
+               "volume '%s/%s': replace waits for the running "
+               "resync or clean pass",
+               v->pool->name, v->name);
         while (m->bg_busy)
             pthread_cond_wait(&m->cond, &m->lock);
     }
@@ -2209,8 +2257,8 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         if (p->devs[i].used && !strcmp(p->devs[i].name, new_dev))
             nd = (int)i;
     if (nd < 0 || p->devs[nd].state != VD_DEV_OK || !p->devs[nd].bdev) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' %s", p->name, name, new_dev,
-               nd < 0 ? "is not in the pool" : "is not available");
+        vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' %s", p->name, name,
+               new_dev, nd < 0 ? "is not in the pool" : "is not available");
         r = nd < 0 ? -ENOENT : -EIO;
         goto out;
     }
@@ -2223,8 +2271,10 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
                 leg = (int)k;
         }
     if (leg < 0) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': no leg uses device '%s'; see 'vdlvm "
-               "status %s/%s'", p->name, name, old_dev, p->name, name);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': no leg uses device '%s'; see 'vdlvm "
+               "status %s/%s'",
+               p->name, name, old_dev, p->name, name);
         r = -ENOENT;
         goto out;
     }
@@ -2233,7 +2283,8 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         if ((int)k != leg && leg_state(v, k) == VD_LEG_INSYNC)
             other_insync = true;
     if (!other_insync) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': leg %d on device '%s' is the only "
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': leg %d on device '%s' is the only "
                "in-sync leg: replacing it would lose the volume's data; bring "
                "another leg in sync first (see 'vdlvm status %s/%s')",
                p->name, name, leg, old_dev, p->name, name);
@@ -2242,17 +2293,23 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     }
     for (uint64_t le = 0; le < v->le_count; le++)
         for (uint32_t k = 0; k < v->copies; k++)
-            if ((int)k != leg && v->map[le * v->copies + k].dev == (uint32_t)nd) {
-                vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' already holds "
-                       "another leg; choose another device", p->name, name, new_dev);
+            if ((int)k != leg &&
+                v->map[le * v->copies + k].dev == (uint32_t)nd) {
+                vd_log(VD_LOG_ERR,
+                       "volume '%s/%s': device '%s' already holds "
+                       "another leg; choose another device",
+                       p->name, name, new_dev);
                 r = -EINVAL;
                 goto out;
             }
     if (p->devs[nd].pe_count - p->devs[nd].used_count < v->le_count) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': device '%s' has %llu free extents, "
-               "the leg needs %llu", p->name, name, new_dev,
-               (unsigned long long)(p->devs[nd].pe_count - p->devs[nd].used_count),
-               (unsigned long long)v->le_count);
+        vd_log(
+            VD_LOG_ERR,
+            "volume '%s/%s': device '%s' has %llu free extents, "
+            "the leg needs %llu",
+            p->name, name, new_dev,
+            (unsigned long long)(p->devs[nd].pe_count - p->devs[nd].used_count),
+            (unsigned long long)v->le_count);
         r = -ENOSPC;
         goto out;
     }
@@ -2308,10 +2365,12 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
         pe += n;
     }
     if (r == 0 && nb &&
-        vd_dev_pwrite(d, bm, nb * BM_BLOCK, d->data_offset + pe0 * p->extent_size,
-                      VD_IO_FUA) < 0) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': cannot write the bitmap to device "
-               "'%s'; nothing changed", p->name, name, new_dev);
+        vd_dev_pwrite(d, bm, nb * BM_BLOCK,
+                      d->data_offset + pe0 * p->extent_size, VD_IO_FUA) < 0) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': cannot write the bitmap to device "
+               "'%s'; nothing changed",
+               p->name, name, new_dev);
         r = -EIO;
     }
     /* 3. the leg moves to the new device, stale (apply waits for the
@@ -2337,8 +2396,10 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     m->rs_cursor = 0;
     m->rs_requested = 1;
     pthread_mutex_unlock(&m->lock);
-    vd_log(VD_LOG_INFO, "volume '%s/%s': leg %d moved from '%s' to '%s'; "
-           "rebuilding", p->name, name, leg, old_dev, new_dev);
+    vd_log(VD_LOG_INFO,
+           "volume '%s/%s': leg %d moved from '%s' to '%s'; "
+           "rebuilding",
+           p->name, name, leg, old_dev, new_dev);
 out:
     vd_admin_unlock(p);
     excl_end(v);
@@ -2360,7 +2421,8 @@ static int bitmap_too_small(const vd_pool *p, const char *name, uint64_t size,
 
     if (nregions <= capacity)
         return 0;
-    vd_log(VD_LOG_ERR, "volume '%s/%s': size %llu needs %llu regions, more than "
+    vd_log(VD_LOG_ERR,
+           "volume '%s/%s': size %llu needs %llu regions, more than "
            "the %llu the bitmap extent holds; use a larger --region-size",
            p->name, name, (unsigned long long)size,
            (unsigned long long)nregions, (unsigned long long)capacity);
@@ -2377,7 +2439,8 @@ static uint64_t free_on(const vd_pool *p, const bool *allowed)
  * the most free extents that can hold the whole leg.  Fills leg_devs[k]
  * (per device: allowed) and returns 0, or logs what is missing. */
 static int place_legs(const vd_pool *p, const char *name, uint32_t copies,
-                      uint64_t need, int same_node, bool leg_devs[3][VD_MAX_DEVS])
+                      uint64_t need, int same_node,
+                      bool leg_devs[3][VD_MAX_DEVS])
 {
     bool taken[VD_MAX_DEVS] = { false };
 
@@ -2390,8 +2453,9 @@ static int place_legs(const vd_pool *p, const char *name, uint32_t copies,
             if (!d->used || d->state != VD_DEV_OK || taken[i])
                 continue;
             for (uint32_t j = 0; j < p->ndevs; j++)
-                grp[j] = p->devs[j].used && !taken[j] &&
-                         (same_node ? j == i : !strcmp(p->devs[j].node, d->node));
+                grp[j] =
+                    p->devs[j].used && !taken[j] &&
+                    (same_node ? j == i : !strcmp(p->devs[j].node, d->node));
             /* with distinct nodes, a node some leg already uses is out */
             bool node_used = false;
             for (uint32_t j = 0; !same_node && j < p->ndevs; j++)
@@ -2407,12 +2471,14 @@ static int place_legs(const vd_pool *p, const char *name, uint32_t copies,
             }
         }
         if (best < 0) {
-            vd_log(VD_LOG_ERR, "volume '%s/%s': a mirror with %u copies needs %u "
-                   "%s with %llu free extents each, the pool has %u; add devices%s",
-                   p->name, name, copies, copies,
-                   same_node ? "devices" : "distinct nodes",
-                   (unsigned long long)need, k,
-                   same_node ? "" : " on other nodes or use --allow-same-node");
+            vd_log(
+                VD_LOG_ERR,
+                "volume '%s/%s': a mirror with %u copies needs %u "
+                "%s with %llu free extents each, the pool has %u; add devices%s",
+                p->name, name, copies, copies,
+                same_node ? "devices" : "distinct nodes",
+                (unsigned long long)need, k,
+                same_node ? "" : " on other nodes or use --allow-same-node");
             return -ENOSPC;
         }
         for (uint32_t j = 0; j < p->ndevs; j++)
@@ -2438,9 +2504,10 @@ static int mirror_check(vd_pool *p, const char *name,
         return -EINVAL;
     }
     if ((rs & (rs - 1)) || rs < (64u << 10) || rs > p->extent_size) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': region size %llu must be a power of "
-               "two from 64KiB to the extent size", p->name, name,
-               (unsigned long long)rs);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': region size %llu must be a power of "
+               "two from 64KiB to the extent size",
+               p->name, name, (unsigned long long)rs);
         return -EINVAL;
     }
     int r = bitmap_too_small(p, name, ov->size, (uint32_t)__builtin_ctzll(rs),
@@ -2461,7 +2528,8 @@ static int mirror_plan(vd_pool *p, const char *name,
     int r;
 
     memset(legs, 0, sizeof(legs));
-    r = place_legs(p, name, ov->copies, ov->le_count, opts->allow_same_node, legs);
+    r = place_legs(p, name, ov->copies, ov->le_count, opts->allow_same_node,
+                   legs);
     for (uint32_t k = 0; r == 0 && k < ov->copies; k++)
         r = vd_extent_plan_on(p, ov->id, k, 0, ov->le_count, ops, legs[k]);
     return r;
@@ -2471,9 +2539,9 @@ static int mirror_check_extend(struct vd_vol *v, uint64_t new_size)
 {
     struct vd_mirror *m = mirror_of(v);
 
-    return bitmap_too_small(v->pool, v->name, new_size,
-                            v->flags & VD_VOLF_REGION_SHIFT_MASK,
-                            m ? max_regions(m) : bm_capacity(v->pool->extent_size));
+    return bitmap_too_small(
+        v->pool, v->name, new_size, v->flags & VD_VOLF_REGION_SHIFT_MASK,
+        m ? max_regions(m) : bm_capacity(v->pool->extent_size));
 }
 
 /* A leg grows on its own node, never onto another leg's devices. */
@@ -2494,8 +2562,8 @@ static int mirror_plan_extend(struct vd_vol *v, uint64_t le_count,
                 if (k != leg && dv != VD_NO_DEV)
                     allowed[dv] = false;
             }
-        r = vd_extent_plan_on(p, v->id, leg, v->le_count, le_count - v->le_count,
-                              ops, allowed);
+        r = vd_extent_plan_on(p, v->id, leg, v->le_count,
+                              le_count - v->le_count, ops, allowed);
     }
     return r;
 }
@@ -2527,8 +2595,10 @@ static int mirror_md_apply(struct vd_vol *v, const struct vd_op_hdr *h)
     case VD_OP_LEG_STATE: {
         const struct vd_op_leg *o = (const void *)h;
         if (h->len < sizeof(*o) || o->leg >= v->copies || o->state > 2) {
-            vd_log(VD_LOG_ERR, "pool '%s': metadata sets state %u of leg %u of "
-                   "volume '%s'", v->pool->name, o->state, o->leg, v->name);
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': metadata sets state %u of leg %u of "
+                   "volume '%s'",
+                   v->pool->name, o->state, o->leg, v->name);
             return -EINVAL;
         }
         __atomic_store_n(&mv->leg_state[o->leg], o->state, __ATOMIC_RELEASE);
@@ -2537,8 +2607,10 @@ static int mirror_md_apply(struct vd_vol *v, const struct vd_op_hdr *h)
     case VD_OP_RESYNC: {
         const struct vd_op_resync *o = (const void *)h;
         if (h->len < sizeof(*o)) {
-            vd_log(VD_LOG_ERR, "pool '%s': metadata resync op of volume '%s' "
-                   "too short", v->pool->name, v->name);
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': metadata resync op of volume '%s' "
+                   "too short",
+                   v->pool->name, v->name);
             return -EINVAL;
         }
         mv->rs_running = o->running;

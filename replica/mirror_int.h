@@ -14,31 +14,30 @@ extern "C" {
 /* ---- the mirror's metadata records and volume flags (on disk) -----------
  * Layout records (pool/layout.h): they start with struct vd_op_lhdr. */
 enum {
-    VD_OP_LEG_STATE = 7,  /* struct vd_op_leg */
-    VD_OP_RESYNC = 8,     /* struct vd_op_resync: persistent progress */
+    VD_OP_LEG_STATE = 7, /* struct vd_op_leg */
+    VD_OP_RESYNC = 8,    /* struct vd_op_resync: persistent progress */
 };
 struct vd_op_leg {
-    struct vd_op_hdr h;     /*  0 */
-    uint32_t vol;           /*  8 */
-    uint32_t leg;           /* 12 */
-    uint32_t state;         /* 16: enum vd_leg_state */
-    uint32_t pad0;          /* 20 */
+    struct vd_op_hdr h; /*  0 */
+    uint32_t vol;       /*  8 */
+    uint32_t leg;       /* 12 */
+    uint32_t state;     /* 16: enum vd_leg_state */
+    uint32_t pad0;      /* 20 */
 };
 _Static_assert(sizeof(struct vd_op_leg) == 24, "op leg");
 struct vd_op_resync {
-    struct vd_op_hdr h;     /*  0 */
-    uint32_t vol;           /*  8 */
-    uint32_t running;       /* 12: 1 while a resync is under way */
-    uint64_t total;         /* 16: bytes to copy in this resync */
-    uint64_t done;          /* 24: bytes copied so far */
+    struct vd_op_hdr h; /*  0 */
+    uint32_t vol;       /*  8 */
+    uint32_t running;   /* 12: 1 while a resync is under way */
+    uint64_t total;     /* 16: bytes to copy in this resync */
+    uint64_t done;      /* 24: bytes copied so far */
 };
 _Static_assert(sizeof(struct vd_op_resync) == 32, "op resync");
 /* struct vd_op_vol.flags bits 0-7 hold log2(region size); logical extent 0
  * of every leg holds that leg's copy of the write-intent bitmap, data
  * starts at logical extent 1 (VD_MIRROR_LE0). */
 #define VD_VOLF_REGION_SHIFT_MASK 0xffu
-#define VD_MIRROR_LE0 1u
-
+#define VD_MIRROR_LE0             1u
 
 /* The state (enum vd_leg_state) of leg `leg` of mirror volume v, read
  * atomically (any thread); VD_LEG_INSYNC (0) for a volume that is not a

@@ -24,20 +24,24 @@ extern "C" {
 #define VD_REGION_SIZE_DEFAULT (1ull << 20)
 
 enum vd_leg_state {
-    VD_LEG_INSYNC = 0,   /* holds every acknowledged write */
-    VD_LEG_STALE = 1,    /* reachable, misses writes: needs resync */
-    VD_LEG_FAILED = 2,   /* I/O failed: skipped until it answers again */
+    VD_LEG_INSYNC = 0, /* holds every acknowledged write */
+    VD_LEG_STALE = 1,  /* reachable, misses writes: needs resync */
+    VD_LEG_FAILED = 2, /* I/O failed: skipped until it answers again */
 };
 const char *vd_leg_state_name(enum vd_leg_state s, int resyncing);
 
-enum vd_resync_state { VD_RESYNC_IDLE = 0, VD_RESYNC_RUNNING, VD_RESYNC_PAUSED };
+enum vd_resync_state {
+    VD_RESYNC_IDLE = 0,
+    VD_RESYNC_RUNNING,
+    VD_RESYNC_PAUSED
+};
 
 struct vd_leg_info {
     uint32_t leg;
-    char device[VD_NAME_MAX + 1];   /* device of the leg's first extent */
+    char device[VD_NAME_MAX + 1]; /* device of the leg's first extent */
     char node[VD_NAME_MAX + 1];
     enum vd_leg_state state;
-    int resyncing;                  /* target of the running resync */
+    int resyncing; /* target of the running resync */
 };
 
 struct vd_mirror_info {
@@ -47,8 +51,8 @@ struct vd_mirror_info {
     struct vd_leg_info legs[3];
     enum vd_resync_state resync_state;
     uint64_t done_bytes, total_bytes, rate_bytes_per_s;
-    uint64_t dirty_regions;         /* set bits in the write-intent bitmap */
-    uint64_t rate_limit;            /* bytes/s, 0 = unlimited */
+    uint64_t dirty_regions; /* set bits in the write-intent bitmap */
+    uint64_t rate_limit;    /* bytes/s, 0 = unlimited */
 };
 /* -ENOENT (no such volume), -EINVAL (not a mirror). */
 int vd_mirror_get_info(vd_pool *pool, const char *vol,
@@ -66,9 +70,9 @@ int vd_mirror_resync_wait(vd_pool *pool, const char *vol, uint64_t timeout_ms);
 
 struct vd_verify_result {
     uint64_t region_size, regions;
-    uint64_t *diff;                 /* indexes of differing regions */
+    uint64_t *diff; /* indexes of differing regions */
     size_t ndiff;
-    size_t repaired;                /* with repair: regions resynced */
+    size_t repaired; /* with repair: regions resynced */
 };
 /* Read every non-failed leg region by region, compare SHA-256 digests,
  * report differing regions; with repair, copy them from the first in-sync

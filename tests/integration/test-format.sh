@@ -7,7 +7,7 @@ requires command -v clang-format
 cd "$top_srcdir"
 [ -f .clang-format ] || fail "no .clang-format at the top of the tree"
 
-dirs=${FORMAT_DIRS:-admin tools tgt-backend}
+dirs=${FORMAT_DIRS:-admin tools tgt-backend pool replica config}
 files=()
 for d in $dirs; do
     for f in "$d"/*.c "$d"/*.h; do
