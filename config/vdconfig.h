@@ -36,6 +36,8 @@ struct vd_conf_pool {
     char *file;           /* path the definition was read from */
     char *name;           /* pool name */
     uint64_t extent_size; /* bytes, power of two >= 1 MiB; default 4 MiB */
+    uint64_t chunk_size;  /* thin volumes' default chunk: bytes, power of
+                             two, 4 KiB .. extent_size; default 64 KiB */
     size_t ndevs;
     struct vd_conf_dev *devs;
 };

@@ -87,6 +87,11 @@ struct vd_pool_info {
     uint64_t seq; /* metadata sequence number */
     uint32_t ndevs, nvols;
     uint64_t total_bytes, used_bytes, free_bytes; /* data extents only */
+    uint64_t provisioned_bytes; /* sum of every volume's size */
+    uint64_t allocated_bytes;   /* bytes holding data: thick volumes'
+                                   extents + thin volumes' chunks */
+    uint32_t threshold_pct;     /* highest of the allocation thresholds
+                                   (80/90/95 % of total) crossed, 0 none */
 };
 int vd_pool_get_info(const vd_pool *pool, struct vd_pool_info *info);
 
@@ -143,6 +148,8 @@ struct vd_vol_info {
     enum vd_layout layout;
     uint32_t copies;
     uint32_t open_count;
+    int thin;
+    uint64_t chunk_size;     /* thin only */
 };
 int vd_pool_vol_count(const vd_pool *pool);
 int vd_pool_vol_get_info(const vd_pool *pool, uint32_t i,
@@ -162,6 +169,8 @@ struct vd_vol_status {
     int degraded;           /* copies_insync < copies */
     int resyncing;          /* a resync is running or pending */
     uint64_t resync_done, resync_total; /* bytes, of the running resync */
+    int thin;                   /* allocated = bytes of allocated chunks */
+    uint64_t chunk_size;        /* thin only */
 };
 /* -ENOENT when there is no such volume. */
 int vd_vol_get_status(const vd_pool *pool, const char *name,
@@ -224,7 +233,14 @@ int vd_vol_compare_and_write(vd_vol *vol, const void *cmp, const void *wr,
 int vd_vol_lba_status(vd_vol *vol, uint64_t off, uint64_t *len, int *mapped);
 
 /* Discard: for thick volumes this writes nothing and returns 0 (data stays
- * readable as before); thin layouts will free extents. */
+ * readable as before).  Thin volumes free every whole chunk in the range
+ * (it reads as zeroes at once and its space is back in the pool) and leave
+ * partial chunks as they are: the caller zeroes what vd_vol_lba_status
+ * still reports mapped when it needs zeroes.
+ *
+ * Thin volumes: a write that needs a new chunk when the pool has no space
+ * left fails with -ENOSPC (nothing written); reads, and writes to
+ * allocated chunks, keep working. */
 int vd_vol_discard(vd_vol *vol, uint64_t off, uint64_t len);
 
 #ifdef __cplusplus
