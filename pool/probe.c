@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "pool_int.h"
-#include "probe.h"
+#include "vdpool.h"
 
 /* What libblkid found on pr, into what.  1 found, 0 nothing, <0 error. */
 static int blkid_what(blkid_probe pr, char *what, size_t len)

@@ -16,7 +16,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "../pool/probe.h"
 #include "../admin/vdadmin.h"
 
 static const char *g_usage =

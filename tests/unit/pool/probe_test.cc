@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "pool/probe.h"
+#include "pool/vdpool.h"
 #include "pool/vdpool.h"
 
 namespace {
