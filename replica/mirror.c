@@ -7,29 +7,16 @@
  * progress live in its per-volume state (struct mirror_vol, v->priv),
  * restored from its own metadata records by md_apply.
  *
- * ---- Regions and the write-intent bitmap --------------------------------
- *
- * A mirror volume is cut into regions of 2^region_shift bytes (default
- * 1 MiB).  Each region has one bit in the bitmap: "the legs may differ
- * here".  The bitmap lives in memory (bits) and on every leg (logical
- * extent 0 of each leg, 4 KiB blocks); after a crash, open takes the union
- * of the non-failed legs' copies.  In memory each region also has
- *   inflight   leg writers (see below) between their start and their end,
- *   gen        bumped by every leg writer when it starts,
- *   seen_gen   gen as the cleaner saw it on its previous pass,
- *   unsettled  NOWAIT writes that reached some legs and not others and
- *              whose redo on a worker has not finished yet,
- *   diverged   a leg writer ended with an error after reaching some legs
- *              and none of the others could be marked failed,
- * and dbits, per region: "the bit is set in the on-disk copy of every
- * non-failed leg" (dbits ⊆ bits).
- *
- *   CLEAN  --a leg writer starts--> SETTING (bit 1 in memory, dbit 0)
- *   SETTING --its bitmap block, written with FUA, reached every
- *            non-failed leg--> DIRTY (dbit 1); only then does data move
- *   DIRTY  --leg writers start/end--> DIRTY (inflight, gen)
- *   DIRTY  --cleaner or resync, by the clearing rule--> CLEAN (bit and
- *            dbit 0 in memory at once; the block is written lazily)
+ * The mirror is being split by concern (resync.c, verify.c, legs.c still
+ * here); the header comment of each file holds the arguments of the
+ * protocol it owns:
+ *   mirror.c      I/O (reads, writes, NOWAIT, flush), leg failure, range
+ *                 ordering and leg writers, attach/detach, the metadata
+ *                 records, the background tick, the ops table
+ *   bitmap.c      the write-intent bitmap: regions and their bits, bitmap
+ *                 blocks, the clearing rule and the cleaner, the header
+ *   mirror_int.h  the shared state (struct vd_mirror) with the owner and
+ *                 lock of every field, and the lock order
  *
  * Leg writers: everything that writes volume data to legs goes through
  * the same steps — writes, NOWAIT writes, the rewrite after a read error,
@@ -37,40 +24,12 @@
  *   1. own the byte range (range ordering below),
  *   2. inflight++, gen++, set the bits of its regions,
  *   3. make those bits durable (dbits), then write the legs,
- *   4. record leg failures durably (fail_legs) before anything is
+ *   4. record leg failures durably (mirror_fail_legs) before anything is
  *      acknowledged, with the range still owned,
  *   5. inflight--, mark diverged/unsettled if legs may now differ, give
  *      the range back.
  * A NOWAIT write never waits: it is refused (-EAGAIN) unless every dbit
  * of its regions is set and nothing overlapping is queued or running.
- *
- * When a bit is cleared (the clearing rule): the cleaner (all legs in
- * sync, no resync) takes as candidates the set bits of regions with no
- * leg writer in flight, none unsettled or diverged, and gen unchanged for
- * one whole pass; resync takes the regions it has just copied to every
- * leg.  For each candidate, gen is noted with inflight 0; then every
- * device of every leg is flushed (vd_dev_flush: durable everything that
- * completed before the call); then, under m->lock, the bit is cleared
- * only if gen is unchanged (no leg writer started after the flush began),
- * the flush succeeded on every leg and no leg is failed.  So the writes
- * the bit covered, and the copy, are durable on every leg before the bit
- * goes, and the legs are equal there.  A failed leg keeps every bit set
- * that a write touched while it was away: exactly what resync copies.
- *
- * Why a stale set bit is safe: a set bit only means "may differ".  Reads
- * of a region with its bit set go to the resync source (the first in-sync
- * leg) so they stay consistent; its cost is one region copied that was
- * already equal.  Cleared bits reach disk lazily for the same reason.
- *
- * Bitmap blocks (bm_write_block_locked): one writer per block at a time
- * (bm_busy[b]); it snapshots the block under m->lock, drops m->lock for
- * the FUA writes to every non-failed leg, and on success on every leg that
- * is still non-failed sets dbits of the block to snapshot & bits (a bit
- * cleared meanwhile stays 0) and bm_done = the snapshot's version.  On a
- * failure dbits only lose bits and bm_done stays behind bm_ver: the block
- * is written again by the next writer (nothing is marked clean that is
- * not on disk).  Snapshots are taken in the order their writes reach the
- * disk, so the last write of a block carries the newest bits.
  *
  * ---- Range ordering -------------------------------------------------------
  *
@@ -82,34 +41,8 @@
  * or verify owns a whole region the same way.  The wait condition is
  * re-evaluated over the whole range each time, never region by region.
  *
- * ---- Locks (in this order) -----------------------------------------------
- *
- *   vol->write_lock (pool/vol.c: writes shared, COMPARE AND WRITE exclusive;
- *                    mirror.c never takes it)
- *   -> a range (m->ranges; waits on m->cond)
- *   -> the pool's admin_lock (fail_legs, commits, replace)
- *   -> vol->map_lock (shared for I/O; exclusive in metadata apply and in
- *                     probe_failed_legs)
- *   -> bm_busy[b] (claimed only with map_lock held shared)
- *   -> m->lock (mutex; never held across device I/O or any wait but
- *               m->cond)
- * No range is waited for with map_lock or admin_lock held; admin_lock is
- * never taken with map_lock held (except probe_failed_legs, which takes
- * admin_lock first, then map_lock exclusive, and commits a leg state:
- * no map change, so the commit takes no map_lock); device flushes run
- * with no lock held (leg_flush); map_lock is never taken shared twice by
- * one thread (the pool's rwlocks prefer writers: a recursive read lock
- * would deadlock behind a waiting writer); tgtd's main thread (NOWAIT)
- * only try-locks map_lock and takes m->lock, which is never held across
- * I/O, so it never waits on a device.
- *
- * Fields and their owners: every field of struct vd_mirror is protected
- * by m->lock, except region_shift and v (constant) and last_probe
- * (the pool's background thread only, pool/bg.c).  excl/bg_busy make a
- * leg replacement exclusive with the background thread's passes.  Leg states are changed under the
- * admin_lock with atomic stores and read atomically.
- *
- * ---- Interleavings --------------------------------------------------------
+ * ---- Interleavings (I/O, and those of the parts still here; the others
+ *      at the top of bitmap.c) ----------
  *
  * write vs write: overlapping ones are ordered by the range FIFO, so every
  *   leg sees them in the same order; others only share bitmap blocks
@@ -121,17 +54,47 @@
  *   (never the last in-sync leg) and the flush succeeds while one in-sync
  *   leg flushed; a failed leg never fails it.  If the failure cannot be
  *   recorded the flush fails.
- * write vs cleaner: a write that started before the candidate was taken
- *   kept inflight > 0 (not a candidate); one that starts after bumps gen
- *   (not cleared); one in between completed before the flush, which
- *   covers it.  A bit cleared in memory also clears its dbit, so a write
- *   that starts after the clear rewrites the block before its data moves,
- *   whatever the order in which the two block writes were snapshotted.
+ * write failing on the last in-sync leg: that leg is kept
+ *   (mirror_fail_legs), the write fails, and the legs it reached may
+ *   differ from it with no leg failed: its regions are marked diverged
+ *   (the cleaner never clears them) and a resync copies them from the
+ *   in-sync leg, going back over them if it had passed them.
+ * NOWAIT vs worker redo: a NOWAIT write that reached some legs returns
+ *   -EAGAIN and leaves a partial record (unsettled++ on its regions).  A
+ *   write split at an extent boundary counts as reaching a leg when any
+ *   of its pieces did, the leg that returned -EAGAIN included (its first
+ *   piece may have landed before its second got -EAGAIN; with nothing
+ *   recorded the cleaner would clear the bit while the legs differ).  The
+ *   cleaner keeps their bits until a blocking write that queued after it
+ *   and covers its range has succeeded on every non-failed leg (the redo).
+ *   Until then reads of the region go to the source leg; a resync running
+ *   meanwhile goes back over it.
  * write vs resync copy: the copy owns the whole region, so a write lands
  *   entirely before it (copied) or after it (on every non-failed leg,
  *   targets included); the bit is cleared after the flush only if gen did
  *   not move.  A target failing during the pass is not written: no bit is
  *   cleared while any leg is failed, nor for a copy that missed a leg.
+ * leg failure during resync: copies go only to legs non-failed at the
+ *   copy; a bit is cleared only when the copy reached every leg and no leg
+ *   is failed when it is cleared; a target that fails is not marked
+ *   in-sync; a leg that comes back during a rate-limited resync makes it
+ *   start over from the first region.
+ * source failing during resync: the pass checks that its source is in
+ *   sync before it picks a region, but the copy then waits for the region
+ *   (range FIFO) behind writers, and one of them may miss the source and
+ *   fail it (mirror_fail_legs, with the range still owned) — then the
+ *   source's copy of the region is old while another in-sync leg holds the
+ *   acknowledged write.  So copy_region checks the source again once it
+ *   owns the region: any writer of the region that missed the source has
+ *   recorded that before giving the range back, and none can start while
+ *   the copy owns it, so a source still in sync there holds the newest
+ *   data for the whole copy.  A failed source copies nothing (-EAGAIN):
+ *   the cursor goes back to the region and the next pass picks another
+ *   in-sync leg as source (or stops if no target is left).
+ * failed leg returning (mirror_probe_failed_legs): with map_lock exclusive (no
+ *   I/O of the volume in flight, no bitmap write running) the whole
+ *   in-memory bitmap is written to the leg and it is committed stale; from
+ *   then on every bitmap write reaches it, so dbits stay true.
  * read-repair vs write: the rewrite after a read error is a leg writer: it
  *   owns the range, re-reads the good leg under it and writes that, so an
  *   overlapping write is wholly before or after it on every leg, and its
@@ -146,43 +109,11 @@
  *   source); otherwise it repairs nothing (the bad sector stays until a
  *   write or resync rewrites it).  Verify takes its legs and source under
  *   map_lock for the same reason.
- * write failing on the last in-sync leg: that leg is kept (fail_legs), the
- *   write fails, and the legs it reached may differ from it with no leg
- *   failed: its regions are marked diverged (the cleaner never clears
- *   them) and a resync copies them from the in-sync leg, going back over
- *   them if it had passed them.
  * verify vs write: verify owns each region while it reads the legs, so it
  *   never compares a half-written region; its repair is a leg writer.
  * CAW vs read-repair: COMPARE AND WRITE holds write_lock exclusive; the
  *   mirror read path never touches write_lock, and range owners never wait
  *   for write_lock, so CAW's read (and its repair) and write finish.
- * NOWAIT vs worker redo: a NOWAIT write that reached some legs returns
- *   -EAGAIN and leaves a partial record (unsettled++ on its regions).  A
- *   write split at an extent boundary counts as reaching a leg when any
- *   of its pieces did, the leg that returned -EAGAIN included (its first
- *   piece may have landed before its second got -EAGAIN; with nothing
- *   recorded the cleaner would clear the bit while the legs differ).  The
- *   cleaner keeps their bits until a blocking write that queued after it
- *   and covers its range has succeeded on every non-failed leg (the redo).
- *   Until then reads of the region go to the source leg; a resync running
- *   meanwhile goes back over it.
- * leg failure during resync: copies go only to legs non-failed at the
- *   copy; a bit is cleared only when the copy reached every leg and no leg
- *   is failed when it is cleared; a target that fails is not marked
- *   in-sync; a leg that comes back during a rate-limited resync makes it
- *   start over from the first region.
- * source failing during resync: the pass checks that its source is in
- *   sync before it picks a region, but the copy then waits for the region
- *   (range FIFO) behind writers, and one of them may miss the source and
- *   fail it (fail_legs, with the range still owned) — then the source's
- *   copy of the region is old while another in-sync leg holds the
- *   acknowledged write.  So copy_region checks the source again once it
- *   owns the region: any writer of the region that missed the source has
- *   recorded that before giving the range back, and none can start while
- *   the copy owns it, so a source still in sync there holds the newest
- *   data for the whole copy.  A failed source copies nothing (-EAGAIN):
- *   the cursor goes back to the region and the next pass picks another
- *   in-sync leg as source (or stops if no target is left).
  * replace vs resync: vd_mirror_replace_leg sets excl, waits until no pass
  *   of the background thread runs (bg_busy, without the admin_lock), and
  *   passes do not start while excl is set.  The replaced leg becomes stale
@@ -191,10 +122,6 @@
  *   in-sync leg.  So a new, empty leg is never a source nor marked in-sync
  *   before every region was copied to it.  The only in-sync leg is never
  *   replaced.
- * failed leg returning (probe_failed_legs): with map_lock exclusive (no
- *   I/O of the volume in flight, no bitmap write running) the whole
- *   in-memory bitmap is written to the leg and it is committed stale; from
- *   then on every bitmap write reaches it, so dbits stay true.
  * crash at any point: data moves only after its bits are durable on every
  *   non-failed leg; a bit goes only after the data it covered is durable
  *   on every leg and the legs are equal; leg failures and in-sync marks
@@ -208,7 +135,6 @@
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,123 +145,8 @@
 #include "mirror_int.h"
 #include "vdreplica.h"
 
-#define BM_BLOCK       4096u
-#define BITS_PER_BLOCK (BM_BLOCK * 8u)
-#define BM_WORDS       (BM_BLOCK / 8u)
-#define BM_MAGIC       "VDLVMBM1"
-
-/* The bitmap's own header (format 1.1, docs/format.md), in the last 4 KiB
- * block of the bitmap extent, so that the bits stay at offset 0 where a
- * 1.0 bitmap has them: a 1.0 volume (no header: that block is zero, or
- * holds bits when the volume has more regions than a 1.1 bitmap holds) is
- * still read as before.  Written with FUA by mirror_attach on every
- * non-failed leg that lacks a valid one, before the volume serves I/O;
- * read only there.  A leg whose header is present but wrong is read as an
- * unreadable bitmap copy (every block written again before data moves). */
-struct vd_bm_hdr {
-    char magic[8];         /*  0: BM_MAGIC */
-    uint16_t major;        /*  8: 1 */
-    uint16_t minor;        /* 10: 0 */
-    uint32_t hdr_len;      /* 12: 64 */
-    uint32_t crc;          /* 16: crc32c of these 64 bytes, this field 0 */
-    uint32_t bit_order;    /* 20: 0 = region r is bit r%8 of byte r/8 */
-    uint32_t region_shift; /* 24: log2(region size) */
-    uint32_t vol;          /* 28: volume id */
-    uint64_t bits_offset;  /* 32: 0: the bits start the extent */
-    uint64_t capacity;     /* 40: regions the extent holds */
-    uint8_t reserved[16];  /* 48 */
-};
-_Static_assert(sizeof(struct vd_bm_hdr) == 64, "bitmap header size");
-
-/* Regions a bitmap extent with a header holds (one without: es * 8). */
-static uint64_t bm_capacity(uint64_t extent_size)
-{
-    return (extent_size - BM_BLOCK) * 8;
-}
-/* A rate-limited resync waits at most this long inside a pass; a longer
- * wait ends the pass and the background thread comes back later. */
-#define RATE_SLICE_NS    (100 * 1000000LL)
-#define RATE_MAX_WAIT_NS (86400LL * 1000000000LL)
-
 /* Set by tests before the pool is opened; read without a lock. */
 void (*g_mirror_test_hook)(struct vd_vol *v, const char *event);
-
-/* One owner (or waiter) of a byte range of the volume: a leg writer or
- * verify.  On the owner's stack; linked in m->ranges in arrival order. */
-struct mrange {
-    uint64_t start, end; /* bytes [start, end) */
-    uint64_t ticket;     /* arrival order */
-    struct mrange *prev, *next;
-};
-
-/* A NOWAIT write that reached some legs and not others. */
-struct partial {
-    uint64_t off, len, ticket;
-    struct partial *next;
-};
-
-struct vd_mirror {
-    struct vd_vol *v;      /* constant */
-    uint32_t region_shift; /* constant */
-    bool legacy;           /* constant: a 1.0 bitmap with more regions
-                                than a 1.1 header leaves room for */
-    /* lock protects every field below except last_probe; cond signals any
-     * change of ranges, inflight, bm_busy, excl and bg_busy. */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    uint64_t nregions, cap_regions;
-    uint64_t *bits;    /* the bitmap in memory */
-    uint64_t *dbits;   /* bit set on every non-failed leg's copy */
-    uint64_t *bm_ver;  /* per block: bumped when its bits change */
-    uint64_t *bm_done; /* per block: version on every non-failed leg */
-    uint8_t *bm_busy;  /* per block: a writer is writing it */
-    uint32_t *inflight, *gen, *seen_gen;
-    uint16_t *unsettled;
-    uint8_t *diverged;
-    uint64_t dirty; /* set bits */
-    uint32_t read_rr;
-    struct mrange *rhead, *rtail;
-    uint64_t next_ticket;
-    struct partial *partials;
-    int excl;    /* a leg replacement is pending or running */
-    int bg_busy; /* the background thread is in a pass */
-    /* resync */
-    int rs_requested; /* start/resume wanted */
-    int rs_active;    /* a resync is under way (maybe waiting for its rate) */
-    uint64_t rate_limit; /* bytes/s, 0 = unlimited */
-    uint64_t rate_bps;   /* measured */
-    uint32_t rs_targets; /* legs being written by the running resync */
-    uint64_t rs_cursor;  /* next region to look at */
-    uint64_t rs_total, rs_done, rs_done0;
-    int64_t rs_t0_ns, rs_next_ns, rs_commit_ns;
-    time_t last_probe; /* background thread only (tick) */
-};
-
-/* The mirror's per-volume state (v->priv), from the volume's creation in
- * the in-memory state (mirror_init, metadata apply) to its end
- * (mirror_fini): what the metadata records (leg states, resync progress:
- * changed only by md_apply, under the admin lock; leg states stored
- * atomically and read atomically from any thread), and the runtime state
- * rt (NULL until vd_mirror_attach). */
-struct mirror_vol {
-    uint32_t leg_state[3]; /* enum vd_leg_state; atomic reads */
-    uint32_t rs_running;   /* persisted resync progress (admin_lock) */
-    uint64_t rs_total, rs_done;
-    struct vd_mirror *rt; /* runtime state, set/cleared under admin_lock */
-};
-
-extern const struct vd_layout_ops vd_mirror_layout;
-
-static struct mirror_vol *mv_of(const struct vd_vol *v)
-{
-    return v->priv;
-}
-
-/* The runtime state of v, or NULL (not a mirror, or not attached). */
-static struct vd_mirror *mirror_of(const struct vd_vol *v)
-{
-    return v->lops == &vd_mirror_layout && v->priv ? mv_of(v)->rt : NULL;
-}
 
 uint32_t vd_mirror_leg_state(const struct vd_vol *v, uint32_t leg)
 {
@@ -352,97 +163,6 @@ const char *vd_leg_state_name(enum vd_leg_state s, int resyncing)
         return "resyncing";
     return (unsigned)s < 3 ? leg_names[s] : "unknown";
 }
-
-static void hook(struct vd_vol *v, const char *event)
-{
-    void (*fn)(struct vd_vol *, const char *) = g_mirror_test_hook;
-    if (fn)
-        fn(v, event);
-}
-
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static uint32_t leg_state(struct vd_vol *v, uint32_t leg)
-{
-    return __atomic_load_n(&mv_of(v)->leg_state[leg], __ATOMIC_ACQUIRE);
-}
-
-static uint32_t all_legs(struct vd_vol *v)
-{
-    return (1u << v->copies) - 1;
-}
-
-static uint32_t nonfailed_legs(struct vd_vol *v)
-{
-    uint32_t mask = 0;
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (leg_state(v, leg) != VD_LEG_FAILED)
-            mask |= 1u << leg;
-    return mask;
-}
-
-static bool all_insync(struct vd_vol *v)
-{
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (leg_state(v, leg) != VD_LEG_INSYNC)
-            return false;
-    return true;
-}
-
-static int source_leg(struct vd_vol *v)
-{
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (leg_state(v, leg) == VD_LEG_INSYNC)
-            return (int)leg;
-    return -1;
-}
-
-static uint64_t region_size(const struct vd_mirror *m)
-{
-    return 1ull << m->region_shift;
-}
-
-static uint64_t nwords(uint64_t regions)
-{
-    return (regions + 63) / 64;
-}
-static uint64_t nblocks(uint64_t regions)
-{
-    return vd_div_up(regions, BITS_PER_BLOCK);
-}
-
-static bool bit_get(const struct vd_mirror *m, uint64_t r)
-{
-    return m->bits[r / 64] >> (r % 64) & 1;
-}
-
-static bool dbit_get(const struct vd_mirror *m, uint64_t r)
-{
-    return m->dbits[r / 64] >> (r % 64) & 1;
-}
-
-/* m->lock held.  Clearing a bit also clears its dbit: a block write with
- * the bit 0 may reach the disk from now on. */
-static void bit_set_locked(struct vd_mirror *m, uint64_t r, bool on)
-{
-    if (on == bit_get(m, r))
-        return;
-    if (on) {
-        m->bits[r / 64] |= 1ull << (r % 64);
-        m->dirty++;
-    } else {
-        m->bits[r / 64] &= ~(1ull << (r % 64));
-        m->dbits[r / 64] &= ~(1ull << (r % 64));
-        m->dirty--;
-    }
-    m->bm_ver[r / BITS_PER_BLOCK]++;
-}
-
 /* ---- per-leg I/O -------------------------------------------------------- */
 /* Read or write [off, off+len) of one leg, split at extent boundaries.
  * map_lock held shared.  0 or -EIO (-EAGAIN with VD_IO_NOWAIT).  *done
@@ -480,7 +200,7 @@ static int leg_io_done(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
     return 0;
 }
 
-static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
+int mirror_leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
                   uint64_t off, bool write, unsigned flags)
 {
     return leg_io_done(v, leg, buf, len, off, write, flags, NULL);
@@ -494,7 +214,7 @@ static int leg_io(struct vd_vol *v, uint32_t leg, void *buf, size_t len,
  * replacement, which makes the leg stale (its old device no longer
  * counts).  0: every write to the leg completed before the call is
  * durable. */
-static int leg_flush(struct vd_vol *v, uint32_t leg)
+int mirror_leg_flush(struct vd_vol *v, uint32_t leg)
 {
     vd_pool *p = v->pool;
     bool seen[VD_MAX_DEVS] = { false };
@@ -518,93 +238,6 @@ static int leg_flush(struct vd_vol *v, uint32_t leg)
     }
     return r;
 }
-
-/* ---- bitmap blocks (see the top) ----------------------------------------- */
-/* Write bitmap block b as it is in memory now, with FUA, to every
- * non-failed leg.  m->lock and map_lock (shared) held, bm_busy[b] clear;
- * m->lock is dropped around the I/O.  Returns the mask of legs still
- * non-failed whose copy could not be written (0: done). */
-static uint32_t bm_write_block_locked(struct vd_mirror *m, uint64_t b)
-{
-    struct vd_vol *v = m->v;
-    uint64_t snap[BM_WORDS];
-    uint64_t first = b * BM_WORDS, have = nwords(m->cap_regions), ver;
-    uint32_t legs = nonfailed_legs(v), failed = 0;
-
-    m->bm_busy[b] = 1;
-    ver = m->bm_ver[b];
-    memset(snap, 0, sizeof(snap));
-    if (first < have)
-        memcpy(snap, m->bits + first,
-               (have - first < BM_WORDS ? have - first : BM_WORDS) * 8);
-    pthread_mutex_unlock(&m->lock);
-    for (uint32_t leg = 0; leg < v->copies; leg++) {
-        uint64_t doff;
-        struct vd_dev *d;
-        if (!(legs & (1u << leg)))
-            continue;
-        d = vd_leg_bitmap_locate(v, leg, &doff);
-        if (!d || !d->bdev || d->state != VD_DEV_OK ||
-            vd_dev_pwrite(d, snap, BM_BLOCK, doff + b * BM_BLOCK, VD_IO_FUA) <
-                0)
-            failed |= 1u << leg;
-    }
-    pthread_mutex_lock(&m->lock);
-    m->bm_busy[b] = 0;
-    failed &= nonfailed_legs(v);
-    have = nwords(m->cap_regions);
-    for (uint64_t w = 0; w < BM_WORDS && first + w < have; w++) {
-        uint64_t keep = snap[w] & m->bits[first + w];
-        if (failed)
-            m->dbits[first + w] &= keep;
-        else
-            m->dbits[first + w] = keep;
-    }
-    if (!failed && ver > m->bm_done[b])
-        m->bm_done[b] = ver;
-    pthread_cond_broadcast(&m->cond);
-    return failed;
-}
-
-/* Make the bits of regions r0..r1 durable on every non-failed leg.
- * map_lock held shared, m->lock not held.  0 or the mask of failed legs. */
-static uint32_t bits_durable(struct vd_mirror *m, uint64_t r0, uint64_t r1)
-{
-    uint32_t failed = 0;
-
-    pthread_mutex_lock(&m->lock);
-    for (uint64_t i = r0; i <= r1 && !failed; i++) {
-        bit_set_locked(m, i, true);
-        while (!failed && !dbit_get(m, i)) {
-            uint64_t b = i / BITS_PER_BLOCK;
-            if (m->bm_busy[b])
-                pthread_cond_wait(&m->cond, &m->lock);
-            else
-                failed = bm_write_block_locked(m, b);
-        }
-    }
-    pthread_mutex_unlock(&m->lock);
-    return failed;
-}
-
-/* Write every block whose in-memory version is not yet on every
- * non-failed leg (cleared bits).  map_lock held shared.  0 or failed legs. */
-static uint32_t bm_flush(struct vd_mirror *m)
-{
-    uint32_t failed = 0;
-
-    pthread_mutex_lock(&m->lock);
-    for (uint64_t b = 0; b < nblocks(m->nregions) && !failed; b++)
-        while (!failed && m->bm_done[b] != m->bm_ver[b]) {
-            if (m->bm_busy[b])
-                pthread_cond_wait(&m->cond, &m->lock);
-            else
-                failed = bm_write_block_locked(m, b);
-        }
-    pthread_mutex_unlock(&m->lock);
-    return failed;
-}
-
 /* Mark legs failed, durably, before the caller acknowledges anything.
  * Called with no lock held (a range may be owned).  0, or -EIO when the
  * failure could not be recorded (then nothing may be acknowledged).
@@ -613,7 +246,7 @@ static uint32_t bm_flush(struct vd_mirror *m)
  * working disk of a RAID1): with no in-sync leg left nothing could serve
  * reads or be a resync source, even once every leg answers again.  Its
  * I/O error goes to the initiator instead (-EIO: not acknowledged). */
-static int fail_legs(struct vd_vol *v, uint32_t mask)
+int mirror_fail_legs(struct vd_vol *v, uint32_t mask)
 {
     vd_pool *p = v->pool;
     struct vd_opbuf ops = { 0 };
@@ -656,78 +289,6 @@ static int fail_legs(struct vd_vol *v, uint32_t mask)
     vd_opbuf_free(&ops);
     return r < 0 || kept >= 0 ? -EIO : 0;
 }
-
-/* ---- arrays --------------------------------------------------------------- */
-/* Grow every per-region and per-block array to n regions (n > cap, or the
- * first allocation).  m->lock held (or m not yet published). */
-static int mirror_alloc_arrays(struct vd_mirror *m, uint64_t n)
-{
-    uint64_t oc = m->cap_regions;
-    struct {
-        void **p;
-        size_t osz, nsz;
-    } a[] = {
-        { (void **)&m->bits, nwords(oc) * 8, nwords(n) * 8 },
-        { (void **)&m->dbits, nwords(oc) * 8, nwords(n) * 8 },
-        { (void **)&m->bm_ver, nblocks(oc) * 8, nblocks(n) * 8 },
-        { (void **)&m->bm_done, nblocks(oc) * 8, nblocks(n) * 8 },
-        { (void **)&m->bm_busy, nblocks(oc), nblocks(n) },
-        { (void **)&m->inflight, oc * 4, n * 4 },
-        { (void **)&m->gen, oc * 4, n * 4 },
-        { (void **)&m->seen_gen, oc * 4, n * 4 },
-        { (void **)&m->unsettled, oc * 2, n * 2 },
-        { (void **)&m->diverged, oc, n },
-    };
-    enum { NA = sizeof(a) / sizeof(a[0]) };
-    void *nu[NA];
-
-    for (size_t i = 0; i < NA; i++) {
-        nu[i] = calloc(1, a[i].nsz ? a[i].nsz : 1);
-        if (!nu[i]) {
-            while (i--)
-                free(nu[i]);
-            return -ENOMEM;
-        }
-    }
-    for (size_t i = 0; i < NA; i++) {
-        if (*a[i].p)
-            memcpy(nu[i], *a[i].p, a[i].osz);
-        free(*a[i].p);
-        *a[i].p = nu[i];
-    }
-    m->cap_regions = n;
-    m->nregions = n;
-    return 0;
-}
-
-static uint64_t max_regions(const struct vd_mirror *m)
-{
-    /* the bitmap extent, less its header block */
-    return m->legacy ? m->v->pool->extent_size * 8
-                     : bm_capacity(m->v->pool->extent_size);
-}
-
-/* Make the arrays cover region r (the volume may have grown and
- * vd_mirror_grow not run yet).  m->lock held.  0, -ENOMEM, -EFBIG. */
-static int cover_region_locked(struct vd_mirror *m, uint64_t r)
-{
-    uint64_t n;
-    int e;
-
-    if (r < m->nregions)
-        return 0;
-    n = vd_div_up(vd_vol_size(m->v), region_size(m));
-    if (n > max_regions(m))
-        return -EFBIG;
-    if (n > m->cap_regions) {
-        if ((e = mirror_alloc_arrays(m, n)) < 0)
-            return e;
-    } else if (n > m->nregions) {
-        m->nregions = n;
-    }
-    return r < m->nregions ? 0 : -ERANGE;
-}
-
 /* ---- range ordering --------------------------------------------------------- */
 static bool overlaps(const struct mrange *x, uint64_t start, uint64_t end)
 {
@@ -767,19 +328,19 @@ static void range_insert_locked(struct vd_mirror *m, struct mrange *e,
 }
 
 /* Queue e for [start, end) and wait until no earlier entry overlaps it. */
-static void range_wait_locked(struct vd_mirror *m, struct mrange *e,
+void mirror_range_wait_locked(struct vd_mirror *m, struct mrange *e,
                               uint64_t start, uint64_t end)
 {
     range_insert_locked(m, e, start, end);
     if (!range_blocked_locked(m, e))
         return;
-    hook(m->v, "range-wait");
+    mirror_hook(m->v, "range-wait");
     do
         pthread_cond_wait(&m->cond, &m->lock);
     while (range_blocked_locked(m, e));
 }
 
-static void range_remove_locked(struct vd_mirror *m, struct mrange *e)
+void mirror_range_remove_locked(struct vd_mirror *m, struct mrange *e)
 {
     if (e->prev)
         e->prev->next = e->next;
@@ -793,14 +354,9 @@ static void range_remove_locked(struct vd_mirror *m, struct mrange *e)
 }
 
 /* ---- leg writers (see the top) ---------------------------------------------- */
-struct lw {
-    struct mrange e;
-    uint64_t r0, r1;
-};
-
 /* Steps 1 and 2: own [off, off+len), count the writer, set the bits.
  * No lock held.  0 or a negative errno (nothing owned). */
-static int lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off,
+int mirror_lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off,
                     uint64_t len)
 {
     int r;
@@ -808,28 +364,23 @@ static int lw_begin(struct vd_mirror *m, struct lw *w, uint64_t off,
     w->r0 = off >> m->region_shift;
     w->r1 = (off + len - 1) >> m->region_shift;
     pthread_mutex_lock(&m->lock);
-    if ((r = cover_region_locked(m, w->r1)) < 0) {
+    if ((r = mirror_cover_region_locked(m, w->r1)) < 0) {
         pthread_mutex_unlock(&m->lock);
         return r;
     }
-    range_wait_locked(m, &w->e, off, off + len);
+    mirror_range_wait_locked(m, &w->e, off, off + len);
     for (uint64_t i = w->r0; i <= w->r1; i++) {
         m->inflight[i]++;
         m->gen[i]++;
-        bit_set_locked(m, i, true);
+        mirror_bit_set_locked(m, i, true);
     }
     pthread_mutex_unlock(&m->lock);
     return 0;
 }
 
-enum {
-    LW_RESOLVE = 1,  /* succeeded on every non-failed leg: settles partials */
-    LW_DIVERGED = 2, /* non-failed legs may differ: keep the bit, resync */
-};
-
 /* m->lock held: the regions of [r0, r1] may differ between non-failed legs
  * until a copy: a running resync goes back over them. */
-static void diverged_locked(struct vd_mirror *m, uint64_t r0, uint64_t r1)
+void mirror_diverged_locked(struct vd_mirror *m, uint64_t r0, uint64_t r1)
 {
     for (uint64_t i = r0; i <= r1; i++)
         m->diverged[i] = 1;
@@ -839,13 +390,13 @@ static void diverged_locked(struct vd_mirror *m, uint64_t r0, uint64_t r1)
 }
 
 /* Step 5.  No lock held. */
-static void lw_end(struct vd_mirror *m, struct lw *w, unsigned how)
+void mirror_lw_end(struct vd_mirror *m, struct lw *w, unsigned how)
 {
     pthread_mutex_lock(&m->lock);
     for (uint64_t i = w->r0; i <= w->r1; i++)
         m->inflight[i]--;
     if (how & LW_DIVERGED)
-        diverged_locked(m, w->r0, w->r1);
+        mirror_diverged_locked(m, w->r0, w->r1);
     if (how & LW_RESOLVE) {
         struct partial **pp = &m->partials;
         while (*pp) {
@@ -862,14 +413,14 @@ static void lw_end(struct vd_mirror *m, struct lw *w, unsigned how)
             }
         }
     }
-    range_remove_locked(m, &w->e);
+    mirror_range_remove_locked(m, &w->e);
     pthread_mutex_unlock(&m->lock);
 }
 
 /* Step 3 (and 4): the bits durable, then the data on every non-failed leg
  * in `only`; leg failures recorded.  No lock held; *io tells whether data
  * was sent to any leg.  0 (acknowledgeable) or -EIO. */
-static int lw_write(struct vd_vol *v, struct lw *w, const void *buf, size_t len,
+int mirror_lw_write(struct vd_vol *v, struct lw *w, const void *buf, size_t len,
                     uint64_t off, unsigned flags, uint32_t only, bool *io)
 {
     struct vd_mirror *m = mirror_of(v);
@@ -878,25 +429,25 @@ static int lw_write(struct vd_vol *v, struct lw *w, const void *buf, size_t len,
     *io = false;
     for (int tries = 0;; tries++) {
         pthread_rwlock_rdlock(&v->map_lock);
-        uint32_t bf = bits_durable(m, w->r0, w->r1);
+        uint32_t bf = mirror_bits_durable(m, w->r0, w->r1);
         if (!bf)
             break;
         pthread_rwlock_unlock(&v->map_lock);
         /* Those legs miss the bit: fail them, then the others suffice. */
-        if (fail_legs(v, bf) < 0 || tries == 3)
+        if (mirror_fail_legs(v, bf) < 0 || tries == 3)
             return -EIO;
     }
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         if (!(only & (1u << leg)) || leg_state(v, leg) == VD_LEG_FAILED)
             continue;
         *io = true;
-        if (leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
+        if (mirror_leg_io(v, leg, (void *)buf, len, off, true, flags) < 0)
             failed |= 1u << leg;
         else
             ok |= 1u << leg;
     }
     pthread_rwlock_unlock(&v->map_lock);
-    if (failed && fail_legs(v, failed) < 0)
+    if (failed && mirror_fail_legs(v, failed) < 0)
         return -EIO;
     return ok ? 0 : -EIO;
 }
@@ -969,10 +520,10 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
             if (m->rs_active && m->rs_cursor > r0)
                 m->rs_cursor = r0;
         } else {
-            diverged_locked(m, r0, r1);
+            mirror_diverged_locked(m, r0, r1);
         }
     }
-    range_remove_locked(m, &e);
+    mirror_range_remove_locked(m, &e);
     pthread_mutex_unlock(&m->lock);
     return r;
 }
@@ -1005,7 +556,8 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
             legs[n++] = k;
     leg = dirty ? source_leg(v) : n ? (int)legs[rr % n] : -1;
     r = leg < 0 ? -EAGAIN
-                : leg_io(v, (uint32_t)leg, buf, len, off, false, VD_IO_NOWAIT);
+                : mirror_leg_io(v, (uint32_t)leg, buf, len, off, false,
+                                VD_IO_NOWAIT);
     pthread_rwlock_unlock(&v->map_lock);
     return r < 0 ? -EAGAIN : 0;
 }
@@ -1027,10 +579,10 @@ static int mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
         return mirror_pwrite_nowait(v, buf, len, off, flags);
     if (off > size || len > size - off)
         return -ERANGE; /* volumes only grow */
-    if ((r = lw_begin(m, &w, off, len)) < 0)
+    if ((r = mirror_lw_begin(m, &w, off, len)) < 0)
         return r == -ERANGE ? r : -EIO;
-    r = lw_write(v, &w, buf, len, off, flags, all_legs(v), &io);
-    lw_end(m, &w, r == 0 ? LW_RESOLVE : io ? LW_DIVERGED : 0);
+    r = mirror_lw_write(v, &w, buf, len, off, flags, all_legs(v), &io);
+    mirror_lw_end(m, &w, r == 0 ? LW_RESOLVE : io ? LW_DIVERGED : 0);
     return r;
 }
 
@@ -1042,44 +594,6 @@ static int mirror_pread_flags(struct vd_vol *v, void *buf, size_t len,
     if (flags & VD_IO_NOWAIT)
         return mirror_pread_nowait(v, buf, len, off);
     return mirror_pread(v, buf, len, off);
-}
-
-/* After a read error on the legs in bad, rewrite them from leg good, as a
- * leg writer: the good leg is read again under the range, so a write that
- * overlaps lands wholly before or after the rewrite on every leg.  Never
- * touches write_lock (COMPARE AND WRITE may hold it).  No lock held. */
-static void read_repair(struct vd_vol *v, size_t len, uint64_t off,
-                        uint32_t good, uint32_t bad)
-{
-    struct vd_mirror *m = mirror_of(v);
-    struct lw w;
-    void *tmp;
-    bool io = false;
-    int r;
-
-    if (posix_memalign(&tmp, 4096, len ? len : 1))
-        return;
-    if (lw_begin(m, &w, off, len) < 0) {
-        free(tmp);
-        return;
-    }
-    pthread_rwlock_rdlock(&v->map_lock);
-    /* good was in sync when the read was served, with map_lock held; since
-     * then it may have been replaced (a new, empty device: stale) or have
-     * failed.  Now that the range is ours and map_lock held, an in-sync
-     * good holds the range's newest data (see "read-repair" at the top). */
-    r = leg_state(v, good) == VD_LEG_INSYNC
-            ? leg_io(v, good, tmp, len, off, false, 0)
-            : -EAGAIN;
-    pthread_rwlock_unlock(&v->map_lock);
-    if (r == 0)
-        r = lw_write(v, &w, tmp, len, off, VD_IO_FUA, bad, &io);
-    lw_end(m, &w, r < 0 && io ? LW_DIVERGED : 0);
-    if (r == 0)
-        vd_log(VD_LOG_WARN,
-               "volume '%s/%s': read error at %" PRIu64 " repaired from leg %u",
-               v->pool->name, v->name, off, good);
-    free(tmp);
 }
 
 static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
@@ -1120,7 +634,7 @@ static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
     }
     while (leg >= 0) {
         tried |= 1u << leg;
-        r = leg_io(v, (uint32_t)leg, buf, len, off, false, 0);
+        r = mirror_leg_io(v, (uint32_t)leg, buf, len, off, false, 0);
         if (r == 0)
             break;
         bad |= 1u << leg;
@@ -1133,7 +647,7 @@ static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
     }
     pthread_rwlock_unlock(&v->map_lock);
     if (r == 0 && bad)
-        read_repair(v, len, off, (uint32_t)leg, bad);
+        mirror_read_repair(v, len, off, (uint32_t)leg, bad);
     return r;
 }
 
@@ -1146,12 +660,12 @@ static int mirror_flush(struct vd_vol *v)
         uint32_t st = leg_state(v, leg);
         if (st == VD_LEG_FAILED)
             continue;
-        if (leg_flush(v, leg) < 0)
+        if (mirror_leg_flush(v, leg) < 0)
             bad |= 1u << leg;
         else if (st == VD_LEG_INSYNC)
             good |= 1u << leg;
     }
-    if (bad && fail_legs(v, bad) < 0)
+    if (bad && mirror_fail_legs(v, bad) < 0)
         return -EIO;
     return good ? 0 : -EIO;
 }
@@ -1159,80 +673,11 @@ static int mirror_flush(struct vd_vol *v)
 /* ---- attach / detach ---------------------------------------------------- */
 static void mirror_detach(struct vd_vol *v);
 
-static void bm_hdr_fill(const struct vd_vol *v, struct vd_bm_hdr *h)
-{
-    memset(h, 0, sizeof(*h));
-    memcpy(h->magic, BM_MAGIC, 8);
-    h->major = 1;
-    h->minor = 0;
-    h->hdr_len = sizeof(*h);
-    h->bit_order = 0;
-    h->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
-    h->vol = v->id;
-    h->bits_offset = 0;
-    h->capacity = bm_capacity(v->pool->extent_size);
-    h->crc = vd_crc32c(0, h, sizeof(*h));
-}
-
-/* The header block of the bitmap at doff on d: 0 valid, 1 absent (zero
- * magic) or unreadable (left alone: the bits were readable), -1 present
- * but not what this volume needs. */
-static int bm_hdr_check(const struct vd_vol *v, struct vd_dev *d, uint64_t doff)
-{
-    static const char zero[8];
-    struct vd_bm_hdr want, *h;
-    uint8_t *blk = malloc(BM_BLOCK);
-    int r;
-
-    if (!blk)
-        return 1;
-    if (vd_dev_pread(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK) <
-        0) {
-        free(blk);
-        return 1;
-    }
-    h = (struct vd_bm_hdr *)blk;
-    bm_hdr_fill(v, &want);
-    if (!memcmp(h->magic, zero, 8))
-        r = 1;
-    else
-        r = memcmp(h, &want, sizeof(want)) ? -1 : 0;
-    free(blk);
-    return r;
-}
-
-/* Write the header block of leg's bitmap (FUA); map_lock held shared.  A
- * failure is logged and left: the header is written again at the next
- * open, and nothing reads it before that. */
-static void bm_hdr_write(struct vd_vol *v, uint32_t leg)
-{
-    uint8_t *blk = calloc(1, BM_BLOCK);
-    struct vd_bm_hdr h;
-    uint64_t doff;
-    struct vd_dev *d = vd_leg_bitmap_locate(v, leg, &doff);
-
-    if (!blk)
-        return;
-    bm_hdr_fill(v, &h);
-    memcpy(blk, &h, sizeof(h));
-    if (!d || !d->bdev || d->state != VD_DEV_OK ||
-        vd_dev_pwrite(d, blk, BM_BLOCK, doff + v->pool->extent_size - BM_BLOCK,
-                      VD_IO_FUA) < 0)
-        vd_log(VD_LOG_WARN,
-               "volume '%s/%s': bitmap header of leg %u not "
-               "written; retried at the next open",
-               v->pool->name, v->name, leg);
-    free(blk);
-}
-
 static int mirror_attach(struct vd_vol *v)
 {
     struct vd_mirror *m;
-    uint64_t nregions, bytes, words;
-    uint64_t *buf, *andb;
-    int r, legs_read = 0;
-    bool all_read = true;
-    uint32_t hdr_legs = 0; /* legs whose bitmap header is to be written */
+    uint64_t nregions;
+    int r;
 
     if (mirror_of(v))
         return 0;
@@ -1242,8 +687,8 @@ static int mirror_attach(struct vd_vol *v)
     m->v = v;
     m->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
     nregions = vd_div_up(v->size, 1ull << m->region_shift);
-    m->legacy = nregions > bm_capacity(v->pool->extent_size);
-    if (nregions > max_regions(m)) {
+    m->legacy = nregions > mirror_bm_capacity(v->pool->extent_size);
+    if (nregions > mirror_max_regions(m)) {
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': %" PRIu64 " regions do not fit the "
                "bitmap extent",
@@ -1258,81 +703,11 @@ static int mirror_attach(struct vd_vol *v)
         mirror_detach(v);
         return r;
     }
-    /* bits: the union of the legs' copies (a bit set on any leg may
-     * differ); dbits: their intersection, if every non-failed leg's copy
-     * was read (otherwise a leg may lack any bit: all blocks are written
-     * again before data moves). */
-    words = nwords(nregions);
-    bytes = nblocks(nregions) * BM_BLOCK;
-    buf = malloc(bytes ? bytes : 1);
-    andb = malloc(words ? words * 8 : 1);
-    if (!buf || !andb) {
-        free(buf);
-        free(andb);
+    if ((r = mirror_bm_load(m, nregions)) < 0) {
         mv_of(v)->rt = m;
         mirror_detach(v);
-        return -ENOMEM;
+        return r;
     }
-    memset(andb, 0xff, words * 8);
-    pthread_rwlock_rdlock(&v->map_lock);
-    for (uint32_t leg = 0; leg < v->copies; leg++) {
-        uint64_t doff;
-        struct vd_dev *d;
-        if (leg_state(v, leg) == VD_LEG_FAILED)
-            continue;
-        d = vd_leg_bitmap_locate(v, leg, &doff);
-        if (!bytes)
-            continue;
-        if (!d || !d->bdev || d->state != VD_DEV_OK ||
-            vd_dev_pread(d, buf, bytes, doff) < 0) {
-            vd_log(VD_LOG_WARN, "volume '%s/%s': bitmap of leg %u unreadable",
-                   v->pool->name, v->name, leg);
-            all_read = false;
-            continue;
-        }
-        legs_read++;
-        for (uint64_t w = 0; w < words; w++) {
-            m->bits[w] |= buf[w];
-            andb[w] &= buf[w];
-        }
-        if (m->legacy)
-            continue;
-        int h = bm_hdr_check(v, d, doff);
-        if (h < 0) {
-            /* a wrong header: its bits may be anything (set bits are
-             * harmless; clear ones are not trusted: dbits stay 0) */
-            vd_log(VD_LOG_WARN,
-                   "volume '%s/%s': bitmap header of leg %u is "
-                   "invalid; its bitmap is written again",
-                   v->pool->name, v->name, leg);
-            all_read = false;
-        }
-        if (h != 0)
-            hdr_legs |= 1u << leg;
-    }
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if (hdr_legs & (1u << leg))
-            bm_hdr_write(v, leg);
-    pthread_rwlock_unlock(&v->map_lock);
-    free(buf);
-    if (nregions % 64) { /* bits past the end are not regions */
-        m->bits[nregions / 64] &= (1ull << (nregions % 64)) - 1;
-        andb[nregions / 64] &= (1ull << (nregions % 64)) - 1;
-    }
-    for (uint64_t i = 0; i < nregions; i++)
-        m->dirty += bit_get(m, i);
-    if (!legs_read && v->copies) {
-        /* Nothing known: every region may differ. */
-        for (uint64_t i = 0; i < nregions; i++)
-            bit_set_locked(m, i, true);
-        all_read = false;
-    }
-    for (uint64_t w = 0; w < words; w++) {
-        m->dbits[w] = all_read ? andb[w] : 0;
-        if (m->dbits[w] != m->bits[w]) /* the copies differ here */
-            m->bm_ver[w / BM_WORDS] = m->bm_done[w / BM_WORDS] + 1;
-    }
-    free(andb);
     if (m->dirty || mv_of(v)->rs_running)
         m->rs_requested = 1;
     for (uint32_t leg = 0; leg < v->copies; leg++)
@@ -1358,13 +733,14 @@ static int mirror_grow(struct vd_vol *v)
     n = vd_div_up(vd_vol_size(v), region_size(m));
     pthread_mutex_lock(&m->lock);
     if (n > m->nregions)
-        r = cover_region_locked(m, n - 1);
+        r = mirror_cover_region_locked(m, n - 1);
     pthread_mutex_unlock(&m->lock);
     if (r == -EFBIG)
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': %" PRIu64 " regions do not fit the "
                "bitmap extent; writes beyond %" PRIu64 " bytes fail",
-               v->pool->name, v->name, n, max_regions(m) << m->region_shift);
+               v->pool->name, v->name, n,
+               mirror_max_regions(m) << m->region_shift);
     return r;
 }
 
@@ -1387,114 +763,242 @@ static void mirror_detach(struct vd_vol *v)
     free(m->unsettled), free(m->diverged);
     free(m);
 }
-
-/* ---- clearing bits (the clearing rule, see the top) ----------------------- */
-struct cand {
-    uint64_t r;
-    uint32_t gen;
-};
-struct batch {
-    struct cand *c;
-    size_t n, cap;
-};
-
-/* m->lock held; r had inflight 0 when its gen was read. */
-static void batch_add_locked(struct batch *b, uint64_t r, uint32_t gen)
-{
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        struct cand *c = realloc(b->c, cap * sizeof(*c));
-        if (!c)
-            return; /* the bit just stays set */
-        b->c = c;
-        b->cap = cap;
-    }
-    b->c[b->n++] = (struct cand){ r, gen };
-}
-
-/* Flush every non-failed leg; then, if that worked on every leg and none
- * is failed, clear the candidates whose gen did not move and write the
- * changed bitmap blocks.  cleaner: the candidates come from the cleaner
- * (every leg must still be in sync, nothing unsettled or diverged).  No
- * lock held.  0, or -EIO when a flush or a bitmap write failed (those legs
- * are marked failed; nothing cleared). */
-static int batch_commit(struct vd_vol *v, struct batch *b, bool cleaner)
+/* ---- background work (the pool's thread, pool/bg.c) --------------------- */
+/* One pass for v: bring failed legs back, then resync or clean. */
+static void mirror_tick(struct vd_vol *v)
 {
     struct vd_mirror *m = mirror_of(v);
-    uint32_t failed = 0, legs;
 
-    legs = nonfailed_legs(v);
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        if ((legs & (1u << leg)) && leg_flush(v, leg) < 0)
-            failed |= 1u << leg;
+    if (!m)
+        return;
+    mirror_probe_failed_legs(v);
+    pthread_mutex_lock(&m->lock);
+    int want = m->rs_requested;
+    pthread_mutex_unlock(&m->lock);
+    if (want)
+        mirror_resync_volume(v);
+    else
+        mirror_clean_volume(v);
+}
+
+/* The pool is closing, its thread stopped: leave the on-disk bitmap with
+ * every cleared bit written. */
+static void mirror_quiesce(struct vd_vol *v)
+{
+    struct vd_mirror *m = mirror_of(v);
+
+    if (!m)
+        return;
     pthread_rwlock_rdlock(&v->map_lock);
-    if (!failed && b->n && legs == all_legs(v)) {
-        pthread_mutex_lock(&m->lock);
-        bool ok =
-            nonfailed_legs(v) == all_legs(v) && (!cleaner || all_insync(v));
-        for (size_t k = 0; ok && k < b->n; k++) {
-            uint64_t i = b->c[k].r;
-            if (i < m->nregions && m->gen[i] == b->c[k].gen &&
-                !m->inflight[i] &&
-                (!cleaner || (!m->unsettled[i] && !m->diverged[i])))
-                bit_set_locked(m, i, false);
-        }
-        pthread_mutex_unlock(&m->lock);
-        failed = bm_flush(m);
-    }
+    uint32_t lf = mirror_bm_flush(m);
     pthread_rwlock_unlock(&v->map_lock);
-    b->n = 0;
-    if (failed) {
-        fail_legs(v, failed);
-        return -EIO;
+    if (lf)
+        mirror_fail_legs(v, lf);
+}
+
+/* ---- admin API ---------------------------------------------------------- */
+/* Drop the reference an admin call took (open_count, under admin_lock). */
+void mirror_put(struct vd_vol *v)
+{
+    vd_admin_lock(v->pool);
+    v->open_count--;
+    vd_admin_unlock(v->pool);
+}
+
+struct vd_vol *mirror_find(vd_pool *p, const char *name)
+{
+    struct vd_vol *v = vd_vol_find(p, name);
+    if (!v) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': not found; list volumes with "
+               "'vdlvm vol list %s'",
+               p->name, name, p->name);
+        errno = ENOENT;
+        return NULL;
+    }
+    if (!mirror_of(v)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not a mirror (layout linear)",
+               p->name, name);
+        errno = EINVAL;
+        return NULL;
+    }
+    return v;
+}
+
+int vd_mirror_get_info(vd_pool *p, const char *name,
+                       struct vd_mirror_info *info)
+{
+    struct vd_vol *v;
+    struct vd_mirror *m;
+
+    vd_admin_lock(p);
+    v = vd_vol_find(p, name);
+    if (!v || !mirror_of(v)) {
+        vd_admin_unlock(p);
+        return v ? -EINVAL : -ENOENT;
+    }
+    m = mirror_of(v);
+    memset(info, 0, sizeof(*info));
+    snprintf(info->volume, sizeof(info->volume), "%s/%s", p->name, v->name);
+    info->size = v->size;
+    info->region_size = region_size(m);
+    info->copies = v->copies;
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        struct vd_leg_info *l = &info->legs[leg];
+        uint32_t dv = v->map[leg].dev;
+        l->leg = leg;
+        if (v->le_count > v->data_le0 &&
+            v->map[v->data_le0 * v->copies + leg].dev != VD_NO_DEV)
+            dv = v->map[v->data_le0 * v->copies + leg].dev;
+        if (dv != VD_NO_DEV) {
+            snprintf(l->device, sizeof(l->device), "%s", p->devs[dv].name);
+            snprintf(l->node, sizeof(l->node), "%s", p->devs[dv].node);
+        }
+        l->state = leg_state(v, leg);
+    }
+    pthread_mutex_lock(&m->lock);
+    info->dirty_regions = m->dirty;
+    info->rate_limit = m->rate_limit;
+    if (m->rs_active) {
+        info->resync_state = VD_RESYNC_RUNNING;
+        info->rate_bytes_per_s = m->rate_bps;
+        for (uint32_t leg = 0; leg < v->copies; leg++)
+            info->legs[leg].resyncing = !!(m->rs_targets & (1u << leg)) &&
+                                        info->legs[leg].state == VD_LEG_STALE;
+    } else if (mv_of(v)->rs_running || m->rs_requested) {
+        info->resync_state = VD_RESYNC_PAUSED;
+    }
+    pthread_mutex_unlock(&m->lock);
+    info->total_bytes = mv_of(v)->rs_total;
+    info->done_bytes = mv_of(v)->rs_done;
+    vd_admin_unlock(p);
+    return 0;
+}
+static int mirror_init(struct vd_vol *v, const struct vd_op_vol *o)
+{
+    uint32_t shift = o->flags & VD_VOLF_REGION_SHIFT_MASK;
+
+    if (shift < 9 || shift > 40 || o->le_count < 1) {
+        vd_log(VD_LOG_ERR, "pool '%s': volume '%s': bad mirror parameters",
+               v->pool->name, v->name);
+        return -EINVAL;
+    }
+    v->priv = calloc(1, sizeof(struct mirror_vol));
+    return v->priv ? 0 : -ENOMEM;
+}
+
+static void mirror_fini(struct vd_vol *v)
+{
+    free(v->priv);
+    v->priv = NULL;
+}
+
+static int mirror_md_apply(struct vd_vol *v, const struct vd_op_hdr *h)
+{
+    struct mirror_vol *mv = mv_of(v);
+
+    switch (h->type) {
+    case VD_OP_LEG_STATE: {
+        const struct vd_op_leg *o = (const void *)h;
+        if (h->len < sizeof(*o) || o->leg >= v->copies || o->state > 2) {
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': metadata sets state %u of leg %u of "
+                   "volume '%s'",
+                   v->pool->name, o->state, o->leg, v->name);
+            return -EINVAL;
+        }
+        __atomic_store_n(&mv->leg_state[o->leg], o->state, __ATOMIC_RELEASE);
+        return 0;
+    }
+    case VD_OP_RESYNC: {
+        const struct vd_op_resync *o = (const void *)h;
+        if (h->len < sizeof(*o)) {
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': metadata resync op of volume '%s' "
+                   "too short",
+                   v->pool->name, v->name);
+            return -EINVAL;
+        }
+        mv->rs_running = o->running;
+        mv->rs_total = o->total;
+        mv->rs_done = o->done;
+        return 0;
+    }
+    }
+    return -ENOENT;
+}
+
+static int mirror_md_serialize(const struct vd_vol *v, struct vd_opbuf *b)
+{
+    const struct mirror_vol *mv = mv_of(v);
+    int r;
+
+    for (uint32_t leg = 0; leg < v->copies; leg++) {
+        struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
+        if (!mv->leg_state[leg])
+            continue;
+        ol.vol = v->id;
+        ol.leg = leg;
+        ol.state = mv->leg_state[leg];
+        if ((r = vd_opbuf_add(b, &ol, sizeof(ol))) < 0)
+            return r;
+    }
+    if (mv->rs_running || mv->rs_total) {
+        struct vd_op_resync orz = { .h.type = VD_OP_RESYNC };
+        orz.vol = v->id;
+        orz.running = mv->rs_running;
+        orz.total = mv->rs_total;
+        orz.done = mv->rs_done;
+        if ((r = vd_opbuf_add(b, &orz, sizeof(orz))) < 0)
+            return r;
     }
     return 0;
 }
 
-/* Lazy clearing of bits while all legs are in sync. */
-static void clean_volume(struct vd_vol *v)
+static void mirror_status(struct vd_vol *v, struct vd_vol_status *st)
 {
+    struct mirror_vol *mv = mv_of(v);
     struct vd_mirror *m = mirror_of(v);
-    struct batch b = { 0 };
-    bool pending = false;
 
-    if (!all_insync(v))
-        return;
-    pthread_mutex_lock(&m->lock);
-    if (m->rs_active || m->rs_requested || m->excl) {
-        pthread_mutex_unlock(&m->lock);
-        return;
-    }
-    for (uint64_t i = 0; i < m->nregions; i++) {
-        if (bit_get(m, i) && !m->inflight[i] && !m->unsettled[i] &&
-            !m->diverged[i] && m->gen[i] == m->seen_gen[i])
-            batch_add_locked(&b, i, m->gen[i]);
-        m->seen_gen[i] = m->gen[i];
-    }
-    for (uint64_t k = 0; k < nblocks(m->nregions); k++)
-        pending |= m->bm_done[k] != m->bm_ver[k];
-    bool work = b.n || pending;
-    if (work)
-        m->bg_busy = 1;
-    pthread_mutex_unlock(&m->lock);
-    if (b.n) {
-        batch_commit(v, &b, true);
-    } else if (pending) {
-        pthread_rwlock_rdlock(&v->map_lock);
-        uint32_t failed = bm_flush(m);
-        pthread_rwlock_unlock(&v->map_lock);
-        if (failed)
-            fail_legs(v, failed);
-    }
-    if (work) {
+    st->copies_insync = 0;
+    for (uint32_t leg = 0; leg < v->copies; leg++)
+        st->copies_insync += leg_state(v, leg) == VD_LEG_INSYNC;
+    if (m) {
         pthread_mutex_lock(&m->lock);
-        m->bg_busy = 0;
-        pthread_cond_broadcast(&m->cond);
+        st->resyncing = m->rs_active || m->rs_requested;
         pthread_mutex_unlock(&m->lock);
     }
-    free(b.c);
+    st->resync_done = mv->rs_done;
+    st->resync_total = mv->rs_total;
 }
 
+const struct vd_layout_ops vd_mirror_layout = {
+    .name = "mirror",
+    .id = VD_LAYOUT_MIRROR,
+    .meta_extents = VD_MIRROR_LE0,
+    .check = mirror_check,
+    .plan = mirror_plan,
+    .check_extend = mirror_check_extend,
+    .plan_extend = mirror_plan_extend,
+    .init = mirror_init,
+    .fini = mirror_fini,
+    .ctr = mirror_attach,
+    .dtr = mirror_detach,
+    .grow = mirror_grow,
+    .pread = mirror_pread_flags,
+    .pwrite = mirror_pwrite,
+    .flush = mirror_flush,
+    .md_apply = mirror_md_apply,
+    .md_serialize = mirror_md_serialize,
+    .status = mirror_status,
+    .tick = mirror_tick,
+    .quiesce = mirror_quiesce,
+};
+
+/* A rate-limited resync waits at most this long inside a pass; a longer
+ * wait ends the pass and the background thread comes back later. */
+#define RATE_SLICE_NS    (100 * 1000000LL)
+#define RATE_MAX_WAIT_NS (86400LL * 1000000000LL)
 /* ---- resync ------------------------------------------------------------- */
 static int commit_resync(struct vd_vol *v, uint32_t running, uint64_t total,
                          uint64_t done, uint32_t insync_legs)
@@ -1545,7 +1049,7 @@ static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
         return 0;
     if (len > size - off)
         len = size - off;
-    if (lw_begin(m, &w, off, len) < 0)
+    if (mirror_lw_begin(m, &w, off, len) < 0)
         return -EIO;
     /* The source must still be in sync now that the region is ours: a
      * write of this region that missed src recorded src failed before it
@@ -1556,29 +1060,29 @@ static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
         goto end;
     }
     pthread_rwlock_rdlock(&v->map_lock);
-    if ((bf = bits_durable(m, w.r0, w.r1))) {
+    if ((bf = mirror_bits_durable(m, w.r0, w.r1))) {
         pthread_rwlock_unlock(&v->map_lock);
-        fail_legs(v, bf);
+        mirror_fail_legs(v, bf);
         r = -EIO;
         goto end;
     }
-    if (leg_io(v, (uint32_t)src, buf, len, off, false, 0) < 0) {
+    if (mirror_leg_io(v, (uint32_t)src, buf, len, off, false, 0) < 0) {
         pthread_rwlock_unlock(&v->map_lock);
-        fail_legs(v, 1u << src);
+        mirror_fail_legs(v, 1u << src);
         r = -EIO;
         goto end;
     }
     for (uint32_t leg = 0; leg < v->copies; leg++) {
         if (!(targets & (1u << leg)) || leg_state(v, leg) == VD_LEG_FAILED)
             continue;
-        if (leg_io(v, leg, buf, len, off, true, 0) < 0)
+        if (mirror_leg_io(v, leg, buf, len, off, true, 0) < 0)
             failed |= 1u << leg;
         else
             written |= 1u << leg;
     }
     pthread_rwlock_unlock(&v->map_lock);
     if (failed) {
-        if (fail_legs(v, failed) < 0)
+        if (mirror_fail_legs(v, failed) < 0)
             how = LW_DIVERGED;
         r = -EIO;
     }
@@ -1589,17 +1093,17 @@ end:
          * region is ours), so gen is the copy's. */
         m->diverged[i] = 0;
         if (m->inflight[i] == 1)
-            batch_add_locked(b, i, m->gen[i]);
+            mirror_batch_add_locked(b, i, m->gen[i]);
     }
     pthread_mutex_unlock(&m->lock);
-    lw_end(m, &w, how);
+    mirror_lw_end(m, &w, how);
     return r;
 }
 
 /* Start or continue the resync of v; returns 0 when it finished, -EAGAIN
  * when it pauses (rate limit, stop, leg replacement, leg change) and goes
  * on at a later call, -EIO on a failure (legs marked failed). */
-static int resync_volume(struct vd_vol *v)
+int mirror_resync_volume(struct vd_vol *v)
 {
     struct vd_mirror *m = mirror_of(v);
     vd_pool *p = v->pool;
@@ -1752,7 +1256,7 @@ static int resync_volume(struct vd_vol *v)
         pthread_mutex_unlock(&m->lock);
         if (commit || b.n >= 64) {
             /* the copies durable, then their bits cleared, then progress */
-            if (batch_commit(v, &b, false) < 0) {
+            if (mirror_batch_commit(v, &b, false) < 0) {
                 r = -EIO;
                 break;
             }
@@ -1762,7 +1266,7 @@ static int resync_volume(struct vd_vol *v)
     }
     /* Flush what was copied (every non-failed leg) before any bit goes or
      * any target is marked in-sync. */
-    if (batch_commit(v, &b, false) < 0)
+    if (mirror_batch_commit(v, &b, false) < 0)
         r = -EIO;
     pthread_mutex_lock(&m->lock);
     uint64_t total = m->rs_total, done = m->rs_done;
@@ -1804,7 +1308,7 @@ out:
 }
 
 /* A failed leg whose devices answer again becomes stale and is resynced. */
-static void probe_failed_legs(struct vd_vol *v)
+void mirror_probe_failed_legs(struct vd_vol *v)
 {
     struct vd_mirror *m = mirror_of(v);
     vd_pool *p = v->pool;
@@ -1828,7 +1332,7 @@ static void probe_failed_legs(struct vd_vol *v)
         pthread_rwlock_unlock(&v->map_lock);
         if (d && d->bdev && d->state == VD_DEV_OK &&
             vd_dev_pread_raw(d, buf, sizeof(buf), doff) == 0 &&
-            leg_flush(v, leg) == 0)
+            mirror_leg_flush(v, leg) == 0)
             back |= 1u << leg;
     }
     if (!back)
@@ -1883,130 +1387,17 @@ static void probe_failed_legs(struct vd_vol *v)
         pthread_mutex_lock(&m->lock);
         m->rs_requested = 1;
         /* missed the copies since it failed: a resync under way starts
-         * over for it (resync_volume sees a new target) */
+         * over for it (mirror_resync_volume sees a new target) */
         m->rs_targets &= ~back;
         pthread_mutex_unlock(&m->lock);
     }
 }
-
-/* ---- background work (the pool's thread, pool/bg.c) --------------------- */
-/* One pass for v: bring failed legs back, then resync or clean. */
-static void mirror_tick(struct vd_vol *v)
-{
-    struct vd_mirror *m = mirror_of(v);
-
-    if (!m)
-        return;
-    probe_failed_legs(v);
-    pthread_mutex_lock(&m->lock);
-    int want = m->rs_requested;
-    pthread_mutex_unlock(&m->lock);
-    if (want)
-        resync_volume(v);
-    else
-        clean_volume(v);
-}
-
-/* The pool is closing, its thread stopped: leave the on-disk bitmap with
- * every cleared bit written. */
-static void mirror_quiesce(struct vd_vol *v)
-{
-    struct vd_mirror *m = mirror_of(v);
-
-    if (!m)
-        return;
-    pthread_rwlock_rdlock(&v->map_lock);
-    uint32_t lf = bm_flush(m);
-    pthread_rwlock_unlock(&v->map_lock);
-    if (lf)
-        fail_legs(v, lf);
-}
-
-/* ---- admin API ---------------------------------------------------------- */
-/* Drop the reference an admin call took (open_count, under admin_lock). */
-static void put_vol(struct vd_vol *v)
-{
-    vd_admin_lock(v->pool);
-    v->open_count--;
-    vd_admin_unlock(v->pool);
-}
-
-static struct vd_vol *find_mirror(vd_pool *p, const char *name)
-{
-    struct vd_vol *v = vd_vol_find(p, name);
-    if (!v) {
-        vd_log(VD_LOG_ERR,
-               "volume '%s/%s': not found; list volumes with "
-               "'vdlvm vol list %s'",
-               p->name, name, p->name);
-        errno = ENOENT;
-        return NULL;
-    }
-    if (!mirror_of(v)) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': not a mirror (layout linear)",
-               p->name, name);
-        errno = EINVAL;
-        return NULL;
-    }
-    return v;
-}
-
-int vd_mirror_get_info(vd_pool *p, const char *name,
-                       struct vd_mirror_info *info)
-{
-    struct vd_vol *v;
-    struct vd_mirror *m;
-
-    vd_admin_lock(p);
-    v = vd_vol_find(p, name);
-    if (!v || !mirror_of(v)) {
-        vd_admin_unlock(p);
-        return v ? -EINVAL : -ENOENT;
-    }
-    m = mirror_of(v);
-    memset(info, 0, sizeof(*info));
-    snprintf(info->volume, sizeof(info->volume), "%s/%s", p->name, v->name);
-    info->size = v->size;
-    info->region_size = region_size(m);
-    info->copies = v->copies;
-    for (uint32_t leg = 0; leg < v->copies; leg++) {
-        struct vd_leg_info *l = &info->legs[leg];
-        uint32_t dv = v->map[leg].dev;
-        l->leg = leg;
-        if (v->le_count > v->data_le0 &&
-            v->map[v->data_le0 * v->copies + leg].dev != VD_NO_DEV)
-            dv = v->map[v->data_le0 * v->copies + leg].dev;
-        if (dv != VD_NO_DEV) {
-            snprintf(l->device, sizeof(l->device), "%s", p->devs[dv].name);
-            snprintf(l->node, sizeof(l->node), "%s", p->devs[dv].node);
-        }
-        l->state = leg_state(v, leg);
-    }
-    pthread_mutex_lock(&m->lock);
-    info->dirty_regions = m->dirty;
-    info->rate_limit = m->rate_limit;
-    if (m->rs_active) {
-        info->resync_state = VD_RESYNC_RUNNING;
-        info->rate_bytes_per_s = m->rate_bps;
-        for (uint32_t leg = 0; leg < v->copies; leg++)
-            info->legs[leg].resyncing = !!(m->rs_targets & (1u << leg)) &&
-                                        info->legs[leg].state == VD_LEG_STALE;
-    } else if (mv_of(v)->rs_running || m->rs_requested) {
-        info->resync_state = VD_RESYNC_PAUSED;
-    }
-    pthread_mutex_unlock(&m->lock);
-    info->total_bytes = mv_of(v)->rs_total;
-    info->done_bytes = mv_of(v)->rs_done;
-    vd_admin_unlock(p);
-    return 0;
-}
-
 int vd_mirror_resync_start(vd_pool *p, const char *name, uint64_t rate_limit)
 {
     struct vd_vol *v;
 
     vd_admin_lock(p);
-    v = find_mirror(p, name);
+    v = mirror_find(p, name);
     if (!v) {
         vd_admin_unlock(p);
         return -errno;
@@ -2029,7 +1420,7 @@ int vd_mirror_resync_wait(vd_pool *p, const char *name, uint64_t timeout_ms)
         struct vd_vol *v;
         int busy, failed_src;
         vd_admin_lock(p);
-        v = find_mirror(p, name);
+        v = mirror_find(p, name);
         if (!v) {
             vd_admin_unlock(p);
             return -errno;
@@ -2052,6 +1443,43 @@ int vd_mirror_resync_wait(vd_pool *p, const char *name, uint64_t timeout_ms)
     }
 }
 
+/* After a read error on the legs in bad, rewrite them from leg good, as a
+ * leg writer: the good leg is read again under the range, so a write that
+ * overlaps lands wholly before or after the rewrite on every leg.  Never
+ * touches write_lock (COMPARE AND WRITE may hold it).  No lock held. */
+void mirror_read_repair(struct vd_vol *v, size_t len, uint64_t off,
+                        uint32_t good, uint32_t bad)
+{
+    struct vd_mirror *m = mirror_of(v);
+    struct lw w;
+    void *tmp;
+    bool io = false;
+    int r;
+
+    if (posix_memalign(&tmp, 4096, len ? len : 1))
+        return;
+    if (mirror_lw_begin(m, &w, off, len) < 0) {
+        free(tmp);
+        return;
+    }
+    pthread_rwlock_rdlock(&v->map_lock);
+    /* good was in sync when the read was served, with map_lock held; since
+     * then it may have been replaced (a new, empty device: stale) or have
+     * failed.  Now that the range is ours and map_lock held, an in-sync
+     * good holds the range's newest data (see "read-repair" at the top). */
+    r = leg_state(v, good) == VD_LEG_INSYNC
+            ? mirror_leg_io(v, good, tmp, len, off, false, 0)
+            : -EAGAIN;
+    pthread_rwlock_unlock(&v->map_lock);
+    if (r == 0)
+        r = mirror_lw_write(v, &w, tmp, len, off, VD_IO_FUA, bad, &io);
+    mirror_lw_end(m, &w, r < 0 && io ? LW_DIVERGED : 0);
+    if (r == 0)
+        vd_log(VD_LOG_WARN,
+               "volume '%s/%s': read error at %" PRIu64 " repaired from leg %u",
+               v->pool->name, v->name, off, good);
+    free(tmp);
+}
 void vd_verify_result_free(struct vd_verify_result *res)
 {
     if (res) {
@@ -2087,11 +1515,11 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair,
         len = size - off;
     w.r0 = w.r1 = i;
     pthread_mutex_lock(&m->lock);
-    if ((r = cover_region_locked(m, i)) < 0) {
+    if ((r = mirror_cover_region_locked(m, i)) < 0) {
         pthread_mutex_unlock(&m->lock);
         return -EIO;
     }
-    range_wait_locked(m, &w.e, off, off + len);
+    mirror_range_wait_locked(m, &w.e, off, off + len);
     pthread_mutex_unlock(&m->lock);
     /* the legs and the source under map_lock: a replacement switches a
      * leg to a new, empty device (stale) only with map_lock exclusive */
@@ -2100,7 +1528,7 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair,
     src = source_leg(v);
     for (uint32_t leg = 0; leg < v->copies && r == 0; leg++)
         if ((legs & (1u << leg)) &&
-            (leg_io(v, leg, buf[leg], len, off, false, 0) < 0 ||
+            (mirror_leg_io(v, leg, buf[leg], len, off, false, 0) < 0 ||
              sha256(buf[leg], len, dg[leg]) < 0))
             r = -EIO;
     for (uint32_t leg = 0; r == 0 && src >= 0 && leg < v->copies; leg++)
@@ -2111,13 +1539,14 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair,
         m->inflight[i]++;
         m->gen[i]++;
         pthread_mutex_unlock(&m->lock);
-        if ((failed = bits_durable(m, i, i))) {
+        if ((failed = mirror_bits_durable(m, i, i))) {
             r = -EIO;
         } else {
             for (uint32_t leg = 0; leg < v->copies; leg++)
                 if ((*differ & (1u << leg)) &&
                     leg_state(v, leg) != VD_LEG_FAILED) {
-                    if (leg_io(v, leg, buf[src], len, off, true, VD_IO_FUA) < 0)
+                    if (mirror_leg_io(v, leg, buf[src], len, off, true,
+                                      VD_IO_FUA) < 0)
                         failed |= 1u << leg;
                     else
                         written |= 1u << leg;
@@ -2130,15 +1559,15 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair,
         if (r == 0)
             m->diverged[i] = 0;
         else if (written)
-            diverged_locked(m, i, i);
+            mirror_diverged_locked(m, i, i);
         pthread_mutex_unlock(&m->lock);
     }
     pthread_rwlock_unlock(&v->map_lock);
     pthread_mutex_lock(&m->lock);
-    range_remove_locked(m, &w.e);
+    mirror_range_remove_locked(m, &w.e);
     pthread_mutex_unlock(&m->lock);
     if (failed)
-        fail_legs(v, failed);
+        mirror_fail_legs(v, failed);
     return r;
 }
 
@@ -2152,7 +1581,7 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
 
     memset(res, 0, sizeof(*res));
     vd_admin_lock(p);
-    v = find_mirror(p, name);
+    v = mirror_find(p, name);
     if (v)
         v->open_count++; /* keeps it from being removed meanwhile */
     vd_admin_unlock(p);
@@ -2196,7 +1625,7 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
 out:
     for (uint32_t leg = 0; leg < 3; leg++)
         free(buf[leg]);
-    put_vol(v);
+    mirror_put(v);
     return r;
 }
 
@@ -2212,7 +1641,7 @@ static void excl_begin(struct vd_vol *v)
         pthread_cond_wait(&m->cond, &m->lock);
     m->excl = 1;
     if (m->bg_busy) {
-        hook(v, "replace-wait");
+        mirror_hook(v, "replace-wait");
         vd_log(VD_LOG_DEBUG,
                "volume '%s/%s': replace waits for the running "
                "resync or clean pass",
@@ -2244,7 +1673,7 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     uint64_t *bm = NULL, nb = 0;
 
     vd_admin_lock(p);
-    v = find_mirror(p, name);
+    v = mirror_find(p, name);
     if (v)
         v->open_count++; /* keeps it from being removed meanwhile */
     vd_admin_unlock(p);
@@ -2316,7 +1745,7 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     /* 1. every region may differ: durable on the legs that stay */
     pthread_mutex_lock(&m->lock);
     for (uint64_t i = 0; i < m->nregions; i++)
-        bit_set_locked(m, i, true);
+        mirror_bit_set_locked(m, i, true);
     nb = nblocks(m->nregions);
     bm = calloc(nb ? nb * BM_WORDS : 1, 8);
     if (bm)
@@ -2328,13 +1757,13 @@ int vd_mirror_replace_leg(vd_pool *p, const char *name, const char *old_dev,
     }
     for (int tries = 0; tries < 2; tries++) {
         pthread_rwlock_rdlock(&v->map_lock);
-        lf = bm_flush(m);
+        lf = mirror_bm_flush(m);
         pthread_rwlock_unlock(&v->map_lock);
         if (lf != (1u << leg))
             break;
         /* only the leg being replaced missed it: it goes anyway (another
          * leg is in sync), and then the blocks are complete without it */
-        fail_legs(v, lf);
+        mirror_fail_legs(v, lf);
     }
     if (lf) {
         r = -EIO;
@@ -2405,12 +1834,11 @@ out:
     excl_end(v);
     vd_opbuf_free(&ops);
     free(bm);
-    put_vol(v);
+    mirror_put(v);
     if (r == 0)
         vd_bg_kick(p);
     return r;
 }
-
 /* ---- the layout: creation, extension, metadata records ------------------ */
 /* A mirror's bitmap is one extent: extent_size * 8 regions.  Checked before
  * the commit, so a create or extend beyond it changes nothing. */
@@ -2493,8 +1921,8 @@ static uint64_t opts_region_size(const struct vd_vol_opts *opts)
     return opts->region_size ? opts->region_size : VD_REGION_SIZE_DEFAULT;
 }
 
-static int mirror_check(vd_pool *p, const char *name,
-                        const struct vd_vol_opts *opts, struct vd_op_vol *ov)
+int mirror_check(vd_pool *p, const char *name, const struct vd_vol_opts *opts,
+                 struct vd_op_vol *ov)
 {
     uint64_t rs = opts_region_size(opts);
 
@@ -2511,7 +1939,7 @@ static int mirror_check(vd_pool *p, const char *name,
         return -EINVAL;
     }
     int r = bitmap_too_small(p, name, ov->size, (uint32_t)__builtin_ctzll(rs),
-                             bm_capacity(p->extent_size));
+                             mirror_bm_capacity(p->extent_size));
     if (r < 0)
         return r;
     ov->copies = opts->copies;
@@ -2520,9 +1948,8 @@ static int mirror_check(vd_pool *p, const char *name,
 }
 
 /* Each leg on its own node (or device), the bitmap extent first. */
-static int mirror_plan(vd_pool *p, const char *name,
-                       const struct vd_vol_opts *opts,
-                       const struct vd_op_vol *ov, struct vd_opbuf *ops)
+int mirror_plan(vd_pool *p, const char *name, const struct vd_vol_opts *opts,
+                const struct vd_op_vol *ov, struct vd_opbuf *ops)
 {
     bool legs[3][VD_MAX_DEVS];
     int r;
@@ -2535,18 +1962,18 @@ static int mirror_plan(vd_pool *p, const char *name,
     return r;
 }
 
-static int mirror_check_extend(struct vd_vol *v, uint64_t new_size)
+int mirror_check_extend(struct vd_vol *v, uint64_t new_size)
 {
     struct vd_mirror *m = mirror_of(v);
 
     return bitmap_too_small(
         v->pool, v->name, new_size, v->flags & VD_VOLF_REGION_SHIFT_MASK,
-        m ? max_regions(m) : bm_capacity(v->pool->extent_size));
+        m ? mirror_max_regions(m) : mirror_bm_capacity(v->pool->extent_size));
 }
 
 /* A leg grows on its own node, never onto another leg's devices. */
-static int mirror_plan_extend(struct vd_vol *v, uint64_t le_count,
-                              struct vd_opbuf *ops)
+int mirror_plan_extend(struct vd_vol *v, uint64_t le_count,
+                       struct vd_opbuf *ops)
 {
     vd_pool *p = v->pool;
     int r = 0;
@@ -2567,124 +1994,3 @@ static int mirror_plan_extend(struct vd_vol *v, uint64_t le_count,
     }
     return r;
 }
-
-static int mirror_init(struct vd_vol *v, const struct vd_op_vol *o)
-{
-    uint32_t shift = o->flags & VD_VOLF_REGION_SHIFT_MASK;
-
-    if (shift < 9 || shift > 40 || o->le_count < 1) {
-        vd_log(VD_LOG_ERR, "pool '%s': volume '%s': bad mirror parameters",
-               v->pool->name, v->name);
-        return -EINVAL;
-    }
-    v->priv = calloc(1, sizeof(struct mirror_vol));
-    return v->priv ? 0 : -ENOMEM;
-}
-
-static void mirror_fini(struct vd_vol *v)
-{
-    free(v->priv);
-    v->priv = NULL;
-}
-
-static int mirror_md_apply(struct vd_vol *v, const struct vd_op_hdr *h)
-{
-    struct mirror_vol *mv = mv_of(v);
-
-    switch (h->type) {
-    case VD_OP_LEG_STATE: {
-        const struct vd_op_leg *o = (const void *)h;
-        if (h->len < sizeof(*o) || o->leg >= v->copies || o->state > 2) {
-            vd_log(VD_LOG_ERR,
-                   "pool '%s': metadata sets state %u of leg %u of "
-                   "volume '%s'",
-                   v->pool->name, o->state, o->leg, v->name);
-            return -EINVAL;
-        }
-        __atomic_store_n(&mv->leg_state[o->leg], o->state, __ATOMIC_RELEASE);
-        return 0;
-    }
-    case VD_OP_RESYNC: {
-        const struct vd_op_resync *o = (const void *)h;
-        if (h->len < sizeof(*o)) {
-            vd_log(VD_LOG_ERR,
-                   "pool '%s': metadata resync op of volume '%s' "
-                   "too short",
-                   v->pool->name, v->name);
-            return -EINVAL;
-        }
-        mv->rs_running = o->running;
-        mv->rs_total = o->total;
-        mv->rs_done = o->done;
-        return 0;
-    }
-    }
-    return -ENOENT;
-}
-
-static int mirror_md_serialize(const struct vd_vol *v, struct vd_opbuf *b)
-{
-    const struct mirror_vol *mv = mv_of(v);
-    int r;
-
-    for (uint32_t leg = 0; leg < v->copies; leg++) {
-        struct vd_op_leg ol = { .h.type = VD_OP_LEG_STATE };
-        if (!mv->leg_state[leg])
-            continue;
-        ol.vol = v->id;
-        ol.leg = leg;
-        ol.state = mv->leg_state[leg];
-        if ((r = vd_opbuf_add(b, &ol, sizeof(ol))) < 0)
-            return r;
-    }
-    if (mv->rs_running || mv->rs_total) {
-        struct vd_op_resync orz = { .h.type = VD_OP_RESYNC };
-        orz.vol = v->id;
-        orz.running = mv->rs_running;
-        orz.total = mv->rs_total;
-        orz.done = mv->rs_done;
-        if ((r = vd_opbuf_add(b, &orz, sizeof(orz))) < 0)
-            return r;
-    }
-    return 0;
-}
-
-static void mirror_status(struct vd_vol *v, struct vd_vol_status *st)
-{
-    struct mirror_vol *mv = mv_of(v);
-    struct vd_mirror *m = mirror_of(v);
-
-    st->copies_insync = 0;
-    for (uint32_t leg = 0; leg < v->copies; leg++)
-        st->copies_insync += leg_state(v, leg) == VD_LEG_INSYNC;
-    if (m) {
-        pthread_mutex_lock(&m->lock);
-        st->resyncing = m->rs_active || m->rs_requested;
-        pthread_mutex_unlock(&m->lock);
-    }
-    st->resync_done = mv->rs_done;
-    st->resync_total = mv->rs_total;
-}
-
-const struct vd_layout_ops vd_mirror_layout = {
-    .name = "mirror",
-    .id = VD_LAYOUT_MIRROR,
-    .meta_extents = VD_MIRROR_LE0,
-    .check = mirror_check,
-    .plan = mirror_plan,
-    .check_extend = mirror_check_extend,
-    .plan_extend = mirror_plan_extend,
-    .init = mirror_init,
-    .fini = mirror_fini,
-    .ctr = mirror_attach,
-    .dtr = mirror_detach,
-    .grow = mirror_grow,
-    .pread = mirror_pread_flags,
-    .pwrite = mirror_pwrite,
-    .flush = mirror_flush,
-    .md_apply = mirror_md_apply,
-    .md_serialize = mirror_md_serialize,
-    .status = mirror_status,
-    .tick = mirror_tick,
-    .quiesce = mirror_quiesce,
-};
