@@ -8,10 +8,13 @@
 #     tgt.service and the drop-in); man pages and completion are in place;
 #   - the demo runs from the installed files only (PATH without the build,
 #     tgtd loading /usr/lib/tgt/backing-store/bs_vdlvm.so of the package);
-#   - boot as tgt.service does it, with the installed files: the
-#     vdlvm-activate unit's ExecStart, then tgtd and tgt.service's
-#     tgt-admin -e on a file written by `vdlvm export`; the LUN is readable,
-#     and back with the same data after tgtd is restarted;
+#   - boot as systemd would, with the installed files (no systemd runs
+#     here): the vdlvm-activate unit's ExecStart, then tgtd and
+#     tgt.service's own ExecStartPost lines (tgt-admin -e) on a private
+#     control port and a targets.conf including a file written by
+#     `vdlvm export`; the LUN is readable, and after tgt.service's ExecStop
+#     lines (tgtd exits: the pool's lock is released) and a new boot it is
+#     back with the same data;
 #   - apt-get purge leaves none of the files `dpkg -L vdlvm` listed.
 # Takes about 1-2 minutes (the package build is most of it).
 set -euo pipefail
@@ -157,25 +160,45 @@ exec_start() {   # the command line of KEY= in a unit file, @BINDIR@ expanded
 activate=$(exec_start /lib/systemd/system/vdlvm-activate.service ExecStart)
 deactivate=$(exec_start /lib/systemd/system/vdlvm-activate.service ExecStop)
 [ "$activate" = "/usr/bin/vdlvm activate" ] || fail "vdlvm-activate.service runs '$activate'"
+# tgt.service's own command lines, on our tgtd's control port (-C) and
+# targets.conf: ExecStartPost (offline, tgt-admin -e, ready) and ExecStop
+# (offline, tgt-admin --offline/--update, delete the system: tgtd exits).
+svc=/lib/systemd/system/tgt.service
+run_unit_cmds() {
+    local key=$1 line cmd
+    local -a args
+    while read -r line; do
+        line=${line//\/etc\/tgt\/targets.conf/$tmp/targets.conf}
+        read -r -a args <<<"$line"
+        cmd=${args[0]}
+        timeout 120 "$cmd" -C "$tgtd_ctl" "${args[@]:1}" > "$tmp/unit-cmd.out" 2>&1 ||
+            fail "tgt.service $key '$line' failed: $(cat "$tmp/unit-cmd.out")"
+    done < <(sed -n "s/^$key=//p" "$svc")
+}
 boot() {
-    # vdlvm-activate.service, then tgt.service (tgtd, tgt-admin -e).
+    # /run is empty after a reboot; vdlvm-activate.service, then tgt.service.
     $deactivate > /dev/null || fail "'$deactivate' failed"
     [ ! -e "$VDLVM_RUNDIR/vol/p0/v0" ] || fail "'$deactivate' left the activation path"
     $activate > "$tmp/activate.out" 2>&1 || fail "'$activate' failed: $(cat "$tmp/activate.out")"
     start_tgtd --module-dir "$TGT_BSDIR"
-    timeout 120 tgt-admin -C "$tgtd_ctl" -e -c "$tmp/targets.conf" > "$tmp/tgt-admin.out" 2>&1 ||
-        fail "tgt-admin -e failed: $(cat "$tmp/tgt-admin.out")"
+    run_unit_cmds ExecStartPost
     url="iscsi://$tgtd_addr:$tgtd_port/$iqn/1"
 }
+shutdown() {
+    run_unit_cmds ExecStop
+    wait_for 30 sh -c "! kill -0 $tgtd_pid 2>/dev/null" || fail "tgtd did not exit after tgt.service's ExecStop"
+    stop_tgtd
+}
+grep -q '^ExecStartPost=.*tgt-admin' "$svc" || fail "$svc runs no tgt-admin"
 boot
 [ "$(iscsi_size "$url")" = $((32 * MiB)) ] || fail "the LUN is not 32 MiB"
 random_file "$tmp/in" 32
 iscsi_write "$tmp/in" "$url" || fail "write failed"
-stop_tgtd
+shutdown
 boot
 iscsi_read "$url" "$tmp/out" $((32 * MiB)) || fail "read after restart failed"
 cmp "$tmp/in" "$tmp/out" || fail "data differs after the restart"
-stop_tgtd
+shutdown
 vdlvm pool remove p0 --force > /dev/null || fail "pool remove failed"
 note "targets.conf LUN back after a restart, with the installed files"
 
