@@ -28,6 +28,8 @@ ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CPPF
 ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
 LIBS      := -liscsi -lyaml -lcrypto -lblkid -lpthread
 
+# bs_vdlvm.so registers only in the tgtd it was built for (this build ID).
+TGTD_BUILD_ID ?= $(shell readelf -n /usr/sbin/tgtd 2>/dev/null | sed -n 's/.*Build ID: //p')
 # tgt headers: Debian source package of exactly the installed tgt version.
 TGT_SRC   ?= $(B)/../build/tgt-src
 
@@ -90,7 +92,8 @@ $(B)/%.o: %.c $(wildcard */*.h)
 $(B)/tgt-backend/%.o: tgt-backend/%.c $(wildcard */*.h) build/tgt-src/.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-sign-compare -Wno-missing-field-initializers \
-	    -fno-strict-aliasing -I$(TGT_SRC)/usr -c -o $@ $<
+	    -fno-strict-aliasing -DVD_TGTD_BUILD_ID='"$(TGTD_BUILD_ID)"' \
+	    -I$(TGT_SRC)/usr -c -o $@ $<
 
 $(B)/%.o: %.cc $(wildcard */*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
