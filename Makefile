@@ -213,7 +213,7 @@ deb: build/tgt-src/.stamp
 	tar -c --exclude=./build --exclude=./build-asan --exclude=./.git \
 	    --exclude='*.o' . | tar -x -C $(DEB_DIR)/src/vdlvm
 	mkdir -p $(DEB_DIR)/src/vdlvm/build
-	ln -s $(abspath $(shell readlink -f build/tgt-src)) $(DEB_DIR)/src/vdlvm/build/tgt-src
+	ln -s "$$(readlink -f build/tgt-src)" $(DEB_DIR)/src/vdlvm/build/tgt-src
 	cd $(DEB_DIR)/src/vdlvm && dpkg-buildpackage -b -us -uc -j2 \
 	    > ../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
 	mv $(DEB_DIR)/src/*.deb $(DEB_DIR)/src/*.changes $(DEB_DIR)/src/*.buildinfo $(DEB_DIR)/
