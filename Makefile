@@ -2,6 +2,11 @@
 PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 TGT_BSDIR ?= /usr/lib/tgt/backing-store
+MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+# systemd reads units from /usr/local/lib/systemd/system too; the package
+# uses /lib/systemd/system (Debian 12).
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR   ?=
 
 B         ?= build
@@ -17,11 +22,14 @@ endif
 # `vdlvm --version`: the tgt the module is built against (its headers come
 # from the source of exactly the installed version).
 TGT_VERSION ?= $(shell dpkg-query -W -f='$${Version}' tgt 2>/dev/null)
-ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SANFLAGS) \
-               -DVD_TGT_VERSION='"$(TGT_VERSION)"'
+# CPPFLAGS and LDFLAGS: dpkg-buildflags' hardening when built by debian/rules.
+ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CPPFLAGS) $(CFLAGS) \
+               $(SANFLAGS) -DVD_TGT_VERSION='"$(TGT_VERSION)"'
 ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
 LIBS      := -liscsi -lyaml -lcrypto -lblkid -lpthread
 
+# bs_vdlvm.so registers only in the tgtd it was built for (this build ID).
+TGTD_BUILD_ID ?= $(shell readelf -n /usr/sbin/tgtd 2>/dev/null | sed -n 's/.*Build ID: //p')
 # tgt headers: Debian source package of exactly the installed tgt version.
 TGT_SRC   ?= $(B)/../build/tgt-src
 
@@ -65,7 +73,7 @@ JOBS      ?= 2
 
 .PHONY: all lib deps tgt-src check check-unit check-asan check-integration \
         check-conformance check-sim soak install uninstall uninstall-all \
-        clean demo demo-stop bench format
+        clean demo demo-stop bench format deb
 all: $(LIBVD) $(VDLVM) $(VDLOAD) $(BSMOD)
 lib: $(LIBVD)
 
@@ -84,7 +92,8 @@ $(B)/%.o: %.c $(wildcard */*.h)
 $(B)/tgt-backend/%.o: tgt-backend/%.c $(wildcard */*.h) build/tgt-src/.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-sign-compare -Wno-missing-field-initializers \
-	    -fno-strict-aliasing -I$(TGT_SRC)/usr -c -o $@ $<
+	    -fno-strict-aliasing -DVD_TGTD_BUILD_ID='"$(TGTD_BUILD_ID)"' \
+	    -I$(TGT_SRC)/usr -c -o $@ $<
 
 $(B)/%.o: %.cc $(wildcard */*.h) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
@@ -95,14 +104,14 @@ $(LIBVD): $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(VDLVM): $(B)/tools/vdlvm.o $(LIBVD)
-	$(CC) $(SANFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(VDLOAD): $(B)/tools/vdload.o
-	$(CC) $(SANFLAGS) -o $@ $^ -liscsi -lcrypto -lpthread -lm
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ -liscsi -lcrypto -lpthread -lm
 
 $(BSMOD): $(BS_OBJS) $(LIBVD) tgt-backend/bs_vdlvm.syms
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,--version-script=tgt-backend/bs_vdlvm.syms -Wl,-z,defs \
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=tgt-backend/bs_vdlvm.syms -Wl,-z,defs \
 	    -Wl,--unresolved-symbols=ignore-in-object-files \
 	    -o $@ $(BS_OBJS) $(LIBVD) $(LIBS) -liscsi
 
@@ -153,19 +162,64 @@ demo: deps
 demo-stop:
 	tools/demo.sh stop
 
+# Files installed besides the programs and the module (make uninstall
+# removes them too).
+INST_FILES = $(MANDIR)/man8/vdlvm.8 $(MANDIR)/man1/vdload.1 \
+             $(MANDIR)/man5/vdlvm.yaml.5 $(BASHCOMPDIR)/vdlvm \
+             $(SYSTEMDDIR)/vdlvm-activate.service \
+             $(SYSTEMDDIR)/tgt.service.d/vdlvm.conf
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(TGT_BSDIR)
 	install -m 0755 $(VDLVM) $(DESTDIR)$(BINDIR)/vdlvm
 	install -m 0755 $(VDLOAD) $(DESTDIR)$(BINDIR)/vdload
 	install -m 0644 $(BSMOD) $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) \
+	    $(DESTDIR)$(SYSTEMDDIR)/tgt.service.d
+	install -m 0644 docs/man/vdlvm.8 $(DESTDIR)$(MANDIR)/man8/vdlvm.8
+	install -m 0644 docs/man/vdload.1 $(DESTDIR)$(MANDIR)/man1/vdload.1
+	install -m 0644 docs/man/vdlvm.yaml.5 $(DESTDIR)$(MANDIR)/man5/vdlvm.yaml.5
+	install -m 0644 contrib/bash-completion/vdlvm $(DESTDIR)$(BASHCOMPDIR)/vdlvm
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/vdlvm-activate.service.in \
+	    > $(DESTDIR)$(SYSTEMDDIR)/vdlvm-activate.service   # names the installed vdlvm
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/vdlvm-activate.service
+	install -m 0644 systemd/tgt.service.d/vdlvm.conf \
+	    $(DESTDIR)$(SYSTEMDDIR)/tgt.service.d/vdlvm.conf
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	    systemctl daemon-reload || true; fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/vdlvm $(DESTDIR)$(BINDIR)/vdload \
-	      $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so
+	      $(DESTDIR)$(TGT_BSDIR)/bs_vdlvm.so $(addprefix $(DESTDIR),$(INST_FILES))
+	-rmdir $(DESTDIR)$(SYSTEMDDIR)/tgt.service.d 2>/dev/null
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	    systemctl daemon-reload || true; fi
 
-# Everything vdlvm put on the machine (see tools/uninstall-all.sh).
+# Everything vdlvm put on the machine (see tools/uninstall-all.sh), then the
+# man pages, completion and systemd files of make install.
 uninstall-all:
 	FORCE=$(FORCE) tools/uninstall-all.sh $(DESTDIR)$(BINDIR) $(DESTDIR)$(TGT_BSDIR)
+	$(MAKE) --no-print-directory uninstall
+
+# The Debian package vdlvm, built with dpkg-buildpackage from a copy of
+# this tree (debian/ and the .deb stay out of the checkout) against the
+# tgt source of exactly the installed tgt (build/tgt-src); the packages
+# land in build/deb/.  Its Depends pins that tgt version (debian/rules).
+DEB_DIR := build/deb
+deb: build/tgt-src/.stamp
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/src/vdlvm
+	tar -c --exclude=./build --exclude=./build-asan --exclude=./.git \
+	    --exclude='*.o' . | tar -x -C $(DEB_DIR)/src/vdlvm
+	mkdir -p $(DEB_DIR)/src/vdlvm/build
+	ln -s "$$(readlink -f build/tgt-src)" $(DEB_DIR)/src/vdlvm/build/tgt-src
+	cd $(DEB_DIR)/src/vdlvm && dpkg-buildpackage -b -us -uc -j2 \
+	    > ../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	mv $(DEB_DIR)/src/*.deb $(DEB_DIR)/src/*.changes $(DEB_DIR)/src/*.buildinfo $(DEB_DIR)/
+	mv $(DEB_DIR)/src/build.log $(DEB_DIR)/
+	rm -rf $(DEB_DIR)/src
+	@echo "built: $$(ls $(DEB_DIR)/*.deb)"
 
 format:
 	clang-format -i $(LIB_SRCS) $(BS_SRCS) tools/*.c */*.h
@@ -173,4 +227,4 @@ format:
 clean:
 	rm -rf build/vdlvm build/vdload build/vdsim build/*.a build/pool build/config \
 	       build/replica build/admin build/tools build/tgt-backend build/tests \
-	       build/backing-store build-asan
+	       build/backing-store build/deb build-asan

@@ -70,6 +70,30 @@ int vd_registry_get(const char *name, char *buf, size_t len);
 /* Forget name; 0 or a negative errno (-ENOENT: was not known). */
 int vd_registry_remove(const char *name);
 
+/* ---- activation and tgt configuration (activate.c, export.c) --------- */
+/* Host commands: activate, deactivate, export, unexport (see
+ * `vdlvm COMMAND --help`).  They write files of this host (activation
+ * paths RUNDIR/vol/POOL/VOL, /etc/tgt/conf.d/vdlvm-POOL-VOL.conf), so
+ * they run in the vdlvm process, never through a tgtd.  run executes an
+ * admin command (e.g. "vol list POOL") on a pool, through the tgtd holding
+ * it or by opening it, writing its output to out; a VD_EXIT_* code.
+ * vd_admin_host_cmd returns -1 when argv[0] is no host command, else a
+ * VD_EXIT_* code.  Not thread-safe (the vdlvm main thread). */
+typedef int (*vd_admin_run_fn)(const char *pool, const char *conf_opt, int argc,
+                               char **argv, FILE *out);
+int vd_admin_host_cmd(const char *conf_opt, int argc, char **argv,
+                      vd_admin_run_fn run, FILE *out, FILE *err);
+/* RUNDIR/vol/POOL/VOL (vol NULL: RUNDIR/vol/POOL) into buf; 0, -EINVAL
+ * (bad name), -ENAMETOOLONG. */
+int vd_activation_path(const char *pool, const char *vol, char *buf,
+                       size_t len);
+/* A backing-store path for the module: 0 when path is no absolute path (it
+ * is POOL/VOL itself); 1 when it is an activation path RUNDIR/vol/POOL/VOL
+ * that exists as a regular file, with "POOL/VOL" in name; -EINVAL when it
+ * is absolute but not of that form, -ENOENT when the volume is not
+ * activated, other negative errno.  Thread-safe (one stat). */
+int vd_activation_parse(const char *path, char *name, size_t len);
+
 /* Run one command (argv[0] is the command word, e.g. "vol", "create",
  * "pool0/vol0", "--size", "1GiB") against an open pool.  Output goes to out,
  * messages to err.  Returns a VD_EXIT_* code. */

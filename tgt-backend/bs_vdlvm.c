@@ -59,6 +59,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1395,7 +1396,7 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
                          uint64_t *size)
 {
     struct vdlvm_lu *vl = VDLU(lu);
-    char pool_name[VD_NAME_MAX + 1];
+    char pool_name[VD_NAME_MAX + 1], act_name[2 * VD_NAME_MAX + 2];
     const char *slash, *vol_name;
     struct vdlvm_pool *vp;
     vd_vol *vol;
@@ -1404,6 +1405,19 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
     /* tgt passes an uninitialised int; lu->fd must never be a live fd
      * (core's GET LBA STATUS would lseek it). */
     *fd = -1;
+    /* tgt-admin (targets.conf) exports only paths that exist: vdlvm
+     * activate makes RUNDIR/vol/POOL/VOL for each volume. */
+    r = vd_activation_parse(path, act_name, sizeof(act_name));
+    if (r < 0) {
+        log_error("vdlvm: backing store '%s': %s\n", path,
+                  r == -ENOENT ? "volume not activated; run 'vdlvm activate "
+                                 "POOL' (vdlvm-activate.service)"
+                               : "expected POOL/VOLUME, or an activation path "
+                                 "RUNDIR/vol/POOL/VOLUME (vdlvm activate)");
+        return r;
+    }
+    if (r > 0)
+        path = act_name;
     slash = strchr(path, '/');
     if (!slash || slash - path > VD_NAME_MAX) {
         log_error("vdlvm: backing store '%s': expected POOL/VOLUME\n", path);
@@ -1557,10 +1571,62 @@ static struct backingstore_template vdlvm_bst = {
     .bs_oflags_supported = 0,
 };
 
+/* The module is compiled against the headers of one tgt (struct layouts
+ * are compiled in; tgt has no module ABI), so it registers only in the
+ * tgtd it was built for: VD_TGTD_BUILD_ID is the GNU build ID of the tgtd
+ * the Makefile found (empty: not checked). */
+#ifndef VD_TGTD_BUILD_ID
+#define VD_TGTD_BUILD_ID ""
+#endif
+
+/* dl_iterate_phdr callback: the build ID of the first object (the program)
+ * as hex into data (129 bytes). */
+static int build_id_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    char *hex = data;
+
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        const char *p, *end;
+
+        if (ph->p_type != PT_NOTE)
+            continue;
+        p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+        end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *n = (const void *)p;
+            const char *name = p + sizeof(*n);
+            const unsigned char *desc =
+                (const unsigned char *)name + ((n->n_namesz + 3) & ~3u);
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+                !memcmp(name, "GNU", 4)) {
+                for (unsigned k = 0; k < n->n_descsz && k < 64; k++)
+                    sprintf(hex + 2 * k, "%02x", desc[k]);
+                return 1;
+            }
+            p = (const char *)desc + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    return 1; /* only the program */
+}
+
 __attribute__((visibility("default"))) void register_bs_module(void);
 
 void register_bs_module(void)
 {
+    char tgtd_id[129] = "";
+    if (VD_TGTD_BUILD_ID[0]) {
+        dl_iterate_phdr(build_id_cb, tgtd_id);
+        if (strcmp(tgtd_id, VD_TGTD_BUILD_ID)) {
+            log_error("vdlvm: bs_vdlvm.so was built for tgt %s (tgtd build "
+                      "ID %s), not for this tgtd (build ID %s); not loading "
+                      "it: rebuild vdlvm against the installed tgt (make "
+                      "install, or make deb)\n",
+                      VD_TGT_VERSION, VD_TGTD_BUILD_ID,
+                      tgtd_id[0] ? tgtd_id : "none");
+            return;
+        }
+    }
     const char *inl = getenv("VDLVM_INLINE");
     g_inline = !(inl && !strcmp(inl, "0"));
     /* bs_rdwr.c's SBC list; the ops not listed get INVALID OPERATION CODE. */

@@ -45,6 +45,14 @@ static const char *g_usage =
     "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
     "  verify POOL/VOL [--repair]\n"
     "  vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]\n"
+    "Boot and /etc/tgt/targets.conf:\n"
+    "  activate [POOL[/VOL]]           make /run/vdlvm/vol/POOL/VOL, the path\n"
+    "                                  tgt-admin needs, for every volume\n"
+    "  deactivate [POOL[/VOL]]         remove those paths\n"
+    "  export POOL/VOL --target IQN [--lun N] [--initiator-address ADDR]\n"
+    "         [--conf FILE]            describe the volume as a LUN in\n"
+    "                                  /etc/tgt/conf.d/vdlvm-POOL-VOL.conf\n"
+    "  unexport POOL/VOL [--conf FILE] remove that file\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE  pool definition; default /etc/vdlvm/POOL.yaml\n"
@@ -1068,6 +1076,11 @@ int main(int argc, char **argv)
         print_version();
         return VD_EXIT_OK;
     }
+
+    /* activate, deactivate, export, unexport: files of this host */
+    code = vd_admin_host_cmd(conf_opt, n, args, run_on_pool, stdout, stderr);
+    if (code >= 0)
+        return code;
 
     if (!strcmp(args[0], "pool")) {
         if (n >= 2 && !strcmp(args[1], "create"))
