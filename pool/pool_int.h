@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 /* ---- on-disk format, version 1.1 (all little-endian; docs/format.md) ---
- * 1.1 adds the mirror bitmap's own header (replica/mirror.c); 1.0 pools
+ * 1.1 adds the mirror bitmap's own header (replica/bitmap.c); 1.0 pools
  * are read as they are (a reader accepts every minor of its major).
  *
  * Device layout:
