@@ -84,16 +84,25 @@ void ua_sense_add_other_it_nexus(uint64_t itn_id, struct scsi_lu *lu,
 {
 }
 
-/* tgt's scsi.c, for the opcodes fuzzed here. */
+/* tgt's scsi.c, for the opcodes fuzzed here (its own loads, with casts). */
+static uint64_t load_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
 uint64_t scsi_rw_offset(uint8_t *scb)
 {
     switch (scb[0]) {
     case WRITE_SAME:
-        return get_unaligned_be32(&scb[2]);
+        return load_be(&scb[2], 4);
     case WRITE_SAME_16:
     case COMPARE_AND_WRITE:
     case ORWRITE_16:
-        return get_unaligned_be64(&scb[2]);
+        return load_be(&scb[2], 8);
     }
     return 0;
 }
@@ -102,10 +111,10 @@ uint32_t scsi_rw_count(uint8_t *scb)
 {
     switch (scb[0]) {
     case WRITE_SAME:
-        return get_unaligned_be16(&scb[7]);
+        return load_be(&scb[7], 2);
     case WRITE_SAME_16:
     case ORWRITE_16:
-        return get_unaligned_be32(&scb[10]);
+        return load_be(&scb[10], 4);
     case COMPARE_AND_WRITE:
         return scb[13];
     }
@@ -199,7 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cmd.dev = &g_lu.lu;
     g_sense_key = g_sense_asc = 0;
     if (cdb[0] == SERVICE_ACTION_IN) {
-        uint32_t inlen = size >= 18 ? get_unaligned_be16(data + 16) : 0;
+        uint32_t inlen = size >= 18 ? load_be(data + 16, 2) : 0;
         cdb[1] = SAI_GET_LBA_STATUS;
         in = malloc(inlen ? inlen : 1);
         scsi_set_in_buffer(&cmd, in);
