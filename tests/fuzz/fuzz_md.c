@@ -3,7 +3,8 @@
  * The input overwrites part of the fuzzing pool's devices (as another host
  * writing the shared disk would), then the real vd_pool_open runs; when it
  * opens, every volume is opened and read, GET LBA STATUS and `status` run,
- * and the pool is closed.  The devices are restored before the next input.
+ * a volume is created and one extended (metadata commits on the state
+ * read), and the pool is closed.  The devices are restored before the next input.
  *
  * Input: byte 0 mode, byte 1 flags, then data.
  *   mode 0  device header: data over the first 4 KiB of device (flags & 3) % 3;
@@ -326,6 +327,14 @@ static void use_pool(vd_pool *p)
     FILE *out, *err;
     char *argv_text[] = { "status", "fz", NULL };
     char *argv_json[] = { "status", "fz", "--json", NULL };
+    /* Commits on top of the state read: allocation over its extent maps,
+     * records appended to (or a checkpoint after) its chains. */
+    char *argv_create[] = {
+        "vol", "create", "fz/fznew", "--size", "1MiB", NULL
+    };
+    char *argv_extend[] = {
+        "vol", "extend", "fz/lin", "--size", "+1MiB", NULL
+    };
 
     for (int i = 0; i < n; i++) {
         struct vd_vol_info vi;
@@ -352,6 +361,8 @@ static void use_pool(vd_pool *p)
     if (out && err) {
         vd_admin_exec(p, 2, argv_text, out, err);
         vd_admin_exec(p, 3, argv_json, out, err);
+        vd_admin_exec(p, 5, argv_create, out, err);
+        vd_admin_exec(p, 5, argv_extend, out, err);
     }
     if (out)
         fclose(out);
