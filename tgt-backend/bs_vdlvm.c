@@ -131,7 +131,12 @@ struct vdlvm_lu {
     struct vdlvm_pool *vp; /* set while open (main thread) */
     vd_vol *vol;
     struct list_head pool_link;
-    unsigned inflight;              /* under vp->lock */
+    /* Set by bs_open on the main thread before the LU goes online, read
+     * by the workers and the VPD hook; constant while the volume is open. */
+    int thin;            /* a thin volume: LBP advertised, zeroes freed */
+    uint64_t chunk_size; /* thin: bytes per chunk (unit of UNMAP) */
+    int thin_set;        /* we turned lu->attrs.thinprovisioning on */
+    unsigned inflight;   /* under vp->lock */
     struct service_action sa_9e[8]; /* SERVICE ACTION IN(16) per LU */
 };
 
@@ -252,6 +257,20 @@ static unsigned write_flags(struct scsi_cmd *cmd)
 static uint64_t lu_blocks(struct scsi_lu *lu)
 {
     return lu->size >> lu->blk_shift;
+}
+
+/* Thin volumes' UNMAP limits, advertised in VPD B0 and enforced by
+ * exec_unmap: descriptors per command, and blocks per command (4 GiB: the
+ * work is a mapping update per chunk plus at most two partial chunks per
+ * descriptor, so it could be more; this keeps one command's metadata
+ * commit bounded).  tgt's own 0xFFFFFFFF reads as -1 in initiators that
+ * store it in an int (libiscsi's tests among them). */
+#define MAX_UNMAP_DESCRIPTORS 256
+#define MAX_UNMAP_BYTES       (4ULL << 30)
+
+static uint32_t max_unmap_blocks(struct scsi_lu *lu)
+{
+    return (uint32_t)(MAX_UNMAP_BYTES >> lu->blk_shift);
 }
 
 /* ---- command execution (worker threads) --------------------------------- */
@@ -467,6 +486,46 @@ static int write_range(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
     return r;
 }
 
+/* Make [off, off+len) read as zeroes, freeing what can be freed: discard
+ * (a thin volume frees every whole chunk in the range, which then reads as
+ * zeroes; a thick volume keeps everything), then zero only what the volume
+ * still reports mapped: on a thin volume the partial chunks at the ends
+ * (zeroing a freed chunk would allocate it again), on a thick volume the
+ * whole range, as before.  A write racing with this may be zeroed or not:
+ * overlapping commands have no defined order. */
+static int discard_zero(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
+                        uint64_t len, unsigned flags)
+{
+    uint64_t end = off + len;
+    int r = vd_vol_discard(vol, off, len);
+
+    while (r == 0 && off < end) {
+        uint64_t n;
+        int mapped;
+
+        r = vd_vol_lba_status(vol, off, &n, &mapped);
+        if (r < 0)
+            break;
+        if (n == 0)
+            return -EIO; /* the library promises progress */
+        if (n > end - off)
+            n = end - off;
+        if (mapped)
+            r = write_range(vol, cmd, off, n, NULL, 0, flags);
+        off += n;
+    }
+    return r;
+}
+
+static int is_zero(const uint8_t *p, size_t len)
+{
+    while (len && !*p) {
+        p++;
+        len--;
+    }
+    return len == 0;
+}
+
 /* WRITE SAME 10/16.  The length is recomputed in 64 bits: cmd->tl is a
  * 32-bit byte count and overflows from 4 GiB on. */
 static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
@@ -488,17 +547,19 @@ static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
     }
     off = lba << lu->blk_shift;
     len = nblocks << lu->blk_shift;
+    if (scsi_get_out_length(cmd))
+        block = scsi_get_out_buffer(cmd);
     if (cmd->scb[1] & 0x08) {
         /* UNMAP (thin LUs only, checked by sbc_rw).  tgt advertises LBPRZ
          * there, so the range must read back as zeroes whatever the
-         * data-out block holds: discard, then zero what thick volumes
-         * keep. */
-        r = vd_vol_discard(vol, off, len);
-        if (r == 0)
-            r = write_range(vol, cmd, off, len, NULL, 0, write_flags(cmd));
+         * data-out block holds. */
+        r = discard_zero(vol, cmd, off, len, write_flags(cmd));
+    } else if (VDLU(lu)->thin && !(cmd->scb[1] & 0x06) &&
+               (!block || is_zero(block, 1u << lu->blk_shift))) {
+        /* Zeroes on a thin volume: free the chunks instead of writing
+         * them (they read as zeroes), as a thin initiator expects. */
+        r = discard_zero(vol, cmd, off, len, write_flags(cmd));
     } else {
-        if (scsi_get_out_length(cmd))
-            block = scsi_get_out_buffer(cmd);
         r = write_range(vol, cmd, off, len, block, cmd->scb[1] & 0x06,
                         write_flags(cmd));
     }
@@ -507,8 +568,9 @@ static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
 }
 
 /* UNMAP parameter list.  tgt advertises LBPRZ on thin LUs, so an unmapped
- * range must read back as zeroes: discard, then zero what thick volumes
- * still hold. */
+ * range must read back as zeroes: discard, then zero what the volume still
+ * holds (discard_zero).  A thin volume advertises finite limits in VPD B0
+ * and enforces them (SBC: INVALID FIELD IN PARAMETER LIST beyond them). */
 static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
 {
     struct scsi_lu *lu = cmd->dev;
@@ -525,6 +587,7 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
     len = get_unaligned_be16(&p[2]) & ~15u;
     p += 8;
     /* Check every descriptor before changing anything. */
+    uint64_t total = 0;
     for (uint32_t i = 0; i < len; i += 16) {
         uint64_t lba = get_unaligned_be64(&p[i]);
         uint64_t n = get_unaligned_be32(&p[i + 8]);
@@ -532,15 +595,19 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
             cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
             return;
         }
+        total += n;
+    }
+    if (VDLU(lu)->thin &&
+        (len / 16 > MAX_UNMAP_DESCRIPTORS || total > max_unmap_blocks(lu))) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARMS);
+        return;
     }
     for (uint32_t i = 0; i < len; i += 16) {
         uint64_t off = get_unaligned_be64(&p[i]) << lu->blk_shift;
         uint64_t n = (uint64_t)get_unaligned_be32(&p[i + 8]) << lu->blk_shift;
         if (!n)
             continue;
-        r = vd_vol_discard(vol, off, n);
-        if (r == 0)
-            r = write_range(vol, cmd, off, n, NULL, 0, write_flags(cmd));
+        r = discard_zero(vol, cmd, off, n, write_flags(cmd));
         if (r < 0) {
             cmd_io_error(cmd, r, 1);
             return;
@@ -1296,18 +1363,64 @@ static int bs_vdlvm_unmap(int host_no, struct scsi_cmd *cmd)
 
 /* tgt's VPD B0 update for thin LUs advertises 0xFFFFFFFF block
  * descriptors per UNMAP, which initiators (libiscsi's tests among them)
- * turn into a count of -1; advertise a finite number.  The original hook is
- * the same static function for every LU (main thread). */
-#define MAX_UNMAP_DESCRIPTORS 256
+ * turn into a count of -1; advertise a finite number.  For a thin volume
+ * also a finite MAXIMUM UNMAP LBA COUNT, and the chunk as OPTIMAL UNMAP
+ * GRANULARITY (UGAVALID, alignment 0: chunks start at LBA 0), so that an
+ * initiator sends UNMAPs that free whole chunks.  A thick volume made thin
+ * by hand (thin_provisioning=1) keeps tgt's other values.  The original
+ * hook is the same static function for every LU (main thread). */
 static void (*g_vpd_b0_update)(struct scsi_lu *lu, void *data);
 
 static void vpd_b0_update(struct scsi_lu *lu, void *data)
 {
     struct vpd *pg = lu->attrs.lu_vpd[PCODE_OFFSET(0xb0)];
+    struct vdlvm_lu *vl = VDLU(lu);
 
     g_vpd_b0_update(lu, data);
-    if (lu->attrs.thinprovisioning && pg->size >= 24)
+    if (!lu->attrs.thinprovisioning)
+        return;
+    /* pg->data omits the 4-byte page header: byte N of the page is
+     * data[N - 4] */
+    if (pg->size >= 24)
         put_unaligned_be32(MAX_UNMAP_DESCRIPTORS, pg->data + 20);
+    if (vl->thin && pg->size >= 32) {
+        uint64_t gran = vl->chunk_size >> lu->blk_shift;
+        put_unaligned_be32(max_unmap_blocks(lu), pg->data + 16);
+        put_unaligned_be32(gran > UINT32_MAX ? 0 : (uint32_t)gran,
+                           pg->data + 24);
+        put_unaligned_be32(0x80000000u, pg->data + 28); /* UGAVALID */
+    } else if (pg->size >= 32) {
+        put_unaligned_be32(0, pg->data + 24);
+        put_unaligned_be32(0, pg->data + 28);
+    }
+}
+
+/* Main thread, bs_open: a thin volume's LU is thin-provisioned for tgt's
+ * core, which then answers READ CAPACITY(16) with LBPME=1 and LBPRZ=1 and
+ * VPD B2 with LBPU, LBPWS, LBPWS10, LBPRZ and provisioning type 2 (thin),
+ * all as SBC-3 wants them (spc.c update_vpd_b2, sbc.c
+ * sbc_service_action), and lets UNMAP and WRITE SAME's UNMAP bit through.
+ * VPD B0 is ours (vpd_b0_update), GET LBA STATUS too.  A thick volume
+ * leaves the attribute as the administrator set it, unless we set it for
+ * a thin volume this LU exported before. */
+static void lu_set_thin(struct scsi_lu *lu, const struct vd_vol_info *vi)
+{
+    struct vdlvm_lu *vl = VDLU(lu);
+    struct vpd **vpd = lu->attrs.lu_vpd;
+
+    vl->thin = vi->thin;
+    vl->chunk_size = vi->thin ? vi->chunk_size : 0;
+    if (vi->thin) {
+        lu->attrs.thinprovisioning = 1;
+        vl->thin_set = 1;
+    } else if (vl->thin_set) {
+        lu->attrs.thinprovisioning = 0;
+        vl->thin_set = 0;
+    }
+    if (vpd[PCODE_OFFSET(0xb0)] && vpd[PCODE_OFFSET(0xb0)]->vpd_update)
+        vpd[PCODE_OFFSET(0xb0)]->vpd_update(lu, NULL);
+    if (vpd[PCODE_OFFSET(0xb2)] && vpd[PCODE_OFFSET(0xb2)]->vpd_update)
+        vpd[PCODE_OFFSET(0xb2)]->vpd_update(lu, NULL);
 }
 
 static void lu_ops_override(struct scsi_lu *lu)
@@ -1432,15 +1545,36 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
         pool_put(vp);
         return r;
     }
+    /* bs_open may wait on the pool (see Threads); the volume's info
+     * takes the admin lock. */
+    struct vd_vol_info vi;
+    memset(&vi, 0, sizeof(vi));
+    if (vd_vol_get_info(vp->pool, vol_name, &vi) < 0)
+        vi.thin = 0;
+    if (vi.thin && (!vi.chunk_size || vi.chunk_size < (1u << lu->blk_shift))) {
+        log_error("vdlvm: volume '%s/%s': cannot export: chunk size %" PRIu64
+                  " is smaller than the LUN's block size %u\n",
+                  pool_name, vol_name, vi.chunk_size, 1u << lu->blk_shift);
+        vol_close_bg(vp, vol);
+        pool_put(vp);
+        return -EINVAL;
+    }
+    lu_set_thin(lu, &vi);
     vl->vp = vp;
     vl->vol = vol;
     vl->inflight = 0;
     list_add_tail(&vl->pool_link, &vp->lus);
     *size = vd_vol_size(vol) >> lu->blk_shift << lu->blk_shift;
-    log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64 " (%" PRIu64
-                " bytes)\n",
-                pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
-                *size);
+    if (vi.thin)
+        log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64
+                    " (%" PRIu64 " bytes, thin, chunk %" PRIu64 " bytes)\n",
+                    pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
+                    *size, vi.chunk_size);
+    else
+        log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64
+                    " (%" PRIu64 " bytes)\n",
+                    pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
+                    *size);
     return 0;
 }
 
