@@ -48,6 +48,19 @@
  *     pool's lock is still held until then; tgtd's exit waits for every
  *     close (module destructor).
  *
+ * Thin volumes
+ * - bs_open turns lu->attrs.thinprovisioning on for a thin volume's LU, so
+ *   that tgt's core advertises logical block provisioning (READ CAPACITY(16)
+ *   LBPME and LBPRZ, VPD B2) and lets UNMAP and WRITE SAME's UNMAP bit
+ *   through; VPD B0 (the chunk as OPTIMAL UNMAP GRANULARITY, finite UNMAP
+ *   limits) and GET LBA STATUS are ours.  LBPRZ promises zeroes: UNMAP,
+ *   WRITE SAME(UNMAP) and WRITE SAME of a zero block discard (whole chunks
+ *   are freed) and then zero only what the volume still reports mapped (the
+ *   partial chunks at the ends; on a thick volume the whole range, as
+ *   before), never allocating a freed chunk again.  A write that needs a
+ *   chunk when the pool is full fails with DATA PROTECT / SPACE ALLOCATION
+ *   FAILED WRITE PROTECT (27h/07h); nothing waits for space.
+ *
  * Lifetimes
  * - A pool is opened by the first LU that names it and closed when the last
  *   such LU is closed (refcount, main thread).
