@@ -43,14 +43,16 @@
 # around each run, reported as CPU seconds per 100,000 I/Os.
 #
 # Thin volumes (issue 10), on the first tgtd, RUNS repetitions, each on a
-# fresh thin volume and a fresh linear volume of the same pool (2 x the LUN
-# size; removed after the repetition):
-#   first-4k    4 KiB writes, one per 64 KiB chunk of the first half, every
-#               chunk once in a seeded order (vdload --pattern shuffle
-#               --stride 64k): on the thin volume each allocates a chunk
+# fresh thin volume and a fresh linear volume of the same pool (4 x the LUN
+# size, sparse; removed after the repetition):
+#   first-4k    4 KiB writes, one per 64 KiB chunk of the first 2 x LUN
+#               bytes, every chunk once in a seeded order (vdload --pattern
+#               shuffle --stride 64k): on the thin volume each allocates a
+#               chunk
 #   over-4k     the same writes again (allocated chunks)
 #   read-4k     4 KiB reads of those blocks
-#   first-1m    1 MiB sequential writes over the second half, never written
+#   first-1m    1 MiB sequential writes over the next LUN bytes, never
+#               written
 # Ratios, each the median of the repetitions, with the issue's goals:
 # thin first-4k / thin over-4k (>= 0.5), thin over-4k / linear over-4k
 # (>= 0.9), thin read-4k / linear read-4k (>= 0.9), thin first-1m / linear
@@ -390,9 +392,9 @@ thin_workloads=(first-4k over-4k read-4k first-1m)
 thin_run() {
     local kind=$1 u=$2 w=$3 r=$4 args res m
     case $w in
-        first-4k|over-4k) args="write --pattern shuffle --stride 64k --bs 4k --count $(( lun / 65536 )) --range 0:$lun" ;;
-        read-4k) args="read --pattern shuffle --stride 64k --bs 4k --count $(( lun / 65536 )) --range 0:$lun" ;;
-        first-1m) args="write --pattern seq --bs 1M --count $LUN_MIB --range $lun:$lun" ;;
+        first-4k|over-4k) args="write --pattern shuffle --stride 64k --bs 4k --count $(( 2 * lun / 65536 )) --range 0:$(( 2 * lun ))" ;;
+        read-4k) args="read --pattern shuffle --stride 64k --bs 4k --count $(( 2 * lun / 65536 )) --range 0:$(( 2 * lun ))" ;;
+        first-1m) args="write --pattern seq --bs 1M --count $LUN_MIB --range $(( 2 * lun )):$lun" ;;
     esac
     # shellcheck disable=SC2086
     if ! res=$(timeout 300 "$VDLOAD" $args --qd $QD --seed $SEED --json "$u" 2>"$tmp/err"); then
@@ -413,14 +415,14 @@ thin_run() {
 }
 if [ "$have_vdlvm" = 1 ]; then
     use_tgtd main
-    tconf=$(make_pool pt 1 $(( 4 * LUN_MIB + 32 )))
+    tconf=$(make_pool pt 1 $(( 8 * LUN_MIB + 64 )))
     [ -n "$tconf" ] || thin_skip="pool creation failed"
     for (( rep=1; rep<=RUNS && ${#thin_skip} == 0; rep++ )); do
-        if ! vdlvm -c "$tconf" vol create pt/thin --size "$(( 2 * LUN_MIB ))M" --thin >"$tmp/pt.log" 2>&1; then
+        if ! vdlvm -c "$tconf" vol create pt/thin --size "$(( 4 * LUN_MIB ))M" --thin >"$tmp/pt.log" 2>&1; then
             thin_skip="thin volume not available: $(head -c 200 "$tmp/pt.log")"
             break
         fi
-        vdlvm -c "$tconf" vol create pt/lin --size "$(( 2 * LUN_MIB ))M" >"$tmp/pt.log" 2>&1 ||
+        vdlvm -c "$tconf" vol create pt/lin --size "$(( 4 * LUN_MIB ))M" >"$tmp/pt.log" 2>&1 ||
             fail "linear volume for the thin runs: $(cat "$tmp/pt.log")"
         ttid=$(( 200 + 2 * rep )) ltid=$(( 201 + 2 * rep ))
         tgt_target_new $ttid bench-thin-$rep && tgt_lun_new $ttid 1 vdlvm pt/thin "conf=$tconf" ||
@@ -550,9 +552,9 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
         echo "Not measured: $thin_skip."
     else
         echo "A fresh thin volume (chunks of 64 KiB) and a fresh linear volume of the same pool per repetition;" \
-             "first-4k: one 4 KiB write per chunk of the first half, each chunk once (vdload --pattern shuffle --stride 64k);" \
+             "first-4k: one 4 KiB write per chunk of the first 2 x $LUN_MIB MiB, each chunk once (vdload --pattern shuffle --stride 64k);" \
              "over-4k: the same writes again; read-4k: reads of those blocks; first-1m: 1 MiB sequential writes" \
-             "over the never-written second half.  Median IOPS of $RUNS repetition(s) (min–max)."
+             "over the next, never-written $LUN_MIB MiB.  Median IOPS of $RUNS repetition(s) (min–max)."
         echo
         awk -F'\t' -v wls="${thin_workloads[*]}" '
         function stats(a, k, cnt,    i, j, t, v) {
