@@ -231,9 +231,14 @@ TEST_F(ThinCliPool, ThinVolume_CreateListStatusShowProvisionedAndAllocated)
     vd_pool *p = CreateOpen();
     ASSERT_NE(p, nullptr);
     std::string out, err;
-    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/t", "--size", "10GiB",
-                        "--thin", "--chunk-size", "128KiB" }, &out, &err), 0)
-        << err;
+    int rc = Exec(p, { "vol", "create", "pool0/t", "--size", "10GiB", "--thin",
+                       "--chunk-size", "128KiB" }, &out, &err);
+    if (rc == VD_EXIT_FAIL &&
+        err.find("not supported by this build") != std::string::npos) {
+        vd_pool_close(p);
+        GTEST_SKIP() << "no thin layout in this build: " << err;
+    }
+    ASSERT_EQ(rc, 0) << err;
     EXPECT_EQ(out.rfind("volume 'pool0/t': created, 10GiB thin (chunks of "
                         "128KiB allocated on first write), linear\n", 0),
               0u) << out;
