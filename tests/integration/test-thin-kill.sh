@@ -18,7 +18,7 @@ ROUNDS=${THIN_KILL_ROUNDS:-5}
 
 conf=$(thin_pool_conf tk 2 1GiB)
 vdlvm pool create "$conf" || fail "pool create failed"
-vdlvm vol create tk/thin --size 10GiB --thin || fail "vol create --thin failed"
+out=$(vdlvm vol create tk/thin --size 10GiB --thin 2>&1) || thin_create_failed "$out"
 
 export_thin() {
     start_tgtd

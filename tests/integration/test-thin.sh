@@ -30,7 +30,7 @@ CHUNK=$((64 * 1024))
 conf=$(thin_pool_conf pool0 2 100MiB)
 vdlvm pool create "$conf" || fail "pool create failed"
 vdlvm vol create pool0/other --size 32MiB || fail "vol create other failed"
-out=$(vdlvm vol create pool0/thin --size 10GiB --thin) || fail "vol create --thin failed: $out"
+out=$(vdlvm vol create pool0/thin --size 10GiB --thin 2>&1) || thin_create_failed "$out"
 note "$out"
 grep -q "10GiB thin (chunks of 64KiB" <<<"$out" || fail "vol create --thin says: $out"
 vdlvm vol list pool0 > "$tmp/list.txt" || fail "vol list failed"

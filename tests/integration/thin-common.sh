@@ -7,6 +7,8 @@
 #       make_pool_conf plus `chunk_size: CHUNK`; NODES (e.g. "nodea nodeb")
 #       gives device i the node of word i (local files on distinct "nodes",
 #       so that a mirror's legs may go on them).  Prints the config path.
+#   thin_create_failed OUT        `vol create --thin` failed with OUT: skip
+#                                 when the build has no thin layout, else fail
 #   pool_field POOL KEY           a number of `status POOL --json` at the
 #                                 pool level (before the device list)
 #   vol_field POOL/VOL KEY        a number of `status POOL/VOL --json`
@@ -57,4 +59,10 @@ vol_field() { vdlvm status "$1" --json | _json_num "$2"; }
 qemu_io() {
     timeout 120 qemu-io -f raw -c "$2" "$1" > "$tmp/qio.out" 2>&1 || return
     ! grep -Eq "failed|error|Pattern verification" "$tmp/qio.out"
+}
+
+thin_create_failed() {
+    grep -q "not supported by this build" <<<"$1" &&
+        skip "this build has no thin layout: $1"
+    fail "vol create --thin failed: $1"
 }
