@@ -100,6 +100,7 @@
 #define LBA_STATUS_MAX_DESC           1024 /* bound main-thread work */
 #define ORWRITE_RETRIES               1000
 #define ASC_CAPACITY_DATA_HAS_CHANGED 0x2a09
+#define READ_DEFECT_DATA_12           0xb7 /* not in tgt's scsi.h */
 
 struct vdlvm_pool {
     struct list_head link; /* g_pools (main thread) */
@@ -149,8 +150,10 @@ struct vdlvm_lu {
     int thin;            /* a thin volume: LBP advertised, zeroes freed */
     uint64_t chunk_size; /* thin: bytes per chunk (unit of UNMAP) */
     int thin_set;        /* we turned lu->attrs.thinprovisioning on */
-    unsigned inflight;   /* under vp->lock */
-    struct service_action sa_9e[8]; /* SERVICE ACTION IN(16) per LU */
+    int rdd_saved;       /* rdd_ops hold tgt's READ DEFECT DATA ops */
+    struct device_type_operations rdd_ops[2]; /* 10, 12 */
+    unsigned inflight;                        /* under vp->lock */
+    struct service_action sa_9e[8];           /* SERVICE ACTION IN(16) per LU */
 };
 
 static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
@@ -273,17 +276,21 @@ static uint64_t lu_blocks(struct scsi_lu *lu)
 }
 
 /* Thin volumes' UNMAP limits, advertised in VPD B0 and enforced by
- * exec_unmap: descriptors per command, and blocks per command (4 GiB: the
- * work is a mapping update per chunk plus at most two partial chunks per
- * descriptor, so it could be more; this keeps one command's metadata
- * commit bounded).  tgt's own 0xFFFFFFFF reads as -1 in initiators that
- * store it in an int (libiscsi's tests among them). */
+ * exec_unmap: descriptors per command, and blocks per command: 4 GiB, at
+ * most 2^20 blocks (initiators' sanity checks, libiscsi's among them, take
+ * more for a bogus value; Linux and QEMU split larger discards).  The work
+ * per command is a mapping update per chunk plus at most two partial
+ * chunks per descriptor.  tgt's own 0xFFFFFFFF reads as -1 in initiators
+ * that store it in an int (libiscsi's tests among them). */
 #define MAX_UNMAP_DESCRIPTORS 256
 #define MAX_UNMAP_BYTES       (4ULL << 30)
+#define MAX_UNMAP_BLOCKS      (1u << 20)
 
 static uint32_t max_unmap_blocks(struct scsi_lu *lu)
 {
-    return (uint32_t)(MAX_UNMAP_BYTES >> lu->blk_shift);
+    uint64_t n = MAX_UNMAP_BYTES >> lu->blk_shift;
+
+    return n < MAX_UNMAP_BLOCKS ? (uint32_t)n : MAX_UNMAP_BLOCKS;
 }
 
 /* ---- command execution (worker threads) --------------------------------- */
@@ -1374,6 +1381,28 @@ static int bs_vdlvm_unmap(int host_no, struct scsi_cmd *cmd)
     return SAM_STAT_CHECK_CONDITION;
 }
 
+/* READ DEFECT DATA(10/12), thin LUs: a volume has no defect list (bad
+ * blocks are the devices' business), so the answer is an empty list in the
+ * format asked for.  tgt's core has no such command (INVALID OPERATION
+ * CODE); thick LUs keep that.  Main thread, no I/O. */
+static int bs_vdlvm_read_defect_data(int host_no, struct scsi_cmd *cmd)
+{
+    int is10 = cmd->scb[0] == READ_DEFECT_DATA;
+    uint32_t alloc = is10 ? get_unaligned_be16(&cmd->scb[7])
+                          : get_unaligned_be32(&cmd->scb[6]);
+    uint32_t len = is10 ? 4 : 8, n;
+    uint8_t hdr[8] = { 0 };
+
+    /* PLISTV, GLISTV as asked (the lists exist, empty), the format asked */
+    hdr[1] = cmd->scb[is10 ? 2 : 1] & 0x1f;
+    n = len < alloc ? len : alloc;
+    if (n > scsi_get_in_length(cmd))
+        n = scsi_get_in_length(cmd);
+    memcpy(scsi_get_in_buffer(cmd), hdr, n);
+    scsi_set_in_resid_by_actual(cmd, n);
+    return SAM_STAT_GOOD;
+}
+
 /* tgt's VPD B0 update for thin LUs advertises 0xFFFFFFFF block
  * descriptors per UNMAP, which initiators (libiscsi's tests among them)
  * turn into a count of -1; advertise a finite number.  For a thin volume
@@ -1421,14 +1450,25 @@ static void lu_set_thin(struct scsi_lu *lu, const struct vd_vol_info *vi)
     struct vdlvm_lu *vl = VDLU(lu);
     struct vpd **vpd = lu->attrs.lu_vpd;
 
+    struct device_type_operations *ops = lu->dev_type_template.ops;
+
     vl->thin = vi->thin;
     vl->chunk_size = vi->thin ? vi->chunk_size : 0;
     if (vi->thin) {
         lu->attrs.thinprovisioning = 1;
         vl->thin_set = 1;
+        if (!vl->rdd_saved) {
+            vl->rdd_ops[0] = ops[READ_DEFECT_DATA];
+            vl->rdd_ops[1] = ops[READ_DEFECT_DATA_12];
+            vl->rdd_saved = 1;
+        }
+        ops[READ_DEFECT_DATA].cmd_perform = bs_vdlvm_read_defect_data;
+        ops[READ_DEFECT_DATA_12].cmd_perform = bs_vdlvm_read_defect_data;
     } else if (vl->thin_set) {
         lu->attrs.thinprovisioning = 0;
         vl->thin_set = 0;
+        ops[READ_DEFECT_DATA] = vl->rdd_ops[0];
+        ops[READ_DEFECT_DATA_12] = vl->rdd_ops[1];
     }
     if (vpd[PCODE_OFFSET(0xb0)] && vpd[PCODE_OFFSET(0xb0)]->vpd_update)
         vpd[PCODE_OFFSET(0xb0)]->vpd_update(lu, NULL);
@@ -1734,6 +1774,8 @@ void register_bs_module(void)
         RELEASE,
         REPORT_LUNS,
         REQUEST_SENSE,
+        READ_DEFECT_DATA, /* thin LUs only; INVALID OPCODE on others */
+        READ_DEFECT_DATA_12,
         RESERVE,
         SEND_DIAGNOSTIC,
         SERVICE_ACTION_IN,

@@ -52,7 +52,7 @@ grep -q "pool0/thin' exported as LUN 1:1 (10737418240 bytes, thin, chunk 65536 b
 # ---- 1. what the LUN advertises ---------------------------------------------------
 "$THIN_TOOL" lbp "$url" > "$tmp/lbp.txt" || fail "thin-tool lbp failed"
 for kv in lbpme=1 lbprz=1 lbppbe=0 lbpu=1 lbpws=1 lbpws10=1 lbprz_b2=1 ptype=2 \
-          opt_unmap_gran=$((CHUNK / 512)) max_unmap=$((4 * GiB / 512)) \
+          opt_unmap_gran=$((CHUNK / 512)) max_unmap=1048576 \
           max_unmap_bdc=256 ugavalid=1 unmap_gran_align=0; do
     grep -qx "$kv" "$tmp/lbp.txt" || fail "thin LUN: want $kv: $(tr '\n' ' ' < "$tmp/lbp.txt")"
 done
