@@ -13,11 +13,10 @@
 
 struct cmd_args;
 
-/* 1 once pool/vdpool.h has vd_vol_opts.thin and .chunk_size (the thin
- * layout); until then `vol create --thin` says it is not supported by this
- * build. */
+/* 1: pool/vdpool.h has vd_vol_opts.thin and .chunk_size (the thin layout);
+ * 0 makes `vol create --thin` say it is not supported by this build. */
 #ifndef VD_HAVE_THIN_OPTS
-#define VD_HAVE_THIN_OPTS 0
+#define VD_HAVE_THIN_OPTS 1
 #endif
 
 /* Which target argument a command takes. */
