@@ -325,6 +325,55 @@ TEST_F(Thin, DiscardThenWrite_SpaceReusedWhenPoolFull)
     vd_pool_close(p);
 }
 
+// UNMAP of every chunk of a data extent gives the extent back to the pool
+// (background thread); the next write maps the hole again.
+TEST_F(Thin, DiscardAll_ExtentBackToPool_HoleReusedAfterReopen)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "t", 1ull << 30), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    std::vector<char> w(63 << 16, 'P');
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0); // extent 0 full
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 4096, 512ull << 20, 0), 0); // 1
+    struct vd_pool_info a, b;
+    vd_pool_get_info(p, &a);
+    EXPECT_EQ(a.used_bytes, 2 * a.extent_size);
+    ASSERT_EQ(vd_vol_discard(v, 0, 63 << 16), 0);
+    for (int i = 0; i < 200; i++) { // the background pass: 250 ms
+        vd_pool_get_info(p, &b);
+        if (b.used_bytes < a.used_bytes)
+            break;
+        usleep(50000);
+    }
+    EXPECT_EQ(b.used_bytes, a.extent_size);
+    EXPECT_EQ(b.allocated_bytes, 64u << 10);
+    vd_vol_close(v);
+    vd_pool_close(p);
+
+    p = Open();
+    v = vd_vol_open(p, "t");
+    std::vector<char> r(4096);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 512ull << 20), 0);
+    EXPECT_EQ(memcmp(r.data(), w.data(), 4096), 0);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 0), 0);
+    EXPECT_TRUE(IsZero(r));
+    // 63 + 1 chunks: fills extent 1, then maps the hole
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 100ull << 20, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 65536, 200ull << 20, 0), 0);
+    vd_pool_get_info(p, &b);
+    EXPECT_EQ(b.used_bytes, 2 * a.extent_size);
+    struct vd_vol *vv = vd_vol_find(p, "t");
+    EXPECT_EQ(vv->le_count, 2u); // the hole was reused, not appended
+    vd_vol_close(v);
+    vd_pool_close(p);
+    p = Open();
+    v = vd_vol_open(p, "t");
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 200ull << 20), 0);
+    EXPECT_EQ(memcmp(r.data(), w.data(), 4096), 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 // A chunk whose data reached the device but whose mapping did not (crash
 // between the two): after reopen it is free, reads as zeroes, and its old
 // bytes never show through a later partial first write.
