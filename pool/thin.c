@@ -162,9 +162,16 @@ struct thin {
     uint64_t *dirty; /* (de << 16) | blk, ndirty of dcap */
     size_t ndirty, dcap;
     bool committing, growing;
+    /* the chunk map could not be read at open: every I/O fails (-EIO)
+     * until a later open reads it; set by ctr before any I/O */
+    bool failed;
     uint64_t seq;
     int64_t nospc_log_ms;
 };
+
+static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
+                           size_t n);
+static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w);
 
 static struct thin *thin_of(const struct vd_vol *v)
 {
@@ -518,11 +525,19 @@ static int thin_ctr(struct vd_vol *v)
         if (t->ext[de].state == X_HOLE)
             continue;
         r = v->lops->pread(v, area, alen, de * v->pool->extent_size, 0);
+        if (r == -ENOMEM)
+            break;
         if (r < 0) {
+            /* Which virtual chunks it maps is unknown: serving the volume
+             * could return zeroes for acknowledged data.  The pool opens,
+             * this volume fails its I/O. */
             vd_log(VD_LOG_ERR,
                    "volume '%s/%s': reading the chunk map of data extent "
-                   "%" PRIu64 " failed: %s",
+                   "%" PRIu64 " failed: %s; its I/O fails until the pool is "
+                   "opened with the map readable (fix or replace the device)",
                    v->pool->name, v->name, de, strerror(-r));
+            t->failed = true;
+            r = 0;
             break;
         }
         pthread_mutex_lock(&t->lock);
@@ -554,7 +569,7 @@ static void thin_tick(struct vd_vol *v)
     vd_pool *p = v->pool;
     uint64_t de = UINT64_MAX;
 
-    if (v->copies != 1)
+    if (v->copies != 1 || t->failed)
         return;
     pthread_mutex_lock(&t->lock);
     for (uint64_t i = 0;
@@ -594,6 +609,20 @@ static void thin_tick(struct vd_vol *v)
     } else {
         t->ext[de].state = X_LIVE;
         t->ext[de].nfree = t->cpe - t->rsv;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Before the pool closes: blocks left dirty by a failed commit are written
+ * (best effort), so a clean close leaves the map as RAM has it. */
+static void thin_quiesce(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    if (!t->failed && (t->ndirty || t->nlimbo)) {
+        struct twait w;
+        enqueue_locked(t, &w, NULL, 0);
+        wait_locked(v, t, &w);
     }
     pthread_mutex_unlock(&t->lock);
 }
@@ -881,6 +910,8 @@ static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
 
     if (off > size || len > size - off)
         return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
     if ((r = io_lock(t, flags)) < 0)
         return r;
     while (len && r == 0) {
@@ -933,6 +964,8 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
         return -ERANGE;
     if (!len)
         return 0;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
     if ((r = io_lock(t, flags)) < 0)
         return r;
     first = off >> t->cshift;
@@ -1065,6 +1098,11 @@ static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
         return 0;
     pthread_rwlock_wrlock(&t->io_lock); /* no I/O of these chunks in flight */
     pthread_mutex_lock(&t->lock);
+    if (t->failed) {
+        pthread_mutex_unlock(&t->lock);
+        pthread_rwlock_unlock(&t->io_lock);
+        return -EIO;
+    }
     for (uint64_t vc = fc; vc < lc; vc++) {
         if (!t->dir[vc >> LEAF_SHIFT]) {
             vc |= LEAF_N - 1;
@@ -1092,12 +1130,16 @@ static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
     /* Queued before io_lock is released: a later first write of these
      * virtual chunks commits in this group or a later one, so the map
      * never shows the old and the new chunk with the same seq. */
+    /* Nothing to free here may still need a commit: an earlier discard of
+     * these chunks in flight, or one whose commit failed (dirty blocks,
+     * limbo): this one is acknowledged only after a later group. */
     struct twait w;
-    if (n)
+    bool wait = n || t->queue || t->committing || t->ndirty || t->nlimbo;
+    if (wait)
         enqueue_locked(t, &w, pcs, n);
     pthread_mutex_unlock(&t->lock);
     pthread_rwlock_unlock(&t->io_lock);
-    if (n) {
+    if (wait) {
         pthread_mutex_lock(&t->lock);
         int c = wait_locked(v, t, &w);
         pthread_mutex_unlock(&t->lock);
@@ -1116,6 +1158,8 @@ static int thin_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
 
     if (off >= size)
         return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
     pthread_mutex_lock(&t->lock);
     vc = off >> t->cshift;
     uint32_t e = fwd_get(t, vc);
@@ -1156,5 +1200,6 @@ const struct vd_layout_ops vd_thin_layout = {
     .md_serialize = thin_md_serialize,
     .status = thin_status,
     .tick = thin_tick,
+    .quiesce = thin_quiesce,
     .stack = thin_stack,
 };
