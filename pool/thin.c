@@ -919,8 +919,17 @@ static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
         size_t n = len < t->cs - within ? len : t->cs - within;
         pthread_mutex_lock(&t->lock);
         uint32_t e = fwd_get(t, vc);
+        bool m = e && !(e & F_PEND);
+        /* one device call per run of physically consecutive chunks, one
+         * memset per run of unmapped ones */
+        for (uint64_t k = 1; n < len; k++) {
+            uint32_t f = fwd_get(t, vc + k);
+            if (m ? f != e + k : f && !(f & F_PEND))
+                break;
+            n += len - n < t->cs ? len - n : t->cs;
+        }
         pthread_mutex_unlock(&t->lock);
-        if (!e || (e & F_PEND))
+        if (!m)
             memset(b, 0, n);
         else
             r = v->lops->pread(v, b, n, chunk_off(v, t, e - 1) + within,
