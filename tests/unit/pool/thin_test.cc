@@ -325,6 +325,79 @@ TEST_F(Thin, DiscardThenWrite_SpaceReusedWhenPoolFull)
     vd_pool_close(p);
 }
 
+// VD_IO_NOWAIT: a first write is refused (-EAGAIN, nothing allocated) and
+// goes to a worker; reads of mapped and unmapped chunks and overwrites are
+// served inline.
+TEST_F(Thin, Nowait_FirstWriteEagain_ReadsAndOverwritesServed)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "t", 1ull << 30), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    std::vector<char> w(4096, 'N'), r(4096, 'x');
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, VD_IO_NOWAIT), -EAGAIN);
+    EXPECT_EQ(Allocated(p, "t"), 0u);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0);
+    ASSERT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 0, VD_IO_NOWAIT), 0);
+    EXPECT_EQ(r, w);
+    ASSERT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 1 << 20, VD_IO_NOWAIT),
+              0);
+    EXPECT_TRUE(IsZero(r));
+    w.assign(4096, 'O');
+    // an overwrite reaches the device's NOWAIT write (which a file may
+    // refuse: -EAGAIN, as on a thick volume); never a thin refusal
+    int rw = vd_vol_pwrite(v, w.data(), w.size(), 8192, VD_IO_NOWAIT);
+    EXPECT_TRUE(rw == 0 || rw == -EAGAIN) << rw;
+    if (rw == -EAGAIN) {
+        ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 8192, 0), 0);
+    }
+    EXPECT_EQ(Allocated(p, "t"), 64u << 10);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 8192), 0);
+    EXPECT_EQ(r, w);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// GET LBA STATUS at chunk granularity over a mixed pattern, and reads that
+// cross mapped and unmapped chunks.
+TEST_F(Thin, LbaStatus_ExactPerChunk_ReadsAcrossRuns)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "t", 16ull << 20, 4096), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    // chunks 3, 4, 5 and 9 (4 KiB each)
+    std::vector<char> w(3 * 4096, 'L');
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 3 * 4096, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 512, 9 * 4096 + 1024, 0), 0);
+    struct {
+        uint64_t off, len;
+        int mapped;
+    } want[] = { { 0, 3 * 4096, 0 },        { 3 * 4096, 3 * 4096, 1 },
+                 { 6 * 4096, 3 * 4096, 0 }, { 9 * 4096, 4096, 1 },
+                 { 10 * 4096, (16u << 20) - 10 * 4096, 0 } };
+    for (auto &x : want) {
+        uint64_t len;
+        int m;
+        ASSERT_EQ(vd_vol_lba_status(v, x.off, &len, &m), 0) << x.off;
+        EXPECT_EQ(m, x.mapped) << x.off;
+        EXPECT_EQ(len, x.len) << x.off;
+    }
+    uint64_t len;
+    int m;
+    ASSERT_EQ(vd_vol_lba_status(v, 4 * 4096 + 100, &len, &m), 0);
+    EXPECT_EQ(m, 1);
+    EXPECT_EQ(len, 2 * 4096 - 100u);
+    EXPECT_EQ(vd_vol_lba_status(v, 16u << 20, &len, &m), -ERANGE);
+    std::vector<char> r(12 * 4096);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 0), 0);
+    for (size_t i = 0; i < r.size(); i++) {
+        bool l = (i >= 3 * 4096 && i < 6 * 4096) ||
+                 (i >= 9 * 4096 + 1024 && i < 9 * 4096 + 1536);
+        ASSERT_EQ(r[i], l ? 'L' : 0) << i;
+    }
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 // UNMAP of every chunk of a data extent gives the extent back to the pool
 // (background thread); the next write maps the hole again.
 TEST_F(Thin, DiscardAll_ExtentBackToPool_HoleReusedAfterReopen)
