@@ -835,6 +835,11 @@ static int grow_data(struct vd_vol *v, struct thin *t)
         vd_pool_check_thresholds(p);
         goto out;
     }
+    if (!v->lops->io_beyond_size &&
+        (v->le_count + 1 - v->data_le0) * p->extent_size > v->size) {
+        r = -ENOSPC; /* the lower layout addresses v->size bytes only */
+        goto out;
+    }
     ov.id = v->id;
     ov.le_count = v->le_count + 1;
     ov.size = v->size;

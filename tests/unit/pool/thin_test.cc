@@ -584,6 +584,34 @@ TEST_F(Thin, MirrorBacked_MapAndDataOnBothLegs)
     vd_pool_close(p);
 }
 
+// A thin volume on a mirror written in full: the last chunks (those the
+// chunk maps displace beyond the volume's size, which the mirror does not
+// address) get -ENOSPC with nothing written, never -ERANGE, and what was
+// written reads back.
+TEST_F(Thin, MirrorBacked_WrittenFull_EnospcNotErange)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "m", 8ull << 20, 0, 2), 0);
+    vd_vol *v = vd_vol_open(p, "m");
+    std::vector<char> w(1 << 20, 'Z');
+    for (int i = 0; i < 7; i++)
+        ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), (uint64_t)i << 20, 0),
+                  0)
+            << i;
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 7ull << 20, 0), -ENOSPC);
+    std::vector<char> r(1 << 20);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 7ull << 20), 0);
+    EXPECT_TRUE(IsZero(r));
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 6ull << 20), 0);
+    EXPECT_EQ(r, w);
+    // 2 data extents: 126 chunks; 112 used, 14 left
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 14 << 16, 7ull << 20, 0), 0);
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), 4096, (8ull << 20) - 4096, 0),
+              -ENOSPC);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 struct Writer {
     vd_vol *v;
     uint64_t base;
