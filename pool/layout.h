@@ -362,6 +362,13 @@ struct vd_layout_ops {
     const char *name;      /* "linear", "mirror": status and the CLI */
     uint32_t id;           /* on disk (struct vd_op_vol.layout) */
     uint32_t meta_extents; /* extents per leg before the data */
+    /* Under an upper layout (v->upper set), pread/pwrite accept offsets up
+     * to the data extents, (le_count - data_le0) * extent_size, which may
+     * exceed v->size (thin's chunk maps take room).  A lower layout
+     * without it is addressed below v->size only: thin then never grows
+     * its data space beyond v->size (the last few chunks of a full volume
+     * get -ENOSPC). */
+    bool io_beyond_size;
 
     /* Create: check opts (before the admin lock; logs why and returns
      * -EINVAL or -EFBIG) and fill ov->copies and ov->flags (ov->size,

@@ -147,6 +147,7 @@ const struct vd_layout_ops vd_linear_layout = {
     .name = "linear",
     .id = VD_LAYOUT_LINEAR,
     .meta_extents = 0,
+    .io_beyond_size = true,
     .plan = linear_plan,
     .plan_extend = linear_plan_extend,
     .pread = linear_pread,

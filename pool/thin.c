@@ -26,9 +26,13 @@
  * block with the higher sequence number wins.
  * Cost, 4 KiB chunks and 4 MiB extents: 1020 chunks per extent, 16 KiB of
  * map, 16.1 bytes of metadata per chunk; RAM 12 bytes per allocated chunk
- * (forward 4, reverse 4, durable reverse 4) plus 1 KiB per 1024 virtual
- * chunks touched.  64 KiB chunks: 63 per extent (one reserved for the
- * 8 KiB map).  Measured by tests/unit/pool/thin_test.cc (Thin.Million*).
+ * (forward 4, reverse 4, durable reverse 4) plus a 4 KiB forward leaf
+ * per 1024 virtual chunks touched (so scattered single-chunk writes cost
+ * up to 4 KiB each until their neighbours fill).  64 KiB chunks: 63 per
+ * extent (one reserved for the 8 KiB map).  Measured by
+ * tests/unit/pool/thin_test.cc (Thin.MillionChunks_*: 12.5 bytes of heap
+ * per chunk over a whole pool open, 16.1 bytes of map, 1 million chunks
+ * written in order with VDLVM_THIN_MILLION=1).
  *
  * Ordering (crash safety):
  *   - A first write to a chunk writes the whole chunk (zero padded), then
@@ -48,8 +52,9 @@
  *   - geometry (cshift, cs, cpe, rsv, nblk): constant.
  *   - lock (mutex, never held across device I/O, taken after the admin
  *     lock, never before it) protects dir and leaves (forward table),
- *     ext[] and every array in it, next, nalloc, queue, dirty list,
- *     committing, growing, seq.
+ *     ext[] and every array in it, next, ahint, nalloc, queue, dirty and
+ *     limbo lists, committing, growing, seq, nospc_log_ms.  The committer
+ *     (committing set) alone changes drev, bslot, bseq and writes blocks.
  *   - cond: a pending chunk resolved, a group committed, a grow ended.
  *   - io_lock (rwlock, writer-preferring): shared by every read and write
  *     for its whole duration (device I/O included), exclusive by discard
@@ -64,7 +69,14 @@
  *     acknowledged yet).
  *   - first write vs discard: the discard waits for io_lock exclusive,
  *     which the writer holds shared until its commit; pending chunks thus
- *     never meet a discard.
+ *     never meet a discard.  The discard queues its frees before it
+ *     releases io_lock, so a first write of the same virtual chunk that
+ *     follows commits in the same group (its block image applies the free
+ *     first) or a later one (higher seq): after a crash the old chunk never
+ *     wins over the new one.
+ *   - a failed commit: members fail; their chunks' map entries on disk
+ *     are unknown, so the chunks stay out of use (limbo, R_FREEING) until a
+ *     later commit has written them free.
  *   - first write vs flush: vd_vol_flush flushes the lower layout; the
  *     mapping of every acknowledged write is already durable.
  *   - crash: before the first flush of a group, no member is mapped on
@@ -78,8 +90,10 @@
  *     exclusive (lower I/O holds it shared without waiting for anything
  *     thin holds); growing serialises growers.
  *
- * Not yet: an extent whose chunks are all free stays with the volume (its
- * chunks are reused first; the pool's allocated bytes count chunks).
+ * Space: a data extent whose chunks are all free goes back to the pool
+ * from the background thread (thin_tick; single-copy volumes only: the
+ * mirror expects every logical extent mapped), leaving a hole in the data
+ * space that the next grow maps again first.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -117,8 +131,13 @@ struct text {
     uint64_t *bseq;  /* nblk: seq of the valid copy on disk, 0 none */
     uint8_t *bslot;  /* nblk: slot holding it */
     uint8_t *bdirty; /* nblk: in the dirty list */
-    uint32_t nfree;  /* chunks with rev 0 */
+    uint32_t nfree;  /* chunks with rev 0 (0 unless X_LIVE) */
+    uint8_t state;   /* X_LIVE, X_RETURNING, X_HOLE */
 };
+/* A data extent whose chunks are all free goes back to the pool (tick):
+ * X_RETURNING while its unmap commits, then X_HOLE (logical extent
+ * unmapped) until a grow maps it again. */
+enum { X_LIVE = 0, X_RETURNING, X_HOLE };
 
 /* One request's chunks in a group commit (on the requester's stack). */
 struct twait {
@@ -140,12 +159,23 @@ struct thin {
     uint64_t next, ahint;
     uint64_t nalloc; /* chunks in the forward table */
     struct twait *queue, **qtail;
+    /* chunks whose map state on disk is unsure after a failed commit
+     * (R_FREEING): free after the next successful one */
+    uint32_t *limbo;
+    size_t nlimbo, lcap;
     uint64_t *dirty; /* (de << 16) | blk, ndirty of dcap */
     size_t ndirty, dcap;
     bool committing, growing;
+    /* the chunk map could not be read at open: every I/O fails (-EIO)
+     * until a later open reads it; set by ctr before any I/O */
+    bool failed;
     uint64_t seq;
     int64_t nospc_log_ms;
 };
+
+static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
+                           size_t n);
+static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w);
 
 static struct thin *thin_of(const struct vd_vol *v)
 {
@@ -188,6 +218,22 @@ static int fwd_set(struct thin *t, uint64_t vc, uint32_t val)
     return 0;
 }
 
+/* pc's map entry on disk is unsure: keep it out of use (R_FREEING) until
+ * a commit has written it free. */
+static void limbo_locked(struct thin *t, uint32_t pc)
+{
+    if (t->nlimbo == t->lcap) {
+        size_t nc = t->lcap ? t->lcap * 2 : 16;
+        uint32_t *nl = realloc(t->limbo, nc * sizeof(*nl));
+        if (!nl)
+            return; /* leaked until the pool reopens */
+        t->limbo = nl;
+        t->lcap = nc;
+    }
+    t->ext[pc / t->cpe].rev[pc % t->cpe] = R_FREEING;
+    t->limbo[t->nlimbo++] = pc;
+}
+
 static void mark_dirty_locked(struct thin *t, uint32_t pc)
 {
     uint64_t de = pc / t->cpe;
@@ -206,7 +252,27 @@ static void mark_dirty_locked(struct thin *t, uint32_t pc)
     t->dirty[t->ndirty++] = de << 16 | b;
 }
 
-/* Cover v->size (forward table) and the data space (ext[]). */
+static bool le_mapped(struct vd_vol *v, uint64_t de)
+{
+    pthread_rwlock_rdlock(&v->map_lock);
+    bool m = v->map[(v->data_le0 + de) * v->copies].dev != VD_NO_DEV;
+    pthread_rwlock_unlock(&v->map_lock);
+    return m;
+}
+
+static void ext_reset(struct thin *t, struct text *x, bool live)
+{
+    memset(x->rev, 0, (size_t)t->cpe * 4);
+    memset(x->drev, 0, (size_t)t->cpe * 4);
+    memset(x->bseq, 0, (size_t)t->nblk * 8);
+    memset(x->bslot, 1, t->nblk); /* first write to slot 0 */
+    memset(x->bdirty, 0, t->nblk);
+    x->nfree = live ? t->cpe - t->rsv : 0;
+    x->state = live ? X_LIVE : X_HOLE;
+}
+
+/* Cover v->size (forward table) and the data space (ext[]); lock held
+ * (takes map_lock shared inside: lock order thin lock, then map_lock). */
 static int resize_locked(struct vd_vol *v, struct thin *t)
 {
     uint64_t vch = v->size >> t->cshift, nd = vd_div_up(vch, LEAF_N);
@@ -242,9 +308,7 @@ static int resize_locked(struct vd_vol *v, struct thin *t)
                 free(x->bdirty);
                 return -ENOMEM;
             }
-            for (uint32_t b = 0; b < t->nblk; b++)
-                x->bslot[b] = 1; /* first write to slot 0 */
-            x->nfree = t->cpe - t->rsv;
+            ext_reset(t, x, le_mapped(v, i));
             t->next = i + 1;
         }
     }
@@ -344,6 +408,7 @@ static void thin_fini(struct vd_vol *v)
     }
     free(t->ext);
     free(t->dirty);
+    free(t->limbo);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->cond);
     pthread_rwlock_destroy(&t->io_lock);
@@ -461,12 +526,22 @@ static int thin_ctr(struct vd_vol *v)
     if (!(area = malloc(alen)))
         return -ENOMEM;
     for (uint64_t de = 0; de < t->next && r == 0; de++) {
+        if (t->ext[de].state == X_HOLE)
+            continue;
         r = v->lops->pread(v, area, alen, de * v->pool->extent_size, 0);
+        if (r == -ENOMEM)
+            break;
         if (r < 0) {
+            /* Which virtual chunks it maps is unknown: serving the volume
+             * could return zeroes for acknowledged data.  The pool opens,
+             * this volume fails its I/O. */
             vd_log(VD_LOG_ERR,
                    "volume '%s/%s': reading the chunk map of data extent "
-                   "%" PRIu64 " failed: %s",
+                   "%" PRIu64 " failed: %s; its I/O fails until the pool is "
+                   "opened with the map readable (fix or replace the device)",
                    v->pool->name, v->name, de, strerror(-r));
+            t->failed = true;
+            r = 0;
             break;
         }
         pthread_mutex_lock(&t->lock);
@@ -484,6 +559,76 @@ static int thin_grow(struct vd_vol *v)
     int r = resize_locked(v, t);
     pthread_mutex_unlock(&t->lock);
     return r;
+}
+
+/* Background: give data extents whose chunks are all free back to the
+ * pool, one per pass.  Only under a single copy: the mirror's resync and
+ * leg replacement walk every logical extent and expect it mapped.  An
+ * extent qualifies when no chunk is in use, in limbo or pending, no block
+ * is dirty and no commit runs (so no map write can still target it);
+ * X_RETURNING keeps allocation and grow away from it meanwhile. */
+static void thin_tick(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    vd_pool *p = v->pool;
+    uint64_t de = UINT64_MAX;
+
+    if (v->copies != 1 || t->failed)
+        return;
+    pthread_mutex_lock(&t->lock);
+    for (uint64_t i = 0;
+         i < t->next && !t->committing && !t->growing && de == UINT64_MAX;
+         i++) {
+        struct text *x = &t->ext[i];
+        bool clean = x->state == X_LIVE && x->nfree == t->cpe - t->rsv;
+        for (uint32_t b = 0; clean && b < t->nblk; b++)
+            clean = !x->bdirty[b];
+        if (clean) {
+            de = i;
+            x->state = X_RETURNING;
+            x->nfree = 0;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (de == UINT64_MAX)
+        return;
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_map om = { .h.type = VD_OP_MAP };
+    om.vol = v->id;
+    om.leg = 0;
+    om.le_start = v->data_le0 + de;
+    om.count = 1;
+    om.dev = VD_NO_DEV;
+    vd_admin_lock(p);
+    int r = vd_opbuf_add(&ops, &om, sizeof(om));
+    if (r == 0)
+        r = vd_md_commit(p, &ops);
+    if (r == 0)
+        vd_pool_check_thresholds(p);
+    vd_admin_unlock(p);
+    vd_opbuf_free(&ops);
+    pthread_mutex_lock(&t->lock);
+    if (r == 0) {
+        t->ext[de].state = X_HOLE;
+    } else {
+        t->ext[de].state = X_LIVE;
+        t->ext[de].nfree = t->cpe - t->rsv;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Before the pool closes: blocks left dirty by a failed commit are written
+ * (best effort), so a clean close leaves the map as RAM has it. */
+static void thin_quiesce(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    if (!t->failed && (t->ndirty || t->nlimbo)) {
+        struct twait w;
+        enqueue_locked(t, &w, NULL, 0);
+        wait_locked(v, t, &w);
+    }
+    pthread_mutex_unlock(&t->lock);
 }
 
 static void thin_status(struct vd_vol *v, struct vd_vol_status *st)
@@ -521,6 +666,8 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
     size_t nb = 0;
     bool data = false;
     int r = 0;
+
+    size_t nlimbo = t->nlimbo; /* written free by this commit */
 
     t->queue = NULL;
     t->qtail = &t->queue;
@@ -588,19 +735,35 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
                 if (r == 0) {
                     x->rev[li] = 0; /* reusable now */
                     x->nfree++;
-                } /* else: kept out of use until the pool reopens */
+                } else {
+                    x->drev[li] = 0;
+                    mark_dirty_locked(t, pc);
+                    limbo_locked(t, pc);
+                }
             } else if (r == 0) {
                 fwd_set(t, x->rev[li] - 1, pc + 1);
             } else {
+                /* the map may or may not name it on disk: not reused
+                 * before a commit wrote it free */
                 fwd_set(t, x->rev[li] - 1, 0);
-                x->rev[li] = x->drev[li] = 0;
-                x->nfree++;
+                x->drev[li] = 0;
                 t->nalloc--;
                 mark_dirty_locked(t, pc);
+                limbo_locked(t, pc);
             }
         }
         w->r = r;
         w->done = 1;
+    }
+    if (r == 0 && nlimbo) {
+        for (size_t i = 0; i < nlimbo; i++) {
+            struct text *x = &t->ext[t->limbo[i] / t->cpe];
+            x->rev[t->limbo[i] % t->cpe] = 0;
+            x->nfree++;
+        }
+        memmove(t->limbo, t->limbo + nlimbo,
+                (t->nlimbo - nlimbo) * sizeof(*t->limbo));
+        t->nlimbo -= nlimbo;
     }
     free(img);
     free(blks);
@@ -609,22 +772,28 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
     pthread_cond_broadcast(&t->cond);
 }
 
-static int commit_wait(struct vd_vol *v, struct thin *t, const uint32_t *pc,
-                       size_t n)
+/* Queue a request's chunks for the next group (lock held). */
+static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
+                           size_t n)
 {
-    struct twait w = { .pc = pc, .n = n };
+    memset(w, 0, sizeof(*w));
+    w->pc = pc;
+    w->n = n;
+    *t->qtail = w;
+    t->qtail = &w->next;
+}
 
-    pthread_mutex_lock(&t->lock);
-    *t->qtail = &w;
-    t->qtail = &w.next;
-    while (!w.done) {
+/* Wait until w's group is committed, committing groups meanwhile when no
+ * one else does (lock held). */
+static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w)
+{
+    while (!w->done) {
         if (!t->committing)
             commit_locked(v, t);
         else
             pthread_cond_wait(&t->cond, &t->lock);
     }
-    pthread_mutex_unlock(&t->lock);
-    return w.r;
+    return w->r;
 }
 
 /* ---- data space growth --------------------------------------------------- */
@@ -650,6 +819,29 @@ static int grow_data(struct vd_vol *v, struct thin *t)
     vd_admin_lock(p);
     if (vd_extent_free_count(p, NULL) < v->copies) {
         r = -ENOSPC;
+        goto out;
+    }
+    /* a hole first (holes exist only under one copy: see thin_tick) */
+    uint64_t hole = UINT64_MAX;
+    pthread_mutex_lock(&t->lock);
+    for (uint64_t de = 0; de < t->next && hole == UINT64_MAX; de++)
+        if (t->ext[de].state == X_HOLE)
+            hole = de;
+    pthread_mutex_unlock(&t->lock);
+    if (hole != UINT64_MAX) {
+        if ((r = vd_extent_plan(p, v->id, 0, v->data_le0 + hole, 1, &ops)) < 0)
+            goto out;
+        if ((r = vd_md_commit(p, &ops)) < 0)
+            goto out;
+        pthread_mutex_lock(&t->lock);
+        ext_reset(t, &t->ext[hole], true);
+        pthread_mutex_unlock(&t->lock);
+        vd_pool_check_thresholds(p);
+        goto out;
+    }
+    if (!v->lops->io_beyond_size &&
+        (v->le_count + 1 - v->data_le0) * p->extent_size > v->size) {
+        r = -ENOSPC; /* the lower layout addresses v->size bytes only */
         goto out;
     }
     ov.id = v->id;
@@ -727,6 +919,8 @@ static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
 
     if (off > size || len > size - off)
         return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
     if ((r = io_lock(t, flags)) < 0)
         return r;
     while (len && r == 0) {
@@ -734,8 +928,17 @@ static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
         size_t n = len < t->cs - within ? len : t->cs - within;
         pthread_mutex_lock(&t->lock);
         uint32_t e = fwd_get(t, vc);
+        bool m = e && !(e & F_PEND);
+        /* one device call per run of physically consecutive chunks, one
+         * memset per run of unmapped ones */
+        for (uint64_t k = 1; n < len; k++) {
+            uint32_t f = fwd_get(t, vc + k);
+            if (m ? f != e + k : f && !(f & F_PEND))
+                break;
+            n += len - n < t->cs ? len - n : t->cs;
+        }
         pthread_mutex_unlock(&t->lock);
-        if (!e || (e & F_PEND))
+        if (!m)
             memset(b, 0, n);
         else
             r = v->lops->pread(v, b, n, chunk_off(v, t, e - 1) + within,
@@ -779,6 +982,8 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
         return -ERANGE;
     if (!len)
         return 0;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
     if ((r = io_lock(t, flags)) < 0)
         return r;
     first = off >> t->cshift;
@@ -878,7 +1083,11 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
         undo_locked(t, nvc, npc, nnew);
         pthread_mutex_unlock(&t->lock);
     } else if (nnew) {
-        r = commit_wait(v, t, npc, nnew);
+        struct twait w;
+        pthread_mutex_lock(&t->lock);
+        enqueue_locked(t, &w, npc, nnew);
+        r = wait_locked(v, t, &w);
+        pthread_mutex_unlock(&t->lock);
     }
 out:
     pthread_rwlock_unlock(&t->io_lock);
@@ -907,6 +1116,11 @@ static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
         return 0;
     pthread_rwlock_wrlock(&t->io_lock); /* no I/O of these chunks in flight */
     pthread_mutex_lock(&t->lock);
+    if (t->failed) {
+        pthread_mutex_unlock(&t->lock);
+        pthread_rwlock_unlock(&t->io_lock);
+        return -EIO;
+    }
     for (uint64_t vc = fc; vc < lc; vc++) {
         if (!t->dir[vc >> LEAF_SHIFT]) {
             vc |= LEAF_N - 1;
@@ -931,10 +1145,22 @@ static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
         t->nalloc--;
         pcs[n++] = pc | F_FREE;
     }
+    /* Queued before io_lock is released: a later first write of these
+     * virtual chunks commits in this group or a later one, so the map
+     * never shows the old and the new chunk with the same seq. */
+    /* Nothing to free here may still need a commit: an earlier discard of
+     * these chunks in flight, or one whose commit failed (dirty blocks,
+     * limbo): this one is acknowledged only after a later group. */
+    struct twait w;
+    bool wait = n || t->queue || t->committing || t->ndirty || t->nlimbo;
+    if (wait)
+        enqueue_locked(t, &w, pcs, n);
     pthread_mutex_unlock(&t->lock);
     pthread_rwlock_unlock(&t->io_lock);
-    if (n) {
-        int c = commit_wait(v, t, pcs, n);
+    if (wait) {
+        pthread_mutex_lock(&t->lock);
+        int c = wait_locked(v, t, &w);
+        pthread_mutex_unlock(&t->lock);
         if (r == 0)
             r = c;
     }
@@ -950,6 +1176,8 @@ static int thin_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
 
     if (off >= size)
         return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
     pthread_mutex_lock(&t->lock);
     vc = off >> t->cshift;
     uint32_t e = fwd_get(t, vc);
@@ -989,5 +1217,7 @@ const struct vd_layout_ops vd_thin_layout = {
     .md_apply = thin_md_apply,
     .md_serialize = thin_md_serialize,
     .status = thin_status,
+    .tick = thin_tick,
+    .quiesce = thin_quiesce,
     .stack = thin_stack,
 };

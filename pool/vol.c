@@ -162,6 +162,8 @@ static int vol_remove_locked(vd_pool *p, const char *name)
     if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) == 0)
         r = vd_md_commit(p, &ops);
     vd_opbuf_free(&ops);
+    if (r == 0)
+        vd_pool_check_thresholds(p);
     return r;
 }
 

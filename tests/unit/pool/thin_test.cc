@@ -325,6 +325,128 @@ TEST_F(Thin, DiscardThenWrite_SpaceReusedWhenPoolFull)
     vd_pool_close(p);
 }
 
+// VD_IO_NOWAIT: a first write is refused (-EAGAIN, nothing allocated) and
+// goes to a worker; reads of mapped and unmapped chunks and overwrites are
+// served inline.
+TEST_F(Thin, Nowait_FirstWriteEagain_ReadsAndOverwritesServed)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "t", 1ull << 30), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    std::vector<char> w(4096, 'N'), r(4096, 'x');
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, VD_IO_NOWAIT), -EAGAIN);
+    EXPECT_EQ(Allocated(p, "t"), 0u);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0);
+    ASSERT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 0, VD_IO_NOWAIT), 0);
+    EXPECT_EQ(r, w);
+    ASSERT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 1 << 20, VD_IO_NOWAIT),
+              0);
+    EXPECT_TRUE(IsZero(r));
+    w.assign(4096, 'O');
+    // an overwrite reaches the device's NOWAIT write (which a file may
+    // refuse: -EAGAIN, as on a thick volume); never a thin refusal
+    int rw = vd_vol_pwrite(v, w.data(), w.size(), 8192, VD_IO_NOWAIT);
+    EXPECT_TRUE(rw == 0 || rw == -EAGAIN) << rw;
+    if (rw == -EAGAIN) {
+        ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 8192, 0), 0);
+    }
+    EXPECT_EQ(Allocated(p, "t"), 64u << 10);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 8192), 0);
+    EXPECT_EQ(r, w);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// GET LBA STATUS at chunk granularity over a mixed pattern, and reads that
+// cross mapped and unmapped chunks.
+TEST_F(Thin, LbaStatus_ExactPerChunk_ReadsAcrossRuns)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "t", 16ull << 20, 4096), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    // chunks 3, 4, 5 and 9 (4 KiB each)
+    std::vector<char> w(3 * 4096, 'L');
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 3 * 4096, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 512, 9 * 4096 + 1024, 0), 0);
+    struct {
+        uint64_t off, len;
+        int mapped;
+    } want[] = { { 0, 3 * 4096, 0 },        { 3 * 4096, 3 * 4096, 1 },
+                 { 6 * 4096, 3 * 4096, 0 }, { 9 * 4096, 4096, 1 },
+                 { 10 * 4096, (16u << 20) - 10 * 4096, 0 } };
+    for (auto &x : want) {
+        uint64_t len;
+        int m;
+        ASSERT_EQ(vd_vol_lba_status(v, x.off, &len, &m), 0) << x.off;
+        EXPECT_EQ(m, x.mapped) << x.off;
+        EXPECT_EQ(len, x.len) << x.off;
+    }
+    uint64_t len;
+    int m;
+    ASSERT_EQ(vd_vol_lba_status(v, 4 * 4096 + 100, &len, &m), 0);
+    EXPECT_EQ(m, 1);
+    EXPECT_EQ(len, 2 * 4096 - 100u);
+    EXPECT_EQ(vd_vol_lba_status(v, 16u << 20, &len, &m), -ERANGE);
+    std::vector<char> r(12 * 4096);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 0), 0);
+    for (size_t i = 0; i < r.size(); i++) {
+        bool l = (i >= 3 * 4096 && i < 6 * 4096) ||
+                 (i >= 9 * 4096 + 1024 && i < 9 * 4096 + 1536);
+        ASSERT_EQ(r[i], l ? 'L' : 0) << i;
+    }
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// UNMAP of every chunk of a data extent gives the extent back to the pool
+// (background thread); the next write maps the hole again.
+TEST_F(Thin, DiscardAll_ExtentBackToPool_HoleReusedAfterReopen)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "t", 1ull << 30), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    std::vector<char> w(63 << 16, 'P');
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0); // extent 0 full
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 4096, 512ull << 20, 0), 0); // 1
+    struct vd_pool_info a, b;
+    vd_pool_get_info(p, &a);
+    EXPECT_EQ(a.used_bytes, 2 * a.extent_size);
+    ASSERT_EQ(vd_vol_discard(v, 0, 63 << 16), 0);
+    for (int i = 0; i < 200; i++) { // the background pass: 250 ms
+        vd_pool_get_info(p, &b);
+        if (b.used_bytes < a.used_bytes)
+            break;
+        usleep(50000);
+    }
+    EXPECT_EQ(b.used_bytes, a.extent_size);
+    EXPECT_EQ(b.allocated_bytes, 64u << 10);
+    vd_vol_close(v);
+    vd_pool_close(p);
+
+    p = Open();
+    v = vd_vol_open(p, "t");
+    std::vector<char> r(4096);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 512ull << 20), 0);
+    EXPECT_EQ(memcmp(r.data(), w.data(), 4096), 0);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 0), 0);
+    EXPECT_TRUE(IsZero(r));
+    // 63 + 1 chunks: fills extent 1, then maps the hole
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 100ull << 20, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 65536, 200ull << 20, 0), 0);
+    vd_pool_get_info(p, &b);
+    EXPECT_EQ(b.used_bytes, 2 * a.extent_size);
+    struct vd_vol *vv = vd_vol_find(p, "t");
+    EXPECT_EQ(vv->le_count, 2u); // the hole was reused, not appended
+    vd_vol_close(v);
+    vd_pool_close(p);
+    p = Open();
+    v = vd_vol_open(p, "t");
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 200ull << 20), 0);
+    EXPECT_EQ(memcmp(r.data(), w.data(), 4096), 0);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 // A chunk whose data reached the device but whose mapping did not (crash
 // between the two): after reopen it is free, reads as zeroes, and its old
 // bytes never show through a later partial first write.
@@ -458,6 +580,34 @@ TEST_F(Thin, MirrorBacked_MapAndDataOnBothLegs)
     std::vector<char> r(8192);
     ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 700ull << 20), 0);
     EXPECT_EQ(r, w);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// A thin volume on a mirror written in full: the last chunks (those the
+// chunk maps displace beyond the volume's size, which the mirror does not
+// address) get -ENOSPC with nothing written, never -ERANGE, and what was
+// written reads back.
+TEST_F(Thin, MirrorBacked_WrittenFull_EnospcNotErange)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "m", 8ull << 20, 0, 2), 0);
+    vd_vol *v = vd_vol_open(p, "m");
+    std::vector<char> w(1 << 20, 'Z');
+    for (int i = 0; i < 7; i++)
+        ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), (uint64_t)i << 20, 0),
+                  0)
+            << i;
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 7ull << 20, 0), -ENOSPC);
+    std::vector<char> r(1 << 20);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 7ull << 20), 0);
+    EXPECT_TRUE(IsZero(r));
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 6ull << 20), 0);
+    EXPECT_EQ(r, w);
+    // 2 data extents: 126 chunks; 112 used, 14 left
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), 14 << 16, 7ull << 20, 0), 0);
+    EXPECT_EQ(vd_vol_pwrite(v, w.data(), 4096, (8ull << 20) - 4096, 0),
+              -ENOSPC);
     vd_vol_close(v);
     vd_pool_close(p);
 }
