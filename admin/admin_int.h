@@ -13,6 +13,12 @@
 
 struct cmd_args;
 
+/* 1: pool/vdpool.h has vd_vol_opts.thin and .chunk_size (the thin layout);
+ * 0 makes `vol create --thin` say it is not supported by this build. */
+#ifndef VD_HAVE_THIN_OPTS
+#define VD_HAVE_THIN_OPTS 1
+#endif
+
 /* Which target argument a command takes. */
 enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */ };
 
@@ -28,6 +34,8 @@ enum {
     O_REPAIR = 1u << 8,
     O_WAIT = 1u << 9,
     O_REGION = 1u << 10,
+    O_THIN = 1u << 11,
+    O_CHUNK = 1u << 12,
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -61,6 +69,7 @@ struct cmd_args {
     unsigned given; /* O_* seen */
     uint64_t rate;
     uint64_t region_size;
+    uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
 };
 
@@ -122,10 +131,17 @@ int admin_mirror_get(vd_pool *pool, const char *vol, struct vd_mirror_info *mi,
 /* "le 0-47 -> d0 pe 0-47, ..."; malloc'd, or NULL. */
 char *admin_runs_brief(const vd_pool *pool, const struct vd_run *runs, size_t n,
                        uint32_t copies);
-/* A volume's JSON object (extents when runs, legs when mi). */
+/* A volume's JSON object (extents when runs, legs when mi; allocated
+ * bytes when st). */
 void admin_json_vol(FILE *out, const vd_pool *pool,
                     const struct vd_vol_info *vi, const struct vd_run *runs,
-                    size_t nruns, const struct vd_mirror_info *mi);
+                    size_t nruns, const struct vd_mirror_info *mi,
+                    const struct vd_vol_status *st);
+/* "12MiB (0.1%)": allocated bytes and their share of size. */
+void admin_fmt_alloc(uint64_t allocated, uint64_t size, char *buf, size_t len);
+/* The allocation thresholds (percent of the pool) the status lists as
+ * crossed when vd_pool_info.threshold_pct is at least one of them. */
+extern const uint32_t admin_thresholds[3];
 /* "in-sync", "degraded (leg 1 failed)", "resyncing 45%". */
 void admin_mirror_brief(const struct vd_mirror_info *mi, char *buf, size_t len);
 /* A mirror's legs and resync, as text. */

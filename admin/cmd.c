@@ -144,15 +144,23 @@ static int exec_status(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 
 static const struct cmd_spec g_cmds[] = {
     { "vol", "create", T_VOL,
-      O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION, O_SIZE,
+      O_SIZE | O_LAYOUT | O_COPIES | O_SAME_NODE | O_REGION | O_THIN | O_CHUNK,
+      O_SIZE,
       "vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N] "
-      "[--allow-same-node] [--region-size SIZE]",
+      "[--allow-same-node] [--region-size SIZE] [--thin [--chunk-size SIZE]]",
       "Create a volume of SIZE, rounded up to whole extents (the output\n"
       "says so when it rounds).  A linear volume takes its extents from any\n"
       "devices with free space.\n"
       "\n"
       "  --size SIZE          bytes, or with a unit: B, KiB, MiB, GiB, TiB\n"
       "                       (K, M, G, T are the same binary units)\n"
+      "  --thin               allocate space on first write, chunk by chunk,\n"
+      "                       and give it back on UNMAP: SIZE may exceed the\n"
+      "                       pool (overcommit); with --layout mirror the\n"
+      "                       chunks live on mirrored extents\n"
+      "  --chunk-size SIZE    thin: the unit of allocation and of UNMAP, a\n"
+      "                       power of two from 4KiB to the extent size\n"
+      "                       (default: the pool's chunk_size, 64KiB)\n"
       "  --layout LAYOUT      linear (default) or mirror\n"
       "  --copies N           legs of a mirror: 2 (default) or 3\n"
       "  --allow-same-node    let mirror legs share a node (a warning says\n"
@@ -164,10 +172,15 @@ static const struct cmd_spec g_cmds[] = {
       "Mirror legs always go on distinct devices.  They must also go on\n"
       "distinct nodes: when the pool has fewer nodes with free space than\n"
       "copies, the command is refused unless --allow-same-node is given.\n"
+      "A write to a thin volume that needs a new chunk while the pool is full\n"
+      "fails (SCSI DATA PROTECT, SPACE ALLOCATION FAILED WRITE PROTECT);\n"
+      "reads and overwrites keep working, and writes work again as soon as\n"
+      "space is freed (UNMAP, a volume removed).\n"
       "Names: 1-63 of A-Z a-z 0-9 _ . -, not starting with . or -.\n",
       .check = check_vol_create, .exec = admin_cmd_vol_create },
     { "vol", "list", T_POOL, O_JSON, 0, "vol list POOL [--json]",
-      "List the volumes of POOL: name, size, layout, copies, exported.\n"
+      "List the volumes of POOL: name, size, layout, copies, exported,\n"
+      "provisioning (thick or thin), allocated bytes, chunk size.\n"
       "\n"
       "  --json               one JSON object {\"pool\":..., \"volumes\":[...]}\n",
       .exec = admin_cmd_vol_list },
@@ -195,8 +208,10 @@ static const struct cmd_spec g_cmds[] = {
       "                       no tgtd holds the pool)\n",
       .check = check_vol_repair, .exec = admin_cmd_vol_repair },
     { "status", NULL, T_ANY_OPT, O_JSON, 0, "status [POOL[/VOL]] [--json]",
-      "Show a pool (devices: node, path, state, size, used, free; volumes:\n"
-      "size, layout and which extents sit on which device) or one volume.\n"
+      "Show a pool (devices: node, path, state, size, used, free; space:\n"
+      "provisioned (overcommit), allocated, free, allocation thresholds\n"
+      "crossed (80/90/95%); volumes: size, layout, allocated, chunk size of\n"
+      "thin ones, which extents sit on which device) or one volume.\n"
       "Without POOL: every known pool (see 'vdlvm pool list').\n"
       "\n"
       "  --json               machine-readable: a pool object for POOL, a\n"
@@ -419,6 +434,26 @@ static int opt_region(const char *cmdname, const char *name, const char *val,
     return 0;
 }
 
+static int opt_chunk(const char *cmdname, const char *name, const char *val,
+                     struct cmd_args *a, FILE *err)
+{
+    char m[384];
+
+    if (vd_size_parse_max(val, UINT64_MAX, &a->chunk_size, m, sizeof(m)) < 0) {
+        admin_msg(err, "%s: --chunk-size %s", cmdname, m);
+        return VD_EXIT_USAGE;
+    }
+    if (a->chunk_size < VD_CHUNK_SIZE_MIN ||
+        (a->chunk_size & (a->chunk_size - 1))) {
+        admin_msg(err,
+                  "%s: --chunk-size '%s' is not a power of two of at least "
+                  "4KiB; use e.g. 64KiB (at most the extent size)",
+                  cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    return 0;
+}
+
 static int opt_rate(const char *cmdname, const char *name, const char *val,
                     struct cmd_args *a, FILE *err)
 {
@@ -466,6 +501,8 @@ static const struct opt_spec g_opts[] = {
     { .name = "--repair", .bit = O_REPAIR },
     { .name = "--wait", .bit = O_WAIT },
     { .name = "--region-size", .bit = O_REGION, .parse = opt_region },
+    { .name = "--thin", .bit = O_THIN },
+    { .name = "--chunk-size", .bit = O_CHUNK, .parse = opt_chunk },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -484,6 +521,11 @@ static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err)
                                               : "--region-size";
         admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
                   layout_opts_owner(bad));
+        return VD_EXIT_USAGE;
+    }
+    if ((a->given & O_CHUNK) && !(a->given & O_THIN)) {
+        admin_msg(err, "%s: --chunk-size applies to thin volumes; add --thin",
+                  cmdname);
         return VD_EXIT_USAGE;
     }
     if (!a->copies)

@@ -336,7 +336,8 @@ void admin_print_mirror(FILE *out, const struct vd_mirror_info *mi)
 
 void admin_json_vol(FILE *out, const vd_pool *pool,
                     const struct vd_vol_info *vi, const struct vd_run *runs,
-                    size_t nruns, const struct vd_mirror_info *mi)
+                    size_t nruns, const struct vd_mirror_info *mi,
+                    const struct vd_vol_status *st)
 {
     fputs("{\"volume\":", out);
     char full[2 * VD_NAME_MAX + 2];
@@ -352,12 +353,19 @@ void admin_json_vol(FILE *out, const vd_pool *pool,
             (unsigned long long)vi->size, vd_layout_name(vi->layout),
             vi->copies, vi->open_count, vi->open_count ? "true" : "false");
     if (mi) {
-        char st[128];
-        admin_mirror_brief(mi, st, sizeof(st));
-        admin_jstr(out, st);
+        char brief[128];
+        admin_mirror_brief(mi, brief, sizeof(brief));
+        admin_jstr(out, brief);
     } else {
         admin_jstr(out, "ok");
     }
+    fprintf(out, ",\"thin\":%s,\"chunk_size\":%llu",
+            vi->thin ? "true" : "false",
+            (unsigned long long)(vi->thin ? vi->chunk_size : 0));
+    if (st)
+        fprintf(out, ",\"provisioned\":%llu,\"allocated\":%llu",
+                (unsigned long long)vi->size,
+                (unsigned long long)st->allocated);
     if (runs) {
         fputs(",\"extents\":", out);
         json_runs(out, pool, runs, nruns);
@@ -365,4 +373,22 @@ void admin_json_vol(FILE *out, const vd_pool *pool,
     if (mi)
         json_mirror(out, mi);
     fputs("}", out);
+}
+
+const uint32_t admin_thresholds[3] = { 80, 90, 95 };
+
+void admin_fmt_alloc(uint64_t allocated, uint64_t size, char *buf, size_t len)
+{
+    char a[32];
+
+    admin_fmt_size(allocated, a, sizeof(a));
+    if (!size) {
+        snprintf(buf, len, "%s", a);
+        return;
+    }
+    /* one decimal, never rounded up to 100% while something is free */
+    uint64_t permille = (uint64_t)((long double)allocated * 1000 / size);
+    snprintf(buf, len, "%s (%llu.%llu%%)", a,
+             (unsigned long long)(permille / 10),
+             (unsigned long long)(permille % 10));
 }

@@ -20,6 +20,7 @@ struct vol_status {
     size_t nruns;
     struct vd_mirror_info mi; /* valid when has_mi */
     int has_mi;
+    struct vd_vol_status st; /* allocated bytes */
 };
 
 struct dev_status {
@@ -42,6 +43,8 @@ static int vol_status_fill(vd_pool *pool, struct vol_status *vs)
 
     if (r == 0)
         r = admin_mirror_get(pool, vs->vi.name, &vs->mi, &vs->has_mi);
+    if (r == 0)
+        r = vd_vol_get_status(pool, vs->vi.name, &vs->st);
     return r;
 }
 
@@ -104,7 +107,7 @@ static void vol_status_json(FILE *out, const vd_pool *pool,
                             const struct vol_status *vs)
 {
     admin_json_vol(out, pool, &vs->vi, vs->runs, vs->nruns,
-                   vs->has_mi ? &vs->mi : NULL);
+                   vs->has_mi ? &vs->mi : NULL, &vs->st);
 }
 
 static void vol_status_text(FILE *out, const vd_pool *pool,
@@ -125,6 +128,16 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
     if (vs->has_mi)
         fprintf(out, ", %u copies", vi->copies);
     fprintf(out, "\n  exported  %s\n", vi->open_count ? "yes" : "no");
+    {
+        char al[48], cs[32];
+        admin_fmt_alloc(vs->st.allocated, vi->size, al, sizeof(al));
+        if (vi->thin) {
+            admin_fmt_size(vi->chunk_size, cs, sizeof(cs));
+            fprintf(out, "  thin      chunks of %s, allocated on first write\n",
+                    cs);
+        }
+        fprintf(out, "  allocated %s\n", al);
+    }
     fprintf(out, "  extents   %s\n", brief ? brief : "?");
     if (vs->has_mi)
         admin_print_mirror(out, &vs->mi);
@@ -142,11 +155,23 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
     admin_jstr(out, pi->uuid);
     fprintf(out,
             ",\"extent_size\":%llu,\"seq\":%llu,\"size\":%llu,"
-            "\"used\":%llu,\"free\":%llu,\"devices\":[",
+            "\"used\":%llu,\"free\":%llu,",
             (unsigned long long)pi->extent_size, (unsigned long long)pi->seq,
             (unsigned long long)pi->total_bytes,
             (unsigned long long)pi->used_bytes,
             (unsigned long long)pi->free_bytes);
+    fprintf(out,
+            "\"provisioned\":%llu,\"overcommit\":%.3f,\"allocated\":%llu,"
+            "\"threshold_pct\":%u,\"thresholds_crossed\":[",
+            (unsigned long long)pi->provisioned_bytes,
+            pi->total_bytes
+                ? (double)pi->provisioned_bytes / (double)pi->total_bytes
+                : 0.0,
+            (unsigned long long)pi->allocated_bytes, pi->threshold_pct);
+    for (int i = 0, n = 0; i < 3; i++)
+        if (pi->threshold_pct >= admin_thresholds[i])
+            fprintf(out, n++ ? ",%u" : "%u", admin_thresholds[i]);
+    fputs("],\"devices\":[", out);
     for (uint32_t i = 0; i < pi->ndevs; i++) {
         const struct vd_dev_info *di = &st->devs[i].di;
         fputs(i ? ",{\"name\":" : "{\"name\":", out);
@@ -183,7 +208,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
                              const struct pool_status *st)
 {
     const struct vd_pool_info *pi = &st->pi;
-    struct table dt = { .ncols = 8 }, vt = { .ncols = 6 };
+    struct table dt = { .ncols = 8 }, vt = { .ncols = 8 };
     char t[32], u[32], f[32], es[32];
 
     admin_fmt_size(pi->total_bytes, t, sizeof(t));
@@ -195,6 +220,20 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
     fprintf(out, "  size %s, used %s, free %s; %u device%s, %u volume%s\n", t,
             u, f, pi->ndevs, pi->ndevs == 1 ? "" : "s", (unsigned)st->nvols,
             st->nvols == 1 ? "" : "s");
+    {
+        char pr[32], al[48];
+        admin_fmt_size(pi->provisioned_bytes, pr, sizeof(pr));
+        admin_fmt_alloc(pi->allocated_bytes, pi->total_bytes, al, sizeof(al));
+        fprintf(out, "  provisioned %s (overcommit %.2fx), allocated %s", pr,
+                pi->total_bytes
+                    ? (double)pi->provisioned_bytes / (double)pi->total_bytes
+                    : 0.0,
+                al);
+        if (pi->threshold_pct)
+            fprintf(out, "; allocation threshold %u%% crossed",
+                    pi->threshold_pct);
+        fputc('\n', out);
+    }
 
     admin_tbl_cell(&dt, 0, "DEVICE");
     admin_tbl_cell(&dt, 1, "NODE");
@@ -222,32 +261,39 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
 
     admin_tbl_cell(&vt, 0, "VOLUME");
     admin_tbl_cell(&vt, 1, "SIZE");
-    admin_tbl_cell(&vt, 2, "LAYOUT");
-    admin_tbl_cell(&vt, 3, "EXPORTED");
-    admin_tbl_cell(&vt, 4, "STATE");
-    admin_tbl_cell(&vt, 5, "EXTENTS");
+    admin_tbl_cell(&vt, 2, "ALLOCATED");
+    admin_tbl_cell(&vt, 3, "THIN");
+    admin_tbl_cell(&vt, 4, "LAYOUT");
+    admin_tbl_cell(&vt, 5, "EXPORTED");
+    admin_tbl_cell(&vt, 6, "STATE");
+    admin_tbl_cell(&vt, 7, "EXTENTS");
     for (int i = 0; i < st->nvols; i++) {
         const struct vol_status *vs = &st->vols[i];
-        char sz[32];
+        char sz[32], al[48], cs[32];
         char *brief =
             admin_runs_brief(pool, vs->runs, vs->nruns, vs->vi.copies);
         admin_fmt_size(vs->vi.size, sz, sizeof(sz));
+        admin_fmt_alloc(vs->st.allocated, vs->vi.size, al, sizeof(al));
         admin_tbl_cell(&vt, 0, "%s", vs->vi.name);
         admin_tbl_cell(&vt, 1, "%s", sz);
+        admin_tbl_cell(&vt, 2, "%s", al);
+        if (vs->vi.thin)
+            admin_fmt_size(vs->vi.chunk_size, cs, sizeof(cs));
+        admin_tbl_cell(&vt, 3, "%s", vs->vi.thin ? cs : "-");
         if (vs->has_mi)
-            admin_tbl_cell(&vt, 2, "%s x%u", vd_layout_name(vs->vi.layout),
+            admin_tbl_cell(&vt, 4, "%s x%u", vd_layout_name(vs->vi.layout),
                            vs->vi.copies);
         else
-            admin_tbl_cell(&vt, 2, "%s", vd_layout_name(vs->vi.layout));
-        admin_tbl_cell(&vt, 3, "%s", vs->vi.open_count ? "yes" : "no");
+            admin_tbl_cell(&vt, 4, "%s", vd_layout_name(vs->vi.layout));
+        admin_tbl_cell(&vt, 5, "%s", vs->vi.open_count ? "yes" : "no");
         if (vs->has_mi) {
             char state[128];
             admin_mirror_brief(&vs->mi, state, sizeof(state));
-            admin_tbl_cell(&vt, 4, "%s", state);
+            admin_tbl_cell(&vt, 6, "%s", state);
         } else {
-            admin_tbl_cell(&vt, 4, "ok");
+            admin_tbl_cell(&vt, 6, "ok");
         }
-        admin_tbl_cell(&vt, 5, "%s", brief ? brief : "?");
+        admin_tbl_cell(&vt, 7, "%s", brief ? brief : "?");
         free(brief);
     }
 

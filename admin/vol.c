@@ -28,6 +28,29 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     o.copies = a->copies;
     o.allow_same_node = !!(a->given & O_SAME_NODE);
     o.region_size = a->region_size;
+    if (a->chunk_size && vd_pool_get_info(pool, &pi) == 0 &&
+        a->chunk_size > pi.extent_size) {
+        admin_fmt_size(a->chunk_size, sz, sizeof(sz));
+        admin_fmt_size(pi.extent_size, es, sizeof(es));
+        admin_msg(err,
+                  "vol create: --chunk-size %s is larger than the extent "
+                  "size of pool '%s' (%s); use a power of two from 4KiB to "
+                  "%s",
+                  sz, a->pool, es, es);
+        return VD_EXIT_USAGE;
+    }
+#if VD_HAVE_THIN_OPTS
+    o.thin = !!(a->given & O_THIN);
+    o.chunk_size = a->chunk_size;
+#else
+    if (a->given & O_THIN) {
+        admin_msg(err,
+                  "volume '%s/%s': create failed: thin volumes are not "
+                  "supported by this build",
+                  a->pool, a->vol);
+        return VD_EXIT_FAIL;
+    }
+#endif
     r = vd_vol_create(pool, a->vol, a->size, &o);
     if (r < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "create");
@@ -42,12 +65,31 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
     admin_fmt_size(vi.size, sz, sizeof(sz));
     admin_fmt_size(pi.extent_size, es, sizeof(es));
     uint64_t next = vi.size / pi.extent_size;
-    fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
-            a->pool, a->vol, sz, (unsigned long long)next, next == 1 ? "" : "s",
-            es, vd_layout_name(vi.layout));
+    if (vi.thin) {
+        char cs[32];
+        admin_fmt_size(vi.chunk_size, cs, sizeof(cs));
+        fprintf(out,
+                "volume '%s/%s': created, %s thin (chunks of %s allocated on "
+                "first write), %s",
+                a->pool, a->vol, sz, cs, vd_layout_name(vi.layout));
+    } else {
+        fprintf(out, "volume '%s/%s': created, %s (%llu extent%s of %s), %s",
+                a->pool, a->vol, sz, (unsigned long long)next,
+                next == 1 ? "" : "s", es, vd_layout_name(vi.layout));
+    }
     if (has_mi)
         fprintf(out, ", %u copies", vi.copies);
     fputc('\n', out);
+    if (vi.thin && pi.total_bytes && pi.provisioned_bytes > pi.total_bytes) {
+        char pr[32], t[32];
+        admin_fmt_size(pi.provisioned_bytes, pr, sizeof(pr));
+        admin_fmt_size(pi.total_bytes, t, sizeof(t));
+        fprintf(out,
+                "  note: pool '%s' is overcommitted: %s provisioned on %s "
+                "(%.2fx); writes that need a new chunk fail once it is full\n",
+                a->pool, pr, t,
+                (double)pi.provisioned_bytes / (double)pi.total_bytes);
+    }
     if (vi.size != a->size) {
         char asked[32];
         admin_fmt_size(a->size, asked, sizeof(asked));
@@ -75,7 +117,7 @@ int admin_cmd_vol_create(vd_pool *pool, struct cmd_args *a, FILE *out,
 int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     int n = vd_pool_vol_count(pool);
-    struct table t = { .ncols = 5 };
+    struct table t = { .ncols = 8 };
 
     if (n < 0)
         return admin_lib_fail(err, n, "pool '%s': listing volumes failed",
@@ -93,11 +135,17 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         admin_tbl_cell(&t, 2, "LAYOUT");
         admin_tbl_cell(&t, 3, "COPIES");
         admin_tbl_cell(&t, 4, "EXPORTED");
+        admin_tbl_cell(&t, 5, "PROVISIONING");
+        admin_tbl_cell(&t, 6, "ALLOCATED");
+        admin_tbl_cell(&t, 7, "CHUNK");
     }
     for (int i = 0; i < n; i++) {
         struct vd_vol_info vi;
-        char sz[32];
+        struct vd_vol_status st;
+        char sz[32], al[48], cs[32];
         int r = vd_pool_vol_get_info(pool, i, &vi);
+        if (r == 0)
+            r = vd_vol_get_status(pool, vi.name, &st);
         if (r < 0) {
             admin_tbl_free(&t);
             return admin_lib_fail(err, r, "pool '%s': listing volumes failed",
@@ -106,7 +154,7 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         if (a->given & O_JSON) {
             if (i)
                 fputc(',', out);
-            admin_json_vol(out, pool, &vi, NULL, 0, NULL);
+            admin_json_vol(out, pool, &vi, NULL, 0, NULL, &st);
             continue;
         }
         admin_fmt_size(vi.size, sz, sizeof(sz));
@@ -115,6 +163,12 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
         admin_tbl_cell(&t, 2, "%s", vd_layout_name(vi.layout));
         admin_tbl_cell(&t, 3, "%u", vi.copies);
         admin_tbl_cell(&t, 4, "%s", vi.open_count ? "yes" : "no");
+        admin_tbl_cell(&t, 5, "%s", vi.thin ? "thin" : "thick");
+        admin_fmt_alloc(st.allocated, vi.size, al, sizeof(al));
+        admin_tbl_cell(&t, 6, "%s", al);
+        if (vi.thin)
+            admin_fmt_size(vi.chunk_size, cs, sizeof(cs));
+        admin_tbl_cell(&t, 7, "%s", vi.thin ? cs : "-");
     }
     if (a->given & O_JSON)
         fputs("]}\n", out);

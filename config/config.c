@@ -29,8 +29,11 @@
     "use 1-63 characters of A-Z a-z 0-9 _ . - not starting with '.' or '-'"
 #define SIZE_RULE VD_SIZE_RULE
 #define TOP_KEYS  "pool, extent_size, devices"
-#define DEV_KEYS  "name, path, size, node, iscsi, chap, timeout"
-#define CHAP_KEYS "user, secret_file"
+/* every key the top level takes (TOP_KEYS: the usual ones, for messages
+ * about the shape of the file) */
+#define TOP_KEYS_ALL TOP_KEYS ", chunk_size"
+#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout"
+#define CHAP_KEYS    "user, secret_file"
 
 static char *resolve_path(const char *path);
 
@@ -922,8 +925,8 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
     static const char *const keys[] = { "pool", "extent_size", "devices",
-                                        NULL };
-    yaml_node_t *kn[3], *v[3], *devs;
+                                        "chunk_size", NULL };
+    yaml_node_t *kn[4], *v[4], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
     size_t n, i;
@@ -934,7 +937,7 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
                     "the top level must be a mapping with keys " TOP_KEYS
                     ", not %s",
                     is_null(root) ? "empty" : kind_name(root));
-    rc = map_get(c, root, "", keys, TOP_KEYS, kn, v);
+    rc = map_get(c, root, "", keys, TOP_KEYS_ALL, kn, v);
     if (rc)
         return rc;
     if (!kn[0])
@@ -960,6 +963,33 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
             return fail(c, v[1],
                         "extent_size %s is less than 1MiB; use at least 1MiB",
                         SHOW(v[1]));
+    }
+
+    /* Thin volumes' unit of allocation and of UNMAP (vol create
+     * --chunk-size overrides it per volume). */
+    conf->chunk_size = VD_CHUNK_SIZE_DEFAULT;
+    if (kn[3]) {
+        rc = get_size(c, "", kn[3], v[3], &conf->chunk_size);
+        if (rc)
+            return rc;
+        if (conf->chunk_size & (conf->chunk_size - 1) || conf->chunk_size == 0)
+            return fail(c, v[3],
+                        "chunk_size %s is not a power of two; use e.g. "
+                        "64KiB",
+                        SHOW(v[3]));
+        if (conf->chunk_size < VD_CHUNK_SIZE_MIN)
+            return fail(c, v[3],
+                        "chunk_size %s is less than 4KiB; use a power of two "
+                        "from 4KiB to the extent size",
+                        SHOW(v[3]));
+        if (conf->chunk_size > conf->extent_size) {
+            char es[32];
+            vd_size_exact(conf->extent_size, es, sizeof(es));
+            return fail(c, v[3],
+                        "chunk_size %s is larger than the extent size %s; use "
+                        "a power of two from 4KiB to %s",
+                        SHOW(v[3]), es, es);
+        }
     }
 
     if (!kn[2])

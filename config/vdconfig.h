@@ -16,6 +16,10 @@ extern "C" {
 #define VD_NAME_MAX            63 /* pool, device, volume, node names */
 #define VD_EXTENT_SIZE_DEFAULT (4ULL << 20)
 #define VD_EXTENT_SIZE_MIN     (1ULL << 20)
+/* Thin volumes' chunk: a power of two from VD_CHUNK_SIZE_MIN to the extent
+ * size (`chunk_size:` in the definition, `vol create --chunk-size`). */
+#define VD_CHUNK_SIZE_DEFAULT (64ULL << 10)
+#define VD_CHUNK_SIZE_MIN     (4ULL << 10)
 
 /* One device of a pool.  Exactly one of path / iscsi_url is set. */
 struct vd_conf_dev {

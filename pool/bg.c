@@ -92,7 +92,7 @@ static struct vd_vol *next_vol(vd_pool *p, uint32_t *i)
     vd_admin_lock(p);
     while (*i < p->nvols) {
         struct vd_vol *c = p->vols[(*i)++];
-        if (c->lops->tick) {
+        if (c->lops->tick || (c->upper && c->upper->tick)) {
             c->open_count++;
             v = c;
             break;
@@ -128,7 +128,10 @@ static void *bg_main(void *arg)
         uint32_t i = 0;
         struct vd_vol *v;
         while ((v = next_vol(p, &i))) {
-            v->lops->tick(v);
+            if (v->lops->tick)
+                v->lops->tick(v);
+            if (v->upper && v->upper->tick)
+                v->upper->tick(v);
             put_vol(v);
             if (vd_bg_stopping(p))
                 break;
@@ -181,9 +184,12 @@ void vd_bg_stop(vd_pool *p)
     pthread_join(g->thread, NULL);
     /* Background state durable (the mirror's cleared bits), while the
      * thread can no longer race with it. */
-    for (uint32_t i = 0; i < p->nvols; i++)
+    for (uint32_t i = 0; i < p->nvols; i++) {
         if (p->vols[i]->lops->quiesce)
             p->vols[i]->lops->quiesce(p->vols[i]);
+        if (p->vols[i]->upper && p->vols[i]->upper->quiesce)
+            p->vols[i]->upper->quiesce(p->vols[i]);
+    }
     p->bg = NULL;
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);

@@ -11,10 +11,12 @@
 
 extern const struct vd_layout_ops vd_linear_layout; /* pool/linear.c */
 extern const struct vd_layout_ops vd_mirror_layout; /* replica/mirror.c */
+extern const struct vd_layout_ops vd_thin_layout;   /* pool/thin.c (upper) */
 
 static const struct vd_layout_ops *const g_layouts[] = {
     &vd_linear_layout,
     &vd_mirror_layout,
+    &vd_thin_layout,
 };
 
 #define NLAYOUTS (sizeof(g_layouts) / sizeof(g_layouts[0]))

@@ -62,7 +62,8 @@ extern "C" {
  * VD_OP_LAYOUT_FIRST on to layouts (their records start with struct
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
- * progress; replica/mirror.c). */
+ * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
+ * reserved). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -71,6 +72,12 @@ enum {
     VD_OP_VOL_RESIZE = 5, /* struct vd_op_vol (id, size, le_count) */
     VD_OP_MAP = 6,        /* struct vd_op_map; dev VD_NO_DEV = unmap */
     VD_OP_LAYOUT_FIRST = 7,
+    /* struct vd_op_stack: stack an upper layout (thin) on the volume's
+     * layout.  Numbered among the layouts' records on purpose: a reader
+     * older than format 1.2 hands it to the lower layout, which does not
+     * know it, and refuses the pool ("written by a newer vdlvm?") instead
+     * of opening a thin volume as a thick one. */
+    VD_OP_STACK = 9,
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -104,6 +111,17 @@ struct vd_op_map {
     uint64_t pe_start;  /* 40 */
 };
 _Static_assert(sizeof(struct vd_op_map) == 48, "op map");
+/* Stacking: volume h.vol gets the upper layout `layout` (registry id) on
+ * top of its own; flags are the upper layout's (thin: log2 chunk size).
+ * Written in the same commit as the VD_OP_VOL_CREATE, and after it in a
+ * checkpoint. */
+struct vd_op_stack {
+    struct vd_op_lhdr h; /*  0 */
+    uint32_t layout;     /* 12 */
+    uint32_t flags;      /* 16 */
+    uint32_t pad0;       /* 20 */
+};
+_Static_assert(sizeof(struct vd_op_stack) == 24, "op stack");
 
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_bdev;
@@ -184,6 +202,17 @@ struct vd_vol {
      * layout's business (replica/mirror.c). */
     const struct vd_layout_ops *lops;
     void *priv;
+    /* Stacking (VD_OP_STACK; constant from the volume's creation): an
+     * upper layout (thin) that serves the volume's bytes, using lops
+     * (linear, mirror: the "data space", v->le_count extents, grown on
+     * demand) for its own I/O through lops->pread/pwrite/flush.  The core
+     * sends I/O, discard, lba_status to upper when set, and calls both for
+     * ctr/dtr/grow/status/tick/quiesce/md_apply/md_serialize (lower
+     * first, upper second; the reverse for dtr).  lops keeps v->priv;
+     * upper_priv is the upper layout's, set by upper->stack, freed by
+     * upper->fini.  v->size stays the size the user sees. */
+    const struct vd_layout_ops *upper;
+    void *upper_priv;
 };
 
 struct vd_pool {
@@ -207,9 +236,22 @@ struct vd_pool {
      * map_lock. */
     pthread_mutex_t admin_lock;
     struct vd_bg *bg; /* the background thread (pool/bg.c), or NULL */
+    /* thin volumes' default chunk size (conf chunk_size, 0 = 64 KiB);
+     * constant after open */
+    uint64_t chunk_size;
+    /* allocation thresholds (80/90/95 %) already logged, a bit each;
+     * under admin_lock (vd_pool_check_thresholds) */
+    uint32_t thr_logged;
 };
 
 /* ---- services for layouts ---------------------------------------------- */
+/* Bytes holding data in v (thick: mapped data extents of leg 0; stacked:
+ * upper->status's allocated).  Admin lock held. */
+uint64_t vd_vol_allocated(struct vd_vol *v);
+/* Log each allocation threshold (80/90/95 % of the pool's data space
+ * allocated) once when crossed (again after it was left).  Admin lock
+ * held. */
+void vd_pool_check_thresholds(vd_pool *p);
 /* Admin lock (recursive): every state change and metadata commit. */
 void vd_admin_lock(vd_pool *p);
 void vd_admin_unlock(vd_pool *p);
@@ -320,6 +362,13 @@ struct vd_layout_ops {
     const char *name;      /* "linear", "mirror": status and the CLI */
     uint32_t id;           /* on disk (struct vd_op_vol.layout) */
     uint32_t meta_extents; /* extents per leg before the data */
+    /* Under an upper layout (v->upper set), pread/pwrite accept offsets up
+     * to the data extents, (le_count - data_le0) * extent_size, which may
+     * exceed v->size (thin's chunk maps take room).  A lower layout
+     * without it is addressed below v->size only: thin then never grows
+     * its data space beyond v->size (the last few chunks of a full volume
+     * get -ENOSPC). */
+    bool io_beyond_size;
 
     /* Create: check opts (before the admin lock; logs why and returns
      * -EINVAL or -EFBIG) and fill ov->copies and ov->flags (ov->size,
@@ -373,6 +422,15 @@ struct vd_layout_ops {
      * (layout, size, allocated, copies, all copies in sync); the layout
      * corrects and completes it (the mirror: legs in sync, resync). */
     void (*status)(struct vd_vol *v, struct vd_vol_status *st);
+
+    /* Upper layouts only (thin): the VD_OP_STACK record o puts this
+     * layout on top of v's (metadata apply, admin lock): validate, set up
+     * v->upper_priv (fini frees it).  An upper layout's check and plan
+     * run after the lower's, on the same ov and ops (ov->le_count is then
+     * the lower's meta extents: the data space starts empty); it appends
+     * its VD_OP_STACK to ops.  Its grow runs after an extend (a new size:
+     * its plan_extend is not called, the data space is its business). */
+    int (*stack)(struct vd_vol *v, const struct vd_op_stack *o);
 
     /* Background work, on the pool's thread (see above). */
     void (*tick)(struct vd_vol *v);

@@ -44,7 +44,9 @@ static int vol_io(vd_vol *v, void *buf, size_t len, uint64_t off, bool write,
     } else {
         pthread_rwlock_rdlock(&v->map_lock);
     }
-    if (off > v->size || len > v->size - off) {
+    /* under a thin volume, the bytes addressed are its data space */
+    uint64_t lim = v->upper ? (v->le_count - v->data_le0) * es : v->size;
+    if (off > lim || len > lim - off) {
         r = -ERANGE;
         goto out;
     }
@@ -145,6 +147,7 @@ const struct vd_layout_ops vd_linear_layout = {
     .name = "linear",
     .id = VD_LAYOUT_LINEAR,
     .meta_extents = 0,
+    .io_beyond_size = true,
     .plan = linear_plan,
     .plan_extend = linear_plan_extend,
     .pread = linear_pread,

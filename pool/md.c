@@ -87,8 +87,9 @@ static void vol_free(struct vd_vol *v)
 {
     if (!v)
         return;
-    if (v->lops && v->lops->dtr)
-        v->lops->dtr(v);
+    vd_vol_dtr(v);
+    if (v->upper && v->upper->fini)
+        v->upper->fini(v);
     if (v->lops && v->lops->fini)
         v->lops->fini(v);
     pthread_rwlock_destroy(&v->map_lock);
@@ -181,7 +182,7 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     if (vd_vol_find_id(p, o->id) || vd_vol_find(p, name))
         BAD("pool '%s': metadata creates volume '%s' (id %u) twice", p->name,
             name, o->id);
-    if (o->copies < 1 || o->copies > 3 || !lops)
+    if (o->copies < 1 || o->copies > 3 || !lops || lops->stack)
         BAD("pool '%s': volume '%s': bad layout %u copies %u", p->name, name,
             o->layout, o->copies);
     v = calloc(1, sizeof(*v));
@@ -327,6 +328,25 @@ static int apply_map(vd_pool *p, const struct vd_op_map *o)
     return 0;
 }
 
+/* VD_OP_STACK: an upper layout on top of v's (once, at creation). */
+static int apply_stack(vd_pool *p, struct vd_vol *v, const struct vd_op_hdr *h)
+{
+    const struct vd_op_stack *o = (const void *)h;
+    const struct vd_layout_ops *up;
+
+    if (h->len < sizeof(*o))
+        BAD("pool '%s': metadata op stack too short", p->name);
+    up = vd_layout_get(o->layout);
+    if (!up || !up->stack || v->upper)
+        BAD("pool '%s': volume '%s': cannot stack layout %u on it", p->name,
+            v->name, o->layout);
+    v->upper = up;
+    int r = up->stack(v, o);
+    if (r < 0)
+        v->upper = NULL;
+    return r;
+}
+
 /* A layout's own record: handed to the volume's layout, whose md_apply
  * returns -ENOENT for a type it does not know. */
 static int apply_layout_rec(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
@@ -341,7 +361,11 @@ static int apply_layout_rec(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
     if (!v)
         BAD("pool '%s': metadata op type %u names unknown volume %u", p->name,
             h->type, o->vol);
-    if (v->lops->md_apply)
+    if (h->type == VD_OP_STACK)
+        return apply_stack(p, v, h);
+    if (v->upper && v->upper->md_apply)
+        r = v->upper->md_apply(v, h);
+    if (r == -ENOENT && v->lops->md_apply)
         r = v->lops->md_apply(v, h);
     if (r == -ENOENT)
         BAD("pool '%s': metadata op type %u unknown (written by a newer "
@@ -438,6 +462,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
         if ((r = vd_opbuf_add(b, &ov, sizeof(ov))) < 0)
             return r;
         if (v->lops->md_serialize && (r = v->lops->md_serialize(v, b)) < 0)
+            return r;
+        if (v->upper && (r = v->upper->md_serialize(v, b)) < 0)
             return r;
         for (uint32_t leg = 0; leg < v->copies; leg++) {
             uint64_t le = 0;

@@ -826,6 +826,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             continue;
         }
         p->extent_size = od[i].h.extent_size;
+        p->chunk_size = conf->chunk_size;
         od[i].md = malloc(VD_MD_SIZE);
         if (!od[i].md) {
             r = -ENOMEM;
@@ -1047,8 +1048,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         }
     }
     for (uint32_t i = 0; i < p->nvols; i++)
-        if (p->vols[i]->lops->ctr &&
-            (r = p->vols[i]->lops->ctr(p->vols[i])) < 0)
+        if ((r = vd_vol_ctr(p->vols[i])) < 0)
             goto out;
     if ((r = vd_bg_start(p)) < 0)
         goto out;
@@ -1083,6 +1083,46 @@ const char *vd_pool_name(const vd_pool *p)
     return p->name;
 }
 
+/* Allocated share of the pool's data space, in per cent (admin lock). */
+static uint32_t alloc_pct(vd_pool *p)
+{
+    uint64_t total = 0, alloc = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        total += p->devs[i].pe_count * p->extent_size;
+    for (uint32_t i = 0; i < p->nvols; i++)
+        alloc += vd_vol_allocated(p->vols[i]);
+    return total ? (uint32_t)(alloc * 100 / total) : 0;
+}
+
+static const uint32_t g_thresholds[] = { 80, 90, 95 };
+
+static uint32_t threshold_pct(vd_pool *p)
+{
+    uint32_t pct = alloc_pct(p), t = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (pct >= g_thresholds[i])
+            t = g_thresholds[i];
+    return t;
+}
+
+void vd_pool_check_thresholds(vd_pool *p)
+{
+    uint32_t pct = alloc_pct(p);
+    for (uint32_t i = 0; i < 3; i++) {
+        bool over = pct >= g_thresholds[i], logged = p->thr_logged & (1u << i);
+        if (over && !logged)
+            vd_log(VD_LOG_WARN,
+                   "pool '%s': %u%% of the data space allocated (threshold "
+                   "%u%% crossed); add a device or free space (UNMAP, remove "
+                   "a volume)",
+                   p->name, pct, g_thresholds[i]);
+        if (over)
+            p->thr_logged |= 1u << i;
+        else
+            p->thr_logged &= ~(1u << i);
+    }
+}
+
 int vd_pool_get_info(const vd_pool *cp, struct vd_pool_info *info)
 {
     vd_pool *p = (vd_pool *)cp;
@@ -1099,6 +1139,11 @@ int vd_pool_get_info(const vd_pool *cp, struct vd_pool_info *info)
         info->used_bytes += p->devs[i].used_count * p->extent_size;
     }
     info->free_bytes = info->total_bytes - info->used_bytes;
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        info->provisioned_bytes += p->vols[i]->size;
+        info->allocated_bytes += vd_vol_allocated(p->vols[i]);
+    }
+    info->threshold_pct = threshold_pct(p);
     vd_admin_unlock(p);
     return 0;
 }

@@ -14,9 +14,11 @@
 extern "C" {
 #endif
 
-/* ---- on-disk format, version 1.1 (all little-endian; docs/format.md) ---
- * 1.1 adds the mirror bitmap's own header (replica/bitmap.c); 1.0 pools
- * are read as they are (a reader accepts every minor of its major).
+/* ---- on-disk format, version 1.2 (all little-endian; docs/format.md) ---
+ * 1.1 adds the mirror bitmap's own header (replica/bitmap.c); 1.2 thin
+ * volumes (VD_OP_STACK, chunk maps in the data extents: pool/thin.c);
+ * older pools are read as they are (a reader accepts every minor of its
+ * major; a 1.1 reader refuses a pool holding a thin volume, op 9).
  *
  * Device layout:
  *   [0, 4 KiB)              device header (struct vd_dev_hdr)
@@ -36,7 +38,7 @@ extern "C" {
 #define VD_DEV_MAGIC     "VDLVMDV1"
 #define VD_MD_MAGIC      "VDLVMMD1"
 #define VD_FMT_MAJOR     1
-#define VD_FMT_MINOR     1
+#define VD_FMT_MINOR     2
 #define VD_HDR_SIZE      4096u
 #define VD_BLOCK         4096u
 #define VD_MD_OFFSET     (1ull << 20)
@@ -194,6 +196,10 @@ uint64_t vd_md_scan_half(const uint8_t *pool_uuid, const uint8_t *half,
 int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos);
 
 void vd_state_free(vd_pool *p);
+/* A volume's runtime state (vol.c): lops->ctr then upper->ctr (after open
+ * or create); vd_vol_dtr the reverse (idempotent as the ops are). */
+int vd_vol_ctr(struct vd_vol *v);
+void vd_vol_dtr(struct vd_vol *v);
 /* Try again to attach devices that were missing or failed at open (a peer
  * that was down): every few seconds at most, called by the background
  * thread.  A device that answers with the right header joins the pool and

@@ -111,7 +111,14 @@ int vd_pool_dev_get_info(const vd_pool *pool, uint32_t i,
                          struct vd_dev_info *info);
 
 /* ---- volumes ---------------------------------------------------------- */
-enum vd_layout { VD_LAYOUT_LINEAR = 0, VD_LAYOUT_MIRROR = 1 };
+/* VD_LAYOUT_THIN: a thin volume on the linear layout (the same as
+ * VD_LAYOUT_LINEAR with vd_vol_opts.thin set); a thin volume's info and
+ * status give its lower layout (linear or mirror) and thin = 1. */
+enum vd_layout {
+    VD_LAYOUT_LINEAR = 0,
+    VD_LAYOUT_MIRROR = 1,
+    VD_LAYOUT_THIN = 2
+};
 
 /* "linear", "mirror", ... for status and the CLI; "unknown" otherwise. */
 const char *vd_layout_name(uint32_t layout);
@@ -124,6 +131,10 @@ struct vd_vol_opts {
     int allow_same_node;   /* mirror: legs may share a node */
     uint64_t region_size;  /* mirror: bytes per bitmap bit, power of two,
                                 64 KiB .. extent size; 0 = 1 MiB */
+    int thin;              /* chunks allocated on first write, freed by
+                              vd_vol_discard, on extents of `layout` */
+    uint64_t chunk_size;   /* thin: power of two, 4 KiB .. extent size;
+                              0 = the pool's (conf chunk_size, 64 KiB) */
 };
 void vd_vol_opts_init(struct vd_vol_opts *o);
 

@@ -69,19 +69,30 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
                p->name, name, (unsigned long long)size);
         return -EINVAL;
     }
-    const struct vd_layout_ops *lops = vd_layout_get(opts->layout);
-    if (!lops) {
+    /* A thin volume: the thin layout stacked on the one asked for (linear
+     * when VD_LAYOUT_THIN). */
+    bool thin = opts->thin || opts->layout == VD_LAYOUT_THIN;
+    const struct vd_layout_ops *lops = vd_layout_get(
+        opts->layout == VD_LAYOUT_THIN ? VD_LAYOUT_LINEAR : opts->layout);
+    const struct vd_layout_ops *up =
+        thin ? vd_layout_get(VD_LAYOUT_THIN) : NULL;
+    if (!lops || lops->stack || (thin && (!up || !up->stack))) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': unknown layout", p->name, name);
         return -EINVAL;
     }
     uint64_t data_les = vd_div_up(size, p->extent_size);
-    ov.layout = opts->layout;
+    ov.layout = lops->id;
     ov.copies = 1;
     ov.le_count = data_les + lops->meta_extents;
     ov.size = data_les * p->extent_size;
     vd_name_copy(ov.name, sizeof(ov.name), name);
     if (lops->check && (r = lops->check(p, name, opts, &ov)) < 0)
         return r;
+    if (up) {
+        ov.le_count = lops->meta_extents; /* the data space starts empty */
+        if (up->check && (r = up->check(p, name, opts, &ov)) < 0)
+            return r;
+    }
     vd_admin_lock(p);
     for (uint32_t i = 0; i < p->nvols; i++)
         if (p->vols[i]->id >= id)
@@ -95,14 +106,17 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         goto out;
     if ((r = lops->plan(p, name, opts, &ov, &ops)) < 0)
         goto out;
+    if (up && (r = up->plan(p, name, opts, &ov, &ops)) < 0)
+        goto out;
     r = vd_md_commit(p, &ops);
-    if (r == 0 && lops->ctr) {
+    if (r == 0) {
         struct vd_vol *v = vd_vol_find(p, name);
-        r = lops->ctr(v);
+        r = vd_vol_ctr(v);
         if (r < 0) {
             /* the layout could not start (the mirror's bitmap): remove again */
             struct vd_opbuf rm = { 0 };
             struct vd_op_vol orm = { .h.type = VD_OP_VOL_REMOVE, .id = id };
+            vd_vol_dtr(v);
             if (vd_opbuf_add(&rm, &orm, sizeof(orm)) == 0)
                 vd_md_commit(p, &rm);
             vd_opbuf_free(&rm);
@@ -148,6 +162,8 @@ static int vol_remove_locked(vd_pool *p, const char *name)
     if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) == 0)
         r = vd_md_commit(p, &ops);
     vd_opbuf_free(&ops);
+    if (r == 0)
+        vd_pool_check_thresholds(p);
     return r;
 }
 
@@ -169,7 +185,8 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
         return -EINVAL;
     }
     uint64_t data_les = vd_div_up(new_size, p->extent_size);
-    le_count = data_les + v->data_le0;
+    /* a stacked (thin) volume's data space grows on demand, not here */
+    le_count = v->upper ? v->le_count : data_les + v->data_le0;
     if (data_les * p->extent_size <= v->size) {
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': new size %llu is not larger than the "
@@ -200,6 +217,10 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
         r = vd_md_commit(p, &ops);
     if (r == 0 && v->lops->grow)
         r = v->lops->grow(v);
+    if (r == 0 && v->upper && v->upper->grow)
+        r = v->upper->grow(v);
+    if (r == 0)
+        vd_pool_check_thresholds(p);
 out:
     vd_opbuf_free(&ops);
     return r;
@@ -218,6 +239,47 @@ static void fill_info(const struct vd_vol *v, struct vd_vol_info *info)
     info->layout = v->layout;
     info->copies = v->copies;
     info->open_count = v->open_count;
+    if (v->upper) {
+        struct vd_vol_status st = { 0 };
+        v->upper->status((struct vd_vol *)v, &st);
+        info->thin = st.thin;
+        info->chunk_size = st.chunk_size;
+    }
+}
+
+int vd_vol_ctr(struct vd_vol *v)
+{
+    int r = 0;
+    if (v->lops->ctr && (r = v->lops->ctr(v)) < 0)
+        return r;
+    if (v->upper && v->upper->ctr && (r = v->upper->ctr(v)) < 0) {
+        if (v->lops->dtr)
+            v->lops->dtr(v);
+    }
+    return r;
+}
+
+void vd_vol_dtr(struct vd_vol *v)
+{
+    if (v->upper && v->upper->dtr)
+        v->upper->dtr(v);
+    if (v->lops && v->lops->dtr)
+        v->lops->dtr(v);
+}
+
+uint64_t vd_vol_allocated(struct vd_vol *v)
+{
+    uint64_t mapped = 0, es = v->pool->extent_size;
+    if (v->upper) {
+        struct vd_vol_status st = { 0 };
+        v->upper->status(v, &st);
+        return st.allocated;
+    }
+    pthread_rwlock_rdlock(&v->map_lock);
+    for (uint64_t le = v->data_le0; le < v->le_count; le++)
+        mapped += v->map[le * v->copies].dev != VD_NO_DEV;
+    pthread_rwlock_unlock(&v->map_lock);
+    return mapped * es < v->size ? mapped * es : v->size;
 }
 
 static int pool_vol_get_info_locked(const vd_pool *p, uint32_t i,
@@ -243,22 +305,20 @@ static int vol_get_status_locked(const vd_pool *p, const char *name,
                                  struct vd_vol_status *st)
 {
     struct vd_vol *v = vd_vol_find(p, name);
-    uint64_t mapped = 0;
 
     if (!v)
         return -ENOENT;
     memset(st, 0, sizeof(*st));
     snprintf(st->layout, sizeof(st->layout), "%s", v->lops->name);
     st->size = v->size;
-    pthread_rwlock_rdlock(&v->map_lock);
-    for (uint64_t le = v->data_le0; le < v->le_count; le++)
-        mapped += v->map[le * v->copies].dev != VD_NO_DEV;
-    pthread_rwlock_unlock(&v->map_lock);
-    st->allocated =
-        mapped * p->extent_size < v->size ? mapped * p->extent_size : v->size;
     st->copies = st->copies_insync = v->copies;
     if (v->lops->status)
         v->lops->status(v, st);
+    /* the upper layout's allocation replaces the extents' count */
+    if (v->upper)
+        v->upper->status(v, st);
+    else
+        st->allocated = vd_vol_allocated(v);
     st->degraded = st->copies_insync < st->copies;
     return 0;
 }
@@ -408,12 +468,16 @@ const char *vd_vol_name(const vd_vol *v)
 static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off,
                     unsigned flags)
 {
+    if (v->upper)
+        return v->upper->pread(v, buf, len, off, flags);
     return v->lops->pread(v, buf, len, off, flags);
 }
 
 static int vol_write(vd_vol *v, const void *buf, size_t len, uint64_t off,
                      unsigned flags)
 {
+    if (v->upper)
+        return v->upper->pwrite(v, buf, len, off, flags);
     return v->lops->pwrite(v, buf, len, off, flags);
 }
 
@@ -476,7 +540,7 @@ struct vd_dev *vd_leg_bitmap_locate(struct vd_vol *v, uint32_t leg,
 /* See the layout's flush (pool/linear.c, replica/mirror.c). */
 int vd_vol_flush(vd_vol *v)
 {
-    return v->lops->flush(v);
+    return v->upper ? v->upper->flush(v) : v->lops->flush(v);
 }
 
 int vd_vol_compare_and_write(vd_vol *v, const void *cmp, const void *wr,
@@ -509,6 +573,8 @@ int vd_vol_lba_status(vd_vol *v, uint64_t off, uint64_t *len, int *mapped)
     uint64_t es = v->pool->extent_size;
     int r = 0;
 
+    if (v->upper && v->upper->lba_status)
+        return v->upper->lba_status(v, off, len, mapped);
     if (v->lops->lba_status)
         return v->lops->lba_status(v, off, len, mapped);
 
@@ -534,5 +600,7 @@ int vd_vol_discard(vd_vol *v, uint64_t off, uint64_t len)
 {
     if (off > vd_vol_size(v) || len > vd_vol_size(v) - off)
         return -ERANGE;
+    if (v->upper)
+        return v->upper->discard ? v->upper->discard(v, off, len) : 0;
     return v->lops->discard ? v->lops->discard(v, off, len) : 0;
 }

@@ -48,6 +48,19 @@
  *     pool's lock is still held until then; tgtd's exit waits for every
  *     close (module destructor).
  *
+ * Thin volumes
+ * - bs_open turns lu->attrs.thinprovisioning on for a thin volume's LU, so
+ *   that tgt's core advertises logical block provisioning (READ CAPACITY(16)
+ *   LBPME and LBPRZ, VPD B2) and lets UNMAP and WRITE SAME's UNMAP bit
+ *   through; VPD B0 (the chunk as OPTIMAL UNMAP GRANULARITY, finite UNMAP
+ *   limits) and GET LBA STATUS are ours.  LBPRZ promises zeroes: UNMAP,
+ *   WRITE SAME(UNMAP) and WRITE SAME of a zero block discard (whole chunks
+ *   are freed) and then zero only what the volume still reports mapped (the
+ *   partial chunks at the ends; on a thick volume the whole range, as
+ *   before), never allocating a freed chunk again.  A write that needs a
+ *   chunk when the pool is full fails with DATA PROTECT / SPACE ALLOCATION
+ *   FAILED WRITE PROTECT (27h/07h); nothing waits for space.
+ *
  * Lifetimes
  * - A pool is opened by the first LU that names it and closed when the last
  *   such LU is closed (refcount, main thread).
@@ -88,6 +101,7 @@
 #define LBA_STATUS_MAX_DESC           1024 /* bound main-thread work */
 #define ORWRITE_RETRIES               1000
 #define ASC_CAPACITY_DATA_HAS_CHANGED 0x2a09
+#define READ_DEFECT_DATA_12           0xb7 /* not in tgt's scsi.h */
 
 struct vdlvm_pool {
     struct list_head link; /* g_pools (main thread) */
@@ -132,8 +146,15 @@ struct vdlvm_lu {
     struct vdlvm_pool *vp; /* set while open (main thread) */
     vd_vol *vol;
     struct list_head pool_link;
-    unsigned inflight;              /* under vp->lock */
-    struct service_action sa_9e[8]; /* SERVICE ACTION IN(16) per LU */
+    /* Set by bs_open on the main thread before the LU goes online, read
+     * by the workers and the VPD hook; constant while the volume is open. */
+    int thin;            /* a thin volume: LBP advertised, zeroes freed */
+    uint64_t chunk_size; /* thin: bytes per chunk (unit of UNMAP) */
+    int thin_set;        /* we turned lu->attrs.thinprovisioning on */
+    int rdd_saved;       /* rdd_ops hold tgt's READ DEFECT DATA ops */
+    struct device_type_operations rdd_ops[2]; /* 10, 12 */
+    unsigned inflight;                        /* under vp->lock */
+    struct service_action sa_9e[8];           /* SERVICE ACTION IN(16) per LU */
 };
 
 static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
@@ -253,6 +274,24 @@ static unsigned write_flags(struct scsi_cmd *cmd)
 static uint64_t lu_blocks(struct scsi_lu *lu)
 {
     return lu->size >> lu->blk_shift;
+}
+
+/* Thin volumes' UNMAP limits, advertised in VPD B0 and enforced by
+ * exec_unmap: descriptors per command, and blocks per command: 4 GiB, at
+ * most 2^20 blocks (initiators' sanity checks, libiscsi's among them, take
+ * more for a bogus value; Linux and QEMU split larger discards).  The work
+ * per command is a mapping update per chunk plus at most two partial
+ * chunks per descriptor.  tgt's own 0xFFFFFFFF reads as -1 in initiators
+ * that store it in an int (libiscsi's tests among them). */
+#define MAX_UNMAP_DESCRIPTORS 256
+#define MAX_UNMAP_BYTES       (4ULL << 30)
+#define MAX_UNMAP_BLOCKS      (1u << 20)
+
+static uint32_t max_unmap_blocks(struct scsi_lu *lu)
+{
+    uint64_t n = MAX_UNMAP_BYTES >> lu->blk_shift;
+
+    return n < MAX_UNMAP_BLOCKS ? (uint32_t)n : MAX_UNMAP_BLOCKS;
 }
 
 /* ---- command execution (worker threads) --------------------------------- */
@@ -468,6 +507,46 @@ static int write_range(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
     return r;
 }
 
+/* Make [off, off+len) read as zeroes, freeing what can be freed: discard
+ * (a thin volume frees every whole chunk in the range, which then reads as
+ * zeroes; a thick volume keeps everything), then zero only what the volume
+ * still reports mapped: on a thin volume the partial chunks at the ends
+ * (zeroing a freed chunk would allocate it again), on a thick volume the
+ * whole range, as before.  A write racing with this may be zeroed or not:
+ * overlapping commands have no defined order. */
+static int discard_zero(vd_vol *vol, struct scsi_cmd *cmd, uint64_t off,
+                        uint64_t len, unsigned flags)
+{
+    uint64_t end = off + len;
+    int r = vd_vol_discard(vol, off, len);
+
+    while (r == 0 && off < end) {
+        uint64_t n;
+        int mapped;
+
+        r = vd_vol_lba_status(vol, off, &n, &mapped);
+        if (r < 0)
+            break;
+        if (n == 0)
+            return -EIO; /* the library promises progress */
+        if (n > end - off)
+            n = end - off;
+        if (mapped)
+            r = write_range(vol, cmd, off, n, NULL, 0, flags);
+        off += n;
+    }
+    return r;
+}
+
+static int is_zero(const uint8_t *p, size_t len)
+{
+    while (len && !*p) {
+        p++;
+        len--;
+    }
+    return len == 0;
+}
+
 /* WRITE SAME 10/16.  The length is recomputed in 64 bits: cmd->tl is a
  * 32-bit byte count and overflows from 4 GiB on. */
 static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
@@ -489,17 +568,19 @@ static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
     }
     off = lba << lu->blk_shift;
     len = nblocks << lu->blk_shift;
+    if (scsi_get_out_length(cmd))
+        block = scsi_get_out_buffer(cmd);
     if (cmd->scb[1] & 0x08) {
         /* UNMAP (thin LUs only, checked by sbc_rw).  tgt advertises LBPRZ
          * there, so the range must read back as zeroes whatever the
-         * data-out block holds: discard, then zero what thick volumes
-         * keep. */
-        r = vd_vol_discard(vol, off, len);
-        if (r == 0)
-            r = write_range(vol, cmd, off, len, NULL, 0, write_flags(cmd));
+         * data-out block holds. */
+        r = discard_zero(vol, cmd, off, len, write_flags(cmd));
+    } else if (VDLU(lu)->thin && !(cmd->scb[1] & 0x06) &&
+               (!block || is_zero(block, 1u << lu->blk_shift))) {
+        /* Zeroes on a thin volume: free the chunks instead of writing
+         * them (they read as zeroes), as a thin initiator expects. */
+        r = discard_zero(vol, cmd, off, len, write_flags(cmd));
     } else {
-        if (scsi_get_out_length(cmd))
-            block = scsi_get_out_buffer(cmd);
         r = write_range(vol, cmd, off, len, block, cmd->scb[1] & 0x06,
                         write_flags(cmd));
     }
@@ -508,8 +589,9 @@ static void exec_write_same(struct scsi_cmd *cmd, vd_vol *vol)
 }
 
 /* UNMAP parameter list.  tgt advertises LBPRZ on thin LUs, so an unmapped
- * range must read back as zeroes: discard, then zero what thick volumes
- * still hold. */
+ * range must read back as zeroes: discard, then zero what the volume still
+ * holds (discard_zero).  A thin volume advertises finite limits in VPD B0
+ * and enforces them (SBC: INVALID FIELD IN PARAMETER LIST beyond them). */
 static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
 {
     struct scsi_lu *lu = cmd->dev;
@@ -526,6 +608,7 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
     len = get_unaligned_be16(&p[2]) & ~15u;
     p += 8;
     /* Check every descriptor before changing anything. */
+    uint64_t total = 0;
     for (uint32_t i = 0; i < len; i += 16) {
         uint64_t lba = get_unaligned_be64(&p[i]);
         uint64_t n = get_unaligned_be32(&p[i + 8]);
@@ -533,15 +616,19 @@ static void exec_unmap(struct scsi_cmd *cmd, vd_vol *vol)
             cmd_sense(cmd, ILLEGAL_REQUEST, ASC_LBA_OUT_OF_RANGE);
             return;
         }
+        total += n;
+    }
+    if (VDLU(lu)->thin &&
+        (len / 16 > MAX_UNMAP_DESCRIPTORS || total > max_unmap_blocks(lu))) {
+        cmd_sense(cmd, ILLEGAL_REQUEST, ASC_INVALID_FIELD_IN_PARMS);
+        return;
     }
     for (uint32_t i = 0; i < len; i += 16) {
         uint64_t off = get_unaligned_be64(&p[i]) << lu->blk_shift;
         uint64_t n = (uint64_t)get_unaligned_be32(&p[i + 8]) << lu->blk_shift;
         if (!n)
             continue;
-        r = vd_vol_discard(vol, off, n);
-        if (r == 0)
-            r = write_range(vol, cmd, off, n, NULL, 0, write_flags(cmd));
+        r = discard_zero(vol, cmd, off, n, write_flags(cmd));
         if (r < 0) {
             cmd_io_error(cmd, r, 1);
             return;
@@ -1295,20 +1382,99 @@ static int bs_vdlvm_unmap(int host_no, struct scsi_cmd *cmd)
     return SAM_STAT_CHECK_CONDITION;
 }
 
+/* READ DEFECT DATA(10/12), thin LUs: a volume has no defect list (bad
+ * blocks are the devices' business), so the answer is an empty list in the
+ * format asked for.  tgt's core has no such command (INVALID OPERATION
+ * CODE); thick LUs keep that.  Main thread, no I/O. */
+static int bs_vdlvm_read_defect_data(int host_no, struct scsi_cmd *cmd)
+{
+    int is10 = cmd->scb[0] == READ_DEFECT_DATA;
+    uint32_t alloc = is10 ? get_unaligned_be16(&cmd->scb[7])
+                          : get_unaligned_be32(&cmd->scb[6]);
+    uint32_t len = is10 ? 4 : 8, n;
+    uint8_t hdr[8] = { 0 };
+
+    /* PLISTV, GLISTV as asked (the lists exist, empty), the format asked */
+    hdr[1] = cmd->scb[is10 ? 2 : 1] & 0x1f;
+    n = len < alloc ? len : alloc;
+    if (n > scsi_get_in_length(cmd))
+        n = scsi_get_in_length(cmd);
+    memcpy(scsi_get_in_buffer(cmd), hdr, n);
+    scsi_set_in_resid_by_actual(cmd, n);
+    return SAM_STAT_GOOD;
+}
+
 /* tgt's VPD B0 update for thin LUs advertises 0xFFFFFFFF block
  * descriptors per UNMAP, which initiators (libiscsi's tests among them)
- * turn into a count of -1; advertise a finite number.  The original hook is
- * the same static function for every LU (main thread). */
-#define MAX_UNMAP_DESCRIPTORS 256
+ * turn into a count of -1; advertise a finite number.  For a thin volume
+ * also a finite MAXIMUM UNMAP LBA COUNT, and the chunk as OPTIMAL UNMAP
+ * GRANULARITY (UGAVALID, alignment 0: chunks start at LBA 0), so that an
+ * initiator sends UNMAPs that free whole chunks.  A thick volume made thin
+ * by hand (thin_provisioning=1) keeps tgt's other values.  The original
+ * hook is the same static function for every LU (main thread). */
 static void (*g_vpd_b0_update)(struct scsi_lu *lu, void *data);
 
 static void vpd_b0_update(struct scsi_lu *lu, void *data)
 {
     struct vpd *pg = lu->attrs.lu_vpd[PCODE_OFFSET(0xb0)];
+    struct vdlvm_lu *vl = VDLU(lu);
 
     g_vpd_b0_update(lu, data);
-    if (lu->attrs.thinprovisioning && pg->size >= 24)
+    if (!lu->attrs.thinprovisioning)
+        return;
+    /* pg->data omits the 4-byte page header: byte N of the page is
+     * data[N - 4] */
+    if (pg->size >= 24)
         put_unaligned_be32(MAX_UNMAP_DESCRIPTORS, pg->data + 20);
+    if (vl->thin && pg->size >= 32) {
+        uint64_t gran = vl->chunk_size >> lu->blk_shift;
+        put_unaligned_be32(max_unmap_blocks(lu), pg->data + 16);
+        put_unaligned_be32(gran > UINT32_MAX ? 0 : (uint32_t)gran,
+                           pg->data + 24);
+        put_unaligned_be32(0x80000000u, pg->data + 28); /* UGAVALID */
+    } else if (pg->size >= 32) {
+        put_unaligned_be32(0, pg->data + 24);
+        put_unaligned_be32(0, pg->data + 28);
+    }
+}
+
+/* Main thread, bs_open: a thin volume's LU is thin-provisioned for tgt's
+ * core, which then answers READ CAPACITY(16) with LBPME=1 and LBPRZ=1 and
+ * VPD B2 with LBPU, LBPWS, LBPWS10, LBPRZ and provisioning type 2 (thin),
+ * all as SBC-3 wants them (spc.c update_vpd_b2, sbc.c
+ * sbc_service_action), and lets UNMAP and WRITE SAME's UNMAP bit through.
+ * VPD B0 is ours (vpd_b0_update), GET LBA STATUS too.  A thick volume
+ * leaves the attribute as the administrator set it, unless we set it for
+ * a thin volume this LU exported before. */
+static void lu_set_thin(struct scsi_lu *lu, const struct vd_vol_info *vi)
+{
+    struct vdlvm_lu *vl = VDLU(lu);
+    struct vpd **vpd = lu->attrs.lu_vpd;
+
+    struct device_type_operations *ops = lu->dev_type_template.ops;
+
+    vl->thin = vi->thin;
+    vl->chunk_size = vi->thin ? vi->chunk_size : 0;
+    if (vi->thin) {
+        lu->attrs.thinprovisioning = 1;
+        vl->thin_set = 1;
+        if (!vl->rdd_saved) {
+            vl->rdd_ops[0] = ops[READ_DEFECT_DATA];
+            vl->rdd_ops[1] = ops[READ_DEFECT_DATA_12];
+            vl->rdd_saved = 1;
+        }
+        ops[READ_DEFECT_DATA].cmd_perform = bs_vdlvm_read_defect_data;
+        ops[READ_DEFECT_DATA_12].cmd_perform = bs_vdlvm_read_defect_data;
+    } else if (vl->thin_set) {
+        lu->attrs.thinprovisioning = 0;
+        vl->thin_set = 0;
+        ops[READ_DEFECT_DATA] = vl->rdd_ops[0];
+        ops[READ_DEFECT_DATA_12] = vl->rdd_ops[1];
+    }
+    if (vpd[PCODE_OFFSET(0xb0)] && vpd[PCODE_OFFSET(0xb0)]->vpd_update)
+        vpd[PCODE_OFFSET(0xb0)]->vpd_update(lu, NULL);
+    if (vpd[PCODE_OFFSET(0xb2)] && vpd[PCODE_OFFSET(0xb2)]->vpd_update)
+        vpd[PCODE_OFFSET(0xb2)]->vpd_update(lu, NULL);
 }
 
 static void lu_ops_override(struct scsi_lu *lu)
@@ -1446,15 +1612,36 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
         pool_put(vp);
         return r;
     }
+    /* bs_open may wait on the pool (see Threads); the volume's info
+     * takes the admin lock. */
+    struct vd_vol_info vi;
+    memset(&vi, 0, sizeof(vi));
+    if (vd_vol_get_info(vp->pool, vol_name, &vi) < 0)
+        vi.thin = 0;
+    if (vi.thin && (!vi.chunk_size || vi.chunk_size < (1u << lu->blk_shift))) {
+        log_error("vdlvm: volume '%s/%s': cannot export: chunk size %" PRIu64
+                  " is smaller than the LUN's block size %u\n",
+                  pool_name, vol_name, vi.chunk_size, 1u << lu->blk_shift);
+        vol_close_bg(vp, vol);
+        pool_put(vp);
+        return -EINVAL;
+    }
+    lu_set_thin(lu, &vi);
     vl->vp = vp;
     vl->vol = vol;
     vl->inflight = 0;
     list_add_tail(&vl->pool_link, &vp->lus);
     *size = vd_vol_size(vol) >> lu->blk_shift << lu->blk_shift;
-    log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64 " (%" PRIu64
-                " bytes)\n",
-                pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
-                *size);
+    if (vi.thin)
+        log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64
+                    " (%" PRIu64 " bytes, thin, chunk %" PRIu64 " bytes)\n",
+                    pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
+                    *size, vi.chunk_size);
+    else
+        log_warning("vdlvm: volume '%s/%s' exported as LUN %d:%" PRIu64
+                    " (%" PRIu64 " bytes)\n",
+                    pool_name, vol_name, lu->tgt ? lu->tgt->tid : -1, lu->lun,
+                    *size);
     return 0;
 }
 
@@ -1653,6 +1840,8 @@ void register_bs_module(void)
         RELEASE,
         REPORT_LUNS,
         REQUEST_SENSE,
+        READ_DEFECT_DATA, /* thin LUs only; INVALID OPCODE on others */
+        READ_DEFECT_DATA_12,
         RESERVE,
         SEND_DIAGNOSTIC,
         SERVICE_ACTION_IN,

@@ -338,6 +338,8 @@ enum mode { MODE_READ, MODE_WRITE, MODE_RW, MODE_VERIFY };
 struct opts {
     enum mode mode;
     bool rand;
+    bool shuffle;    /* every unit once, in a seeded order */
+    uint64_t stride; /* bytes between units' starts; 0: bs */
     uint64_t bs;
     int qd;
     double time_s;
@@ -369,7 +371,11 @@ static void usage(FILE *f)
         "\n"
         "  --mode read|write|rw      workload (or give it as the first word)\n"
         "  --rwmix PCT               percentage of reads in rw mode (default 50)\n"
-        "  --pattern rand|seq        offsets (default rand, aligned to --bs)\n"
+        "  --pattern rand|seq|shuffle offsets (default rand, aligned to --bs);\n"
+        "                            shuffle: each offset once, in an order\n"
+        "                            fixed by --seed (first writes to fresh space)\n"
+        "  --stride SIZE             distance between offsets (default --bs), e.g.\n"
+        "                            a thin volume's chunk: one I/O per chunk\n"
         "  --bs SIZE                 transfer size, multiple of the LUN block size (default 4k)\n"
         "  --qd N                    commands in flight (default 32)\n"
         "  --time SECONDS            run time (default 10 unless --count is given)\n"
@@ -428,6 +434,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         { "fua", no_argument, 0, 'F' },
         { "quiet", no_argument, 0, 'Q' },
         { "started", required_argument, 0, 'W' },
+        { "stride", required_argument, 0, 'D' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -465,12 +472,24 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             }
             break;
         case 'p':
+            o->shuffle = false;
             if (!strcmp(optarg, "rand"))
                 o->rand = true;
             else if (!strcmp(optarg, "seq"))
                 o->rand = false;
-            else {
-                err("--pattern '%s': unknown pattern; use rand or seq", optarg);
+            else if (!strcmp(optarg, "shuffle")) {
+                o->rand = false;
+                o->shuffle = true;
+            } else {
+                err("--pattern '%s': unknown pattern; use rand, seq or shuffle",
+                    optarg);
+                return -EINVAL;
+            }
+            break;
+        case 'D':
+            if (parse_size(optarg, &o->stride) || o->stride == 0 ||
+                o->stride > (1ULL << 40)) {
+                err("--stride '%s': not a size between 1 and 1T", optarg);
                 return -EINVAL;
             }
             break;
@@ -1058,6 +1077,8 @@ struct engine {
     uint64_t first_seq;
     /* LBA range in blocks, and its size in --bs units */
     uint64_t r_lba, r_nblocks, units, seq_next_unit;
+    uint64_t stride_blocks;  /* blocks between units (>= bs_blocks) */
+    uint64_t perm_a, perm_b; /* shuffle: unit i = (a * i + b) mod units */
     uint32_t bs_blocks;
     struct journal j;
     bool verify_writes;
@@ -1131,7 +1152,7 @@ static void mark_in_doubt(struct engine *e, struct slot *s)
 {
     journal_add(&e->j, JREC_DOUBT, s->lba, s->seq, e->run_id, s->nblocks);
     e->in_doubt++;
-    if (uset_add(&e->doubt_units, (s->lba - e->r_lba) / e->bs_blocks) &&
+    if (uset_add(&e->doubt_units, (s->lba - e->r_lba) / e->stride_blocks) &&
         !e->o->quiet)
         err("out of memory for the in-doubt set; verify may report stale blocks");
 }
@@ -1283,9 +1304,13 @@ static bool pick_load(struct engine *e, struct slot *s)
         uint64_t unit;
         if (o->rand)
             unit = rng_below(&e->rng, e->units);
+        else if (o->shuffle) /* a bijection of [0, units): gcd(a, units) = 1 */
+            unit = (uint64_t)(((unsigned __int128)e->perm_a * e->seq_next_unit +
+                               e->perm_b) %
+                              e->units);
         else
             unit = e->seq_next_unit;
-        uint64_t lba = e->r_lba + unit * e->bs_blocks;
+        uint64_t lba = e->r_lba + unit * e->stride_blocks;
         /* Two writes in flight to one block would make the newest
 		 * acknowledged one ambiguous: never overlap in-flight I/O. */
         if (overlaps_inflight(e, lba, e->bs_blocks)) {
@@ -1583,8 +1608,11 @@ static void report_load(struct engine *e, double secs)
         printf("{\"mode\":\"%s\",\"pattern\":\"%s\",\"bs\":%" PRIu64
                ",\"qd\":%d,"
                "\"seed\":%" PRIu64 ",\"seconds\":%.3f,\"block_size\":%u,",
-               mname[o->mode], o->rand ? "rand" : "seq", o->bs, o->qd, e->seed,
-               secs, e->c.block_size);
+               mname[o->mode],
+               o->rand      ? "rand"
+               : o->shuffle ? "shuffle"
+                            : "seq",
+               o->bs, o->qd, e->seed, secs, e->c.block_size);
         print_dir_json("total", &all, secs, true);
         print_dir_json("read", &e->rd, secs, true);
         print_dir_json("write", &e->wr, secs, true);
@@ -1600,8 +1628,11 @@ static void report_load(struct engine *e, double secs)
         printf("}\n");
     } else {
         printf("%s %s bs=%" PRIu64 " qd=%d seed=%" PRIu64 " %.2f s\n",
-               mname[o->mode], o->rand ? "rand" : "seq", o->bs, o->qd, e->seed,
-               secs);
+               mname[o->mode],
+               o->rand      ? "rand"
+               : o->shuffle ? "shuffle"
+                            : "seq",
+               o->bs, o->qd, e->seed, secs);
         if (e->rd.ios)
             print_dir_text("read", &e->rd, secs);
         if (e->wr.ios)
@@ -1948,7 +1979,17 @@ int main(int argc, char **argv)
         e.r_lba = 0;
         e.r_nblocks = e.c.nblocks;
     }
-    e.units = e.r_nblocks / e.bs_blocks;
+    if (o.stride % bsz || (o.stride && o.stride < o.bs)) {
+        err("--stride %" PRIu64 ": not a multiple of the LUN block size %u of "
+            "at least --bs",
+            o.stride, bsz);
+        exit_code = EXIT_USAGE;
+        goto out;
+    }
+    e.stride_blocks = o.stride ? o.stride / bsz : e.bs_blocks;
+    e.units = e.r_nblocks >= e.bs_blocks
+                  ? (e.r_nblocks - e.bs_blocks) / e.stride_blocks + 1
+                  : 0;
     if (o.mode != MODE_VERIFY && e.units == 0) {
         err("--bs %" PRIu64 ": larger than the range of %" PRIu64 " bytes",
             o.bs, e.r_nblocks * bsz);
@@ -1970,6 +2011,23 @@ int main(int argc, char **argv)
         e.seed = now_ns() ^ ((uint64_t)getpid() << 32);
     }
     rng_seed(&e.rng, e.seed);
+    if (o.shuffle && e.units) {
+        /* a multiplier coprime with units (1 always is), and an offset */
+        e.perm_a = 1;
+        for (int i = 0; i < 64; i++) {
+            uint64_t a = rng_next(&e.rng) % e.units, x = a, y = e.units;
+            while (y) {
+                uint64_t t = x % y;
+                x = y;
+                y = t;
+            }
+            if (a > 1 && x == 1) {
+                e.perm_a = a;
+                break;
+            }
+        }
+        e.perm_b = rng_next(&e.rng) % e.units;
+    }
     while (e.run_id == 0 && getrandom(&e.run_id, sizeof(e.run_id), 0) !=
                                 (ssize_t)sizeof(e.run_id))
         e.run_id = now_ns() ^ ((uint64_t)getpid() << 40);

@@ -42,6 +42,22 @@
 # tgtd CPU = utime+stime of the whole tgtd process from /proc/PID/stat
 # around each run, reported as CPU seconds per 100,000 I/Os.
 #
+# Thin volumes (issue 10), on the first tgtd, RUNS repetitions, each on a
+# fresh thin volume and a fresh linear volume of the same pool (4 x the LUN
+# size, sparse; removed after the repetition):
+#   first-4k    4 KiB writes, one per 64 KiB chunk of the first 2 x LUN
+#               bytes, every chunk once in a seeded order (vdload --pattern
+#               shuffle --stride 64k): on the thin volume each allocates a
+#               chunk
+#   over-4k     the same writes again (allocated chunks)
+#   read-4k     4 KiB reads of those blocks
+#   first-1m    1 MiB sequential writes over the next LUN bytes, never
+#               written
+# Ratios, each the median of the repetitions, with the issue's goals:
+# thin first-4k / thin over-4k (>= 0.5), thin over-4k / linear over-4k
+# (>= 0.9), thin read-4k / linear read-4k (>= 0.9), thin first-1m / linear
+# first-1m (>= 0.8).  Reported, not enforced (this machine's noise).
+#
 # Writes DIR/bench-DATE.md, DIR/bench-DATE.png, DIR/bench-DATE.tsv (raw
 # runs) and copies them to DIR/latest.{md,png,tsv}.  DIR defaults to
 # bench/results (full run) or BUILD/bench-quick (--quick).
@@ -367,6 +383,76 @@ for (( rep=1; rep<=RUNS; rep++ )); do
     note "repetition $rep of $RUNS done after $(( $(date +%s) - t_begin )) s"
 done
 
+# ---- thin volumes -------------------------------------------------------------
+thin_raw=$tmp/thin.tsv
+printf 'volume\tworkload\trun\tios\tiops\tmbps\tp50_us\tp99_us\terrors\n' > "$thin_raw"
+thin_skip=
+thin_workloads=(first-4k over-4k read-4k first-1m)
+# thin_run VOLKIND URL WORKLOAD REP: one vdload run, a row in $thin_raw.
+thin_run() {
+    local kind=$1 u=$2 w=$3 r=$4 args res m
+    case $w in
+        first-4k|over-4k) args="write --pattern shuffle --stride 64k --bs 4k --count $(( 2 * lun / 65536 )) --range 0:$(( 2 * lun ))" ;;
+        read-4k) args="read --pattern shuffle --stride 64k --bs 4k --count $(( 2 * lun / 65536 )) --range 0:$(( 2 * lun ))" ;;
+        first-1m) args="write --pattern seq --bs 1M --count $LUN_MIB --range $(( 2 * lun )):$lun" ;;
+    esac
+    # shellcheck disable=SC2086
+    if ! res=$(timeout 300 "$VDLOAD" $args --qd $QD --seed $SEED --json "$u" 2>"$tmp/err"); then
+        note "thin run $r $w on $kind failed: $(head -c 300 "$tmp/err")"
+        failed_runs+="; thin run $r $w on $kind: $(head -c 300 "$tmp/err")"
+        failures=$(( failures + 1 ))
+        return 0
+    fi
+    if ! [[ $res =~ $total_re ]]; then
+        failed_runs+="; thin run $r $w on $kind: cannot parse vdload output"
+        failures=$(( failures + 1 ))
+        return 0
+    fi
+    m=("${BASH_REMATCH[@]}")
+    printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$w" "$r" "${m[2]}" "${m[4]}" \
+        "${m[5]}" "${m[7]}" "${m[8]}" "${m[9]}" >> "$thin_raw"
+    [ "${m[9]}" = 0 ] || { failures=$(( failures + 1 )); failed_runs+="; thin run $r $w on $kind: ${m[9]} errors"; }
+}
+if [ "$have_vdlvm" = 1 ]; then
+    use_tgtd main
+    tconf=$(make_pool pt 1 $(( 8 * LUN_MIB + 64 )))
+    [ -n "$tconf" ] || thin_skip="pool creation failed"
+    for (( rep=1; rep<=RUNS && ${#thin_skip} == 0; rep++ )); do
+        if ! vdlvm -c "$tconf" vol create pt/thin --size "$(( 4 * LUN_MIB ))M" --thin >"$tmp/pt.log" 2>&1; then
+            thin_skip="thin volume not available: $(head -c 200 "$tmp/pt.log")"
+            break
+        fi
+        vdlvm -c "$tconf" vol create pt/lin --size "$(( 4 * LUN_MIB ))M" >"$tmp/pt.log" 2>&1 ||
+            fail "linear volume for the thin runs: $(cat "$tmp/pt.log")"
+        ttid=$(( 200 + 2 * rep )) ltid=$(( 201 + 2 * rep ))
+        tgt_target_new $ttid bench-thin-$rep && tgt_lun_new $ttid 1 vdlvm pt/thin "conf=$tconf" ||
+            fail "cannot export pt/thin"
+        tgt_target_new $ltid bench-lin-$rep && tgt_lun_new $ltid 1 vdlvm pt/lin "conf=$tconf" ||
+            fail "cannot export pt/lin"
+        for w in "${thin_workloads[@]}"; do
+            thin_run linear "$(iscsi_url $ltid 1)" "$w" "$rep"
+            thin_run thin "$(iscsi_url $ttid 1)" "$w" "$rep"
+        done
+        talloc=$(vdlvm -c "$tconf" status pt/thin --json | grep -o '"allocated":[0-9]*' | head -n 1 | cut -d: -f2)
+        note "thin repetition $rep: thin volume allocated ${talloc:-?} bytes"
+        for t in $ttid $ltid; do
+            tgt_adm --lld iscsi --mode target --op delete --tid $t --force >/dev/null ||
+                fail "cannot delete target $t"
+        done
+        for v in pt/thin pt/lin; do
+            ok=0
+            for (( i=0; i<50; i++ )); do
+                vdlvm -c "$tconf" vol remove $v >"$tmp/pt.log" 2>&1 && { ok=1; break; }
+                sleep 0.2
+            done
+            [ "$ok" = 1 ] || fail "cannot remove $v: $(cat "$tmp/pt.log")"
+        done
+    done
+else
+    thin_skip="vdlvm not built"
+fi
+[ -z "$thin_skip" ] || note "thin volumes not measured: $thin_skip"
+
 # ---- summary: markdown tables and chart data, one awk ----------------------
 md=$tmp/report.md
 dat=$tmp/chart.dat
@@ -460,6 +546,56 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
         }
     }' "$raw"
     echo
+    echo "## Thin volumes"
+    echo
+    if [ -n "$thin_skip" ]; then
+        echo "Not measured: $thin_skip."
+    else
+        echo "A fresh thin volume (chunks of 64 KiB) and a fresh linear volume of the same pool per repetition;" \
+             "first-4k: one 4 KiB write per chunk of the first 2 x $LUN_MIB MiB, each chunk once (vdload --pattern shuffle --stride 64k);" \
+             "over-4k: the same writes again; read-4k: reads of those blocks; first-1m: 1 MiB sequential writes" \
+             "over the next, never-written $LUN_MIB MiB.  Median IOPS of $RUNS repetition(s) (min–max)."
+        echo
+        awk -F'\t' -v wls="${thin_workloads[*]}" '
+        function stats(a, k, cnt,    i, j, t, v) {
+            for (i = 1; i <= cnt; i++) v[i] = a[k, i] + 0
+            for (i = 2; i <= cnt; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+            if (cnt == 0) { MED = MIN = MAX = "-"; return }
+            MED = (cnt % 2) ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2
+            MIN = v[1]; MAX = v[cnt]
+        }
+        function fmt(v) { return v == "-" ? "-" : (v >= 100 ? sprintf("%.0f", v) : sprintf("%.1f", v)) }
+        function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+        function goal(r, g) { return r == "-" ? "not measured" : (r + 0 >= g ? "met" : "**not met**") }
+        NR > 1 { k = $1 SUBSEP $2; i = ++n[k]; iops[k, i] = $5; mbps[k, i] = $6 }
+        END {
+            nw = split(wls, W, " ")
+            print "| workload | linear IOPS | thin IOPS | thin vs linear |"
+            print "|---|---|---|---|"
+            for (wi = 1; wi <= nw; wi++) {
+                for (v = 0; v < 2; v++) {
+                    vol = v ? "thin" : "linear"; k = vol SUBSEP W[wi]
+                    stats(iops, k, n[k] + 0); M[vol, W[wi]] = MED; L[vol, W[wi]] = MIN; H[vol, W[wi]] = MAX
+                }
+                printf "| %s | %s (%s–%s) | %s (%s–%s) | %s |\n", W[wi],
+                    fmt(M["linear", W[wi]]), fmt(L["linear", W[wi]]), fmt(H["linear", W[wi]]),
+                    fmt(M["thin", W[wi]]), fmt(L["thin", W[wi]]), fmt(H["thin", W[wi]]),
+                    ratio(M["thin", W[wi]], M["linear", W[wi]])
+            }
+            print ""
+            print "| ratio (issue 10) | value | goal | |"
+            print "|---|---|---|---|"
+            r = ratio(M["thin", "first-4k"], M["thin", "over-4k"])
+            printf "| thin 4 KiB random first write / thin overwrite of the same blocks | %s | >= 0.5 | %s |\n", r, goal(r, 0.5)
+            r = ratio(M["thin", "over-4k"], M["linear", "over-4k"])
+            printf "| thin 4 KiB overwrite / linear | %s | >= 0.9 | %s |\n", r, goal(r, 0.9)
+            r = ratio(M["thin", "read-4k"], M["linear", "read-4k"])
+            printf "| thin 4 KiB read of allocated blocks / linear | %s | >= 0.9 | %s |\n", r, goal(r, 0.9)
+            r = ratio(M["thin", "first-1m"], M["linear", "first-1m"])
+            printf "| thin 1 MiB sequential first write / linear | %s | >= 0.8 | %s |\n", r, goal(r, 0.8)
+        }' "$thin_raw"
+    fi
+    echo
     echo "Chart: \`bench-$stamp.png\` (top: IOPS relative to the ref row; bottom: tgtd CPU seconds" \
          "per 100,000 I/Os, log scale).  Raw runs: \`bench-$stamp.tsv\`."
     echo "Reproduce with \`make bench\` (full) or \`tests/bench/run.sh build --quick\` (smoke)."
@@ -508,7 +644,8 @@ unset multiplot
 EOF
 
 cp "$md" "$out/bench-$stamp.md" && cp "$png" "$out/bench-$stamp.png" &&
-    cp "$raw" "$out/bench-$stamp.tsv" &&
+    cp "$raw" "$out/bench-$stamp.tsv" && cp "$thin_raw" "$out/bench-$stamp-thin.tsv" &&
+    cp "$thin_raw" "$out/latest-thin.tsv" &&
     cp "$md" "$out/latest.md" && cp "$png" "$out/latest.png" && cp "$raw" "$out/latest.tsv" ||
     fail "cannot write results to $out"
 cat "$md"
@@ -520,4 +657,9 @@ cells=$(awk -F'\t' 'NR > 1 && $5 > 0' "$raw" | wc -l)
 [ "$cells" = $(( RUNS * ${#workloads[@]} * ${#stores[@]} )) ] ||
     fail "expected $(( RUNS * ${#workloads[@]} * ${#stores[@]} )) runs with IOPS > 0, got $cells"
 [ -s "$out/bench-$stamp.png" ] || fail "no chart written"
+if [ -z "$thin_skip" ]; then
+    tcells=$(awk -F'\t' 'NR > 1 && $5 > 0' "$thin_raw" | wc -l)
+    [ "$tcells" = $(( RUNS * ${#thin_workloads[@]} * 2 )) ] ||
+        fail "thin volumes: expected $(( RUNS * ${#thin_workloads[@]} * 2 )) runs with IOPS > 0, got $tcells"
+fi
 exit 0

@@ -3,23 +3,32 @@
 #
 # libiscsi's conformance suite (iscsi-test-cu, family ALL) against, in one
 # tgtd started with the freshly built module:
-#   rdwr   tgt's own rdwr store on a plain 128 MiB file (the reference)
-#   vdlvm  a vdlvm volume of 160 MiB on a pool of three 64 MiB sparse files
-#          (larger than any two devices, so it spans all three)
+#   rdwr        tgt's own rdwr store on a plain 128 MiB file (the reference)
+#   vdlvm       a vdlvm volume of 160 MiB on a pool of three 64 MiB sparse
+#               files (larger than any two devices, so it spans all three)
+#   rdwr-thin   tgt's rdwr on another 128 MiB file with thin_provisioning=1
+#               (the reference for thin LUNs: punches holes)
+#   vdlvm-thin  a thin vdlvm volume of 128 MiB (chunks of 64 KiB) on a pool
+#               of two 96 MiB sparse files
 # One iscsi-test-cu process per suite and store (a CompareAndWrite test
 # leaves a CDB hook behind that breaks later tests of the same process), each
 # under CONF_SUITE_TIMEOUT seconds (default 300).
 #
 # Passes when
-#   1. no test fails on vdlvm that does not fail on rdwr,
-#   2. vdlvm passes at least CONF_MIN_PASS tests (default 223; CUnit counts
-#      a test that skips itself as passed, as in the issue's numbers),
-#   3. CompareAndWrite.Simple and .Miscompare run and pass on vdlvm (rdwr
-#      skips them: tgt's core answers COMPARE AND WRITE as an illegal opcode).
+#   1. no test fails on vdlvm that does not fail on rdwr, and none fails on
+#      vdlvm-thin that does not fail on rdwr-thin or passes on rdwr,
+#   2. vdlvm and vdlvm-thin each pass at least CONF_MIN_PASS tests (default
+#      223; CUnit counts a test that skips itself as passed, as in the
+#      issue's numbers),
+#   3. CompareAndWrite.Simple and .Miscompare run and pass on vdlvm and
+#      vdlvm-thin (rdwr skips them: tgt's core answers COMPARE AND WRITE as
+#      an illegal opcode),
+#   4. vdlvm-thin skips fewer tests than rdwr-thin.
 # Prints the tests whose results differ between the stores.
 #
-# Environment: CONF_STORES="rdwr vdlvm" (a subset runs only those stores
-# and checks only what applies), CONF_SUITE_TIMEOUT, CONF_MIN_PASS,
+# Environment: CONF_STORES="rdwr vdlvm rdwr-thin vdlvm-thin" (a subset runs
+# only those stores and checks only what applies; the closing line is about
+# the last store named), CONF_SUITE_TIMEOUT, CONF_MIN_PASS,
 # CONF_RESULTS=DIR (keep the raw outputs and results there).
 set -euo pipefail
 
@@ -29,14 +38,14 @@ shift
 export BUILD
 source "$(dirname "$0")/../functions.sh"
 
-stores=${CONF_STORES:-rdwr vdlvm}
+stores=${CONF_STORES:-rdwr rdwr-thin vdlvm-thin vdlvm}
 suite_timeout=${CONF_SUITE_TIMEOUT:-300}
 min_pass=${CONF_MIN_PASS:-223}
 has_store() { [[ " $stores " == *" $1 "* ]]; }
 
 requires_tgtd
 requires iscsi-test-cu -l
-has_store vdlvm && requires_vdlvm
+{ has_store vdlvm || has_store vdlvm-thin; } && requires_vdlvm
 
 results=${CONF_RESULTS:-$tmp/results}
 mkdir -p "$results"
@@ -56,7 +65,7 @@ ntests=$(wc -l < "$results/tests.txt")
 note "${#suites[@]} suites, $ntests tests, stores: $stores"
 
 # ---- targets ------------------------------------------------------------------
-if has_store vdlvm; then start_tgtd; else start_tgtd --no-module; fi
+if has_store vdlvm || has_store vdlvm-thin; then start_tgtd; else start_tgtd --no-module; fi
 declare -A url=()
 tid=0
 if has_store rdwr; then
@@ -80,6 +89,32 @@ if has_store vdlvm; then
     tgt_lun_new "$tid" 1 vdlvm pool0/vol0 "conf=$conf" ||
         fail "cannot export pool0/vol0 with the vdlvm module"
     url[vdlvm]=$(iscsi_url "$tid" 1)
+fi
+
+if has_store rdwr-thin; then
+    tid=$((tid + 1))
+    truncate -s 128M "$tmp/plain-thin.img"
+    tgt_target_new "$tid" rdwr-thin
+    tgt_lun_new "$tid" 1 rdwr "$tmp/plain-thin.img" || fail "cannot export the rdwr-thin LUN"
+    tgt_adm --lld iscsi --mode logicalunit --op update --tid "$tid" --lun 1 \
+        --params thin_provisioning=1 || fail "cannot make the rdwr-thin LUN thin"
+    url[rdwr-thin]=$(iscsi_url "$tid" 1)
+fi
+if has_store vdlvm-thin; then
+    tid=$((tid + 1))
+    tconf=$(make_pool_conf pthin 2 96MiB 4MiB)
+    vdlvm -c "$tconf" pool create "$tconf" || fail "vdlvm pool create pthin failed"
+    if out=$(vdlvm -c "$tconf" vol create pthin/thin --size 128MiB --thin 2>&1); then
+        tgt_target_new "$tid" vdlvm-thin
+        tgt_lun_new "$tid" 1 vdlvm pthin/thin "conf=$tconf" ||
+            fail "cannot export pthin/thin with the vdlvm module"
+        url[vdlvm-thin]=$(iscsi_url "$tid" 1)
+    elif grep -q "not supported by this build" <<<"$out"; then
+        note "vdlvm-thin not run: this build has no thin layout ($out)"
+        stores=$(sed 's/ *vdlvm-thin//' <<<"$stores")
+    else
+        fail "vdlvm vol create --thin failed: $out"
+    fi
 fi
 
 # ---- running ------------------------------------------------------------------
@@ -114,13 +149,14 @@ done
 verdict_of() { cu_verdict_of "$results/$1.res" "$2"; }
 
 echo
-printf '%-8s %7s %7s %7s %7s   (CUnit "passed" = pass + skip)\n' store pass skip fail passed
+printf '%-10s %7s %7s %7s %7s   (CUnit "passed" = pass + skip)\n' store pass skip fail passed
+declare -A n_pass=() n_skip=() n_fail=()
 for store in $stores; do
     p=$(cu_count "$results/$store.res" PASS)
     s=$(cu_count "$results/$store.res" SKIP)
     f=$(cu_count "$results/$store.res" FAIL)
-    printf '%-8s %7d %7d %7d %7d\n' "$store" "$p" "$s" "$f" $((p + s))
-    eval "n_pass_$store=$p n_skip_$store=$s n_fail_$store=$f"
+    printf '%-10s %7d %7d %7d %7d\n' "$store" "$p" "$s" "$f" $((p + s))
+    n_pass[$store]=$p n_skip[$store]=$s n_fail[$store]=$f
 done
 
 if has_store rdwr && has_store vdlvm; then
@@ -147,16 +183,51 @@ if has_store rdwr && has_store vdlvm; then
     if [ -n "$both" ]; then sed 's/^/  /' <<<"$both"; else echo "  (none)"; fi
 fi
 
-if has_store vdlvm; then
-    vp=$(( n_pass_vdlvm + n_skip_vdlvm ))
+# Thin: vdlvm-thin against rdwr-thin (and rdwr: a test passing there must
+# not fail on vdlvm-thin either).
+if has_store vdlvm-thin && { has_store rdwr-thin || has_store rdwr; }; then
+    echo
+    echo "thin: tests whose results differ (rdwr-thin -> vdlvm-thin; rdwr for reference):"
+    printf '  %-50s %-9s %-10s %-6s %s\n' test rdwr-thin vdlvm-thin rdwr note
+    ndiff=0
+    while read -r t; do
+        a=-; r=-
+        has_store rdwr-thin && a=$(verdict_of rdwr-thin "$t")
+        has_store rdwr && r=$(verdict_of rdwr "$t")
+        b=$(verdict_of vdlvm-thin "$t")
+        [ "$a" = "$b" ] && { [ "$b" != FAIL ] || [ "$r" != PASS ]; } && continue
+        ndiff=$((ndiff + 1))
+        n=
+        if [ "$b" = FAIL ] && { [ "$a" != FAIL ] || [ "$r" = PASS ]; }; then
+            n="REGRESSION"; problems+=("$t fails on vdlvm-thin but not on rdwr-thin (or passes on rdwr)")
+        elif [ "$a" = FAIL ]; then n="fixed"
+        elif [ "$a" = SKIP ]; then n="runs on vdlvm-thin"
+        else n="skipped on vdlvm-thin"; fi
+        printf '  %-50s %-9s %-10s %-6s %s\n' "$t" "$a" "$b" "$r" "$n"
+    done < "$results/tests.txt"
+    [ "$ndiff" -gt 0 ] || echo "  (none)"
+fi
+
+for vs in vdlvm vdlvm-thin; do
+    has_store "$vs" || continue
+    vp=$(( n_pass[$vs] + n_skip[$vs] ))
     if [ "$ntests" -ge 230 ] && [ "$vp" -lt "$min_pass" ]; then
-        problems+=("vdlvm passes $vp tests, fewer than $min_pass")
+        problems+=("$vs passes $vp tests, fewer than $min_pass")
     fi
     for t in ALL.CompareAndWrite.Simple ALL.CompareAndWrite.Miscompare; do
         grep -qx "$t" "$results/tests.txt" || continue
-        v=$(verdict_of vdlvm "$t")
-        [ "$v" = PASS ] || problems+=("$t on vdlvm: $v (must run and pass)")
+        v=$(verdict_of "$vs" "$t")
+        [ "$v" = PASS ] || problems+=("$t on $vs: $v (must run and pass)")
     done
+done
+if has_store vdlvm-thin && has_store rdwr-thin && [ "$ntests" -ge 230 ] &&
+   [ "${n_skip[vdlvm-thin]}" -ge "${n_skip[rdwr-thin]}" ]; then
+    problems+=("vdlvm-thin skips ${n_skip[vdlvm-thin]} tests, not fewer than rdwr-thin's ${n_skip[rdwr-thin]}")
+fi
+if has_store vdlvm-thin; then
+    echo
+    echo "thin: vdlvm-thin ${n_pass[vdlvm-thin]} passed, ${n_skip[vdlvm-thin]} skipped, ${n_fail[vdlvm-thin]} failed$(
+        has_store rdwr-thin && echo "; rdwr-thin ${n_pass[rdwr-thin]} passed, ${n_skip[rdwr-thin]} skipped, ${n_fail[rdwr-thin]} failed")"
 fi
 
 # Closing line, per test of the last store (vdlvm when it ran): passed =
@@ -167,13 +238,18 @@ last=${stores##* }
 cp=0 cf=0 cs=0
 while read -r t v _; do
     ref=
-    [ "$last" != rdwr ] && has_store rdwr && ref=$(verdict_of rdwr "$t")
+    case $last in
+        vdlvm) has_store rdwr && ref=$(verdict_of rdwr "$t") ;;
+        vdlvm-thin) has_store rdwr-thin && ref=$(verdict_of rdwr-thin "$t") ;;
+    esac
     must=0
-    [ "$last" = vdlvm ] && case $t in ALL.CompareAndWrite.Simple|ALL.CompareAndWrite.Miscompare) must=1 ;; esac
+    case $last in vdlvm|vdlvm-thin)
+        case $t in ALL.CompareAndWrite.Simple|ALL.CompareAndWrite.Miscompare) must=1 ;; esac ;;
+    esac
     if [ "$v" = PASS ]; then cp=$((cp + 1))
     elif [ "$must" = 1 ]; then cf=$((cf + 1))
     elif [ "$v" = SKIP ]; then cs=$((cs + 1))
-    elif [ "$ref" = FAIL ] || [ "$last" = rdwr ]; then cs=$((cs + 1))
+    elif [ "$ref" = FAIL ] || [ "$last" = rdwr ] || [ "$last" = rdwr-thin ]; then cs=$((cs + 1))
     else cf=$((cf + 1)); fi
 done < "$results/$last.res"
 

@@ -59,15 +59,15 @@ int g_verbose;
 enum {
     O_WRITE, O_READ, O_FLUSH, O_CAW, O_SLEEP, O_QUIESCE, O_DOWN, O_UP, O_BAD,
     O_ERR, O_RESYNC, O_VERIFY, O_REPLACE, O_EXTEND, O_CRASH, O_NWRITE,
-    O_NREAD, O_NOPS
+    O_NREAD, O_DISCARD, O_UNFILL, O_NOPS
 };
 static const char *op_names[O_NOPS] = {
     "write", "read", "flush", "caw", "sleep", "quiesce", "down", "up", "bad",
     "err", "resync", "verify", "replace", "extend", "crash", "nwrite",
-    "nread",
+    "nread", "discard", "unfill",
 };
 static const unsigned op_weight[O_NOPS] = {
-    30, 12, 8, 4, 8, 5, 3, 5, 3, 2, 3, 1, 1, 1, 1, 6, 4,
+    30, 12, 8, 4, 8, 5, 3, 5, 3, 2, 3, 1, 1, 1, 1, 6, 4, 8, 1,
 };
 
 struct opts {
@@ -78,17 +78,21 @@ struct opts {
     int one_writer;      /* at most one write in flight */
     int no_i2;           /* skip the durable-bitmap check (I2) */
     uint32_t down_mask;  /* devices that may fail */
+    int thin;            /* -1 random (30%), 0 thick, 1 thin volume */
 };
 
-static struct opts g_opts = { -1, (1u << O_NOPS) - 1, 0, -1, 0, 0, 0xf };
+static struct opts g_opts = { -1, (1u << O_NOPS) - 1, 0, -1, 0, 0, 0xf, -1 };
 
 /* ---- the oracle ---- */
-enum { W_INFLIGHT = 0, W_ACK, W_FAIL };
+/* W_NONE: a write that failed with nothing written (a thin volume's
+ * -ENOSPC): its data must never be read. */
+enum { W_INFLIGHT = 0, W_ACK, W_FAIL, W_NONE };
 struct wrec {
     uint64_t start, end;
     uint64_t off;
     uint32_t len;
     uint8_t state, fua, durable;
+    uint8_t zero; /* a discard of whole chunks: its sectors read zeroes */
     int step;
 };
 static struct wrec *W;
@@ -137,7 +141,7 @@ static inline uint64_t pat_word(uint32_t wid, uint64_t s, unsigned i)
 static void fill_sector(uint8_t *p, uint32_t wid, uint64_t s)
 {
     uint64_t *q = (uint64_t *)p;
-    if (wid == 0) {
+    if (wid == 0 || W[wid].zero) {
         memset(p, 0, SECT);
         return;
     }
@@ -180,7 +184,7 @@ static bool allowed(uint64_t s, uint32_t v, uint64_t rs, uint64_t re)
 {
     uint64_t vend = 0;
     if (v) {
-        if (!in_hist(s, v) || W[v].start > re)
+        if (!in_hist(s, v) || W[v].start > re || W[v].state == W_NONE)
             return false;
         vend = W[v].end;
     }
@@ -214,9 +218,11 @@ static void print_hist(uint64_t s)
             hn[s] ? "" : " none (zeroes)");
     for (unsigned i = 0; i < hn[s]; i++) {
         struct wrec *w = &W[hist[s][i]];
-        static const char *st[] = { "in flight", "acknowledged", "failed" };
-        fprintf(stderr, "    write #%u (step %d) [%llu+%u]%s: started %llu, "
-                "returned %llu, %s%s\n", hist[s][i], w->step,
+        static const char *st[] = { "in flight", "acknowledged", "failed",
+                                    "failed, nothing written" };
+        fprintf(stderr, "    %s #%u (step %d) [%llu+%u]%s: started %llu, "
+                "returned %llu, %s%s\n", w->zero ? "discard" : "write",
+                hist[s][i], w->step,
                 (unsigned long long)w->off, w->len, w->fua ? " FUA" : "",
                 (unsigned long long)w->start,
                 (unsigned long long)(w->end == INF ? 0 : w->end), st[w->state],
@@ -240,7 +246,11 @@ static void check_data(const uint8_t *buf, uint64_t off, uint64_t len,
                      (unsigned long long)((const uint64_t *)(buf + k * SECT))[0],
                      (unsigned long long)((const uint64_t *)(buf + k * SECT))[1]);
         }
-        if (!allowed(s, (uint32_t)v, rs, re)) {
+        bool ok = allowed(s, (uint32_t)v, rs, re);
+        /* zeroes: the initial state or a discard */
+        for (unsigned i = 0; !ok && v == 0 && i < hn[s]; i++)
+            ok = W[hist[s][i]].zero && allowed(s, hist[s][i], rs, re);
+        if (!ok) {
             print_hist(s);
             sim_fail("%s: volume sector %llu holds write #%lld, which a later "
                      "acknowledged write replaced (read during %llu..%llu): "
@@ -260,6 +270,9 @@ static struct simdev *g_sd[NDEV];
 static vd_pool *g_pool;
 static vd_vol *g_vol;
 static int g_legs;            /* 1 linear */
+static bool g_thin;           /* the volume is thin (64 KiB chunks) */
+static bool g_filler;         /* volume "f" fills the pool (thin) */
+#define CHUNK (64u << 10)
 static uint64_t g_rsize;      /* region size */
 static uint64_t g_size;       /* volume bytes the driver uses */
 static int g_step;
@@ -525,6 +538,8 @@ static void check_legs_quiet(void)
     if (!v || v->layout != VD_LAYOUT_MIRROR)
         return;
     check_mirror(NULL, 0, 0, true, "quiet point");
+    if (v->upper)
+        return; /* leg bytes are thin's data space, not volume bytes */
     uint64_t nreg = nregions(v), es = v->pool->extent_size;
     uint32_t mask = nonfailed(v), legs = insync(v);
     uint8_t u[MAX_REG / 8];
@@ -593,6 +608,8 @@ static void *op_main(void *arg)
     case O_WRITE:
         r = vd_vol_pwrite(g_vol, o->buf, o->len, o->off, o->flags);
         wrec_end(o->wid, r);
+        if (r == -ENOSPC)
+            W[o->wid].state = W_NONE;
         sim_log("step %d: write #%u [%llu+%u]%s -> %d (event %llu)", o->step,
                 o->wid, (unsigned long long)o->off, o->len,
                 o->flags & VD_IO_FUA ? " FUA" : "", r,
@@ -607,6 +624,8 @@ static void *op_main(void *arg)
             r = vd_vol_pwrite(g_vol, o->buf, o->len, o->off, o->flags);
         }
         wrec_end(o->wid, r);
+        if (r == -ENOSPC)
+            W[o->wid].state = W_NONE;
         sim_log("step %d: NOWAIT write #%u [%llu+%u]%s -> %d (event %llu)",
                 o->step, o->wid, (unsigned long long)o->off, o->len,
                 o->flags & VD_IO_FUA ? " FUA" : "", r,
@@ -669,6 +688,21 @@ static void *op_main(void *arg)
                          o->wid, (unsigned long long)s, c);
             }
         }
+        break;
+    case O_DISCARD:
+        /* the oracle's range is the whole chunks; the call's may also
+         * cover parts of the chunks around (left as they are) */
+        r = vd_vol_discard(g_vol, o->off - (uint64_t)o->rate * SECT,
+                           o->len + (uint64_t)(o->rate + o->flags) * SECT);
+        wrec_end(o->wid, r);
+        sim_log("step %d: discard #%u [%llu+%u] (called with %u sectors "
+                "before, %u after) -> %d (event %llu)", o->step, o->wid,
+                (unsigned long long)o->off, o->len, o->rate, o->flags, r,
+                (unsigned long long)W[o->wid].end);
+        break;
+    case O_UNFILL:
+        r = vd_vol_remove(g_pool, "f");
+        sim_log("step %d: remove the filler volume -> %d", o->step, r);
         break;
     case O_VERIFY: {
         struct vd_verify_result res;
@@ -785,6 +819,8 @@ static int pick_kind(void)
     for (int k = 0; k < O_NOPS; k++) {
         w[k] = (g_opts.ops_mask & (1u << k)) ? op_weight[k] : 0;
         if (g_legs == 1 && (k == O_RESYNC || k == O_VERIFY || k == O_REPLACE))
+            w[k] = 0;
+        if ((k == O_DISCARD && !g_thin) || (k == O_UNFILL && !g_filler))
             w[k] = 0;
         total += w[k];
     }
@@ -941,6 +977,37 @@ static void step(void)
         op_start(o);
         break;
     }
+    case O_DISCARD: {
+        uint64_t nch = g_size / CHUNK;
+        uint64_t c = rng_below(&g_rng, nch), n = 1 + rng_below(&g_rng, 3);
+        if (n > nch - c)
+            n = nch - c;
+        o = calloc(1, sizeof(*o));
+        o->kind = k;
+        o->step = g_step;
+        o->off = c * CHUNK;
+        o->len = (uint32_t)(n * CHUNK);
+        o->rate = c ? (int)rng_below(&g_rng, CHUNK / SECT) : 0;
+        o->flags = o->off + o->len < g_size
+                       ? (unsigned)rng_below(&g_rng, CHUNK / SECT)
+                       : 0;
+        o->wid = wrec_new(o->off, o->len, g_step, true);
+        W[o->wid].zero = 1;
+        sim_log("step %d: start discard #%u [%llu+%u]", g_step, o->wid,
+                (unsigned long long)o->off, o->len);
+        op_start(o);
+        break;
+    }
+    case O_UNFILL:
+        if (!g_filler)
+            break;
+        g_filler = false;
+        o = calloc(1, sizeof(*o));
+        o->kind = k;
+        o->step = g_step;
+        sim_log("step %d: start unfill", g_step);
+        op_start(o);
+        break;
     case O_SLEEP: {
         uint64_t ms = 1 + rng_below(&g_rng, rng_pct(&g_rng, 30) ? 3000 : 300);
         sim_log("step %d: sleep %llu ms", g_step, (unsigned long long)ms);
@@ -1050,10 +1117,16 @@ static void run_schedule(void *arg)
     g_rsize = rng_pct(&g_rng, 70) ? 64 << 10 : 256 << 10;
     g_size = 2 * EXT;
     g_max_inflight = 1 + (int)rng_below(&g_rng, MAX_INFLIGHT);
+    /* thin from its own stream: thick schedules keep their seeds' draws */
+    struct rng tr = { g_seed ^ 0x7417f00d5eedull };
+    g_thin = g_opts.thin >= 0 ? g_opts.thin == 1 : rng_pct(&tr, 30);
+    g_filler = g_thin && rng_pct(&tr, 50);
     g_dev_delay_pct = (unsigned)rng_below(&g_rng, 40);
     int steps = g_opts.steps ? g_opts.steps : 40 + (int)rng_below(&g_rng, 80);
-    sim_log("schedule: %s, region %llu KiB, %d threads, %d steps",
+    sim_log("schedule: %s%s%s, region %llu KiB, %d threads, %d steps",
+            g_thin ? "thin on " : "",
             g_legs == 1 ? "linear" : g_legs == 2 ? "2-leg mirror" : "3-leg mirror",
+            g_filler ? " (a filler volume leaves 2 extents per leg)" : "",
             (unsigned long long)g_rsize >> 10, g_max_inflight, steps);
 
     if ((r = vd_pool_create(&g_conf, 1)) < 0)
@@ -1066,8 +1139,23 @@ static void run_schedule(void *arg)
         vo.copies = (uint32_t)g_legs;
         vo.region_size = g_rsize;
     }
-    if ((r = vd_vol_create(g_pool, VOL, g_size, &vo)) < 0)
+    if (g_thin) {
+        /* twice the size used: the data space (15 of 16 chunks per
+         * extent) of the bytes used stays below the volume's size */
+        vo.thin = 1;
+        vo.chunk_size = CHUNK;
+    }
+    if ((r = vd_vol_create(g_pool, VOL, g_thin ? 2 * g_size : g_size, &vo)) < 0)
         sim_fail("volume create: %s", strerror(-r));
+    if (g_filler) {
+        struct vd_pool_info pi;
+        struct vd_vol_opts fo;
+        vd_pool_get_info(g_pool, &pi);
+        vd_vol_opts_init(&fo);
+        uint64_t keep = 2 * (uint64_t)g_legs * EXT;
+        if ((r = vd_vol_create(g_pool, "f", pi.free_bytes - keep, &fo)) < 0)
+            sim_fail("filler volume create: %s", strerror(-r));
+    }
     g_vol = vd_vol_open(g_pool, VOL);
     if (!g_vol)
         sim_fail("volume open: %s", strerror(errno));
@@ -1316,6 +1404,8 @@ static int parse_opt(struct opts *o, char *optstr, size_t optlen, int argc,
                 o->down_mask |= 1u << (*c - '0');
     } else if (!strcmp(a, "--writers") && v) {
         o->one_writer = atoi(v) == 1;
+    } else if (!strcmp(a, "--thin") && v) {
+        o->thin = atoi(v);
     } else {
         return 0;
     }
@@ -1364,10 +1454,12 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "usage: vdsim [--count N] [--start S] [-j J] [--regress FILE]"
                     " [--layout linear|mirror2|mirror3] [--ops a,b,..]"
-                    " [--steps N] [--stick PCT] [--writers 1] [--no-durable-check 1] [--down-devs 0123]\n"
+                    " [--steps N] [--stick PCT] [--writers 1] [--no-durable-check 1] [--down-devs 0123]"
+                    " [--thin 0|1]\n"
                     "       vdsim --seed S [--verbose] [same schedule options]\n"
                     "ops: write read flush caw sleep quiesce down up bad err "
-                    "resync verify replace extend crash nwrite nread\n");
+                    "resync verify replace extend crash nwrite nread discard "
+                    "unfill\n");
             return 2;
         }
     }

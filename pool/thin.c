@@ -1,0 +1,1223 @@
+/* vdlvm: thin volumes — chunks allocated on first write, freed by discard.
+ *
+ * A thin volume is the thin layout stacked (VD_OP_STACK, layout.h) on a
+ * lower layout, linear or mirror.  The lower layout's extents are the
+ * volume's "data space": v->le_count extents, starting empty and grown by
+ * one extent at a time when no chunk is free (the same RESIZE + MAP commit
+ * as vol extend; the pool zeroes the new extents durably before it
+ * commits).  Every byte thin reads or writes, data and chunk map, goes
+ * through lops->pread/pwrite/flush, so a thin volume on a mirror gets the
+ * mirror's legs, bitmap and resync for its data and its map alike.
+ *
+ * Chunk map: each data extent carries its own reverse map (physical chunk
+ * -> virtual chunk + 1, 0 = free) in its first `rsv` chunks: nblk map
+ * blocks of 4 KiB (1016 entries each), in two slots (slot s, block b at
+ * extent byte (s * nblk + b) * 4096).  A block carries magic, crc32c,
+ * volume id, extent and block number and a sequence number (one per group
+ * commit, growing); a write goes to the slot that does not hold the valid
+ * copy, so a torn write leaves the previous state readable.  Why this and
+ * not the pool's metadata log: the map grows with the data space and is
+ * allocated with it, so metadata can never run out before data does, and a
+ * checkpoint of the pool log stays independent of the number of chunks.
+ * At open (ctr) the map areas are read and the virtual -> physical table
+ * is rebuilt in RAM; a chunk that was allocated but whose mapping never
+ * became durable is simply free (reclaimed).  Two durable entries naming
+ * the same virtual chunk (a free and a re-map in one torn commit): the
+ * block with the higher sequence number wins.
+ * Cost, 4 KiB chunks and 4 MiB extents: 1020 chunks per extent, 16 KiB of
+ * map, 16.1 bytes of metadata per chunk; RAM 12 bytes per allocated chunk
+ * (forward 4, reverse 4, durable reverse 4) plus a 4 KiB forward leaf
+ * per 1024 virtual chunks touched (so scattered single-chunk writes cost
+ * up to 4 KiB each until their neighbours fill).  64 KiB chunks: 63 per
+ * extent (one reserved for the 8 KiB map).  Measured by
+ * tests/unit/pool/thin_test.cc (Thin.MillionChunks_*: 12.5 bytes of heap
+ * per chunk over a whole pool open, 16.1 bytes of map, 1 million chunks
+ * written in order with VDLVM_THIN_MILLION=1).
+ *
+ * Ordering (crash safety):
+ *   - A first write to a chunk writes the whole chunk (zero padded), then
+ *     joins a group commit: flush (the data of every member durable), map
+ *     blocks written, flush; only then is any member acknowledged.  So a
+ *     durable map entry never exposes bytes that were not written for it
+ *     (stale or foreign), and an acknowledged write is mapped after a
+ *     crash.  A stream of first writes pays two flushes and one map write
+ *     per block per group, not per write.
+ *   - A discard removes the chunks from the forward table at once (reads
+ *     see zeroes), then commits the map blocks with them free and returns
+ *     after the flush: an acknowledged discard never resurrects.  Freed
+ *     chunks are reusable only after that commit (rev = R_FREEING until
+ *     then).  A reused chunk is written whole before it is mapped again.
+ *
+ * Shared state (struct thin, v->upper_priv; set by stack, freed by fini):
+ *   - geometry (cshift, cs, cpe, rsv, nblk): constant.
+ *   - lock (mutex, never held across device I/O, taken after the admin
+ *     lock, never before it) protects dir and leaves (forward table),
+ *     ext[] and every array in it, next, ahint, nalloc, queue, dirty and
+ *     limbo lists, committing, growing, seq, nospc_log_ms.  The committer
+ *     (committing set) alone changes drev, bslot, bseq and writes blocks.
+ *   - cond: a pending chunk resolved, a group committed, a grow ended.
+ *   - io_lock (rwlock, writer-preferring): shared by every read and write
+ *     for its whole duration (device I/O included), exclusive by discard
+ *     only while it moves chunks out of the forward table (no device I/O
+ *     under it).  So a chunk is never freed (and then reused) while a read
+ *     or write of it is in flight.  VD_IO_NOWAIT try-locks it.
+ *
+ * Interleavings:
+ *   - first write vs first write of the same chunk: the second finds the
+ *     entry pending (F_PEND) and waits for the commit (NOWAIT: -EAGAIN); a
+ *     read of a pending chunk returns zeroes (the write is not
+ *     acknowledged yet).
+ *   - first write vs discard: the discard waits for io_lock exclusive,
+ *     which the writer holds shared until its commit; pending chunks thus
+ *     never meet a discard.  The discard queues its frees before it
+ *     releases io_lock, so a first write of the same virtual chunk that
+ *     follows commits in the same group (its block image applies the free
+ *     first) or a later one (higher seq): after a crash the old chunk never
+ *     wins over the new one.
+ *   - a failed commit: members fail; their chunks' map entries on disk
+ *     are unknown, so the chunks stay out of use (limbo, R_FREEING) until a
+ *     later commit has written them free.
+ *   - first write vs flush: vd_vol_flush flushes the lower layout; the
+ *     mapping of every acknowledged write is already durable.
+ *   - crash: before the first flush of a group, no member is mapped on
+ *     disk; between the map writes, each block holds its old or its new
+ *     copy (two slots, crc) and no member is acknowledged.
+ *   - resync of the lower mirror: thin's map blocks and data are ordinary
+ *     mirror writes (bitmap marked before, cleared after), so a resync
+ *     copies them like any data.
+ *   - grow (data space) vs I/O: the grower holds io_lock shared like any
+ *     writer and takes the admin lock; the core's apply takes map_lock
+ *     exclusive (lower I/O holds it shared without waiting for anything
+ *     thin holds); growing serialises growers.
+ *
+ * Space: a data extent whose chunks are all free goes back to the pool
+ * from the background thread (thin_tick; single-copy volumes only: the
+ * mirror expects every logical extent mapped), leaving a hole in the data
+ * space that the next grow maps again first.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layout.h"
+
+#define THIN_MAGIC    "VDTHINM1"
+#define MBLK          4096u
+#define MENT          ((MBLK - 32) / 4) /* entries per map block: 1016 */
+#define F_PEND        0x80000000u       /* forward entry: not durable yet */
+#define F_FREE        0x80000000u       /* queue entry: a free, not a map */
+#define R_FREEING     0xffffffffu       /* reverse: freed, not durable yet */
+#define LEAF_SHIFT    10
+#define LEAF_N        (1u << LEAF_SHIFT)
+#define CHUNK_DEFAULT (64u << 10)
+
+/* One map block on disk (little-endian). */
+struct thin_mblk {
+    char magic[8];      /*  0 */
+    uint32_t crc;       /*  8: crc32c of the 4 KiB, this field 0 */
+    uint32_t vol;       /* 12: volume id */
+    uint64_t seq;       /* 16: group commit number */
+    uint32_t de;        /* 24: data extent */
+    uint16_t blk;       /* 28: block within the extent's map */
+    uint16_t nent;      /* 30 */
+    uint32_t ent[MENT]; /* 32: virtual chunk + 1, 0 = free */
+};
+_Static_assert(sizeof(struct thin_mblk) == MBLK, "thin map block");
+
+struct text {
+    uint32_t *rev;   /* cpe: 0 free, vc + 1, R_FREEING */
+    uint32_t *drev;  /* what the next map write records (committer) */
+    uint64_t *bseq;  /* nblk: seq of the valid copy on disk, 0 none */
+    uint8_t *bslot;  /* nblk: slot holding it */
+    uint8_t *bdirty; /* nblk: in the dirty list */
+    uint32_t nfree;  /* chunks with rev 0 (0 unless X_LIVE) */
+    uint8_t state;   /* X_LIVE, X_RETURNING, X_HOLE */
+};
+/* A data extent whose chunks are all free goes back to the pool (tick):
+ * X_RETURNING while its unmap commits, then X_HOLE (logical extent
+ * unmapped) until a grow maps it again. */
+enum { X_LIVE = 0, X_RETURNING, X_HOLE };
+
+/* One request's chunks in a group commit (on the requester's stack). */
+struct twait {
+    struct twait *next;
+    const uint32_t *pc; /* chunk numbers; F_FREE marks a free */
+    size_t n;
+    int done, r;
+};
+
+struct thin {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_rwlock_t io_lock;
+    uint32_t cshift, cpe, rsv, nblk;
+    uint64_t cs;
+    uint64_t vchunks, ndir;
+    uint32_t **dir;   /* forward leaves: pc + 1 (| F_PEND), 0 unmapped */
+    struct text *ext; /* next data extents */
+    uint64_t next, ahint;
+    uint64_t nalloc; /* chunks in the forward table */
+    struct twait *queue, **qtail;
+    /* chunks whose map state on disk is unsure after a failed commit
+     * (R_FREEING): free after the next successful one */
+    uint32_t *limbo;
+    size_t nlimbo, lcap;
+    uint64_t *dirty; /* (de << 16) | blk, ndirty of dcap */
+    size_t ndirty, dcap;
+    bool committing, growing;
+    /* the chunk map could not be read at open: every I/O fails (-EIO)
+     * until a later open reads it; set by ctr before any I/O */
+    bool failed;
+    uint64_t seq;
+    int64_t nospc_log_ms;
+};
+
+static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
+                           size_t n);
+static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w);
+
+static struct thin *thin_of(const struct vd_vol *v)
+{
+    return v->upper_priv;
+}
+
+/* ---- geometry ------------------------------------------------------------ */
+static void geometry(struct thin *t, uint64_t es, uint32_t cshift)
+{
+    t->cshift = cshift;
+    t->cs = 1ull << cshift;
+    t->cpe = (uint32_t)(es >> cshift);
+    t->nblk = (t->cpe + MENT - 1) / MENT;
+    t->rsv = (uint32_t)vd_div_up(2ull * t->nblk * MBLK, t->cs);
+}
+
+static uint64_t chunk_off(const struct vd_vol *v, const struct thin *t,
+                          uint32_t pc)
+{
+    return (uint64_t)(pc / t->cpe) * v->pool->extent_size +
+           ((uint64_t)(pc % t->cpe) << t->cshift);
+}
+
+static uint32_t fwd_get(const struct thin *t, uint64_t vc)
+{
+    const uint32_t *l = t->dir[vc >> LEAF_SHIFT];
+    return l ? l[vc & (LEAF_N - 1)] : 0;
+}
+
+static int fwd_set(struct thin *t, uint64_t vc, uint32_t val)
+{
+    uint32_t **l = &t->dir[vc >> LEAF_SHIFT];
+    if (!*l) {
+        if (!val)
+            return 0;
+        if (!(*l = calloc(LEAF_N, sizeof(uint32_t))))
+            return -ENOMEM;
+    }
+    (*l)[vc & (LEAF_N - 1)] = val;
+    return 0;
+}
+
+/* pc's map entry on disk is unsure: keep it out of use (R_FREEING) until
+ * a commit has written it free. */
+static void limbo_locked(struct thin *t, uint32_t pc)
+{
+    if (t->nlimbo == t->lcap) {
+        size_t nc = t->lcap ? t->lcap * 2 : 16;
+        uint32_t *nl = realloc(t->limbo, nc * sizeof(*nl));
+        if (!nl)
+            return; /* leaked until the pool reopens */
+        t->limbo = nl;
+        t->lcap = nc;
+    }
+    t->ext[pc / t->cpe].rev[pc % t->cpe] = R_FREEING;
+    t->limbo[t->nlimbo++] = pc;
+}
+
+static void mark_dirty_locked(struct thin *t, uint32_t pc)
+{
+    uint64_t de = pc / t->cpe;
+    uint32_t b = (pc % t->cpe) / MENT;
+    if (t->ext[de].bdirty[b])
+        return;
+    if (t->ndirty == t->dcap) {
+        size_t nc = t->dcap ? t->dcap * 2 : 64;
+        uint64_t *nd = realloc(t->dirty, nc * sizeof(*nd));
+        if (!nd)
+            return; /* stays clean in RAM: rewritten with its next change */
+        t->dirty = nd;
+        t->dcap = nc;
+    }
+    t->ext[de].bdirty[b] = 1;
+    t->dirty[t->ndirty++] = de << 16 | b;
+}
+
+static bool le_mapped(struct vd_vol *v, uint64_t de)
+{
+    pthread_rwlock_rdlock(&v->map_lock);
+    bool m = v->map[(v->data_le0 + de) * v->copies].dev != VD_NO_DEV;
+    pthread_rwlock_unlock(&v->map_lock);
+    return m;
+}
+
+static void ext_reset(struct thin *t, struct text *x, bool live)
+{
+    memset(x->rev, 0, (size_t)t->cpe * 4);
+    memset(x->drev, 0, (size_t)t->cpe * 4);
+    memset(x->bseq, 0, (size_t)t->nblk * 8);
+    memset(x->bslot, 1, t->nblk); /* first write to slot 0 */
+    memset(x->bdirty, 0, t->nblk);
+    x->nfree = live ? t->cpe - t->rsv : 0;
+    x->state = live ? X_LIVE : X_HOLE;
+}
+
+/* Cover v->size (forward table) and the data space (ext[]); lock held
+ * (takes map_lock shared inside: lock order thin lock, then map_lock). */
+static int resize_locked(struct vd_vol *v, struct thin *t)
+{
+    uint64_t vch = v->size >> t->cshift, nd = vd_div_up(vch, LEAF_N);
+    uint64_t ne = v->le_count - v->data_le0;
+
+    if (nd > t->ndir) {
+        uint32_t **d = realloc(t->dir, nd * sizeof(*d));
+        if (!d)
+            return -ENOMEM;
+        memset(d + t->ndir, 0, (nd - t->ndir) * sizeof(*d));
+        t->dir = d;
+        t->ndir = nd;
+    }
+    t->vchunks = vch;
+    if (ne > t->next) {
+        struct text *e = realloc(t->ext, ne * sizeof(*e));
+        if (!e)
+            return -ENOMEM;
+        t->ext = e;
+        for (uint64_t i = t->next; i < ne; i++) {
+            struct text *x = &e[i];
+            memset(x, 0, sizeof(*x));
+            x->rev = calloc(t->cpe, 4);
+            x->drev = calloc(t->cpe, 4);
+            x->bseq = calloc(t->nblk, 8);
+            x->bslot = calloc(t->nblk, 1);
+            x->bdirty = calloc(t->nblk, 1);
+            if (!x->rev || !x->drev || !x->bseq || !x->bslot || !x->bdirty) {
+                free(x->rev);
+                free(x->drev);
+                free(x->bseq);
+                free(x->bslot);
+                free(x->bdirty);
+                return -ENOMEM;
+            }
+            ext_reset(t, x, le_mapped(v, i));
+            t->next = i + 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- create, apply ------------------------------------------------------- */
+static int chunk_shift(const vd_pool *p, const char *name,
+                       const struct vd_vol_opts *opts, uint32_t *shift)
+{
+    uint64_t cs = opts->chunk_size ? opts->chunk_size
+                  : p->chunk_size  ? p->chunk_size
+                                   : CHUNK_DEFAULT;
+    if ((cs & (cs - 1)) || cs < 4096 || cs > p->extent_size / 2) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': chunk size %" PRIu64 " must be a power of "
+               "two from 4KiB to half the extent size (%" PRIu64 ": each "
+               "extent keeps its chunk map)",
+               p->name, name, cs, p->extent_size / 2);
+        return -EINVAL;
+    }
+    *shift = (uint32_t)__builtin_ctzll(cs);
+    return 0;
+}
+
+static int thin_check(vd_pool *p, const char *name,
+                      const struct vd_vol_opts *opts, struct vd_op_vol *ov)
+{
+    uint32_t sh;
+    int r = chunk_shift(p, name, opts, &sh);
+    if (r < 0)
+        return r;
+    if ((ov->size >> sh) >= F_PEND - 1) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': size %" PRIu64 " has too many chunks of "
+               "%" PRIu64 " bytes; use a larger chunk size",
+               p->name, name, ov->size, (uint64_t)1 << sh);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+static int thin_plan(vd_pool *p, const char *name,
+                     const struct vd_vol_opts *opts, const struct vd_op_vol *ov,
+                     struct vd_opbuf *ops)
+{
+    struct vd_op_stack o = { .h.h.type = VD_OP_STACK };
+    uint32_t sh;
+    int r = chunk_shift(p, name, opts, &sh);
+    if (r < 0)
+        return r;
+    o.h.h.len = sizeof(o);
+    o.h.vol = ov->id;
+    o.layout = VD_LAYOUT_THIN;
+    o.flags = sh;
+    return vd_opbuf_add(ops, &o, sizeof(o));
+}
+
+/* The data space grows on demand (grow_data), never with the size. */
+static int thin_plan_extend(struct vd_vol *v, uint64_t le_count,
+                            struct vd_opbuf *ops)
+{
+    return 0;
+}
+
+/* Thin keeps no records in the pool's log (its map lives in its data
+ * extents; VD_OP_STACK is the core's). */
+static int thin_md_apply(struct vd_vol *v, const struct vd_op_hdr *op)
+{
+    return -ENOENT;
+}
+
+static int thin_md_serialize(const struct vd_vol *v, struct vd_opbuf *b)
+{
+    struct vd_op_stack o = { .h.h.type = VD_OP_STACK };
+    o.h.h.len = sizeof(o);
+    o.h.vol = v->id;
+    o.layout = VD_LAYOUT_THIN;
+    o.flags = thin_of(v)->cshift;
+    return vd_opbuf_add(b, &o, sizeof(o));
+}
+
+static void thin_fini(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    if (!t)
+        return;
+    for (uint64_t i = 0; i < t->ndir; i++)
+        free(t->dir[i]);
+    free(t->dir);
+    for (uint64_t i = 0; i < t->next; i++) {
+        free(t->ext[i].rev);
+        free(t->ext[i].drev);
+        free(t->ext[i].bseq);
+        free(t->ext[i].bslot);
+        free(t->ext[i].bdirty);
+    }
+    free(t->ext);
+    free(t->dirty);
+    free(t->limbo);
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->cond);
+    pthread_rwlock_destroy(&t->io_lock);
+    free(t);
+    v->upper_priv = NULL;
+}
+
+static int thin_stack(struct vd_vol *v, const struct vd_op_stack *o)
+{
+    uint64_t es = v->pool->extent_size;
+    struct thin *t;
+
+    if (o->flags < 12 || (1ull << o->flags) > es / 2) {
+        vd_log(VD_LOG_ERR, "pool '%s': volume '%s': bad chunk size 2^%u",
+               v->pool->name, v->name, o->flags);
+        return -EINVAL;
+    }
+    if (!(t = calloc(1, sizeof(*t))))
+        return -ENOMEM;
+    geometry(t, es, o->flags);
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&t->io_lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    t->qtail = &t->queue;
+    v->upper_priv = t;
+    return 0;
+}
+
+/* ---- open: rebuild from the map blocks ----------------------------------- */
+static bool mblk_valid(const struct vd_vol *v, const struct thin *t,
+                       const struct thin_mblk *m, uint64_t de, uint32_t b)
+{
+    uint32_t want = t->cpe - b * MENT < MENT ? t->cpe - b * MENT : MENT;
+    struct thin_mblk c;
+
+    if (memcmp(m->magic, THIN_MAGIC, 8) || m->vol != v->id || m->de != de ||
+        m->blk != b || m->nent != want || !m->seq)
+        return false;
+    memcpy(&c, m, sizeof(c));
+    c.crc = 0;
+    return vd_crc32c(0, &c, sizeof(c)) == m->crc;
+}
+
+static int load_extent_locked(struct vd_vol *v, struct thin *t, uint64_t de,
+                              uint8_t *area)
+{
+    struct text *x = &t->ext[de];
+
+    for (uint32_t b = 0; b < t->nblk; b++) {
+        const struct thin_mblk *s0 = (const void *)(area + (size_t)b * MBLK);
+        const struct thin_mblk *s1 =
+            (const void *)(area + ((size_t)t->nblk + b) * MBLK);
+        bool v0 = mblk_valid(v, t, s0, de, b), v1 = mblk_valid(v, t, s1, de, b);
+        const struct thin_mblk *m;
+        if (!v0 && !v1)
+            continue;
+        if (v0 && (!v1 || s0->seq > s1->seq)) {
+            m = s0;
+            x->bslot[b] = 0;
+        } else {
+            m = s1;
+            x->bslot[b] = 1;
+        }
+        x->bseq[b] = m->seq;
+        if (m->seq > t->seq)
+            t->seq = m->seq;
+        for (uint32_t j = 0; j < m->nent; j++) {
+            uint32_t i = b * MENT + j, val = m->ent[j];
+            uint32_t pc = (uint32_t)(de * t->cpe + i);
+            if (!val || i < t->rsv || val - 1 >= t->vchunks)
+                continue;
+            uint64_t vc = val - 1;
+            uint32_t old = fwd_get(t, vc);
+            if (old) {
+                /* two durable entries: the newer block wins */
+                uint32_t opc = old - 1;
+                struct text *ox = &t->ext[opc / t->cpe];
+                uint32_t ob = (opc % t->cpe) / MENT;
+                if (ox->bseq[ob] >= m->seq) {
+                    mark_dirty_locked(t, pc);
+                    continue;
+                }
+                ox->rev[opc % t->cpe] = ox->drev[opc % t->cpe] = 0;
+                ox->nfree++;
+                t->nalloc--;
+                mark_dirty_locked(t, opc);
+            }
+            if (fwd_set(t, vc, pc + 1) < 0)
+                return -ENOMEM;
+            x->rev[i] = x->drev[i] = val;
+            x->nfree--;
+            t->nalloc++;
+        }
+    }
+    return 0;
+}
+
+static int thin_ctr(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    size_t alen = (size_t)2 * t->nblk * MBLK;
+    uint8_t *area = NULL;
+    int r;
+
+    pthread_mutex_lock(&t->lock);
+    r = resize_locked(v, t);
+    pthread_mutex_unlock(&t->lock);
+    if (r < 0 || t->nalloc || t->seq)
+        return r; /* loaded already (ctr after a failed start) */
+    if (!(area = malloc(alen)))
+        return -ENOMEM;
+    for (uint64_t de = 0; de < t->next && r == 0; de++) {
+        if (t->ext[de].state == X_HOLE)
+            continue;
+        r = v->lops->pread(v, area, alen, de * v->pool->extent_size, 0);
+        if (r == -ENOMEM)
+            break;
+        if (r < 0) {
+            /* Which virtual chunks it maps is unknown: serving the volume
+             * could return zeroes for acknowledged data.  The pool opens,
+             * this volume fails its I/O. */
+            vd_log(VD_LOG_ERR,
+                   "volume '%s/%s': reading the chunk map of data extent "
+                   "%" PRIu64 " failed: %s; its I/O fails until the pool is "
+                   "opened with the map readable (fix or replace the device)",
+                   v->pool->name, v->name, de, strerror(-r));
+            t->failed = true;
+            r = 0;
+            break;
+        }
+        pthread_mutex_lock(&t->lock);
+        r = load_extent_locked(v, t, de, area);
+        pthread_mutex_unlock(&t->lock);
+    }
+    free(area);
+    return r;
+}
+
+static int thin_grow(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    int r = resize_locked(v, t);
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
+/* Background: give data extents whose chunks are all free back to the
+ * pool, one per pass.  Only under a single copy: the mirror's resync and
+ * leg replacement walk every logical extent and expect it mapped.  An
+ * extent qualifies when no chunk is in use, in limbo or pending, no block
+ * is dirty and no commit runs (so no map write can still target it);
+ * X_RETURNING keeps allocation and grow away from it meanwhile. */
+static void thin_tick(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    vd_pool *p = v->pool;
+    uint64_t de = UINT64_MAX;
+
+    if (v->copies != 1 || t->failed)
+        return;
+    pthread_mutex_lock(&t->lock);
+    for (uint64_t i = 0;
+         i < t->next && !t->committing && !t->growing && de == UINT64_MAX;
+         i++) {
+        struct text *x = &t->ext[i];
+        bool clean = x->state == X_LIVE && x->nfree == t->cpe - t->rsv;
+        for (uint32_t b = 0; clean && b < t->nblk; b++)
+            clean = !x->bdirty[b];
+        if (clean) {
+            de = i;
+            x->state = X_RETURNING;
+            x->nfree = 0;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (de == UINT64_MAX)
+        return;
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_map om = { .h.type = VD_OP_MAP };
+    om.vol = v->id;
+    om.leg = 0;
+    om.le_start = v->data_le0 + de;
+    om.count = 1;
+    om.dev = VD_NO_DEV;
+    vd_admin_lock(p);
+    int r = vd_opbuf_add(&ops, &om, sizeof(om));
+    if (r == 0)
+        r = vd_md_commit(p, &ops);
+    if (r == 0)
+        vd_pool_check_thresholds(p);
+    vd_admin_unlock(p);
+    vd_opbuf_free(&ops);
+    pthread_mutex_lock(&t->lock);
+    if (r == 0) {
+        t->ext[de].state = X_HOLE;
+    } else {
+        t->ext[de].state = X_LIVE;
+        t->ext[de].nfree = t->cpe - t->rsv;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Before the pool closes: blocks left dirty by a failed commit are written
+ * (best effort), so a clean close leaves the map as RAM has it. */
+static void thin_quiesce(struct vd_vol *v)
+{
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    if (!t->failed && (t->ndirty || t->nlimbo)) {
+        struct twait w;
+        enqueue_locked(t, &w, NULL, 0);
+        wait_locked(v, t, &w);
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void thin_status(struct vd_vol *v, struct vd_vol_status *st)
+{
+    struct thin *t = thin_of(v);
+    st->thin = 1;
+    st->chunk_size = t->cs;
+    pthread_mutex_lock(&t->lock);
+    st->allocated = t->nalloc << t->cshift;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- group commit ----------------------------------------------------------- */
+static void build_block_locked(struct vd_vol *v, struct thin *t, uint64_t de,
+                               uint32_t b, struct thin_mblk *m)
+{
+    uint32_t n = t->cpe - b * MENT < MENT ? t->cpe - b * MENT : MENT;
+    memset(m, 0, sizeof(*m));
+    memcpy(m->magic, THIN_MAGIC, 8);
+    m->vol = v->id;
+    m->seq = t->seq;
+    m->de = (uint32_t)de;
+    m->blk = (uint16_t)b;
+    m->nent = (uint16_t)n;
+    memcpy(m->ent, t->ext[de].drev + (size_t)b * MENT, (size_t)n * 4);
+    m->crc = vd_crc32c(0, m, sizeof(*m));
+}
+
+/* One group: lock held on entry and on return, dropped for the I/O. */
+static void commit_locked(struct vd_vol *v, struct thin *t)
+{
+    struct twait *batch = t->queue, *w;
+    struct thin_mblk *img = NULL;
+    uint64_t *blks = NULL, *offs = NULL;
+    size_t nb = 0;
+    bool data = false;
+    int r = 0;
+
+    size_t nlimbo = t->nlimbo; /* written free by this commit */
+
+    t->queue = NULL;
+    t->qtail = &t->queue;
+    t->committing = true;
+    for (w = batch; w; w = w->next)
+        for (size_t i = 0; i < w->n && !data; i++)
+            data = !(w->pc[i] & F_FREE);
+    pthread_mutex_unlock(&t->lock);
+    if (data)
+        r = v->lops->flush(v); /* the members' data before their map */
+    pthread_mutex_lock(&t->lock);
+    if (r == 0) {
+        for (w = batch; w; w = w->next)
+            for (size_t i = 0; i < w->n; i++) {
+                uint32_t pc = w->pc[i] & ~F_FREE;
+                struct text *x = &t->ext[pc / t->cpe];
+                x->drev[pc % t->cpe] =
+                    (w->pc[i] & F_FREE) ? 0 : x->rev[pc % t->cpe];
+                mark_dirty_locked(t, pc);
+            }
+        t->seq++;
+        nb = t->ndirty;
+        img = malloc(nb * sizeof(*img) + 1);
+        blks = malloc(nb * sizeof(*blks) + 1);
+        offs = malloc(nb * sizeof(*offs) + 1);
+        if (!img || !blks || !offs) {
+            r = -ENOMEM;
+            nb = 0;
+        }
+        for (size_t k = 0; k < nb; k++) {
+            uint64_t de = t->dirty[k] >> 16;
+            uint32_t b = (uint32_t)(t->dirty[k] & 0xffff);
+            build_block_locked(v, t, de, b, &img[k]);
+            blks[k] = t->dirty[k];
+            offs[k] = de * v->pool->extent_size +
+                      ((uint64_t)!t->ext[de].bslot[b] * t->nblk + b) * MBLK;
+            t->ext[de].bdirty[b] = 0;
+        }
+        if (r == 0)
+            t->ndirty = 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    for (size_t k = 0; k < nb && r == 0; k++)
+        r = v->lops->pwrite(v, &img[k], MBLK, offs[k], 0);
+    if (r == 0 && nb)
+        r = v->lops->flush(v);
+    pthread_mutex_lock(&t->lock);
+    for (size_t k = 0; k < nb; k++) {
+        uint64_t de = blks[k] >> 16;
+        uint32_t b = (uint32_t)(blks[k] & 0xffff);
+        if (r == 0) {
+            t->ext[de].bslot[b] = !t->ext[de].bslot[b];
+            t->ext[de].bseq[b] = img[k].seq;
+        } else {
+            /* rewritten by the next commit, to the same (unsure) slot */
+            mark_dirty_locked(t, (uint32_t)(de * t->cpe + (uint64_t)b * MENT));
+        }
+    }
+    for (w = batch; w; w = w->next) {
+        for (size_t i = 0; i < w->n; i++) {
+            uint32_t pc = w->pc[i] & ~F_FREE;
+            struct text *x = &t->ext[pc / t->cpe];
+            uint32_t li = pc % t->cpe;
+            if (w->pc[i] & F_FREE) {
+                if (r == 0) {
+                    x->rev[li] = 0; /* reusable now */
+                    x->nfree++;
+                } else {
+                    x->drev[li] = 0;
+                    mark_dirty_locked(t, pc);
+                    limbo_locked(t, pc);
+                }
+            } else if (r == 0) {
+                fwd_set(t, x->rev[li] - 1, pc + 1);
+            } else {
+                /* the map may or may not name it on disk: not reused
+                 * before a commit wrote it free */
+                fwd_set(t, x->rev[li] - 1, 0);
+                x->drev[li] = 0;
+                t->nalloc--;
+                mark_dirty_locked(t, pc);
+                limbo_locked(t, pc);
+            }
+        }
+        w->r = r;
+        w->done = 1;
+    }
+    if (r == 0 && nlimbo) {
+        for (size_t i = 0; i < nlimbo; i++) {
+            struct text *x = &t->ext[t->limbo[i] / t->cpe];
+            x->rev[t->limbo[i] % t->cpe] = 0;
+            x->nfree++;
+        }
+        memmove(t->limbo, t->limbo + nlimbo,
+                (t->nlimbo - nlimbo) * sizeof(*t->limbo));
+        t->nlimbo -= nlimbo;
+    }
+    free(img);
+    free(blks);
+    free(offs);
+    t->committing = false;
+    pthread_cond_broadcast(&t->cond);
+}
+
+/* Queue a request's chunks for the next group (lock held). */
+static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
+                           size_t n)
+{
+    memset(w, 0, sizeof(*w));
+    w->pc = pc;
+    w->n = n;
+    *t->qtail = w;
+    t->qtail = &w->next;
+}
+
+/* Wait until w's group is committed, committing groups meanwhile when no
+ * one else does (lock held). */
+static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w)
+{
+    while (!w->done) {
+        if (!t->committing)
+            commit_locked(v, t);
+        else
+            pthread_cond_wait(&t->cond, &t->lock);
+    }
+    return w->r;
+}
+
+/* ---- data space growth --------------------------------------------------- */
+/* One more data extent (admin lock; the caller holds io_lock shared and no
+ * thin lock).  0 (maybe grown by another thread meanwhile), -ENOSPC. */
+static int grow_data(struct vd_vol *v, struct thin *t)
+{
+    vd_pool *p = v->pool;
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_vol ov = { .h.type = VD_OP_VOL_RESIZE };
+    int r;
+
+    pthread_mutex_lock(&t->lock);
+    if (t->growing) {
+        while (t->growing)
+            pthread_cond_wait(&t->cond, &t->lock);
+        pthread_mutex_unlock(&t->lock);
+        return 0;
+    }
+    t->growing = true;
+    pthread_mutex_unlock(&t->lock);
+
+    vd_admin_lock(p);
+    if (vd_extent_free_count(p, NULL) < v->copies) {
+        r = -ENOSPC;
+        goto out;
+    }
+    /* a hole first (holes exist only under one copy: see thin_tick) */
+    uint64_t hole = UINT64_MAX;
+    pthread_mutex_lock(&t->lock);
+    for (uint64_t de = 0; de < t->next && hole == UINT64_MAX; de++)
+        if (t->ext[de].state == X_HOLE)
+            hole = de;
+    pthread_mutex_unlock(&t->lock);
+    if (hole != UINT64_MAX) {
+        if ((r = vd_extent_plan(p, v->id, 0, v->data_le0 + hole, 1, &ops)) < 0)
+            goto out;
+        if ((r = vd_md_commit(p, &ops)) < 0)
+            goto out;
+        pthread_mutex_lock(&t->lock);
+        ext_reset(t, &t->ext[hole], true);
+        pthread_mutex_unlock(&t->lock);
+        vd_pool_check_thresholds(p);
+        goto out;
+    }
+    if (!v->lops->io_beyond_size &&
+        (v->le_count + 1 - v->data_le0) * p->extent_size > v->size) {
+        r = -ENOSPC; /* the lower layout addresses v->size bytes only */
+        goto out;
+    }
+    ov.id = v->id;
+    ov.le_count = v->le_count + 1;
+    ov.size = v->size;
+    ov.copies = v->copies;
+    ov.layout = v->layout;
+    ov.flags = v->flags;
+    vd_name_copy(ov.name, sizeof(ov.name), v->name);
+    if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) < 0)
+        goto out;
+    if ((r = v->lops->plan_extend(v, ov.le_count, &ops)) < 0)
+        goto out;
+    if ((r = vd_md_commit(p, &ops)) < 0)
+        goto out;
+    if (v->lops->grow && (r = v->lops->grow(v)) < 0)
+        goto out;
+    r = thin_grow(v);
+    vd_pool_check_thresholds(p);
+out:
+    vd_admin_unlock(p);
+    vd_opbuf_free(&ops);
+    pthread_mutex_lock(&t->lock);
+    t->growing = false;
+    pthread_cond_broadcast(&t->cond);
+    if (r == -ENOSPC) {
+        int64_t now = vd_now_ms();
+        if (now >= t->nospc_log_ms) {
+            t->nospc_log_ms = now + 10000;
+            vd_log(VD_LOG_ERR,
+                   "volume '%s/%s': no space for a new chunk: pool '%s' is "
+                   "full; writes to unallocated blocks fail until space is "
+                   "freed (UNMAP, remove a volume) or a device is added",
+                   p->name, v->name, p->name);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
+/* A free chunk, or UINT32_MAX. */
+static uint32_t alloc_chunk_locked(struct thin *t)
+{
+    for (uint64_t k = 0; k < t->next; k++) {
+        uint64_t de = (t->ahint + k) % t->next;
+        struct text *x = &t->ext[de];
+        if (!x->nfree)
+            continue;
+        for (uint32_t i = t->rsv; i < t->cpe; i++)
+            if (!x->rev[i]) {
+                x->nfree--;
+                t->ahint = de;
+                return (uint32_t)(de * t->cpe + i);
+            }
+    }
+    return UINT32_MAX;
+}
+
+/* ---- I/O -------------------------------------------------------------------- */
+static int io_lock(struct thin *t, unsigned flags)
+{
+    if (flags & VD_IO_NOWAIT)
+        return pthread_rwlock_tryrdlock(&t->io_lock) ? -EAGAIN : 0;
+    pthread_rwlock_rdlock(&t->io_lock);
+    return 0;
+}
+
+static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
+                      unsigned flags)
+{
+    struct thin *t = thin_of(v);
+    uint64_t size = vd_vol_size(v);
+    char *b = buf;
+    int r;
+
+    if (off > size || len > size - off)
+        return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    if ((r = io_lock(t, flags)) < 0)
+        return r;
+    while (len && r == 0) {
+        uint64_t vc = off >> t->cshift, within = off & (t->cs - 1);
+        size_t n = len < t->cs - within ? len : t->cs - within;
+        pthread_mutex_lock(&t->lock);
+        uint32_t e = fwd_get(t, vc);
+        bool m = e && !(e & F_PEND);
+        /* one device call per run of physically consecutive chunks, one
+         * memset per run of unmapped ones */
+        for (uint64_t k = 1; n < len; k++) {
+            uint32_t f = fwd_get(t, vc + k);
+            if (m ? f != e + k : f && !(f & F_PEND))
+                break;
+            n += len - n < t->cs ? len - n : t->cs;
+        }
+        pthread_mutex_unlock(&t->lock);
+        if (!m)
+            memset(b, 0, n);
+        else
+            r = v->lops->pread(v, b, n, chunk_off(v, t, e - 1) + within,
+                               flags & VD_IO_NOWAIT);
+        b += n;
+        off += n;
+        len -= n;
+    }
+    pthread_rwlock_unlock(&t->io_lock);
+    return r;
+}
+
+/* Give back chunks allocated by a write that failed (lock held). */
+static void undo_locked(struct thin *t, const uint64_t *vcs,
+                        const uint32_t *pcs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct text *x = &t->ext[pcs[i] / t->cpe];
+        fwd_set(t, vcs[i], 0);
+        x->rev[pcs[i] % t->cpe] = 0;
+        x->nfree++;
+        t->nalloc--;
+    }
+    pthread_cond_broadcast(&t->cond);
+}
+
+static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
+                       uint64_t off, unsigned flags)
+{
+    struct thin *t = thin_of(v);
+    uint64_t size = vd_vol_size(v), first, nch;
+    uint32_t pc_st[16];
+    uint64_t vc_st[16];
+    uint32_t *npc = pc_st;
+    uint64_t *nvc = vc_st;
+    size_t nnew = 0;
+    char *bounce = NULL;
+    int r;
+
+    if (off > size || len > size - off)
+        return -ERANGE;
+    if (!len)
+        return 0;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    if ((r = io_lock(t, flags)) < 0)
+        return r;
+    first = off >> t->cshift;
+    nch = ((off + len - 1) >> t->cshift) - first + 1;
+    if (nch > 16) {
+        npc = malloc(nch * sizeof(*npc));
+        nvc = malloc(nch * sizeof(*nvc));
+        if (!npc || !nvc) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    /* Map every chunk first: nothing is written when one cannot be had. */
+    pthread_mutex_lock(&t->lock);
+    for (;;) {
+        bool wait = false, full = false;
+        for (uint64_t vc = first; vc < first + nch && !wait; vc++)
+            wait = fwd_get(t, vc) & F_PEND;
+        if (wait) {
+            if (flags & VD_IO_NOWAIT) {
+                r = -EAGAIN;
+                break;
+            }
+            pthread_cond_wait(&t->cond, &t->lock);
+            continue;
+        }
+        for (uint64_t vc = first; vc < first + nch && r == 0; vc++) {
+            if (fwd_get(t, vc))
+                continue;
+            if (flags & VD_IO_NOWAIT) {
+                r = -EAGAIN;
+                break;
+            }
+            uint32_t pc = alloc_chunk_locked(t);
+            if (pc == UINT32_MAX) {
+                full = true;
+                break;
+            }
+            if ((r = fwd_set(t, vc, (pc + 1) | F_PEND)) < 0) {
+                t->ext[pc / t->cpe].nfree++;
+                break;
+            }
+            t->ext[pc / t->cpe].rev[pc % t->cpe] = (uint32_t)vc + 1;
+            t->nalloc++;
+            npc[nnew] = pc;
+            nvc[nnew++] = vc;
+        }
+        if (r == 0 && !full)
+            break;
+        undo_locked(t, nvc, npc, nnew);
+        nnew = 0;
+        if (r < 0)
+            break;
+        pthread_mutex_unlock(&t->lock);
+        r = grow_data(v, t);
+        pthread_mutex_lock(&t->lock);
+        if (r < 0)
+            break;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r < 0)
+        goto out;
+
+    /* Data: new chunks whole (zero padded), others in place. */
+    const char *b = buf;
+    size_t k = 0;
+    for (uint64_t vc = first; vc < first + nch && r == 0; vc++) {
+        uint64_t within = vc == first ? off & (t->cs - 1) : 0;
+        size_t n = len < t->cs - within ? len : t->cs - within;
+        bool fresh = k < nnew && nvc[k] == vc;
+        uint32_t pc;
+        if (fresh) {
+            pc = npc[k++];
+        } else {
+            pthread_mutex_lock(&t->lock);
+            pc = fwd_get(t, vc) - 1; /* mapped: io_lock keeps it so */
+            pthread_mutex_unlock(&t->lock);
+        }
+        uint64_t coff = chunk_off(v, t, pc);
+        if (fresh && n != t->cs) {
+            if (!bounce && !(bounce = malloc(t->cs))) {
+                r = -ENOMEM;
+                break;
+            }
+            memset(bounce, 0, t->cs);
+            memcpy(bounce + within, b, n);
+            r = v->lops->pwrite(v, bounce, t->cs, coff, 0);
+        } else {
+            r = v->lops->pwrite(v, b, n, coff + within,
+                                fresh ? 0 : flags & (VD_IO_FUA | VD_IO_NOWAIT));
+        }
+        b += n;
+        len -= n;
+    }
+    if (r < 0 && nnew) {
+        pthread_mutex_lock(&t->lock);
+        undo_locked(t, nvc, npc, nnew);
+        pthread_mutex_unlock(&t->lock);
+    } else if (nnew) {
+        struct twait w;
+        pthread_mutex_lock(&t->lock);
+        enqueue_locked(t, &w, npc, nnew);
+        r = wait_locked(v, t, &w);
+        pthread_mutex_unlock(&t->lock);
+    }
+out:
+    pthread_rwlock_unlock(&t->io_lock);
+    free(bounce);
+    if (npc != pc_st)
+        free(npc);
+    if (nvc != vc_st)
+        free(nvc);
+    return r;
+}
+
+static int thin_flush(struct vd_vol *v)
+{
+    return v->lops->flush(v);
+}
+
+static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
+{
+    struct thin *t = thin_of(v);
+    uint64_t fc = vd_div_up(off, t->cs), lc = (off + len) >> t->cshift;
+    uint32_t *pcs = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0;
+
+    if (fc >= lc)
+        return 0;
+    pthread_rwlock_wrlock(&t->io_lock); /* no I/O of these chunks in flight */
+    pthread_mutex_lock(&t->lock);
+    if (t->failed) {
+        pthread_mutex_unlock(&t->lock);
+        pthread_rwlock_unlock(&t->io_lock);
+        return -EIO;
+    }
+    for (uint64_t vc = fc; vc < lc; vc++) {
+        if (!t->dir[vc >> LEAF_SHIFT]) {
+            vc |= LEAF_N - 1;
+            continue;
+        }
+        uint32_t e = fwd_get(t, vc);
+        if (!e)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            uint32_t *np = realloc(pcs, nc * sizeof(*np));
+            if (!np) {
+                r = -ENOMEM;
+                break;
+            }
+            pcs = np;
+            cap = nc;
+        }
+        uint32_t pc = (e & ~F_PEND) - 1;
+        fwd_set(t, vc, 0);
+        t->ext[pc / t->cpe].rev[pc % t->cpe] = R_FREEING;
+        t->nalloc--;
+        pcs[n++] = pc | F_FREE;
+    }
+    /* Queued before io_lock is released: a later first write of these
+     * virtual chunks commits in this group or a later one, so the map
+     * never shows the old and the new chunk with the same seq. */
+    /* Nothing to free here may still need a commit: an earlier discard of
+     * these chunks in flight, or one whose commit failed (dirty blocks,
+     * limbo): this one is acknowledged only after a later group. */
+    struct twait w;
+    bool wait = n || t->queue || t->committing || t->ndirty || t->nlimbo;
+    if (wait)
+        enqueue_locked(t, &w, pcs, n);
+    pthread_mutex_unlock(&t->lock);
+    pthread_rwlock_unlock(&t->io_lock);
+    if (wait) {
+        pthread_mutex_lock(&t->lock);
+        int c = wait_locked(v, t, &w);
+        pthread_mutex_unlock(&t->lock);
+        if (r == 0)
+            r = c;
+    }
+    free(pcs);
+    return r;
+}
+
+static int thin_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
+                           int *mapped)
+{
+    struct thin *t = thin_of(v);
+    uint64_t size = vd_vol_size(v), vc, end;
+
+    if (off >= size)
+        return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    pthread_mutex_lock(&t->lock);
+    vc = off >> t->cshift;
+    uint32_t e = fwd_get(t, vc);
+    int m = e && !(e & F_PEND);
+    for (end = vc + 1; end < t->vchunks; end++) {
+        if (!m && !t->dir[end >> LEAF_SHIFT]) {
+            end |= LEAF_N - 1;
+            continue;
+        }
+        uint32_t f = fwd_get(t, end);
+        if ((f && !(f & F_PEND)) != m)
+            break;
+    }
+    if (end > t->vchunks)
+        end = t->vchunks;
+    pthread_mutex_unlock(&t->lock);
+    *mapped = m;
+    *len = ((end << t->cshift) < size ? end << t->cshift : size) - off;
+    return 0;
+}
+
+const struct vd_layout_ops vd_thin_layout = {
+    .name = "thin",
+    .id = VD_LAYOUT_THIN,
+    .meta_extents = 0,
+    .check = thin_check,
+    .plan = thin_plan,
+    .plan_extend = thin_plan_extend,
+    .fini = thin_fini,
+    .ctr = thin_ctr,
+    .grow = thin_grow,
+    .pread = thin_pread,
+    .pwrite = thin_pwrite,
+    .flush = thin_flush,
+    .discard = thin_discard,
+    .lba_status = thin_lba_status,
+    .md_apply = thin_md_apply,
+    .md_serialize = thin_md_serialize,
+    .status = thin_status,
+    .tick = thin_tick,
+    .quiesce = thin_quiesce,
+    .stack = thin_stack,
+};
