@@ -195,6 +195,24 @@ static inline struct vd_mirror *mirror_of(const struct vd_vol *v)
     return v->lops == &vd_mirror_layout && v->priv ? mv_of(v)->rt : NULL;
 }
 
+/* Bytes of the volume the mirror holds data for: its size, or under an
+ * upper layout (thin) its data extents so far, (le_count - data_le0)
+ * extents, which the mirror's ops table keeps within v->size (no
+ * io_beyond_size).  le_count only grows, under map_lock exclusive; read
+ * without it, a stale value leaves out only the newest extent, which was
+ * zeroed on every leg before it was mapped (legs equal there). */
+static inline uint64_t mirror_space(const struct vd_vol *v)
+{
+    uint64_t size = vd_vol_size(v);
+
+    if (v->upper) {
+        uint64_t le = __atomic_load_n(&v->le_count, __ATOMIC_ACQUIRE);
+        uint64_t data = (le - v->data_le0) * v->pool->extent_size;
+        return data < size ? data : size;
+    }
+    return size;
+}
+
 static inline void mirror_hook(struct vd_vol *v, const char *event)
 {
     void (*fn)(struct vd_vol *, const char *) = g_mirror_test_hook;

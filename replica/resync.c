@@ -89,7 +89,7 @@ static int copy_region(struct vd_vol *v, uint64_t i, int src, uint32_t targets,
 {
     struct vd_mirror *m = mirror_of(v);
     uint64_t off = i << m->region_shift, len = region_size(m);
-    uint64_t size = vd_vol_size(v);
+    uint64_t size = mirror_space(v);
     uint32_t written = 0, failed = 0, bf;
     unsigned how = 0;
     struct lw w;
@@ -283,7 +283,7 @@ int mirror_resync_volume(struct vd_vol *v)
             r = -EIO;
             break;
         }
-        uint64_t off = i << m->region_shift, size = vd_vol_size(v);
+        uint64_t off = i << m->region_shift, size = mirror_space(v);
         uint64_t n = off >= size ? 0 : size - off < rs ? size - off : rs;
         int64_t t = mono_ns();
         bool commit;

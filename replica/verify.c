@@ -98,7 +98,7 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair,
 {
     struct vd_mirror *m = mirror_of(v);
     uint64_t off = i << m->region_shift, len = region_size(m),
-             size = vd_vol_size(v);
+             size = mirror_space(v);
     unsigned char dg[3][32];
     struct lw w;
     uint32_t legs, written = 0, failed = 0;
