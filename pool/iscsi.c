@@ -1056,6 +1056,16 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
             *permanent = true;
             return -EINVAL;
         }
+        if (rc->returned_lba >= UINT64_MAX / BLOCK) {
+            snprintf(msg, msglen,
+                     "READ CAPACITY(16) of %s: %llu blocks is beyond what "
+                     "vdlvm can address",
+                     ib->url, (unsigned long long)rc->returned_lba);
+            scsi_free_scsi_task(t);
+            iscsi_destroy_context(ctx);
+            *permanent = true;
+            return -EIO;
+        }
         *size = (rc->returned_lba + 1) * (uint64_t)BLOCK;
         ib->ws_unmap = rc->lbpme && rc->lbprz;
         scsi_free_scsi_task(t);
@@ -1085,7 +1095,10 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
             if (m < *max_chunk)
                 *max_chunk = m < BLOCK ? BLOCK : (uint32_t)m;
         }
-        if (bl && bl->max_ws_len && bl->max_ws_len * BLOCK < ib->ws_max)
+        /* Compared in blocks: max_ws_len is a 64-bit field of the
+         * target's, and a product that wraps would give ws_max 0, i.e.
+         * WRITE SAME commands of 0 blocks ("to the end of the LUN"). */
+        if (bl && bl->max_ws_len && bl->max_ws_len < ib->ws_max / BLOCK)
             ib->ws_max = (uint32_t)bl->max_ws_len * BLOCK;
         scsi_free_scsi_task(s.task);
     }

@@ -42,6 +42,9 @@
 
 #include "pool_int.h"
 
+/* Physical extents of one device at most (its extent map: 512 MiB). */
+#define VD_MAX_PE (1ull << 32)
+
 void vd_opbuf_free(struct vd_opbuf *b)
 {
     free(b->buf);
@@ -155,6 +158,17 @@ static int apply_dev(vd_pool *p, const struct vd_op_dev *o)
     d = &p->devs[o->idx];
     if (d->used)
         BAD("pool '%s': metadata adds device index %u twice", p->name, o->idx);
+    /* Bounds what the device's extent map costs in memory: the extents
+     * must fit in the bytes the device claims, and there are at most
+     * VD_MAX_PE of them (metadata written by another host is not
+     * trusted). */
+    if (o->data_offset > o->size || !p->extent_size ||
+        o->pe_count > (o->size - o->data_offset) / p->extent_size ||
+        o->pe_count > VD_MAX_PE)
+        BAD("pool '%s': metadata gives device index %u %llu extents, more "
+            "than its %llu bytes hold",
+            p->name, o->idx, (unsigned long long)o->pe_count,
+            (unsigned long long)o->size);
     memcpy(d->uuid, o->uuid, 16);
     memcpy(d->name, o->name, VD_NAME_MAX);
     d->name[VD_NAME_MAX] = 0;
@@ -168,6 +182,50 @@ static int apply_dev(vd_pool *p, const struct vd_op_dev *o)
     d->used_count = 0;
     if (!d->used)
         return -ENOMEM;
+    return 0;
+}
+
+/* Extents of every device of the pool: no thick volume maps more. */
+static uint64_t pool_pe_total(const vd_pool *p)
+{
+    uint64_t n = 0;
+
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used)
+            n += p->devs[i].pe_count;
+    return n;
+}
+
+/* A volume's extent count as metadata gives it: le_count extents per leg
+ * (meta extents first) on at most the pool's extents.  Its size is checked
+ * against its data extents once the whole op list is applied
+ * (vols_size_ok): a thin volume's VD_OP_STACK follows its
+ * VD_OP_VOL_CREATE, and only a volume with nothing stacked on it must fit
+ * its size in its extents. */
+static bool vol_les_ok(const vd_pool *p, uint64_t le_count, uint32_t copies,
+                       uint32_t meta)
+{
+    return le_count >= meta && copies >= 1 &&
+           le_count <= pool_pe_total(p) / copies;
+}
+
+/* The I/O paths of linear and mirror index the map by offset /
+ * extent_size without another check: a volume they serve directly must
+ * hold its size in its data extents. */
+static int vols_size_ok(const vd_pool *p)
+{
+    if (p->nvols && !p->extent_size)
+        BAD("pool '%s': metadata has volumes but no extent size", p->name);
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        const struct vd_vol *v = p->vols[i];
+        uint64_t les =
+            v->size / p->extent_size + (v->size % p->extent_size != 0);
+        if (!v->upper && les > v->le_count - v->data_le0)
+            BAD("pool '%s': volume '%s': metadata gives %llu bytes on %llu "
+                "data extents per leg, which cannot hold them",
+                p->name, v->name, (unsigned long long)v->size,
+                (unsigned long long)(v->le_count - v->data_le0));
+    }
     return 0;
 }
 
@@ -185,6 +243,10 @@ static int apply_vol_create(vd_pool *p, const struct vd_op_vol *o)
     if (o->copies < 1 || o->copies > 3 || !lops || lops->stack)
         BAD("pool '%s': volume '%s': bad layout %u copies %u", p->name, name,
             o->layout, o->copies);
+    if (!vol_les_ok(p, o->le_count, o->copies, lops->meta_extents))
+        BAD("pool '%s': volume '%s': metadata gives it %llu extents per leg, "
+            "more than the pool has",
+            p->name, name, (unsigned long long)o->le_count);
     v = calloc(1, sizeof(*v));
     if (!v)
         return -ENOMEM;
@@ -259,8 +321,12 @@ static int apply_vol_resize(vd_pool *p, const struct vd_op_vol *o)
 
     if (!v)
         BAD("pool '%s': metadata resizes unknown volume id %u", p->name, o->id);
-    if (o->le_count < v->le_count)
+    if (o->le_count < v->le_count || o->size < v->size)
         BAD("pool '%s': volume '%s': metadata shrinks it", p->name, v->name);
+    if (!vol_les_ok(p, o->le_count, v->copies, v->data_le0))
+        BAD("pool '%s': volume '%s': metadata gives it %llu extents per leg, "
+            "more than the pool has",
+            p->name, v->name, (unsigned long long)o->le_count);
     map = malloc((o->le_count ? o->le_count : 1) * v->copies * sizeof(*map));
     if (!map)
         return -ENOMEM;
@@ -383,6 +449,12 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
         const struct vd_op_hdr *h = (const void *)(ops + pos);
         if (len - pos < sizeof(*h) || h->len < sizeof(*h) || h->len > len - pos)
             BAD("pool '%s': metadata op %u is truncated", p->name, n);
+        /* Every op is a multiple of 8 bytes, so the next one is aligned
+         * for its 64-bit fields (the payload starts 8-aligned). */
+        if (h->len % 8)
+            BAD("pool '%s': metadata op %u has length %u, not a multiple "
+                "of 8",
+                p->name, n, h->len);
         switch (h->type) {
 #define CASE(T, S, F)                                               \
     case T:                                                         \
@@ -419,7 +491,7 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             return r;
         pos += h->len;
     }
-    return 0;
+    return vols_size_ok(p);
 }
 
 /* ---- serialising the state -------------------------------------------- */

@@ -848,7 +848,14 @@ static int mirror_md_apply(struct vd_vol *v, const struct vd_op_hdr *h)
     switch (h->type) {
     case VD_OP_LEG_STATE: {
         const struct vd_op_leg *o = (const void *)h;
-        if (h->len < sizeof(*o) || o->leg >= v->copies || o->state > 2) {
+        if (h->len < sizeof(*o)) {
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': metadata leg state op of volume '%s' too "
+                   "short",
+                   v->pool->name, v->name);
+            return -EINVAL;
+        }
+        if (o->leg >= v->copies || o->state > 2) {
             vd_log(VD_LOG_ERR,
                    "pool '%s': metadata sets state %u of leg %u of "
                    "volume '%s'",
