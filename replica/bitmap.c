@@ -264,7 +264,7 @@ int mirror_cover_region_locked(struct vd_mirror *m, uint64_t r)
 
     if (r < m->nregions)
         return 0;
-    n = vd_div_up(vd_vol_size(m->v), region_size(m));
+    n = vd_div_up(mirror_bound(m->v), region_size(m));
     if (n > mirror_max_regions(m))
         return -EFBIG;
     if (n > m->cap_regions) {

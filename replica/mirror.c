@@ -417,7 +417,7 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
 
     if (pthread_rwlock_tryrdlock(&v->map_lock))
         return -EAGAIN;
-    if (off > v->size || len > v->size - off) {
+    if (off > mirror_bound(v) || len > mirror_bound(v) - off) {
         pthread_rwlock_unlock(&v->map_lock);
         return -ERANGE;
     }
@@ -487,7 +487,7 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
 
     if (pthread_rwlock_tryrdlock(&v->map_lock))
         return -EAGAIN;
-    if (off > v->size || len > v->size - off) {
+    if (off > mirror_bound(v) || len > mirror_bound(v) - off) {
         pthread_rwlock_unlock(&v->map_lock);
         return -ERANGE;
     }
@@ -516,7 +516,7 @@ static int mirror_pwrite(struct vd_vol *v, const void *buf, size_t len,
                          uint64_t off, unsigned flags)
 {
     struct vd_mirror *m = mirror_of(v);
-    uint64_t size = vd_vol_size(v);
+    uint64_t size = mirror_bound(v);
     struct lw w;
     bool io;
     int r;
@@ -554,7 +554,7 @@ static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
     if (!len)
         return 0;
     pthread_rwlock_rdlock(&v->map_lock);
-    if (off > v->size || len > v->size - off) {
+    if (off > mirror_bound(v) || len > mirror_bound(v) - off) {
         pthread_rwlock_unlock(&v->map_lock);
         return -ERANGE;
     }
@@ -634,7 +634,7 @@ static int mirror_attach(struct vd_vol *v)
         return -ENOMEM;
     m->v = v;
     m->region_shift = v->flags & VD_VOLF_REGION_SHIFT_MASK;
-    nregions = vd_div_up(v->size, 1ull << m->region_shift);
+    nregions = vd_div_up(mirror_bound(v), 1ull << m->region_shift);
     m->legacy = nregions > mirror_bm_capacity(v->pool->extent_size);
     if (nregions > mirror_max_regions(m)) {
         vd_log(VD_LOG_ERR,
@@ -678,7 +678,7 @@ static int mirror_grow(struct vd_vol *v)
 
     if (!m)
         return 0;
-    n = vd_div_up(vd_vol_size(v), region_size(m));
+    n = vd_div_up(mirror_bound(v), region_size(m));
     pthread_mutex_lock(&m->lock);
     if (n > m->nregions)
         r = mirror_cover_region_locked(m, n - 1);
@@ -940,6 +940,7 @@ const struct vd_layout_ops vd_mirror_layout = {
     .ctr = mirror_attach,
     .dtr = mirror_detach,
     .grow = mirror_grow,
+    .io_beyond_size = true,
     .pread = mirror_pread_flags,
     .pwrite = mirror_pwrite,
     .flush = mirror_flush,

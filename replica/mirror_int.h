@@ -197,20 +197,29 @@ static inline struct vd_mirror *mirror_of(const struct vd_vol *v)
 
 /* Bytes of the volume the mirror holds data for: its size, or under an
  * upper layout (thin) its data extents so far, (le_count - data_le0)
- * extents, which the mirror's ops table keeps within v->size (no
- * io_beyond_size).  le_count only grows, under map_lock exclusive; read
- * without it, a stale value leaves out only the newest extent, which was
- * zeroed on every leg before it was mapped (legs equal there). */
+ * extents, which may exceed v->size by the upper layout's own metadata
+ * (the mirror has io_beyond_size).  le_count only grows, under map_lock
+ * exclusive; read without it, a stale value leaves out only the newest
+ * extent, which was zeroed on every leg before it was mapped (legs equal
+ * there). */
 static inline uint64_t mirror_space(const struct vd_vol *v)
 {
-    uint64_t size = vd_vol_size(v);
-
     if (v->upper) {
         uint64_t le = __atomic_load_n(&v->le_count, __ATOMIC_ACQUIRE);
-        uint64_t data = (le - v->data_le0) * v->pool->extent_size;
-        return data < size ? data : size;
+        return (le - v->data_le0) * v->pool->extent_size;
     }
-    return size;
+    return vd_vol_size(v);
+}
+
+/* Bytes the mirror addresses: I/O bounds and the region arrays.  Its size,
+ * and under an upper layout also its data extents beyond it.  The upper
+ * layout maps an extent (le_count grows) before its first I/O there, in
+ * the same thread, so the I/O sees the larger bound. */
+static inline uint64_t mirror_bound(const struct vd_vol *v)
+{
+    uint64_t size = vd_vol_size(v), space = mirror_space(v);
+
+    return space > size ? space : size;
 }
 
 static inline void mirror_hook(struct vd_vol *v, const char *event)
