@@ -369,6 +369,13 @@ struct vd_layout_ops {
      * its data space beyond v->size (the last few chunks of a full volume
      * get -ENOSPC). */
     bool io_beyond_size;
+    /* vol create: the options the layout takes (VD_LOPT_*, vdpool.h) and
+     * its default number of copies (0: 1). */
+    unsigned create_opts;
+    uint32_t default_copies;
+    /* Upper layouts only: the lower layout a volume created with this
+     * layout's id gets (vdlvm vol create --layout thin = thin on linear). */
+    uint32_t stack_on;
 
     /* Create: check opts (before the admin lock; logs why and returns
      * -EINVAL or -EFBIG) and fill ov->copies and ov->flags (ov->size,
@@ -441,6 +448,13 @@ struct vd_layout_ops {
 
 /* The registry (pool/layout.c): NULL when id is unknown. */
 const struct vd_layout_ops *vd_layout_get(uint32_t id);
+/* The layouts a volume created with opts gets: *lower (never stacked) and
+ * *upper (NULL, or an upper layout: opts->thin or an upper layout named as
+ * opts->layout).  0, or -EINVAL for a combination the registry does not
+ * know. */
+int vd_layout_resolve(const struct vd_vol_opts *opts,
+                      const struct vd_layout_ops **lower,
+                      const struct vd_layout_ops **upper);
 
 #ifdef __cplusplus
 }
