@@ -768,6 +768,16 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             continue;
         }
         od[i].h.pool_name[sizeof(od[i].h.pool_name) - 1] = 0;
+        /* Written by another host, maybe hostile: every division and
+         * shift by the extent size relies on this. */
+        uint64_t hes = od[i].h.extent_size;
+        if (hes < VD_EXTENT_SIZE_MIN || (hes & (hes - 1))) {
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "its header gives extent size %llu (not a power of two "
+                     "of at least 1 MiB)",
+                     (unsigned long long)hes);
+            continue;
+        }
         if (od[i].h.major != VD_FMT_MAJOR) {
             snprintf(od[i].msg, sizeof(od[i].msg),
                      "format version %u.%u is not supported (this is %u.%u)",
