@@ -53,6 +53,10 @@ void vd_opbuf_free(struct vd_opbuf *b)
 
 int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len)
 {
+    /* an op's length field is 16 bits and a reader refuses a length that
+     * is not a multiple of 8 (docs/format.md section 4): never write one */
+    if (len < sizeof(struct vd_op_hdr) || len > 0xfff8 || len % 8)
+        return -EINVAL;
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
         while (cap < b->len + len)

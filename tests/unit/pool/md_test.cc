@@ -14,6 +14,25 @@ TEST(Format, OnDiskStructs_HaveFixedSizes)
     EXPECT_EQ(vd_crc32c(0, "123456789", 9), 0xe3069283u); // crc32c check value
 }
 
+// An op the reader would refuse is never written: the length must fit the
+// 16-bit field and be a multiple of 8 (it was truncated to 16 bits before).
+TEST(OpBuf, Add_LengthTheReaderRefuses_EinvalNothingAdded)
+{
+    struct vd_opbuf b;
+    memset(&b, 0, sizeof(b));
+    static uint8_t op[0x10008];
+    EXPECT_EQ(vd_opbuf_add(&b, op, 0x10008), -EINVAL);
+    EXPECT_EQ(vd_opbuf_add(&b, op, 12), -EINVAL);
+    EXPECT_EQ(vd_opbuf_add(&b, op, 4), -EINVAL);
+    EXPECT_EQ(b.nops, 0u);
+    EXPECT_EQ(b.len, 0u);
+    ASSERT_EQ(vd_opbuf_add(&b, op, 16), 0);
+    ASSERT_EQ(vd_opbuf_add(&b, op, 0xfff8), 0);
+    EXPECT_EQ(b.nops, 2u);
+    EXPECT_EQ(((struct vd_op_hdr *)(b.buf + 16))->len, 0xfff8);
+    vd_opbuf_free(&b);
+}
+
 TEST_F(PoolTest, Metadata_RoundTrip_SurvivesReopen)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
