@@ -855,6 +855,14 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
          * is a bug, and the log already holds them. */
         vd_log(VD_LOG_ERR, "pool '%s': committed metadata could not be applied",
                p->name);
+        /* The record is on the copies but not in the state: as for a
+         * commit below W, its number is used up and every copy gets a
+         * checkpoint of the state at the next commit, which supersedes
+         * it (a delta would chain onto ops the state does not have). */
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            if (p->devs[i].flags & VD_DEVF_MD)
+                p->devs[i].md_pos = half_size + 1;
+        p->seq = p->unacked_seq = seq;
         goto out;
     }
     p->seq = seq;
