@@ -138,6 +138,8 @@ struct vd_dev {
     char name[VD_NAME_MAX + 1];
     char node[VD_NAME_MAX + 1];
     char *path; /* from the pool definition, or NULL */
+    bool remote; /* not a local file or block device (from the
+                    definition at open; constant) */
     uint8_t uuid[16];
     uint32_t flags; /* VD_DEVF_* */
     uint64_t size, pe_count, data_offset;
@@ -239,6 +241,9 @@ struct vd_pool {
     /* thin volumes' default chunk size (conf chunk_size, 0 = 64 KiB);
      * constant after open */
     uint64_t chunk_size;
+    /* mirror reads: VD_READ_LOCAL or VD_READ_SPREAD (conf read_policy);
+     * constant after open */
+    int read_policy;
     /* allocation thresholds (80/90/95 %) already logged, a bit each;
      * under admin_lock (vd_pool_check_thresholds) */
     uint32_t thr_logged;

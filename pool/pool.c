@@ -837,6 +837,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         }
         p->extent_size = od[i].h.extent_size;
         p->chunk_size = conf->chunk_size;
+        p->read_policy = conf->read_policy;
         od[i].md = malloc(VD_MD_SIZE);
         if (!od[i].md) {
             r = -ENOMEM;
@@ -992,6 +993,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         }
         free(d->path);
         d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
+        d->remote = !c->path;
         if (!od[i].valid) {
             d->conf = conf_dev_dup(c);
             d->retry_delay_ms = 2000;
