@@ -924,9 +924,8 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool",       "extent_size",
-                                        "devices",    "chunk_size",
-                                        "read_policy", NULL };
+    static const char *const keys[] = { "pool",       "extent_size", "devices",
+                                        "chunk_size", "read_policy", NULL };
     yaml_node_t *kn[5], *v[5], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;

@@ -137,7 +137,7 @@ struct vd_dev {
     uint32_t idx;
     char name[VD_NAME_MAX + 1];
     char node[VD_NAME_MAX + 1];
-    char *path; /* from the pool definition, or NULL */
+    char *path;  /* from the pool definition, or NULL */
     bool remote; /* not a local file or block device (from the
                     definition at open; constant) */
     uint8_t uuid[16];
