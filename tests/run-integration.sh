@@ -13,6 +13,8 @@
 # has the line "# integration: solo" runs alone, after the others: it
 # measures time or latency (a neighbour would skew it) or changes the
 # machine's own state (installs a package, the installed tgt's files).
+# Tests with the line "# integration: long" (minutes) start first, so that
+# the run does not end waiting for one of them alone.
 set -uo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 BUILD [TEST...]" >&2; exit 2; }
@@ -67,21 +69,24 @@ report() {
     esac
 }
 
-parallel=() solo=()
+parallel=() solo=() long=()
 for t in "${tests[@]}"; do
     if [ ! -f "$t" ]; then
         echo "$0: no test $t" >&2; failn=$((failn+1)); failed+=("$t"); continue
     fi
     if grep -qx '# integration: solo' "$t" || [ "$jobs_max" = 1 ]; then
         solo+=("$t")
+    elif grep -qx '# integration: long' "$t"; then
+        long+=("$t")
     else
         parallel+=("$t")
     fi
 done
+parallel=(${long[@]+"${long[@]}"} ${parallel[@]+"${parallel[@]}"})
 
 # The parallel ones: at most jobs_max at a time, reported as they end.
 declare -A running=() # pid -> test
-for t in "${parallel[@]}"; do
+for t in ${parallel[@]+"${parallel[@]}"}; do
     while [ "${#running[@]}" -ge "$jobs_max" ]; do
         wait -n
         for pid in "${!running[@]}"; do
@@ -100,7 +105,7 @@ for pid in "${!running[@]}"; do
 done
 
 # The solo ones, one at a time.
-for t in "${solo[@]}"; do
+for t in ${solo[@]+"${solo[@]}"}; do
     run_one "$t"
     report "$t"
 done
