@@ -1999,6 +1999,9 @@ static void qos_close(struct vdlvm_lu *vl)
         close(vl->qos_fd);
         vl->qos_fd = -1;
     }
+    /* No limits while closed: nothing may wait without a timer. */
+    memset(&vl->qos, 0, sizeof(vl->qos));
+    memset(&vl->qos_limits, 0, sizeof(vl->qos_limits));
 }
 
 /* 1 s timer: rates of every LU, published on its volume. */
