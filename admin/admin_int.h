@@ -45,8 +45,8 @@ enum {
     O_WBPS_LIMIT = 1u << 25,
     O_BURST = 1u << 26,
 };
-#define O_QOS_ALL                                                    \
-    (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT |    \
+#define O_QOS_ALL                                                 \
+    (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
      O_RBPS_LIMIT | O_WBPS_LIMIT | O_BURST)
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
