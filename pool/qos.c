@@ -40,8 +40,8 @@ struct vd_op_qos {
 _Static_assert(sizeof(struct vd_op_qos) == 64, "op qos");
 
 static const char *const g_names[VD_QOS_NLIMITS] = {
-    "iops-limit",     "read-iops-limit", "write-iops-limit",
-    "bps-limit",      "read-bps-limit",  "write-bps-limit",
+    "iops-limit", "read-iops-limit", "write-iops-limit",
+    "bps-limit",  "read-bps-limit",  "write-bps-limit",
 };
 
 const char *vd_qos_name(enum vd_qos_kind k)
@@ -306,8 +306,16 @@ static uint64_t time_to(const struct vd_qos_bucket *b, int64_t need)
     return t ? t : 1;
 }
 
-bool vd_qos_admit(struct vd_qos *q, bool write, uint64_t bytes,
-                  uint64_t now_ns, uint64_t *wait_ns)
+/* The cost of a command for bucket i of vd_qos_admit's list. */
+static int64_t cost_of(int i, uint64_t bytes)
+{
+    if (i < 2)
+        return 1; /* IOPS buckets */
+    return bytes > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)bytes;
+}
+
+bool vd_qos_admit(struct vd_qos *q, bool write, uint64_t bytes, uint64_t now_ns,
+                  uint64_t *wait_ns)
 {
     const int kinds[4] = { VD_QOS_IOPS, write ? VD_QOS_WIOPS : VD_QOS_RIOPS,
                            VD_QOS_BPS, write ? VD_QOS_WBPS : VD_QOS_RBPS };
@@ -317,7 +325,7 @@ bool vd_qos_admit(struct vd_qos *q, bool write, uint64_t bytes,
         return true;
     for (int i = 0; i < 4; i++) {
         struct vd_qos_bucket *b = &q->b[kinds[i]];
-        int64_t cost = i < 2 ? 1 : (int64_t)(bytes > INT64_MAX / 2 ? INT64_MAX / 2 : bytes);
+        int64_t cost = cost_of(i, bytes);
         uint64_t t;
 
         if (!b->rate)
@@ -334,7 +342,7 @@ bool vd_qos_admit(struct vd_qos *q, bool write, uint64_t bytes,
     for (int i = 0; i < 4; i++) {
         struct vd_qos_bucket *b = &q->b[kinds[i]];
         if (b->rate)
-            b->tokens -= i < 2 ? 1 : (int64_t)(bytes > INT64_MAX / 2 ? INT64_MAX / 2 : bytes);
+            b->tokens -= cost_of(i, bytes);
     }
     return true;
 }

@@ -91,10 +91,10 @@ int vd_vol_qos_rates(struct vd_pool *p, const char *name,
 
 /* ---- the limiter (one owner thread, no lock, no allocation) ----------- */
 struct vd_qos_bucket {
-    uint64_t rate;   /* tokens per second; 0: unlimited */
-    int64_t depth;   /* tokens when full */
-    int64_t tokens;  /* <= depth; negative: paying back a large command */
-    uint64_t rem;    /* refill remainder, in 1e-9 tokens */
+    uint64_t rate;    /* tokens per second; 0: unlimited */
+    int64_t depth;    /* tokens when full */
+    int64_t tokens;   /* <= depth; negative: paying back a large command */
+    uint64_t rem;     /* refill remainder, in 1e-9 tokens */
     uint64_t last_ns; /* time of the last refill */
 };
 
@@ -109,8 +109,8 @@ void vd_qos_configure(struct vd_qos *q, const struct vd_qos_limits *l,
 /* Admit a command (write or read, bytes long) at now_ns: true, with its
  * cost taken; or false, with *wait_ns the time until it would be admitted
  * if nothing else changed (at least 1). */
-bool vd_qos_admit(struct vd_qos *q, bool write, uint64_t bytes,
-                  uint64_t now_ns, uint64_t *wait_ns);
+bool vd_qos_admit(struct vd_qos *q, bool write, uint64_t bytes, uint64_t now_ns,
+                  uint64_t *wait_ns);
 
 #ifdef __cplusplus
 }

@@ -206,7 +206,7 @@ struct vdlvm_lu {
     struct vd_qos_limits qos_limits; /* what qos was configured with */
     struct list_head qos_wait;       /* scsi_cmd.bs_list, arrival order */
     unsigned qos_nwait;
-    int qos_fd; /* one-shot timerfd, -1 */
+    int qos_fd;                       /* one-shot timerfd, -1 */
     uint64_t st[VD_QOS_NLIMITS];      /* admitted: ios t/r/w, bytes t/r/w */
     uint64_t st_prev[VD_QOS_NLIMITS]; /* at the last rate tick */
 };
@@ -226,9 +226,9 @@ static int stats_start(void);
 static struct list_head g_pools = LIST_HEAD_INIT(g_pools);
 static int g_started; /* done channel set up */
 static int g_done_fd = -1;
-static int g_stats_fd = -1;       /* QoS rates: 1 s timerfd */
+static int g_stats_fd = -1;      /* QoS rates: 1 s timerfd */
 static uint64_t g_stats_prev_ns; /* its last tick */
-static const char *g_zero; /* CHUNK_MAX zero bytes */
+static const char *g_zero;       /* CHUNK_MAX zero bytes */
 /* Main-thread fast path on (VDLVM_INLINE=0 in tgtd's environment turns it
  * off, for comparisons); set once in register_bs_module. */
 static int g_inline = 1;
@@ -1811,8 +1811,7 @@ static int try_inline(struct scsi_cmd *cmd, vd_vol *vol)
 /* Main thread: run an admitted command.  released: it waited in the QoS
  * FIFO (already async), so a command completed inline is completed here.
  * Returns what bs_cmd_submit returns. */
-static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl,
-                        int released)
+static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl, int released)
 {
     struct vdlvm_pool *vp = vl->vp;
 
@@ -2025,9 +2024,9 @@ static void stats_handler(int fd, int events, void *data)
 
             memset(&r, 0, sizeof(r));
             for (int k = 0; k < VD_QOS_NLIMITS; k++) {
-                r.rate[k] = (uint64_t)((unsigned __int128)(vl->st[k] -
-                                                           vl->st_prev[k]) *
-                                       1000000000ull / dt);
+                r.rate[k] =
+                    (uint64_t)((unsigned __int128)(vl->st[k] - vl->st_prev[k]) *
+                               1000000000ull / dt);
                 vl->st_prev[k] = vl->st[k];
             }
             r.queued = vl->qos_nwait;
