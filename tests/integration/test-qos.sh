@@ -129,6 +129,15 @@ iops=$(load 2 "$tmp/l0.json")
 [ "$iops" -gt 1500 ] || fail "IOPS without a limit: $iops, expected clearly above the last limit of 1000"
 note "IOPS without a limit: $iops"
 
+# A bandwidth limit: 8 MiB/s of 64 KiB reads (128 commands per second).
+vdlvm vol set pool0/vol0 --bps-limit 8MiB >/dev/null || fail "vol set --bps-limit failed"
+sleep 0.35
+vdload read --bs 65536 --qd 8 --time 3 --range 0:$((8 * MiB)) --json "$url" > "$tmp/bps.json" ||
+    fail "vdload failed: $(cat "$tmp/bps.json")"
+kib=$(json_get "$tmp/bps.json" "int((j['total']['bytes'] - 8 * 2**20 * $burst_s) / j['seconds'] / 1024)")
+in_range "KiB/s at --bps-limit 8MiB" "$kib" 7782 8602
+vdlvm vol set pool0/vol0 --bps-limit 0 >/dev/null || fail "vol set --bps-limit 0 failed"
+
 iscsi_read "$url" "$tmp/out2" $((4 * MiB)) || fail "qemu-img read after the runs failed"
 cmp "$tmp/in" "$tmp/out2" || fail "data differs after the runs"
 note "ok"
