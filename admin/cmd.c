@@ -197,6 +197,25 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --size [+]SIZE       new size, or growth with '+'\n",
       .flags = F_SIZE_REL, .exec = admin_cmd_vol_extend },
+    { "vol", "set", T_VOL, O_QOS_ALL, 0,
+      "vol set POOL/VOL [--iops-limit N] [--bps-limit SIZE] "
+      "[--read-iops-limit N] [--write-iops-limit N] [--read-bps-limit SIZE] "
+      "[--write-bps-limit SIZE] [--burst SECONDS]",
+      "Set a volume's QoS limits, kept in the pool metadata.  Works while the\n"
+      "volume is exported: tgtd applies them at once.  Commands over a limit\n"
+      "wait (in order) and are never refused.  0 removes a limit; options not\n"
+      "given keep their values.\n"
+      "\n"
+      "  --iops-limit N         commands per second, reads and writes\n"
+      "  --read-iops-limit N    reads per second\n"
+      "  --write-iops-limit N   writes per second\n"
+      "  --bps-limit SIZE       bytes per second, e.g. 50MiB (or 50MiB/s)\n"
+      "  --read-bps-limit SIZE  read bytes per second\n"
+      "  --write-bps-limit SIZE written bytes per second\n"
+      "  --burst SECONDS        how long an idle volume may exceed its limits:\n"
+      "                         bucket depth = limit x SECONDS (default 1; 0:\n"
+      "                         the default; e.g. 0.5)\n",
+      .check = admin_qos_check, .exec = admin_cmd_vol_set },
     { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT, O_REPLACE | O_WITH,
       "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
       "Move the mirror leg on DEVICE to free extents of another device and\n"
@@ -484,6 +503,19 @@ static const struct opt_spec g_opts[] = {
     { .name = "--region-size", .bit = O_REGION, .parse = opt_region },
     { .name = "--thin", .bit = O_THIN },
     { .name = "--chunk-size", .bit = O_CHUNK, .parse = opt_chunk },
+    { .name = "--iops-limit", .bit = O_IOPS_LIMIT, .parse = admin_qos_opt },
+    { .name = "--read-iops-limit",
+      .bit = O_RIOPS_LIMIT,
+      .parse = admin_qos_opt },
+    { .name = "--write-iops-limit",
+      .bit = O_WIOPS_LIMIT,
+      .parse = admin_qos_opt },
+    { .name = "--bps-limit", .bit = O_BPS_LIMIT, .parse = admin_qos_opt },
+    { .name = "--read-bps-limit", .bit = O_RBPS_LIMIT, .parse = admin_qos_opt },
+    { .name = "--write-bps-limit",
+      .bit = O_WBPS_LIMIT,
+      .parse = admin_qos_opt },
+    { .name = "--burst", .bit = O_BURST, .parse = admin_qos_opt },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 

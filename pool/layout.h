@@ -63,7 +63,8 @@ extern "C" {
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
- * reserved). */
+ * reserved), 13 (qos: VD_OP_QOS, pool/qos.c; handled by the core, not the
+ * layouts). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -78,6 +79,7 @@ enum {
      * know it, and refuses the pool ("written by a newer vdlvm?") instead
      * of opening a thin volume as a thick one. */
     VD_OP_STACK = 9,
+    VD_OP_QOS = 13, /* struct vd_op_qos (pool/qos.c): a volume's limits */
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -215,6 +217,10 @@ struct vd_vol {
      * upper->fini.  v->size stays the size the user sees. */
     const struct vd_layout_ops *upper;
     void *upper_priv;
+    /* QoS (pool/qos.c): limits (VD_OP_QOS) and the rates tgtd publishes;
+     * both under qos.c's leaf lock. */
+    struct vd_qos_limits qos;
+    struct vd_qos_rates qos_rates;
 };
 
 struct vd_pool {

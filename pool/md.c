@@ -482,6 +482,9 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             r = 0;
             break;
         }
+        case VD_OP_QOS:
+            r = vd_qos_md_apply(p, h);
+            break;
         default:
             if (h->type >= VD_OP_LAYOUT_FIRST) {
                 r = apply_layout_rec(p, h, n);
@@ -540,6 +543,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
         if (v->lops->md_serialize && (r = v->lops->md_serialize(v, b)) < 0)
             return r;
         if (v->upper && (r = v->upper->md_serialize(v, b)) < 0)
+            return r;
+        if ((r = vd_qos_md_serialize(v, b)) < 0)
             return r;
         for (uint32_t leg = 0; leg < v->copies; leg++) {
             uint64_t le = 0;

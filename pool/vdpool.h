@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "../config/vdconfig.h"
+#include "qos.h" /* per-volume QoS limits (issue 17) */
 
 #ifdef __cplusplus
 extern "C" {
