@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: solo
 # QoS limits (issue 17) through a real tgtd with bs_vdlvm.so: a volume limited
 # to 500 IOPS runs at 450-525 under a qd 32 load asking for more (after its
 # 1 s burst, which is measured too); `vdlvm vol set` on the exported volume
