@@ -267,12 +267,24 @@ static void rbdev_close(struct vd_bdev *b)
 
     if (!rb)
         return;
-    if (rb->image)
-        rbd_close(rb->image);
-    if (rb->io)
-        rados_ioctx_destroy(rb->io);
-    if (rb->cluster)
-        rados_shutdown(rb->cluster);
+    /* A cluster handle whose last request failed is left open (its memory
+     * and threads leak): librados 16.2.15 can abort the process in
+     * rados_shutdown (MonConnection destructor, boost::bad_get) after
+     * operations timed out, and a leak is better than losing tgtd. */
+    bool failing = __atomic_load_n(&rb->fail_since_ms, __ATOMIC_RELAXED);
+    if (!failing) {
+        if (rb->image)
+            rbd_close(rb->image);
+        if (rb->io)
+            rados_ioctx_destroy(rb->io);
+        if (rb->cluster)
+            rados_shutdown(rb->cluster);
+    } else if (rb->cluster) {
+        vd_log(VD_LOG_DEBUG,
+               "%s: cluster handle left open after failed requests (librados "
+               "may abort in rados_shutdown)",
+               rb->what);
+    }
     free(rb);
 }
 
