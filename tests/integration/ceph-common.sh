@@ -117,6 +117,7 @@ keyring = $CEPH_DIR/osd.\$id/keyring
 osd objectstore = memstore
 memstore device bytes = 2147483648
 memstore page set = true
+osd fast shutdown = false
 admin socket = $CEPH_DIR/run/\$name.asok
 EOF
     ceph-authtool --create-keyring "$CEPH_KEYRING" --gen-key -n mon. \
