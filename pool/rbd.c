@@ -6,8 +6,9 @@
  *       timeout: 10s        # optional, default 30 s
  *
  * Design
- * - One librados cluster handle, one I/O context and one open image per
- *   device.  I/O goes through librbd's asynchronous API (rbd_aio_read,
+ * - One I/O context and one open image per device, on a librados cluster
+ *   handle shared by every device of the same (conf, id, timeout) in the
+ *   process (g_clusters below).  I/O goes through librbd's asynchronous API (rbd_aio_read,
  *   rbd_aio_write, rbd_aio_flush, rbd_aio_write_zeroes): the caller (a
  *   module worker, the pool's background thread) submits a request and
  *   sleeps on the request's condition variable; librbd's own finisher
@@ -42,7 +43,27 @@
  *   signals are blocked around that (they inherit the mask), so tgtd's
  *   SIGUSR2 never lands on a Ceph thread.
  *
+ * Cluster handles live until exit
+ *   A connected handle stays for the life of the process, in g_clusters,
+ *   and the next open of the same cluster (the pool reopened, the device
+ *   retried) reuses it: one handle per cluster and client, whatever the
+ *   number of opens.  A handle whose rados_connect failed is shut down at
+ *   once.  At exit: tgtd exits while a "vdlvm-close" thread may still be
+ *   closing a pool (the module's destructor waits for it, but exit() runs
+ *   the C++ static destructors of libceph-common and OpenSSL's cleanup
+ *   before any .fini).  A Ceph call then reads freed objects: tgtd died in
+ *   rados_shutdown (freed config map, boost::bad_get from a MonConnection)
+ *   and in a messenger thread (OpenSSL already cleaned up), in test-rbd.sh
+ *   and tests/bench/rbd.sh.  So the first connect registers an atexit
+ *   handler (at_exit), which runs before those destructors (registered
+ *   later, runs earlier): it waits, bounded, for the open devices to be
+ *   closed and then shuts every handle down while librados is whole.
+ *
  * Shared state
+ * - g_clusters (list of struct rbd_cluster): protected by g_clusters_lock,
+ *   which is never held across a call into librados; entries are added
+ *   and never removed.  Two racing opens of one new cluster may both
+ *   connect: the loser's handle is kept as well (it is only a spare).
  * - struct rbd_req: owned jointly by the submitting caller and librbd's
  *   callback (refs, atomic; the last one frees it).  done/ret are
  *   protected by rq->lock; the callback sets them and signals under the
@@ -63,6 +84,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <rados/librados.h>
 #include <rbd/librbd.h>
@@ -71,9 +93,46 @@
 
 #define GRACE_MS 2000 /* beyond librbd's own timeouts */
 
+struct rbd_cluster {
+    struct rbd_cluster *next; /* g_clusters */
+    char *conf, *id;
+    uint32_t timeout_ms;
+    rados_t handle; /* connected */
+    char fsid[64];
+};
+static pthread_mutex_t g_clusters_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rbd_cluster *g_clusters; /* under g_clusters_lock */
+static bool g_atexit_set;              /* under g_clusters_lock */
+static int g_open_devs;                /* atomic: devices not closed yet */
+
+/* exit(): see "Cluster handles live until exit" above. */
+static void at_exit(void)
+{
+    struct rbd_cluster *k;
+    int64_t end = vd_now_ms() + 35000; /* a close flushes: 30 s + slack */
+
+    while (__atomic_load_n(&g_open_devs, __ATOMIC_ACQUIRE) > 0 &&
+           vd_now_ms() < end)
+        usleep(10000);
+    if (__atomic_load_n(&g_open_devs, __ATOMIC_ACQUIRE) > 0)
+        return; /* still in use: leave librados alone */
+    pthread_mutex_lock(&g_clusters_lock);
+    k = g_clusters;
+    g_clusters = NULL;
+    pthread_mutex_unlock(&g_clusters_lock);
+    while (k) {
+        struct rbd_cluster *n = k->next;
+        rados_shutdown(k->handle);
+        free(k->conf);
+        free(k->id);
+        free(k);
+        k = n;
+    }
+}
+
 struct rbd_bdev {
     struct vd_bdev b;
-    rados_t cluster;
+    rados_t cluster; /* of g_clusters, not ours to shut down */
     rados_ioctx_t io;
     rbd_image_t image;
     uint32_t timeout_ms;
@@ -81,6 +140,7 @@ struct rbd_bdev {
     char what[160]; /* "rbd:POOL/IMAGE" for messages */
     int64_t fail_since_ms; /* atomic: 0 while healthy */
     int last_err;          /* atomic: errno of the last failure */
+    bool counted;          /* in g_open_devs */
 };
 
 struct rbd_req {
@@ -267,24 +327,14 @@ static void rbdev_close(struct vd_bdev *b)
 
     if (!rb)
         return;
-    /* A cluster handle whose last request failed is left open (its memory
-     * and threads leak): librados 16.2.15 can abort the process in
-     * rados_shutdown (MonConnection destructor, boost::bad_get) after
-     * operations timed out, and a leak is better than losing tgtd. */
-    bool failing = __atomic_load_n(&rb->fail_since_ms, __ATOMIC_RELAXED);
-    if (!failing) {
-        if (rb->image)
-            rbd_close(rb->image);
-        if (rb->io)
-            rados_ioctx_destroy(rb->io);
-        if (rb->cluster)
-            rados_shutdown(rb->cluster);
-    } else if (rb->cluster) {
-        vd_log(VD_LOG_DEBUG,
-               "%s: cluster handle left open after failed requests (librados "
-               "may abort in rados_shutdown)",
-               rb->what);
-    }
+    /* rbd_close waits for requests we gave up on (librbd fails them
+     * within its timeouts); the cluster handle stays (header comment) */
+    if (rb->image)
+        rbd_close(rb->image);
+    if (rb->io)
+        rados_ioctx_destroy(rb->io);
+    if (rb->counted)
+        __atomic_sub_fetch(&g_open_devs, 1, __ATOMIC_RELEASE);
     free(rb);
 }
 
@@ -307,27 +357,50 @@ static int set_opt(struct rbd_bdev *rb, const char *k, const char *v,
     return r;
 }
 
-/* Connect and open; runs with every signal blocked (see header). */
-static int open_locked(struct rbd_bdev *rb, const struct vd_conf_dev *c,
+static struct rbd_cluster *cluster_find(const char *conf, const char *id,
+                                        uint32_t timeout_ms)
+{
+    struct rbd_cluster *k;
+
+    pthread_mutex_lock(&g_clusters_lock);
+    for (k = g_clusters; k; k = k->next)
+        if (!strcmp(k->conf, conf) && !strcmp(k->id, id) &&
+            k->timeout_ms == timeout_ms)
+            break;
+    pthread_mutex_unlock(&g_clusters_lock);
+    return k;
+}
+
+/* A connected handle for (conf, id, timeout): an existing one, or a new
+ * one (kept in g_clusters).  Runs with every signal blocked (header). */
+static int cluster_get(struct rbd_bdev *rb, const struct vd_conf_dev *c,
                        char *msg, size_t msglen)
 {
+    const char *conf = c->rbd_conf ? c->rbd_conf : "/etc/ceph/ceph.conf";
+    const char *id = c->rbd_id ? c->rbd_id : "admin";
+    struct rbd_cluster *k = cluster_find(conf, id, rb->timeout_ms);
     char secs[32];
-    uint64_t size;
     int r;
 
-    r = rados_create(&rb->cluster, c->rbd_id ? c->rbd_id : "admin");
+    __atomic_add_fetch(&g_open_devs, 1, __ATOMIC_ACQ_REL);
+    rb->counted = true; /* before the handle is used: at_exit waits */
+    if (k) {
+        rb->cluster = k->handle;
+        snprintf(rb->fsid, sizeof(rb->fsid), "%s", k->fsid);
+        return 0;
+    }
+    r = rados_create(&rb->cluster, id);
     if (r < 0) {
         rb->cluster = NULL;
         snprintf(msg, msglen, "%s: rados_create (id %s): %s", rb->what,
                  c->rbd_id ? c->rbd_id : "admin", strerror(-r));
         return r;
     }
-    r = rados_conf_read_file(rb->cluster, c->rbd_conf);
+    r = rados_conf_read_file(rb->cluster, conf);
     if (r < 0) {
-        snprintf(msg, msglen, "%s: reading %s: %s", rb->what,
-                 c->rbd_conf ? c->rbd_conf : "the default ceph.conf",
+        snprintf(msg, msglen, "%s: reading %s: %s", rb->what, conf,
                  strerror(-r));
-        return r;
+        goto fail;
     }
     snprintf(secs, sizeof(secs), "%u", (rb->timeout_ms + 999) / 1000);
     if ((r = set_opt(rb, "rados_osd_op_timeout", secs, msg, msglen)) < 0 ||
@@ -338,7 +411,7 @@ static int open_locked(struct rbd_bdev *rb, const struct vd_conf_dev *c,
                      msglen)) < 0 ||
         (r = set_opt(rb, "log_to_stderr", "false", msg, msglen)) < 0 ||
         (r = set_opt(rb, "err_to_stderr", "false", msg, msglen)) < 0)
-        return r;
+        goto fail;
     r = rados_connect(rb->cluster);
     if (r < 0) {
         snprintf(msg, msglen,
@@ -347,12 +420,42 @@ static int open_locked(struct rbd_bdev *rb, const struct vd_conf_dev *c,
                  rb->what, c->rbd_conf ? c->rbd_conf : "ceph.conf",
                  c->rbd_id ? c->rbd_id : "admin", (rb->timeout_ms + 999) / 1000,
                  strerror(-r));
-        rados_shutdown(rb->cluster);
-        rb->cluster = NULL;
-        return r;
+        goto fail;
     }
     if (rados_cluster_fsid(rb->cluster, rb->fsid, sizeof(rb->fsid)) < 0)
         snprintf(rb->fsid, sizeof(rb->fsid), "?");
+    k = calloc(1, sizeof(*k));
+    if (k && (k->conf = strdup(conf)) && (k->id = strdup(id))) {
+        k->timeout_ms = rb->timeout_ms;
+        k->handle = rb->cluster;
+        snprintf(k->fsid, sizeof(k->fsid), "%s", rb->fsid);
+        pthread_mutex_lock(&g_clusters_lock);
+        k->next = g_clusters;
+        g_clusters = k;
+        if (!g_atexit_set)
+            g_atexit_set = atexit(at_exit) == 0;
+        pthread_mutex_unlock(&g_clusters_lock);
+    } else if (k) { /* out of memory: the handle is not found again */
+        free(k->conf);
+        free(k);
+    }
+    return 0;
+fail:
+    /* never connected (or connecting failed): safe to shut down */
+    rados_shutdown(rb->cluster);
+    rb->cluster = NULL;
+    return r;
+}
+
+/* Connect and open; runs with every signal blocked (see header). */
+static int open_locked(struct rbd_bdev *rb, const struct vd_conf_dev *c,
+                       char *msg, size_t msglen)
+{
+    uint64_t size;
+    int r = cluster_get(rb, c, msg, msglen);
+
+    if (r < 0)
+        return r;
     r = rados_ioctx_create(rb->cluster, c->rbd_pool, &rb->io);
     if (r < 0) {
         rb->io = NULL;

@@ -175,5 +175,15 @@ lin_writes() {
 }
 wait_for 30 lin_writes ||
     fail "the linear volume does not write again with the OSD back: $(cat "$tmp/lin.out")"
-stop_tgtd
+# tgtd exits cleanly with RBD devices (librados must not run into exit)
+pid=$tgtd_pid
+for tid in 1 2; do
+    tgt_adm --lld iscsi --mode target --op delete --tid "$tid" --force ||
+        fail "cannot delete target $tid"
+done
+tgt_adm --mode system --op delete >/dev/null 2>&1 || true
+wait_for 45 eval '! kill -0 '"$pid" || fail "tgtd did not exit within 45 s"
+wait "$pid" && rc=0 || rc=$?
+_forget_tgtd "$pid"
+[ "$rc" = 0 ] || fail "tgtd exited with status $rc (crash?) after closing the RBD devices"
 note "PASS (${SECONDS}s)"
