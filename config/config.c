@@ -32,7 +32,7 @@
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
 #define TOP_KEYS_ALL TOP_KEYS ", chunk_size"
-#define DEV_KEYS     "name, path, size, node, iscsi, rbd, chap, timeout"
+#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, rbd"
 #define RBD_KEYS     "pool, image, conf, id"
 #define CHAP_KEYS    "user, secret_file"
 
@@ -716,8 +716,10 @@ static int parse_rbd(struct ctx *c, const char *what, yaml_node_t *k,
     if (!kn[0])
         return fail(c, v, "%smissing required key 'pool'; add pool: POOL", w);
     if (!kn[1])
-        return fail(c, v, "%smissing required key 'image'; add image: IMAGE "
-                    "(the image must exist: rbd create)", w);
+        return fail(c, v,
+                    "%smissing required key 'image'; add image: IMAGE "
+                    "(the image must exist: rbd create)",
+                    w);
     if ((rc = get_rbd_name(c, w, kn[0], vals[0], &d->rbd_pool)) ||
         (rc = get_rbd_name(c, w, kn[1], vals[1], &d->rbd_image)))
         return rc;
@@ -742,15 +744,24 @@ static int parse_rbd(struct ctx *c, const char *what, yaml_node_t *k,
     return dup_str(kn[3] ? s : "admin", &d->rbd_id);
 }
 
-enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_RBD,
-       K_NKEYS };
+enum {
+    K_NAME,
+    K_PATH,
+    K_SIZE,
+    K_NODE,
+    K_ISCSI,
+    K_CHAP,
+    K_TIMEOUT,
+    K_RBD,
+    K_NKEYS
+};
 
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = { "name", "path",    "size",
-                                        "node", "iscsi",   "chap",
-                                        "timeout", "rbd", NULL };
+    static const char *const keys[] = { "name",    "path",  "size",
+                                        "node",    "iscsi", "chap",
+                                        "timeout", "rbd",   NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -800,11 +811,11 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
 
     if (kn[K_RBD] && (kn[K_PATH] || kn[K_ISCSI])) {
         yaml_node_t *o = kn[K_PATH] ? kn[K_PATH] : kn[K_ISCSI];
-        return fail(c, o->start_mark.index > kn[K_RBD]->start_mark.index
-                           ? o
-                           : kn[K_RBD],
-                    "%shas both %s and rbd; give exactly one", what,
-                    kn[K_PATH] ? "path" : "iscsi");
+        return fail(
+            c,
+            o->start_mark.index > kn[K_RBD]->start_mark.index ? o : kn[K_RBD],
+            "%shas both %s and rbd; give exactly one", what,
+            kn[K_PATH] ? "path" : "iscsi");
     }
     if (kn[K_RBD]) {
         if (kn[K_CHAP])
@@ -821,8 +832,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         rc = parse_rbd(c, what, kn[K_RBD], v[K_RBD], d);
         if (rc)
             return rc;
-        if (asprintf(&dk->url_key, "rbd://%s/%s@%s", d->rbd_pool,
-                     d->rbd_image, d->rbd_conf) < 0) {
+        if (asprintf(&dk->url_key, "rbd://%s/%s@%s", d->rbd_pool, d->rbd_image,
+                     d->rbd_conf) < 0) {
             dk->url_key = NULL;
             return -ENOMEM;
         }
@@ -844,9 +855,9 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
     }
     if (!kn[K_PATH] && !kn[K_ISCSI] && !kn[K_RBD])
         return fail(c, dn,
-                    "%smissing required key 'path', 'iscsi' or 'rbd'; add "
-                    "path: FILE for a local device, iscsi: URL for a remote "
-                    "one or rbd: {pool: P, image: I} for a Ceph image",
+                    "%smissing required key 'path' or 'iscsi' (or 'rbd'); "
+                    "add path: FILE for a local device, iscsi: URL for a "
+                    "remote one or rbd: {pool: P, image: I} for a Ceph image",
                     what);
     if (kn[K_PATH]) {
         if (kn[K_CHAP])
@@ -856,8 +867,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                         what);
         if (kn[K_TIMEOUT])
             return fail(c, kn[K_TIMEOUT],
-                        "%stimeout is only valid for a remote (iscsi or rbd) device; "
-                        "remove it",
+                        "%stimeout is only valid for an iscsi device (or an "
+                        "rbd one); remove it",
                         what);
     } else if (kn[K_SIZE]) {
         return fail(c, kn[K_SIZE],

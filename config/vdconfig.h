@@ -34,12 +34,13 @@ struct vd_conf_dev {
     char *chap_user;        /* optional, remote only */
     char *chap_secret_file; /* optional, remote only */
     uint32_t timeout_ms;    /* per-command limit, remote only; default 30000 */
+    int line, column;       /* where the device was defined (1-based) */
+
     /* Ceph RBD image (pool/rbd.c), `rbd: {pool, image, conf, id}`; all NULL
      * otherwise.  node defaults to the fsid in the conf file. */
     char *rbd_pool, *rbd_image;
     char *rbd_conf; /* ceph.conf path; default /etc/ceph/ceph.conf */
     char *rbd_id;   /* client id (client.ID's keyring); default admin */
-    int line, column;       /* where the device was defined (1-based) */
 };
 
 struct vd_conf_pool {

@@ -995,8 +995,9 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         free(d->path);
         if (!c->rbd_image ||
             asprintf(&d->path, "rbd:%s/%s", c->rbd_pool, c->rbd_image) < 0)
-            d->path =
-                strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
+            d->path = strdup(c->path        ? c->path
+                             : c->iscsi_url ? c->iscsi_url
+                                            : "");
         if (!od[i].valid) {
             d->conf = conf_dev_dup(c);
             d->retry_delay_ms = 2000;
