@@ -137,7 +137,7 @@ struct rbd_bdev {
     rbd_image_t image;
     uint32_t timeout_ms;
     char fsid[64];
-    char what[160]; /* "rbd:POOL/IMAGE" for messages */
+    char what[160];        /* "rbd:POOL/IMAGE" for messages */
     int64_t fail_since_ms; /* atomic: 0 while healthy */
     int last_err;          /* atomic: errno of the last failure */
     bool counted;          /* in g_open_devs */
@@ -215,7 +215,7 @@ enum op { OP_READ, OP_WRITE, OP_FLUSH, OP_ZERO };
 /* Submit one operation and wait for it, at most timeout + GRACE_MS.
  * Returns 0 or a negative errno. */
 static int rbdev_io(struct rbd_bdev *rb, enum op op, void *buf, size_t len,
-                  uint64_t off)
+                    uint64_t off)
 {
     struct rbd_req *rq = req_new(op == OP_READ ? len : 0);
     rbd_completion_t c;
@@ -279,7 +279,7 @@ static int rbdev_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
 }
 
 static int rbdev_pwrite(struct vd_bdev *b, const void *buf, size_t len,
-                      uint64_t off, unsigned flags)
+                        uint64_t off, unsigned flags)
 {
     (void)flags; /* no cache: a completed write is durable (FUA) */
     if (flags & VD_IO_NOWAIT)
@@ -348,8 +348,8 @@ static const struct vd_bdev_ops rbdev_ops = {
     .zero = rbdev_zero,
 };
 
-static int set_opt(struct rbd_bdev *rb, const char *k, const char *v,
-                   char *msg, size_t msglen)
+static int set_opt(struct rbd_bdev *rb, const char *k, const char *v, char *msg,
+                   size_t msglen)
 {
     int r = rados_conf_set(rb->cluster, k, v);
     if (r < 0)
@@ -407,8 +407,8 @@ static int cluster_get(struct rbd_bdev *rb, const struct vd_conf_dev *c,
         (r = set_opt(rb, "rados_mon_op_timeout", secs, msg, msglen)) < 0 ||
         (r = set_opt(rb, "client_mount_timeout", secs, msg, msglen)) < 0 ||
         (r = set_opt(rb, "rbd_cache", "false", msg, msglen)) < 0 ||
-        (r = set_opt(rb, "rbd_disable_zero_copy_writes", "true", msg,
-                     msglen)) < 0 ||
+        (r = set_opt(rb, "rbd_disable_zero_copy_writes", "true", msg, msglen)) <
+            0 ||
         (r = set_opt(rb, "log_to_stderr", "false", msg, msglen)) < 0 ||
         (r = set_opt(rb, "err_to_stderr", "false", msg, msglen)) < 0)
         goto fail;
@@ -466,9 +466,8 @@ static int open_locked(struct rbd_bdev *rb, const struct vd_conf_dev *c,
     r = rbd_open(rb->io, c->rbd_image, &rb->image, NULL);
     if (r < 0) {
         rb->image = NULL;
-        snprintf(msg, msglen,
-                 "%s: cannot open image '%s' in pool '%s': %s%s", rb->what,
-                 c->rbd_image, c->rbd_pool, strerror(-r),
+        snprintf(msg, msglen, "%s: cannot open image '%s' in pool '%s': %s%s",
+                 rb->what, c->rbd_image, c->rbd_pool, strerror(-r),
                  r == -ENOENT ? "; create it first (rbd create)" : "");
         return r;
     }

@@ -14,11 +14,13 @@
 
 #include "config/vdconfig.h"
 
-namespace {
+namespace
+{
 
 const char kFsid[] = "6f1c2a52-2b3e-4a8c-9d5e-0123456789ab";
 
-class RbdConfTest : public ::testing::Test {
+class RbdConfTest : public ::testing::Test
+{
   protected:
     void SetUp() override
     {
@@ -30,8 +32,10 @@ class RbdConfTest : public ::testing::Test {
         FILE *f = fopen(conf_.c_str(), "w");
         ASSERT_NE(f, nullptr);
         // fsid of [global] only; another section's fsid-like key is ignored
-        fprintf(f, "[global]\n  mon host = 127.0.0.1:3300\n\tfsid = %s\n"
-                   "[client]\nfsid = not-this-one\n", kFsid);
+        fprintf(f,
+                "[global]\n  mon host = 127.0.0.1:3300\n\tfsid = %s\n"
+                "[client]\nfsid = not-this-one\n",
+                kFsid);
         fclose(f);
         f = fopen(nofsid_.c_str(), "w");
         ASSERT_NE(f, nullptr);
@@ -134,10 +138,12 @@ TEST_F(RbdConfTest, TwoImagesOfOneCluster_ShareTheNode)
 {
     vd_conf_pool *conf = nullptr;
     std::string e;
-    std::string y = "pool: p\ndevices:\n  - name: r0\n    rbd: {pool: rbd, "
-                    "image: a, conf: " +
-                    conf_ + "}\n  - name: r1\n    rbd: {pool: rbd, image: b, conf: " +
-                    conf_ + "}\n";
+    std::string y =
+        "pool: p\ndevices:\n  - name: r0\n    rbd: {pool: rbd, "
+        "image: a, conf: " +
+        conf_ +
+        "}\n  - name: r1\n    rbd: {pool: rbd, image: b, conf: " + conf_ +
+        "}\n";
     ASSERT_EQ(Parse(y, &conf, &e), 0) << e;
     EXPECT_STREQ(conf->devs[0].node, conf->devs[1].node);
     vd_conf_free(conf);
@@ -146,14 +152,14 @@ TEST_F(RbdConfTest, TwoImagesOfOneCluster_ShareTheNode)
 TEST_F(RbdConfTest, BadInputs_RefusedWithFileLine)
 {
     const std::string c = ", conf: " + conf_;
-    EXPECT_TRUE(Fails(Yaml("    rbd: rbd/img1\n"), "t.yaml:7:10:",
-                      "rbd must be a mapping"));
-    EXPECT_TRUE(Fails(Yaml("    rbd:\n"), "t.yaml:7:5:",
-                      "rbd must be a mapping, not empty"));
-    EXPECT_TRUE(Fails(Yaml("    rbd: {image: img1" + c + "}\n"), "t.yaml:7:10:",
-                      "missing required key 'pool'"));
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd" + c + "}\n"), "t.yaml:7:10:",
-                      "missing required key 'image'"));
+    EXPECT_TRUE(Fails(Yaml("    rbd: rbd/img1\n"),
+                      "t.yaml:7:10:", "rbd must be a mapping"));
+    EXPECT_TRUE(Fails(Yaml("    rbd:\n"),
+                      "t.yaml:7:5:", "rbd must be a mapping, not empty"));
+    EXPECT_TRUE(Fails(Yaml("    rbd: {image: img1" + c + "}\n"),
+                      "t.yaml:7:10:", "missing required key 'pool'"));
+    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd" + c + "}\n"),
+                      "t.yaml:7:10:", "missing required key 'image'"));
     EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a/b" + c + "}\n"),
                       "t.yaml:7:", "is not an RBD name"));
     EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: 'a@snap'" + c + "}\n"),
@@ -162,27 +168,28 @@ TEST_F(RbdConfTest, BadInputs_RefusedWithFileLine)
                       "t.yaml:7:", "is not an RBD name"));
     EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a, conf: ceph.conf}\n"),
                       "t.yaml:7:", "is not an absolute path"));
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a, id: client.admin" +
-                           c + "}\n"),
-                      "t.yaml:7:", "give id: admin"));
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a, user: x" + c + "}\n"),
-                      "t.yaml:7:", "user"));
-    EXPECT_TRUE(Fails(Yaml("    path: /tmp/x.img\n    rbd: {pool: rbd, image: a" +
-                           c + "}\n"),
-                      "t.yaml:8:5:", "has both path and rbd"));
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a" + c +
-                           "}\n    size: 1GiB\n"),
-                      "t.yaml:8:5:", "size of an RBD image is read"));
+    EXPECT_TRUE(Fails(
+        Yaml("    rbd: {pool: rbd, image: a, id: client.admin" + c + "}\n"),
+        "t.yaml:7:", "give id: admin"));
+    EXPECT_TRUE(
+        Fails(Yaml("    rbd: {pool: rbd, image: a, user: x" + c + "}\n"),
+              "t.yaml:7:", "user"));
+    EXPECT_TRUE(Fails(
+        Yaml("    path: /tmp/x.img\n    rbd: {pool: rbd, image: a" + c + "}\n"),
+        "t.yaml:8:5:", "has both path and rbd"));
+    EXPECT_TRUE(
+        Fails(Yaml("    rbd: {pool: rbd, image: a" + c + "}\n    size: 1GiB\n"),
+              "t.yaml:8:5:", "size of an RBD image is read"));
     EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a" + c +
                            "}\n    chap: {user: u, secret_file: /s}\n"),
                       "t.yaml:8:5:", "chap is only valid for an iscsi device"));
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a" + c +
-                           "}\n    timeout: 0\n"),
-                      "t.yaml:8:", "timeout must be greater than 0"));
+    EXPECT_TRUE(
+        Fails(Yaml("    rbd: {pool: rbd, image: a" + c + "}\n    timeout: 0\n"),
+              "t.yaml:8:", "timeout must be greater than 0"));
     // the node default needs an fsid in [global]
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a, conf: " + nofsid_ +
-                           "}\n"),
-                      "t.yaml:7:10:", "no fsid found"));
+    EXPECT_TRUE(
+        Fails(Yaml("    rbd: {pool: rbd, image: a, conf: " + nofsid_ + "}\n"),
+              "t.yaml:7:10:", "no fsid found"));
     EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a, conf: " + dir_ +
                            "/missing.conf}\n"),
                       "t.yaml:7:10:", "add node: NAME"));
@@ -190,19 +197,22 @@ TEST_F(RbdConfTest, BadInputs_RefusedWithFileLine)
 
 TEST_F(RbdConfTest, SameImageTwice_Refused)
 {
-    std::string y = "pool: p\ndevices:\n  - name: r0\n    rbd: {pool: rbd, "
-                    "image: a, conf: " +
-                    conf_ + "}\n  - name: r1\n    rbd: {pool: rbd, image: a, conf: " +
-                    conf_ + "}\n";
+    std::string y =
+        "pool: p\ndevices:\n  - name: r0\n    rbd: {pool: rbd, "
+        "image: a, conf: " +
+        conf_ +
+        "}\n  - name: r1\n    rbd: {pool: rbd, image: a, conf: " + conf_ +
+        "}\n";
     EXPECT_TRUE(Fails(y, "t.yaml:6:10:", "same device as device 'r0'"));
 }
 
 TEST_F(RbdConfTest, KeyringNeverInTheDefinition)
 {
     // a keyring key is unknown: the keyring comes from conf and id only
-    EXPECT_TRUE(Fails(Yaml("    rbd: {pool: rbd, image: a, keyring: /k, conf: " +
-                           conf_ + "}\n"),
-                      "t.yaml:7:", "keyring"));
+    EXPECT_TRUE(Fails(
+        Yaml("    rbd: {pool: rbd, image: a, keyring: /k, conf: " + conf_ +
+             "}\n"),
+        "t.yaml:7:", "keyring"));
 }
 
 } // namespace
