@@ -58,6 +58,22 @@ grep -q "rbd:rbd/img1" "$tmp/st1" || fail "status p1 does not show rbd:rbd/img1"
 grep -q "$CEPH_FSID" "$tmp/st1" || fail "r0's node is not the cluster fsid $CEPH_FSID"
 grep -qi 'keyring\|key =' "$tmp/st1" && fail "status shows key material"
 
+# an image holding data is refused without --force, and left as it was
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$tmp/foreign"
+ceph_cmd rbd import --no-progress --image-feature layering "$tmp/foreign" rbd/img3 ||
+    fail "rbd import failed"
+cat >"$tmp/p3.yaml" <<EOF
+pool: p3
+devices:
+  - name: r3
+    rbd: {pool: rbd, image: img3, conf: $CEPH_CONF}
+EOF
+expect_fail nz 'non-zero data|foreign|--force' vdlvm pool create "$tmp/p3.yaml"
+! vdlvm pool create "$tmp/p3.yaml" 2>&1 | grep -q '(null)' ||
+    fail "the refusal does not name the image (shows (null))"
+ceph_cmd rbd export --no-progress rbd/img3 "$tmp/img3.exp" || fail "rbd export img3 failed"
+cmp -s "$tmp/foreign" "$tmp/img3.exp" || fail "a refused pool create changed the image"
+
 vdlvm vol create p1/m --size 16MiB --layout mirror --copies 2 ||
     fail "mirror across the local file and the RBD image refused"
 vdlvm vol create p2/lin --size 16MiB || fail "linear volume on RBD refused"
