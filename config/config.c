@@ -32,7 +32,8 @@
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
 #define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy"
-#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout"
+#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, rbd"
+#define RBD_KEYS     "pool, image, conf, id"
 #define CHAP_KEYS    "user, secret_file"
 
 static char *resolve_path(const char *path);
@@ -606,6 +607,7 @@ static void dev_clear(struct vd_conf_dev *d)
     free(d->node);
     free(d->chap_user);
     free(d->chap_secret_file);
+    free(d->rbd_pool), free(d->rbd_image), free(d->rbd_conf), free(d->rbd_id);
     memset(d, 0, sizeof(*d));
 }
 
@@ -645,13 +647,121 @@ static int parse_chap(struct ctx *c, const char *what, yaml_node_t *k,
     return dup_str(s, &d->chap_secret_file);
 }
 
-enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_NKEYS };
+/* An RBD pool or image name: what `rbd` accepts in POOL/IMAGE. */
+static int get_rbd_name(struct ctx *c, const char *w, yaml_node_t *k,
+                        yaml_node_t *v, char **out)
+{
+    const char *s = NULL;
+    int rc = get_scalar(c, w, k, v, "give the name as rbd ls shows it", &s);
+
+    if (rc)
+        return rc;
+    if (!*s || strlen(s) > 255 || strpbrk(s, "/@ \t\n\r"))
+        return fail(c, v,
+                    "%s%s '%s' is not an RBD name; give 1-255 characters "
+                    "without '/', '@' or spaces",
+                    w, (const char *)k->data.scalar.value, SHOW(v));
+    return dup_str(s, out);
+}
+
+/* The fsid in the [global] part of a ceph.conf (the node default of an
+ * RBD device), or NULL. */
+static char *conf_fsid(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char line[512], *fsid = NULL;
+    bool global = true;
+
+    if (!f)
+        return NULL;
+    while (!fsid && fgets(line, sizeof(line), f)) {
+        char *p = line + strspn(line, " \t"), *e;
+        if (*p == '[') {
+            global = !strncmp(p, "[global]", 8);
+            continue;
+        }
+        if (!global || strncmp(p, "fsid", 4))
+            continue;
+        p += 4 + strspn(p + 4, " \t");
+        if (*p++ != '=')
+            continue;
+        p += strspn(p, " \t");
+        e = p + strcspn(p, " \t\r\n#;");
+        *e = 0;
+        if (vd_name_is_valid(p))
+            fsid = strdup(p);
+    }
+    fclose(f);
+    return fsid;
+}
+
+static int parse_rbd(struct ctx *c, const char *what, yaml_node_t *k,
+                     yaml_node_t *v, struct vd_conf_dev *d)
+{
+    static const char *const keys[] = { "pool", "image", "conf", "id", NULL };
+    yaml_node_t *kn[4], *vals[4];
+    char w[160];
+    const char *s = NULL;
+    int rc;
+
+    if (is_null(v) || v->type != YAML_MAPPING_NODE)
+        return fail(c, is_null(v) ? k : v,
+                    "%srbd must be a mapping, not %s; use rbd: {pool: POOL, "
+                    "image: IMAGE, conf: /etc/ceph/ceph.conf, id: admin}",
+                    what, is_null(v) ? "empty" : kind_name(v));
+    snprintf(w, sizeof(w), "%srbd: ", what);
+    rc = map_get(c, v, w, keys, RBD_KEYS, kn, vals);
+    if (rc)
+        return rc;
+    if (!kn[0])
+        return fail(c, v, "%smissing required key 'pool'; add pool: POOL", w);
+    if (!kn[1])
+        return fail(c, v,
+                    "%smissing required key 'image'; add image: IMAGE "
+                    "(the image must exist: rbd create)",
+                    w);
+    if ((rc = get_rbd_name(c, w, kn[0], vals[0], &d->rbd_pool)) ||
+        (rc = get_rbd_name(c, w, kn[1], vals[1], &d->rbd_image)))
+        return rc;
+    if (kn[2]) {
+        rc = get_path(c, w, kn[2], vals[2], &s);
+        if (rc)
+            return rc;
+    }
+    rc = dup_str(kn[2] ? s : "/etc/ceph/ceph.conf", &d->rbd_conf);
+    if (rc)
+        return rc;
+    if (kn[3]) {
+        rc = get_name(c, w, kn[3], vals[3], &s);
+        if (rc)
+            return rc;
+        if (!strncmp(s, "client.", 7))
+            return fail(c, vals[3],
+                        "%sid '%s' names the client without 'client.'; "
+                        "give id: %s",
+                        w, s, s + 7);
+    }
+    return dup_str(kn[3] ? s : "admin", &d->rbd_id);
+}
+
+enum {
+    K_NAME,
+    K_PATH,
+    K_SIZE,
+    K_NODE,
+    K_ISCSI,
+    K_CHAP,
+    K_TIMEOUT,
+    K_RBD,
+    K_NKEYS
+};
 
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = { "name",  "path", "size",    "node",
-                                        "iscsi", "chap", "timeout", NULL };
+    static const char *const keys[] = { "name",    "path",  "size",
+                                        "node",    "iscsi", "chap",
+                                        "timeout", "rbd",   NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -699,6 +809,42 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
     dk->name_line = (int)v[K_NAME]->start_mark.line + 1;
     dk->name_col = (int)v[K_NAME]->start_mark.column + 1;
 
+    if (kn[K_RBD] && (kn[K_PATH] || kn[K_ISCSI])) {
+        yaml_node_t *o = kn[K_PATH] ? kn[K_PATH] : kn[K_ISCSI];
+        return fail(
+            c,
+            o->start_mark.index > kn[K_RBD]->start_mark.index ? o : kn[K_RBD],
+            "%shas both %s and rbd; give exactly one", what,
+            kn[K_PATH] ? "path" : "iscsi");
+    }
+    if (kn[K_RBD]) {
+        if (kn[K_CHAP])
+            return fail(c, kn[K_CHAP],
+                        "%schap is only valid for an iscsi device; an RBD "
+                        "device authenticates with its conf and id",
+                        what);
+        if (kn[K_SIZE])
+            return fail(c, kn[K_SIZE],
+                        "%ssize is only valid for a local device (path); the "
+                        "size of an RBD image is read from the cluster, "
+                        "remove it",
+                        what);
+        rc = parse_rbd(c, what, kn[K_RBD], v[K_RBD], d);
+        if (rc)
+            return rc;
+        if (asprintf(&dk->url_key, "rbd://%s/%s@%s", d->rbd_pool, d->rbd_image,
+                     d->rbd_conf) < 0) {
+            dk->url_key = NULL;
+            return -ENOMEM;
+        }
+        dk->key_line = (int)v[K_RBD]->start_mark.line + 1;
+        dk->key_col = (int)v[K_RBD]->start_mark.column + 1;
+        if (!kn[K_NODE] && !(d->node = conf_fsid(d->rbd_conf)))
+            return fail(c, v[K_RBD],
+                        "%sno node given and no fsid found in %s; add "
+                        "node: NAME (devices of one Ceph cluster share it)",
+                        what, d->rbd_conf);
+    }
     if (kn[K_PATH] && kn[K_ISCSI]) {
         yaml_node_t *second =
             kn[K_PATH]->start_mark.index > kn[K_ISCSI]->start_mark.index
@@ -707,10 +853,11 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         return fail(c, second, "%shas both path and iscsi; give exactly one",
                     what);
     }
-    if (!kn[K_PATH] && !kn[K_ISCSI])
+    if (!kn[K_PATH] && !kn[K_ISCSI] && !kn[K_RBD])
         return fail(c, dn,
-                    "%smissing required key 'path' or 'iscsi'; add path: "
-                    "FILE for a local device or iscsi: URL for a remote one",
+                    "%smissing required key 'path' or 'iscsi' (or 'rbd'); "
+                    "add path: FILE for a local device, iscsi: URL for a "
+                    "remote one or rbd: {pool: P, image: I} for a Ceph image",
                     what);
     if (kn[K_PATH]) {
         if (kn[K_CHAP])
@@ -720,8 +867,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                         what);
         if (kn[K_TIMEOUT])
             return fail(c, kn[K_TIMEOUT],
-                        "%stimeout is only valid for an iscsi device; "
-                        "remove it",
+                        "%stimeout is only valid for an iscsi device (or an "
+                        "rbd one); remove it",
                         what);
     } else if (kn[K_SIZE]) {
         return fail(c, kn[K_SIZE],
@@ -762,7 +909,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                             "of the file to create or remove size",
                             what);
         }
-    } else {
+    } else if (kn[K_ISCSI]) {
         char *host = NULL;
 
         rc = get_scalar(c, what, kn[K_ISCSI], v[K_ISCSI],
@@ -792,6 +939,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
             if (rc)
                 return rc;
         }
+    }
+    if (!kn[K_PATH]) {
         d->timeout_ms = VD_DEFAULT_TIMEOUT_MS;
         if (kn[K_TIMEOUT]) {
             rc = get_scalar(c, what, kn[K_TIMEOUT], v[K_TIMEOUT],

@@ -21,7 +21,8 @@ extern "C" {
 #define VD_CHUNK_SIZE_DEFAULT (64ULL << 10)
 #define VD_CHUNK_SIZE_MIN     (4ULL << 10)
 
-/* One device of a pool.  Exactly one of path / iscsi_url is set. */
+/* One device of a pool.  Exactly one of path / iscsi_url / rbd_image is
+ * set. */
 struct vd_conf_dev {
     char *name;             /* [A-Za-z0-9_.-]{1,63} */
     char *path;             /* local file or block device, or NULL */
@@ -34,6 +35,12 @@ struct vd_conf_dev {
     char *chap_secret_file; /* optional, remote only */
     uint32_t timeout_ms;    /* per-command limit, remote only; default 30000 */
     int line, column;       /* where the device was defined (1-based) */
+
+    /* Ceph RBD image (pool/rbd.c), `rbd: {pool, image, conf, id}`; all NULL
+     * otherwise.  node defaults to the fsid in the conf file. */
+    char *rbd_pool, *rbd_image;
+    char *rbd_conf; /* ceph.conf path; default /etc/ceph/ceph.conf */
+    char *rbd_id;   /* client id (client.ID's keyring); default admin */
 };
 
 /* Which in-sync mirror leg serves a read (read_policy:): local prefers a

@@ -264,6 +264,8 @@ int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
 {
     if (c->iscsi_url)
         return vd_bdev_iscsi_open(c, out, msg, msglen);
+    if (c->rbd_image)
+        return vd_bdev_rbd_open(c, out, msg, msglen);
     return file_open(c->path, create, create_size, out, msg, msglen);
 }
 

@@ -470,6 +470,7 @@ static void conf_dev_free(struct vd_conf_dev *c)
         return;
     free(c->name), free(c->path), free(c->iscsi_url), free(c->node);
     free(c->chap_user), free(c->chap_secret_file);
+    free(c->rbd_pool), free(c->rbd_image), free(c->rbd_conf), free(c->rbd_id);
     free(c);
 }
 
@@ -481,7 +482,8 @@ static struct vd_conf_dev *conf_dev_dup(const struct vd_conf_dev *c)
     *d = *c;
 #define DUP(f) d->f = c->f ? strdup(c->f) : NULL
     DUP(name), DUP(path), DUP(iscsi_url), DUP(node), DUP(chap_user);
-    DUP(chap_secret_file);
+    DUP(chap_secret_file), DUP(rbd_pool), DUP(rbd_image), DUP(rbd_conf);
+    DUP(rbd_id);
 #undef DUP
     return d;
 }
@@ -992,7 +994,11 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             continue;
         }
         free(d->path);
-        d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
+        if (!c->rbd_image ||
+            asprintf(&d->path, "rbd:%s/%s", c->rbd_pool, c->rbd_image) < 0)
+            d->path = strdup(c->path        ? c->path
+                             : c->iscsi_url ? c->iscsi_url
+                                            : "");
         d->remote = !c->path;
         if (!od[i].valid) {
             d->conf = conf_dev_dup(c);

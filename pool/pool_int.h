@@ -152,6 +152,10 @@ int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
 /* Remote devices (pool/iscsi.c). */
 int vd_bdev_iscsi_open(const struct vd_conf_dev *c, struct vd_bdev **out,
                        char *msg, size_t msglen);
+/* Ceph RBD images (pool/rbd.c): the image must exist; its size is the
+ * device's. */
+int vd_bdev_rbd_open(const struct vd_conf_dev *c, struct vd_bdev **out,
+                     char *msg, size_t msglen);
 /* Preempt every other host's persistent reservation on the remote device c
  * and take it for this host (vdlvm pool takeover).  0 or a negative errno
  * with msg saying why. */

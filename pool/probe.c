@@ -145,7 +145,7 @@ static int probe_remote(const struct vd_conf_dev *c, char *what, size_t len)
     uint64_t n;
     int fd = -1, r;
 
-    r = vd_bdev_iscsi_open(c, &b, msg, sizeof(msg));
+    r = vd_bdev_open(c, 0, 0, &b, msg, sizeof(msg)); /* iscsi or rbd */
     if (r < 0) {
         snprintf(what, len, "%s", msg[0] ? msg : strerror(-r));
         return r;
@@ -192,7 +192,7 @@ int vd_dev_probe_foreign(const struct vd_conf_dev *c, char *what, size_t len)
 {
     if (len)
         what[0] = 0;
-    if (c->iscsi_url)
+    if (c->iscsi_url || c->rbd_image)
         return probe_remote(c, what, len);
     if (c->path)
         return probe_local(c->path, what, len);

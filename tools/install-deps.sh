@@ -11,7 +11,8 @@ PACKAGES=(tgt libiscsi-dev libiscsi-bin libyaml-dev libssl-dev googletest
           libgtest-dev qemu-utils qemu-block-extra dpkg-dev gnuplot-nox
           iproute2 gcc g++ make xz-utils debian-archive-keyring libblkid-dev
           e2fsprogs util-linux clang-format debhelper lintian man-db systemd
-          bash-completion clang libclang-rt-14-dev)
+          bash-completion clang libclang-rt-14-dev
+          librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common tgt-rbd)
 SRC_LIST=/etc/apt/sources.list.d/vdlvm-deb-src.sources
 BSDIR=/usr/lib/tgt/backing-store
 

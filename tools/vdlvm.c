@@ -470,6 +470,15 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
     return code;
 }
 
+/* What a device definition names, for messages: path, URL or RBD image. */
+static const char *dev_where(const struct vd_conf_dev *c)
+{
+    return c->path        ? c->path
+           : c->iscsi_url ? c->iscsi_url
+           : c->rbd_image ? c->rbd_image
+                          : "?";
+}
+
 /* Local device paths must be files or block devices (or not exist yet):
  * 2 with FILE:LINE otherwise. */
 static int check_dev_types(const struct vd_conf_pool *conf)
@@ -503,7 +512,7 @@ static int check_foreign(const struct vd_conf_pool *conf, int force)
 
     for (size_t i = 0; i < conf->ndevs; i++) {
         const struct vd_conf_dev *c = &conf->devs[i];
-        const char *where = c->path ? c->path : c->iscsi_url;
+        const char *where = dev_where(c);
         char what[512];
         int r = vd_dev_probe_foreign(c, what, sizeof(what));
         if (r < 0) {
@@ -824,10 +833,10 @@ static int cmd_pool_remove(const char *conf_opt, int argc, char **argv)
             fprintf(stderr,
                     "vdlvm: warning: device '%s' (%s): %s; left as "
                     "it is\n",
-                    c->name, c->path ? c->path : c->iscsi_url, m);
+                    c->name, dev_where(c), m);
         else {
             fprintf(stderr, "vdlvm: device '%s' (%s): %s\n", c->name,
-                    c->path ? c->path : c->iscsi_url, m);
+                    dev_where(c), m);
             code = vd_exit_code(r);
         }
     }
