@@ -36,6 +36,7 @@ enum {
     O_REGION = 1u << 10,
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
+    O_PROMETHEUS = 1u << 13, /* stats */
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -104,6 +105,25 @@ int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+
+/* ---- stats (stats.c) ---- */
+int admin_cmd_stats(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_check_stats(struct cmd_args *a, const char *cmdname, FILE *err);
+/* Prometheus text exposition, one family at a time: the HELP and TYPE
+ * lines, then its samples.  labels: NULL-terminated key, value, ...
+ * (values escaped: backslash, double quote, newline). */
+void admin_prom_family(FILE *out, const char *name, const char *type,
+                       const char *help);
+void admin_prom_label_value(FILE *out, const char *v);
+void admin_prom_sample(FILE *out, const char *name, const char *const *labels,
+                       uint64_t value);
+/* name_bucket{...,le="..."} cumulative over buckets[0..nbounds] (the last
+ * one +Inf, not cumulative on input), then name_sum (seconds) and
+ * name_count (= the +Inf bucket). */
+void admin_prom_histogram(FILE *out, const char *name,
+                          const char *const *labels, const uint64_t *bounds_us,
+                          size_t nbounds, const uint64_t *buckets,
+                          uint64_t sum_ns);
 
 /* ---- output helpers (output.c) ---- */
 /* A text table: columns padded to their widest cell, last one unpadded. */

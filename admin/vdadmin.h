@@ -118,6 +118,12 @@ int vd_admin_parse(int argc, char **argv, char *pool_name, size_t len,
  * own for every failure, only less precise. */
 void vd_admin_log_init(vd_log_fn next);
 
+/* `stats --prometheus` of several pools (texts[i]: one pool's output)
+ * as one exposition: families of the same name joined under the first
+ * one's HELP and TYPE lines.  0 or -ENOMEM (nothing printed).  Any
+ * thread. */
+int vd_prom_merge(char *const *texts, size_t n, FILE *out);
+
 /* Path of the control socket of pool_name into buf: RUNDIR/POOL.sock.
  * Returns 0 or -ENAMETOOLONG / -EINVAL (not a valid pool name). */
 int vd_ctl_path(const char *pool_name, char *buf, size_t len);
