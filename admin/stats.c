@@ -322,7 +322,7 @@ static const struct vol_metric g_vol_metrics[] = {
       m_rs_running },
     { "vdlvm_volume_resync_done_bytes", "gauge",
       "bytes copied by the running resync", 0, 0, m_rs_done },
-    { "vdlvm_volume_resync_total_bytes", "gauge",
+    { "vdlvm_volume_resync_size_bytes", "gauge",
       "bytes the running resync copies in all", 0, 0, m_rs_total },
 };
 #define NVOL_METRICS (sizeof(g_vol_metrics) / sizeof(g_vol_metrics[0]))
