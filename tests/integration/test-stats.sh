@@ -20,6 +20,17 @@ vdlvm pool create "$conf" >/dev/null || fail "pool create failed"
 vdlvm vol create pool0/vol0 --size 16MiB >/dev/null || fail "vol create failed"
 vdlvm vol create pool0/thin0 --size 32MiB --thin >/dev/null || fail "thin vol create failed"
 
+# vol create / vol remove in an activated pool keep its activation paths.
+vdlvm activate pool0 >/dev/null || fail "activate failed"
+vdlvm vol create pool0/tmp0 --size 4MiB > "$tmp/create.out" || fail "vol create tmp0 failed"
+[ -f "$VDLVM_RUNDIR/vol/pool0/tmp0" ] || fail "vol create in an activated pool did not activate: $(cat "$tmp/create.out")"
+vdlvm vol remove pool0/tmp0 >/dev/null || fail "vol remove tmp0 failed"
+[ ! -e "$VDLVM_RUNDIR/vol/pool0/tmp0" ] || fail "vol remove left the activation path"
+vdlvm deactivate pool0 >/dev/null || fail "deactivate failed"
+vdlvm vol create pool0/tmp1 --size 4MiB >/dev/null || fail "vol create tmp1 failed"
+[ ! -e "$VDLVM_RUNDIR/vol/pool0" ] || fail "vol create activated a pool that is not activated"
+vdlvm vol remove pool0/tmp1 >/dev/null || fail "vol remove tmp1 failed"
+
 start_tgtd
 tgt_target_new 1 vol0 || fail "cannot create target"
 tgt_lun_new 1 1 vdlvm pool0/vol0 || fail "cannot export pool0/vol0"
