@@ -83,6 +83,12 @@ typedef int (*vd_admin_run_fn)(const char *pool, const char *conf_opt, int argc,
                                char **argv, FILE *out);
 int vd_admin_host_cmd(const char *conf_opt, int argc, char **argv,
                       vd_admin_run_fn run, FILE *out, FILE *err);
+/* After an admin command (argv as for vd_admin_exec) returned code: when
+ * `vol create` or `vol remove` succeeded on an activated pool (its folder
+ * RUNDIR/vol/POOL exists), activate the new volume or deactivate the
+ * removed one, saying so on out (warnings on err).  The vdlvm process
+ * only. */
+void vd_admin_after_cmd(int argc, char **argv, int code, FILE *out, FILE *err);
 /* RUNDIR/vol/POOL/VOL (vol NULL: RUNDIR/vol/POOL) into buf; 0, -EINVAL
  * (bad name), -ENAMETOOLONG. */
 int vd_activation_path(const char *pool, const char *vol, char *buf,

@@ -1137,6 +1137,8 @@ int main(int argc, char **argv)
         return cmd_status_all(conf_opt, n, args);
     }
     code = run_on_pool(pool_name, conf_opt, n, args, stdout);
+    /* vol create/remove of an activated pool: its activation paths */
+    vd_admin_after_cmd(n, args, code, stdout, stderr);
     fflush(stdout);
     return code;
 }
