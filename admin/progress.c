@@ -6,15 +6,15 @@
  * pipe, the memory stream of a command run inside tgtd): one line per step
  * of PROGRESS_STEP_PCT percent, so that logs stay short and greppable.
  *
- * The rate is smoothed (exponential moving average over samples at least
- * PROGRESS_SAMPLE_MS apart), so that the time left does not jump with each
- * region copied.  Each struct admin_progress belongs to the thread of the
+ * The rate is measured over a sliding window of samples (about 4 s), so
+ * that the time left does not jump with each burst of regions copied.  Each struct admin_progress belongs to the thread of the
  * command that started it; nothing here is shared.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,7 +23,7 @@
 #include "admin_int.h"
 
 #define PROGRESS_REDRAW_MS 100
-#define PROGRESS_SAMPLE_MS 200
+#define PROGRESS_SAMPLE_MS 500
 #define PROGRESS_STEP_PCT  10
 #define PROGRESS_BAR_WIDTH 30
 #define PROGRESS_POLL_MS   250
@@ -114,14 +114,22 @@ void admin_progress_update_at(struct admin_progress *p, uint64_t done,
 
     p->total = total;
     p->done = done;
-    if (now_ms - p->sample_ms >= PROGRESS_SAMPLE_MS) {
-        double dt = (now_ms - p->sample_ms) / 1000.0;
-        double r = done >= p->sample_done ? (done - p->sample_done) / dt : 0;
-        /* first sample taken as is, then smoothed */
-        p->rate = p->have_rate ? 0.7 * p->rate + 0.3 * r : r;
-        p->have_rate = 1;
+    /* The rate over a window of the last PROGRESS_WINDOW samples (at least
+     * PROGRESS_SAMPLE_MS apart): steady although a resync reports its
+     * progress in bursts, yet following a change of rate within seconds. */
+    if (p->nwin == 0 || now_ms - p->sample_ms >= PROGRESS_SAMPLE_MS) {
+        int i = p->nwin < PROGRESS_WINDOW ? p->nwin++ : p->win_head;
+        if (p->nwin == PROGRESS_WINDOW)
+            p->win_head = (i + 1) % PROGRESS_WINDOW;
+        p->win_ms[i] = now_ms;
+        p->win_done[i] = done;
         p->sample_ms = now_ms;
-        p->sample_done = done;
+        int old = p->nwin < PROGRESS_WINDOW ? 0 : p->win_head;
+        int64_t dt = now_ms - p->win_ms[old];
+        if (dt > 0 && done >= p->win_done[old]) {
+            p->rate = (done - p->win_done[old]) * 1000.0 / dt;
+            p->have_rate = 1;
+        }
     }
     if (!p->f)
         return;
@@ -204,4 +212,114 @@ int admin_resync_wait(vd_pool *pool, const char *pool_name, const char *vol,
         admin_progress_end(&pg, r == 0 ? "done" : "stopped");
     }
     return r;
+}
+
+/* ---- resync --wait through the tgtd holding the pool --------------------- */
+/* The command runs inside tgtd and its output comes back only when it is
+ * done, so the bar is drawn here, in the vdlvm process: start the resync
+ * without --wait, poll `status POOL/VOL --json` until it is idle, then run
+ * the command with --wait (which returns at once, with the final check of
+ * the legs and the message). */
+
+static int is_resync_wait(int argc, char **argv, const char **target)
+{
+    int wait = 0;
+
+    *target = NULL;
+    if (argc < 2 || strcmp(argv[0], "resync"))
+        return 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--wait"))
+            wait = 1;
+        else if (!strcmp(argv[i], "--rate"))
+            i++;
+        else if (argv[i][0] != '-' && strchr(argv[i], '/'))
+            *target = argv[i];
+    }
+    return wait && *target;
+}
+
+/* Resync state, done and total bytes from a volume's status JSON: 0, or
+ * -EINVAL when it has none (not a mirror). */
+static int parse_resync(const char *json, int *running, uint64_t *done,
+                        uint64_t *total)
+{
+    const char *p = json ? strstr(json, "\"resync\":{\"state\":\"") : NULL;
+    unsigned long long d, t;
+    char state[16];
+
+    if (!p || sscanf(p, "\"resync\":{\"state\":\"%15[a-z]\",\"done_bytes\":%llu,"
+                        "\"total_bytes\":%llu",
+                     state, &d, &t) != 3)
+        return -EINVAL;
+    *running = strcmp(state, "idle") != 0;
+    *done = d;
+    *total = t;
+    return 0;
+}
+
+int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
+                         FILE *out, FILE *err, int *exit_code)
+{
+    const char *target;
+    struct admin_progress pg;
+    char *st_argv[] = { "status", NULL, "--json", NULL };
+    char *argv2[argc + 1];
+    int n = 0, r, code, started = 0;
+
+    if (!is_resync_wait(argc, argv, &target) || !err || fileno(err) < 0 ||
+        !isatty(fileno(err)))
+        return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--wait"))
+            argv2[n++] = argv[i];
+    argv2[n] = NULL;
+    {
+        char *obuf = NULL;
+        size_t olen = 0;
+        FILE *o = open_memstream(&obuf, &olen);
+        if (!o)
+            return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
+        r = vd_ctl_call(pool_name, n, argv2, o, err, &code);
+        fclose(o);
+        if (r == 0 && code != VD_EXIT_OK && obuf)
+            fputs(obuf, out);
+        free(obuf);
+        if (r < 0 || code != VD_EXIT_OK) {
+            *exit_code = code;
+            return r;
+        }
+    }
+    st_argv[1] = (char *)target;
+    for (;;) {
+        char *sbuf = NULL;
+        size_t slen = 0;
+        FILE *s = open_memstream(&sbuf, &slen);
+        int running = 0;
+        uint64_t done = 0, total = 0;
+
+        if (!s)
+            break;
+        r = vd_ctl_call(pool_name, 3, st_argv, s, err, &code);
+        fclose(s);
+        r = r == 0 && code == VD_EXIT_OK
+                ? parse_resync(sbuf, &running, &done, &total)
+                : -EIO;
+        free(sbuf);
+        if (r < 0 || !running)
+            break;
+        if (total) {
+            char label[160];
+            snprintf(label, sizeof(label), "resync %s", target);
+            if (!started++)
+                admin_progress_start(&pg, err, label, total, 1);
+            admin_progress_update(&pg, done, total);
+        }
+        usleep(PROGRESS_POLL_MS * 1000);
+    }
+    if (started) {
+        admin_progress_update(&pg, pg.total, pg.total);
+        admin_progress_end(&pg, "copied");
+    }
+    return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
 }

@@ -15,7 +15,7 @@ requires command -v promtool
 requires command -v python3
 
 KiB=1024
-conf=$(make_pool_conf pool0 2 64MiB 4MiB)
+conf=$(make_pool_conf pool0 3 64MiB 4MiB)
 vdlvm pool create "$conf" >/dev/null || fail "pool create failed"
 vdlvm vol create pool0/vol0 --size 16MiB >/dev/null || fail "vol create failed"
 vdlvm vol create pool0/thin0 --size 32MiB --thin >/dev/null || fail "thin vol create failed"
@@ -99,6 +99,29 @@ grep -qx "vdlvm_volume_io_latency_seconds_bucket{pool=\"pool0\",volume=\"vol0\",
     fail "+Inf bucket is not the read count"
 note "promtool: ok; $(grep -c '^vdlvm_' "$tmp/metrics.txt") samples"
 
+# Progress: a rebuild limited to 8 MiB/s runs in this tgtd; `resync
+# --wait` on a terminal (script's pty) draws a bar with rate and time left
+# while it runs, redrawn in place, and ends with the result.
+vdlvm vol create pool0/m0 --size 24MiB --layout mirror --allow-same-node >/dev/null ||
+    fail "mirror create failed"
+vdlvm resync pool0/m0 --rate 8MiB >/dev/null || fail "resync --rate failed"
+# The leg to move (leg 1's device) and the device holding none.
+read -r from to < <(vdlvm status pool0/m0 --json | python3 -c '
+import json, sys
+legs = [l["device"] for l in json.load(sys.stdin)["legs"]]
+print(legs[1], [d for d in ("d0", "d1", "d2") if d not in legs][0])') ||
+    fail "cannot read the legs of pool0/m0"
+vdlvm vol repair pool0/m0 --replace "$from" --with "$to" >/dev/null || fail "vol repair failed"
+vdlvm status pool0/m0 > "$tmp/m0.status" || fail "status failed"
+grep -Eq '\[#*\.+\] +[0-9]+%  .* of 24MiB' "$tmp/m0.status" ||
+    fail "status shows no bar for the running rebuild: $(cat "$tmp/m0.status")"
+SHELL=/bin/sh timeout 60 script -qec "$VDLVM resync pool0/m0 --wait" /dev/null > "$tmp/bar.out" 2>&1 ||
+    fail "resync --wait failed: $(cat "$tmp/bar.out")"
+grep -q $'\rresync pool0/m0: \[' "$tmp/bar.out" || fail "no bar redrawn in place: $(cat -v "$tmp/bar.out")"
+grep -Eq '[0-9]MiB/s  [0-9]+:[0-9]{2} left' "$tmp/bar.out" || fail "no rate and time left: $(cat -v "$tmp/bar.out")"
+grep -q "resync done, legs in-sync" "$tmp/bar.out" || fail "no result line: $(cat -v "$tmp/bar.out")"
+note "resync --wait on a terminal: $(grep -o $'\r' "$tmp/bar.out" | wc -l) redraws"
+
 # A refused combination changes nothing and says why.
 expect_fail 2 "not both" vdlvm stats pool0 --json --prometheus
 
@@ -110,4 +133,10 @@ vdlvm stats pool0 --json > "$tmp/off.json" || fail "stats --json without tgtd fa
 [ "$(jget "$tmp/off.json" thin0 allocated_chunks)" = 3 ] || fail "offline thin usage wrong"
 [ "$(jget "$tmp/off.json" vol0 io)" = None ] || fail "offline stats shows I/O counters"
 vdlvm stats pool0 --prometheus | promtool check metrics || fail "offline exposition rejected by promtool"
+# Without tgtd, a long command's progress in a log: one line per step.
+vdlvm vol repair pool0/m0 --replace "$to" --with "$from" --wait > "$tmp/repair.out" 2> "$tmp/repair.err" ||
+    fail "vol repair --wait failed: $(cat "$tmp/repair.err")"
+grep -q "moved to '$from' and rebuilt" "$tmp/repair.out" || fail "repair result missing: $(cat "$tmp/repair.out")"
+! grep -q $'\r' "$tmp/repair.err" || fail "progress in a log has carriage returns"
+note "vol repair --wait to a file: $(grep -c '^rebuild pool0/m0: ' "$tmp/repair.err" || true) progress lines"
 note "ok"
