@@ -130,8 +130,11 @@ struct admin_progress {
     uint64_t total, done;
     int64_t t0_ms, last_ms;   /* start, last line drawn */
     int64_t sample_ms;        /* last rate sample */
-    uint64_t sample_done;
-    double rate;              /* bytes/s, smoothed */
+#define PROGRESS_WINDOW 8
+    int64_t win_ms[PROGRESS_WINDOW]; /* rate samples: time, done */
+    uint64_t win_done[PROGRESS_WINDOW];
+    int nwin, win_head;       /* samples held, oldest once full */
+    double rate;              /* bytes/s over the window */
     int have_rate, shown;
     int step;                 /* lines: last step printed */
 };

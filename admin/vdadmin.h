@@ -182,6 +182,13 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
 int vd_ctl_call(const char *pool_name, int argc, char **argv, FILE *out,
                 FILE *err, int *exit_code);
 
+/* vd_ctl_call, except for `resync POOL/VOL --wait` with err on a
+ * terminal: the resync is started, a progress bar drawn on err while it
+ * runs (polling `status --json`), and the command with --wait run last for
+ * its result (progress.c). */
+int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
+                         FILE *out, FILE *err, int *exit_code);
+
 #ifdef __cplusplus
 }
 #endif

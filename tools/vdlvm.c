@@ -405,7 +405,7 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
         if ((r = find_conf(name, conf_opt, &conf)) != 0)
             return r;
     }
-    r = vd_ctl_call(name, argc, argv, out, stderr, &code);
+    r = vd_ctl_call_progress(name, argc, argv, out, stderr, &code);
     if (r == 0) {
         vd_conf_free(conf);
         return code;
