@@ -136,8 +136,8 @@ void admin_progress_update_at(struct admin_progress *p, uint64_t done,
     if (p->tty) {
         if (p->shown && now_ms - p->last_ms < PROGRESS_REDRAW_MS)
             return;
-        admin_progress_line(line, sizeof(line), done, total,
-                            (uint64_t)p->rate, PROGRESS_BAR_WIDTH);
+        admin_progress_line(line, sizeof(line), done, total, (uint64_t)p->rate,
+                            PROGRESS_BAR_WIDTH);
         fprintf(p->f, "\r%s: %s\033[K", p->label, line);
         fflush(p->f);
         p->shown = 1;
@@ -176,8 +176,8 @@ void admin_progress_end_at(struct admin_progress *p, const char *result,
         fputs("\r\033[K", p->f);
     fprintf(p->f, "%s: %s", p->label, result ? result : "done");
     if (avg[0])
-        fprintf(p->f, " (%s in %" PRId64 ".%01" PRId64 " s, %s)", sz,
-                ms / 1000, ms % 1000 / 100, avg);
+        fprintf(p->f, " (%s in %" PRId64 ".%01" PRId64 " s, %s)", sz, ms / 1000,
+                ms % 1000 / 100, avg);
     fputc('\n', p->f);
     fflush(p->f);
 }
@@ -248,8 +248,9 @@ static int parse_resync(const char *json, int *running, uint64_t *done,
     unsigned long long d, t;
     char state[16];
 
-    if (!p || sscanf(p, "\"resync\":{\"state\":\"%15[a-z]\",\"done_bytes\":%llu,"
-                        "\"total_bytes\":%llu",
+    if (!p || sscanf(p,
+                     "\"resync\":{\"state\":\"%15[a-z]\",\"done_bytes\":%llu,"
+                     "\"total_bytes\":%llu",
                      state, &d, &t) != 3)
         return -EINVAL;
     *running = strcmp(state, "idle") != 0;

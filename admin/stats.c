@@ -64,8 +64,7 @@ static const struct vd_vol_stats_snap *find_snap(const struct pool_stats *ps,
 
 /* Everything stats shows, of one volume (vol) or all; 0 or a negative
  * errno (ps freed). */
-static int pool_stats_get(vd_pool *pool, const char *vol,
-                          struct pool_stats *ps)
+static int pool_stats_get(vd_pool *pool, const char *vol, struct pool_stats *ps)
 {
     int r, n;
 
@@ -97,8 +96,7 @@ static int pool_stats_get(vd_pool *pool, const char *vol,
         if (vol && strcmp(vol, vs->vi.name))
             continue;
         if ((r = vd_vol_get_status(pool, vs->vi.name, &vs->st)) < 0 ||
-            (r = admin_mirror_get(pool, vs->vi.name, &vs->mi, &vs->has_mi)) <
-                0)
+            (r = admin_mirror_get(pool, vs->vi.name, &vs->mi, &vs->has_mi)) < 0)
             goto fail;
         vs->io = find_snap(ps, vs->vi.name);
         ps->nvols++;
@@ -225,7 +223,7 @@ void admin_prom_histogram(FILE *out, const char *name,
 /* One family per volume counter: what it shows, from the counters. */
 struct vol_metric {
     const char *name, *type, *help;
-    int io;  /* needs the I/O counters (exported volumes only) */
+    int io;     /* needs the I/O counters (exported volumes only) */
     int per_op; /* one sample per op (label op=) */
     uint64_t (*get)(const struct vol_stats *vs, int op);
 };
@@ -365,8 +363,8 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
                       "1 when the device is usable, 0 when missing or failed");
     for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
         const struct vd_dev_info *d = &ps->devs[i];
-        const char *dl[] = { "pool", pname, "device", d->name, "node", d->node,
-                             NULL };
+        const char *dl[] = { "pool", pname,   "device", d->name,
+                             "node", d->node, NULL };
         admin_prom_sample(out, "vdlvm_device_up", dl, d->state == VD_DEV_OK);
     }
     admin_prom_family(out, "vdlvm_device_state", "gauge",
@@ -376,8 +374,9 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
         static const enum vd_dev_state states[] = { VD_DEV_OK, VD_DEV_MISSING,
                                                     VD_DEV_FAILED };
         for (size_t k = 0; k < 3; k++) {
-            const char *dl[] = { "pool",   pname,  "device",
-                                 d->name,  "state", admin_dev_state_str(states[k]),
+            const char *dl[] = { "pool",   pname,
+                                 "device", d->name,
+                                 "state",  admin_dev_state_str(states[k]),
                                  NULL };
             admin_prom_sample(out, "vdlvm_device_state", dl,
                               d->state == states[k]);
@@ -387,8 +386,7 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
                       "bytes of the device");
     for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
         const char *dl[] = { "pool", pname, "device", ps->devs[i].name, NULL };
-        admin_prom_sample(out, "vdlvm_device_size_bytes", dl,
-                          ps->devs[i].size);
+        admin_prom_sample(out, "vdlvm_device_size_bytes", dl, ps->devs[i].size);
     }
     admin_prom_family(out, "vdlvm_device_used_bytes", "gauge",
                       "bytes of the device's extents in use");
@@ -408,8 +406,12 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
             if (vm->io && !vs->io)
                 continue;
             for (int op = 0; op < (vm->per_op ? VD_IO_NOPS : 1); op++) {
-                const char *vl[] = { "pool", pname, "volume", vs->vi.name,
-                                     vm->per_op ? "op" : NULL, g_op_names[op],
+                const char *vl[] = { "pool",
+                                     pname,
+                                     "volume",
+                                     vs->vi.name,
+                                     vm->per_op ? "op" : NULL,
+                                     g_op_names[op],
                                      NULL };
                 admin_prom_sample(out, vm->name, vl, vm->get(vs, op));
             }
@@ -456,7 +458,8 @@ static void vol_stats_json(FILE *out, const struct vol_stats *vs)
             vs->io ? "true" : "false", vs->io ? vs->io->luns : 0, vs->vi.size,
             vs->st.allocated, vs->st.thin ? "true" : "false");
     if (vs->st.thin)
-        fprintf(out, ",\"chunk_size\":%" PRIu64 ",\"allocated_chunks\":%" PRIu64,
+        fprintf(out,
+                ",\"chunk_size\":%" PRIu64 ",\"allocated_chunks\":%" PRIu64,
                 vs->st.chunk_size, thin_chunks(vs));
     if (vs->has_mi)
         fprintf(out,
@@ -496,13 +499,12 @@ static void pool_stats_json(FILE *out, const struct pool_stats *ps)
 {
     fputs("{\"pool\":", out);
     admin_jstr(out, ps->pi.name);
-    fprintf(out,
-            ",\"exported\":%s,\"size\":%" PRIu64 ",\"free\":%" PRIu64
-            ",\"allocated\":%" PRIu64 ",\"provisioned\":%" PRIu64
-            ",\"devices\":[",
-            ps->served ? "true" : "false", ps->pi.total_bytes,
-            ps->pi.free_bytes, ps->pi.allocated_bytes,
-            ps->pi.provisioned_bytes);
+    fprintf(
+        out,
+        ",\"exported\":%s,\"size\":%" PRIu64 ",\"free\":%" PRIu64
+        ",\"allocated\":%" PRIu64 ",\"provisioned\":%" PRIu64 ",\"devices\":[",
+        ps->served ? "true" : "false", ps->pi.total_bytes, ps->pi.free_bytes,
+        ps->pi.allocated_bytes, ps->pi.provisioned_bytes);
     for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
         const struct vd_dev_info *d = &ps->devs[i];
         fputs(i ? ",{\"device\":" : "{\"device\":", out);

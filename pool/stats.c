@@ -8,7 +8,7 @@
 #include "stats.h"
 
 const uint64_t vd_lat_bounds_us[VD_LAT_NBOUNDS] = {
-    50,    100,   250,    500,    1000,   2500,    5000,
+    50,    100,   250,   500,    1000,   2500,    5000,
     10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
 };
 
@@ -16,12 +16,12 @@ struct vd_vol_stats {
     struct vd_vol_stats *next; /* g_stats, under g_lock; never unlinked */
     char pool[VD_NAME_MAX + 1];
     char vol[VD_NAME_MAX + 1];
-    uint32_t luns; /* under g_lock */
+    uint32_t luns;           /* under g_lock */
     struct vd_io_counters c; /* relaxed atomics only */
 };
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* g_stats, luns */
-static struct vd_vol_stats *g_stats; /* newest first */
+static struct vd_vol_stats *g_stats;                       /* newest first */
 
 vd_vol_stats *vd_vol_stats_get(const char *pool, const char *vol)
 {

@@ -53,7 +53,7 @@ extern const uint64_t vd_lat_bounds_us[VD_LAT_NBOUNDS];
 
 struct vd_io_counters {
     uint64_t ops[VD_IO_NOPS];
-    uint64_t bytes[VD_IO_NOPS]; /* data transferred (READ/WRITE only) */
+    uint64_t bytes[VD_IO_NOPS];  /* data transferred (READ/WRITE only) */
     uint64_t errors[VD_IO_NOPS]; /* commands answered with CHECK CONDITION */
     uint64_t lat_ns_sum[VD_IO_NOPS];
     uint64_t lat[VD_IO_NOPS][VD_LAT_NBOUNDS + 1]; /* per bucket, not
