@@ -42,7 +42,9 @@ static const char *g_activate_help =
     "--bstype vdlvm), which is what /etc/tgt/targets.conf needs: tgt-admin\n"
     "exports only backing stores that exist as files.\n"
     "vdlvm-activate.service runs 'vdlvm activate' before tgt.service at\n"
-    "boot; 'vdlvm export' activates the volume it exports.\n"
+    "boot; 'vdlvm export' activates the volume it exports.  While a pool\n"
+    "is activated (RUNDIR/vol/POOL exists), 'vol create' activates the new\n"
+    "volume and 'vol remove' removes its path.\n"
     "\n"
     "  -h, --help    show this help\n";
 
@@ -145,6 +147,75 @@ int admin_activate_one(const char *pool, const char *vol, FILE *err)
     }
     close(fd);
     return VD_EXIT_OK;
+}
+
+/* ---- vol create / vol remove of an activated pool ----------------------- */
+/* Decision: a pool is activated while its folder RUNDIR/vol/POOL exists
+ * (made by `vdlvm activate` at boot, or by `vdlvm export`; removed by
+ * `vdlvm deactivate POOL`).  A volume created in an activated pool is
+ * activated at once, so that a targets.conf entry written for it before
+ * (or tgt-admin --update right after) finds its path without another
+ * `vdlvm activate`; a removed volume loses its path, so that tgt-admin no
+ * longer tries to export it.  A pool that is not activated is left alone:
+ * activation stays a decision of the administrator (or the boot unit).
+ * Done here, in the vdlvm process after the command succeeded (through a
+ * tgtd or not), like every host file; a failure to write the path is a
+ * warning (the volume exists; `vdlvm activate POOL/VOL` retries), never a
+ * failed `vol create`. */
+static int find_vol_arg(int argc, char **argv, char *pool, char *vol)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i], *slash = strchr(s, '/');
+        size_t pl = slash ? (size_t)(slash - s) : 0;
+        if (s[0] == '-' || !slash || pl == 0 || pl > VD_NAME_MAX ||
+            strlen(slash + 1) > VD_NAME_MAX)
+            continue;
+        memcpy(pool, s, pl);
+        pool[pl] = 0;
+        strcpy(vol, slash + 1);
+        if (vd_name_is_valid(pool) && vd_name_is_valid(vol))
+            return 1;
+    }
+    return 0;
+}
+
+void vd_admin_after_cmd(int argc, char **argv, int code, FILE *out, FILE *err)
+{
+    char pool[VD_NAME_MAX + 1], vol[VD_NAME_MAX + 1], dir[4096], path[4096];
+    struct stat st;
+    int create;
+
+    if (code != VD_EXIT_OK || argc < 3 || strcmp(argv[0], "vol"))
+        return;
+    create = !strcmp(argv[1], "create");
+    if (!create && strcmp(argv[1], "remove"))
+        return;
+    if (!find_vol_arg(argc, argv, pool, vol) ||
+        vd_activation_path(pool, NULL, dir, sizeof(dir)) < 0 ||
+        vd_activation_path(pool, vol, path, sizeof(path)) < 0)
+        return;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        return; /* pool not activated */
+    if (create) {
+        if (admin_activate_one(pool, vol, err) == VD_EXIT_OK)
+            fprintf(out, "volume '%s/%s': activated (%s): its pool is "
+                         "activated\n",
+                    pool, vol, path);
+        else
+            admin_msg(err,
+                      "warning: volume '%s/%s': created but not activated; "
+                      "run 'vdlvm activate %s/%s'",
+                      pool, vol, pool, vol);
+        return;
+    }
+    if (unlink(path) == 0)
+        fprintf(out, "volume '%s/%s': deactivated (%s removed)\n", pool, vol,
+                path);
+    else if (errno != ENOENT)
+        admin_msg(err,
+                  "warning: volume '%s/%s': removed, but its activation "
+                  "path %s stays: %s; run 'vdlvm activate %s' to prune it",
+                  pool, vol, path, strerror(errno), pool);
 }
 
 /* ---- pools and their volumes ------------------------------------------- */

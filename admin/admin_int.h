@@ -36,6 +36,7 @@ enum {
     O_REGION = 1u << 10,
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
+    O_PROMETHEUS = 1u << 13, /* stats */
     /* vol set: QoS limits (admin/qos.c) */
     O_IOPS_LIMIT = 1u << 20,
     O_RIOPS_LIMIT = 1u << 21,
@@ -126,6 +127,79 @@ void admin_qos_json_vol(FILE *out, vd_pool *pool, const char *vol,
                         const char *obj, size_t len);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+
+/* ---- progress of long commands (progress.c) ---- */
+/* For every command that waits for long work (resync --wait, vol repair
+ * --wait, and evacuate, rebalance, tier run, import/export when they come):
+ *
+ *   struct admin_progress pg;
+ *   admin_progress_start(&pg, err, "evacuate pool0/d1", total_bytes, -1);
+ *   while (!finished)
+ *       admin_progress_update(&pg, done_bytes, total_bytes);  // any rate
+ *   admin_progress_end(&pg, "done");                         // or the failure
+ *
+ * On a terminal (tty -1: isatty(fileno(f)); 1/0 force it) one line redrawn
+ * in place, at most every 100 ms: "LABEL: [####....]  45%  72MiB of 160MiB
+ * 50MiB/s  0:02 left"; otherwise one such line (without the bar) per 10 %
+ * step.  The end line gives the result, bytes, time and mean rate.  Write
+ * progress to the err stream, never to out (out may be JSON).  total may
+ * change between updates (a resync that grows).  One admin_progress per
+ * command, on its thread; f NULL draws nothing. */
+struct admin_progress {
+    FILE *f;
+    int tty;
+    char label[160];
+    uint64_t total, done;
+    int64_t t0_ms, last_ms;   /* start, last line drawn */
+    int64_t sample_ms;        /* last rate sample */
+#define PROGRESS_WINDOW 8
+    int64_t win_ms[PROGRESS_WINDOW]; /* rate samples: time, done */
+    uint64_t win_done[PROGRESS_WINDOW];
+    int nwin, win_head;       /* samples held, oldest once full */
+    double rate;              /* bytes/s over the window */
+    int have_rate, shown;
+    int step;                 /* lines: last step printed */
+};
+void admin_progress_start(struct admin_progress *p, FILE *f, const char *label,
+                          uint64_t total, int tty);
+void admin_progress_update(struct admin_progress *p, uint64_t done,
+                           uint64_t total);
+void admin_progress_end(struct admin_progress *p, const char *result);
+/* The same at a given CLOCK_MONOTONIC time in ms (tests). */
+void admin_progress_update_at(struct admin_progress *p, uint64_t done,
+                              uint64_t total, int64_t now_ms);
+void admin_progress_end_at(struct admin_progress *p, const char *result,
+                           int64_t now_ms);
+/* Seconds left at rate bytes/s (rounded up); 0 when done, UINT64_MAX when
+ * the rate is 0 (unknown). */
+uint64_t admin_progress_eta(uint64_t done, uint64_t total, uint64_t rate);
+/* "[####......]  45%  72MiB of 160MiB  50MiB/s  0:02 left" (bar: width of
+ * the bar, 0 for none) into buf; `status` draws a resync with it too. */
+void admin_progress_line(char *buf, size_t len, uint64_t done, uint64_t total,
+                         uint64_t rate, int bar);
+/* Wait for the resync of pool/vol (what: "resync", "rebuild") with
+ * progress on err; vd_mirror_resync_wait's result. */
+int admin_resync_wait(vd_pool *pool, const char *pool_name, const char *vol,
+                      const char *what, FILE *err);
+
+/* ---- stats (stats.c) ---- */
+int admin_cmd_stats(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_check_stats(struct cmd_args *a, const char *cmdname, FILE *err);
+/* Prometheus text exposition, one family at a time: the HELP and TYPE
+ * lines, then its samples.  labels: NULL-terminated key, value, ...
+ * (values escaped: backslash, double quote, newline). */
+void admin_prom_family(FILE *out, const char *name, const char *type,
+                       const char *help);
+void admin_prom_label_value(FILE *out, const char *v);
+void admin_prom_sample(FILE *out, const char *name, const char *const *labels,
+                       uint64_t value);
+/* name_bucket{...,le="..."} cumulative over buckets[0..nbounds] (the last
+ * one +Inf, not cumulative on input), then name_sum (seconds) and
+ * name_count (= the +Inf bucket). */
+void admin_prom_histogram(FILE *out, const char *name,
+                          const char *const *labels, const uint64_t *bounds_us,
+                          size_t nbounds, const uint64_t *buckets,
+                          uint64_t sum_ns);
 
 /* ---- output helpers (output.c) ---- */
 /* A text table: columns padded to their widest cell, last one unpadded. */

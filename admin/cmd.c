@@ -249,6 +249,21 @@ static const struct cmd_spec g_cmds[] = {
       "  --wait               return when the resync is done (always so when\n"
       "                       no tgtd holds the pool)\n",
       .exec = admin_cmd_resync },
+    { "stats", NULL, T_ANY_OPT, O_JSON | O_PROMETHEUS, 0,
+      "stats [POOL[/VOL]] [--json | --prometheus]",
+      "Show the I/O counters of the volumes a tgtd on this host exports\n"
+      "(commands read and written, bytes, errors, a latency histogram),\n"
+      "the state and use of the devices, thin allocation and mirror resync\n"
+      "progress.  The counters live in the tgtd and start at zero when it\n"
+      "starts; when no tgtd holds the pool, the output says that its\n"
+      "volumes are not exported and shows the rest.  Without POOL: every\n"
+      "known pool.\n"
+      "\n"
+      "  --json               one JSON object per pool ({\"pools\":[...]}\n"
+      "                       without POOL)\n"
+      "  --prometheus         Prometheus text exposition format, e.g. for\n"
+      "                       node_exporter's textfile collector\n",
+      .check = admin_check_stats, .exec = admin_cmd_stats },
     { "verify", NULL, T_VOL, O_REPAIR, 0, "verify POOL/VOL [--repair]",
       "Read every leg of a mirrored volume, compare them region by region\n"
       "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"
@@ -516,6 +531,7 @@ static const struct opt_spec g_opts[] = {
       .bit = O_WBPS_LIMIT,
       .parse = admin_qos_opt },
     { .name = "--burst", .bit = O_BURST, .parse = admin_qos_opt },
+    { .name = "--prometheus", .bit = O_PROMETHEUS },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 

@@ -297,7 +297,7 @@ static void json_mirror(FILE *out, const struct vd_mirror_info *mi)
 /* Human form of a mirror: legs and the resync with a progress bar. */
 void admin_print_mirror(FILE *out, const struct vd_mirror_info *mi)
 {
-    char rs[32], rate[40], lim[40];
+    char rs[32], lim[40];
 
     admin_fmt_size(mi->region_size, rs, sizeof(rs));
     for (uint32_t k = 0; k < mi->copies && k < 3; k++)
@@ -314,22 +314,11 @@ void admin_print_mirror(FILE *out, const struct vd_mirror_info *mi)
             rs);
     fprintf(out, "  resync    %s", resync_state_str(mi->resync_state));
     if (mi->resync_state != VD_RESYNC_IDLE && mi->total_bytes) {
-        unsigned pct = (unsigned)(mi->done_bytes * 100 / mi->total_bytes);
-        char done[32], total[32];
-        admin_fmt_size(mi->done_bytes, done, sizeof(done));
-        admin_fmt_size(mi->total_bytes, total, sizeof(total));
-        admin_fmt_rate(mi->rate_bytes_per_s, rate, sizeof(rate));
-        fputs("  [", out);
-        for (unsigned i = 0; i < 30; i++)
-            fputc(i < pct * 30 / 100 ? '#' : '.', out);
-        fprintf(out, "] %u%%  %s of %s", pct, done, total);
-        if (mi->rate_bytes_per_s) {
-            uint64_t left =
-                (mi->total_bytes - mi->done_bytes) / mi->rate_bytes_per_s;
-            fprintf(out, "  %s  %llu:%02llu left", rate,
-                    (unsigned long long)(left / 60),
-                    (unsigned long long)(left % 60));
-        }
+        /* the bar of a resync --wait (progress.c) */
+        char line[200];
+        admin_progress_line(line, sizeof(line), mi->done_bytes,
+                            mi->total_bytes, mi->rate_bytes_per_s, 30);
+        fprintf(out, "  %s", line);
     }
     fprintf(out, "  (rate limit %s)\n", lim);
 }

@@ -83,6 +83,12 @@ typedef int (*vd_admin_run_fn)(const char *pool, const char *conf_opt, int argc,
                                char **argv, FILE *out);
 int vd_admin_host_cmd(const char *conf_opt, int argc, char **argv,
                       vd_admin_run_fn run, FILE *out, FILE *err);
+/* After an admin command (argv as for vd_admin_exec) returned code: when
+ * `vol create` or `vol remove` succeeded on an activated pool (its folder
+ * RUNDIR/vol/POOL exists), activate the new volume or deactivate the
+ * removed one, saying so on out (warnings on err).  The vdlvm process
+ * only. */
+void vd_admin_after_cmd(int argc, char **argv, int code, FILE *out, FILE *err);
 /* RUNDIR/vol/POOL/VOL (vol NULL: RUNDIR/vol/POOL) into buf; 0, -EINVAL
  * (bad name), -ENAMETOOLONG. */
 int vd_activation_path(const char *pool, const char *vol, char *buf,
@@ -117,6 +123,12 @@ int vd_admin_parse(int argc, char **argv, char *pool_name, size_t len,
  * vd_log_set_fn.  Without it, vd_admin_exec still prints a message of its
  * own for every failure, only less precise. */
 void vd_admin_log_init(vd_log_fn next);
+
+/* `stats --prometheus` of several pools (texts[i]: one pool's output)
+ * as one exposition: families of the same name joined under the first
+ * one's HELP and TYPE lines.  0 or -ENOMEM (nothing printed).  Any
+ * thread. */
+int vd_prom_merge(char *const *texts, size_t n, FILE *out);
 
 /* Path of the control socket of pool_name into buf: RUNDIR/POOL.sock.
  * Returns 0 or -ENAMETOOLONG / -EINVAL (not a valid pool name). */
@@ -169,6 +181,13 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
  * live process serves the pool, other negative errno on failure. */
 int vd_ctl_call(const char *pool_name, int argc, char **argv, FILE *out,
                 FILE *err, int *exit_code);
+
+/* vd_ctl_call, except for `resync POOL/VOL --wait` with err on a
+ * terminal: the resync is started, a progress bar drawn on err while it
+ * runs (polling `status --json`), and the command with --wait run last for
+ * its result (progress.c). */
+int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
+                         FILE *out, FILE *err, int *exit_code);
 
 #ifdef __cplusplus
 }

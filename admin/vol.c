@@ -269,7 +269,7 @@ int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
                     rate, a->pool, a->vol);
         return VD_EXIT_OK;
     }
-    r = vd_mirror_resync_wait(pool, a->vol, 0);
+    r = admin_resync_wait(pool, a->pool, a->vol, "resync", err);
     if (r < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "resync");
     if (vd_mirror_get_info(pool, a->vol, &mi) == 0) {
@@ -362,7 +362,7 @@ int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                 a->pool, a->vol, a->replace, a->with, a->pool, a->vol);
         return VD_EXIT_OK;
     }
-    r = vd_mirror_resync_wait(pool, a->vol, 0);
+    r = admin_resync_wait(pool, a->pool, a->vol, "rebuild", err);
     if (r < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "rebuild");
     fprintf(out, "volume '%s/%s': leg on '%s' moved to '%s' and rebuilt\n",

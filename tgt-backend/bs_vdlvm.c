@@ -132,6 +132,7 @@
 
 #include "../config/vdconfig.h"
 #include "../pool/vdpool.h"
+#include "../pool/stats.h"
 #include "../admin/vdadmin.h"
 
 #define CONF_DIR_DEFAULT              "/etc/vdlvm"
@@ -196,7 +197,9 @@ struct vdlvm_lu {
     int rdd_saved;       /* rdd_ops hold tgt's READ DEFECT DATA ops */
     struct device_type_operations rdd_ops[2]; /* 10, 12 */
     unsigned inflight;                        /* under vp->lock */
-    struct service_action sa_9e[8];           /* SERVICE ACTION IN(16) per LU */
+    vd_vol_stats *stats; /* `vdlvm stats` counters; set while open, NULL:
+                            not counted (pool/stats.h: lock-free) */
+    struct service_action sa_9e[8]; /* SERVICE ACTION IN(16) per LU */
     /* Worker queue of this LU (scsi_cmd.bs_list) and its place in
      * vp->active while it is not empty; under vp->lock. */
     struct list_head rq;
@@ -838,6 +841,54 @@ static void cmd_exec(struct scsi_cmd *cmd, vd_vol *vol)
                   cmd->sense_buffer[13]);
 }
 
+/* ---- I/O counters (`vdlvm stats`) --------------------------------------- */
+
+static uint64_t stats_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + ts.tv_nsec;
+}
+
+/* Main thread or worker, once cmd was served and before it is completed:
+ * count it on its LU's volume (relaxed atomics, no lock).  The latency is
+ * the volume's service time from t0 (a worker taking the command, or the
+ * inline attempt), without the time queued for a worker. */
+static void stats_account(struct scsi_cmd *cmd, uint64_t t0)
+{
+    struct vdlvm_lu *vl = VDLU(cmd->dev);
+    enum vd_io_op op = VD_IO_OP_OTHER;
+    int failed = scsi_get_result(cmd) != SAM_STAT_GOOD;
+    uint64_t bytes = 0;
+
+    if (!vl->stats)
+        return;
+    switch (cmd->scb[0]) {
+    case READ_6:
+    case READ_10:
+    case READ_12:
+    case READ_16:
+        op = VD_IO_OP_READ;
+        bytes = (uint64_t)scsi_rw_count(cmd->scb) << cmd->dev->blk_shift;
+        if (bytes > scsi_get_in_length(cmd))
+            bytes = scsi_get_in_length(cmd);
+        break;
+    case WRITE_6:
+    case WRITE_10:
+    case WRITE_12:
+    case WRITE_16:
+    case WRITE_VERIFY:
+    case WRITE_VERIFY_12:
+    case WRITE_VERIFY_16:
+        op = VD_IO_OP_WRITE;
+        bytes = scsi_get_out_length(cmd);
+        break;
+    }
+    vd_vol_stats_account(vl->stats, op, failed ? 0 : bytes, stats_now_ns() - t0,
+                         failed);
+}
+
 /* ---- completion channel ------------------------------------------------- */
 
 /* Any thread.  Wakes the main thread only for the first of a batch. */
@@ -933,7 +984,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&vp->lock);
 
         vl = VDLU(cmd->dev);
+        uint64_t t0 = stats_now_ns();
         cmd_exec(cmd, vl->vol);
+        stats_account(cmd, t0);
         /* cmd may be completed and freed once pushed; vl stays valid until
          * inflight drops (bs_close waits for it). */
         done_push(cmd);
@@ -1718,6 +1771,11 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
         pool_put(vp);
         return r;
     }
+    vl->stats = vd_vol_stats_get(pool_name, vol_name);
+    if (!vl->stats)
+        log_warning("vdlvm: volume '%s/%s': no I/O counters (out of "
+                    "memory); vdlvm stats shows none for it\n",
+                    pool_name, vol_name);
     list_add_tail(&vl->pool_link, &vp->lus);
     *size = vd_vol_size(vol) >> lu->blk_shift << lu->blk_shift;
     if (vi.thin)
@@ -1752,6 +1810,8 @@ static void bs_vdlvm_close(struct scsi_lu *lu)
         pthread_cond_wait(&vp->idle_cond, &vp->lock);
     pthread_mutex_unlock(&vp->lock);
     list_del_init(&vl->pool_link);
+    vd_vol_stats_put(vl->stats);
+    vl->stats = NULL;
     vol_close_bg(vp, vl->vol);
     vl->vol = NULL;
     vl->vp = NULL;
@@ -1815,10 +1875,14 @@ static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl, int released)
 {
     struct vdlvm_pool *vp = vl->vp;
 
-    if (likely(vp && vl->vol && g_inline) && try_inline(cmd, vl->vol) == 0) {
-        if (released)
-            target_cmd_io_done(cmd, scsi_get_result(cmd));
-        return 0; /* not async: tgt completes it as GOOD at once */
+    if (likely(vp && vl->vol && g_inline)) {
+        uint64_t t0 = stats_now_ns();
+        if (try_inline(cmd, vl->vol) == 0) {
+            stats_account(cmd, t0);
+            if (released) /* it waited for QoS: async, complete it here */
+                target_cmd_io_done(cmd, scsi_get_result(cmd));
+            return 0; /* not async: tgt completes it as GOOD at once */
+        }
     }
     set_cmd_async(cmd);
     if (unlikely(!vp)) {

@@ -12,7 +12,12 @@ PACKAGES=(tgt libiscsi-dev libiscsi-bin libyaml-dev libssl-dev googletest
           iproute2 gcc g++ make xz-utils debian-archive-keyring libblkid-dev
           e2fsprogs util-linux clang-format debhelper lintian man-db systemd
           bash-completion clang libclang-rt-14-dev
-          librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common tgt-rbd)
+          librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common tgt-rbd
+          prometheus)
+# prometheus: for promtool only (tests check `vdlvm stats --prometheus` with
+# `promtool check metrics`).  Debian 12 ships promtool in no smaller package
+# (the golang-github-prometheus-* packages are Go sources, no binary): 19 MB
+# download, 96 MB installed.  Its server is kept from running (see below).
 SRC_LIST=/etc/apt/sources.list.d/vdlvm-deb-src.sources
 BSDIR=/usr/lib/tgt/backing-store
 
@@ -126,6 +131,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$rc" = 0 ] || die "apt-get failed (exit $rc) installing: ${missing[*]}"
     # Stop a service the install started, never one that ran before.
     [ -n "$had_tgt" ] || stop_distro_tgtd
+    # The Prometheus server (and the node exporter it recommends) came only
+    # for promtool: keep them from starting at boot when we installed them.
+    if printf '%s\n' "${missing[@]}" | grep -qx prometheus &&
+       [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+        systemctl disable --now prometheus.service \
+            prometheus-node-exporter.service >/dev/null 2>&1 || true
+    fi
     mapfile -t still < <(missing_packages)
     [ "${#still[@]}" = 0 ] || die "still missing after install: ${still[*]}"
 fi

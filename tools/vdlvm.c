@@ -35,6 +35,9 @@ static const char *g_usage =
     "  pool takeover POOL              fence the dead owner of a pool of\n"
     "                                  remote devices and take it over\n"
     "  status [POOL[/VOL]] [--json]    devices, volumes, mirror state\n"
+    "  stats [POOL[/VOL]] [--json | --prometheus]\n"
+    "                                  I/O counters, latency, device state,\n"
+    "                                  thin use, resync progress\n"
     "Volumes:\n"
     "  vol create POOL/VOL --size SIZE [--layout linear|mirror] [--copies N]\n"
     "             [--allow-same-node] [--region-size SIZE]\n"
@@ -404,7 +407,7 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
         if ((r = find_conf(name, conf_opt, &conf)) != 0)
             return r;
     }
-    r = vd_ctl_call(name, argc, argv, out, stderr, &code);
+    r = vd_ctl_call_progress(name, argc, argv, out, stderr, &code);
     if (r == 0) {
         vd_conf_free(conf);
         return code;
@@ -933,15 +936,19 @@ static int status_one(const char *name, const char *conf_path, int argc,
     return code;
 }
 
-/* `status` without POOL: the -c pool, or every known pool. */
+/* `status` or `stats` without POOL: the -c pool, or every known pool. */
 static int cmd_status_all(const char *conf_opt, int argc, char **argv)
 {
     struct known_list l = { 0 };
-    int json = 0, worst = VD_EXIT_OK, shown = 0;
+    int json = 0, prom = 0, worst = VD_EXIT_OK, shown = 0;
+    char **proms = NULL;
 
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = 1;
+        if (!strcmp(argv[i], "--prometheus"))
+            prom = 1;
+    }
     if (conf_opt) {
         struct vd_conf_pool *conf = NULL;
         int r = load_conf(conf_opt, &conf);
@@ -954,6 +961,11 @@ static int cmd_status_all(const char *conf_opt, int argc, char **argv)
     } else {
         known_pools(&l);
     }
+    if (prom && !(proms = calloc(l.n + 1, sizeof(*proms)))) {
+        fprintf(stderr, "vdlvm: stats: out of memory\n");
+        free(l.v);
+        return VD_EXIT_FAIL;
+    }
     if (json)
         fputs("{\"pools\":[", stdout);
     for (size_t i = 0; i < l.n; i++) {
@@ -963,6 +975,12 @@ static int cmd_status_all(const char *conf_opt, int argc, char **argv)
             status_one(k->name, k->def[0] ? k->def : NULL, argc, argv, &text);
         if (code > worst && worst != VD_EXIT_USAGE)
             worst = code;
+        if (prom) {
+            proms[i] = code == 0 ? text : NULL;
+            if (code != 0)
+                free(text);
+            continue; /* joined below: one block per metric */
+        }
         if (code == 0 && text && *text) {
             size_t n = strlen(text);
             if (json) {
@@ -976,9 +994,22 @@ static int cmd_status_all(const char *conf_opt, int argc, char **argv)
         }
         free(text);
     }
+    if (prom) {
+        size_t k = 0;
+        for (size_t i = 0; i < l.n; i++)
+            if (proms[i])
+                proms[k++] = proms[i];
+        if (vd_prom_merge(proms, k, stdout) < 0) {
+            fprintf(stderr, "vdlvm: stats: out of memory\n");
+            worst = VD_EXIT_FAIL;
+        }
+        for (size_t i = 0; i < k; i++)
+            free(proms[i]);
+        free(proms);
+    }
     if (json)
         fputs("]}\n", stdout);
-    else if (l.n == 0)
+    else if (l.n == 0 && !prom)
         printf("no pools: none defined in %s, none remembered in %s/pools, "
                "none held by a tgtd\n",
                confdir(), vd_statedir());
@@ -1117,6 +1148,8 @@ int main(int argc, char **argv)
         return cmd_status_all(conf_opt, n, args);
     }
     code = run_on_pool(pool_name, conf_opt, n, args, stdout);
+    /* vol create/remove of an activated pool: its activation paths */
+    vd_admin_after_cmd(n, args, code, stdout, stderr);
     fflush(stdout);
     return code;
 }

@@ -15,7 +15,9 @@
 #     control port and a targets.conf including a file written by
 #     `vdlvm export`; the LUN is readable, and after tgt.service's ExecStop
 #     lines (tgtd exits: the pool's lock is released) and a new boot it is
-#     back with the same data;
+#     back with the same data; `vdlvm stats --prometheus` scraped while
+#     the LUN is read passes promtool, and a known number of reads is
+#     counted with exact bytes;
 #   - apt-get purge leaves none of the files `dpkg -L vdlvm` listed.
 # Takes about 1-2 minutes (the package build is most of it).
 set -euo pipefail
@@ -27,6 +29,8 @@ command -v dh >/dev/null || skip "debhelper is not installed (tools/install-deps
 requires command -v tgt-admin
 requires command -v qemu-img
 requires command -v iscsi-readcapacity16
+requires command -v qemu-io
+requires command -v promtool
 if dpkg-query -W -f='${db:Status-Status}' vdlvm 2>/dev/null | grep -qx installed; then
     skip "a vdlvm package is installed on this machine; this test would replace it and could not put it back"
 fi
@@ -199,6 +203,37 @@ shutdown
 boot
 iscsi_read "$url" "$tmp/out" $((32 * MiB)) || fail "read after restart failed"
 cmp "$tmp/in" "$tmp/out" || fail "data differs after the restart"
+# Stats of the installed package: scraped while the LUN is under load
+# (320 MiB of reads in the background) and checked by promtool; then a known
+# number of reads is counted, bytes exact.
+load=()
+for (( i=0; i<40; i++ )); do load+=(-c "read $(( (i % 4) * 8 * MiB )) 8M"); done
+timeout 120 qemu-io -f raw "${load[@]}" "$url" > "$tmp/load.out" 2>&1 & load_pid=$!
+scraped=0
+for (( i=0; i<100; i++ )); do
+    kill -0 "$load_pid" 2>/dev/null || break
+    vdlvm stats p0 --prometheus > "$tmp/metrics.txt" || fail "stats --prometheus failed"
+    promtool check metrics < "$tmp/metrics.txt" > "$tmp/promtool.out" 2>&1 ||
+        fail "promtool rejects the installed vdlvm's metrics: $(cat "$tmp/promtool.out")"
+    kill -0 "$load_pid" 2>/dev/null && scraped=$((scraped + 1))
+done
+wait "$load_pid" || fail "the background reads failed: $(tail -n 5 "$tmp/load.out")"
+[ "$scraped" -ge 1 ] || fail "no scrape finished while the LUN was under load"
+jnum() { grep -o "\"$2\":[0-9]*" "$1" | head -n1 | cut -d: -f2; }
+vdlvm stats p0/v0 --json > "$tmp/s0.json" || fail "stats --json failed"
+grep -q '"exported":true' "$tmp/s0.json" || fail "v0 not exported in stats: $(cat "$tmp/s0.json")"
+nread=32
+cmds=()
+for (( i=0; i<nread; i++ )); do cmds+=(-c "read $((i * 64 * 1024)) 64k"); done
+timeout 60 qemu-io -f raw "${cmds[@]}" "$url" > /dev/null || fail "qemu-io reads failed"
+vdlvm stats p0/v0 --json > "$tmp/s1.json" || fail "stats --json failed"
+dr=$(( $(jnum "$tmp/s1.json" reads) - $(jnum "$tmp/s0.json" reads) ))
+db=$(( $(jnum "$tmp/s1.json" read_bytes) - $(jnum "$tmp/s0.json" read_bytes) ))
+[ "$dr" -ge "$nread" ] || fail "$nread reads counted as $dr"
+[ "$db" = $((nread * 64 * 1024)) ] || fail "$((nread * 64 * 1024)) bytes read counted as $db"
+grep -q "^vdlvm_volume_read_bytes_total{pool=\"p0\",volume=\"v0\"} [1-9]" "$tmp/metrics.txt" ||
+    fail "no read bytes in the scraped metrics"
+note "stats: $scraped scrapes under load pass promtool; $nread reads of 64 KiB counted ($dr, $db bytes)"
 shutdown
 vdlvm pool remove p0 --force > /dev/null || fail "pool remove failed"
 note "targets.conf LUN back after a restart, with the installed files"

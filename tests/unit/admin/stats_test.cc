@@ -1,0 +1,239 @@
+// Unit tests for admin/stats.c (and the counters of pool/stats.c): the
+// Prometheus formatter (names, label escaping, cumulative histogram
+// buckets), vd_prom_merge, and `stats` over counters of this process.
+#include <regex>
+#include <sstream>
+
+#include "tests/unit/admin_fixture.h"
+
+extern "C" {
+#include "admin/admin_int.h"
+#include "pool/stats.h"
+}
+
+using namespace vdtest_admin;
+
+namespace {
+
+std::vector<std::string> Lines(const std::string &s)
+{
+    std::vector<std::string> v;
+    std::istringstream in(s);
+    std::string l;
+    while (std::getline(in, l))
+        v.push_back(l);
+    return v;
+}
+
+// Every line of an exposition: a HELP/TYPE pair per family, before its
+// samples, names vdlvm_[a-z_]+, counters ending in _total, one family block
+// per name.  Returns "" or what is wrong.
+std::string CheckExposition(const std::string &text)
+{
+    static const std::regex sample(
+        R"(^(vdlvm_[a-z_]+)(\{[a-z_]+="([^"\\]|\\.)*"(,[a-z_]+="([^"\\]|\\.)*")*\})? [0-9.e+-]+$)");
+    std::map<std::string, std::string> type;
+    std::string fam;
+    for (auto &l : Lines(text)) {
+        std::smatch m;
+        if (l.rfind("# HELP ", 0) == 0) {
+            fam = l.substr(7, l.find(' ', 7) - 7);
+            if (type.count(fam))
+                return "family " + fam + " appears twice";
+            type[fam] = "";
+        } else if (l.rfind("# TYPE ", 0) == 0) {
+            std::string n = l.substr(7, l.find(' ', 7) - 7);
+            if (n != fam)
+                return "TYPE " + n + " without its HELP";
+            type[fam] = l.substr(l.rfind(' ') + 1);
+        } else if (std::regex_match(l, m, sample)) {
+            std::string n = m[1];
+            std::string base = n;
+            for (const char *suf : { "_bucket", "_sum", "_count" })
+                if (type[fam] == "histogram" && n.size() > strlen(suf) &&
+                    n.compare(n.size() - strlen(suf), strlen(suf), suf) == 0)
+                    base = n.substr(0, n.size() - strlen(suf));
+            if (base != fam)
+                return "sample " + n + " outside its family (" + fam + ")";
+            if (type[fam] == "counter" &&
+                n.compare(n.size() - 6, 6, "_total") != 0)
+                return "counter " + n + " does not end in _total";
+        } else {
+            return "bad line: " + l;
+        }
+    }
+    return "";
+}
+
+TEST(PromFormat, LabelValue_EscapesBackslashQuoteNewline)
+{
+    Output o;
+    admin_prom_label_value(o.out, "a\"b\\c\nd");
+    EXPECT_EQ(o.Out(), "a\\\"b\\\\c\\nd");
+}
+
+TEST(PromFormat, Sample_LabelsInOrderAndEscaped)
+{
+    Output o;
+    const char *l[] = { "pool", "p0", "volume", "v\"1", nullptr };
+    admin_prom_sample(o.out, "vdlvm_x_total", l, 42);
+    const char *none[] = { nullptr };
+    admin_prom_sample(o.out, "vdlvm_y", none, 0);
+    EXPECT_EQ(o.Out(), "vdlvm_x_total{pool=\"p0\",volume=\"v\\\"1\"} 42\n"
+                       "vdlvm_y 0\n");
+}
+
+TEST(PromFormat, Family_HelpEscapedAndTypeLine)
+{
+    Output o;
+    admin_prom_family(o.out, "vdlvm_a", "gauge", "line\\one\ntwo \"q\"");
+    EXPECT_EQ(o.Out(), "# HELP vdlvm_a line\\\\one\\ntwo \"q\"\n"
+                       "# TYPE vdlvm_a gauge\n");
+}
+
+TEST(PromFormat, Histogram_BucketsCumulativeCountIsInf)
+{
+    Output o;
+    const uint64_t bounds[] = { 1000, 5000 }; // us
+    const uint64_t buckets[] = { 2, 3, 4 };   // per bucket, last +Inf
+    const char *l[] = { "op", "read", nullptr };
+    admin_prom_histogram(o.out, "vdlvm_h_seconds", l, bounds, 2, buckets,
+                         1500000000ull);
+    EXPECT_EQ(o.Out(),
+              "vdlvm_h_seconds_bucket{op=\"read\",le=\"0.001\"} 2\n"
+              "vdlvm_h_seconds_bucket{op=\"read\",le=\"0.005\"} 5\n"
+              "vdlvm_h_seconds_bucket{op=\"read\",le=\"+Inf\"} 9\n"
+              "vdlvm_h_seconds_sum{op=\"read\"} 1.500000000\n"
+              "vdlvm_h_seconds_count{op=\"read\"} 9\n");
+}
+
+TEST(PromFormat, LatBucket_BoundsAreInclusive)
+{
+    EXPECT_EQ(vd_lat_bucket(0), 0u);
+    EXPECT_EQ(vd_lat_bucket(vd_lat_bounds_us[0] * 1000), 0u);
+    EXPECT_EQ(vd_lat_bucket(vd_lat_bounds_us[0] * 1000 + 1), 1u);
+    EXPECT_EQ(vd_lat_bucket(vd_lat_bounds_us[VD_LAT_NBOUNDS - 1] * 1000 + 1),
+              (unsigned)VD_LAT_NBOUNDS);
+    for (int i = 1; i < VD_LAT_NBOUNDS; i++)
+        EXPECT_LT(vd_lat_bounds_us[i - 1], vd_lat_bounds_us[i]);
+}
+
+TEST(PromFormat, Merge_OneBlockPerFamily)
+{
+    std::string a = "# HELP vdlvm_a A\n# TYPE vdlvm_a gauge\nvdlvm_a{pool=\"p\"} 1\n"
+                    "# HELP vdlvm_b B\n# TYPE vdlvm_b gauge\nvdlvm_b{pool=\"p\"} 2\n";
+    std::string b = "# HELP vdlvm_a A\n# TYPE vdlvm_a gauge\nvdlvm_a{pool=\"q\"} 3\n"
+                    "# HELP vdlvm_c C\n# TYPE vdlvm_c gauge\nvdlvm_c{pool=\"q\"} 4\n";
+    char *texts[] = { &a[0], &b[0] };
+    Output o;
+    ASSERT_EQ(vd_prom_merge(texts, 2, o.out), 0);
+    EXPECT_EQ(o.Out(), "# HELP vdlvm_a A\n# TYPE vdlvm_a gauge\n"
+                       "vdlvm_a{pool=\"p\"} 1\nvdlvm_a{pool=\"q\"} 3\n"
+                       "# HELP vdlvm_b B\n# TYPE vdlvm_b gauge\n"
+                       "vdlvm_b{pool=\"p\"} 2\n"
+                       "# HELP vdlvm_c C\n# TYPE vdlvm_c gauge\n"
+                       "vdlvm_c{pool=\"q\"} 4\n");
+    EXPECT_EQ(CheckExposition(o.Out()), "");
+}
+
+TEST_F(AdminPool, Stats_NotExported_OfflinePartOnly)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/vol0", "--size", "8M" }), 0);
+    ASSERT_EQ(Exec(p, { "stats", "pool0" }, &out, &err), 0) << err;
+    EXPECT_NE(out.find("not exported"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--json" }, &out, &err), 0) << err;
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"exported\":false"), std::string::npos) << out;
+    EXPECT_NE(out.find("\"io\":null"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--prometheus" }, &out, &err), 0);
+    EXPECT_EQ(CheckExposition(out), "") << out;
+    EXPECT_NE(out.find("vdlvm_pool_exported{pool=\"pool0\"} 0\n"),
+              std::string::npos);
+    EXPECT_EQ(out.find("_total{"), std::string::npos) << out;
+    EXPECT_EQ(Exec(p, { "stats", "pool0", "--json", "--prometheus" }, &out,
+                    &err),
+              VD_EXIT_USAGE);
+    EXPECT_EQ(Exec(p, { "stats", "pool0/nope" }, &out, &err), VD_EXIT_FAIL);
+    EXPECT_NE(err.find("not found"), std::string::npos) << err;
+    vd_pool_close(p);
+}
+
+TEST_F(AdminPool, Stats_CountersOfThisProcess_InEveryForm)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/vol0", "--size", "8M" }), 0);
+    // What bs_vdlvm.so does per LU and per command.
+    vd_vol_stats *s = vd_vol_stats_get("pool0", "vol0");
+    ASSERT_NE(s, nullptr);
+    struct vd_vol_stats_snap *snap;
+    size_t n;
+    ASSERT_EQ(vd_vol_stats_snapshot("pool0", &snap, &n), 0);
+    ASSERT_EQ(n, 1u);
+    struct vd_io_counters before = snap[0].c;
+    free(snap);
+    for (int i = 0; i < 5; i++)
+        vd_vol_stats_account(s, VD_IO_OP_READ, 4096, 30000, 0); // 30 us
+    vd_vol_stats_account(s, VD_IO_OP_READ, 0, 2000000000ull, 1);   // 2 s, failed
+    vd_vol_stats_account(s, VD_IO_OP_WRITE, 65536, 300000, 0);      // 300 us
+
+    ASSERT_EQ(vd_vol_stats_snapshot("pool0", &snap, &n), 0);
+    ASSERT_EQ(n, 1u);
+    EXPECT_EQ(snap[0].luns, 1u);
+    EXPECT_EQ(snap[0].c.ops[VD_IO_OP_READ] - before.ops[VD_IO_OP_READ], 6u);
+    EXPECT_EQ(snap[0].c.bytes[VD_IO_OP_READ] - before.bytes[VD_IO_OP_READ],
+              5u * 4096);
+    EXPECT_EQ(snap[0].c.errors[VD_IO_OP_READ] - before.errors[VD_IO_OP_READ],
+              1u);
+    EXPECT_EQ(snap[0].c.lat[VD_IO_OP_READ][0] - before.lat[VD_IO_OP_READ][0],
+              5u);
+    struct vd_io_counters now = snap[0].c;
+    free(snap);
+
+    ASSERT_EQ(Exec(p, { "stats", "pool0/vol0", "--json" }, &out, &err), 0)
+        << err;
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"exported\":true"), std::string::npos) << out;
+    EXPECT_NE(out.find("\"reads\":" +
+                       std::to_string(now.ops[VD_IO_OP_READ])),
+              std::string::npos)
+        << out;
+
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--prometheus" }, &out, &err), 0);
+    EXPECT_EQ(CheckExposition(out), "") << out;
+    EXPECT_NE(out.find("vdlvm_volume_read_bytes_total{pool=\"pool0\","
+                       "volume=\"vol0\"} " +
+                       std::to_string(now.bytes[VD_IO_OP_READ]) + "\n"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("vdlvm_volume_errors_total{pool=\"pool0\",volume="
+                       "\"vol0\",op=\"read\"} " +
+                       std::to_string(now.errors[VD_IO_OP_READ]) + "\n"),
+              std::string::npos)
+        << out;
+    uint64_t reads = now.ops[VD_IO_OP_READ];
+    EXPECT_NE(out.find("vdlvm_volume_io_latency_seconds_bucket{pool=\"pool0\","
+                       "volume=\"vol0\",op=\"read\",le=\"+Inf\"} " +
+                       std::to_string(reads) + "\n"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("vdlvm_volume_io_latency_seconds_count{pool=\"pool0\","
+                       "volume=\"vol0\",op=\"read\"} " +
+                       std::to_string(reads) + "\n"),
+              std::string::npos)
+        << out;
+
+    ASSERT_EQ(Exec(p, { "stats", "pool0" }, &out, &err), 0);
+    EXPECT_NE(out.find("exported by this host's tgtd"), std::string::npos);
+
+    vd_vol_stats_put(s); // no LUN any more: not exported, counters kept
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--json" }, &out, &err), 0);
+    EXPECT_NE(out.find("\"exported\":false"), std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+} // namespace
