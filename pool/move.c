@@ -64,11 +64,14 @@
  *   src stays authoritative, so the flush itself succeeded).
  * switch (END): the copier flushes dst (the copied bytes), commits END;
  *   END apply (map_lock exclusive) waits for every write using the old
- *   mapping (they wrote both), then maps dst and clears the hook; after
- *   the commit dst is flushed once more (a flush that read the old device
- *   set before the switch but reached src after the hook was cleared is
- *   covered by it).  The old PE is freed by END's apply, i.e. only once
- *   the switch is durable.
+ *   mapping (they wrote both), then maps dst; writes stop going to both,
+ *   but flushes of src still flush dst (switching) until the copier,
+ *   still holding the admin lock, has flushed dst once more and only then
+ *   clears the hook: a flush (the mirror cleaner's, a layout's) that took
+ *   its device set before the switch and reaches src later finds either
+ *   the hook or dst already flushed past every pre-switch write.  The old
+ *   PE is freed by END's apply, i.e. only once the switch is durable, and
+ *   is not given out again before the hook is gone (admin lock).
  * device failure: src read error, dst write/flush error (copier or a
  *   writer) or a device not usable: failed is set, the copier commits
  *   ABORT, the volume keeps src; the error is logged and shown by status.
@@ -121,6 +124,8 @@ struct vd_move {
     uint64_t cursor;     /* next byte to copy (>= done) */
     uint64_t verify_end; /* [cursor, verify_end): compare first (after open) */
     bool failed;
+    bool switching; /* END applied, dst not flushed again yet: flushes
+                       of src still flush dst (finish) */
     char error[200];
     bool copier_busy;
     struct mvr *rhead, *rtail;
@@ -290,7 +295,7 @@ int vd_move_dev_flush(struct vd_dev *d)
     struct vd_dev *t = NULL;
 
     pthread_mutex_lock(&m->lock);
-    if (m->active && &m->p->devs[m->src] == d && !m->failed)
+    if ((m->active || m->switching) && &m->p->devs[m->src] == d && !m->failed)
         t = &m->p->devs[m->dst];
     pthread_mutex_unlock(&m->lock);
     if (t && (!t->bdev || vd_dev_flush(t) < 0)) {
@@ -330,6 +335,18 @@ static bool dev_ok(const vd_pool *p, uint32_t dev)
     return dev < p->ndevs && p->devs[dev].used;
 }
 
+static void end_switch(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+
+    pthread_mutex_lock(&m->lock);
+    if (m->switching) {
+        m->switching = false;
+        __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 static int apply_begin(vd_pool *p, const struct vd_op_move *o)
 {
     struct vd_move *m = p->move;
@@ -356,6 +373,7 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
             p->name, v->name, o->dst, o->dpe);
     if (o->evac != VD_NO_DEV && !dev_ok(p, o->evac))
         BAD("pool '%s': move names unknown device %u", p->name, o->evac);
+    end_switch(p); /* a replayed END before this BEGIN */
     pthread_rwlock_wrlock(&v->map_lock);
     pthread_mutex_lock(&m->lock);
     pe_set(&p->devs[o->dst], o->dpe, true);
@@ -402,11 +420,14 @@ static int apply_progress(vd_pool *p, const struct vd_op_move_progress *o)
     return 0;
 }
 
-/* Clear the move (m->lock not held; v's map_lock exclusive if v). */
-static void clear_locked_map(vd_pool *p, struct vd_move *m)
+/* Clear the move (m->lock not held; v's map_lock exclusive if v).  After
+ * END the hook stays for flushes (switching) until finish flushed dst. */
+static void clear_locked_map(vd_pool *p, struct vd_move *m, bool switching)
 {
     pthread_mutex_lock(&m->lock);
-    __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
+    m->switching = switching;
+    if (!switching)
+        __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
     m->active = false;
     m->done = m->cursor = m->verify_end = 0;
     pthread_cond_broadcast(&m->cond);
@@ -431,7 +452,7 @@ static int apply_end(vd_pool *p, const struct vd_op_move *o)
     pe_set(&p->devs[m->src], m->spe, false);
     e->pe = m->dpe;
     __atomic_store_n(&e->dev, m->dst, __ATOMIC_RELEASE);
-    clear_locked_map(p, m);
+    clear_locked_map(p, m, true);
     pthread_rwlock_unlock(&v->map_lock);
     return 0;
 }
@@ -447,7 +468,7 @@ static int apply_abort(vd_pool *p)
     if (v)
         pthread_rwlock_wrlock(&v->map_lock);
     pe_set(&p->devs[m->dst], m->dpe, false);
-    clear_locked_map(p, m);
+    clear_locked_map(p, m, false);
     if (v)
         pthread_rwlock_unlock(&v->map_lock);
     return 0;
@@ -858,12 +879,16 @@ static int finish(vd_pool *p)
                "'%s'",
                p->name, o.le, o.leg, v->name, p->devs[dst].name);
     }
-    vd_admin_unlock(p);
+    /* still under the admin lock (the old PE is not given out before the
+     * hook is gone): dst durable, then flushes of src stop reaching it */
     if (r == 0 && vd_dev_flush(&p->devs[dst]) < 0)
         vd_log(VD_LOG_ERR,
                "pool '%s': device '%s': flush after a move failed: writes "
                "flushed during the move may not be durable there",
                p->name, p->devs[dst].name);
+    if (r == 0)
+        end_switch(p);
+    vd_admin_unlock(p);
     return r;
 }
 
@@ -1027,6 +1052,7 @@ void vd_move_opened(vd_pool *p)
 {
     struct vd_move *m = p->move;
 
+    end_switch(p); /* a replayed END: nothing to flush before any I/O */
     pthread_mutex_lock(&m->lock);
     if (m->active) {
         /* compare what the checkpoint says is copied, then go on */
