@@ -36,6 +36,8 @@ enum {
     O_REGION = 1u << 10,
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
+    O_TO = 1u << 13,      /* dev evacuate --to DEV,... */
+    O_DRY_RUN = 1u << 14, /* pool apply --dry-run */
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -71,6 +73,7 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
+    const char *to; /* --to DEV,... (admin/dev.c splits it) */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -104,6 +107,11 @@ int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+/* admin/dev.c: dev evacuate; the extent mover's part of status */
+int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
+                           FILE *err);
+void admin_move_status_json(FILE *out, vd_pool *pool);
+void admin_move_status_text(FILE *out, vd_pool *pool);
 
 /* ---- output helpers (output.c) ---- */
 /* A text table: columns padded to their widest cell, last one unpadded. */
