@@ -45,6 +45,8 @@ static const char *g_usage =
     "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
     "  verify POOL/VOL [--repair]\n"
     "  vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]\n"
+    "Live pool operations:\n"
+    "  dev evacuate POOL/DEV [--to DEV,...] [--rate LIMIT] [--wait]\n"
     "Boot and /etc/tgt/targets.conf:\n"
     "  activate [POOL[/VOL]]           make /run/vdlvm/vol/POOL/VOL, the path\n"
     "                                  tgt-admin needs, for every volume\n"
@@ -369,6 +371,9 @@ static int needs_wait(int argc, char **argv)
     if (!strcmp(argv[0], "resync"))
         i = 1;
     else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
+        i = 2;
+    else if (argc > 1 && !strcmp(argv[0], "dev") &&
+             !strcmp(argv[1], "evacuate"))
         i = 2;
     else
         return 0;
