@@ -201,7 +201,17 @@ struct vd_run {
 int vd_vol_get_runs(const vd_pool *pool, const char *name, struct vd_run **runs,
                     size_t *nruns);
 
-/* ---- live pool operations (pool/move.c) ------------------------------- */
+/* ---- live pool operations (pool/move.c, pool/pool.c) ------------------ */
+/* `vdlvm pool apply`: the devices of conf that the pool lacks are checked
+ * (unused: no foreign data, no other pool's header; large enough),
+ * initialised and join the live pool.  Every other difference is refused
+ * (-EINVAL, the message names the file, line and device): a changed path
+ * or node, a renamed device, a device missing from conf (named with the
+ * extents it holds; removing even an empty device is not supported yet).
+ * Nothing is written when anything is refused, nor with dry_run.  plan
+ * gets one line per change ("nothing to change" when none). */
+int vd_pool_apply(vd_pool *pool, const struct vd_conf_pool *conf, int dry_run,
+                  char *plan, size_t plan_len);
 struct vd_move_stats {
     uint64_t bytes_copied;   /* written to targets (copies and repairs) */
     uint64_t bytes_compared; /* compared after a restart */
