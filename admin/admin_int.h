@@ -112,6 +112,9 @@ int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
                            FILE *err);
 void admin_move_status_json(FILE *out, vd_pool *pool);
 void admin_move_status_text(FILE *out, vd_pool *pool);
+/* admin/apply.c: pool apply */
+int admin_cmd_pool_apply(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
 
 /* ---- output helpers (output.c) ---- */
 /* A text table: columns padded to their widest cell, last one unpadded. */

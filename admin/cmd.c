@@ -230,6 +230,15 @@ static const struct cmd_spec g_cmds[] = {
       "  --wait               return when the resync is done (always so when\n"
       "                       no tgtd holds the pool)\n",
       .exec = admin_cmd_resync },
+    { "pool", "apply", T_POOL, O_DRY_RUN, 0, "pool apply POOL [--dry-run]",
+      "Make the live pool match its definition (the YAML): devices added\n"
+      "there are checked (unused, large enough), initialised and join the\n"
+      "pool at once.  Any other difference is refused and nothing changes:\n"
+      "a changed path or node, a renamed device, a device left out (named\n"
+      "with what it still holds; removing a device is not supported yet).\n"
+      "\n"
+      "  --dry-run            print the plan, change nothing\n",
+      .exec = admin_cmd_pool_apply },
     { "dev", "evacuate", T_VOL, O_TO | O_RATE | O_WAIT, 0,
       "dev evacuate POOL/DEV [--to DEV,...] [--rate LIMIT] [--wait]",
       "Move every extent on device DEV (of every volume and layout) to other\n"
