@@ -46,6 +46,7 @@ static const char *g_usage =
     "  verify POOL/VOL [--repair]\n"
     "  vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]\n"
     "Live pool operations:\n"
+    "  pool apply POOL [--dry-run]     devices added to the definition join\n"
     "  dev evacuate POOL/DEV [--to DEV,...] [--rate LIMIT] [--wait]\n"
     "Boot and /etc/tgt/targets.conf:\n"
     "  activate [POOL[/VOL]]           make /run/vdlvm/vol/POOL/VOL, the path\n"
