@@ -350,3 +350,92 @@ TEST_F(PoolTest, Evacuate_NoRoomElsewhere_RefusedNothingChanged)
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(PoolTest, Apply_DryRunPlans_AddJoinsLive_RemoveAndRenameRefused)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 24ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> w = Pattern(21, 24ull << 20);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0);
+    uint64_t seq0 = p->seq;
+    char plan[4096];
+
+    // the definition gains d3 (a file to be created)
+    Define(4, 64ull << 20);
+    ASSERT_EQ(vd_pool_apply(p, &conf, 1, plan, sizeof(plan)), 0);
+    EXPECT_NE(std::string(plan).find("add device 'd3'"), std::string::npos) << plan;
+    EXPECT_EQ(p->seq, seq0);
+    EXPECT_NE(access(paths[3].c_str(), F_OK), 0); // dry run: not created
+    ASSERT_EQ(vd_pool_apply(p, &conf, 0, plan, sizeof(plan)), 0);
+    ASSERT_EQ(p->ndevs, 4u);
+    EXPECT_EQ(p->devs[3].state, VD_DEV_OK);
+    EXPECT_STREQ(p->devs[3].name, "d3");
+    ASSERT_EQ(vd_pool_apply(p, &conf, 1, plan, sizeof(plan)), 0);
+    EXPECT_NE(std::string(plan).find("nothing to change"), std::string::npos);
+
+    // the new device takes extents at once: evacuate d0 onto it
+    const char *to[] = { "d3" };
+    uint64_t on0 = vd_pool_dev_extents(p, "d0");
+    ASSERT_EQ(vd_dev_evacuate(p, "d0", to, 1, 0), 0);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d3"), on0);
+    std::vector<char> got(w.size());
+    ASSERT_EQ(vd_vol_pread(v, got.data(), got.size(), 0), 0);
+    EXPECT_TRUE(got == w);
+
+    // d1 left out while it holds extents: refused, named, nothing changed
+    uint64_t seq1 = p->seq;
+    struct vd_conf_pool c2 = conf;
+    std::vector<struct vd_conf_dev> d2(devs.begin(), devs.end());
+    d2.erase(d2.begin() + 1);
+    c2.devs = d2.data();
+    c2.ndevs = d2.size();
+    log_lines.clear();
+    EXPECT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), -EINVAL);
+    ASSERT_FALSE(log_lines.empty());
+    EXPECT_NE(log_lines.back().find("'d1' is not in it but holds"), std::string::npos)
+        << log_lines.back();
+    // a renamed device (d2's path under a new name): refused
+    std::vector<struct vd_conf_dev> d3(devs.begin(), devs.end());
+    std::string newname = "x2";
+    d3.push_back(d3[2]);
+    d3.back().name = (char *)newname.c_str();
+    c2.devs = d3.data();
+    c2.ndevs = d3.size();
+    log_lines.clear();
+    EXPECT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), -EINVAL);
+    ASSERT_FALSE(log_lines.empty());
+    EXPECT_NE(log_lines.back().find("cannot be renamed"), std::string::npos)
+        << log_lines.back();
+    // a changed path: refused
+    std::vector<struct vd_conf_dev> d4(devs.begin(), devs.end());
+    std::string other = dir + "/elsewhere.img";
+    d4[1].path = (char *)other.c_str();
+    c2.devs = d4.data();
+    c2.ndevs = d4.size();
+    EXPECT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), -EINVAL);
+    EXPECT_EQ(p->seq, seq1);
+    EXPECT_EQ(p->ndevs, 4u);
+    vd_vol_close(v);
+    vd_pool_close(p);
+
+    // the added device is part of the pool after a reopen
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->devs[3].state, VD_DEV_OK);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d3"), on0);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_EQ(vd_vol_pread(v, got.data(), got.size(), 0), 0);
+    EXPECT_TRUE(got == w);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+} // namespace
