@@ -1088,7 +1088,8 @@ int main(int argc, char **argv)
     if (code >= 0)
         return code;
 
-    if (!strcmp(args[0], "pool")) {
+    /* pool apply runs on the pool like the volume commands */
+    if (!strcmp(args[0], "pool") && !(n >= 2 && !strcmp(args[1], "apply"))) {
         if (n >= 2 && !strcmp(args[1], "create"))
             return cmd_pool_create(conf_opt, n, args);
         if (n >= 2 && !strcmp(args[1], "list"))
