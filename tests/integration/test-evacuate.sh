@@ -1,6 +1,7 @@
 #!/bin/bash
-# Live evacuation (issue 12): tgtd exports vol0 of a 3-device pool and a
-# qemu-io write load runs on it; `vdlvm dev evacuate pool0/d0 --wait` moves
+# Live evacuation (issue 12): tgtd exports vol0 of a 3-device pool, a fourth
+# device joins with `vdlvm pool apply`, and while a qemu-io write load runs
+# on vol0, `vdlvm dev evacuate pool0/d0 --wait` moves
 # every extent off d0 through the module's control socket.  Afterwards every
 # write the load had acknowledged reads back, and d0 holds no extent
 # (`vdlvm status --json`); the status showed the move while it ran.
@@ -30,6 +31,17 @@ timeout 60 qemu-io -f raw "${cmds[@]}" "$url" > /dev/null || fail "base write fa
 on_d0=$(vdlvm status pool0 --json | python3 -c 'import json,sys
 d=json.load(sys.stdin); print([x["used_extents"] for x in d["devices"] if x["name"]=="d0"][0])')
 [ "$on_d0" -gt 0 ] || fail "d0 holds no extent before the evacuation"
+
+# A fourth device joins the live pool through `pool apply` (the YAML is the
+# definition): --dry-run plans it and changes nothing; then it is added.
+printf '  - name: d3\n    path: %s\n    size: 64MiB\n' "$tmp/pool0-d3.img" >> "$conf"
+vdlvm pool apply pool0 --dry-run > "$tmp/plan.out" 2>&1 || fail "pool apply --dry-run failed: $(cat "$tmp/plan.out")"
+grep -q "add device 'd3'" "$tmp/plan.out" || fail "no plan for d3: $(cat "$tmp/plan.out")"
+[ ! -e "$tmp/pool0-d3.img" ] || fail "--dry-run created d3"
+vdlvm pool apply pool0 > "$tmp/apply.out" || fail "pool apply failed: $(cat "$tmp/apply.out")"
+vdlvm status pool0 --json | grep -q '"name":"d3"' || fail "d3 is not in the pool after pool apply"
+expect_fail 1 "no device 'nosuch'" vdlvm dev evacuate pool0/nosuch --wait
+note "d3 added live with pool apply"
 
 # The write load: slot s gets pattern 100 + round, round after round; a
 # write is logged (slot pattern) only once qemu-io acknowledged it.
