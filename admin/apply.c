@@ -39,8 +39,10 @@ int admin_cmd_pool_apply(vd_pool *pool, struct cmd_args *a, FILE *out,
     r = vd_pool_apply(pool, conf, dry, plan, sizeof(plan));
     vd_conf_free(conf);
     if (r < 0)
-        return admin_lib_fail(err, r, "pool '%s': apply failed (nothing "
-                              "changed)", a->pool);
+        return admin_lib_fail(err, r,
+                              "pool '%s': apply failed (nothing "
+                              "changed)",
+                              a->pool);
     fprintf(out, "%s%s", dry ? "plan (--dry-run: nothing changed):\n" : "",
             plan);
     return VD_EXIT_OK;

@@ -33,9 +33,8 @@ static void progress_line(FILE *out, const struct vd_move_status *s)
     admin_fmt_rate(s->rate_bps, r, sizeof(r));
     fprintf(out, "evacuating '%s': %s of %s moved (%u%%), %s", s->evac_dev, d,
             t,
-            s->evac_total_bytes
-                ? (unsigned)(done * 100 / s->evac_total_bytes)
-                : 100,
+            s->evac_total_bytes ? (unsigned)(done * 100 / s->evac_total_bytes)
+                                : 100,
             r);
     if (s->rate_bps)
         fprintf(out, ", %llu s left", (unsigned long long)s->eta_s);
@@ -155,8 +154,7 @@ void admin_move_status_json(FILE *out, vd_pool *pool)
             "\"moves_done\":%llu,\"moves_abandoned\":%llu,"
             "\"bytes_copied\":%llu,\"bytes_compared\":%llu,\"error\":",
             (unsigned long long)s.rate_bps, (unsigned long long)s.rate_limit,
-            (unsigned long long)s.eta_s,
-            (unsigned long long)s.stats.moves_done,
+            (unsigned long long)s.eta_s, (unsigned long long)s.stats.moves_done,
             (unsigned long long)s.stats.moves_aborted,
             (unsigned long long)s.stats.bytes_copied,
             (unsigned long long)s.stats.bytes_compared);

@@ -256,8 +256,8 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
         return vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
     if (t) {
         int rt = -EIO;
-        if (t->bdev && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) ==
-                           VD_DEV_OK)
+        if (t->bdev &&
+            __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == VD_DEV_OK)
             rt = vd_dev_pwrite(t, (const char *)buf + (a - off), b - a, toff,
                                flags | VD_IO_MOVER);
         if (rt < 0) {
@@ -356,8 +356,8 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
     if (m->active)
         BAD("pool '%s': metadata starts a move while one runs", p->name);
     if (!v)
-        BAD("pool '%s': metadata moves an extent of unknown volume %u",
-            p->name, o->vol);
+        BAD("pool '%s': metadata moves an extent of unknown volume %u", p->name,
+            o->vol);
     if (o->leg >= v->copies || o->le >= v->le_count)
         BAD("pool '%s': volume '%s': move of extent %" PRIu64
             " leg %u out of range",
@@ -727,8 +727,8 @@ static int abort_move(vd_pool *p, const char *why)
                "pool '%s': move of extent %" PRIu64 " leg %u of volume "
                "'%s' from '%s' to '%s' abandoned (the volume keeps its "
                "extent): %s",
-               p->name, m->le, m->leg, v ? v->name : "?",
-               p->devs[m->src].name, p->devs[m->dst].name, why);
+               p->name, m->le, m->leg, v ? v->name : "?", p->devs[m->src].name,
+               p->devs[m->dst].name, why);
         pthread_mutex_lock(&m->lock);
         snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", why);
         pthread_mutex_unlock(&m->lock);
@@ -908,9 +908,9 @@ static int evac_next_locked(vd_pool *p)
                 uint64_t dpe;
                 if (e->dev != dev)
                     continue;
-                int r = choose_dst(p, v, leg, dev,
-                                   m->evac_to_set ? m->evac_to : NULL, &dst,
-                                   &dpe);
+                int r =
+                    choose_dst(p, v, leg, dev,
+                               m->evac_to_set ? m->evac_to : NULL, &dst, &dpe);
                 if (r < 0) {
                     vd_log(VD_LOG_ERR,
                            "pool '%s': evacuating '%s': no device can take "
@@ -937,8 +937,10 @@ static void evac_stop_locked(vd_pool *p, bool done)
     if (m->evac == VD_NO_DEV)
         return;
     if (done)
-        vd_log(VD_LOG_INFO, "pool '%s': device '%s' evacuated: it holds no "
-               "extent", p->name, p->devs[m->evac].name);
+        vd_log(VD_LOG_INFO,
+               "pool '%s': device '%s' evacuated: it holds no "
+               "extent",
+               p->name, p->devs[m->evac].name);
     pthread_mutex_lock(&m->lock);
     m->evac = VD_NO_DEV;
     m->evac_to_set = false;
@@ -1034,8 +1036,8 @@ int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
         if (rate) {
             int64_t due = t0 + (int64_t)((double)done * 1e9 / (double)rate);
             if (due > now)
-                vd_bg_sleep(p, due - now < 500000000LL ? due - now
-                                                       : 500000000LL);
+                vd_bg_sleep(p,
+                            due - now < 500000000LL ? due - now : 500000000LL);
         }
     }
 out:
@@ -1106,9 +1108,8 @@ int vd_dev_evacuate(vd_pool *p, const char *dev, const char *const *to,
     vd_admin_lock(p);
     di = dev_index(p, dev);
     if (di < 0) {
-        vd_log(VD_LOG_ERR,
-               "pool '%s': no device '%s'; see 'vdlvm status %s'", p->name,
-               dev, p->name);
+        vd_log(VD_LOG_ERR, "pool '%s': no device '%s'; see 'vdlvm status %s'",
+               p->name, dev, p->name);
         r = -ENOENT;
         goto out;
     }
@@ -1124,8 +1125,10 @@ int vd_dev_evacuate(vd_pool *p, const char *dev, const char *const *to,
         allowed[t] = true;
     }
     if (m->evac != VD_NO_DEV && m->evac != (uint32_t)di) {
-        vd_log(VD_LOG_ERR, "pool '%s': device '%s' is being evacuated; wait "
-               "for it to finish", p->name, p->devs[m->evac].name);
+        vd_log(VD_LOG_ERR,
+               "pool '%s': device '%s' is being evacuated; wait "
+               "for it to finish",
+               p->name, p->devs[m->evac].name);
         r = -EBUSY;
         goto out;
     }
@@ -1157,8 +1160,9 @@ int vd_dev_evacuate(vd_pool *p, const char *dev, const char *const *to,
     m->rate = rate;
     m->st.last_error[0] = 0;
     pthread_mutex_unlock(&m->lock);
-    vd_log(VD_LOG_INFO, "pool '%s': evacuating device '%s': %" PRIu64
-           " extents to move", p->name, dev, need);
+    vd_log(VD_LOG_INFO,
+           "pool '%s': evacuating device '%s': %" PRIu64 " extents to move",
+           p->name, dev, need);
 out:
     vd_admin_unlock(p);
     if (r == 0)
@@ -1192,11 +1196,11 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
     }
     if (m->evac != VD_NO_DEV) {
         s->evacuating = 1;
-        snprintf(s->evac_dev, sizeof(s->evac_dev), "%s",
-                 p->devs[m->evac].name);
+        snprintf(s->evac_dev, sizeof(s->evac_dev), "%s", p->devs[m->evac].name);
         uint64_t left = extents_on(p, m->evac);
         s->evac_left_bytes = left * es - (m->active ? s->done : 0);
-        s->evac_total_bytes = (m->evac_total > left ? m->evac_total : left) * es;
+        s->evac_total_bytes =
+            (m->evac_total > left ? m->evac_total : left) * es;
         if (s->rate_bps)
             s->eta_s = s->evac_left_bytes / s->rate_bps;
     } else if (m->active && s->rate_bps) {
