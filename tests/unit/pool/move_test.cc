@@ -439,3 +439,60 @@ TEST_F(PoolTest, Apply_DryRunPlans_AddJoinsLive_RemoveAndRenameRefused)
 }
 
 } // namespace
+
+namespace {
+
+TEST_F(PoolTest, Move_TargetFailsMidMove_Abandoned_VolumeKeepsItsExtent)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 16ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> w = Pattern(31, kEs);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), kEs, 0, 0), 0);
+    vd_pe before = MapOf(p, "vol0", 0, 0);
+    uint64_t used0 = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        used0 += p->devs[i].used_count;
+    ASSERT_EQ(vd_move_extent(p, "vol0", 0, 0, nullptr, 0), 0);
+    ASSERT_EQ(vd_move_run(p, 1000000000LL, 512 << 10), 1);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    uint32_t dst = 0;
+    while (st.dst != std::string(p->devs[dst].name))
+        dst++;
+    // the target goes away: a write still succeeds (the source decides)
+    __atomic_store_n(&p->devs[dst].state, VD_DEV_FAILED, __ATOMIC_RELEASE);
+    std::vector<char> w2 = Pattern(32, 8192);
+    ASSERT_EQ(vd_vol_pwrite(v, w2.data(), 8192, 1 << 20, 0), 0);
+    memcpy(w.data() + (1 << 20), w2.data(), 8192);
+    EXPECT_EQ(vd_move_wait(p, 30000), -EIO);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.active);
+    EXPECT_EQ(st.stats.moves_aborted, 1u);
+    EXPECT_NE(std::string(st.stats.last_error).find(p->devs[dst].name),
+              std::string::npos)
+        << st.stats.last_error;
+    vd_pe after = MapOf(p, "vol0", 0, 0);
+    EXPECT_EQ(after.dev, before.dev);
+    EXPECT_EQ(after.pe, before.pe);
+    uint64_t used1 = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        used1 += p->devs[i].used_count;
+    EXPECT_EQ(used1, used0); // the reserved target extent is free again
+    std::vector<char> got(kEs);
+    ASSERT_EQ(vd_vol_pread(v, got.data(), kEs, 0), 0);
+    EXPECT_TRUE(got == w);
+    __atomic_store_n(&p->devs[dst].state, VD_DEV_OK, __ATOMIC_RELEASE);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    p = Open(); // the abandon is durable: no move resumes
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.active);
+    vd_pool_close(p);
+}
+
+} // namespace
