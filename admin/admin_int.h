@@ -45,6 +45,8 @@ enum {
     O_RBPS_LIMIT = 1u << 24,
     O_WBPS_LIMIT = 1u << 25,
     O_BURST = 1u << 26,
+    O_TO = 1u << 14,      /* dev evacuate --to DEV,... */
+    O_DRY_RUN = 1u << 15, /* pool apply --dry-run */
 };
 #define O_QOS_ALL                                                 \
     (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
@@ -85,6 +87,7 @@ struct cmd_args {
     const char *replace, *with;
     struct vd_qos_limits qos; /* vol set (admin/qos.c) */
     unsigned qos_mask;        /* vd_vol_qos_set's mask */
+    const char *to; /* --to DEV,... (admin/dev.c splits it) */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -127,6 +130,14 @@ void admin_qos_json_vol(FILE *out, vd_pool *pool, const char *vol,
                         const char *obj, size_t len);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+/* admin/dev.c: dev evacuate; the extent mover's part of status */
+int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
+                           FILE *err);
+void admin_move_status_json(FILE *out, vd_pool *pool);
+void admin_move_status_text(FILE *out, vd_pool *pool);
+/* admin/apply.c: pool apply */
+int admin_cmd_pool_apply(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
 
 /* ---- progress of long commands (progress.c) ---- */
 /* For every command that waits for long work (resync --wait, vol repair

@@ -264,6 +264,30 @@ static const struct cmd_spec g_cmds[] = {
       "  --prometheus         Prometheus text exposition format, e.g. for\n"
       "                       node_exporter's textfile collector\n",
       .check = admin_check_stats, .exec = admin_cmd_stats },
+    { "pool", "apply", T_POOL, O_DRY_RUN, 0, "pool apply POOL [--dry-run]",
+      "Make the live pool match its definition (the YAML): devices added\n"
+      "there are checked (unused, large enough), initialised and join the\n"
+      "pool at once.  Any other difference is refused and nothing changes:\n"
+      "a changed path or node, a renamed device, a device left out (named\n"
+      "with what it still holds; removing a device is not supported yet).\n"
+      "\n"
+      "  --dry-run            print the plan, change nothing\n",
+      .exec = admin_cmd_pool_apply },
+    { "dev", "evacuate", T_VOL, O_TO | O_RATE | O_WAIT, 0,
+      "dev evacuate POOL/DEV [--to DEV,...] [--rate LIMIT] [--wait]",
+      "Move every extent on device DEV (of every volume and layout) to other\n"
+      "devices, online, one extent at a time: writes during a move reach both\n"
+      "places, a checkpoint in the pool's metadata lets a move resume after a\n"
+      "crash without copying again what it copied.  Mirror legs stay on\n"
+      "distinct nodes.  DEV gets no new extents meanwhile.  It runs in the\n"
+      "background of the process holding the pool; follow it with 'vdlvm\n"
+      "status POOL'.\n"
+      "\n"
+      "  --to DEV,...         only onto these devices\n"
+      "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited)\n"
+      "  --wait               return when DEV holds no extent, with progress\n"
+      "                       lines (always so when no tgtd holds the pool)\n",
+      .exec = admin_cmd_dev_evacuate },
     { "verify", NULL, T_VOL, O_REPAIR, 0, "verify POOL/VOL [--repair]",
       "Read every leg of a mirrored volume, compare them region by region\n"
       "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"
@@ -496,6 +520,17 @@ static int opt_device(const char *cmdname, const char *name, const char *val,
     return 0;
 }
 
+static int opt_to(const char *cmdname, const char *name, const char *val,
+                  struct cmd_args *a, FILE *err)
+{
+    if (!*val) {
+        admin_msg(err, "%s: --to needs device names, e.g. --to d3,d4", cmdname);
+        return VD_EXIT_USAGE;
+    }
+    a->to = val;
+    return 0;
+}
+
 struct opt_spec {
     const char *name;
     unsigned bit; /* O_* */
@@ -532,6 +567,8 @@ static const struct opt_spec g_opts[] = {
       .parse = admin_qos_opt },
     { .name = "--burst", .bit = O_BURST, .parse = admin_qos_opt },
     { .name = "--prometheus", .bit = O_PROMETHEUS },
+    { .name = "--to", .bit = O_TO, .parse = opt_to },
+    { .name = "--dry-run", .bit = O_DRY_RUN },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -593,7 +630,8 @@ static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
         admin_msg(err, "no command given; see 'vdlvm --help'");
         return NULL;
     }
-    if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool")) {
+    if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool") ||
+        !strcmp(argv[0], "dev")) {
         if (argc < 2 || is_help(argv[1])) {
             if (argc >= 2) {
                 print_group_help(argv[0], out);

@@ -339,6 +339,9 @@ static int is_long_cmd(int argc, char **argv)
         return 1;
     if (!strcmp(argv[0], "resync"))
         i = 1;
+    else if (argc > 1 && !strcmp(argv[0], "dev") &&
+             !strcmp(argv[1], "evacuate"))
+        i = 2;
     else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
         i = 2;
     else

@@ -208,7 +208,9 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
                 (unsigned long long)di->used_extents,
                 di->has_md ? "true" : "false");
     }
-    fputs("],\"volumes\":[", out);
+    fputs("],", out);
+    admin_move_status_json(out, (vd_pool *)pool); /* admin/dev.c */
+    fputs("\"volumes\":[", out);
     for (int i = 0; i < st->nvols; i++) {
         if (i)
             fputc(',', out);
@@ -319,6 +321,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
                     di->state_msg[0] ? di->state_msg
                                      : admin_dev_state_str(di->state));
     }
+    admin_move_status_text(out, (vd_pool *)pool); /* admin/dev.c */
     fputc('\n', out);
     if (st->nvols)
         admin_tbl_print(&vt, out, "  ");

@@ -125,6 +125,7 @@ static void *bg_main(void *arg)
         if (stop)
             break;
         vd_pool_retry_devices(p);
+        vd_move_tick(p); /* the extent mover (pool/move.c) */
         uint32_t i = 0;
         struct vd_vol *v;
         while ((v = next_vol(p, &i))) {

@@ -64,7 +64,7 @@ extern "C" {
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
  * reserved), 13 (qos: VD_OP_QOS, pool/qos.c; handled by the core, not the
- * layouts). */
+ * layouts), 20-23 (the core: the extent mover, pool/move.c). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -80,6 +80,11 @@ enum {
      * of opening a thin volume as a thick one. */
     VD_OP_STACK = 9,
     VD_OP_QOS = 13, /* struct vd_op_qos (pool/qos.c): a volume's limits */
+    /* The extent mover (pool/move.c): handled by the core. */
+    VD_OP_MOVE_BEGIN = 20,    /* struct vd_op_move */
+    VD_OP_MOVE_PROGRESS = 21, /* struct vd_op_move_progress */
+    VD_OP_MOVE_END = 22,      /* struct vd_op_move: the mapping switch */
+    VD_OP_MOVE_ABORT = 23,    /* struct vd_op_hdr only */
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -124,6 +129,33 @@ struct vd_op_stack {
     uint32_t pad0;       /* 20 */
 };
 _Static_assert(sizeof(struct vd_op_stack) == 24, "op stack");
+/* The extent mover (pool/move.c): leg `leg` of logical extent le of volume
+ * vol moves from PE spe of device src to PE dpe of device dst; rate in
+ * bytes/s (0: unlimited); evac: the device being evacuated, or
+ * VD_NO_DEV.  END carries the same fields (the switch). */
+struct vd_op_move {
+    struct vd_op_hdr h; /*  0 */
+    uint32_t vol;       /*  8 */
+    uint32_t leg;       /* 12 */
+    uint64_t le;        /* 16 */
+    uint32_t src;       /* 24 */
+    uint32_t dst;       /* 28 */
+    uint64_t spe;       /* 32 */
+    uint64_t dpe;       /* 40 */
+    uint64_t rate;      /* 48 */
+    uint32_t evac;      /* 56 */
+    uint32_t pad0;      /* 60 */
+};
+_Static_assert(sizeof(struct vd_op_move) == 64, "op move");
+/* Bytes [0, done) of the moving extent are durable on dst. */
+struct vd_op_move_progress {
+    struct vd_op_hdr h; /*  0 */
+    uint64_t done;      /*  8 */
+    uint64_t rate;      /* 16 */
+    uint32_t evac;      /* 24 */
+    uint32_t pad0;      /* 28 */
+};
+_Static_assert(sizeof(struct vd_op_move_progress) == 32, "op move progress");
 
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_bdev;
@@ -182,6 +214,12 @@ struct vd_dev {
     /* metadata log position of this copy (admin thread only) */
     int md_half;     /* current half, or -1: needs a checkpoint */
     uint64_t md_pos; /* next free offset within the half */
+    /* The extent mover (pool/move.c): set (atomic) while a PE of this
+     * device is the source of a move, so that writes to it also reach
+     * the target; no_alloc: being evacuated, no new extents here (admin
+     * lock). */
+    struct vd_move *move;
+    bool no_alloc;
 };
 
 struct vd_vol {
@@ -253,6 +291,8 @@ struct vd_pool {
     /* allocation thresholds (80/90/95 %) already logged, a bit each;
      * under admin_lock (vd_pool_check_thresholds) */
     uint32_t thr_logged;
+    /* the extent mover (pool/move.c), from pool_alloc to pool_free */
+    struct vd_move *move;
 };
 
 /* ---- services for layouts ---------------------------------------------- */

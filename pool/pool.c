@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +156,8 @@ static int read_hdr(struct vd_bdev *b, struct vd_dev_hdr *h)
 
 static void conf_dev_free(struct vd_conf_dev *c);
 
+static void pool_free(vd_pool *p);
+
 static vd_pool *pool_alloc(const char *name)
 {
     vd_pool *p = calloc(1, sizeof(*p));
@@ -179,6 +182,10 @@ static vd_pool *pool_alloc(const char *name)
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&p->admin_lock, &a);
     pthread_mutexattr_destroy(&a);
+    if (vd_move_init(p) < 0) {
+        pool_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -207,6 +214,7 @@ static void pool_free(vd_pool *p)
     free(p->devs);
     pool_unlock(p->lock_fd);
     pthread_mutex_destroy(&p->admin_lock);
+    vd_move_free(p);
     free(p);
 }
 
@@ -1068,6 +1076,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
     for (uint32_t i = 0; i < p->nvols; i++)
         if ((r = vd_vol_ctr(p->vols[i])) < 0)
             goto out;
+    vd_move_opened(p);
     if ((r = vd_bg_start(p)) < 0)
         goto out;
     *out = p;
@@ -1197,4 +1206,296 @@ int vd_pool_dev_get_info(const vd_pool *cp, uint32_t i,
     info->has_md = !!(d->flags & VD_DEVF_MD);
     vd_admin_unlock(p);
     return 0;
+}
+
+/* ---- pool apply: the definition's devices join the live pool --------------
+ * Admin lock held throughout.  Everything is checked before anything is
+ * written; a new device gets its header (durable) before the VD_OP_DEV_ADD
+ * commit that makes it part of the pool, and loses it again if the commit
+ * fails, so a crash leaves either a pool without the device (its header
+ * names this pool: apply takes it again) or a pool with it. */
+static int plan_add(char *plan, size_t len, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int plan_add(char *plan, size_t len, size_t *pos, const char *fmt, ...)
+{
+    va_list ap;
+    if (*pos >= len)
+        return 0;
+    va_start(ap, fmt);
+    int n = vsnprintf(plan + *pos, len - *pos, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *pos += (size_t)n;
+    return 0;
+}
+
+static uint64_t dev_extents(const vd_pool *p, uint32_t dev)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        const struct vd_vol *v = p->vols[i];
+        for (uint64_t k = 0; k < v->le_count * v->copies; k++)
+            n += v->map[k].dev == dev;
+    }
+    return n;
+}
+
+int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
+                  char *plan, size_t plan_len)
+{
+    const char *file = conf->file ? conf->file : "the definition";
+    struct vd_bdev *nb[VD_MAX_DEVS] = { NULL };
+    bool created[VD_MAX_DEVS] = { false };
+    size_t pos = 0, nadd = 0;
+    char msg[512];
+    int r = 0;
+
+    if (plan_len)
+        plan[0] = 0;
+    vd_admin_lock(p);
+    if (strcmp(conf->name, p->name)) {
+        vd_log(VD_LOG_ERR, "%s: defines pool '%s', not '%s'", file, conf->name,
+               p->name);
+        r = -EINVAL;
+        goto out;
+    }
+    if (conf->extent_size && conf->extent_size != p->extent_size) {
+        vd_log(VD_LOG_ERR,
+               "%s: extent_size %llu differs from the pool's %llu; it cannot "
+               "change",
+               file, (unsigned long long)conf->extent_size,
+               (unsigned long long)p->extent_size);
+        r = -EINVAL;
+        goto out;
+    }
+    /* devices of the pool: each must be in the file, unchanged */
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        struct vd_dev *d = &p->devs[i];
+        const struct vd_conf_dev *c = NULL;
+        if (!d->used)
+            continue;
+        for (size_t k = 0; k < conf->ndevs; k++)
+            if (!strcmp(conf->devs[k].name, d->name))
+                c = &conf->devs[k];
+        if (!c) {
+            uint64_t n = dev_extents(p, i);
+            if (n)
+                vd_log(VD_LOG_ERR,
+                       "%s: device '%s' is not in it but holds %llu extents; "
+                       "move them off first (vdlvm dev evacuate %s/%s), or "
+                       "put the device back",
+                       file, d->name, (unsigned long long)n, p->name, d->name);
+            else
+                vd_log(VD_LOG_ERR,
+                       "%s: device '%s' is not in it; it holds no extent, but "
+                       "removing a device from a pool is not supported yet: "
+                       "put it back in the definition",
+                       file, d->name);
+            r = -EINVAL;
+            goto out;
+        }
+        const char *cp = c->path ? c->path : c->iscsi_url ? c->iscsi_url : "";
+        if (d->path && strcmp(d->path, cp)) {
+            vd_log(VD_LOG_ERR,
+                   "%s:%d: device '%s': path '%s' differs from the pool's "
+                   "'%s'; a device's path cannot change (a renamed device "
+                   "is a new one: add it under a new name)",
+                   file, c->line, d->name, cp, d->path);
+            r = -EINVAL;
+            goto out;
+        }
+        if (strcmp(conf_node(c), d->node)) {
+            vd_log(VD_LOG_ERR,
+                   "%s:%d: device '%s': node '%s' differs from the pool's "
+                   "'%s'; it cannot change",
+                   file, c->line, d->name, conf_node(c), d->node);
+            r = -EINVAL;
+            goto out;
+        }
+    }
+    /* new devices: check each, write nothing */
+    uint64_t doff = data_offset(p->extent_size);
+    for (size_t k = 0; k < conf->ndevs; k++) {
+        const struct vd_conf_dev *c = &conf->devs[k];
+        bool known = false;
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            if (p->devs[i].used && !strcmp(p->devs[i].name, c->name))
+                known = true;
+        if (known)
+            continue;
+        const char *cp = c->path ? c->path : c->iscsi_url ? c->iscsi_url : "";
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            if (p->devs[i].used && p->devs[i].path &&
+                !strcmp(p->devs[i].path, cp)) {
+                vd_log(VD_LOG_ERR,
+                       "%s:%d: device '%s': %s is device '%s' of the pool; a "
+                       "device cannot be renamed",
+                       file, c->line, c->name, cp, p->devs[i].name);
+                r = -EINVAL;
+                goto out;
+            }
+        uint64_t size;
+        struct stat st;
+        if (c->path && stat(c->path, &st) < 0 && errno == ENOENT) {
+            if (!c->size) {
+                vd_log(VD_LOG_ERR,
+                       "%s:%d: device '%s': %s does not exist; create it or "
+                       "give size: to create a sparse file",
+                       file, c->line, c->name, c->path);
+                r = -ENOENT;
+                goto out;
+            }
+            size = c->size;
+        } else {
+            char what[256];
+            int f = vd_dev_probe_foreign(c, what, sizeof(what));
+            if (f != 0) {
+                vd_log(VD_LOG_ERR, "%s:%d: device '%s': %s", file, c->line,
+                       c->name, f > 0 ? what : what);
+                r = f > 0 ? -EEXIST : f;
+                goto out;
+            }
+            r = vd_bdev_open(c, 0, 0, &nb[nadd], msg, sizeof(msg));
+            if (r < 0) {
+                vd_log(VD_LOG_ERR, "device '%s': %s", c->name, msg);
+                goto out;
+            }
+            struct vd_dev_hdr h;
+            if ((r = read_hdr(nb[nadd], &h)) < 0)
+                goto out;
+            if (!memcmp(h.magic, VD_DEV_MAGIC, 8) &&
+                memcmp(h.pool_uuid, p->uuid, 16)) {
+                h.pool_name[sizeof(h.pool_name) - 1] = 0;
+                vd_log(VD_LOG_ERR,
+                       "%s:%d: device '%s': %s belongs to pool '%s'; remove "
+                       "it from there first (vdlvm pool remove)",
+                       file, c->line, c->name, cp, h.pool_name);
+                r = -EEXIST;
+                goto out;
+            }
+            size = nb[nadd]->size;
+        }
+        if (size < doff + p->extent_size) {
+            vd_log(VD_LOG_ERR,
+                   "%s:%d: device '%s': %llu bytes is too small (at least "
+                   "%llu)",
+                   file, c->line, c->name, (unsigned long long)size,
+                   (unsigned long long)(doff + p->extent_size));
+            r = -ENOSPC;
+            goto out;
+        }
+        char sz[32];
+        vd_size_format(size, sz, sizeof(sz));
+        plan_add(plan, plan_len, &pos,
+                 "add device '%s' (%s, node %s): %s, %llu extents\n", c->name,
+                 cp, conf_node(c), sz,
+                 (unsigned long long)((size - doff) / p->extent_size));
+        nadd++;
+    }
+    if (!nadd)
+        plan_add(plan, plan_len, &pos, "nothing to change\n");
+    if (dry_run || !nadd)
+        goto out;
+
+    /* apply: one device at a time, header then commit */
+    size_t n = 0;
+    for (size_t k = 0; k < conf->ndevs && r == 0; k++) {
+        const struct vd_conf_dev *c = &conf->devs[k];
+        bool known = false;
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            if (p->devs[i].used && !strcmp(p->devs[i].name, c->name))
+                known = true;
+        if (known)
+            continue;
+        struct vd_bdev *b = nb[n];
+        if (!b) {
+            r = vd_bdev_open(c, 1, c->size, &b, msg, sizeof(msg));
+            if (r < 0) {
+                vd_log(VD_LOG_ERR, "device '%s': %s", c->name, msg);
+                break;
+            }
+            created[n] = true;
+        }
+        nb[n] = NULL;
+        uint32_t idx = 0;
+        while (idx < VD_MAX_DEVS && p->devs[idx].used)
+            idx++;
+        if (idx == VD_MAX_DEVS) {
+            vd_log(VD_LOG_ERR, "pool '%s': %d devices at most", p->name,
+                   VD_MAX_DEVS);
+            b->ops->close(b);
+            r = -ENOSPC;
+            break;
+        }
+        struct vd_dev *d = &p->devs[idx];
+        struct vd_op_dev od = { .h.type = VD_OP_DEV_ADD };
+        od.idx = idx;
+        vd_uuid_gen(od.uuid);
+        od.size = b->size;
+        od.pe_count = (b->size - doff) / p->extent_size;
+        od.data_offset = doff;
+        vd_name_copy(od.name, sizeof(od.name), c->name);
+        vd_name_copy(od.node, sizeof(od.node), conf_node(c));
+        /* the header, durable, after a cleared metadata area */
+        struct vd_dev_hdr h;
+        static const uint8_t zero[VD_BLOCK];
+        memset(&h, 0, sizeof(h));
+        memcpy(h.magic, VD_DEV_MAGIC, 8);
+        h.major = VD_FMT_MAJOR;
+        h.minor = VD_FMT_MINOR;
+        h.hdr_len = VD_HDR_SIZE;
+        memcpy(h.pool_uuid, p->uuid, 16);
+        memcpy(h.dev_uuid, od.uuid, 16);
+        h.dev_size = od.size;
+        h.extent_size = p->extent_size;
+        h.md_offset = VD_MD_OFFSET;
+        h.md_size = VD_MD_SIZE;
+        h.data_offset = doff;
+        h.pe_count = od.pe_count;
+        h.dev_index = idx;
+        vd_name_copy(h.pool_name, sizeof(h.pool_name), p->name);
+        vd_name_copy(h.dev_name, sizeof(h.dev_name), c->name);
+        h.ctime = time(NULL);
+        h.crc = vd_crc32c(0, &h, sizeof(h));
+        if ((r = b->ops->pwrite(b, zero, VD_BLOCK, VD_MD_OFFSET, 0)) < 0 ||
+            (r = b->ops->pwrite(b, zero, VD_BLOCK,
+                                VD_MD_OFFSET + VD_MD_SIZE / 2, 0)) < 0 ||
+            (r = b->ops->flush(b)) < 0 ||
+            (r = b->ops->pwrite(b, &h, sizeof(h), 0, VD_IO_FUA)) < 0) {
+            vd_log(VD_LOG_ERR, "device '%s': writing its header failed: %s",
+                   c->name, strerror(-r));
+            b->ops->close(b);
+            break;
+        }
+        struct vd_opbuf ops = { 0 };
+        uint32_t ndevs0 = p->ndevs;
+        if (idx + 1 > p->ndevs)
+            p->ndevs = idx + 1;
+        if ((r = vd_opbuf_add(&ops, &od, sizeof(od))) == 0)
+            r = vd_md_commit(p, &ops);
+        vd_opbuf_free(&ops);
+        if (r < 0) {
+            static const uint8_t zero_hdr[VD_HDR_SIZE];
+            p->ndevs = ndevs0;
+            b->ops->pwrite(b, zero_hdr, sizeof(zero_hdr), 0, VD_IO_FUA);
+            b->ops->close(b);
+            break;
+        }
+        free(d->path);
+        d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
+        d->conf = conf_dev_dup(c);
+        d->bdev = b;
+        __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
+        d->state_msg[0] = 0;
+        vd_log(VD_LOG_INFO, "pool '%s': device '%s' added (%llu extents)",
+               p->name, c->name, (unsigned long long)od.pe_count);
+        n++;
+    }
+out:
+    for (size_t i = 0; i < VD_MAX_DEVS; i++)
+        if (nb[i])
+            nb[i]->ops->close(nb[i]);
+    (void)created;
+    vd_admin_unlock(p);
+    return r;
 }

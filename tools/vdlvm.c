@@ -50,6 +50,9 @@ static const char *g_usage =
     "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
     "  verify POOL/VOL [--repair]\n"
     "  vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]\n"
+    "Live pool operations:\n"
+    "  pool apply POOL [--dry-run]     devices added to the definition join\n"
+    "  dev evacuate POOL/DEV [--to DEV,...] [--rate LIMIT] [--wait]\n"
     "Boot and /etc/tgt/targets.conf:\n"
     "  activate [POOL[/VOL]]           make /run/vdlvm/vol/POOL/VOL, the path\n"
     "                                  tgt-admin needs, for every volume\n"
@@ -374,6 +377,9 @@ static int needs_wait(int argc, char **argv)
     if (!strcmp(argv[0], "resync"))
         i = 1;
     else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
+        i = 2;
+    else if (argc > 1 && !strcmp(argv[0], "dev") &&
+             !strcmp(argv[1], "evacuate"))
         i = 2;
     else
         return 0;
@@ -1124,7 +1130,8 @@ int main(int argc, char **argv)
     if (code >= 0)
         return code;
 
-    if (!strcmp(args[0], "pool")) {
+    /* pool apply runs on the pool like the volume commands */
+    if (!strcmp(args[0], "pool") && !(n >= 2 && !strcmp(args[1], "apply"))) {
         if (n >= 2 && !strcmp(args[1], "create"))
             return cmd_pool_create(conf_opt, n, args);
         if (n >= 2 && !strcmp(args[1], "list"))

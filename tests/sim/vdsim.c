@@ -59,15 +59,16 @@ int g_verbose;
 enum {
     O_WRITE, O_READ, O_FLUSH, O_CAW, O_SLEEP, O_QUIESCE, O_DOWN, O_UP, O_BAD,
     O_ERR, O_RESYNC, O_VERIFY, O_REPLACE, O_EXTEND, O_CRASH, O_NWRITE,
-    O_NREAD, O_DISCARD, O_UNFILL, O_NOPS
+    O_NREAD, O_DISCARD, O_UNFILL, O_MOVE, O_NOPS
 };
 static const char *op_names[O_NOPS] = {
     "write", "read", "flush", "caw", "sleep", "quiesce", "down", "up", "bad",
     "err", "resync", "verify", "replace", "extend", "crash", "nwrite",
-    "nread", "discard", "unfill",
+    "nread", "discard", "unfill", "move",
 };
 static const unsigned op_weight[O_NOPS] = {
     30, 12, 8, 4, 8, 5, 3, 5, 3, 2, 3, 1, 1, 1, 1, 6, 4, 8, 1,
+    0, /* move: drawn from its own stream (g_mrng), see move_step */
 };
 
 struct opts {
@@ -263,6 +264,8 @@ static void check_data(const uint8_t *buf, uint64_t off, uint64_t len,
 
 /* ---- the schedule's world ---- */
 static struct rng g_rng;      /* steps */
+static struct rng g_mrng;     /* extent moves: their own stream, so that a
+                                 schedule draws the steps it drew before */
 static char g_dir[256];
 static struct vd_conf_pool g_conf;
 static struct vd_conf_dev g_cdev[NDEV];
@@ -531,6 +534,68 @@ static void dev_hook(struct simdev *d, uint64_t off, uint64_t len, int kind)
 
 /* I5 at quiet points: on every non-failed leg, every clean region holds
  * data the oracle allows now. */
+/* Extent accounting (quiet points, the end): every PE marked used is
+ * mapped by exactly one volume leg, or is the target of the running move. */
+static void check_extents(const char *what)
+{
+    vd_pool *p = g_pool;
+    struct vd_move_status st;
+    static uint8_t seen[NDEV][4096];
+    if (!p)
+        return;
+    vd_pool_move_status(p, &st);
+    memset(seen, 0, sizeof(seen));
+    vd_admin_lock(p);
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        struct vd_vol *v = p->vols[i];
+        for (uint64_t k = 0; k < v->le_count * v->copies; k++) {
+            struct vd_pe *e = &v->map[k];
+            if (e->dev == VD_NO_DEV)
+                continue;
+            if (e->dev >= NDEV || e->pe >= 4096 || seen[e->dev][e->pe])
+                sim_fail("%s: extent %u/%llu mapped twice", what, e->dev,
+                         (unsigned long long)e->pe);
+            seen[e->dev][e->pe] = 1;
+        }
+    }
+    for (uint32_t d = 0; d < p->ndevs && d < NDEV; d++) {
+        uint64_t unmapped = 0;
+        if (!p->devs[d].used)
+            continue;
+        for (uint64_t pe = 0; pe < p->devs[d].pe_count; pe++) {
+            bool used = p->devs[d].used[pe / 8] & (1u << (pe % 8));
+            if (!used && seen[d][pe])
+                sim_fail("%s: extent %u/%llu mapped but free", what, d,
+                         (unsigned long long)pe);
+            unmapped += used && !seen[d][pe];
+        }
+        if (unmapped > (st.active && !strcmp(st.dst, p->devs[d].name)))
+            sim_fail("%s: device %u has %llu used extents no volume maps",
+                     what, d, (unsigned long long)unmapped);
+    }
+    vd_admin_unlock(p);
+}
+
+/* An extent move (pool/move.c) of a random extent of the volume (any leg,
+ * a mirror's bitmap extent, a thin volume's data extents), at a random
+ * rate; the pool's background thread copies while the steps go on. */
+static void move_step(void)
+{
+    struct vd_vol *v = vol_int();
+    static const uint64_t rates[] = { 0, 256 << 10, 1 << 20 };
+    if (!v || !(g_opts.ops_mask & (1u << O_MOVE)) || !rng_pct(&g_mrng, 8))
+        return;
+    uint64_t n = v->le_count * v->copies, k = rng_below(&g_mrng, n);
+    uint64_t rate = rates[rng_below(&g_mrng, 3)];
+    if (v->map[k].dev == VD_NO_DEV)
+        return;
+    int r = vd_move_extent(g_pool, VOL, (uint32_t)(k % v->copies),
+                           k / v->copies, NULL, rate);
+    sim_log("step %d: move extent %llu leg %llu, rate %llu B/s -> %d", g_step,
+            (unsigned long long)(k / v->copies),
+            (unsigned long long)(k % v->copies), (unsigned long long)rate, r);
+}
+
 static void check_legs_quiet(void)
 {
     struct vd_vol *v = vol_int();
@@ -1019,6 +1084,7 @@ static void step(void)
         quiesce();
         check_volume_read("read at a quiet point");
         check_legs_quiet();
+        check_extents("quiet point");
         break;
     case O_DOWN: {
         int n = 0;
@@ -1163,8 +1229,11 @@ static void run_schedule(void *arg)
     check_mirror(NULL, 0, 0, true, "after create");
     check_volume_read("read after create");
 
-    for (g_step = 1; g_step <= steps; g_step++)
+    g_mrng.s = g_seed ^ 0x6d6f76655eedull;
+    for (g_step = 1; g_step <= steps; g_step++) {
+        move_step();
         step();
+    }
 
     /* The end: every device returns, background work settles, a clean
      * close makes every acknowledged write durable. */
@@ -1178,6 +1247,7 @@ static void run_schedule(void *arg)
     sched_sleep_ns(5000ull * 1000000ull);
     check_volume_read("read at the end");
     check_legs_quiet();
+    check_extents("the end");
     vd_vol_close(g_vol);
     g_vol = NULL;
     vd_pool_close(g_pool);
