@@ -31,9 +31,10 @@
 #define TOP_KEYS  "pool, extent_size, devices"
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
-#define TOP_KEYS_ALL TOP_KEYS ", chunk_size"
-#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout"
+#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, encryption"
+#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, encrypt"
 #define CHAP_KEYS    "user, secret_file"
+#define CRYPT_KEYS   "key_file"
 
 static char *resolve_path(const char *path);
 
@@ -645,13 +646,62 @@ static int parse_chap(struct ctx *c, const char *what, yaml_node_t *k,
     return dup_str(s, &d->chap_secret_file);
 }
 
-enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_NKEYS };
+/* `encrypt: true|false` (a plain scalar; YAML 1.1's yes/no/on/off are
+ * refused as ambiguous). */
+static int get_bool(struct ctx *c, const char *what, yaml_node_t *k,
+                    yaml_node_t *v, int *out)
+{
+    const char *s = NULL;
+    int rc = get_scalar(c, what, k, v, "use true or false", &s);
+
+    if (rc)
+        return rc;
+    if (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (!strcmp(s, "true") || !strcmp(s, "false"))) {
+        *out = !strcmp(s, "true");
+        return 0;
+    }
+    return fail(c, v, "%s%s '%s' is not a boolean; use true or false", what,
+                (const char *)k->data.scalar.value, SHOW(v));
+}
+
+/* encryption: {key_file: PATH} */
+static int parse_encryption(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
+                            struct vd_conf_pool *conf)
+{
+    static const char *const keys[] = { "key_file", NULL };
+    yaml_node_t *kn[1], *vals[1];
+    const char *s = NULL;
+    int rc;
+
+    if (is_null(v) || v->type != YAML_MAPPING_NODE)
+        return fail(c, is_null(v) ? k : v,
+                    "encryption must be a mapping, not %s; use encryption: "
+                    "{key_file: PATH}",
+                    is_null(v) ? "empty" : kind_name(v));
+    rc = map_get(c, v, "encryption: ", keys, CRYPT_KEYS, kn, vals);
+    if (rc)
+        return rc;
+    if (!kn[0])
+        return fail(c, v,
+                    "encryption: missing required key 'key_file'; add "
+                    "key_file: PATH (a root-only file of 16 to 4096 random "
+                    "bytes)");
+    rc = get_path(c, "encryption: ", kn[0], vals[0], &s);
+    if (rc)
+        return rc;
+    return dup_str(s, &conf->key_file);
+}
+
+enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_ENCRYPT,
+       K_NKEYS };
 
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = { "name",  "path", "size",    "node",
-                                        "iscsi", "chap", "timeout", NULL };
+    static const char *const keys[] = { "name",    "path",    "size",
+                                        "node",    "iscsi",   "chap",
+                                        "timeout", "encrypt", NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -811,6 +861,13 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         }
     }
 
+    if (kn[K_ENCRYPT]) {
+        rc = get_bool(c, what, kn[K_ENCRYPT], v[K_ENCRYPT], &d->encrypt);
+        if (rc)
+            return rc;
+        d->encrypt_line = (int)kn[K_ENCRYPT]->start_mark.line + 1;
+        d->encrypt_col = (int)kn[K_ENCRYPT]->start_mark.column + 1;
+    }
     if (kn[K_NODE]) {
         rc = get_name(c, what, kn[K_NODE], v[K_NODE], &s);
         if (rc)
@@ -924,9 +981,10 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool", "extent_size", "devices",
-                                        "chunk_size", NULL };
-    yaml_node_t *kn[4], *v[4], *devs;
+    static const char *const keys[] = { "pool",       "extent_size",
+                                        "devices",    "chunk_size",
+                                        "encryption", NULL };
+    yaml_node_t *kn[5], *v[5], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
     size_t n, i;
@@ -992,6 +1050,9 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
         }
     }
 
+    if (kn[4] && (rc = parse_encryption(c, kn[4], v[4], conf)))
+        return rc;
+
     if (!kn[2])
         return fail(c, root,
                     "missing required key 'devices'; list the devices of the "
@@ -1027,6 +1088,12 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
         rc = parse_dev(c, dn, i, &conf->devs[i], &dk[i]);
         if (!rc)
             rc = check_dups(c, dk, i);
+        if (!rc && conf->devs[i].encrypt && !conf->key_file)
+            rc = fail_at(c, conf->devs[i].encrypt_line,
+                         conf->devs[i].encrypt_col,
+                         "device '%s': encrypt: true needs the pool's key; "
+                         "add encryption: {key_file: PATH} at the top level",
+                         conf->devs[i].name);
         if (rc)
             goto out;
     }
@@ -1098,6 +1165,7 @@ void vd_conf_free(struct vd_conf_pool *conf)
     free(conf->devs);
     free(conf->name);
     free(conf->file);
+    free(conf->key_file);
     free(conf);
 }
 

@@ -33,7 +33,10 @@ struct vd_conf_dev {
     char *chap_user;        /* optional, remote only */
     char *chap_secret_file; /* optional, remote only */
     uint32_t timeout_ms;    /* per-command limit, remote only; default 30000 */
+    int encrypt;            /* `encrypt: true`: data area encrypted with the
+                               pool's key (needs key_file) */
     int line, column;       /* where the device was defined (1-based) */
+    int encrypt_line, encrypt_col; /* where encrypt: was given */
 };
 
 struct vd_conf_pool {
@@ -44,6 +47,7 @@ struct vd_conf_pool {
                              two, 4 KiB .. extent_size; default 64 KiB */
     size_t ndevs;
     struct vd_conf_dev *devs;
+    char *key_file; /* `encryption: {key_file: PATH}`, absolute, or NULL */
 };
 
 /* Sizes: one rule for the YAML definition and the command line.
