@@ -63,7 +63,7 @@ extern "C" {
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
- * reserved). */
+ * reserved), 11, 12 (the core: key slots; pool/crypt.h). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -78,6 +78,10 @@ enum {
      * know it, and refuses the pool ("written by a newer vdlvm?") instead
      * of opening a thin volume as a thick one. */
     VD_OP_STACK = 9,
+    /* Encryption key slots (pool/crypt.h): core records in the layouts'
+     * range, so that an older reader refuses an encrypted pool. */
+    VD_OP_KEY_SLOT = 11,   /* struct vd_op_key_slot */
+    VD_OP_KEY_REMOVE = 12, /* struct vd_op_key_remove */
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -178,6 +182,10 @@ struct vd_dev {
     /* metadata log position of this copy (admin thread only) */
     int md_half;     /* current half, or -1: needs a checkpoint */
     uint64_t md_pos; /* next free offset within the half */
+    /* VD_DEVF_ENCRYPT devices: the pool's data key (pool/crypt.c), set
+     * before any data I/O by vd_crypt_pool_open, constant until close;
+     * NULL: plaintext. */
+    struct vd_crypt *crypt;
 };
 
 struct vd_vol {
@@ -242,6 +250,8 @@ struct vd_pool {
     /* allocation thresholds (80/90/95 %) already logged, a bit each;
      * under admin_lock (vd_pool_check_thresholds) */
     uint32_t thr_logged;
+    /* key slots and data key (pool/crypt.c), or NULL: not encrypted */
+    struct vd_crypt *crypt;
 };
 
 /* ---- services for layouts ---------------------------------------------- */
