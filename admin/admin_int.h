@@ -36,6 +36,7 @@ enum {
     O_REGION = 1u << 10,
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
+    O_KEY_FILE = 1u << 13,
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -71,6 +72,7 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
+    const char *key_file; /* --key-file (absolute) */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -103,6 +105,12 @@ int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+/* key add / key remove and their --key-file option (key.c) */
+int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_cmd_key_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_opt_key_file(const char *cmdname, const char *name, const char *val,
+                       struct cmd_args *a, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 
 /* ---- output helpers (output.c) ---- */
