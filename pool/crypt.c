@@ -29,9 +29,13 @@
  * Threads and ownership
  *   struct vd_crypt belongs to its pool (p->crypt), freed by pool_free
  *   after every I/O thread and the background thread are gone.
- *   - slots[], used: the pool state, changed by md_apply only (admin lock
- *     held, or open/create single-threaded); read by serialize and key
- *     add/remove under the admin lock.  No I/O thread reads them.
+ *   - slots[], used, gen: the pool state, changed by md_apply only (admin
+ *     lock held, or open/create single-threaded); read by serialize under
+ *     the admin lock.  key add/remove copy them under the lock, run PBKDF2
+ *     (~0.1 s a slot) without it (thin allocation and every commit need
+ *     that lock), and commit under it only if gen is unchanged, else
+ *     -EAGAIN: two concurrent key commands never both pick one free slot
+ *     or remove the last two slots.  No I/O thread reads them.
  *   - key[], xts, unlocked: written once by vd_crypt_pool_open before the
  *     devices' d->crypt pointers are set, which happens before any volume
  *     is constructed (vd_vol_ctr) and before the background thread starts;
@@ -94,6 +98,7 @@ struct vd_crypt {
     /* the pool state (see the header comment) */
     struct vd_op_key_slot slots[VD_KEY_SLOTS];
     uint32_t used; /* bit i: slot i holds a key */
+    uint64_t gen;  /* bumped by every slot change (key add/remove races) */
     /* set once by vd_crypt_pool_open */
     bool unlocked;
     uint8_t key[64];
@@ -385,16 +390,23 @@ static void slot_init(struct vd_op_key_slot *s, uint32_t slot)
     s->wrap = VD_WRAP_AES256_GCM;
 }
 
+/* The slots of a pool at one moment (key add/remove work on a copy, so
+ * that PBKDF2 does not run under the admin lock). */
+struct slots {
+    struct vd_op_key_slot slot[VD_KEY_SLOTS];
+    uint32_t used;
+    uint64_t gen;
+    uint8_t uuid[16];
+};
+
 /* The slot the key file opens (key set), -EACCES if none, -EIO. */
-static int find_slot(const vd_pool *p, const uint8_t *kf, size_t kflen,
+static int find_slot(const struct slots *sl, const uint8_t *kf, size_t kflen,
                      uint8_t key[64])
 {
-    const struct vd_crypt *c = p->crypt;
-
-    for (uint32_t i = 0; c && i < VD_KEY_SLOTS; i++) {
-        if (!(c->used & (1u << i)))
+    for (uint32_t i = 0; i < VD_KEY_SLOTS; i++) {
+        if (!(sl->used & (1u << i)))
             continue;
-        int r = slot_unwrap(p->uuid, kf, kflen, &c->slots[i], key);
+        int r = slot_unwrap(sl->uuid, kf, kflen, &sl->slot[i], key);
         if (r == 0)
             return (int)i;
         if (r != -EACCES)
@@ -449,6 +461,7 @@ int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
         c->slots[s->slot] = *s;
         c->slots[s->slot].h.len = sizeof(*s);
         c->used |= 1u << s->slot;
+        c->gen++;
         return 0;
     }
     const struct vd_op_key_remove *o = (const void *)h;
@@ -458,6 +471,7 @@ int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
         BAD("pool '%s': metadata op %u removes key slot %u, which is empty",
             p->name, n, o->slot);
     c->used &= ~(1u << o->slot);
+    c->gen++;
     OPENSSL_cleanse(&c->slots[o->slot], sizeof(c->slots[o->slot]));
     return 0;
 }
@@ -590,8 +604,17 @@ int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
         vd_log(VD_LOG_ERR, "pool '%s': %s", p->name, msg);
         return r;
     }
-    r = find_slot(p, kf, kflen, c->key);
+    struct slots *sl = malloc(sizeof(*sl));
+    if (!sl) {
+        OPENSSL_cleanse(kf, sizeof(kf));
+        return -ENOMEM;
+    }
+    memcpy(sl->slot, c->slots, sizeof(sl->slot));
+    sl->used = c->used;
+    memcpy(sl->uuid, p->uuid, 16);
+    r = find_slot(sl, kf, kflen, c->key);
     OPENSSL_cleanse(kf, sizeof(kf));
+    free(sl);
     if (r == -EACCES) {
         vd_log(VD_LOG_ERR,
                "pool '%s': key file %s opens none of the pool's %d key "
@@ -637,41 +660,86 @@ void vd_crypt_free(vd_pool *p)
 }
 
 /* ---- key add / remove ------------------------------------------------------ */
+/* PBKDF2 takes ~0.1 s per slot tried: it runs on a copy of the slots
+ * without the admin lock (which thin allocation and every commit need);
+ * the commit then takes the lock and goes ahead only if no slot changed
+ * meanwhile (gen), else -EAGAIN ("retry"). */
 
-static int commit_op(vd_pool *p, const void *op, size_t len)
+static int slots_get(vd_pool *p, struct slots *sl, const char *what)
+{
+    struct vd_crypt *c;
+    int r = 0;
+
+    vd_admin_lock(p);
+    c = p->crypt;
+    if (!c || !c->unlocked) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': is not encrypted; %s; a pool gets encryption: "
+               "{key_file: PATH} when it is created",
+               p->name, what);
+        r = -EINVAL;
+    } else {
+        memcpy(sl->slot, c->slots, sizeof(sl->slot));
+        sl->used = c->used;
+        sl->gen = c->gen;
+        memcpy(sl->uuid, p->uuid, 16);
+    }
+    vd_admin_unlock(p);
+    return r;
+}
+
+/* Commit op when the slots are still those of sl (admin lock taken). */
+static int commit_if_same(vd_pool *p, const struct slots *sl, const void *op,
+                          size_t len)
 {
     struct vd_opbuf ops = { 0 };
-    int r = vd_opbuf_add(&ops, op, len);
-    if (r == 0)
+    int r;
+
+    vd_admin_lock(p);
+    if (p->crypt->gen != sl->gen) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': the key slots changed while this command ran; "
+               "nothing changed; run it again",
+               p->name);
+        r = -EAGAIN;
+    } else if ((r = vd_opbuf_add(&ops, op, len)) == 0) {
         r = vd_md_commit(p, &ops);
+    }
+    vd_admin_unlock(p);
     vd_opbuf_free(&ops);
     return r;
 }
 
-static int key_add_locked(vd_pool *p, const char *new_file)
+/* Read a key file into kf; 0 or the error (logged). */
+static int key_file_get(vd_pool *p, const char *path, const char *what,
+                        uint8_t *kf, size_t *kflen)
+{
+    char msg[512];
+    int r = vd_crypt_key_file_read(path, what, kf, kflen, msg, sizeof(msg));
+    if (r < 0)
+        vd_log(VD_LOG_ERR, "pool '%s': %s", p->name, msg);
+    return r;
+}
+
+int vd_pool_key_add(vd_pool *p, const char *new_file)
 {
     uint8_t kf[VD_KEY_FILE_MAX + 1], key[64];
     struct vd_crypt *c = p->crypt;
     struct vd_op_key_slot s;
+    struct slots *sl = calloc(1, sizeof(*sl));
     size_t kflen = 0;
-    char msg[512];
     int r, free_slot = -1;
 
-    if (!c || !c->unlocked) {
-        vd_log(VD_LOG_ERR,
-               "pool '%s': is not encrypted; a pool gets encryption: "
-               "{key_file: PATH} when it is created",
-               p->name);
-        return -EINVAL;
-    }
-    /* authorisation: the definition's key file still opens a slot */
-    r = vd_crypt_key_file_read(c->key_file, "encryption.key_file", kf, &kflen,
-                               msg, sizeof(msg));
-    if (r < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': %s", p->name, msg);
-        return r;
-    }
-    r = find_slot(p, kf, kflen, key);
+    if (!sl)
+        return -ENOMEM;
+    if ((r = slots_get(p, sl, "key add has nothing to add to")) < 0)
+        goto out;
+    /* authorisation: the definition's key file opens a slot of the data
+     * key in use (c->key and c->key_file are constant while open) */
+    if ((r = key_file_get(p, c->key_file, "encryption.key_file", kf,
+                          &kflen)) < 0)
+        goto out;
+    r = find_slot(sl, kf, kflen, key);
     OPENSSL_cleanse(kf, sizeof(kf));
     if (r >= 0 && CRYPTO_memcmp(key, c->key, 64))
         r = -EACCES;
@@ -682,121 +750,114 @@ static int key_add_locked(vd_pool *p, const char *new_file)
                "key slot any more; key add needs it as authorisation: point "
                "encryption.key_file at a key file of the pool and reopen",
                p->name, c->key_file);
-        return r == -EIO ? r : -EACCES;
+        r = r == -EIO ? r : -EACCES;
+        goto out;
     }
-    r = vd_crypt_key_file_read(new_file, "--key-file", kf, &kflen, msg,
-                               sizeof(msg));
-    if (r < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': %s", p->name, msg);
-        return r;
-    }
-    r = find_slot(p, kf, kflen, key);
+    if ((r = key_file_get(p, new_file, "--key-file", kf, &kflen)) < 0)
+        goto out;
+    r = find_slot(sl, kf, kflen, key);
     OPENSSL_cleanse(key, sizeof(key));
     if (r >= 0) {
-        OPENSSL_cleanse(kf, sizeof(kf));
         vd_log(VD_LOG_ERR,
                "pool '%s': key file %s already opens key slot %d; nothing "
                "changed",
                p->name, new_file, r);
-        return -EEXIST;
+        r = -EEXIST;
+        goto out;
     }
+    if (r != -EACCES)
+        goto out;
     for (int i = 0; i < VD_KEY_SLOTS && free_slot < 0; i++)
-        if (!(c->used & (1u << i)))
+        if (!(sl->used & (1u << i)))
             free_slot = i;
     if (free_slot < 0) {
-        OPENSSL_cleanse(kf, sizeof(kf));
         vd_log(VD_LOG_ERR,
                "pool '%s': all %d key slots are in use; remove one first "
                "with 'vdlvm key remove %s --key-file OLD'",
                p->name, VD_KEY_SLOTS, p->name);
-        return -ENOSPC;
+        r = -ENOSPC;
+        goto out;
     }
     slot_init(&s, (uint32_t)free_slot);
-    r = slot_wrap(p->uuid, kf, kflen, c->key, &s);
-    OPENSSL_cleanse(kf, sizeof(kf));
+    r = slot_wrap(sl->uuid, kf, kflen, c->key, &s);
     if (r == 0)
-        r = commit_op(p, &s, sizeof(s));
-    OPENSSL_cleanse(&s.wrapped, sizeof(s.wrapped));
+        r = commit_if_same(p, sl, &s, sizeof(s));
+    OPENSSL_cleanse(&s, sizeof(s));
     if (r < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': adding the key slot failed: %s",
-               p->name, strerror(-r));
-        return r;
+        if (r != -EAGAIN)
+            vd_log(VD_LOG_ERR, "pool '%s': adding the key slot failed: %s",
+                   p->name, strerror(-r));
+        goto out;
     }
     vd_log(VD_LOG_INFO, "pool '%s': key file %s added in key slot %d", p->name,
            new_file, free_slot);
-    return free_slot;
-}
-
-int vd_pool_key_add(vd_pool *p, const char *key_file)
-{
-    vd_admin_lock(p);
-    int r = key_add_locked(p, key_file);
-    vd_admin_unlock(p);
+    r = free_slot;
+out:
+    OPENSSL_cleanse(kf, sizeof(kf));
+    OPENSSL_cleanse(sl, sizeof(*sl));
+    free(sl);
     return r;
 }
 
-static int key_remove_locked(vd_pool *p, const char *old_file)
+int vd_pool_key_remove(vd_pool *p, const char *old_file)
 {
     uint8_t kf[VD_KEY_FILE_MAX + 1], key[64];
     struct vd_op_key_remove o = { .h.type = VD_OP_KEY_REMOVE,
                                   .h.len = sizeof(o) };
-    struct vd_crypt *c = p->crypt;
+    struct slots *sl = calloc(1, sizeof(*sl));
     size_t kflen = 0;
-    char msg[512];
     int r, slot;
 
-    if (!c || !c->unlocked) {
-        vd_log(VD_LOG_ERR, "pool '%s': is not encrypted; it has no key slots",
-               p->name);
-        return -EINVAL;
-    }
-    r = vd_crypt_key_file_read(old_file, "--key-file", kf, &kflen, msg,
-                               sizeof(msg));
-    if (r < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': %s", p->name, msg);
-        return r;
-    }
-    slot = find_slot(p, kf, kflen, key);
-    OPENSSL_cleanse(kf, sizeof(kf));
+    if (!sl)
+        return -ENOMEM;
+    if ((r = slots_get(p, sl, "it has no key slots")) < 0)
+        goto out;
+    if ((r = key_file_get(p, old_file, "--key-file", kf, &kflen)) < 0)
+        goto out;
+    slot = find_slot(sl, kf, kflen, key);
     OPENSSL_cleanse(key, sizeof(key));
     if (slot == -EACCES) {
         vd_log(VD_LOG_ERR,
                "pool '%s': key file %s opens no key slot of the pool; "
                "nothing changed",
                p->name, old_file);
-        return -ENOENT;
+        r = -ENOENT;
+        goto out;
     }
-    if (slot < 0)
-        return slot;
-    if (nslots(c) == 1) {
+    if ((r = slot) < 0)
+        goto out;
+    if (__builtin_popcount(sl->used) == 1) {
         vd_log(VD_LOG_ERR,
                "pool '%s': key file %s opens the last key slot; removing "
                "it would leave the pool's data unreadable; add another "
                "key file first ('vdlvm key add %s --key-file NEW')",
                p->name, old_file, p->name);
-        return -EPERM;
+        r = -EPERM;
+        goto out;
     }
     o.slot = (uint32_t)slot;
-    r = commit_op(p, &o, sizeof(o));
+    r = commit_if_same(p, sl, &o, sizeof(o));
     if (r < 0) {
-        vd_log(VD_LOG_ERR, "pool '%s': removing key slot %d failed: %s",
-               p->name, slot, strerror(-r));
-        return r;
+        if (r != -EAGAIN)
+            vd_log(VD_LOG_ERR, "pool '%s': removing key slot %d failed: %s",
+                   p->name, slot, strerror(-r));
+        goto out;
     }
     vd_log(VD_LOG_INFO, "pool '%s': key slot %d (key file %s) removed",
            p->name, slot, old_file);
-    return slot;
-}
-
-int vd_pool_key_remove(vd_pool *p, const char *key_file)
-{
-    vd_admin_lock(p);
-    int r = key_remove_locked(p, key_file);
-    vd_admin_unlock(p);
+    r = slot;
+out:
+    OPENSSL_cleanse(kf, sizeof(kf));
+    OPENSSL_cleanse(sl, sizeof(*sl));
+    free(sl);
     return r;
 }
 
 int vd_pool_key_slots(const vd_pool *p)
 {
-    return nslots(p->crypt);
+    vd_pool *mp = (vd_pool *)p;
+    vd_admin_lock(mp);
+    int n = nslots(p->crypt);
+    vd_admin_unlock(mp);
+    return n;
 }
