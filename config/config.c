@@ -693,8 +693,17 @@ static int parse_encryption(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
     return dup_str(s, &conf->key_file);
 }
 
-enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_ENCRYPT,
-       K_NKEYS };
+enum {
+    K_NAME,
+    K_PATH,
+    K_SIZE,
+    K_NODE,
+    K_ISCSI,
+    K_CHAP,
+    K_TIMEOUT,
+    K_ENCRYPT,
+    K_NKEYS
+};
 
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
@@ -981,9 +990,8 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool",       "extent_size",
-                                        "devices",    "chunk_size",
-                                        "encryption", NULL };
+    static const char *const keys[] = { "pool",       "extent_size", "devices",
+                                        "chunk_size", "encryption",  NULL };
     yaml_node_t *kn[5], *v[5], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;

@@ -103,7 +103,7 @@ struct vd_crypt {
     bool unlocked;
     uint8_t key[64];
     EVP_CIPHER *xts;
-    char *key_file; /* the definition's, for key add's authorisation */
+    char *key_file;     /* the definition's, for key add's authorisation */
     uint64_t free_mask; /* atomic; bit i: workers[i] is free */
     struct vd_crypt_worker workers[NWORKERS];
 };
@@ -144,9 +144,9 @@ struct vd_crypt_worker *vd_crypt_worker_get(struct vd_crypt *c)
 
     while (m) {
         int i = __builtin_ctzll(m);
-        if (__atomic_compare_exchange_n(&c->free_mask, &m,
-                                        m & ~(1ull << i), true,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        if (__atomic_compare_exchange_n(&c->free_mask, &m, m & ~(1ull << i),
+                                        true, __ATOMIC_ACQUIRE,
+                                        __ATOMIC_RELAXED)) {
             w = &c->workers[i];
             if (worker_setup(c, w) < 0) {
                 __atomic_fetch_or(&c->free_mask, 1ull << i, __ATOMIC_RELEASE);
@@ -736,8 +736,8 @@ int vd_pool_key_add(vd_pool *p, const char *new_file)
         goto out;
     /* authorisation: the definition's key file opens a slot of the data
      * key in use (c->key and c->key_file are constant while open) */
-    if ((r = key_file_get(p, c->key_file, "encryption.key_file", kf,
-                          &kflen)) < 0)
+    if ((r = key_file_get(p, c->key_file, "encryption.key_file", kf, &kflen)) <
+        0)
         goto out;
     r = find_slot(sl, kf, kflen, key);
     OPENSSL_cleanse(kf, sizeof(kf));
@@ -843,8 +843,8 @@ int vd_pool_key_remove(vd_pool *p, const char *old_file)
                    p->name, slot, strerror(-r));
         goto out;
     }
-    vd_log(VD_LOG_INFO, "pool '%s': key slot %d (key file %s) removed",
-           p->name, slot, old_file);
+    vd_log(VD_LOG_INFO, "pool '%s': key slot %d (key file %s) removed", p->name,
+           slot, old_file);
     r = slot;
 out:
     OPENSSL_cleanse(kf, sizeof(kf));

@@ -372,9 +372,10 @@ static int blk_write(struct vd_dev *d, const void *buf, size_t len,
     if (!(w = vd_crypt_worker_get(d->crypt)))
         return -ENOMEM;
     for (size_t o = 0; r == 0 && o < len; o += VD_CRYPT_BOUNCE_MAX) {
-        size_t n = len - o < VD_CRYPT_BOUNCE_MAX ? len - o : VD_CRYPT_BOUNCE_MAX;
-        const void *ct = vd_crypt_encrypt(w, (const uint8_t *)buf + o, n,
-                                          off + o);
+        size_t n =
+            len - o < VD_CRYPT_BOUNCE_MAX ? len - o : VD_CRYPT_BOUNCE_MAX;
+        const void *ct =
+            vd_crypt_encrypt(w, (const uint8_t *)buf + o, n, off + o);
         r = ct ? b->ops->pwrite(b, ct, n, off + o, flags) : -ENOMEM;
     }
     vd_crypt_worker_put(d->crypt, w);
