@@ -251,6 +251,12 @@ int vd_crypt_key_file_read(const char *path, const char *what, uint8_t *key,
     int fd, e;
 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ELOOP) {
+        snprintf(msg, msglen,
+                 "%s %s is a symbolic link; name the key file itself", what,
+                 path);
+        return -EINVAL;
+    }
     if (fd < 0) {
         e = errno;
         snprintf(msg, msglen, "%s %s: %s", what, path, strerror(e));

@@ -426,3 +426,50 @@ TEST_F(CryptTest, MdApply_BadSlotRecords_Refused)
 }
 
 } // namespace
+
+namespace {
+// The key file check alone: mode, owner, symbolic link, size.
+TEST(CryptKeyFile, Checks_MessagesNameTheFileAndTheFix)
+{
+    char tmpl[] = "/tmp/vdlvm-keyfile-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    std::string d = tmpl, k = d + "/k", l = d + "/link", s = d + "/short";
+    uint8_t buf[VD_KEY_FILE_MAX + 1];
+    size_t len = 0;
+    char msg[512];
+    int fd = open(k.c_str(), O_WRONLY | O_CREAT, 0600);
+    ASSERT_EQ(write(fd, "0123456789abcdefXYZ", 19), 19);
+    close(fd);
+    EXPECT_EQ(vd_crypt_key_file_read(k.c_str(), "kf", buf, &len, msg,
+                                     sizeof(msg)),
+              0);
+    EXPECT_EQ(len, 19u);
+    EXPECT_EQ(memcmp(buf, "0123456789abcdefXYZ", 19), 0);
+    ASSERT_EQ(chmod(k.c_str(), 0604), 0);
+    EXPECT_EQ(vd_crypt_key_file_read(k.c_str(), "kf", buf, &len, msg,
+                                     sizeof(msg)),
+              -EPERM);
+    EXPECT_NE(std::string(msg).find("(mode 604); chmod 600 " + k),
+              std::string::npos)
+        << msg;
+    ASSERT_EQ(chmod(k.c_str(), 0400), 0);
+    ASSERT_EQ(symlink(k.c_str(), l.c_str()), 0);
+    EXPECT_EQ(vd_crypt_key_file_read(l.c_str(), "kf", buf, &len, msg,
+                                     sizeof(msg)),
+              -EINVAL);
+    EXPECT_NE(std::string(msg).find("symbolic link"), std::string::npos) << msg;
+    fd = open(s.c_str(), O_WRONLY | O_CREAT, 0600);
+    ASSERT_EQ(write(fd, "short\n", 6), 6);
+    close(fd);
+    EXPECT_EQ(vd_crypt_key_file_read(s.c_str(), "kf", buf, &len, msg,
+                                     sizeof(msg)),
+              -EINVAL);
+    EXPECT_NE(std::string(msg).find("holds 6 bytes"), std::string::npos) << msg;
+    EXPECT_EQ(vd_crypt_key_file_read(d.c_str(), "kf", buf, &len, msg,
+                                     sizeof(msg)),
+              -EINVAL)
+        << "a directory";
+    std::string cmd = "rm -rf '" + d + "'";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+}
+} // namespace
