@@ -30,7 +30,7 @@ extern "C" {
 #define VD_KEY_FILE_MAX    4096u
 #define VD_PBKDF2_ITER     200000u /* new slots */
 #define VD_PBKDF2_ITER_MIN 1000u   /* what a slot may hold (hostile md) */
-#define VD_PBKDF2_ITER_MAX 20000000u
+#define VD_PBKDF2_ITER_MAX 4000000u
 
 enum { VD_CIPHER_AES256_XTS_512 = 1 };
 enum { VD_KDF_PBKDF2_SHA256 = 1 };
