@@ -298,6 +298,42 @@ TEST_F(CryptTest, NoWait_WriteRead_Encrypted)
         EXPECT_FALSE(BackingHas(i, pat));
 }
 
+// On tmpfs the NOWAIT path always serves (no EAGAIN): the NOWAIT write
+// and read themselves encrypt and decrypt.
+TEST_F(CryptTest, NoWait_OnTmpfs_ServedEncrypted)
+{
+    struct stat st;
+    if (stat("/dev/shm", &st) != 0)
+        GTEST_SKIP() << "no /dev/shm";
+    std::string shm = "/dev/shm/vdlvm-crypt-test-" + std::to_string(getpid());
+    for (size_t i = 0; i < paths.size(); i++) {
+        paths[i] = shm + "-d" + std::to_string(i);
+        devs[i].path = (char *)paths[i].c_str();
+    }
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> pat = Pattern(), copy = pat, r(4096);
+    EXPECT_EQ(vd_vol_pwrite(v, pat.data(), pat.size(), 8192, VD_IO_NOWAIT), 0);
+    EXPECT_EQ(pat, copy);
+    EXPECT_EQ(vd_vol_pread_flags(v, r.data(), r.size(), 8192, VD_IO_NOWAIT), 0);
+    EXPECT_EQ(r, pat);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    for (int i = 0; i < 3; i++)
+        EXPECT_FALSE(BackingHas(i, pat));
+    p = Open(); // and the blocking path reads what NOWAIT wrote
+    v = vd_vol_open(p, "vol0");
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 8192), 0);
+    EXPECT_EQ(r, pat);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    for (auto &path : paths)
+        unlink(path.c_str());
+}
+
 TEST_F(CryptTest, Mirror_BothLegsEncrypted)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
