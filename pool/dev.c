@@ -316,7 +316,8 @@ static void io_error(struct vd_dev *d, const char *what, size_t len,
  * a read reads the blocks and copies the asked part; a write reads the
  * partial first and last blocks, patches them and writes the blocks.  The
  * bytes of those blocks outside the request keep their contents, as with
- * a plain file.  Local files take any size and are never bounced. */
+ * a plain file.  Local files take any size and are never bounced, unless
+ * encrypted (then 512-byte sectors, below). */
 /* The block size I/O to d must be aligned to (1: any): the bdev's, and
  * at least the XTS sector for an encrypted device. */
 static uint64_t io_block(const struct vd_dev *d)
