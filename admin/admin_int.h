@@ -37,7 +37,18 @@ enum {
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
     O_KEY_FILE = 1u << 13,
+    /* vol set: QoS limits (admin/qos.c) */
+    O_IOPS_LIMIT = 1u << 20,
+    O_RIOPS_LIMIT = 1u << 21,
+    O_WIOPS_LIMIT = 1u << 22,
+    O_BPS_LIMIT = 1u << 23,
+    O_RBPS_LIMIT = 1u << 24,
+    O_WBPS_LIMIT = 1u << 25,
+    O_BURST = 1u << 26,
 };
+#define O_QOS_ALL                                                 \
+    (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
+     O_RBPS_LIMIT | O_WBPS_LIMIT | O_BURST)
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
 
@@ -72,7 +83,9 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
-    const char *key_file; /* --key-file (absolute) */
+    const char *key_file;     /* --key-file (absolute) */
+    struct vd_qos_limits qos; /* vol set (admin/qos.c) */
+    unsigned qos_mask;        /* vd_vol_qos_set's mask */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -104,6 +117,15 @@ int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
+/* QoS (qos.c): vol set's option parser, check and command; status. */
+int admin_qos_opt(const char *cmdname, const char *name, const char *val,
+                  struct cmd_args *a, FILE *err);
+int admin_qos_check(struct cmd_args *a, const char *cmdname, FILE *err);
+int admin_cmd_vol_set(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+void admin_qos_status_text(FILE *out, vd_pool *pool, const char *vol);
+/* obj: a volume's JSON object (len bytes); written with "qos" added. */
+void admin_qos_json_vol(FILE *out, vd_pool *pool, const char *vol,
+                        const char *obj, size_t len);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 /* key add / key remove and their --key-file option (key.c) */
 int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);

@@ -197,6 +197,25 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --size [+]SIZE       new size, or growth with '+'\n",
       .flags = F_SIZE_REL, .exec = admin_cmd_vol_extend },
+    { "vol", "set", T_VOL, O_QOS_ALL, 0,
+      "vol set POOL/VOL [--iops-limit N] [--bps-limit SIZE] "
+      "[--read-iops-limit N] [--write-iops-limit N] [--read-bps-limit SIZE] "
+      "[--write-bps-limit SIZE] [--burst SECONDS]",
+      "Set a volume's QoS limits, kept in the pool metadata.  Works while the\n"
+      "volume is exported: tgtd applies them at once.  Commands over a limit\n"
+      "wait (in order) and are never refused.  0 removes a limit; options not\n"
+      "given keep their values.\n"
+      "\n"
+      "  --iops-limit N         commands per second, reads and writes\n"
+      "  --read-iops-limit N    reads per second\n"
+      "  --write-iops-limit N   writes per second\n"
+      "  --bps-limit SIZE       bytes per second, e.g. 50MiB (or 50MiB/s)\n"
+      "  --read-bps-limit SIZE  read bytes per second\n"
+      "  --write-bps-limit SIZE written bytes per second\n"
+      "  --burst SECONDS        how long an idle volume may exceed its limits:\n"
+      "                         bucket depth = limit x SECONDS (default 1; 0:\n"
+      "                         the default; e.g. 0.5)\n",
+      .check = admin_qos_check, .exec = admin_cmd_vol_set },
     { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT, O_REPLACE | O_WITH,
       "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
       "Move the mirror leg on DEVICE to free extents of another device and\n"
@@ -347,41 +366,22 @@ static int split_target(const struct cmd_spec *c, const char *s,
     return 0;
 }
 
-/* Per layout (by name, see vd_layout_name): the vol create options it
- * takes and its default number of copies.  A layout missing here takes no
- * layout option and has one copy. */
+/* The vol create options that belong to layouts: the layouts' own ops
+ * tables say which one takes which (vd_layout_create_opts). */
 #define LAYOUT_OPTS (O_COPIES | O_SAME_NODE | O_REGION)
-struct layout_opts {
-    const char *name;
-    unsigned opts;   /* of LAYOUT_OPTS */
-    uint32_t copies; /* default */
-};
-static const struct layout_opts g_layout_opts[] = {
-    { .name = "linear", .opts = 0, .copies = 1 },
-    { .name = "mirror", .opts = LAYOUT_OPTS, .copies = 2 },
-};
-#define NLAYOUT_OPTS (sizeof(g_layout_opts) / sizeof(g_layout_opts[0]))
 
-static const struct layout_opts *layout_opts(enum vd_layout layout)
+/* The O_* bits of the VD_LOPT_* bits lopts, and back. */
+static unsigned o_of_lopts(unsigned lopts)
 {
-    static const struct layout_opts none = { .name = "",
-                                             .opts = 0,
-                                             .copies = 1 };
-    const char *name = vd_layout_name(layout);
-
-    for (size_t i = 0; i < NLAYOUT_OPTS; i++)
-        if (!strcmp(g_layout_opts[i].name, name))
-            return &g_layout_opts[i];
-    return &none;
+    return (lopts & VD_LOPT_COPIES ? O_COPIES : 0) |
+           (lopts & VD_LOPT_SAME_NODE ? O_SAME_NODE : 0) |
+           (lopts & VD_LOPT_REGION ? O_REGION : 0);
 }
-
-/* The first layout taking one of the options in bits (for messages). */
-static const char *layout_opts_owner(unsigned bits)
+static unsigned lopts_of_o(unsigned o)
 {
-    for (size_t i = 0; i < NLAYOUT_OPTS; i++)
-        if (g_layout_opts[i].opts & bits)
-            return g_layout_opts[i].name;
-    return "?";
+    return (o & O_COPIES ? VD_LOPT_COPIES : 0) |
+           (o & O_SAME_NODE ? VD_LOPT_SAME_NODE : 0) |
+           (o & O_REGION ? VD_LOPT_REGION : 0);
 }
 
 /* ---- options: one parser each ------------------------------------------- */
@@ -523,6 +523,19 @@ static const struct opt_spec g_opts[] = {
     { .name = "--thin", .bit = O_THIN },
     { .name = "--chunk-size", .bit = O_CHUNK, .parse = opt_chunk },
     { .name = "--key-file", .bit = O_KEY_FILE, .parse = admin_opt_key_file },
+    { .name = "--iops-limit", .bit = O_IOPS_LIMIT, .parse = admin_qos_opt },
+    { .name = "--read-iops-limit",
+      .bit = O_RIOPS_LIMIT,
+      .parse = admin_qos_opt },
+    { .name = "--write-iops-limit",
+      .bit = O_WIOPS_LIMIT,
+      .parse = admin_qos_opt },
+    { .name = "--bps-limit", .bit = O_BPS_LIMIT, .parse = admin_qos_opt },
+    { .name = "--read-bps-limit", .bit = O_RBPS_LIMIT, .parse = admin_qos_opt },
+    { .name = "--write-bps-limit",
+      .bit = O_WBPS_LIMIT,
+      .parse = admin_qos_opt },
+    { .name = "--burst", .bit = O_BURST, .parse = admin_qos_opt },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -532,15 +545,16 @@ static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err)
 {
     /* the options a layout takes, by its name (the layout id is tested in
      * the pool's registry only) */
-    const struct layout_opts *lo = layout_opts(a->layout);
-    unsigned bad = a->given & LAYOUT_OPTS & ~lo->opts;
+    uint32_t copies;
+    unsigned takes = o_of_lopts(vd_layout_create_opts(a->layout, &copies));
+    unsigned bad = a->given & LAYOUT_OPTS & ~takes;
 
     if (bad) {
         const char *opt = bad & O_COPIES      ? "--copies"
                           : bad & O_SAME_NODE ? "--allow-same-node"
                                               : "--region-size";
         admin_msg(err, "%s: %s applies to --layout %s", cmdname, opt,
-                  layout_opts_owner(bad));
+                  vd_layout_opts_owner(lopts_of_o(bad)));
         return VD_EXIT_USAGE;
     }
     if ((a->given & O_CHUNK) && !(a->given & O_THIN)) {
@@ -549,7 +563,7 @@ static int check_vol_create(struct cmd_args *a, const char *cmdname, FILE *err)
         return VD_EXIT_USAGE;
     }
     if (!a->copies)
-        a->copies = lo->copies;
+        a->copies = copies;
     return 0;
 }
 

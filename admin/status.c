@@ -106,8 +106,20 @@ fail:
 static void vol_status_json(FILE *out, const vd_pool *pool,
                             const struct vol_status *vs)
 {
-    admin_json_vol(out, pool, &vs->vi, vs->runs, vs->nruns,
+    char *obj = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&obj, &len);
+
+    if (!m) {
+        admin_json_vol(out, pool, &vs->vi, vs->runs, vs->nruns,
+                       vs->has_mi ? &vs->mi : NULL, &vs->st);
+        return;
+    }
+    admin_json_vol(m, pool, &vs->vi, vs->runs, vs->nruns,
                    vs->has_mi ? &vs->mi : NULL, &vs->st);
+    fclose(m);
+    admin_qos_json_vol(out, (vd_pool *)pool, vs->vi.name, obj, len); /* qos */
+    free(obj);
 }
 
 static void vol_status_text(FILE *out, const vd_pool *pool,
@@ -139,6 +151,7 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
         fprintf(out, "  allocated %s\n", al);
     }
     fprintf(out, "  extents   %s\n", brief ? brief : "?");
+    admin_qos_status_text(out, (vd_pool *)pool, vi->name); /* qos */
     if (vs->has_mi)
         admin_print_mirror(out, &vs->mi);
     free(brief);

@@ -31,7 +31,7 @@
 #define TOP_KEYS  "pool, extent_size, devices"
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
-#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, encryption"
+#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption"
 #define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, encrypt"
 #define CHAP_KEYS    "user, secret_file"
 #define CRYPT_KEYS   "key_file"
@@ -990,9 +990,11 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool",       "extent_size", "devices",
-                                        "chunk_size", "encryption",  NULL };
-    yaml_node_t *kn[5], *v[5], *devs;
+    static const char *const keys[] = { "pool",        "extent_size",
+                                        "devices",     "chunk_size",
+                                        "read_policy", "encryption",
+                                        NULL };
+    yaml_node_t *kn[6], *v[6], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
     size_t n, i;
@@ -1058,7 +1060,23 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
         }
     }
 
-    if (kn[4] && (rc = parse_encryption(c, kn[4], v[4], conf)))
+    /* Mirror reads: from a local in-sync leg first, or spread. */
+    conf->read_policy = VD_READ_LOCAL;
+    if (kn[4]) {
+        rc = get_scalar(c, "", kn[4], v[4], "use local or spread", &s);
+        if (rc)
+            return rc;
+        if (!strcmp(s, "spread"))
+            conf->read_policy = VD_READ_SPREAD;
+        else if (strcmp(s, "local"))
+            return fail(c, v[4],
+                        "read_policy '%s' is not local or spread; use local "
+                        "(a local in-sync leg first) or spread (every "
+                        "in-sync leg in turn)",
+                        SHOW(v[4]));
+    }
+
+    if (kn[5] && (rc = parse_encryption(c, kn[5], v[5], conf)))
         return rc;
 
     if (!kn[2])

@@ -39,12 +39,18 @@ struct vd_conf_dev {
     int encrypt_line, encrypt_col; /* where encrypt: was given */
 };
 
+/* Which in-sync mirror leg serves a read (read_policy:): local prefers a
+ * leg whose extent is on a local device (not iscsi:), spread takes every
+ * in-sync leg in turn. */
+enum { VD_READ_LOCAL = 0, VD_READ_SPREAD = 1 };
+
 struct vd_conf_pool {
     char *file;           /* path the definition was read from */
     char *name;           /* pool name */
     uint64_t extent_size; /* bytes, power of two >= 1 MiB; default 4 MiB */
     uint64_t chunk_size;  /* thin volumes' default chunk: bytes, power of
                              two, 4 KiB .. extent_size; default 64 KiB */
+    int read_policy;      /* VD_READ_LOCAL (default) or VD_READ_SPREAD */
     size_t ndevs;
     struct vd_conf_dev *devs;
     char *key_file; /* `encryption: {key_file: PATH}`, absolute, or NULL */

@@ -44,3 +44,42 @@ int vd_layout_from_name(const char *name, enum vd_layout *out)
         }
     return -EINVAL;
 }
+
+unsigned vd_layout_create_opts(uint32_t layout, uint32_t *default_copies)
+{
+    const struct vd_layout_ops *l = vd_layout_get(layout);
+
+    *default_copies = l && l->default_copies ? l->default_copies : 1;
+    return l ? l->create_opts : 0;
+}
+
+const char *vd_layout_opts_owner(unsigned bits)
+{
+    for (size_t i = 0; i < NLAYOUTS; i++)
+        if (g_layouts[i]->create_opts & bits)
+            return g_layouts[i]->name;
+    return "?";
+}
+
+int vd_layout_resolve(const struct vd_vol_opts *opts,
+                      const struct vd_layout_ops **lower,
+                      const struct vd_layout_ops **upper)
+{
+    const struct vd_layout_ops *l = vd_layout_get(opts->layout), *up = NULL;
+
+    if (l && l->stack) { /* an upper layout named: on its default lower */
+        up = l;
+        l = vd_layout_get(up->stack_on);
+    }
+    if (opts->thin) {
+        const struct vd_layout_ops *t = vd_layout_get(VD_LAYOUT_THIN);
+        if (up && up != t)
+            return -EINVAL;
+        up = t;
+    }
+    if (!l || l->stack || (up && !up->stack))
+        return -EINVAL;
+    *lower = l;
+    *upper = up;
+    return 0;
+}

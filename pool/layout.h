@@ -63,7 +63,8 @@ extern "C" {
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
- * reserved), 11, 12 (the core: key slots; pool/crypt.h). */
+ * reserved), 11, 12 (the core: key slots; pool/crypt.h), 13 (qos: VD_OP_QOS,
+ * pool/qos.c; handled by the core, not the layouts). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -82,6 +83,7 @@ enum {
      * range, so that an older reader refuses an encrypted pool. */
     VD_OP_KEY_SLOT = 11,   /* struct vd_op_key_slot */
     VD_OP_KEY_REMOVE = 12, /* struct vd_op_key_remove */
+    VD_OP_QOS = 13, /* struct vd_op_qos (pool/qos.c): a volume's limits */
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -141,7 +143,9 @@ struct vd_dev {
     uint32_t idx;
     char name[VD_NAME_MAX + 1];
     char node[VD_NAME_MAX + 1];
-    char *path; /* from the pool definition, or NULL */
+    char *path;  /* from the pool definition, or NULL */
+    bool remote; /* not a local file or block device (from the
+                    definition at open; constant) */
     uint8_t uuid[16];
     uint32_t flags; /* VD_DEVF_* */
     uint64_t size, pe_count, data_offset;
@@ -221,6 +225,10 @@ struct vd_vol {
      * upper->fini.  v->size stays the size the user sees. */
     const struct vd_layout_ops *upper;
     void *upper_priv;
+    /* QoS (pool/qos.c): limits (VD_OP_QOS) and the rates tgtd publishes;
+     * both under qos.c's leaf lock. */
+    struct vd_qos_limits qos;
+    struct vd_qos_rates qos_rates;
 };
 
 struct vd_pool {
@@ -247,6 +255,9 @@ struct vd_pool {
     /* thin volumes' default chunk size (conf chunk_size, 0 = 64 KiB);
      * constant after open */
     uint64_t chunk_size;
+    /* mirror reads: VD_READ_LOCAL or VD_READ_SPREAD (conf read_policy);
+     * constant after open */
+    int read_policy;
     /* allocation thresholds (80/90/95 %) already logged, a bit each;
      * under admin_lock (vd_pool_check_thresholds) */
     uint32_t thr_logged;
@@ -379,6 +390,13 @@ struct vd_layout_ops {
      * its data space beyond v->size (the last few chunks of a full volume
      * get -ENOSPC). */
     bool io_beyond_size;
+    /* vol create: the options the layout takes (VD_LOPT_*, vdpool.h) and
+     * its default number of copies (0: 1). */
+    unsigned create_opts;
+    uint32_t default_copies;
+    /* Upper layouts only: the lower layout a volume created with this
+     * layout's id gets (vdlvm vol create --layout thin = thin on linear). */
+    uint32_t stack_on;
 
     /* Create: check opts (before the admin lock; logs why and returns
      * -EINVAL or -EFBIG) and fill ov->copies and ov->flags (ov->size,
@@ -451,6 +469,13 @@ struct vd_layout_ops {
 
 /* The registry (pool/layout.c): NULL when id is unknown. */
 const struct vd_layout_ops *vd_layout_get(uint32_t id);
+/* The layouts a volume created with opts gets: *lower (never stacked) and
+ * *upper (NULL, or an upper layout: opts->thin or an upper layout named as
+ * opts->layout).  0, or -EINVAL for a combination the registry does not
+ * know. */
+int vd_layout_resolve(const struct vd_vol_opts *opts,
+                      const struct vd_layout_ops **lower,
+                      const struct vd_layout_ops **upper);
 
 #ifdef __cplusplus
 }

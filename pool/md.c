@@ -54,6 +54,10 @@ void vd_opbuf_free(struct vd_opbuf *b)
 
 int vd_opbuf_add(struct vd_opbuf *b, const void *op, size_t len)
 {
+    /* an op's length field is 16 bits and a reader refuses a length that
+     * is not a multiple of 8 (docs/format.md section 4): never write one */
+    if (len < sizeof(struct vd_op_hdr) || len > 0xfff8 || len % 8)
+        return -EINVAL;
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
         while (cap < b->len + len)
@@ -483,6 +487,9 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
         case VD_OP_KEY_REMOVE:
             r = vd_crypt_md_apply(p, h, n);
             break;
+        case VD_OP_QOS:
+            r = vd_qos_md_apply(p, h);
+            break;
         default:
             if (h->type >= VD_OP_LAYOUT_FIRST) {
                 r = apply_layout_rec(p, h, n);
@@ -543,6 +550,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
         if (v->lops->md_serialize && (r = v->lops->md_serialize(v, b)) < 0)
             return r;
         if (v->upper && (r = v->upper->md_serialize(v, b)) < 0)
+            return r;
+        if ((r = vd_qos_md_serialize(v, b)) < 0)
             return r;
         for (uint32_t leg = 0; leg < v->copies; leg++) {
             uint64_t le = 0;
@@ -858,6 +867,14 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
          * is a bug, and the log already holds them. */
         vd_log(VD_LOG_ERR, "pool '%s': committed metadata could not be applied",
                p->name);
+        /* The record is on the copies but not in the state: as for a
+         * commit below W, its number is used up and every copy gets a
+         * checkpoint of the state at the next commit, which supersedes
+         * it (a delta would chain onto ops the state does not have). */
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            if (p->devs[i].flags & VD_DEVF_MD)
+                p->devs[i].md_pos = half_size + 1;
+        p->seq = p->unacked_seq = seq;
         goto out;
     }
     p->seq = seq;

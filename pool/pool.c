@@ -772,6 +772,16 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
             continue;
         }
         od[i].h.pool_name[sizeof(od[i].h.pool_name) - 1] = 0;
+        /* Written by another host, maybe hostile: every division and
+         * shift by the extent size relies on this. */
+        uint64_t hes = od[i].h.extent_size;
+        if (hes < VD_EXTENT_SIZE_MIN || (hes & (hes - 1))) {
+            snprintf(od[i].msg, sizeof(od[i].msg),
+                     "its header gives extent size %llu (not a power of two "
+                     "of at least 1 MiB)",
+                     (unsigned long long)hes);
+            continue;
+        }
         if (od[i].h.major != VD_FMT_MAJOR) {
             snprintf(od[i].msg, sizeof(od[i].msg),
                      "format version %u.%u is not supported (this is %u.%u)",
@@ -831,6 +841,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         }
         p->extent_size = od[i].h.extent_size;
         p->chunk_size = conf->chunk_size;
+        p->read_policy = conf->read_policy;
         od[i].md = malloc(VD_MD_SIZE);
         if (!od[i].md) {
             r = -ENOMEM;
@@ -991,6 +1002,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         }
         free(d->path);
         d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
+        d->remote = !c->path;
         if (!od[i].valid) {
             d->conf = conf_dev_dup(c);
             d->retry_delay_ms = 2000;

@@ -197,6 +197,10 @@ uint64_t vd_md_scan_half(const uint8_t *pool_uuid, const uint8_t *half,
 int vd_md_replay_half(vd_pool *p, const uint8_t *half, size_t end_pos);
 
 void vd_state_free(vd_pool *p);
+/* QoS (qos.c): a VD_OP_QOS record; a volume's limits as a record (none
+ * when it has no limits). */
+int vd_qos_md_apply(vd_pool *p, const struct vd_op_hdr *h);
+int vd_qos_md_serialize(const struct vd_vol *v, struct vd_opbuf *b);
 /* A volume's runtime state (vol.c): lops->ctr then upper->ctr (after open
  * or create); vd_vol_dtr the reverse (idempotent as the ops are). */
 int vd_vol_ctr(struct vd_vol *v);

@@ -1203,6 +1203,7 @@ const struct vd_layout_ops vd_thin_layout = {
     .name = "thin",
     .id = VD_LAYOUT_THIN,
     .meta_extents = 0,
+    .stack_on = VD_LAYOUT_LINEAR,
     .check = thin_check,
     .plan = thin_plan,
     .plan_extend = thin_plan_extend,

@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include "../config/vdconfig.h"
+#include "qos.h" /* per-volume QoS limits (issue 17) */
 
 #ifdef __cplusplus
 extern "C" {
@@ -137,6 +138,19 @@ enum vd_layout {
 const char *vd_layout_name(uint32_t layout);
 /* The layout called name: 0, or -EINVAL. */
 int vd_layout_from_name(const char *name, enum vd_layout *out);
+/* The vol create options a layout takes, from its ops table (the CLI asks
+ * here instead of keeping a table per layout). */
+enum {
+    VD_LOPT_COPIES = 1,    /* --copies */
+    VD_LOPT_SAME_NODE = 2, /* --allow-same-node */
+    VD_LOPT_REGION = 4,    /* --region-size */
+};
+/* Of layout: the VD_LOPT_* it takes and its default number of copies; for
+ * an unknown layout none and 1. */
+unsigned vd_layout_create_opts(uint32_t layout, uint32_t *default_copies);
+/* The name of the first layout taking one of the VD_LOPT_* in bits, or
+ * "?" (for messages). */
+const char *vd_layout_opts_owner(unsigned bits);
 
 struct vd_vol_opts {
     enum vd_layout layout; /* default linear */

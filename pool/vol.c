@@ -69,14 +69,9 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
                p->name, name, (unsigned long long)size);
         return -EINVAL;
     }
-    /* A thin volume: the thin layout stacked on the one asked for (linear
-     * when VD_LAYOUT_THIN). */
-    bool thin = opts->thin || opts->layout == VD_LAYOUT_THIN;
-    const struct vd_layout_ops *lops = vd_layout_get(
-        opts->layout == VD_LAYOUT_THIN ? VD_LAYOUT_LINEAR : opts->layout);
-    const struct vd_layout_ops *up =
-        thin ? vd_layout_get(VD_LAYOUT_THIN) : NULL;
-    if (!lops || lops->stack || (thin && (!up || !up->stack))) {
+    /* The layouts: the registry resolves opts (e.g. thin on linear). */
+    const struct vd_layout_ops *lops, *up;
+    if (vd_layout_resolve(opts, &lops, &up) < 0) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': unknown layout", p->name, name);
         return -EINVAL;
     }

@@ -476,13 +476,39 @@ static int mirror_pwrite_nowait(struct vd_vol *v, const void *buf, size_t len,
     return r;
 }
 
+/* The leg a read of clean regions at off goes to (map_lock held shared):
+ * an in-sync leg, taken in turn (rr) among those whose extent at off is on
+ * a local device when the pool's read policy is local and there is one
+ * (a remote leg costs a network round trip), else among all in-sync
+ * legs; -1 when no leg is in sync.  A read spanning extents is located
+ * by its first byte. */
+static int clean_read_leg(struct vd_vol *v, uint64_t off, uint32_t rr)
+{
+    uint32_t n = 0, nl = 0, legs[3], local[3];
+    uint64_t dev_off;
+
+    for (uint32_t k = 0; k < v->copies && k < 3; k++) {
+        if (leg_state(v, k) != VD_LEG_INSYNC)
+            continue;
+        legs[n++] = k;
+        if (v->pool->read_policy == VD_READ_LOCAL) {
+            struct vd_dev *d = vd_leg_locate(v, k, off, &dev_off);
+            if (d && !d->remote)
+                local[nl++] = k;
+        }
+    }
+    if (nl)
+        return (int)local[rr % nl];
+    return n ? (int)legs[rr % n] : -1;
+}
+
 /* VD_IO_NOWAIT read: one in-sync leg from the page cache, or -EAGAIN. */
 static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
                                uint64_t off)
 {
     struct vd_mirror *m = mirror_of(v);
     bool dirty = false;
-    uint32_t n = 0, legs[3], rr;
+    uint32_t rr;
     int leg, r;
 
     if (pthread_rwlock_tryrdlock(&v->map_lock))
@@ -499,10 +525,7 @@ static int mirror_pread_nowait(struct vd_vol *v, void *buf, size_t len,
         dirty = bit_get(m, i);
     rr = m->read_rr++;
     pthread_mutex_unlock(&m->lock);
-    for (uint32_t k = 0; k < v->copies; k++)
-        if (leg_state(v, k) == VD_LEG_INSYNC)
-            legs[n++] = k;
-    leg = dirty ? source_leg(v) : n ? (int)legs[rr % n] : -1;
+    leg = dirty ? source_leg(v) : clean_read_leg(v, off, rr);
     r = leg < 0 ? -EAGAIN
                 : mirror_leg_io(v, (uint32_t)leg, buf, len, off, false,
                                 VD_IO_NOWAIT);
@@ -569,17 +592,8 @@ static int mirror_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off)
 
     /* Regions that may differ are read from the resync source so that
      * every read agrees with what resync will make of the other legs;
-     * clean regions are spread over the in-sync legs. */
-    if (dirty) {
-        leg = source_leg(v);
-    } else {
-        uint32_t n = 0, legs[3];
-        for (uint32_t k = 0; k < v->copies; k++)
-            if (leg_state(v, k) == VD_LEG_INSYNC)
-                legs[n++] = k;
-        if (n)
-            leg = (int)legs[rr % n];
-    }
+     * clean regions by the read policy (clean_read_leg). */
+    leg = dirty ? source_leg(v) : clean_read_leg(v, off, rr);
     while (leg >= 0) {
         tried |= 1u << leg;
         r = mirror_leg_io(v, (uint32_t)leg, buf, len, off, false, 0);
@@ -931,6 +945,8 @@ const struct vd_layout_ops vd_mirror_layout = {
     .name = "mirror",
     .id = VD_LAYOUT_MIRROR,
     .meta_extents = VD_MIRROR_LE0,
+    .create_opts = VD_LOPT_COPIES | VD_LOPT_SAME_NODE | VD_LOPT_REGION,
+    .default_copies = 2,
     .check = mirror_check,
     .plan = mirror_plan,
     .check_extend = mirror_check_extend,

@@ -61,6 +61,44 @@
  *   chunk when the pool is full fails with DATA PROTECT / SPACE ALLOCATION
  *   FAILED WRITE PROTECT (27h/07h); nothing waits for space.
  *
+ * QoS (issue 17; limits per volume, docs/qos.md)
+ * - Each LU has a limiter (struct vd_qos: token buckets for total, read and
+ *   write IOPS and bytes per second, pool/qos.h), a FIFO of waiting
+ *   commands (qos_wait, linked through scsi_cmd.bs_list) and a one-shot
+ *   timerfd in tgtd's event loop.  All three are owned by tgtd's main
+ *   thread: bs_cmd_submit, the timer handler, refresh_handler, bs_open and
+ *   bs_close are the only code touching them, and all run there.  No lock,
+ *   no allocation per command: admitting is a clock read and a few
+ *   integer operations (only while a limit is set or commands wait).
+ * - A command is admitted at submit when nothing waits and the buckets
+ *   hold its cost; otherwise it joins the tail of qos_wait (async, holding
+ *   no worker) and the timer is armed for when the head will fit.  The
+ *   timer handler admits from the head in order and stops at the first
+ *   that does not fit, so commands leave in arrival order: once one waits,
+ *   every later one queues behind it (never reordered, never rejected).
+ *   Invariant: qos_wait not empty => the timer is armed.  Admitted
+ *   commands take the usual path (the inline fast path or the workers).
+ * - Limits reach the LU at bs_open and whenever a control command has run
+ *   (ctl_after -> refresh_handler, the same main-thread message that
+ *   publishes sizes): `vdlvm vol set` commits the limits to the pool
+ *   metadata on its command thread, then the main thread reads them with
+ *   vd_vol_qos_get (a leaf lock, never the admin lock) and reconfigures
+ *   the buckets (tokens kept, cut to the new depth) and re-runs the FIFO.
+ * - bs_close (an offline LU whose path changes: tgt does not drain) first
+ *   hands every waiting command to the workers, ignoring the limits, so
+ *   that its wait for inflight == 0 cannot wait on the timer, which runs on
+ *   the very thread that waits.
+ * - Rates: admitted commands and bytes are counted per LU (main thread);
+ *   a 1 s timerfd (g_stats_fd) turns them into rates and publishes them on
+ *   the volume (vd_vol_qos_publish) for `vdlvm status`.
+ *
+ * Fairness between LUs of a pool (no limits set)
+ * - The workers take commands per LU in turn (round robin over the LUs
+ *   with queued commands, vp->active), not from one pool-wide FIFO: a
+ *   volume with 32 commands queued no longer puts them all ahead of a
+ *   neighbour's single read; the neighbour waits for at most one busy
+ *   worker's command.
+ *
  * Lifetimes
  * - A pool is opened by the first LU that names it and closed when the last
  *   such LU is closed (refcount, main thread).
@@ -81,6 +119,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "list.h"
@@ -123,13 +163,15 @@ struct vdlvm_pool {
     int closed;                         /* background close done (g_closing) */
     struct vdlvm_pool *closing_next;    /* g_closing, under g_closing_lock */
 
-    pthread_mutex_t lock;     /* protects queue, qlen, stop,
+    pthread_mutex_t lock;     /* protects active, qlen, stop,
                                  nidle, nwaking and every
-                                 vdlvm_lu.inflight */
+                                 vdlvm_lu.inflight, .rq and
+                                 .active_link */
     pthread_cond_t work_cond; /* queue not empty, or stop */
     pthread_cond_t idle_cond; /* an LU's inflight dropped to 0 */
-    struct list_head queue;   /* scsi_cmd.bs_list */
-    int qlen;                 /* commands in queue */
+    struct list_head active;  /* vdlvm_lu.active_link: LUs with queued
+                                 commands, served in turn */
+    int qlen;                 /* commands queued, all LUs */
     int stop;
     int nidle;   /* workers in cond_wait */
     int nwaking; /* of those, signalled, not yet up */
@@ -155,6 +197,18 @@ struct vdlvm_lu {
     struct device_type_operations rdd_ops[2]; /* 10, 12 */
     unsigned inflight;                        /* under vp->lock */
     struct service_action sa_9e[8];           /* SERVICE ACTION IN(16) per LU */
+    /* Worker queue of this LU (scsi_cmd.bs_list) and its place in
+     * vp->active while it is not empty; under vp->lock. */
+    struct list_head rq;
+    struct list_head active_link;
+    /* QoS: main thread only (see QoS in the header comment). */
+    struct vd_qos qos;
+    struct vd_qos_limits qos_limits; /* what qos was configured with */
+    struct list_head qos_wait;       /* scsi_cmd.bs_list, arrival order */
+    unsigned qos_nwait;
+    int qos_fd;                       /* one-shot timerfd, -1 */
+    uint64_t st[VD_QOS_NLIMITS];      /* admitted: ios t/r/w, bytes t/r/w */
+    uint64_t st_prev[VD_QOS_NLIMITS]; /* at the last rate tick */
 };
 
 static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
@@ -162,11 +216,19 @@ static inline struct vdlvm_lu *VDLU(struct scsi_lu *lu)
     return (struct vdlvm_lu *)((char *)lu + sizeof(*lu));
 }
 
+/* QoS (main thread), below with the submit path. */
+static void qos_refresh(struct vdlvm_lu *vl);
+static int qos_open(struct vdlvm_lu *vl);
+static void qos_close(struct vdlvm_lu *vl);
+static int stats_start(void);
+
 /* Main thread only. */
 static struct list_head g_pools = LIST_HEAD_INIT(g_pools);
 static int g_started; /* done channel set up */
 static int g_done_fd = -1;
-static const char *g_zero; /* CHUNK_MAX zero bytes */
+static int g_stats_fd = -1;      /* QoS rates: 1 s timerfd */
+static uint64_t g_stats_prev_ns; /* its last tick */
+static const char *g_zero;       /* CHUNK_MAX zero bytes */
 /* Main-thread fast path on (VDLVM_INLINE=0 in tgtd's environment turns it
  * off, for comparisons); set once in register_bs_module. */
 static int g_inline = 1;
@@ -825,6 +887,8 @@ static int done_channel_start(void)
         if (!g_zero)
             return -ENOMEM;
     }
+    if (g_stats_fd < 0 && (r = stats_start()) < 0)
+        return r;
     fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -848,17 +912,23 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&vp->lock);
     for (;;) {
-        while (list_empty(&vp->queue) && !vp->stop) {
+        while (list_empty(&vp->active) && !vp->stop) {
             vp->nidle++;
             pthread_cond_wait(&vp->work_cond, &vp->lock);
             vp->nidle--;
             if (vp->nwaking > 0)
                 vp->nwaking--;
         }
-        if (list_empty(&vp->queue))
+        if (list_empty(&vp->active))
             break; /* stop, and nothing left */
-        cmd = list_first_entry(&vp->queue, struct scsi_cmd, bs_list);
+        /* Round robin over the LUs: the next command of the first LU,
+         * which goes to the back of the line if it has more. */
+        vl = list_first_entry(&vp->active, struct vdlvm_lu, active_link);
+        cmd = list_first_entry(&vl->rq, struct scsi_cmd, bs_list);
         list_del(&cmd->bs_list);
+        list_del_init(&vl->active_link);
+        if (!list_empty(&vl->rq))
+            list_add_tail(&vl->active_link, &vp->active);
         vp->qlen--;
         pthread_mutex_unlock(&vp->lock);
 
@@ -945,7 +1015,11 @@ static void refresh_handler(int fd, int events, void *data)
     pthread_mutex_lock(&vp->bg_lock);
     req = vp->refresh_req;
     pthread_mutex_unlock(&vp->bg_lock);
-    list_for_each_entry(vl, &vp->lus, pool_link) lu_size_refresh(vl);
+    list_for_each_entry(vl, &vp->lus, pool_link)
+    {
+        lu_size_refresh(vl);
+        qos_refresh(vl); /* `vdlvm vol set` changed the limits */
+    }
     pthread_mutex_lock(&vp->bg_lock);
     if (vp->refresh_done < req)
         vp->refresh_done = req;
@@ -1206,7 +1280,7 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
     if (!vp)
         return -ENOMEM;
     INIT_LIST_HEAD(&vp->lus);
-    INIT_LIST_HEAD(&vp->queue);
+    INIT_LIST_HEAD(&vp->active);
     pthread_mutex_init(&vp->lock, NULL);
     pthread_cond_init(&vp->work_cond, NULL);
     pthread_cond_init(&vp->idle_cond, NULL);
@@ -1545,6 +1619,10 @@ static tgtadm_err bs_vdlvm_init(struct scsi_lu *lu, char *bsopts)
     memset(vl, 0, sizeof(*vl));
     vl->lu = lu;
     INIT_LIST_HEAD(&vl->pool_link);
+    INIT_LIST_HEAD(&vl->rq);
+    INIT_LIST_HEAD(&vl->active_link);
+    INIT_LIST_HEAD(&vl->qos_wait);
+    vl->qos_fd = -1;
     vl->bsopts = bsopts;
     if (parse_bsopts(vl, bsopts))
         return TGTADM_INVALID_REQUEST;
@@ -1630,6 +1708,16 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
     vl->vp = vp;
     vl->vol = vol;
     vl->inflight = 0;
+    r = qos_open(vl);
+    if (r < 0) {
+        log_error("vdlvm: volume '%s/%s': cannot export: QoS timer: %s\n",
+                  pool_name, vol_name, strerror(-r));
+        vl->vp = NULL;
+        vl->vol = NULL;
+        vol_close_bg(vp, vol);
+        pool_put(vp);
+        return r;
+    }
     list_add_tail(&vl->pool_link, &vp->lus);
     *size = vd_vol_size(vol) >> lu->blk_shift << lu->blk_shift;
     if (vi.thin)
@@ -1655,7 +1743,10 @@ static void bs_vdlvm_close(struct scsi_lu *lu)
         return;
     /* tgt refuses to delete an LU with commands in flight: this waits only
      * when tgt closes an offline LU to change its path, and tgt frees the
-     * LU (and vl) when we return, so the workers must be done with it. */
+     * LU (and vl) when we return, so the workers must be done with it.
+     * Commands waiting for QoS tokens go to the workers first: their
+     * timer runs on this thread. */
+    qos_close(vl);
     pthread_mutex_lock(&vp->lock);
     while (vl->inflight)
         pthread_cond_wait(&vp->idle_cond, &vp->lock);
@@ -1717,13 +1808,18 @@ static int try_inline(struct scsi_cmd *cmd, vd_vol *vol)
     return r;
 }
 
-static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
+/* Main thread: run an admitted command.  released: it waited in the QoS
+ * FIFO (already async), so a command completed inline is completed here.
+ * Returns what bs_cmd_submit returns. */
+static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl, int released)
 {
-    struct vdlvm_lu *vl = VDLU(cmd->dev);
     struct vdlvm_pool *vp = vl->vp;
 
-    if (likely(vp && vl->vol && g_inline) && try_inline(cmd, vl->vol) == 0)
+    if (likely(vp && vl->vol && g_inline) && try_inline(cmd, vl->vol) == 0) {
+        if (released)
+            target_cmd_io_done(cmd, scsi_get_result(cmd));
         return 0; /* not async: tgt completes it as GOOD at once */
+    }
     set_cmd_async(cmd);
     if (unlikely(!vp)) {
         cmd_sense(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
@@ -1732,7 +1828,9 @@ static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
     }
     pthread_mutex_lock(&vp->lock);
     vl->inflight++;
-    list_add_tail(&cmd->bs_list, &vp->queue);
+    list_add_tail(&cmd->bs_list, &vl->rq);
+    if (list_empty(&vl->active_link))
+        list_add_tail(&vl->active_link, &vp->active);
     vp->qlen++;
     /* Wake a worker only when the queue is longer than the workers that
      * are running or about to: a running worker takes the next command
@@ -1745,6 +1843,236 @@ static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
     }
     pthread_mutex_unlock(&vp->lock);
     return 0;
+}
+
+/* ---- QoS (main thread; see QoS in the header comment) -------------------- */
+
+/* Shortest timer: a queue released in batches of at most 1 ms of tokens
+ * costs at most 1000 wake-ups per second per LU whatever the limit. */
+#define QOS_MIN_WAIT_NS 1000000ull
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Reads (and the read-only commands) draw from the read buckets,
+ * everything else from the write buckets; bytes are the data moved. */
+static int cmd_is_write(const struct scsi_cmd *cmd)
+{
+    switch (cmd->scb[0]) {
+    case READ_6:
+    case READ_10:
+    case READ_12:
+    case READ_16:
+    case VERIFY_10:
+    case VERIFY_12:
+    case VERIFY_16:
+    case PRE_FETCH_10:
+    case PRE_FETCH_16:
+    case SERVICE_ACTION_IN:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static uint64_t cmd_bytes(struct scsi_cmd *cmd, int write)
+{
+    if (write)
+        return scsi_get_out_length(cmd);
+    switch (cmd->scb[0]) {
+    case READ_6:
+    case READ_10:
+    case READ_12:
+    case READ_16:
+        return scsi_get_in_length(cmd);
+    default:
+        return 0;
+    }
+}
+
+static void qos_count(struct vdlvm_lu *vl, int write, uint64_t bytes)
+{
+    vl->st[VD_QOS_IOPS]++;
+    vl->st[write ? VD_QOS_WIOPS : VD_QOS_RIOPS]++;
+    vl->st[VD_QOS_BPS] += bytes;
+    vl->st[write ? VD_QOS_WBPS : VD_QOS_RBPS] += bytes;
+}
+
+static void qos_arm(struct vdlvm_lu *vl, uint64_t wait_ns)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    if (wait_ns < QOS_MIN_WAIT_NS)
+        wait_ns = QOS_MIN_WAIT_NS;
+    its.it_value.tv_sec = wait_ns / 1000000000ull;
+    its.it_value.tv_nsec = wait_ns % 1000000000ull;
+    if (timerfd_settime(vl->qos_fd, 0, &its, NULL) < 0)
+        log_error("vdlvm: QoS timer: %s\n", strerror(errno));
+}
+
+/* Admit waiting commands from the head while they fit; re-arm the timer
+ * for the first that does not.  force: admit all (bs_close). */
+static void qos_release(struct vdlvm_lu *vl, int force)
+{
+    uint64_t now = mono_ns(), wait = 0;
+
+    while (!list_empty(&vl->qos_wait)) {
+        struct scsi_cmd *cmd =
+            list_first_entry(&vl->qos_wait, struct scsi_cmd, bs_list);
+        int w = cmd_is_write(cmd);
+        uint64_t bytes = cmd_bytes(cmd, w);
+
+        if (!force && !vd_qos_admit(&vl->qos, w, bytes, now, &wait)) {
+            qos_arm(vl, wait);
+            return;
+        }
+        list_del(&cmd->bs_list);
+        vl->qos_nwait--;
+        qos_count(vl, w, bytes);
+        cmd_dispatch(cmd, vl, 1);
+    }
+}
+
+static void qos_timer_handler(int fd, int events, void *data)
+{
+    struct vdlvm_lu *vl = data;
+    uint64_t n;
+
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
+    qos_release(vl, 0);
+}
+
+/* Main thread: take the volume's limits (bs_open, and after every control
+ * command); reconfigure the buckets when they changed. */
+static void qos_refresh(struct vdlvm_lu *vl)
+{
+    struct vd_qos_limits l;
+
+    if (!vl->vol)
+        return;
+    vd_vol_qos_get(vl->vol, &l);
+    if (!memcmp(&l, &vl->qos_limits, sizeof(l)))
+        return;
+    vl->qos_limits = l;
+    vd_qos_configure(&vl->qos, &l, mono_ns());
+    vd_log(VD_LOG_INFO,
+           "volume '%s/%s': QoS limits: iops %" PRIu64 " (read %" PRIu64
+           ", write %" PRIu64 "), bytes/s %" PRIu64 " (read %" PRIu64
+           ", write %" PRIu64 "), burst %u ms (0: none)",
+           vl->vp->name, vd_vol_name(vl->vol), l.limit[VD_QOS_IOPS],
+           l.limit[VD_QOS_RIOPS], l.limit[VD_QOS_WIOPS], l.limit[VD_QOS_BPS],
+           l.limit[VD_QOS_RBPS], l.limit[VD_QOS_WBPS],
+           l.burst_ms ? l.burst_ms : VD_QOS_BURST_MS_DEFAULT);
+    qos_release(vl, 0);
+}
+
+static int qos_open(struct vdlvm_lu *vl)
+{
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    if (tgt_event_add(fd, EPOLLIN, qos_timer_handler, vl)) {
+        close(fd);
+        return -EIO;
+    }
+    vl->qos_fd = fd;
+    memset(&vl->qos, 0, sizeof(vl->qos));
+    memset(&vl->qos_limits, 0, sizeof(vl->qos_limits));
+    qos_refresh(vl);
+    return 0;
+}
+
+static void qos_close(struct vdlvm_lu *vl)
+{
+    qos_release(vl, 1);
+    if (vl->qos_fd >= 0) {
+        tgt_event_del(vl->qos_fd);
+        close(vl->qos_fd);
+        vl->qos_fd = -1;
+    }
+    /* No limits while closed: nothing may wait without a timer. */
+    memset(&vl->qos, 0, sizeof(vl->qos));
+    memset(&vl->qos_limits, 0, sizeof(vl->qos_limits));
+}
+
+/* 1 s timer: rates of every LU, published on its volume. */
+
+static void stats_handler(int fd, int events, void *data)
+{
+    struct vdlvm_pool *vp;
+    struct vdlvm_lu *vl;
+    uint64_t n, now = mono_ns(), dt = now - g_stats_prev_ns;
+
+    while (read(fd, &n, sizeof(n)) < 0 && errno == EINTR)
+        ;
+    g_stats_prev_ns = now;
+    if (!dt)
+        return;
+    list_for_each_entry(vp, &g_pools, link)
+    {
+        list_for_each_entry(vl, &vp->lus, pool_link)
+        {
+            struct vd_qos_rates r;
+
+            memset(&r, 0, sizeof(r));
+            for (int k = 0; k < VD_QOS_NLIMITS; k++) {
+                r.rate[k] =
+                    (uint64_t)((unsigned __int128)(vl->st[k] - vl->st_prev[k]) *
+                               1000000000ull / dt);
+                vl->st_prev[k] = vl->st[k];
+            }
+            r.queued = vl->qos_nwait;
+            r.at_ms = (int64_t)(now / 1000000); /* vd_now_ms: monotonic */
+            if (vl->vol)
+                vd_vol_qos_publish(vl->vol, &r);
+        }
+    }
+}
+
+static int stats_start(void)
+{
+    struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    if (timerfd_settime(fd, 0, &its, NULL) < 0 ||
+        tgt_event_add(fd, EPOLLIN, stats_handler, NULL)) {
+        close(fd);
+        return -EIO;
+    }
+    g_stats_prev_ns = mono_ns();
+    g_stats_fd = fd;
+    return 0;
+}
+
+static int bs_vdlvm_cmd_submit(struct scsi_cmd *cmd)
+{
+    struct vdlvm_lu *vl = VDLU(cmd->dev);
+    int w = cmd_is_write(cmd);
+    uint64_t bytes = cmd_bytes(cmd, w), wait = 0;
+
+    if (unlikely(vl->qos.active || vl->qos_nwait)) {
+        /* Behind a waiting command, or over a limit: wait in order. */
+        if (vl->qos_nwait ||
+            !vd_qos_admit(&vl->qos, w, bytes, mono_ns(), &wait)) {
+            set_cmd_async(cmd);
+            list_add_tail(&cmd->bs_list, &vl->qos_wait);
+            if (vl->qos_nwait++ == 0)
+                qos_arm(vl, wait);
+            return 0;
+        }
+    }
+    qos_count(vl, w, bytes);
+    return cmd_dispatch(cmd, vl, 0);
 }
 
 static struct backingstore_template vdlvm_bst = {

@@ -41,6 +41,8 @@ static const char *g_usage =
     "  vol list POOL [--json]\n"
     "  vol remove POOL/VOL\n"
     "  vol extend POOL/VOL --size [+]SIZE\n"
+    "  vol set POOL/VOL [--iops-limit N] [--bps-limit SIZE] [--burst SECONDS]\n"
+    "          [--read-/--write-iops-limit N] [--read-/--write-bps-limit SIZE]\n"
     "Mirrors:\n"
     "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
     "  verify POOL/VOL [--repair]\n"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: long
 # Bad input gets a clear message, a non-zero exit (2: bad usage or
 # configuration, 1: runtime failure, 4: in use; the table of `vdlvm
 # --help`) and changes nothing: `vdlvm status

@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: solo
 # Smoke run of the benchmark (tests/bench/run.sh --quick, one short run per
 # cell) so `make bench` cannot rot: every store and workload must produce
 # numbers (the remote rows too, unless this machine cannot make network

@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: solo
 # The Debian package, from build to purge, on this machine:
 #   - make deb builds build/deb/vdlvm_*.deb; lintian reports no error;
 #   - it depends on exactly the installed tgt version;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: solo
 # tgtd's main thread is never held by a pool whose remote device is silent.
 #
 # Two emulated nodes in network namespaces: nodeb runs a stock tgtd with a

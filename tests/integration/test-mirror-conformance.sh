@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: long
 # Mirrored volumes, test 5 (issue 4): libiscsi's conformance suite
 # (iscsi-test-cu, family ALL, one process per suite) on a 2-leg mirror with
 # one leg on nodeb and one on nodec (stock tgtds exporting files, reached

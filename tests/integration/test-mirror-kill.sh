@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: long
 # Mirror crash consistency (issue 4, test 2): a 2-leg mirror with one leg on
 # nodeb and one on nodec (stock tgtds exporting files), served by nodea's
 # tgtd.  Fifty times in a row (issue 8: 50 rounds; MIRROR_KILL_ROUNDS changes it): a verifying write load (vdload write

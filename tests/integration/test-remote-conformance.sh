@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: long
 # Remote devices, scenario 4 (issue 3): libiscsi's conformance suite
 # (iscsi-test-cu, family ALL, one process per suite) on a vdlvm volume that
 # spans a local device (a0, on nodea) and a remote one (b0, a LUN of a stock

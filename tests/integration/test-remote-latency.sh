@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: solo
 # Issue 8, "Done when": a LUN on local devices keeps its latency while a
 # remote device of the same pool is silent.  Pool 'lat': a0 (1 GiB local
 # file on nodea) and b0 (nodeb's LUN); volume loc lies on a0 only, volume

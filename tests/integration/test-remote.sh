@@ -1,4 +1,5 @@
 #!/bin/bash
+# integration: long
 # Remote devices (issue 3): two emulated nodes in network namespaces of their
 # own, joined by a veth pair (198.51.100.1 = nodea, 198.51.100.2 = nodeb).
 # nodeb runs a stock tgtd exporting its 200 MiB disk (rdwr on a file); nodea

@@ -59,6 +59,29 @@ uint64_t ChunkOf(const std::string &yaml)
     return c;
 }
 
+// read_policy: (the other pool-level key besides chunk_size): local by
+// default, spread when given, anything else refused at its value.
+TEST(ReadPolicy, AbsentLocal_GivenParsed_OtherRefused)
+{
+    vd_conf_pool *conf = nullptr;
+    std::string e;
+    ASSERT_EQ(Parse(std::string("pool: p\n") + kDevs, &conf, &e), 0) << e;
+    EXPECT_EQ(conf->read_policy, VD_READ_LOCAL);
+    vd_conf_free(conf);
+    ASSERT_EQ(Parse(std::string("pool: p\nread_policy: spread\n") + kDevs, &conf, &e), 0)
+        << e;
+    EXPECT_EQ(conf->read_policy, VD_READ_SPREAD);
+    vd_conf_free(conf);
+    ASSERT_EQ(Parse(std::string("pool: p\nread_policy: local\n") + kDevs, &conf, &e), 0)
+        << e;
+    EXPECT_EQ(conf->read_policy, VD_READ_LOCAL);
+    vd_conf_free(conf);
+    EXPECT_TRUE(Fails(std::string("pool: p\nread_policy: nearest\n") + kDevs,
+                      "t.yaml:2:14: ", "read_policy 'nearest' is not local or spread"));
+    EXPECT_TRUE(Fails(std::string("pool: p\nread_policy: [local]\n") + kDevs,
+                      "t.yaml:2:14: ", "read_policy must be a scalar"));
+}
+
 TEST(ChunkSize, Absent_Default64KiB)
 {
     EXPECT_EQ(64u << 10, ChunkOf(std::string("pool: p\n") + kDevs));

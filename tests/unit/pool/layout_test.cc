@@ -46,6 +46,56 @@ TEST(LayoutRegistry, FromName_RoundTrips)
     EXPECT_EQ(out, VD_LAYOUT_MIRROR);
 }
 
+// vol create's options come from the ops tables: the CLI keeps no table.
+TEST(LayoutRegistry, CreateOpts_FromTheOpsTables)
+{
+    uint32_t copies = 0;
+    EXPECT_EQ(vd_layout_create_opts(VD_LAYOUT_LINEAR, &copies), 0u);
+    EXPECT_EQ(copies, 1u);
+    EXPECT_EQ(vd_layout_create_opts(VD_LAYOUT_MIRROR, &copies),
+              (unsigned)(VD_LOPT_COPIES | VD_LOPT_SAME_NODE | VD_LOPT_REGION));
+    EXPECT_EQ(copies, 2u);
+    EXPECT_EQ(vd_layout_create_opts(VD_LAYOUT_THIN, &copies), 0u);
+    EXPECT_EQ(copies, 1u);
+    EXPECT_EQ(vd_layout_create_opts(99, &copies), 0u);
+    EXPECT_EQ(copies, 1u);
+    EXPECT_STREQ(vd_layout_opts_owner(VD_LOPT_REGION), "mirror");
+    EXPECT_STREQ(vd_layout_opts_owner(0), "?");
+}
+
+// The registry turns vol create's layout and thin flag into the lower and
+// upper layout; an upper layout named as the layout stacks on its default.
+TEST(LayoutRegistry, Resolve_LowerAndUpper)
+{
+    struct vd_vol_opts o;
+    memset(&o, 0, sizeof(o));
+    const struct vd_layout_ops *lo = nullptr, *up = nullptr;
+
+    o.layout = VD_LAYOUT_MIRROR;
+    ASSERT_EQ(vd_layout_resolve(&o, &lo, &up), 0);
+    EXPECT_STREQ(lo->name, "mirror");
+    EXPECT_EQ(up, nullptr);
+
+    o.thin = 1;
+    ASSERT_EQ(vd_layout_resolve(&o, &lo, &up), 0);
+    EXPECT_STREQ(lo->name, "mirror");
+    ASSERT_NE(up, nullptr);
+    EXPECT_STREQ(up->name, "thin");
+
+    o.thin = 0;
+    o.layout = VD_LAYOUT_THIN;
+    ASSERT_EQ(vd_layout_resolve(&o, &lo, &up), 0);
+    EXPECT_STREQ(lo->name, "linear");
+    ASSERT_NE(up, nullptr);
+    EXPECT_STREQ(up->name, "thin");
+    o.thin = 1; /* the same thing said twice */
+    ASSERT_EQ(vd_layout_resolve(&o, &lo, &up), 0);
+    EXPECT_STREQ(up->name, "thin");
+
+    o.layout = (enum vd_layout)99;
+    EXPECT_EQ(vd_layout_resolve(&o, &lo, &up), -EINVAL);
+}
+
 // Every registered table has what the core calls unconditionally, within
 // the meta-extent room vd_vol_size_max leaves, with unique ids and names.
 TEST(LayoutRegistry, EveryTable_HasTheMandatoryOps)

@@ -89,6 +89,32 @@ TEST_F(PoolTest, Open_AllCopiesCorrupt_Fails)
     EXPECT_EQ(p, nullptr);
 }
 
+// A header written by another (maybe hostile) host with an extent size
+// that is not a power of two of at least 1 MiB: the device is not used;
+// with every header so, the pool does not open.  (The metadata's pool
+// record, which must agree with the header, refused it before too, later
+// and as "another pool"; this pins the outcome, the header check gives
+// the reason.)
+TEST_F(PoolTest, Open_HeaderExtentSizeNotPowerOfTwo_DeviceRefused)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    const uint64_t bad[] = { 0, 3ull << 20, 512 };
+    for (int i = 0; i < 3; i++) {
+        int fd = open(paths[i].c_str(), O_RDWR);
+        ASSERT_GE(fd, 0);
+        struct vd_dev_hdr h;
+        ASSERT_EQ(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+        h.extent_size = bad[i];
+        h.crc = 0;
+        h.crc = vd_crc32c(0, &h, sizeof(h));
+        ASSERT_EQ(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+        close(fd);
+    }
+    vd_pool *p = nullptr;
+    EXPECT_LT(vd_pool_open(&conf, &p), 0);
+    EXPECT_EQ(p, nullptr);
+}
+
 TEST_F(PoolTest, Open_MissingDevice_OpensDegraded)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);

@@ -379,3 +379,53 @@ TEST_F(MirrorSafety, NoWaitPartial_SplitAtExtentBoundary_BitKeptUntilTheRedo)
     Verify(p, 0);
     Stop();
 }
+
+namespace {
+
+// read_policy local (the default): clean reads go to the in-sync leg on a
+// local device, not over the network; spread takes both legs in turn;
+// with the local leg failed, the remote one serves.
+TEST_F(MirrorTest, ReadPolicy_LocalLegPreferred_SpreadUsesBoth)
+{
+    vd_pool *p = Open();
+    CreateMirror(p);
+    vd_vol *v = vd_vol_open(p, "m");
+    auto w = Pattern(64 << 10, 3);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 1 << 20, 0), 0);
+    ASSERT_EQ(vd_vol_flush(v), 0);
+    ASSERT_TRUE(WaitClean(p)); // dirty regions read from the resync source
+    uint32_t d0, d1;
+    LegOff(p, 0, 1 << 20, &d0);
+    LegOff(p, 1, 1 << 20, &d1);
+    ASSERT_NE(d0, d1);
+    FaultBdev *f0 = Wrap(p, d0), *f1 = Wrap(p, d1);
+    p->devs[d0].remote = true; // leg 0 is "remote", leg 1 local
+    std::vector<char> r(w.size());
+    ASSERT_EQ(p->read_policy, VD_READ_LOCAL);
+    for (int i = 0; i < 20; i++) {
+        ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 1 << 20), 0);
+        ASSERT_EQ(r, w);
+    }
+    EXPECT_EQ(__atomic_load_n(&f0->reads, __ATOMIC_RELAXED), 0);
+    EXPECT_EQ(__atomic_load_n(&f1->reads, __ATOMIC_RELAXED), 20);
+
+    p->read_policy = VD_READ_SPREAD;
+    for (int i = 0; i < 20; i++)
+        ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 1 << 20), 0);
+    EXPECT_EQ(__atomic_load_n(&f0->reads, __ATOMIC_RELAXED), 10);
+    EXPECT_EQ(__atomic_load_n(&f1->reads, __ATOMIC_RELAXED), 30);
+
+    // the local leg fails: the remote leg serves every read
+    p->read_policy = VD_READ_LOCAL;
+    __atomic_store_n(&f1->broken, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&f1->spare_md, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 1 << 20), 0);
+        ASSERT_EQ(r, w);
+    }
+    EXPECT_GE(__atomic_load_n(&f0->reads, __ATOMIC_RELAXED), 15);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+} // namespace
