@@ -34,7 +34,7 @@
 #define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption"
 #define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, encrypt"
 #define CHAP_KEYS    "user, secret_file"
-#define CRYPT_KEYS   "key_file"
+#define CRYPT_KEYS   "key_file, sector_size"
 
 static char *resolve_path(const char *path);
 
@@ -669,8 +669,9 @@ static int get_bool(struct ctx *c, const char *what, yaml_node_t *k,
 static int parse_encryption(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
                             struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "key_file", NULL };
-    yaml_node_t *kn[1], *vals[1];
+    static const char *const keys[] = { "key_file", "sector_size", NULL };
+    yaml_node_t *kn[2], *vals[2];
+    uint64_t ss = 512;
     const char *s = NULL;
     int rc;
 
@@ -690,6 +691,18 @@ static int parse_encryption(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
     rc = get_path(c, "encryption: ", kn[0], vals[0], &s);
     if (rc)
         return rc;
+    if (kn[1]) {
+        rc = get_size(c, "encryption: ", kn[1], vals[1], &ss);
+        if (rc)
+            return rc;
+        if (ss != 512 && ss != 4096)
+            return fail(c, vals[1],
+                        "encryption: sector_size %s is not 512 or 4096; use "
+                        "512 (default) or 4096 (fewer cipher calls, "
+                        "read-modify-write for smaller writes)",
+                        SHOW(vals[1]));
+    }
+    conf->crypt_sector = (uint32_t)ss;
     return dup_str(s, &conf->key_file);
 }
 

@@ -54,6 +54,7 @@ struct vd_conf_pool {
     size_t ndevs;
     struct vd_conf_dev *devs;
     char *key_file; /* `encryption: {key_file: PATH}`, absolute, or NULL */
+    uint32_t crypt_sector; /* encryption.sector_size: 512 (default) or 4096 */
 };
 
 /* Sizes: one rule for the YAML definition and the command line.

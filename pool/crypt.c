@@ -89,6 +89,7 @@
 
 struct vd_crypt_worker {
     EVP_CIPHER_CTX *enc, *dec; /* XTS with the data key; NULL until used */
+    uint32_t sector;           /* the pool's XTS sector size */
     uint8_t *bounce;
     size_t cap;
     bool temp; /* allocated for one I/O (all NWORKERS busy) */
@@ -97,8 +98,9 @@ struct vd_crypt_worker {
 struct vd_crypt {
     /* the pool state (see the header comment) */
     struct vd_op_key_slot slots[VD_KEY_SLOTS];
-    uint32_t used; /* bit i: slot i holds a key */
-    uint64_t gen;  /* bumped by every slot change (key add/remove races) */
+    uint32_t used;   /* bit i: slot i holds a key */
+    uint64_t gen;    /* bumped by every slot change (key add/remove races) */
+    uint32_t cipher; /* every slot's (VD_CIPHER_*), from the first slot */
     /* set once by vd_crypt_pool_open */
     bool unlocked;
     uint8_t key[64];
@@ -114,6 +116,7 @@ static int worker_setup(struct vd_crypt *c, struct vd_crypt_worker *w)
 {
     if (w->enc)
         return 0;
+    w->sector = vd_crypt_sector(c);
     w->enc = EVP_CIPHER_CTX_new();
     w->dec = EVP_CIPHER_CTX_new();
     if (!w->enc || !w->dec ||
@@ -179,25 +182,26 @@ void vd_crypt_worker_put(struct vd_crypt *c, struct vd_crypt_worker *w)
                       __ATOMIC_RELEASE);
 }
 
-static int xts_sectors(EVP_CIPHER_CTX *ctx, uint8_t *out, const uint8_t *in,
-                       size_t len, uint64_t off, bool skip_zero)
+static int xts_sectors(EVP_CIPHER_CTX *ctx, uint32_t unit, uint8_t *out,
+                       const uint8_t *in, size_t len, uint64_t off,
+                       bool skip_zero)
 {
-    static const uint8_t zero[VD_CRYPT_SECTOR];
+    static const uint8_t zero[VD_CRYPT_SECTOR_MAX];
     uint8_t iv[16] = { 0 };
     int n;
 
-    for (size_t o = 0; o < len; o += VD_CRYPT_SECTOR) {
-        uint64_t s = (off + o) / VD_CRYPT_SECTOR;
-        if (skip_zero && !memcmp(in + o, zero, VD_CRYPT_SECTOR)) {
+    for (size_t o = 0; o < len; o += unit) {
+        uint64_t s = (off + o) / unit;
+        if (skip_zero && !memcmp(in + o, zero, unit)) {
             if (out != in)
-                memset(out + o, 0, VD_CRYPT_SECTOR);
+                memset(out + o, 0, unit);
             continue;
         }
         for (int k = 0; k < 8; k++)
             iv[k] = (uint8_t)(s >> (8 * k));
         if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, -1) != 1 ||
-            EVP_CipherUpdate(ctx, out + o, &n, in + o, VD_CRYPT_SECTOR) != 1 ||
-            n != VD_CRYPT_SECTOR)
+            EVP_CipherUpdate(ctx, out + o, &n, in + o, (int)unit) != 1 ||
+            n != (int)unit)
             return -EIO;
     }
     return 0;
@@ -208,11 +212,11 @@ int vd_crypt_read(struct vd_crypt *c, void *buf, size_t len, uint64_t off)
     struct vd_crypt_worker *w;
     int r;
 
-    if (len % VD_CRYPT_SECTOR || off % VD_CRYPT_SECTOR)
+    if (len % vd_crypt_sector(c) || off % vd_crypt_sector(c))
         return -EINVAL;
     if (!(w = vd_crypt_worker_get(c)))
         return -ENOMEM;
-    r = xts_sectors(w->dec, buf, buf, len, off, true);
+    r = xts_sectors(w->dec, w->sector, buf, buf, len, off, true);
     vd_crypt_worker_put(c, w);
     return r;
 }
@@ -220,8 +224,7 @@ int vd_crypt_read(struct vd_crypt *c, void *buf, size_t len, uint64_t off)
 const void *vd_crypt_encrypt(struct vd_crypt_worker *w, const void *src,
                              size_t len, uint64_t off)
 {
-    if (len % VD_CRYPT_SECTOR || off % VD_CRYPT_SECTOR ||
-        len > VD_CRYPT_BOUNCE_MAX)
+    if (len % w->sector || off % w->sector || len > VD_CRYPT_BOUNCE_MAX)
         return NULL;
     if (w->cap < len) {
         uint8_t *b;
@@ -236,7 +239,7 @@ const void *vd_crypt_encrypt(struct vd_crypt_worker *w, const void *src,
         w->bounce = b;
         w->cap = cap;
     }
-    if (xts_sectors(w->enc, w->bounce, src, len, off, false) < 0)
+    if (xts_sectors(w->enc, w->sector, w->bounce, src, len, off, false) < 0)
         return NULL;
     return w->bounce;
 }
@@ -445,7 +448,8 @@ int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
         if (s->slot >= VD_KEY_SLOTS)
             BAD("pool '%s': metadata op %u: key slot %u out of range", p->name,
                 n, s->slot);
-        if (s->cipher != VD_CIPHER_AES256_XTS_512 ||
+        if ((s->cipher != VD_CIPHER_AES256_XTS_512 &&
+             s->cipher != VD_CIPHER_AES256_XTS_4096) ||
             s->kdf != VD_KDF_PBKDF2_SHA256 || s->wrap != VD_WRAP_AES256_GCM)
             BAD("pool '%s': metadata op %u: key slot %u uses cipher %u, kdf "
                 "%u, wrap %u, unknown here (written by a newer vdlvm?)",
@@ -459,11 +463,16 @@ int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
         if (c && (c->used & (1u << s->slot)))
             BAD("pool '%s': metadata op %u: key slot %u is already in use",
                 p->name, n, s->slot);
+        if (c && c->cipher && c->cipher != s->cipher)
+            BAD("pool '%s': metadata op %u: key slot %u gives cipher %u, the "
+                "pool's is %u",
+                p->name, n, s->slot, s->cipher, c->cipher);
         if (!c) {
             if (!(c = calloc(1, sizeof(*c))))
                 return -ENOMEM;
             p->crypt = c;
         }
+        c->cipher = s->cipher; /* fixed from the first slot on */
         c->slots[s->slot] = *s;
         c->slots[s->slot].h.len = sizeof(*s);
         c->used |= 1u << s->slot;
@@ -496,6 +505,11 @@ int vd_crypt_md_serialize(const vd_pool *p, struct vd_opbuf *b)
 
 /* ---- create, open, close --------------------------------------------------- */
 
+uint32_t vd_crypt_sector(const struct vd_crypt *c)
+{
+    return c->cipher == VD_CIPHER_AES256_XTS_4096 ? 4096 : VD_CRYPT_SECTOR;
+}
+
 uint32_t vd_crypt_dev_flags(const struct vd_conf_dev *c)
 {
     return c->encrypt ? VD_DEVF_ENCRYPT : 0;
@@ -519,6 +533,8 @@ int vd_crypt_create_ops(const struct vd_conf_pool *conf,
         return r;
     }
     slot_init(&s, 0);
+    if (conf->crypt_sector == 4096)
+        s.cipher = VD_CIPHER_AES256_XTS_4096;
     r = RAND_priv_bytes(key, sizeof(key)) == 1 ? 0 : -EIO;
     /* XTS refuses a key whose halves are equal (2^-256) */
     if (r == 0 && !CRYPTO_memcmp(key, key + 32, 32))
@@ -785,6 +801,7 @@ int vd_pool_key_add(vd_pool *p, const char *new_file)
         goto out;
     }
     slot_init(&s, (uint32_t)free_slot);
+    s.cipher = c->cipher; /* constant while open */
     r = slot_wrap(sl->uuid, kf, kflen, c->key, &s);
     if (r == 0)
         r = commit_if_same(p, sl, &s, sizeof(s));

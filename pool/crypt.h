@@ -24,15 +24,18 @@
 extern "C" {
 #endif
 
-#define VD_KEY_SLOTS       8
-#define VD_CRYPT_SECTOR    512u /* XTS data unit; tweak = device offset / 512 */
-#define VD_KEY_FILE_MIN    16u  /* bytes of a key file */
-#define VD_KEY_FILE_MAX    4096u
-#define VD_PBKDF2_ITER     200000u /* new slots */
-#define VD_PBKDF2_ITER_MIN 1000u   /* what a slot may hold (hostile md) */
-#define VD_PBKDF2_ITER_MAX 4000000u
+#define VD_KEY_SLOTS 8
+/* XTS data unit (sector): 512 bytes, or 4096 (encryption.sector_size);
+ * tweak = device offset / sector size */
+#define VD_CRYPT_SECTOR     512u
+#define VD_CRYPT_SECTOR_MAX 4096u
+#define VD_KEY_FILE_MIN     16u /* bytes of a key file */
+#define VD_KEY_FILE_MAX     4096u
+#define VD_PBKDF2_ITER      200000u /* new slots */
+#define VD_PBKDF2_ITER_MIN  1000u   /* what a slot may hold (hostile md) */
+#define VD_PBKDF2_ITER_MAX  4000000u
 
-enum { VD_CIPHER_AES256_XTS_512 = 1 };
+enum { VD_CIPHER_AES256_XTS_512 = 1, VD_CIPHER_AES256_XTS_4096 = 2 };
 enum { VD_KDF_PBKDF2_SHA256 = 1 };
 enum { VD_WRAP_AES256_GCM = 1 };
 
@@ -97,6 +100,10 @@ const void *vd_crypt_encrypt(struct vd_crypt_worker *w, const void *src,
                              size_t len, uint64_t off);
 /* Largest piece vd_crypt_encrypt takes (bounce buffer size). */
 #define VD_CRYPT_BOUNCE_MAX (4u << 20)
+
+/* The pool's XTS sector size (512 or 4096); I/O to an encrypted device is
+ * aligned to it (dev.c bounces what is not).  Constant while open. */
+uint32_t vd_crypt_sector(const struct vd_crypt *c);
 
 /* Read a key file, checked root-only (regular file, owner root or us,
  * no group/other bits), VD_KEY_FILE_MIN..MAX bytes, into key (*len set).

@@ -39,9 +39,10 @@
  *   Every I/O to the data area goes through blk_read / blk_write: a read
  *   decrypts in the caller's buffer after the device read; a write
  *   encrypts into a crypt worker's bounce buffer (the caller's buffer is
- *   never modified) and writes that.  XTS works on 512-byte sectors, so
- *   an encrypted device's I/O is bounced (read-modify-write, as above)
- *   unless it is 512-aligned, also on local files.  The header and the
+ *   never modified) and writes that.  XTS works on sectors of 512 bytes
+ *   (or 4096: encryption.sector_size), so an encrypted device's I/O is
+ *   bounced (read-modify-write, as above) unless it is sector-aligned,
+ *   also on local files.  The header and the
  *   metadata area (below data_offset) are never encrypted; zeroing stays
  *   raw (all-zero ciphertext reads as zeros: crypt.c says why).
  *   vd_dev_pread_raw stays raw (it only probes a device).
@@ -325,8 +326,8 @@ static uint64_t io_block(const struct vd_dev *d)
     const struct vd_bdev *b = d->bdev;
     uint64_t bs = b->ops != &file_ops ? b->block_size : 1;
 
-    if (d->crypt && bs < VD_CRYPT_SECTOR)
-        bs = VD_CRYPT_SECTOR;
+    if (d->crypt && bs < vd_crypt_sector(d->crypt))
+        bs = vd_crypt_sector(d->crypt);
     return bs ? bs : 1;
 }
 

@@ -174,15 +174,17 @@ add_store null "tgt null (no I/O)" null "null-$LUN_MIB"
 
 # vdlvm pools: one device, three devices of the same total size, and a
 # two-leg mirror.  Devices get 16 MiB beyond the volume for metadata.
-# Encrypted pools (CRYPT=1 make_pool ...) use this key file.
+# Encrypted pools (CRYPT=1 make_pool ...) use this key file, and
+# BENCH_CRYPT_SECTOR (512, default, or 4096) as encryption.sector_size.
 bench_key=$tmp/bench.key
+crypt_enc="{key_file: $bench_key, sector_size: ${BENCH_CRYPT_SECTOR:-512}}"
 (umask 077 && head -c 64 /dev/urandom > "$bench_key")
 make_pool() {   # NAME NDEVS DEVSIZE_MIB -> config path, or "" on failure
     local conf=$tmp/$1.yaml i
     {
         echo "pool: $1"
         echo "extent_size: 4M"
-        [ "${CRYPT:-0}" != 1 ] || echo "encryption: {key_file: $bench_key}"
+        [ "${CRYPT:-0}" != 1 ] || echo "encryption: $crypt_enc"
         echo "devices:"
         for (( i=0; i<$2; i++ )); do
             echo "  - name: d$i"
@@ -207,7 +209,7 @@ if [ "$have_vdlvm" = 1 ]; then
     conf=$(CRYPT=1 make_pool p1c 1 $(( LUN_MIB + 16 )))
     if [ -n "$conf" ] && vdlvm -c "$conf" vol create p1c/vol --size "${LUN_MIB}M" >/dev/null; then
         cur_ref=vdlvm-1
-        add_store vdlvm-1-crypt "vdlvm linear, 1 device file, encrypted (AES-256-XTS); ratios to vdlvm-1" \
+        add_store vdlvm-1-crypt "vdlvm linear, 1 device file, encrypted (AES-256-XTS, ${BENCH_CRYPT_SECTOR:-512}-byte sectors); ratios to vdlvm-1" \
             vdlvm p1c/vol "conf=$conf"
         cur_ref=rdwr
     else
@@ -295,7 +297,7 @@ else
     cat > "$cconf" <<EOF
 pool: prc
 extent_size: 4M
-encryption: {key_file: $bench_key}
+encryption: $crypt_enc
 devices:
   - name: b0
     iscsi: $url_peer_crypt
@@ -331,7 +333,7 @@ EOF
     add_store vdlvm-remote "nodea's tgtd: vdlvm linear on a pool of one remote device, nodeb's rdwr LUN on a second file of the same size (the pool owns that LUN, so it cannot be rdwr-peer's)" \
         vdlvm pr/vol "conf=$conf"
     cur_ref=vdlvm-remote
-    add_store vdlvm-remote-crypt "nodea's tgtd: vdlvm-remote with its remote device encrypted (AES-256-XTS), nodeb's rdwr LUN on a third file; ratios to vdlvm-remote" \
+    add_store vdlvm-remote-crypt "nodea's tgtd: vdlvm-remote with its remote device encrypted (AES-256-XTS, ${BENCH_CRYPT_SECTOR:-512}-byte sectors), nodeb's rdwr LUN on a third file; ratios to vdlvm-remote" \
         vdlvm prc/vol "conf=$cconf"
     for s in rdwr-peer vdlvm-remote vdlvm-remote-crypt; do
         [ -z "${skipped[$s]:-}" ] || fail "$s: ${skipped[$s]}"

@@ -82,6 +82,27 @@ TEST(ConfigEncryption, FlowMapping_NoEncryption_Defaults)
     vd_conf_free(conf);
 }
 
+TEST(ConfigEncryption, SectorSize_512Or4096)
+{
+    std::string devs = std::string("devices:\n") + kDev0;
+    vd_conf_pool *conf = nullptr;
+    std::string e;
+    ASSERT_EQ(Parse("pool: p\nencryption: {key_file: /k, sector_size: 4096}\n" +
+                        devs,
+                    &conf, &e),
+              0)
+        << e;
+    EXPECT_EQ(conf->crypt_sector, 4096u);
+    vd_conf_free(conf);
+    ASSERT_EQ(Parse("pool: p\nencryption: {key_file: /k}\n" + devs, &conf, &e),
+              0);
+    EXPECT_EQ(conf->crypt_sector, 512u);
+    vd_conf_free(conf);
+    EXPECT_TRUE(Fails("pool: p\nencryption: {key_file: /k, sector_size: 1024}\n" +
+                          devs,
+                      "t.yaml:2:41: ", "sector_size 1024 is not 512 or 4096"));
+}
+
 TEST(ConfigEncryption, EncryptWithoutKeyFile_Refused)
 {
     EXPECT_TRUE(Fails(std::string("pool: p\ndevices:\n") + kDev0 +

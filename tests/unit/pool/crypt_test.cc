@@ -177,6 +177,45 @@ TEST_F(CryptTest, Unaligned_WriteRead_RoundTrip)
     vd_pool_close(p);
 }
 
+// sector_size 4096: 512-byte writes go through read-modify-write of whole
+// 4 KiB sectors; the format (cipher 2) survives key add and reopen.
+TEST_F(CryptTest, Sector4096_RoundTrip_SmallWrites_KeyAdd)
+{
+    conf.crypt_sector = 4096;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(vd_crypt_sector(p->crypt), 4096u);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> pat = Pattern(), r(4096), a(512, 'a'), b(1000, 'b');
+    ASSERT_EQ(vd_vol_pwrite(v, pat.data(), pat.size(), 8192, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, a.data(), a.size(), 8192 + 512, 0), 0);
+    ASSERT_EQ(vd_vol_pwrite(v, b.data(), b.size(), 3 * 4096 + 100, 0), 0);
+    std::vector<char> want = pat;
+    memcpy(want.data() + 512, a.data(), a.size());
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 8192), 0);
+    EXPECT_EQ(r, want);
+    std::vector<char> r2(1200), want2(1200, 0);
+    memcpy(want2.data() + 100, b.data(), b.size());
+    ASSERT_EQ(vd_vol_pread(v, r2.data(), r2.size(), 3 * 4096), 0);
+    EXPECT_EQ(r2, want2);
+    vd_vol_close(v);
+    EXPECT_EQ(vd_pool_key_add(p, key2.c_str()), 1);
+    vd_pool_close(p);
+    for (int i = 0; i < 3; i++)
+        EXPECT_FALSE(BackingHas(i, pat));
+    conf.key_file = (char *)key2.c_str();
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(vd_crypt_sector(p->crypt), 4096u);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 8192), 0);
+    EXPECT_EQ(r, want);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 TEST_F(CryptTest, WrongKeyFile_OpenRefused_NothingChanged)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
@@ -456,6 +495,9 @@ TEST_F(CryptTest, MdApply_BadSlotRecords_Refused)
     rm.h.len = sizeof(rm);
     rm.slot = 3;
     EXPECT_EQ(vd_crypt_md_apply(&pool, &rm.h, 0), -EINVAL);
+    s.slot = 1;
+    s.cipher = VD_CIPHER_AES256_XTS_4096;
+    EXPECT_EQ(vd_crypt_md_apply(&pool, &s.h, 0), -EINVAL) << "mixed ciphers";
     rm.slot = 0;
     EXPECT_EQ(vd_crypt_md_apply(&pool, &rm.h, 0), 0);
     vd_crypt_free(&pool);
