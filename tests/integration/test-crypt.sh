@@ -7,7 +7,9 @@
 # a restart of nodea's tgtd it reads back with the key; a wrong key file,
 # a missing one and one readable by others refuse the pool with a message
 # and change nothing; key rotation (add NEW, definition -> NEW, remove OLD)
-# leaves NEW opening the pool and OLD refused.
+# leaves NEW opening the pool and OLD refused.  A 512-byte write inside a
+# sector reads back with its neighbours intact (with CRYPT_SECTOR=4096,
+# encryption.sector_size 4096, that is a read-modify-write).
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/mirror-common.sh"
@@ -30,6 +32,7 @@ pool: cr
 extent_size: 4MiB
 encryption:
   key_file: $1
+  sector_size: ${CRYPT_SECTOR:-512}
 devices:
   - name: a0
     path: $tmp/nodea-md.img
@@ -65,13 +68,22 @@ marker="vdlvm-crypt-$$-line-17-"
 
 in_a timeout 60 qemu-io -f raw -c "write -s $pat $((4 * MiB)) $MiB" "$url_a" >/dev/null ||
     fail "qemu-io write of the pattern failed"
-# read_back: the 1 MiB at 4 MiB equals the pattern (through iSCSI)
+# 512 bytes of 0x5a at 9 MiB + 512, inside a sector of zeros
+in_a timeout 60 qemu-io -f raw -c "write -P 0x5a $((9 * MiB + 512)) 512" "$url_a" >/dev/null ||
+    fail "qemu-io write of 512 bytes failed"
+head -c 512 /dev/zero > "$tmp/small"
+head -c 512 /dev/zero | tr '\0' '\132' >> "$tmp/small"
+head -c 3072 /dev/zero >> "$tmp/small"
+# read_back: the 1 MiB at 4 MiB equals the pattern, the 4 KiB at 9 MiB
+# the small write (through iSCSI)
 read_back() {
     rm -f "$tmp/vol.img"
     in_a timeout 60 qemu-img convert -f raw -O raw "$url_a" "$tmp/vol.img" ||
         fail "qemu-img convert of the volume failed"
     cmp -s <(dd if="$tmp/vol.img" bs=1M skip=4 count=1 status=none) "$pat" ||
         fail "$1: the pattern does not read back equal"
+    cmp -s <(dd if="$tmp/vol.img" bs=4096 skip=$((9 * 256)) count=1 status=none) "$tmp/small" ||
+        fail "$1: the 512-byte write does not read back with zeros around it"
     grep -qaF "$marker" "$tmp/vol.img" || fail "grep does not find the pattern in the plaintext image"
 }
 read_back "after the write"
@@ -126,7 +138,7 @@ crypt_conf "$key3"
 rc=0
 out=$(vdlvm_a -c "$conf" status cr 2>&1) || rc=$?
 [ "$rc" != 0 ] && grep -q "opens none" <<<"$out" || fail "a wrong key file: exit $rc: $out"
-sed -i '/^encryption:/,/key_file:/d' "$conf"
+sed -i '/^encryption:/,/sector_size:/d' "$conf"
 rc=0
 out=$(vdlvm_a -c "$conf" status cr 2>&1) || rc=$?
 [ "$rc" != 0 ] && grep -q "encrypt: true needs the pool's key" <<<"$out" ||
