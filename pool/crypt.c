@@ -5,9 +5,10 @@
  *   The data area of an encrypted device ([data_offset, size)): every
  *   extent, whatever layout uses it (linear data, mirror legs and their
  *   bitmaps, thin chunk maps and chunks).  AES-256-XTS, one XTS data unit
- *   per 512-byte sector, tweak = the sector's device byte offset / 512 as a
- *   little-endian 128-bit number (dm-crypt's aes-xts-plain64 with 512-byte
- *   sectors).  The device header and the metadata area stay plaintext:
+ *   per sector of 512 bytes (cipher 1, default) or 4096 (cipher 2,
+ *   encryption.sector_size; fixed by the first key slot), tweak = the
+ *   sector's device byte offset / sector size as a little-endian 128-bit
+ *   number (dm-crypt's aes-xts-plain64).  The device header and the metadata area stay plaintext:
  *   the key slots in it must be readable before the key is known (they
  *   are wrapped keys), and the rest (names, sizes, the extent map) is
  *   layout, not volume data (docs/encryption.md says so).
@@ -29,7 +30,7 @@
  * Threads and ownership
  *   struct vd_crypt belongs to its pool (p->crypt), freed by pool_free
  *   after every I/O thread and the background thread are gone.
- *   - slots[], used, gen: the pool state, changed by md_apply only (admin
+ *   - slots[], used, gen, cipher: the pool state, changed by md_apply only (admin
  *     lock held, or open/create single-threaded); read by serialize under
  *     the admin lock.  key add/remove copy them under the lock, run PBKDF2
  *     (~0.1 s a slot) without it (thin allocation and every commit need
