@@ -37,6 +37,7 @@ enum {
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
     O_PROMETHEUS = 1u << 13, /* stats */
+    O_KEY_FILE = 1u << 16,
     /* vol set: QoS limits (admin/qos.c) */
     O_IOPS_LIMIT = 1u << 20,
     O_RIOPS_LIMIT = 1u << 21,
@@ -85,6 +86,7 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
+    const char *key_file;     /* --key-file (absolute) */
     struct vd_qos_limits qos; /* vol set (admin/qos.c) */
     unsigned qos_mask;        /* vd_vol_qos_set's mask */
     const char *to; /* --to DEV,... (admin/dev.c splits it) */
@@ -129,6 +131,12 @@ void admin_qos_status_text(FILE *out, vd_pool *pool, const char *vol);
 void admin_qos_json_vol(FILE *out, vd_pool *pool, const char *vol,
                         const char *obj, size_t len);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+/* key add / key remove and their --key-file option (key.c) */
+int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_cmd_key_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_opt_key_file(const char *cmdname, const char *name, const char *val,
+                       struct cmd_args *a, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 /* admin/dev.c: dev evacuate; the extent mover's part of status */
 int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,

@@ -295,6 +295,25 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --repair             copy differing regions from an in-sync leg\n",
       .exec = admin_cmd_verify },
+    { "key", "add", T_POOL, O_KEY_FILE, O_KEY_FILE,
+      "key add POOL --key-file NEW",
+      "Add a key slot to an encrypted pool: the pool's data key, wrapped by\n"
+      "a key derived from the key file NEW (PBKDF2-HMAC-SHA256, AES-256-GCM),\n"
+      "so that NEW opens the pool too.  Authorised by the key file of the\n"
+      "pool definition (encryption.key_file), which must open a slot.  No\n"
+      "data is re-encrypted.  A key file is root-only (chmod 600) and holds\n"
+      "16 to 4096 bytes, e.g. head -c 64 /dev/urandom > NEW.\n"
+      "\n"
+      "  --key-file NEW       absolute path of the new key file\n",
+      .exec = admin_cmd_key_add },
+    { "key", "remove", T_POOL, O_KEY_FILE, O_KEY_FILE,
+      "key remove POOL --key-file OLD",
+      "Remove the key slot that the key file OLD opens; OLD no longer opens\n"
+      "the pool.  The last slot is never removed.  To rotate: key add NEW,\n"
+      "point encryption.key_file at NEW, key remove OLD.\n"
+      "\n"
+      "  --key-file OLD       absolute path of the key file to remove\n",
+      .exec = admin_cmd_key_remove },
 };
 #define NCMDS (sizeof(g_cmds) / sizeof(g_cmds[0]))
 
@@ -553,6 +572,7 @@ static const struct opt_spec g_opts[] = {
     { .name = "--region-size", .bit = O_REGION, .parse = opt_region },
     { .name = "--thin", .bit = O_THIN },
     { .name = "--chunk-size", .bit = O_CHUNK, .parse = opt_chunk },
+    { .name = "--key-file", .bit = O_KEY_FILE, .parse = admin_opt_key_file },
     { .name = "--iops-limit", .bit = O_IOPS_LIMIT, .parse = admin_qos_opt },
     { .name = "--read-iops-limit",
       .bit = O_RIOPS_LIMIT,
@@ -631,7 +651,7 @@ static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
         return NULL;
     }
     if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool") ||
-        !strcmp(argv[0], "dev")) {
+        !strcmp(argv[0], "dev") || !strcmp(argv[0], "key")) {
         if (argc < 2 || is_help(argv[1])) {
             if (argc >= 2) {
                 print_group_help(argv[0], out);
@@ -765,9 +785,10 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
     unsigned missing = c->required & ~a->given;
     if (missing) {
         admin_msg(err, "%s: missing %s; see 'vdlvm %s --help'", cmdname,
-                  missing & O_SIZE      ? "--size SIZE"
-                  : missing & O_REPLACE ? "--replace DEVICE"
-                                        : "--with DEVICE",
+                  missing & O_SIZE       ? "--size SIZE"
+                  : missing & O_REPLACE  ? "--replace DEVICE"
+                  : missing & O_KEY_FILE ? "--key-file FILE"
+                                         : "--with DEVICE",
                   cmdname);
         return VD_EXIT_USAGE;
     }

@@ -31,10 +31,11 @@
 #define TOP_KEYS  "pool, extent_size, devices"
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
-#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy"
-#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, rbd"
+#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption"
+#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, rbd, encrypt"
 #define RBD_KEYS     "pool, image, conf, id"
 #define CHAP_KEYS    "user, secret_file"
+#define CRYPT_KEYS   "key_file, sector_size"
 
 static char *resolve_path(const char *path);
 
@@ -647,6 +648,66 @@ static int parse_chap(struct ctx *c, const char *what, yaml_node_t *k,
     return dup_str(s, &d->chap_secret_file);
 }
 
+/* `encrypt: true|false` (a plain scalar; YAML 1.1's yes/no/on/off are
+ * refused as ambiguous). */
+static int get_bool(struct ctx *c, const char *what, yaml_node_t *k,
+                    yaml_node_t *v, int *out)
+{
+    const char *s = NULL;
+    int rc = get_scalar(c, what, k, v, "use true or false", &s);
+
+    if (rc)
+        return rc;
+    if (v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (!strcmp(s, "true") || !strcmp(s, "false"))) {
+        *out = !strcmp(s, "true");
+        return 0;
+    }
+    return fail(c, v, "%s%s '%s' is not a boolean; use true or false", what,
+                (const char *)k->data.scalar.value, SHOW(v));
+}
+
+/* encryption: {key_file: PATH} */
+static int parse_encryption(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
+                            struct vd_conf_pool *conf)
+{
+    static const char *const keys[] = { "key_file", "sector_size", NULL };
+    yaml_node_t *kn[2], *vals[2];
+    uint64_t ss = 512;
+    const char *s = NULL;
+    int rc;
+
+    if (is_null(v) || v->type != YAML_MAPPING_NODE)
+        return fail(c, is_null(v) ? k : v,
+                    "encryption must be a mapping, not %s; use encryption: "
+                    "{key_file: PATH}",
+                    is_null(v) ? "empty" : kind_name(v));
+    rc = map_get(c, v, "encryption: ", keys, CRYPT_KEYS, kn, vals);
+    if (rc)
+        return rc;
+    if (!kn[0])
+        return fail(c, v,
+                    "encryption: missing required key 'key_file'; add "
+                    "key_file: PATH (a root-only file of 16 to 4096 random "
+                    "bytes)");
+    rc = get_path(c, "encryption: ", kn[0], vals[0], &s);
+    if (rc)
+        return rc;
+    if (kn[1]) {
+        rc = get_size(c, "encryption: ", kn[1], vals[1], &ss);
+        if (rc)
+            return rc;
+        if (ss != 512 && ss != 4096)
+            return fail(c, vals[1],
+                        "encryption: sector_size %s is not 512 or 4096; use "
+                        "512 (default) or 4096 (fewer cipher calls, "
+                        "read-modify-write for smaller writes)",
+                        SHOW(vals[1]));
+    }
+    conf->crypt_sector = (uint32_t)ss;
+    return dup_str(s, &conf->key_file);
+}
+
 /* An RBD pool or image name: what `rbd` accepts in POOL/IMAGE. */
 static int get_rbd_name(struct ctx *c, const char *w, yaml_node_t *k,
                         yaml_node_t *v, char **out)
@@ -753,15 +814,16 @@ enum {
     K_CHAP,
     K_TIMEOUT,
     K_RBD,
+    K_ENCRYPT,
     K_NKEYS
 };
 
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = { "name",    "path",  "size",
-                                        "node",    "iscsi", "chap",
-                                        "timeout", "rbd",   NULL };
+    static const char *const keys[] = { "name",    "path", "size",    "node",
+                                        "iscsi",   "chap", "timeout", "rbd",
+                                        "encrypt", NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -960,6 +1022,13 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         }
     }
 
+    if (kn[K_ENCRYPT]) {
+        rc = get_bool(c, what, kn[K_ENCRYPT], v[K_ENCRYPT], &d->encrypt);
+        if (rc)
+            return rc;
+        d->encrypt_line = (int)kn[K_ENCRYPT]->start_mark.line + 1;
+        d->encrypt_col = (int)kn[K_ENCRYPT]->start_mark.column + 1;
+    }
     if (kn[K_NODE]) {
         rc = get_name(c, what, kn[K_NODE], v[K_NODE], &s);
         if (rc)
@@ -1073,9 +1142,11 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool",       "extent_size", "devices",
-                                        "chunk_size", "read_policy", NULL };
-    yaml_node_t *kn[5], *v[5], *devs;
+    static const char *const keys[] = { "pool",        "extent_size",
+                                        "devices",     "chunk_size",
+                                        "read_policy", "encryption",
+                                        NULL };
+    yaml_node_t *kn[6], *v[6], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
     size_t n, i;
@@ -1157,6 +1228,9 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
                         SHOW(v[4]));
     }
 
+    if (kn[5] && (rc = parse_encryption(c, kn[5], v[5], conf)))
+        return rc;
+
     if (!kn[2])
         return fail(c, root,
                     "missing required key 'devices'; list the devices of the "
@@ -1192,6 +1266,12 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
         rc = parse_dev(c, dn, i, &conf->devs[i], &dk[i]);
         if (!rc)
             rc = check_dups(c, dk, i);
+        if (!rc && conf->devs[i].encrypt && !conf->key_file)
+            rc = fail_at(c, conf->devs[i].encrypt_line,
+                         conf->devs[i].encrypt_col,
+                         "device '%s': encrypt: true needs the pool's key; "
+                         "add encryption: {key_file: PATH} at the top level",
+                         conf->devs[i].name);
         if (rc)
             goto out;
     }
@@ -1263,6 +1343,7 @@ void vd_conf_free(struct vd_conf_pool *conf)
     free(conf->devs);
     free(conf->name);
     free(conf->file);
+    free(conf->key_file);
     free(conf);
 }
 

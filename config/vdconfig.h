@@ -34,6 +34,8 @@ struct vd_conf_dev {
     char *chap_user;        /* optional, remote only */
     char *chap_secret_file; /* optional, remote only */
     uint32_t timeout_ms;    /* per-command limit, remote only; default 30000 */
+    int encrypt;            /* `encrypt: true`: data area encrypted with the
+                               pool's key (needs key_file) */
     int line, column;       /* where the device was defined (1-based) */
 
     /* Ceph RBD image (pool/rbd.c), `rbd: {pool, image, conf, id}`; all NULL
@@ -41,6 +43,7 @@ struct vd_conf_dev {
     char *rbd_pool, *rbd_image;
     char *rbd_conf; /* ceph.conf path; default /etc/ceph/ceph.conf */
     char *rbd_id;   /* client id (client.ID's keyring); default admin */
+    int encrypt_line, encrypt_col; /* where encrypt: was given */
 };
 
 /* Which in-sync mirror leg serves a read (read_policy:): local prefers a
@@ -57,6 +60,8 @@ struct vd_conf_pool {
     int read_policy;      /* VD_READ_LOCAL (default) or VD_READ_SPREAD */
     size_t ndevs;
     struct vd_conf_dev *devs;
+    char *key_file; /* `encryption: {key_file: PATH}`, absolute, or NULL */
+    uint32_t crypt_sector; /* encryption.sector_size: 512 (default) or 4096 */
 };
 
 /* Sizes: one rule for the YAML definition and the command line.

@@ -35,6 +35,18 @@
  *   bounced write to the same block is ordered by neither (as two
  *   overlapping SCSI writes in flight are not).
  *
+ * Encrypted devices (d->crypt set, pool/crypt.c)
+ *   Every I/O to the data area goes through blk_read / blk_write: a read
+ *   decrypts in the caller's buffer after the device read; a write
+ *   encrypts into a crypt worker's bounce buffer (the caller's buffer is
+ *   never modified) and writes that.  XTS works on sectors of 512 bytes
+ *   (or 4096: encryption.sector_size), so an encrypted device's I/O is
+ *   bounced (read-modify-write, as above) unless it is sector-aligned,
+ *   also on local files.  The header and the
+ *   metadata area (below data_offset) are never encrypted; zeroing stays
+ *   raw (all-zero ciphertext reads as zeros: crypt.c says why).
+ *   vd_dev_pread_raw stays raw (it only probes a device).
+ *
  * Lock order: flush_lock and rmw_lock are leaves (no other lock is taken
  * while holding them); neither is held across device I/O. */
 #include <errno.h>
@@ -52,6 +64,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "crypt.h"
 #include "pool_int.h"
 
 /* ---- local files and block devices -------------------------------------- */
@@ -306,11 +319,71 @@ static void io_error(struct vd_dev *d, const char *what, size_t len,
  * a read reads the blocks and copies the asked part; a write reads the
  * partial first and last blocks, patches them and writes the blocks.  The
  * bytes of those blocks outside the request keep their contents, as with
- * a plain file.  Local files take any size and are never bounced. */
-static bool unaligned(const struct vd_bdev *b, size_t len, uint64_t off)
+ * a plain file.  Local files take any size and are never bounced, unless
+ * encrypted (then 512-byte sectors, below). */
+/* The block size I/O to d must be aligned to (1: any): the bdev's, and
+ * at least the XTS sector for an encrypted device. */
+static uint64_t io_block(const struct vd_dev *d)
 {
-    return b->ops != &file_ops && b->block_size > 1 &&
-           (off % b->block_size || len % b->block_size);
+    const struct vd_bdev *b = d->bdev;
+    uint64_t bs = b->ops != &file_ops ? b->block_size : 1;
+
+    if (d->crypt && bs < vd_crypt_sector(d->crypt))
+        bs = vd_crypt_sector(d->crypt);
+    return bs ? bs : 1;
+}
+
+static bool unaligned(const struct vd_dev *d, size_t len, uint64_t off)
+{
+    uint64_t bs = io_block(d);
+    return bs > 1 && (off % bs || len % bs);
+}
+
+/* Whether [off, off+len) of d is encrypted: 1, 0, or -EINVAL for a range
+ * that straddles the start of the data area (no caller does that). */
+static int crypted(const struct vd_dev *d, size_t len, uint64_t off)
+{
+    if (!d->crypt || off + len <= d->data_offset)
+        return 0;
+    return off >= d->data_offset ? 1 : -EINVAL;
+}
+
+/* Whole-block I/O on the bdev with encryption; nowait: page-cache only. */
+static int blk_read(struct vd_dev *d, void *buf, size_t len, uint64_t off,
+                    bool nowait)
+{
+    struct vd_bdev *b = d->bdev;
+    int c = crypted(d, len, off), r;
+
+    if (c < 0)
+        return c;
+    r = nowait ? b->ops->pread_nowait(b, buf, len, off)
+               : b->ops->pread(b, buf, len, off);
+    if (r == 0 && c)
+        r = vd_crypt_read(d->crypt, buf, len, off);
+    return r;
+}
+
+static int blk_write(struct vd_dev *d, const void *buf, size_t len,
+                     uint64_t off, unsigned flags)
+{
+    struct vd_bdev *b = d->bdev;
+    struct vd_crypt_worker *w;
+    int c = crypted(d, len, off), r = 0;
+
+    if (c <= 0)
+        return c < 0 ? c : b->ops->pwrite(b, buf, len, off, flags);
+    if (!(w = vd_crypt_worker_get(d->crypt)))
+        return -ENOMEM;
+    for (size_t o = 0; r == 0 && o < len; o += VD_CRYPT_BOUNCE_MAX) {
+        size_t n =
+            len - o < VD_CRYPT_BOUNCE_MAX ? len - o : VD_CRYPT_BOUNCE_MAX;
+        const void *ct =
+            vd_crypt_encrypt(w, (const uint8_t *)buf + o, n, off + o);
+        r = ct ? b->ops->pwrite(b, ct, n, off + o, flags) : -ENOMEM;
+    }
+    vd_crypt_worker_put(d->crypt, w);
+    return r;
 }
 
 #define RMW_SLOTS (sizeof(((struct vd_dev *)0)->rmw_start) / sizeof(uint64_t))
@@ -357,8 +430,7 @@ static void rmw_put(struct vd_dev *d, unsigned slot)
 static int bounce_io(struct vd_dev *d, void *buf, size_t len, uint64_t off,
                      bool write, unsigned flags)
 {
-    struct vd_bdev *b = d->bdev;
-    uint64_t bs = b->block_size, a0 = off - off % bs;
+    uint64_t bs = io_block(d), a0 = off - off % bs;
     uint64_t a1 = vd_div_up(off + len, bs) * bs, n = a1 - a0;
     unsigned slot = 0;
     uint8_t *t;
@@ -369,17 +441,17 @@ static int bounce_io(struct vd_dev *d, void *buf, size_t len, uint64_t off,
     if (write)
         slot = rmw_get(d, a0, a1);
     if (!write) {
-        r = b->ops->pread(b, t, n, a0);
+        r = blk_read(d, t, n, a0, false);
         if (r == 0)
             memcpy(buf, t + (off - a0), len);
     } else {
         if (off != a0)
-            r = b->ops->pread(b, t, bs, a0);
+            r = blk_read(d, t, bs, a0, false);
         if (r == 0 && off + len != a1 && (a1 - bs != a0 || off == a0))
-            r = b->ops->pread(b, t + n - bs, bs, a1 - bs);
+            r = blk_read(d, t + n - bs, bs, a1 - bs, false);
         if (r == 0) {
             memcpy(t + (off - a0), buf, len);
-            r = b->ops->pwrite(b, t, n, a0, flags);
+            r = blk_write(d, t, n, a0, flags);
         }
         rmw_put(d, slot);
     }
@@ -395,9 +467,8 @@ int vd_dev_pread_raw(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 
 int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 {
-    int r = unaligned(d->bdev, len, off)
-                ? bounce_io(d, buf, len, off, false, 0)
-                : d->bdev->ops->pread(d->bdev, buf, len, off);
+    int r = unaligned(d, len, off) ? bounce_io(d, buf, len, off, false, 0)
+                                   : blk_read(d, buf, len, off, false);
     if (r < 0) {
         io_error(d, "read", len, off, r);
         return -EIO;
@@ -412,9 +483,9 @@ int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
     if (!(flags & VD_IO_MOVER) && __atomic_load_n(&d->move, __ATOMIC_ACQUIRE))
         return vd_move_dev_pwrite(d, buf, len, off, flags);
     flags &= ~VD_IO_MOVER;
-    int r = unaligned(d->bdev, len, off)
+    int r = unaligned(d, len, off)
                 ? bounce_io(d, (void *)buf, len, off, true, flags)
-                : d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
+                : blk_write(d, buf, len, off, flags);
     if (r < 0) {
         io_error(d, "write", len, off, r);
         return -EIO;
@@ -431,9 +502,10 @@ int vd_dev_io_nowait(struct vd_dev *d, void *buf, size_t len, uint64_t off,
 
     if (write && !vd_move_nowait_ok(d, off, len)) /* pool/move.c */
         return -EAGAIN;
-    if (!ops->pread_nowait ||
-        (write ? ops->pwrite(d->bdev, buf, len, off, flags | VD_IO_NOWAIT)
-               : ops->pread_nowait(d->bdev, buf, len, off)) < 0)
+    /* an encrypted device's unaligned I/O needs the bounce (blocking) */
+    if (!ops->pread_nowait || (d->crypt && unaligned(d, len, off)) ||
+        (write ? blk_write(d, buf, len, off, flags | VD_IO_NOWAIT)
+               : blk_read(d, buf, len, off, true)) < 0)
         return -EAGAIN;
     if (write && !(flags & VD_IO_FUA))
         __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE);

@@ -63,8 +63,9 @@ extern "C" {
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
- * reserved), 13 (qos: VD_OP_QOS, pool/qos.c; handled by the core, not the
- * layouts), 20-23 (the core: the extent mover, pool/move.c). */
+ * reserved), 11, 12 (the core: key slots; pool/crypt.h), 13 (qos: VD_OP_QOS,
+ * pool/qos.c; handled by the core, not the layouts), 20-23 (the core: the
+ * extent mover, pool/move.c). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -79,6 +80,10 @@ enum {
      * know it, and refuses the pool ("written by a newer vdlvm?") instead
      * of opening a thin volume as a thick one. */
     VD_OP_STACK = 9,
+    /* Encryption key slots (pool/crypt.h): core records in the layouts'
+     * range, so that an older reader refuses an encrypted pool. */
+    VD_OP_KEY_SLOT = 11,   /* struct vd_op_key_slot */
+    VD_OP_KEY_REMOVE = 12, /* struct vd_op_key_remove */
     VD_OP_QOS = 13, /* struct vd_op_qos (pool/qos.c): a volume's limits */
     /* The extent mover (pool/move.c): handled by the core. */
     VD_OP_MOVE_BEGIN = 20,    /* struct vd_op_move */
@@ -220,6 +225,10 @@ struct vd_dev {
      * lock). */
     struct vd_move *move;
     bool no_alloc;
+    /* VD_DEVF_ENCRYPT devices: the pool's data key (pool/crypt.c), set
+     * before any data I/O by vd_crypt_pool_open, constant until close;
+     * NULL: plaintext. */
+    struct vd_crypt *crypt;
 };
 
 struct vd_vol {
@@ -293,6 +302,8 @@ struct vd_pool {
     uint32_t thr_logged;
     /* the extent mover (pool/move.c), from pool_alloc to pool_free */
     struct vd_move *move;
+    /* key slots and data key (pool/crypt.c), or NULL: not encrypted */
+    struct vd_crypt *crypt;
 };
 
 /* ---- services for layouts ---------------------------------------------- */

@@ -40,6 +40,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crypt.h"
 #include "pool_int.h"
 
 /* Physical extents of one device at most (its extent map: 512 MiB). */
@@ -488,6 +489,10 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             r = 0;
             break;
         }
+        case VD_OP_KEY_SLOT:
+        case VD_OP_KEY_REMOVE:
+            r = vd_crypt_md_apply(p, h, n);
+            break;
         case VD_OP_QOS:
             r = vd_qos_md_apply(p, h);
             break;
@@ -534,6 +539,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
         if ((r = vd_opbuf_add(b, &od, sizeof(od))) < 0)
             return r;
     }
+    if ((r = vd_crypt_md_serialize(p, b)) < 0)
+        return r;
     for (uint32_t i = 0; i < p->nvols; i++) {
         const struct vd_vol *v = p->vols[i];
         struct vd_op_vol ov = { .h.type = VD_OP_VOL_CREATE };

@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crypt.h"
 #include "pool_int.h"
 
 /* ---- the pool lock ------------------------------------------------------ */
@@ -204,6 +205,7 @@ static void pool_free(vd_pool *p)
     if (!p)
         return;
     vd_state_free(p);
+    vd_crypt_free(p);
     for (uint32_t i = 0; i < VD_MAX_DEVS; i++) {
         if (p->devs[i].bdev)
             p->devs[i].bdev->ops->close(p->devs[i].bdev);
@@ -352,7 +354,7 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
         const struct vd_conf_dev *c = &conf->devs[i];
         struct vd_op_dev od = { .h.type = VD_OP_DEV_ADD };
         od.idx = i;
-        od.flags = flags[i];
+        od.flags = flags[i] | vd_crypt_dev_flags(c);
         vd_uuid_gen(od.uuid);
         od.size = cd[i].size;
         od.pe_count = (cd[i].size - doff) / es;
@@ -362,6 +364,8 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force)
         if ((r = vd_opbuf_add(&ops, &od, sizeof(od))) < 0)
             goto out;
     }
+    if ((r = vd_crypt_create_ops(conf, p->uuid, &ops)) < 0)
+        goto out;
     p->ndevs = conf->ndevs;
     if ((r = vd_state_apply(p, ops.buf, ops.len, ops.nops)) < 0)
         goto out;
@@ -985,6 +989,11 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
                    conf->name, nagree, ncopies, (unsigned long long)p->seq,
                    list);
     }
+
+    /* Check the definition's encryption and unwrap the data key before
+     * anything is written or read from the data areas. */
+    if ((r = vd_crypt_pool_open(p, conf)) < 0)
+        goto out;
 
     /* Attach opened devices to the metadata's devices. */
     for (size_t i = 0; i < conf->ndevs; i++) {

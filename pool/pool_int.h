@@ -109,7 +109,8 @@ struct vd_op_dev {
     char node[64];        /* 128 */
 };
 _Static_assert(sizeof(struct vd_op_dev) == 192, "op dev");
-#define VD_DEVF_MD 1u /* holds a metadata copy */
+#define VD_DEVF_MD      1u /* holds a metadata copy */
+#define VD_DEVF_ENCRYPT 2u /* data area encrypted (pool/crypt.c) */
 
 /* ---- device drivers ---------------------------------------------------- */
 /* An open backing device: a local file/block device or a remote LUN.

@@ -65,6 +65,19 @@ int vd_pool_create(const struct vd_conf_pool *conf, int force);
  * with a higher sequence number than the pool's, or the same number and
  * another state.  Free with vd_pool_close. */
 int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
+
+/* Encryption key slots (pool/crypt.c; docs/encryption.md).  key_add wraps
+ * the pool's data key with a new key file (checked root-only) into a free
+ * slot, authorised by the key file of the definition the pool was opened
+ * with (it must still open a slot); key_remove empties the slot the key
+ * file opens, never the last one.  Admin thread.  The slot number, or a
+ * negative errno with the message logged (-EINVAL not encrypted, -EACCES
+ * not authorised, -EEXIST already a slot, -ENOSPC no free slot, -ENOENT
+ * the key file opens no slot, -EPERM the last slot).  key_slots: slots in
+ * use (0: not encrypted). */
+int vd_pool_key_add(vd_pool *pool, const char *key_file);
+int vd_pool_key_remove(vd_pool *pool, const char *key_file);
+int vd_pool_key_slots(const vd_pool *pool);
 /* vd_pool_open with flags: VD_OPEN_PARTIAL opens even when fewer than a
  * majority of the metadata copies are present (the newest readable state
  * wins; a warning lists the missing copies). */

@@ -11,6 +11,8 @@
 #   vdlvm-1   vdlvm linear volume on a pool of one device file
 #   vdlvm-3   vdlvm linear volume on a pool of three device files (same total)
 #   vdlvm-mirror  vdlvm mirror, two local legs (when the pool supports it)
+#   vdlvm-1-crypt vdlvm-1 with its device encrypted (encrypt: true,
+#                 AES-256-XTS); ratios to vdlvm-1
 #
 # A second tgtd, same binary, started with VDLVM_INLINE=0 (the module's
 # main-thread page-cache path off: every command goes to a worker thread):
@@ -26,6 +28,9 @@
 #                 pool of one remote device, nodeb's LUN on a second file of
 #                 the same size (the pool owns its LUN, so rdwr-peer cannot
 #                 use the same one)
+#   vdlvm-remote-crypt  the same on a third file of nodeb, the remote
+#                 device encrypted; ratios to vdlvm-remote (issue 16's
+#                 goal: >= 0.9 of 4 KiB IOPS, >= 0.8 of 1 MiB throughput)
 #
 # Ratios are to rdwr, except vdlvm-remote's, which are to rdwr-peer.  The
 # tgtd CPU of the remote rows is that of both nodes' tgtds together.
@@ -169,16 +174,23 @@ add_store null "tgt null (no I/O)" null "null-$LUN_MIB"
 
 # vdlvm pools: one device, three devices of the same total size, and a
 # two-leg mirror.  Devices get 16 MiB beyond the volume for metadata.
+# Encrypted pools (CRYPT=1 make_pool ...) use this key file, and
+# BENCH_CRYPT_SECTOR (512, default, or 4096) as encryption.sector_size.
+bench_key=$tmp/bench.key
+crypt_enc="{key_file: $bench_key, sector_size: ${BENCH_CRYPT_SECTOR:-512}}"
+(umask 077 && head -c 64 /dev/urandom > "$bench_key")
 make_pool() {   # NAME NDEVS DEVSIZE_MIB -> config path, or "" on failure
     local conf=$tmp/$1.yaml i
     {
         echo "pool: $1"
         echo "extent_size: 4M"
+        [ "${CRYPT:-0}" != 1 ] || echo "encryption: $crypt_enc"
         echo "devices:"
         for (( i=0; i<$2; i++ )); do
             echo "  - name: d$i"
             echo "    path: $bdir/$1-d$i.img"
             echo "    size: ${3}M"
+            [ "${CRYPT:-0}" != 1 ] || echo "    encrypt: true"
         done
     } > "$conf"
     if vdlvm pool create "$conf" >"$tmp/$1.create.log" 2>&1; then
@@ -193,6 +205,15 @@ if [ "$have_vdlvm" = 1 ]; then
         add_store vdlvm-1 "vdlvm linear, 1 device file" vdlvm p1/vol "conf=$conf"
     else
         skipped[vdlvm-1]="pool or volume creation failed"
+    fi
+    conf=$(CRYPT=1 make_pool p1c 1 $(( LUN_MIB + 16 )))
+    if [ -n "$conf" ] && vdlvm -c "$conf" vol create p1c/vol --size "${LUN_MIB}M" >/dev/null; then
+        cur_ref=vdlvm-1
+        add_store vdlvm-1-crypt "vdlvm linear, 1 device file, encrypted (AES-256-XTS, ${BENCH_CRYPT_SECTOR:-512}-byte sectors); ratios to vdlvm-1" \
+            vdlvm p1c/vol "conf=$conf"
+        cur_ref=rdwr
+    else
+        skipped[vdlvm-1-crypt]="pool or volume creation failed"
     fi
     conf=$(make_pool p3 3 $(( (LUN_MIB / 3 + 3) / 4 * 4 + 12 )))
     if [ -n "$conf" ] && vdlvm -c "$conf" vol create p3/vol --size "${LUN_MIB}M" >/dev/null; then
@@ -251,10 +272,12 @@ in_netns() {
 if [ "$have_vdlvm" != 1 ]; then
     skipped[rdwr-peer]="vdlvm not built (only measured with vdlvm-remote)"
     skipped[vdlvm-remote]="vdlvm not built"
+    skipped[vdlvm-remote-crypt]="vdlvm not built"
 elif ! netns_possible; then
     note "SKIP remote rows (rdwr-peer, vdlvm-remote): network namespaces are not possible here: $netns_why"
     skipped[rdwr-peer]="network namespaces not possible here: $netns_why"
     skipped[vdlvm-remote]="network namespaces not possible here: $netns_why"
+    skipped[vdlvm-remote-crypt]="network namespaces not possible here: $netns_why"
 else
     netns_setup_pair 198.51.100.1/24 198.51.100.2/24
     peer_size=$(( LUN_MIB + 16 ))       # both peer files; the pool's metadata takes 5 MiB
@@ -266,6 +289,25 @@ else
     tgt_target_new 100 nodeb-pool || fail "nodeb: cannot create the target for the pool's LUN"
     tgt_lun_new 100 1 rdwr "$bdir/peer-pool.img" || fail "nodeb: cannot export peer-pool.img"
     url_peer_pool=$(iscsi_url 100 1)
+    fallocate -l "${peer_size}M" "$bdir/peer-crypt.img" || truncate -s "${peer_size}M" "$bdir/peer-crypt.img"
+    tgt_target_new 101 nodeb-crypt || fail "nodeb: cannot create the target for the encrypted pool's LUN"
+    tgt_lun_new 101 1 rdwr "$bdir/peer-crypt.img" || fail "nodeb: cannot export peer-crypt.img"
+    url_peer_crypt=$(iscsi_url 101 1)
+    cconf=$tmp/prc.yaml
+    cat > "$cconf" <<EOF
+pool: prc
+extent_size: 4M
+encryption: $crypt_enc
+devices:
+  - name: b0
+    iscsi: $url_peer_crypt
+    node: nodeb
+    encrypt: true
+EOF
+    in_netns "$netns_a" timeout 120 "$VDLVM" pool create "$cconf" >"$tmp/prc.create.log" 2>&1 ||
+        fail "pool prc on nodeb's LUN: $(cat "$tmp/prc.create.log")"
+    in_netns "$netns_a" timeout 120 "$VDLVM" -c "$cconf" vol create prc/vol --size "${LUN_MIB}M" \
+        >"$tmp/prc.vol.log" 2>&1 || fail "volume prc/vol: $(cat "$tmp/prc.vol.log")"
     conf=$tmp/pr.yaml
     cat > "$conf" <<EOF
 pool: pr
@@ -290,13 +332,26 @@ EOF
     cur_ref=rdwr-peer
     add_store vdlvm-remote "nodea's tgtd: vdlvm linear on a pool of one remote device, nodeb's rdwr LUN on a second file of the same size (the pool owns that LUN, so it cannot be rdwr-peer's)" \
         vdlvm pr/vol "conf=$conf"
-    for s in rdwr-peer vdlvm-remote; do
+    cur_ref=vdlvm-remote
+    add_store vdlvm-remote-crypt "nodea's tgtd: vdlvm-remote with its remote device encrypted (AES-256-XTS, ${BENCH_CRYPT_SECTOR:-512}-byte sectors), nodeb's rdwr LUN on a third file; ratios to vdlvm-remote" \
+        vdlvm prc/vol "conf=$cconf"
+    for s in rdwr-peer vdlvm-remote vdlvm-remote-crypt; do
         [ -z "${skipped[$s]:-}" ] || fail "$s: ${skipped[$s]}"
     done
     use_tgtd main
     cur_ns='' cur_pids=$tgtd_pid cur_ref=rdwr
 fi
 [ ${#stores[@]} -gt 0 ] || fail "no store could be exported"
+# BENCH_ONLY="rdwr vdlvm-1 ...": measure only these stores (and no thin
+# volumes), e.g. one row and its ref on a busy machine.
+if [ -n "${BENCH_ONLY:-}" ]; then
+    sel=()
+    for s in "${stores[@]}"; do
+        if [[ " $BENCH_ONLY " == *" $s "* ]]; then sel+=("$s"); else skipped[$s]="not selected (BENCH_ONLY)"; fi
+    done
+    stores=("${sel[@]}")
+    [ ${#stores[@]} -gt 0 ] || fail "BENCH_ONLY selects no store of: ${!store_url[*]}"
+fi
 
 # ---- prefill: every LUN written in full --------------------------------
 for s in "${stores[@]}"; do
@@ -387,6 +442,7 @@ done
 thin_raw=$tmp/thin.tsv
 printf 'volume\tworkload\trun\tios\tiops\tmbps\tp50_us\tp99_us\terrors\n' > "$thin_raw"
 thin_skip=
+[ -z "${BENCH_ONLY:-}" ] || thin_skip="not selected (BENCH_ONLY)"
 thin_workloads=(first-4k over-4k read-4k first-1m)
 # thin_run VOLKIND URL WORKLOAD REP: one vdload run, a row in $thin_raw.
 thin_run() {
@@ -477,7 +533,8 @@ for w in "${workloads[@]}"; do titles+="$w=${wl_title[$w]};"; done
     for s in "${stores[@]}"; do echo "- \`$s\`: ${store_desc[$s]}"; done
     echo
     echo "Ratios (\"vs ref\") are to the row named in the ref column: rdwr for the stores on this machine's" \
-         "loopback, rdwr-peer for vdlvm-remote (rdwr-peer's own ratio to rdwr shows what the veth path costs)."
+         "loopback, rdwr-peer for vdlvm-remote (rdwr-peer's own ratio to rdwr shows what the veth path costs)," \
+         "vdlvm-1 for vdlvm-1-crypt and vdlvm-remote for vdlvm-remote-crypt (the cost of encryption)."
 
     for s in "${!skipped[@]}"; do echo "- \`$s\`: not measured: ${skipped[$s]}"; done
     refs=
