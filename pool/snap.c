@@ -98,7 +98,7 @@
 
 struct snapview {
     struct vd_vol *vol; /* the snapshot's volume */
-    uint32_t id;
+    void *h;            /* the snapshot (thin.c), open */
 };
 
 /* ---- names ----------------------------------------------------------------- */
@@ -239,7 +239,7 @@ static int view_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
     const struct snapview *sv = v->upper_priv;
     if (off > v->size || len > v->size - off)
         return -ERANGE;
-    return vd_thin_snap_pread(sv->vol, sv->id, buf, len, off, flags);
+    return vd_thin_snap_pread(sv->vol, sv->h, buf, len, off, flags);
 }
 
 static int view_pwrite(struct vd_vol *v, const void *buf, size_t len,
@@ -290,7 +290,7 @@ struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full)
     char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
     struct vd_vol *o, *v;
     struct snapview *sv;
-    uint32_t id;
+    void *h;
     uint64_t size;
 
     if (vd_snap_split(full, vol, snap) <= 0) {
@@ -301,7 +301,7 @@ struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full)
         errno = ENOENT;
         return NULL;
     }
-    if (vd_thin_snap_open(o, snap, &id, &size) < 0) {
+    if (vd_thin_snap_open(o, snap, &h, &size) < 0) {
         vd_log(VD_LOG_ERR,
                "snapshot '%s/%s': not found; list them with 'vdlvm snap list "
                "%s/%s'",
@@ -314,12 +314,12 @@ struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full)
     if (!v || !sv) {
         free(v);
         free(sv);
-        vd_thin_snap_close(o, id);
+        vd_thin_snap_close(o, h);
         errno = ENOMEM;
         return NULL;
     }
     sv->vol = o;
-    sv->id = id;
+    sv->h = h;
     v->pool = p;
     v->id = o->id;
     snprintf(v->name, sizeof(v->name), "%s", full);
@@ -340,7 +340,7 @@ void vd_snap_view_close(struct vd_vol *v)
 {
     struct snapview *sv = v->upper_priv;
     vd_admin_lock(v->pool);
-    vd_thin_snap_close(sv->vol, sv->id);
+    vd_thin_snap_close(sv->vol, sv->h);
     if (sv->vol->open_count)
         sv->vol->open_count--;
     vd_admin_unlock(v->pool);

@@ -25,12 +25,15 @@ int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
 int vd_thin_snap_count(struct vd_vol *v);
 int vd_thin_snap_list(struct vd_vol *v, struct vd_snap_info **out, size_t *n);
 /* Admin lock held. */
-int vd_thin_snap_open(struct vd_vol *v, const char *name, uint32_t *id,
+int vd_thin_snap_open(struct vd_vol *v, const char *name, void **h,
                       uint64_t *size);
-void vd_thin_snap_close(struct vd_vol *v, uint32_t id);
+void vd_thin_snap_close(struct vd_vol *v, void *h);
 /* I/O thread: like the layout's pread, on snapshot id. */
-int vd_thin_snap_pread(struct vd_vol *v, uint32_t id, void *buf, size_t len,
+int vd_thin_snap_pread(struct vd_vol *v, void *h, void *buf, size_t len,
                        uint64_t off, unsigned flags);
+
+/* Tests only: see pool/thin.c. */
+extern void (*vd_snap_crash_hook)(const char *step);
 
 /* pool/snap.c: views ("VOL@SNAP" opened by vd_vol_open); admin lock held. */
 struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full);

@@ -192,7 +192,7 @@ struct thin {
     uint32_t gen, maxgen;
     struct tnode *nodes;
     size_t nnodes;
-    struct tsnap *snaps;
+    struct tsnap **snaps; /* each allocated once: a view keeps its pointer */
     size_t nsnaps;
     /* copy-on-write writes in flight: the old chunk serves reads of vc
      * until the new one is committed (forward entry F_PEND meanwhile) */
@@ -224,6 +224,17 @@ struct tcow {
 };
 
 extern const struct vd_layout_ops vd_thin_layout;
+
+/* Tests only (tests/unit/pool/snap_test.cc): called at the named step of a
+ * snapshot operation or copy-on-write with no thin lock held, to copy the
+ * device images as a crash at that point would leave them.  NULL in
+ * production. */
+void (*vd_snap_crash_hook)(const char *step);
+#define CRASH_POINT(step)                                                      \
+    do {                                                                       \
+        if (vd_snap_crash_hook)                                                \
+            vd_snap_crash_hook(step);                                          \
+    } while (0)
 static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
                            size_t n);
 static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w);
@@ -585,16 +596,16 @@ static int node_add(struct thin *t, uint32_t gen, uint32_t parent)
 static struct tsnap *snap_find_id(const struct thin *t, uint32_t id)
 {
     for (size_t i = 0; i < t->nsnaps; i++)
-        if (t->snaps[i].id == id)
-            return &t->snaps[i];
+        if (t->snaps[i]->id == id)
+            return t->snaps[i];
     return NULL;
 }
 
 static struct tsnap *snap_find_name(const struct thin *t, const char *name)
 {
     for (size_t i = 0; i < t->nsnaps; i++)
-        if (!strcmp(t->snaps[i].name, name))
-            return &t->snaps[i];
+        if (!strcmp(t->snaps[i]->name, name))
+            return t->snaps[i];
     return NULL;
 }
 
@@ -609,8 +620,10 @@ static void dir_free(uint32_t **dir, uint64_t ndir)
 
 static void snaps_free(struct thin *t)
 {
-    for (size_t i = 0; i < t->nsnaps; i++)
-        dir_free(t->snaps[i].dir, t->snaps[i].ndir);
+    for (size_t i = 0; i < t->nsnaps; i++) {
+        dir_free(t->snaps[i]->dir, t->snaps[i]->ndir);
+        free(t->snaps[i]);
+    }
     free(t->snaps);
     free(t->nodes);
     free(t->cow);
@@ -630,7 +643,7 @@ static void prune_locked(struct thin *t)
     if (!keep)
         return; /* kept: harmless, pruned by a later apply */
     for (size_t m = 0; m <= t->nsnaps; m++) {
-        uint32_t g = m < t->nsnaps ? t->snaps[m].gen : t->gen;
+        uint32_t g = m < t->nsnaps ? t->snaps[m]->gen : t->gen;
         while (g) {
             struct tnode *n = node_find(t, g);
             if (!n || keep[n - t->nodes])
@@ -717,7 +730,7 @@ static int fam_build_locked(struct vd_vol *v, struct thin *t)
         return -ENOMEM;
     r = build_map_locked(t, t->gen, t->dir, t->vchunks, dep);
     for (size_t m = 0; m < t->nsnaps && r == 0; m++) {
-        struct tsnap *s = &t->snaps[m];
+        struct tsnap *s = t->snaps[m];
         uint64_t vch = s->size >> t->cshift;
         s->ndir = vd_div_up(vch, LEAF_N);
         if (!(s->dir = calloc(s->ndir ? s->ndir : 1, sizeof(*s->dir))))
@@ -862,16 +875,21 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
                      "%" PRIu64 ")",
                      pn, vn, o->name, o->gen, o->ngen, t->gen, t->maxgen,
                      o->size, v->size);
-        s = realloc(t->snaps, (t->nsnaps + 1) * sizeof(*s));
-        if (!s) {
+        struct tsnap **sa = realloc(t->snaps, (t->nsnaps + 1) * sizeof(*sa));
+        if (!sa) {
             r = -ENOMEM;
             goto out;
         }
-        t->snaps = s;
-        if (create && (r = node_add(t, o->ngen, o->gen)) < 0)
+        t->snaps = sa;
+        if (!(s = calloc(1, sizeof(*s)))) {
+            r = -ENOMEM;
             goto out;
-        s = &t->snaps[t->nsnaps++];
-        memset(s, 0, sizeof(*s));
+        }
+        if (create && (r = node_add(t, o->ngen, o->gen)) < 0) {
+            free(s);
+            goto out;
+        }
+        t->snaps[t->nsnaps++] = s;
         s->id = o->id;
         s->gen = o->gen;
         s->size = o->size;
@@ -924,8 +942,13 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
             }
         }
         dir_free(s->dir, s->ndir);
-        memmove(s, s + 1, (t->nsnaps - (size_t)(s - t->snaps) - 1) * sizeof(*s));
+        size_t k = 0;
+        while (t->snaps[k] != s)
+            k++;
+        memmove(t->snaps + k, t->snaps + k + 1,
+                (t->nsnaps - k - 1) * sizeof(*t->snaps));
         t->nsnaps--;
+        free(s);
         prune_locked(t);
         break;
     }
@@ -1007,7 +1030,7 @@ static int snap_serialize(const struct vd_vol *v, struct thin *t,
             o.gen = t->nodes[i].gen;
             o.ngen = t->nodes[i].parent;
         } else if (i < t->nnodes + t->nsnaps) {
-            const struct tsnap *s = &t->snaps[i - t->nnodes];
+            const struct tsnap *s = t->snaps[i - t->nnodes];
             o.h.h.type = VD_OP_SNAP_MEMBER;
             o.id = s->id;
             o.gen = s->gen;
@@ -1381,8 +1404,12 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
             t->ndirty = 0;
     }
     pthread_mutex_unlock(&t->lock);
+    if (data)
+        CRASH_POINT("commit-data-flushed");
     for (size_t k = 0; k < nb && r == 0; k++)
         r = v->lops->pwrite(v, &img[k], MBLK, offs[k], 0);
+    if (nb)
+        CRASH_POINT("commit-map-written");
     if (r == 0 && nb)
         r = v->lops->flush(v);
     pthread_mutex_lock(&t->lock);
@@ -1785,6 +1812,8 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
         b += n;
         len -= n;
     }
+    if (nnew && t->ncow)
+        CRASH_POINT("cow-data-written");
     if (r < 0 && nnew) {
         pthread_mutex_lock(&t->lock);
         undo_locked(t, nvc, npc, nnew);
@@ -2019,8 +2048,8 @@ int vd_thin_snap_create(struct vd_vol *v, const char *name)
     if (r == 0) {
         uint32_t id = 0;
         for (size_t i = 0; i < t->nsnaps; i++)
-            if (t->snaps[i].id > id)
-                id = t->snaps[i].id;
+            if (t->snaps[i]->id > id)
+                id = t->snaps[i]->id;
         o.id = id + 1;
         o.gen = t->gen;
         o.ngen = t->maxgen + 1;
@@ -2033,7 +2062,11 @@ int vd_thin_snap_create(struct vd_vol *v, const char *name)
     }
     pthread_mutex_unlock(&t->lock);
     if (r == 0)
+        CRASH_POINT("create-before-record");
+    if (r == 0)
         r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("create-after-record");
     pthread_mutex_lock(&t->lock);
     dir_free(t->prep, t->nprep); /* left when the commit failed */
     t->prep = NULL;
@@ -2073,6 +2106,8 @@ int vd_thin_snap_remove(struct vd_vol *v, const char *name)
     pthread_mutex_unlock(&t->lock);
     if (r == 0)
         r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("remove-after-record");
     vd_admin_unlock(p);
     pthread_rwlock_unlock(&t->io_lock);
     if (r == 0)
@@ -2125,6 +2160,8 @@ int vd_thin_snap_revert(struct vd_vol *v, const char *name, bool force)
     pthread_mutex_unlock(&t->lock);
     if (r == 0)
         r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("revert-after-record");
     pthread_mutex_lock(&t->lock);
     dir_free(t->prep, t->nprep);
     t->prep = NULL;
@@ -2179,7 +2216,7 @@ int vd_thin_snap_list(struct vd_vol *v, struct vd_snap_info **out, size_t *n)
         return -ENOMEM;
     }
     for (size_t i = 0; i < t->nsnaps; i++) {
-        const struct tsnap *s = &t->snaps[i];
+        const struct tsnap *s = t->snaps[i];
         a[i].id = s->id;
         vd_name_copy(a[i].name, sizeof(a[i].name), s->name);
         a[i].size = s->size;
@@ -2194,7 +2231,7 @@ int vd_thin_snap_list(struct vd_vol *v, struct vd_snap_info **out, size_t *n)
 }
 
 /* Open / close a snapshot for reading (admin lock held). */
-int vd_thin_snap_open(struct vd_vol *v, const char *name, uint32_t *id,
+int vd_thin_snap_open(struct vd_vol *v, const char *name, void **h,
                       uint64_t *size)
 {
     if (!vd_thin_is_family(v))
@@ -2204,28 +2241,30 @@ int vd_thin_snap_open(struct vd_vol *v, const char *name, uint32_t *id,
     struct tsnap *s = snap_find_name(t, name);
     if (s) {
         s->opens++;
-        *id = s->id;
+        *h = s;
         *size = s->size;
     }
     pthread_mutex_unlock(&t->lock);
     return s ? 0 : -ENOENT;
 }
 
-void vd_thin_snap_close(struct vd_vol *v, uint32_t id)
+void vd_thin_snap_close(struct vd_vol *v, void *h)
 {
     struct thin *t = thin_of(v);
     pthread_mutex_lock(&t->lock);
-    struct tsnap *s = snap_find_id(t, id);
-    if (s && s->opens)
+    struct tsnap *s = h;
+    if (s->opens)
         s->opens--;
     pthread_mutex_unlock(&t->lock);
 }
 
-/* Read snapshot id: one lookup per chunk in its own map, like the head. */
-int vd_thin_snap_pread(struct vd_vol *v, uint32_t id, void *buf, size_t len,
+/* Read an open snapshot (h from vd_thin_snap_open: it cannot be removed
+ * while open): one lookup per chunk in its own map, like the head. */
+int vd_thin_snap_pread(struct vd_vol *v, void *h, void *buf, size_t len,
                        uint64_t off, unsigned flags)
 {
     struct thin *t = thin_of(v);
+    const struct tsnap *s = h;
     char *b = buf;
     int r;
 
@@ -2236,10 +2275,9 @@ int vd_thin_snap_pread(struct vd_vol *v, uint32_t id, void *buf, size_t len,
     while (len && r == 0) {
         uint64_t vc = off >> t->cshift, within = off & (t->cs - 1);
         size_t n = len < t->cs - within ? len : t->cs - within;
-        pthread_mutex_lock(&t->lock);
-        struct tsnap *s = snap_find_id(t, id);
         uint32_t e = 0;
-        if (!s || off > s->size || n > s->size - off)
+        pthread_mutex_lock(&t->lock);
+        if (off > s->size || n > s->size - off)
             r = -ERANGE;
         else
             e = leaf_get(s->dir, vc);
@@ -2289,8 +2327,8 @@ int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
     }
     for (size_t m = 0; m <= t->nsnaps; m++) {
         bool head = m == t->nsnaps;
-        uint32_t *const *dir = head ? t->dir : t->snaps[m].dir;
-        uint64_t vch = head ? t->vchunks : t->snaps[m].size >> t->cshift;
+        uint32_t *const *dir = head ? t->dir : t->snaps[m]->dir;
+        uint64_t vch = head ? t->vchunks : t->snaps[m]->size >> t->cshift;
         for (uint64_t vc = 0; t->fam && vc < vch; vc++) {
             if (!dir[vc >> LEAF_SHIFT]) {
                 vc |= LEAF_N - 1;
@@ -2305,7 +2343,7 @@ int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
                        "volume '%s/%s': %s%s maps virtual chunk %" PRIu64
                        " to chunk %u, whose map entry disagrees",
                        v->pool->name, v->name, head ? "the volume" : "snapshot ",
-                       head ? "" : t->snaps[m].name, vc, pc);
+                       head ? "" : t->snaps[m]->name, vc, pc);
                 ++*bad;
                 continue;
             }
