@@ -20,7 +20,7 @@ struct cmd_args;
 #endif
 
 /* Which target argument a command takes. */
-enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */ };
+enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */, T_SNAP /* POOL/VOL@SNAP */ };
 
 enum {
     O_SIZE = 1u << 0,
@@ -36,6 +36,7 @@ enum {
     O_REGION = 1u << 10,
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
+    O_FORCE = 1u << 13, /* vol revert */
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -71,6 +72,7 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
+    char snap[VD_NAME_MAX + 1]; /* T_SNAP: the part after '@' */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -101,6 +103,17 @@ int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
 int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+/* admin/snap.c: snapshots */
+int admin_cmd_snap_create(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
+                        FILE *err);
+int admin_cmd_snap_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);

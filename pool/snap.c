@@ -136,6 +136,18 @@ int vd_snap_split(const char *full, char *vol, char *snap)
     return 1;
 }
 
+int vd_snap_name_is_valid(const char *name)
+{
+    const char *at = strchr(name, '@');
+    char vol[VD_NAME_MAX + 1];
+    size_t vl = at ? (size_t)(at - name) : 0;
+    if (!at || !vl || vl > VD_NAME_MAX || !snap_name_ok(at + 1))
+        return 0;
+    memcpy(vol, name, vl);
+    vol[vl] = 0;
+    return vd_name_is_valid(vol);
+}
+
 static struct vd_vol *find_thin(vd_pool *p, const char *vol)
 {
     struct vd_vol *v = vd_vol_find(p, vol);

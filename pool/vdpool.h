@@ -219,6 +219,8 @@ int vd_vol_revert(vd_pool *pool, const char *vol, const char *snap, int force);
  * VD_NAME_MAX + 1 bytes), 0 for a name without '@', -EINVAL (logged) for a
  * bad one. */
 int vd_snap_split(const char *full, char *vol, char *snap);
+/* 1 when name is a valid "VOL@SNAP" (nothing logged), else 0. */
+int vd_snap_name_is_valid(const char *name);
 
 /* `vdlvm pool check`: verify every thin volume's chunk references (maps,
  * snapshots' reference counts, leaks).  0 clean, 1 problems found (logged;

@@ -1091,10 +1091,15 @@ int main(int argc, char **argv)
             return cmd_pool_remove(conf_opt, n, args);
         if (n >= 2 && !strcmp(args[1], "takeover"))
             return cmd_pool_takeover(conf_opt, n, args);
-        /* `pool --help` and unknown pool commands */
+        /* `pool --help` and unknown pool commands; `pool check` runs on
+         * the pool like the volume commands */
         code = vd_admin_parse(n, args, pool_name, sizeof(pool_name), stdout,
                               stderr);
-        return code < 0 ? VD_EXIT_USAGE : code;
+        if (code >= 0 || !(n >= 2 && !strcmp(args[1], "check")))
+            return code < 0 ? VD_EXIT_USAGE : code;
+        code = run_on_pool(pool_name, conf_opt, n, args, stdout);
+        fflush(stdout);
+        return code;
     }
 
     code =
