@@ -20,7 +20,12 @@ struct cmd_args;
 #endif
 
 /* Which target argument a command takes. */
-enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */, T_SNAP /* POOL/VOL@SNAP */ };
+enum {
+    T_POOL,
+    T_VOL,
+    T_ANY_OPT /* [POOL[/VOL]] */,
+    T_SNAP /* POOL/VOL@SNAP */
+};
 
 enum {
     O_SIZE = 1u << 0,
