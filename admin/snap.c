@@ -44,13 +44,12 @@ int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
     int r = vd_vol_revert(pool, a->vol, a->snap, !!(a->given & O_FORCE));
     if (r < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "revert");
-    fprintf(out, "volume '%s/%s': reverted to snapshot '%s'\n", a->pool,
-            a->vol, a->snap);
+    fprintf(out, "volume '%s/%s': reverted to snapshot '%s'\n", a->pool, a->vol,
+            a->snap);
     return VD_EXIT_OK;
 }
 
-int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
-                        FILE *err)
+int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     struct vd_snap_info *si;
     size_t n;
@@ -67,8 +66,7 @@ int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
                     "%s{\"name\":\"%s\",\"size\":%llu,\"created\":%lld,"
                     "\"exclusive\":%llu,\"exported\":%s}",
                     i ? "," : "", si[i].name, (unsigned long long)si[i].size,
-                    (long long)si[i].ctime,
-                    (unsigned long long)si[i].exclusive,
+                    (long long)si[i].ctime, (unsigned long long)si[i].exclusive,
                     si[i].exported ? "true" : "false");
         fprintf(out, "]}\n");
     } else if (!n) {
@@ -83,8 +81,8 @@ int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
             strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%SZ", &tm);
             admin_fmt_size(si[i].size, sz, sizeof(sz));
             admin_fmt_size(si[i].exclusive, ex, sizeof(ex));
-            fprintf(out, "%-24s %10s %-20s %10s %s\n", si[i].name, sz, when,
-                    ex, si[i].exported ? "yes" : "no");
+            fprintf(out, "%-24s %10s %-20s %10s %s\n", si[i].name, sz, when, ex,
+                    si[i].exported ? "yes" : "no");
         }
     }
     free(si);
@@ -103,8 +101,8 @@ int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
             "pool '%s': %llu thin volume(s) checked: %llu leaked chunk(s)%s, "
             "%llu bad reference(s)\n",
             a->pool, (unsigned long long)res.volumes,
-            (unsigned long long)res.leaked,
-            res.repaired ? " (freed)" : "", (unsigned long long)res.bad);
+            (unsigned long long)res.leaked, res.repaired ? " (freed)" : "",
+            (unsigned long long)res.bad);
     if (res.bad || (res.leaked && !res.repaired))
         return VD_EXIT_FAIL;
     return VD_EXIT_OK;

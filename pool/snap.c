@@ -1,7 +1,8 @@
 /* vdlvm: snapshots of thin volumes — no chain to walk.
  *
  * Design.  A thin volume with a family map (VD_OP_STACK flag THIN_FAM,
- * every thin volume created from format 1.4 on) records, for each chunk,
+ * every thin volume created since snapshots exist, docs/format.md
+ * section 7) records, for each chunk,
  * the virtual chunk it holds AND the generation it was written in (8-byte
  * entries in thin's per-extent reverse map, same two slots, crc and
  * sequence numbers; pool/thin.c).  Generations form a tree kept in the

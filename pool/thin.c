@@ -24,6 +24,12 @@
  * became durable is simply free (reclaimed).  Two durable entries naming
  * the same virtual chunk (a free and a re-map in one torn commit): the
  * block with the higher sequence number wins.
+ * Family maps (THIN_FAM, every thin volume created since snapshots
+ * exist; pool/snap.c has the design): each entry is (virtual chunk + 1,
+ * generation), 508 per block; with 4 KiB chunks and 4 MiB extents 1018
+ * chunks per extent, 24 KiB of map (24.1 bytes per chunk), and 8 more
+ * bytes of RAM per chunk (cgen, sref).  The numbers below are for the
+ * older map, which volumes created before keep.
  * Cost, 4 KiB chunks and 4 MiB extents: 1020 chunks per extent, 16 KiB of
  * map, 16.1 bytes of metadata per chunk; RAM 12 bytes per allocated chunk
  * (forward 4, reverse 4, durable reverse 4) plus a 4 KiB forward leaf
@@ -116,8 +122,9 @@
 #define LEAF_N        (1u << LEAF_SHIFT)
 #define CHUNK_DEFAULT (64u << 10)
 /* VD_OP_STACK.flags: bits 0-7 log2 chunk size; THIN_FAM: a family map
- * (entries carry a generation: snapshots possible; format 1.4). */
-#define THIN_FAM      0x100u
+ * (entries carry a generation: snapshots possible; the format minor
+ * that added snapshots, docs/format.md section 7). */
+#define THIN_FAM 0x100u
 
 /* One map block on disk (little-endian). */
 struct thin_mblk {
@@ -230,10 +237,10 @@ extern const struct vd_layout_ops vd_thin_layout;
  * device images as a crash at that point would leave them.  NULL in
  * production. */
 void (*vd_snap_crash_hook)(const char *step);
-#define CRASH_POINT(step)                                                      \
-    do {                                                                       \
-        if (vd_snap_crash_hook)                                                \
-            vd_snap_crash_hook(step);                                          \
+#define CRASH_POINT(step)             \
+    do {                              \
+        if (vd_snap_crash_hook)       \
+            vd_snap_crash_hook(step); \
     } while (0)
 static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
                            size_t n);
@@ -820,11 +827,11 @@ static int snap_rec_check(struct vd_vol *v, const struct vd_op_snap *o)
     return 0;
 }
 
-#define SNAP_BAD(...)                                                          \
-    do {                                                                       \
-        vd_log(VD_LOG_ERR, __VA_ARGS__);                                       \
-        r = -EINVAL;                                                           \
-        goto out;                                                              \
+#define SNAP_BAD(...)                    \
+    do {                                 \
+        vd_log(VD_LOG_ERR, __VA_ARGS__); \
+        r = -EINVAL;                     \
+        goto out;                        \
     } while (0)
 
 /* Apply a snapshot record (admin lock).  Before ctr (replay) only the tree
@@ -983,7 +990,8 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
                 }
                 uint32_t e = fwd_get(t, vc) & ~F_PEND, ne = leaf_get(nd, vc);
                 n += ne != 0;
-                if (e && e != ne && !t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe])
+                if (e && e != ne &&
+                    !t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe])
                     release_locked(t, e - 1);
             }
             dir_free(t->dir, t->ndir);
@@ -1329,8 +1337,8 @@ static void cow_end_locked(struct thin *t, uint64_t vc, bool committed)
 static void build_block_locked(struct vd_vol *v, struct thin *t, uint64_t de,
                                uint32_t b, struct thin_mblk *m)
 {
-    uint32_t n = t->cpe - b * t->ment < t->ment ? t->cpe - b * t->ment
-                                                : t->ment;
+    uint32_t n =
+        t->cpe - b * t->ment < t->ment ? t->cpe - b * t->ment : t->ment;
     memset(m, 0, sizeof(*m));
     memcpy(m->magic, THIN_MAGIC, 8);
     m->vol = v->id;
@@ -1797,8 +1805,8 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
             /* copy-on-write: the untouched part from the shared chunk
              * (kept until the commit: a snapshot references it) */
             if (old)
-                r = v->lops->pread(v, bounce, t->cs,
-                                   chunk_off(v, t, old - 1), 0);
+                r = v->lops->pread(v, bounce, t->cs, chunk_off(v, t, old - 1),
+                                   0);
             else
                 memset(bounce, 0, t->cs);
             if (r < 0)
@@ -1975,7 +1983,8 @@ static struct thin *fam_of(struct vd_vol *v)
     if (!thin_of(v)->fam) {
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': its chunk map predates snapshots (vdlvm "
-               "before format 1.4); copy it to a new thin volume to take "
+               "before snapshots existed); copy it to a new thin volume to "
+               "take "
                "snapshots",
                v->pool->name, v->name);
         return NULL;
@@ -2342,7 +2351,8 @@ int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
                 vd_log(VD_LOG_ERR,
                        "volume '%s/%s': %s%s maps virtual chunk %" PRIu64
                        " to chunk %u, whose map entry disagrees",
-                       v->pool->name, v->name, head ? "the volume" : "snapshot ",
+                       v->pool->name, v->name,
+                       head ? "the volume" : "snapshot ",
                        head ? "" : t->snaps[m]->name, vc, pc);
                 ++*bad;
                 continue;

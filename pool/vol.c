@@ -310,8 +310,7 @@ static int vol_get_info_locked(const vd_pool *p, const char *name,
     if (name && strchr(name, '@')) {
         /* a snapshot: its volume's info, its name and size */
         struct vd_vol *o;
-        if (vd_snap_split(name, vol, snap) <= 0 ||
-            !(o = vd_vol_find(p, vol)) ||
+        if (vd_snap_split(name, vol, snap) <= 0 || !(o = vd_vol_find(p, vol)) ||
             vd_thin_snap_list(o, &si, &n) < 0)
             return -ENOENT;
         int r = -ENOENT;
