@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <random>
 #include <set>
@@ -465,6 +467,122 @@ TEST_F(Snap, RandomSequences_MatchModel_CheckClean)
         std::string cmd = "rm -f " + paths[0] + " " + paths[1];
         ASSERT_EQ(system(cmd.c_str()), 0);
     }
+}
+
+// Snapshots of a mirrored thin volume: the copies stay mirrored (both legs
+// hold the snapshot's and the volume's chunks), reopen included.
+TEST_F(Snap, MirroredThin_SnapshotAndCow_BothLegs)
+{
+    vd_pool *p = CreateOpen();
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.thin = 1;
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    o.allow_same_node = 1;
+    ASSERT_EQ(vd_vol_create(p, "m", 256ull << 20, &o), 0);
+    vd_vol *v = vd_vol_open(p, "m");
+    Fill(v, 0, 'A');
+    ASSERT_EQ(vd_snap_create(p, "m", "s"), 0);
+    Fill(v, 0, 'B');
+    vd_vol_close(v);
+    EXPECT_EQ(ChunkOf(p, "m@s", 0), 'A');
+    EXPECT_EQ(ChunkOf(p, "m", 0), 'B');
+    // both legs hold both chunks: compare the legs' data spaces
+    struct vd_vol *vv = vd_vol_find(p, "m");
+    std::vector<char> l0(4 << 20), l1(4 << 20);
+    uint64_t o0, o1;
+    struct vd_dev *d0 = vd_leg_locate(vv, 0, 0, &o0);
+    struct vd_dev *d1 = vd_leg_locate(vv, 1, 0, &o1);
+    ASSERT_NE(d0, nullptr);
+    ASSERT_NE(d1, nullptr);
+    ASSERT_NE(d0, d1);
+    ASSERT_EQ(vd_dev_pread(d0, l0.data(), l0.size(), o0), 0);
+    ASSERT_EQ(vd_dev_pread(d1, l1.data(), l1.size(), o1), 0);
+    EXPECT_TRUE(l0 == l1);
+    EXPECT_NE(std::count(l0.begin(), l0.end(), 'A'), 0);
+    EXPECT_NE(std::count(l0.begin(), l0.end(), 'B'), 0);
+    vd_pool_close(p);
+    p = Open();
+    EXPECT_EQ(ChunkOf(p, "m@s", 0), 'A');
+    EXPECT_EQ(ChunkOf(p, "m", 0), 'B');
+    struct vd_pool_check res;
+    EXPECT_EQ(Check(p, &res), 0);
+    vd_pool_close(p);
+}
+
+// Snapshots while 4 threads overwrite their own chunk with growing
+// sequence numbers: each snapshot holds, per chunk, a number at least the
+// last one acknowledged before the create started and at most one more
+// than the last acknowledged when it returned.
+struct Writer {
+    vd_vol *v;
+    uint64_t vc;
+    std::atomic<uint32_t> acked{ 0 };
+    int err = 0;
+};
+static void *writer_main(void *arg)
+{
+    Writer *w = (Writer *)arg;
+    std::vector<uint32_t> b(CS / 4);
+    for (uint32_t k = 1; k <= 300 && !w->err; k++) {
+        std::fill(b.begin(), b.end(), k);
+        w->err = vd_vol_pwrite(w->v, b.data(), CS, w->vc * CS, 0);
+        if (!w->err)
+            w->acked.store(k);
+    }
+    return nullptr;
+}
+
+TEST_F(Snap, UnderConcurrentWrites_HoldsEveryAcknowledgedWrite)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "v", 256ull << 20), 0);
+    vd_vol *v = vd_vol_open(p, "v");
+    Writer w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i].v = v;
+        w[i].vc = i * 3;
+        ASSERT_EQ(pthread_create(&th[i], nullptr, writer_main, &w[i]), 0);
+    }
+    std::vector<std::vector<uint32_t>> lo, hi;
+    for (int s = 0; s < 6; s++) {
+        usleep(20000);
+        std::vector<uint32_t> a0(4), a1(4);
+        for (int i = 0; i < 4; i++)
+            a0[i] = w[i].acked.load();
+        ASSERT_EQ(vd_snap_create(p, "v", ("s" + std::to_string(s)).c_str()), 0);
+        for (int i = 0; i < 4; i++)
+            a1[i] = w[i].acked.load();
+        lo.push_back(a0);
+        hi.push_back(a1);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], nullptr);
+        EXPECT_EQ(w[i].err, 0);
+    }
+    vd_vol_close(v);
+    for (int round = 0; round < 2; round++) {
+        for (int s = 0; s < 6; s++) {
+            vd_vol *sv = vd_vol_open(p, ("v@s" + std::to_string(s)).c_str());
+            ASSERT_NE(sv, nullptr);
+            for (int i = 0; i < 4; i++) {
+                std::vector<uint32_t> b(CS / 4);
+                ASSERT_EQ(vd_vol_pread(sv, b.data(), CS, w[i].vc * CS), 0);
+                for (uint32_t x : b)
+                    ASSERT_EQ(x, b[0]); // never torn
+                EXPECT_GE(b[0], lo[s][i]) << "snapshot " << s << " writer " << i;
+                EXPECT_LE(b[0], hi[s][i] + 1) << "snapshot " << s << " writer " << i;
+            }
+            vd_vol_close(sv);
+        }
+        struct vd_pool_check res;
+        EXPECT_EQ(Check(p, &res), 0);
+        vd_pool_close(p);
+        p = Open();
+    }
+    vd_pool_close(p);
 }
 
 static double ReadSeconds(vd_pool *p, const char *name, int rounds)
