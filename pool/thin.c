@@ -667,20 +667,26 @@ static void prune_locked(struct thin *t)
     free(keep);
 }
 
-/* dep[g] = distance from gen up to its ancestor g, -1 elsewhere
- * (dep has maxgen + 1 entries). */
+/* dep[i] = distance from gen up to its ancestor t->nodes[i], -1 for the
+ * other nodes (dep has nnodes entries: its size does not depend on how
+ * many generations were ever given). */
 static void ancestry(const struct thin *t, uint32_t gen, int32_t *dep)
 {
-    for (uint32_t g = 0; g <= t->maxgen; g++)
-        dep[g] = -1;
+    for (size_t i = 0; i < t->nnodes; i++)
+        dep[i] = -1;
     int32_t d = 0;
-    while (gen && gen <= t->maxgen && dep[gen] < 0) {
-        dep[gen] = d++;
-        const struct tnode *n = node_find(t, gen);
-        if (!n)
-            break;
+    const struct tnode *n;
+    while (gen && (n = node_find(t, gen)) && dep[n - t->nodes] < 0) {
+        dep[n - t->nodes] = d++;
         gen = n->parent;
     }
+}
+
+/* The distance of generation g on the member's path, -1 if off it. */
+static int32_t gdep(const struct thin *t, const int32_t *dep, uint32_t g)
+{
+    const struct tnode *n = node_find(t, g);
+    return n ? dep[n - t->nodes] : -1;
 }
 
 static uint64_t blk_seq(const struct thin *t, uint32_t pc)
@@ -701,18 +707,21 @@ static int build_map_locked(struct thin *t, uint32_t gen, uint32_t **dir,
         if (x->state != X_LIVE)
             continue;
         for (uint32_t i = t->rsv; i < t->cpe; i++) {
-            uint32_t val = x->rev[i], g = x->cgen[i];
-            if (!val || val == R_FREEING || g > t->maxgen || dep[g] < 0 ||
-                val - 1 >= vch)
+            uint32_t val = x->rev[i];
+            if (!val || val == R_FREEING || val - 1 >= vch)
+                continue;
+            int32_t dg = gdep(t, dep, x->cgen[i]);
+            if (dg < 0)
                 continue;
             uint32_t pc = (uint32_t)(de * t->cpe + i);
             uint32_t cur = leaf_get(dir, val - 1);
             if (cur) {
                 uint32_t opc = cur - 1;
-                uint32_t og = t->ext[opc / t->cpe].cgen[opc % t->cpe];
-                if (dep[og] < dep[g])
+                int32_t dog =
+                    gdep(t, dep, t->ext[opc / t->cpe].cgen[opc % t->cpe]);
+                if (dog < dg)
                     continue;
-                if (dep[og] == dep[g] &&
+                if (dog == dg &&
                     (blk_seq(t, opc) > blk_seq(t, pc) ||
                      (blk_seq(t, opc) == blk_seq(t, pc) && opc > pc)))
                     continue;
@@ -730,7 +739,7 @@ static int build_map_locked(struct thin *t, uint32_t gen, uint32_t **dir,
  * next commit).  Lock held. */
 static int fam_build_locked(struct vd_vol *v, struct thin *t)
 {
-    int32_t *dep = malloc(((size_t)t->maxgen + 1) * sizeof(*dep));
+    int32_t *dep = malloc((t->nnodes ? t->nnodes : 1) * sizeof(*dep));
     int r = 0;
 
     if (!dep)
