@@ -227,10 +227,11 @@ int vd_snap_name_is_valid(const char *name);
  * counts in the result), negative errno on failure.  repair: leaked chunks
  * are written free. */
 struct vd_pool_check {
-    uint64_t volumes;  /* thin volumes checked */
-    uint64_t leaked;   /* chunks referenced by no volume or snapshot */
-    uint64_t bad;      /* references that disagree with the chunk map */
-    uint64_t repaired; /* leaked chunks freed */
+    uint64_t volumes;   /* thin volumes checked */
+    uint64_t leaked;    /* chunks referenced by no volume or snapshot */
+    uint64_t bad;       /* references that disagree with the chunk map */
+    uint64_t repaired;  /* leaked chunks freed */
+    uint64_t reclaimed; /* found unreferenced at open (crash recovery) */
 };
 int vd_pool_check(vd_pool *pool, int repair, struct vd_pool_check *res);
 
