@@ -103,6 +103,11 @@ int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
             a->pool, (unsigned long long)res.volumes,
             (unsigned long long)res.leaked, res.repaired ? " (freed)" : "",
             (unsigned long long)res.bad);
+    if (res.reclaimed)
+        fprintf(out,
+                "pool '%s': %llu chunk(s) of interrupted writes or removals "
+                "were reclaimed when the pool opened (crash recovery)\n",
+                a->pool, (unsigned long long)res.reclaimed);
     if (res.bad || (res.leaked && !res.repaired))
         return VD_EXIT_FAIL;
     return VD_EXIT_OK;

@@ -218,10 +218,10 @@ int vd_pool_check(vd_pool *p, int repair, struct vd_pool_check *res)
     if (!vols)
         return -ENOMEM;
     for (uint32_t i = 0; i < n && r == 0; i++) {
-        uint64_t leaked = 0, wrong = 0;
+        uint64_t leaked = 0, wrong = 0, rec = 0;
         if (!vd_thin_is_family(vols[i]) && !vols[i]->upper)
             continue;
-        r = vd_thin_check(vols[i], repair, &leaked, &wrong);
+        r = vd_thin_check(vols[i], repair, &leaked, &wrong, &rec);
         if (r < 0) {
             vd_log(VD_LOG_ERR, "volume '%s/%s': check failed: %s", p->name,
                    vols[i]->name, strerror(-r));
@@ -230,6 +230,7 @@ int vd_pool_check(vd_pool *p, int repair, struct vd_pool_check *res)
         res->volumes++;
         res->leaked += leaked;
         res->bad += wrong;
+        res->reclaimed += rec;
         if (repair)
             res->repaired += leaked;
         if (leaked || wrong) {

@@ -20,7 +20,7 @@ int vd_thin_snap_create(struct vd_vol *v, const char *name);
 int vd_thin_snap_remove(struct vd_vol *v, const char *name);
 int vd_thin_snap_revert(struct vd_vol *v, const char *name, bool force);
 int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
-                  uint64_t *bad);
+                  uint64_t *bad, uint64_t *reclaimed);
 /* Any thread. */
 int vd_thin_snap_count(struct vd_vol *v);
 int vd_thin_snap_list(struct vd_vol *v, struct vd_snap_info **out, size_t *n);

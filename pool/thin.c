@@ -2318,15 +2318,17 @@ int vd_thin_snap_pread(struct vd_vol *v, void *h, void *buf, size_t len,
 /* Verify every reference (pool check): each member's map names chunks
  * whose reverse entry names the same virtual chunk, the snapshots'
  * reference counts equal their maps' references, and no allocated chunk
- * is referenced by no one (a leak).  Counts the leaks found at open too;
- * repair writes them free. */
+ * is referenced by no one (a leak); repair frees leaks.  reclaimed: the
+ * chunks the open found referenced by no one (an interrupted write or
+ * removal: crash recovery, not a defect); repair (and any later commit)
+ * writes them free. */
 int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
-                  uint64_t *bad)
+                  uint64_t *bad, uint64_t *reclaimed)
 {
     struct thin *t = thin_of(v);
     int r = 0;
 
-    *leaked = *bad = 0;
+    *leaked = *bad = *reclaimed = 0;
     if (v->upper != &vd_thin_layout)
         return 0;
     pthread_rwlock_wrlock(&t->io_lock);
@@ -2396,9 +2398,7 @@ int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
         }
     }
     free(cnt);
-    *leaked += t->reclaimed;
-    if (repair)
-        t->reclaimed = 0;
+    *reclaimed = t->reclaimed;
     pthread_mutex_unlock(&t->lock);
     pthread_rwlock_unlock(&t->io_lock);
     if (repair)
