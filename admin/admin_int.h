@@ -20,7 +20,12 @@ struct cmd_args;
 #endif
 
 /* Which target argument a command takes. */
-enum { T_POOL, T_VOL, T_ANY_OPT /* [POOL[/VOL]] */ };
+enum {
+    T_POOL,
+    T_VOL,
+    T_ANY_OPT /* [POOL[/VOL]] */,
+    T_SNAP /* POOL/VOL@SNAP */
+};
 
 enum {
     O_SIZE = 1u << 0,
@@ -48,6 +53,7 @@ enum {
     O_BURST = 1u << 26,
     O_TO = 1u << 14,      /* dev evacuate --to DEV,... */
     O_DRY_RUN = 1u << 15, /* pool apply --dry-run */
+    O_FORCE = 1u << 18, /* vol revert */
 };
 #define O_QOS_ALL                                                 \
     (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
@@ -90,6 +96,7 @@ struct cmd_args {
     struct vd_qos_limits qos; /* vol set (admin/qos.c) */
     unsigned qos_mask;        /* vd_vol_qos_set's mask */
     const char *to; /* --to DEV,... (admin/dev.c splits it) */
+    char snap[VD_NAME_MAX + 1]; /* T_SNAP: the part after '@' */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -130,6 +137,17 @@ void admin_qos_status_text(FILE *out, vd_pool *pool, const char *vol);
 /* obj: a volume's JSON object (len bytes); written with "qos" added. */
 void admin_qos_json_vol(FILE *out, vd_pool *pool, const char *vol,
                         const char *obj, size_t len);
+/* admin/snap.c: snapshots */
+int admin_cmd_snap_create(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
+                        FILE *err);
+int admin_cmd_snap_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 /* key add / key remove and their --key-file option (key.c) */
 int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);

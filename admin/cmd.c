@@ -226,6 +226,41 @@ static const struct cmd_spec g_cmds[] = {
       "  --wait               return when the rebuild is done (always so when\n"
       "                       no tgtd holds the pool)\n",
       .check = check_vol_repair, .exec = admin_cmd_vol_repair },
+    { "vol", "revert", T_SNAP, O_FORCE, 0, "vol revert POOL/VOL@SNAP [--force]",
+      "Make the volume's content the snapshot's (its size stays; the\n"
+      "snapshot stays).  Chunks only the volume held are freed.  Refused\n"
+      "while the volume is exported: its initiator would see every block\n"
+      "change at once under a mounted file system.\n"
+      "\n"
+      "  --force              revert an exported volume anyway\n",
+      .exec = admin_cmd_vol_revert },
+    { "snap", "create", T_SNAP, 0, 0, "snap create POOL/VOL@SNAP",
+      "Take a read-only, crash-consistent snapshot of a thin volume, also\n"
+      "while it is exported and written to: it holds every write\n"
+      "acknowledged before the command started.  Metadata only: no data is\n"
+      "copied; the volume copies a chunk it shares with a snapshot on its\n"
+      "first write to it.  Export it read-only with tgtadm ... --bstype\n"
+      "vdlvm --backing-store POOL/VOL@SNAP.\n",
+      .exec = admin_cmd_snap_create },
+    { "snap", "list", T_VOL, O_JSON, 0, "snap list POOL/VOL [--json]",
+      "List the snapshots of a volume, oldest first: name, size, creation\n"
+      "time, exclusive bytes (what removing it frees), exported.\n"
+      "\n"
+      "  --json               one JSON object {\"volume\":..., \"snapshots\":[...]}\n",
+      .exec = admin_cmd_snap_list },
+    { "snap", "remove", T_SNAP, 0, 0, "snap remove POOL/VOL@SNAP",
+      "Remove a snapshot, any one, in any order.  The chunks no volume or\n"
+      "other snapshot references are freed.  Refused while it is exported.\n",
+      .exec = admin_cmd_snap_remove },
+    { "pool", "check", T_POOL, O_REPAIR, 0, "pool check POOL [--repair]",
+      "Verify every thin volume's chunk references: each map entry names a\n"
+      "chunk whose own entry agrees, each snapshot reference count equals\n"
+      "the references, and no chunk is allocated that nothing references (a\n"
+      "leak, e.g. after a crash during snap remove; opening the pool\n"
+      "reclaims those).  Exit 0 when clean, 1 with a report otherwise.\n"
+      "\n"
+      "  --repair             free the leaked chunks now\n",
+      .exec = admin_cmd_pool_check },
     { "status", NULL, T_ANY_OPT, O_JSON, 0, "status [POOL[/VOL]] [--json]",
       "Show a pool (devices: node, path, state, size, used, free; space:\n"
       "provisioned (overcommit), allocated, free, allocation thresholds\n"
@@ -392,12 +427,29 @@ static int split_target(const struct cmd_spec *c, const char *s,
                       what, a->pool);
             return -1;
         }
-        if (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1)) {
+        if (c->target != T_SNAP &&
+            (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1))) {
             admin_msg(err,
                       "%s%s%s: '%s' is not a volume name; names are 1-63 of "
                       "A-Z a-z 0-9 _ . -, not starting with . or -",
                       c->w1, *what ? " " : "", what, slash + 1);
             return -1;
+        }
+        const char *vn = slash + 1, *at = strchr(vn, '@');
+        if (c->target == T_SNAP) {
+            char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+            if (!at || vd_snap_split(vn, vol, snap) <= 0 ||
+                !vd_name_is_valid(vol)) {
+                admin_msg(err,
+                          "%s%s%s: '%s' names no snapshot; give "
+                          "POOL/VOL@SNAP (SNAP: 1-63 of A-Z a-z 0-9 . _ - +)",
+                          c->w1, *what ? " " : "", what, s);
+                return -1;
+            }
+            strcpy(a->vol, vol);
+            strcpy(a->snap, snap);
+            a->has_target = 1;
+            return 0;
         }
         strcpy(a->vol, slash + 1);
     }
@@ -589,6 +641,7 @@ static const struct opt_spec g_opts[] = {
     { .name = "--prometheus", .bit = O_PROMETHEUS },
     { .name = "--to", .bit = O_TO, .parse = opt_to },
     { .name = "--dry-run", .bit = O_DRY_RUN },
+    { .name = "--force", .bit = O_FORCE },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -651,7 +704,8 @@ static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
         return NULL;
     }
     if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool") ||
-        !strcmp(argv[0], "dev") || !strcmp(argv[0], "key")) {
+        !strcmp(argv[0], "dev") || !strcmp(argv[0], "key") ||
+        !strcmp(argv[0], "snap")) {
         if (argc < 2 || is_help(argv[1])) {
             if (argc >= 2) {
                 print_group_help(argv[0], out);

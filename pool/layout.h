@@ -64,8 +64,9 @@ extern "C" {
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
  * reserved), 11, 12 (the core: key slots; pool/crypt.h), 13 (qos: VD_OP_QOS,
- * pool/qos.c; handled by the core, not the layouts), 20-23 (the core: the
- * extent mover, pool/move.c). */
+ * pool/qos.c; handled by the core, not the layouts), 14-19 (thin
+ * snapshots: pool/snap.c), 20-23 (the core: the extent mover,
+ * pool/move.c). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -90,6 +91,14 @@ enum {
     VD_OP_MOVE_PROGRESS = 21, /* struct vd_op_move_progress */
     VD_OP_MOVE_END = 22,      /* struct vd_op_move: the mapping switch */
     VD_OP_MOVE_ABORT = 23,    /* struct vd_op_hdr only */
+    /* thin snapshots, struct vd_op_snap (pool/snap.c has the design) */
+    VD_OP_SNAP_CREATE = 14, /* id, name, gen (the head's), ngen, size */
+    VD_OP_SNAP_REMOVE = 15, /* id */
+    VD_OP_SNAP_REVERT = 16, /* id, ngen: the head's new generation */
+    VD_OP_SNAP_NODE = 17,   /* checkpoint: generation gen, parent ngen */
+    VD_OP_SNAP_MEMBER = 18, /* checkpoint: snapshot id; id 0: the head
+                               (gen, ngen = the highest generation) */
+    VD_OP_SNAP_LAST = 19,   /* 19 reserved (clones) */
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -161,6 +170,19 @@ struct vd_op_move_progress {
     uint32_t pad0;      /* 28 */
 };
 _Static_assert(sizeof(struct vd_op_move_progress) == 32, "op move progress");
+
+/* Thin snapshot records (VD_OP_SNAP_*): which fields count depends on the
+ * type (see the enum). */
+struct vd_op_snap {
+    struct vd_op_lhdr h; /*  0 */
+    uint32_t id;         /* 12: snapshot id, unique in the volume, from 1 */
+    uint32_t gen;        /* 16: generation */
+    uint32_t ngen;       /* 20: new / parent / highest generation */
+    uint64_t size;       /* 24: snapshot bytes (the volume's then) */
+    int64_t ctime;       /* 32: creation, seconds since the epoch */
+    char name[64];       /* 40: NUL-terminated */
+};
+_Static_assert(sizeof(struct vd_op_snap) == 104, "op snap");
 
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_bdev;

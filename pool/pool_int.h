@@ -38,7 +38,7 @@ extern "C" {
 #define VD_DEV_MAGIC     "VDLVMDV1"
 #define VD_MD_MAGIC      "VDLVMMD1"
 #define VD_FMT_MAJOR     1
-#define VD_FMT_MINOR     2
+#define VD_FMT_MINOR     3
 #define VD_HDR_SIZE      4096u
 #define VD_BLOCK         4096u
 #define VD_MD_OFFSET     (1ull << 20)

@@ -24,6 +24,12 @@
  * became durable is simply free (reclaimed).  Two durable entries naming
  * the same virtual chunk (a free and a re-map in one torn commit): the
  * block with the higher sequence number wins.
+ * Family maps (THIN_FAM, every thin volume created since snapshots
+ * exist; pool/snap.c has the design): each entry is (virtual chunk + 1,
+ * generation), 508 per block; with 4 KiB chunks and 4 MiB extents 1018
+ * chunks per extent, 24 KiB of map (24.1 bytes per chunk), and 8 more
+ * bytes of RAM per chunk (cgen, sref).  The numbers below are for the
+ * older map, which volumes created before keep.
  * Cost, 4 KiB chunks and 4 MiB extents: 1020 chunks per extent, 16 KiB of
  * map, 16.1 bytes of metadata per chunk; RAM 12 bytes per allocated chunk
  * (forward 4, reverse 4, durable reverse 4) plus a 4 KiB forward leaf
@@ -100,17 +106,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "layout.h"
+#include "snap_int.h"
 
 #define THIN_MAGIC    "VDTHINM1"
 #define MBLK          4096u
 #define MENT          ((MBLK - 32) / 4) /* entries per map block: 1016 */
+#define MENT_FAM      ((MBLK - 32) / 8) /* family map: (vc + 1, gen): 508 */
 #define F_PEND        0x80000000u       /* forward entry: not durable yet */
 #define F_FREE        0x80000000u       /* queue entry: a free, not a map */
 #define R_FREEING     0xffffffffu       /* reverse: freed, not durable yet */
 #define LEAF_SHIFT    10
 #define LEAF_N        (1u << LEAF_SHIFT)
 #define CHUNK_DEFAULT (64u << 10)
+/* VD_OP_STACK.flags: bits 0-7 log2 chunk size; THIN_FAM: a family map
+ * (entries carry a generation: snapshots possible; the format minor
+ * that added snapshots, docs/format.md section 8). */
+#define THIN_FAM 0x100u
 
 /* One map block on disk (little-endian). */
 struct thin_mblk {
@@ -121,7 +135,9 @@ struct thin_mblk {
     uint32_t de;        /* 24: data extent */
     uint16_t blk;       /* 28: block within the extent's map */
     uint16_t nent;      /* 30 */
-    uint32_t ent[MENT]; /* 32: virtual chunk + 1, 0 = free */
+    uint32_t ent[MENT]; /* 32: virtual chunk + 1, 0 = free; a family map
+                           (THIN_FAM) holds pairs (virtual chunk + 1,
+                           generation) */
 };
 _Static_assert(sizeof(struct thin_mblk) == MBLK, "thin map block");
 
@@ -131,6 +147,8 @@ struct text {
     uint64_t *bseq;  /* nblk: seq of the valid copy on disk, 0 none */
     uint8_t *bslot;  /* nblk: slot holding it */
     uint8_t *bdirty; /* nblk: in the dirty list */
+    uint32_t *cgen;  /* family: generation the chunk was written in */
+    uint32_t *sref;  /* family: snapshots whose map names the chunk */
     uint32_t nfree;  /* chunks with rev 0 (0 unless X_LIVE) */
     uint8_t state;   /* X_LIVE, X_RETURNING, X_HOLE */
 };
@@ -171,8 +189,59 @@ struct thin {
     bool failed;
     uint64_t seq;
     int64_t nospc_log_ms;
+    /* Snapshots (pool/snap.c has the design).  fam: the map is a family
+     * map (constant).  The rest under lock, changed by md_apply (admin
+     * lock) and by COW writes (cow list, sref).  gen: the head's
+     * generation; nodes: the generation tree, ascending by gen; maxgen:
+     * the highest generation ever given (never reused). */
+    bool fam, loaded;
+    uint32_t ment;
+    uint32_t gen, maxgen;
+    struct tnode *nodes;
+    size_t nnodes;
+    struct tsnap **snaps; /* each allocated once: a view keeps its pointer */
+    size_t nsnaps;
+    /* copy-on-write writes in flight: the old chunk serves reads of vc
+     * until the new one is committed (forward entry F_PEND meanwhile) */
+    struct tcow *cow;
+    size_t ncow, ccap;
+    /* a map prepared (before its commit) for the next SNAP_CREATE or
+     * SNAP_REVERT apply; owned by the admin thread holding io_lock
+     * exclusive */
+    uint32_t **prep;
+    uint64_t nprep;
+    uint64_t reclaimed; /* chunks no member referenced at open */
 };
 
+struct tnode {
+    uint32_t gen, parent; /* parent 0: the root */
+};
+struct tsnap {
+    uint32_t id, gen;
+    uint64_t size;
+    int64_t ctime;
+    uint32_t **dir; /* forward leaves as the head's (no F_PEND) */
+    uint64_t ndir;
+    uint32_t opens; /* exported or open read-only (admin lock) */
+    char name[VD_SNAP_NAME_MAX + 1];
+};
+struct tcow {
+    uint64_t vc;
+    uint32_t old; /* the shared chunk */
+};
+
+extern const struct vd_layout_ops vd_thin_layout;
+
+/* Tests only (tests/unit/pool/snap_test.cc): called at the named step of a
+ * snapshot operation or copy-on-write with no thin lock held, to copy the
+ * device images as a crash at that point would leave them.  NULL in
+ * production. */
+void (*vd_snap_crash_hook)(const char *step);
+#define CRASH_POINT(step)             \
+    do {                              \
+        if (vd_snap_crash_hook)       \
+            vd_snap_crash_hook(step); \
+    } while (0)
 static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
                            size_t n);
 static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w);
@@ -183,12 +252,14 @@ static struct thin *thin_of(const struct vd_vol *v)
 }
 
 /* ---- geometry ------------------------------------------------------------ */
-static void geometry(struct thin *t, uint64_t es, uint32_t cshift)
+static void geometry(struct thin *t, uint64_t es, uint32_t cshift, bool fam)
 {
+    t->fam = fam;
+    t->ment = fam ? MENT_FAM : MENT;
     t->cshift = cshift;
     t->cs = 1ull << cshift;
     t->cpe = (uint32_t)(es >> cshift);
-    t->nblk = (t->cpe + MENT - 1) / MENT;
+    t->nblk = (t->cpe + t->ment - 1) / t->ment;
     t->rsv = (uint32_t)vd_div_up(2ull * t->nblk * MBLK, t->cs);
 }
 
@@ -197,6 +268,25 @@ static uint64_t chunk_off(const struct vd_vol *v, const struct thin *t,
 {
     return (uint64_t)(pc / t->cpe) * v->pool->extent_size +
            ((uint64_t)(pc % t->cpe) << t->cshift);
+}
+
+static uint32_t leaf_get(uint32_t *const *dir, uint64_t vc)
+{
+    const uint32_t *l = dir[vc >> LEAF_SHIFT];
+    return l ? l[vc & (LEAF_N - 1)] : 0;
+}
+
+static int leaf_set(uint32_t **dir, uint64_t vc, uint32_t val)
+{
+    uint32_t **l = &dir[vc >> LEAF_SHIFT];
+    if (!*l) {
+        if (!val)
+            return 0;
+        if (!(*l = calloc(LEAF_N, sizeof(uint32_t))))
+            return -ENOMEM;
+    }
+    (*l)[vc & (LEAF_N - 1)] = val;
+    return 0;
 }
 
 static uint32_t fwd_get(const struct thin *t, uint64_t vc)
@@ -237,7 +327,7 @@ static void limbo_locked(struct thin *t, uint32_t pc)
 static void mark_dirty_locked(struct thin *t, uint32_t pc)
 {
     uint64_t de = pc / t->cpe;
-    uint32_t b = (pc % t->cpe) / MENT;
+    uint32_t b = (pc % t->cpe) / t->ment;
     if (t->ext[de].bdirty[b])
         return;
     if (t->ndirty == t->dcap) {
@@ -267,6 +357,10 @@ static void ext_reset(struct thin *t, struct text *x, bool live)
     memset(x->bseq, 0, (size_t)t->nblk * 8);
     memset(x->bslot, 1, t->nblk); /* first write to slot 0 */
     memset(x->bdirty, 0, t->nblk);
+    if (t->fam) {
+        memset(x->cgen, 0, (size_t)t->cpe * 4);
+        memset(x->sref, 0, (size_t)t->cpe * 4);
+    }
     x->nfree = live ? t->cpe - t->rsv : 0;
     x->state = live ? X_LIVE : X_HOLE;
 }
@@ -300,7 +394,14 @@ static int resize_locked(struct vd_vol *v, struct thin *t)
             x->bseq = calloc(t->nblk, 8);
             x->bslot = calloc(t->nblk, 1);
             x->bdirty = calloc(t->nblk, 1);
-            if (!x->rev || !x->drev || !x->bseq || !x->bslot || !x->bdirty) {
+            if (t->fam) {
+                x->cgen = calloc(t->cpe, 4);
+                x->sref = calloc(t->cpe, 4);
+            }
+            if (!x->rev || !x->drev || !x->bseq || !x->bslot || !x->bdirty ||
+                (t->fam && (!x->cgen || !x->sref))) {
+                free(x->cgen);
+                free(x->sref);
                 free(x->rev);
                 free(x->drev);
                 free(x->bseq);
@@ -363,7 +464,7 @@ static int thin_plan(vd_pool *p, const char *name,
     o.h.h.len = sizeof(o);
     o.h.vol = ov->id;
     o.layout = VD_LAYOUT_THIN;
-    o.flags = sh;
+    o.flags = sh | THIN_FAM;
     return vd_opbuf_add(ops, &o, sizeof(o));
 }
 
@@ -374,21 +475,33 @@ static int thin_plan_extend(struct vd_vol *v, uint64_t le_count,
     return 0;
 }
 
-/* Thin keeps no records in the pool's log (its map lives in its data
- * extents; VD_OP_STACK is the core's). */
+/* Thin's chunk map lives in its data extents (VD_OP_STACK is the
+ * core's); the pool's log holds only the snapshot records (snap_apply). */
+static int snap_apply(struct vd_vol *v, struct thin *t,
+                      const struct vd_op_hdr *op);
+static int snap_serialize(const struct vd_vol *v, struct thin *t,
+                          struct vd_opbuf *b);
+static void snaps_free(struct thin *t);
+
 static int thin_md_apply(struct vd_vol *v, const struct vd_op_hdr *op)
 {
-    return -ENOENT;
+    if (op->type < VD_OP_SNAP_CREATE || op->type > VD_OP_SNAP_LAST)
+        return -ENOENT;
+    return snap_apply(v, thin_of(v), op);
 }
 
 static int thin_md_serialize(const struct vd_vol *v, struct vd_opbuf *b)
 {
+    struct thin *t = thin_of(v);
     struct vd_op_stack o = { .h.h.type = VD_OP_STACK };
     o.h.h.len = sizeof(o);
     o.h.vol = v->id;
     o.layout = VD_LAYOUT_THIN;
-    o.flags = thin_of(v)->cshift;
-    return vd_opbuf_add(b, &o, sizeof(o));
+    o.flags = t->cshift | (t->fam ? THIN_FAM : 0);
+    int r = vd_opbuf_add(b, &o, sizeof(o));
+    if (r == 0 && t->fam)
+        r = snap_serialize(v, t, b);
+    return r;
 }
 
 static void thin_fini(struct vd_vol *v)
@@ -405,8 +518,11 @@ static void thin_fini(struct vd_vol *v)
         free(t->ext[i].bseq);
         free(t->ext[i].bslot);
         free(t->ext[i].bdirty);
+        free(t->ext[i].cgen);
+        free(t->ext[i].sref);
     }
     free(t->ext);
+    snaps_free(t);
     free(t->dirty);
     free(t->limbo);
     pthread_mutex_destroy(&t->lock);
@@ -421,14 +537,27 @@ static int thin_stack(struct vd_vol *v, const struct vd_op_stack *o)
     uint64_t es = v->pool->extent_size;
     struct thin *t;
 
-    if (o->flags < 12 || (1ull << o->flags) > es / 2) {
-        vd_log(VD_LOG_ERR, "pool '%s': volume '%s': bad chunk size 2^%u",
-               v->pool->name, v->name, o->flags);
+    uint32_t sh = o->flags & 0xff;
+    if ((o->flags & ~(0xffu | THIN_FAM)) || sh < 12 || (1ull << sh) > es / 2) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': volume '%s': bad thin flags 0x%x (chunk size "
+               "2^%u; written by a newer vdlvm?)",
+               v->pool->name, v->name, o->flags, sh);
         return -EINVAL;
     }
     if (!(t = calloc(1, sizeof(*t))))
         return -ENOMEM;
-    geometry(t, es, o->flags);
+    geometry(t, es, sh, o->flags & THIN_FAM);
+    if (t->fam) {
+        /* the head starts in generation 1, the root's child */
+        if (!(t->nodes = malloc(sizeof(*t->nodes)))) {
+            free(t);
+            return -ENOMEM;
+        }
+        t->nodes[0] = (struct tnode){ 1, 0 };
+        t->nnodes = 1;
+        t->gen = t->maxgen = 1;
+    }
     pthread_mutex_init(&t->lock, NULL);
     pthread_cond_init(&t->cond, NULL);
     pthread_rwlockattr_t ra;
@@ -442,11 +571,506 @@ static int thin_stack(struct vd_vol *v, const struct vd_op_stack *o)
     return 0;
 }
 
+/* ---- snapshots: generation tree, member maps (design: pool/snap.c) -------- */
+static struct tnode *node_find(const struct thin *t, uint32_t gen)
+{
+    size_t lo = 0, hi = t->nnodes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (t->nodes[mid].gen == gen)
+            return &t->nodes[mid];
+        if (t->nodes[mid].gen < gen)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* gen is new (above maxgen: the array stays ascending); parent exists. */
+static int node_add(struct thin *t, uint32_t gen, uint32_t parent)
+{
+    struct tnode *n = realloc(t->nodes, (t->nnodes + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    t->nodes = n;
+    n[t->nnodes++] = (struct tnode){ gen, parent };
+    if (gen > t->maxgen)
+        t->maxgen = gen;
+    return 0;
+}
+
+static struct tsnap *snap_find_id(const struct thin *t, uint32_t id)
+{
+    for (size_t i = 0; i < t->nsnaps; i++)
+        if (t->snaps[i]->id == id)
+            return t->snaps[i];
+    return NULL;
+}
+
+static struct tsnap *snap_find_name(const struct thin *t, const char *name)
+{
+    for (size_t i = 0; i < t->nsnaps; i++)
+        if (!strcmp(t->snaps[i]->name, name))
+            return t->snaps[i];
+    return NULL;
+}
+
+static void dir_free(uint32_t **dir, uint64_t ndir)
+{
+    if (!dir)
+        return;
+    for (uint64_t i = 0; i < ndir; i++)
+        free(dir[i]);
+    free(dir);
+}
+
+static void snaps_free(struct thin *t)
+{
+    for (size_t i = 0; i < t->nsnaps; i++) {
+        dir_free(t->snaps[i]->dir, t->snaps[i]->ndir);
+        free(t->snaps[i]);
+    }
+    free(t->snaps);
+    free(t->nodes);
+    free(t->cow);
+    dir_free(t->prep, t->nprep);
+    t->snaps = NULL;
+    t->nodes = NULL;
+    t->cow = NULL;
+    t->prep = NULL;
+    t->nsnaps = t->nnodes = t->ncow = 0;
+}
+
+/* Drop the generations no member descends from (their chunks are seen by
+ * no one).  Deterministic: replay prunes exactly as the live apply did. */
+static void prune_locked(struct thin *t)
+{
+    uint8_t *keep = calloc(t->nnodes ? t->nnodes : 1, 1);
+    if (!keep)
+        return; /* kept: harmless, pruned by a later apply */
+    for (size_t m = 0; m <= t->nsnaps; m++) {
+        uint32_t g = m < t->nsnaps ? t->snaps[m]->gen : t->gen;
+        while (g) {
+            struct tnode *n = node_find(t, g);
+            if (!n || keep[n - t->nodes])
+                break;
+            keep[n - t->nodes] = 1;
+            g = n->parent;
+        }
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < t->nnodes; i++)
+        if (keep[i])
+            t->nodes[k++] = t->nodes[i];
+    t->nnodes = k;
+    free(keep);
+}
+
+/* dep[i] = distance from gen up to its ancestor t->nodes[i], -1 for the
+ * other nodes (dep has nnodes entries: its size does not depend on how
+ * many generations were ever given). */
+static void ancestry(const struct thin *t, uint32_t gen, int32_t *dep)
+{
+    for (size_t i = 0; i < t->nnodes; i++)
+        dep[i] = -1;
+    int32_t d = 0;
+    const struct tnode *n;
+    while (gen && (n = node_find(t, gen)) && dep[n - t->nodes] < 0) {
+        dep[n - t->nodes] = d++;
+        gen = n->parent;
+    }
+}
+
+/* The distance of generation g on the member's path, -1 if off it. */
+static int32_t gdep(const struct thin *t, const int32_t *dep, uint32_t g)
+{
+    const struct tnode *n = node_find(t, g);
+    return n ? dep[n - t->nodes] : -1;
+}
+
+static uint64_t blk_seq(const struct thin *t, uint32_t pc)
+{
+    return t->ext[pc / t->cpe].bseq[(pc % t->cpe) / t->ment];
+}
+
+/* The map of the member in generation gen, vch virtual chunks: for each
+ * virtual chunk the chunk of the nearest ancestor generation (the same
+ * generation twice, after a torn commit: the newer block, then the higher
+ * chunk number; every member decides alike). */
+static int build_map_locked(struct thin *t, uint32_t gen, uint32_t **dir,
+                            uint64_t vch, int32_t *dep)
+{
+    ancestry(t, gen, dep);
+    for (uint64_t de = 0; de < t->next; de++) {
+        const struct text *x = &t->ext[de];
+        if (x->state != X_LIVE)
+            continue;
+        for (uint32_t i = t->rsv; i < t->cpe; i++) {
+            uint32_t val = x->rev[i];
+            if (!val || val == R_FREEING || val - 1 >= vch)
+                continue;
+            int32_t dg = gdep(t, dep, x->cgen[i]);
+            if (dg < 0)
+                continue;
+            uint32_t pc = (uint32_t)(de * t->cpe + i);
+            uint32_t cur = leaf_get(dir, val - 1);
+            if (cur) {
+                uint32_t opc = cur - 1;
+                int32_t dog =
+                    gdep(t, dep, t->ext[opc / t->cpe].cgen[opc % t->cpe]);
+                if (dog < dg)
+                    continue;
+                if (dog == dg &&
+                    (blk_seq(t, opc) > blk_seq(t, pc) ||
+                     (blk_seq(t, opc) == blk_seq(t, pc) && opc > pc)))
+                    continue;
+            }
+            if (leaf_set(dir, val - 1, pc + 1) < 0)
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Open (ctr, after every extent's map was read): each member's map from
+ * the chunks' (virtual chunk, generation), the snapshots' references
+ * (sref), and the chunks no member sees reclaimed (written free by the
+ * next commit).  Lock held. */
+static int fam_build_locked(struct vd_vol *v, struct thin *t)
+{
+    int32_t *dep = malloc((t->nnodes ? t->nnodes : 1) * sizeof(*dep));
+    int r = 0;
+
+    if (!dep)
+        return -ENOMEM;
+    r = build_map_locked(t, t->gen, t->dir, t->vchunks, dep);
+    for (size_t m = 0; m < t->nsnaps && r == 0; m++) {
+        struct tsnap *s = t->snaps[m];
+        uint64_t vch = s->size >> t->cshift;
+        s->ndir = vd_div_up(vch, LEAF_N);
+        if (!(s->dir = calloc(s->ndir ? s->ndir : 1, sizeof(*s->dir))))
+            r = -ENOMEM;
+        else
+            r = build_map_locked(t, s->gen, s->dir, vch, dep);
+        for (uint64_t vc = 0; r == 0 && vc < vch; vc++) {
+            if (!s->dir[vc >> LEAF_SHIFT]) {
+                vc |= LEAF_N - 1;
+                continue;
+            }
+            uint32_t e = leaf_get(s->dir, vc);
+            if (e)
+                t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe]++;
+        }
+    }
+    free(dep);
+    if (r < 0)
+        return r;
+    t->nalloc = 0;
+    for (uint64_t de = 0; de < t->next; de++) {
+        struct text *x = &t->ext[de];
+        if (x->state != X_LIVE)
+            continue;
+        for (uint32_t i = t->rsv; i < t->cpe; i++) {
+            uint32_t val = x->rev[i], pc = (uint32_t)(de * t->cpe + i);
+            if (!val)
+                continue;
+            if (fwd_get(t, val - 1) == pc + 1) {
+                t->nalloc++;
+                continue;
+            }
+            if (x->sref[i])
+                continue;
+            x->rev[i] = x->drev[i] = 0;
+            x->cgen[i] = 0;
+            x->nfree++;
+            mark_dirty_locked(t, pc);
+            t->reclaimed++;
+        }
+    }
+    if (t->reclaimed)
+        vd_log(VD_LOG_INFO,
+               "volume '%s/%s': %" PRIu64 " chunk(s) referenced by no "
+               "snapshot or volume reclaimed (an interrupted write or "
+               "snapshot removal)",
+               v->pool->name, v->name, t->reclaimed);
+    return 0;
+}
+
+/* A chunk no member references any more: free after a commit wrote it
+ * free (limbo).  Lock held. */
+static void release_locked(struct thin *t, uint32_t pc)
+{
+    t->ext[pc / t->cpe].drev[pc % t->cpe] = 0;
+    mark_dirty_locked(t, pc);
+    limbo_locked(t, pc);
+}
+
+/* Copy a forward table of ndir leaves into a new one of nd leaves
+ * (F_PEND entries must not exist: the caller holds io_lock exclusive). */
+static uint32_t **dir_copy(uint32_t *const *src, uint64_t nsrc, uint64_t nd)
+{
+    uint32_t **d = calloc(nd ? nd : 1, sizeof(*d));
+    if (!d)
+        return NULL;
+    for (uint64_t i = 0; i < nd && i < nsrc; i++) {
+        if (!src[i])
+            continue;
+        if (!(d[i] = malloc(LEAF_N * sizeof(uint32_t)))) {
+            dir_free(d, nd);
+            return NULL;
+        }
+        memcpy(d[i], src[i], LEAF_N * sizeof(uint32_t));
+    }
+    return d;
+}
+
+static int snap_rec_check(struct vd_vol *v, const struct vd_op_snap *o)
+{
+    if (o->h.h.len < sizeof(*o) || !memchr(o->name, 0, sizeof(o->name))) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': volume '%s': snapshot record type %u malformed",
+               v->pool->name, v->name, o->h.h.type);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+#define SNAP_BAD(...)                    \
+    do {                                 \
+        vd_log(VD_LOG_ERR, __VA_ARGS__); \
+        r = -EINVAL;                     \
+        goto out;                        \
+    } while (0)
+
+/* Apply a snapshot record (admin lock).  Before ctr (replay) only the tree
+ * and the member list change; after it (t->loaded: a live commit, the
+ * caller holding io_lock exclusive) the maps and references too. */
+static int snap_apply(struct vd_vol *v, struct thin *t,
+                      const struct vd_op_hdr *op)
+{
+    const struct vd_op_snap *o = (const void *)op;
+    const char *pn = v->pool->name, *vn = v->name;
+    int r = 0;
+
+    if (!t->fam) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': volume '%s': snapshot record on a volume without "
+               "a family map",
+               pn, vn);
+        return -EINVAL;
+    }
+    if ((r = snap_rec_check(v, o)) < 0)
+        return r;
+    pthread_mutex_lock(&t->lock);
+    switch (op->type) {
+    case VD_OP_SNAP_CREATE:
+    case VD_OP_SNAP_MEMBER: {
+        struct tsnap *s;
+        bool create = op->type == VD_OP_SNAP_CREATE;
+        if (!o->id && !create) { /* the head, last of a checkpoint */
+            if (!node_find(t, o->gen) || o->ngen < o->gen)
+                SNAP_BAD("pool '%s': volume '%s': head generation %u "
+                         "unknown",
+                         pn, vn, o->gen);
+            t->gen = o->gen;
+            if (o->ngen > t->maxgen)
+                t->maxgen = o->ngen;
+            prune_locked(t);
+            break;
+        }
+        if (!o->id || snap_find_id(t, o->id) || snap_find_name(t, o->name) ||
+            !o->name[0] || t->nsnaps >= VD_SNAP_MAX)
+            SNAP_BAD("pool '%s': volume '%s': snapshot %u '%s' duplicate, "
+                     "unnamed or one too many",
+                     pn, vn, o->id, o->name);
+        if (!node_find(t, o->gen) || o->size > v->size ||
+            (create && (o->gen != t->gen || o->ngen <= t->maxgen)))
+            SNAP_BAD("pool '%s': volume '%s': snapshot '%s' names generation "
+                     "%u/%u (head %u, last %u) or size %" PRIu64 " (volume "
+                     "%" PRIu64 ")",
+                     pn, vn, o->name, o->gen, o->ngen, t->gen, t->maxgen,
+                     o->size, v->size);
+        struct tsnap **sa = realloc(t->snaps, (t->nsnaps + 1) * sizeof(*sa));
+        if (!sa) {
+            r = -ENOMEM;
+            goto out;
+        }
+        t->snaps = sa;
+        if (!(s = calloc(1, sizeof(*s)))) {
+            r = -ENOMEM;
+            goto out;
+        }
+        if (create && (r = node_add(t, o->ngen, o->gen)) < 0) {
+            free(s);
+            goto out;
+        }
+        t->snaps[t->nsnaps++] = s;
+        s->id = o->id;
+        s->gen = o->gen;
+        s->size = o->size;
+        s->ctime = o->ctime;
+        vd_name_copy(s->name, sizeof(s->name), o->name);
+        if (!create)
+            break;
+        t->gen = o->ngen;
+        if (!t->loaded)
+            break;
+        /* live: the map prepared before the commit (snap_create) */
+        s->ndir = vd_div_up(s->size >> t->cshift, LEAF_N);
+        if (t->prep && t->nprep == s->ndir) {
+            s->dir = t->prep;
+            t->prep = NULL;
+        } else if (!(s->dir = dir_copy(t->dir, t->ndir, s->ndir))) {
+            r = -ENOMEM; /* RAM only: the pool must be reopened */
+            t->failed = true;
+            goto out;
+        }
+        for (uint64_t vc = 0; vc < (s->size >> t->cshift); vc++) {
+            if (!s->dir[vc >> LEAF_SHIFT]) {
+                vc |= LEAF_N - 1;
+                continue;
+            }
+            uint32_t e = leaf_get(s->dir, vc);
+            if (e)
+                t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe]++;
+        }
+        break;
+    }
+    case VD_OP_SNAP_REMOVE: {
+        struct tsnap *s = snap_find_id(t, o->id);
+        if (!s)
+            SNAP_BAD("pool '%s': volume '%s': snapshot %u to remove unknown",
+                     pn, vn, o->id);
+        if (t->loaded && s->dir) {
+            for (uint64_t vc = 0; vc < (s->size >> t->cshift); vc++) {
+                if (!s->dir[vc >> LEAF_SHIFT]) {
+                    vc |= LEAF_N - 1;
+                    continue;
+                }
+                uint32_t e = leaf_get(s->dir, vc);
+                if (!e)
+                    continue;
+                uint32_t pc = e - 1;
+                if (--t->ext[pc / t->cpe].sref[pc % t->cpe] == 0 &&
+                    (fwd_get(t, vc) & ~F_PEND) != e)
+                    release_locked(t, pc);
+            }
+        }
+        dir_free(s->dir, s->ndir);
+        size_t k = 0;
+        while (t->snaps[k] != s)
+            k++;
+        memmove(t->snaps + k, t->snaps + k + 1,
+                (t->nsnaps - k - 1) * sizeof(*t->snaps));
+        t->nsnaps--;
+        free(s);
+        prune_locked(t);
+        break;
+    }
+    case VD_OP_SNAP_REVERT: {
+        struct tsnap *s = snap_find_id(t, o->id);
+        if (!s || o->ngen <= t->maxgen)
+            SNAP_BAD("pool '%s': volume '%s': revert to snapshot %u "
+                     "(generation %u) unknown or stale",
+                     pn, vn, o->id, o->ngen);
+        uint32_t **nd = NULL;
+        if (t->loaded) {
+            if (t->prep && t->nprep == t->ndir) {
+                nd = t->prep;
+                t->prep = NULL;
+            } else if (!(nd = dir_copy(s->dir, s->ndir, t->ndir))) {
+                r = -ENOMEM;
+                t->failed = true;
+                goto out;
+            }
+        }
+        if ((r = node_add(t, o->ngen, s->gen)) < 0) {
+            dir_free(nd, t->ndir);
+            goto out;
+        }
+        t->gen = o->ngen;
+        if (t->loaded) {
+            uint64_t n = 0;
+            for (uint64_t vc = 0; vc < t->vchunks; vc++) {
+                if (!t->dir[vc >> LEAF_SHIFT] && !nd[vc >> LEAF_SHIFT]) {
+                    vc |= LEAF_N - 1;
+                    continue;
+                }
+                uint32_t e = fwd_get(t, vc) & ~F_PEND, ne = leaf_get(nd, vc);
+                n += ne != 0;
+                if (e && e != ne &&
+                    !t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe])
+                    release_locked(t, e - 1);
+            }
+            dir_free(t->dir, t->ndir);
+            t->dir = nd;
+            t->nalloc = n;
+        }
+        prune_locked(t);
+        break;
+    }
+    case VD_OP_SNAP_NODE: {
+        struct tnode *n = node_find(t, o->gen);
+        if (n && n->parent == o->ngen)
+            break; /* generation 1, made by the stack record */
+        if (n || o->gen <= t->maxgen || (o->ngen && !node_find(t, o->ngen)))
+            SNAP_BAD("pool '%s': volume '%s': generation %u (parent %u) "
+                     "duplicate or out of order",
+                     pn, vn, o->gen, o->ngen);
+        r = node_add(t, o->gen, o->ngen);
+        break;
+    }
+    default:
+        r = -ENOENT;
+    }
+out:
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
+/* Checkpoint: the generation tree (ascending: parents first), the
+ * snapshots, then the head (which prunes a stack-made generation 1). */
+static int snap_serialize(const struct vd_vol *v, struct thin *t,
+                          struct vd_opbuf *b)
+{
+    struct vd_op_snap o;
+    int r = 0;
+
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i <= t->nnodes + t->nsnaps && r == 0; i++) {
+        memset(&o, 0, sizeof(o));
+        o.h.h.len = sizeof(o);
+        o.h.vol = v->id;
+        if (i < t->nnodes) {
+            o.h.h.type = VD_OP_SNAP_NODE;
+            o.gen = t->nodes[i].gen;
+            o.ngen = t->nodes[i].parent;
+        } else if (i < t->nnodes + t->nsnaps) {
+            const struct tsnap *s = t->snaps[i - t->nnodes];
+            o.h.h.type = VD_OP_SNAP_MEMBER;
+            o.id = s->id;
+            o.gen = s->gen;
+            o.size = s->size;
+            o.ctime = s->ctime;
+            vd_name_copy(o.name, sizeof(o.name), s->name);
+        } else {
+            o.h.h.type = VD_OP_SNAP_MEMBER;
+            o.gen = t->gen;
+            o.ngen = t->maxgen;
+        }
+        r = vd_opbuf_add(b, &o, sizeof(o));
+    }
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
 /* ---- open: rebuild from the map blocks ----------------------------------- */
 static bool mblk_valid(const struct vd_vol *v, const struct thin *t,
                        const struct thin_mblk *m, uint64_t de, uint32_t b)
 {
-    uint32_t want = t->cpe - b * MENT < MENT ? t->cpe - b * MENT : MENT;
+    uint32_t want =
+        t->cpe - b * t->ment < t->ment ? t->cpe - b * t->ment : t->ment;
     struct thin_mblk c;
 
     if (memcmp(m->magic, THIN_MAGIC, 8) || m->vol != v->id || m->de != de ||
@@ -481,17 +1105,34 @@ static int load_extent_locked(struct vd_vol *v, struct thin *t, uint64_t de,
         if (m->seq > t->seq)
             t->seq = m->seq;
         for (uint32_t j = 0; j < m->nent; j++) {
-            uint32_t i = b * MENT + j, val = m->ent[j];
+            uint32_t i = b * t->ment + j;
+            uint32_t val = t->fam ? m->ent[2 * j] : m->ent[j];
             uint32_t pc = (uint32_t)(de * t->cpe + i);
             if (!val || i < t->rsv || val - 1 >= t->vchunks)
                 continue;
+            if (t->fam) {
+                /* which member sees it is decided once every extent is
+                 * read (fam_build_locked); a generation no longer in the
+                 * tree is seen by no one: written free by the next
+                 * commit */
+                uint32_t g = m->ent[2 * j + 1];
+                if (!node_find(t, g)) {
+                    mark_dirty_locked(t, pc);
+                    t->reclaimed++;
+                    continue;
+                }
+                x->rev[i] = x->drev[i] = val;
+                x->cgen[i] = g;
+                x->nfree--;
+                continue;
+            }
             uint64_t vc = val - 1;
             uint32_t old = fwd_get(t, vc);
             if (old) {
                 /* two durable entries: the newer block wins */
                 uint32_t opc = old - 1;
                 struct text *ox = &t->ext[opc / t->cpe];
-                uint32_t ob = (opc % t->cpe) / MENT;
+                uint32_t ob = (opc % t->cpe) / t->ment;
                 if (ox->bseq[ob] >= m->seq) {
                     mark_dirty_locked(t, pc);
                     continue;
@@ -521,7 +1162,7 @@ static int thin_ctr(struct vd_vol *v)
     pthread_mutex_lock(&t->lock);
     r = resize_locked(v, t);
     pthread_mutex_unlock(&t->lock);
-    if (r < 0 || t->nalloc || t->seq)
+    if (r < 0 || t->nalloc || t->seq || t->loaded)
         return r; /* loaded already (ctr after a failed start) */
     if (!(area = malloc(alen)))
         return -ENOMEM;
@@ -549,6 +1190,12 @@ static int thin_ctr(struct vd_vol *v)
         pthread_mutex_unlock(&t->lock);
     }
     free(area);
+    pthread_mutex_lock(&t->lock);
+    if (r == 0 && t->fam && !t->failed)
+        r = fam_build_locked(v, t);
+    if (r == 0)
+        t->loaded = true;
+    pthread_mutex_unlock(&t->lock);
     return r;
 }
 
@@ -637,15 +1284,70 @@ static void thin_status(struct vd_vol *v, struct vd_vol_status *st)
     st->thin = 1;
     st->chunk_size = t->cs;
     pthread_mutex_lock(&t->lock);
-    st->allocated = t->nalloc << t->cshift;
+    uint64_t n = t->nalloc;
+    if (t->nsnaps) { /* and the chunks only snapshots hold */
+        n = 0;
+        for (uint64_t de = 0; de < t->next; de++)
+            for (uint32_t i = t->rsv; i < t->cpe; i++) {
+                uint32_t val = t->ext[de].rev[i];
+                n += val && val != R_FREEING;
+            }
+    }
+    st->allocated = n << t->cshift;
     pthread_mutex_unlock(&t->lock);
+}
+
+/* The shared chunk a copy-on-write of vc replaces, 0 if none in flight
+ * (pc + 1).  Lock held. */
+static uint32_t cow_old_locked(const struct thin *t, uint64_t vc)
+{
+    for (size_t i = 0; i < t->ncow; i++)
+        if (t->cow[i].vc == vc)
+            return t->cow[i].old + 1;
+    return 0;
+}
+
+static int cow_add_locked(struct thin *t, uint64_t vc, uint32_t old)
+{
+    if (t->ncow == t->ccap) {
+        size_t nc = t->ccap ? t->ccap * 2 : 16;
+        struct tcow *n = realloc(t->cow, nc * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        t->cow = n;
+        t->ccap = nc;
+    }
+    t->cow[t->ncow++] = (struct tcow){ vc, old };
+    return 0;
+}
+
+/* The copy-on-write of vc ended: committed (the head left the old chunk:
+ * free it if no snapshot still needs it) or not (the old chunk is mapped
+ * again).  Lock held. */
+static void cow_end_locked(struct thin *t, uint64_t vc, bool committed)
+{
+    for (size_t i = 0; i < t->ncow; i++) {
+        if (t->cow[i].vc != vc)
+            continue;
+        uint32_t old = t->cow[i].old;
+        t->cow[i] = t->cow[--t->ncow];
+        if (!committed) {
+            fwd_set(t, vc, old + 1);
+            return;
+        }
+        t->nalloc--;
+        if (!t->ext[old / t->cpe].sref[old % t->cpe])
+            release_locked(t, old);
+        return;
+    }
 }
 
 /* ---- group commit ----------------------------------------------------------- */
 static void build_block_locked(struct vd_vol *v, struct thin *t, uint64_t de,
                                uint32_t b, struct thin_mblk *m)
 {
-    uint32_t n = t->cpe - b * MENT < MENT ? t->cpe - b * MENT : MENT;
+    uint32_t n =
+        t->cpe - b * t->ment < t->ment ? t->cpe - b * t->ment : t->ment;
     memset(m, 0, sizeof(*m));
     memcpy(m->magic, THIN_MAGIC, 8);
     m->vol = v->id;
@@ -653,7 +1355,16 @@ static void build_block_locked(struct vd_vol *v, struct thin *t, uint64_t de,
     m->de = (uint32_t)de;
     m->blk = (uint16_t)b;
     m->nent = (uint16_t)n;
-    memcpy(m->ent, t->ext[de].drev + (size_t)b * MENT, (size_t)n * 4);
+    if (!t->fam) {
+        memcpy(m->ent, t->ext[de].drev + (size_t)b * MENT, (size_t)n * 4);
+    } else {
+        const struct text *x = &t->ext[de];
+        for (uint32_t j = 0; j < n; j++) {
+            uint32_t i = b * t->ment + j;
+            m->ent[2 * j] = x->drev[i];
+            m->ent[2 * j + 1] = x->drev[i] ? x->cgen[i] : 0;
+        }
+    }
     m->crc = vd_crc32c(0, m, sizeof(*m));
 }
 
@@ -710,8 +1421,12 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
             t->ndirty = 0;
     }
     pthread_mutex_unlock(&t->lock);
+    if (data)
+        CRASH_POINT("commit-data-flushed");
     for (size_t k = 0; k < nb && r == 0; k++)
         r = v->lops->pwrite(v, &img[k], MBLK, offs[k], 0);
+    if (nb)
+        CRASH_POINT("commit-map-written");
     if (r == 0 && nb)
         r = v->lops->flush(v);
     pthread_mutex_lock(&t->lock);
@@ -723,7 +1438,8 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
             t->ext[de].bseq[b] = img[k].seq;
         } else {
             /* rewritten by the next commit, to the same (unsure) slot */
-            mark_dirty_locked(t, (uint32_t)(de * t->cpe + (uint64_t)b * MENT));
+            mark_dirty_locked(t,
+                              (uint32_t)(de * t->cpe + (uint64_t)b * t->ment));
         }
     }
     for (w = batch; w; w = w->next) {
@@ -742,10 +1458,15 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
                 }
             } else if (r == 0) {
                 fwd_set(t, x->rev[li] - 1, pc + 1);
+                if (t->ncow)
+                    cow_end_locked(t, x->rev[li] - 1, true);
             } else {
                 /* the map may or may not name it on disk: not reused
-                 * before a commit wrote it free */
+                 * before a commit wrote it free (a copy-on-write maps the
+                 * shared chunk again) */
                 fwd_set(t, x->rev[li] - 1, 0);
+                if (t->ncow)
+                    cow_end_locked(t, x->rev[li] - 1, false);
                 x->drev[li] = 0;
                 t->nalloc--;
                 mark_dirty_locked(t, pc);
@@ -929,6 +1650,8 @@ static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
         pthread_mutex_lock(&t->lock);
         uint32_t e = fwd_get(t, vc);
         bool m = e && !(e & F_PEND);
+        if ((e & F_PEND) && t->ncow && (e = cow_old_locked(t, vc)))
+            m = true; /* a copy-on-write in flight: the old data */
         /* one device call per run of physically consecutive chunks, one
          * memset per run of unmapped ones */
         for (uint64_t k = 1; n < len; k++) {
@@ -958,6 +1681,8 @@ static void undo_locked(struct thin *t, const uint64_t *vcs,
     for (size_t i = 0; i < n; i++) {
         struct text *x = &t->ext[pcs[i] / t->cpe];
         fwd_set(t, vcs[i], 0);
+        if (t->ncow)
+            cow_end_locked(t, vcs[i], false);
         x->rev[pcs[i] % t->cpe] = 0;
         x->nfree++;
         t->nalloc--;
@@ -1011,7 +1736,11 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
             continue;
         }
         for (uint64_t vc = first; vc < first + nch && r == 0; vc++) {
-            if (fwd_get(t, vc))
+            uint32_t e = fwd_get(t, vc);
+            /* a chunk a snapshot shares is copied, never written */
+            bool shared =
+                e && t->fam && t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe];
+            if (e && !shared)
                 continue;
             if (flags & VD_IO_NOWAIT) {
                 r = -EAGAIN;
@@ -1022,11 +1751,19 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
                 full = true;
                 break;
             }
-            if ((r = fwd_set(t, vc, (pc + 1) | F_PEND)) < 0) {
+            if (shared && (r = cow_add_locked(t, vc, e - 1)) < 0) {
                 t->ext[pc / t->cpe].nfree++;
                 break;
             }
+            if ((r = fwd_set(t, vc, (pc + 1) | F_PEND)) < 0) {
+                t->ext[pc / t->cpe].nfree++;
+                if (shared)
+                    t->ncow--;
+                break;
+            }
             t->ext[pc / t->cpe].rev[pc % t->cpe] = (uint32_t)vc + 1;
+            if (t->fam)
+                t->ext[pc / t->cpe].cgen[pc % t->cpe] = t->gen;
             t->nalloc++;
             npc[nnew] = pc;
             nvc[nnew++] = vc;
@@ -1068,7 +1805,21 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
                 r = -ENOMEM;
                 break;
             }
-            memset(bounce, 0, t->cs);
+            uint32_t old = 0;
+            if (t->ncow) {
+                pthread_mutex_lock(&t->lock);
+                old = cow_old_locked(t, vc);
+                pthread_mutex_unlock(&t->lock);
+            }
+            /* copy-on-write: the untouched part from the shared chunk
+             * (kept until the commit: a snapshot references it) */
+            if (old)
+                r = v->lops->pread(v, bounce, t->cs, chunk_off(v, t, old - 1),
+                                   0);
+            else
+                memset(bounce, 0, t->cs);
+            if (r < 0)
+                break;
             memcpy(bounce + within, b, n);
             r = v->lops->pwrite(v, bounce, t->cs, coff, 0);
         } else {
@@ -1078,6 +1829,8 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
         b += n;
         len -= n;
     }
+    if (nnew && t->ncow)
+        CRASH_POINT("cow-data-written");
     if (r < 0 && nnew) {
         pthread_mutex_lock(&t->lock);
         undo_locked(t, nvc, npc, nnew);
@@ -1114,6 +1867,27 @@ static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
 
     if (fc >= lc)
         return 0;
+    pthread_mutex_lock(&t->lock);
+    bool snaps = t->nsnaps > 0;
+    pthread_mutex_unlock(&t->lock);
+    if (snaps) {
+        /* Freeing a chunk would let an older generation's entry for the
+         * same virtual chunk (a snapshot's) show through after a reopen:
+         * with snapshots, a discard writes zeroes (copy-on-write where
+         * shared).  Reads return zeroes either way. */
+        char *z = calloc(1, t->cs);
+        if (!z)
+            return -ENOMEM;
+        for (uint64_t vc = fc; vc < lc && r == 0; vc++) {
+            pthread_mutex_lock(&t->lock);
+            bool m = fwd_get(t, vc) != 0;
+            pthread_mutex_unlock(&t->lock);
+            if (m)
+                r = thin_pwrite(v, z, t->cs, vc << t->cshift, 0);
+        }
+        free(z);
+        return r;
+    }
     pthread_rwlock_wrlock(&t->io_lock); /* no I/O of these chunks in flight */
     pthread_mutex_lock(&t->lock);
     if (t->failed) {
@@ -1182,6 +1956,8 @@ static int thin_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
     vc = off >> t->cshift;
     uint32_t e = fwd_get(t, vc);
     int m = e && !(e & F_PEND);
+    if ((e & F_PEND) && t->ncow && cow_old_locked(t, vc))
+        m = 1; /* a copy-on-write in flight: still the old chunk */
     for (end = vc + 1; end < t->vchunks; end++) {
         if (!m && !t->dir[end >> LEAF_SHIFT]) {
             end |= LEAF_N - 1;
@@ -1197,6 +1973,437 @@ static int thin_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
     *mapped = m;
     *len = ((end << t->cshift) < size ? end << t->cshift : size) - off;
     return 0;
+}
+
+/* ---- snapshot operations (pool/snap.c; admin thread, no lock held) ------- */
+/* Lock order for all of them: io_lock exclusive (the volume's writes
+ * quiesced: none in flight, none pending), then the admin lock, then the
+ * thin lock; the frees a record causes are committed after both are
+ * released. */
+static struct thin *fam_of(struct vd_vol *v)
+{
+    if (v->upper != &vd_thin_layout) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': not a thin volume: snapshots need one "
+               "(vdlvm vol create --thin)",
+               v->pool->name, v->name);
+        return NULL;
+    }
+    if (!thin_of(v)->fam) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': its chunk map predates snapshots (vdlvm "
+               "before snapshots existed); copy it to a new thin volume to "
+               "take "
+               "snapshots",
+               v->pool->name, v->name);
+        return NULL;
+    }
+    return thin_of(v);
+}
+
+bool vd_thin_is_family(struct vd_vol *v)
+{
+    return v->upper == &vd_thin_layout && thin_of(v)->fam;
+}
+
+/* Write the frees of released chunks (limbo) now. */
+static int commit_frees(struct vd_vol *v, struct thin *t)
+{
+    int r = 0;
+    pthread_mutex_lock(&t->lock);
+    if (!t->failed && (t->ndirty || t->nlimbo)) {
+        struct twait w;
+        enqueue_locked(t, &w, NULL, 0);
+        r = wait_locked(v, t, &w);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return r;
+}
+
+static int snap_commit(struct vd_vol *v, struct vd_op_snap *o)
+{
+    struct vd_opbuf ops = { 0 };
+    o->h.h.len = sizeof(*o);
+    o->h.vol = v->id;
+    int r = vd_opbuf_add(&ops, o, sizeof(*o));
+    if (r == 0)
+        r = vd_md_commit(v->pool, &ops);
+    vd_opbuf_free(&ops);
+    return r;
+}
+
+int vd_thin_snap_create(struct vd_vol *v, const char *name)
+{
+    struct thin *t = fam_of(v);
+    vd_pool *p = v->pool;
+    struct vd_op_snap o = { .h.h.type = VD_OP_SNAP_CREATE };
+    int r;
+
+    if (!t)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&t->io_lock);
+    /* every write acknowledged so far durable in the chunks the snapshot
+     * keeps (the head copies them from now on) */
+    r = v->lops->flush(v);
+    vd_admin_lock(p);
+    pthread_mutex_lock(&t->lock);
+    if (r == 0 && t->failed)
+        r = -EIO;
+    if (r == 0 && snap_find_name(t, name)) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': exists already; list them with 'vdlvm "
+               "snap list %s/%s'",
+               p->name, v->name, name, p->name, v->name);
+        r = -EEXIST;
+    }
+    if (r == 0 && t->nsnaps >= VD_SNAP_MAX) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': has %u snapshots, the most a volume can "
+               "have; remove one first",
+               p->name, v->name, VD_SNAP_MAX);
+        r = -ENOSPC;
+    }
+    if (r == 0) {
+        uint32_t id = 0;
+        for (size_t i = 0; i < t->nsnaps; i++)
+            if (t->snaps[i]->id > id)
+                id = t->snaps[i]->id;
+        o.id = id + 1;
+        o.gen = t->gen;
+        o.ngen = t->maxgen + 1;
+        o.size = v->size;
+        o.ctime = time(NULL);
+        vd_name_copy(o.name, sizeof(o.name), name);
+        t->nprep = vd_div_up(o.size >> t->cshift, LEAF_N);
+        if (!(t->prep = dir_copy(t->dir, t->ndir, t->nprep)))
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r == 0)
+        CRASH_POINT("create-before-record");
+    if (r == 0)
+        r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("create-after-record");
+    pthread_mutex_lock(&t->lock);
+    dir_free(t->prep, t->nprep); /* left when the commit failed */
+    t->prep = NULL;
+    pthread_mutex_unlock(&t->lock);
+    vd_admin_unlock(p);
+    pthread_rwlock_unlock(&t->io_lock);
+    return r;
+}
+
+int vd_thin_snap_remove(struct vd_vol *v, const char *name)
+{
+    struct thin *t = fam_of(v);
+    vd_pool *p = v->pool;
+    struct vd_op_snap o = { .h.h.type = VD_OP_SNAP_REMOVE };
+    int r = 0;
+
+    if (!t)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&t->io_lock);
+    vd_admin_lock(p);
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *s = snap_find_name(t, name);
+    if (!s) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': not found; list them with 'vdlvm snap "
+               "list %s/%s'",
+               p->name, v->name, name, p->name, v->name);
+        r = -ENOENT;
+    } else if (s->opens) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': in use (exported); delete its LUN first",
+               p->name, v->name, name);
+        r = -EBUSY;
+    } else {
+        o.id = s->id;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r == 0)
+        r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("remove-after-record");
+    vd_admin_unlock(p);
+    pthread_rwlock_unlock(&t->io_lock);
+    if (r == 0)
+        commit_frees(v, t); /* else at the next commit or reopen */
+    if (r == 0) {
+        vd_admin_lock(p);
+        vd_pool_check_thresholds(p);
+        vd_admin_unlock(p);
+    }
+    return r;
+}
+
+int vd_thin_snap_revert(struct vd_vol *v, const char *name, bool force)
+{
+    struct thin *t = fam_of(v);
+    vd_pool *p = v->pool;
+    struct vd_op_snap o = { .h.h.type = VD_OP_SNAP_REVERT };
+    int r = 0;
+
+    if (!t)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&t->io_lock);
+    vd_admin_lock(p);
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *s = snap_find_name(t, name);
+    if (!s) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': not found; list them with 'vdlvm snap "
+               "list %s/%s'",
+               p->name, v->name, name, p->name, v->name);
+        r = -ENOENT;
+    } else if (v->open_count && !force) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': exported: reverting changes its content "
+               "under the initiator (a mounted filesystem sees its blocks "
+               "change at once and may corrupt itself); stop the initiator "
+               "and delete the LUN first, or use --force",
+               p->name, v->name);
+        r = -EBUSY;
+    } else if (t->failed) {
+        r = -EIO;
+    } else {
+        o.id = s->id;
+        o.ngen = t->maxgen + 1;
+        o.size = s->size;
+        t->nprep = t->ndir;
+        if (!(t->prep = dir_copy(s->dir, s->ndir, t->ndir)))
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r == 0)
+        r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("revert-after-record");
+    pthread_mutex_lock(&t->lock);
+    dir_free(t->prep, t->nprep);
+    t->prep = NULL;
+    pthread_mutex_unlock(&t->lock);
+    vd_admin_unlock(p);
+    pthread_rwlock_unlock(&t->io_lock);
+    if (r == 0)
+        commit_frees(v, t);
+    return r;
+}
+
+int vd_thin_snap_count(struct vd_vol *v)
+{
+    if (v->upper != &vd_thin_layout)
+        return 0;
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    int n = (int)t->nsnaps;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+/* Chunks only snapshot s holds (freed by its removal).  Lock held. */
+static uint64_t snap_exclusive_locked(const struct thin *t,
+                                      const struct tsnap *s)
+{
+    uint64_t n = 0;
+    for (uint64_t vc = 0; s->dir && vc < (s->size >> t->cshift); vc++) {
+        if (!s->dir[vc >> LEAF_SHIFT]) {
+            vc |= LEAF_N - 1;
+            continue;
+        }
+        uint32_t e = leaf_get(s->dir, vc);
+        if (e && t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe] == 1 &&
+            (fwd_get(t, vc) & ~F_PEND) != e)
+            n++;
+    }
+    return n;
+}
+
+int vd_thin_snap_list(struct vd_vol *v, struct vd_snap_info **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!vd_thin_is_family(v))
+        return 0;
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    struct vd_snap_info *a = calloc(t->nsnaps ? t->nsnaps : 1, sizeof(*a));
+    if (!a) {
+        pthread_mutex_unlock(&t->lock);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < t->nsnaps; i++) {
+        const struct tsnap *s = t->snaps[i];
+        a[i].id = s->id;
+        vd_name_copy(a[i].name, sizeof(a[i].name), s->name);
+        a[i].size = s->size;
+        a[i].ctime = s->ctime;
+        a[i].exclusive = snap_exclusive_locked(t, s) << t->cshift;
+        a[i].exported = s->opens > 0;
+    }
+    *n = t->nsnaps;
+    pthread_mutex_unlock(&t->lock);
+    *out = a;
+    return 0;
+}
+
+/* Open / close a snapshot for reading (admin lock held). */
+int vd_thin_snap_open(struct vd_vol *v, const char *name, void **h,
+                      uint64_t *size)
+{
+    if (!vd_thin_is_family(v))
+        return -ENOENT;
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *s = snap_find_name(t, name);
+    if (s) {
+        s->opens++;
+        *h = s;
+        *size = s->size;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return s ? 0 : -ENOENT;
+}
+
+void vd_thin_snap_close(struct vd_vol *v, void *h)
+{
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *s = h;
+    if (s->opens)
+        s->opens--;
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Read an open snapshot (h from vd_thin_snap_open: it cannot be removed
+ * while open): one lookup per chunk in its own map, like the head. */
+int vd_thin_snap_pread(struct vd_vol *v, void *h, void *buf, size_t len,
+                       uint64_t off, unsigned flags)
+{
+    struct thin *t = thin_of(v);
+    const struct tsnap *s = h;
+    char *b = buf;
+    int r;
+
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    if ((r = io_lock(t, flags)) < 0)
+        return r;
+    while (len && r == 0) {
+        uint64_t vc = off >> t->cshift, within = off & (t->cs - 1);
+        size_t n = len < t->cs - within ? len : t->cs - within;
+        uint32_t e = 0;
+        pthread_mutex_lock(&t->lock);
+        if (off > s->size || n > s->size - off)
+            r = -ERANGE;
+        else
+            e = leaf_get(s->dir, vc);
+        pthread_mutex_unlock(&t->lock);
+        if (r < 0)
+            break;
+        if (!e)
+            memset(b, 0, n);
+        else
+            r = v->lops->pread(v, b, n, chunk_off(v, t, e - 1) + within,
+                               flags & VD_IO_NOWAIT);
+        b += n;
+        off += n;
+        len -= n;
+    }
+    pthread_rwlock_unlock(&t->io_lock);
+    return r;
+}
+
+/* Verify every reference (pool check): each member's map names chunks
+ * whose reverse entry names the same virtual chunk, the snapshots'
+ * reference counts equal their maps' references, and no allocated chunk
+ * is referenced by no one (a leak); repair frees leaks.  reclaimed: the
+ * chunks the open found referenced by no one (an interrupted write or
+ * removal: crash recovery, not a defect); repair (and any later commit)
+ * writes them free. */
+int vd_thin_check(struct vd_vol *v, bool repair, uint64_t *leaked,
+                  uint64_t *bad, uint64_t *reclaimed)
+{
+    struct thin *t = thin_of(v);
+    int r = 0;
+
+    *leaked = *bad = *reclaimed = 0;
+    if (v->upper != &vd_thin_layout)
+        return 0;
+    pthread_rwlock_wrlock(&t->io_lock);
+    pthread_mutex_lock(&t->lock);
+    if (t->failed) {
+        pthread_mutex_unlock(&t->lock);
+        pthread_rwlock_unlock(&t->io_lock);
+        return -EIO;
+    }
+    uint32_t *cnt = NULL;
+    uint64_t nch = (uint64_t)t->next * t->cpe;
+    if (t->fam && !(cnt = calloc(nch ? nch : 1, 4))) {
+        pthread_mutex_unlock(&t->lock);
+        pthread_rwlock_unlock(&t->io_lock);
+        return -ENOMEM;
+    }
+    for (size_t m = 0; m <= t->nsnaps; m++) {
+        bool head = m == t->nsnaps;
+        uint32_t *const *dir = head ? t->dir : t->snaps[m]->dir;
+        uint64_t vch = head ? t->vchunks : t->snaps[m]->size >> t->cshift;
+        for (uint64_t vc = 0; t->fam && vc < vch; vc++) {
+            if (!dir[vc >> LEAF_SHIFT]) {
+                vc |= LEAF_N - 1;
+                continue;
+            }
+            uint32_t e = leaf_get(dir, vc) & ~F_PEND;
+            if (!e)
+                continue;
+            uint32_t pc = e - 1;
+            if (pc >= nch || t->ext[pc / t->cpe].rev[pc % t->cpe] != vc + 1) {
+                vd_log(VD_LOG_ERR,
+                       "volume '%s/%s': %s%s maps virtual chunk %" PRIu64
+                       " to chunk %u, whose map entry disagrees",
+                       v->pool->name, v->name,
+                       head ? "the volume" : "snapshot ",
+                       head ? "" : t->snaps[m]->name, vc, pc);
+                ++*bad;
+                continue;
+            }
+            if (!head)
+                cnt[pc]++;
+        }
+    }
+    for (uint64_t de = 0; de < t->next; de++) {
+        struct text *x = &t->ext[de];
+        for (uint32_t i = t->rsv; x->state == X_LIVE && i < t->cpe; i++) {
+            uint32_t val = x->rev[i], pc = (uint32_t)(de * t->cpe + i);
+            if (!val || val == R_FREEING)
+                continue;
+            bool inhead = (fwd_get(t, val - 1) & ~F_PEND) == pc + 1 ||
+                          cow_old_locked(t, val - 1) == pc + 1;
+            if (t->fam && cnt[pc] != x->sref[i]) {
+                vd_log(VD_LOG_ERR,
+                       "volume '%s/%s': chunk %u: reference count %u, "
+                       "referenced by %u snapshot(s)",
+                       v->pool->name, v->name, pc, x->sref[i], cnt[pc]);
+                ++*bad;
+            }
+            if (!inhead && !(t->fam && cnt[pc])) {
+                ++*leaked;
+                if (repair) {
+                    if (t->fam)
+                        x->sref[i] = 0;
+                    release_locked(t, pc);
+                }
+            }
+        }
+    }
+    free(cnt);
+    *reclaimed = t->reclaimed;
+    pthread_mutex_unlock(&t->lock);
+    pthread_rwlock_unlock(&t->io_lock);
+    if (repair)
+        r = commit_frees(v, t);
+    return r;
 }
 
 const struct vd_layout_ops vd_thin_layout = {

@@ -214,6 +214,54 @@ struct vd_vol_status {
 int vd_vol_get_status(const vd_pool *pool, const char *name,
                       struct vd_vol_status *st);
 
+/* ---- snapshots of thin volumes (pool/snap.c) --------------------------
+ * Names: "VOL@SNAP"; SNAP is 1..VD_SNAP_NAME_MAX of [A-Za-z0-9._+-].
+ * vd_vol_open(pool, "VOL@SNAP") opens a snapshot read-only (writes fail
+ * with -EROFS).  All: 0 or a negative errno, the cause logged; admin
+ * thread (they take the admin lock and wait for the volume's writes in
+ * flight, never for a device held by another lock). */
+#define VD_SNAP_NAME_MAX 63
+#define VD_SNAP_MAX      4096 /* snapshots per volume */
+struct vd_snap_info {
+    uint32_t id;
+    char name[VD_SNAP_NAME_MAX + 1];
+    uint64_t size;      /* the volume's size when it was taken */
+    int64_t ctime;      /* seconds since the epoch */
+    uint64_t exclusive; /* bytes only it holds: its removal frees them */
+    int exported;       /* open (a LUN) */
+};
+/* A crash-consistent, read-only image of thin volume vol, also while it is
+ * written to: every write acknowledged before the call is in it, none that
+ * starts after it returns.  Metadata only (one record). */
+int vd_snap_create(vd_pool *pool, const char *vol, const char *snap);
+/* -EBUSY while the snapshot is open. */
+int vd_snap_remove(vd_pool *pool, const char *vol, const char *snap);
+/* *snaps is malloc'd (free()), oldest first. */
+int vd_snap_list(vd_pool *pool, const char *vol, struct vd_snap_info **snaps,
+                 size_t *n);
+/* The volume's content becomes the snapshot's (its size stays); -EBUSY
+ * while the volume is open unless force. */
+int vd_vol_revert(vd_pool *pool, const char *vol, const char *snap, int force);
+/* Split "VOL@SNAP": 1 and the parts (NUL-terminated, in the buffers of
+ * VD_NAME_MAX + 1 bytes), 0 for a name without '@', -EINVAL (logged) for a
+ * bad one. */
+int vd_snap_split(const char *full, char *vol, char *snap);
+/* 1 when name is a valid "VOL@SNAP" (nothing logged), else 0. */
+int vd_snap_name_is_valid(const char *name);
+
+/* `vdlvm pool check`: verify every thin volume's chunk references (maps,
+ * snapshots' reference counts, leaks).  0 clean, 1 problems found (logged;
+ * counts in the result), negative errno on failure.  repair: leaked chunks
+ * are written free. */
+struct vd_pool_check {
+    uint64_t volumes;   /* thin volumes checked */
+    uint64_t leaked;    /* chunks referenced by no volume or snapshot */
+    uint64_t bad;       /* references that disagree with the chunk map */
+    uint64_t repaired;  /* leaked chunks freed */
+    uint64_t reclaimed; /* found unreferenced at open (crash recovery) */
+};
+int vd_pool_check(vd_pool *pool, int repair, struct vd_pool_check *res);
+
 /* A run of logical extents mapped to consecutive physical extents of one
  * device, for status output.  Logical extent n holds volume bytes
  * [n * extent_size, (n+1) * extent_size); a mirror's bitmap extent is not

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "pool_int.h"
+#include "snap_int.h"
 
 void vd_vol_opts_init(struct vd_vol_opts *o)
 {
@@ -153,6 +154,14 @@ static int vol_remove_locked(vd_pool *p, const char *name)
                p->name, name);
         return -EBUSY;
     }
+    int ns = vd_thin_snap_count(v);
+    if (ns) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': has %d snapshot(s); remove them first "
+               "('vdlvm snap list %s/%s', 'vdlvm snap remove')",
+               p->name, name, ns, p->name, name);
+        return -EBUSY;
+    }
     ov.id = v->id;
     if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) == 0)
         r = vd_md_commit(p, &ops);
@@ -289,6 +298,27 @@ static int pool_vol_get_info_locked(const vd_pool *p, uint32_t i,
 static int vol_get_info_locked(const vd_pool *p, const char *name,
                                struct vd_vol_info *info)
 {
+    char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+    struct vd_snap_info *si = NULL;
+    size_t n = 0;
+
+    if (name && strchr(name, '@')) {
+        /* a snapshot: its volume's info, its name and size */
+        struct vd_vol *o;
+        if (vd_snap_split(name, vol, snap) <= 0 || !(o = vd_vol_find(p, vol)) ||
+            vd_thin_snap_list(o, &si, &n) < 0)
+            return -ENOENT;
+        int r = -ENOENT;
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(si[i].name, snap)) {
+                fill_info(o, info);
+                snprintf(info->name, sizeof(info->name), "%s", name);
+                info->size = si[i].size;
+                r = 0;
+            }
+        free(si);
+        return r;
+    }
     struct vd_vol *v = vd_vol_find(p, name);
     if (!v)
         return -ENOENT;
@@ -374,6 +404,8 @@ static int vol_get_runs_locked(const vd_pool *p, const char *name,
 /* ---- open/close --------------------------------------------------------- */
 static vd_vol *vol_open_locked(vd_pool *p, const char *name)
 {
+    if (name && strchr(name, '@'))
+        return vd_snap_view_open(p, name); /* read-only (pool/snap.c) */
     struct vd_vol *v = find_or_log(p, name);
     if (!v) {
         errno = ENOENT;
@@ -387,6 +419,10 @@ void vd_vol_close(vd_vol *v)
 {
     if (!v)
         return;
+    if (vd_snap_is_view(v)) {
+        vd_snap_view_close(v);
+        return;
+    }
     vd_admin_lock(v->pool);
     if (v->open_count)
         v->open_count--;

@@ -1723,7 +1723,8 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
     memcpy(pool_name, path, slash - path);
     pool_name[slash - path] = 0;
     vol_name = slash + 1;
-    if (!vd_name_is_valid(pool_name) || !vd_name_is_valid(vol_name)) {
+    if (!vd_name_is_valid(pool_name) ||
+        (!vd_name_is_valid(vol_name) && !vd_snap_name_is_valid(vol_name))) {
         log_error("vdlvm: backing store '%s': not a valid POOL/VOLUME name "
                   "([A-Za-z0-9_.-], at most %d characters each)\n",
                   path, VD_NAME_MAX);

@@ -46,6 +46,12 @@ static const char *g_usage =
     "  vol extend POOL/VOL --size [+]SIZE\n"
     "  vol set POOL/VOL [--iops-limit N] [--bps-limit SIZE] [--burst SECONDS]\n"
     "          [--read-/--write-iops-limit N] [--read-/--write-bps-limit SIZE]\n"
+    "  vol revert POOL/VOL@SNAP [--force]\n"
+    "Snapshots of thin volumes:\n"
+    "  snap create POOL/VOL@SNAP       read-only, crash-consistent, instant\n"
+    "  snap list POOL/VOL [--json]\n"
+    "  snap remove POOL/VOL@SNAP\n"
+    "  pool check POOL [--repair]      verify thin chunk references\n"
     "Mirrors:\n"
     "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
     "  verify POOL/VOL [--repair]\n"
@@ -1143,10 +1149,15 @@ int main(int argc, char **argv)
             return cmd_pool_remove(conf_opt, n, args);
         if (n >= 2 && !strcmp(args[1], "takeover"))
             return cmd_pool_takeover(conf_opt, n, args);
-        /* `pool --help` and unknown pool commands */
+        /* `pool --help` and unknown pool commands; `pool check` runs on
+         * the pool like the volume commands */
         code = vd_admin_parse(n, args, pool_name, sizeof(pool_name), stdout,
                               stderr);
-        return code < 0 ? VD_EXIT_USAGE : code;
+        if (code >= 0 || !(n >= 2 && !strcmp(args[1], "check")))
+            return code < 0 ? VD_EXIT_USAGE : code;
+        code = run_on_pool(pool_name, conf_opt, n, args, stdout);
+        fflush(stdout);
+        return code;
     }
 
     code =

@@ -1,0 +1,365 @@
+/* vdlvm: snapshots of thin volumes — no chain to walk.
+ *
+ * Design.  A thin volume with a family map (VD_OP_STACK flag THIN_FAM,
+ * every thin volume created since snapshots exist, docs/format.md
+ * section 8) records, for each chunk,
+ * the virtual chunk it holds AND the generation it was written in (8-byte
+ * entries in thin's per-extent reverse map, same two slots, crc and
+ * sequence numbers; pool/thin.c).  Generations form a tree kept in the
+ * pool's metadata log (records 14-18, pool/layout.h):
+ *   - the volume (the "head") writes in one generation, t->gen;
+ *   - `snap create` freezes it: the snapshot IS that generation, and the
+ *     head moves to a new child generation (one SNAP_CREATE record);
+ *   - `vol revert` gives the head a new generation whose parent is the
+ *     snapshot's (one SNAP_REVERT record);
+ *   - `snap remove` drops the member (SNAP_REMOVE); generations no member
+ *     descends from are pruned, deterministically, on apply and replay.
+ * A member (head or snapshot) sees, for each virtual chunk, the chunk of
+ * its nearest ancestor generation that has one.  That rule is evaluated
+ * once, at open, into each member's own forward map in RAM (leaves of
+ * 1024 entries, as thin's); afterwards a read of any snapshot, at any
+ * depth, is one lookup, as fast as the volume itself.  Snapshot create
+ * copies the head's map in RAM (pointer leaves; O(allocated chunks),
+ * independent of the provisioned size) and commits one record.
+ *
+ * Reference counts: sref[chunk] = the snapshots whose map names it (the
+ * head's reference is its forward map).  RAM only: rebuilt at every open
+ * from the members' maps, so no count on disk can drift from the maps.
+ *   - A write to a chunk with sref > 0 copies it (COW): a new chunk
+ *     written whole (the old chunk's bytes + the new ones), then thin's
+ *     group commit (flush, map block with (vc, head gen), flush), then the
+ *     acknowledgement.  Until the commit the forward entry is pending and
+ *     reads are served from the old chunk (struct tcow); other writers of
+ *     that chunk wait.  The old chunk is never written, and is freed after
+ *     the commit only if no snapshot still names it.
+ *   - A write to a chunk with sref 0 (the head's alone) goes in place, as
+ *     in thin; a first write allocates, as in thin, in the head's gen.
+ *   - snap remove: sref-- for each chunk of its map; a chunk at 0 that the
+ *     head does not map is released (written free by the next group
+ *     commit, reusable after it).
+ *   - revert: the head's map becomes a copy of the snapshot's; chunks the
+ *     head held alone are released.
+ *   - discard on a volume with snapshots writes zeroes (COW where shared)
+ *     instead of freeing: freeing would let an older generation's entry
+ *     for the same virtual chunk show through after a reopen.
+ *
+ * Crash argument (write-ahead order everywhere; a reopen recomputes what
+ * RAM holds from two durable sources: the record log and the map blocks):
+ *   - snap create: the volume's writes are quiesced (io_lock exclusive:
+ *     none in flight, none pending), the lower layout is flushed (every
+ *     acknowledged write durable in the chunks the snapshot keeps), then
+ *     the record commits.  Crash before the record: no snapshot, the head
+ *     is unchanged.  After it: the snapshot's generation holds exactly the
+ *     head's durable entries (nothing of the new generation exists yet).
+ *     So "every write acknowledged before the command, none started after
+ *     it returned" holds, also under load: writes that start meanwhile
+ *     wait on io_lock (NOWAIT ones get -EAGAIN and are retried).
+ *   - COW: crash before the map block: the new chunk is named by no entry
+ *     (or by a stale free one): free at reopen; the head sees the old
+ *     chunk (the write was not acknowledged).  After: the head's nearest
+ *     generation has the new chunk, the snapshot's does not include the
+ *     head's generation: each sees its own.  A torn map write: thin's two
+ *     slots keep the previous block.
+ *   - remove / revert: crash after the record but before the frees are
+ *     written: the chunks are seen by no member at reopen (their
+ *     generation is pruned or no member's nearest), so they are reclaimed
+ *     then (counted, logged, and reported by `pool check`).
+ *   - duplicate entries for one (virtual chunk, generation) after a torn
+ *     commit: the newer map block wins in every member alike.
+ *   A chunk is therefore never freed while a member's durable view names
+ *   it, and never named by a member that did not write or inherit it.
+ *
+ * Concurrency (locks: thin.c's header; order io_lock > admin lock > thin
+ * lock): create, remove and revert hold the volume's io_lock exclusive for
+ * the metadata commit only (no data copied), so writes pause for one
+ * record commit plus one flush.  Snapshot reads take io_lock shared like
+ * the volume's, so a snapshot is never removed under a read (and remove
+ * is refused while it is open: opens, under thin's lock).  sref, the
+ * member maps and the COW list are under thin's lock; md_apply changes the
+ * maps only while the caller holds io_lock exclusive.
+ *
+ * Owned here: views.  vd_vol_open(p, "VOL@SNAP") returns a private struct
+ * vd_vol (not in p->vols) whose upper layout is snapview_layout: pread
+ * goes to vd_thin_snap_pread, writes and discards fail with -EROFS.  It
+ * holds an open count on the volume (so the volume is not removed) and on
+ * the snapshot; vd_vol_close frees it.  Constant after open; the admin
+ * lock guards open and close.
+ *
+ * Limits (first version): no clones yet (record 19 reserved); a reopen
+ * costs O(members x allocated chunks); each snapshot's map costs 4 bytes
+ * per virtual chunk of its touched leaves (not shared between snapshots).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool_int.h"
+#include "snap_int.h"
+
+struct snapview {
+    struct vd_vol *vol; /* the snapshot's volume */
+    void *h;            /* the snapshot (thin.c), open */
+};
+
+/* ---- names ----------------------------------------------------------------- */
+static bool snap_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (!n || n > VD_SNAP_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+              c == '+'))
+            return false;
+    }
+    return true;
+}
+
+int vd_snap_split(const char *full, char *vol, char *snap)
+{
+    const char *at = strchr(full, '@');
+    if (!at)
+        return 0;
+    size_t vl = (size_t)(at - full);
+    if (!vl || vl > VD_NAME_MAX || !snap_name_ok(at + 1)) {
+        vd_log(VD_LOG_ERR,
+               "'%s': a snapshot is named VOLUME@SNAPSHOT, the snapshot "
+               "1-%d characters of A-Z a-z 0-9 . _ - +",
+               full, VD_SNAP_NAME_MAX);
+        return -EINVAL;
+    }
+    memcpy(vol, full, vl);
+    vol[vl] = 0;
+    snprintf(snap, VD_NAME_MAX + 1, "%s", at + 1);
+    return 1;
+}
+
+int vd_snap_name_is_valid(const char *name)
+{
+    const char *at = strchr(name, '@');
+    char vol[VD_NAME_MAX + 1];
+    size_t vl = at ? (size_t)(at - name) : 0;
+    if (!at || !vl || vl > VD_NAME_MAX || !snap_name_ok(at + 1))
+        return 0;
+    memcpy(vol, name, vl);
+    vol[vl] = 0;
+    return vd_name_is_valid(vol);
+}
+
+static struct vd_vol *find_thin(vd_pool *p, const char *vol)
+{
+    struct vd_vol *v = vd_vol_find(p, vol);
+    if (!v)
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': not found; list volumes with 'vdlvm vol "
+               "list %s'",
+               p->name, vol, p->name);
+    return v;
+}
+
+/* ---- the API --------------------------------------------------------------- */
+/* The volume cannot go away meanwhile: the admin thread is the only one
+ * that removes volumes, and it is the caller. */
+int vd_snap_create(vd_pool *p, const char *vol, const char *snap)
+{
+    if (!snap_name_ok(snap)) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': a name is 1-%d characters of A-Z a-z "
+               "0-9 . _ - +",
+               p->name, vol, snap, VD_SNAP_NAME_MAX);
+        return -EINVAL;
+    }
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    vd_admin_unlock(p);
+    return v ? vd_thin_snap_create(v, snap) : -ENOENT;
+}
+
+int vd_snap_remove(vd_pool *p, const char *vol, const char *snap)
+{
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    vd_admin_unlock(p);
+    return v ? vd_thin_snap_remove(v, snap) : -ENOENT;
+}
+
+int vd_vol_revert(vd_pool *p, const char *vol, const char *snap, int force)
+{
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    vd_admin_unlock(p);
+    return v ? vd_thin_snap_revert(v, snap, force) : -ENOENT;
+}
+
+int vd_snap_list(vd_pool *p, const char *vol, struct vd_snap_info **snaps,
+                 size_t *n)
+{
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    int r = v ? vd_thin_snap_list(v, snaps, n) : -ENOENT;
+    vd_admin_unlock(p);
+    return r;
+}
+
+int vd_pool_check(vd_pool *p, int repair, struct vd_pool_check *res)
+{
+    int r = 0, bad = 0;
+
+    memset(res, 0, sizeof(*res));
+    vd_admin_lock(p);
+    uint32_t n = p->nvols;
+    struct vd_vol **vols = malloc((n ? n : 1) * sizeof(*vols));
+    if (vols)
+        memcpy(vols, p->vols, n * sizeof(*vols));
+    vd_admin_unlock(p);
+    if (!vols)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        uint64_t leaked = 0, wrong = 0, rec = 0;
+        if (!vd_thin_is_family(vols[i]) && !vols[i]->upper)
+            continue;
+        r = vd_thin_check(vols[i], repair, &leaked, &wrong, &rec);
+        if (r < 0) {
+            vd_log(VD_LOG_ERR, "volume '%s/%s': check failed: %s", p->name,
+                   vols[i]->name, strerror(-r));
+            break;
+        }
+        res->volumes++;
+        res->leaked += leaked;
+        res->bad += wrong;
+        res->reclaimed += rec;
+        if (repair)
+            res->repaired += leaked;
+        if (leaked || wrong) {
+            bad = 1;
+            vd_log(VD_LOG_WARN,
+                   "volume '%s/%s': %llu leaked chunk(s)%s, %llu bad "
+                   "reference(s)",
+                   p->name, vols[i]->name, (unsigned long long)leaked,
+                   repair ? " (freed)" : "", (unsigned long long)wrong);
+        }
+    }
+    free(vols);
+    return r < 0 ? r : bad;
+}
+
+/* ---- views: a snapshot opened read-only ------------------------------------ */
+static int view_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
+                      unsigned flags)
+{
+    const struct snapview *sv = v->upper_priv;
+    if (off > v->size || len > v->size - off)
+        return -ERANGE;
+    return vd_thin_snap_pread(sv->vol, sv->h, buf, len, off, flags);
+}
+
+static int view_pwrite(struct vd_vol *v, const void *buf, size_t len,
+                       uint64_t off, unsigned flags)
+{
+    return -EROFS;
+}
+
+static int view_flush(struct vd_vol *v)
+{
+    return 0; /* nothing is ever written through a view */
+}
+
+static int view_discard(struct vd_vol *v, uint64_t off, uint64_t len)
+{
+    return -EROFS;
+}
+
+/* Every block reads as mapped: true for a snapshot's data, and never
+ * wrong for its holes (they read zeroes either way). */
+static int view_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
+                           int *mapped)
+{
+    if (off >= v->size)
+        return -ERANGE;
+    *len = v->size - off;
+    *mapped = 1;
+    return 0;
+}
+
+static const struct vd_layout_ops snapview_layout = {
+    .name = "snapshot",
+    .id = UINT32_MAX, /* never on disk, not in the registry */
+    .pread = view_pread,
+    .pwrite = view_pwrite,
+    .flush = view_flush,
+    .discard = view_discard,
+    .lba_status = view_lba_status,
+};
+
+bool vd_snap_is_view(const struct vd_vol *v)
+{
+    return v->upper == &snapview_layout;
+}
+
+struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full)
+{
+    char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+    struct vd_vol *o, *v;
+    struct snapview *sv;
+    void *h;
+    uint64_t size;
+
+    if (vd_snap_split(full, vol, snap) <= 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!(o = find_thin(p, vol))) {
+        errno = ENOENT;
+        return NULL;
+    }
+    if (vd_thin_snap_open(o, snap, &h, &size) < 0) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s': not found; list them with 'vdlvm snap list "
+               "%s/%s'",
+               p->name, full, p->name, vol);
+        errno = ENOENT;
+        return NULL;
+    }
+    v = calloc(1, sizeof(*v));
+    sv = calloc(1, sizeof(*sv));
+    if (!v || !sv) {
+        free(v);
+        free(sv);
+        vd_thin_snap_close(o, h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    sv->vol = o;
+    sv->h = h;
+    v->pool = p;
+    v->id = o->id;
+    snprintf(v->name, sizeof(v->name), "%s", full);
+    v->size = size;
+    v->layout = o->layout;
+    v->copies = o->copies;
+    v->lops = &snapview_layout;
+    v->upper = &snapview_layout;
+    v->upper_priv = sv;
+    v->open_count = 1;
+    pthread_rwlock_init(&v->map_lock, NULL);
+    pthread_rwlock_init(&v->write_lock, NULL);
+    o->open_count++;
+    return v;
+}
+
+void vd_snap_view_close(struct vd_vol *v)
+{
+    struct snapview *sv = v->upper_priv;
+    vd_admin_lock(v->pool);
+    vd_thin_snap_close(sv->vol, sv->h);
+    if (sv->vol->open_count)
+        sv->vol->open_count--;
+    vd_admin_unlock(v->pool);
+    pthread_rwlock_destroy(&v->map_lock);
+    pthread_rwlock_destroy(&v->write_lock);
+    free(sv);
+    free(v);
+}
