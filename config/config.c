@@ -31,8 +31,8 @@
 #define TOP_KEYS  "pool, extent_size, devices"
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
-#define TOP_KEYS_ALL TOP_KEYS ", chunk_size"
-#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout"
+#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, tiering"
+#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, tier"
 #define CHAP_KEYS    "user, secret_file"
 
 static char *resolve_path(const char *path);
@@ -645,13 +645,105 @@ static int parse_chap(struct ctx *c, const char *what, yaml_node_t *k,
     return dup_str(s, &d->chap_secret_file);
 }
 
-enum { K_NAME, K_PATH, K_SIZE, K_NODE, K_ISCSI, K_CHAP, K_TIMEOUT, K_NKEYS };
+enum {
+    K_NAME,
+    K_PATH,
+    K_SIZE,
+    K_NODE,
+    K_ISCSI,
+    K_CHAP,
+    K_TIMEOUT,
+    K_TIER,
+    K_NKEYS
+};
+
+/* `tier: slow|fast` (tiering, pool/tier.c) */
+static int parse_tier(struct ctx *c, const char *what, yaml_node_t *k,
+                      yaml_node_t *v, struct vd_conf_dev *d)
+{
+    const char *s = NULL;
+    int rc = get_scalar(c, what, k, v, "use tier: fast or tier: slow", &s);
+
+    if (rc)
+        return rc;
+    if (!strcmp(s, "fast"))
+        d->tier = VD_CONF_TIER_FAST;
+    else if (!strcmp(s, "slow"))
+        d->tier = VD_CONF_TIER_SLOW;
+    else
+        return fail(c, v, "%sunknown tier '%s'; use fast or slow", what,
+                    SHOW(v));
+    return 0;
+}
+
+/* The `tiering:` section: enabled, interval, rate, fast_free. */
+static int parse_tiering(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
+                         struct vd_conf_tiering *t)
+{
+    static const char *const keys[] = { "enabled", "interval", "rate",
+                                        "fast_free", NULL };
+    yaml_node_t *kn[4], *vv[4];
+    const char *s = NULL;
+    char *end;
+    int rc;
+
+    t->given = 1;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(c, is_null(v) ? k : v,
+                    "tiering must be a mapping with keys enabled, interval, "
+                    "rate, fast_free, not %s",
+                    is_null(v) ? "empty" : kind_name(v));
+    rc = map_get(c, v, "tiering: ", keys, "enabled, interval, rate, fast_free",
+                 kn, vv);
+    if (rc)
+        return rc;
+    if (kn[0]) {
+        if ((rc = get_scalar(c, "tiering: ", kn[0], vv[0], "use true or false",
+                             &s)))
+            return rc;
+        if (!strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "yes"))
+            t->enabled = 1;
+        else if (!strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "no"))
+            t->enabled = 0;
+        else
+            return fail(c, vv[0], "tiering: enabled '%s' is not a boolean; "
+                        "use true or false", SHOW(vv[0]));
+    }
+    if (kn[1]) {
+        if ((rc = get_scalar(c, "tiering: ", kn[1], vv[1],
+                             "give a duration such as 60s", &s)))
+            return rc;
+        if (vd_duration_parse(s, &t->interval_ms) || t->interval_ms < 1000)
+            return fail(c, vv[1],
+                        "tiering: interval '%s' is not a duration of at least "
+                        "1s; use e.g. 60s or 5m",
+                        SHOW(vv[1]));
+    }
+    if (kn[2] && (rc = get_size(c, "tiering: ", kn[2], vv[2], &t->rate)))
+        return rc;
+    if (kn[3]) {
+        if ((rc = get_scalar(c, "tiering: ", kn[3], vv[3],
+                             "give a percentage such as 10%", &s)))
+            return rc;
+        errno = 0;
+        unsigned long pct = strtoul(s, &end, 10);
+        if (end == s || errno || (*end && strcmp(end, "%")) || pct > 90 ||
+            *s == '-' || *s == '+')
+            return fail(c, vv[3],
+                        "tiering: fast_free '%s' is not a percentage from 0%% "
+                        "to 90%%; use e.g. 10%%",
+                        SHOW(vv[3]));
+        t->fast_free_pct = (uint32_t)pct;
+    }
+    return 0;
+}
 
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = { "name",  "path", "size",    "node",
-                                        "iscsi", "chap", "timeout", NULL };
+    static const char *const keys[] = { "name", "path",    "size",
+                                        "node", "iscsi",   "chap",
+                                        "timeout", "tier", NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -811,6 +903,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         }
     }
 
+    if (kn[K_TIER] && (rc = parse_tier(c, what, kn[K_TIER], v[K_TIER], d)))
+        return rc;
     if (kn[K_NODE]) {
         rc = get_name(c, what, kn[K_NODE], v[K_NODE], &s);
         if (rc)
@@ -924,9 +1018,10 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool", "extent_size", "devices",
-                                        "chunk_size", NULL };
-    yaml_node_t *kn[4], *v[4], *devs;
+    static const char *const keys[] = { "pool",       "extent_size",
+                                        "devices",    "chunk_size",
+                                        "tiering",    NULL };
+    yaml_node_t *kn[5], *v[5], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
     size_t n, i;
@@ -990,6 +1085,16 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
                         "a power of two from 4KiB to %s",
                         SHOW(v[3]), es, es);
         }
+    }
+
+    /* tiering (pool/tier.c): off unless the section is given */
+    conf->tiering.interval_ms = 60000;
+    conf->tiering.rate = 64ull << 20;
+    conf->tiering.fast_free_pct = 10;
+    if (kn[4]) {
+        conf->tiering.enabled = 1;
+        if ((rc = parse_tiering(c, kn[4], v[4], &conf->tiering)))
+            return rc;
     }
 
     if (!kn[2])

@@ -33,7 +33,22 @@ struct vd_conf_dev {
     char *chap_user;        /* optional, remote only */
     char *chap_secret_file; /* optional, remote only */
     uint32_t timeout_ms;    /* per-command limit, remote only; default 30000 */
+    uint32_t tier;          /* `tier:` VD_CONF_TIER_*; 0 (slow) by default */
     int line, column;       /* where the device was defined (1-based) */
+};
+
+/* Device tiers (`tier: slow|fast`; docs/tiering.md), ordered: a higher
+ * number is faster; 0 (slow) is the default of a zeroed struct. */
+enum { VD_CONF_TIER_SLOW = 0, VD_CONF_TIER_FAST = 1, VD_CONF_NTIERS = 2 };
+
+/* The pool's `tiering:` section (pool/tier.c); defaults when absent. */
+struct vd_conf_tiering {
+    int given;            /* the section is in the file */
+    int enabled;          /* `enabled:`, default 1 when given, else 0 */
+    uint32_t interval_ms; /* `interval:` between passes, default 60s */
+    uint64_t rate;        /* `rate:` bytes/s moved, 0 = unlimited; 64MiB */
+    uint32_t fast_free_pct; /* `fast_free:` share of fast space kept free,
+                               0-90 %, default 10 */
 };
 
 struct vd_conf_pool {
@@ -44,6 +59,7 @@ struct vd_conf_pool {
                              two, 4 KiB .. extent_size; default 64 KiB */
     size_t ndevs;
     struct vd_conf_dev *devs;
+    struct vd_conf_tiering tiering;
 };
 
 /* Sizes: one rule for the YAML definition and the command line.
