@@ -63,7 +63,7 @@ extern "C" {
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
- * reserved). */
+ * reserved), 24 (tiering: VD_OP_TIER, pool/tier.h). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -78,6 +78,9 @@ enum {
      * know it, and refuses the pool ("written by a newer vdlvm?") instead
      * of opening a thin volume as a thick one. */
     VD_OP_STACK = 9,
+    /* struct vd_op_tier (pool/tier.h): device tiers, the pool's tiering
+     * settings, a volume's tiering off; handled by pool/tier.c. */
+    VD_OP_TIER = 24,
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -178,6 +181,8 @@ struct vd_dev {
     /* metadata log position of this copy (admin thread only) */
     int md_half;     /* current half, or -1: needs a checkpoint */
     uint64_t md_pos; /* next free offset within the half */
+    /* VD_CONF_TIER_* (0 slow), from VD_OP_TIER; admin lock (pool/tier.c) */
+    uint32_t tier;
 };
 
 struct vd_vol {
@@ -213,6 +218,12 @@ struct vd_vol {
      * upper->fini.  v->size stays the size the user sees. */
     const struct vd_layout_ops *upper;
     void *upper_priv;
+    /* Tiering (pool/heat.c, pool/tier.c): heat counters, set by vd_vol_ctr
+     * before any I/O and freed by vd_vol_dtr (I/O threads only add to
+     * them); tier_off 1 = tiering off for this volume (VD_OP_TIER, admin
+     * lock). */
+    struct vd_heat *heat;
+    uint32_t tier_off;
 };
 
 struct vd_pool {
@@ -242,6 +253,9 @@ struct vd_pool {
     /* allocation thresholds (80/90/95 %) already logged, a bit each;
      * under admin_lock (vd_pool_check_thresholds) */
     uint32_t thr_logged;
+    /* tiering settings and pass state (pool/tier.c), or NULL; under
+     * admin_lock; freed by vd_state_free */
+    struct vd_tier *tier;
 };
 
 /* ---- services for layouts ---------------------------------------------- */
