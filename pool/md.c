@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "pool_int.h"
+#include "tier.h"
 
 /* Physical extents of one device at most (its extent map: 512 MiB). */
 #define VD_MAX_PE (1ull << 32)
@@ -114,6 +115,7 @@ void vd_state_free(vd_pool *p)
     p->nvols = 0;
     for (uint32_t i = 0; i < p->ndevs; i++)
         free(p->devs[i].used);
+    vd_tier_free(p);
 }
 
 /* ---- applying ops ----------------------------------------------------- */
@@ -482,6 +484,9 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             r = 0;
             break;
         }
+        case VD_OP_TIER: /* pool/tier.c */
+            r = vd_tier_md_apply(p, h);
+            break;
         default:
             if (h->type >= VD_OP_LAYOUT_FIRST) {
                 r = apply_layout_rec(p, h, n);
@@ -569,7 +574,7 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
             }
         }
     }
-    return 0;
+    return vd_tier_md_serialize(p, b); /* after the volumes it names */
 }
 
 /* ---- records ---------------------------------------------------------- */
