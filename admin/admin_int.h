@@ -36,6 +36,8 @@ enum {
     O_REGION = 1u << 10,
     O_THIN = 1u << 11,
     O_CHUNK = 1u << 12,
+    O_PNG = 1u << 13,     /* tier status --png FILE (admin/tier.c) */
+    O_DRY_RUN = 1u << 14, /* tier run --dry-run */
 };
 
 enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
@@ -71,6 +73,7 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
+    const char *png; /* --png FILE */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -102,6 +105,11 @@ int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_vol_repair(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
+/* tier status, tier run (tier.c) and their rules. */
+int admin_cmd_tier_status(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_tier_check(struct cmd_args *a, const char *cmdname, FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 
