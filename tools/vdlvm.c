@@ -45,6 +45,9 @@ static const char *g_usage =
     "  resync POOL/VOL [--rate LIMIT] [--wait]\n"
     "  verify POOL/VOL [--repair]\n"
     "  vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]\n"
+    "Tiering:\n"
+    "  tier status POOL/VOL [--json] [--png FILE]\n"
+    "  tier run POOL/VOL [--wait] [--dry-run]\n"
     "Boot and /etc/tgt/targets.conf:\n"
     "  activate [POOL[/VOL]]           make /run/vdlvm/vol/POOL/VOL, the path\n"
     "                                  tgt-admin needs, for every volume\n"
@@ -152,7 +155,12 @@ static int load_conf(const char *path, struct vd_conf_pool **conf)
 
 static int open_pool(const struct vd_conf_pool *conf, vd_pool **pool)
 {
-    return vd_pool_open_flags(conf, g_open_flags, pool);
+    int r = vd_pool_open_flags(conf, g_open_flags, pool);
+    /* tiering: the definition's device tiers and settings (pool/tier.c);
+     * a failure is logged and leaves the pool as it was */
+    if (r == 0)
+        vd_tier_configure(*pool, conf);
+    return r;
 }
 
 /* ---- pools known by name ------------------------------------------------ */
@@ -635,6 +643,7 @@ static int cmd_pool_create(const char *conf_opt, int argc, char **argv)
     }
     remember(conf, file);
     if (vd_pool_open(conf, &pool) == 0) {
+        vd_tier_configure(pool, conf); /* tiering: device tiers */
         struct vd_pool_info pi;
         char sz[32], es[32];
         if (vd_pool_get_info(pool, &pi) == 0) {
