@@ -8,8 +8,10 @@
  * extents it touches with a relaxed atomic add: no lock, no allocation.
  * A per-volume stream detector (four slots of "next offset, run length",
  * relaxed atomics) recognises sequential streams: an I/O continuing a run
- * of more than VD_HEAT_STREAM_BYTES is not counted, so a backup reading
- * the whole volume does not make it all hot.  RAM: 8 bytes per extent in
+ * that already holds VD_HEAT_STREAM_BYTES is not counted, so a backup
+ * reading the whole volume adds at most a couple of I/Os to the extent
+ * where it starts and none elsewhere (a stream gains little from the fast
+ * tier; bcache skips sequential I/O for the same reason).  RAM: 8 bytes per extent in
  * the counters plus 4 bytes per extent per history row (VD_HEAT_HIST
  * rows: 8 + 64 = 72 bytes per 4 MiB extent), 96 bytes per volume.
  *
@@ -45,7 +47,7 @@
 extern "C" {
 #endif
 
-#define VD_HEAT_STREAM_BYTES (4ull << 20) /* longer runs are not counted */
+#define VD_HEAT_STREAM_BYTES (128ull << 10) /* I/O past this much of a run is not counted */
 #define VD_HEAT_SLOTS        4
 #define VD_HEAT_HIST         16 /* history rows kept */
 
