@@ -1,6 +1,7 @@
 /* vdlvm: extent allocation planning for layouts (see pool/layout.h).
  * Reads the pool state, changes nothing: the MAP ops it appends change
- * the state when committed.  Admin thread, admin_lock held. */
+ * the state when committed.  Admin thread, admin_lock held.  A device
+ * being evacuated (no_alloc, pool/move.c) gets no new extents. */
 #include <errno.h>
 #include <string.h>
 
@@ -11,7 +12,7 @@ uint64_t vd_extent_free_count(const vd_pool *p, const bool *allowed)
     uint64_t n = 0;
     for (uint32_t i = 0; i < p->ndevs; i++)
         if (p->devs[i].used && p->devs[i].state == VD_DEV_OK &&
-            (!allowed || allowed[i]))
+            !p->devs[i].no_alloc && (!allowed || allowed[i]))
             n += p->devs[i].pe_count - p->devs[i].used_count;
     return n;
 }
@@ -26,7 +27,8 @@ int vd_extent_plan_on(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
 
     for (uint32_t di = 0; di < p->ndevs && count; di++) {
         const struct vd_dev *d = &p->devs[di];
-        if (!d->used || d->state != VD_DEV_OK || (allowed && !allowed[di]))
+        if (!d->used || d->state != VD_DEV_OK || d->no_alloc ||
+            (allowed && !allowed[di]))
             continue;
         uint64_t pe = 0;
         while (pe < d->pe_count && count) {
@@ -70,7 +72,7 @@ int vd_extent_plan(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
 
     for (uint32_t i = 0; i < p->ndevs; i++) {
         const struct vd_dev *d = &p->devs[i];
-        if (d->used && d->state == VD_DEV_OK)
+        if (d->used && d->state == VD_DEV_OK && !d->no_alloc)
             total += fr[i] = d->pe_count - d->used_count;
     }
     if (total < count)

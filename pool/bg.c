@@ -127,6 +127,7 @@ static void *bg_main(void *arg)
             break;
         vd_pool_retry_devices(p);
         vd_tier_tick(p); /* tiering: decay, passes (pool/tier.c) */
+        vd_move_tick(p); /* the extent mover (pool/move.c) */
         uint32_t i = 0;
         struct vd_vol *v;
         while ((v = next_vol(p, &i))) {

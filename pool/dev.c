@@ -406,6 +406,10 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
                   unsigned flags)
 {
+    /* a PE of d is moving: pool/move.c writes both places */
+    if (!(flags & VD_IO_MOVER) && __atomic_load_n(&d->move, __ATOMIC_ACQUIRE))
+        return vd_move_dev_pwrite(d, buf, len, off, flags);
+    flags &= ~VD_IO_MOVER;
     int r = unaligned(d->bdev, len, off)
                 ? bounce_io(d, (void *)buf, len, off, true, flags)
                 : d->bdev->ops->pwrite(d->bdev, buf, len, off, flags);
@@ -423,6 +427,8 @@ int vd_dev_io_nowait(struct vd_dev *d, void *buf, size_t len, uint64_t off,
 {
     const struct vd_bdev_ops *ops = d->bdev->ops;
 
+    if (write && !vd_move_nowait_ok(d, off, len)) /* pool/move.c */
+        return -EAGAIN;
     if (!ops->pread_nowait ||
         (write ? ops->pwrite(d->bdev, buf, len, off, flags | VD_IO_NOWAIT)
                : ops->pread_nowait(d->bdev, buf, len, off)) < 0)
@@ -458,6 +464,8 @@ int vd_dev_flush(struct vd_dev *d)
     uint64_t target = __atomic_load_n(&d->wgen, __ATOMIC_ACQUIRE);
     int r = 0;
 
+    if (__atomic_load_n(&d->move, __ATOMIC_ACQUIRE))
+        vd_move_dev_flush(d); /* a move's target too (pool/move.c) */
     pthread_mutex_lock(&d->flush_lock);
     for (;;) {
         if (d->flushed_gen >= target) {

@@ -63,7 +63,8 @@ extern "C" {
  * vd_op_lhdr, naming the volume; the core hands them to that volume's
  * layout's md_apply).  Numbers taken: 7, 8 (mirror: leg state, resync
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
- * reserved), 24 (tiering: VD_OP_TIER, pool/tier.h). */
+ * reserved), 20-23 (the core: the extent mover, pool/move.c), 24
+ * (tiering: VD_OP_TIER, pool/tier.h). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -78,6 +79,11 @@ enum {
      * know it, and refuses the pool ("written by a newer vdlvm?") instead
      * of opening a thin volume as a thick one. */
     VD_OP_STACK = 9,
+    /* The extent mover (pool/move.c): handled by the core. */
+    VD_OP_MOVE_BEGIN = 20,    /* struct vd_op_move */
+    VD_OP_MOVE_PROGRESS = 21, /* struct vd_op_move_progress */
+    VD_OP_MOVE_END = 22,      /* struct vd_op_move: the mapping switch */
+    VD_OP_MOVE_ABORT = 23,    /* struct vd_op_hdr only */
     /* struct vd_op_tier (pool/tier.h): device tiers, the pool's tiering
      * settings, a volume's tiering off; handled by pool/tier.c. */
     VD_OP_TIER = 24,
@@ -125,6 +131,33 @@ struct vd_op_stack {
     uint32_t pad0;       /* 20 */
 };
 _Static_assert(sizeof(struct vd_op_stack) == 24, "op stack");
+/* The extent mover (pool/move.c): leg `leg` of logical extent le of volume
+ * vol moves from PE spe of device src to PE dpe of device dst; rate in
+ * bytes/s (0: unlimited); evac: the device being evacuated, or
+ * VD_NO_DEV.  END carries the same fields (the switch). */
+struct vd_op_move {
+    struct vd_op_hdr h; /*  0 */
+    uint32_t vol;       /*  8 */
+    uint32_t leg;       /* 12 */
+    uint64_t le;        /* 16 */
+    uint32_t src;       /* 24 */
+    uint32_t dst;       /* 28 */
+    uint64_t spe;       /* 32 */
+    uint64_t dpe;       /* 40 */
+    uint64_t rate;      /* 48 */
+    uint32_t evac;      /* 56 */
+    uint32_t pad0;      /* 60 */
+};
+_Static_assert(sizeof(struct vd_op_move) == 64, "op move");
+/* Bytes [0, done) of the moving extent are durable on dst. */
+struct vd_op_move_progress {
+    struct vd_op_hdr h; /*  0 */
+    uint64_t done;      /*  8 */
+    uint64_t rate;      /* 16 */
+    uint32_t evac;      /* 24 */
+    uint32_t pad0;      /* 28 */
+};
+_Static_assert(sizeof(struct vd_op_move_progress) == 32, "op move progress");
 
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_bdev;
@@ -181,6 +214,12 @@ struct vd_dev {
     /* metadata log position of this copy (admin thread only) */
     int md_half;     /* current half, or -1: needs a checkpoint */
     uint64_t md_pos; /* next free offset within the half */
+    /* The extent mover (pool/move.c): set (atomic) while a PE of this
+     * device is the source of a move, so that writes to it also reach
+     * the target; no_alloc: being evacuated, no new extents here (admin
+     * lock). */
+    struct vd_move *move;
+    bool no_alloc;
     /* VD_CONF_TIER_* (0 slow), from VD_OP_TIER; admin lock (pool/tier.c) */
     uint32_t tier;
 };
@@ -256,6 +295,8 @@ struct vd_pool {
     /* tiering settings and pass state (pool/tier.c), or NULL; under
      * admin_lock; freed by vd_state_free */
     struct vd_tier *tier;
+    /* the extent mover (pool/move.c), from pool_alloc to pool_free */
+    struct vd_move *move;
 };
 
 /* ---- services for layouts ---------------------------------------------- */

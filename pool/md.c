@@ -474,6 +474,12 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
             CASE(VD_OP_VOL_RESIZE, struct vd_op_vol, apply_vol_resize)
             CASE(VD_OP_MAP, struct vd_op_map, apply_map)
 #undef CASE
+        case VD_OP_MOVE_BEGIN:
+        case VD_OP_MOVE_PROGRESS:
+        case VD_OP_MOVE_END:
+        case VD_OP_MOVE_ABORT:
+            r = vd_move_md_apply(p, h); /* pool/move.c */
+            break;
         case VD_OP_POOL: {
             const struct vd_op_pool *o = (const void *)h;
             if (h->len < sizeof(*o))
@@ -574,7 +580,9 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
             }
         }
     }
-    return vd_tier_md_serialize(p, b); /* after the volumes it names */
+    if ((r = vd_tier_md_serialize(p, b)) < 0) /* after the volumes */
+        return r;
+    return vd_move_serialize(p, b); /* after the volumes it names */
 }
 
 /* ---- records ---------------------------------------------------------- */

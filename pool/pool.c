@@ -155,6 +155,8 @@ static int read_hdr(struct vd_bdev *b, struct vd_dev_hdr *h)
 
 static void conf_dev_free(struct vd_conf_dev *c);
 
+static void pool_free(vd_pool *p);
+
 static vd_pool *pool_alloc(const char *name)
 {
     vd_pool *p = calloc(1, sizeof(*p));
@@ -179,6 +181,10 @@ static vd_pool *pool_alloc(const char *name)
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&p->admin_lock, &a);
     pthread_mutexattr_destroy(&a);
+    if (vd_move_init(p) < 0) {
+        pool_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -207,6 +213,7 @@ static void pool_free(vd_pool *p)
     free(p->devs);
     pool_unlock(p->lock_fd);
     pthread_mutex_destroy(&p->admin_lock);
+    vd_move_free(p);
     free(p);
 }
 
@@ -1060,6 +1067,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
     for (uint32_t i = 0; i < p->nvols; i++)
         if ((r = vd_vol_ctr(p->vols[i])) < 0)
             goto out;
+    vd_move_opened(p);
     if ((r = vd_bg_start(p)) < 0)
         goto out;
     *out = p;

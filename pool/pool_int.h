@@ -206,6 +206,28 @@ void vd_vol_dtr(struct vd_vol *v);
  * gets a fresh metadata copy if it holds one. */
 void vd_pool_retry_devices(vd_pool *p);
 
+/* The extent mover (move.c).  VD_IO_MOVER: a write the mover issues
+ * itself (dev.c does not hand it back to the mover). */
+#define VD_IO_MOVER 0x100u
+int vd_move_init(vd_pool *p);
+void vd_move_free(vd_pool *p);
+int vd_move_md_apply(vd_pool *p, const struct vd_op_hdr *h);
+int vd_move_serialize(const vd_pool *p, struct vd_opbuf *b);
+/* dev.c hooks, on a device with d->move set */
+int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
+                       uint64_t off, unsigned flags);
+bool vd_move_nowait_ok(struct vd_dev *d, uint64_t off, size_t len);
+int vd_move_dev_flush(struct vd_dev *d);
+/* after open (before I/O): a resumed move compares its copied part first */
+void vd_move_opened(vd_pool *p);
+/* the background thread's pass */
+void vd_move_tick(vd_pool *p);
+/* Run the copier in this thread for up to budget_ns or max_bytes copied
+ * (0: no limit): 1 work left, 0 idle, -EBUSY another thread runs it. */
+int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes);
+/* tests: the background thread leaves moves alone while set */
+extern bool g_move_test_hold;
+
 /* The pool's background thread (bg.c): started by vd_pool_open, stopped
  * (then every volume quiesced) by vd_pool_close. */
 int vd_bg_start(vd_pool *p);

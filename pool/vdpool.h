@@ -214,6 +214,46 @@ struct vd_run {
 int vd_vol_get_runs(const vd_pool *pool, const char *name, struct vd_run **runs,
                     size_t *nruns);
 
+/* ---- live pool operations (pool/move.c) ------------------------------- */
+struct vd_move_stats {
+    uint64_t bytes_copied;   /* written to targets (copies and repairs) */
+    uint64_t bytes_compared; /* compared after a restart */
+    uint64_t moves_done, moves_aborted;
+    char last_error[200];
+};
+struct vd_move_status {
+    int active, failed;
+    char vol[VD_NAME_MAX + 1], src[VD_NAME_MAX + 1], dst[VD_NAME_MAX + 1];
+    uint64_t le;
+    uint32_t leg;
+    uint64_t done, total; /* bytes of the extent moving */
+    uint64_t rate_limit, rate_bps;
+    int evacuating;
+    char evac_dev[VD_NAME_MAX + 1];
+    uint64_t evac_left_bytes, evac_total_bytes;
+    uint64_t eta_s;
+    uint32_t no_alloc_devs;
+    char error[200];
+    struct vd_move_stats stats;
+};
+/* Move leg `leg` of logical extent le of volume vol to device `to` (NULL:
+ * the least used device allowed), online, in the background.  -EBUSY
+ * while another move runs. */
+int vd_move_extent(vd_pool *pool, const char *vol, uint32_t leg, uint64_t le,
+                   const char *to, uint64_t rate);
+/* Move every extent off device dev (to the devices named in to, or any),
+ * in the background; dev gets no new extents.  -ENOENT (no such device),
+ * -EINVAL (bad --to), -ENOSPC (the others lack room), -EBUSY (another
+ * device is being evacuated); the message says so. */
+int vd_dev_evacuate(vd_pool *pool, const char *dev, const char *const *to,
+                    size_t nto, uint64_t rate);
+int vd_pool_move_status(vd_pool *pool, struct vd_move_status *st);
+/* Extents (of every leg) on dev; UINT64_MAX if there is no such device. */
+uint64_t vd_pool_dev_extents(vd_pool *pool, const char *dev);
+/* Until no move runs or is pending (timeout_ms 0: no bound): 0, -EIO (the
+ * last move was abandoned), -ETIMEDOUT. */
+int vd_move_wait(vd_pool *pool, int64_t timeout_ms);
+
 /* ---- volume I/O ------------------------------------------------------- */
 vd_vol *vd_vol_open(vd_pool *pool, const char *name); /* NULL + errno */
 void vd_vol_close(vd_vol *vol);

@@ -1,0 +1,1228 @@
+/* vdlvm: the extent mover — move one physical extent (PE) of a volume to a
+ * free PE of another device, online, crash-safe and resumable, and the
+ * device evacuation built on it.  LVM pvmove's idea: while the copy runs
+ * the extent is a temporary mirror (every write to the source PE also goes
+ * to the target PE), the copy goes in chunks with a checkpoint in the pool
+ * metadata, and one metadata commit switches the mapping.
+ *
+ * Any layout: the mover works below the layouts, on (device, PE).  A
+ * linear LE, one mirror leg's extent (its bitmap extent included) and a
+ * thin volume's data extent (the lower layout's LE) all move the same way.
+ *
+ * ---- Metadata (ops 20-23, pool/layout.h; docs/format.md) -----------------
+ *   MOVE_BEGIN {vol, leg, le, src, spe, dst, dpe, rate, evac}: the move
+ *     exists; dst/dpe is reserved (used) so nothing else is put there;
+ *     the mapping stays src/spe (authoritative).
+ *   MOVE_PROGRESS {done}: bytes [0, done) of the extent are on dst,
+ *     durably (dst flushed before the commit).
+ *   MOVE_END {vol, leg, le, dst, dpe}: the switch: the LE maps dst/dpe,
+ *     src/spe is free.  Written after dst was flushed.
+ *   MOVE_ABORT: the move is gone, dst/dpe free, the mapping unchanged.
+ * A checkpoint writes BEGIN and PROGRESS after the volumes (when the
+ * volume still maps src/spe there).  At most one move per pool.
+ *
+ * ---- State, owners and locks ---------------------------------------------
+ * struct vd_move (p->move) lives from pool_alloc to pool_free, so an I/O
+ * thread that read d->move never sees it freed.
+ *   - The persisted fields (active, vol, leg, le, src, spe, dst, dpe,
+ *     done, rate, evac) change only in metadata apply (admin_lock held,
+ *     and the volume's map_lock exclusive for active), under m->lock too:
+ *     I/O threads read them under m->lock.
+ *   - src device's d->move (atomic pointer) is set in BEGIN apply and
+ *     cleared in END/ABORT apply, both with the volume's map_lock held
+ *     exclusive: every write that used the mapping before holds map_lock
+ *     shared for its whole request (linear.c vol_io, mirror leg I/O and
+ *     bitmap writes), so no write to the source PE is in flight that did
+ *     not see the hook, and none that saw it outlives the switch.
+ *   - The copier state (cursor, verify_end, failed, the statistics) is
+ *     under m->lock; the copier runs in one thread at a time (copier_busy,
+ *     the background thread's tick or vd_move_run in a test/admin call).
+ *   - m->rhead..: a FIFO of byte ranges of the source device (writers to
+ *     the moving PE and the copier's chunk), like the mirror's: an entry
+ *     proceeds when no earlier entry overlaps it.  Waited for with no
+ *     lock held but the volume's map_lock shared (writers) or nothing
+ *     (copier).  Nobody holding a range waits for map_lock or the admin
+ *     lock, so END/ABORT apply (map_lock exclusive) cannot deadlock.
+ *   - Lock order: admin_lock -> map_lock -> range -> m->lock (never held
+ *     across I/O or any wait but m->cond).
+ *
+ * ---- Interleavings ---------------------------------------------------------
+ * write vs copy chunk: a write to the moving PE owns its byte range in the
+ *   FIFO, writes dst (same offset in the PE) then src, and gives it back;
+ *   the copier owns its chunk the same way while it reads src and writes
+ *   dst.  So a write either precedes the chunk copy (the copy carries its
+ *   bytes, also written to dst directly) or follows it (it writes dst
+ *   itself): dst never misses an acknowledged write, before or after the
+ *   cursor.  Overlapping writes are ordered by the FIFO, so src and dst
+ *   see them in the same order.
+ * write vs NOWAIT: a NOWAIT write to the moving PE is refused (-EAGAIN,
+ *   vd_move_nowait_ok; only try-locks), the caller redoes it blocking.
+ *   tgtd's main thread never waits here.
+ * flush: a flush of src (any layout's flush reaches vd_dev_flush(src))
+ *   also flushes dst, so everything a flush made durable on src is durable
+ *   on dst.  A dst flush failure marks the move failed (it is abandoned;
+ *   src stays authoritative, so the flush itself succeeded).
+ * switch (END): the copier flushes dst (the copied bytes), commits END;
+ *   END apply (map_lock exclusive) waits for every write using the old
+ *   mapping (they wrote both), then maps dst and clears the hook; after
+ *   the commit dst is flushed once more (a flush that read the old device
+ *   set before the switch but reached src after the hook was cleared is
+ *   covered by it).  The old PE is freed by END's apply, i.e. only once
+ *   the switch is durable.
+ * device failure: src read error, dst write/flush error (copier or a
+ *   writer) or a device not usable: failed is set, the copier commits
+ *   ABORT, the volume keeps src; the error is logged and shown by status.
+ *   A writer's result is src's: a failing dst never fails a write.
+ * crash before END: BEGIN (and PROGRESS) replay: src is authoritative, dst
+ *   reserved.  The copier resumes at done.  Bytes before done were on dst
+ *   at the checkpoint and every later write to them went to both, but a
+ *   write that was never flushed may have reached one device's media and
+ *   not the other's; so after an open the copier first compares [0, done)
+ *   (reads both, writes dst only where they differ: the compare costs
+ *   reads, the bytes copied stay the ones not yet on dst).  Then the copy
+ *   goes on from done: no byte is copied twice except that chunk-level
+ *   repair and the chunk in flight at the crash.
+ * crash after END: dst is authoritative; src is free.
+ * volume removed or its mapping changed (mirror leg replacement) during a
+ *   move: the hook keeps dst equal to src whoever writes there (dst is
+ *   reserved, nobody else uses it); END checks the mapping and aborts
+ *   instead.  A checkpoint leaves out a move whose volume no longer maps
+ *   src (its dst is then free at the next open).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pool_int.h"
+
+#define MOVE_CHUNK      (256u << 10)
+#define MOVE_CKPT_EVERY 4u /* chunks between MOVE_PROGRESS commits */
+#define MOVE_TICK_NS    (2000000000LL)
+
+struct mvr {
+    uint64_t start, end;
+    struct mvr *prev, *next;
+};
+
+struct vd_move {
+    vd_pool *p;
+    pthread_mutex_t lock; /* every field below */
+    pthread_cond_t cond;  /* ranges, copier_busy */
+    /* persisted (metadata apply) */
+    bool active;
+    uint32_t vol, leg, src, dst, evac;
+    uint64_t le, spe, dpe, done, rate;
+    /* runtime */
+    uint64_t soff, doff; /* byte offsets of the PEs on their devices */
+    uint64_t cursor;     /* next byte to copy (>= done) */
+    uint64_t verify_end; /* [cursor, verify_end): compare first (after open) */
+    bool failed;
+    char error[200];
+    bool copier_busy;
+    struct mvr *rhead, *rtail;
+    /* evacuation (memory; evac above survives a restart) */
+    bool evac_to[VD_MAX_DEVS];
+    bool evac_to_set;
+    uint64_t evac_total, evac_moved;
+    /* statistics */
+    struct vd_move_stats st;
+    int64_t t0_ns; /* start of the current move (rate) */
+    uint64_t t0_bytes;
+    uint64_t rate_bps;
+    bool since_ckpt_dirty;
+    uint32_t since_ckpt;
+};
+
+bool g_move_test_hold; /* tests: the background thread leaves moves alone */
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+int vd_move_init(vd_pool *p)
+{
+    struct vd_move *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->p = p;
+    m->evac = VD_NO_DEV;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    p->move = m;
+    return 0;
+}
+
+void vd_move_free(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+    p->move = NULL;
+}
+
+/* ---- ranges of the source device ------------------------------------------ */
+static bool ov(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1)
+{
+    return a0 < b1 && b0 < a1;
+}
+
+static bool blocked_locked(struct vd_move *m, struct mvr *e)
+{
+    for (struct mvr *x = m->rhead; x && x != e; x = x->next)
+        if (ov(x->start, x->end, e->start, e->end))
+            return true;
+    return false;
+}
+
+static void range_get_locked(struct vd_move *m, struct mvr *e, uint64_t s,
+                             uint64_t end)
+{
+    e->start = s;
+    e->end = end;
+    e->next = NULL;
+    e->prev = m->rtail;
+    if (m->rtail)
+        m->rtail->next = e;
+    else
+        m->rhead = e;
+    m->rtail = e;
+    while (blocked_locked(m, e))
+        pthread_cond_wait(&m->cond, &m->lock);
+}
+
+static void range_put_locked(struct vd_move *m, struct mvr *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        m->rhead = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        m->rtail = e->prev;
+    pthread_cond_broadcast(&m->cond);
+}
+
+static void fail_locked(struct vd_move *m, const char *fmt, const char *what)
+{
+    if (!m->failed) {
+        m->failed = true;
+        snprintf(m->error, sizeof(m->error), fmt, what);
+    }
+}
+
+/* ---- the I/O hooks (pool/dev.c) -------------------------------------------- */
+int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
+                       uint64_t off, unsigned flags)
+{
+    struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
+    vd_pool *p = m->p;
+    uint64_t es = p->extent_size;
+    struct vd_dev *t = NULL;
+    uint64_t a = 0, b = 0, toff = 0;
+    struct mvr e;
+    bool mine = false;
+    int r;
+
+    pthread_mutex_lock(&m->lock);
+    if (m->active && &p->devs[m->src] == d &&
+        ov(off, off + len, m->soff, m->soff + es)) {
+        range_get_locked(m, &e, off, off + len);
+        mine = true;
+        a = off > m->soff ? off : m->soff;
+        b = off + len < m->soff + es ? off + len : m->soff + es;
+        if (!m->failed) {
+            t = &p->devs[m->dst];
+            toff = m->doff + (a - m->soff);
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (!mine)
+        return vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    if (t) {
+        int rt = -EIO;
+        if (t->bdev && __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) ==
+                           VD_DEV_OK)
+            rt = vd_dev_pwrite(t, (const char *)buf + (a - off), b - a, toff,
+                               flags | VD_IO_MOVER);
+        if (rt < 0) {
+            pthread_mutex_lock(&m->lock);
+            fail_locked(m, "write to the target device '%s' failed", t->name);
+            pthread_mutex_unlock(&m->lock);
+            vd_bg_kick(p);
+        }
+    }
+    r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    pthread_mutex_lock(&m->lock);
+    range_put_locked(m, &e);
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+bool vd_move_nowait_ok(struct vd_dev *d, uint64_t off, size_t len)
+{
+    struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
+    bool ok;
+
+    if (!m)
+        return true;
+    if (pthread_mutex_trylock(&m->lock))
+        return false;
+    ok = !(m->active && &m->p->devs[m->src] == d &&
+           ov(off, off + len, m->soff, m->soff + m->p->extent_size));
+    pthread_mutex_unlock(&m->lock);
+    return ok;
+}
+
+int vd_move_dev_flush(struct vd_dev *d)
+{
+    struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
+    struct vd_dev *t = NULL;
+
+    pthread_mutex_lock(&m->lock);
+    if (m->active && &m->p->devs[m->src] == d && !m->failed)
+        t = &m->p->devs[m->dst];
+    pthread_mutex_unlock(&m->lock);
+    if (t && (!t->bdev || vd_dev_flush(t) < 0)) {
+        pthread_mutex_lock(&m->lock);
+        fail_locked(m, "flush of the target device '%s' failed", t->name);
+        pthread_mutex_unlock(&m->lock);
+        vd_bg_kick(m->p);
+    }
+    return 0;
+}
+
+/* ---- metadata ------------------------------------------------------------ */
+#define BAD(...)                         \
+    do {                                 \
+        vd_log(VD_LOG_ERR, __VA_ARGS__); \
+        return -EINVAL;                  \
+    } while (0)
+
+static bool pe_used(const struct vd_dev *d, uint64_t pe)
+{
+    return d->used[pe / 8] & (1u << (pe % 8));
+}
+
+static void pe_set(struct vd_dev *d, uint64_t pe, bool on)
+{
+    if (on) {
+        d->used[pe / 8] |= 1u << (pe % 8);
+        d->used_count++;
+    } else {
+        d->used[pe / 8] &= ~(1u << (pe % 8));
+        d->used_count--;
+    }
+}
+
+static bool dev_ok(const vd_pool *p, uint32_t dev)
+{
+    return dev < p->ndevs && p->devs[dev].used;
+}
+
+static int apply_begin(vd_pool *p, const struct vd_op_move *o)
+{
+    struct vd_move *m = p->move;
+    struct vd_vol *v = vd_vol_find_id(p, o->vol);
+    const struct vd_pe *e;
+
+    if (m->active)
+        BAD("pool '%s': metadata starts a move while one runs", p->name);
+    if (!v)
+        BAD("pool '%s': metadata moves an extent of unknown volume %u",
+            p->name, o->vol);
+    if (o->leg >= v->copies || o->le >= v->le_count)
+        BAD("pool '%s': volume '%s': move of extent %" PRIu64
+            " leg %u out of range",
+            p->name, v->name, o->le, o->leg);
+    e = &v->map[o->le * v->copies + o->leg];
+    if (e->dev != o->src || e->pe != o->spe)
+        BAD("pool '%s': volume '%s': move source does not match the mapping",
+            p->name, v->name);
+    if (!dev_ok(p, o->dst) || o->dst == o->src ||
+        o->dpe >= p->devs[o->dst].pe_count || pe_used(&p->devs[o->dst], o->dpe))
+        BAD("pool '%s': volume '%s': move target %u/%" PRIu64
+            " is not a free extent",
+            p->name, v->name, o->dst, o->dpe);
+    if (o->evac != VD_NO_DEV && !dev_ok(p, o->evac))
+        BAD("pool '%s': move names unknown device %u", p->name, o->evac);
+    pthread_rwlock_wrlock(&v->map_lock);
+    pthread_mutex_lock(&m->lock);
+    pe_set(&p->devs[o->dst], o->dpe, true);
+    m->vol = o->vol;
+    m->leg = o->leg;
+    m->le = o->le;
+    m->src = o->src;
+    m->spe = o->spe;
+    m->dst = o->dst;
+    m->dpe = o->dpe;
+    m->rate = o->rate;
+    m->evac = o->evac;
+    m->done = 0;
+    m->soff = p->devs[o->src].data_offset + o->spe * p->extent_size;
+    m->doff = p->devs[o->dst].data_offset + o->dpe * p->extent_size;
+    m->cursor = 0;
+    m->verify_end = 0;
+    m->failed = false;
+    m->error[0] = 0;
+    m->since_ckpt = 0;
+    m->t0_ns = mono_ns();
+    m->t0_bytes = m->st.bytes_copied;
+    m->active = true;
+    if (o->evac != VD_NO_DEV)
+        p->devs[o->evac].no_alloc = true; /* also after a restart */
+    __atomic_store_n(&p->devs[o->src].move, m, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&m->lock);
+    pthread_rwlock_unlock(&v->map_lock);
+    return 0;
+}
+
+static int apply_progress(vd_pool *p, const struct vd_op_move_progress *o)
+{
+    struct vd_move *m = p->move;
+
+    if (!m->active || o->done > p->extent_size || o->done < m->done)
+        BAD("pool '%s': metadata move progress %" PRIu64 " does not fit",
+            p->name, o->done);
+    pthread_mutex_lock(&m->lock);
+    m->done = o->done;
+    m->rate = o->rate;
+    m->evac = o->evac;
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+/* Clear the move (m->lock not held; v's map_lock exclusive if v). */
+static void clear_locked_map(vd_pool *p, struct vd_move *m)
+{
+    pthread_mutex_lock(&m->lock);
+    __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
+    m->active = false;
+    m->done = m->cursor = m->verify_end = 0;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static int apply_end(vd_pool *p, const struct vd_op_move *o)
+{
+    struct vd_move *m = p->move;
+    struct vd_vol *v = vd_vol_find_id(p, o->vol);
+    struct vd_pe *e;
+
+    if (!m->active || !v || o->vol != m->vol || o->le != m->le ||
+        o->leg != m->leg || o->dst != m->dst || o->dpe != m->dpe ||
+        o->le >= v->le_count)
+        BAD("pool '%s': metadata ends a move that is not running", p->name);
+    e = &v->map[o->le * v->copies + o->leg];
+    if (e->dev != m->src || e->pe != m->spe)
+        BAD("pool '%s': volume '%s': move end does not match the mapping",
+            p->name, v->name);
+    pthread_rwlock_wrlock(&v->map_lock);
+    pe_set(&p->devs[m->src], m->spe, false);
+    e->pe = m->dpe;
+    __atomic_store_n(&e->dev, m->dst, __ATOMIC_RELEASE);
+    clear_locked_map(p, m);
+    pthread_rwlock_unlock(&v->map_lock);
+    return 0;
+}
+
+static int apply_abort(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+    struct vd_vol *v;
+
+    if (!m->active)
+        return 0; /* a checkpoint left out a move whose volume went */
+    v = vd_vol_find_id(p, m->vol);
+    if (v)
+        pthread_rwlock_wrlock(&v->map_lock);
+    pe_set(&p->devs[m->dst], m->dpe, false);
+    clear_locked_map(p, m);
+    if (v)
+        pthread_rwlock_unlock(&v->map_lock);
+    return 0;
+}
+
+int vd_move_md_apply(vd_pool *p, const struct vd_op_hdr *h)
+{
+    switch (h->type) {
+    case VD_OP_MOVE_BEGIN:
+    case VD_OP_MOVE_END:
+        if (h->len < sizeof(struct vd_op_move))
+            BAD("pool '%s': metadata op move too short", p->name);
+        return h->type == VD_OP_MOVE_BEGIN
+                   ? apply_begin(p, (const struct vd_op_move *)h)
+                   : apply_end(p, (const struct vd_op_move *)h);
+    case VD_OP_MOVE_PROGRESS:
+        if (h->len < sizeof(struct vd_op_move_progress))
+            BAD("pool '%s': metadata op move progress too short", p->name);
+        return apply_progress(p, (const struct vd_op_move_progress *)h);
+    case VD_OP_MOVE_ABORT:
+        return apply_abort(p);
+    }
+    return -ENOENT;
+}
+
+static void fill_op(const struct vd_move *m, struct vd_op_move *o, uint16_t t)
+{
+    memset(o, 0, sizeof(*o));
+    o->h.type = t;
+    o->vol = m->vol;
+    o->leg = m->leg;
+    o->le = m->le;
+    o->src = m->src;
+    o->spe = m->spe;
+    o->dst = m->dst;
+    o->dpe = m->dpe;
+    o->rate = m->rate;
+    o->evac = m->evac;
+}
+
+int vd_move_serialize(const vd_pool *p, struct vd_opbuf *b)
+{
+    struct vd_move *m = p->move;
+    struct vd_op_move o;
+    struct vd_op_move_progress pr = { .h.type = VD_OP_MOVE_PROGRESS };
+    const struct vd_vol *v;
+    int r;
+
+    if (!m || !m->active)
+        return 0;
+    v = vd_vol_find_id(p, m->vol);
+    if (!v || m->le >= v->le_count ||
+        v->map[m->le * v->copies + m->leg].dev != m->src ||
+        v->map[m->le * v->copies + m->leg].pe != m->spe)
+        return 0;
+    fill_op(m, &o, VD_OP_MOVE_BEGIN);
+    if ((r = vd_opbuf_add(b, &o, sizeof(o))) < 0)
+        return r;
+    pr.done = m->done;
+    pr.rate = m->rate;
+    pr.evac = m->evac;
+    return vd_opbuf_add(b, &pr, sizeof(pr));
+}
+
+/* ---- planning -------------------------------------------------------------- */
+/* May dev hold leg `leg` of extent le of v?  The mirror's rule: a leg's
+ * extents stay off the nodes of the other legs (legs.c), or off their
+ * devices when the legs share a node (allow_same_node). */
+static bool leg_allows(const vd_pool *p, const struct vd_vol *v, uint32_t leg,
+                       uint32_t dev)
+{
+    bool shared = false;
+
+    if (v->copies < 2)
+        return true;
+    /* do the other legs share a node with this one already? */
+    for (uint64_t le = 0; le < v->le_count; le++)
+        for (uint32_t k = 0; k < v->copies; k++) {
+            uint32_t a = v->map[le * v->copies + k].dev;
+            if (k == leg || a == VD_NO_DEV)
+                continue;
+            for (uint64_t l2 = 0; l2 < v->le_count; l2++) {
+                uint32_t b = v->map[l2 * v->copies + leg].dev;
+                if (b != VD_NO_DEV && !strcmp(p->devs[a].node, p->devs[b].node))
+                    shared = true;
+            }
+        }
+    for (uint64_t le = 0; le < v->le_count; le++)
+        for (uint32_t k = 0; k < v->copies; k++) {
+            uint32_t a = v->map[le * v->copies + k].dev;
+            if (k == leg || a == VD_NO_DEV)
+                continue;
+            if (a == dev)
+                return false;
+            if (!shared && !strcmp(p->devs[a].node, p->devs[dev].node))
+                return false;
+        }
+    return true;
+}
+
+static uint64_t first_free(const struct vd_dev *d)
+{
+    for (uint64_t pe = 0; pe < d->pe_count; pe++)
+        if (!pe_used(d, pe))
+            return pe;
+    return UINT64_MAX;
+}
+
+/* The target for leg `leg` of extent le of v, now on src: a usable device
+ * other than src (and not being evacuated), allowed by to (NULL: any) and
+ * the leg rule, least used by percentage.  -ENOSPC when none. */
+static int choose_dst(const vd_pool *p, const struct vd_vol *v, uint32_t leg,
+                      uint32_t src, const bool *to, uint32_t *dst,
+                      uint64_t *dpe)
+{
+    uint32_t best = VD_NO_DEV;
+    double best_use = 2;
+
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        const struct vd_dev *d = &p->devs[i];
+        if (!d->used || i == src || d->state != VD_DEV_OK || !d->bdev ||
+            d->no_alloc || (to && !to[i]) || d->used_count >= d->pe_count ||
+            !leg_allows(p, v, leg, i))
+            continue;
+        double use = (double)d->used_count / (double)d->pe_count;
+        if (use < best_use) {
+            best_use = use;
+            best = i;
+        }
+    }
+    if (best == VD_NO_DEV)
+        return -ENOSPC;
+    *dst = best;
+    *dpe = first_free(&p->devs[best]);
+    return 0;
+}
+
+/* Commit a MOVE_BEGIN (admin lock held). */
+static int begin_locked(vd_pool *p, struct vd_vol *v, uint32_t leg, uint64_t le,
+                        uint32_t dst, uint64_t dpe, uint64_t rate,
+                        uint32_t evac)
+{
+    struct vd_move *m = p->move;
+    struct vd_op_move o;
+    struct vd_opbuf ops = { 0 };
+    const struct vd_pe *e = &v->map[le * v->copies + leg];
+    int r;
+
+    if (m->active)
+        return -EBUSY;
+    memset(&o, 0, sizeof(o));
+    o.h.type = VD_OP_MOVE_BEGIN;
+    o.vol = v->id;
+    o.leg = leg;
+    o.le = le;
+    o.src = e->dev;
+    o.spe = e->pe;
+    o.dst = dst;
+    o.dpe = dpe;
+    o.rate = rate;
+    o.evac = evac;
+    ops.keep_data = true;
+    if ((r = vd_opbuf_add(&ops, &o, sizeof(o))) == 0)
+        r = vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
+    if (r == 0)
+        vd_log(VD_LOG_INFO,
+               "pool '%s': moving extent %" PRIu64 " leg %u of volume "
+               "'%s' from '%s' to '%s'",
+               p->name, le, leg, v->name, p->devs[o.src].name,
+               p->devs[dst].name);
+    return r;
+}
+
+int vd_move_extent(vd_pool *p, const char *vol, uint32_t leg, uint64_t le,
+                   const char *to, uint64_t rate)
+{
+    struct vd_vol *v;
+    uint32_t dst;
+    uint64_t dpe;
+    bool only[VD_MAX_DEVS] = { false };
+    int r;
+
+    vd_admin_lock(p);
+    v = vd_vol_find(p, vol);
+    if (!v) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not found", p->name, vol);
+        r = -ENOENT;
+        goto out;
+    }
+    if (leg >= v->copies || le >= v->le_count ||
+        v->map[le * v->copies + leg].dev == VD_NO_DEV) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': extent %" PRIu64 " leg %u is not mapped",
+               p->name, vol, le, leg);
+        r = -EINVAL;
+        goto out;
+    }
+    if (to) {
+        uint32_t i;
+        for (i = 0; i < p->ndevs; i++)
+            if (p->devs[i].used && !strcmp(p->devs[i].name, to))
+                break;
+        if (i == p->ndevs) {
+            vd_log(VD_LOG_ERR, "pool '%s': no device '%s'", p->name, to);
+            r = -EINVAL;
+            goto out;
+        }
+        only[i] = true;
+    }
+    if (p->move->active) {
+        vd_log(VD_LOG_ERR, "pool '%s': a move is already running", p->name);
+        r = -EBUSY;
+        goto out;
+    }
+    r = choose_dst(p, v, leg, v->map[le * v->copies + leg].dev,
+                   to ? only : NULL, &dst, &dpe);
+    if (r < 0) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': no device can take extent %" PRIu64
+               " leg %u (free space, other legs' nodes, --to)",
+               p->name, vol, le, leg);
+        goto out;
+    }
+    r = begin_locked(p, v, leg, le, dst, dpe, rate, VD_NO_DEV);
+out:
+    vd_admin_unlock(p);
+    if (r == 0)
+        vd_bg_kick(p);
+    return r;
+}
+
+/* ---- the copier ----------------------------------------------------------- */
+static int commit_one(vd_pool *p, const void *op, size_t len)
+{
+    struct vd_opbuf ops = { 0 };
+    int r;
+
+    ops.keep_data = true;
+    if ((r = vd_opbuf_add(&ops, op, len)) == 0)
+        r = vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
+    return r;
+}
+
+static int abort_move(vd_pool *p, const char *why)
+{
+    struct vd_move *m = p->move;
+    struct vd_op_hdr h = { .type = VD_OP_MOVE_ABORT, .len = 8 };
+    int r = 0;
+
+    vd_admin_lock(p);
+    if (m->active) {
+        struct vd_vol *v = vd_vol_find_id(p, m->vol);
+        vd_log(VD_LOG_ERR,
+               "pool '%s': move of extent %" PRIu64 " leg %u of volume "
+               "'%s' from '%s' to '%s' abandoned (the volume keeps its "
+               "extent): %s",
+               p->name, m->le, m->leg, v ? v->name : "?",
+               p->devs[m->src].name, p->devs[m->dst].name, why);
+        pthread_mutex_lock(&m->lock);
+        snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", why);
+        pthread_mutex_unlock(&m->lock);
+        if ((r = commit_one(p, &h, sizeof(h))) == 0) {
+            pthread_mutex_lock(&m->lock);
+            m->st.moves_aborted++;
+            /* an evacuation stops at an error: the operator decides */
+            m->evac = VD_NO_DEV;
+            m->evac_to_set = false;
+            pthread_mutex_unlock(&m->lock);
+        }
+    }
+    vd_admin_unlock(p);
+    return r;
+}
+
+/* Copy (or, below verify_end, compare and repair) one chunk at the cursor.
+ * No lock held.  0, 1 when the extent is fully on dst, or -EIO. */
+static int copy_chunk(vd_pool *p, uint8_t *a, uint8_t *b)
+{
+    struct vd_move *m = p->move;
+    uint64_t es = p->extent_size, at, n;
+    struct vd_dev *s, *t;
+    struct mvr e;
+    bool verify;
+    int r = 0;
+
+    pthread_mutex_lock(&m->lock);
+    if (!m->active || m->failed) {
+        pthread_mutex_unlock(&m->lock);
+        return -EIO;
+    }
+    at = m->cursor;
+    if (at >= es) {
+        pthread_mutex_unlock(&m->lock);
+        return 1;
+    }
+    n = es - at < MOVE_CHUNK ? es - at : MOVE_CHUNK;
+    verify = at < m->verify_end;
+    if (verify && at + n > m->verify_end)
+        n = m->verify_end - at;
+    s = &p->devs[m->src];
+    t = &p->devs[m->dst];
+    range_get_locked(m, &e, m->soff + at, m->soff + at + n);
+    uint64_t so = m->soff + at, to = m->doff + at;
+    pthread_mutex_unlock(&m->lock);
+
+    const char *why = NULL, *who = NULL;
+    if (!s->bdev || __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != VD_DEV_OK ||
+        vd_dev_pread(s, a, n, so) < 0) {
+        why = "reading the source device '%s' failed";
+        who = s->name;
+    } else if (!t->bdev ||
+               __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != VD_DEV_OK) {
+        why = "the target device '%s' is unavailable";
+        who = t->name;
+    } else {
+        bool write = true;
+        if (verify) {
+            if (vd_dev_pread(t, b, n, to) < 0) {
+                why = "reading the target device '%s' failed";
+                who = t->name;
+            }
+            write = !why && memcmp(a, b, n) != 0;
+        }
+        if (!why && write) {
+            if (vd_dev_pwrite(t, a, n, to, VD_IO_MOVER) < 0) {
+                why = "write to the target device '%s' failed";
+                who = t->name;
+            }
+        }
+        pthread_mutex_lock(&m->lock);
+        if (verify)
+            m->st.bytes_compared += n;
+        if (!why && write)
+            m->st.bytes_copied += n;
+        pthread_mutex_unlock(&m->lock);
+    }
+    pthread_mutex_lock(&m->lock);
+    range_put_locked(m, &e);
+    if (why) {
+        fail_locked(m, why, who);
+        r = -EIO;
+    } else {
+        m->cursor = at + n;
+        r = m->cursor >= es;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+/* Flush dst, then commit MOVE_PROGRESS at the cursor (admin lock taken). */
+static int checkpoint(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+    struct vd_op_move_progress o = { .h.type = VD_OP_MOVE_PROGRESS };
+    int r;
+
+    if (vd_dev_flush(&p->devs[m->dst]) < 0)
+        return -EIO;
+    vd_admin_lock(p);
+    pthread_mutex_lock(&m->lock);
+    o.done = m->cursor < m->verify_end ? m->done : m->cursor;
+    o.rate = m->rate;
+    o.evac = m->evac;
+    bool go = m->active && !m->failed && o.done > m->done;
+    pthread_mutex_unlock(&m->lock);
+    r = go ? commit_one(p, &o, sizeof(o)) : 0;
+    vd_admin_unlock(p);
+    return r;
+}
+
+/* The switch: flush dst, commit MOVE_END, flush dst again. */
+static int finish(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+    struct vd_op_move o;
+    struct vd_vol *v;
+    int r;
+
+    if (vd_dev_flush(&p->devs[m->dst]) < 0) {
+        pthread_mutex_lock(&m->lock);
+        fail_locked(m, "flush of the target device '%s' failed",
+                    p->devs[m->dst].name);
+        pthread_mutex_unlock(&m->lock);
+        return -EIO;
+    }
+    vd_admin_lock(p);
+    v = vd_vol_find_id(p, m->vol);
+    pthread_mutex_lock(&m->lock);
+    bool ok = m->active && !m->failed && v && m->le < v->le_count &&
+              v->map[m->le * v->copies + m->leg].dev == m->src &&
+              v->map[m->le * v->copies + m->leg].pe == m->spe;
+    if (!ok && !m->failed)
+        fail_locked(m, "%s", "the volume's mapping changed during the move");
+    fill_op(m, &o, VD_OP_MOVE_END);
+    uint32_t dst = m->dst;
+    pthread_mutex_unlock(&m->lock);
+    r = ok ? commit_one(p, &o, sizeof(o)) : -EIO;
+    if (r == 0) {
+        pthread_mutex_lock(&m->lock);
+        m->st.moves_done++;
+        if (m->evac != VD_NO_DEV)
+            m->evac_moved++;
+        pthread_mutex_unlock(&m->lock);
+        vd_log(VD_LOG_INFO,
+               "pool '%s': extent %" PRIu64 " leg %u of volume '%s' now on "
+               "'%s'",
+               p->name, o.le, o.leg, v->name, p->devs[dst].name);
+    }
+    vd_admin_unlock(p);
+    if (r == 0 && vd_dev_flush(&p->devs[dst]) < 0)
+        vd_log(VD_LOG_ERR,
+               "pool '%s': device '%s': flush after a move failed: writes "
+               "flushed during the move may not be durable there",
+               p->name, p->devs[dst].name);
+    return r;
+}
+
+/* The next extent on the evacuated device: start its move.  Admin lock
+ * held.  1 started, 0 nothing left (the evacuation is over), <0 error. */
+static int evac_next_locked(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+    uint32_t dev = m->evac;
+
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        struct vd_vol *v = p->vols[i];
+        for (uint64_t le = 0; le < v->le_count; le++)
+            for (uint32_t leg = 0; leg < v->copies; leg++) {
+                const struct vd_pe *e = &v->map[le * v->copies + leg];
+                uint32_t dst;
+                uint64_t dpe;
+                if (e->dev != dev)
+                    continue;
+                int r = choose_dst(p, v, leg, dev,
+                                   m->evac_to_set ? m->evac_to : NULL, &dst,
+                                   &dpe);
+                if (r < 0) {
+                    vd_log(VD_LOG_ERR,
+                           "pool '%s': evacuating '%s': no device can take "
+                           "extent %" PRIu64 " leg %u of volume '%s' (free "
+                           "space, other legs' nodes, --to); evacuation "
+                           "stopped",
+                           p->name, p->devs[dev].name, le, leg, v->name);
+                    snprintf(m->st.last_error, sizeof(m->st.last_error),
+                             "no device can take extent %" PRIu64
+                             " of volume '%s'",
+                             le, v->name);
+                    return r;
+                }
+                r = begin_locked(p, v, leg, le, dst, dpe, m->rate, dev);
+                return r < 0 ? r : 1;
+            }
+    }
+    return 0;
+}
+
+static void evac_stop_locked(vd_pool *p, bool done)
+{
+    struct vd_move *m = p->move;
+    if (m->evac == VD_NO_DEV)
+        return;
+    if (done)
+        vd_log(VD_LOG_INFO, "pool '%s': device '%s' evacuated: it holds no "
+               "extent", p->name, p->devs[m->evac].name);
+    pthread_mutex_lock(&m->lock);
+    m->evac = VD_NO_DEV;
+    m->evac_to_set = false;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Run the mover for up to budget_ns (or until max_bytes were copied, 0: no
+ * limit).  One caller at a time (copier_busy).  Returns 1 when work is
+ * left, 0 when idle, -EBUSY when another caller runs it. */
+int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
+{
+    struct vd_move *m = p->move;
+    int64_t t_end = mono_ns() + budget_ns;
+    uint64_t copied0;
+    uint8_t *a = NULL, *b = NULL;
+    int ret = 0;
+
+    pthread_mutex_lock(&m->lock);
+    if (m->copier_busy) {
+        pthread_mutex_unlock(&m->lock);
+        return -EBUSY;
+    }
+    m->copier_busy = true;
+    copied0 = m->st.bytes_copied;
+    pthread_mutex_unlock(&m->lock);
+    if (posix_memalign((void **)&a, 4096, MOVE_CHUNK) ||
+        posix_memalign((void **)&b, 4096, MOVE_CHUNK)) {
+        ret = 1;
+        goto out;
+    }
+    for (;;) {
+        bool active, failed;
+        pthread_mutex_lock(&m->lock);
+        active = m->active;
+        failed = m->failed;
+        char why[sizeof(m->error)];
+        snprintf(why, sizeof(why), "%s", m->error);
+        pthread_mutex_unlock(&m->lock);
+        if (active && failed) {
+            if (abort_move(p, why) < 0) {
+                ret = 1; /* metadata unreachable: again at a later call */
+                break;
+            }
+            continue;
+        }
+        if (!active) {
+            vd_admin_lock(p);
+            int r = 0;
+            if (m->evac != VD_NO_DEV) {
+                r = evac_next_locked(p);
+                if (r <= 0)
+                    evac_stop_locked(p, r == 0);
+            }
+            vd_admin_unlock(p);
+            if (r <= 0) {
+                ret = 0;
+                break;
+            }
+            continue;
+        }
+        if (mono_ns() >= t_end || vd_bg_stopping(p) ||
+            (max_bytes && m->st.bytes_copied - copied0 >= max_bytes)) {
+            ret = 1;
+            break;
+        }
+        int r = copy_chunk(p, a, b);
+        if (r < 0)
+            continue; /* failed: aborted above */
+        if (r == 1) {
+            if (finish(p) < 0) {
+                pthread_mutex_lock(&m->lock);
+                if (!m->failed)
+                    fail_locked(m, "%s", "the switch could not be committed");
+                pthread_mutex_unlock(&m->lock);
+            }
+            continue;
+        }
+        if (++m->since_ckpt >= MOVE_CKPT_EVERY) {
+            m->since_ckpt = 0;
+            if (checkpoint(p) < 0) {
+                pthread_mutex_lock(&m->lock);
+                fail_locked(m, "%s", "a checkpoint could not be committed");
+                pthread_mutex_unlock(&m->lock);
+            }
+        }
+        /* the rate limit: sleep while ahead of it */
+        pthread_mutex_lock(&m->lock);
+        uint64_t rate = m->rate, done = m->st.bytes_copied - m->t0_bytes;
+        int64_t t0 = m->t0_ns, now = mono_ns();
+        if (now > t0)
+            m->rate_bps = (uint64_t)((double)done * 1e9 / (double)(now - t0));
+        pthread_mutex_unlock(&m->lock);
+        if (rate) {
+            int64_t due = t0 + (int64_t)((double)done * 1e9 / (double)rate);
+            if (due > now)
+                vd_bg_sleep(p, due - now < 500000000LL ? due - now
+                                                       : 500000000LL);
+        }
+    }
+out:
+    free(a);
+    free(b);
+    pthread_mutex_lock(&m->lock);
+    m->copier_busy = false;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    return ret;
+}
+
+void vd_move_opened(vd_pool *p)
+{
+    struct vd_move *m = p->move;
+
+    pthread_mutex_lock(&m->lock);
+    if (m->active) {
+        /* compare what the checkpoint says is copied, then go on */
+        m->cursor = 0;
+        m->verify_end = m->done;
+        m->t0_ns = mono_ns();
+        m->t0_bytes = m->st.bytes_copied;
+        vd_log(VD_LOG_INFO,
+               "pool '%s': resuming the move of extent %" PRIu64 " leg %u "
+               "from '%s' to '%s' at %" PRIu64 " bytes",
+               p->name, m->le, m->leg, p->devs[m->src].name,
+               p->devs[m->dst].name, m->done);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+void vd_move_tick(vd_pool *p)
+{
+    if (!p->move || __atomic_load_n(&g_move_test_hold, __ATOMIC_ACQUIRE))
+        return;
+    vd_move_run(p, MOVE_TICK_NS, 0);
+}
+
+/* ---- evacuation and status -------------------------------------------------- */
+static int dev_index(const vd_pool *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used && !strcmp(p->devs[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+static uint64_t extents_on(const vd_pool *p, uint32_t dev)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        const struct vd_vol *v = p->vols[i];
+        for (uint64_t k = 0; k < v->le_count * v->copies; k++)
+            n += v->map[k].dev == dev;
+    }
+    return n;
+}
+
+int vd_dev_evacuate(vd_pool *p, const char *dev, const char *const *to,
+                    size_t nto, uint64_t rate)
+{
+    struct vd_move *m = p->move;
+    bool allowed[VD_MAX_DEVS] = { false };
+    int di, r = 0;
+
+    vd_admin_lock(p);
+    di = dev_index(p, dev);
+    if (di < 0) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': no device '%s'; see 'vdlvm status %s'", p->name,
+               dev, p->name);
+        r = -ENOENT;
+        goto out;
+    }
+    for (size_t i = 0; i < nto; i++) {
+        int t = dev_index(p, to[i]);
+        if (t < 0 || t == di) {
+            vd_log(VD_LOG_ERR, "pool '%s': --to: %s '%s'", p->name,
+                   t < 0 ? "no device" : "cannot move to the device evacuated,",
+                   to[i]);
+            r = -EINVAL;
+            goto out;
+        }
+        allowed[t] = true;
+    }
+    if (m->evac != VD_NO_DEV && m->evac != (uint32_t)di) {
+        vd_log(VD_LOG_ERR, "pool '%s': device '%s' is being evacuated; wait "
+               "for it to finish", p->name, p->devs[m->evac].name);
+        r = -EBUSY;
+        goto out;
+    }
+    /* room: the extents on dev must fit on the allowed devices */
+    uint64_t need = extents_on(p, (uint32_t)di), have = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        const struct vd_dev *d = &p->devs[i];
+        if (i == (uint32_t)di || !d->used || d->state != VD_DEV_OK ||
+            d->no_alloc || (nto && !allowed[i]))
+            continue;
+        have += d->pe_count - d->used_count;
+    }
+    if (need > have) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': device '%s' holds %" PRIu64 " extents but the "
+               "other devices have %" PRIu64 " free; add a device first "
+               "(vdlvm pool apply)",
+               p->name, dev, need, have);
+        r = -ENOSPC;
+        goto out;
+    }
+    p->devs[di].no_alloc = true;
+    pthread_mutex_lock(&m->lock);
+    m->evac = (uint32_t)di;
+    memcpy(m->evac_to, allowed, sizeof(allowed));
+    m->evac_to_set = nto > 0;
+    m->evac_total = need;
+    m->evac_moved = 0;
+    m->rate = rate;
+    m->st.last_error[0] = 0;
+    pthread_mutex_unlock(&m->lock);
+    vd_log(VD_LOG_INFO, "pool '%s': evacuating device '%s': %" PRIu64
+           " extents to move", p->name, dev, need);
+out:
+    vd_admin_unlock(p);
+    if (r == 0)
+        vd_bg_kick(p);
+    return r;
+}
+
+int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
+{
+    struct vd_move *m = p->move;
+    uint64_t es = p->extent_size;
+
+    memset(s, 0, sizeof(*s));
+    vd_admin_lock(p);
+    pthread_mutex_lock(&m->lock);
+    s->active = m->active;
+    s->stats = m->st;
+    s->rate_limit = m->rate;
+    s->rate_bps = m->rate_bps;
+    if (m->active) {
+        struct vd_vol *v = vd_vol_find_id(p, m->vol);
+        snprintf(s->vol, sizeof(s->vol), "%s", v ? v->name : "?");
+        snprintf(s->src, sizeof(s->src), "%s", p->devs[m->src].name);
+        snprintf(s->dst, sizeof(s->dst), "%s", p->devs[m->dst].name);
+        s->le = m->le;
+        s->leg = m->leg;
+        s->done = m->cursor < m->verify_end ? m->done : m->cursor;
+        s->total = es;
+        s->failed = m->failed;
+        snprintf(s->error, sizeof(s->error), "%s", m->error);
+    }
+    if (m->evac != VD_NO_DEV) {
+        s->evacuating = 1;
+        snprintf(s->evac_dev, sizeof(s->evac_dev), "%s",
+                 p->devs[m->evac].name);
+        uint64_t left = extents_on(p, m->evac);
+        s->evac_left_bytes = left * es - (m->active ? s->done : 0);
+        s->evac_total_bytes = (m->evac_total > left ? m->evac_total : left) * es;
+        if (s->rate_bps)
+            s->eta_s = s->evac_left_bytes / s->rate_bps;
+    } else if (m->active && s->rate_bps) {
+        s->eta_s = (s->total - s->done) / s->rate_bps;
+    }
+    pthread_mutex_unlock(&m->lock);
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used && p->devs[i].no_alloc &&
+            (m->evac != i || !s->evacuating))
+            s->no_alloc_devs++;
+    vd_admin_unlock(p);
+    return 0;
+}
+
+uint64_t vd_pool_dev_extents(vd_pool *p, const char *dev)
+{
+    uint64_t n;
+    int di;
+
+    vd_admin_lock(p);
+    di = dev_index(p, dev);
+    n = di < 0 ? UINT64_MAX : extents_on(p, (uint32_t)di);
+    vd_admin_unlock(p);
+    return n;
+}
+
+/* Wait (bounded by timeout_ms, 0: none) until no move runs and no
+ * evacuation is pending, running the copier in this thread when the
+ * background thread is not doing it.  0, -ETIMEDOUT, or -EIO when the
+ * last move was abandoned. */
+int vd_move_wait(vd_pool *p, int64_t timeout_ms)
+{
+    struct vd_move *m = p->move;
+    int64_t end = vd_now_ms() + timeout_ms;
+    uint64_t aborted0 = m->st.moves_aborted;
+
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        bool idle = !m->active && m->evac == VD_NO_DEV;
+        uint64_t ab = m->st.moves_aborted;
+        pthread_mutex_unlock(&m->lock);
+        if (idle)
+            return ab != aborted0 ? -EIO : 0;
+        if (timeout_ms && vd_now_ms() >= end)
+            return -ETIMEDOUT;
+        if (!p->bg || __atomic_load_n(&g_move_test_hold, __ATOMIC_ACQUIRE)) {
+            if (vd_move_run(p, 200000000LL, 0) == -EBUSY)
+                vd_bg_sleep(p, 50000000LL);
+        } else {
+            vd_bg_kick(p);
+            struct timespec ts = { 0, 50000000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+}
