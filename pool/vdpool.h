@@ -346,9 +346,11 @@ struct vd_tier_move {
 /* The moves one pass over vol would make now (nothing moved). */
 int vd_tier_plan_vol(vd_pool *pool, const char *vol, struct vd_tier_move **mv,
                      size_t *n);
-/* One pass over vol now: plan and move with the extent mover; *moved
- * extents.  -ENOTSUP (logged) when this build has no extent mover. */
-int vd_tier_run(vd_pool *pool, const char *vol, size_t *moved);
+/* One pass over vol now: plan, and move with the extent mover (pool/
+ * move.c).  wait: move here, one extent after the other, *moved the
+ * extents moved; else the pool's background thread starts the moves,
+ * *moved the extents planned. */
+int vd_tier_run(vd_pool *pool, const char *vol, int wait, size_t *moved);
 /* Tiering on (1) or off (0) for vol, kept in the metadata. */
 int vd_vol_set_tiering(vd_pool *pool, const char *vol, int on);
 /* Take the device tiers and the `tiering:` section of conf (the pool's
