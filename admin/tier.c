@@ -84,11 +84,9 @@ static void print_text(FILE *out, const char *pool, const char *vol,
             "%u%%\n",
             ti->pool_enabled ? "enabled" : "disabled", ti->interval_ms / 1000,
             rate, ti->fast_free_pct);
-    fprintf(out, "fast tier: %llu extents of %s, %llu free%s\n",
+    fprintf(out, "fast tier: %llu extents of %s, %llu free\n",
             (unsigned long long)ti->fast_extents, es,
-            (unsigned long long)ti->fast_free,
-            ti->mover ? "" : "; extent mover: not in this build (tier run "
-                             "only plans)");
+            (unsigned long long)ti->fast_free);
     admin_tbl_cell(&t, 0, "EXTENT");
     admin_tbl_cell(&t, 1, "OFFSET");
     admin_tbl_cell(&t, 2, "LEG");
@@ -314,11 +312,18 @@ int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     int r;
 
     if (!(a->given & O_DRY_RUN)) {
-        r = vd_tier_run(pool, a->vol, &moved);
+        int wait = (a->given & O_WAIT) != 0;
+        r = vd_tier_run(pool, a->vol, wait, &moved);
         if (r < 0)
             return admin_vol_fail(err, r, a->pool, a->vol, "tier run");
-        fprintf(out, "volume '%s/%s': tiering pass moved %zu extents\n",
-                a->pool, a->vol, moved);
+        if (wait)
+            fprintf(out, "volume '%s/%s': tiering pass moved %zu extents\n",
+                    a->pool, a->vol, moved);
+        else
+            fprintf(out,
+                    "volume '%s/%s': tiering pass started: %zu extents to "
+                    "move; see 'vdlvm status %s'\n",
+                    a->pool, a->vol, moved, a->pool);
         return VD_EXIT_OK;
     }
     r = vd_tier_plan_vol(pool, a->vol, &mv, &n);

@@ -17,10 +17,17 @@
  * Interleavings: I/O counts heat while a pass plans (the plan uses a
  * snapshot of the counters; a few I/Os more or less change nothing that
  * hysteresis does not absorb).  An admin command (extend, remove) between
- * the plan and a move: each move is checked again by the mover against
- * the mapping under the admin lock (from, le still mapped there).
+ * the plan and a move: each move is checked again against the mapping
+ * under the admin lock before the mover gets it (move_start: the extent
+ * still on `from`, the volume still there with tiering on), and the mover
+ * checks it again itself.  The mover runs one move at a time: a pass
+ * starts its next move only when the mover is idle (an evacuation keeps
+ * it busy: the pass waits).  The background pass (bg_mv) is the
+ * background thread's under the admin lock; `tier run` without --wait
+ * replaces it.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,21 +37,45 @@ struct vd_tier {
     struct vd_conf_tiering set; /* settings (REC_POOL or the definition) */
     int set_known;              /* set came from a record or the YAML */
     int64_t next_decay_ms, next_pass_ms;
-    int warned_no_mover;
+    /* the background pass under way: its moves, the next one to start */
+    struct vd_tier_move *bg_mv;
+    size_t bg_n, bg_i, bg_moved;
 };
 
 /* ---- the extent mover ----------------------------------------------------
- * Issue 12 (branch live) provides it.  Until this build has it, every
- * caller that would move data is refused with a message naming it. */
-#ifndef VD_HAVE_MOVER
-#define VD_HAVE_MOVER 0
-#endif
+ * pool/move.c (issue 12): one move at a time, online, crash-safe (a move
+ * in flight resumes after a restart from its checkpoint; the mapping
+ * switches in one commit).  A pass hands it its moves one by one. */
+#define VD_HAVE_MOVER 1
 
-static int move_one(vd_pool *p, const struct vd_tier_move *m)
+/* Start move m if it still fits the mapping: 0, -ESTALE (the extent is
+ * elsewhere now, or its volume is gone: skipped), or the mover's error
+ * (-EBUSY: another move runs). */
+static int move_start(vd_pool *p, const struct vd_tier_move *m, uint64_t rate)
 {
-    (void)p;
-    (void)m;
-    return -ENOTSUP;
+    char vol[VD_NAME_MAX + 1], to[VD_NAME_MAX + 1];
+    struct vd_vol *v;
+    uint64_t le;
+
+    vd_admin_lock(p);
+    v = vd_vol_find_id(p, m->vol);
+    le = v ? m->le + v->data_le0 : 0;
+    if (!v || v->tier_off || m->leg >= v->copies || le >= v->le_count ||
+        v->map[le * v->copies + m->leg].dev != m->from || m->to >= p->ndevs) {
+        vd_admin_unlock(p);
+        return -ESTALE;
+    }
+    snprintf(vol, sizeof(vol), "%s", v->name);
+    snprintf(to, sizeof(to), "%s", p->devs[m->to].name);
+    vd_admin_unlock(p);
+    return vd_move_extent(p, vol, m->leg, le, to, rate);
+}
+
+static bool mover_busy(vd_pool *p)
+{
+    struct vd_move_status st;
+
+    return vd_pool_move_status(p, &st) < 0 || st.active || st.evacuating;
 }
 
 /* ---- state ------------------------------------------------------------ */
@@ -63,6 +94,8 @@ static struct vd_tier *tier_get(vd_pool *p)
 
 void vd_tier_free(vd_pool *p)
 {
+    if (p->tier)
+        free(p->tier->bg_mv);
     free(p->tier);
     p->tier = NULL;
 }
@@ -570,43 +603,16 @@ int vd_tier_plan_vol(vd_pool *p, const char *name, struct vd_tier_move **mv,
     return r;
 }
 
-/* Run the moves of a plan through the mover, in order; a failed move is
- * logged and the pass stops (the next pass plans again from the mapping
- * as it is).  No lock held. */
-static int run_moves(vd_pool *p, const struct vd_tier_move *mv, size_t n,
-                     size_t *moved)
-{
-    int r = 0;
-
-    *moved = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (vd_bg_stopping(p))
-            break;
-        r = move_one(p, &mv[i]);
-        if (r < 0)
-            break;
-        (*moved)++;
-    }
-    return r;
-}
-
-int vd_tier_run(vd_pool *p, const char *name, size_t *moved)
+int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
 {
     struct vd_tier_move *mv = NULL;
     size_t n = 0;
     struct vd_vol *v;
+    struct vd_tier *t;
+    uint64_t rate;
     int r;
 
     *moved = 0;
-    if (!VD_HAVE_MOVER) {
-        vd_log(VD_LOG_ERR,
-               "volume '%s/%s': tier run: moving extents needs the extent "
-               "mover (issue 12, live pool operations), which this build "
-               "does not have yet; nothing moved ('vdlvm tier run "
-               "%s/%s --dry-run' prints the plan)",
-               p->name, name ? name : "", p->name, name ? name : "");
-        return -ENOTSUP;
-    }
     vd_admin_lock(p);
     v = find_tierable(p, name);
     if (!v) {
@@ -621,14 +627,33 @@ int vd_tier_run(vd_pool *p, const char *name, size_t *moved)
         vd_admin_unlock(p);
         return -EINVAL;
     }
-    v->open_count++; /* not removed while the moves run */
+    t = tier_get(p);
+    rate = t ? t->set.rate : 0;
     r = plan_locked(p, v, &mv, &n);
+    if (r == 0 && !wait && t) {
+        /* the background thread starts the moves one by one */
+        free(t->bg_mv);
+        t->bg_mv = mv;
+        t->bg_n = n;
+        t->bg_i = t->bg_moved = 0;
+        *moved = n;
+        mv = NULL;
+        vd_admin_unlock(p);
+        vd_bg_kick(p);
+        return 0;
+    }
     vd_admin_unlock(p);
-    if (r == 0)
-        r = run_moves(p, mv, n, moved);
-    vd_admin_lock(p);
-    v->open_count--;
-    vd_admin_unlock(p);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        r = move_start(p, &mv[i], rate);
+        if (r == -ESTALE) {
+            r = 0;
+            continue;
+        }
+        if (r == 0)
+            r = vd_move_wait(p, 30 * 60 * 1000);
+        if (r == 0)
+            (*moved)++;
+    }
     free(mv);
     return r;
 }
@@ -716,12 +741,34 @@ out:
     return r;
 }
 
+/* The background pass: start its next move when the mover is idle. */
+static void bg_pass_step(vd_pool *p, struct vd_tier *t)
+{
+    while (t->bg_i < t->bg_n) {
+        if (mover_busy(p))
+            return;
+        int r = move_start(p, &t->bg_mv[t->bg_i], t->set.rate);
+        if (r == -EBUSY)
+            return;
+        t->bg_i++;
+        if (r == 0) {
+            t->bg_moved++;
+            return;
+        }
+    }
+    if (t->bg_mv && !mover_busy(p)) {
+        if (t->bg_moved)
+            vd_log(VD_LOG_INFO, "pool '%s': tiering pass: %zu of %zu moves done",
+                   p->name, t->bg_moved, t->bg_n);
+        free(t->bg_mv);
+        t->bg_mv = NULL;
+        t->bg_n = t->bg_i = t->bg_moved = 0;
+    }
+}
+
 void vd_tier_tick(vd_pool *p)
 {
-    struct vd_tier_move *mv = NULL;
-    size_t n = 0, moved = 0;
     int64_t now = vd_now_ms();
-    int pass = 0;
     struct vd_tier *t;
 
     vd_admin_lock(p);
@@ -732,17 +779,14 @@ void vd_tier_tick(vd_pool *p)
     }
     if (!t->next_decay_ms)
         t->next_decay_ms = t->next_pass_ms = now + t->set.interval_ms;
-    /* The pass plans from the heat before it decays. */
+    /* A pass plans from the heat before it decays. */
     if (now >= t->next_pass_ms) {
         t->next_pass_ms = now + t->set.interval_ms;
-        if (t->set.enabled && VD_HAVE_MOVER)
-            pass = plan_locked(p, NULL, &mv, &n) == 0 && n;
-        else if (t->set.enabled && !t->warned_no_mover) {
-            t->warned_no_mover = 1;
-            vd_log(VD_LOG_WARN,
-                   "pool '%s': tiering is enabled but this build has no "
-                   "extent mover (issue 12): heat is counted, nothing moves",
-                   p->name);
+        if (t->set.enabled && !t->bg_mv)
+            plan_locked(p, NULL, &t->bg_mv, &t->bg_n);
+        if (t->bg_mv && !t->bg_n) {
+            free(t->bg_mv);
+            t->bg_mv = NULL;
         }
     }
     if (now >= t->next_decay_ms) {
@@ -751,12 +795,7 @@ void vd_tier_tick(vd_pool *p)
             if (p->vols[i]->heat)
                 vd_heat_decay(p->vols[i]->heat);
     }
+    if (t->bg_mv)
+        bg_pass_step(p, t);
     vd_admin_unlock(p);
-    if (pass) {
-        run_moves(p, mv, n, &moved);
-        if (moved)
-            vd_log(VD_LOG_INFO, "pool '%s': tiering pass moved %zu of %zu "
-                   "extents", p->name, moved, n);
-    }
-    free(mv);
 }
