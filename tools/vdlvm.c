@@ -378,10 +378,13 @@ static int needs_wait(int argc, char **argv)
         i = 1;
     else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
         i = 2;
+    else if (argc > 1 && !strcmp(argv[0], "tier") && !strcmp(argv[1], "run"))
+        i = 2; /* the pass's moves run in this process's background */
     else
         return 0;
     for (; i < argc; i++)
-        if (!strcmp(argv[i], "--wait") || !strcmp(argv[i], "--"))
+        if (!strcmp(argv[i], "--wait") || !strcmp(argv[i], "--") ||
+            !strcmp(argv[i], "--dry-run"))
             return 0;
     return 1;
 }
@@ -460,8 +463,8 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
             argv = wargv;
             fprintf(stderr,
                     "vdlvm: pool '%s': no tgtd holds the pool, so "
-                    "this command waits for the resync it starts%s\n",
-                    name,
+                    "this command waits for the %s it starts%s\n",
+                    name, strcmp(argv[0], "tier") ? "resync" : "moves",
                     has_arg(argc, argv, "--rate") ||
                             has_arg(argc, argv, "--rate=")
                         ? " (the rate limit applies to it only: it is not "
