@@ -217,22 +217,24 @@ static int write_png(const struct tier_st *s, const char *vol, const char *png,
             "set lmargin at screen 0.1\nset rmargin at screen 0.85\n"
             "set tmargin at screen 0.9\nset bmargin at screen 0.3\n"
             "set xrange [0:%g]\nset yrange [%g:-0.5]\n"
-            "set ylabel 'time (decays)'\nset format x ''\n"
+            "set ylabel 'decays (now at the bottom)'\nset format x ''\n"
+            "set ytics 1\n"
             "set palette defined (0 'white', 1 'yellow', 2 'orange', 3 'red', "
             "4 'black')\n"
             "set cbrange [0:*]\nset cblabel 'heat'\n"
-            "plot '%s' using 1:2:3 with image notitle\n"
+            "set style fill solid noborder\n"
+            "plot '%s' using 1:2:(%g):(0.5):3 with boxxyerror fc palette "
+            "notitle\n"
             "set tmargin at screen 0.25\nset bmargin at screen 0.12\n"
             "set yrange [%g:-0.5]\nset ylabel 'leg'\nset format x '%%g'\n"
             "set xlabel 'volume offset (MiB); strip: red fast, blue slow, "
             "grey unmapped'\n"
-            "set palette defined (-1 'grey', 0 'blue', 1 'red')\n"
-            "set cbrange [-1:1]\nunset colorbox\n"
-            "plot '%s' using 1:2:3 with image notitle\n"
+            "plot '%s' using 1:2:(%g):(0.5):($3 > 0 ? 0xdd0000 : $3 == 0 ? "
+            "0x2040c0 : 0xa0a0a0) with boxxyerror fc rgb variable notitle\n"
             "unset multiplot\n",
             png, vol, es_mib, ti->interval_ms / 1000,
-            (double)units * es_mib, ti->hist_rows + 0.5, heat,
-            copies - 0.5, tier);
+            (double)units * es_mib, ti->hist_rows + 0.5, heat, es_mib / 2,
+            copies - 0.5, tier, es_mib / 2);
     if (fclose(f))
         goto out;
     char *argv[] = { "gnuplot", gp, NULL };
