@@ -706,8 +706,10 @@ static int parse_tiering(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
         else if (!strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "no"))
             t->enabled = 0;
         else
-            return fail(c, vv[0], "tiering: enabled '%s' is not a boolean; "
-                        "use true or false", SHOW(vv[0]));
+            return fail(c, vv[0],
+                        "tiering: enabled '%s' is not a boolean; "
+                        "use true or false",
+                        SHOW(vv[0]));
     }
     if (kn[1]) {
         if ((rc = get_scalar(c, "tiering: ", kn[1], vv[1],
@@ -741,9 +743,9 @@ static int parse_tiering(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
 static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
                      struct vd_conf_dev *d, struct devkey *dk)
 {
-    static const char *const keys[] = { "name", "path",    "size",
-                                        "node", "iscsi",   "chap",
-                                        "timeout", "tier", NULL };
+    static const char *const keys[] = { "name",    "path",  "size",
+                                        "node",    "iscsi", "chap",
+                                        "timeout", "tier",  NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -1018,9 +1020,8 @@ static int check_dups(struct ctx *c, const struct devkey *dk, size_t i)
 static int parse_pool(struct ctx *c, yaml_node_t *root,
                       struct vd_conf_pool *conf)
 {
-    static const char *const keys[] = { "pool",       "extent_size",
-                                        "devices",    "chunk_size",
-                                        "tiering",    NULL };
+    static const char *const keys[] = { "pool",       "extent_size", "devices",
+                                        "chunk_size", "tiering",     NULL };
     yaml_node_t *kn[5], *v[5], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;

@@ -43,10 +43,10 @@ enum { VD_CONF_TIER_SLOW = 0, VD_CONF_TIER_FAST = 1, VD_CONF_NTIERS = 2 };
 
 /* The pool's `tiering:` section (pool/tier.c); defaults when absent. */
 struct vd_conf_tiering {
-    int given;            /* the section is in the file */
-    int enabled;          /* `enabled:`, default 1 when given, else 0 */
-    uint32_t interval_ms; /* `interval:` between passes, default 60s */
-    uint64_t rate;        /* `rate:` bytes/s moved, 0 = unlimited; 64MiB */
+    int given;              /* the section is in the file */
+    int enabled;            /* `enabled:`, default 1 when given, else 0 */
+    uint32_t interval_ms;   /* `interval:` between passes, default 60s */
+    uint64_t rate;          /* `rate:` bytes/s moved, 0 = unlimited; 64MiB */
     uint32_t fast_free_pct; /* `fast_free:` share of fast space kept free,
                                0-90 %, default 10 */
 };
