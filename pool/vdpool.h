@@ -311,24 +311,24 @@ int vd_vol_discard(vd_vol *vol, uint64_t off, uint64_t len);
  * Admin thread; each call takes the admin lock. */
 /* One logical data extent of one leg: where it is and how hot. */
 struct vd_tier_ext {
-    uint64_t le;            /* data extent (volume bytes le * extent_size) */
+    uint64_t le; /* data extent (volume bytes le * extent_size) */
     uint32_t leg;
     uint32_t dev;           /* device index, UINT32_MAX when unmapped */
     uint32_t tier;          /* VD_CONF_TIER_* of dev */
     uint32_t reads, writes; /* I/Os counted, decayed (halved each interval) */
 };
 struct vd_tier_info {
-    int pool_enabled;       /* background passes (`tiering: enabled`) */
-    int vol_on;             /* tiering on for this volume */
-    int mover;              /* this build can move extents (tier run) */
-    int supported;          /* 0: the layout is not tiered (thin) */
+    int pool_enabled; /* background passes (`tiering: enabled`) */
+    int vol_on;       /* tiering on for this volume */
+    int mover;        /* this build can move extents (tier run) */
+    int supported;    /* 0: the layout is not tiered (thin) */
     uint32_t interval_ms, fast_free_pct;
-    uint64_t rate;          /* bytes/s, 0 unlimited */
+    uint64_t rate; /* bytes/s, 0 unlimited */
     uint64_t extent_size;
     uint64_t fast_extents, fast_free; /* the pool's fast tier */
     uint32_t copies;
-    uint32_t hist_rows;     /* history rows (oldest first), one per decay */
-    uint64_t units;         /* heat units (data extents) per history row */
+    uint32_t hist_rows; /* history rows (oldest first), one per decay */
+    uint64_t units;     /* heat units (data extents) per history row */
 };
 /* The volume's extents (copies per logical extent, leg-minor order) in
  * *ext, and the heat history: hist_rows rows of `units` values (reads +
