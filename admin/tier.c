@@ -128,8 +128,7 @@ static void print_json(FILE *out, const char *pool, const char *vol,
             ti->vol_on ? "true" : "false", ti->supported ? "true" : "false",
             ti->pool_enabled ? "true" : "false", ti->interval_ms,
             (unsigned long long)ti->rate, ti->fast_free_pct,
-            ti->mover ? "true" : "false",
-            (unsigned long long)ti->extent_size,
+            ti->mover ? "true" : "false", (unsigned long long)ti->extent_size,
             (unsigned long long)ti->fast_extents,
             (unsigned long long)ti->fast_free);
     for (size_t i = 0; i < s->n; i++) {
@@ -170,7 +169,8 @@ static int write_png(const struct tier_st *s, const char *vol, const char *png,
         return VD_EXIT_FAIL;
     }
     if (!mkdtemp(dir)) {
-        admin_msg(err, "tier status: --png: cannot make a temporary directory: %s",
+        admin_msg(err,
+                  "tier status: --png: cannot make a temporary directory: %s",
                   strerror(errno));
         return VD_EXIT_FAIL;
     }
@@ -232,9 +232,9 @@ static int write_png(const struct tier_st *s, const char *vol, const char *png,
             "plot '%s' using 1:2:(%g):(0.5):($3 > 0 ? 0xdd0000 : $3 == 0 ? "
             "0x2040c0 : 0xa0a0a0) with boxxyerror fc rgb variable notitle\n"
             "unset multiplot\n",
-            png, vol, es_mib, ti->interval_ms / 1000,
-            (double)units * es_mib, ti->hist_rows + 0.5, heat, es_mib / 2,
-            copies - 0.5, tier, es_mib / 2);
+            png, vol, es_mib, ti->interval_ms / 1000, (double)units * es_mib,
+            ti->hist_rows + 0.5, heat, es_mib / 2, copies - 0.5, tier,
+            es_mib / 2);
     if (fclose(f))
         goto out;
     char *argv[] = { "gnuplot", gp, NULL };
@@ -341,11 +341,11 @@ int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     for (size_t i = 0; i < n; i++) {
         char off[32];
         admin_fmt_size(mv[i].le * s.ti.extent_size, off, sizeof(off));
-        fprintf(out, "%s extent %llu (offset %s) leg %u: %s -> %s (heat %llu)\n",
-                mv[i].promote ? "promote" : "demote ",
-                (unsigned long long)mv[i].le, mv[i].le ? off : "0", mv[i].leg,
-                dev_name(&s, mv[i].from), dev_name(&s, mv[i].to),
-                (unsigned long long)mv[i].heat);
+        fprintf(
+            out, "%s extent %llu (offset %s) leg %u: %s -> %s (heat %llu)\n",
+            mv[i].promote ? "promote" : "demote ", (unsigned long long)mv[i].le,
+            mv[i].le ? off : "0", mv[i].leg, dev_name(&s, mv[i].from),
+            dev_name(&s, mv[i].to), (unsigned long long)mv[i].heat);
         up += mv[i].promote != 0;
     }
     fprintf(out,

@@ -390,8 +390,8 @@ int vd_tier_plan(const struct vd_tier_cand *c, size_t n,
      * not, in place of a fast extent much colder (hysteresis). */
     for (size_t hi = 0; hi < nhot && *nmv < max; hi++) {
         const struct vd_tier_cand *x = hot[hi];
-        uint32_t to = fast_free > reserve ? pick_dev(d, room, x, 1)
-                                          : UINT32_MAX;
+        uint32_t to =
+            fast_free > reserve ? pick_dev(d, room, x, 1) : UINT32_MAX;
         if (to != UINT32_MAX) {
             if ((r = add_move(mv, nmv, &cap, x, to, 1)) < 0)
                 goto out;
@@ -704,7 +704,8 @@ int vd_tier_get(vd_pool *p, const char *name, struct vd_tier_info *ti,
     }
     for (uint64_t le = 0; le < nle; le++)
         for (uint32_t leg = 0; leg < v->copies; leg++) {
-            const struct vd_pe *e = &v->map[(le + v->data_le0) * v->copies + leg];
+            const struct vd_pe *e =
+                &v->map[(le + v->data_le0) * v->copies + leg];
             struct vd_tier_ext *x = &(*ext)[le * v->copies + leg];
             x->le = le;
             x->leg = leg;
@@ -722,8 +723,8 @@ int vd_tier_get(vd_pool *p, const char *name, struct vd_tier_info *ti,
             goto out;
         }
         /* oldest row first */
-        uint32_t first = (h->hist_head + VD_HEAT_HIST - h->hist_len) %
-                         VD_HEAT_HIST;
+        uint32_t first =
+            (h->hist_head + VD_HEAT_HIST - h->hist_len) % VD_HEAT_HIST;
         for (uint32_t row = 0; row < h->hist_len; row++)
             memcpy(*hist + (uint64_t)row * h->n,
                    h->hist + (uint64_t)((first + row) % VD_HEAT_HIST) * h->n,
@@ -758,8 +759,9 @@ static void bg_pass_step(vd_pool *p, struct vd_tier *t)
     }
     if (t->bg_mv && !mover_busy(p)) {
         if (t->bg_moved)
-            vd_log(VD_LOG_INFO, "pool '%s': tiering pass: %zu of %zu moves done",
-                   p->name, t->bg_moved, t->bg_n);
+            vd_log(VD_LOG_INFO,
+                   "pool '%s': tiering pass: %zu of %zu moves done", p->name,
+                   t->bg_moved, t->bg_n);
         free(t->bg_mv);
         t->bg_mv = NULL;
         t->bg_n = t->bg_i = t->bg_moved = 0;

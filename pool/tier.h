@@ -47,9 +47,10 @@
 extern "C" {
 #endif
 
-#define VD_HEAT_STREAM_BYTES (128ull << 10) /* I/O past this much of a run is not counted */
-#define VD_HEAT_SLOTS        4
-#define VD_HEAT_HIST         16 /* history rows kept */
+#define VD_HEAT_STREAM_BYTES \
+    (128ull << 10) /* I/O past this much of a run is not counted */
+#define VD_HEAT_SLOTS 4
+#define VD_HEAT_HIST  16 /* history rows kept */
 
 struct vd_heat_slot {
     uint64_t next; /* offset after the run's last I/O */

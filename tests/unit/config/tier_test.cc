@@ -11,7 +11,8 @@
 
 #include "config/vdconfig.h"
 
-namespace {
+namespace
+{
 
 const char kHead[] = "pool: p\n";
 const char kDevs[] = "devices:\n"
@@ -68,7 +69,8 @@ TEST(TierConfig, DeviceTier_UnknownName_RefusedWithLine)
     std::string y = std::string(kHead) +
                     "devices:\n  - name: d0\n    path: /tmp/x.img\n"
                     "    size: 64MiB\n    tier: medium\n";
-    EXPECT_TRUE(Fails(y, "t.yaml:6:11:", "unknown tier 'medium'; use fast or slow"));
+    EXPECT_TRUE(
+        Fails(y, "t.yaml:6:11:", "unknown tier 'medium'; use fast or slow"));
     y = std::string(kHead) +
         "devices:\n  - name: d0\n    path: /tmp/x.img\n    size: 64MiB\n"
         "    tier: [fast]\n";
@@ -81,7 +83,8 @@ TEST(TierConfig, Section_AllKeys_Parsed)
     std::string e;
     std::string y = std::string(kHead) +
                     "tiering:\n  enabled: false\n  interval: 5m\n"
-                    "  rate: 10MiB\n  fast_free: 25%\n" + kDevs;
+                    "  rate: 10MiB\n  fast_free: 25%\n" +
+                    kDevs;
     ASSERT_EQ(Parse(y, &c, &e), 0) << e;
     EXPECT_EQ(c->tiering.given, 1);
     EXPECT_EQ(c->tiering.enabled, 0);
@@ -106,18 +109,18 @@ TEST(TierConfig, Section_Given_EnabledByDefault)
 TEST(TierConfig, Section_BadValues_RefusedWithLine)
 {
     std::string h = std::string(kHead) + "tiering:\n";
-    EXPECT_TRUE(Fails(h + "  interval: soon\n" + kDevs, "t.yaml:3:13:",
-                      "interval 'soon' is not a duration"));
-    EXPECT_TRUE(Fails(h + "  interval: 500ms\n" + kDevs, "t.yaml:3:13:",
-                      "of at least 1s"));
+    EXPECT_TRUE(Fails(h + "  interval: soon\n" + kDevs,
+                      "t.yaml:3:13:", "interval 'soon' is not a duration"));
+    EXPECT_TRUE(Fails(h + "  interval: 500ms\n" + kDevs,
+                      "t.yaml:3:13:", "of at least 1s"));
     EXPECT_TRUE(Fails(h + "  fast_free: 95%\n" + kDevs, "t.yaml:3:14:",
                       "fast_free '95%' is not a percentage from 0% to 90%"));
-    EXPECT_TRUE(Fails(h + "  fast_free: 10 %\n" + kDevs, "t.yaml:3:14:",
-                      "is not a percentage"));
-    EXPECT_TRUE(Fails(h + "  enabled: maybe\n" + kDevs, "t.yaml:3:12:",
-                      "enabled 'maybe' is not a boolean"));
-    EXPECT_TRUE(Fails(h + "  rate: fast\n" + kDevs, "t.yaml:3:9:",
-                      "tiering: rate 'fast' is not a size"));
+    EXPECT_TRUE(Fails(h + "  fast_free: 10 %\n" + kDevs,
+                      "t.yaml:3:14:", "is not a percentage"));
+    EXPECT_TRUE(Fails(h + "  enabled: maybe\n" + kDevs,
+                      "t.yaml:3:12:", "enabled 'maybe' is not a boolean"));
+    EXPECT_TRUE(Fails(h + "  rate: fast\n" + kDevs,
+                      "t.yaml:3:9:", "tiering: rate 'fast' is not a size"));
     EXPECT_TRUE(Fails(h + "  speed: 1\n" + kDevs, "t.yaml:3:3:",
                       "unknown key 'speed'; allowed keys: enabled, interval"));
     EXPECT_TRUE(Fails(std::string(kHead) + "tiering: on\n" + kDevs,

@@ -18,7 +18,8 @@
 
 using vdtest_pool::PoolTest;
 
-namespace {
+namespace
+{
 
 const uint64_t kEs = 4ull << 20;
 
@@ -34,7 +35,10 @@ struct FakeVol {
         v.data_le0 = data_le0;
         EXPECT_EQ(vd_heat_alloc(&v), 0);
     }
-    ~FakeVol() { vd_heat_free(&v); }
+    ~FakeVol()
+    {
+        vd_heat_free(&v);
+    }
     uint32_t Reads(uint64_t e)
     {
         uint32_t r, w;
@@ -167,7 +171,7 @@ struct Map {
     std::vector<vd_tier_move> Plan()
     {
         vd_tier_devs d{ (uint32_t)tier.size(), tier.data(), free.data(),
-                        total.data(), node.data(), usable };
+                        total.data(),          node.data(), usable };
         vd_tier_move *mv = nullptr;
         size_t n = 0;
         EXPECT_EQ(vd_tier_plan(c.data(), c.size(), &d, &pr, &mv, &n), 0);
@@ -175,7 +179,10 @@ struct Map {
         free_moves(mv);
         return out;
     }
-    static void free_moves(vd_tier_move *mv) { ::free(mv); }
+    static void free_moves(vd_tier_move *mv)
+    {
+        ::free(mv);
+    }
     // what the mover would do
     void Apply(const std::vector<vd_tier_move> &mv)
     {
