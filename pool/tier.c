@@ -644,6 +644,9 @@ int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
     }
     vd_admin_unlock(p);
     for (size_t i = 0; r == 0 && i < n; i++) {
+        /* a move already running (one resumed after a restart, an
+         * evacuation) finishes first; its outcome is not this pass's */
+        vd_move_wait(p, 30 * 60 * 1000);
         r = move_start(p, &mv[i], rate);
         if (r == -ESTALE) {
             r = 0;
