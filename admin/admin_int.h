@@ -54,6 +54,7 @@ enum {
     O_TO = 1u << 14,      /* dev evacuate --to DEV,... */
     O_DRY_RUN = 1u << 15, /* pool apply --dry-run */
     O_FORCE = 1u << 18, /* vol revert */
+    O_PNG = 1u << 17,     /* tier status --png FILE (admin/tier.c) */
 };
 #define O_QOS_ALL                                                 \
     (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
@@ -97,6 +98,7 @@ struct cmd_args {
     unsigned qos_mask;        /* vd_vol_qos_set's mask */
     const char *to; /* --to DEV,... (admin/dev.c splits it) */
     char snap[VD_NAME_MAX + 1]; /* T_SNAP: the part after '@' */
+    const char *png; /* --png FILE */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -148,6 +150,11 @@ int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
+/* tier status, tier run (tier.c) and their rules. */
+int admin_cmd_tier_status(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
+int admin_tier_check(struct cmd_args *a, const char *cmdname, FILE *err);
 int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 /* key add / key remove and their --key-file option (key.c) */
 int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);

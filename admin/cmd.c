@@ -349,6 +349,28 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --key-file OLD       absolute path of the key file to remove\n",
       .exec = admin_cmd_key_remove },
+    { "tier", "status", T_VOL, O_JSON | O_PNG, 0,
+      "tier status POOL/VOL [--json] [--png FILE]",
+      "Show the heat of every extent of a volume (I/Os counted, halved each\n"
+      "tiering interval; long sequential streams are not counted) and where\n"
+      "it is: device and tier (fast or slow, `tier:` in the definition).\n"
+      "\n"
+      "  --json               one JSON object with an \"extents\" list\n"
+      "  --png FILE           write a heat map (gnuplot): volume offset\n"
+      "                       across, time down, fast/slow marked below;\n"
+      "                       FILE is an absolute path\n",
+      .check = admin_tier_check, .exec = admin_cmd_tier_status },
+    { "tier", "run", T_VOL, O_WAIT | O_DRY_RUN, 0,
+      "tier run POOL/VOL [--wait] [--dry-run]",
+      "Run one tiering pass over a volume now: the hottest extents on slow\n"
+      "devices move to fast ones while the fast tier keeps its free share\n"
+      "(`tiering: fast_free`), the coldest fast extents move down when room\n"
+      "is needed; an extent displaces another only when it is much hotter.\n"
+      "Extents move with the extent mover (data moves, no copy is kept).\n"
+      "\n"
+      "  --wait               return when the moves are done\n"
+      "  --dry-run            print the plan, move nothing\n",
+      .check = admin_tier_check, .exec = admin_cmd_tier_run },
 };
 #define NCMDS (sizeof(g_cmds) / sizeof(g_cmds[0]))
 
@@ -610,6 +632,13 @@ struct opt_spec {
                  struct cmd_args *a, FILE *err);
 };
 
+static int opt_png(const char *cmdname, const char *name, const char *val,
+                   struct cmd_args *a, FILE *err)
+{
+    a->png = val; /* checked by admin_tier_check */
+    return 0;
+}
+
 static const struct opt_spec g_opts[] = {
     { .name = "--size", .bit = O_SIZE, .parse = opt_size },
     { .name = "--layout", .bit = O_LAYOUT, .parse = opt_layout },
@@ -642,6 +671,7 @@ static const struct opt_spec g_opts[] = {
     { .name = "--to", .bit = O_TO, .parse = opt_to },
     { .name = "--dry-run", .bit = O_DRY_RUN },
     { .name = "--force", .bit = O_FORCE },
+    { .name = "--png", .bit = O_PNG, .parse = opt_png },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -705,7 +735,8 @@ static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
     }
     if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool") ||
         !strcmp(argv[0], "dev") || !strcmp(argv[0], "key") ||
-        !strcmp(argv[0], "snap")) {
+        !strcmp(argv[0], "snap") ||
+        !strcmp(argv[0], "tier")) {
         if (argc < 2 || is_help(argv[1])) {
             if (argc >= 2) {
                 print_group_help(argv[0], out);

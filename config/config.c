@@ -31,11 +31,12 @@
 #define TOP_KEYS  "pool, extent_size, devices"
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
-#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption"
-#define DEV_KEYS     "name, path, size, node, iscsi, chap, timeout, rbd, encrypt"
-#define RBD_KEYS     "pool, image, conf, id"
-#define CHAP_KEYS    "user, secret_file"
-#define CRYPT_KEYS   "key_file, sector_size"
+#define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption, tiering"
+#define DEV_KEYS \
+    "name, path, size, node, iscsi, chap, timeout, rbd, encrypt, tier"
+#define RBD_KEYS   "pool, image, conf, id"
+#define CHAP_KEYS  "user, secret_file"
+#define CRYPT_KEYS "key_file, sector_size"
 
 static char *resolve_path(const char *path);
 
@@ -805,6 +806,89 @@ static int parse_rbd(struct ctx *c, const char *what, yaml_node_t *k,
     return dup_str(kn[3] ? s : "admin", &d->rbd_id);
 }
 
+/* `tier: slow|fast` (tiering, pool/tier.c) */
+static int parse_tier(struct ctx *c, const char *what, yaml_node_t *k,
+                      yaml_node_t *v, struct vd_conf_dev *d)
+{
+    const char *s = NULL;
+    int rc = get_scalar(c, what, k, v, "use tier: fast or tier: slow", &s);
+
+    if (rc)
+        return rc;
+    if (!strcmp(s, "fast"))
+        d->tier = VD_CONF_TIER_FAST;
+    else if (!strcmp(s, "slow"))
+        d->tier = VD_CONF_TIER_SLOW;
+    else
+        return fail(c, v, "%sunknown tier '%s'; use fast or slow", what,
+                    SHOW(v));
+    return 0;
+}
+
+/* The `tiering:` section: enabled, interval, rate, fast_free. */
+static int parse_tiering(struct ctx *c, yaml_node_t *k, yaml_node_t *v,
+                         struct vd_conf_tiering *t)
+{
+    static const char *const keys[] = { "enabled", "interval", "rate",
+                                        "fast_free", NULL };
+    yaml_node_t *kn[4], *vv[4];
+    const char *s = NULL;
+    char *end;
+    int rc;
+
+    t->given = 1;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(c, is_null(v) ? k : v,
+                    "tiering must be a mapping with keys enabled, interval, "
+                    "rate, fast_free, not %s",
+                    is_null(v) ? "empty" : kind_name(v));
+    rc = map_get(c, v, "tiering: ", keys, "enabled, interval, rate, fast_free",
+                 kn, vv);
+    if (rc)
+        return rc;
+    if (kn[0]) {
+        if ((rc = get_scalar(c, "tiering: ", kn[0], vv[0], "use true or false",
+                             &s)))
+            return rc;
+        if (!strcmp(s, "true") || !strcmp(s, "on") || !strcmp(s, "yes"))
+            t->enabled = 1;
+        else if (!strcmp(s, "false") || !strcmp(s, "off") || !strcmp(s, "no"))
+            t->enabled = 0;
+        else
+            return fail(c, vv[0],
+                        "tiering: enabled '%s' is not a boolean; "
+                        "use true or false",
+                        SHOW(vv[0]));
+    }
+    if (kn[1]) {
+        if ((rc = get_scalar(c, "tiering: ", kn[1], vv[1],
+                             "give a duration such as 60s", &s)))
+            return rc;
+        if (vd_duration_parse(s, &t->interval_ms) || t->interval_ms < 1000)
+            return fail(c, vv[1],
+                        "tiering: interval '%s' is not a duration of at least "
+                        "1s; use e.g. 60s or 5m",
+                        SHOW(vv[1]));
+    }
+    if (kn[2] && (rc = get_size(c, "tiering: ", kn[2], vv[2], &t->rate)))
+        return rc;
+    if (kn[3]) {
+        if ((rc = get_scalar(c, "tiering: ", kn[3], vv[3],
+                             "give a percentage such as 10%", &s)))
+            return rc;
+        errno = 0;
+        unsigned long pct = strtoul(s, &end, 10);
+        if (end == s || errno || (*end && strcmp(end, "%")) || pct > 90 ||
+            *s == '-' || *s == '+')
+            return fail(c, vv[3],
+                        "tiering: fast_free '%s' is not a percentage from 0%% "
+                        "to 90%%; use e.g. 10%%",
+                        SHOW(vv[3]));
+        t->fast_free_pct = (uint32_t)pct;
+    }
+    return 0;
+}
+
 enum {
     K_NAME,
     K_PATH,
@@ -815,6 +899,7 @@ enum {
     K_TIMEOUT,
     K_RBD,
     K_ENCRYPT,
+    K_TIER,
     K_NKEYS
 };
 
@@ -823,7 +908,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
 {
     static const char *const keys[] = { "name",    "path", "size",    "node",
                                         "iscsi",   "chap", "timeout", "rbd",
-                                        "encrypt", NULL };
+                                        "encrypt", "tier", NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -1029,6 +1114,8 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
         d->encrypt_line = (int)kn[K_ENCRYPT]->start_mark.line + 1;
         d->encrypt_col = (int)kn[K_ENCRYPT]->start_mark.column + 1;
     }
+    if (kn[K_TIER] && (rc = parse_tier(c, what, kn[K_TIER], v[K_TIER], d)))
+        return rc;
     if (kn[K_NODE]) {
         rc = get_name(c, what, kn[K_NODE], v[K_NODE], &s);
         if (rc)
@@ -1145,8 +1232,8 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
     static const char *const keys[] = { "pool",        "extent_size",
                                         "devices",     "chunk_size",
                                         "read_policy", "encryption",
-                                        NULL };
-    yaml_node_t *kn[6], *v[6], *devs;
+                                        "tiering",     NULL };
+    yaml_node_t *kn[7], *v[7], *devs;
     struct devkey *dk = NULL;
     const char *s = NULL;
     size_t n, i;
@@ -1230,6 +1317,16 @@ static int parse_pool(struct ctx *c, yaml_node_t *root,
 
     if (kn[5] && (rc = parse_encryption(c, kn[5], v[5], conf)))
         return rc;
+
+    /* tiering (pool/tier.c): off unless the section is given */
+    conf->tiering.interval_ms = 60000;
+    conf->tiering.rate = 64ull << 20;
+    conf->tiering.fast_free_pct = 10;
+    if (kn[6]) {
+        conf->tiering.enabled = 1;
+        if ((rc = parse_tiering(c, kn[6], v[6], &conf->tiering)))
+            return rc;
+    }
 
     if (!kn[2])
         return fail(c, root,

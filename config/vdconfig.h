@@ -36,6 +36,7 @@ struct vd_conf_dev {
     uint32_t timeout_ms;    /* per-command limit, remote only; default 30000 */
     int encrypt;            /* `encrypt: true`: data area encrypted with the
                                pool's key (needs key_file) */
+    uint32_t tier;          /* `tier:` VD_CONF_TIER_*; 0 (slow) by default */
     int line, column;       /* where the device was defined (1-based) */
 
     /* Ceph RBD image (pool/rbd.c), `rbd: {pool, image, conf, id}`; all NULL
@@ -50,6 +51,19 @@ struct vd_conf_dev {
  * leg whose extent is on a local device (not iscsi:), spread takes every
  * in-sync leg in turn. */
 enum { VD_READ_LOCAL = 0, VD_READ_SPREAD = 1 };
+/* Device tiers (`tier: slow|fast`; docs/tiering.md), ordered: a higher
+ * number is faster; 0 (slow) is the default of a zeroed struct. */
+enum { VD_CONF_TIER_SLOW = 0, VD_CONF_TIER_FAST = 1, VD_CONF_NTIERS = 2 };
+
+/* The pool's `tiering:` section (pool/tier.c); defaults when absent. */
+struct vd_conf_tiering {
+    int given;              /* the section is in the file */
+    int enabled;            /* `enabled:`, default 1 when given, else 0 */
+    uint32_t interval_ms;   /* `interval:` between passes, default 60s */
+    uint64_t rate;          /* `rate:` bytes/s moved, 0 = unlimited; 64MiB */
+    uint32_t fast_free_pct; /* `fast_free:` share of fast space kept free,
+                               0-90 %, default 10 */
+};
 
 struct vd_conf_pool {
     char *file;           /* path the definition was read from */
@@ -62,6 +76,7 @@ struct vd_conf_pool {
     struct vd_conf_dev *devs;
     char *key_file; /* `encryption: {key_file: PATH}`, absolute, or NULL */
     uint32_t crypt_sector; /* encryption.sector_size: 512 (default) or 4096 */
+    struct vd_conf_tiering tiering;
 };
 
 /* Sizes: one rule for the YAML definition and the command line.

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "pool_int.h"
+#include "tier.h"
 
 struct vd_bg {
     pthread_t thread;
@@ -125,6 +126,7 @@ static void *bg_main(void *arg)
         if (stop)
             break;
         vd_pool_retry_devices(p);
+        vd_tier_tick(p); /* tiering: decay, passes (pool/tier.c) */
         vd_move_tick(p); /* the extent mover (pool/move.c) */
         uint32_t i = 0;
         struct vd_vol *v;

@@ -66,7 +66,7 @@ extern "C" {
  * reserved), 11, 12 (the core: key slots; pool/crypt.h), 13 (qos: VD_OP_QOS,
  * pool/qos.c; handled by the core, not the layouts), 14-19 (thin
  * snapshots: pool/snap.c), 20-23 (the core: the extent mover,
- * pool/move.c). */
+ * pool/move.c), 24 (tiering: VD_OP_TIER, pool/tier.h). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -99,6 +99,9 @@ enum {
     VD_OP_SNAP_MEMBER = 18, /* checkpoint: snapshot id; id 0: the head
                                (gen, ngen = the highest generation) */
     VD_OP_SNAP_LAST = 19,   /* 19 reserved (clones) */
+    /* struct vd_op_tier (pool/tier.h): device tiers, the pool's tiering
+     * settings, a volume's tiering off; handled by pool/tier.c. */
+    VD_OP_TIER = 24,
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -251,6 +254,8 @@ struct vd_dev {
      * before any data I/O by vd_crypt_pool_open, constant until close;
      * NULL: plaintext. */
     struct vd_crypt *crypt;
+    /* VD_CONF_TIER_* (0 slow), from VD_OP_TIER; admin lock (pool/tier.c) */
+    uint32_t tier;
 };
 
 struct vd_vol {
@@ -290,6 +295,12 @@ struct vd_vol {
      * both under qos.c's leaf lock. */
     struct vd_qos_limits qos;
     struct vd_qos_rates qos_rates;
+    /* Tiering (pool/heat.c, pool/tier.c): heat counters, set by vd_vol_ctr
+     * before any I/O and freed by vd_vol_dtr (I/O threads only add to
+     * them); tier_off 1 = tiering off for this volume (VD_OP_TIER, admin
+     * lock). */
+    struct vd_heat *heat;
+    uint32_t tier_off;
 };
 
 struct vd_pool {
@@ -322,6 +333,9 @@ struct vd_pool {
     /* allocation thresholds (80/90/95 %) already logged, a bit each;
      * under admin_lock (vd_pool_check_thresholds) */
     uint32_t thr_logged;
+    /* tiering settings and pass state (pool/tier.c), or NULL; under
+     * admin_lock; freed by vd_state_free */
+    struct vd_tier *tier;
     /* the extent mover (pool/move.c), from pool_alloc to pool_free */
     struct vd_move *move;
     /* key slots and data key (pool/crypt.c), or NULL: not encrypted */

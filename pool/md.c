@@ -42,6 +42,7 @@
 
 #include "crypt.h"
 #include "pool_int.h"
+#include "tier.h"
 
 /* Physical extents of one device at most (its extent map: 512 MiB). */
 #define VD_MAX_PE (1ull << 32)
@@ -115,6 +116,7 @@ void vd_state_free(vd_pool *p)
     p->nvols = 0;
     for (uint32_t i = 0; i < p->ndevs; i++)
         free(p->devs[i].used);
+    vd_tier_free(p);
 }
 
 /* ---- applying ops ----------------------------------------------------- */
@@ -496,6 +498,9 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
         case VD_OP_QOS:
             r = vd_qos_md_apply(p, h);
             break;
+        case VD_OP_TIER: /* pool/tier.c */
+            r = vd_tier_md_apply(p, h);
+            break;
         default:
             if (h->type >= VD_OP_LAYOUT_FIRST) {
                 r = apply_layout_rec(p, h, n);
@@ -587,6 +592,8 @@ int vd_state_serialize(const vd_pool *p, struct vd_opbuf *b)
             }
         }
     }
+    if ((r = vd_tier_md_serialize(p, b)) < 0) /* after the volumes */
+        return r;
     return vd_move_serialize(p, b); /* after the volumes it names */
 }
 

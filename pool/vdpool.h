@@ -379,6 +379,56 @@ int vd_vol_lba_status(vd_vol *vol, uint64_t off, uint64_t *len, int *mapped);
  * allocated chunks, keep working. */
 int vd_vol_discard(vd_vol *vol, uint64_t off, uint64_t len);
 
+/* ---- tiering (pool/heat.c, pool/tier.c; docs/tiering.md) ---------------
+ * Admin thread; each call takes the admin lock. */
+/* One logical data extent of one leg: where it is and how hot. */
+struct vd_tier_ext {
+    uint64_t le; /* data extent (volume bytes le * extent_size) */
+    uint32_t leg;
+    uint32_t dev;           /* device index, UINT32_MAX when unmapped */
+    uint32_t tier;          /* VD_CONF_TIER_* of dev */
+    uint32_t reads, writes; /* I/Os counted, decayed (halved each interval) */
+};
+struct vd_tier_info {
+    int pool_enabled; /* background passes (`tiering: enabled`) */
+    int vol_on;       /* tiering on for this volume */
+    int mover;        /* this build can move extents (tier run) */
+    int supported;    /* 0: the layout is not tiered (thin) */
+    uint32_t interval_ms, fast_free_pct;
+    uint64_t rate; /* bytes/s, 0 unlimited */
+    uint64_t extent_size;
+    uint64_t fast_extents, fast_free; /* the pool's fast tier */
+    uint32_t copies;
+    uint32_t hist_rows; /* history rows (oldest first), one per decay */
+    uint64_t units;     /* heat units (data extents) per history row */
+};
+/* The volume's extents (copies per logical extent, leg-minor order) in
+ * *ext, and the heat history: hist_rows rows of `units` values (reads +
+ * writes before each decay) in *hist.  Both malloc'd; free(). */
+int vd_tier_get(vd_pool *pool, const char *vol, struct vd_tier_info *info,
+                struct vd_tier_ext **ext, size_t *next, uint32_t **hist);
+/* One planned move: promote (to a faster tier) or demote. */
+struct vd_tier_move {
+    uint32_t vol, leg;
+    uint64_t le;
+    uint32_t from, to; /* device indexes */
+    uint64_t heat;
+    int promote;
+};
+/* The moves one pass over vol would make now (nothing moved). */
+int vd_tier_plan_vol(vd_pool *pool, const char *vol, struct vd_tier_move **mv,
+                     size_t *n);
+/* One pass over vol now: plan, and move with the extent mover (pool/
+ * move.c).  wait: move here, one extent after the other, *moved the
+ * extents moved; else the pool's background thread starts the moves,
+ * *moved the extents planned. */
+int vd_tier_run(vd_pool *pool, const char *vol, int wait, size_t *moved);
+/* Tiering on (1) or off (0) for vol, kept in the metadata. */
+int vd_vol_set_tiering(vd_pool *pool, const char *vol, int on);
+/* Take the device tiers and the `tiering:` section of conf (the pool's
+ * definition) into the pool, committing what differs from the metadata. */
+int vd_tier_configure(vd_pool *pool, const struct vd_conf_pool *conf);
+
 /* ---- devices before they join a pool (pool/probe.c) -------------------
  *
  * Used before a device is given to a pool (`vdlvm pool create`, later

@@ -10,6 +10,7 @@
 
 #include "pool_int.h"
 #include "snap_int.h"
+#include "tier.h"
 
 void vd_vol_opts_init(struct vd_vol_opts *o)
 {
@@ -254,6 +255,8 @@ static void fill_info(const struct vd_vol *v, struct vd_vol_info *info)
 int vd_vol_ctr(struct vd_vol *v)
 {
     int r = 0;
+    if ((r = vd_heat_alloc(v)) < 0) /* tiering: pool/heat.c */
+        return r;
     if (v->lops->ctr && (r = v->lops->ctr(v)) < 0)
         return r;
     if (v->upper && v->upper->ctr && (r = v->upper->ctr(v)) < 0) {
@@ -269,6 +272,7 @@ void vd_vol_dtr(struct vd_vol *v)
         v->upper->dtr(v);
     if (v->lops && v->lops->dtr)
         v->lops->dtr(v);
+    vd_heat_free(v); /* tiering: pool/heat.c */
 }
 
 uint64_t vd_vol_allocated(struct vd_vol *v)
@@ -499,6 +503,7 @@ const char *vd_vol_name(const vd_vol *v)
 static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off,
                     unsigned flags)
 {
+    vd_heat_count(v, off, len, false); /* tiering: pool/heat.c */
     if (v->upper)
         return v->upper->pread(v, buf, len, off, flags);
     return v->lops->pread(v, buf, len, off, flags);
@@ -507,6 +512,7 @@ static int vol_read(vd_vol *v, void *buf, size_t len, uint64_t off,
 static int vol_write(vd_vol *v, const void *buf, size_t len, uint64_t off,
                      unsigned flags)
 {
+    vd_heat_count(v, off, len, true); /* tiering: pool/heat.c */
     if (v->upper)
         return v->upper->pwrite(v, buf, len, off, flags);
     return v->lops->pwrite(v, buf, len, off, flags);

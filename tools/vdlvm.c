@@ -62,6 +62,9 @@ static const char *g_usage =
     "Encryption (pools with encryption: {key_file: PATH}):\n"
     "  key add POOL --key-file NEW     let the key file NEW open the pool too\n"
     "  key remove POOL --key-file OLD  OLD no longer opens the pool\n"
+    "Tiering:\n"
+    "  tier status POOL/VOL [--json] [--png FILE]\n"
+    "  tier run POOL/VOL [--wait] [--dry-run]\n"
     "Boot and /etc/tgt/targets.conf:\n"
     "  activate [POOL[/VOL]]           make /run/vdlvm/vol/POOL/VOL, the path\n"
     "                                  tgt-admin needs, for every volume\n"
@@ -169,7 +172,12 @@ static int load_conf(const char *path, struct vd_conf_pool **conf)
 
 static int open_pool(const struct vd_conf_pool *conf, vd_pool **pool)
 {
-    return vd_pool_open_flags(conf, g_open_flags, pool);
+    int r = vd_pool_open_flags(conf, g_open_flags, pool);
+    /* tiering: the definition's device tiers and settings (pool/tier.c);
+     * a failure is logged and leaves the pool as it was */
+    if (r == 0)
+        vd_tier_configure(*pool, conf);
+    return r;
 }
 
 /* ---- pools known by name ------------------------------------------------ */
@@ -390,10 +398,13 @@ static int needs_wait(int argc, char **argv)
     else if (argc > 1 && !strcmp(argv[0], "dev") &&
              !strcmp(argv[1], "evacuate"))
         i = 2;
+    else if (argc > 1 && !strcmp(argv[0], "tier") && !strcmp(argv[1], "run"))
+        i = 2; /* the pass's moves run in this process's background */
     else
         return 0;
     for (; i < argc; i++)
-        if (!strcmp(argv[i], "--wait") || !strcmp(argv[i], "--"))
+        if (!strcmp(argv[i], "--wait") || !strcmp(argv[i], "--") ||
+            !strcmp(argv[i], "--dry-run"))
             return 0;
     return 1;
 }
@@ -472,8 +483,8 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
             argv = wargv;
             fprintf(stderr,
                     "vdlvm: pool '%s': no tgtd holds the pool, so "
-                    "this command waits for the resync it starts%s\n",
-                    name,
+                    "this command waits for the %s it starts%s\n",
+                    name, strcmp(argv[0], "tier") ? "resync" : "moves",
                     has_arg(argc, argv, "--rate") ||
                             has_arg(argc, argv, "--rate=")
                         ? " (the rate limit applies to it only: it is not "
@@ -664,6 +675,7 @@ static int cmd_pool_create(const char *conf_opt, int argc, char **argv)
     }
     remember(conf, file);
     if (vd_pool_open(conf, &pool) == 0) {
+        vd_tier_configure(pool, conf); /* tiering: device tiers */
         struct vd_pool_info pi;
         char sz[32], es[32];
         if (vd_pool_get_info(pool, &pi) == 0) {

@@ -1,0 +1,189 @@
+#!/bin/bash
+# Tiering (issue 13): a pool of one fast and one slow file device, a volume
+# entirely on the slow one, exported by a real tgtd.  A hot spot (two
+# extents) read and written through iSCSI with qemu-io: `tier status
+# --json` (served by the tgtd, which has the device tiers from the
+# metadata only) shows the heat on those extents, a sequential read of the
+# whole volume heats nothing, `tier run --dry-run` plans to promote exactly
+# the hot extents to the fast device and moves nothing, `tier run --wait`
+# moves them there with the extent mover while the LUN stays exported, a
+# second pass with unchanged heat moves nothing, `tier status --png` writes
+# a PNG, and all data reads back equal.  Then kill -9: a background pass
+# (rate 2MiB/s: 2 s per extent) is killed mid-move; the restarted tgtd
+# resumes the move by itself, every acknowledged write reads back.
+set -euo pipefail
+source "$(dirname "$0")/../functions.sh"
+requires_tgtd
+requires_vdlvm
+requires qemu-io --version
+requires qemu-img --version
+requires sh -c 'qemu-img --help | grep -qw iscsi'
+requires jq --version
+requires gnuplot --version
+
+MiB=$((1024 * 1024))
+vol_mib=32 # 8 extents of 4 MiB
+hot=(2 5)  # the hot extents
+
+conf=$tmp/tp.yaml
+cat > "$conf" <<EOF
+pool: tp
+extent_size: 4MiB
+tiering:
+  interval: 10m
+  rate: 2MiB
+  fast_free: 10%
+devices:
+  - name: fast0
+    path: $tmp/tp-fast0.img
+    size: 64MiB
+    tier: fast
+  - name: slow0
+    path: $tmp/tp-slow0.img
+    size: 128MiB
+EOF
+vdlvm pool create "$conf" >&2 || fail "pool create failed"
+
+# The volume entirely on slow0: one-extent volumes go to the first device
+# with room (fast0) until it is full; the volume then gets slow0 only.
+fast_free() {
+    vdlvm status tp --json | jq '.devices[] | select(.name=="fast0") | .extents - .used_extents'
+}
+n=0
+while [ "$(fast_free)" -gt 0 ]; do
+    [ $n -lt 64 ] || fail "fast0 does not fill up"
+    vdlvm vol create tp/fill$n --size 4MiB >/dev/null || fail "vol create fill$n failed"
+    n=$((n + 1))
+done
+vdlvm vol create tp/vol0 --size ${vol_mib}MiB >&2 || fail "vol create failed"
+for ((i = 0; i < n; i++)); do
+    vdlvm vol remove tp/fill$i || fail "vol remove fill$i failed"
+done
+vdlvm tier status tp/vol0 --json > "$tmp/s0.json" || fail "tier status failed"
+[ "$(jq '[.extents[] | select(.tier != "slow")] | length' "$tmp/s0.json")" = 0 ] ||
+    fail "vol0 is not all on the slow tier: $(cat "$tmp/s0.json")"
+[ "$(jq .fast_free "$tmp/s0.json")" = "$n" ] || fail "fast0 should have $n free extents"
+note "vol0 on slow0, fast0 has $n free extents"
+
+start_tgtd
+tgt_target_new 1 vol0 || fail "cannot create target"
+tgt_lun_new 1 1 vdlvm tp/vol0 "conf=$conf" || fail "cannot export tp/vol0"
+url=$(iscsi_url 1 1)
+
+random_file "$tmp/in" "$vol_mib"
+iscsi_write "$tmp/in" "$url" || fail "write to $url failed"
+# A whole-volume sequential read in 64 KiB reads (a backup): a stream, not
+# heat (counted, it would give every extent 64).
+seqcmds=()
+for ((off = 0; off < vol_mib * MiB; off += 65536)); do
+    seqcmds+=(-c "read $off 64k")
+done
+timeout 120 qemu-io -f raw "${seqcmds[@]}" "$url" > /dev/null || fail "sequential read failed"
+
+# heat_up E...: the hot spot on extents E: 4 KiB reads and writes at
+# scattered offsets; the writes also go to $tmp/in, which stays the
+# expected image.
+heat_up() {
+    local cmds=() round e off
+    for round in $(seq 0 149); do
+        for e in "$@"; do
+            off=$((e * 4 * MiB + (round * 7919 % 1024) * 4096))
+            cmds+=(-c "read $off 4k")
+            if [ $((round % 10)) = 0 ]; then
+                cmds+=(-c "write -P 0x5a $off 4k")
+                printf '\x5a%.0s' $(seq 4096) |
+                    dd of="$tmp/in" bs=4096 seek=$((off / 4096)) conv=notrunc status=none
+            fi
+        done
+    done
+    timeout 120 qemu-io -f raw "${cmds[@]}" "$url" > /dev/null || fail "qemu-io hot spot failed"
+}
+heat_up "${hot[@]}"
+
+vdlvm tier status tp/vol0 --json > "$tmp/s1.json" || fail "tier status (tgtd) failed"
+vdlvm tier status tp/vol0 >&2
+for e in "${hot[@]}"; do
+    r=$(jq ".extents[$e].reads" "$tmp/s1.json")
+    w=$(jq ".extents[$e].writes" "$tmp/s1.json")
+    [ "$r" -ge 150 ] && [ "$w" -ge 15 ] || fail "extent $e: reads $r writes $w, expected >= 150 and 15"
+done
+cold=$(jq --argjson a "${hot[0]}" --argjson b "${hot[1]}" \
+    '[.extents[] | select(.le != $a and .le != $b) | .heat] | max' "$tmp/s1.json")
+[ "$cold" -le 8 ] || fail "a cold extent has heat $cold: the sequential stream was counted"
+note "hot extents ${hot[*]} counted (>= 150 reads), cold ones at most $cold"
+
+# The plan: exactly the hot extents up to fast0.
+vdlvm tier run tp/vol0 --dry-run > "$tmp/plan.txt" || fail "tier run --dry-run failed"
+cat "$tmp/plan.txt" >&2
+for e in "${hot[@]}"; do
+    grep -Eq "^promote extent $e .*slow0 -> fast0" "$tmp/plan.txt" || fail "extent $e not planned up"
+done
+grep -q "plan: 2 promotions, 0 demotions" "$tmp/plan.txt" || fail "the plan is not the two hot extents"
+
+vdlvm tier status tp/vol0 --json > "$tmp/s2.json"
+[ "$(jq '[.extents[] | select(.tier != "slow")] | length' "$tmp/s2.json")" = 0 ] ||
+    fail "tier run --dry-run moved extents"
+
+# The pass: the hot extents to fast0, nothing else; a second pass with the
+# same heat moves nothing (hysteresis).
+vdlvm tier run tp/vol0 --wait >&2 || fail "tier run --wait failed"
+vdlvm tier status tp/vol0 --json > "$tmp/s3.json"
+for e in "${hot[@]}"; do
+    d=$(jq -r ".extents[$e].device" "$tmp/s3.json")
+    [ "$d" = fast0 ] || fail "hot extent $e is on $d after the pass"
+done
+[ "$(jq '[.extents[] | select(.tier == "fast")] | length' "$tmp/s3.json")" = 2 ] ||
+    fail "other extents moved too: $(cat "$tmp/s3.json")"
+vdlvm tier run tp/vol0 --wait > "$tmp/run2.txt" || fail "second tier run failed"
+grep -q "moved 0 extents" "$tmp/run2.txt" || fail "second pass moved extents: $(cat "$tmp/run2.txt")"
+note "hot extents ${hot[*]} moved to fast0; second pass moved nothing"
+
+# The heat map.
+vdlvm tier status tp/vol0 --png "$tmp/heat.png" >&2 || fail "tier status --png failed"
+[ "$(head -c 8 "$tmp/heat.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] ||
+    fail "$tmp/heat.png is not a PNG"
+[ "$(stat -c %s "$tmp/heat.png")" -gt 2000 ] || fail "$tmp/heat.png is too small"
+expect_fail 2 "not an absolute path" vdlvm tier status tp/vol0 --png heat.png
+note "heat map $(stat -c %s "$tmp/heat.png") bytes"
+
+# All data reads back equal.
+iscsi_read "$url" "$tmp/out" $((vol_mib * MiB)) || fail "read back failed"
+cmp "$tmp/in" "$tmp/out" || fail "data read back differs"
+note "data identical"
+
+# kill -9 during a background pass: two more extents heated, the pass
+# started without --wait, tgtd killed once the first copy reached fast0.
+kill_tgtd() {
+    kill -KILL "$tgtd_pid" 2>/dev/null || true
+    wait "$tgtd_pid" 2>/dev/null || true
+    rm -f "/var/run/tgtd/socket.$tgtd_ctl" "/var/run/tgtd/socket.$tgtd_ctl.lock"
+    _forget_tgtd "$tgtd_pid"
+}
+export_vol0() {
+    tgt_target_new 1 vol0 || fail "cannot create target"
+    tgt_lun_new 1 1 vdlvm tp/vol0 "conf=$conf" || fail "cannot export tp/vol0"
+    url=$(iscsi_url 1 1)
+}
+more=(6 7)
+heat_up "${more[@]}"
+blocks0=$(stat -c %b "$tmp/tp-fast0.img")
+vdlvm tier run tp/vol0 >&2 || fail "tier run (background) failed"
+wait_for 20 sh -c "[ \$(stat -c %b '$tmp/tp-fast0.img') -gt $((blocks0 + 2048)) ]" ||
+    fail "no copy to fast0 started"
+kill_tgtd
+note "tgtd killed mid-move"
+start_tgtd
+export_vol0
+# the move resumes by itself; then one extent of the two is on fast0 (the
+# pass's list died with tgtd; heat starts again at zero)
+wait_for 30 sh -c "timeout 10 '$VDLVM' tier status tp/vol0 --json |
+    jq -e '[.extents[] | select(.tier == \"fast\")] | length == 3'" ||
+    fail "the move in flight at kill -9 did not resume and finish"
+iscsi_read "$url" "$tmp/out" $((vol_mib * MiB)) || fail "read back after kill -9 failed"
+cmp "$tmp/in" "$tmp/out" || fail "data differs after kill -9 during a move"
+vdlvm tier status tp/vol0 --json > "$tmp/s4.json"
+for e in "${hot[@]}"; do
+    [ "$(jq -r ".extents[$e].device" "$tmp/s4.json")" = fast0 ] ||
+        fail "extent $e not on fast0 after the restart"
+done
+note "kill -9 mid-move: the move resumed, data identical; ok"
