@@ -198,8 +198,9 @@ void vd_admin_after_cmd(int argc, char **argv, int code, FILE *out, FILE *err)
         return; /* pool not activated */
     if (create) {
         if (admin_activate_one(pool, vol, err) == VD_EXIT_OK)
-            fprintf(out, "volume '%s/%s': activated (%s): its pool is "
-                         "activated\n",
+            fprintf(out,
+                    "volume '%s/%s': activated (%s): its pool is "
+                    "activated\n",
                     pool, vol, path);
         else
             admin_msg(err,

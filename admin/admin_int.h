@@ -53,7 +53,7 @@ enum {
     O_BURST = 1u << 26,
     O_TO = 1u << 14,      /* dev evacuate --to DEV,... */
     O_DRY_RUN = 1u << 15, /* pool apply --dry-run */
-    O_FORCE = 1u << 18, /* vol revert */
+    O_FORCE = 1u << 18,   /* vol revert */
     O_PNG = 1u << 17,     /* tier status --png FILE (admin/tier.c) */
 };
 #define O_QOS_ALL                                                 \
@@ -93,12 +93,12 @@ struct cmd_args {
     uint64_t region_size;
     uint64_t chunk_size; /* --chunk-size; 0: the pool's chunk_size */
     const char *replace, *with;
-    const char *key_file;     /* --key-file (absolute) */
-    struct vd_qos_limits qos; /* vol set (admin/qos.c) */
-    unsigned qos_mask;        /* vd_vol_qos_set's mask */
-    const char *to; /* --to DEV,... (admin/dev.c splits it) */
+    const char *key_file;       /* --key-file (absolute) */
+    struct vd_qos_limits qos;   /* vol set (admin/qos.c) */
+    unsigned qos_mask;          /* vd_vol_qos_set's mask */
+    const char *to;             /* --to DEV,... (admin/dev.c splits it) */
     char snap[VD_NAME_MAX + 1]; /* T_SNAP: the part after '@' */
-    const char *png; /* --png FILE */
+    const char *png;            /* --png FILE */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -194,15 +194,15 @@ struct admin_progress {
     int tty;
     char label[160];
     uint64_t total, done;
-    int64_t t0_ms, last_ms;   /* start, last line drawn */
-    int64_t sample_ms;        /* last rate sample */
+    int64_t t0_ms, last_ms; /* start, last line drawn */
+    int64_t sample_ms;      /* last rate sample */
 #define PROGRESS_WINDOW 8
     int64_t win_ms[PROGRESS_WINDOW]; /* rate samples: time, done */
     uint64_t win_done[PROGRESS_WINDOW];
-    int nwin, win_head;       /* samples held, oldest once full */
-    double rate;              /* bytes/s over the window */
+    int nwin, win_head; /* samples held, oldest once full */
+    double rate;        /* bytes/s over the window */
     int have_rate, shown;
-    int step;                 /* lines: last step printed */
+    int step; /* lines: last step printed */
 };
 void admin_progress_start(struct admin_progress *p, FILE *f, const char *label,
                           uint64_t total, int tty);

@@ -735,8 +735,7 @@ static const struct cmd_spec *find_cmd(int argc, char **argv, int *words,
     }
     if (!strcmp(argv[0], "vol") || !strcmp(argv[0], "pool") ||
         !strcmp(argv[0], "dev") || !strcmp(argv[0], "key") ||
-        !strcmp(argv[0], "snap") ||
-        !strcmp(argv[0], "tier")) {
+        !strcmp(argv[0], "snap") || !strcmp(argv[0], "tier")) {
         if (argc < 2 || is_help(argv[1])) {
             if (argc >= 2) {
                 print_group_help(argv[0], out);

@@ -316,8 +316,8 @@ void admin_print_mirror(FILE *out, const struct vd_mirror_info *mi)
     if (mi->resync_state != VD_RESYNC_IDLE && mi->total_bytes) {
         /* the bar of a resync --wait (progress.c) */
         char line[200];
-        admin_progress_line(line, sizeof(line), mi->done_bytes,
-                            mi->total_bytes, mi->rate_bytes_per_s, 30);
+        admin_progress_line(line, sizeof(line), mi->done_bytes, mi->total_bytes,
+                            mi->rate_bytes_per_s, 30);
         fprintf(out, "  %s", line);
     }
     fprintf(out, "  (rate limit %s)\n", lim);
