@@ -55,6 +55,7 @@ enum {
     O_DRY_RUN = 1u << 15, /* pool apply --dry-run */
     O_FORCE = 1u << 18,   /* vol revert */
     O_PNG = 1u << 17,     /* tier status --png FILE (admin/tier.c) */
+    O_TIERING = 1u << 19, /* vol set --tiering on|off */
 };
 #define O_QOS_ALL                                                 \
     (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
@@ -99,6 +100,7 @@ struct cmd_args {
     const char *to;             /* --to DEV,... (admin/dev.c splits it) */
     char snap[VD_NAME_MAX + 1]; /* T_SNAP: the part after '@' */
     const char *png;            /* --png FILE */
+    int tiering;                /* vol set --tiering: 1 on, 0 off */
 };
 
 /* "vdlvm: " + the message + newline on err. */

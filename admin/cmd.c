@@ -197,14 +197,14 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --size [+]SIZE       new size, or growth with '+'\n",
       .flags = F_SIZE_REL, .exec = admin_cmd_vol_extend },
-    { "vol", "set", T_VOL, O_QOS_ALL, 0,
+    { "vol", "set", T_VOL, O_QOS_ALL | O_TIERING, 0,
       "vol set POOL/VOL [--iops-limit N] [--bps-limit SIZE] "
       "[--read-iops-limit N] [--write-iops-limit N] [--read-bps-limit SIZE] "
-      "[--write-bps-limit SIZE] [--burst SECONDS]",
-      "Set a volume's QoS limits, kept in the pool metadata.  Works while the\n"
-      "volume is exported: tgtd applies them at once.  Commands over a limit\n"
-      "wait (in order) and are never refused.  0 removes a limit; options not\n"
-      "given keep their values.\n"
+      "[--write-bps-limit SIZE] [--burst SECONDS] [--tiering on|off]",
+      "Set a volume's QoS limits and tiering, kept in the pool metadata.\n"
+      "Works while the volume is exported: tgtd applies them at once.\n"
+      "Commands over a limit wait (in order) and are never refused.  0\n"
+      "removes a limit; options not given keep their values.\n"
       "\n"
       "  --iops-limit N         commands per second, reads and writes\n"
       "  --read-iops-limit N    reads per second\n"
@@ -214,7 +214,9 @@ static const struct cmd_spec g_cmds[] = {
       "  --write-bps-limit SIZE written bytes per second\n"
       "  --burst SECONDS        how long an idle volume may exceed its limits:\n"
       "                         bucket depth = limit x SECONDS (default 1; 0:\n"
-      "                         the default; e.g. 0.5)\n",
+      "                         the default; e.g. 0.5)\n"
+      "  --tiering on|off       move this volume's hot extents to fast devices\n"
+      "                         (on, the default) or leave them (off)\n",
       .check = admin_qos_check, .exec = admin_cmd_vol_set },
     { "vol", "repair", T_VOL, O_REPLACE | O_WITH | O_WAIT, O_REPLACE | O_WITH,
       "vol repair POOL/VOL --replace DEVICE --with DEVICE [--wait]",
@@ -639,6 +641,17 @@ static int opt_png(const char *cmdname, const char *name, const char *val,
     return 0;
 }
 
+static int opt_tiering(const char *cmdname, const char *name, const char *val,
+                       struct cmd_args *a, FILE *err)
+{
+    if (strcmp(val, "on") && strcmp(val, "off")) {
+        admin_msg(err, "%s: --tiering '%s' is not on or off", cmdname, val);
+        return VD_EXIT_USAGE;
+    }
+    a->tiering = !strcmp(val, "on");
+    return 0;
+}
+
 static const struct opt_spec g_opts[] = {
     { .name = "--size", .bit = O_SIZE, .parse = opt_size },
     { .name = "--layout", .bit = O_LAYOUT, .parse = opt_layout },
@@ -672,6 +685,7 @@ static const struct opt_spec g_opts[] = {
     { .name = "--dry-run", .bit = O_DRY_RUN },
     { .name = "--force", .bit = O_FORCE },
     { .name = "--png", .bit = O_PNG, .parse = opt_png },
+    { .name = "--tiering", .bit = O_TIERING, .parse = opt_tiering },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 

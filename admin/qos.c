@@ -136,11 +136,12 @@ int admin_qos_opt(const char *cmdname, const char *name, const char *val,
 
 int admin_qos_check(struct cmd_args *a, const char *cmdname, FILE *err)
 {
-    if (!a->qos_mask) {
+    if (!a->qos_mask && !(a->given & O_TIERING)) {
         admin_msg(err,
                   "%s: nothing to set; give --iops-limit N, --bps-limit SIZE, "
-                  "--read-/--write-iops-limit, --read-/--write-bps-limit or "
-                  "--burst SECONDS (see 'vdlvm vol set --help')",
+                  "--read-/--write-iops-limit, --read-/--write-bps-limit, "
+                  "--burst SECONDS or --tiering on|off (see 'vdlvm vol set "
+                  "--help')",
                   cmdname);
         return VD_EXIT_USAGE;
     }
@@ -176,10 +177,20 @@ static void print_limits(FILE *out, const char *indent,
 int admin_cmd_vol_set(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     struct vd_qos_limits l;
-    int r = vd_vol_qos_set(pool, a->vol, &a->qos, a->qos_mask);
+    int r = 0;
 
-    if (r < 0)
+    /* tiering first: when it fails, nothing else is set */
+    if ((a->given & O_TIERING) &&
+        (r = vd_vol_set_tiering(pool, a->vol, a->tiering)) < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "set");
+    if (a->qos_mask && (r = vd_vol_qos_set(pool, a->vol, &a->qos,
+                                           a->qos_mask)) < 0)
+        return admin_vol_fail(err, r, a->pool, a->vol, "set");
+    if (a->given & O_TIERING)
+        fprintf(out, "volume '%s/%s': tiering %s\n", a->pool, a->vol,
+                a->tiering ? "on" : "off");
+    if (!a->qos_mask)
+        return VD_EXIT_OK;
     if (vd_vol_qos_get_by_name(pool, a->vol, &l) == 0) {
         fprintf(out, "volume '%s/%s'\n", a->pool, a->vol);
         print_limits(out, "  ", &l);

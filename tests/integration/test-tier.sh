@@ -187,3 +187,11 @@ for e in "${hot[@]}"; do
         fail "extent $e not on fast0 after the restart"
 done
 note "kill -9 mid-move: the move resumed, data identical; ok"
+
+# vol set --tiering off: kept in the metadata, a pass is refused; on again.
+vdlvm vol set tp/vol0 --tiering off | grep -q "tiering off" || fail "vol set --tiering off"
+expect_fail nz "tiering is off" vdlvm tier run tp/vol0
+expect_fail 2 "is not on or off" vdlvm vol set tp/vol0 --tiering maybe
+vdlvm vol set tp/vol0 --tiering on > /dev/null || fail "vol set --tiering on"
+vdlvm tier run tp/vol0 --dry-run > /dev/null || fail "tier run after --tiering on"
+note "vol set --tiering off/on; ok"
