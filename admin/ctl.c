@@ -344,6 +344,8 @@ static int is_long_cmd(int argc, char **argv)
         i = 2;
     else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "repair"))
         i = 2;
+    else if (argc > 1 && !strcmp(argv[0], "tier") && !strcmp(argv[1], "run"))
+        i = 2;
     else
         return 0;
     for (; i < argc; i++)

@@ -183,8 +183,8 @@ int admin_cmd_vol_set(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     if ((a->given & O_TIERING) &&
         (r = vd_vol_set_tiering(pool, a->vol, a->tiering)) < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "set");
-    if (a->qos_mask && (r = vd_vol_qos_set(pool, a->vol, &a->qos,
-                                           a->qos_mask)) < 0)
+    if (a->qos_mask &&
+        (r = vd_vol_qos_set(pool, a->vol, &a->qos, a->qos_mask)) < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "set");
     if (a->given & O_TIERING)
         fprintf(out, "volume '%s/%s': tiering %s\n", a->pool, a->vol,

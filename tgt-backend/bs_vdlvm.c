@@ -1383,6 +1383,13 @@ static int pool_get(const char *name, const char *vol, const char *conf_file,
         vp->pool = NULL;
         goto fail;
     }
+    /* Device tiers and the tiering section of the definition (a YAML
+     * edited since the pool was last opened): committed when they differ
+     * from the metadata; like the open itself, before any LUN serves. */
+    if ((r = vd_tier_configure(vp->pool, vp->conf)) < 0)
+        log_warning("vdlvm: pool '%s': the tiering settings of %s were not "
+                    "taken: %s; the pool keeps its earlier ones\n",
+                    name, vp->conf_file, strerror(-r));
     /* Remember a definition given with conf=FILE, so that vdlvm finds the
      * pool by name once this tgtd lets it go. */
     if (conf_file && (r = vd_registry_add(name, conf_file)) < 0)
