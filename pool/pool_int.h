@@ -120,6 +120,28 @@ _Static_assert(sizeof(struct vd_op_dev) == 192, "op dev");
  * block longer than the device's timeout.  Offsets and lengths are
  * multiples of block_size.  close frees the handle. */
 struct vd_bdev;
+/* An asynchronous device request (the optional submit op below; issue 14).
+ * The submitter owns the struct until done runs; buf stays valid until
+ * then.  done runs exactly once, with 0 or a negative errno (as pread/
+ * pwrite/flush return), on a thread of the driver's choosing (io_uring's
+ * reaper, the device's libiscsi event thread, librbd's callback thread),
+ * possibly before submit has returned, but never inside submit on the
+ * submitting thread's stack.  done must not block and must not call into
+ * the same device: it hands the completion on (a done list + eventfd) and
+ * returns.  A write is complete, not durable: durability is a VD_BIO_FLUSH
+ * (or VD_IO_FUA), exactly as for pwrite. */
+#define VD_BIO_READ  0
+#define VD_BIO_WRITE 1
+#define VD_BIO_FLUSH 2
+struct vd_bio {
+    int op;         /* VD_BIO_* */
+    unsigned flags; /* VD_IO_FUA for writes */
+    void *buf;      /* READ: filled; WRITE: read by the driver until done */
+    size_t len;     /* bytes, multiple of block_size (0 for FLUSH) */
+    uint64_t off;   /* bytes, multiple of block_size */
+    void (*done)(struct vd_bio *bio, int result);
+    void *priv;     /* the submitter's */
+};
 struct vd_bdev_ops {
     const char *kind; /* "file", "iscsi" */
     int (*pread)(struct vd_bdev *b, void *buf, size_t len, uint64_t off);
@@ -138,6 +160,13 @@ struct vd_bdev_ops {
      * block device: BLKZEROOUT, iscsi: WRITE SAME); block aligned.  Without
      * it the pool writes zero buffers. */
     int (*zero)(struct vd_bdev *b, uint64_t off, uint64_t len);
+    /* Optional: start bio and return at once, never blocking (no wait on
+     * the network, the device, or a lock held across I/O).  0: started,
+     * bio->done will run exactly once.  -EAGAIN: cannot start now without
+     * waiting (queue or ring full, reconnecting, device failed, op not
+     * supported): nothing was started and done will not run; the caller
+     * uses pread/pwrite/flush instead.  Thread-safe. */
+    int (*submit)(struct vd_bdev *b, struct vd_bio *bio);
 };
 struct vd_bdev {
     const struct vd_bdev_ops *ops;
