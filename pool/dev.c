@@ -470,6 +470,7 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
     int r = unaligned(d, len, off) ? bounce_io(d, buf, len, off, false, 0)
                                    : blk_read(d, buf, len, off, false);
     if (r < 0) {
+        __atomic_add_fetch(&d->n_read_errors, 1, __ATOMIC_RELAXED);
         io_error(d, "read", len, off, r);
         return -EIO;
     }
@@ -487,6 +488,7 @@ int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
                 ? bounce_io(d, (void *)buf, len, off, true, flags)
                 : blk_write(d, buf, len, off, flags);
     if (r < 0) {
+        __atomic_add_fetch(&d->n_write_errors, 1, __ATOMIC_RELAXED);
         io_error(d, "write", len, off, r);
         return -EIO;
     }
@@ -571,6 +573,7 @@ int vd_dev_flush(struct vd_dev *d)
             d->flushed_gen = start;
         pthread_cond_broadcast(&d->flush_cond);
         if (r < 0) {
+            __atomic_add_fetch(&d->n_flush_errors, 1, __ATOMIC_RELAXED);
             vd_log(VD_LOG_ERR, "device '%s': flush failed: %s", d->name,
                    strerror(-r));
             r = -EIO;
@@ -599,6 +602,7 @@ int vd_dev_zero(struct vd_dev *d, uint64_t off, uint64_t len)
         free(z);
     }
     if (r < 0) {
+        __atomic_add_fetch(&d->n_write_errors, 1, __ATOMIC_RELAXED);
         vd_log(VD_LOG_ERR, "device '%s': zeroing %llu bytes at %llu failed: %s",
                d->name, (unsigned long long)len, (unsigned long long)off,
                strerror(-r));

@@ -1416,6 +1416,7 @@ static void try_reconnect(struct iscsi_bdev *ib)
         ib->state = ST_CONNECTED;
         ib->cause[0] = 0;
         pthread_mutex_unlock(&ib->lock);
+        __atomic_add_fetch(&ib->b.n_reconnects, 1, __ATOMIC_RELAXED);
         vd_log(VD_LOG_WARN, "device '%s': reconnected to %s", ib->name,
                ib->url);
         ib->backoff_ms = BACKOFF_MIN_MS;

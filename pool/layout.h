@@ -236,6 +236,10 @@ struct vd_dev {
     /* I/O error log rate limit (racy by design: only counts) */
     int64_t log_next_ms;
     uint64_t log_suppressed;
+    /* Error counters for `vdlvm stats` (relaxed atomic adds in dev.c;
+     * never reset while the pool is open): reads, writes (and zeroing)
+     * and flushes of this device that failed. */
+    uint64_t n_read_errors, n_write_errors, n_flush_errors;
     /* a device that could not be attached at open is retried from its
      * definition (deep copy) by vd_pool_retry_devices */
     struct vd_conf_dev *conf;

@@ -172,6 +172,9 @@ struct vd_bdev {
     const struct vd_bdev_ops *ops;
     uint64_t size;       /* bytes */
     uint32_t block_size; /* bytes */
+    /* Sessions re-established after the connection was lost (remote
+     * drivers; relaxed atomic add by the driver, read by stats). */
+    uint64_t n_reconnects;
 };
 /* Open the device a definition names (local path or iscsi URL).  For a
  * local path that does not exist and create set: create a sparse file of
