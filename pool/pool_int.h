@@ -140,7 +140,7 @@ struct vd_bio {
     size_t len;     /* bytes, multiple of block_size (0 for FLUSH) */
     uint64_t off;   /* bytes, multiple of block_size */
     void (*done)(struct vd_bio *bio, int result);
-    void *priv;     /* the submitter's */
+    void *priv; /* the submitter's */
 };
 struct vd_bdev_ops {
     const char *kind; /* "file", "iscsi" */

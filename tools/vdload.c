@@ -359,6 +359,12 @@ struct opts {
     bool quiet;
     const char *started; /* created once the first command completed */
     const char *url;
+    /* --hot PCT:FRAC[:REGION]: PCT % of random commands fall on FRAC % of
+     * the range (hot_frac in 1/100 %), cut into regions of hot_region
+     * bytes, the hot ones spread evenly over the range; 0: uniform. */
+    int hot_pct;
+    uint64_t hot_frac;
+    uint64_t hot_region;
 };
 
 static void usage(FILE *f)
@@ -382,6 +388,10 @@ static void usage(FILE *f)
         "  --count N                 stop after N completed commands\n"
         "  --seed N                  offset generator seed (default: random, printed)\n"
         "  --range START:LEN         byte range of the LUN to use (default: whole LUN)\n"
+        "  --hot PCT:FRAC[:REGION]   rand: PCT %% of commands fall on FRAC %% of the\n"
+        "                            range, cut into REGION-sized pieces (default\n"
+        "                            4M) of which every (100/FRAC)th is hot: the\n"
+        "                            same set in every run (a working set)\n"
         "  --fua                     set FUA on writes\n"
         "  --verify JOURNAL          stamp written blocks, journal acknowledged writes\n"
         "  --journal JOURNAL         (verify) journal to check against\n"
@@ -435,6 +445,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         { "quiet", no_argument, 0, 'Q' },
         { "started", required_argument, 0, 'W' },
         { "stride", required_argument, 0, 'D' },
+        { "hot", required_argument, 0, 'H' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -546,6 +557,33 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             *colon = ':';
             o->range_set = true;
             break;
+        }
+        case 'H': {
+            /* PCT:FRAC[:REGION], FRAC may have up to two decimals */
+            char *a = optarg, *b = strchr(a, ':'), *c2, *end;
+            double frac;
+            long pct;
+            o->hot_region = 4u << 20;
+            if (!b)
+                goto bad_hot;
+            pct = strtol(a, &end, 10);
+            if (end != b || pct < 1 || pct > 100)
+                goto bad_hot;
+            frac = strtod(b + 1, &end);
+            c2 = strchr(b + 1, ':');
+            if (end != (c2 ? c2 : b + 1 + strlen(b + 1)) || !(frac > 0) ||
+                frac > 100)
+                goto bad_hot;
+            if (c2 && (parse_size(c2 + 1, &o->hot_region) || !o->hot_region))
+                goto bad_hot;
+            o->hot_pct = (int)pct;
+            o->hot_frac = (uint64_t)(frac * 100 + 0.5);
+            break;
+        bad_hot:
+            err("--hot '%s': expected PCT:FRAC[:REGION], e.g. 90:10 (90%% of "
+                "the I/O on 10%% of the range, 4 MiB regions)",
+                optarg);
+            return -EINVAL;
         }
         case 'j':
             o->json = true;
@@ -1077,7 +1115,9 @@ struct engine {
     uint64_t first_seq;
     /* LBA range in blocks, and its size in --bs units */
     uint64_t r_lba, r_nblocks, units, seq_next_unit;
-    uint64_t stride_blocks;  /* blocks between units (>= bs_blocks) */
+    uint64_t stride_blocks; /* blocks between units (>= bs_blocks) */
+    /* --hot: units per region, regions in the range, hot regions */
+    uint64_t hot_upr, hot_nreg, hot_n;
     uint64_t perm_a, perm_b; /* shuffle: unit i = (a * i + b) mod units */
     uint32_t bs_blocks;
     struct journal j;
@@ -1302,7 +1342,15 @@ static bool pick_load(struct engine *e, struct slot *s)
         (o->mode == MODE_RW && rng_below(&e->rng, 100) >= (uint64_t)o->rwmix);
     for (int tries = 0; tries < 8; tries++) {
         uint64_t unit;
-        if (o->rand)
+        if (o->rand && e->hot_n &&
+            rng_below(&e->rng, 100) < (uint64_t)o->hot_pct) {
+            /* hot region i of hot_n sits at region i * nreg / hot_n */
+            uint64_t i = rng_below(&e->rng, e->hot_n);
+            uint64_t reg = i * e->hot_nreg / e->hot_n;
+            unit = reg * e->hot_upr + rng_below(&e->rng, e->hot_upr);
+            if (unit >= e->units)
+                unit = e->units - 1;
+        } else if (o->rand)
             unit = rng_below(&e->rng, e->units);
         else if (o->shuffle) /* a bijection of [0, units): gcd(a, units) = 1 */
             unit = (uint64_t)(((unsigned __int128)e->perm_a * e->seq_next_unit +
@@ -1995,6 +2043,21 @@ int main(int argc, char **argv)
             o.bs, e.r_nblocks * bsz);
         exit_code = EXIT_USAGE;
         goto out;
+    }
+    if (o.hot_pct) {
+        uint64_t unit_bytes = e.stride_blocks * bsz;
+        if (!o.rand || o.hot_region < unit_bytes) {
+            err("--hot: needs --pattern rand and a REGION of at least one "
+                "--stride/--bs (%" PRIu64 " bytes)",
+                unit_bytes);
+            exit_code = EXIT_USAGE;
+            goto out;
+        }
+        e.hot_upr = o.hot_region / unit_bytes;
+        e.hot_nreg = (e.units + e.hot_upr - 1) / e.hot_upr;
+        e.hot_n = (e.hot_nreg * o.hot_frac + 9999) / 10000;
+        if (e.hot_n == 0)
+            e.hot_n = 1;
     }
     if (o.mode == MODE_VERIFY) {
         /* read back in 128 KiB pieces unless --bs says otherwise */

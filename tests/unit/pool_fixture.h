@@ -189,7 +189,7 @@ inline void gate_close(struct vd_bdev *b)
     delete g;
 }
 inline const struct vd_bdev_ops gate_ops = { "gate", gate_pread, gate_pwrite, gate_flush,
-                                      gate_close, nullptr, nullptr, gate_zero };
+                                      gate_close, nullptr, nullptr, gate_zero, nullptr };
 
 inline Gate *Wrap(vd_pool *p, uint32_t i)
 {
