@@ -202,6 +202,10 @@ done
 [ "$ok" = 1 ] || fail "writes to the remote volume still fail 30 s after the link came back"
 rc_n=$(dev_counter reconnects)
 [ "$rc_n" -ge 1 ] || fail "the reconnect was not counted: reconnects $rc_n"
+# The writes that failed while the link came back count too.
+we2=$(dev_counter errors.write)
+[ "$we2" -ge "$we" ] || fail "write errors went down from $we to $we2"
+we=$we2
 vdlvm_a -c "$rconf" stats rp --prometheus > "$tmp/rp.prom" || fail "stats --prometheus failed"
 promtool check metrics < "$tmp/rp.prom" || fail "promtool rejects the exposition: $(cat "$tmp/rp.prom")"
 grep -qx "vdlvm_device_errors_total{pool=\"rp\",device=\"b0\",op=\"write\"} $we" "$tmp/rp.prom" ||
