@@ -118,14 +118,14 @@ static void vol_status_json(FILE *out, const vd_pool *pool,
     admin_json_vol(m, pool, &vs->vi, vs->runs, vs->nruns,
                    vs->has_mi ? &vs->mi : NULL, &vs->st);
     fclose(m);
-    /* qos, then a running verify (admin/vol.c) added to the object */
+    /* a running verify (admin/vol.c), then qos, added to the object */
     char *obj2 = NULL;
     size_t len2 = 0;
     FILE *m2 = open_memstream(&obj2, &len2);
     if (m2) {
-        admin_qos_json_vol(m2, (vd_pool *)pool, vs->vi.name, obj, len);
+        admin_verify_json_vol(m2, (vd_pool *)pool, vs->vi.name, obj, len);
         fclose(m2);
-        admin_verify_json_vol(out, (vd_pool *)pool, vs->vi.name, obj2, len2);
+        admin_qos_json_vol(out, (vd_pool *)pool, vs->vi.name, obj2, len2);
         free(obj2);
     } else {
         admin_qos_json_vol(out, (vd_pool *)pool, vs->vi.name, obj, len);
