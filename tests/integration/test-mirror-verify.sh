@@ -69,11 +69,13 @@ note "verify after repair: $out"
 out=$(vdload_a verify --journal "$j" "$url_a") || fail "acknowledged writes lost: $out"
 note "vdload verify: $out"
 
-# Progress (issue 15): with nodeb's link slowed (netem delay), a verify in
+# Progress (issue 15): with nodeb's link slowed (netem delay, or tbf at 10
+# MB/s on kernels without netem), a verify in
 # tgtd takes a few seconds: `vdlvm status` shows it with a bar while it
 # runs, and `vdlvm verify` on a terminal draws a bar redrawn in place.
 in_b() { ip netns exec "$NS_B" "$@"; }
-if in_b tc qdisc add dev "$IF_BA" root netem delay 20ms 2>/dev/null; then
+if in_b tc qdisc add dev "$IF_BA" root netem delay 20ms 2>/dev/null ||
+    in_b tc qdisc add dev "$IF_BA" root tbf rate 80mbit burst 64kbit latency 500ms 2>/dev/null; then
     t0=$(now)
     vdlvm_a verify mv/vol > "$tmp/bg-verify.out" 2>&1 &
     vpid=$!
@@ -95,7 +97,7 @@ if in_b tc qdisc add dev "$IF_BA" root netem delay 20ms 2>/dev/null; then
     note "verify on a terminal: $(grep -o $'\r' "$tmp/vbar.out" | wc -l) redraws in $(elapsed "$t0" "$(now)") s"
     in_b tc qdisc del dev "$IF_BA" root || fail "cannot remove the delay"
 else
-    note "no netem in this kernel: the progress of a verify inside tgtd is not checked"
+    note "neither netem nor tbf in this kernel: the progress of a verify inside tgtd is not checked"
 fi
 
 # The same without a tgtd holding the pool (vdlvm opens the pool itself).
