@@ -84,11 +84,9 @@ void vd_verify_result_free(struct vd_verify_result *res);
 /* The same, calling progress(arg, done, total) (bytes of the volume's
  * legs compared so far, of all) from the verifying thread after each
  * region, with no lock held; progress may be NULL. */
-int vd_mirror_verify_cb(vd_pool *pool, const char *vol, int repair,
-                        struct vd_verify_result *res,
-                        void (*progress)(void *arg, uint64_t done,
-                                         uint64_t total),
-                        void *arg);
+int vd_mirror_verify_cb(
+    vd_pool *pool, const char *vol, int repair, struct vd_verify_result *res,
+    void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
 /* A verify running in this process, for status (replica/verify.c). */
 struct vd_verify_progress {
     char vol[VD_NAME_MAX + 1];
