@@ -170,6 +170,15 @@ int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
                            FILE *err);
 void admin_move_status_json(FILE *out, vd_pool *pool);
 void admin_move_status_text(FILE *out, vd_pool *pool);
+/* A running verify in status (admin/vol.c): "\"verify\":[...]," of the
+ * pool's; obj (one JSON object of len bytes) with "verify" (or null)
+ * added; text lines with a bar, of vol's (NULL: every volume's). */
+void admin_verify_status_json(FILE *out, vd_pool *pool);
+void admin_verify_json_vol(FILE *out, vd_pool *pool, const char *vol,
+                           const char *obj, size_t len);
+void admin_verify_status_text(FILE *out, vd_pool *pool, const char *vol);
+/* ",\"errors\":{...},\"reconnects\":N" of device i (admin/stats.c). */
+void admin_dev_counters_json(FILE *out, vd_pool *pool, uint32_t i);
 /* admin/apply.c: pool apply */
 int admin_cmd_pool_apply(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);

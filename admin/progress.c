@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,140 @@ static int parse_resync(const char *json, int *running, uint64_t *done,
     return 0;
 }
 
+/* ---- verify through the tgtd holding the pool ----------------------------- */
+/* verify runs inside tgtd and answers only when it is done: the call runs
+ * on a thread of this process (its output into memory streams, printed
+ * once it returns) while this thread polls `status POOL/VOL --json`
+ * (another connection: the control socket serves each on its own thread)
+ * for the volume's "verify" object and draws the bar.  The thread's
+ * struct is written by it only before done is set (release) and read
+ * here only after done is seen (acquire) and the thread joined. */
+
+struct verify_call {
+    const char *pool;
+    int argc;
+    char **argv;
+    FILE *out, *err;
+    int r, code, done;
+};
+
+static void *verify_call_main(void *arg)
+{
+    struct verify_call *c = arg;
+
+    c->r = vd_ctl_call(c->pool, c->argc, c->argv, c->out, c->err, &c->code);
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static int is_verify(int argc, char **argv, const char **target, int *repair)
+{
+    *target = NULL;
+    *repair = 0;
+    if (argc < 2 || strcmp(argv[0], "verify"))
+        return 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--repair"))
+            *repair = 1;
+        else if (argv[i][0] != '-' && strchr(argv[i], '/'))
+            *target = argv[i];
+    }
+    return *target != NULL;
+}
+
+/* done and total bytes of a running verify from a volume's status JSON:
+ * 0, or -EINVAL when none runs. */
+static int parse_verify(const char *json, uint64_t *done, uint64_t *total)
+{
+    const char *p = json ? strstr(json, "\"verify\":{\"volume\":") : NULL;
+    const char *d = p ? strstr(p, "\"done_bytes\":") : NULL;
+    const char *t = p ? strstr(p, "\"total_bytes\":") : NULL;
+    unsigned long long a, b;
+
+    if (!d || !t || sscanf(d, "\"done_bytes\":%llu", &a) != 1 ||
+        sscanf(t, "\"total_bytes\":%llu", &b) != 1)
+        return -EINVAL;
+    *done = a;
+    *total = b;
+    return 0;
+}
+
+static int verify_progress_call(const char *pool_name, int argc, char **argv,
+                                const char *target, int repair, FILE *out,
+                                FILE *err, int *exit_code)
+{
+    struct verify_call c = { .pool = pool_name, .argc = argc, .argv = argv };
+    char *st_argv[] = { "status", (char *)target, "--json", NULL };
+    char *obuf = NULL, *ebuf = NULL, label[160];
+    size_t olen = 0, elen = 0;
+    struct admin_progress pg;
+    pthread_t tid;
+    int started = 0;
+
+    c.out = open_memstream(&obuf, &olen);
+    c.err = open_memstream(&ebuf, &elen);
+    if (!c.out || !c.err || pthread_create(&tid, NULL, verify_call_main, &c)) {
+        if (c.out)
+            fclose(c.out);
+        if (c.err)
+            fclose(c.err);
+        free(obuf);
+        free(ebuf);
+        return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
+    }
+    snprintf(label, sizeof(label), "%s %s",
+             repair ? "verify --repair" : "verify", target);
+    while (!__atomic_load_n(&c.done, __ATOMIC_ACQUIRE)) {
+        char *sbuf = NULL, *xbuf = NULL;
+        size_t slen = 0, xlen = 0;
+        FILE *s = open_memstream(&sbuf, &slen);
+        FILE *x = open_memstream(&xbuf, &xlen); /* status' messages: dropped */
+        uint64_t done, total;
+        int code = -1;
+
+        if (s && x) {
+            int r = vd_ctl_call(pool_name, 3, st_argv, s, x, &code);
+            fclose(s);
+            s = NULL;
+            if (r == 0 && code == VD_EXIT_OK &&
+                parse_verify(sbuf, &done, &total) == 0 && total) {
+                if (!started++)
+                    admin_progress_start(&pg, err, label, total, 1);
+                admin_progress_update(&pg, done, total);
+            }
+        }
+        if (s)
+            fclose(s);
+        if (x)
+            fclose(x);
+        free(sbuf);
+        free(xbuf);
+        for (int i = 0; i < PROGRESS_POLL_MS / 10 &&
+                        !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE);
+             i++)
+            usleep(10 * 1000);
+    }
+    pthread_join(tid, NULL);
+    fclose(c.out);
+    fclose(c.err);
+    if (started) {
+        if (c.r == 0 && (c.code == VD_EXIT_OK || c.code == VD_EXIT_DIFF))
+            admin_progress_update(&pg, pg.total, pg.total);
+        admin_progress_end(
+            &pg, c.r == 0 && (c.code == VD_EXIT_OK || c.code == VD_EXIT_DIFF)
+                     ? "done"
+                     : "stopped");
+    }
+    if (obuf)
+        fwrite(obuf, 1, olen, out);
+    if (ebuf)
+        fwrite(ebuf, 1, elen, err);
+    free(obuf);
+    free(ebuf);
+    *exit_code = c.code;
+    return c.r;
+}
+
 int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
                          FILE *out, FILE *err, int *exit_code)
 {
@@ -266,8 +401,12 @@ int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
     struct admin_progress pg;
     char *st_argv[] = { "status", NULL, "--json", NULL };
     char *argv2[argc + 1];
-    int n = 0, r, code, started = 0;
+    int n = 0, r, code, started = 0, repair;
 
+    if (err && fileno(err) >= 0 && isatty(fileno(err)) &&
+        is_verify(argc, argv, &target, &repair))
+        return verify_progress_call(pool_name, argc, argv, target, repair, out,
+                                    err, exit_code);
     if (!is_resync_wait(argc, argv, &target) || !err || fileno(err) < 0 ||
         !isatty(fileno(err)))
         return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);

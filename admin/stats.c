@@ -8,7 +8,11 @@
  * in the vdlvm process (no tgtd holds the pool) the registry is empty:
  * the offline part (devices, space, thin allocation, resync) is shown and
  * the output says that the volumes are not exported.  The rest comes from
- * the library's info getters, as `status` does.
+ * the library's info getters, as `status` does.  Device counters (failed
+ * reads, writes, flushes; reconnects of remote devices) live on the open
+ * pool's devices (vd_pool_dev_get_counters), so they count in the process
+ * that has the pool open: tgtd while it exports it, else this command's
+ * own process, where they start at 0.
  *
  * Like status (dm's STATUSTYPE_INFO/TABLE), everything is gathered once
  * into struct pool_stats; the text, JSON and Prometheus renderers only
@@ -37,7 +41,8 @@ struct vol_stats {
 
 struct pool_stats {
     struct vd_pool_info pi;
-    struct vd_dev_info *devs; /* pi.ndevs */
+    struct vd_dev_info *devs;     /* pi.ndevs */
+    struct vd_dev_counters *devc; /* pi.ndevs */
     struct vol_stats *vols;
     size_t nvols;
     struct vd_vol_stats_snap *snaps; /* vd_vol_stats_snapshot */
@@ -48,6 +53,7 @@ struct pool_stats {
 static void pool_stats_free(struct pool_stats *ps)
 {
     free(ps->devs);
+    free(ps->devc);
     free(ps->vols);
     free(ps->snaps);
     memset(ps, 0, sizeof(*ps));
@@ -81,13 +87,15 @@ static int pool_stats_get(vd_pool *pool, const char *vol, struct pool_stats *ps)
         goto fail;
     }
     ps->devs = calloc(ps->pi.ndevs ? ps->pi.ndevs : 1, sizeof(*ps->devs));
+    ps->devc = calloc(ps->pi.ndevs ? ps->pi.ndevs : 1, sizeof(*ps->devc));
     ps->vols = calloc(n ? n : 1, sizeof(*ps->vols));
-    if (!ps->devs || !ps->vols) {
+    if (!ps->devs || !ps->devc || !ps->vols) {
         r = -ENOMEM;
         goto fail;
     }
     for (uint32_t i = 0; i < ps->pi.ndevs; i++)
-        if ((r = vd_pool_dev_get_info(pool, i, &ps->devs[i])) < 0)
+        if ((r = vd_pool_dev_get_info(pool, i, &ps->devs[i])) < 0 ||
+            (r = vd_pool_dev_get_counters(pool, i, &ps->devc[i])) < 0)
             goto fail;
     for (int i = 0; i < n; i++) {
         struct vol_stats *vs = &ps->vols[ps->nvols];
@@ -112,6 +120,16 @@ fail:
 }
 
 static const char *g_op_names[VD_IO_NOPS] = { "read", "write", "other" };
+
+/* Device error counters by op, for the op label and the JSON keys. */
+static const char *g_dev_op_names[3] = { "read", "write", "flush" };
+
+static uint64_t dev_errors(const struct vd_dev_counters *c, int op)
+{
+    return op == 0   ? c->read_errors
+           : op == 1 ? c->write_errors
+                     : c->flush_errors;
+}
 
 static const char *resync_state_str(enum vd_resync_state s)
 {
@@ -382,6 +400,26 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
                               d->state == states[k]);
         }
     }
+    admin_prom_family(out, "vdlvm_device_errors_total", "counter",
+                      "I/O requests to the device that failed, by op, since "
+                      "the process showing them opened the pool");
+    for (uint32_t i = 0; i < ps->pi.ndevs; i++)
+        for (int op = 0; op < 3; op++) {
+            const char *dl[] = { "pool",   pname,
+                                 "device", ps->devs[i].name,
+                                 "op",     g_dev_op_names[op],
+                                 NULL };
+            admin_prom_sample(out, "vdlvm_device_errors_total", dl,
+                              dev_errors(&ps->devc[i], op));
+        }
+    admin_prom_family(out, "vdlvm_device_reconnects_total", "counter",
+                      "sessions to the remote device re-established after "
+                      "the connection was lost (0 for local devices)");
+    for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
+        const char *dl[] = { "pool", pname, "device", ps->devs[i].name, NULL };
+        admin_prom_sample(out, "vdlvm_device_reconnects_total", dl,
+                          ps->devc[i].reconnects);
+    }
     admin_prom_family(out, "vdlvm_device_size_bytes", "gauge",
                       "bytes of the device");
     for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
@@ -421,7 +459,8 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
         const char *h = "vdlvm_volume_io_latency_seconds";
         admin_prom_family(out, h, "histogram",
                           "time the volume took to serve a command, by op "
-                          "(not counting time queued for a worker)");
+                          "(not counting time queued for a worker or held by a "
+                          "QoS limit)");
         for (size_t i = 0; i < ps->nvols; i++) {
             const struct vol_stats *vs = &ps->vols[i];
             if (!vs->io)
@@ -514,8 +553,13 @@ static void pool_stats_json(FILE *out, const struct pool_stats *ps)
         fprintf(out, ",\"state\":\"%s\",\"state_msg\":",
                 admin_dev_state_str(d->state));
         admin_jstr(out, d->state_msg);
-        fprintf(out, ",\"size\":%" PRIu64 ",\"used\":%" PRIu64 "}", d->size,
+        fprintf(out, ",\"size\":%" PRIu64 ",\"used\":%" PRIu64, d->size,
                 d->used_extents * ps->pi.extent_size);
+        fprintf(out,
+                ",\"errors\":{\"read\":%" PRIu64 ",\"write\":%" PRIu64
+                ",\"flush\":%" PRIu64 "},\"reconnects\":%" PRIu64 "}",
+                ps->devc[i].read_errors, ps->devc[i].write_errors,
+                ps->devc[i].flush_errors, ps->devc[i].reconnects);
     }
     fputs("],\"volumes\":[", out);
     for (size_t i = 0; i < ps->nvols; i++) {
@@ -598,11 +642,13 @@ static void pool_stats_text(FILE *out, const struct pool_stats *ps)
                     vs->vi.name, resync_state_str(vs->mi.resync_state),
                     vs->mi.done_bytes, vs->mi.total_bytes);
     }
-    struct table d = { .ncols = 4 };
+    struct table d = { .ncols = 6 };
     admin_tbl_cell(&d, 0, "DEVICE");
     admin_tbl_cell(&d, 1, "NODE");
     admin_tbl_cell(&d, 2, "STATE");
     admin_tbl_cell(&d, 3, "USED");
+    admin_tbl_cell(&d, 4, "ERRORS(R/W/F)");
+    admin_tbl_cell(&d, 5, "RECONNECTS");
     for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
         const struct vd_dev_info *di = &ps->devs[i];
         admin_tbl_cell(&d, 0, "%s", di->name);
@@ -615,9 +661,25 @@ static void pool_stats_text(FILE *out, const struct pool_stats *ps)
         admin_fmt_size(di->used_extents * ps->pi.extent_size, a, sizeof(a));
         admin_fmt_size(di->size, b, sizeof(b));
         admin_tbl_cell(&d, 3, "%s of %s", a, b);
+        admin_tbl_cell(&d, 4, "%" PRIu64 "/%" PRIu64 "/%" PRIu64,
+                       ps->devc[i].read_errors, ps->devc[i].write_errors,
+                       ps->devc[i].flush_errors);
+        admin_tbl_cell(&d, 5, "%" PRIu64, ps->devc[i].reconnects);
     }
     admin_tbl_print(&d, out, "  ");
     admin_tbl_free(&d);
+}
+
+void admin_dev_counters_json(FILE *out, vd_pool *pool, uint32_t i)
+{
+    struct vd_dev_counters c;
+
+    if (vd_pool_dev_get_counters(pool, i, &c) < 0)
+        return;
+    fprintf(out,
+            ",\"errors\":{\"read\":%" PRIu64 ",\"write\":%" PRIu64
+            ",\"flush\":%" PRIu64 "},\"reconnects\":%" PRIu64,
+            c.read_errors, c.write_errors, c.flush_errors, c.reconnects);
 }
 
 int admin_cmd_stats(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)

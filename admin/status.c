@@ -118,7 +118,18 @@ static void vol_status_json(FILE *out, const vd_pool *pool,
     admin_json_vol(m, pool, &vs->vi, vs->runs, vs->nruns,
                    vs->has_mi ? &vs->mi : NULL, &vs->st);
     fclose(m);
-    admin_qos_json_vol(out, (vd_pool *)pool, vs->vi.name, obj, len); /* qos */
+    /* a running verify (admin/vol.c), then qos, added to the object */
+    char *obj2 = NULL;
+    size_t len2 = 0;
+    FILE *m2 = open_memstream(&obj2, &len2);
+    if (m2) {
+        admin_verify_json_vol(m2, (vd_pool *)pool, vs->vi.name, obj, len);
+        fclose(m2);
+        admin_qos_json_vol(out, (vd_pool *)pool, vs->vi.name, obj2, len2);
+        free(obj2);
+    } else {
+        admin_qos_json_vol(out, (vd_pool *)pool, vs->vi.name, obj, len);
+    }
     free(obj);
 }
 
@@ -154,6 +165,7 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
     admin_qos_status_text(out, (vd_pool *)pool, vi->name); /* qos */
     if (vs->has_mi)
         admin_print_mirror(out, &vs->mi);
+    admin_verify_status_text(out, (vd_pool *)pool, vi->name); /* vol.c */
     free(brief);
 }
 
@@ -200,16 +212,19 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
         admin_jstr(out, di->state == VD_DEV_OK ? "" : di->state_msg);
         fprintf(out,
                 ",\"size\":%llu,\"used\":%llu,\"free\":%llu,"
-                "\"extents\":%llu,\"used_extents\":%llu,\"metadata\":%s}",
+                "\"extents\":%llu,\"used_extents\":%llu,\"metadata\":%s",
                 (unsigned long long)di->size,
                 (unsigned long long)st->devs[i].used,
                 (unsigned long long)st->devs[i].free,
                 (unsigned long long)di->extents,
                 (unsigned long long)di->used_extents,
                 di->has_md ? "true" : "false");
+        admin_dev_counters_json(out, (vd_pool *)pool, i); /* stats.c */
+        fputc('}', out);
     }
     fputs("],", out);
-    admin_move_status_json(out, (vd_pool *)pool); /* admin/dev.c */
+    admin_move_status_json(out, (vd_pool *)pool);   /* admin/dev.c */
+    admin_verify_status_json(out, (vd_pool *)pool); /* admin/vol.c */
     fputs("\"volumes\":[", out);
     for (int i = 0; i < st->nvols; i++) {
         if (i)
@@ -321,7 +336,8 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
                     di->state_msg[0] ? di->state_msg
                                      : admin_dev_state_str(di->state));
     }
-    admin_move_status_text(out, (vd_pool *)pool); /* admin/dev.c */
+    admin_move_status_text(out, (vd_pool *)pool);         /* admin/dev.c */
+    admin_verify_status_text(out, (vd_pool *)pool, NULL); /* admin/vol.c */
     fputc('\n', out);
     if (st->nvols)
         admin_tbl_print(&vt, out, "  ");

@@ -1,6 +1,13 @@
 /* vdlvm admin: the volume and mirror commands (vol create, list, remove,
  * extend, repair; resync; verify).  Each runs on the thread of
  * vd_admin_exec; output goes to out, messages to err.
+ *
+ * verify draws its progress on err (admin/progress.c: a bar on a terminal,
+ * one line per 10% otherwise) from vd_mirror_verify_cb's callback, on the
+ * command's own thread.  Inside tgtd (err a memory stream, no descriptor)
+ * nothing is drawn: the output would only come back at the end; `status`
+ * shows a running verify there (admin_verify_status_*, from the registry
+ * of replica/verify.c).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -290,18 +297,111 @@ int admin_cmd_resync(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     return VD_EXIT_OK;
 }
 
+static void verify_progress(void *arg, uint64_t done, uint64_t total)
+{
+    admin_progress_update(arg, done, total);
+}
+
+/* ",\"verify\":{...}" of one running verify (JSON). */
+static void verify_json(FILE *out, const struct vd_verify_progress *v)
+{
+    uint64_t rate = v->elapsed_ms ? v->done_bytes * 1000 / v->elapsed_ms : 0;
+    uint64_t eta = admin_progress_eta(v->done_bytes, v->total_bytes, rate);
+
+    fputs("{\"volume\":", out);
+    admin_jstr(out, v->vol);
+    fprintf(out,
+            ",\"repair\":%s,\"done_bytes\":%llu,\"total_bytes\":%llu,"
+            "\"differing_regions\":%llu,\"rate_bytes_per_s\":%llu,"
+            "\"eta_s\":",
+            v->repair ? "true" : "false", (unsigned long long)v->done_bytes,
+            (unsigned long long)v->total_bytes, (unsigned long long)v->differ,
+            (unsigned long long)rate);
+    if (eta == UINT64_MAX)
+        fputs("null}", out);
+    else
+        fprintf(out, "%llu}", (unsigned long long)eta);
+}
+
+void admin_verify_status_json(FILE *out, vd_pool *pool)
+{
+    struct vd_verify_progress *v;
+    size_t n;
+
+    fputs("\"verify\":[", out);
+    if (vd_mirror_verify_progress(pool, NULL, &v, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                fputc(',', out);
+            verify_json(out, &v[i]);
+        }
+        free(v);
+    }
+    fputs("],", out);
+}
+
+void admin_verify_json_vol(FILE *out, vd_pool *pool, const char *vol,
+                           const char *obj, size_t len)
+{
+    struct vd_verify_progress *v = NULL;
+    size_t n = 0;
+
+    /* obj is one JSON object: add "verify" before its closing brace */
+    while (len && obj[len - 1] != '}')
+        len--;
+    if (!len) {
+        fwrite(obj, 1, len, out);
+        return;
+    }
+    fwrite(obj, 1, len - 1, out);
+    fputs(",\"verify\":", out);
+    if (vd_mirror_verify_progress(pool, vol, &v, &n) == 0 && n)
+        verify_json(out, &v[n - 1]); /* the newest */
+    else
+        fputs("null", out);
+    fputc('}', out);
+    free(v);
+}
+
+void admin_verify_status_text(FILE *out, vd_pool *pool, const char *vol)
+{
+    struct vd_verify_progress *v;
+    size_t n;
+    char line[160];
+
+    if (vd_mirror_verify_progress(pool, vol, &v, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t rate =
+            v[i].elapsed_ms ? v[i].done_bytes * 1000 / v[i].elapsed_ms : 0;
+        admin_progress_line(line, sizeof(line), v[i].done_bytes,
+                            v[i].total_bytes, rate, 30);
+        fprintf(out, "  %s '%s': %s, %llu regions differ\n",
+                v[i].repair ? "verify --repair" : "verify", v[i].vol, line,
+                (unsigned long long)v[i].differ);
+    }
+    free(v);
+}
+
 int admin_cmd_verify(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     struct vd_mirror_info mi;
     struct vd_verify_result res;
+    struct admin_progress pg;
     int repair = !!(a->given & O_REPAIR);
-    char rs[32];
+    char rs[32], label[160];
     int r = mirror_info(pool, a, "verify", &mi, err);
 
     if (r >= 0)
         return r;
     memset(&res, 0, sizeof(res));
-    r = vd_mirror_verify(pool, a->vol, repair, &res);
+    snprintf(label, sizeof(label), "%s %s/%s",
+             repair ? "verify --repair" : "verify", a->pool, a->vol);
+    /* no descriptor (inside tgtd): nothing drawn (see the top) */
+    admin_progress_start(&pg, err && fileno(err) >= 0 ? err : NULL, label, 0,
+                         -1);
+    r = vd_mirror_verify_cb(pool, a->vol, repair, &res, verify_progress, &pg);
+    admin_progress_end(&pg, r < 0 ? "stopped" : "done");
     if (r < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "verify");
     admin_fmt_size(res.region_size, rs, sizeof(rs));

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout.h"
+#include "pool_int.h"
 #include "stats.h"
 
 const uint64_t vd_lat_bounds_us[VD_LAT_NBOUNDS] = {
@@ -132,4 +134,32 @@ int vd_vol_stats_snapshot(const char *pool, struct vd_vol_stats_snap **out,
     *out = v;
     *n = cnt;
     return 0;
+}
+
+static uint64_t load(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+int vd_pool_dev_get_counters(const vd_pool *cp, uint32_t i,
+                             struct vd_dev_counters *out)
+{
+    vd_pool *p = (vd_pool *)cp;
+    const struct vd_dev *d;
+    int r = 0;
+
+    memset(out, 0, sizeof(*out));
+    vd_admin_lock(p);
+    if (i >= p->ndevs) {
+        r = -ENOENT;
+    } else {
+        d = &p->devs[i];
+        out->read_errors = load(&d->n_read_errors);
+        out->write_errors = load(&d->n_write_errors);
+        out->flush_errors = load(&d->n_flush_errors);
+        if (d->bdev)
+            out->reconnects = load(&d->bdev->n_reconnects);
+    }
+    vd_admin_unlock(p);
+    return r;
 }

@@ -27,6 +27,18 @@
  * one entry per volume ever exported); `luns` says how many LUNs export it
  * now.  Entries are never freed while the process runs, so a pointer from
  * vd_vol_stats_get stays valid for good.
+ *
+ * Device counters (vd_pool_dev_get_counters) are not in the registry: they
+ * live on the pool's devices (struct vd_dev: failed reads, writes and
+ * flushes, relaxed atomic adds in pool/dev.c; struct vd_bdev: sessions
+ * re-established, relaxed atomic add by the remote driver, pool/iscsi.c),
+ * so they count in whichever process has the pool open, tgtd or the
+ * vdlvm command.  They are read with relaxed atomic loads under the
+ * pool's admin lock, which keeps the device array and each device's bdev
+ * pointer from changing meanwhile (both change only under it); the lock
+ * is held for the loads only.  The reconnect counter belongs to the bdev:
+ * when a device missing at open is attached later (vd_pool_retry_devices),
+ * the new bdev counts from 0.
  */
 #ifndef VD_POOL_STATS_H
 #define VD_POOL_STATS_H
@@ -85,6 +97,19 @@ struct vd_vol_stats_snap {
  * 0, or -ENOMEM.  Thread-safe. */
 int vd_vol_stats_snapshot(const char *pool, struct vd_vol_stats_snap **out,
                           size_t *n);
+
+/* What went wrong on one device of an open pool, since it was opened. */
+struct vd_dev_counters {
+    uint64_t read_errors;  /* reads that failed */
+    uint64_t write_errors; /* writes and zeroing that failed */
+    uint64_t flush_errors; /* cache flushes that failed */
+    uint64_t reconnects;   /* remote sessions re-established after a loss
+                              (0 for local devices) */
+};
+/* The counters of device i (vd_pool_dev_get_info's index): 0, or -ENOENT.
+ * Thread-safe (takes the admin lock briefly; never waits on I/O). */
+int vd_pool_dev_get_counters(const vd_pool *pool, uint32_t i,
+                             struct vd_dev_counters *out);
 
 #ifdef __cplusplus
 }

@@ -81,6 +81,25 @@ struct vd_verify_result {
 int vd_mirror_verify(vd_pool *pool, const char *vol, int repair,
                      struct vd_verify_result *res);
 void vd_verify_result_free(struct vd_verify_result *res);
+/* The same, calling progress(arg, done, total) (bytes of the volume's
+ * legs compared so far, of all) from the verifying thread after each
+ * region, with no lock held; progress may be NULL. */
+int vd_mirror_verify_cb(
+    vd_pool *pool, const char *vol, int repair, struct vd_verify_result *res,
+    void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg);
+/* A verify running in this process, for status (replica/verify.c). */
+struct vd_verify_progress {
+    char vol[VD_NAME_MAX + 1];
+    int repair;
+    uint64_t done_bytes, total_bytes; /* of the volume's space */
+    uint64_t differ;                  /* differing regions found so far */
+    uint64_t elapsed_ms;
+};
+/* The verifies of pool running in this process now (of vol only when not
+ * NULL), oldest first: *out malloc'd (free()), *n entries.  0 or -ENOMEM.
+ * Thread-safe; never waits on I/O. */
+int vd_mirror_verify_progress(const vd_pool *pool, const char *vol,
+                              struct vd_verify_progress **out, size_t *n);
 
 /* Move the leg on device old_dev to free extents of new_dev and rebuild it
  * fully, online.  Waits (without the admin lock) until a running resync or

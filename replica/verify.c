@@ -24,6 +24,19 @@
  * CAW vs read-repair: COMPARE AND WRITE holds write_lock exclusive; the
  *   mirror read path never touches write_lock, and range owners never wait
  *   for write_lock, so CAW's read (and its repair) and write finish.
+ *
+ * ---- Progress (status, the progress bar) -----------------------------------
+ *
+ * Each running verify has a struct verify_run on its own stack, linked in
+ * g_runs from its first region to its return.  The verifying thread owns it
+ * and is its only writer: it updates done and differ under g_runs_lock
+ * once per region (a region is at least one read per leg of 64 KiB or
+ * more, so one uncontended lock per region costs nothing measurable).
+ * vd_mirror_verify_progress (status, on a control-socket thread) copies
+ * the entries under the same lock.  g_runs_lock is a leaf: taken with no
+ * other lock held, nothing called under it, never held across I/O, so
+ * status never waits for a verify's reads.  The progress callback of
+ * vd_mirror_verify_cb runs on the verifying thread with no lock held.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,6 +51,80 @@
 #include "../pool/layout.h"
 #include "mirror_int.h"
 #include "vdreplica.h"
+
+struct verify_run {
+    struct verify_run *next;   /* g_runs, under g_runs_lock */
+    const vd_pool *pool;       /* constant while linked */
+    char vol[VD_NAME_MAX + 1]; /* the name it had when verify started */
+    int repair;
+    uint64_t done, total, differ; /* bytes, bytes, regions; g_runs_lock */
+    int64_t t0_ms;
+};
+
+/* g_runs: the verifies running in this process, newest first */
+static pthread_mutex_t g_runs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct verify_run *g_runs;
+
+static void run_link(struct verify_run *run)
+{
+    pthread_mutex_lock(&g_runs_lock);
+    run->next = g_runs;
+    g_runs = run;
+    pthread_mutex_unlock(&g_runs_lock);
+}
+
+static void run_unlink(struct verify_run *run)
+{
+    pthread_mutex_lock(&g_runs_lock);
+    for (struct verify_run **pp = &g_runs; *pp; pp = &(*pp)->next)
+        if (*pp == run) {
+            *pp = run->next;
+            break;
+        }
+    pthread_mutex_unlock(&g_runs_lock);
+}
+
+static void run_update(struct verify_run *run, uint64_t done, uint64_t differ)
+{
+    pthread_mutex_lock(&g_runs_lock);
+    run->done = done;
+    run->differ = differ;
+    pthread_mutex_unlock(&g_runs_lock);
+}
+
+int vd_mirror_verify_progress(const vd_pool *pool, const char *vol,
+                              struct vd_verify_progress **out, size_t *n)
+{
+    struct vd_verify_progress *v = NULL;
+    size_t cnt = 0, i;
+    int64_t now = vd_now_ms();
+
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&g_runs_lock);
+    for (struct verify_run *r = g_runs; r; r = r->next)
+        cnt += r->pool == pool && (!vol || !strcmp(vol, r->vol));
+    if (cnt && !(v = calloc(cnt, sizeof(*v)))) {
+        pthread_mutex_unlock(&g_runs_lock);
+        return -ENOMEM;
+    }
+    i = cnt; /* newest first in g_runs: oldest first out */
+    for (struct verify_run *r = g_runs; r && i; r = r->next) {
+        if (r->pool != pool || (vol && strcmp(vol, r->vol)))
+            continue;
+        i--;
+        snprintf(v[i].vol, sizeof(v[i].vol), "%s", r->vol);
+        v[i].repair = r->repair;
+        v[i].done_bytes = r->done;
+        v[i].total_bytes = r->total;
+        v[i].differ = r->differ;
+        v[i].elapsed_ms = now > r->t0_ms ? (uint64_t)(now - r->t0_ms) : 0;
+    }
+    pthread_mutex_unlock(&g_runs_lock);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
 
 /* After a read error on the legs in bad, rewrite them from leg good, as a
  * leg writer: the good leg is read again under the range, so a write that
@@ -170,9 +257,18 @@ static int verify_region(struct vd_vol *v, uint64_t i, int repair,
 int vd_mirror_verify(vd_pool *p, const char *name, int repair,
                      struct vd_verify_result *res)
 {
+    return vd_mirror_verify_cb(p, name, repair, res, NULL, NULL);
+}
+
+int vd_mirror_verify_cb(
+    vd_pool *p, const char *name, int repair, struct vd_verify_result *res,
+    void (*progress)(void *arg, uint64_t done, uint64_t total), void *arg)
+{
     struct vd_vol *v;
     struct vd_mirror *m;
+    struct verify_run run = { .pool = p, .repair = repair };
     uint8_t *buf[3] = { NULL, NULL, NULL };
+    uint64_t space;
     int r = 0;
 
     memset(res, 0, sizeof(*res));
@@ -193,8 +289,16 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
     pthread_mutex_lock(&m->lock);
     res->regions = m->nregions;
     pthread_mutex_unlock(&m->lock);
+    space = mirror_space(v);
+    snprintf(run.vol, sizeof(run.vol), "%s", name);
+    run.total = space;
+    run.t0_ms = vd_now_ms();
+    run_link(&run);
+    if (progress)
+        progress(arg, 0, space);
     for (uint64_t i = 0; i < res->regions; i++) {
         uint32_t differ;
+        uint64_t end;
         r = verify_region(v, i, repair, buf, &differ);
         if (r < 0) {
             vd_log(VD_LOG_ERR,
@@ -217,7 +321,14 @@ int vd_mirror_verify(vd_pool *p, const char *name, int repair,
             }
             res->diff[res->ndiff++] = i;
         }
+        end = (i + 1) * res->region_size;
+        if (end > space)
+            end = space;
+        run_update(&run, end, res->ndiff);
+        if (progress)
+            progress(arg, end, space);
     }
+    run_unlink(&run);
 out:
     for (uint32_t leg = 0; leg < 3; leg++)
         free(buf[leg]);

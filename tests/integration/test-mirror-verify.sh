@@ -4,7 +4,9 @@
 # tgtd.  After a verifying write load, a byte flipped in a leg's backing
 # file behind vdlvm's back is reported by `vdlvm verify` (exit 3, the region
 # listed), `vdlvm verify --repair` repairs it (exit 0), a second verify finds
-# the legs equal, and every acknowledged write reads back.
+# the legs equal, and every acknowledged write reads back.  Progress: a
+# verify inside tgtd shows in `vdlvm status` and as a bar on a terminal;
+# without tgtd, one line per step in a log.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/mirror-common.sh"
@@ -67,6 +69,37 @@ note "verify after repair: $out"
 out=$(vdload_a verify --journal "$j" "$url_a") || fail "acknowledged writes lost: $out"
 note "vdload verify: $out"
 
+# Progress (issue 15): with nodeb's link slowed (netem delay, or tbf at 10
+# MB/s on kernels without netem), a verify in
+# tgtd takes a few seconds: `vdlvm status` shows it with a bar while it
+# runs, and `vdlvm verify` on a terminal draws a bar redrawn in place.
+in_b() { ip netns exec "$NS_B" "$@"; }
+if in_b tc qdisc add dev "$IF_BA" root netem delay 20ms 2>/dev/null ||
+    in_b tc qdisc add dev "$IF_BA" root tbf rate 80mbit burst 64kbit latency 500ms 2>/dev/null; then
+    t0=$(now)
+    vdlvm_a verify mv/vol > "$tmp/bg-verify.out" 2>&1 &
+    vpid=$!
+    seen=0
+    for (( i = 0; i < 300; i++ )); do
+        st=$(vdlvm_a status mv/vol 2>/dev/null) || true
+        if grep -q "verify 'vol': \[" <<<"$st"; then seen=1; break; fi
+        kill -0 "$vpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$vpid" || fail "verify with a slow leg failed: $(cat "$tmp/bg-verify.out")"
+    [ "$seen" = 1 ] || fail "status never showed the running verify ($(elapsed "$t0" "$(now)") s)"
+    note "status during verify: $(grep "verify 'vol'" <<<"$st")"
+    SHELL=/bin/sh timeout 120 script -qec "ip netns exec $NS_A $VDLVM verify mv/vol" /dev/null \
+        > "$tmp/vbar.out" 2>&1 || fail "verify on a terminal failed: $(cat -v "$tmp/vbar.out")"
+    grep -q $'\rverify mv/vol: \[' "$tmp/vbar.out" || fail "no verify bar redrawn in place: $(cat -v "$tmp/vbar.out")"
+    grep -Eq 'B/s  [0-9]+:[0-9]{2} left' "$tmp/vbar.out" || fail "no rate and time left: $(cat -v "$tmp/vbar.out")"
+    grep -q "legs equal" "$tmp/vbar.out" || fail "no verify result after the bar: $(cat -v "$tmp/vbar.out")"
+    note "verify on a terminal: $(grep -o $'\r' "$tmp/vbar.out" | wc -l) redraws in $(elapsed "$t0" "$(now)") s"
+    in_b tc qdisc del dev "$IF_BA" root || fail "cannot remove the delay"
+else
+    note "neither netem nor tbf in this kernel: the progress of a verify inside tgtd is not checked"
+fi
+
 # The same without a tgtd holding the pool (vdlvm opens the pool itself).
 stop_tgtd "$a_ctl" "$a_pid"
 printf '\x00' | dd of="$leg1_file" bs=1 seek="$byte_off" conv=notrunc,fsync status=none
@@ -80,3 +113,12 @@ out=$(vdlvm_a -c "$conf" verify mv/vol --repair 2>&1) || rc=$?
 [ "$(od -An -tu1 -j "$byte_off" -N1 "$leg1_file" | tr -d ' ')" = "$old" ] ||
     fail "offline repair did not restore the byte"
 note "offline verify/repair: ok"
+# Without tgtd, progress in a log: one line per step, no carriage return.
+rc=0
+vdlvm_a -c "$conf" verify mv/vol > "$tmp/vlog.out" 2> "$tmp/vlog.err" || rc=$?
+[ "$rc" = 0 ] || fail "offline verify after repair exited $rc: $(cat "$tmp/vlog.err")"
+! grep -q $'\r' "$tmp/vlog.err" || fail "verify progress in a log has carriage returns"
+steps=$(grep -c '^verify mv/vol: .*%' "$tmp/vlog.err" || true)
+[ "$steps" -ge 3 ] || fail "verify progress in a log: $steps step lines: $(cat "$tmp/vlog.err")"
+grep -q '^verify mv/vol: done' "$tmp/vlog.err" || fail "no end line in the log: $(cat "$tmp/vlog.err")"
+note "offline verify to a log: $steps progress lines"

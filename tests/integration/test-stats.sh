@@ -5,6 +5,10 @@
 # bytes exactly what was transferred, one histogram entry per command),
 # `--prometheus` passes promtool with the same numbers, and with tgtd gone
 # stats shows the offline part and says the volumes are not exported.
+# Device counters: a pool whose device is a remote LUN (a stock tgtd in a
+# network namespace of its own); with the link down, writes fail and
+# vdlvm_device_errors_total{op="write"} rises; when the link comes back
+# the device reconnects and vdlvm_device_reconnects_total rises.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 requires_tgtd
@@ -139,4 +143,78 @@ vdlvm vol repair pool0/m0 --replace "$to" --with "$from" --wait > "$tmp/repair.o
 grep -q "moved to '$from' and rebuilt" "$tmp/repair.out" || fail "repair result missing: $(cat "$tmp/repair.out")"
 ! grep -q $'\r' "$tmp/repair.err" || fail "progress in a log has carriage returns"
 note "vol repair --wait to a file: $(grep -c '^rebuild pool0/m0: ' "$tmp/repair.err" || true) progress lines"
+
+# ---- device errors and reconnects ---------------------------------------------
+netns_setup_pair
+A=$netns_a B=$netns_b
+vdlvm_a() { ip netns exec "$A" timeout 120 "$VDLVM" "$@"; }
+start_tgtd --netns "$B" --addr "$netns_b_addr" --no-module
+truncate -s 64M "$tmp/nodeb-disk.img"
+tgt_target_new 1 nodeb || fail "nodeb: cannot create target"
+tgt_lun_new 1 1 rdwr "$tmp/nodeb-disk.img" || fail "nodeb: cannot export its disk"
+url_b=$(iscsi_url 1 1)
+rconf=$tmp/rp.yaml
+cat > "$rconf" <<EOF
+pool: rp
+extent_size: 4MiB
+devices:
+  - name: b0
+    iscsi: $url_b
+    node: nodeb
+    timeout: 2000ms
+EOF
+vdlvm_a pool create "$rconf" >/dev/null || fail "pool create with a remote device failed"
+vdlvm_a -c "$rconf" vol create rp/vol --size 16MiB >/dev/null || fail "remote vol create failed"
+start_tgtd --netns "$A" --addr "$netns_a_addr"
+tgt_target_new 1 rvol || fail "nodea: cannot create target"
+tgt_lun_new 1 1 vdlvm rp/vol "conf=$rconf" || fail "nodea: cannot export rp/vol"
+rurl=$(iscsi_url 1 1)
+# dev_counter KEY: errors.read|errors.write|errors.flush|reconnects of b0.
+dev_counter() {
+    vdlvm_a -c "$rconf" stats rp --json | python3 -c '
+import json, sys
+d = [d for d in json.load(sys.stdin)["devices"] if d["device"] == "b0"][0]
+for k in sys.argv[1].split("."):
+    d = d[k]
+print(d)' "$1"
+}
+# probe: one 64 KiB write through the LUN; 0 when it succeeded.
+probe() {
+    local out rc=0
+    out=$(ip netns exec "$A" timeout 60 qemu-io -f raw -c "write -P 0x3c 0 64k" "$rurl" 2>&1) || rc=$?
+    [ "$rc" = 0 ] && ! grep -q "failed" <<<"$out"
+}
+probe || fail "a write to the remote volume failed before the fault"
+[ "$(dev_counter errors.write)" = 0 ] || fail "write errors counted before the fault"
+[ "$(dev_counter reconnects)" = 0 ] || fail "reconnects counted before the fault"
+netns_link_down
+! probe || fail "a write succeeded with the remote device's link down"
+we=$(dev_counter errors.write)
+[ "$we" -ge 1 ] || fail "the failed write was not counted: errors.write $we"
+vdlvm_a -c "$rconf" stats rp > "$tmp/rp.txt" || fail "stats (text) failed"
+note "link down: b0 write errors $we; $(grep ' b0 ' "$tmp/rp.txt")"
+netns_link_restore
+ok=0
+for (( i = 0; i < 60; i++ )); do
+    if probe; then ok=1; break; fi
+    sleep 0.5
+done
+[ "$ok" = 1 ] || fail "writes to the remote volume still fail 30 s after the link came back"
+rc_n=$(dev_counter reconnects)
+[ "$rc_n" -ge 1 ] || fail "the reconnect was not counted: reconnects $rc_n"
+# The writes that failed while the link came back count too.
+we2=$(dev_counter errors.write)
+[ "$we2" -ge "$we" ] || fail "write errors went down from $we to $we2"
+we=$we2
+vdlvm_a -c "$rconf" stats rp --prometheus > "$tmp/rp.prom" || fail "stats --prometheus failed"
+promtool check metrics < "$tmp/rp.prom" || fail "promtool rejects the exposition: $(cat "$tmp/rp.prom")"
+grep -qx "vdlvm_device_errors_total{pool=\"rp\",device=\"b0\",op=\"write\"} $we" "$tmp/rp.prom" ||
+    fail "write errors differ between --json and --prometheus: $(grep device_errors "$tmp/rp.prom")"
+grep -qx "vdlvm_device_reconnects_total{pool=\"rp\",device=\"b0\"} $rc_n" "$tmp/rp.prom" ||
+    fail "reconnects differ between --json and --prometheus: $(grep reconnects "$tmp/rp.prom")"
+grep -qx "vdlvm_device_up{pool=\"rp\",device=\"b0\",node=\"nodeb\"} 1" "$tmp/rp.prom" ||
+    fail "b0 not up after the reconnect: $(grep device_up "$tmp/rp.prom")"
+vdlvm_a -c "$rconf" status rp --json | grep -q '"reconnects":'"$rc_n" ||
+    fail "status --json does not show the device's reconnects"
+note "link back: b0 reconnects $rc_n, write errors $we; promtool ok"
 note "ok"

@@ -1,6 +1,8 @@
 // Unit tests for admin/stats.c (and the counters of pool/stats.c): the
 // Prometheus formatter (names, label escaping, cumulative histogram
-// buckets), vd_prom_merge, and `stats` over counters of this process.
+// buckets), vd_prom_merge, `stats` over counters of this process, device
+// error and reconnect counters; and the progress of a running verify
+// (replica/verify.c) as `status` shows it (admin/vol.c).
 // GCC 12 warns about libstdc++'s own <regex> code when built with
 // -fsanitize=address (make check-asan): a known false positive
 // (-Wmaybe-uninitialized in std::function inside regex_automaton.h).
@@ -12,7 +14,9 @@
 
 extern "C" {
 #include "admin/admin_int.h"
+#include "pool/pool_int.h"
 #include "pool/stats.h"
+#include "replica/vdreplica.h"
 }
 
 using namespace vdtest_admin;
@@ -156,7 +160,17 @@ TEST_F(AdminPool, Stats_NotExported_OfflinePartOnly)
     EXPECT_EQ(CheckExposition(out), "") << out;
     EXPECT_NE(out.find("vdlvm_pool_exported{pool=\"pool0\"} 0\n"),
               std::string::npos);
-    EXPECT_EQ(out.find("_total{"), std::string::npos) << out;
+    EXPECT_EQ(out.find("vdlvm_volume_reads_total"), std::string::npos) << out;
+    // Device counters are of the process that has the pool open: shown,
+    // at 0 here.
+    EXPECT_NE(out.find("vdlvm_device_errors_total{pool=\"pool0\",device="
+                       "\"d0\",op=\"flush\"} 0\n"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("vdlvm_device_reconnects_total{pool=\"pool0\","
+                       "device=\"d1\"} 0\n"),
+              std::string::npos)
+        << out;
     EXPECT_EQ(Exec(p, { "stats", "pool0", "--json", "--prometheus" }, &out,
                     &err),
               VD_EXIT_USAGE);
@@ -237,6 +251,150 @@ TEST_F(AdminPool, Stats_CountersOfThisProcess_InEveryForm)
     vd_vol_stats_put(s); // no LUN any more: not exported, counters kept
     ASSERT_EQ(Exec(p, { "stats", "pool0", "--json" }, &out, &err), 0);
     EXPECT_NE(out.find("\"exported\":false"), std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+// A device whose reads, writes and flushes fail (what a dying disk or a
+// lost peer looks like to dev.c).
+static const struct vd_bdev_ops *g_real_ops;
+static struct vd_bdev_ops g_failing_ops;
+static int FailRead(struct vd_bdev *, void *, size_t, uint64_t) { return -EIO; }
+static int FailWrite(struct vd_bdev *, const void *, size_t, uint64_t, unsigned)
+{
+    return -EIO;
+}
+static int FailFlush(struct vd_bdev *) { return -EIO; }
+
+TEST_F(AdminPool, Stats_DeviceErrorsAndReconnects_Rise)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    struct vd_dev *d = &p->devs[1];
+    ASSERT_NE(d->bdev, nullptr);
+    g_real_ops = d->bdev->ops;
+    g_failing_ops = *g_real_ops;
+    g_failing_ops.pread = FailRead;
+    g_failing_ops.pread_nowait = nullptr;
+    g_failing_ops.pwrite = FailWrite;
+    g_failing_ops.flush = FailFlush;
+    g_failing_ops.submit = nullptr;
+    d->bdev->ops = &g_failing_ops;
+    alignas(4096) static char buf[4096];
+    EXPECT_EQ(vd_dev_pread(d, buf, sizeof(buf), d->data_offset), -EIO);
+    EXPECT_EQ(vd_dev_pread(d, buf, sizeof(buf), d->data_offset), -EIO);
+    EXPECT_EQ(vd_dev_pwrite(d, buf, sizeof(buf), d->data_offset, 0), -EIO);
+    __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE); // something to flush
+    EXPECT_EQ(vd_dev_flush(d), -EIO);
+    __atomic_add_fetch(&d->bdev->n_reconnects, 3, __ATOMIC_RELAXED);
+    d->bdev->ops = g_real_ops;
+
+    struct vd_dev_counters c;
+    ASSERT_EQ(vd_pool_dev_get_counters(p, 1, &c), 0);
+    EXPECT_EQ(c.read_errors, 2u);
+    EXPECT_EQ(c.write_errors, 1u);
+    EXPECT_EQ(c.flush_errors, 1u);
+    EXPECT_EQ(c.reconnects, 3u);
+    EXPECT_EQ(vd_pool_dev_get_counters(p, 7, &c), -ENOENT);
+
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--prometheus" }, &out, &err), 0);
+    EXPECT_EQ(CheckExposition(out), "") << out;
+    for (auto &l : { "vdlvm_device_errors_total{pool=\"pool0\",device=\"d1\","
+                     "op=\"read\"} 2\n",
+                     "vdlvm_device_errors_total{pool=\"pool0\",device=\"d1\","
+                     "op=\"write\"} 1\n",
+                     "vdlvm_device_errors_total{pool=\"pool0\",device=\"d1\","
+                     "op=\"flush\"} 1\n",
+                     "vdlvm_device_errors_total{pool=\"pool0\",device=\"d0\","
+                     "op=\"read\"} 0\n",
+                     "vdlvm_device_reconnects_total{pool=\"pool0\",device="
+                     "\"d1\"} 3\n" })
+        EXPECT_NE(out.find(l), std::string::npos) << l << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--json" }, &out, &err), 0);
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"errors\":{\"read\":2,\"write\":1,\"flush\":1},"
+                       "\"reconnects\":3"),
+              std::string::npos)
+        << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0" }, &out, &err), 0);
+    EXPECT_NE(out.find("2/1/1"), std::string::npos) << out;
+    vd_pool_close(p);
+}
+
+// What `status` shows while a verify runs: the progress callback runs on
+// the verifying thread with no lock held, so status can be run from it.
+struct VerifyProbe {
+    vd_pool *p;
+    std::vector<std::pair<uint64_t, uint64_t>> calls;
+    std::string text, json, vol_json;
+};
+static std::string Run(vd_pool *p, std::initializer_list<const char *> a)
+{
+    Argv av(a);
+    Output o;
+    vd_admin_exec(p, av.argc(), av.argv(), o.out, o.err);
+    return o.Out();
+}
+static void ProbeProgress(void *arg, uint64_t done, uint64_t total)
+{
+    auto *v = (VerifyProbe *)arg;
+    v->calls.push_back({ done, total });
+    if (v->calls.size() == 3) { // after two regions
+        v->text = Run(v->p, { "status", "pool0" });
+        v->json = Run(v->p, { "status", "pool0", "--json" });
+        v->vol_json = Run(v->p, { "status", "pool0/m", "--json" });
+    }
+}
+
+TEST_F(AdminPool, Verify_ProgressCallbackAndStatusWhileRunning)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/m", "--size", "8M", "--layout",
+                        "mirror", "--allow-same-node", "--region-size", "1MiB" },
+                   &out, &err),
+              0)
+        << err;
+    VerifyProbe v{ p, {}, "", "", "" };
+    struct vd_verify_result res;
+    ASSERT_EQ(vd_mirror_verify_cb(p, "m", 0, &res, ProbeProgress, &v), 0);
+    EXPECT_EQ(res.ndiff, 0u);
+    ASSERT_EQ(v.calls.size(), res.regions + 1);
+    const uint64_t total = 8ull << 20;
+    for (size_t i = 0; i < v.calls.size(); i++) {
+        EXPECT_EQ(v.calls[i].second, total);
+        EXPECT_EQ(v.calls[i].first, std::min<uint64_t>(i << 20, total)) << i;
+    }
+    vd_verify_result_free(&res);
+
+    EXPECT_NE(v.text.find("  verify 'm': [######"), std::string::npos)
+        << v.text;
+    EXPECT_NE(v.text.find(" 25%  2MiB of 8MiB"), std::string::npos) << v.text;
+    EXPECT_NE(v.text.find("0 regions differ"), std::string::npos) << v.text;
+    EXPECT_TRUE(Json::Valid(v.json)) << v.json;
+    EXPECT_NE(v.json.find("\"verify\":[{\"volume\":\"m\",\"repair\":false,"
+                          "\"done_bytes\":2097152,\"total_bytes\":8388608,"
+                          "\"differing_regions\":0,"),
+              std::string::npos)
+        << v.json;
+    EXPECT_TRUE(Json::Valid(v.vol_json)) << v.vol_json;
+    EXPECT_NE(v.vol_json.find("\"verify\":{\"volume\":\"m\""),
+              std::string::npos)
+        << v.vol_json;
+
+    // Done: nothing running any more.
+    ASSERT_EQ(Exec(p, { "status", "pool0", "--json" }, &out, &err), 0);
+    EXPECT_NE(out.find("\"verify\":[]"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "status", "pool0/m", "--json" }, &out, &err), 0);
+    EXPECT_NE(out.find("\"verify\":null"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "status", "pool0" }, &out, &err), 0);
+    EXPECT_EQ(out.find("verify '"), std::string::npos) << out;
+    struct vd_verify_progress *vp;
+    size_t n;
+    ASSERT_EQ(vd_mirror_verify_progress(p, nullptr, &vp, &n), 0);
+    EXPECT_EQ(n, 0u);
+    free(vp);
     vd_pool_close(p);
 }
 
