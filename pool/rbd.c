@@ -98,6 +98,9 @@
  *     tl_submitting == this request, records the result and moves the
  *     request to rb->deferred; the watchdog calls done.  The watchdog also
  *     skips requests still being submitted (submitting, under alock).
+ *   - Refused with -EAGAIN (nothing started): an empty or unaligned bio
+ *     (not a multiple of block_size, the bdev contract) or one past the
+ *     end, an op other than read/write/flush.
  *   - rbd_aio_* failing to start (callback never runs): the request is
  *     unlinked and freed, submit returns -EAGAIN (the synchronous fallback
  *     reports the error).
@@ -407,8 +410,10 @@ static int rbdev_submit(struct vd_bdev *b, struct vd_bio *bio)
     if (bio->op != VD_BIO_READ && bio->op != VD_BIO_WRITE &&
         bio->op != VD_BIO_FLUSH)
         return -EAGAIN;
-    if (bio->op != VD_BIO_FLUSH && (bio->len == 0 || bio->off > rb->b.size ||
-                                    bio->len > rb->b.size - bio->off))
+    if (bio->op != VD_BIO_FLUSH &&
+        (bio->len == 0 || bio->off % rb->b.block_size ||
+         bio->len % rb->b.block_size || bio->off > rb->b.size ||
+         bio->len > rb->b.size - bio->off))
         return -EAGAIN;
     aq = calloc(1, sizeof(*aq));
     if (!aq)
