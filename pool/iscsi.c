@@ -105,9 +105,60 @@
  *   close (give_back), so that a `pool create` refused for a mistyped URL
  *   or a read-only look at a pool nobody holds leaves no reservation.
  *
- * Threads: pread/pwrite/flush/zero/get_state are thread-safe.  The event
- * thread blocks all signals (tgtd's SIGUSR2 must not reach it).  close
- * joins it.
+ * Asynchronous requests (submit, issue 14)
+ *   submit (the bdev op, pool_int.h) queues a request on the same queue as
+ *   pread/pwrite/flush, wakes the event thread and returns: no wait on the
+ *   network, and ib->lock is held only to link the request (never across
+ *   I/O; the event thread never holds it across a libiscsi call either).
+ *   The request (struct req with bio set) is malloc'd by submit and owned
+ *   by the event thread from then on; the event thread completes it
+ *   exactly once, in one of two places, and frees it:
+ *   - req_put, when its last command completes (split at max_chunk like a
+ *     synchronous request: one done for all of its commands);
+ *   - fail_queue, while it was still queued (teardown, close, the device
+ *     not connected when the event thread took the queue).
+ *   A request is in exactly one of: the queue (under ib->lock), the event
+ *   thread's local list taken from the queue, or issued (left > 0, its
+ *   commands on ib->inflight); each of these paths takes it from where it
+ *   is, so no request is completed twice.  bio->done runs on the event
+ *   thread only, never with ib->lock held, never inside submit.
+ *   What submit refuses with -EAGAIN (nothing started; the caller's
+ *   synchronous fallback then decides): a length of 0, an offset or length
+ *   not a multiple of 512 bytes or past the end (the synchronous path
+ *   returns -EINVAL for those), an op other than read/write/flush, more
+ *   than ASYNC_MAX requests outstanding, and a device that is not
+ *   CONNECTED or is closing.  The last is the pool_int.h contract
+ *   ("reconnecting, device failed") and costs nothing: the synchronous
+ *   path fails at once with -ENOTCONN in that state too (new requests fail
+ *   at once until the reconnect succeeds), so the caller's answer is the
+ *   same and no failed request is queued only to be failed by the event
+ *   thread.  A request accepted while CONNECTED that meets a teardown
+ *   (timeout sweep, broken connection, fencing, close) fails through done
+ *   like a synchronous one: in flight -ETIMEDOUT / -EIO, still queued
+ *   -ENOTCONN.
+ *   Races: (a) submit vs. a reconnect or fencing: state is read and the
+ *   request linked under one hold of ib->lock; conn_lost changes state and
+ *   takes the queue under one hold too, so a request is either taken (and
+ *   failed) by conn_lost or refused by submit.  (b) submit vs. the timeout
+ *   sweep: the sweep runs on the event thread, which alone issues and
+ *   completes; a request's deadline is fixed at submit (now + timeout), so
+ *   a silent peer fails it within the timeout plus one poll slice.  (c)
+ *   submit vs. close: close sets stopping under ib->lock; the event thread
+ *   reads stopping and takes the queue under one hold, fails what it took,
+ *   and conn_lost at its exit fails every command in flight; submit refuses
+ *   once stopping is set.  close joins the event thread, so every done has
+ *   returned before close returns.  (d) submit vs. a synchronous pwrite on
+ *   the same device: both are requests on the one queue; nothing is shared
+ *   between them.
+ *   Wake-ups: the submitter that makes the queue non-empty writes the
+ *   eventfd, later ones do not: the event thread drains the eventfd only
+ *   just before it takes the queue (the loop's next turn), so a write that
+ *   is consumed is always followed by a take that sees every request
+ *   linked before the write.
+ *
+ * Threads: pread/pwrite/flush/zero/get_state/submit are thread-safe.  The
+ * event thread blocks all signals (tgtd's SIGUSR2 must not reach it).
+ * close joins it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -140,9 +191,10 @@
 #define UA_RETRIES     5
 #define SECRET_MAX     256
 #define WS_MAX_CHUNK \
-    (8u << 20)         /* largest WRITE SAME we issue (tgt writes
+    (8u << 20)           /* largest WRITE SAME we issue (tgt writes
                                     it block by block: keep it short) */
-#define PR_KEYS_MAX 64 /* registrations read with READ KEYS */
+#define PR_KEYS_MAX 64   /* registrations read with READ KEYS */
+#define ASYNC_MAX   1024 /* submitted requests outstanding per device */
 
 enum conn_state { ST_CONNECTED, ST_RECONNECTING, ST_FAILED };
 enum req_op { OP_READ, OP_WRITE, OP_FLUSH, OP_ZERO };
@@ -153,7 +205,10 @@ struct req {
     size_t len;
     uint64_t off;
     unsigned flags;
-    uint64_t deadline; /* monotonic ms */
+    uint64_t deadline;  /* monotonic ms */
+    struct vd_bio *bio; /* submit: completed through bio->done, and the
+                           request is malloc'd (freed when completed);
+                           NULL: a synchronous caller waits on cond */
     /* event thread only */
     uint32_t left; /* commands not yet completed */
     int err;       /* first error */
@@ -198,6 +253,8 @@ struct iscsi_bdev {
     uint64_t pr_key;    /* vd_owner_key(host); set before any login */
     int ws_unsupported; /* atomic: WRITE SAME refused, write zeroes */
     int wrote;          /* atomic: a write or zero was submitted */
+
+    int n_async; /* atomic: submitted requests not completed */
 
     /* lock protects state, since, cause, queue, stopping and req->done */
     pthread_mutex_t lock;
@@ -1118,21 +1175,31 @@ static int session_open(struct iscsi_bdev *ib, bool takeover,
 static void chunk_issue(struct iscsi_bdev *ib, struct chunk *ch);
 static const uint8_t zero_block[BLOCK];
 
-static void req_complete_locked(struct req *rq)
+/* Complete a request (event thread; ib->lock not held): wake its
+ * synchronous caller, or call the submitter's done and free it. */
+static void req_complete(struct iscsi_bdev *ib, struct req *rq)
 {
+    struct vd_bio *bio = rq->bio;
+
+    if (bio) {
+        int err = rq->err;
+        free(rq);
+        __atomic_sub_fetch(&ib->n_async, 1, __ATOMIC_RELAXED);
+        bio->done(bio, err);
+        return;
+    }
+    pthread_mutex_lock(&ib->lock);
     rq->done = true;
     pthread_cond_signal(&rq->cond);
+    pthread_mutex_unlock(&ib->lock);
 }
 
 static void req_put(struct iscsi_bdev *ib, struct req *rq, int err)
 {
     if (err && !rq->err)
         rq->err = err;
-    if (--rq->left == 0) {
-        pthread_mutex_lock(&ib->lock);
-        req_complete_locked(rq);
-        pthread_mutex_unlock(&ib->lock);
-    }
+    if (--rq->left == 0)
+        req_complete(ib, rq);
 }
 
 static void inflight_unlink(struct iscsi_bdev *ib, struct chunk *ch)
@@ -1313,16 +1380,15 @@ static void req_issue(struct iscsi_bdev *ib, struct req *rq)
     req_put(ib, rq, 0);
 }
 
+/* Complete the requests of a queue taken from ib->qhead (event thread). */
 static void fail_queue(struct iscsi_bdev *ib, struct req *q, int err)
 {
-    pthread_mutex_lock(&ib->lock);
     while (q) {
-        struct req *next = q->next;
+        struct req *next = q->next; /* q may be gone once completed */
         q->err = err;
-        req_complete_locked(q);
+        req_complete(ib, q);
         q = next;
     }
-    pthread_mutex_unlock(&ib->lock);
 }
 
 static void nop_cb(struct iscsi_context *ctx, int status, void *data,
@@ -1589,7 +1655,8 @@ static void *event_thread(void *arg)
             conn_lost(ib, -EIO, ST_FAILED, cause);
         }
     }
-    /* Closing: nothing is in flight (the pool closes idle devices). */
+    /* Closing: commands still in flight (submitted requests the caller
+     * did not wait for) fail here, before close returns. */
     pthread_mutex_lock(&ib->lock);
     ib->state = ST_FAILED;
     snprintf(ib->cause, sizeof(ib->cause), "device closed");
@@ -1599,9 +1666,25 @@ static void *event_thread(void *arg)
 }
 
 /* ---- driver operations --------------------------------------------------- */
+/* Link rq at the queue's tail (ib->lock held); true when the queue was
+ * empty: the caller wakes the event thread after unlocking (header). */
+static bool enqueue_locked(struct iscsi_bdev *ib, struct req *rq)
+{
+    bool was_empty = !ib->qhead;
+
+    rq->next = NULL;
+    if (ib->qtail)
+        ib->qtail->next = rq;
+    else
+        ib->qhead = rq;
+    ib->qtail = rq;
+    return was_empty;
+}
+
 static int submit(struct iscsi_bdev *ib, enum req_op op, void *buf, size_t len,
                   uint64_t off, unsigned flags)
 {
+    bool wake_unlocked = false;
     struct req rq = {
         .op = op,
         .buf = buf,
@@ -1628,13 +1711,11 @@ static int submit(struct iscsi_bdev *ib, enum req_op op, void *buf, size_t len,
         pthread_cond_destroy(&rq.cond);
         return -ENOTCONN;
     }
-    if (ib->qtail)
-        ib->qtail->next = &rq;
-    else
-        ib->qhead = &rq;
-    ib->qtail = &rq;
+    if (enqueue_locked(ib, &rq))
+        wake_unlocked = true;
     pthread_mutex_unlock(&ib->lock);
-    wake(ib);
+    if (wake_unlocked)
+        wake(ib);
     pthread_mutex_lock(&ib->lock);
     while (!rq.done)
         pthread_cond_wait(&rq.cond, &ib->lock);
@@ -1642,6 +1723,64 @@ static int submit(struct iscsi_bdev *ib, enum req_op op, void *buf, size_t len,
     pthread_mutex_unlock(&ib->lock);
     pthread_cond_destroy(&rq.cond);
     return r;
+}
+
+/* The asynchronous op (header: "Asynchronous requests"). */
+static int iscsi_submit(struct vd_bdev *b, struct vd_bio *bio)
+{
+    struct iscsi_bdev *ib = (struct iscsi_bdev *)b;
+    enum req_op op;
+    struct req *rq;
+    bool need_wake;
+
+    switch (bio->op) {
+    case VD_BIO_READ:
+        op = OP_READ;
+        break;
+    case VD_BIO_WRITE:
+        op = OP_WRITE;
+        break;
+    case VD_BIO_FLUSH:
+        op = OP_FLUSH;
+        break;
+    default:
+        return -EAGAIN;
+    }
+    if (op != OP_FLUSH &&
+        (bio->len == 0 || bio->off % BLOCK || bio->len % BLOCK ||
+         bio->off > ib->b.size || bio->len > ib->b.size - bio->off))
+        return -EAGAIN;
+    if (__atomic_add_fetch(&ib->n_async, 1, __ATOMIC_RELAXED) > ASYNC_MAX) {
+        __atomic_sub_fetch(&ib->n_async, 1, __ATOMIC_RELAXED);
+        return -EAGAIN;
+    }
+    rq = calloc(1, sizeof(*rq));
+    if (!rq) {
+        __atomic_sub_fetch(&ib->n_async, 1, __ATOMIC_RELAXED);
+        return -EAGAIN;
+    }
+    rq->op = op;
+    rq->buf = bio->buf;
+    rq->len = op == OP_FLUSH ? 0 : bio->len;
+    rq->off = op == OP_FLUSH ? 0 : bio->off;
+    rq->flags = op == OP_WRITE ? (bio->flags & VD_IO_FUA) : 0;
+    rq->bio = bio;
+    if (op == OP_WRITE)
+        __atomic_store_n(&ib->wrote, 1, __ATOMIC_RELAXED);
+    rq->deadline = now_ms() + ib->timeout_ms;
+    pthread_mutex_lock(&ib->lock);
+    if (ib->state != ST_CONNECTED || ib->stopping) {
+        pthread_mutex_unlock(&ib->lock);
+        free(rq);
+        __atomic_sub_fetch(&ib->n_async, 1, __ATOMIC_RELAXED);
+        return -EAGAIN;
+    }
+    need_wake = enqueue_locked(ib, rq);
+    pthread_mutex_unlock(&ib->lock);
+    /* From here the event thread owns rq (it may be freed already). */
+    if (need_wake)
+        wake(ib);
+    return 0;
 }
 
 static int iscsi_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
@@ -1754,6 +1893,7 @@ static const struct vd_bdev_ops iscsi_ops = {
     .close = iscsi_close,
     .get_state = iscsi_get_state,
     .zero = iscsi_zero,
+    .submit = iscsi_submit,
 };
 
 /* ---- open ------------------------------------------------------------------ */

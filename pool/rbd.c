@@ -72,8 +72,48 @@
  *   (fail_since_ms, last_err), which are atomics written by any caller
  *   and read by get_state; a stale read only makes status one request
  *   late.
- * Threads: pread/pwrite/flush/zero/get_state are thread-safe; close must
- * not race with I/O (the pool closes a device only when it is idle).
+ * Asynchronous requests (submit, issue 14/19)
+ *   submit (the bdev op, pool_int.h) starts rbd_aio_read/write/flush and
+ *   returns; librbd's callback thread calls bio->done.  No thread of ours
+ *   waits per request.  struct rbd_areq, one per bio:
+ *   - refs (atomic): 3 at submit: librbd's callback's (dropped when it
+ *     returns), the device's pending list's (dropped by whoever takes the
+ *     request off the list, after its done returned) and submit's own
+ *     (dropped when submit no longer touches it: the callback may run on
+ *     another thread before rbd_aio_* has returned); the last put frees
+ *     it.
+ *   - Who calls done: exactly the thread that unlinks the request from
+ *     rb->pending under rb->alock (linked: under alock).  That is librbd's
+ *     callback normally, or the watchdog thread (rb->wd) when the request
+ *     is still pending timeout + GRACE_MS after submit (-ETIMEDOUT: the
+ *     second line behind librbd's own timeouts, as for pread).  The one
+ *     that does not unlink it only drops its ref.  So done runs once.
+ *   - Buffers after a timeout: a read lands in the request's own bounce
+ *     buffer and is copied into bio->buf only by the thread that calls
+ *     done (before it); a write's data is copied by librbd at submit
+ *     (rbd_disable_zero_copy_writes).  So librbd completing a request
+ *     after its done never touches the submitter's memory.
+ *   - Never inside submit: if librbd calls back on the submitting thread
+ *     inside rbd_aio_* (an immediate failure), the callback sees
+ *     tl_submitting == this request, records the result and moves the
+ *     request to rb->deferred; the watchdog calls done.  The watchdog also
+ *     skips requests still being submitted (submitting, under alock).
+ *   - Refused with -EAGAIN (nothing started): an empty or unaligned bio
+ *     (not a multiple of block_size, the bdev contract) or one past the
+ *     end, an op other than read/write/flush.
+ *   - rbd_aio_* failing to start (callback never runs): the request is
+ *     unlinked and freed, submit returns -EAGAIN (the synchronous fallback
+ *     reports the error).
+ *   - close: rbd_close waits for librbd's requests (their callbacks run),
+ *     then the watchdog is stopped: it completes what is deferred and
+ *     fails what librbd never called back (-ENOTCONN; none expected), so
+ *     every done has returned before close returns.
+ *   rb->alock protects pending, deferred, every areq's linked/submitting/
+ *   result/next/prev, and wd_stop; it is never held across a librbd call
+ *   or a done.
+ *
+ * Threads: pread/pwrite/flush/zero/get_state/submit are thread-safe; close
+ * must not race with I/O (the pool closes a device only when it is idle).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -130,8 +170,18 @@ static void at_exit(void)
     }
 }
 
+struct rbd_areq;
+
 struct rbd_bdev {
     struct vd_bdev b;
+    /* asynchronous requests (header: "Asynchronous requests") */
+    pthread_mutex_t alock; /* protects the fields below and areq links */
+    pthread_cond_t acond;  /* watchdog: deferred, stop, or a new head */
+    struct rbd_areq *pending, *pending_tail; /* by deadline */
+    struct rbd_areq *deferred;               /* done due, by the watchdog */
+    bool wd_stop;
+    pthread_t wd;
+    bool wd_started; /* set at open, before any I/O */
     rados_t cluster; /* of g_clusters, not ours to shut down */
     rados_ioctx_t io;
     rbd_image_t image;
@@ -211,6 +261,219 @@ static void note_result(struct rbd_bdev *rb, int r)
 }
 
 enum op { OP_READ, OP_WRITE, OP_FLUSH, OP_ZERO };
+
+/* ---- asynchronous requests (submit) -------------------------------------- */
+struct rbd_areq {
+    struct rbd_bdev *rb;
+    struct vd_bio *bio;
+    void *bounce;      /* read data, owned by the request */
+    int refs;          /* atomic: librbd's callback + the pending list */
+    uint64_t deadline; /* monotonic ms: the watchdog fails it then */
+    /* under rb->alock */
+    bool linked;     /* on rb->pending: done not called yet */
+    bool submitting; /* inside rbd_aio_*: the watchdog leaves it */
+    ssize_t result;  /* deferred: librbd's return value */
+    struct rbd_areq *prev, *next;
+};
+
+/* The request whose rbd_aio_* call this thread is inside (header). */
+static __thread struct rbd_areq *tl_submitting;
+
+static void areq_put(struct rbd_areq *aq)
+{
+    if (__atomic_sub_fetch(&aq->refs, 1, __ATOMIC_ACQ_REL))
+        return;
+    free(aq->bounce);
+    free(aq);
+}
+
+/* under alock */
+static void areq_unlink(struct rbd_bdev *rb, struct rbd_areq *aq)
+{
+    if (aq->prev)
+        aq->prev->next = aq->next;
+    else
+        rb->pending = aq->next;
+    if (aq->next)
+        aq->next->prev = aq->prev;
+    else
+        rb->pending_tail = aq->prev;
+    aq->prev = aq->next = NULL;
+    aq->linked = false;
+}
+
+/* Call done (the caller unlinked aq) and drop the list's ref. */
+static void areq_finish(struct rbd_areq *aq, ssize_t r)
+{
+    struct vd_bio *bio = aq->bio;
+    int err = r < 0 ? (int)r : 0;
+
+    if (err == 0 && bio->op == VD_BIO_READ)
+        memcpy(bio->buf, aq->bounce, bio->len);
+    note_result(aq->rb, err);
+    bio->done(bio, err);
+    areq_put(aq);
+}
+
+/* librbd's callback thread (or the submitting thread, inside rbd_aio_*). */
+static void areq_cb(rbd_completion_t c, void *arg)
+{
+    struct rbd_areq *aq = arg;
+    struct rbd_bdev *rb = aq->rb;
+    ssize_t r = rbd_aio_get_return_value(c);
+    bool mine;
+
+    rbd_aio_release(c);
+    pthread_mutex_lock(&rb->alock);
+    mine = aq->linked;
+    if (mine) {
+        areq_unlink(rb, aq);
+        if (tl_submitting == aq) { /* never done inside submit */
+            aq->result = r;
+            aq->next = rb->deferred;
+            rb->deferred = aq;
+            pthread_cond_signal(&rb->acond);
+            mine = false;
+        }
+    }
+    pthread_mutex_unlock(&rb->alock);
+    if (mine)
+        areq_finish(aq, r);
+    areq_put(aq); /* the callback's ref */
+}
+
+/* The watchdog: deferred completions, and requests past their deadline. */
+static void *watchdog(void *arg)
+{
+    struct rbd_bdev *rb = arg;
+
+    pthread_mutex_lock(&rb->alock);
+    for (;;) {
+        struct rbd_areq *done = rb->deferred, *late = NULL, **tail = &late;
+        uint64_t now = (uint64_t)vd_now_ms();
+        bool stop = rb->wd_stop;
+
+        rb->deferred = NULL;
+        for (struct rbd_areq *aq = rb->pending, *n; aq; aq = n) {
+            n = aq->next;
+            if (!stop && aq->deadline > now)
+                break; /* sorted by deadline */
+            if (aq->submitting && !stop)
+                continue;
+            areq_unlink(rb, aq);
+            *tail = aq;
+            tail = &aq->next;
+        }
+        if (done || late) {
+            pthread_mutex_unlock(&rb->alock);
+            while (done) {
+                struct rbd_areq *n = done->next;
+                areq_finish(done, done->result);
+                done = n;
+            }
+            while (late) {
+                struct rbd_areq *n = late->next;
+                vd_log(VD_LOG_DEBUG,
+                       "%s: a request got no answer from librbd within "
+                       "%u ms (failed: -ETIMEDOUT)",
+                       rb->what, rb->timeout_ms + GRACE_MS);
+                areq_finish(late, stop ? -ENOTCONN : -ETIMEDOUT);
+                late = n;
+            }
+            pthread_mutex_lock(&rb->alock);
+            continue;
+        }
+        if (stop)
+            break;
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        uint64_t wait_ms = 1000;
+        if (rb->pending && rb->pending->deadline > now &&
+            rb->pending->deadline - now < wait_ms)
+            wait_ms = rb->pending->deadline - now + 1;
+        uint64_t ns = (uint64_t)dl.tv_nsec + wait_ms * 1000000ull;
+        dl.tv_sec += (time_t)(ns / 1000000000ull);
+        dl.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&rb->acond, &rb->alock, &dl);
+    }
+    pthread_mutex_unlock(&rb->alock);
+    return NULL;
+}
+
+static int rbdev_submit(struct vd_bdev *b, struct vd_bio *bio)
+{
+    struct rbd_bdev *rb = (struct rbd_bdev *)b;
+    struct rbd_areq *aq;
+    rbd_completion_t c;
+    int r;
+
+    if (bio->op != VD_BIO_READ && bio->op != VD_BIO_WRITE &&
+        bio->op != VD_BIO_FLUSH)
+        return -EAGAIN;
+    if (bio->op != VD_BIO_FLUSH &&
+        (bio->len == 0 || bio->off % rb->b.block_size ||
+         bio->len % rb->b.block_size || bio->off > rb->b.size ||
+         bio->len > rb->b.size - bio->off))
+        return -EAGAIN;
+    aq = calloc(1, sizeof(*aq));
+    if (!aq)
+        return -EAGAIN;
+    if (bio->op == VD_BIO_READ && !(aq->bounce = malloc(bio->len))) {
+        free(aq);
+        return -EAGAIN;
+    }
+    aq->rb = rb;
+    aq->bio = bio;
+    aq->refs = 3; /* librbd's callback, the pending list, this call */
+    if (rbd_aio_create_completion(aq, areq_cb, &c) < 0) {
+        free(aq->bounce);
+        free(aq);
+        return -EAGAIN;
+    }
+    pthread_mutex_lock(&rb->alock);
+    /* the deadline under the lock keeps the list sorted */
+    aq->deadline = (uint64_t)vd_now_ms() + rb->timeout_ms + GRACE_MS;
+    aq->linked = aq->submitting = true;
+    aq->prev = rb->pending_tail;
+    if (rb->pending_tail)
+        rb->pending_tail->next = aq;
+    else
+        rb->pending = aq;
+    rb->pending_tail = aq;
+    pthread_mutex_unlock(&rb->alock);
+
+    tl_submitting = aq;
+    switch (bio->op) {
+    case VD_BIO_READ:
+        r = rbd_aio_read(rb->image, bio->off, bio->len, aq->bounce, c);
+        break;
+    case VD_BIO_WRITE:
+        /* no cache: a completed write is durable (VD_IO_FUA too) */
+        r = rbd_aio_write(rb->image, bio->off, bio->len, bio->buf, c);
+        break;
+    default:
+        r = rbd_aio_flush(rb->image, c);
+        break;
+    }
+    tl_submitting = NULL;
+
+    pthread_mutex_lock(&rb->alock);
+    if (r < 0 && aq->linked) { /* not started: the callback never runs */
+        areq_unlink(rb, aq);
+        pthread_mutex_unlock(&rb->alock);
+        rbd_aio_release(c);
+        free(aq->bounce);
+        free(aq);
+        return -EAGAIN;
+    }
+    /* Started (or failed through the callback already: deferred). */
+    aq->submitting = false;
+    if (aq == rb->pending)
+        pthread_cond_signal(&rb->acond); /* a new head: a new deadline */
+    pthread_mutex_unlock(&rb->alock);
+    areq_put(aq); /* submit's ref */
+    return 0;
+}
 
 /* Submit one operation and wait for it, at most timeout + GRACE_MS.
  * Returns 0 or a negative errno. */
@@ -331,6 +594,15 @@ static void rbdev_close(struct vd_bdev *b)
      * within its timeouts); the cluster handle stays (header comment) */
     if (rb->image)
         rbd_close(rb->image);
+    if (rb->wd_started) { /* after rbd_close: no callback is left */
+        pthread_mutex_lock(&rb->alock);
+        rb->wd_stop = true;
+        pthread_cond_signal(&rb->acond);
+        pthread_mutex_unlock(&rb->alock);
+        pthread_join(rb->wd, NULL);
+    }
+    pthread_mutex_destroy(&rb->alock);
+    pthread_cond_destroy(&rb->acond);
     if (rb->io)
         rados_ioctx_destroy(rb->io);
     if (rb->counted)
@@ -346,6 +618,7 @@ static const struct vd_bdev_ops rbdev_ops = {
     .close = rbdev_close,
     .get_state = rbdev_get_state,
     .zero = rbdev_zero,
+    .submit = rbdev_submit,
 };
 
 static int set_opt(struct rbd_bdev *rb, const char *k, const char *v, char *msg,
@@ -497,12 +770,28 @@ int vd_bdev_rbd_open(const struct vd_conf_dev *c, struct vd_bdev **out,
         return -ENOMEM;
     rb->b.ops = &rbdev_ops;
     rb->b.block_size = 512;
+    pthread_mutex_init(&rb->alock, NULL);
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&rb->acond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     rb->timeout_ms = c->timeout_ms ? c->timeout_ms : 30000u;
     snprintf(rb->what, sizeof(rb->what), "rbd:%s/%s", c->rbd_pool,
              c->rbd_image);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     r = open_locked(rb, c, msg, msglen);
+    if (r == 0) { /* the watchdog inherits the blocked mask */
+        r = -pthread_create(&rb->wd, NULL, watchdog, rb);
+        if (r < 0)
+            snprintf(msg, msglen, "%s: cannot start a thread: %s", rb->what,
+                     strerror(-r));
+        else
+            rb->wd_started = true;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r < 0) {
         rbdev_close(&rb->b);

@@ -5,6 +5,8 @@
 #   ceph_start                     # mon + mgr + one memstore OSD on 127.0.0.1
 #   ceph_cmd rbd create --size 64M rbd/img1
 #   ceph_osd_stop / ceph_osd_start # the OSD goes away / comes back
+#   ceph_mon_kill / ceph_mon_start # the monitor is killed (SIGKILL) /
+#                                  # comes back on the same address and data
 #
 # Installs nothing: tools/install-deps.sh installs ceph-mon, ceph-osd,
 # ceph-mgr, ceph-common and librbd-dev.  Everything lives in $tmp/ceph:
@@ -71,6 +73,23 @@ ceph_osd_stop() {
     ceph_osd_pid=
 }
 
+# Kill the monitor (SIGKILL: no goodbye to its clients), wait for its exit.
+ceph_mon_kill() {
+    [ -n "$ceph_mon_pid" ] || return 0
+    kill -KILL "$ceph_mon_pid" 2>/dev/null || true
+    _stop_pid "$ceph_mon_pid"
+    ceph_mon_pid=
+}
+
+# Start the monitor (again) on its data and address; wait until it answers.
+ceph_mon_start() {
+    ceph-mon -f -c "$CEPH_CONF" -i a </dev/null >>"$CEPH_DIR/log/mon.a.out" 2>&1 &
+    ceph_mon_pid=$!
+    cleanup_fn _ceph_stop_daemon mon.a "$ceph_mon_pid"
+    wait_for 30 ceph_cmd ceph mon stat >/dev/null ||
+        fail "ceph: the monitor did not answer within 30 s of its restart"
+}
+
 ceph_start() {
     local port base uuid i
     CEPH_DIR=$tmp/ceph
@@ -131,11 +150,7 @@ EOF
     ceph-mon -c "$CEPH_CONF" --mkfs -i a --monmap "$CEPH_DIR/monmap" \
         --keyring "$CEPH_KEYRING" >"$CEPH_DIR/log/mkfs.out" 2>&1 ||
         fail "ceph: ceph-mon --mkfs failed: $(cat "$CEPH_DIR/log/mkfs.out")"
-    ceph-mon -f -c "$CEPH_CONF" -i a </dev/null >"$CEPH_DIR/log/mon.a.out" 2>&1 &
-    ceph_mon_pid=$!
-    cleanup_fn _ceph_stop_daemon mon.a "$ceph_mon_pid"
-    wait_for 30 ceph_cmd ceph mon stat ||
-        fail "ceph: the monitor did not answer within 30 s (log $CEPH_DIR/log)"
+    ceph_mon_start
 
     ceph_cmd ceph auth get-or-create mgr.x mon 'allow profile mgr' \
         osd 'allow *' mds 'allow *' -o "$CEPH_DIR/mgr.x/keyring" ||

@@ -15,6 +15,19 @@
 #    it is pending (tgtd's main thread does not wait on Ceph).
 # 4. The OSD comes back: the RBD leg returns by itself, resyncs, both legs
 #    hold the same bytes again, and the linear volume writes again.
+# 5. The monitor is killed (SIGKILL) during a write load on the linear
+#    volume: every write completes or fails within the device timeout
+#    (nothing hangs; with the OSD up, librados keeps writing through its
+#    OSD sessions, so writes may well succeed), tgtadm answers meanwhile;
+#    the monitor back, the volume writes again.
+# 0. Before all that, the driver's asynchronous op (bdev submit, issue 19)
+#    on an image of its own, through remote-tool built with RBD: 64 bios
+#    in flight, flush, 64 reads back equal, every done once and never
+#    inside submit, a synchronous caller beside; close with 64 writes in
+#    flight returns with every done run; the OSD stopped under a qd 32
+#    load of submitted writes: every bio done within timeout + 3 s (librbd
+#    fails it by rados_osd_op_timeout, the driver's watchdog 2 s later at
+#    the latest); the OSD back: submitted writes succeed again.
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/mirror-common.sh"
 source "$(dirname "$0")/ceph-common.sh"
@@ -50,6 +63,43 @@ devices:
     rbd: {pool: rbd, image: img2, conf: $CEPH_CONF}
     timeout: ${TIMEOUT_S}s
 EOF
+# ---- 0: the asynchronous op, directly ------------------------------------------
+RTOOL=$tmp/remote-tool-rbd
+cc -std=gnu11 -D_GNU_SOURCE -DREMOTE_TOOL_RBD -Wall -I"$top_srcdir" -o "$RTOOL" \
+    "$top_srcdir/tests/integration/remote-tool.c" "$BUILD/libvdlvm.a" \
+    -liscsi -lrbd -lrados -lyaml -lcrypto -lblkid -lpthread ||
+    fail "cannot build remote-tool with RBD"
+ceph_image img4 160M
+out=$(timeout 120 "$RTOOL" submit "rbd:$CEPH_CONF:rbd/img4" $((TIMEOUT_S * 1000)) check 2>&1) ||
+    fail "rbd submit check failed: $out"
+note "rbd submit check: $(tr '\n' ' ' <<<"$out")"
+mkdir -p "$tmp/rclose" && touch "$tmp/rclose/go"
+out=$(timeout 120 "$RTOOL" submit "rbd:$CEPH_CONF:rbd/img4" $((TIMEOUT_S * 1000)) close "$tmp/rclose" 2>&1) ||
+    fail "rbd submit: close with bios in flight: $out"
+note "rbd submit close: $out"
+# the OSD goes away under a qd 32 load of submitted writes: every bio
+# fails within the timeout + librbd's grace, the OSD back: writes succeed
+mkdir -p "$tmp/rsilent"
+SUBMIT_SLACK_MS=3000 timeout 120 "$RTOOL" submit "rbd:$CEPH_CONF:rbd/img4" \
+    $((TIMEOUT_S * 1000)) silent "$tmp/rsilent" >"$tmp/rsilent.out" 2>&1 &
+tool_pid=$!
+cleanup_fn kill_quiet "$tool_pid"
+wait_for 20 test -e "$tmp/rsilent/loaded" || fail "rbd submit load did not start: $(cat "$tmp/rsilent.out")"
+ceph_osd_stop
+wait_for 30 test -e "$tmp/rsilent/failed" || fail "no submitted bio failed with the OSD gone: $(cat "$tmp/rsilent.out")"
+ceph_osd_start
+wait "$tool_pid" && rc=0 || rc=$?
+note "rbd submit, OSD away and back: $(tr '\n' ' ' <"$tmp/rsilent.out")"
+[ "$rc" = 0 ] || fail "rbd submit with the OSD away: $(cat "$tmp/rsilent.out")"
+if [ "${SUBMIT_BENCH:-0}" = 1 ]; then
+    for i in 1 2 3; do
+        out=$(timeout 120 "$RTOOL" submit "rbd:$CEPH_CONF:rbd/img4" 5000 bench 32 4 2>&1) ||
+            fail "rbd bench: $out"
+        note "RESULT rbd bench run $i: $out; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    done
+fi
+ceph_cmd rbd rm --no-progress rbd/img4 >/dev/null 2>&1 || true
+
 vdlvm pool create "$tmp/p1.yaml" || fail "pool create p1 failed"
 vdlvm pool create "$tmp/p2.yaml" || fail "pool create p2 failed"
 vdlvm status p1 >"$tmp/st1" 2>&1 || fail "status p1: $(cat "$tmp/st1")"
@@ -191,6 +241,56 @@ lin_writes() {
 }
 wait_for 30 lin_writes ||
     fail "the linear volume does not write again with the OSD back: $(cat "$tmp/lin.out")"
+note "linear volume writes again with the OSD back"
+
+# ---- 5: the monitor is killed during a write load -------------------------------
+# Writes of 64 KiB to the linear volume, one after the other (0.2 s apart),
+# each timed, until mon.stop; the monitor is killed after the second and
+# stays away for twice the device timeout.
+: >"$tmp/mon.times"
+(
+    for (( i = 1; i <= 300; i++ )); do
+        s0=$(now)
+        timeout 60 qemu-io -f raw -c "write -P $(( 0x50 + i % 64 )) $(( i % 200 * 64 ))k 64k" \
+            "$url_l" >"$tmp/mon.out" 2>&1 && rc=0 || rc=$?
+        grep -qi 'error\|fail' "$tmp/mon.out" && [ "$rc" = 0 ] && rc=1
+        echo "$i $rc $(elapsed "$s0" "$(now)") $([ -e "$tmp/mon.dead" ] && echo dead || echo up)" >>"$tmp/mon.times"
+        [ "$i" = 2 ] && touch "$tmp/mon.second"
+        [ -e "$tmp/mon.stop" ] && break
+        sleep 0.2
+    done
+) &
+load_pid=$!
+cleanup_fn kill_quiet "$load_pid"
+wait_for 60 test -e "$tmp/mon.second" || fail "the write load on the linear volume did not start"
+t0=$(now)
+ceph_mon_kill
+touch "$tmp/mon.dead"
+note "monitor killed during the write load"
+for (( k = 0; k < 2 * TIMEOUT_S; k++ )); do
+    timeout 5 tgtadm -C "$tgtd_ctl" --mode target --op show >/dev/null ||
+        fail "tgtadm did not answer with the monitor killed"
+    sleep 1
+done
+touch "$tmp/mon.stop"
+wait_for 120 eval '! kill -0 '"$load_pid" || fail "the write load hangs with the monitor killed"
+wait "$load_pid" || true
+rm -f "$tmp/mon.dead"
+dead=$(awk '$4 == "dead"' "$tmp/mon.times" | wc -l)
+dead_ok=$(awk '$4 == "dead" && $2 == 0' "$tmp/mon.times" | wc -l)
+longest=$(awk '$3 > m { m = $3 } END { print m + 0 }' "$tmp/mon.times")
+note "monitor killed for $((2 * TIMEOUT_S)) s: $dead writes ($dead_ok succeeded, the rest failed), the longest took ${longest}s (timeout ${TIMEOUT_S}s)"
+[ "$dead" -ge 3 ] || fail "too few writes while the monitor was away: $(cat "$tmp/mon.times")"
+awk -v t="$TIMEOUT_S" '$3 >= 3 * t + 6 { bad = 1 } END { exit bad }' "$tmp/mon.times" ||
+    fail "a write took longer than the timeout allows with the monitor killed: $(cat "$tmp/mon.times")"
+timeout 5 tgtadm -C "$tgtd_ctl" --mode target --op show >/dev/null ||
+    fail "tgtadm did not answer after the load with the monitor killed"
+ceph_mon_start
+note "monitor back ($(elapsed "$t0" "$(now)")s after the kill)"
+wait_for 30 lin_writes ||
+    fail "the linear volume does not write again with the monitor back: $(cat "$tmp/lin.out")"
+note "linear volume writes again with the monitor back"
+
 # tgtd exits cleanly with RBD devices (librados must not run into exit)
 pid=$tgtd_pid
 for tid in 1 2; do
