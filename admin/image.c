@@ -85,11 +85,6 @@ int admin_image_check(struct cmd_args *a, const char *cmdname, FILE *err)
 {
     int export = !strcmp(a->spec->w2, "export");
 
-    if (a->file[0] != '/') {
-        admin_msg(err, "%s: FILE '%s' is not an absolute path", cmdname,
-                  a->file);
-        return VD_EXIT_USAGE;
-    }
     if (export && a->format && !in_list(g_write_fmts, a->format)) {
         admin_msg(err,
                   "%s: --format '%s' can be read but not written; use raw, "
@@ -547,6 +542,13 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
     vd_vol *vol = NULL;
     int fd = -1, r, created = 0, code = VD_EXIT_FAIL;
 
+    /* vdlvm makes FILE absolute (vd_admin_abs_file) after the usage
+     * check, before the command runs */
+    if (file[0] != '/') {
+        admin_msg(err, "vol %s: FILE '%s' is not an absolute path", a->spec->w2,
+                  file);
+        return VD_EXIT_USAGE;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     /* everything that can be refused is, before the volume exists */
     if (vd_vol_get_info(pool, a->vol, &vi) == 0) {
@@ -765,6 +767,13 @@ int admin_cmd_vol_export(vd_pool *pool, struct cmd_args *a, FILE *out,
     vd_vol *vol;
     int fd = -1, r;
 
+    /* vdlvm makes FILE absolute (vd_admin_abs_file) after the usage
+     * check, before the command runs */
+    if (file[0] != '/') {
+        admin_msg(err, "vol %s: FILE '%s' is not an absolute path", a->spec->w2,
+                  file);
+        return VD_EXIT_USAGE;
+    }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     snprintf(name, sizeof(name), "%s%s%s", a->vol, a->snap[0] ? "@" : "",
              a->snap);
@@ -787,13 +796,8 @@ int admin_cmd_vol_export(vd_pool *pool, struct cmd_args *a, FILE *out,
     vol = vd_vol_open(pool, name);
     if (!vol) {
         r = -errno;
-        if (r == -ENOENT && a->snap[0]) {
-            admin_msg(err,
-                      "%s: not found; list snapshots with 'vdlvm snap list "
-                      "%s/%s'",
-                      what, a->pool, a->vol);
-            return VD_EXIT_FAIL;
-        }
+        if (a->snap[0])
+            return admin_lib_fail(err, r, "%s: open failed", what);
         return admin_vol_fail(err, r, a->pool, name, "export");
     }
     size = vd_vol_size(vol);
