@@ -56,5 +56,5 @@ expect "--size " vdlvm vol extend p0/v0 --s
 expect "d0 d1 " vdlvm vol repair p0/v0 --replace ''  # the definition's devices
 expect "e0 " vdlvm -c "$tmp/defs/q1.yaml" vol repair q1/w0 --with ''
 expect "linear mirror " vdlvm vol create p0/x --layout ''
-expect "qcow2 " vdlvm vol import p0/x img.raw --format qc
+expect "vmdk " vdlvm vol import p0/x img.raw --format vm
 note "commands, pools, volumes, devices and options complete"
