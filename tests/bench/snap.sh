@@ -89,8 +89,9 @@ cleanup_fn rm_bdir
 bfs=$(df --output=fstype "$bdir" | tail -n 1)
 
 # one pool: the COW row's volume twice over, the many row's volume with
-# room for one copy of each chunk, the create row's data twice, metadata
-dev_mib=$(( 4 * LUN_MIB + 4 * DATA_MIB + 256 ))
+# room for one copy of each chunk and 1 MiB per snapshot, the create
+# row's data twice, metadata
+dev_mib=$(( 4 * LUN_MIB + 4 * DATA_MIB + NSNAP + 256 ))
 conf=$tmp/bsnap.yaml
 cat > "$conf" <<EOF
 pool: bsnap
@@ -105,12 +106,12 @@ truncate -s "$lun" "$bdir/rdwr.img"
 
 start_tgtd
 tid=0
-# lun_of NAME BACKING BSTYPE [BSOPTS]: a new target with one LUN; prints its URL
+# lun_of BACKING BSTYPE [BSOPTS]: a new target with one LUN; its URL in $url
 lun_of() {
     tid=$(( tid + 1 ))
     tgt_target_new "$tid" "snap-$tid" >&2 || fail "cannot create target $tid"
     tgt_lun_new "$tid" 1 "$2" "$1" "${3:-}" >&2 || fail "cannot export $1"
-    iscsi_url "$tid" 1
+    url=$(iscsi_url "$tid" 1)
 }
 num='([0-9.]+)'
 total_re="\"seconds\":$num,.*\"total\":\\{\"ios\":$num,\"bytes\":$num,\"iops\":$num,\"mbps\":$num,\"lat_us\":\\{\"mean\":$num,\"p50\":$num,\"p99\":$num,.*\"errors\":([0-9]+)"
@@ -138,8 +139,8 @@ for v in g1:1GiB t1:1TiB; do
     vdlvm vol create "bsnap/${v%%:*}" --size "${v#*:}" --thin > /dev/null ||
         fail "cannot create the thin volume ${v#*:}"
 done
-url_g1=$(lun_of bsnap/g1 vdlvm "conf=$conf")
-url_t1=$(lun_of bsnap/t1 vdlvm "conf=$conf")
+lun_of bsnap/g1 vdlvm "conf=$conf"; url_g1=$url
+lun_of bsnap/t1 vdlvm "conf=$conf"; url_t1=$url
 prefill "$url_g1" "$DATA_MIB"
 prefill "$url_t1" "$DATA_MIB"
 for (( r = 1; r <= RUNS; r++ )); do
@@ -159,8 +160,8 @@ note "create row done after $(( $(date +%s) - t_begin )) s"
 
 # ---- cow vs overwrite ---------------------------------------------------------------
 vdlvm vol create bsnap/cw --size "${LUN_MIB}MiB" --thin > /dev/null || fail "cannot create bsnap/cw"
-url_cw=$(lun_of bsnap/cw vdlvm "conf=$conf")
-url_rdwr=$(lun_of "$bdir/rdwr.img" rdwr)
+lun_of bsnap/cw vdlvm "conf=$conf"; url_cw=$url
+lun_of "$bdir/rdwr.img" rdwr; url_rdwr=$url
 prefill "$url_cw" "$LUN_MIB"
 prefill "$url_rdwr" "$LUN_MIB"
 nchunk=$(( lun / 65536 ))
@@ -176,15 +177,16 @@ note "cow row done after $(( $(date +%s) - t_begin )) s"
 
 # ---- many snapshots ------------------------------------------------------------------
 vdlvm vol create bsnap/m --size "${LUN_MIB}MiB" --thin > /dev/null || fail "cannot create bsnap/m"
-url_m=$(lun_of bsnap/m vdlvm "conf=$conf")
+lun_of bsnap/m vdlvm "conf=$conf"; url_m=$url
 prefill "$url_m" "$LUN_MIB"
 rw_args=(write --pattern rand --bs 4k --time "$SECS" --range "0:$lun")
 for (( r = 1; r <= RUNS; r++ )); do
     load "$url_m" "${rw_args[@]}" && row many write-0 "$r" "$iops" iops
     load "$url_rdwr" "${rw_args[@]}" && row many rdwr-write "$r" "$iops" iops
 done
-# snapshots under a light write load, so that they differ
-( timeout 3600 "$VDLOAD" write --pattern rand --bs 4k --qd 1 --time 3600 --range "0:$lun" \
+# snapshots under a light write load on the first MiB, so that they
+# differ (each holds at most 16 chunks of its own: 1 MiB)
+( timeout 3600 "$VDLOAD" write --pattern rand --bs 4k --qd 1 --time 3600 --range "0:$MiB" \
     --seed 7 --quiet "$url_m" > /dev/null 2>&1 ) &
 bg=$!
 cleanup_fn kill_quiet "$bg"
@@ -199,7 +201,7 @@ n=$(vdlvm snap list bsnap/m --json | grep -o '"name"' | wc -l)
 [ "$n" = "$NSNAP" ] || bad "snap list shows $n snapshots, want $NSNAP"
 note "$NSNAP snapshots in $(( t1 - t0 )) ms"
 for s in 1 $(( NSNAP / 2 )) "$NSNAP"; do
-    u=$(lun_of "bsnap/m@s$s" vdlvm "conf=$conf")
+    lun_of "bsnap/m@s$s" vdlvm "conf=$conf"; u=$url
     load "$u" read --pattern seq --bs 1M --count "$LUN_MIB" --range "0:$lun" && row many "read-all-s$s" 1 "$iops" iops
     last_url=$u
 done
