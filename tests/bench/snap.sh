@@ -268,7 +268,7 @@ END {
     printf "| 4 KiB random read of snapshot %d of %d vs the volume | %s vs %s IOPS | %s | (no chain: ~1) | - |\n", nsnap, nsnap, rs, rv, x
     printf "| %d snapshots: create, read, delete | create all %s ms (%.1f ms each, with a 4 KiB write load); full read of 3 of them %s / %s / %s IOPS (1 MiB); remove all (shuffled) %s ms; pool check clean | - | all work | %s |\n", nsnap, med("many/create-all"), med("many/create-all") / nsnap, med("many/read-all-s1"), med("many/read-all-s" int(nsnap / 2)), med("many/read-all-s" nsnap), med("many/remove-all"), failed == "" ? "met" : "see failures"
     printf "| 20 clones of a 1 GiB image < 1.1 GiB; clone of a clone 32 deep read >= 0.9x | - | - | - | not measured: clones do not exist yet |\n"
-    printf "\nDetails (medians%s):\n\n", runs > 1 ? ", min-max" : ""
+    printf "\nDetails (medians%s):\n\n", (runs > 1 ? ", min-max" : "")
     printf "| row | case | value |\n|---|---|---|\n"
     n = split("create/g1-lib create/t1-lib create/g1-wall create/t1-wall cow/cow cow/overwrite cow/rdwr many/write-0 many/write-n many/rdwr-write many/cow-pass many/read-snap many/read-vol", ks, " ")
     for (i = 1; i <= n; i++) { split(ks[i], p, "/"); printf "| %s | %s | %s%s |\n", p[1], p[2], med(ks[i]), rng(ks[i]) }
