@@ -73,7 +73,7 @@ JOBS      ?= 2
 
 .PHONY: all lib deps tgt-src check check-unit check-asan check-integration \
         check-conformance check-sim soak install uninstall uninstall-all \
-        clean demo demo-stop bench format deb fuzz fuzz-build fuzz-regress \
+        clean demo demo-stop bench bench-snap format deb fuzz fuzz-build fuzz-regress \
         check-fuzz
 all: $(LIBVD) $(VDLVM) $(VDLOAD) $(BSMOD)
 lib: $(LIBVD)
@@ -166,6 +166,11 @@ bench: deps
 	$(MAKE) all
 	tests/bench/run.sh $(B)
 	tests/bench/rbd.sh $(B) || [ $$? = 77 ]
+
+# the snapshot benchmark (issue 11): bench/results/snap-*.md
+bench-snap: deps
+	$(MAKE) all
+	tests/bench/snap.sh $(B)
 
 demo: deps
 	$(MAKE) all

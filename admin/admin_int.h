@@ -24,7 +24,8 @@ enum {
     T_POOL,
     T_VOL,
     T_ANY_OPT /* [POOL[/VOL]] */,
-    T_SNAP /* POOL/VOL@SNAP */
+    T_SNAP /* POOL/VOL@SNAP */,
+    T_VOL_SNAP /* POOL/VOL or POOL/VOL@SNAP (snap "" for a volume) */
 };
 
 enum {
@@ -56,12 +57,16 @@ enum {
     O_FORCE = 1u << 18,   /* vol revert */
     O_PNG = 1u << 17,     /* tier status --png FILE (admin/tier.c) */
     O_TIERING = 1u << 19, /* vol set --tiering on|off */
+    O_FORMAT = 1u << 28,  /* vol import/export --format FMT (admin/image.c) */
 };
 #define O_QOS_ALL                                                 \
     (O_IOPS_LIMIT | O_RIOPS_LIMIT | O_WIOPS_LIMIT | O_BPS_LIMIT | \
      O_RBPS_LIMIT | O_WBPS_LIMIT | O_BURST)
 
-enum { F_SIZE_REL = 1u << 0 /* --size takes +SIZE */ };
+enum {
+    F_SIZE_REL = 1u << 0, /* --size takes +SIZE */
+    F_FILE = 1u << 1      /* a FILE argument after the target (a->file) */
+};
 
 /* One admin command: its words, arguments, help, and the two functions
  * that are all a new command needs (cmd.c lists them in g_cmds). */
@@ -101,6 +106,8 @@ struct cmd_args {
     char snap[VD_NAME_MAX + 1]; /* T_SNAP: the part after '@' */
     const char *png;            /* --png FILE */
     int tiering;                /* vol set --tiering: 1 on, 0 off */
+    const char *file;           /* F_FILE: the FILE argument (argv's) */
+    const char *format;         /* --format FMT */
 };
 
 /* "vdlvm: " + the message + newline on err. */
@@ -152,6 +159,14 @@ int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
+/* admin/image.c: vol import, vol export and their rules */
+int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_cmd_vol_export(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+int admin_image_check(struct cmd_args *a, const char *cmdname, FILE *err);
+int admin_opt_format(const char *cmdname, const char *name, const char *val,
+                     struct cmd_args *a, FILE *err);
 /* tier status, tier run (tier.c) and their rules. */
 int admin_cmd_tier_status(vd_pool *pool, struct cmd_args *a, FILE *out,
                           FILE *err);

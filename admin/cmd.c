@@ -236,6 +236,36 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --force              revert an exported volume anyway\n",
       .exec = admin_cmd_vol_revert },
+    { "vol", "import", T_VOL, O_FORMAT | O_SIZE, 0,
+      "vol import POOL/VOL FILE [--format FMT] [--size SIZE]",
+      "Make a new thin volume from the disk image FILE, allocating chunks\n"
+      "only for the image's non-zero data (holes and all-zero blocks stay\n"
+      "unallocated).  qemu-img does the format work: an image that is not\n"
+      "raw is first converted to a sparse raw file beside FILE (or in\n"
+      "$TMPDIR), removed afterwards.  Nothing is half-created: on any\n"
+      "failure the new volume is removed again.  A progress bar on a\n"
+      "terminal, one line per 10% otherwise.\n"
+      "\n"
+      "  --format FMT         raw, qcow2, vmdk, vdi, vhdx, vpc, qed, qcow,\n"
+      "                       dmg, parallels (default: what qemu-img\n"
+      "                       detects; raw without qemu-img)\n"
+      "  --size SIZE          the volume's size, at least the image's\n"
+      "                       virtual size (default: that size)\n",
+      .flags = F_FILE, .check = admin_image_check,
+      .exec = admin_cmd_vol_import },
+    { "vol", "export", T_VOL_SNAP, O_FORMAT | O_FORCE, 0,
+      "vol export POOL/VOL[@SNAP] FILE [--format FMT] [--force]",
+      "Write a volume or a snapshot to the disk image FILE: raw (sparse:\n"
+      "unallocated and all-zero blocks become holes) or any format qemu-img\n"
+      "writes (converted from a sparse raw file beside FILE).  FILE appears\n"
+      "complete or not at all (written under a temporary name, renamed).\n"
+      "To export a volume while it is written to, export a snapshot of it.\n"
+      "\n"
+      "  --format FMT         raw (default), qcow2, vmdk, vdi, vhdx, vpc,\n"
+      "                       qed, qcow\n"
+      "  --force              replace an existing FILE\n",
+      .flags = F_FILE, .check = admin_image_check,
+      .exec = admin_cmd_vol_export },
     { "snap", "create", T_SNAP, 0, 0, "snap create POOL/VOL@SNAP",
       "Take a read-only, crash-consistent snapshot of a thin volume, also\n"
       "while it is exported and written to: it holds every write\n"
@@ -435,7 +465,7 @@ static int split_target(const struct cmd_spec *c, const char *s,
         return -1;
     }
     if (!slash) {
-        if (c->target == T_VOL) {
+        if (c->target == T_VOL || c->target == T_VOL_SNAP) {
             admin_msg(err,
                       "%s%s%s: '%s' names no volume; give POOL/VOL, e.g. "
                       "'%s/vol0'",
@@ -450,6 +480,21 @@ static int split_target(const struct cmd_spec *c, const char *s,
                       c->w1, *what ? " " : "", what, s, c->w1, *what ? " " : "",
                       what, a->pool);
             return -1;
+        }
+        if (c->target == T_VOL_SNAP && strchr(slash + 1, '@')) {
+            char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+            if (vd_snap_split(slash + 1, vol, snap) <= 0 ||
+                !vd_name_is_valid(vol)) {
+                admin_msg(err,
+                          "%s%s%s: '%s' names no snapshot; give "
+                          "POOL/VOL@SNAP (SNAP: 1-63 of A-Z a-z 0-9 . _ - +)",
+                          c->w1, *what ? " " : "", what, s);
+                return -1;
+            }
+            strcpy(a->vol, vol);
+            strcpy(a->snap, snap);
+            a->has_target = 1;
+            return 0;
         }
         if (c->target != T_SNAP &&
             (strlen(slash + 1) > VD_NAME_MAX || !vd_name_is_valid(slash + 1))) {
@@ -686,6 +731,7 @@ static const struct opt_spec g_opts[] = {
     { .name = "--force", .bit = O_FORCE },
     { .name = "--png", .bit = O_PNG, .parse = opt_png },
     { .name = "--tiering", .bit = O_TIERING, .parse = opt_tiering },
+    { .name = "--format", .bit = O_FORMAT, .parse = admin_opt_format },
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -855,6 +901,10 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
         const char *s = argv[i];
 
         if (opts_done || s[0] != '-' || !s[1]) {
+            if (a->has_target && (c->flags & F_FILE) && !a->file) {
+                a->file = s;
+                continue;
+            }
             if (a->has_target) {
                 admin_msg(err,
                           "%s: unexpected argument '%s'; see 'vdlvm %s "
@@ -878,6 +928,11 @@ int admin_parse_cmd(int argc, char **argv, struct cmd_args *a, FILE *out,
     if (!a->has_target && c->target != T_ANY_OPT) {
         admin_msg(err, "%s: missing %s; see 'vdlvm %s --help'", cmdname,
                   c->target == T_POOL ? "POOL" : "POOL/VOL", cmdname);
+        return VD_EXIT_USAGE;
+    }
+    if ((c->flags & F_FILE) && !a->file) {
+        admin_msg(err, "%s: missing FILE; see 'vdlvm %s --help'", cmdname,
+                  cmdname);
         return VD_EXIT_USAGE;
     }
     unsigned missing = c->required & ~a->given;

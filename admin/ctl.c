@@ -328,7 +328,8 @@ static int reply_error(int fd, uint32_t code, int64_t deadline, const char *fmt,
 }
 
 /* Commands that may run for long (verify reads whole volumes, --wait
- * waits for a resync): the client waits for them without bound. */
+ * waits for a resync, vol import/export copy images): the client waits
+ * for them without bound. */
 static int is_long_cmd(int argc, char **argv)
 {
     int i;
@@ -337,6 +338,9 @@ static int is_long_cmd(int argc, char **argv)
         return 0;
     if (!strcmp(argv[0], "verify"))
         return 1;
+    if (argc > 1 && !strcmp(argv[0], "vol") &&
+        (!strcmp(argv[1], "import") || !strcmp(argv[1], "export")))
+        return 1; /* copies a whole image */
     if (!strcmp(argv[0], "resync"))
         i = 1;
     else if (argc > 1 && !strcmp(argv[0], "dev") &&

@@ -21,6 +21,10 @@ struct vol_status {
     struct vd_mirror_info mi; /* valid when has_mi */
     int has_mi;
     struct vd_vol_status st; /* allocated bytes */
+    /* thin: the head's chunks no snapshot shares, and the shared ones
+     * (vd_vol_get_sharing); valid when has_sharing */
+    uint64_t exclusive, shared;
+    int has_sharing;
 };
 
 struct dev_status {
@@ -45,6 +49,9 @@ static int vol_status_fill(vd_pool *pool, struct vol_status *vs)
         r = admin_mirror_get(pool, vs->vi.name, &vs->mi, &vs->has_mi);
     if (r == 0)
         r = vd_vol_get_status(pool, vs->vi.name, &vs->st);
+    if (r == 0 && vs->vi.thin)
+        vs->has_sharing = vd_vol_get_sharing(pool, vs->vi.name, &vs->exclusive,
+                                             &vs->shared) == 0;
     return r;
 }
 
@@ -117,6 +124,14 @@ static void vol_status_json(FILE *out, const vd_pool *pool,
     }
     admin_json_vol(m, pool, &vs->vi, vs->runs, vs->nruns,
                    vs->has_mi ? &vs->mi : NULL, &vs->st);
+    if (vs->has_sharing) { /* before the object's closing brace */
+        fflush(m);
+        if (len && obj[len - 1] == '}')
+            fseeko(m, -1, SEEK_END);
+        fprintf(m, ",\"exclusive\":%llu,\"shared\":%llu}",
+                (unsigned long long)vs->exclusive,
+                (unsigned long long)vs->shared);
+    }
     fclose(m);
     /* a running verify (admin/vol.c), then qos, added to the object */
     char *obj2 = NULL;
@@ -160,6 +175,13 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
                     cs);
         }
         fprintf(out, "  allocated %s\n", al);
+        if (vs->has_sharing) {
+            char ex[32], sh[32];
+            admin_fmt_size(vs->exclusive, ex, sizeof(ex));
+            admin_fmt_size(vs->shared, sh, sizeof(sh));
+            fprintf(out, "  sharing   %s exclusive, %s shared with snapshots\n",
+                    ex, sh);
+        }
     }
     fprintf(out, "  extents   %s\n", brief ? brief : "?");
     admin_qos_status_text(out, (vd_pool *)pool, vi->name); /* qos */
@@ -238,7 +260,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
                              const struct pool_status *st)
 {
     const struct vd_pool_info *pi = &st->pi;
-    struct table dt = { .ncols = 8 }, vt = { .ncols = 8 };
+    struct table dt = { .ncols = 8 }, vt = { .ncols = 10 };
     char t[32], u[32], f[32], es[32];
 
     admin_fmt_size(pi->total_bytes, t, sizeof(t));
@@ -292,11 +314,13 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
     admin_tbl_cell(&vt, 0, "VOLUME");
     admin_tbl_cell(&vt, 1, "SIZE");
     admin_tbl_cell(&vt, 2, "ALLOCATED");
-    admin_tbl_cell(&vt, 3, "THIN");
-    admin_tbl_cell(&vt, 4, "LAYOUT");
-    admin_tbl_cell(&vt, 5, "EXPORTED");
-    admin_tbl_cell(&vt, 6, "STATE");
-    admin_tbl_cell(&vt, 7, "EXTENTS");
+    admin_tbl_cell(&vt, 3, "EXCLUSIVE");
+    admin_tbl_cell(&vt, 4, "SHARED");
+    admin_tbl_cell(&vt, 5, "THIN");
+    admin_tbl_cell(&vt, 6, "LAYOUT");
+    admin_tbl_cell(&vt, 7, "EXPORTED");
+    admin_tbl_cell(&vt, 8, "STATE");
+    admin_tbl_cell(&vt, 9, "EXTENTS");
     for (int i = 0; i < st->nvols; i++) {
         const struct vol_status *vs = &st->vols[i];
         char sz[32], al[48], cs[32];
@@ -309,21 +333,31 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
         admin_tbl_cell(&vt, 2, "%s", al);
         if (vs->vi.thin)
             admin_fmt_size(vs->vi.chunk_size, cs, sizeof(cs));
-        admin_tbl_cell(&vt, 3, "%s", vs->vi.thin ? cs : "-");
+        if (vs->has_sharing) {
+            char ex[32], sh[32];
+            admin_fmt_size(vs->exclusive, ex, sizeof(ex));
+            admin_fmt_size(vs->shared, sh, sizeof(sh));
+            admin_tbl_cell(&vt, 3, "%s", ex);
+            admin_tbl_cell(&vt, 4, "%s", sh);
+        } else {
+            admin_tbl_cell(&vt, 3, "-");
+            admin_tbl_cell(&vt, 4, "-");
+        }
+        admin_tbl_cell(&vt, 5, "%s", vs->vi.thin ? cs : "-");
         if (vs->has_mi)
-            admin_tbl_cell(&vt, 4, "%s x%u", vd_layout_name(vs->vi.layout),
+            admin_tbl_cell(&vt, 6, "%s x%u", vd_layout_name(vs->vi.layout),
                            vs->vi.copies);
         else
-            admin_tbl_cell(&vt, 4, "%s", vd_layout_name(vs->vi.layout));
-        admin_tbl_cell(&vt, 5, "%s", vs->vi.open_count ? "yes" : "no");
+            admin_tbl_cell(&vt, 6, "%s", vd_layout_name(vs->vi.layout));
+        admin_tbl_cell(&vt, 7, "%s", vs->vi.open_count ? "yes" : "no");
         if (vs->has_mi) {
             char state[128];
             admin_mirror_brief(&vs->mi, state, sizeof(state));
-            admin_tbl_cell(&vt, 6, "%s", state);
+            admin_tbl_cell(&vt, 8, "%s", state);
         } else {
-            admin_tbl_cell(&vt, 6, "ok");
+            admin_tbl_cell(&vt, 8, "ok");
         }
-        admin_tbl_cell(&vt, 7, "%s", brief ? brief : "?");
+        admin_tbl_cell(&vt, 9, "%s", brief ? brief : "?");
         free(brief);
     }
 

@@ -115,6 +115,13 @@ int vd_admin_exec(vd_pool *pool, int argc, char **argv, FILE *out, FILE *err);
 int vd_admin_parse(int argc, char **argv, char *pool_name, size_t len,
                    FILE *out, FILE *err);
 
+/* vol import / vol export name a FILE that the process holding the pool
+ * opens, whose working folder is not the caller's: make a relative FILE
+ * in argv (as for vd_admin_exec) absolute, from the working folder.
+ * argv[i] then points to *to_free (malloc'd; free() it after the command;
+ * NULL when nothing changed).  0 or a negative errno. */
+int vd_admin_abs_file(int argc, char **argv, char **to_free);
+
 /* Route library messages (vd_log) so that a command's own failures reach
  * its caller: ERR/WARN messages logged on a thread while it runs
  * vd_admin_exec are written as "vdlvm: msg" to that command's err stream;

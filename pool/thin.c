@@ -2429,3 +2429,43 @@ const struct vd_layout_ops vd_thin_layout = {
     .quiesce = thin_quiesce,
     .stack = thin_stack,
 };
+
+/* vdpool.h (issue 11, `status`): the head's chunks no snapshot shares and
+ * the ones it shares.  Admin lock, then thin's lock (the order of every
+ * admin call); O(touched forward leaves). */
+int vd_vol_get_sharing(const vd_pool *p, const char *name, uint64_t *exclusive,
+                       uint64_t *shared)
+{
+    uint64_t ex = 0, sh = 0;
+    int r = 0;
+
+    vd_admin_lock((vd_pool *)p);
+    struct vd_vol *v = vd_vol_find(p, name);
+    if (!v) {
+        r = -ENOENT;
+    } else if (v->upper != &vd_thin_layout) {
+        r = -EINVAL;
+    } else {
+        struct thin *t = thin_of(v);
+        pthread_mutex_lock(&t->lock);
+        for (uint64_t vc = 0; vc < t->vchunks; vc++) {
+            if (!t->dir[vc >> LEAF_SHIFT]) {
+                vc |= LEAF_N - 1;
+                continue;
+            }
+            uint32_t e = fwd_get(t, vc) & ~F_PEND;
+            if (!e)
+                continue;
+            const struct text *x = &t->ext[(e - 1) / t->cpe];
+            if (t->fam && x->sref && x->sref[(e - 1) % t->cpe])
+                sh++;
+            else
+                ex++;
+        }
+        *exclusive = ex << t->cshift;
+        *shared = sh << t->cshift;
+        pthread_mutex_unlock(&t->lock);
+    }
+    vd_admin_unlock((vd_pool *)p);
+    return r;
+}

@@ -249,6 +249,13 @@ int vd_snap_split(const char *full, char *vol, char *snap);
 /* 1 when name is a valid "VOL@SNAP" (nothing logged), else 0. */
 int vd_snap_name_is_valid(const char *name);
 
+/* Of thin volume name's own chunks (its head, not its snapshots): bytes
+ * no snapshot shares (*exclusive: a write to them goes in place) and bytes
+ * it shares with at least one snapshot (*shared: a write copies them
+ * first).  -ENOENT, -EINVAL (not thin); nothing logged.  Admin thread. */
+int vd_vol_get_sharing(const vd_pool *pool, const char *name,
+                       uint64_t *exclusive, uint64_t *shared);
+
 /* `vdlvm pool check`: verify every thin volume's chunk references (maps,
  * snapshots' reference counts, leaks).  0 clean, 1 problems found (logged;
  * counts in the result), negative errno on failure.  repair: leaked chunks

@@ -47,6 +47,9 @@ static const char *g_usage =
     "  vol set POOL/VOL [--iops-limit N] [--bps-limit SIZE] [--burst SECONDS]\n"
     "          [--read-/--write-iops-limit N] [--read-/--write-bps-limit SIZE]\n"
     "  vol revert POOL/VOL@SNAP [--force]\n"
+    "  vol import POOL/VOL FILE [--format FMT] [--size SIZE]\n"
+    "                                  a thin volume from a disk image\n"
+    "  vol export POOL/VOL[@SNAP] FILE [--format FMT] [--force]\n"
     "Snapshots of thin volumes:\n"
     "  snap create POOL/VOL@SNAP       read-only, crash-consistent, instant\n"
     "  snap list POOL/VOL [--json]\n"
@@ -1180,7 +1183,15 @@ int main(int argc, char **argv)
         /* Only `status` names no pool. */
         return cmd_status_all(conf_opt, n, args);
     }
+    char *abs_file = NULL; /* vol import/export: FILE made absolute */
+    int ar = vd_admin_abs_file(n, args, &abs_file);
+    if (ar < 0) {
+        fprintf(stderr, "vdlvm: cannot make FILE an absolute path: %s\n",
+                strerror(-ar));
+        return VD_EXIT_FAIL;
+    }
     code = run_on_pool(pool_name, conf_opt, n, args, stdout);
+    free(abs_file);
     /* vol create/remove of an activated pool: its activation paths */
     vd_admin_after_cmd(n, args, code, stdout, stderr);
     fflush(stdout);

@@ -45,7 +45,7 @@ got=" $(complete_words vdlvm '') "
 for c in $("$VDLVM" --help | sed -n '/^Options:/q; s/^  \([a-z][a-z]*\).*/\1/p' | sort -u); do
     [[ $got == *" $c "* ]] || fail "command '$c' of vdlvm --help is not completed: $got"
 done
-expect "create extend list remove repair revert set " vdlvm vol ''
+expect "create export extend import list remove repair revert set " vdlvm vol ''
 expect "apply check create list remove takeover " vdlvm pool ''
 expect "verify version " vdlvm ver
 expect "p0 q1 " vdlvm status ''
@@ -56,4 +56,5 @@ expect "--size " vdlvm vol extend p0/v0 --s
 expect "d0 d1 " vdlvm vol repair p0/v0 --replace ''  # the definition's devices
 expect "e0 " vdlvm -c "$tmp/defs/q1.yaml" vol repair q1/w0 --with ''
 expect "linear mirror " vdlvm vol create p0/x --layout ''
+expect "vmdk " vdlvm vol import p0/x img.raw --format vm
 note "commands, pools, volumes, devices and options complete"
