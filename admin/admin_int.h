@@ -183,6 +183,9 @@ int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 /* admin/dev.c: dev evacuate; the extent mover's part of status */
 int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
                            FILE *err);
+/* admin/dev.c: pool rebalance */
+int admin_cmd_pool_rebalance(vd_pool *pool, struct cmd_args *a, FILE *out,
+                             FILE *err);
 void admin_move_status_json(FILE *out, vd_pool *pool);
 void admin_move_status_text(FILE *out, vd_pool *pool);
 /* A running verify in status (admin/vol.c): "\"verify\":[...]," of the

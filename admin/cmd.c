@@ -355,6 +355,19 @@ static const struct cmd_spec g_cmds[] = {
       "  --wait               return when DEV holds no extent, with progress\n"
       "                       lines (always so when no tgtd holds the pool)\n",
       .exec = admin_cmd_dev_evacuate },
+    { "pool", "rebalance", T_POOL, O_RATE | O_WAIT, 0,
+      "pool rebalance POOL [--rate LIMIT] [--wait]",
+      "Move extents, online, until every device's share of used extents is\n"
+      "within one extent of the pool's mean (by percentage of its size):\n"
+      "between nodes first, then between devices.  Mirror legs stay on\n"
+      "distinct nodes; a device being evacuated takes no part.  It runs in\n"
+      "the background of the process holding the pool and resumes after a\n"
+      "restart; follow it with 'vdlvm status POOL'.\n"
+      "\n"
+      "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited)\n"
+      "  --wait               return when balanced, with a progress bar on a\n"
+      "                       terminal (always so when no tgtd holds the pool)\n",
+      .exec = admin_cmd_pool_rebalance },
     { "verify", NULL, T_VOL, O_REPAIR, 0, "verify POOL/VOL [--repair]",
       "Read every leg of a mirrored volume, compare them region by region\n"
       "(SHA-256) and list the regions that differ.  Exit 0 when the legs are\n"

@@ -1,4 +1,5 @@
-/* vdlvm admin: device commands (`vdlvm dev evacuate`) and the extent
+/* vdlvm admin: device commands (`vdlvm dev evacuate`), `vdlvm pool
+ * rebalance`, and the extent
  * mover's part of `vdlvm status` (text and JSON from one structure,
  * vd_pool_move_status).  Runs on the thread of vd_admin_exec; the moves
  * themselves run on the pool's background thread (pool/move.c), so a
@@ -42,6 +43,56 @@ static void progress_line(FILE *out, const struct vd_move_status *s)
     fflush(out);
 }
 
+/* --wait for the mover's job (evacuation, or rebalance when rebal): a
+ * progress bar on err when it is a terminal, else a line per 10 %; give
+ * up after 10 minutes without progress.  *s: the last status. */
+static int wait_job(vd_pool *pool, struct cmd_args *a, FILE *err, int rebal,
+                    struct vd_move_status *s)
+{
+    struct admin_progress pg;
+    char label[200];
+    int started = 0;
+    uint64_t last_done = UINT64_MAX;
+    int64_t last_progress = now_ms();
+
+    if (rebal)
+        snprintf(label, sizeof(label), "rebalance %s", a->pool);
+    else
+        snprintf(label, sizeof(label), "evacuate %s/%s", a->pool, a->vol);
+    for (;;) {
+        vd_pool_move_status(pool, s);
+        int running = rebal ? s->rebalancing : s->evacuating;
+        uint64_t done = rebal ? s->reb_done_bytes
+                              : s->evac_total_bytes - s->evac_left_bytes;
+        uint64_t total = rebal ? s->reb_total_bytes : s->evac_total_bytes;
+        if (!running && !s->active)
+            break;
+        if (running && total) {
+            if (!started++)
+                admin_progress_start(&pg, err, label, total, -1);
+            admin_progress_update(&pg, done, total);
+        }
+        if (done != last_done) {
+            last_done = done;
+            last_progress = now_ms();
+        } else if (now_ms() - last_progress > 600000) {
+            if (started)
+                admin_progress_end(&pg, "stalled");
+            admin_msg(err,
+                      "pool '%s': the %s made no progress for 10 minutes; "
+                      "see 'vdlvm status %s'",
+                      a->pool, rebal ? "rebalance" : "evacuation", a->pool);
+            return VD_EXIT_FAIL;
+        }
+        vd_move_wait(pool, 200); /* runs the copier if no thread does */
+    }
+    if (started) {
+        admin_progress_update(&pg, pg.total, pg.total);
+        admin_progress_end(&pg, "done");
+    }
+    return VD_EXIT_OK;
+}
+
 int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
                            FILE *err)
 {
@@ -77,31 +128,9 @@ int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
                 a->pool, a->vol, a->pool);
         return VD_EXIT_OK;
     }
-    /* --wait: a line per extent moved (at most one a second); give up
-     * after 10 minutes without progress */
-    uint64_t last_done = UINT64_MAX;
-    int64_t last_progress = now_ms(), last_line = 0;
-    for (;;) {
-        vd_pool_move_status(pool, &s);
-        uint64_t left = s.evacuating ? s.evac_left_bytes : 0;
-        if (!s.evacuating && !s.active)
-            break;
-        if (left != last_done) {
-            last_done = left;
-            last_progress = now_ms();
-            if (now_ms() - last_line >= 1000 && s.evacuating) {
-                progress_line(out, &s);
-                last_line = now_ms();
-            }
-        } else if (now_ms() - last_progress > 600000) {
-            admin_msg(err,
-                      "device '%s/%s': the evacuation made no progress for "
-                      "10 minutes; see 'vdlvm status %s'",
-                      a->pool, a->vol, a->pool);
-            return VD_EXIT_FAIL;
-        }
-        vd_move_wait(pool, 200); /* runs the copier if no thread does */
-    }
+    r = wait_job(pool, a, err, 0, &s);
+    if (r != VD_EXIT_OK)
+        return r;
     uint64_t n = vd_pool_dev_extents(pool, a->vol);
     if (s.stats.moves_aborted != aborted0 || n) {
         admin_msg(err,
@@ -119,6 +148,53 @@ int admin_cmd_dev_evacuate(vd_pool *pool, struct cmd_args *a, FILE *out,
             "run 'vdlvm pool apply %s'\n",
             a->pool, a->vol, (unsigned long long)s.stats.moves_done,
             (unsigned long long)s.stats.bytes_copied, a->pool);
+    return VD_EXIT_OK;
+}
+
+int admin_cmd_pool_rebalance(vd_pool *pool, struct cmd_args *a, FILE *out,
+                             FILE *err)
+{
+    struct vd_move_status s;
+    uint64_t moves = 0;
+    int r;
+
+    vd_pool_move_status(pool, &s);
+    uint64_t aborted0 = s.stats.moves_aborted, done0 = s.stats.moves_done;
+    r = vd_pool_rebalance(pool, a->rate, &moves);
+    if (r < 0)
+        return admin_lib_fail(err, r, "pool '%s': rebalance failed", a->pool);
+    vd_pool_move_status(pool, &s);
+    if (!s.rebalancing && !s.active) {
+        fprintf(out,
+                "pool '%s': balanced: every device's use is within one "
+                "extent of the mean\n",
+                a->pool);
+        return VD_EXIT_OK;
+    }
+    if (!(a->given & O_WAIT)) {
+        fprintf(out,
+                "pool '%s': rebalance started (about %llu extents to move); "
+                "it runs in the background of the process holding the pool "
+                "(and resumes after a restart); follow it with 'vdlvm "
+                "status %s'\n",
+                a->pool, (unsigned long long)moves, a->pool);
+        return VD_EXIT_OK;
+    }
+    if ((r = wait_job(pool, a, err, 1, &s)) != VD_EXIT_OK)
+        return r;
+    if (s.stats.moves_aborted != aborted0) {
+        admin_msg(
+            err, "pool '%s': rebalance stopped: %s; see 'vdlvm status %s'",
+            a->pool,
+            s.stats.last_error[0] ? s.stats.last_error : "a move was abandoned",
+            a->pool);
+        return VD_EXIT_FAIL;
+    }
+    fprintf(out,
+            "pool '%s': rebalanced (%llu extents moved, %llu bytes copied in "
+            "all)\n",
+            a->pool, (unsigned long long)(s.stats.moves_done - done0),
+            (unsigned long long)s.stats.bytes_copied);
     return VD_EXIT_OK;
 }
 
@@ -149,6 +225,11 @@ void admin_move_status_json(FILE *out, vd_pool *pool)
     } else {
         fputs("null", out);
     }
+    fprintf(out, ",\"rebalancing\":%s", s.rebalancing ? "true" : "false");
+    if (s.rebalancing)
+        fprintf(out, ",\"reb_done_bytes\":%llu,\"reb_total_bytes\":%llu",
+                (unsigned long long)s.reb_done_bytes,
+                (unsigned long long)s.reb_total_bytes);
     fprintf(out,
             ",\"rate_bps\":%llu,\"rate_limit\":%llu,\"eta_s\":%llu,"
             "\"moves_done\":%llu,\"moves_abandoned\":%llu,"
@@ -171,6 +252,17 @@ void admin_move_status_text(FILE *out, vd_pool *pool)
     if (s.evacuating) {
         fputs("  ", out);
         progress_line(out, &s);
+    }
+    if (s.rebalancing) {
+        uint64_t tb = s.reb_total_bytes;
+        admin_fmt_size(s.reb_done_bytes, d, sizeof(d));
+        admin_fmt_size(tb, t, sizeof(t));
+        admin_fmt_rate(s.rate_bps, r, sizeof(r));
+        fprintf(out, "  rebalancing: %s of about %s moved (%u%%), %s", d, t,
+                tb ? (unsigned)(s.reb_done_bytes * 100 / tb) : 100, r);
+        if (s.rate_bps)
+            fprintf(out, ", %llu s left", (unsigned long long)s.eta_s);
+        fputc('\n', out);
     }
     if (s.active) {
         admin_fmt_size(s.done, d, sizeof(d));

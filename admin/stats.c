@@ -93,10 +93,17 @@ static int pool_stats_get(vd_pool *pool, const char *vol, struct pool_stats *ps)
         r = -ENOMEM;
         goto fail;
     }
-    for (uint32_t i = 0; i < ps->pi.ndevs; i++)
-        if ((r = vd_pool_dev_get_info(pool, i, &ps->devs[i])) < 0 ||
-            (r = vd_pool_dev_get_counters(pool, i, &ps->devc[i])) < 0)
+    uint32_t nd = 0; /* skipping the slots of devices that left */
+    for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
+        r = vd_pool_dev_get_info(pool, i, &ps->devs[nd]);
+        if (r == -ENOENT)
+            continue;
+        if (r < 0 || (r = vd_pool_dev_get_counters(pool, i, &ps->devc[nd])) < 0)
             goto fail;
+        nd++;
+    }
+    ps->pi.ndevs = nd;
+    r = 0;
     for (int i = 0; i < n; i++) {
         struct vol_stats *vs = &ps->vols[ps->nvols];
         if ((r = vd_pool_vol_get_info(pool, i, &vs->vi)) < 0)

@@ -89,14 +89,19 @@ static int pool_status_get(vd_pool *pool, struct pool_status *st)
         r = -ENOMEM;
         goto fail;
     }
+    uint32_t nd = 0; /* skipping the slots of devices that left */
     for (uint32_t i = 0; i < st->pi.ndevs; i++) {
-        struct dev_status *d = &st->devs[i];
+        struct dev_status *d = &st->devs[nd];
         r = vd_pool_dev_get_info(pool, i, &d->di);
+        if (r == -ENOENT)
+            continue;
         if (r < 0)
             goto fail;
         d->used = d->di.used_extents * st->pi.extent_size;
         d->free = (d->di.extents - d->di.used_extents) * st->pi.extent_size;
+        nd++;
     }
+    st->pi.ndevs = nd;
     for (int i = 0; i < st->nvols; i++) {
         r = vd_pool_vol_get_info(pool, i, &st->vols[i].vi);
         if (r == 0)

@@ -65,8 +65,9 @@ extern "C" {
  * progress; replica/mirror.c), 9 (the core: VD_OP_STACK), 10 (thin:
  * reserved), 11, 12 (the core: key slots; pool/crypt.h), 13 (qos: VD_OP_QOS,
  * pool/qos.c; handled by the core, not the layouts), 14-19 (thin
- * snapshots: pool/snap.c), 20-23 (the core: the extent mover,
- * pool/move.c), 24 (tiering: VD_OP_TIER, pool/tier.h). */
+ * snapshots: pool/snap.c), 20-23 and 26 (the core: the extent mover,
+ * pool/move.c), 24 (tiering: VD_OP_TIER, pool/tier.h), 27-28 (the core:
+ * a device leaving, a device's flags; pool/pool.c). */
 enum {
     VD_OP_POOL = 1,       /* struct vd_op_pool (pool_int.h) */
     VD_OP_DEV_ADD = 2,    /* struct vd_op_dev (pool_int.h) */
@@ -102,6 +103,14 @@ enum {
     /* struct vd_op_tier (pool/tier.h): device tiers, the pool's tiering
      * settings, a volume's tiering off; handled by pool/tier.c. */
     VD_OP_TIER = 24,
+    /* struct vd_op_move_job (pool/move.c): the pending evacuation or
+     * rebalance, so that it goes on after a restart between two moves. */
+    VD_OP_MOVE_JOB = 26,
+    /* struct vd_op_dev_set (pool/pool.c, pool apply): a device leaves the
+     * pool (it holds nothing); a device's flags change (the metadata copy
+     * moving to it before another device leaves). */
+    VD_OP_DEV_REMOVE = 27,
+    VD_OP_DEV_FLAGS = 28,
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -173,6 +182,26 @@ struct vd_op_move_progress {
     uint32_t pad0;      /* 28 */
 };
 _Static_assert(sizeof(struct vd_op_move_progress) == 32, "op move progress");
+/* The mover's job: kind VD_MOVE_JOB_NONE (none left), _EVACUATE (device
+ * dev, onto the devices set in the bitmap to, all clear: any) or
+ * _REBALANCE; rate in bytes/s for each move (0: unlimited). */
+enum { VD_MOVE_JOB_NONE, VD_MOVE_JOB_EVACUATE, VD_MOVE_JOB_REBALANCE };
+struct vd_op_move_job {
+    struct vd_op_hdr h;          /*  0 */
+    uint32_t kind;               /*  8 */
+    uint32_t dev;                /* 12 */
+    uint64_t rate;               /* 16 */
+    uint8_t to[VD_MAX_DEVS / 8]; /* 24 */
+};
+_Static_assert(sizeof(struct vd_op_move_job) == 56, "op move job");
+/* VD_OP_DEV_REMOVE: device idx leaves (flags unused); VD_OP_DEV_FLAGS: its
+ * VD_DEVF_* become flags. */
+struct vd_op_dev_set {
+    struct vd_op_hdr h; /*  0 */
+    uint32_t idx;       /*  8 */
+    uint32_t flags;     /* 12 */
+};
+_Static_assert(sizeof(struct vd_op_dev_set) == 16, "op dev set");
 
 /* Thin snapshot records (VD_OP_SNAP_*): which fields count depends on the
  * type (see the enum). */
@@ -416,9 +445,10 @@ int vd_md_commit(vd_pool *p, struct vd_opbuf *ops);
 /* Extent allocation (planning: reads the state, changes nothing; the MAP
  * ops go to ops).  vd_extent_plan_on: logical extents [le, le+count) of
  * leg `leg` of volume `vol` on free extents of the allowed devices
- * (NULL: any usable one), first fit in device order.  vd_extent_plan:
- * the same, spread over the usable devices in proportion to their free
- * space.  -ENOSPC if too few (nothing logged). */
+ * (NULL: any usable one), each extent to the least used node and there
+ * the least used device by percentage (pool/alloc.c), first fit on each
+ * device.  vd_extent_plan: the same on any usable device.  -ENOSPC if too
+ * few (nothing logged). */
 int vd_extent_plan_on(const vd_pool *p, uint32_t vol, uint32_t leg, uint64_t le,
                       uint64_t count, struct vd_opbuf *ops,
                       const bool *allowed);

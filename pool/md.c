@@ -479,7 +479,12 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
         case VD_OP_MOVE_PROGRESS:
         case VD_OP_MOVE_END:
         case VD_OP_MOVE_ABORT:
+        case VD_OP_MOVE_JOB:
             r = vd_move_md_apply(p, h); /* pool/move.c */
+            break;
+        case VD_OP_DEV_REMOVE:
+        case VD_OP_DEV_FLAGS:
+            r = vd_pool_dev_md_apply(p, h); /* pool/pool.c */
             break;
         case VD_OP_POOL: {
             const struct vd_op_pool *o = (const void *)h;

@@ -133,6 +133,9 @@ struct vd_move {
     bool evac_to[VD_MAX_DEVS];
     bool evac_to_set;
     uint64_t evac_total, evac_moved;
+    /* rebalance (persisted by VD_OP_MOVE_JOB like evac, evac_to, rate) */
+    bool rebal;
+    uint64_t reb_total, reb_moved;
     /* statistics */
     struct vd_move_stats st;
     int64_t t0_ns; /* start of the current move (rate) */
@@ -474,9 +477,54 @@ static int apply_abort(vd_pool *p)
     return 0;
 }
 
+/* The job (VD_OP_MOVE_JOB): what the copier does when no move runs. */
+static int apply_job(vd_pool *p, const struct vd_op_move_job *o)
+{
+    struct vd_move *m = p->move;
+
+    if (o->kind > VD_MOVE_JOB_REBALANCE)
+        BAD("pool '%s': metadata names an unknown mover job %u", p->name,
+            o->kind);
+    if (o->kind == VD_MOVE_JOB_EVACUATE && !dev_ok(p, o->dev))
+        BAD("pool '%s': metadata evacuates unknown device %u", p->name, o->dev);
+    pthread_mutex_lock(&m->lock);
+    m->rebal = o->kind == VD_MOVE_JOB_REBALANCE;
+    m->evac = o->kind == VD_MOVE_JOB_EVACUATE ? o->dev : VD_NO_DEV;
+    m->evac_to_set = false;
+    for (uint32_t i = 0; i < VD_MAX_DEVS; i++) {
+        m->evac_to[i] = m->evac != VD_NO_DEV && (o->to[i / 8] & (1u << i % 8));
+        m->evac_to_set |= m->evac_to[i];
+    }
+    if (o->kind != VD_MOVE_JOB_NONE)
+        m->rate = o->rate;
+    if (m->evac != VD_NO_DEV)
+        p->devs[m->evac].no_alloc = true; /* also after a restart */
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+static void fill_job(const struct vd_move *m, struct vd_op_move_job *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->h.type = VD_OP_MOVE_JOB;
+    o->h.len = sizeof(*o);
+    o->kind = m->evac != VD_NO_DEV ? VD_MOVE_JOB_EVACUATE
+              : m->rebal           ? VD_MOVE_JOB_REBALANCE
+                                   : VD_MOVE_JOB_NONE;
+    o->dev = m->evac;
+    o->rate = m->rate;
+    for (uint32_t i = 0; i < VD_MAX_DEVS; i++)
+        if (m->evac != VD_NO_DEV && m->evac_to_set && m->evac_to[i])
+            o->to[i / 8] |= (uint8_t)(1u << i % 8);
+}
+
 int vd_move_md_apply(vd_pool *p, const struct vd_op_hdr *h)
 {
     switch (h->type) {
+    case VD_OP_MOVE_JOB:
+        if (h->len < sizeof(struct vd_op_move_job))
+            BAD("pool '%s': metadata op move job too short", p->name);
+        return apply_job(p, (const struct vd_op_move_job *)h);
     case VD_OP_MOVE_BEGIN:
     case VD_OP_MOVE_END:
         if (h->len < sizeof(struct vd_op_move))
@@ -517,6 +565,12 @@ int vd_move_serialize(const vd_pool *p, struct vd_opbuf *b)
     const struct vd_vol *v;
     int r;
 
+    if (m && (m->evac != VD_NO_DEV || m->rebal)) {
+        struct vd_op_move_job j;
+        fill_job(m, &j);
+        if ((r = vd_opbuf_add(b, &j, sizeof(j))) < 0)
+            return r;
+    }
     if (!m || !m->active)
         return 0;
     v = vd_vol_find_id(p, m->vol);
@@ -732,12 +786,23 @@ static int abort_move(vd_pool *p, const char *why)
         pthread_mutex_lock(&m->lock);
         snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", why);
         pthread_mutex_unlock(&m->lock);
-        if ((r = commit_one(p, &h, sizeof(h))) == 0) {
+        /* an evacuation or rebalance stops at an error (the operator
+         * decides), in the same commit */
+        struct vd_opbuf ops = { 0 };
+        struct vd_op_move_job j;
+        bool job = m->evac != VD_NO_DEV || m->rebal;
+        memset(&j, 0, sizeof(j));
+        j.h.type = VD_OP_MOVE_JOB;
+        j.dev = VD_NO_DEV;
+        ops.keep_data = true;
+        if ((r = vd_opbuf_add(&ops, &h, sizeof(h))) == 0 && job)
+            r = vd_opbuf_add(&ops, &j, sizeof(j));
+        if (r == 0)
+            r = vd_md_commit(p, &ops);
+        vd_opbuf_free(&ops);
+        if (r == 0) {
             pthread_mutex_lock(&m->lock);
             m->st.moves_aborted++;
-            /* an evacuation stops at an error: the operator decides */
-            m->evac = VD_NO_DEV;
-            m->evac_to_set = false;
             pthread_mutex_unlock(&m->lock);
         }
     }
@@ -873,6 +938,8 @@ static int finish(vd_pool *p)
         m->st.moves_done++;
         if (m->evac != VD_NO_DEV)
             m->evac_moved++;
+        if (m->rebal)
+            m->reb_moved++;
         pthread_mutex_unlock(&m->lock);
         vd_log(VD_LOG_INFO,
                "pool '%s': extent %" PRIu64 " leg %u of volume '%s' now on "
@@ -931,20 +998,57 @@ static int evac_next_locked(vd_pool *p)
     return 0;
 }
 
-static void evac_stop_locked(vd_pool *p, bool done)
+/* The job is over (done) or stopped: VD_OP_MOVE_JOB none.  Admin lock
+ * held.  Should the commit fail, the job stops in memory all the same
+ * (and goes on after a restart: the next open finds it). */
+static void job_stop_locked(vd_pool *p, bool done)
 {
     struct vd_move *m = p->move;
-    if (m->evac == VD_NO_DEV)
+    struct vd_op_move_job j;
+
+    if (m->evac == VD_NO_DEV && !m->rebal)
         return;
-    if (done)
+    if (done && m->evac != VD_NO_DEV)
         vd_log(VD_LOG_INFO,
                "pool '%s': device '%s' evacuated: it holds no "
                "extent",
                p->name, p->devs[m->evac].name);
+    else if (done)
+        vd_log(VD_LOG_INFO,
+               "pool '%s': rebalanced (%" PRIu64 " extents moved): every "
+               "device's use is within one extent of the mean",
+               p->name, m->reb_moved);
+    memset(&j, 0, sizeof(j));
+    j.h.type = VD_OP_MOVE_JOB;
+    j.dev = VD_NO_DEV;
+    if (commit_one(p, &j, sizeof(j)) < 0)
+        vd_log(VD_LOG_ERR,
+               "pool '%s': recording the end of the %s failed (it may "
+               "start again after a restart)",
+               p->name, m->rebal ? "rebalance" : "evacuation");
     pthread_mutex_lock(&m->lock);
     m->evac = VD_NO_DEV;
     m->evac_to_set = false;
+    m->rebal = false;
     pthread_mutex_unlock(&m->lock);
+}
+
+/* The next rebalance move: start it.  Admin lock held.  1 started, 0
+ * balanced, <0 error. */
+static int rebal_next_locked(vd_pool *p)
+{
+    struct vd_rebal_move mv;
+    struct vd_vol *v;
+    int r = vd_rebalance_next(p, &mv);
+
+    if (r <= 0)
+        return r;
+    v = vd_vol_find_id(p, mv.vol);
+    if (!v)
+        return -ENOENT;
+    r = begin_locked(p, v, mv.leg, mv.le, mv.dst, mv.dpe, p->move->rate,
+                     VD_NO_DEV);
+    return r < 0 ? r : 1;
 }
 
 /* Run the mover for up to budget_ns (or until max_bytes were copied, 0: no
@@ -992,7 +1096,22 @@ int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
             if (m->evac != VD_NO_DEV) {
                 r = evac_next_locked(p);
                 if (r <= 0)
-                    evac_stop_locked(p, r == 0);
+                    job_stop_locked(p, r == 0);
+            } else if (m->rebal) {
+                r = rebal_next_locked(p);
+                if (r < 0) {
+                    vd_log(VD_LOG_ERR,
+                           "pool '%s': rebalance stopped: starting a move "
+                           "failed: %s",
+                           p->name, strerror(-r));
+                    pthread_mutex_lock(&m->lock);
+                    snprintf(m->st.last_error, sizeof(m->st.last_error),
+                             "rebalance stopped: starting a move failed: %s",
+                             strerror(-r));
+                    pthread_mutex_unlock(&m->lock);
+                }
+                if (r <= 0)
+                    job_stop_locked(p, r == 0);
             }
             vd_admin_unlock(p);
             if (r <= 0) {
@@ -1078,6 +1197,220 @@ void vd_move_tick(vd_pool *p)
     vd_move_run(p, MOVE_TICK_NS, 0);
 }
 
+/* ---- rebalance planning ---------------------------------------------------
+ * The devices that take part: in the pool, usable (OK, open), not being
+ * evacuated (no_alloc), with extents.  With U extents used on them and T
+ * in all, device i's fair share is U * pe_i / T; its excess, scaled by T
+ * to stay in integers, is E_i = used_i * T - U * pe_i (sum 0).  A node's
+ * excess is the sum of its devices'.  Moving one extent from s to d
+ * changes the sum of squared excesses (in extents) by 2 - 2 (e_s - e_d):
+ * a move is made only when it lowers the nodes' sum, or keeps it (same
+ * node, or nodes exactly one extent apart) and lowers the devices' sum;
+ * the best such move first (the nodes' gain, then the devices').  The
+ * pair (nodes' sum, devices' sum) falls with each move, so the plan ends;
+ * with one node it ends with every device within one extent of its share
+ * (a device more than one over implies one under with room, and the pair
+ * qualifies).  Mirror legs: an extent moves only where leg_allows. */
+struct rb_state {
+    uint32_t n;                 /* devices taking part */
+    uint32_t idx[VD_MAX_DEVS];  /* pool index */
+    uint32_t node[VD_MAX_DEVS]; /* node number (first device's slot) */
+    int64_t used[VD_MAX_DEVS], pe[VD_MAX_DEVS];
+    int64_t U, T;
+};
+
+struct rb_pair {
+    uint32_t s, d; /* slots in rb_state */
+    __int128 node_gain, dev_gain;
+};
+
+static void rb_init(const vd_pool *p, struct rb_state *st)
+{
+    memset(st, 0, sizeof(*st));
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        const struct vd_dev *d = &p->devs[i];
+        if (!d->used || d->state != VD_DEV_OK || !d->bdev || d->no_alloc ||
+            !d->pe_count)
+            continue;
+        uint32_t k = st->n++;
+        st->idx[k] = i;
+        st->node[k] = k;
+        for (uint32_t j = 0; j < k; j++)
+            if (!strcmp(p->devs[st->idx[j]].node, d->node)) {
+                st->node[k] = st->node[j];
+                break;
+            }
+        st->used[k] = (int64_t)d->used_count;
+        st->pe[k] = (int64_t)d->pe_count;
+        st->U += st->used[k];
+        st->T += st->pe[k];
+    }
+}
+
+static __int128 rb_ex(const struct rb_state *st, uint32_t k)
+{
+    return (__int128)st->used[k] * st->T - (__int128)st->U * st->pe[k];
+}
+
+static __int128 rb_node_ex(const struct rb_state *st, uint32_t node)
+{
+    __int128 e = 0;
+    for (uint32_t k = 0; k < st->n; k++)
+        if (st->node[k] == node)
+            e += rb_ex(st, k);
+    return e;
+}
+
+/* Pairs that qualify, best first; returns how many. */
+static int pair_cmp(const void *a, const void *b)
+{
+    const struct rb_pair *x = a, *y = b;
+    if (x->node_gain != y->node_gain)
+        return x->node_gain > y->node_gain ? -1 : 1;
+    if (x->dev_gain != y->dev_gain)
+        return x->dev_gain > y->dev_gain ? -1 : 1;
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    return x->d < y->d ? -1 : (x->d > y->d);
+}
+
+static size_t rb_pairs(const struct rb_state *st, struct rb_pair *out,
+                       size_t max)
+{
+    __int128 nex[VD_MAX_DEVS];
+    size_t n = 0;
+
+    for (uint32_t k = 0; k < st->n; k++)
+        nex[k] = st->node[k] == k ? rb_node_ex(st, k) : 0;
+    for (uint32_t s = 0; s < st->n; s++) {
+        if (!st->used[s])
+            continue;
+        for (uint32_t d = 0; d < st->n && n < max; d++) {
+            if (d == s || st->used[d] >= st->pe[d])
+                continue;
+            /* gains, scaled by T: (e_s - e_d) - 1 in extents */
+            __int128 dg = rb_ex(st, s) - rb_ex(st, d) - st->T, ng = 0;
+            if (st->node[s] != st->node[d])
+                ng = nex[st->node[s]] - nex[st->node[d]] - st->T;
+            if (ng < 0 || (ng == 0 && dg <= 0))
+                continue;
+            out[n++] = (struct rb_pair){ s, d, ng, dg };
+        }
+    }
+    qsort(out, n, sizeof(*out), pair_cmp);
+    return n;
+}
+
+/* An extent on pool device src that may go to dst: 1 and *vol..; 0. */
+static int rb_extent(const vd_pool *p, uint32_t src, uint32_t dst,
+                     struct vd_rebal_move *mv)
+{
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        const struct vd_vol *v = p->vols[i];
+        for (uint64_t k = v->le_count * v->copies; k-- > 0;) {
+            if (v->map[k].dev != src ||
+                !leg_allows(p, v, (uint32_t)(k % v->copies), dst))
+                continue;
+            mv->vol = v->id;
+            mv->le = k / v->copies;
+            mv->leg = (uint32_t)(k % v->copies);
+            mv->src = src;
+            mv->dst = dst;
+            mv->dpe = first_free(&p->devs[dst]);
+            return mv->dpe != UINT64_MAX;
+        }
+    }
+    return 0;
+}
+
+int vd_rebalance_next(const vd_pool *p, struct vd_rebal_move *mv)
+{
+    struct rb_state *st = malloc(sizeof(*st));
+    size_t max = VD_MAX_DEVS * VD_MAX_DEVS, n;
+    struct rb_pair *pr = malloc(max * sizeof(*pr));
+    int r = 0;
+
+    if (!st || !pr) {
+        r = -ENOMEM;
+        goto out;
+    }
+    rb_init(p, st);
+    n = rb_pairs(st, pr, max);
+    for (size_t i = 0; i < n && !r; i++)
+        r = rb_extent(p, st->idx[pr[i].s], st->idx[pr[i].d], mv);
+out:
+    free(st);
+    free(pr);
+    return r;
+}
+
+uint64_t vd_rebalance_count(const vd_pool *p)
+{
+    struct rb_state *st = malloc(sizeof(*st));
+    size_t max = VD_MAX_DEVS * VD_MAX_DEVS;
+    struct rb_pair *pr = malloc(max * sizeof(*pr));
+    uint64_t moves = 0;
+
+    if (st && pr) {
+        rb_init(p, st);
+        /* extents only: legs are not checked, so this is an upper bound
+         * of the moves (bounded by the extents in use) */
+        while (moves <= (uint64_t)st->U && rb_pairs(st, pr, max)) {
+            st->used[pr[0].s]--;
+            st->used[pr[0].d]++;
+            moves++;
+        }
+    }
+    free(st);
+    free(pr);
+    return moves;
+}
+
+int vd_pool_rebalance(vd_pool *p, uint64_t rate, uint64_t *moves)
+{
+    struct vd_move *m = p->move;
+    struct vd_op_move_job j;
+    uint64_t n;
+    int r = 0;
+
+    vd_admin_lock(p);
+    if (m->evac != VD_NO_DEV) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': device '%s' is being evacuated; rebalance when "
+               "it is done (vdlvm status %s)",
+               p->name, p->devs[m->evac].name, p->name);
+        r = -EBUSY;
+        goto out;
+    }
+    n = vd_rebalance_count(p);
+    if (moves)
+        *moves = n;
+    if (!n && !m->rebal) {
+        vd_log(VD_LOG_INFO, "pool '%s': already balanced", p->name);
+        goto out;
+    }
+    memset(&j, 0, sizeof(j));
+    j.h.type = VD_OP_MOVE_JOB;
+    j.kind = VD_MOVE_JOB_REBALANCE;
+    j.dev = VD_NO_DEV;
+    j.rate = rate;
+    if ((r = commit_one(p, &j, sizeof(j))) < 0)
+        goto out;
+    pthread_mutex_lock(&m->lock);
+    m->reb_total = n;
+    m->reb_moved = 0;
+    m->st.last_error[0] = 0;
+    pthread_mutex_unlock(&m->lock);
+    vd_log(VD_LOG_INFO,
+           "pool '%s': rebalancing: about %" PRIu64 " extents to move", p->name,
+           n);
+out:
+    vd_admin_unlock(p);
+    if (r == 0)
+        vd_bg_kick(p);
+    return r;
+}
+
 /* ---- evacuation and status -------------------------------------------------- */
 static int dev_index(const vd_pool *p, const char *name)
 {
@@ -1150,14 +1483,30 @@ int vd_dev_evacuate(vd_pool *p, const char *dev, const char *const *to,
         r = -ENOSPC;
         goto out;
     }
-    p->devs[di].no_alloc = true;
+    if (m->rebal) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': a rebalance is running; wait for it to finish "
+               "(vdlvm status %s)",
+               p->name, p->name);
+        r = -EBUSY;
+        goto out;
+    }
+    /* the job is in the metadata before anything moves: it goes on after
+     * a restart, with its rate and --to */
+    struct vd_op_move_job j;
+    memset(&j, 0, sizeof(j));
+    j.h.type = VD_OP_MOVE_JOB;
+    j.kind = VD_MOVE_JOB_EVACUATE;
+    j.dev = (uint32_t)di;
+    j.rate = rate;
+    for (uint32_t i = 0; i < VD_MAX_DEVS; i++)
+        if (allowed[i])
+            j.to[i / 8] |= (uint8_t)(1u << i % 8);
+    if ((r = commit_one(p, &j, sizeof(j))) < 0)
+        goto out;
     pthread_mutex_lock(&m->lock);
-    m->evac = (uint32_t)di;
-    memcpy(m->evac_to, allowed, sizeof(allowed));
-    m->evac_to_set = nto > 0;
     m->evac_total = need;
     m->evac_moved = 0;
-    m->rate = rate;
     m->st.last_error[0] = 0;
     pthread_mutex_unlock(&m->lock);
     vd_log(VD_LOG_INFO,
@@ -1203,6 +1552,17 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
             (m->evac_total > left ? m->evac_total : left) * es;
         if (s->rate_bps)
             s->eta_s = s->evac_left_bytes / s->rate_bps;
+    } else if (m->rebal) {
+        uint64_t left = vd_rebalance_count(p);
+        s->rebalancing = 1;
+        s->reb_done_bytes = m->reb_moved * es + (m->active ? s->done : 0);
+        s->reb_total_bytes = (m->reb_moved + left) * es;
+        if (m->active && left == 0)
+            s->reb_total_bytes += es; /* the last move */
+        if (s->reb_total_bytes < s->reb_done_bytes)
+            s->reb_total_bytes = s->reb_done_bytes;
+        if (s->rate_bps)
+            s->eta_s = (s->reb_total_bytes - s->reb_done_bytes) / s->rate_bps;
     } else if (m->active && s->rate_bps) {
         s->eta_s = (s->total - s->done) / s->rate_bps;
     }
@@ -1239,7 +1599,7 @@ int vd_move_wait(vd_pool *p, int64_t timeout_ms)
 
     for (;;) {
         pthread_mutex_lock(&m->lock);
-        bool idle = !m->active && m->evac == VD_NO_DEV;
+        bool idle = !m->active && m->evac == VD_NO_DEV && !m->rebal;
         uint64_t ab = m->st.moves_aborted;
         pthread_mutex_unlock(&m->lock);
         if (idle)

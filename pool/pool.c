@@ -1194,6 +1194,10 @@ int vd_pool_dev_get_info(const vd_pool *cp, uint32_t i,
         return -ENOENT;
     vd_admin_lock(p);
     d = &p->devs[i];
+    if (!d->used) { /* a device that left the pool (pool apply) */
+        vd_admin_unlock(p);
+        return -ENOENT;
+    }
     memset(info, 0, sizeof(*info));
     snprintf(info->name, sizeof(info->name), "%s", d->name);
     snprintf(info->node, sizeof(info->node), "%s", d->node);
@@ -1222,7 +1226,167 @@ int vd_pool_dev_get_info(const vd_pool *cp, uint32_t i,
  * written; a new device gets its header (durable) before the VD_OP_DEV_ADD
  * commit that makes it part of the pool, and loses it again if the commit
  * fails, so a crash leaves either a pool without the device (its header
- * names this pool: apply takes it again) or a pool with it. */
+ * names this pool: apply takes it again) or a pool with it.
+ *
+ * A device left out of the definition leaves when it holds nothing (no
+ * extent of any volume, none reserved by a move, not being evacuated):
+ * if it holds a metadata copy, another device takes the copy first
+ * (VD_OP_DEV_FLAGS: the next commit writes it a checkpoint; a crash in
+ * between leaves one copy more, and open needs a quorum of them all),
+ * then VD_OP_DEV_REMOVE, then its vdlvm header and metadata area are
+ * cleared.  Like LVM's vgreduce the device is then free for another use;
+ * unlike vgreduce (which leaves an orphan PV label) nothing of vdlvm stays
+ * on it, since vdlvm has no orphan state and a header naming the pool
+ * would make 'pool create' and other pools refuse the device.  A crash
+ * after the commit and before the clearing leaves a header naming this
+ * pool: harmless (the pool no longer lists the device; apply may add it
+ * again).  The slot stays empty (indices are what the mapping names); its
+ * open handle is kept until the pool closes or the slot is reused, in case
+ * a flush that chose its devices before the last move off it still comes
+ * (a device with no extent gets no other I/O). */
+int vd_pool_dev_md_apply(vd_pool *p, const struct vd_op_hdr *h)
+{
+    const struct vd_op_dev_set *o = (const void *)h;
+    struct vd_dev *d;
+
+    if (h->len < sizeof(*o) || o->idx >= p->ndevs || !p->devs[o->idx].used) {
+        vd_log(VD_LOG_ERR, "pool '%s': metadata op %u names no device", p->name,
+               h->type);
+        return -EINVAL;
+    }
+    d = &p->devs[o->idx];
+    if (h->type == VD_OP_DEV_FLAGS) {
+        if (!(d->flags & VD_DEVF_MD) && (o->flags & VD_DEVF_MD)) {
+            d->md_half = -1; /* a checkpoint first */
+            d->md_pos = VD_MD_SIZE / 2 + 1;
+        }
+        d->flags = o->flags;
+        return 0;
+    }
+    if (d->used_count) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': metadata removes device '%s' which holds %llu "
+               "extents",
+               p->name, d->name, (unsigned long long)d->used_count);
+        return -EINVAL;
+    }
+    free(d->used);
+    d->used = NULL;
+    d->used_count = d->pe_count = d->size = d->data_offset = 0;
+    d->flags = 0;
+    d->no_alloc = false;
+    free(d->path);
+    d->path = NULL;
+    conf_dev_free(d->conf);
+    d->conf = NULL;
+    memset(d->name, 0, sizeof(d->name));
+    memset(d->node, 0, sizeof(d->node));
+    memset(d->uuid, 0, sizeof(d->uuid));
+    __atomic_store_n(&d->state, VD_DEV_MISSING, __ATOMIC_RELEASE);
+    snprintf(d->state_msg, sizeof(d->state_msg), "removed from the pool");
+    return 0;
+}
+
+/* The volumes with extents on dev, "'a' (3), 'b' (1)", into buf. */
+static void dev_holders(const vd_pool *p, uint32_t dev, char *buf, size_t len)
+{
+    size_t pos = 0;
+
+    buf[0] = 0;
+    for (uint32_t i = 0; i < p->nvols && pos < len; i++) {
+        const struct vd_vol *v = p->vols[i];
+        uint64_t n = 0;
+        for (uint64_t k = 0; k < v->le_count * v->copies; k++)
+            n += v->map[k].dev == dev;
+        if (n) {
+            int w = snprintf(buf + pos, len - pos, "%svolume '%s' (%llu)",
+                             pos ? ", " : "", v->name, (unsigned long long)n);
+            if (w > 0)
+                pos += (size_t)w;
+        }
+    }
+}
+
+/* The device that takes over the metadata copy of leaving device x: in
+ * the pool, not leaving, without a copy, usable; on a node without a copy
+ * first.  VD_NO_DEV if none. */
+static uint32_t md_heir(const vd_pool *p, uint32_t x, const bool *leaving)
+{
+    uint32_t best = VD_NO_DEV;
+
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        const struct vd_dev *d = &p->devs[i];
+        if (i == x || !d->used || leaving[i] || (d->flags & VD_DEVF_MD) ||
+            !d->bdev || d->state != VD_DEV_OK)
+            continue;
+        bool node_has = false;
+        for (uint32_t j = 0; j < p->ndevs; j++)
+            if (j != x && !leaving[j] && p->devs[j].used &&
+                (p->devs[j].flags & VD_DEVF_MD) &&
+                !strcmp(p->devs[j].node, d->node))
+                node_has = true;
+        if (!node_has)
+            return i;
+        if (best == VD_NO_DEV)
+            best = i;
+    }
+    return best;
+}
+
+/* Device x leaves (see above); admin lock held, everything checked. */
+static int dev_leave(vd_pool *p, uint32_t x, const bool *leaving)
+{
+    struct vd_dev *d = &p->devs[x];
+    struct vd_bdev *b = d->bdev;
+    struct vd_op_dev_set o;
+    struct vd_opbuf ops = { 0 };
+    char name[VD_NAME_MAX + 1];
+    int r;
+
+    snprintf(name, sizeof(name), "%s", d->name);
+    if (d->flags & VD_DEVF_MD) {
+        uint32_t h = md_heir(p, x, leaving);
+        if (h != VD_NO_DEV) {
+            memset(&o, 0, sizeof(o));
+            o.h.type = VD_OP_DEV_FLAGS;
+            o.idx = h;
+            o.flags = p->devs[h].flags | VD_DEVF_MD;
+            if ((r = vd_opbuf_add(&ops, &o, sizeof(o))) == 0)
+                r = vd_md_commit(p, &ops);
+            vd_opbuf_free(&ops);
+            if (r < 0)
+                return r;
+            vd_log(VD_LOG_INFO,
+                   "pool '%s': device '%s' takes the metadata copy of '%s'",
+                   p->name, p->devs[h].name, name);
+        }
+    }
+    memset(&o, 0, sizeof(o));
+    o.h.type = VD_OP_DEV_REMOVE;
+    o.idx = x;
+    if ((r = vd_opbuf_add(&ops, &o, sizeof(o))) == 0)
+        r = vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
+    if (r < 0)
+        return r;
+    while (p->ndevs && !p->devs[p->ndevs - 1].used)
+        p->ndevs--;
+    vd_log(VD_LOG_INFO, "pool '%s': device '%s' removed", p->name, name);
+    if (b) {
+        static const uint8_t zero[VD_HDR_SIZE];
+        static const uint8_t zb[VD_BLOCK];
+        if (b->ops->pwrite(b, zb, VD_BLOCK, VD_MD_OFFSET, 0) < 0 ||
+            b->ops->pwrite(b, zb, VD_BLOCK, VD_MD_OFFSET + VD_MD_SIZE / 2, 0) <
+                0 ||
+            b->ops->flush(b) < 0 ||
+            b->ops->pwrite(b, zero, sizeof(zero), 0, VD_IO_FUA) < 0)
+            vd_log(VD_LOG_WARN,
+                   "device '%s': clearing its vdlvm header failed; it is no "
+                   "longer part of pool '%s' (wipe it before another use)",
+                   name, p->name);
+    }
+    return 0;
+}
 static int plan_add(char *plan, size_t len, size_t *pos, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int plan_add(char *plan, size_t len, size_t *pos, const char *fmt, ...)
@@ -1254,8 +1418,8 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
 {
     const char *file = conf->file ? conf->file : "the definition";
     struct vd_bdev *nb[VD_MAX_DEVS] = { NULL };
-    bool created[VD_MAX_DEVS] = { false };
-    size_t pos = 0, nadd = 0;
+    bool created[VD_MAX_DEVS] = { false }, leaving[VD_MAX_DEVS] = { false };
+    size_t pos = 0, nadd = 0, nleave = 0;
     char msg[512];
     int r = 0;
 
@@ -1288,20 +1452,52 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
                 c = &conf->devs[k];
         if (!c) {
             uint64_t n = dev_extents(p, i);
-            if (n)
+            struct vd_move_status ms;
+            char who[512];
+            /* the same path under a new name: a rename */
+            for (size_t k = 0; k < conf->ndevs && d->path; k++) {
+                const struct vd_conf_dev *o = &conf->devs[k];
+                const char *op = o->path        ? o->path
+                                 : o->iscsi_url ? o->iscsi_url
+                                                : "";
+                if (!strcmp(op, d->path)) {
+                    vd_log(VD_LOG_ERR,
+                           "%s:%d: device '%s': %s is device '%s' of the "
+                           "pool; a device cannot be renamed",
+                           file, o->line, o->name, op, d->name);
+                    r = -EINVAL;
+                    goto out;
+                }
+            }
+            if (n) {
+                dev_holders(p, i, who, sizeof(who));
                 vd_log(VD_LOG_ERR,
-                       "%s: device '%s' is not in it but holds %llu extents; "
-                       "move them off first (vdlvm dev evacuate %s/%s), or "
-                       "put the device back",
-                       file, d->name, (unsigned long long)n, p->name, d->name);
-            else
+                       "%s: device '%s' is not in it but holds %llu extents "
+                       "(%s); move them off first (vdlvm dev evacuate "
+                       "%s/%s), or put the device back",
+                       file, d->name, (unsigned long long)n, who, p->name,
+                       d->name);
+                r = -EINVAL;
+                goto out;
+            }
+            vd_pool_move_status(p, &ms);
+            if (d->used_count ||
+                (ms.evacuating && !strcmp(ms.evac_dev, d->name))) {
                 vd_log(VD_LOG_ERR,
-                       "%s: device '%s' is not in it; it holds no extent, but "
-                       "removing a device from a pool is not supported yet: "
-                       "put it back in the definition",
-                       file, d->name);
-            r = -EINVAL;
-            goto out;
+                       "%s: device '%s' is not in it but an extent move "
+                       "still uses it; wait for it (vdlvm status %s)",
+                       file, d->name, p->name);
+                r = -EBUSY;
+                goto out;
+            }
+            leaving[i] = true;
+            nleave++;
+            plan_add(plan, plan_len, &pos,
+                     "remove device '%s' (it holds no extent)%s\n", d->name,
+                     d->flags & VD_DEVF_MD ? "; its metadata copy moves to "
+                                             "another device"
+                                           : "");
+            continue;
         }
         const char *cp = c->path ? c->path : c->iscsi_url ? c->iscsi_url : "";
         if (d->path && strcmp(d->path, cp)) {
@@ -1401,9 +1597,23 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
                  (unsigned long long)((size - doff) / p->extent_size));
         nadd++;
     }
-    if (!nadd)
+    {
+        uint32_t stay = 0;
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            stay += p->devs[i].used && !leaving[i];
+        if (!stay && !nadd) {
+            vd_log(VD_LOG_ERR,
+                   "%s: names none of the pool's devices; a "
+                   "pool keeps at least one (vdlvm pool remove %s removes "
+                   "the pool)",
+                   file, p->name);
+            r = -EINVAL;
+            goto out;
+        }
+    }
+    if (!nadd && !nleave)
         plan_add(plan, plan_len, &pos, "nothing to change\n");
-    if (dry_run || !nadd)
+    if (dry_run || (!nadd && !nleave))
         goto out;
 
     /* apply: one device at a time, header then commit */
@@ -1438,6 +1648,11 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         }
         struct vd_dev *d = &p->devs[idx];
         struct vd_op_dev od = { .h.type = VD_OP_DEV_ADD };
+        if (d->bdev) { /* the handle of a device that left (see above) */
+            struct vd_bdev *old = d->bdev;
+            d->bdev = NULL;
+            old->ops->close(old);
+        }
         od.idx = idx;
         vd_uuid_gen(od.uuid);
         od.size = b->size;
@@ -1500,6 +1715,10 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
                p->name, c->name, (unsigned long long)od.pe_count);
         n++;
     }
+    /* then the devices that leave (new ones may take metadata copies) */
+    for (uint32_t i = 0; i < p->ndevs && r == 0; i++)
+        if (leaving[i])
+            r = dev_leave(p, i, leaving);
 out:
     for (size_t i = 0; i < VD_MAX_DEVS; i++)
         if (nb[i])

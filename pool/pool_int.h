@@ -266,6 +266,18 @@ void vd_move_tick(vd_pool *p);
 /* Run the copier in this thread for up to budget_ns or max_bytes copied
  * (0: no limit): 1 work left, 0 idle, -EBUSY another thread runs it. */
 int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes);
+/* VD_OP_DEV_REMOVE and VD_OP_DEV_FLAGS (pool.c, pool apply). */
+int vd_pool_dev_md_apply(vd_pool *p, const struct vd_op_hdr *h);
+/* The rebalance planner: the next move (leg `leg` of extent le of volume
+ * id vol onto PE dpe of device dst), 1; 0 when balanced (or nothing can
+ * move).  Admin lock held; changes nothing. */
+struct vd_rebal_move {
+    uint32_t vol, leg, src, dst;
+    uint64_t le, dpe;
+};
+int vd_rebalance_next(const vd_pool *p, struct vd_rebal_move *mv);
+/* Moves the rebalance planner would make from the current state. */
+uint64_t vd_rebalance_count(const vd_pool *p);
 /* tests: the background thread leaves moves alone while set */
 extern bool g_move_test_hold;
 

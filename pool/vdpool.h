@@ -314,6 +314,9 @@ struct vd_move_status {
     uint32_t no_alloc_devs;
     char error[200];
     struct vd_move_stats stats;
+    /* rebalance: moves done and the moves left as planned now (bytes) */
+    int rebalancing;
+    uint64_t reb_done_bytes, reb_total_bytes;
 };
 /* Move leg `leg` of logical extent le of volume vol to device `to` (NULL:
  * the least used device allowed), online, in the background.  -EBUSY
@@ -326,6 +329,13 @@ int vd_move_extent(vd_pool *pool, const char *vol, uint32_t leg, uint64_t le,
  * device is being evacuated); the message says so. */
 int vd_dev_evacuate(vd_pool *pool, const char *dev, const char *const *to,
                     size_t nto, uint64_t rate);
+/* Move extents, in the background, until every usable device's share of
+ * used extents is within one extent of the pool's mean (by percentage of
+ * its size): between nodes first, then between the devices.  Mirror legs
+ * keep their distinct-node rule; devices being evacuated are left out.
+ * Resumes after a restart.  -EBUSY while a device is being evacuated;
+ * *moves (may be NULL): the moves planned now (0: already balanced). */
+int vd_pool_rebalance(vd_pool *pool, uint64_t rate, uint64_t *moves);
 int vd_pool_move_status(vd_pool *pool, struct vd_move_status *st);
 /* Extents (of every leg) on dev; UINT64_MAX if there is no such device. */
 uint64_t vd_pool_dev_extents(vd_pool *pool, const char *dev);

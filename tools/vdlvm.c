@@ -62,6 +62,7 @@ static const char *g_usage =
     "Live pool operations:\n"
     "  pool apply POOL [--dry-run]     devices added to the definition join\n"
     "  dev evacuate POOL/DEV [--to DEV,...] [--rate LIMIT] [--wait]\n"
+    "  pool rebalance POOL [--rate LIMIT] [--wait]\n"
     "Encryption (pools with encryption: {key_file: PATH}):\n"
     "  key add POOL --key-file NEW     let the key file NEW open the pool too\n"
     "  key remove POOL --key-file OLD  OLD no longer opens the pool\n"
@@ -400,6 +401,9 @@ static int needs_wait(int argc, char **argv)
         i = 2;
     else if (argc > 1 && !strcmp(argv[0], "dev") &&
              !strcmp(argv[1], "evacuate"))
+        i = 2;
+    else if (argc > 1 && !strcmp(argv[0], "pool") &&
+             !strcmp(argv[1], "rebalance"))
         i = 2;
     else if (argc > 1 && !strcmp(argv[0], "tier") && !strcmp(argv[1], "run"))
         i = 2; /* the pass's moves run in this process's background */
@@ -1154,8 +1158,10 @@ int main(int argc, char **argv)
     if (code >= 0)
         return code;
 
-    /* pool apply runs on the pool like the volume commands */
-    if (!strcmp(args[0], "pool") && !(n >= 2 && !strcmp(args[1], "apply"))) {
+    /* pool apply and rebalance run on the pool like the volume commands */
+    if (!strcmp(args[0], "pool") &&
+        !(n >= 2 &&
+          (!strcmp(args[1], "apply") || !strcmp(args[1], "rebalance")))) {
         if (n >= 2 && !strcmp(args[1], "create"))
             return cmd_pool_create(conf_opt, n, args);
         if (n >= 2 && !strcmp(args[1], "list"))

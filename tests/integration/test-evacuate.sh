@@ -81,7 +81,7 @@ end=$(date +%s.%N)
 [ "$rc" = 0 ] || fail "dev evacuate exited $rc: $(cat "$tmp/evac.out")"
 grep -q "evacuated, it holds no extent" "$tmp/evac.out" ||
     fail "no final line: $(cat "$tmp/evac.out")"
-grep -q "^evacuating 'd0': .* moved" "$tmp/evac.out" ||
+grep -q "^evacuate pool0/d0: .*%" "$tmp/evac.out" ||
     fail "no progress lines: $(cat "$tmp/evac.out")"
 [ "$saw" = 1 ] || fail "vdlvm status never showed the evacuation"
 note "evacuated $on_d0 extents of 4 MiB in $(echo "$end - $start" | bc) s (rate limit 16 MiB/s)"

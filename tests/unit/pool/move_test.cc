@@ -496,3 +496,232 @@ TEST_F(PoolTest, Move_TargetFailsMidMove_Abandoned_VolumeKeepsItsExtent)
 }
 
 } // namespace
+
+namespace {
+
+// Every usable device's used extents within one extent of its share of
+// the pool's used extents (by its size).
+void ExpectBalanced(vd_pool *p)
+{
+    uint64_t U = 0, T = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used && !p->devs[i].no_alloc) {
+            U += p->devs[i].used_count;
+            T += p->devs[i].pe_count;
+        }
+    for (uint32_t i = 0; i < p->ndevs; i++) {
+        if (!p->devs[i].used || p->devs[i].no_alloc)
+            continue;
+        double share = (double)U * p->devs[i].pe_count / T;
+        EXPECT_LE(std::abs((double)p->devs[i].used_count - share), 1.0)
+            << p->devs[i].name << " holds " << p->devs[i].used_count
+            << " extents, its share is " << share;
+    }
+}
+
+uint32_t DevIndex(vd_pool *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (p->devs[i].used && !strcmp(p->devs[i].name, name))
+            return i;
+    return VD_NO_DEV;
+}
+
+TEST_F(PoolTest, Rebalance_AfterAddingEmptyDevice_WithinOneExtentOfMean)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        total += p->devs[i].pe_count;
+    // about 80 % of three devices, then a fourth, empty one
+    uint64_t n = total * 4 / 5;
+    ASSERT_EQ(vd_vol_create(p, "vol0", n * kEs, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> w = Pattern(31, n * kEs);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0);
+    EXPECT_EQ(vd_rebalance_count(p), 0u); // even over the three
+    Define(4, 64ull << 20);
+    char plan[4096];
+    ASSERT_EQ(vd_pool_apply(p, &conf, 0, plan, sizeof(plan)), 0);
+    uint64_t planned = vd_rebalance_count(p);
+    EXPECT_GT(planned, 0u);
+    struct vd_rebal_move mv;
+    ASSERT_EQ(vd_rebalance_next(p, &mv), 1);
+    EXPECT_EQ(mv.dst, DevIndex(p, "d3")); // the empty device first
+    uint64_t moves = 0;
+    ASSERT_EQ(vd_pool_rebalance(p, 0, &moves), 0);
+    EXPECT_EQ(moves, planned);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_TRUE(st.rebalancing);
+    EXPECT_EQ(st.reb_total_bytes, planned * kEs);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.rebalancing);
+    EXPECT_EQ(st.stats.moves_done, planned); // no move more than planned
+    EXPECT_EQ(st.stats.bytes_copied, planned * kEs);
+    ExpectBalanced(p);
+    EXPECT_EQ(vd_rebalance_count(p), 0u);
+    EXPECT_EQ(vd_rebalance_next(p, &mv), 0);
+    std::vector<char> got(w.size());
+    ASSERT_EQ(vd_vol_pread(v, got.data(), got.size(), 0), 0);
+    EXPECT_TRUE(got == w);
+    // balanced already: nothing to do, no job
+    uint64_t seq = p->seq;
+    ASSERT_EQ(vd_pool_rebalance(p, 0, &moves), 0);
+    EXPECT_EQ(moves, 0u);
+    EXPECT_EQ(p->seq, seq);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    ExpectBalanced(p);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.rebalancing);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_EQ(vd_vol_pread(v, got.data(), got.size(), 0), 0);
+    EXPECT_TRUE(got == w);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Rebalance_NodesBeforeDevices_FirstMoveLeavesTheFullerNode)
+{
+    Hold hold;
+    // d0 on node a, d1 on node b, about 2/3 full each; then d2 joins
+    // node a.  Both d0 and d1 are over their share by as much, but node
+    // b is over and node a under: the first moves take from d1.
+    Define(2, 64ull << 20);
+    devs[1].node = (char *)"nodeb";
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    uint64_t pe = p->devs[0].pe_count;
+    ASSERT_EQ(vd_vol_create(p, "vol0", (pe * 4 / 3) * kEs, nullptr), 0);
+    Define(3, 64ull << 20);
+    devs[1].node = (char *)"nodeb";
+    char plan[4096];
+    ASSERT_EQ(vd_pool_apply(p, &conf, 0, plan, sizeof(plan)), 0);
+    struct vd_rebal_move mv;
+    ASSERT_EQ(vd_rebalance_next(p, &mv), 1);
+    EXPECT_EQ(mv.src, 1u);
+    EXPECT_EQ(mv.dst, 2u);
+    uint64_t d0 = p->devs[0].used_count;
+    ASSERT_EQ(vd_pool_rebalance(p, 0, nullptr), 0);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    ExpectBalanced(p);
+    // d0 already held node a's share of d0+d2 almost: it gave little
+    EXPECT_LE(d0 - p->devs[0].used_count, 1u + d0 / 4);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Rebalance_MirrorLegs_KeepDistinctNodes)
+{
+    Hold hold;
+    Define(2, 64ull << 20);
+    devs[1].node = (char *)"nodeb";
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    ASSERT_EQ(vd_vol_create(p, "m", 8 * kEs, &o), 0);
+    // two empty devices, one per node
+    Define(4, 64ull << 20);
+    devs[1].node = (char *)"nodeb";
+    devs[3].node = (char *)"nodeb";
+    char plan[4096];
+    ASSERT_EQ(vd_pool_apply(p, &conf, 0, plan, sizeof(plan)), 0);
+    ASSERT_EQ(vd_pool_rebalance(p, 0, nullptr), 0);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    EXPECT_GT(p->devs[2].used_count + p->devs[3].used_count, 0u);
+    vd_vol *v = vd_vol_find(p, "m");
+    for (uint64_t le = 0; le < v->le_count; le++) {
+        const vd_pe &a = v->map[le * 2], &b = v->map[le * 2 + 1];
+        EXPECT_STRNE(p->devs[a.dev].node, p->devs[b.dev].node) << "extent " << le;
+    }
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Rebalance_StoppedMidway_ResumesAfterReopen)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        total += p->devs[i].pe_count;
+    uint64_t n = total * 4 / 5;
+    ASSERT_EQ(vd_vol_create(p, "vol0", n * kEs, nullptr), 0);
+    Define(4, 64ull << 20);
+    char plan[4096];
+    ASSERT_EQ(vd_pool_apply(p, &conf, 0, plan, sizeof(plan)), 0);
+    uint64_t planned = vd_rebalance_count(p);
+    ASSERT_GT(planned, 2u);
+    ASSERT_EQ(vd_pool_rebalance(p, 0, nullptr), 0);
+    // one extent and a half, then the process "stops"
+    ASSERT_EQ(vd_move_run(p, 10000000000LL, kEs + kEs / 2), 1);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_EQ(st.stats.moves_done, 1u);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_TRUE(st.rebalancing);
+    EXPECT_TRUE(st.active);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.rebalancing);
+    ExpectBalanced(p);
+    // the half-copied extent is compared, not copied again: the copies
+    // after the reopen are the plan's rest
+    EXPECT_LE(st.stats.bytes_copied, (planned - 1) * kEs);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.rebalancing);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, Evacuate_RateAndTargets_KeptAcrossReopenBetweenMoves)
+{
+    Hold hold;
+    Define(4, 64ull << 20);
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 16 * kEs, nullptr), 0);
+    uint64_t on0 = vd_pool_dev_extents(p, "d0"), on1 = vd_pool_dev_extents(p, "d1");
+    uint64_t on3 = vd_pool_dev_extents(p, "d3");
+    ASSERT_GT(on0, 1u);
+    const char *to[] = { "d3" };
+    ASSERT_EQ(vd_dev_evacuate(p, "d0", to, 1, 1ull << 40), 0);
+    // exactly one move, finished, before the "crash": no move record left,
+    // only the job
+    ASSERT_EQ(vd_move_run(p, 10000000000LL, kEs), 1);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_EQ(st.stats.moves_done, 1u);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_TRUE(st.evacuating);
+    EXPECT_EQ(st.rate_limit, 1ull << 40);
+    EXPECT_TRUE(p->devs[0].no_alloc);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d1"), on1); // --to d3 only
+    EXPECT_EQ(vd_pool_dev_extents(p, "d3"), on3 + on0);
+    vd_pool_close(p);
+}
+
+} // namespace

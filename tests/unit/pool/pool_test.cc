@@ -456,3 +456,91 @@ TEST_F(PoolTest, Open_MetadataReadError_CopyMissingNotOverwritten)
 }
 
 } // namespace
+
+namespace {
+
+// pool apply with a device left out of the definition (issue 12): refused
+// while it holds extents, naming them; once evacuated it leaves, its
+// metadata copy goes to another device and its header is cleared; the
+// pool opens without it.
+TEST_F(PoolTest, Apply_EmptyDeviceLeftOut_Leaves_MetadataCopyMoves)
+{
+    __atomic_store_n(&g_move_test_hold, true, __ATOMIC_RELEASE);
+    Define(4, 64ull << 20);
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    const uint64_t es = 4ull << 20;
+    ASSERT_EQ(vd_vol_create(p, "vol0", 12 * es, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> w(12 * es);
+    for (size_t i = 0; i < w.size(); i++)
+        w[i] = (char)(i * 13 + (i >> 16));
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), 0, 0), 0);
+    uint32_t md0 = 0;
+    for (uint32_t i = 0; i < 4; i++)
+        md0 += !!(p->devs[i].flags & VD_DEVF_MD);
+    ASSERT_TRUE(p->devs[0].flags & VD_DEVF_MD);
+
+    // the definition without d0
+    struct vd_conf_pool c2 = conf;
+    std::vector<struct vd_conf_dev> d2(devs.begin() + 1, devs.end());
+    c2.devs = d2.data();
+    c2.ndevs = d2.size();
+    char plan[4096];
+    uint64_t seq = p->seq;
+    log_lines.clear();
+    EXPECT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), -EINVAL);
+    ASSERT_FALSE(log_lines.empty());
+    EXPECT_NE(log_lines.back().find("volume 'vol0' ("), std::string::npos) << log_lines.back();
+    EXPECT_EQ(p->seq, seq);
+
+    ASSERT_EQ(vd_dev_evacuate(p, "d0", nullptr, 0, 0), 0);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    ASSERT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
+    ASSERT_EQ(vd_pool_apply(p, &c2, 1, plan, sizeof(plan)), 0);
+    EXPECT_NE(std::string(plan).find("remove device 'd0'"), std::string::npos) << plan;
+    EXPECT_TRUE(p->devs[0].used != nullptr); // dry run
+    ASSERT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), 0);
+    EXPECT_EQ(p->devs[0].used, nullptr);
+    struct vd_dev_info di;
+    EXPECT_EQ(vd_pool_dev_get_info(p, 0, &di), -ENOENT);
+    uint32_t md1 = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        md1 += p->devs[i].used && (p->devs[i].flags & VD_DEVF_MD);
+    EXPECT_EQ(md1, md0);
+    // nothing of vdlvm stays on d0
+    {
+        int fd = open(paths[0].c_str(), O_RDONLY);
+        ASSERT_GE(fd, 0);
+        char magic[8];
+        ASSERT_EQ(pread(fd, magic, 8, 0), 8);
+        close(fd);
+        EXPECT_NE(memcmp(magic, VD_DEV_MAGIC, 8), 0);
+    }
+    ASSERT_EQ(vd_pool_apply(p, &c2, 1, plan, sizeof(plan)), 0);
+    EXPECT_NE(std::string(plan).find("nothing to change"), std::string::npos) << plan;
+    std::vector<char> got(w.size());
+    ASSERT_EQ(vd_vol_pread(v, got.data(), got.size(), 0), 0);
+    EXPECT_TRUE(got == w);
+    vd_vol_close(v);
+    vd_pool_close(p);
+
+    // the pool opens from the definition without d0; a new volume works
+    conf = c2;
+    std::vector<struct vd_conf_dev> keep = d2;
+    conf.devs = keep.data();
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(p->devs[0].used, nullptr);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    ASSERT_EQ(vd_vol_pread(v, got.data(), got.size(), 0), 0);
+    EXPECT_TRUE(got == w);
+    vd_vol_close(v);
+    EXPECT_EQ(vd_vol_create(p, "vol1", 4 * es, nullptr), 0);
+    vd_pool_close(p);
+    __atomic_store_n(&g_move_test_hold, false, __ATOMIC_RELEASE);
+}
+
+} // namespace
