@@ -30,6 +30,7 @@ struct vol_status {
 struct dev_status {
     struct vd_dev_info di;
     uint64_t used, free; /* bytes */
+    uint32_t slot;       /* the device's index in the pool */
 };
 
 struct pool_status {
@@ -97,6 +98,7 @@ static int pool_status_get(vd_pool *pool, struct pool_status *st)
             continue;
         if (r < 0)
             goto fail;
+        d->slot = i;
         d->used = d->di.used_extents * st->pi.extent_size;
         d->free = (d->di.extents - d->di.used_extents) * st->pi.extent_size;
         nd++;
@@ -246,7 +248,8 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
                 (unsigned long long)di->extents,
                 (unsigned long long)di->used_extents,
                 di->has_md ? "true" : "false");
-        admin_dev_counters_json(out, (vd_pool *)pool, i); /* stats.c */
+        admin_dev_counters_json(out, (vd_pool *)pool,
+                                st->devs[i].slot); /* stats.c */
         fputc('}', out);
     }
     fputs("],", out);
