@@ -149,9 +149,12 @@ struct vd_uring *vd_uring_open(int fd, const char *name)
 
     pthread_mutex_lock(&g_lock);
     if (env && !strcmp(env, "0")) {
-        say_once_locked("device '%s': io_uring is off (VDLVM_URING=0%s); "
-                        "local devices use the worker threads",
-                        name, 0);
+        if (!g_logged)
+            vd_log(VD_LOG_WARN,
+                   "device '%s': io_uring is off (VDLVM_URING=0); "
+                   "local devices use the worker threads",
+                   name);
+        g_logged = true;
         goto fail;
     }
     if ((efd = efd_get_locked()) < 0) {
