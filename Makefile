@@ -26,7 +26,7 @@ TGT_VERSION ?= $(shell dpkg-query -W -f='$${Version}' tgt 2>/dev/null)
 ALL_CFLAGS   = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CPPFLAGS) $(CFLAGS) \
                $(SANFLAGS) -DVD_TGT_VERSION='"$(TGT_VERSION)"'
 ALL_CXXFLAGS = -std=gnu++17 -D_GNU_SOURCE $(WARN) $(CXXFLAGS) $(SANFLAGS)
-LIBS      := -liscsi -lrbd -lrados -lyaml -lcrypto -lblkid -lpthread
+LIBS      := -liscsi -lrbd -lrados -lyaml -lcrypto -lblkid -luring -lpthread
 
 # bs_vdlvm.so registers only in the tgtd it was built for (this build ID).
 TGTD_BUILD_ID ?= $(shell readelf -n /usr/sbin/tgtd 2>/dev/null | sed -n 's/.*Build ID: //p')

@@ -372,6 +372,15 @@ int vd_vol_pwrite(vd_vol *vol, const void *buf, size_t len, uint64_t off,
  * has touched. */
 int vd_vol_flush(vd_vol *vol);
 
+/* Asynchronous device completions (io_uring on local devices, pool/uring.c;
+ * issue 14).  A process with an event loop calls vd_async_fd() once,
+ * before it opens a pool, watches the returned eventfd (readable: there
+ * are completions) and calls vd_async_poll() on that loop's thread; the
+ * completions' callbacks then run there.  Without that call the library
+ * reaps on a thread of its own.  vd_async_fd: the fd or a negative errno. */
+int vd_async_fd(void);
+void vd_async_poll(void);
+
 /* Atomically (against every other write to the volume) compare len bytes
  * at off with cmp and, if equal, write wr there.  Returns 0 when written,
  * 1 on a miscompare with *miscompare_off set to the first differing byte

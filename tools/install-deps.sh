@@ -12,7 +12,7 @@ PACKAGES=(tgt libiscsi-dev libiscsi-bin libyaml-dev libssl-dev googletest
           iproute2 gcc g++ make xz-utils debian-archive-keyring libblkid-dev
           e2fsprogs util-linux clang-format debhelper lintian man-db systemd
           bash-completion clang libclang-rt-14-dev
-          librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common tgt-rbd
+          librbd-dev liburing-dev ceph-mon ceph-osd ceph-mgr ceph-common tgt-rbd
           prometheus jq python3)
 # prometheus: for promtool only (tests check `vdlvm stats --prometheus` with
 # `promtool check metrics`).  Debian 12 ships promtool in no smaller package

@@ -1,0 +1,32 @@
+/* vdlvm: io_uring rings for local files and block devices (pool/uring.c).
+ * Internal to pool/ (dev.c's file driver uses it); the reaping calls are
+ * public (vd_async_fd, vd_async_poll in vdpool.h).  Thread-safe. */
+#ifndef VD_URING_H
+#define VD_URING_H
+
+#include "pool_int.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vd_uring;
+/* A ring for fd (kept open by the caller until vd_uring_close).  NULL
+ * when io_uring is off (VDLVM_URING=0 in the environment) or unavailable:
+ * the caller keeps its thread path; the reason is logged once per
+ * process.  name: the file, for that message. */
+struct vd_uring *vd_uring_open(int fd, const char *name);
+/* The bdev submit contract (pool_int.h): 0 started, bio->done runs
+ * exactly once later on the reaping thread; -EAGAIN: ring full, nothing
+ * started.  Never blocks (a short leaf lock). */
+int vd_uring_submit(struct vd_uring *u, struct vd_bio *bio);
+/* Requests in flight on u (tests). */
+unsigned vd_uring_inflight(struct vd_uring *u);
+/* Complete whatever is still in flight (their done runs on this thread),
+ * then free the ring.  NULL is fine. */
+void vd_uring_close(struct vd_uring *u);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
