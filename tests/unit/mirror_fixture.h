@@ -161,7 +161,7 @@ inline void f_close(struct vd_bdev *b)
     delete f;
 }
 inline const struct vd_bdev_ops fault_ops = { "fault", f_pread, f_pwrite, f_flush, f_close,
-                                       f_pread_nowait, nullptr, nullptr };
+                                       f_pread_nowait, nullptr, nullptr, nullptr };
 
 inline FaultBdev *Wrap(vd_pool *p, uint32_t dev)
 {

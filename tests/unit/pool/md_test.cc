@@ -127,7 +127,7 @@ void wf_close(struct vd_bdev *b)
     f->inner->ops->close(f->inner);
     delete f;
 }
-const struct vd_bdev_ops wf_ops = { "wfault", wf_pread, wf_pwrite, wf_flush, wf_close, nullptr, nullptr, nullptr };
+const struct vd_bdev_ops wf_ops = { "wfault", wf_pread, wf_pwrite, wf_flush, wf_close, nullptr, nullptr, nullptr, nullptr };
 
 // A commit that failed on every copy must not make the next commit write
 // its checkpoint over the half that holds each copy's only valid chain: a
@@ -215,7 +215,7 @@ void ltf_close(struct vd_bdev *b)
     delete f;
 }
 const struct vd_bdev_ops ltf_ops = { "landfail", ltf_pread, ltf_pwrite, ltf_flush,
-                                     ltf_close, nullptr, nullptr, nullptr };
+                                     ltf_close, nullptr, nullptr, nullptr, nullptr };
 
 // Defect 10: after a commit failed on every copy, the next commit reused
 // its sequence number; a copy where the failed record had landed then held
@@ -314,7 +314,7 @@ void ff_close(struct vd_bdev *b)
     delete f;
 }
 const struct vd_bdev_ops ff_ops = { "fuafault", ff_pread, ff_pwrite, ff_flush,
-                                    ff_close, nullptr, nullptr, nullptr };
+                                    ff_close, nullptr, nullptr, nullptr, nullptr };
 
 FuaFault *BreakFua(vd_pool *p, uint32_t dev)
 {

@@ -168,7 +168,7 @@ void s_close(struct vd_bdev *b)
     delete s;
 }
 const struct vd_bdev_ops strict_ops = { "strict", s_pread, s_pwrite, s_flush, s_close,
-                                        nullptr, nullptr, nullptr };
+                                        nullptr, nullptr, nullptr, nullptr };
 } // namespace
 
 TEST_F(MirrorTest, ShortRequests_OnBlockDevices_Bounced)
