@@ -26,7 +26,7 @@ remote_tools_build() {
     local src=$top_srcdir/tests/integration
     requires command -v cc
     cc -std=gnu11 -D_GNU_SOURCE -Wall -I"$top_srcdir" -o "$REMOTE_TOOL" \
-        "$src/remote-tool.c" "$BUILD/libvdlvm.a" -liscsi -lyaml -lcrypto -lpthread ||
+        "$src/remote-tool.c" "$BUILD/libvdlvm.a" -liscsi -lrbd -lrados -lyaml -lcrypto -lblkid -luring -lpthread ||
         fail "cannot build remote-tool"
     cc -shared -fPIC -Wall -o "$SHIM" "$src/delay-shim.c" -ldl ||
         fail "cannot build the delay shim"

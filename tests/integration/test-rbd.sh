@@ -67,7 +67,7 @@ EOF
 RTOOL=$tmp/remote-tool-rbd
 cc -std=gnu11 -D_GNU_SOURCE -DREMOTE_TOOL_RBD -Wall -I"$top_srcdir" -o "$RTOOL" \
     "$top_srcdir/tests/integration/remote-tool.c" "$BUILD/libvdlvm.a" \
-    -liscsi -lrbd -lrados -lyaml -lcrypto -lblkid -lpthread ||
+    -liscsi -lrbd -lrados -lyaml -lcrypto -lblkid -luring -lpthread ||
     fail "cannot build remote-tool with RBD"
 ceph_image img4 160M
 out=$(timeout 120 "$RTOOL" submit "rbd:$CEPH_CONF:rbd/img4" $((TIMEOUT_S * 1000)) check 2>&1) ||
