@@ -24,7 +24,8 @@ words() { awk '{ n = 0; s = ""
                      s = s (n ? " " : "") $i; n++ }
                  if (n) print s }'; }
 # vdlvm --help: lines indented by exactly two spaces, before "Options:".
-"$VDLVM" --help | sed -n '/^Options:/q; /^  [a-z]/p' | words | sort -u > "$tmp/help"
+"$VDLVM" --help > "$tmp/help.txt" # whole, not into a sed that quits early (SIGPIPE)
+sed -n '/^Options:/q; /^  [a-z]/p' "$tmp/help.txt" | words | sort -u > "$tmp/help"
 # vdlvm.8: the .SS headings of COMMANDS.
 sed -n '/^\.SH COMMANDS/,/^\.SH /p' "$mandir/vdlvm.8" | sed -n 's/^\.SS "\(.*\)"$/\1/p' |
     sed 's/\\-/-/g' | words | sort -u > "$tmp/man"
