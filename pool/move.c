@@ -124,6 +124,9 @@ struct vd_move {
     uint64_t cursor;     /* next byte to copy (>= done) */
     uint64_t verify_end; /* [cursor, verify_end): compare first (after open) */
     bool failed;
+    bool sealed;    /* finish decided to switch (checked !failed) and the
+                       END commit runs or ran: a dst write or flush failing
+                       now fails its request (see the header) */
     bool switching; /* END applied, dst not flushed again yet: flushes
                        of src still flush dst (finish) */
     char error[200];
@@ -249,7 +252,7 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
         mine = true;
         a = off > m->soff ? off : m->soff;
         b = off + len < m->soff + es ? off + len : m->soff + es;
-        if (!m->failed) {
+        if (!m->failed || m->sealed) {
             t = &p->devs[m->dst];
             toff = m->doff + (a - m->soff);
         }
@@ -257,6 +260,7 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
     pthread_mutex_unlock(&m->lock);
     if (!mine)
         return vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    bool lost = false; /* dst misses this write and will be the extent */
     if (t) {
         int rt = -EIO;
         if (t->bdev &&
@@ -266,11 +270,19 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
         if (rt < 0) {
             pthread_mutex_lock(&m->lock);
             fail_locked(m, "write to the target device '%s' failed", t->name);
+            lost = m->sealed;
             pthread_mutex_unlock(&m->lock);
             vd_bg_kick(p);
         }
     }
     r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    if (lost && r == 0) {
+        vd_log(VD_LOG_ERR,
+               "device '%s': a write to an extent being switched to device "
+               "'%s' failed there: the write fails",
+               d->name, t->name);
+        r = -EIO;
+    }
     pthread_mutex_lock(&m->lock);
     range_put_locked(m, &e);
     pthread_mutex_unlock(&m->lock);
@@ -296,18 +308,21 @@ int vd_move_dev_flush(struct vd_dev *d)
 {
     struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
     struct vd_dev *t = NULL;
+    bool lost = false;
 
     pthread_mutex_lock(&m->lock);
-    if ((m->active || m->switching) && &m->p->devs[m->src] == d && !m->failed)
+    if ((m->active || m->switching) && &m->p->devs[m->src] == d &&
+        (!m->failed || m->sealed))
         t = &m->p->devs[m->dst];
     pthread_mutex_unlock(&m->lock);
     if (t && (!t->bdev || vd_dev_flush(t) < 0)) {
         pthread_mutex_lock(&m->lock);
         fail_locked(m, "flush of the target device '%s' failed", t->name);
+        lost = m->sealed;
         pthread_mutex_unlock(&m->lock);
         vd_bg_kick(m->p);
     }
-    return 0;
+    return lost ? -EIO : 0;
 }
 
 /* ---- metadata ------------------------------------------------------------ */
@@ -347,6 +362,7 @@ static void end_switch(vd_pool *p)
         m->switching = false;
         __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
     }
+    m->sealed = false;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -395,6 +411,7 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
     m->cursor = 0;
     m->verify_end = 0;
     m->failed = false;
+    m->sealed = false;
     m->error[0] = 0;
     m->since_ckpt = 0;
     m->t0_ns = mono_ns();
@@ -429,8 +446,10 @@ static void clear_locked_map(vd_pool *p, struct vd_move *m, bool switching)
 {
     pthread_mutex_lock(&m->lock);
     m->switching = switching;
-    if (!switching)
+    if (!switching) {
         __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
+        m->sealed = false;
+    }
     m->active = false;
     m->done = m->cursor = m->verify_end = 0;
     pthread_cond_broadcast(&m->cond);
@@ -929,10 +948,15 @@ static int finish(vd_pool *p)
               v->map[m->le * v->copies + m->leg].pe == m->spe;
     if (!ok && !m->failed)
         fail_locked(m, "%s", "the volume's mapping changed during the move");
+    /* from here a dst write or flush failing fails its request (it can
+     * no longer stop the switch) */
+    m->sealed = ok;
     fill_op(m, &o, VD_OP_MOVE_END);
     uint32_t dst = m->dst;
     pthread_mutex_unlock(&m->lock);
     r = ok ? commit_one(p, &o, sizeof(o)) : -EIO;
+    /* a failed END commit keeps sealed until the ABORT is applied: the
+     * record may have reached a copy that a crash-and-open picks up */
     if (r == 0) {
         pthread_mutex_lock(&m->lock);
         m->st.moves_done++;
