@@ -34,8 +34,8 @@
  *     shared for its whole request (linear.c vol_io, mirror leg I/O and
  *     bitmap writes), so no write to the source PE is in flight that did
  *     not see the hook, and none that saw it outlives the switch.
- *   - The copier state (cursor, verify_end, failed, the statistics) is
- *     under m->lock; the copier runs in one thread at a time (copier_busy,
+ *   - The copier state (cursor, verify_end, failed, sealed, the
+ *     statistics) is under m->lock; the copier runs in one thread at a time (copier_busy,
  *     the background thread's tick or vd_move_run in a test/admin call).
  *   - m->rhead..: a FIFO of byte ranges of the source device (writers to
  *     the moving PE and the copier's chunk), like the mirror's: an entry
@@ -75,7 +75,28 @@
  * device failure: src read error, dst write/flush error (copier or a
  *   writer) or a device not usable: failed is set, the copier commits
  *   ABORT, the volume keeps src; the error is logged and shown by status.
- *   A writer's result is src's: a failing dst never fails a write.
+ *   Before the switch is decided a writer's result is src's: a failing
+ *   dst does not fail a write (src stays the extent).
+ * dst failing while the switch is decided (sealed; vdsim seed 23691):
+ *   finish checks !failed and sets sealed in one m->lock section, then
+ *   commits END, which can take seconds (a metadata copy timing out).
+ *   A writer's dst write failing in that time can no longer stop the
+ *   switch: before, it only set failed and returned src's success, END
+ *   applied, and dst, now the extent, missed an acknowledged write (a
+ *   mirror leg moved from d3 to d0 while d0 went away: the last in-sync
+ *   leg lost write #33).  Now a writer (and a src flush reaching dst)
+ *   reads sealed in the same m->lock section in which it records the
+ *   failure: either finish saw failed first (no switch; ABORT), or the
+ *   writer sees sealed and fails its request (-EIO after writing src):
+ *   a write that dst lacks is never acknowledged once dst may become the
+ *   extent.  While sealed, writers and flushes reach dst even when failed
+ *   is set (another writer's failure must not make this one skip dst).
+ *   The layout above handles the error as any device error (a mirror
+ *   fails the leg and its bitmap records the region; the last in-sync
+ *   leg or a linear volume returns the error).  A failed END commit keeps
+ *   sealed until ABORT applies: a commit below the write quorum may still
+ *   have reached a copy that the next open picks up.  sealed is cleared
+ *   by ABORT apply and, after END, by end_switch (dst flushed again).
  * crash before END: BEGIN (and PROGRESS) replay: src is authoritative, dst
  *   reserved.  The copier resumes at done.  Bytes before done were on dst
  *   at the checkpoint and every later write to them went to both, but a
@@ -149,6 +170,10 @@ struct vd_move {
 };
 
 bool g_move_test_hold; /* tests: the background thread leaves moves alone */
+/* tests: called at named points of the copier ("end-commit": the switch
+ * is decided, the END commit not yet made; no lock held but the admin
+ * lock) */
+void (*g_move_test_hook)(vd_pool *p, const char *event);
 
 static int64_t mono_ns(void)
 {
@@ -954,6 +979,8 @@ static int finish(vd_pool *p)
     fill_op(m, &o, VD_OP_MOVE_END);
     uint32_t dst = m->dst;
     pthread_mutex_unlock(&m->lock);
+    if (ok && g_move_test_hook)
+        g_move_test_hook(p, "end-commit");
     r = ok ? commit_one(p, &o, sizeof(o)) : -EIO;
     /* a failed END commit keeps sealed until the ABORT is applied: the
      * record may have reached a copy that a crash-and-open picks up */
