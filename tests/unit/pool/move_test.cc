@@ -571,8 +571,9 @@ TEST_F(PoolTest,
     EXPECT_EQ(memcmp(got.data() + (1 << 20) + 8192, w.data() + (1 << 20) + 8192,
                      kEs - (1 << 20) - 8192),
               0);
-    if (ecw.result == 0)
+    if (ecw.result == 0) {
         EXPECT_EQ(memcmp(got.data() + (1 << 20), ecw.data.data(), 8192), 0);
+    }
     vd_vol_close(v);
     vd_pool_close(p);
 }
