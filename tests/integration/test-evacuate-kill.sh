@@ -8,11 +8,13 @@
 # 4 KiB write load and tgtd is killed with SIGKILL twice in the middle of a
 # move.  After each restart the evacuation resumes by itself (its job is in
 # the metadata), every acknowledged write reads back, and in the end d0
-# holds no extent, `pool apply` without d0 removes it, and no extent was
-# switched twice; the bytes copied (the sum of the last status of each
-# tgtd before its kill and the final one) are at most the evacuated bytes
-# plus one extent per interruption.
+# holds no extent, `pool apply` without d0 removes it, and the module's
+# log shows every extent of d0 started and switched once and each
+# interruption resuming the extent in flight from its checkpoint (so the
+# bytes copied are at most the evacuated bytes plus one extent per
+# interruption).
 # integration: solo
+# integration: long
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 requires_tgtd
@@ -117,22 +119,25 @@ start_load() { # N: a verifying write load for up to 30 s
 }
 # kill_mid_move N: once at least N moves are done in this tgtd and one is
 # under way with bytes copied, kill -9 tgtd; adds its bytes_copied
-copied=0
+copied=0 moves=0
 kill_mid_move() {
     local i saw=0
-    for (( i = 0; i < 300; i++ )); do
+    for (( i = 0; i < 200; i++ )); do
         vdlvm status pool0 --json > "$tmp/st.json" 2> /dev/null || true
-        if python3 -c 'import json,sys
+        saw=$(python3 -c 'import json,sys
 m=json.load(open(sys.argv[1]))["move"]
-sys.exit(0 if m["evacuating"] and m["moves_done"] >= int(sys.argv[2]) and m["active"] and m["done_bytes"] > 0 else 1)' "$tmp/st.json" "$1" 2> /dev/null; then
-            saw=1
-            break
-        fi
+print(1 if m["evacuating"] and m["moves_done"] >= int(sys.argv[2]) and m["active"] and m["done_bytes"] > 0 else
+      2 if not m["evacuating"] and not m["active"] else 0)' "$tmp/st.json" "$1" 2> /dev/null || echo 0)
+        [ "$saw" = 0 ] || break
         sleep 0.05
     done
+    [ "$saw" != 2 ] || fail "the evacuation ended before the kill: $(cat "$tmp/st.json")"
     [ "$saw" = 1 ] || fail "never saw the evacuation in the middle of a move: $(cat "$tmp/st.json")"
+    local victim=$tgtd_pid
     kill9_tgtd
+    ! kill -0 "$victim" 2> /dev/null || fail "tgtd $victim survived kill -9"
     copied=$(( copied + $(move_field "$tmp/st.json" bytes_copied) ))
+    moves=$(( moves + $(move_field "$tmp/st.json" moves_done) ))
     note "tgtd killed with SIGKILL during a move: $(python3 -c 'import json,sys
 m=json.load(open(sys.argv[1]))["move"]; print(m["moves_done"], "moves done in this tgtd,", m["bytes_copied"], "bytes copied; extent", m["extent"], "at", m["done_bytes"])' "$tmp/st.json")"
 }
@@ -149,16 +154,14 @@ after_restart() { # N: the load before the kill, then verify
 }
 
 start_load 1
-vdlvm dev evacuate pool0/d0 --rate 12MiB > "$tmp/e1.out" 2>&1 ||
+vdlvm dev evacuate pool0/d0 --rate 2MiB > "$tmp/e1.out" 2>&1 ||
     fail "evacuate failed: $(cat "$tmp/e1.out")"
 grep -q "evacuation started" "$tmp/e1.out" || fail "evacuate: $(cat "$tmp/e1.out")"
-kill_mid_move 2
-logs=("$tgtd_log")
+kill_mid_move 1
 after_restart 1
 
 start_load 2
 kill_mid_move 1
-logs+=("$tgtd_log")
 after_restart 2
 
 # the evacuation finishes by itself under a load
@@ -174,24 +177,28 @@ for (( i = 0; i < 600; i++ )); do
     sleep 0.1
 done
 [ "$done_" = 1 ] || fail "the evacuation did not finish: $(cat "$tmp/st.json")"
-logs+=("$tgtd_log")
 copied=$(( copied + $(move_field "$tmp/st.json" bytes_copied) ))
+moves=$(( moves + $(move_field "$tmp/st.json" moves_done) ))
 kill_quiet "$load_pid"
 wait "$load_pid" || true
 [ "$(dev_extents "$tmp/st.json" d0)" = 0 ] || fail "d0 still holds extents: $(cat "$tmp/st.json")"
 [ "$(move_field "$tmp/st.json" moves_abandoned)" = 0 ] || fail "a move was abandoned: $(cat "$tmp/st.json")"
 
-# no extent switched twice; every extent of d0 switched once
-grep -ho "extent [0-9]* leg [0-9]* of volume 'vol0' now on '[^']*'" "${logs[@]}" |
-    sed "s/ now on.*//" | sort > "$tmp/switched"
-nsw=$(wc -l < "$tmp/switched")
-[ "$(sort -u "$tmp/switched" | wc -l)" = "$nsw" ] ||
-    fail "an extent was switched twice: $(uniq -d "$tmp/switched")"
-[ "$nsw" = "$on_d0" ] || fail "$nsw switches for $on_d0 extents of d0"
-limit=$(( on_d0 * EXT + 2 * EXT ))
-[ "$copied" -le "$limit" ] ||
-    fail "$copied bytes copied for $on_d0 extents through 2 interruptions (limit $limit)"
-note "evacuated $on_d0 extents ($(( on_d0 * EXT )) bytes) through 2 kill -9: $copied bytes copied (limit $limit), $(move_field "$tmp/st.json" bytes_compared) compared after the last restart"
+# The module's log lines of every tgtd of this test: each extent of d0
+# started and switched once (a finished extent is never copied again), and
+# each interruption resumed the extent in flight from its checkpoint (so at
+# most one extent per interruption is copied twice).  The statuses polled
+# before the kills lag on a loaded machine, so the logs are the record.
+cat "$tmp"/tgtd-*.log > "$tmp/all.log"
+grep -o "moving extent [0-9]* leg [0-9]* of volume 'vol0'" "$tmp/all.log" | sort > "$tmp/started"
+grep -o "extent [0-9]* leg [0-9]* of volume 'vol0' now on" "$tmp/all.log" | sort > "$tmp/switched"
+grep -o "resuming the move of extent [0-9]* .* at [0-9]* bytes" "$tmp/all.log" > "$tmp/resumed" || true
+nst=$(wc -l < "$tmp/started") nsw=$(wc -l < "$tmp/switched") nre=$(wc -l < "$tmp/resumed")
+[ "$(sort -u "$tmp/started" | wc -l)" = "$nst" ] || fail "an extent was started twice: $(uniq -d "$tmp/started")"
+[ "$(sort -u "$tmp/switched" | wc -l)" = "$nsw" ] || fail "an extent was switched twice: $(uniq -d "$tmp/switched")"
+[ "$nst" = "$on_d0" ] && [ "$nsw" = "$on_d0" ] || fail "$nst moves started, $nsw switched for $on_d0 extents of d0"
+[ "$nre" = 2 ] || fail "$nre resumed moves for 2 interruptions: $(cat "$tmp/resumed")"
+note "evacuated $on_d0 extents ($(( on_d0 * EXT )) bytes) through 2 kill -9: each started and switched once; resumed: $(sed 's/.*extent \([0-9]*\) .* at \([0-9]*\) bytes/extent \1 at \2/' "$tmp/resumed" | tr '\n' ';'); the last tgtd copied $(move_field "$tmp/st.json" bytes_copied) bytes and compared $(move_field "$tmp/st.json" bytes_compared)"
 
 out=$(timeout 60 "$VDLOAD" verify --journal "$j" "$url") ||
     fail "acknowledged writes lost: $out"
