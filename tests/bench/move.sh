@@ -11,7 +11,8 @@
 # wall time of `evacuate --wait`, and `dd bs=256k conv=notrunc,fdatasync`
 # of the same number of bytes from that round's source file to a fresh
 # file), even rounds under a vdload read load started with the evacuation
-# (IOPS during the move; a run counts only if the evacuation outlasted it).
+# (IOPS during the move; a run counts only if the evacuation outlasted it)
+# followed by a run without a move once it is over.
 #
 #   bash tests/bench/move.sh [--runs N] [--vol-mib M]
 set -euo pipefail
@@ -56,10 +57,7 @@ extents() { vdlvm status pool0 --json | python3 -c 'import json,sys
 d=json.load(sys.stdin); print([x["used_extents"] for x in d["devices"] if x["name"]==sys.argv[1]][0])' "$1"; }
 
 base=() mover=() ddr=() during=()
-for (( i = 0; i < RUNS; i++ )); do
-    readrun "$tmp/base.json"
-    base+=("$(iops "$tmp/base.json")")
-done
+readrun "$tmp/warm.json" # the first run after the fill warms up
 for (( k = 1; k < NDEV; k++ )); do
     src=d$((k - 1)) dst=d$k
     n=$(extents "$src")
@@ -89,6 +87,9 @@ for (( k = 1; k < NDEV; k++ )); do
             echo "round $k: the evacuation ended before the read run (not counted)" >&2
         fi
         for (( i = 0; i < 600; i++ )); do evacuating || break; sleep 0.1; done
+        # and a run without a move right after (the same cache and load)
+        readrun "$tmp/base.json"
+        base+=("$(iops "$tmp/base.json")")
     fi
 done
 load=$(cut -d' ' -f1-3 /proc/loadavg)
