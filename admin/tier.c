@@ -306,6 +306,29 @@ int admin_cmd_tier_status(vd_pool *pool, struct cmd_args *a, FILE *out,
     return rc;
 }
 
+/* tier run --wait: the progress of the pass on err (progress.c: a bar on
+ * a terminal, a line per 10 % otherwise), drawn from the pass's
+ * callback on this thread; nothing when the pass moves nothing. */
+struct tier_pg {
+    FILE *err;
+    char label[160];
+    struct admin_progress pg;
+    int started;
+};
+
+static void tier_pg_cb(void *arg, uint64_t done, uint64_t total)
+{
+    struct tier_pg *tp = arg;
+
+    if (!total)
+        return;
+    if (!tp->started) {
+        admin_progress_start(&tp->pg, tp->err, tp->label, total, -1);
+        tp->started = 1;
+    }
+    admin_progress_update(&tp->pg, done, total);
+}
+
 int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     struct vd_tier_move *mv = NULL;
@@ -315,7 +338,16 @@ int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 
     if (!(a->given & O_DRY_RUN)) {
         int wait = (a->given & O_WAIT) != 0;
-        r = vd_tier_run(pool, a->vol, wait, &moved);
+        struct tier_pg tp = { .err = err };
+        if (wait) {
+            snprintf(tp.label, sizeof(tp.label), "tier run %s/%s", a->pool,
+                     a->vol);
+            r = vd_tier_run_wait(pool, a->vol, tier_pg_cb, &tp, &moved);
+            if (tp.started)
+                admin_progress_end(&tp.pg, r < 0 ? "failed" : "done");
+        } else {
+            r = vd_tier_run(pool, a->vol, 0, &moved);
+        }
         if (r < 0)
             return admin_vol_fail(err, r, a->pool, a->vol, "tier run");
         if (wait)

@@ -603,7 +603,67 @@ int vd_tier_plan_vol(vd_pool *p, const char *name, struct vd_tier_move **mv,
     return r;
 }
 
-int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
+/* Until the mover is idle (0), its last move was abandoned (-EIO), or
+ * 30 minutes passed (-ETIMEDOUT); every 200 ms cb(arg, base + the bytes
+ * of the extent moving now, total), when cb is set.  The abandoned count
+ * is compared across the whole wait (vd_move_wait compares within one
+ * call only, and this waits in 200 ms calls). */
+static int wait_idle(vd_pool *p, vd_tier_progress_fn cb, void *arg,
+                     uint64_t base, uint64_t total)
+{
+    struct vd_move_status st;
+    uint64_t aborted0;
+    int64_t end = vd_now_ms() + 30 * 60 * 1000;
+    int r;
+
+    if (vd_pool_move_status(p, &st) < 0)
+        return -EIO;
+    aborted0 = st.stats.moves_aborted;
+    for (;;) {
+        r = vd_move_wait(p, cb ? 200 : 30 * 60 * 1000);
+        if (r != -ETIMEDOUT || vd_now_ms() >= end)
+            break;
+        if (vd_pool_move_status(p, &st) == 0 && st.active && st.total)
+            cb(arg, base + (st.done < st.total ? st.done : st.total), total);
+    }
+    if (r == 0 && vd_pool_move_status(p, &st) == 0 &&
+        st.stats.moves_aborted != aborted0)
+        r = -EIO;
+    return r;
+}
+
+/* The moves of a pass, here, one after the other: a move already
+ * running (one resumed after a restart, an evacuation) finishes first;
+ * its outcome is not this pass's.  Progress in bytes: extent_size per
+ * move; a skipped move (-ESTALE) counts as done. */
+static int run_moves(vd_pool *p, const struct vd_tier_move *mv, size_t n,
+                     uint64_t rate, vd_tier_progress_fn cb, void *arg,
+                     size_t *moved)
+{
+    uint64_t es = p->extent_size, total = (uint64_t)n * es;
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (cb)
+            cb(arg, i * es, total);
+        wait_idle(p, NULL, NULL, 0, 0);
+        r = move_start(p, &mv[i], rate);
+        if (r == -ESTALE) {
+            r = 0;
+            continue;
+        }
+        if (r == 0)
+            r = wait_idle(p, cb, arg, i * es, total);
+        if (r == 0)
+            (*moved)++;
+    }
+    if (cb && r == 0)
+        cb(arg, total, total);
+    return r;
+}
+
+static int tier_run(vd_pool *p, const char *name, int wait,
+                    vd_tier_progress_fn cb, void *arg, size_t *moved)
 {
     struct vd_tier_move *mv = NULL;
     size_t n = 0;
@@ -643,22 +703,21 @@ int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
         return 0;
     }
     vd_admin_unlock(p);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        /* a move already running (one resumed after a restart, an
-         * evacuation) finishes first; its outcome is not this pass's */
-        vd_move_wait(p, 30 * 60 * 1000);
-        r = move_start(p, &mv[i], rate);
-        if (r == -ESTALE) {
-            r = 0;
-            continue;
-        }
-        if (r == 0)
-            r = vd_move_wait(p, 30 * 60 * 1000);
-        if (r == 0)
-            (*moved)++;
-    }
+    if (r == 0)
+        r = run_moves(p, mv, n, rate, cb, arg, moved);
     free(mv);
     return r;
+}
+
+int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
+{
+    return tier_run(p, name, wait, NULL, NULL, moved);
+}
+
+int vd_tier_run_wait(vd_pool *p, const char *name, vd_tier_progress_fn cb,
+                     void *arg, size_t *moved)
+{
+    return tier_run(p, name, 1, cb, arg, moved);
 }
 
 int vd_tier_get(vd_pool *p, const char *name, struct vd_tier_info *ti,
