@@ -427,6 +427,10 @@ struct vd_tier_info {
     uint32_t copies;
     uint32_t hist_rows; /* history rows (oldest first), one per decay */
     uint64_t units;     /* heat units (data extents) per history row */
+    /* a pass over this volume under way (tier run --wait, or the
+     * background pass): bytes moved of planned, an extent per move */
+    int pass_running;
+    uint64_t pass_done, pass_total;
 };
 /* The volume's extents (copies per logical extent, leg-minor order) in
  * *ext, and the heat history: hist_rows rows of `units` values (reads +
