@@ -180,6 +180,10 @@ blocks0=$(stat -c %b "$tmp/tp-fast0.img")
 vdlvm tier run tp/vol0 >&2 || fail "tier run (background) failed"
 wait_for 20 sh -c "[ \$(stat -c %b '$tmp/tp-fast0.img') -gt $((blocks0 + 2048)) ]" ||
     fail "no copy to fast0 started"
+# the background pass shows its progress in tier status
+vdlvm tier status tp/vol0 --json > "$tmp/pass.json" || fail "tier status during the pass failed"
+jq -e '.pass.running and .pass.total_bytes == 8388608 and .pass.done_bytes < 8388608' \
+    "$tmp/pass.json" >/dev/null || fail "tier status shows no pass under way: $(jq -c .pass "$tmp/pass.json")"
 kill_tgtd
 note "tgtd killed mid-move"
 start_tgtd
