@@ -184,6 +184,9 @@ wait_for 20 sh -c "[ \$(stat -c %b '$tmp/tp-fast0.img') -gt $((blocks0 + 2048)) 
 vdlvm tier status tp/vol0 --json > "$tmp/pass.json" || fail "tier status during the pass failed"
 jq -e '.pass.running and .pass.total_bytes == 8388608 and .pass.done_bytes < 8388608' \
     "$tmp/pass.json" >/dev/null || fail "tier status shows no pass under way: $(jq -c .pass "$tmp/pass.json")"
+vdlvm status tp/vol0 > "$tmp/pass.status" || fail "status during the pass failed"
+grep -Eq '^  tier pass \[[#.]+\] +[0-9]+%  .* of 8MiB' "$tmp/pass.status" ||
+    fail "status shows no bar for the pass: $(cat "$tmp/pass.status")"
 kill_tgtd
 note "tgtd killed mid-move"
 start_tgtd
