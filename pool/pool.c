@@ -583,6 +583,10 @@ void vd_pool_retry_devices(vd_pool *p)
                    p->name, d->name, d->path ? d->path : "?", d->state_msg);
             b->ops->close(b);
         } else {
+            /* the device came back: one reconnect (stats), on the new
+             * handle, which counts the driver's own reconnects from there
+             * on (the slot had no handle: nothing is lost) */
+            __atomic_add_fetch(&b->n_reconnects, 1, __ATOMIC_RELAXED);
             d->bdev = b;
             d->state_msg[0] = 0;
             __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
@@ -1708,6 +1712,11 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         free(d->path);
         d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
         d->conf = conf_dev_dup(c);
+        /* a reused slot: the device that left it counted its own errors
+         * (pool/stats.h); the new one starts from 0 */
+        __atomic_store_n(&d->n_read_errors, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&d->n_write_errors, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&d->n_flush_errors, 0, __ATOMIC_RELAXED);
         d->bdev = b;
         __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
         d->state_msg[0] = 0;

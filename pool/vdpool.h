@@ -427,6 +427,10 @@ struct vd_tier_info {
     uint32_t copies;
     uint32_t hist_rows; /* history rows (oldest first), one per decay */
     uint64_t units;     /* heat units (data extents) per history row */
+    /* a pass over this volume under way (tier run --wait, or the
+     * background pass): bytes moved of planned, an extent per move */
+    int pass_running;
+    uint64_t pass_done, pass_total;
 };
 /* The volume's extents (copies per logical extent, leg-minor order) in
  * *ext, and the heat history: hist_rows rows of `units` values (reads +
@@ -449,6 +453,13 @@ int vd_tier_plan_vol(vd_pool *pool, const char *vol, struct vd_tier_move **mv,
  * extents moved; else the pool's background thread starts the moves,
  * *moved the extents planned. */
 int vd_tier_run(vd_pool *pool, const char *vol, int wait, size_t *moved);
+/* vd_tier_run with wait, calling cb(arg, done, total) (bytes: an extent
+ * per planned move; a move found stale counts as done) before each move,
+ * about every 200 ms while one copies, and once at the end with done ==
+ * total; on the calling thread.  cb NULL: vd_tier_run. */
+typedef void (*vd_tier_progress_fn)(void *arg, uint64_t done, uint64_t total);
+int vd_tier_run_wait(vd_pool *pool, const char *vol, vd_tier_progress_fn cb,
+                     void *arg, size_t *moved);
 /* Tiering on (1) or off (0) for vol, kept in the metadata. */
 int vd_vol_set_tiering(vd_pool *pool, const char *vol, int on);
 /* Take the device tiers and the `tiering:` section of conf (the pool's
