@@ -275,6 +275,7 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
     }
     fputs("],", out);
     admin_move_status_json(out, (vd_pool *)pool);   /* admin/dev.c */
+    admin_crypt_status_json(out, (vd_pool *)pool);  /* admin/key.c */
     admin_verify_status_json(out, (vd_pool *)pool); /* admin/vol.c */
     fputs("\"volumes\":[", out);
     for (int i = 0; i < st->nvols; i++) {
@@ -400,6 +401,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
                                      : admin_dev_state_str(di->state));
     }
     admin_move_status_text(out, (vd_pool *)pool);         /* admin/dev.c */
+    admin_crypt_status_text(out, (vd_pool *)pool);        /* admin/key.c */
     admin_verify_status_text(out, (vd_pool *)pool, NULL); /* admin/vol.c */
     fputc('\n', out);
     if (st->nvols)

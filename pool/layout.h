@@ -111,6 +111,8 @@ enum {
      * moving to it before another device leaves). */
     VD_OP_DEV_REMOVE = 27,
     VD_OP_DEV_FLAGS = 28,
+    /* struct vd_op_crypt_job (pool/crypt.h): the pending `vol encrypt`. */
+    VD_OP_CRYPT_JOB = 30,
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */

@@ -1533,6 +1533,8 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         if (known)
             continue;
         const char *cp = c->path ? c->path : c->iscsi_url ? c->iscsi_url : "";
+        if ((r = vd_crypt_dev_check(p, c, file)) < 0) /* pool/crypt.c */
+            goto out;
         for (uint32_t i = 0; i < p->ndevs; i++)
             if (p->devs[i].used && p->devs[i].path &&
                 !strcmp(p->devs[i].path, cp)) {
@@ -1596,9 +1598,10 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         char sz[32];
         vd_size_format(size, sz, sizeof(sz));
         plan_add(plan, plan_len, &pos,
-                 "add device '%s' (%s, node %s): %s, %llu extents\n", c->name,
+                 "add device '%s' (%s, node %s): %s, %llu extents%s\n", c->name,
                  cp, conf_node(c), sz,
-                 (unsigned long long)((size - doff) / p->extent_size));
+                 (unsigned long long)((size - doff) / p->extent_size),
+                 c->encrypt ? ", encrypted" : "");
         nadd++;
     }
     {
@@ -1662,6 +1665,7 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         od.size = b->size;
         od.pe_count = (b->size - doff) / p->extent_size;
         od.data_offset = doff;
+        od.flags = vd_crypt_dev_flags(c);
         vd_name_copy(od.name, sizeof(od.name), c->name);
         vd_name_copy(od.node, sizeof(od.node), conf_node(c));
         /* the header, durable, after a cleared metadata area */
@@ -1717,6 +1721,7 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         __atomic_store_n(&d->n_read_errors, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&d->n_write_errors, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&d->n_flush_errors, 0, __ATOMIC_RELAXED);
+        vd_crypt_dev_attach(p, d); /* before its first extent (admin lock) */
         d->bdev = b;
         __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
         d->state_msg[0] = 0;

@@ -78,6 +78,29 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
 int vd_pool_key_add(vd_pool *pool, const char *key_file);
 int vd_pool_key_remove(vd_pool *pool, const char *key_file);
 int vd_pool_key_slots(const vd_pool *pool);
+/* Key rotation: one metadata commit adds a slot for new_file and removes
+ * the slot of the definition's key file (both or neither); the slot
+ * number, or a negative errno as key_add/key_remove. */
+int vd_pool_key_rotate(vd_pool *pool, const char *new_file);
+/* `vol encrypt`: move every extent of vol that is on a device without
+ * encrypt: true to encrypted devices, online, with the extent mover, in
+ * the background (resumes after a restart); the freed plaintext extents
+ * are zeroed.  0, or a negative errno with the message logged (-ENOENT no
+ * such volume, -EINVAL pool not encrypted, -EALREADY already encrypted,
+ * -ENOSPC the encrypted devices lack room, -EBUSY another volume is being
+ * encrypted). */
+int vd_vol_encrypt(vd_pool *pool, const char *vol, uint64_t rate);
+struct vd_crypt_status {
+    int active; /* a vol encrypt job is pending */
+    char vol[VD_NAME_MAX + 1];
+    uint64_t left, total;     /* extents still on plain devices */
+    uint64_t moved, scrubbed; /* extents moved, freed extents zeroed */
+    char error[200];          /* why the last job stopped ("" ok) */
+};
+int vd_vol_encrypt_status(vd_pool *pool, struct vd_crypt_status *st);
+/* Run the job for a while in this thread (no background thread): 1 work
+ * left, 0 idle. */
+int vd_vol_encrypt_step(vd_pool *pool);
 /* vd_pool_open with flags: VD_OPEN_PARTIAL opens even when fewer than a
  * majority of the metadata copies are present (the newest readable state
  * wins; a warning lists the missing copies). */
