@@ -148,6 +148,14 @@ static int vol_remove_locked(vd_pool *p, const char *name)
 
     if (!v)
         return -ENOENT;
+    int nc = vd_thin_clone_count(v); /* their views count as opens */
+    if (nc) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': holds the chunks of %d clone(s); remove "
+               "them first ('vdlvm vol list %s' shows their origin)",
+               p->name, name, nc, p->name);
+        return -EBUSY;
+    }
     if (v->open_count) {
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': in use (exported); delete its LUN "
@@ -155,15 +163,7 @@ static int vol_remove_locked(vd_pool *p, const char *name)
                p->name, name);
         return -EBUSY;
     }
-    int ns = vd_thin_clone_count(v);
-    if (ns) {
-        vd_log(VD_LOG_ERR,
-               "volume '%s/%s': holds the chunks of %d clone(s); remove "
-               "them first ('vdlvm vol list %s' shows their origin)",
-               p->name, name, ns, p->name);
-        return -EBUSY;
-    }
-    ns = vd_thin_snap_count(v);
+    int ns = vd_thin_snap_count(v);
     if (ns) {
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': has %d snapshot(s); remove them first "
