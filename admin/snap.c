@@ -53,11 +53,14 @@ int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
 int admin_cmd_vol_clone(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     char src[2 * VD_NAME_MAX + 2];
-    const char *slash = strchr(a->file, '/');
+    /* POOL/NEW; made absolute (DIR/POOL/NEW) when FILE arguments are */
+    const char *slash = strrchr(a->file, '/'), *pn = slash;
     size_t pl = strlen(a->pool);
 
-    if (!slash || (size_t)(slash - a->file) != pl ||
-        strncmp(a->file, a->pool, pl) || !vd_name_is_valid(slash + 1)) {
+    while (pn && pn > a->file && pn[-1] != '/')
+        pn--;
+    if (!slash || (size_t)(slash - pn) != pl || strncmp(pn, a->pool, pl) ||
+        !vd_name_is_valid(slash + 1)) {
         admin_msg(err,
                   "vol clone: '%s' names no new volume of pool '%s'; give "
                   "%s/NEW (a clone lives in its source's pool)",
