@@ -155,6 +155,8 @@ int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
                         FILE *err);
 int admin_cmd_snap_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
                           FILE *err);
+int admin_cmd_vol_clone(vd_pool *pool, struct cmd_args *a, FILE *out,
+                        FILE *err);
 int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,

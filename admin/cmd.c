@@ -250,6 +250,13 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --force              revert an exported volume anyway\n",
       .exec = admin_cmd_vol_revert },
+    { "vol", "clone", T_VOL_SNAP, 0, 0, "vol clone POOL/SRC[@SNAP] POOL/NEW",
+      "Make NEW, a writable thin volume sharing every chunk of SRC (a thin\n"
+      "volume, one of its snapshots, or another clone) until it writes it:\n"
+      "metadata only, instant, no data copied (a golden image cloned per\n"
+      "VM).  Export, list and remove NEW like any volume; the volume SRC\n"
+      "lives in cannot be removed while it has clones, its snapshots can.\n",
+      .flags = F_FILE, .exec = admin_cmd_vol_clone },
     { "vol", "import", T_VOL, O_FORMAT | O_SIZE, 0,
       "vol import POOL/VOL FILE [--format FMT] [--size SIZE]",
       "Make a new thin volume from the disk image FILE, allocating chunks\n"

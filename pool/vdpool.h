@@ -272,6 +272,27 @@ int vd_snap_split(const char *full, char *vol, char *snap);
 /* 1 when name is a valid "VOL@SNAP" (nothing logged), else 0. */
 int vd_snap_name_is_valid(const char *name);
 
+/* `vdlvm vol clone POOL/SRC[@SNAP] POOL/NEW` (pool/snap.c): a writable
+ * thin volume sharing every chunk of src (a thin volume, "VOL@SNAP", or
+ * another clone) until it writes it (copy-on-write).  One record: a crash
+ * leaves no clone or a whole one.  The clone is opened, exported, listed
+ * and removed by name like a volume; the volume holding its chunks
+ * cannot be removed while it has clones. */
+int vd_vol_clone(vd_pool *pool, const char *src, const char *name);
+struct vd_clone_info {
+    char name[VD_NAME_MAX + 1];
+    char origin[2 * VD_NAME_MAX + 2]; /* "VOL@SNAP", "VOL" or a clone */
+    uint64_t size;
+    uint64_t exclusive; /* bytes only it names: its removal frees them */
+    uint64_t shared;    /* bytes it shares (a write copies them first) */
+    int exported;
+};
+/* *out malloc'd (free()). */
+int vd_clone_list(vd_pool *pool, struct vd_clone_info **out, size_t *n);
+/* -ENOENT when name is no clone; nothing logged. */
+int vd_clone_get_info(vd_pool *pool, const char *name,
+                      struct vd_clone_info *ci);
+
 /* Of thin volume name's own chunks (its head, not its snapshots): bytes
  * no snapshot shares (*exclusive: a write to them goes in place) and bytes
  * it shares with at least one snapshot (*shared: a write copies them
