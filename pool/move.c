@@ -123,8 +123,23 @@
 
 #include "pool_int.h"
 
-#define MOVE_CHUNK      (256u << 10)
-#define MOVE_CKPT_EVERY 4u /* chunks between MOVE_PROGRESS commits */
+/* The copy unit: one range-FIFO entry, one read of src and one write of
+ * dst.  A writer into the chunk being copied waits for at most this much
+ * page-cache or device I/O. */
+#define MOVE_CHUNK (1u << 20)
+/* The compare-and-repair unit after an open (a chunk that differs is
+ * rewritten whole; small, so that a repair copies little). */
+#define MOVE_VERIFY_CHUNK (256u << 10)
+/* A checkpoint (flush dst, commit MOVE_PROGRESS) once this many bytes or
+ * this much time went by since the last one, and when the copier pauses
+ * with the extent unfinished: what a crash makes the copier do again is at
+ * most one such interval (and the compare of what came before it).  A
+ * flush of dst and a metadata commit cost a journal commit each on a
+ * file system: per 1 MiB (before) they kept the copy at a fifth of dd's
+ * rate.  With the default 4 MiB extents an unlimited move makes none: the
+ * extent's BEGIN and END are its checkpoints. */
+#define MOVE_CKPT_BYTES (32ull << 20)
+#define MOVE_CKPT_NS    (1000000000LL)
 #define MOVE_TICK_NS    (2000000000LL)
 
 struct mvr {
@@ -165,8 +180,11 @@ struct vd_move {
     int64_t t0_ns; /* start of the current move (rate) */
     uint64_t t0_bytes;
     uint64_t rate_bps;
-    bool since_ckpt_dirty;
-    uint32_t since_ckpt;
+    uint64_t ckpt_bytes; /* copied since the last checkpoint */
+    int64_t ckpt_ns;     /* time of the last checkpoint (or BEGIN) */
+    /* the copier's own (copier_busy): the earliest start of its next
+     * chunk under a rate limit */
+    int64_t rl_next_ns;
 };
 
 bool g_move_test_hold; /* tests: the background thread leaves moves alone */
@@ -438,7 +456,8 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
     m->failed = false;
     m->sealed = false;
     m->error[0] = 0;
-    m->since_ckpt = 0;
+    m->ckpt_bytes = 0;
+    m->ckpt_ns = mono_ns();
     m->t0_ns = mono_ns();
     m->t0_bytes = m->st.bytes_copied;
     m->active = true;
@@ -877,6 +896,8 @@ static int copy_chunk(vd_pool *p, uint8_t *a, uint8_t *b)
     }
     n = es - at < MOVE_CHUNK ? es - at : MOVE_CHUNK;
     verify = at < m->verify_end;
+    if (verify && n > MOVE_VERIFY_CHUNK)
+        n = MOVE_VERIFY_CHUNK;
     if (verify && at + n > m->verify_end)
         n = m->verify_end - at;
     s = &p->devs[m->src];
@@ -912,8 +933,10 @@ static int copy_chunk(vd_pool *p, uint8_t *a, uint8_t *b)
         pthread_mutex_lock(&m->lock);
         if (verify)
             m->st.bytes_compared += n;
-        if (!why && write)
+        if (!why && write) {
             m->st.bytes_copied += n;
+            m->ckpt_bytes += n;
+        }
         pthread_mutex_unlock(&m->lock);
     }
     pthread_mutex_lock(&m->lock);
@@ -936,6 +959,10 @@ static int checkpoint(vd_pool *p)
     struct vd_op_move_progress o = { .h.type = VD_OP_MOVE_PROGRESS };
     int r;
 
+    pthread_mutex_lock(&m->lock);
+    m->ckpt_bytes = 0;
+    m->ckpt_ns = mono_ns();
+    pthread_mutex_unlock(&m->lock);
     if (vd_dev_flush(&p->devs[m->dst]) < 0)
         return -EIO;
     vd_admin_lock(p);
@@ -1173,13 +1200,53 @@ int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
         }
         if (mono_ns() >= t_end || vd_bg_stopping(p) ||
             (max_bytes && m->st.bytes_copied - copied0 >= max_bytes)) {
+            /* pausing mid-extent: what was copied becomes a checkpoint */
+            pthread_mutex_lock(&m->lock);
+            bool ck = m->active && !m->failed && m->ckpt_bytes;
+            pthread_mutex_unlock(&m->lock);
+            if (ck && checkpoint(p) < 0) {
+                pthread_mutex_lock(&m->lock);
+                fail_locked(m, "%s", "a checkpoint could not be committed");
+                pthread_mutex_unlock(&m->lock);
+            }
             ret = 1;
             break;
         }
+        /* the rate limit: no chunk starts before its time (rl_next_ns
+         * carries over from one extent to the next, so a limit holds
+         * over a whole evacuation; a burst is at most one chunk) */
+        pthread_mutex_lock(&m->lock);
+        uint64_t rate = m->rate;
+        pthread_mutex_unlock(&m->lock);
+        int64_t now = mono_ns();
+        if (rate && m->rl_next_ns > now) {
+            int64_t w = m->rl_next_ns - now;
+            if (w > t_end - now)
+                w = t_end - now;
+            vd_bg_sleep(p, w < 500000000LL ? w : 500000000LL);
+            continue;
+        }
+        pthread_mutex_lock(&m->lock);
+        uint64_t before = m->st.bytes_copied;
+        pthread_mutex_unlock(&m->lock);
         int r = copy_chunk(p, a, b);
         if (r < 0)
             continue; /* failed: aborted above */
+        pthread_mutex_lock(&m->lock);
+        uint64_t done = m->st.bytes_copied - m->t0_bytes;
+        uint64_t n = m->st.bytes_copied - before;
+        int64_t t0 = m->t0_ns, t1 = mono_ns();
+        if (t1 > t0)
+            m->rate_bps = (uint64_t)((double)done * 1e9 / (double)(t1 - t0));
+        bool ck = r == 0 && (m->ckpt_bytes >= MOVE_CKPT_BYTES ||
+                             (m->ckpt_bytes && t1 - m->ckpt_ns >= MOVE_CKPT_NS));
+        pthread_mutex_unlock(&m->lock);
+        if (rate && n)
+            m->rl_next_ns = (m->rl_next_ns > now ? m->rl_next_ns : now) +
+                            (int64_t)((double)n * 1e9 / (double)rate);
         if (r == 1) {
+            /* the extent is on dst: the switch (its flush of dst is the
+             * last checkpoint's) */
             if (finish(p) < 0) {
                 pthread_mutex_lock(&m->lock);
                 if (!m->failed)
@@ -1188,26 +1255,10 @@ int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
             }
             continue;
         }
-        if (++m->since_ckpt >= MOVE_CKPT_EVERY) {
-            m->since_ckpt = 0;
-            if (checkpoint(p) < 0) {
-                pthread_mutex_lock(&m->lock);
-                fail_locked(m, "%s", "a checkpoint could not be committed");
-                pthread_mutex_unlock(&m->lock);
-            }
-        }
-        /* the rate limit: sleep while ahead of it */
-        pthread_mutex_lock(&m->lock);
-        uint64_t rate = m->rate, done = m->st.bytes_copied - m->t0_bytes;
-        int64_t t0 = m->t0_ns, now = mono_ns();
-        if (now > t0)
-            m->rate_bps = (uint64_t)((double)done * 1e9 / (double)(now - t0));
-        pthread_mutex_unlock(&m->lock);
-        if (rate) {
-            int64_t due = t0 + (int64_t)((double)done * 1e9 / (double)rate);
-            if (due > now)
-                vd_bg_sleep(p,
-                            due - now < 500000000LL ? due - now : 500000000LL);
+        if (ck && checkpoint(p) < 0) {
+            pthread_mutex_lock(&m->lock);
+            fail_locked(m, "%s", "a checkpoint could not be committed");
+            pthread_mutex_unlock(&m->lock);
         }
     }
 out:
