@@ -44,8 +44,11 @@ static void progress_line(FILE *out, const struct vd_move_status *s)
 }
 
 /* --wait for the mover's job (evacuation, or rebalance when rebal): a
- * progress bar on err when it is a terminal, else a line per 10 %; give
- * up after 10 minutes without progress.  *s: the last status. */
+ * progress bar on err when it is a terminal, else a line per 10 %
+ * (progress.c); nothing when err is not a file (the command runs inside
+ * tgtd: the vdlvm client draws the bar from `status POOL --json`,
+ * progress.c).  Give up after 10 minutes without progress.  *s: the last
+ * status. */
 static int wait_job(vd_pool *pool, struct cmd_args *a, FILE *err, int rebal,
                     struct vd_move_status *s)
 {
@@ -67,7 +70,7 @@ static int wait_job(vd_pool *pool, struct cmd_args *a, FILE *err, int rebal,
         uint64_t total = rebal ? s->reb_total_bytes : s->evac_total_bytes;
         if (!running && !s->active)
             break;
-        if (running && total) {
+        if (running && total && err && fileno(err) >= 0) {
             if (!started++)
                 admin_progress_start(&pg, err, label, total, -1);
             admin_progress_update(&pg, done, total);
@@ -240,6 +243,8 @@ void admin_move_status_json(FILE *out, vd_pool *pool)
             (unsigned long long)s.stats.bytes_copied,
             (unsigned long long)s.stats.bytes_compared);
     admin_jstr(out, s.stats.last_error);
+    fputs(",\"drained\":", out);
+    admin_jstr(out, s.drained);
     fputs("},", out);
 }
 
@@ -275,4 +280,9 @@ void admin_move_status_text(FILE *out, vd_pool *pool)
     }
     if (s.stats.last_error[0])
         fprintf(out, "  last move abandoned: %s\n", s.stats.last_error);
+    if (s.drained[0] && !s.evacuating)
+        fprintf(out,
+                "  drained (no new extents; remove from the definition and "
+                "run 'vdlvm pool apply'): %s\n",
+                s.drained);
 }

@@ -353,6 +353,64 @@ static int parse_tier_pass(const char *json, uint64_t *done, uint64_t *total)
     return 0;
 }
 
+/* dev evacuate POOL/DEV --wait, pool rebalance POOL --wait: the job runs
+ * inside tgtd and answers when done; the bar is drawn from `status POOL
+ * --json`'s "move" object.  *target: POOL/DEV or POOL; *rebal. */
+static int is_move_wait(int argc, char **argv, const char **target,
+                        int *rebal)
+{
+    int wait = 0;
+
+    *target = NULL;
+    if (argc < 3)
+        return 0;
+    if (!strcmp(argv[0], "dev") && !strcmp(argv[1], "evacuate"))
+        *rebal = 0;
+    else if (!strcmp(argv[0], "pool") && !strcmp(argv[1], "rebalance"))
+        *rebal = 1;
+    else
+        return 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--wait"))
+            wait = 1;
+        else if (!strcmp(argv[i], "--rate") || !strcmp(argv[i], "--to"))
+            i++;
+        else if (argv[i][0] != '-' && !*target)
+            *target = argv[i];
+    }
+    return wait && *target;
+}
+
+/* done and total bytes of a running evacuation / rebalance from `status
+ * POOL --json`: 0, or -EINVAL when none runs. */
+static int parse_move(const char *json, const char *key_done,
+                      const char *key_total, uint64_t *done, uint64_t *total)
+{
+    const char *p = json ? strstr(json, "\"move\":{") : NULL;
+    const char *d = p ? strstr(p, key_done) : NULL;
+    const char *t = p ? strstr(p, key_total) : NULL;
+    unsigned long long a, b;
+
+    if (!d || !t || sscanf(d + strlen(key_done), "%llu", &a) != 1 ||
+        sscanf(t + strlen(key_total), "%llu", &b) != 1)
+        return -EINVAL;
+    *done = a;
+    *total = b;
+    return 0;
+}
+
+static int parse_evac(const char *json, uint64_t *done, uint64_t *total)
+{
+    return parse_move(json, "\"evac_done_bytes\":", "\"evac_total_bytes\":",
+                      done, total);
+}
+
+static int parse_rebal(const char *json, uint64_t *done, uint64_t *total)
+{
+    return parse_move(json, "\"reb_done_bytes\":", "\"reb_total_bytes\":",
+                      done, total);
+}
+
 /* The command runs on a thread of this process while this one polls the
  * status command st_argv (st_argc words) every PROGRESS_POLL_MS, parse gets
  * done/total from its JSON, and the bar (tty 1) or lines (tty -1: as
@@ -456,6 +514,18 @@ int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
         snprintf(label, sizeof(label), "tier run %s", target);
         return poll_progress_call(pool_name, argc, argv, 4, tst_argv, label,
                                   parse_tier_pass, -1, 0, out, err, exit_code);
+    }
+    int rebal;
+    if (err && fileno(err) >= 0 && is_move_wait(argc, argv, &target, &rebal)) {
+        char label[160], pool_arg[VD_NAME_MAX + 1];
+        snprintf(pool_arg, sizeof(pool_arg), "%.*s",
+                 (int)strcspn(target, "/"), target);
+        char *mst_argv[] = { "status", pool_arg, "--json", NULL };
+        snprintf(label, sizeof(label), "%s %s",
+                 rebal ? "rebalance" : "evacuate", target);
+        return poll_progress_call(pool_name, argc, argv, 3, mst_argv, label,
+                                  rebal ? parse_rebal : parse_evac, -1, 0, out,
+                                  err, exit_code);
     }
     if (!is_resync_wait(argc, argv, &target) || !err || fileno(err) < 0 ||
         !isatty(fileno(err)))

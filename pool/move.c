@@ -551,6 +551,11 @@ static int apply_job(vd_pool *p, const struct vd_op_move_job *o)
     if (o->kind == VD_MOVE_JOB_EVACUATE && !dev_ok(p, o->dev))
         BAD("pool '%s': metadata evacuates unknown device %u", p->name, o->dev);
     pthread_mutex_lock(&m->lock);
+    /* the device evacuated before stays out of allocation only if its
+     * evacuation drained it (VD_DEVF_DRAIN; older metadata has no flag) */
+    if (m->evac != VD_NO_DEV && dev_ok(p, m->evac))
+        p->devs[m->evac].no_alloc =
+            !!(p->devs[m->evac].flags & VD_DEVF_DRAIN);
     m->rebal = o->kind == VD_MOVE_JOB_REBALANCE;
     m->evac = o->kind == VD_MOVE_JOB_EVACUATE ? o->dev : VD_NO_DEV;
     m->evac_to_set = false;
@@ -1604,7 +1609,21 @@ int vd_dev_evacuate(vd_pool *p, const char *dev, const char *const *to,
     for (uint32_t i = 0; i < VD_MAX_DEVS; i++)
         if (allowed[i])
             j.to[i / 8] |= (uint8_t)(1u << i % 8);
-    if ((r = commit_one(p, &j, sizeof(j))) < 0)
+    /* and the device is drained (VD_DEVF_DRAIN, in the same commit): it
+     * takes no new extent until it leaves, also after a restart */
+    struct vd_op_dev_set fl = { .h.type = VD_OP_DEV_FLAGS,
+                                .h.len = sizeof(fl),
+                                .idx = (uint32_t)di,
+                                .flags = p->devs[di].flags | VD_DEVF_DRAIN };
+    struct vd_opbuf ops = { 0 };
+    ops.keep_data = true;
+    if ((r = vd_opbuf_add(&ops, &j, sizeof(j))) == 0 &&
+        !(p->devs[di].flags & VD_DEVF_DRAIN))
+        r = vd_opbuf_add(&ops, &fl, sizeof(fl));
+    if (r == 0)
+        r = vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
+    if (r < 0)
         goto out;
     pthread_mutex_lock(&m->lock);
     m->evac_total = need;
@@ -1669,12 +1688,23 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
         s->eta_s = (s->total - s->done) / s->rate_bps;
     }
     pthread_mutex_unlock(&m->lock);
-    for (uint32_t i = 0; i < p->ndevs; i++)
+    size_t dl = 0;
+    for (uint32_t i = 0; i < p->ndevs; i++) {
         if (p->devs[i].used && p->devs[i].no_alloc &&
             (m->evac != i || !s->evacuating))
             s->no_alloc_devs++;
+        if (p->devs[i].used && (p->devs[i].flags & VD_DEVF_DRAIN) &&
+            dl < sizeof(s->drained))
+            dl += (size_t)snprintf(s->drained + dl, sizeof(s->drained) - dl,
+                                   "%s%s", dl ? ", " : "", p->devs[i].name);
+    }
     vd_admin_unlock(p);
     return 0;
+}
+
+bool vd_move_evacuating(const vd_pool *p, uint32_t dev)
+{
+    return p->move && p->move->evac == dev;
 }
 
 uint64_t vd_pool_dev_extents(vd_pool *p, const char *dev)

@@ -329,6 +329,39 @@ TEST_F(PoolTest, Evacuate_DeviceWithTwoVolumes_Emptied_NoNewAllocations)
     vd_pool_close(p);
 }
 
+// An evacuated device stays out of allocation once empty and after a
+// reopen (VD_DEVF_DRAIN), until it leaves the pool: first fit would put a
+// new volume on d0 otherwise.
+TEST_F(PoolTest, Evacuate_Finished_DeviceStaysDrainedAcrossReopen)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "a", 8ull << 20, nullptr), 0);
+    ASSERT_GT(vd_pool_dev_extents(p, "d0"), 0u);
+    ASSERT_EQ(vd_dev_evacuate(p, "d0", nullptr, 0, 0), 0);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.evacuating);
+    EXPECT_STREQ(st.drained, "d0");
+    ASSERT_EQ(vd_vol_create(p, "b", 8ull << 20, nullptr), 0);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
+    for (int round = 0; round < 2; round++) {
+        vd_pool_close(p);
+        p = Open();
+        ASSERT_NE(p, nullptr);
+        ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+        EXPECT_STREQ(st.drained, "d0");
+        std::string name = "c" + std::to_string(round);
+        ASSERT_EQ(vd_vol_create(p, name.c_str(), 8ull << 20, nullptr), 0);
+        EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u) << "round " << round;
+    }
+    vd_pool_close(p);
+}
+
 TEST_F(PoolTest, Evacuate_NoRoomElsewhere_RefusedNothingChanged)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
