@@ -182,6 +182,7 @@ static int apply_dev(vd_pool *p, const struct vd_op_dev *o)
     memcpy(d->node, o->node, VD_NAME_MAX);
     d->node[VD_NAME_MAX] = 0;
     d->flags = o->flags;
+    d->no_alloc = !!(o->flags & VD_DEVF_DRAIN);
     d->size = o->size;
     d->pe_count = o->pe_count;
     d->data_offset = o->data_offset;

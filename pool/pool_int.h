@@ -111,6 +111,9 @@ struct vd_op_dev {
 _Static_assert(sizeof(struct vd_op_dev) == 192, "op dev");
 #define VD_DEVF_MD      1u /* holds a metadata copy */
 #define VD_DEVF_ENCRYPT 2u /* data area encrypted (pool/crypt.c) */
+/* evacuated or being evacuated: no new extents (pool/move.c); set with
+ * the evacuation, kept after it until the device leaves the pool */
+#define VD_DEVF_DRAIN 4u
 
 /* ---- device drivers ---------------------------------------------------- */
 /* An open backing device: a local file/block device or a remote LUN.
@@ -263,6 +266,8 @@ int vd_move_dev_flush(struct vd_dev *d);
 void vd_move_opened(vd_pool *p);
 /* the background thread's pass */
 void vd_move_tick(vd_pool *p);
+/* Is dev the device of the pending evacuation (admin lock held)? */
+bool vd_move_evacuating(const vd_pool *p, uint32_t dev);
 /* Run the copier in this thread for up to budget_ns or max_bytes copied
  * (0: no limit): 1 work left, 0 idle, -EBUSY another thread runs it. */
 int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes);

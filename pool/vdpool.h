@@ -356,6 +356,9 @@ struct vd_move_status {
     uint64_t evac_left_bytes, evac_total_bytes;
     uint64_t eta_s;
     uint32_t no_alloc_devs;
+    /* devices drained by an evacuation, "d0, d2" (no new extents until
+     * they leave the pool) */
+    char drained[256];
     char error[200];
     struct vd_move_stats stats;
     /* rebalance: moves done and the moves left as planned now (bytes) */
@@ -368,7 +371,8 @@ struct vd_move_status {
 int vd_move_extent(vd_pool *pool, const char *vol, uint32_t leg, uint64_t le,
                    const char *to, uint64_t rate);
 /* Move every extent off device dev (to the devices named in to, or any),
- * in the background; dev gets no new extents.  -ENOENT (no such device),
+ * in the background; dev gets no new extents, also once it is empty and
+ * after a restart (VD_DEVF_DRAIN), until it leaves the pool.  -ENOENT (no such device),
  * -EINVAL (bad --to), -ENOSPC (the others lack room), -EBUSY (another
  * device is being evacuated); the message says so. */
 int vd_dev_evacuate(vd_pool *pool, const char *dev, const char *const *to,
