@@ -355,9 +355,10 @@ static const struct cmd_spec g_cmds[] = {
     { "pool", "apply", T_POOL, O_DRY_RUN, 0, "pool apply POOL [--dry-run]",
       "Make the live pool match its definition (the YAML): devices added\n"
       "there are checked (unused, large enough), initialised and join the\n"
-      "pool at once.  Any other difference is refused and nothing changes:\n"
-      "a changed path or node, a renamed device, a device left out (named\n"
-      "with what it still holds; removing a device is not supported yet).\n"
+      "pool at once.  A device left out leaves when it holds nothing (its\n"
+      "metadata copy moves first); one that still holds extents is refused,\n"
+      "naming them.  Any other difference is refused and nothing changes:\n"
+      "a changed path or node, a renamed device.\n"
       "\n"
       "  --dry-run            print the plan, change nothing\n",
       .exec = admin_cmd_pool_apply },
@@ -367,14 +368,16 @@ static const struct cmd_spec g_cmds[] = {
       "devices, online, one extent at a time: writes during a move reach both\n"
       "places, a checkpoint in the pool's metadata lets a move resume after a\n"
       "crash without copying again what it copied.  Mirror legs stay on\n"
-      "distinct nodes.  DEV gets no new extents meanwhile.  It runs in the\n"
-      "background of the process holding the pool; follow it with 'vdlvm\n"
-      "status POOL'.\n"
+      "distinct nodes.  DEV gets no new extents from then on (also once\n"
+      "empty and after a restart) until 'pool apply' removes it.  It runs\n"
+      "in the background of the process holding the pool; follow it with\n"
+      "'vdlvm status POOL'.\n"
       "\n"
       "  --to DEV,...         only onto these devices\n"
       "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited)\n"
-      "  --wait               return when DEV holds no extent, with progress\n"
-      "                       lines (always so when no tgtd holds the pool)\n",
+      "  --wait               return when DEV holds no extent, with a progress\n"
+      "                       bar on a terminal, a line per 10 % otherwise\n"
+      "                       (always waits when no tgtd holds the pool)\n",
       .exec = admin_cmd_dev_evacuate },
     { "pool", "rebalance", T_POOL, O_RATE | O_WAIT, 0,
       "pool rebalance POOL [--rate LIMIT] [--wait]",
