@@ -1265,8 +1265,8 @@ int vd_pool_dev_md_apply(vd_pool *p, const struct vd_op_hdr *h)
             d->md_pos = VD_MD_SIZE / 2 + 1;
         }
         d->flags = o->flags;
-        d->no_alloc = (o->flags & VD_DEVF_DRAIN) ||
-                      vd_move_evacuating(p, o->idx);
+        d->no_alloc =
+            (o->flags & VD_DEVF_DRAIN) || vd_move_evacuating(p, o->idx);
         return 0;
     }
     if (d->used_count) {
