@@ -356,8 +356,7 @@ static int parse_tier_pass(const char *json, uint64_t *done, uint64_t *total)
 /* dev evacuate POOL/DEV --wait, pool rebalance POOL --wait: the job runs
  * inside tgtd and answers when done; the bar is drawn from `status POOL
  * --json`'s "move" object.  *target: POOL/DEV or POOL; *rebal. */
-static int is_move_wait(int argc, char **argv, const char **target,
-                        int *rebal)
+static int is_move_wait(int argc, char **argv, const char **target, int *rebal)
 {
     int wait = 0;
 
@@ -401,14 +400,14 @@ static int parse_move(const char *json, const char *key_done,
 
 static int parse_evac(const char *json, uint64_t *done, uint64_t *total)
 {
-    return parse_move(json, "\"evac_done_bytes\":", "\"evac_total_bytes\":",
-                      done, total);
+    return parse_move(
+        json, "\"evac_done_bytes\":", "\"evac_total_bytes\":", done, total);
 }
 
 static int parse_rebal(const char *json, uint64_t *done, uint64_t *total)
 {
-    return parse_move(json, "\"reb_done_bytes\":", "\"reb_total_bytes\":",
-                      done, total);
+    return parse_move(json, "\"reb_done_bytes\":", "\"reb_total_bytes\":", done,
+                      total);
 }
 
 /* The command runs on a thread of this process while this one polls the
@@ -518,8 +517,8 @@ int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
     int rebal;
     if (err && fileno(err) >= 0 && is_move_wait(argc, argv, &target, &rebal)) {
         char label[160], pool_arg[VD_NAME_MAX + 1];
-        snprintf(pool_arg, sizeof(pool_arg), "%.*s",
-                 (int)strcspn(target, "/"), target);
+        snprintf(pool_arg, sizeof(pool_arg), "%.*s", (int)strcspn(target, "/"),
+                 target);
         char *mst_argv[] = { "status", pool_arg, "--json", NULL };
         snprintf(label, sizeof(label), "%s %s",
                  rebal ? "rebalance" : "evacuate", target);

@@ -554,8 +554,7 @@ static int apply_job(vd_pool *p, const struct vd_op_move_job *o)
     /* the device evacuated before stays out of allocation only if its
      * evacuation drained it (VD_DEVF_DRAIN; older metadata has no flag) */
     if (m->evac != VD_NO_DEV && dev_ok(p, m->evac))
-        p->devs[m->evac].no_alloc =
-            !!(p->devs[m->evac].flags & VD_DEVF_DRAIN);
+        p->devs[m->evac].no_alloc = !!(p->devs[m->evac].flags & VD_DEVF_DRAIN);
     m->rebal = o->kind == VD_MOVE_JOB_REBALANCE;
     m->evac = o->kind == VD_MOVE_JOB_EVACUATE ? o->dev : VD_NO_DEV;
     m->evac_to_set = false;
@@ -1243,8 +1242,9 @@ int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
         int64_t t0 = m->t0_ns, t1 = mono_ns();
         if (t1 > t0)
             m->rate_bps = (uint64_t)((double)done * 1e9 / (double)(t1 - t0));
-        bool ck = r == 0 && (m->ckpt_bytes >= MOVE_CKPT_BYTES ||
-                             (m->ckpt_bytes && t1 - m->ckpt_ns >= MOVE_CKPT_NS));
+        bool ck =
+            r == 0 && (m->ckpt_bytes >= MOVE_CKPT_BYTES ||
+                       (m->ckpt_bytes && t1 - m->ckpt_ns >= MOVE_CKPT_NS));
         pthread_mutex_unlock(&m->lock);
         if (rate && n)
             m->rl_next_ns = (m->rl_next_ns > now ? m->rl_next_ns : now) +
