@@ -131,8 +131,8 @@
  * rewritten whole; small, so that a repair copies little). */
 #define MOVE_VERIFY_CHUNK (256u << 10)
 /* A checkpoint (flush dst, commit MOVE_PROGRESS) once this many bytes or
- * this much time went by since the last one, and when the copier pauses
- * with the extent unfinished: what a crash makes the copier do again is at
+ * this much time went by since the last one, and when the copier stops
+ * with the extent unfinished (pool close, a caller's byte budget): what a crash makes the copier do again is at
  * most one such interval (and the compare of what came before it).  A
  * flush of dst and a metadata commit cost a journal commit each on a
  * file system: per 1 MiB (before) they kept the copy at a fifth of dd's
@@ -1202,11 +1202,15 @@ int vd_move_run(vd_pool *p, int64_t budget_ns, uint64_t max_bytes)
             }
             continue;
         }
-        if (mono_ns() >= t_end || vd_bg_stopping(p) ||
-            (max_bytes && m->st.bytes_copied - copied0 >= max_bytes)) {
-            /* pausing mid-extent: what was copied becomes a checkpoint */
+        bool stop = vd_bg_stopping(p) ||
+                    (max_bytes && m->st.bytes_copied - copied0 >= max_bytes);
+        if (stop || mono_ns() >= t_end) {
+            /* stopped mid-extent (the pool closes, the caller's byte
+             * budget): what was copied becomes a checkpoint.  Not at the
+             * end of a time budget: the copier goes on within 250 ms and
+             * the 1 s rule covers it. */
             pthread_mutex_lock(&m->lock);
-            bool ck = m->active && !m->failed && m->ckpt_bytes;
+            bool ck = stop && m->active && !m->failed && m->ckpt_bytes;
             pthread_mutex_unlock(&m->lock);
             if (ck && checkpoint(p) < 0) {
                 pthread_mutex_lock(&m->lock);
