@@ -34,9 +34,10 @@
  *     shared for its whole request (linear.c vol_io, mirror leg I/O and
  *     bitmap writes), so no write to the source PE is in flight that did
  *     not see the hook, and none that saw it outlives the switch.
- *   - The copier state (cursor, verify_end, failed, sealed, the
- *     statistics) is under m->lock; the copier runs in one thread at a time (copier_busy,
- *     the background thread's tick or vd_move_run in a test/admin call).
+ *   - The copier state (cursor, verify_end, failed, sealed, ckpt_bytes,
+ *     ckpt_ns, the statistics) is under m->lock; the copier runs in one
+ *     thread at a time (copier_busy, the background thread's tick or
+ *     vd_move_run in a test/admin call); rl_next_ns is the copier's alone.
  *   - m->rhead..: a FIFO of byte ranges of the source device (writers to
  *     the moving PE and the copier's chunk), like the mirror's: an entry
  *     proceeds when no earlier entry overlaps it.  Waited for with no
@@ -45,6 +46,11 @@
  *     lock, so END/ABORT apply (map_lock exclusive) cannot deadlock.
  *   - Lock order: admin_lock -> map_lock -> range -> m->lock (never held
  *     across I/O or any wait but m->cond).
+ *   - Drain: an evacuation commits its job (VD_OP_MOVE_JOB) with
+ *     VD_OP_DEV_FLAGS setting VD_DEVF_DRAIN on the device; d->no_alloc
+ *     (read by allocation under the admin lock) follows the flag or a
+ *     pending evacuation of the device, so the device gets no extent once
+ *     empty and after a restart, until it leaves the pool.
  *
  * ---- Interleavings ---------------------------------------------------------
  * write vs copy chunk: a write to the moving PE owns its byte range in the
@@ -132,8 +138,9 @@
 #define MOVE_VERIFY_CHUNK (256u << 10)
 /* A checkpoint (flush dst, commit MOVE_PROGRESS) once this many bytes or
  * this much time went by since the last one, and when the copier stops
- * with the extent unfinished (pool close, a caller's byte budget): what a crash makes the copier do again is at
- * most one such interval (and the compare of what came before it).  A
+ * with the extent unfinished (pool close, a caller's byte budget): what a
+ * crash makes the copier do again is at most one such interval (and the
+ * compare of what came before it).  A
  * flush of dst and a metadata commit cost a journal commit each on a
  * file system: per 1 MiB (before) they kept the copy at a fifth of dd's
  * rate.  With the default 4 MiB extents an unlimited move makes none: the
