@@ -1538,9 +1538,10 @@ int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
     if (!c || !c->unlocked) {
         vd_log(VD_LOG_ERR,
                "pool '%s': is not encrypted; vol encrypt moves a volume to "
-               "devices with encrypt: true, which need the pool's "
-               "encryption: {key_file: PATH} (given when the pool is "
-               "created); nothing changed",
+               "devices with encrypt: true, which need the pool's data "
+               "key: add encryption: {key_file: PATH} to the definition "
+               "and run 'vdlvm pool apply' (or 'vdlvm key add POOL "
+               "--key-file PATH'); nothing changed",
                p->name);
         r = -EINVAL;
         goto out;
