@@ -798,8 +798,8 @@ static int crypt_init_locked(vd_pool *p, const char *key_file, uint32_t sector)
     if (r < 0)
         return r;
     c = p->crypt;
-    r = vd_crypt_key_file_read(key_file, "encryption.key_file", kf, &kflen,
-                               msg, sizeof(msg));
+    r = vd_crypt_key_file_read(key_file, "encryption.key_file", kf, &kflen, msg,
+                               sizeof(msg));
     if (r == 0) {
         struct slots *sl = malloc(sizeof(*sl));
         if (!sl) {
