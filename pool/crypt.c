@@ -29,7 +29,12 @@
  *
  * Threads and ownership
  *   struct vd_crypt belongs to its pool (p->crypt), freed by pool_free
- *   after every I/O thread and the background thread are gone.
+ *   after every I/O thread and the background thread are gone.  p->crypt
+ *   is set by md_apply of the first key slot: at open, at pool create, or
+ *   while open when a pool without encryption gets its data key (key add,
+ *   pool apply: crypt_init_locked, admin lock held); it is published with
+ *   a release store and read under the admin lock or with an acquire load
+ *   (the tick, status), and never changes again until pool_free.
  *   - slots[], used, gen, cipher: the pool state, changed by md_apply only (admin
  *     lock held, or open/create single-threaded); read by serialize under
  *     the admin lock.  key add/remove copy them under the lock, run PBKDF2
@@ -41,7 +46,10 @@
  *     devices' d->crypt pointers are set, which happens before any volume
  *     is constructed (vd_vol_ctr) and before the background thread starts;
  *     the threads that do I/O are created or handed the pool after that
- *     (pthread_create / the admin lock give the happens-before).  Read-only
+ *     (pthread_create / the admin lock give the happens-before).  Or
+ *     written by crypt_init_locked (admin lock) while no device has
+ *     VD_DEVF_ENCRYPT: a device gets d->crypt only when it joins later
+ *     (vd_crypt_dev_attach, admin lock), before its first extent.  Read-only
  *     afterwards until vd_crypt_free, which wipes them.
  *   - workers[]: NWORKERS per-pool cipher contexts with a bounce buffer
  *     each.  free_mask (atomic) has bit i set when worker i is free; a
@@ -1083,7 +1091,7 @@ int vd_pool_key_slots(const vd_pool *p)
 int vd_pool_key_rotate(vd_pool *p, const char *new_file)
 {
     uint8_t kf[VD_KEY_FILE_MAX + 1], key[64];
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c;
     struct vd_op_key_slot s;
     struct vd_op_key_remove o = { .h.type = VD_OP_KEY_REMOVE,
                                   .h.len = sizeof(o) };
@@ -1097,6 +1105,7 @@ int vd_pool_key_rotate(vd_pool *p, const char *new_file)
     if ((r = slots_get(p, sl, "key rotate has no key to replace")) < 0)
         goto out;
     vd_admin_lock(p);
+    c = p->crypt; /* set (key add / pool apply may have just made it) */
     snprintf(old_file, sizeof(old_file), "%s", c->key_file);
     vd_admin_unlock(p);
     if ((r = key_file_get(p, old_file, "encryption.key_file", kf, &kflen)) < 0)
@@ -1514,12 +1523,13 @@ int vd_vol_encrypt_step(vd_pool *p)
         job_step(p);
         vd_move_wait(p, 200);
     }
-    return p->crypt && __atomic_load_n(&p->crypt->job_active, __ATOMIC_ACQUIRE);
+    struct vd_crypt *c = __atomic_load_n(&p->crypt, __ATOMIC_ACQUIRE);
+    return c && __atomic_load_n(&c->job_active, __ATOMIC_ACQUIRE);
 }
 
 int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
 {
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c;
     struct vd_op_crypt_job j;
     struct vd_opbuf ops = { 0 };
     struct vd_vol *v;
@@ -1529,6 +1539,7 @@ int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
 
     memset(&j, 0, sizeof(j));
     vd_admin_lock(p);
+    c = p->crypt; /* may be made while open (key add, pool apply) */
     if (!(v = vd_vol_find(p, vol))) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': not found; nothing changed",
                p->name, vol);
@@ -1611,7 +1622,7 @@ out:
 
 int vd_vol_encrypt_status(vd_pool *p, struct vd_crypt_status *st)
 {
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c = __atomic_load_n(&p->crypt, __ATOMIC_ACQUIRE);
 
     memset(st, 0, sizeof(*st));
     if (!c)
