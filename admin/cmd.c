@@ -407,6 +407,8 @@ static const struct cmd_spec g_cmds[] = {
       "pool definition (encryption.key_file), which must open a slot.  No\n"
       "data is re-encrypted.  A key file is root-only (chmod 600) and holds\n"
       "16 to 4096 bytes, e.g. head -c 64 /dev/urandom > NEW.\n"
+      "On a pool without encryption, makes its data key (slot 0, opened by\n"
+      "NEW); then add encryption: {key_file: NEW} to the definition.\n"
       "\n"
       "  --key-file NEW       absolute path of the new key file\n",
       .exec = admin_cmd_key_add },

@@ -25,10 +25,21 @@ int admin_opt_key_file(const char *cmdname, const char *name, const char *val,
 
 int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
+    bool first = vd_pool_key_slots(pool) == 0;
     int r = vd_pool_key_add(pool, a->key_file);
 
     if (r < 0)
         return admin_lib_fail(err, r, "pool '%s': key add", a->pool);
+    if (first) {
+        fprintf(out,
+                "pool '%s': data key made, key file %s in key slot 0; add "
+                "'encryption: {key_file: %s}' to the pool definition (the "
+                "pool needs it to open), then devices with encrypt: true "
+                "(vdlvm pool apply) and move volumes there (vdlvm vol "
+                "encrypt)\n",
+                a->pool, a->key_file, a->key_file);
+        return VD_EXIT_OK;
+    }
     fprintf(out,
             "pool '%s': key file %s added in key slot %d (%d key slots in "
             "use)\n",

@@ -29,7 +29,12 @@
  *
  * Threads and ownership
  *   struct vd_crypt belongs to its pool (p->crypt), freed by pool_free
- *   after every I/O thread and the background thread are gone.
+ *   after every I/O thread and the background thread are gone.  p->crypt
+ *   is set by md_apply of the first key slot: at open, at pool create, or
+ *   while open when a pool without encryption gets its data key (key add,
+ *   pool apply: crypt_init_locked, admin lock held); it is published with
+ *   a release store and read under the admin lock or with an acquire load
+ *   (the tick, status), and never changes again until pool_free.
  *   - slots[], used, gen, cipher: the pool state, changed by md_apply only (admin
  *     lock held, or open/create single-threaded); read by serialize under
  *     the admin lock.  key add/remove copy them under the lock, run PBKDF2
@@ -41,7 +46,10 @@
  *     devices' d->crypt pointers are set, which happens before any volume
  *     is constructed (vd_vol_ctr) and before the background thread starts;
  *     the threads that do I/O are created or handed the pool after that
- *     (pthread_create / the admin lock give the happens-before).  Read-only
+ *     (pthread_create / the admin lock give the happens-before).  Or
+ *     written by crypt_init_locked (admin lock) while no device has
+ *     VD_DEVF_ENCRYPT: a device gets d->crypt only when it joins later
+ *     (vd_crypt_dev_attach, admin lock), before its first extent.  Read-only
  *     afterwards until vd_crypt_free, which wipes them.
  *   - workers[]: NWORKERS per-pool cipher contexts with a bounce buffer
  *     each.  free_mask (atomic) has bit i set when worker i is free; a
@@ -516,7 +524,8 @@ int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
         if (!c) {
             if (!(c = calloc(1, sizeof(*c))))
                 return -ENOMEM;
-            p->crypt = c;
+            /* the tick reads p->crypt without the admin lock (job_step) */
+            __atomic_store_n(&p->crypt, c, __ATOMIC_RELEASE);
         }
         c->cipher = s->cipher; /* fixed from the first slot on */
         c->slots[s->slot] = *s;
@@ -617,6 +626,25 @@ static const struct vd_conf_dev *conf_dev(const struct vd_conf_pool *conf,
     return NULL;
 }
 
+/* c->key holds the data key: make c usable for I/O (set once; see the
+ * header comment: before any device's d->crypt points at c). */
+static int unlock(struct vd_crypt *c, const char *key_file)
+{
+    c->xts = EVP_CIPHER_fetch(NULL, "AES-256-XTS", NULL);
+    c->key_file = strdup(key_file);
+    if (!c->xts || !c->key_file) {
+        EVP_CIPHER_free(c->xts);
+        free(c->key_file);
+        c->xts = NULL;
+        c->key_file = NULL;
+        OPENSSL_cleanse(c->key, sizeof(c->key));
+        return -ENOMEM;
+    }
+    c->free_mask = ~0ull;
+    c->unlocked = true;
+    return 0;
+}
+
 int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
 {
     const char *file = conf->file ? conf->file : "the pool definition";
@@ -661,14 +689,13 @@ int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
                    p->name);
             return -EACCES;
         }
-        if (conf->key_file) {
-            vd_log(VD_LOG_ERR,
-                   "pool '%s': was created without encryption; %s gives "
-                   "encryption.key_file, which cannot apply to existing "
-                   "data; remove the encryption key",
-                   p->name, file);
-            return -EINVAL;
-        }
+        if (conf->key_file)
+            vd_log(VD_LOG_INFO,
+                   "pool '%s': has no data key yet; %s gives "
+                   "encryption.key_file %s: 'vdlvm pool apply %s' makes the "
+                   "data key (existing devices stay unencrypted; 'vdlvm vol "
+                   "encrypt' moves volumes to devices with encrypt: true)",
+                   p->name, file, conf->key_file, p->name);
         return 0;
     }
     if (!conf->key_file) {
@@ -708,14 +735,8 @@ int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
                p->name, strerror(-r));
         return r;
     }
-    c->xts = EVP_CIPHER_fetch(NULL, "AES-256-XTS", NULL);
-    c->key_file = strdup(conf->key_file);
-    if (!c->xts || !c->key_file) {
-        OPENSSL_cleanse(c->key, sizeof(c->key));
-        return -ENOMEM;
-    }
-    c->free_mask = ~0ull;
-    c->unlocked = true;
+    if ((r = unlock(c, conf->key_file)) < 0)
+        return r;
     for (uint32_t i = 0; i < p->ndevs; i++)
         if (p->devs[i].used && (p->devs[i].flags & VD_DEVF_ENCRYPT))
             p->devs[i].crypt = c;
@@ -723,16 +744,106 @@ int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
 }
 
 int vd_crypt_dev_check(const vd_pool *p, const struct vd_conf_dev *c,
-                       const char *file)
+                       const char *file, bool key_coming)
 {
-    if (!c->encrypt || (p->crypt && p->crypt->unlocked))
+    if (!c->encrypt || key_coming || (p->crypt && p->crypt->unlocked))
         return 0;
     vd_log(VD_LOG_ERR,
-           "%s:%d: device '%s': encrypt: true, but pool '%s' was created "
-           "without encryption (no key slot); an encrypted device needs the "
-           "pool's data key; nothing changed",
-           file, c->encrypt_line, c->name, p->name);
+           "%s:%d: device '%s': encrypt: true, but pool '%s' has no data key "
+           "(no key slot); add encryption: {key_file: PATH} to %s (pool "
+           "apply then makes the key); nothing changed",
+           file, c->encrypt_line, c->name, p->name, file);
     return -EINVAL;
+}
+
+int vd_crypt_apply_check(vd_pool *p, const struct vd_conf_pool *conf,
+                         bool *add_key)
+{
+    uint8_t kf[VD_KEY_FILE_MAX + 1];
+    size_t kflen = 0;
+    char msg[512];
+    int r;
+
+    *add_key = false;
+    if (!conf->key_file || nslots(p->crypt))
+        return 0;
+    r = vd_crypt_key_file_read(conf->key_file, "encryption.key_file", kf,
+                               &kflen, msg, sizeof(msg));
+    OPENSSL_cleanse(kf, sizeof(kf));
+    if (r < 0) {
+        vd_log(VD_LOG_ERR, "pool '%s': %s; nothing changed", p->name, msg);
+        return r;
+    }
+    *add_key = true;
+    return 0;
+}
+
+/* Give a pool without key slots its data key: a random key wrapped by
+ * key_file in slot 0, committed, then c unlocked (admin lock held; the
+ * PBKDF2 runs under it, ~0.2 s once in the pool's life).  No device is
+ * encrypted yet: devices with encrypt: true join later (pool apply), and
+ * vd_crypt_dev_attach gives them c under the same lock, so no I/O thread
+ * reads c->key before this returns. */
+static int crypt_init_locked(vd_pool *p, const char *key_file, uint32_t sector)
+{
+    struct vd_conf_pool conf = { .name = p->name,
+                                 .key_file = (char *)key_file,
+                                 .crypt_sector = sector };
+    struct vd_opbuf ops = { 0 };
+    uint8_t kf[VD_KEY_FILE_MAX + 1];
+    struct vd_crypt *c;
+    size_t kflen = 0;
+    char msg[512];
+    int r;
+
+    if (nslots(p->crypt)) {
+        vd_log(VD_LOG_ERR, "pool '%s': has a data key already", p->name);
+        return -EEXIST;
+    }
+    if ((r = vd_crypt_create_ops(&conf, p->uuid, &ops)) == 0)
+        r = vd_md_commit(p, &ops); /* md_apply: p->crypt, slot 0 */
+    vd_opbuf_free(&ops);
+    if (r < 0)
+        return r;
+    c = p->crypt;
+    r = vd_crypt_key_file_read(key_file, "encryption.key_file", kf, &kflen, msg,
+                               sizeof(msg));
+    if (r == 0) {
+        struct slots *sl = malloc(sizeof(*sl));
+        if (!sl) {
+            r = -ENOMEM;
+        } else {
+            memcpy(sl->slot, c->slots, sizeof(sl->slot));
+            sl->used = c->used;
+            memcpy(sl->uuid, p->uuid, 16);
+            r = find_slot(sl, kf, kflen, c->key);
+            OPENSSL_cleanse(sl, sizeof(*sl));
+            free(sl);
+        }
+    } else {
+        vd_log(VD_LOG_ERR, "pool '%s': %s", p->name, msg);
+    }
+    OPENSSL_cleanse(kf, sizeof(kf));
+    if (r >= 0)
+        r = unlock(c, key_file);
+    if (r < 0) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': the data key is in key slot 0, but using it now "
+               "failed (%s); reopen the pool with encryption.key_file %s",
+               p->name, strerror(-r), key_file);
+        return r;
+    }
+    vd_log(VD_LOG_INFO,
+           "pool '%s': data key made, key file %s in key slot 0 (%u-byte "
+           "sectors); devices with encrypt: true may join now",
+           p->name, key_file, vd_crypt_sector(c));
+    return 0;
+}
+
+int vd_crypt_apply_locked(vd_pool *p, const struct vd_conf_pool *conf)
+{
+    return crypt_init_locked(p, conf->key_file,
+                             conf->crypt_sector ? conf->crypt_sector : 512);
 }
 
 void vd_crypt_dev_attach(vd_pool *p, struct vd_dev *d)
@@ -773,9 +884,9 @@ static int slots_get(vd_pool *p, struct slots *sl, const char *what)
     c = p->crypt;
     if (!c || !c->unlocked) {
         vd_log(VD_LOG_ERR,
-               "pool '%s': is not encrypted; %s; a pool gets encryption: "
-               "{key_file: PATH} when it is created",
-               p->name, what);
+               "pool '%s': is not encrypted; %s; 'vdlvm key add %s "
+               "--key-file PATH' gives it a data key",
+               p->name, what, p->name);
         r = -EINVAL;
     } else {
         memcpy(sl->slot, c->slots, sizeof(sl->slot));
@@ -823,7 +934,7 @@ static int key_file_get(vd_pool *p, const char *path, const char *what,
 int vd_pool_key_add(vd_pool *p, const char *new_file)
 {
     uint8_t kf[VD_KEY_FILE_MAX + 1], key[64];
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c;
     struct vd_op_key_slot s;
     struct slots *sl = calloc(1, sizeof(*sl));
     size_t kflen = 0;
@@ -831,6 +942,15 @@ int vd_pool_key_add(vd_pool *p, const char *new_file)
 
     if (!sl)
         return -ENOMEM;
+    vd_admin_lock(p);
+    if (!nslots(p->crypt)) { /* a pool without encryption gets its key */
+        r = crypt_init_locked(p, new_file, VD_CRYPT_SECTOR);
+        vd_admin_unlock(p);
+        free(sl);
+        return r < 0 ? r : 0;
+    }
+    vd_admin_unlock(p);
+    c = p->crypt;
     if ((r = slots_get(p, sl, "key add has nothing to add to")) < 0)
         goto out;
     /* authorisation: the definition's key file opens a slot of the data
@@ -971,7 +1091,7 @@ int vd_pool_key_slots(const vd_pool *p)
 int vd_pool_key_rotate(vd_pool *p, const char *new_file)
 {
     uint8_t kf[VD_KEY_FILE_MAX + 1], key[64];
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c;
     struct vd_op_key_slot s;
     struct vd_op_key_remove o = { .h.type = VD_OP_KEY_REMOVE,
                                   .h.len = sizeof(o) };
@@ -985,6 +1105,7 @@ int vd_pool_key_rotate(vd_pool *p, const char *new_file)
     if ((r = slots_get(p, sl, "key rotate has no key to replace")) < 0)
         goto out;
     vd_admin_lock(p);
+    c = p->crypt; /* set (key add / pool apply may have just made it) */
     snprintf(old_file, sizeof(old_file), "%s", c->key_file);
     vd_admin_unlock(p);
     if ((r = key_file_get(p, old_file, "encryption.key_file", kf, &kflen)) < 0)
@@ -1367,7 +1488,7 @@ zero:
 
 static int job_step(vd_pool *p)
 {
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c = __atomic_load_n(&p->crypt, __ATOMIC_ACQUIRE);
     int r;
 
     if (!c || !__atomic_load_n(&c->job_active, __ATOMIC_ACQUIRE))
@@ -1402,12 +1523,13 @@ int vd_vol_encrypt_step(vd_pool *p)
         job_step(p);
         vd_move_wait(p, 200);
     }
-    return p->crypt && __atomic_load_n(&p->crypt->job_active, __ATOMIC_ACQUIRE);
+    struct vd_crypt *c = __atomic_load_n(&p->crypt, __ATOMIC_ACQUIRE);
+    return c && __atomic_load_n(&c->job_active, __ATOMIC_ACQUIRE);
 }
 
 int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
 {
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c;
     struct vd_op_crypt_job j;
     struct vd_opbuf ops = { 0 };
     struct vd_vol *v;
@@ -1417,6 +1539,7 @@ int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
 
     memset(&j, 0, sizeof(j));
     vd_admin_lock(p);
+    c = p->crypt; /* may be made while open (key add, pool apply) */
     if (!(v = vd_vol_find(p, vol))) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': not found; nothing changed",
                p->name, vol);
@@ -1426,9 +1549,10 @@ int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
     if (!c || !c->unlocked) {
         vd_log(VD_LOG_ERR,
                "pool '%s': is not encrypted; vol encrypt moves a volume to "
-               "devices with encrypt: true, which need the pool's "
-               "encryption: {key_file: PATH} (given when the pool is "
-               "created); nothing changed",
+               "devices with encrypt: true, which need the pool's data "
+               "key: add encryption: {key_file: PATH} to the definition "
+               "and run 'vdlvm pool apply' (or 'vdlvm key add POOL "
+               "--key-file PATH'); nothing changed",
                p->name);
         r = -EINVAL;
         goto out;
@@ -1498,7 +1622,7 @@ out:
 
 int vd_vol_encrypt_status(vd_pool *p, struct vd_crypt_status *st)
 {
-    struct vd_crypt *c = p->crypt;
+    struct vd_crypt *c = __atomic_load_n(&p->crypt, __ATOMIC_ACQUIRE);
 
     memset(st, 0, sizeof(*st));
     if (!c)

@@ -101,7 +101,15 @@ uint32_t vd_crypt_dev_flags(const struct vd_conf_dev *c);
  * attach the data key to a device that joined with VD_DEVF_ENCRYPT
  * before it gets an extent. */
 int vd_crypt_dev_check(const vd_pool *p, const struct vd_conf_dev *c,
-                       const char *file);
+                       const char *file, bool key_coming);
+/* pool apply, admin lock held: a definition giving encryption.key_file
+ * to a pool without key slots adds the data key.  _check: *add_key when
+ * it will (the key file is checked; 0 or -errno logged, nothing
+ * changed); _locked: make it (random data key in slot 0, committed, the
+ * pool unlocked), before the new devices join. */
+int vd_crypt_apply_check(vd_pool *p, const struct vd_conf_pool *conf,
+                         bool *add_key);
+int vd_crypt_apply_locked(vd_pool *p, const struct vd_conf_pool *conf);
 void vd_crypt_dev_attach(vd_pool *p, struct vd_dev *d);
 
 /* Open (pool.c), after the state is loaded and before any data I/O:

@@ -13,10 +13,15 @@ int vd_heat_alloc(struct vd_vol *v)
 {
     uint64_t es = v->pool->extent_size;
     uint64_t n = v->le_count > v->data_le0 ? v->le_count - v->data_le0 : 0;
+    uint64_t nsize = v->size / es + !!(v->size % es);
+    const char *off = getenv("VDLVM_HEAT");
     struct vd_heat *h;
 
-    if (v->heat)
+    if (v->heat || (off && !strcmp(off, "0"))) /* 0: not counted (bench) */
         return 0;
+    /* a thin volume's data space grows up to its size (pool/thin.c) */
+    if (nsize > n)
+        n = nsize;
     h = calloc(1, sizeof(*h));
     if (!h)
         return -ENOMEM;
@@ -75,16 +80,55 @@ static bool in_stream(struct vd_heat *h, uint64_t off, uint64_t len)
     return false;
 }
 
-void vd_heat_count(struct vd_vol *v, uint64_t off, uint64_t len, bool write)
+static void count(struct vd_heat *h, uint64_t off, uint64_t len, bool write)
 {
-    struct vd_heat *h = __atomic_load_n(&v->heat, __ATOMIC_ACQUIRE);
-
-    if (!h || !len || in_stream(h, off, len))
-        return;
     uint64_t e = off >> h->shift, last = (off + len - 1) >> h->shift;
     /* an I/O spans at most a few extents; count each once */
     for (; e <= last && e < h->n; e++)
         __atomic_fetch_add(&h->cnt[2 * e + write], 1, RLX);
+}
+
+/* A thin volume: whether the calling thread's current I/O continues a
+ * stream (decided at its virtual offset by vd_heat_count, used by the
+ * vd_heat_count_lower calls the thin layout makes for the same I/O on the
+ * same thread).  A lower call with no volume call before it (thin's own
+ * copies) uses the thread's previous value: one I/O miscounted at most. */
+static __thread bool tl_skip;
+/* the last extent the thread's current thin I/O counted: an I/O split
+ * into chunks counts once per extent, as on any volume */
+static __thread uint64_t tl_last;
+
+void vd_heat_count(struct vd_vol *v, uint64_t off, uint64_t len, bool write)
+{
+    struct vd_heat *h = __atomic_load_n(&v->heat, __ATOMIC_ACQUIRE);
+    bool stream;
+
+    if (!h || !len) {
+        tl_skip = true;
+        return;
+    }
+    stream = in_stream(h, off, len);
+    if (v->upper) { /* counted where its chunks are: vd_heat_count_lower */
+        tl_skip = stream;
+        tl_last = UINT64_MAX;
+        return;
+    }
+    if (!stream)
+        count(h, off, len, write);
+}
+
+void vd_heat_count_lower(struct vd_vol *v, uint64_t off, uint64_t len,
+                         bool write)
+{
+    struct vd_heat *h = __atomic_load_n(&v->heat, __ATOMIC_ACQUIRE);
+
+    if (!h || !len || tl_skip)
+        return;
+    uint64_t e = off >> h->shift, last = (off + len - 1) >> h->shift;
+    for (; e <= last && e < h->n; e++)
+        if (e != tl_last)
+            __atomic_fetch_add(&h->cnt[2 * e + write], 1, RLX);
+    tl_last = last;
 }
 
 void vd_heat_decay(struct vd_heat *h)

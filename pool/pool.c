@@ -1524,6 +1524,14 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
             goto out;
         }
     }
+    /* encryption: given to a pool without a data key (pool/crypt.c) */
+    bool add_key = false;
+    if ((r = vd_crypt_apply_check(p, conf, &add_key)) < 0)
+        goto out;
+    if (add_key)
+        plan_add(plan, plan_len, &pos,
+                 "add the data key for encryption (key file %s)\n",
+                 conf->key_file);
     /* new devices: check each, write nothing */
     uint64_t doff = data_offset(p->extent_size);
     for (size_t k = 0; k < conf->ndevs; k++) {
@@ -1535,7 +1543,7 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         if (known)
             continue;
         const char *cp = c->path ? c->path : c->iscsi_url ? c->iscsi_url : "";
-        if ((r = vd_crypt_dev_check(p, c, file)) < 0) /* pool/crypt.c */
+        if ((r = vd_crypt_dev_check(p, c, file, add_key)) < 0)
             goto out;
         for (uint32_t i = 0; i < p->ndevs; i++)
             if (p->devs[i].used && p->devs[i].path &&
@@ -1620,9 +1628,11 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
             goto out;
         }
     }
-    if (!nadd && !nleave)
+    if (!nadd && !nleave && !add_key)
         plan_add(plan, plan_len, &pos, "nothing to change\n");
-    if (dry_run || (!nadd && !nleave))
+    if (dry_run || (!nadd && !nleave && !add_key))
+        goto out;
+    if (add_key && (r = vd_crypt_apply_locked(p, conf)) < 0)
         goto out;
 
     /* apply: one device at a time, header then commit */

@@ -111,6 +111,7 @@
 
 #include "layout.h"
 #include "snap_int.h"
+#include "tier.h" /* vd_heat_count_lower: tiering of data extents */
 
 #define THIN_MAGIC    "VDTHINM1"
 #define MBLK          4096u
@@ -1704,11 +1705,13 @@ static int thin_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
             n += len - n < t->cs ? len - n : t->cs;
         }
         pthread_mutex_unlock(&t->lock);
-        if (!m)
+        if (!m) {
             memset(b, 0, n);
-        else
+        } else {
+            vd_heat_count_lower(v, chunk_off(v, t, e - 1) + within, n, false);
             r = v->lops->pread(v, b, n, chunk_off(v, t, e - 1) + within,
                                flags & VD_IO_NOWAIT);
+        }
         b += n;
         off += n;
         len -= n;
@@ -1864,8 +1867,10 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
             if (r < 0)
                 break;
             memcpy(bounce + within, b, n);
+            vd_heat_count_lower(v, coff, t->cs, true);
             r = v->lops->pwrite(v, bounce, t->cs, coff, 0);
         } else {
+            vd_heat_count_lower(v, coff + within, n, true);
             r = v->lops->pwrite(v, b, n, coff + within,
                                 fresh ? 0 : flags & (VD_IO_FUA | VD_IO_NOWAIT));
         }
@@ -2352,11 +2357,13 @@ int vd_thin_snap_pread(struct vd_vol *v, void *h, void *buf, size_t len,
         pthread_mutex_unlock(&t->lock);
         if (r < 0)
             break;
-        if (!e)
+        if (!e) {
             memset(b, 0, n);
-        else
+        } else {
+            vd_heat_count_lower(v, chunk_off(v, t, e - 1) + within, n, false);
             r = v->lops->pread(v, b, n, chunk_off(v, t, e - 1) + within,
                                flags & VD_IO_NOWAIT);
+        }
         b += n;
         off += n;
         len -= n;
@@ -2926,8 +2933,10 @@ int vd_thin_clone_pwrite(struct vd_vol *v, void *h, const void *buf, size_t len,
             if (r < 0)
                 break;
             memcpy(bounce + within, b, n);
+            vd_heat_count_lower(v, coff, t->cs, true);
             r = v->lops->pwrite(v, bounce, t->cs, coff, 0);
         } else {
+            vd_heat_count_lower(v, coff + within, n, true);
             r = v->lops->pwrite(v, b, n, coff + within,
                                 fresh ? 0 : flags & (VD_IO_FUA | VD_IO_NOWAIT));
         }

@@ -493,11 +493,14 @@ static int devs_get(const vd_pool *p, struct devs_buf *b)
     return 0;
 }
 
-/* Thin volumes' heat is counted by virtual offset, which says nothing of
- * where their chunks are: they are not tiered (yet). */
+/* Every volume: a thin volume's heat is counted per data extent (where
+ * its chunks are, vd_heat_count_lower), so its data extents tier like a
+ * linear volume's.  (A snapshot view has no data extents of its own: its
+ * plan is empty.) */
 static bool vol_tierable(const struct vd_vol *v)
 {
-    return !v->upper;
+    (void)v;
+    return true;
 }
 
 /* Append v's data extents (every leg) to *c (admin lock held). */
@@ -582,14 +585,6 @@ static struct vd_vol *find_tierable(vd_pool *p, const char *name)
                "%s'",
                p->name, name ? name : "", p->name);
         errno = ENOENT;
-        return NULL;
-    }
-    if (!vol_tierable(v)) {
-        vd_log(VD_LOG_ERR,
-               "volume '%s/%s': thin volumes are not tiered (their heat is "
-               "counted by virtual offset, not by extent)",
-               p->name, name);
-        errno = ENOTSUP;
         return NULL;
     }
     return v;

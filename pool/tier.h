@@ -27,9 +27,12 @@
  *       calls, both under the pool's admin lock;
  *   the struct itself: allocated by vd_vol_ctr, freed by vd_vol_dtr, when
  *       no I/O runs on the volume.
- * A volume extended after set-up keeps counting its first n extents only
- * (the array is not reallocated under I/O); the new extents are counted
- * from the next open.
+ * n is the larger of the mapped data extents and size / extent size (a
+ * thin volume's data space grows up to its size while open).  A volume
+ * extended after set-up keeps counting its first n extents only (the
+ * array is not reallocated under I/O); the new extents are counted from
+ * the next open.  VDLVM_HEAT=0 in the environment: no counters at all
+ * (the CPU-per-I/O comparison in docs/tiering.md).
  *
  * Thread-safety: vd_heat_count from any thread; the rest with the admin
  * lock held.
@@ -71,8 +74,15 @@ struct vd_heat {
 /* Allocate / free v's counters (vd_vol_ctr / vd_vol_dtr). */
 int vd_heat_alloc(struct vd_vol *v);
 void vd_heat_free(struct vd_vol *v);
-/* Count one I/O of len bytes at off (volume bytes). */
+/* Count one I/O of len bytes at off (volume bytes).  For a thin volume
+ * (v->upper) this only runs the stream detector: the thin layout counts
+ * the I/O where its chunks are, with vd_heat_count_lower at data-space
+ * offsets (the lower layout's, extent e = off / extent size), so that a
+ * thin volume's heat is per data extent, like any volume's, and the pass
+ * moves those extents. */
 void vd_heat_count(struct vd_vol *v, uint64_t off, uint64_t len, bool write);
+void vd_heat_count_lower(struct vd_vol *v, uint64_t off, uint64_t len,
+                         bool write);
 /* Halve every counter; the heat before goes to the history ring. */
 void vd_heat_decay(struct vd_heat *h);
 /* The counts of extent e. */

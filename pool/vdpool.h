@@ -74,7 +74,8 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
  * negative errno with the message logged (-EINVAL not encrypted, -EACCES
  * not authorised, -EEXIST already a slot, -ENOSPC no free slot, -ENOENT
  * the key file opens no slot, -EPERM the last slot).  key_slots: slots in
- * use (0: not encrypted). */
+ * use (0: not encrypted).  key_add on a pool without key slots makes its
+ * data key (slot 0, 512-byte sectors) and returns 0. */
 int vd_pool_key_add(vd_pool *pool, const char *key_file);
 int vd_pool_key_remove(vd_pool *pool, const char *key_file);
 int vd_pool_key_slots(const vd_pool *pool);

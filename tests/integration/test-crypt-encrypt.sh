@@ -1,9 +1,11 @@
 #!/bin/bash
 # Encrypting an existing volume online, and key rotation (issue 16).  A pool
-# with a key file but only a plain device d0 holds a 32 MiB linear volume,
-# exported by tgtd; a known pattern is written through iSCSI (d0's backing
-# file holds it: the control).  `vdlvm pool apply` adds d1 with
-# encrypt: true; `vdlvm vol encrypt` moves the volume's extents there, at
+# created without encryption, one plain device d0, holds a 32 MiB linear
+# volume, exported by tgtd; a known pattern is written through iSCSI (d0's
+# backing file holds it: the control).  The definition gains
+# `encryption: {key_file}` and d1 with encrypt: true; `vdlvm pool apply`
+# (served by the tgtd) makes the pool's data key and adds d1 encrypted;
+# `vdlvm vol encrypt` moves the volume's extents there, at
 # 4 MiB/s, under a verifying vdload write load; tgtd is killed with SIGKILL
 # in the middle of a move.  After the restart the job resumes by itself
 # (status shows it), ends, and: the pattern reads back equal through iSCSI,
@@ -29,13 +31,13 @@ for k in "$key1" "$key2"; do
     (umask 077 && head -c 64 /dev/urandom > "$k")
 done
 conf=$tmp/cr.yaml
-# write_conf KEYFILE [with_d1]
+# write_conf KEYFILE|"" [with_d1]
 write_conf() {
-    cat > "$conf" <<EOF
-pool: cr
-extent_size: 4MiB
-encryption:
-  key_file: $1
+    {
+        printf 'pool: cr\nextent_size: 4MiB\n'
+        [ -z "$1" ] || printf 'encryption:\n  key_file: %s\n' "$1"
+    } > "$conf"
+    cat >> "$conf" <<EOF
 devices:
   - name: d0
     path: $tmp/cr-d0.img
@@ -50,7 +52,7 @@ EOF
 EOF
     fi
 }
-write_conf "$key1"
+write_conf ""
 vdlvm pool create "$conf" > /dev/null || fail "pool create failed"
 vdlvm vol create cr/vol --size 32MiB > /dev/null || fail "vol create failed"
 vdlvm vol create cr/big --size 24MiB > /dev/null || fail "vol create big failed"
@@ -109,9 +111,20 @@ read_back "after the write"
 grep -qaF "$marker" "$tmp/cr-d0.img" || fail "the control: d0 does not hold the plaintext"
 note "pattern written through iSCSI; d0's backing file holds it (the control)"
 
-# Not yet possible: no device with encrypt: true.
-expect_fail nz "encrypt: true have 0 free" vdlvm vol encrypt cr/vol
+# Not yet possible: the pool has no data key; then no device with
+# encrypt: true.
+expect_fail nz "is not encrypted" vdlvm vol encrypt cr/vol
 expect_fail nz "not found" vdlvm vol encrypt cr/nosuch
+write_conf "" d1
+expect_fail nz "encrypt: true needs the pool.s key" vdlvm pool apply cr
+write_conf "$key1"
+vdlvm pool apply cr --dry-run > "$tmp/apply0.out" 2>&1 ||
+    fail "pool apply --dry-run failed: $(cat "$tmp/apply0.out")"
+grep -q "add the data key" "$tmp/apply0.out" || fail "pool apply --dry-run: $(cat "$tmp/apply0.out")"
+expect_fail nz "is not encrypted" vdlvm vol encrypt cr/vol
+vdlvm pool apply cr > "$tmp/apply.out" 2>&1 || fail "pool apply failed: $(cat "$tmp/apply.out")"
+note "the data key made: $(cat "$tmp/apply.out")"
+expect_fail nz "encrypt: true have 0 free" vdlvm vol encrypt cr/vol
 
 write_conf "$key1" d1
 vdlvm pool apply cr > "$tmp/apply.out" 2>&1 || fail "pool apply failed: $(cat "$tmp/apply.out")"

@@ -1,17 +1,19 @@
 #!/bin/bash
 # Tiering (issue 13): a pool of one fast and one slow file device, a volume
-# entirely on the slow one, exported by a real tgtd.  A hot spot (two
-# extents) read and written through iSCSI with qemu-io: `tier status
-# --json` (served by the tgtd, which has the device tiers from the
+# entirely on the slow one, exported by a real tgtd, filled by vdload
+# (stamped blocks, a journal of acknowledged writes).  A hot spot (two
+# extents) read through iSCSI with qemu-io and written by vdload: `tier
+# status --json` (served by the tgtd, which has the device tiers from the
 # metadata only) shows the heat on those extents, a sequential read of the
 # whole volume heats nothing, `tier run --dry-run` plans to promote exactly
 # the hot extents to the fast device and moves nothing, `tier run --wait`
-# moves them there with the extent mover while the LUN stays exported
-# (showing its progress: step lines, as its stderr is not a terminal), a
-# second pass with unchanged heat moves nothing, `tier status --png` writes
-# a PNG, and all data reads back equal.  Then kill -9: a background pass
-# (rate 2MiB/s: 2 s per extent) is killed mid-move; the restarted tgtd
-# resumes the move by itself, every acknowledged write reads back.
+# moves them there with the extent mover while a vdload verifying write
+# load runs on them (showing its progress: step lines, as its stderr is
+# not a terminal), a second pass with unchanged heat moves nothing, `tier
+# status --png` writes a PNG, and vdload verify finds every acknowledged
+# write.  Then kill -9: a background pass (rate 2MiB/s: 2 s per extent) is
+# killed mid-move under a verifying write load; the restarted tgtd resumes
+# the move by itself, and vdload verify finds every acknowledged write.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 requires_tgtd
@@ -21,10 +23,12 @@ requires qemu-img --version
 requires sh -c 'qemu-img --help | grep -qw iscsi'
 requires jq --version
 requires gnuplot --version
+VDLOAD=$BUILD/vdload
+requires_file "$VDLOAD"
 
 MiB=$((1024 * 1024))
 vol_mib=32 # 8 extents of 4 MiB
-hot=(2 5)  # the hot extents
+hot=(2 3)  # the hot extents (contiguous: one vdload range)
 
 conf=$tmp/tp.yaml
 cat > "$conf" <<EOF
@@ -71,8 +75,19 @@ tgt_target_new 1 vol0 || fail "cannot create target"
 tgt_lun_new 1 1 vdlvm tp/vol0 "conf=$conf" || fail "cannot export tp/vol0"
 url=$(iscsi_url 1 1)
 
-random_file "$tmp/in" "$vol_mib"
-iscsi_write "$tmp/in" "$url" || fail "write to $url failed"
+# The whole volume stamped by vdload; every acknowledged write in $j.
+j=$tmp/journal
+timeout 120 "$VDLOAD" write --verify "$j" --pattern seq --bs 256k --qd 8 \
+    --count $((vol_mib * 4)) --quiet "$url" > /dev/null || fail "filling vol0 failed"
+# verify_all: every acknowledged write reads back (vdload verify)
+verify_all() {
+    local out
+    out=$(timeout 120 "$VDLOAD" verify --journal "$j" "$url") ||
+        fail "vdload verify ($1): $out"
+    grep -q " 0 lost, 0 stale, 0 corrupt" <<< "$out" || fail "vdload verify ($1): $out"
+    note "vdload verify ($1): $out"
+}
+verify_all "before the passes"
 # A whole-volume sequential read in 64 KiB reads (a backup): a stream, not
 # heat (counted, it would give every extent 64).
 seqcmds=()
@@ -81,23 +96,46 @@ for ((off = 0; off < vol_mib * MiB; off += 65536)); do
 done
 timeout 120 qemu-io -f raw "${seqcmds[@]}" "$url" > /dev/null || fail "sequential read failed"
 
-# heat_up E...: the hot spot on extents E: 4 KiB reads and writes at
-# scattered offsets; the writes also go to $tmp/in, which stays the
-# expected image.
+# heat_up E...: the hot spot on extents E: 150 4 KiB reads at scattered
+# offsets (qemu-io) and 20 random 4 KiB writes (vdload, journaled) each.
 heat_up() {
     local cmds=() round e off
     for round in $(seq 0 149); do
         for e in "$@"; do
             off=$((e * 4 * MiB + (round * 7919 % 1024) * 4096))
             cmds+=(-c "read $off 4k")
-            if [ $((round % 10)) = 0 ]; then
-                cmds+=(-c "write -P 0x5a $off 4k")
-                printf '\x5a%.0s' $(seq 4096) |
-                    dd of="$tmp/in" bs=4096 seek=$((off / 4096)) conv=notrunc status=none
-            fi
         done
     done
     timeout 120 qemu-io -f raw "${cmds[@]}" "$url" > /dev/null || fail "qemu-io hot spot failed"
+    for e in "$@"; do
+        timeout 60 "$VDLOAD" write --verify "$j" --pattern rand --bs 4k --qd 4 \
+            --count 20 --seed "$e" --range $((e * 4 * MiB)):$((4 * MiB)) --quiet \
+            "$url" > /dev/null || fail "vdload writes to extent $e failed"
+    done
+}
+# load_start E N SECONDS: a verifying 4 KiB write load on extents
+# E..E+N-1 in the background (load_pid); it ends 1 s after losing its
+# session (a killed tgtd), its journal holding what was acknowledged.
+# load_wait waits for it.
+load_start() {
+    rm -f "$tmp/started"
+    timeout 90 "$VDLOAD" write --verify "$j" --continue-on-error --io-timeout 5 \
+        --reconnect-timeout 1 --bs 4k --qd 4 --time "$3" --json --quiet \
+        --range $(($1 * 4 * MiB)):$(($2 * 4 * MiB)) --started "$tmp/started" \
+        "$url" > "$tmp/load.json" 2> "$tmp/load.err" &
+    load_pid=$!
+    cleanup_fn kill_quiet "$load_pid"
+    wait_for 30 test -e "$tmp/started" || fail "the write load did not start"
+}
+load_wait() {
+    if [ "${1:-}" = killed ]; then
+        wait "$load_pid" || true
+    else
+        wait "$load_pid" || fail "the write load failed: $(cat "$tmp/load.err")"
+    fi
+    grep -q '"journal_records"' "$tmp/load.json" ||
+        fail "vdload did not finish: $(cat "$tmp/load.json" "$tmp/load.err")"
+    note "write load: $(jq -c '{journal_records}' "$tmp/load.json" 2>/dev/null || cat "$tmp/load.json")"
 }
 heat_up "${hot[@]}"
 
@@ -125,12 +163,15 @@ vdlvm tier status tp/vol0 --json > "$tmp/s2.json"
 [ "$(jq '[.extents[] | select(.tier != "slow")] | length' "$tmp/s2.json")" = 0 ] ||
     fail "tier run --dry-run moved extents"
 
-# The pass: the hot extents to fast0, nothing else; a second pass with the
-# same heat moves nothing (hysteresis).
+# The pass: the hot extents to fast0, nothing else, under a verifying
+# write load on them (it only makes them hotter); a second pass with the
+# same order of heat moves nothing (hysteresis).
+load_start "${hot[0]}" 2 4
 vdlvm tier run tp/vol0 --wait 2> "$tmp/run1.err" >&2 || {
     cat "$tmp/run1.err" >&2
     fail "tier run --wait failed"
 }
+load_wait
 cat "$tmp/run1.err" >&2
 # Its progress (not a terminal): lines per 10 % step, then the end line.
 grep -Eq '^tier run tp/vol0: .*100%' "$tmp/run1.err" ||
@@ -156,10 +197,8 @@ vdlvm tier status tp/vol0 --png "$tmp/heat.png" >&2 || fail "tier status --png f
 expect_fail 2 "not an absolute path" vdlvm tier status tp/vol0 --png heat.png
 note "heat map $(stat -c %s "$tmp/heat.png") bytes"
 
-# All data reads back equal.
-iscsi_read "$url" "$tmp/out" $((vol_mib * MiB)) || fail "read back failed"
-cmp "$tmp/in" "$tmp/out" || fail "data read back differs"
-note "data identical"
+# Every acknowledged write reads back.
+verify_all "after the pass"
 
 # kill -9 during a background pass: two more extents heated, the pass
 # started without --wait, tgtd killed once the first copy reached fast0.
@@ -177,6 +216,7 @@ export_vol0() {
 more=(6 7)
 heat_up "${more[@]}"
 blocks0=$(stat -c %b "$tmp/tp-fast0.img")
+load_start "${more[0]}" 2 15
 vdlvm tier run tp/vol0 >&2 || fail "tier run (background) failed"
 wait_for 20 sh -c "[ \$(stat -c %b '$tmp/tp-fast0.img') -gt $((blocks0 + 2048)) ]" ||
     fail "no copy to fast0 started"
@@ -189,6 +229,7 @@ grep -Eq '^  tier pass \[[#.]+\] +[0-9]+%  .* of 8MiB' "$tmp/pass.status" ||
     fail "status shows no bar for the pass: $(cat "$tmp/pass.status")"
 kill_tgtd
 note "tgtd killed mid-move"
+load_wait killed
 start_tgtd
 export_vol0
 # the move resumes by itself; then one extent of the two is on fast0 (the
@@ -196,8 +237,7 @@ export_vol0
 wait_for 30 sh -c "timeout 10 '$VDLVM' tier status tp/vol0 --json |
     jq -e '[.extents[] | select(.tier == \"fast\")] | length == 3'" ||
     fail "the move in flight at kill -9 did not resume and finish"
-iscsi_read "$url" "$tmp/out" $((vol_mib * MiB)) || fail "read back after kill -9 failed"
-cmp "$tmp/in" "$tmp/out" || fail "data differs after kill -9 during a move"
+verify_all "after kill -9 during a move"
 vdlvm tier status tp/vol0 --json > "$tmp/s4.json"
 for e in "${hot[@]}"; do
     [ "$(jq -r ".extents[$e].device" "$tmp/s4.json")" = fast0 ] ||

@@ -52,17 +52,46 @@ class CryptTest : public PoolTest {
             p[i] = (char)("vdlvm crypt test pattern "[i % 25] ^ (i / 25));
         return p;
     }
-    std::string Backing(int i)
+    std::string Backing(int i) // one read of the whole file
     {
-        std::ifstream f(paths[i], std::ios::binary);
-        std::stringstream s;
-        s << f.rdbuf();
-        return s.str();
+        std::string b;
+        struct stat st;
+        int fd = open(paths[i].c_str(), O_RDONLY);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+            if (fd >= 0)
+                close(fd);
+            return b;
+        }
+        b.resize((size_t)st.st_size);
+        size_t got = 0;
+        while (got < b.size()) {
+            ssize_t n = pread(fd, &b[got], b.size() - got, (off_t)got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        b.resize(got);
+        close(fd);
+        return b;
+    }
+    // memmem with a 4 KiB needle takes seconds over 64 MiB: find the
+    // needle's first 32 bytes (fast), then compare the rest
+    static bool Has(const std::string &b, const std::vector<char> &pat)
+    {
+        const char *p = b.data(), *end = b.data() + b.size();
+        while (p + pat.size() <= end) {
+            const char *q = (const char *)memmem(p, end - p, pat.data(), 32);
+            if (!q || q + pat.size() > end)
+                return false;
+            if (!memcmp(q, pat.data(), pat.size()))
+                return true;
+            p = q + 1;
+        }
+        return false;
     }
     bool BackingHas(int i, const std::vector<char> &pat)
     {
-        std::string b = Backing(i);
-        return memmem(b.data(), b.size(), pat.data(), pat.size()) != nullptr;
+        return Has(Backing(i), pat);
     }
     std::string Md(int i) // header and metadata area
     {
@@ -452,7 +481,9 @@ TEST_F(CryptTest, EncryptFlagMismatch_Refused)
     vd_pool_close(p);
 }
 
-TEST_F(PoolTest, CryptUnencryptedPool_KeyFileGiven_Refused)
+// A definition naming a key file for a pool without key slots opens (the
+// pool stays unencrypted, with a notice); key remove has nothing to work on.
+TEST_F(PoolTest, CryptUnencryptedPool_KeyFileGiven_OpensUnencrypted)
 {
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
     std::string key = dir + "/k";
@@ -460,12 +491,10 @@ TEST_F(PoolTest, CryptUnencryptedPool_KeyFileGiven_Refused)
     ASSERT_EQ(write(fd, "0123456789abcdef0123", 20), 20);
     close(fd);
     conf.key_file = (char *)key.c_str();
-    vd_pool *p = nullptr;
-    EXPECT_EQ(vd_pool_open(&conf, &p), -EINVAL);
-    conf.key_file = nullptr;
-    p = Open();
+    vd_pool *p = Open();
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(vd_pool_key_add(p, key.c_str()), -EINVAL);
+    EXPECT_EQ(vd_pool_key_slots(p), 0);
+    EXPECT_EQ(vd_pool_key_remove(p, key.c_str()), -EINVAL);
     vd_pool_close(p);
 }
 
@@ -774,7 +803,7 @@ TEST_F(VolEncryptTest, Apply_EncryptedDevice_ThenVolEncrypt)
     s << f.rdbuf();
     std::string b = s.str();
     std::vector<char> pat = Pattern();
-    EXPECT_EQ(memmem(b.data(), b.size(), pat.data(), pat.size()), nullptr);
+    EXPECT_FALSE(Has(b, pat));
     EXPECT_FALSE(BackingHas(0, pat));
     // the definition with d3 opens (its flag matches)
     conf = c2;
@@ -819,5 +848,125 @@ TEST_F(CryptTest, KeyRotate_NewOpens_OldRefused_NoRewrite)
     EXPECT_EQ(r, pat);
     vd_vol_close(v);
     vd_pool_close(p);
+}
+} // namespace
+
+namespace {
+// A pool created without encryption gets it later: `key add` (or pool
+// apply with encryption: in the definition) makes the data key; a device
+// with encrypt: true joins; vol encrypt moves a volume onto it.
+class CryptLaterTest : public VolEncryptTest {
+  protected:
+    void SetUp() override
+    {
+        VolEncryptTest::SetUp();
+        conf.key_file = nullptr;
+        for (auto &d : devs)
+            d.encrypt = 0;
+    }
+    // the definition with a new device d3 (encrypt: true) and key
+    std::vector<struct vd_conf_dev> d2;
+    std::string path3;
+    struct vd_conf_pool WithD3(const std::string &key)
+    {
+        d2 = devs;
+        path3 = dir + "/d3.img";
+        struct vd_conf_dev n = devs[0];
+        n.name = (char *)"d3";
+        n.path = (char *)path3.c_str();
+        n.encrypt = 1;
+        n.encrypt_line = 7;
+        d2.push_back(n);
+        struct vd_conf_pool c2 = conf;
+        c2.devs = d2.data();
+        c2.ndevs = d2.size();
+        c2.key_file = key.empty() ? nullptr : (char *)key.c_str();
+        return c2;
+    }
+    void EncryptOntoD3(vd_pool *p, const struct vd_conf_pool &c2)
+    {
+        ASSERT_EQ(vd_vol_encrypt(p, "vol0", 0), 0);
+        WaitJob(p);
+        EXPECT_EQ(vd_pool_dev_extents(p, "d3"), 2u);
+        vd_vol *v = vd_vol_open(p, "vol0");
+        CheckPattern(v, 8ull << 20);
+        vd_vol_close(v);
+        vd_pool_close(p);
+        std::ifstream f(path3, std::ios::binary);
+        std::stringstream s;
+        s << f.rdbuf();
+        std::string b = s.str();
+        std::vector<char> pat = Pattern();
+        EXPECT_FALSE(Has(b, pat));
+        EXPECT_FALSE(BackingHas(0, pat));
+        EXPECT_FALSE(BackingHas(1, pat));
+        // reopened with the new definition: the data decrypts
+        conf = c2;
+        devs = d2;
+        conf.devs = devs.data();
+        p = Open();
+        ASSERT_NE(p, nullptr);
+        v = vd_vol_open(p, "vol0");
+        CheckPattern(v, 8ull << 20);
+        vd_vol_close(v);
+        vd_pool_close(p);
+        // without the key file it is refused
+        conf.key_file = nullptr;
+        vd_pool *q = nullptr;
+        EXPECT_EQ(vd_pool_open(&conf, &q), -EACCES);
+    }
+    vd_pool *PoolWithPlainVolume()
+    {
+        EXPECT_EQ(vd_pool_create(&conf, 0), 0);
+        vd_pool *p = Open();
+        EXPECT_NE(p, nullptr);
+        EXPECT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+        vd_vol *v = vd_vol_open(p, "vol0");
+        WritePattern(v, 8ull << 20);
+        vd_vol_close(v);
+        return p;
+    }
+};
+
+TEST_F(CryptLaterTest, KeyAdd_MakesDataKey_ThenEncryptedDevice_VolEncrypt)
+{
+    vd_pool *p = PoolWithPlainVolume();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(vd_vol_encrypt(p, "vol0", 0), -EINVAL) << "no key yet";
+    // an encrypted device cannot join before the key exists
+    struct vd_conf_pool c2 = WithD3("");
+    char plan[1024];
+    uint64_t seq = p->seq;
+    EXPECT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), -EINVAL);
+    EXPECT_EQ(p->seq, seq);
+    // a bad key file: refused, nothing changed
+    WriteKey(dir + "/bad", 'x', 0644);
+    EXPECT_EQ(vd_pool_key_add(p, (dir + "/bad").c_str()), -EPERM);
+    EXPECT_EQ(p->seq, seq);
+    EXPECT_EQ(vd_pool_key_slots(p), 0);
+    ASSERT_EQ(vd_pool_key_add(p, key1.c_str()), 0);
+    EXPECT_EQ(vd_pool_key_slots(p), 1);
+    EXPECT_EQ(vd_pool_key_add(p, key2.c_str()), 1) << "a second slot as usual";
+    c2 = WithD3(key1);
+    ASSERT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), 0) << plan;
+    EXPECT_NE(std::string(plan).find("encrypted"), std::string::npos) << plan;
+    EncryptOntoD3(p, c2);
+}
+
+TEST_F(CryptLaterTest, Apply_DefinitionGainsKeyFile_DataKeyAndEncryptedDevice)
+{
+    vd_pool *p = PoolWithPlainVolume();
+    ASSERT_NE(p, nullptr);
+    struct vd_conf_pool c2 = WithD3(key1);
+    char plan[1024];
+    uint64_t seq = p->seq;
+    ASSERT_EQ(vd_pool_apply(p, &c2, 1, plan, sizeof(plan)), 0) << plan;
+    EXPECT_NE(std::string(plan).find("add the data key"), std::string::npos)
+        << plan;
+    EXPECT_EQ(p->seq, seq) << "a dry run committed";
+    EXPECT_EQ(vd_pool_key_slots(p), 0);
+    ASSERT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), 0) << plan;
+    EXPECT_EQ(vd_pool_key_slots(p), 1);
+    EncryptOntoD3(p, c2);
 }
 } // namespace

@@ -489,4 +489,100 @@ TEST_F(PoolTest, Tier_IoHeatsExtent_PlanPromotesIt_RunMovesItWithProgress_DataUn
     vd_pool_close(p);
 }
 
+// A thin volume: heat is counted where its chunks are (per data extent,
+// not per virtual extent), and the pass promotes the data extent holding
+// the hot chunks; a sequential write of the whole volume counts (almost)
+// nothing; the data is unchanged by the move.
+TEST_F(PoolTest, Tier_ThinVolume_HeatPerDataExtent_HotOnePromoted_DataUnchanged)
+{
+    devs[2].tier = VD_CONF_TIER_FAST; // first fit puts the data on d0
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_tier_configure(p, &conf), 0);
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.thin = 1;
+    ASSERT_EQ(vd_vol_create(p, "t", 64ull << 20, &o), 0);
+    vd_vol *v = vd_vol_open(p, "t");
+    ASSERT_NE(v, nullptr);
+    const uint64_t data = 32ull << 20;
+    std::vector<char> before(data), after(data);
+    for (size_t i = 0; i < before.size(); i++)
+        before[i] = (char)(i * 131 / 7 + 1);
+    for (uint64_t off = 0; off < data; off += 1 << 20)
+        ASSERT_EQ(vd_vol_pwrite(v, before.data() + off, 1 << 20, off, 0), 0);
+    ASSERT_EQ(vd_vol_flush(v), 0);
+    struct vd_tier_info ti;
+    struct vd_tier_ext *ext;
+    size_t n;
+    uint32_t *hist;
+    ASSERT_EQ(vd_tier_get(p, "t", &ti, &ext, &n, &hist), 0);
+    EXPECT_TRUE(ti.supported);
+    uint64_t w0 = 0;
+    size_t mapped = 0;
+    for (size_t i = 0; i < n; i++) {
+        w0 += ext[i].writes + ext[i].reads;
+        mapped++;
+        EXPECT_EQ(ext[i].tier, (uint32_t)VD_CONF_TIER_SLOW) << i;
+    }
+    EXPECT_GE(mapped, 8u) << "32 MiB of chunks in 4 MiB data extents";
+    EXPECT_LE(w0, 2u) << "a sequential write is a stream, not heat (one "
+                         "count where it starts, as on any volume)";
+    free(ext);
+    free(hist);
+    // 300 random 4 KiB reads in one virtual MiB (16 chunks of 64 KiB)
+    char buf[4096];
+    for (int i = 0; i < 300; i++)
+        ASSERT_EQ(vd_vol_pread(v, buf, sizeof(buf),
+                               (20ull << 20) + (uint64_t)(i * 37 % 256) * 4096),
+                  0);
+    ASSERT_EQ(vd_tier_get(p, "t", &ti, &ext, &n, &hist), 0);
+    uint64_t reads = 0, hot = UINT64_MAX, hot_reads = 0;
+    for (size_t i = 0; i < n; i++) {
+        reads += ext[i].reads;
+        if (ext[i].reads > hot_reads) {
+            hot_reads = ext[i].reads;
+            hot = ext[i].le;
+        }
+    }
+    free(ext);
+    free(hist);
+    EXPECT_EQ(reads, 300u) << "every read counted once, on a data extent";
+    ASSERT_GE(hot_reads, 150u);
+    struct vd_tier_move *mv;
+    size_t nmv;
+    ASSERT_EQ(vd_tier_plan_vol(p, "t", &mv, &nmv), 0);
+    ASSERT_GE(nmv, 1u);
+    EXPECT_EQ(mv[0].le, hot);
+    EXPECT_TRUE(mv[0].promote);
+    EXPECT_EQ(mv[0].to, 2u);
+    free(mv);
+    size_t moved = 0;
+    ASSERT_EQ(vd_tier_run_wait(p, "t", nullptr, nullptr, &moved), 0);
+    EXPECT_GE(moved, 1u);
+    ASSERT_EQ(vd_tier_get(p, "t", &ti, &ext, &n, &hist), 0);
+    for (size_t i = 0; i < n; i++) {
+        if (ext[i].le == hot) {
+            EXPECT_EQ(ext[i].dev, 2u);
+        }
+    }
+    free(ext);
+    free(hist);
+    ASSERT_EQ(vd_vol_pread(v, after.data(), after.size(), 0), 0);
+    EXPECT_TRUE(before == after);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    // and after a reopen
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    v = vd_vol_open(p, "t");
+    ASSERT_NE(v, nullptr);
+    std::fill(after.begin(), after.end(), 0);
+    ASSERT_EQ(vd_vol_pread(v, after.data(), after.size(), 0), 0);
+    EXPECT_TRUE(before == after);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
 } // namespace
