@@ -162,6 +162,12 @@ static struct vd_vol *find_thin(vd_pool *p, const char *vol)
     return v;
 }
 
+/* Snapshot names vdlvm keeps for itself (user snapshots may not start so).
+ * IMPORT_MARK: an empty snapshot that marks a volume `vol import` is
+ * still filling (vd_vol_import_mark). */
+#define RESERVED    ".vdlvm-"
+#define IMPORT_MARK ".vdlvm-import"
+
 /* ---- the API --------------------------------------------------------------- */
 /* The volume cannot go away meanwhile: the admin thread is the only one
  * that removes volumes, and it is the caller. */
@@ -172,6 +178,13 @@ int vd_snap_create(vd_pool *p, const char *vol, const char *snap)
                "snapshot '%s/%s@%s': a name is 1-%d characters of A-Z a-z "
                "0-9 . _ - +",
                p->name, vol, snap, VD_SNAP_NAME_MAX);
+        return -EINVAL;
+    }
+    if (!strncmp(snap, RESERVED, strlen(RESERVED))) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': names starting with '%s' are reserved "
+               "for vdlvm; choose another name",
+               p->name, vol, snap, RESERVED);
         return -EINVAL;
     }
     vd_admin_lock(p);
@@ -194,6 +207,61 @@ int vd_vol_revert(vd_pool *p, const char *vol, const char *snap, int force)
     struct vd_vol *v = find_thin(p, vol);
     vd_admin_unlock(p);
     return v ? vd_thin_snap_revert(v, snap, force) : -ENOENT;
+}
+
+/* Import marker.  `vol import` creates the volume (one commit), marks it
+ * (a snapshot named IMPORT_MARK: one record, nothing copied, and empty:
+ * the volume holds no data yet, so the head's writes never copy for it),
+ * fills it, flushes it and removes the mark.  The pool is held by one
+ * process at a time (flock at open), so a marked volume at open is one
+ * whose importer died: vd_snap_opened removes it.  The one window left
+ * is a kill between the create and the mark commits (an empty volume
+ * stays, and a re-run says it exists). */
+int vd_vol_import_mark(vd_pool *p, const char *vol, int on)
+{
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    vd_admin_unlock(p);
+    if (!v)
+        return -ENOENT;
+    return on ? vd_thin_snap_create(v, IMPORT_MARK)
+              : vd_thin_snap_remove(v, IMPORT_MARK);
+}
+
+static bool import_marked(struct vd_vol *v)
+{
+    struct vd_snap_info *s = NULL;
+    size_t n = 0;
+    bool hit = false;
+    if (vd_thin_snap_list(v, &s, &n) < 0)
+        return false;
+    for (size_t i = 0; i < n && !hit; i++)
+        hit = !strcmp(s[i].name, IMPORT_MARK);
+    free(s);
+    return hit;
+}
+
+/* Pool open, before the background thread starts (so no other thread):
+ * remove the volumes an interrupted import left. */
+void vd_snap_opened(vd_pool *p)
+{
+    for (uint32_t i = 0; i < p->nvols;) {
+        struct vd_vol *v = p->vols[i];
+        if (!vd_thin_is_family(v) || !import_marked(v)) {
+            i++;
+            continue;
+        }
+        char name[VD_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%s", v->name);
+        int r = vd_vol_remove(p, name);
+        vd_log(r < 0 ? VD_LOG_ERR : VD_LOG_WARN,
+               "volume '%s/%s': its import was interrupted; %s%s%s", p->name,
+               name, r < 0 ? "could not remove it: " : "removed",
+               r < 0 ? strerror(-r) : "",
+               r < 0 ? "; remove it with 'vdlvm vol remove'" : "");
+        if (r < 0)
+            i++;
+    }
 }
 
 int vd_snap_list(vd_pool *p, const char *vol, struct vd_snap_info **snaps,
