@@ -23,6 +23,8 @@
 
 #include "pool/pool_int.h"
 #include "pool/snap_int.h"
+#include "replica/vdreplica.h"
+#include "tests/unit/mirror_fixture.h"
 
 namespace {
 
@@ -852,5 +854,217 @@ TEST_F(Snap, Clone_CrashAtEveryStep_NoCloneOrAWholeOne)
         std::string cmd = "rm -f " + paths[0] + " " + paths[1];
         ASSERT_EQ(system(cmd.c_str()), 0);
     }
+}
+
+// Reference counting through clone, snapshot, write, revert, remove and
+// reopen in random orders, against a model that names every chunk: each
+// member (the volume "v", its snapshots "v@sN", clones "cN") maps its
+// chunks to chunk ids; a write copies a chunk another member also names
+// (a clone also copies one it did not write since its last clone was
+// made: that one's generation froze), else writes it in place.  After
+// every step: every member reads its model, pool check is clean, and the
+// family's allocated bytes equal the chunks some member names (a chunk is
+// freed exactly when its last reference goes).  At the end everything is
+// removed in a random order and the pool's free bytes are back.
+TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
+{
+    for (unsigned seed = 1; seed <= 6; seed++) {
+        SCOPED_TRACE(seed);
+        std::mt19937 rng(seed);
+        vd_pool *p = CreateOpen();
+        ASSERT_NE(p, nullptr);
+        struct vd_pool_info pi0;
+        ASSERT_EQ(vd_pool_get_info(p, &pi0), 0);
+        const int NV = 10;
+        ASSERT_EQ(MakeThin(p, "v", NV * CS), 0);
+        std::map<std::string, std::vector<int>> m; // member -> chunk ids
+        std::map<int, char> data;                  // chunk id -> byte
+        std::map<int, std::pair<std::string, int>> made; // id -> (writer, epoch)
+        std::map<std::string, int> epoch;
+        m["v"] = std::vector<int>(NV, 0);
+        int nextid = 1, nsnap = 0, nclone = 0;
+        auto refs = [&](int id) {
+            int n = 0;
+            for (auto &kv : m)
+                n += std::count(kv.second.begin(), kv.second.end(), id) > 0;
+            return n;
+        };
+        auto live = [&]() {
+            std::set<int> ids;
+            for (auto &kv : m)
+                for (int id : kv.second)
+                    if (id)
+                        ids.insert(id);
+            return ids.size();
+        };
+        auto members = [&](bool snaps, bool clones) {
+            std::vector<std::string> r;
+            for (auto &kv : m) {
+                bool isnap = kv.first.rfind("v@", 0) == 0;
+                bool isclone = kv.first[0] == 'c';
+                if ((snaps && isnap) || (clones && isclone))
+                    r.push_back(kv.first);
+            }
+            return r;
+        };
+        auto write = [&](const std::string &who, int vc, char c) {
+            vd_vol *v = vd_vol_open(p, who.c_str());
+            ASSERT_NE(v, nullptr) << who;
+            Fill(v, vc, c);
+            vd_vol_close(v);
+            int &id = m[who][vc];
+            bool own = id && refs(id) == 1 &&
+                       (who == "v" || made[id] == std::make_pair(who, epoch[who]));
+            if (!own) {
+                id = nextid++;
+                made[id] = { who, epoch[who] };
+            }
+            data[id] = c;
+        };
+        auto verify = [&](int step) {
+            struct vd_pool_check res;
+            ASSERT_EQ(Check(p, &res), 0) << "step " << step;
+            ASSERT_EQ(res.leaked + res.bad, 0u) << "step " << step;
+            for (auto &kv : m)
+                for (int i = 0; i < NV; i++)
+                    ASSERT_EQ(ChunkOf(p, kv.first, i), kv.second[i] ? data[kv.second[i]] : 0)
+                        << "step " << step << " " << kv.first << " chunk " << i;
+            ASSERT_EQ(Allocated(p, "v"), live() * CS) << "step " << step;
+        };
+        for (int step = 0; step < 70; step++) {
+            int op = rng() % 12;
+            auto sn = members(true, false), cl = members(false, true);
+            if (op < 3) {
+                write("v", rng() % NV, 'a' + rng() % 26);
+            } else if (op < 6 && !cl.empty()) {
+                write(cl[rng() % cl.size()], rng() % NV, 'A' + rng() % 26);
+            } else if (op == 6) {
+                std::string s = "s" + std::to_string(nsnap++);
+                ASSERT_EQ(vd_snap_create(p, "v", s.c_str()), 0);
+                m["v@" + s] = m["v"];
+            } else if (op == 7) {
+                // a clone of the volume, a snapshot or a clone
+                auto all = members(true, true);
+                all.push_back("v");
+                std::string src = all[rng() % all.size()];
+                std::string c = "c" + std::to_string(nclone++);
+                ASSERT_EQ(vd_vol_clone(p, src.c_str(), c.c_str()), 0) << src;
+                m[c] = m[src];
+                if (src[0] == 'c')
+                    epoch[src]++; // the source clone moves to a new generation
+            } else if (op == 8 && !sn.empty()) {
+                std::string s = sn[rng() % sn.size()];
+                ASSERT_EQ(vd_snap_remove(p, "v", s.substr(2).c_str()), 0);
+                m.erase(s);
+            } else if (op == 9 && !cl.empty()) {
+                std::string c = cl[rng() % cl.size()];
+                ASSERT_EQ(vd_vol_remove(p, c.c_str()), 0) << c;
+                m.erase(c);
+            } else if (op == 10 && !sn.empty()) {
+                std::string s = sn[rng() % sn.size()];
+                ASSERT_EQ(vd_vol_revert(p, "v", s.substr(2).c_str(), 0), 0);
+                m["v"] = m[s];
+            } else if (op == 11) {
+                vd_pool_close(p);
+                p = Open();
+                ASSERT_NE(p, nullptr);
+            }
+            verify(step);
+        }
+        // remove every snapshot and clone in a random order, the volume last
+        auto rest = members(true, true);
+        std::shuffle(rest.begin(), rest.end(), rng);
+        if (!members(false, true).empty())
+            EXPECT_EQ(vd_vol_remove(p, "v"), -EBUSY); // holds the clones' chunks
+        for (auto &who : rest) {
+            if (who[0] == 'c')
+                ASSERT_EQ(vd_vol_remove(p, who.c_str()), 0) << who;
+            else
+                ASSERT_EQ(vd_snap_remove(p, "v", who.substr(2).c_str()), 0) << who;
+            m.erase(who);
+            verify(1000);
+        }
+        ASSERT_EQ(vd_vol_remove(p, "v"), 0);
+        struct vd_pool_info pi;
+        ASSERT_EQ(vd_pool_get_info(p, &pi), 0);
+        EXPECT_EQ(pi.free_bytes, pi0.free_bytes);
+        EXPECT_EQ(pi.allocated_bytes, pi0.allocated_bytes);
+        vd_pool_close(p);
+        std::string cmd = "rm -f " + paths[0] + " " + paths[1];
+        ASSERT_EQ(system(cmd.c_str()), 0);
+    }
+}
+
+// Clones of a mirrored thin volume: their copies are mirrored too.  With
+// one leg's device failing mid-way, the clone's copy-on-write and in-place
+// writes still succeed on the other leg, every member reads back its data,
+// also after a reopen (the failed leg stays out), and pool check is clean.
+TEST_F(Snap, MirroredThin_Clone_LegFails_DataReadsBack)
+{
+    vd_pool *p = CreateOpen();
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.thin = 1;
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    o.allow_same_node = 1;
+    ASSERT_EQ(vd_vol_create(p, "m", 64ull << 20, &o), 0);
+    vd_vol *v = vd_vol_open(p, "m");
+    for (uint64_t vc = 0; vc < 4; vc++)
+        Fill(v, vc, 'G');
+    vd_vol_close(v);
+    ASSERT_EQ(vd_snap_create(p, "m", "base"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "m@base", "c1"), 0);
+    v = vd_vol_open(p, "c1");
+    ASSERT_NE(v, nullptr);
+    Fill(v, 1, 'C'); // a copy, on both legs
+    vd_vol_close(v);
+    struct vd_mirror_info mi;
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    ASSERT_EQ(mi.legs[1].state, VD_LEG_INSYNC);
+    // leg 1's device fails (its metadata area still works)
+    uint32_t dev = UINT32_MAX;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (!strcmp(p->devs[i].name, mi.legs[1].device))
+            dev = i;
+    ASSERT_NE(dev, UINT32_MAX);
+    vdtest_mirror::FaultBdev *f = vdtest_mirror::Wrap(p, dev);
+    f->spare_md = 1;
+    __atomic_store_n(&f->broken, 1, __ATOMIC_RELEASE);
+    v = vd_vol_open(p, "c1");
+    Fill(v, 2, 'D'); // a copy while a leg fails
+    Fill(v, 1, 'E'); // in place
+    vd_vol_close(v);
+    ASSERT_EQ(vd_vol_clone(p, "c1", "c2"), 0);
+    v = vd_vol_open(p, "c2");
+    Fill(v, 3, 'F');
+    vd_vol_close(v);
+    v = vd_vol_open(p, "m");
+    Fill(v, 0, 'H'); // the volume's copy-on-write
+    vd_vol_close(v);
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    EXPECT_NE(mi.legs[1].state, VD_LEG_INSYNC);
+    auto expect_all = [&]() {
+        const char *c1 = "GEDG", *c2 = "GEDF", *gold = "GGGG", *head = "HGGG";
+        for (int vc = 0; vc < 4; vc++) {
+            EXPECT_EQ(ChunkOf(p, "c1", vc), c1[vc]) << vc;
+            EXPECT_EQ(ChunkOf(p, "c2", vc), c2[vc]) << vc;
+            EXPECT_EQ(ChunkOf(p, "m@base", vc), gold[vc]) << vc;
+            EXPECT_EQ(ChunkOf(p, "m", vc), head[vc]) << vc;
+        }
+        struct vd_pool_check res;
+        EXPECT_EQ(Check(p, &res), 0);
+        EXPECT_EQ(res.leaked + res.bad, 0u);
+    };
+    expect_all();
+    vd_pool_close(p); // closes the wrapper with the device
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    expect_all(); // (the leg answers again: it may be resyncing)
+    for (const char *c : { "c1", "c2" })
+        EXPECT_EQ(vd_vol_remove(p, c), 0) << c;
+    EXPECT_EQ(vd_snap_remove(p, "m", "base"), 0);
+    EXPECT_EQ(Allocated(p, "m"), 4 * CS);
+    vd_pool_close(p);
 }
 } // namespace
