@@ -608,23 +608,12 @@ static int cview_flush(struct vd_vol *v)
     return sv->vol->lops->flush(sv->vol);
 }
 
-/* A discard writes zeroes: the clone's chunks may be shared, and its
- * map entries hide its ancestors' (as a volume with snapshots). */
+/* UNMAP: the clone's own chunks are freed where no ancestor's data would
+ * show through after a reopen; zeroes elsewhere (vd_thin_clone_discard). */
 static int cview_discard(struct vd_vol *v, uint64_t off, uint64_t len)
 {
-    static const size_t step = 1u << 20;
-    void *z = calloc(1, step);
-    int r = 0;
-    if (!z)
-        return -ENOMEM;
-    while (len && r == 0) {
-        size_t n = len < step ? len : step;
-        r = cview_pwrite(v, z, n, off, 0);
-        off += n;
-        len -= n;
-    }
-    free(z);
-    return r;
+    const struct snapview *sv = v->upper_priv;
+    return vd_thin_clone_discard(sv->vol, sv->h, off, len);
 }
 
 static const struct vd_layout_ops cloneview_layout = {

@@ -50,6 +50,10 @@ int vd_thin_clone_info(struct vd_vol *v, const char *name, uint64_t *size,
 /* I/O thread (close: vd_thin_snap_close; read: vd_thin_snap_pread). */
 int vd_thin_clone_pwrite(struct vd_vol *v, void *h, const void *buf, size_t len,
                          uint64_t off, unsigned flags);
+/* I/O thread: UNMAP; frees the clone's own chunks when nothing shows
+ * through, writes zeroes elsewhere (pool/thin.c). */
+int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off,
+                          uint64_t len);
 
 /* Tests only: see pool/thin.c. */
 extern void (*vd_snap_crash_hook)(const char *step);
