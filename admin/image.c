@@ -860,12 +860,6 @@ int admin_cmd_vol_export(vd_pool *pool, struct cmd_args *a, FILE *out,
     vol = NULL;
     if (r < 0)
         goto fail;
-    /* the data is durable (copy_in flushed): whole from now on */
-    r = vd_vol_import_mark(pool, a->vol, 0);
-    if (r < 0) {
-        code = admin_vol_fail(err, r, a->pool, a->vol, "import");
-        goto fail_keep_code;
-    }
     close(fd);
     fd = -1;
     if (strcmp(fmt, "raw")) {

@@ -974,8 +974,9 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
         // remove every snapshot and clone in a random order, the volume last
         auto rest = members(true, true);
         std::shuffle(rest.begin(), rest.end(), rng);
-        if (!members(false, true).empty())
+        if (!members(false, true).empty()) {
             EXPECT_EQ(vd_vol_remove(p, "v"), -EBUSY); // holds the clones' chunks
+        }
         for (auto &who : rest) {
             if (who[0] == 'c')
                 ASSERT_EQ(vd_vol_remove(p, who.c_str()), 0) << who;
@@ -1065,6 +1066,78 @@ TEST_F(Snap, MirroredThin_Clone_LegFails_DataReadsBack)
         EXPECT_EQ(vd_vol_remove(p, c), 0) << c;
     EXPECT_EQ(vd_snap_remove(p, "m", "base"), 0);
     EXPECT_EQ(Allocated(p, "m"), 4 * CS);
+    vd_pool_close(p);
+}
+
+// UNMAP on a clone: its own chunks over nothing of an ancestor are freed
+// (space comes back at once, durable: a reopen reads zeroes and pool check
+// is clean); a shared chunk, or its own copy of one, gets zeroes (freeing
+// it would bring the ancestor's data back after a reopen).
+TEST_F(Snap, Clone_Unmap_FreesOwnChunks_ZeroesOverShared_AfterReopenToo)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "gold", 64ull << 20), 0);
+    vd_vol *v = vd_vol_open(p, "gold");
+    for (uint64_t vc = 0; vc < 4; vc++)
+        Fill(v, vc, 'G');
+    vd_vol_close(v);
+    ASSERT_EQ(vd_snap_create(p, "gold", "base"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "gold@base", "c1"), 0);
+    v = vd_vol_open(p, "c1");
+    ASSERT_NE(v, nullptr);
+    Fill(v, 1, 'C'); // its own copy of a shared chunk
+    for (uint64_t vc = 8; vc < 12; vc++)
+        Fill(v, vc, 'N'); // its own, nothing beneath
+    vd_vol_close(v);
+    uint64_t before = Allocated(p, "gold");
+    EXPECT_EQ(before, (4 + 1 + 4) * CS);
+    v = vd_vol_open(p, "c1");
+    // chunks 0-3 (shared 0, 2, 3; own copy 1) and 8-10, plus half of 11
+    ASSERT_EQ(vd_vol_discard(v, 0, 4 * CS), 0);
+    ASSERT_EQ(vd_vol_discard(v, 8 * CS, 3 * CS + CS / 2), 0);
+    vd_vol_close(v);
+    // 8-10 freed; 0, 2, 3 copied as zeroes, 1 zeroed in place, 11 half
+    EXPECT_EQ(Allocated(p, "gold"), before - 3 * CS + 3 * CS);
+    auto expect_all = [&]() {
+        for (uint64_t vc = 0; vc < 4; vc++) {
+            EXPECT_EQ(ChunkOf(p, "c1", vc), 0) << vc;
+            EXPECT_EQ(ChunkOf(p, "gold@base", vc), 'G') << vc;
+            EXPECT_EQ(ChunkOf(p, "gold", vc), 'G') << vc;
+        }
+        for (uint64_t vc = 8; vc < 11; vc++)
+            EXPECT_EQ(ChunkOf(p, "c1", vc), 0) << vc;
+        EXPECT_EQ(ChunkOf(p, "c1", 11), '?'); // zeroes, then 'N'
+        struct vd_pool_check res;
+        EXPECT_EQ(Check(p, &res), 0);
+        EXPECT_EQ(res.leaked + res.bad, 0u);
+    };
+    expect_all();
+    uint64_t after = Allocated(p, "gold");
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    expect_all();
+    EXPECT_EQ(Allocated(p, "gold"), after);
+    struct vd_pool_check res;
+    EXPECT_EQ(Check(p, &res), 0);
+    EXPECT_EQ(res.reclaimed, 0u);
+    // with the snapshot gone, a clone's chunk the volume still holds
+    // (gold's chunk 0, the clone's zero copy is its own now) stays zeroes
+    ASSERT_EQ(vd_snap_remove(p, "gold", "base"), 0);
+    v = vd_vol_open(p, "c1");
+    Fill(v, 20, 'Z');
+    ASSERT_EQ(vd_vol_discard(v, 0, 32 * CS), 0);
+    vd_vol_close(v);
+    EXPECT_EQ(ChunkOf(p, "c1", 20), 0);
+    EXPECT_EQ(ChunkOf(p, "c1", 0), 0);
+    vd_pool_close(p);
+    p = Open();
+    EXPECT_EQ(ChunkOf(p, "c1", 20), 0);
+    EXPECT_EQ(ChunkOf(p, "c1", 0), 0);
+    EXPECT_EQ(ChunkOf(p, "gold", 0), 'G');
+    EXPECT_EQ(Check(p, &res), 0);
+    EXPECT_EQ(vd_vol_remove(p, "c1"), 0);
+    EXPECT_EQ(Allocated(p, "gold"), 4 * CS);
     vd_pool_close(p);
 }
 } // namespace
