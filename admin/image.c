@@ -568,7 +568,7 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
     struct stat st;
     uint64_t vsize = 0, size, written = 0;
     vd_vol *vol = NULL;
-    int fd = -1, r, created = 0, code = VD_EXIT_FAIL;
+    int fd = -1, r, created = 0, marked = 0, code = VD_EXIT_FAIL;
 
     /* vdlvm makes FILE absolute (vd_admin_abs_file) after the usage
      * check, before the command runs */
@@ -679,6 +679,7 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
         code = admin_vol_fail(err, r, a->pool, a->vol, "import");
         goto fail_keep_code;
     }
+    marked = 1;
     vol = vd_vol_open(pool, a->vol);
     if (!vol) {
         code = admin_vol_fail(err, -errno, a->pool, a->vol, "open");
@@ -698,6 +699,7 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
         code = admin_vol_fail(err, r, a->pool, a->vol, "import");
         goto fail_keep_code;
     }
+    marked = 0;
     close(fd);
     if (tmp[0])
         unlink(tmp);
@@ -715,7 +717,9 @@ fail_keep_code:
     if (vol)
         vd_vol_close(vol);
     if (created) {
-        r = vd_vol_remove(pool, a->vol);
+        /* marked (the usual case): the volume and its mark in one record */
+        r = marked ? vd_vol_import_abort(pool, a->vol)
+                   : vd_vol_remove(pool, a->vol);
         if (r < 0)
             admin_msg(err,
                       "volume '%s/%s': could not be removed after the failed "

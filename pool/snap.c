@@ -241,6 +241,42 @@ static bool import_marked(struct vd_vol *v)
     return hit;
 }
 
+/* Remove a volume carrying the import mark, mark included: one
+ * VOL_REMOVE record (the mark is the volume's own state and goes with it;
+ * `vol remove` refuses volumes with snapshots only to keep a user's), so
+ * a crash leaves the marked volume or nothing.  Not while it is open or
+ * has clones (someone uses the half image: left for the user). */
+int vd_vol_import_abort(vd_pool *p, const char *vol)
+{
+    struct vd_op_vol ov = { .h.type = VD_OP_VOL_REMOVE };
+    struct vd_opbuf ops = { 0 };
+    int r;
+
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    if (!v) {
+        r = -ENOENT;
+    } else if (!vd_thin_is_family(v) || !import_marked(v)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not being imported", p->name, vol);
+        r = -EINVAL;
+    } else if (v->open_count || vd_thin_clone_count(v)) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': half imported but in use (exported or "
+               "cloned); remove it with 'vdlvm vol remove' when it is not",
+               p->name, vol);
+        r = -EBUSY;
+    } else {
+        ov.id = v->id;
+        if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) == 0)
+            r = vd_md_commit(p, &ops);
+        vd_opbuf_free(&ops);
+        if (r == 0)
+            vd_pool_check_thresholds(p);
+    }
+    vd_admin_unlock(p);
+    return r;
+}
+
 /* Pool open, before the background thread starts (so no other thread):
  * remove the volumes an interrupted import left. */
 void vd_snap_opened(vd_pool *p)
@@ -253,7 +289,7 @@ void vd_snap_opened(vd_pool *p)
         }
         char name[VD_NAME_MAX + 1];
         snprintf(name, sizeof(name), "%s", v->name);
-        int r = vd_vol_remove(p, name);
+        int r = vd_vol_import_abort(p, name);
         vd_log(r < 0 ? VD_LOG_ERR : VD_LOG_WARN,
                "volume '%s/%s': its import was interrupted; %s%s%s", p->name,
                name, r < 0 ? "could not remove it: " : "removed",

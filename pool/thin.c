@@ -3062,8 +3062,8 @@ static bool clone_beneath_locked(const struct thin *t, const struct tsnap *c,
     for (size_t m = 0;; m++) {
         for (int k = 0; k < 2; k++) {
             uint32_t e = es[k];
-            if (e && gdep(t, dep, t->ext[(e - 1) / t->cpe].cgen[(e - 1) %
-                                                                 t->cpe]) > 0)
+            if (e && gdep(t, dep,
+                          t->ext[(e - 1) / t->cpe].cgen[(e - 1) % t->cpe]) > 0)
                 return true;
         }
         if (m == t->nsnaps)
@@ -3091,8 +3091,7 @@ static bool clone_beneath_locked(const struct thin *t, const struct tsnap *c,
  * clone in flight: a chunk is never freed under its reader) and queued
  * for the group commit before io_lock is released, so a later write of
  * the same virtual chunk commits in that group or a later one. */
-int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off,
-                          uint64_t len)
+int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off, uint64_t len)
 {
     struct thin *t = thin_of(v);
     struct tsnap *c = h;
