@@ -490,19 +490,17 @@ int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     struct vd_pool_info pi;
     int r;
 
-    r = vd_vol_get_info(pool, a->vol, &vs.vi);
-    if (r == -ENOENT) { /* a clone? */
-        struct vd_clone_info ci;
-        if (vd_clone_get_info(pool, a->vol, &ci) == 0) {
-            if (a->given & O_JSON) {
-                clone_status_json(out, &ci);
-                fputc('\n', out);
-            } else {
-                clone_status_text(out, a->pool, &ci);
-            }
-            return VD_EXIT_OK;
+    struct vd_clone_info ci;
+    if (vd_clone_get_info(pool, a->vol, &ci) == 0) { /* a clone */
+        if (a->given & O_JSON) {
+            clone_status_json(out, &ci);
+            fputc('\n', out);
+        } else {
+            clone_status_text(out, a->pool, &ci);
         }
+        return VD_EXIT_OK;
     }
+    r = vd_vol_get_info(pool, a->vol, &vs.vi);
     if (r == 0)
         r = vd_pool_get_info(pool, &pi);
     if (r == 0)

@@ -516,6 +516,26 @@ bool vd_clone_exists_locked(vd_pool *p, const char *name)
     return clone_family_locked(p, name) != NULL;
 }
 
+int vd_clone_vol_info_locked(vd_pool *p, const char *name,
+                             struct vd_vol_info *info,
+                             void (*fill)(const struct vd_vol *,
+                                          struct vd_vol_info *))
+{
+    struct vd_vol *o = name ? clone_family_locked(p, name) : NULL;
+    uint64_t size, ex, sh;
+    char origin[2 * VD_NAME_MAX + 2];
+    int exported;
+
+    if (!o || vd_thin_clone_info(o, name, &size, &ex, &sh, origin,
+                                 sizeof(origin), &exported) < 0)
+        return -ENOENT;
+    fill(o, info);
+    snprintf(info->name, sizeof(info->name), "%s", name);
+    info->size = size;
+    info->open_count = exported > 0;
+    return 0;
+}
+
 int vd_vol_clone(vd_pool *p, const char *src, const char *name)
 {
     char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
@@ -652,6 +672,15 @@ static int cview_discard(struct vd_vol *v, uint64_t off, uint64_t len)
     return vd_thin_clone_discard(sv->vol, sv->h, off, len);
 }
 
+/* Mapped where the clone's map names a chunk: what UNMAP freed reads as
+ * unmapped (so tgt's UNMAP path does not write zeroes over it again). */
+static int cview_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
+                            int *mapped)
+{
+    const struct snapview *sv = v->upper_priv;
+    return vd_thin_clone_lba_status(sv->vol, sv->h, off, len, mapped);
+}
+
 static const struct vd_layout_ops cloneview_layout = {
     .name = "clone",
     .id = UINT32_MAX, /* never on disk, not in the registry */
@@ -659,7 +688,7 @@ static const struct vd_layout_ops cloneview_layout = {
     .pwrite = cview_pwrite,
     .flush = cview_flush,
     .discard = cview_discard,
-    .lba_status = view_lba_status,
+    .lba_status = cview_lba_status,
 };
 
 struct vd_vol *vd_clone_view_open(vd_pool *p, const char *name)

@@ -3190,3 +3190,37 @@ int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off, uint64_t len)
     free(z);
     return r;
 }
+
+/* GET LBA STATUS / discard_zero on clone h: mapped where its map names a
+ * chunk (or a write in flight replaces one), the run of chunks alike from
+ * off; the end clipped to the clone's size. */
+int vd_thin_clone_lba_status(struct vd_vol *v, void *h, uint64_t off,
+                             uint64_t *len, int *mapped)
+{
+    struct thin *t = thin_of(v);
+    struct tsnap *c = h;
+    uint64_t vch, vc, end;
+
+    if (off >= c->size)
+        return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    vch = vd_div_up(c->size, t->cs);
+    pthread_mutex_lock(&t->lock);
+    vc = off >> t->cshift;
+    int m = leaf_get(c->dir, vc) != 0;
+    for (end = vc + 1; end < vch; end++) {
+        if (!m && !c->dir[end >> LEAF_SHIFT]) {
+            end |= LEAF_N - 1;
+            continue;
+        }
+        if ((leaf_get(c->dir, end) != 0) != m)
+            break;
+    }
+    if (end > vch)
+        end = vch;
+    pthread_mutex_unlock(&t->lock);
+    *mapped = m;
+    *len = ((end << t->cshift) < c->size ? end << t->cshift : c->size) - off;
+    return 0;
+}

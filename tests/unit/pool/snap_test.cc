@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -856,16 +857,21 @@ TEST_F(Snap, Clone_CrashAtEveryStep_NoCloneOrAWholeOne)
     }
 }
 
-// Reference counting through clone, snapshot, write, revert, remove and
-// reopen in random orders, against a model that names every chunk: each
-// member (the volume "v", its snapshots "v@sN", clones "cN") maps its
-// chunks to chunk ids; a write copies a chunk another member also names
-// (a clone also copies one it did not write since its last clone was
-// made: that one's generation froze), else writes it in place.  After
-// every step: every member reads its model, pool check is clean, and the
-// family's allocated bytes equal the chunks some member names (a chunk is
-// freed exactly when its last reference goes).  At the end everything is
-// removed in a random order and the pool's free bytes are back.
+// Reference counting through clone, snapshot, write, UNMAP, revert,
+// remove and reopen in random orders, against a model that names every
+// chunk and the generation it was written in: each member (the volume
+// "v", its snapshots "v@sN", clones "cN") maps its chunks to chunk ids
+// and writes in a generation (the volume moves to a new one at a snapshot,
+// a clone of it or a revert; a clone at a clone of it).  A write copies a
+// chunk another member also names (a clone also one of another
+// generation), else writes in place.  UNMAP: the volume without snapshots
+// or clones frees; a clone frees its own chunk when no member names a
+// chunk of an ancestor generation for it; otherwise zeroes are written
+// (as a write).  After every step: every member reads its model, pool
+// check is clean, and the family's allocated bytes equal the chunks some
+// member names (a chunk is freed exactly when its last reference goes).
+// At the end everything is removed in a random order and the pool's free
+// bytes are back.
 TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
 {
     for (unsigned seed = 1; seed <= 6; seed++) {
@@ -879,10 +885,17 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
         ASSERT_EQ(MakeThin(p, "v", NV * CS), 0);
         std::map<std::string, std::vector<int>> m; // member -> chunk ids
         std::map<int, char> data;                  // chunk id -> byte
-        std::map<int, std::pair<std::string, int>> made; // id -> (writer, epoch)
-        std::map<std::string, int> epoch;
+        std::map<int, int> cgen;                   // chunk id -> generation
+        std::map<int, int> parent;                 // generation -> parent
+        std::map<std::string, int> gen;            // member -> generation
+        int nextid = 1, nextgen = 2, nsnap = 0, nclone = 0, unmaps = 0, freed = 0;
         m["v"] = std::vector<int>(NV, 0);
-        int nextid = 1, nsnap = 0, nclone = 0;
+        gen["v"] = 1;
+        parent[1] = 0;
+        auto newgen = [&](int par) {
+            parent[nextgen] = par;
+            return nextgen++;
+        };
         auto refs = [&](int id) {
             int n = 0;
             for (auto &kv : m)
@@ -907,19 +920,53 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
             }
             return r;
         };
+        // the model's side of a write of c to chunk vc of who
+        auto mwrite = [&](const std::string &who, int vc, char c) {
+            int &id = m[who][vc];
+            bool own = id && refs(id) == 1 && (who == "v" || cgen[id] == gen[who]);
+            if (!own) {
+                id = nextid++;
+                cgen[id] = gen[who];
+            }
+            data[id] = c;
+        };
         auto write = [&](const std::string &who, int vc, char c) {
             vd_vol *v = vd_vol_open(p, who.c_str());
             ASSERT_NE(v, nullptr) << who;
             Fill(v, vc, c);
             vd_vol_close(v);
+            mwrite(who, vc, c);
+        };
+        auto above = [&](int g, int anc) { // anc a strict ancestor of g
+            for (int x = parent[g]; x; x = parent[x])
+                if (x == anc)
+                    return true;
+            return false;
+        };
+        auto unmap = [&](const std::string &who, int vc) {
+            vd_vol *v = vd_vol_open(p, who.c_str());
+            ASSERT_NE(v, nullptr) << who;
+            ASSERT_EQ(vd_vol_discard(v, vc * CS, CS), 0);
+            vd_vol_close(v);
+            unmaps++;
             int &id = m[who][vc];
-            bool own = id && refs(id) == 1 &&
-                       (who == "v" || made[id] == std::make_pair(who, epoch[who]));
-            if (!own) {
-                id = nextid++;
-                made[id] = { who, epoch[who] };
+            if (!id)
+                return;
+            if (who == "v") {
+                if (m.size() == 1)
+                    id = 0, freed++;
+                else
+                    mwrite(who, vc, 0);
+                return;
             }
-            data[id] = c;
+            bool own = refs(id) == 1 && cgen[id] == gen[who], beneath = false;
+            for (auto &kv : m)
+                if (kv.first != who && kv.second[vc] && above(gen[who], cgen[kv.second[vc]]))
+                    beneath = true;
+            if (own && !beneath)
+                id = 0, freed++;
+            else
+                mwrite(who, vc, 0);
         };
         auto verify = [&](int step) {
             struct vd_pool_check res;
@@ -931,8 +978,8 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
                         << "step " << step << " " << kv.first << " chunk " << i;
             ASSERT_EQ(Allocated(p, "v"), live() * CS) << "step " << step;
         };
-        for (int step = 0; step < 70; step++) {
-            int op = rng() % 12;
+        for (int step = 0; step < 80; step++) {
+            int op = rng() % 14;
             auto sn = members(true, false), cl = members(false, true);
             if (op < 3) {
                 write("v", rng() % NV, 'a' + rng() % 26);
@@ -942,6 +989,8 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
                 std::string s = "s" + std::to_string(nsnap++);
                 ASSERT_EQ(vd_snap_create(p, "v", s.c_str()), 0);
                 m["v@" + s] = m["v"];
+                gen["v@" + s] = gen["v"];
+                gen["v"] = newgen(gen["v"]);
             } else if (op == 7) {
                 // a clone of the volume, a snapshot or a clone
                 auto all = members(true, true);
@@ -950,8 +999,10 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
                 std::string c = "c" + std::to_string(nclone++);
                 ASSERT_EQ(vd_vol_clone(p, src.c_str(), c.c_str()), 0) << src;
                 m[c] = m[src];
-                if (src[0] == 'c')
-                    epoch[src]++; // the source clone moves to a new generation
+                int g = gen[src];
+                gen[c] = newgen(g);
+                if (src == "v" || src[0] == 'c')
+                    gen[src] = newgen(g); // a writable source moves on
             } else if (op == 8 && !sn.empty()) {
                 std::string s = sn[rng() % sn.size()];
                 ASSERT_EQ(vd_snap_remove(p, "v", s.substr(2).c_str()), 0);
@@ -964,13 +1015,19 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
                 std::string s = sn[rng() % sn.size()];
                 ASSERT_EQ(vd_vol_revert(p, "v", s.substr(2).c_str(), 0), 0);
                 m["v"] = m[s];
+                gen["v"] = newgen(gen[s]);
             } else if (op == 11) {
                 vd_pool_close(p);
                 p = Open();
                 ASSERT_NE(p, nullptr);
+            } else if (op == 12 && !cl.empty()) {
+                unmap(cl[rng() % cl.size()], rng() % NV);
+            } else if (op == 13) {
+                unmap("v", rng() % NV);
             }
             verify(step);
         }
+        EXPECT_GT(unmaps, 0);
         // remove every snapshot and clone in a random order, the volume last
         auto rest = members(true, true);
         std::shuffle(rest.begin(), rest.end(), rng);
@@ -993,6 +1050,7 @@ TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
         vd_pool_close(p);
         std::string cmd = "rm -f " + paths[0] + " " + paths[1];
         ASSERT_EQ(system(cmd.c_str()), 0);
+        std::printf("seed %u: %d unmaps, %d freed\n", seed, unmaps, freed);
     }
 }
 
