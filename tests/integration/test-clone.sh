@@ -12,7 +12,7 @@
 #      snapshot can (the clones keep its chunks);
 #   4. kill -9 of tgtd during a write load on a clone: every write qemu-io
 #      reported done reads back after a restart, pool check is clean;
-#   5. the clones removed in an arbitrary order, pool check after each.
+#   5. the clones removed in a random order, pool check after each.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/thin-common.sh"
@@ -130,7 +130,9 @@ qemu_io "$url2" "read -P 0x72 $((2 * MiB)) 1M" || fail "vm2 lost its earlier wri
 tgt_lun_delete 1 1 || fail "cannot delete LUN 1"
 
 # ---- 5. remove in arbitrary order ------------------------------------------------------
-for c in vm2 vm3 vm1; do
+order=$(printf "vm1\nvm2\nvm3\n" | shuf | tr "\n" " ")
+note "removal order: $order"
+for c in $order; do
     out=$(vdlvm vol remove pool0/$c 2>&1) || fail "vol remove $c: $out"
     out=$(vdlvm pool check pool0 2>&1) || fail "pool check after removing $c: $out"
 done
