@@ -162,7 +162,7 @@ kill_mid_import() {
 kill_mid_import tgtd
 kill_mid_import vdlvm
 # a reserved snapshot name is refused
-expect_fail 1 "reserved" vdlvm snap create pool0/q@.vdlvm-import
+expect_fail 2 "reserved" vdlvm snap create pool0/q@.vdlvm-import
 out=$(vdlvm pool check pool0 2>&1) || fail "pool check pool0 at the end: $out"
 ls -A "$img" | grep -q vdlvm && fail "a temporary file was left in $img: $(ls -A "$img")"
 note "ok"
