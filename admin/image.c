@@ -16,7 +16,11 @@
  * Never half-created: once import has created the volume, every failure
  * (a read of the image, a write, qemu-img) removes it again before the
  * command returns.  What cannot be caught (kill -9 of the process running
- * the command) leaves the volume: `vol remove` it.
+ * the command, vdlvm or tgtd) is caught at the next pool open: the volume
+ * carries an import mark (an empty reserved snapshot, vd_vol_import_mark)
+ * from just after its creation until its data is flushed, and a pool open
+ * removes marked volumes (only one process holds a pool).  A re-run then
+ * starts afresh.
  *
  * Where it runs: like every admin command, on the thread of vd_admin_exec,
  * in vdlvm or in the tgtd that holds the pool (the control socket counts
@@ -460,6 +464,28 @@ static int pwrite_full(int fd, const unsigned char *buf, size_t len,
 
 /* ---- import -------------------------------------------------------------- */
 
+/* Tests only (tests/integration/test-image.sh): with VDLVM_TEST_IMPORT_HOLD
+ * naming a folder that holds a file "hold", an import stops after its
+ * first buffer, creates "held" there and waits while "hold" exists (so a
+ * test can kill it mid-way).  Unset in production. */
+static void test_hold(void)
+{
+    const char *dir = getenv("VDLVM_TEST_IMPORT_HOLD");
+    char hold[PATH_MAX], held[PATH_MAX];
+
+    if (!dir || !*dir)
+        return;
+    snprintf(hold, sizeof(hold), "%s/hold", dir);
+    snprintf(held, sizeof(held), "%s/held", dir);
+    if (access(hold, F_OK) != 0)
+        return;
+    int fd = open(held, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close(fd);
+    while (access(hold, F_OK) == 0)
+        usleep(10000);
+}
+
 /* Copy the raw image fd (size bytes) into vol: each block of blk bytes
  * that holds a non-zero byte is written, runs of them in one write.
  * *written: bytes written.  0, or a negative errno after a message. */
@@ -516,6 +542,8 @@ static int copy_in(int fd, uint64_t size, int seekable, vd_vol *vol,
             *written += j - i;
             i = j;
         }
+        if (!off)
+            test_hold();
         off += n;
         admin_progress_update(&pg, off, size);
     }
@@ -540,7 +568,7 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
     struct stat st;
     uint64_t vsize = 0, size, written = 0;
     vd_vol *vol = NULL;
-    int fd = -1, r, created = 0, code = VD_EXIT_FAIL;
+    int fd = -1, r, created = 0, marked = 0, code = VD_EXIT_FAIL;
 
     /* vdlvm makes FILE absolute (vd_admin_abs_file) after the usage
      * check, before the command runs */
@@ -644,6 +672,14 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
                   a->vol);
         goto fail;
     }
+    /* marked until it is whole: a pool open removes a marked volume (its
+     * importer was killed) */
+    r = vd_vol_import_mark(pool, a->vol, 1);
+    if (r < 0) {
+        code = admin_vol_fail(err, r, a->pool, a->vol, "import");
+        goto fail_keep_code;
+    }
+    marked = 1;
     vol = vd_vol_open(pool, a->vol);
     if (!vol) {
         code = admin_vol_fail(err, -errno, a->pool, a->vol, "open");
@@ -657,6 +693,13 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
     vol = NULL;
     if (r < 0)
         goto fail;
+    /* the data is durable (copy_in flushed): whole from now on */
+    r = vd_vol_import_mark(pool, a->vol, 0);
+    if (r < 0) {
+        code = admin_vol_fail(err, r, a->pool, a->vol, "import");
+        goto fail_keep_code;
+    }
+    marked = 0;
     close(fd);
     if (tmp[0])
         unlink(tmp);
@@ -674,7 +717,9 @@ fail_keep_code:
     if (vol)
         vd_vol_close(vol);
     if (created) {
-        r = vd_vol_remove(pool, a->vol);
+        /* marked (the usual case): the volume and its mark in one record */
+        r = marked ? vd_vol_import_abort(pool, a->vol)
+                   : vd_vol_remove(pool, a->vol);
         if (r < 0)
             admin_msg(err,
                       "volume '%s/%s': could not be removed after the failed "

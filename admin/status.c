@@ -38,6 +38,10 @@ struct pool_status {
     struct dev_status *devs; /* pi.ndevs, malloc'd */
     int nvols;
     struct vol_status *vols; /* nvols, malloc'd */
+    /* clones (pool/snap.c: writable members of a thin volume's family,
+     * named like volumes); vd_clone_list, malloc'd */
+    struct vd_clone_info *clones;
+    size_t nclones;
 };
 
 /* The rest of vs once vs->vi is filled: extents and, for a mirror, its
@@ -68,8 +72,10 @@ static void pool_status_free(struct pool_status *st)
         vol_status_free(&st->vols[i]);
     free(st->vols);
     free(st->devs);
+    free(st->clones);
     st->vols = NULL;
     st->devs = NULL;
+    st->clones = NULL;
 }
 
 /* Everything `status POOL` shows; 0 or a negative errno (st freed). */
@@ -111,6 +117,9 @@ static int pool_status_get(vd_pool *pool, struct pool_status *st)
         if (r < 0)
             goto fail;
     }
+    r = vd_clone_list(pool, &st->clones, &st->nclones);
+    if (r < 0)
+        goto fail;
     return 0;
 fail:
     pool_status_free(st);
@@ -219,6 +228,45 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
     free(brief);
 }
 
+/* A clone: its origin ("VOL@SNAP", "VOL" or another clone), the bytes it
+ * names (allocated = exclusive + shared), those only it names (its removal
+ * frees them) and those it shares (a write copies them first). */
+static void clone_status_json(FILE *out, const struct vd_clone_info *c)
+{
+    fputs("{\"name\":", out);
+    admin_jstr(out, c->name);
+    fputs(",\"clone\":true,\"origin\":", out);
+    admin_jstr(out, c->origin);
+    fprintf(out,
+            ",\"size\":%llu,\"allocated\":%llu,\"exclusive\":%llu,"
+            "\"shared\":%llu,\"exported\":%s}",
+            (unsigned long long)c->size,
+            (unsigned long long)(c->exclusive + c->shared),
+            (unsigned long long)c->exclusive, (unsigned long long)c->shared,
+            c->exported ? "true" : "false");
+}
+
+static void clone_status_text(FILE *out, const char *pool_name,
+                              const struct vd_clone_info *c)
+{
+    char sz[32], al[48], ex[32], sh[32];
+
+    admin_fmt_size(c->size, sz, sizeof(sz));
+    admin_fmt_alloc(c->exclusive + c->shared, c->size, al, sizeof(al));
+    admin_fmt_size(c->exclusive, ex, sizeof(ex));
+    admin_fmt_size(c->shared, sh, sizeof(sh));
+    fprintf(out, "volume '%s/%s'\n", pool_name, c->name);
+    fprintf(out, "  size      %s (%llu bytes)\n", sz,
+            (unsigned long long)c->size);
+    fprintf(out, "  clone of  %s/%s\n", pool_name, c->origin);
+    fprintf(out, "  exported  %s\n", c->exported ? "yes" : "no");
+    fprintf(out, "  allocated %s\n", al);
+    fprintf(out,
+            "  sharing   %s exclusive, %s shared with its origin and other "
+            "members\n",
+            ex, sh);
+}
+
 static void pool_status_json(FILE *out, const vd_pool *pool,
                              const struct pool_status *st)
 {
@@ -282,6 +330,12 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
         if (i)
             fputc(',', out);
         vol_status_json(out, pool, &st->vols[i]);
+    }
+    fputs("],\"clones\":[", out);
+    for (size_t i = 0; i < st->nclones; i++) {
+        if (i)
+            fputc(',', out);
+        clone_status_json(out, &st->clones[i]);
     }
     fputs("]}\n", out);
 }
@@ -390,6 +444,24 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
         admin_tbl_cell(&vt, 9, "%s", brief ? brief : "?");
         free(brief);
     }
+    for (size_t i = 0; i < st->nclones; i++) {
+        const struct vd_clone_info *c = &st->clones[i];
+        char sz[32], al[48], ex[32], sh[32];
+        admin_fmt_size(c->size, sz, sizeof(sz));
+        admin_fmt_alloc(c->exclusive + c->shared, c->size, al, sizeof(al));
+        admin_fmt_size(c->exclusive, ex, sizeof(ex));
+        admin_fmt_size(c->shared, sh, sizeof(sh));
+        admin_tbl_cell(&vt, 0, "%s", c->name);
+        admin_tbl_cell(&vt, 1, "%s", sz);
+        admin_tbl_cell(&vt, 2, "%s", al);
+        admin_tbl_cell(&vt, 3, "%s", ex);
+        admin_tbl_cell(&vt, 4, "%s", sh);
+        admin_tbl_cell(&vt, 5, "-");
+        admin_tbl_cell(&vt, 6, "clone");
+        admin_tbl_cell(&vt, 7, "%s", c->exported ? "yes" : "no");
+        admin_tbl_cell(&vt, 8, "clone of %s", c->origin);
+        admin_tbl_cell(&vt, 9, "-");
+    }
 
     fputc('\n', out);
     admin_tbl_print(&dt, out, "  ");
@@ -404,7 +476,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
     admin_crypt_status_text(out, (vd_pool *)pool);        /* admin/key.c */
     admin_verify_status_text(out, (vd_pool *)pool, NULL); /* admin/vol.c */
     fputc('\n', out);
-    if (st->nvols)
+    if (st->nvols || st->nclones)
         admin_tbl_print(&vt, out, "  ");
     else
         fprintf(out, "  no volumes\n");
@@ -418,6 +490,16 @@ int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
     struct vd_pool_info pi;
     int r;
 
+    struct vd_clone_info ci;
+    if (vd_clone_get_info(pool, a->vol, &ci) == 0) { /* a clone */
+        if (a->given & O_JSON) {
+            clone_status_json(out, &ci);
+            fputc('\n', out);
+        } else {
+            clone_status_text(out, a->pool, &ci);
+        }
+        return VD_EXIT_OK;
+    }
     r = vd_vol_get_info(pool, a->vol, &vs.vi);
     if (r == 0)
         r = vd_pool_get_info(pool, &pi);

@@ -237,6 +237,15 @@ int admin_cmd_vol_extend(vd_pool *pool, struct cmd_args *a, FILE *out,
     char from[32], to[32];
     int r;
 
+    struct vd_clone_info ci;
+    if (vd_clone_get_info(pool, a->vol, &ci) == 0) {
+        admin_msg(err,
+                  "volume '%s/%s': a clone (of %s) cannot be extended yet; "
+                  "extend its origin volume before cloning, or copy it to a "
+                  "larger volume",
+                  a->pool, a->vol, ci.origin);
+        return VD_EXIT_FAIL;
+    }
     r = vd_vol_get_info(pool, a->vol, &vi);
     if (r < 0)
         return admin_vol_fail(err, r, a->pool, a->vol, "lookup");

@@ -1090,6 +1090,7 @@ int vd_pool_open_flags(const struct vd_conf_pool *conf, unsigned flags,
         if ((r = vd_vol_ctr(p->vols[i])) < 0)
             goto out;
     vd_move_opened(p);
+    vd_snap_opened(p);
     if ((r = vd_bg_start(p)) < 0)
         goto out;
     *out = p;

@@ -264,6 +264,8 @@ bool vd_move_nowait_ok(struct vd_dev *d, uint64_t off, size_t len);
 int vd_move_dev_flush(struct vd_dev *d);
 /* after open (before I/O): a resumed move compares its copied part first */
 void vd_move_opened(vd_pool *p);
+/* after open: remove volumes whose import was interrupted (snap.c) */
+void vd_snap_opened(vd_pool *p);
 /* the background thread's pass */
 void vd_move_tick(vd_pool *p);
 /* Is dev the device of the pending evacuation (admin lock held)? */

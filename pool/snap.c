@@ -162,6 +162,12 @@ static struct vd_vol *find_thin(vd_pool *p, const char *vol)
     return v;
 }
 
+/* Snapshot names vdlvm keeps for itself (user snapshots may not start so).
+ * IMPORT_MARK: an empty snapshot that marks a volume `vol import` is
+ * still filling (vd_vol_import_mark). */
+#define RESERVED    ".vdlvm-"
+#define IMPORT_MARK ".vdlvm-import"
+
 /* ---- the API --------------------------------------------------------------- */
 /* The volume cannot go away meanwhile: the admin thread is the only one
  * that removes volumes, and it is the caller. */
@@ -172,6 +178,13 @@ int vd_snap_create(vd_pool *p, const char *vol, const char *snap)
                "snapshot '%s/%s@%s': a name is 1-%d characters of A-Z a-z "
                "0-9 . _ - +",
                p->name, vol, snap, VD_SNAP_NAME_MAX);
+        return -EINVAL;
+    }
+    if (!strncmp(snap, RESERVED, strlen(RESERVED))) {
+        vd_log(VD_LOG_ERR,
+               "snapshot '%s/%s@%s': names starting with '%s' are reserved "
+               "for vdlvm; choose another name",
+               p->name, vol, snap, RESERVED);
         return -EINVAL;
     }
     vd_admin_lock(p);
@@ -194,6 +207,97 @@ int vd_vol_revert(vd_pool *p, const char *vol, const char *snap, int force)
     struct vd_vol *v = find_thin(p, vol);
     vd_admin_unlock(p);
     return v ? vd_thin_snap_revert(v, snap, force) : -ENOENT;
+}
+
+/* Import marker.  `vol import` creates the volume (one commit), marks it
+ * (a snapshot named IMPORT_MARK: one record, nothing copied, and empty:
+ * the volume holds no data yet, so the head's writes never copy for it),
+ * fills it, flushes it and removes the mark.  The pool is held by one
+ * process at a time (flock at open), so a marked volume at open is one
+ * whose importer died: vd_snap_opened removes it.  The one window left
+ * is a kill between the create and the mark commits (an empty volume
+ * stays, and a re-run says it exists). */
+int vd_vol_import_mark(vd_pool *p, const char *vol, int on)
+{
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    vd_admin_unlock(p);
+    if (!v)
+        return -ENOENT;
+    return on ? vd_thin_snap_create(v, IMPORT_MARK)
+              : vd_thin_snap_remove(v, IMPORT_MARK);
+}
+
+static bool import_marked(struct vd_vol *v)
+{
+    struct vd_snap_info *s = NULL;
+    size_t n = 0;
+    bool hit = false;
+    if (vd_thin_snap_list(v, &s, &n) < 0)
+        return false;
+    for (size_t i = 0; i < n && !hit; i++)
+        hit = !strcmp(s[i].name, IMPORT_MARK);
+    free(s);
+    return hit;
+}
+
+/* Remove a volume carrying the import mark, mark included: one
+ * VOL_REMOVE record (the mark is the volume's own state and goes with it;
+ * `vol remove` refuses volumes with snapshots only to keep a user's), so
+ * a crash leaves the marked volume or nothing.  Not while it is open or
+ * has clones (someone uses the half image: left for the user). */
+int vd_vol_import_abort(vd_pool *p, const char *vol)
+{
+    struct vd_op_vol ov = { .h.type = VD_OP_VOL_REMOVE };
+    struct vd_opbuf ops = { 0 };
+    int r;
+
+    vd_admin_lock(p);
+    struct vd_vol *v = find_thin(p, vol);
+    if (!v) {
+        r = -ENOENT;
+    } else if (!vd_thin_is_family(v) || !import_marked(v)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not being imported", p->name, vol);
+        r = -EINVAL;
+    } else if (v->open_count || vd_thin_clone_count(v)) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': half imported but in use (exported or "
+               "cloned); remove it with 'vdlvm vol remove' when it is not",
+               p->name, vol);
+        r = -EBUSY;
+    } else {
+        ov.id = v->id;
+        if ((r = vd_opbuf_add(&ops, &ov, sizeof(ov))) == 0)
+            r = vd_md_commit(p, &ops);
+        vd_opbuf_free(&ops);
+        if (r == 0)
+            vd_pool_check_thresholds(p);
+    }
+    vd_admin_unlock(p);
+    return r;
+}
+
+/* Pool open, before the background thread starts (so no other thread):
+ * remove the volumes an interrupted import left. */
+void vd_snap_opened(vd_pool *p)
+{
+    for (uint32_t i = 0; i < p->nvols;) {
+        struct vd_vol *v = p->vols[i];
+        if (!vd_thin_is_family(v) || !import_marked(v)) {
+            i++;
+            continue;
+        }
+        char name[VD_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%s", v->name);
+        int r = vd_vol_import_abort(p, name);
+        vd_log(r < 0 ? VD_LOG_ERR : VD_LOG_WARN,
+               "volume '%s/%s': its import was interrupted; %s%s%s", p->name,
+               name, r < 0 ? "could not remove it: " : "removed",
+               r < 0 ? strerror(-r) : "",
+               r < 0 ? "; remove it with 'vdlvm vol remove'" : "");
+        if (r < 0)
+            i++;
+    }
 }
 
 int vd_snap_list(vd_pool *p, const char *vol, struct vd_snap_info **snaps,
@@ -412,6 +516,26 @@ bool vd_clone_exists_locked(vd_pool *p, const char *name)
     return clone_family_locked(p, name) != NULL;
 }
 
+int vd_clone_vol_info_locked(vd_pool *p, const char *name,
+                             struct vd_vol_info *info,
+                             void (*fill)(const struct vd_vol *,
+                                          struct vd_vol_info *))
+{
+    struct vd_vol *o = name ? clone_family_locked(p, name) : NULL;
+    uint64_t size, ex, sh;
+    char origin[2 * VD_NAME_MAX + 2];
+    int exported;
+
+    if (!o || vd_thin_clone_info(o, name, &size, &ex, &sh, origin,
+                                 sizeof(origin), &exported) < 0)
+        return -ENOENT;
+    fill(o, info);
+    snprintf(info->name, sizeof(info->name), "%s", name);
+    info->size = size;
+    info->open_count = exported > 0;
+    return 0;
+}
+
 int vd_vol_clone(vd_pool *p, const char *src, const char *name)
 {
     char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
@@ -540,23 +664,21 @@ static int cview_flush(struct vd_vol *v)
     return sv->vol->lops->flush(sv->vol);
 }
 
-/* A discard writes zeroes: the clone's chunks may be shared, and its
- * map entries hide its ancestors' (as a volume with snapshots). */
+/* UNMAP: the clone's own chunks are freed where no ancestor's data would
+ * show through after a reopen; zeroes elsewhere (vd_thin_clone_discard). */
 static int cview_discard(struct vd_vol *v, uint64_t off, uint64_t len)
 {
-    static const size_t step = 1u << 20;
-    void *z = calloc(1, step);
-    int r = 0;
-    if (!z)
-        return -ENOMEM;
-    while (len && r == 0) {
-        size_t n = len < step ? len : step;
-        r = cview_pwrite(v, z, n, off, 0);
-        off += n;
-        len -= n;
-    }
-    free(z);
-    return r;
+    const struct snapview *sv = v->upper_priv;
+    return vd_thin_clone_discard(sv->vol, sv->h, off, len);
+}
+
+/* Mapped where the clone's map names a chunk: what UNMAP freed reads as
+ * unmapped (so tgt's UNMAP path does not write zeroes over it again). */
+static int cview_lba_status(struct vd_vol *v, uint64_t off, uint64_t *len,
+                            int *mapped)
+{
+    const struct snapview *sv = v->upper_priv;
+    return vd_thin_clone_lba_status(sv->vol, sv->h, off, len, mapped);
 }
 
 static const struct vd_layout_ops cloneview_layout = {
@@ -566,7 +688,7 @@ static const struct vd_layout_ops cloneview_layout = {
     .pwrite = cview_pwrite,
     .flush = cview_flush,
     .discard = cview_discard,
-    .lba_status = view_lba_status,
+    .lba_status = cview_lba_status,
 };
 
 struct vd_vol *vd_clone_view_open(vd_pool *p, const char *name)

@@ -50,6 +50,13 @@ int vd_thin_clone_info(struct vd_vol *v, const char *name, uint64_t *size,
 /* I/O thread (close: vd_thin_snap_close; read: vd_thin_snap_pread). */
 int vd_thin_clone_pwrite(struct vd_vol *v, void *h, const void *buf, size_t len,
                          uint64_t off, unsigned flags);
+/* I/O thread: UNMAP; frees the clone's own chunks when nothing shows
+ * through, writes zeroes elsewhere (pool/thin.c). */
+int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off,
+                          uint64_t len);
+/* Any thread: like the layout's lba_status, on clone h. */
+int vd_thin_clone_lba_status(struct vd_vol *v, void *h, uint64_t off,
+                             uint64_t *len, int *mapped);
 
 /* Tests only: see pool/thin.c. */
 extern void (*vd_snap_crash_hook)(const char *step);
@@ -63,6 +70,12 @@ void vd_snap_view_close(struct vd_vol *v);
 struct vd_vol *vd_clone_view_open(vd_pool *p, const char *name);
 int vd_clone_remove_if(vd_pool *p, const char *name);
 bool vd_clone_exists_locked(vd_pool *p, const char *name);
+/* vd_vol_get_info of a clone: fill (vol.c's) with its family, then its
+ * name, size and open state.  -ENOENT when name is no clone. */
+int vd_clone_vol_info_locked(vd_pool *p, const char *name,
+                             struct vd_vol_info *info,
+                             void (*fill)(const struct vd_vol *,
+                                          struct vd_vol_info *));
 
 #ifdef __cplusplus
 }

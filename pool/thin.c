@@ -3055,3 +3055,181 @@ char *vd_thin_clone_names(struct vd_vol *v)
     pthread_mutex_unlock(&t->lock);
     return s;
 }
+
+/* Does a member other than clone c name, for virtual chunk vc, a chunk of
+ * a generation strictly above c's (dep: c's ancestry)?  Such a chunk is
+ * durable with (vc, that generation), so a reopen would show it to c if
+ * c's own entry went.  Lock held. */
+static bool clone_beneath_locked(const struct thin *t, const struct tsnap *c,
+                                 const int32_t *dep, uint64_t vc)
+{
+    uint32_t es[2] = { 0, 0 };
+    if (vc < t->vchunks) {
+        es[0] = fwd_get(t, vc) & ~F_PEND;
+        es[1] = cow_old_locked(t, vc);
+    }
+    for (size_t m = 0;; m++) {
+        for (int k = 0; k < 2; k++) {
+            uint32_t e = es[k];
+            if (e && gdep(t, dep,
+                          t->ext[(e - 1) / t->cpe].cgen[(e - 1) % t->cpe]) > 0)
+                return true;
+        }
+        if (m == t->nsnaps)
+            return false;
+        struct tsnap *s = t->snaps[m];
+        es[0] = es[1] = 0;
+        if (s == c || !s->dir || vc >= (s->size >> t->cshift))
+            continue;
+        es[0] = leaf_get(s->dir, vc) & ~F_PEND;
+        es[1] = clone_cow_old_locked(s, vc, false);
+    }
+}
+
+/* UNMAP on clone h.  Partial chunks at the ends get zeroes.  A whole
+ * chunk only the clone names, written in its own generation, is freed
+ * (its entry goes, the chunk is written free by a group commit before the
+ * return) when nothing shows through: no member names a chunk of an
+ * ancestor generation for that virtual chunk and no released chunk of
+ * one waits to be written free (limbo).  A reopen rebuilds the clone's
+ * map by "nearest ancestor generation", so freeing any other chunk (a
+ * shared one above all) would bring the ancestor's data back after an
+ * acknowledged UNMAP: those get zeroes (copy-on-write where shared), as a
+ * discard on a volume with snapshots.  Reads return zeroes either way.
+ * The frees are made under io_lock exclusive (no read or write of the
+ * clone in flight: a chunk is never freed under its reader) and queued
+ * for the group commit before io_lock is released, so a later write of
+ * the same virtual chunk commits in that group or a later one. */
+int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off, uint64_t len)
+{
+    struct thin *t = thin_of(v);
+    struct tsnap *c = h;
+    uint64_t fc = vd_div_up(off, t->cs), lc = (off + len) >> t->cshift;
+    uint64_t *zl = NULL;
+    size_t nz = 0, zcap = 0, nfreed = 0;
+    int32_t *dep = NULL;
+    char *z;
+    int r = 0;
+
+    if (off > c->size || len > c->size - off)
+        return -ERANGE;
+    if (!len)
+        return 0;
+    if (!(z = calloc(1, t->cs)))
+        return -ENOMEM;
+    if (fc > lc) { /* inside one chunk */
+        r = vd_thin_clone_pwrite(v, h, z, len, off, 0);
+        free(z);
+        return r;
+    }
+    if (off < fc << t->cshift)
+        r = vd_thin_clone_pwrite(v, h, z, (fc << t->cshift) - off, off, 0);
+    if (r == 0 && off + len > lc << t->cshift)
+        r = vd_thin_clone_pwrite(v, h, z, off + len - (lc << t->cshift),
+                                 lc << t->cshift, 0);
+    /* chunks reclaimed at open lost their generation in RAM: write their
+     * frees first, so that every durable entry left is a member's or in
+     * limbo */
+    if (r == 0 && fc < lc)
+        r = commit_frees(v, t);
+    if (r < 0 || fc >= lc) {
+        free(z);
+        return r;
+    }
+    pthread_rwlock_wrlock(&t->io_lock);
+    pthread_mutex_lock(&t->lock);
+    bool safe = !t->failed;
+    if (t->failed)
+        r = -EIO;
+    if (r == 0 && !(dep = malloc((t->nnodes ? t->nnodes : 1) * sizeof(*dep))))
+        r = -ENOMEM;
+    if (r == 0) {
+        ancestry(t, c->gen, dep);
+        for (size_t i = 0; i < t->nlimbo && safe; i++) {
+            uint32_t pc = t->limbo[i];
+            safe = gdep(t, dep, t->ext[pc / t->cpe].cgen[pc % t->cpe]) < 0;
+        }
+    }
+    for (uint64_t vc = fc; vc < lc && r == 0; vc++) {
+        if (!c->dir[vc >> LEAF_SHIFT]) {
+            vc |= LEAF_N - 1;
+            continue;
+        }
+        uint32_t e = leaf_get(c->dir, vc);
+        if (!e)
+            continue;
+        struct text *x = &t->ext[((e & ~F_PEND) - 1) / t->cpe];
+        uint32_t i = ((e & ~F_PEND) - 1) % t->cpe;
+        if (safe && !(e & F_PEND) && x->cgen[i] == c->gen && x->sref[i] == 1 &&
+            !clone_beneath_locked(t, c, dep, vc)) {
+            leaf_set(c->dir, vc, 0);
+            x->sref[i] = 0;
+            release_locked(t, e - 1);
+            nfreed++;
+            continue;
+        }
+        if (nz == zcap) {
+            size_t nc = zcap ? zcap * 2 : 64;
+            uint64_t *nl = realloc(zl, nc * sizeof(*nl));
+            if (!nl) {
+                r = -ENOMEM;
+                break;
+            }
+            zl = nl;
+            zcap = nc;
+        }
+        zl[nz++] = vc;
+    }
+    struct twait w;
+    if (nfreed)
+        enqueue_locked(t, &w, NULL, 0);
+    pthread_mutex_unlock(&t->lock);
+    pthread_rwlock_unlock(&t->io_lock);
+    if (nfreed) {
+        pthread_mutex_lock(&t->lock);
+        int cr = wait_locked(v, t, &w);
+        pthread_mutex_unlock(&t->lock);
+        if (r == 0)
+            r = cr;
+    }
+    for (size_t k = 0; k < nz && r == 0; k++)
+        r = vd_thin_clone_pwrite(v, h, z, t->cs, zl[k] << t->cshift, 0);
+    free(dep);
+    free(zl);
+    free(z);
+    return r;
+}
+
+/* GET LBA STATUS / discard_zero on clone h: mapped where its map names a
+ * chunk (or a write in flight replaces one), the run of chunks alike from
+ * off; the end clipped to the clone's size. */
+int vd_thin_clone_lba_status(struct vd_vol *v, void *h, uint64_t off,
+                             uint64_t *len, int *mapped)
+{
+    struct thin *t = thin_of(v);
+    struct tsnap *c = h;
+    uint64_t vch, vc, end;
+
+    if (off >= c->size)
+        return -ERANGE;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    vch = vd_div_up(c->size, t->cs);
+    pthread_mutex_lock(&t->lock);
+    vc = off >> t->cshift;
+    int m = leaf_get(c->dir, vc) != 0;
+    for (end = vc + 1; end < vch; end++) {
+        if (!m && !c->dir[end >> LEAF_SHIFT]) {
+            end |= LEAF_N - 1;
+            continue;
+        }
+        if ((leaf_get(c->dir, end) != 0) != m)
+            break;
+    }
+    if (end > vch)
+        end = vch;
+    pthread_mutex_unlock(&t->lock);
+    *mapped = m;
+    *len = ((end << t->cshift) < c->size ? end << t->cshift : c->size) - off;
+    return 0;
+}

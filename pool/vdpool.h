@@ -272,6 +272,14 @@ int vd_vol_revert(vd_pool *pool, const char *vol, const char *snap, int force);
 int vd_snap_split(const char *full, char *vol, char *snap);
 /* 1 when name is a valid "VOL@SNAP" (nothing logged), else 0. */
 int vd_snap_name_is_valid(const char *name);
+/* `vol import` (pool/snap.c): mark thin volume vol as being imported
+ * (on: a reserved empty snapshot, one record) or done (off).  A pool
+ * open removes every volume still marked: its importer died (kill -9),
+ * since only one process holds the pool. */
+int vd_vol_import_mark(vd_pool *pool, const char *vol, int on);
+/* Remove a volume still marked (a failed import), mark included, in one
+ * record.  -EBUSY while open or cloned. */
+int vd_vol_import_abort(vd_pool *pool, const char *vol);
 
 /* `vdlvm vol clone POOL/SRC[@SNAP] POOL/NEW` (pool/snap.c): a writable
  * thin volume sharing every chunk of src (a thin volume, "VOL@SNAP", or

@@ -332,8 +332,11 @@ static int vol_get_info_locked(const vd_pool *p, const char *name,
         return r;
     }
     struct vd_vol *v = vd_vol_find(p, name);
-    if (!v)
-        return -ENOENT;
+    if (!v) {
+        /* a clone: its family's info (thin, chunk size, layout), its name,
+         * size and exported state (pool/snap.c) */
+        return vd_clone_vol_info_locked((vd_pool *)p, name, info, fill_info);
+    }
     fill_info(v, info);
     return 0;
 }

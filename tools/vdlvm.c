@@ -50,6 +50,8 @@ static const char *g_usage =
     "  vol import POOL/VOL FILE [--format FMT] [--size SIZE]\n"
     "                                  a thin volume from a disk image\n"
     "  vol export POOL/VOL[@SNAP] FILE [--format FMT] [--force]\n"
+    "  vol clone POOL/SRC[@SNAP] POOL/NEW\n"
+    "                                  a writable thin clone sharing SRC's chunks\n"
     "Snapshots of thin volumes:\n"
     "  snap create POOL/VOL@SNAP       read-only, crash-consistent, instant\n"
     "  snap list POOL/VOL [--json]\n"

@@ -10,13 +10,16 @@
 #               (the reference for thin LUNs: punches holes)
 #   vdlvm-thin  a thin vdlvm volume of 128 MiB (chunks of 64 KiB) on a pool
 #               of two 96 MiB sparse files
+#   vdlvm-clone a clone (vol clone) of a snapshot of a 128 MiB image imported
+#               with 16 MiB of data, on a pool like vdlvm-thin's (issue 11)
 # One iscsi-test-cu process per suite and store (a CompareAndWrite test
 # leaves a CDB hook behind that breaks later tests of the same process), each
 # under CONF_SUITE_TIMEOUT seconds (default 300).
 #
 # Passes when
 #   1. no test fails on vdlvm that does not fail on rdwr, and none fails on
-#      vdlvm-thin that does not fail on rdwr-thin or passes on rdwr,
+#      vdlvm-thin or vdlvm-clone that does not fail on rdwr-thin or passes
+#      on rdwr,
 #   2. vdlvm and vdlvm-thin each pass at least CONF_MIN_PASS tests (default
 #      223; CUnit counts a test that skips itself as passed, as in the
 #      issue's numbers),
@@ -26,7 +29,7 @@
 #   4. vdlvm-thin skips fewer tests than rdwr-thin.
 # Prints the tests whose results differ between the stores.
 #
-# Environment: CONF_STORES="rdwr vdlvm rdwr-thin vdlvm-thin" (a subset runs
+# Environment: CONF_STORES="rdwr vdlvm rdwr-thin vdlvm-thin vdlvm-clone" (a subset runs
 # only those stores and checks only what applies; the closing line is about
 # the last store named), CONF_SUITE_TIMEOUT, CONF_MIN_PASS,
 # CONF_RESULTS=DIR (keep the raw outputs and results there).
@@ -38,14 +41,14 @@ shift
 export BUILD
 source "$(dirname "$0")/../functions.sh"
 
-stores=${CONF_STORES:-rdwr rdwr-thin vdlvm-thin vdlvm}
+stores=${CONF_STORES:-rdwr rdwr-thin vdlvm-thin vdlvm vdlvm-clone}
 suite_timeout=${CONF_SUITE_TIMEOUT:-300}
 min_pass=${CONF_MIN_PASS:-223}
 has_store() { [[ " $stores " == *" $1 "* ]]; }
 
 requires_tgtd
 requires iscsi-test-cu -l
-{ has_store vdlvm || has_store vdlvm-thin; } && requires_vdlvm
+{ has_store vdlvm || has_store vdlvm-thin || has_store vdlvm-clone; } && requires_vdlvm
 
 results=${CONF_RESULTS:-$tmp/results}
 mkdir -p "$results"
@@ -65,7 +68,7 @@ ntests=$(wc -l < "$results/tests.txt")
 note "${#suites[@]} suites, $ntests tests, stores: $stores"
 
 # ---- targets ------------------------------------------------------------------
-if has_store vdlvm || has_store vdlvm-thin; then start_tgtd; else start_tgtd --no-module; fi
+if has_store vdlvm || has_store vdlvm-thin || has_store vdlvm-clone; then start_tgtd; else start_tgtd --no-module; fi
 declare -A url=()
 tid=0
 if has_store rdwr; then
@@ -114,6 +117,29 @@ if has_store vdlvm-thin; then
         stores=$(sed 's/ *vdlvm-thin//' <<<"$stores")
     else
         fail "vdlvm vol create --thin failed: $out"
+    fi
+fi
+if has_store vdlvm-clone; then
+    # a clone (issue 11) of a snapshot of an imported 128 MiB image whose
+    # first 16 MiB hold data: the tests' writes copy shared chunks, their
+    # reads see the image's data or zeroes
+    tid=$((tid + 1))
+    cconf=$(make_pool_conf pclone 2 96MiB 4MiB)
+    vdlvm -c "$cconf" pool create "$cconf" || fail "vdlvm pool create pclone failed"
+    head -c $((16 * 1024 * 1024)) /dev/urandom > "$tmp/clone-img.raw"
+    truncate -s 128M "$tmp/clone-img.raw"
+    if out=$(vdlvm -c "$cconf" vol import pclone/img "$tmp/clone-img.raw" 2>&1) &&
+        out=$(vdlvm -c "$cconf" snap create pclone/img@base 2>&1) &&
+        out=$(vdlvm -c "$cconf" vol clone pclone/img@base pclone/clone 2>&1); then
+        tgt_target_new "$tid" vdlvm-clone
+        tgt_lun_new "$tid" 1 vdlvm pclone/clone "conf=$cconf" ||
+            fail "cannot export the clone pclone/clone with the vdlvm module"
+        url[vdlvm-clone]=$(iscsi_url "$tid" 1)
+    elif grep -q "not supported by this build" <<<"$out"; then
+        note "vdlvm-clone not run: this build has no thin layout ($out)"
+        stores=$(sed 's/ *vdlvm-clone//' <<<"$stores")
+    else
+        fail "vdlvm-clone setup failed: $out"
     fi
 fi
 
@@ -183,32 +209,33 @@ if has_store rdwr && has_store vdlvm; then
     if [ -n "$both" ]; then sed 's/^/  /' <<<"$both"; else echo "  (none)"; fi
 fi
 
-# Thin: vdlvm-thin against rdwr-thin (and rdwr: a test passing there must
-# not fail on vdlvm-thin either).
-if has_store vdlvm-thin && { has_store rdwr-thin || has_store rdwr; }; then
+# Thin: vdlvm-thin and vdlvm-clone (a clone is a thin LUN) against
+# rdwr-thin (and rdwr: a test passing there must not fail on them either).
+for ts in vdlvm-thin vdlvm-clone; do
+    has_store "$ts" && { has_store rdwr-thin || has_store rdwr; } || continue
     echo
-    echo "thin: tests whose results differ (rdwr-thin -> vdlvm-thin; rdwr for reference):"
-    printf '  %-50s %-9s %-10s %-6s %s\n' test rdwr-thin vdlvm-thin rdwr note
+    echo "thin: tests whose results differ (rdwr-thin -> $ts; rdwr for reference):"
+    printf '  %-50s %-9s %-11s %-6s %s\n' test rdwr-thin "$ts" rdwr note
     ndiff=0
     while read -r t; do
         a=-; r=-
         has_store rdwr-thin && a=$(verdict_of rdwr-thin "$t")
         has_store rdwr && r=$(verdict_of rdwr "$t")
-        b=$(verdict_of vdlvm-thin "$t")
+        b=$(verdict_of "$ts" "$t")
         [ "$a" = "$b" ] && { [ "$b" != FAIL ] || [ "$r" != PASS ]; } && continue
         ndiff=$((ndiff + 1))
         n=
         if [ "$b" = FAIL ] && { [ "$a" != FAIL ] || [ "$r" = PASS ]; }; then
-            n="REGRESSION"; problems+=("$t fails on vdlvm-thin but not on rdwr-thin (or passes on rdwr)")
+            n="REGRESSION"; problems+=("$t fails on $ts but not on rdwr-thin (or passes on rdwr)")
         elif [ "$a" = FAIL ]; then n="fixed"
-        elif [ "$a" = SKIP ]; then n="runs on vdlvm-thin"
-        else n="skipped on vdlvm-thin"; fi
-        printf '  %-50s %-9s %-10s %-6s %s\n' "$t" "$a" "$b" "$r" "$n"
+        elif [ "$a" = SKIP ]; then n="runs on $ts"
+        else n="skipped on $ts"; fi
+        printf '  %-50s %-9s %-11s %-6s %s\n' "$t" "$a" "$b" "$r" "$n"
     done < "$results/tests.txt"
     [ "$ndiff" -gt 0 ] || echo "  (none)"
-fi
+done
 
-for vs in vdlvm vdlvm-thin; do
+for vs in vdlvm vdlvm-thin vdlvm-clone; do
     has_store "$vs" || continue
     vp=$(( n_pass[$vs] + n_skip[$vs] ))
     if [ "$ntests" -ge 230 ] && [ "$vp" -lt "$min_pass" ]; then

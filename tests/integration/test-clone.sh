@@ -5,12 +5,14 @@
 #   2. each clone exported as a LUN and written with its own pattern through
 #      iSCSI: each reads its own writes and the golden data elsewhere; the
 #      snapshot is unchanged; space used is image + written; pool check
-#      clean; vol list shows the clones' origin and own/shared bytes;
+#      clean; vol list and status show the clones' origin and own/shared
+#      bytes; UNMAP on a clone frees its own chunk over an image hole and
+#      zeroes its copy of a golden chunk; a clone cannot be extended yet;
 #   3. the volume holding the clones' chunks cannot be removed; the
 #      snapshot can (the clones keep its chunks);
 #   4. kill -9 of tgtd during a write load on a clone: every write qemu-io
 #      reported done reads back after a restart, pool check is clean;
-#   5. the clones removed in an arbitrary order, pool check after each.
+#   5. the clones removed in a random order, pool check after each.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/thin-common.sh"
@@ -66,6 +68,29 @@ alloc=$(vol_field pool0/gold allocated)
 [ "$alloc" = $((16 * MiB + 3 * (MiB + 64 * 1024))) ] || fail "allocated $alloc after the clone writes"
 out=$(vdlvm pool check pool0 2>&1) || fail "pool check: $out"
 vdlvm vol list pool0 --json | grep -q '"name":"vm1","origin":"gold@base"' || fail "vol list --json: no vm1 of gold@base"
+# status lists the clones (origin, own and shared bytes), JSON too
+vdlvm status pool0 | grep -E "^  vm1 .*clone of gold@base" > /dev/null ||
+    fail "status pool0 does not list vm1 as a clone of gold@base: $(vdlvm status pool0)"
+vdlvm status pool0 --json | grep -q '"clones":\[{"name":"vm1","clone":true,"origin":"gold@base"' ||
+    fail "status pool0 --json: no clones array with vm1"
+[ "$(vol_field pool0/vm3 exclusive)" = $((MiB + 64 * 1024)) ] || fail "vm3: exclusive != 1 MiB + 64 KiB"
+[ "$(vol_field pool0/vm3 shared)" = $((15 * MiB)) ] || fail "vm3: shared != 15 MiB"
+vdlvm status pool0/vm3 | grep -q "clone of  pool0/gold@base" || fail "status pool0/vm3: no origin"
+# a clone LUN is thin (UNMAP): its own chunk over a hole of the image is
+# freed, its copy of a golden chunk becomes zeroes (the image's data must
+# not show through again); the image and the other clones are untouched
+u3=$(iscsi_url 1 4)
+qemu_io "$u3" "discard 20M 64k" || fail "discard on vm3: $(cat "$tmp/qio.out")"
+qemu_io "$u3" "discard $((3 * MiB)) 1M" || fail "discard on vm3: $(cat "$tmp/qio.out")"
+qemu_ios "$u3" "read -P 0 20M 64k" "read -P 0 $((3 * MiB)) 1M" "read -P 0x60 0 3M" ||
+    fail "vm3 after discard: $(cat "$tmp/qio.out")"
+[ "$(vol_field pool0/vm3 exclusive)" = $((MiB)) ] || fail "vm3 after discard: exclusive $(vol_field pool0/vm3 exclusive), want 1 MiB"
+alloc=$(vol_field pool0/gold allocated)
+[ "$alloc" = $((16 * MiB + 3 * MiB + 2 * 64 * 1024)) ] || fail "allocated $alloc after the clone's discard"
+qemu_ios "$(iscsi_url 1 3)" "read -P 0x72 $((2 * MiB)) 1M" "read -P 0x82 20M 64k" ||
+    fail "vm2 changed by vm3's discard: $(cat "$tmp/qio.out")"
+out=$(vdlvm pool check pool0 2>&1) || fail "pool check after the clone's discard: $out"
+expect_fail 1 "cannot be extended" vdlvm vol extend pool0/vm3 --size 64MiB
 
 # ---- 3. removal rules ----------------------------------------------------------
 expect_fail 4 "clone" vdlvm vol remove pool0/gold
@@ -105,7 +130,9 @@ qemu_io "$url2" "read -P 0x72 $((2 * MiB)) 1M" || fail "vm2 lost its earlier wri
 tgt_lun_delete 1 1 || fail "cannot delete LUN 1"
 
 # ---- 5. remove in arbitrary order ------------------------------------------------------
-for c in vm2 vm3 vm1; do
+order=$(printf "vm1\nvm2\nvm3\n" | shuf | tr "\n" " ")
+note "removal order: $order"
+for c in $order; do
     out=$(vdlvm vol remove pool0/$c 2>&1) || fail "vol remove $c: $out"
     out=$(vdlvm pool check pool0 2>&1) || fail "pool check after removing $c: $out"
 done

@@ -13,7 +13,11 @@
 #   5. bad input: missing file, volume exists, unknown or wrong format, a
 #      --size below the image, an existing FILE without --force, a missing
 #      snapshot, an image larger than the pool (fails mid-copy): a message,
-#      the exit status, and nothing created (pool check clean).
+#      the exit status, and nothing created (pool check clean);
+#   6. kill -9 mid-import (held after its first 4 MiB by the test hook
+#      VDLVM_TEST_IMPORT_HOLD), once of the tgtd running it and once of a
+#      vdlvm running it alone: the next pool open removes the half volume
+#      (and says so), pool check is clean, a re-run imports it whole.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/thin-common.sh"
@@ -23,6 +27,11 @@ conf=$(thin_pool_conf pool0 2 160MiB)
 vdlvm pool create "$conf" > /dev/null || fail "pool create failed"
 img=$tmp/img
 mkdir -p "$img"
+# the import test hook (admin/image.c), inert until $hd/hold exists; in
+# the environment before any tgtd starts, so that tgtd's imports see it
+hd=$tmp/hold
+mkdir -p "$hd"
+export VDLVM_TEST_IMPORT_HOLD=$hd
 
 # ---- 1. import raw and qcow2 ------------------------------------------------
 qemu-img create -q -f raw "$img/a.raw" 64M
@@ -114,5 +123,46 @@ expect_fail 1 "space|removed again" vdlvm vol import pool1/big "$img/big.raw"
 vdlvm status pool1/big > /dev/null 2>&1 && fail "a failed import left pool1/big"
 out=$(vdlvm pool check pool1 2>&1) || fail "pool check pool1: $out"
 out=$(vdlvm pool check pool0 2>&1) || fail "pool check pool0: $out"
+
+# ---- 6. kill -9 mid-import ----------------------------------------------------------------
+qemu-img create -q -f raw "$img/k.raw" 32M
+qemu-io -f raw -c "write -P 0x5a 0 6M" -c "write -P 0xa5 16M 6M" "$img/k.raw" > /dev/null ||
+    fail "cannot write k.raw"
+# $1: tgtd (the tgtd running the import is killed) or vdlvm (no tgtd)
+kill_mid_import() {
+    local ipid
+    rm -f "$hd/held"
+    touch "$hd/hold"
+    "$VDLVM" vol import pool0/k "$img/k.raw" > "$tmp/kimp.out" 2>&1 &
+    ipid=$!
+    cleanup_fn kill_quiet "$ipid"
+    wait_for 30 test -e "$hd/held" || fail "$1: the import did not reach the hold: $(cat "$tmp/kimp.out")"
+    if [ "$1" = tgtd ]; then
+        kill -KILL "$tgtd_pid" 2>/dev/null || true
+        wait "$tgtd_pid" 2>/dev/null || true
+        rm -f "/var/run/tgtd/socket.$tgtd_ctl" "/var/run/tgtd/socket.$tgtd_ctl.lock"
+        _forget_tgtd "$tgtd_pid"
+    else
+        kill -KILL "$ipid"
+    fi
+    wait "$ipid" 2>/dev/null && fail "$1: the killed import exited 0"
+    rm -f "$hd/hold"
+    # the next open (this vdlvm: no tgtd holds the pool) removes it
+    vdlvm status pool0/k > "$tmp/kst.out" 2>&1 && fail "$1: pool0/k survived its killed import"
+    grep -q "import was interrupted; removed" "$tmp/kst.out" ||
+        fail "$1: no removal message at the next open: $(cat "$tmp/kst.out")"
+    out=$(vdlvm pool check pool0 2>&1) || fail "$1: pool check after the killed import: $out"
+    out=$(vdlvm vol import pool0/k "$img/k.raw" 2>&1) || fail "$1: re-run of the import: $out"
+    vdlvm vol export pool0/k "$img/k.out" --force > /dev/null 2>&1 || fail "$1: export of pool0/k"
+    cmp -s "$img/k.raw" "$img/k.out" || fail "$1: the re-imported pool0/k differs from k.raw"
+    [ "$(vol_field pool0/k allocated)" = $((12 * MiB)) ] || fail "$1: pool0/k: allocated != 12 MiB"
+    out=$(vdlvm vol remove pool0/k 2>&1) || fail "$1: vol remove pool0/k: $out"
+    note "$1 killed mid-import: removed at the next open, re-run ok"
+}
+kill_mid_import tgtd
+kill_mid_import vdlvm
+# a reserved snapshot name is refused
+expect_fail 2 "reserved" vdlvm snap create pool0/q@.vdlvm-import
+out=$(vdlvm pool check pool0 2>&1) || fail "pool check pool0 at the end: $out"
 ls -A "$img" | grep -q vdlvm && fail "a temporary file was left in $img: $(ls -A "$img")"
 note "ok"

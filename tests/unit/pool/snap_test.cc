@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,8 @@
 
 #include "pool/pool_int.h"
 #include "pool/snap_int.h"
+#include "replica/vdreplica.h"
+#include "tests/unit/mirror_fixture.h"
 
 namespace {
 
@@ -852,5 +855,347 @@ TEST_F(Snap, Clone_CrashAtEveryStep_NoCloneOrAWholeOne)
         std::string cmd = "rm -f " + paths[0] + " " + paths[1];
         ASSERT_EQ(system(cmd.c_str()), 0);
     }
+}
+
+// Reference counting through clone, snapshot, write, UNMAP, revert,
+// remove and reopen in random orders, against a model that names every
+// chunk and the generation it was written in: each member (the volume
+// "v", its snapshots "v@sN", clones "cN") maps its chunks to chunk ids
+// and writes in a generation (the volume moves to a new one at a snapshot,
+// a clone of it or a revert; a clone at a clone of it).  A write copies a
+// chunk another member also names (a clone also one of another
+// generation), else writes in place.  UNMAP: the volume without snapshots
+// or clones frees; a clone frees its own chunk when no member names a
+// chunk of an ancestor generation for it; otherwise zeroes are written
+// (as a write).  After every step: every member reads its model, pool
+// check is clean, and the family's allocated bytes equal the chunks some
+// member names (a chunk is freed exactly when its last reference goes).
+// At the end everything is removed in a random order and the pool's free
+// bytes are back.
+TEST_F(Snap, Clone_RandomSequences_SpaceComesBackExactly)
+{
+    for (unsigned seed = 1; seed <= 6; seed++) {
+        SCOPED_TRACE(seed);
+        std::mt19937 rng(seed);
+        vd_pool *p = CreateOpen();
+        ASSERT_NE(p, nullptr);
+        struct vd_pool_info pi0;
+        ASSERT_EQ(vd_pool_get_info(p, &pi0), 0);
+        const int NV = 10;
+        ASSERT_EQ(MakeThin(p, "v", NV * CS), 0);
+        std::map<std::string, std::vector<int>> m; // member -> chunk ids
+        std::map<int, char> data;                  // chunk id -> byte
+        std::map<int, int> cgen;                   // chunk id -> generation
+        std::map<int, int> parent;                 // generation -> parent
+        std::map<std::string, int> gen;            // member -> generation
+        int nextid = 1, nextgen = 2, nsnap = 0, nclone = 0, unmaps = 0, freed = 0;
+        m["v"] = std::vector<int>(NV, 0);
+        gen["v"] = 1;
+        parent[1] = 0;
+        auto newgen = [&](int par) {
+            parent[nextgen] = par;
+            return nextgen++;
+        };
+        auto refs = [&](int id) {
+            int n = 0;
+            for (auto &kv : m)
+                n += std::count(kv.second.begin(), kv.second.end(), id) > 0;
+            return n;
+        };
+        auto live = [&]() {
+            std::set<int> ids;
+            for (auto &kv : m)
+                for (int id : kv.second)
+                    if (id)
+                        ids.insert(id);
+            return ids.size();
+        };
+        auto members = [&](bool snaps, bool clones) {
+            std::vector<std::string> r;
+            for (auto &kv : m) {
+                bool isnap = kv.first.rfind("v@", 0) == 0;
+                bool isclone = kv.first[0] == 'c';
+                if ((snaps && isnap) || (clones && isclone))
+                    r.push_back(kv.first);
+            }
+            return r;
+        };
+        // the model's side of a write of c to chunk vc of who
+        auto mwrite = [&](const std::string &who, int vc, char c) {
+            int &id = m[who][vc];
+            bool own = id && refs(id) == 1 && (who == "v" || cgen[id] == gen[who]);
+            if (!own) {
+                id = nextid++;
+                cgen[id] = gen[who];
+            }
+            data[id] = c;
+        };
+        auto write = [&](const std::string &who, int vc, char c) {
+            vd_vol *v = vd_vol_open(p, who.c_str());
+            ASSERT_NE(v, nullptr) << who;
+            Fill(v, vc, c);
+            vd_vol_close(v);
+            mwrite(who, vc, c);
+        };
+        auto above = [&](int g, int anc) { // anc a strict ancestor of g
+            for (int x = parent[g]; x; x = parent[x])
+                if (x == anc)
+                    return true;
+            return false;
+        };
+        auto unmap = [&](const std::string &who, int vc) {
+            vd_vol *v = vd_vol_open(p, who.c_str());
+            ASSERT_NE(v, nullptr) << who;
+            ASSERT_EQ(vd_vol_discard(v, vc * CS, CS), 0);
+            vd_vol_close(v);
+            unmaps++;
+            int &id = m[who][vc];
+            if (!id)
+                return;
+            if (who == "v") {
+                if (m.size() == 1)
+                    id = 0, freed++;
+                else
+                    mwrite(who, vc, 0);
+                return;
+            }
+            bool own = refs(id) == 1 && cgen[id] == gen[who], beneath = false;
+            for (auto &kv : m)
+                if (kv.first != who && kv.second[vc] && above(gen[who], cgen[kv.second[vc]]))
+                    beneath = true;
+            if (own && !beneath)
+                id = 0, freed++;
+            else
+                mwrite(who, vc, 0);
+        };
+        auto verify = [&](int step) {
+            struct vd_pool_check res;
+            ASSERT_EQ(Check(p, &res), 0) << "step " << step;
+            ASSERT_EQ(res.leaked + res.bad, 0u) << "step " << step;
+            for (auto &kv : m)
+                for (int i = 0; i < NV; i++)
+                    ASSERT_EQ(ChunkOf(p, kv.first, i), kv.second[i] ? data[kv.second[i]] : 0)
+                        << "step " << step << " " << kv.first << " chunk " << i;
+            ASSERT_EQ(Allocated(p, "v"), live() * CS) << "step " << step;
+        };
+        for (int step = 0; step < 80; step++) {
+            int op = rng() % 14;
+            auto sn = members(true, false), cl = members(false, true);
+            if (op < 3) {
+                write("v", rng() % NV, 'a' + rng() % 26);
+            } else if (op < 6 && !cl.empty()) {
+                write(cl[rng() % cl.size()], rng() % NV, 'A' + rng() % 26);
+            } else if (op == 6) {
+                std::string s = "s" + std::to_string(nsnap++);
+                ASSERT_EQ(vd_snap_create(p, "v", s.c_str()), 0);
+                m["v@" + s] = m["v"];
+                gen["v@" + s] = gen["v"];
+                gen["v"] = newgen(gen["v"]);
+            } else if (op == 7) {
+                // a clone of the volume, a snapshot or a clone
+                auto all = members(true, true);
+                all.push_back("v");
+                std::string src = all[rng() % all.size()];
+                std::string c = "c" + std::to_string(nclone++);
+                ASSERT_EQ(vd_vol_clone(p, src.c_str(), c.c_str()), 0) << src;
+                m[c] = m[src];
+                int g = gen[src];
+                gen[c] = newgen(g);
+                if (src == "v" || src[0] == 'c')
+                    gen[src] = newgen(g); // a writable source moves on
+            } else if (op == 8 && !sn.empty()) {
+                std::string s = sn[rng() % sn.size()];
+                ASSERT_EQ(vd_snap_remove(p, "v", s.substr(2).c_str()), 0);
+                m.erase(s);
+            } else if (op == 9 && !cl.empty()) {
+                std::string c = cl[rng() % cl.size()];
+                ASSERT_EQ(vd_vol_remove(p, c.c_str()), 0) << c;
+                m.erase(c);
+            } else if (op == 10 && !sn.empty()) {
+                std::string s = sn[rng() % sn.size()];
+                ASSERT_EQ(vd_vol_revert(p, "v", s.substr(2).c_str(), 0), 0);
+                m["v"] = m[s];
+                gen["v"] = newgen(gen[s]);
+            } else if (op == 11) {
+                vd_pool_close(p);
+                p = Open();
+                ASSERT_NE(p, nullptr);
+            } else if (op == 12 && !cl.empty()) {
+                unmap(cl[rng() % cl.size()], rng() % NV);
+            } else if (op == 13) {
+                unmap("v", rng() % NV);
+            }
+            verify(step);
+        }
+        EXPECT_GT(unmaps, 0);
+        // remove every snapshot and clone in a random order, the volume last
+        auto rest = members(true, true);
+        std::shuffle(rest.begin(), rest.end(), rng);
+        if (!members(false, true).empty()) {
+            EXPECT_EQ(vd_vol_remove(p, "v"), -EBUSY); // holds the clones' chunks
+        }
+        for (auto &who : rest) {
+            if (who[0] == 'c')
+                ASSERT_EQ(vd_vol_remove(p, who.c_str()), 0) << who;
+            else
+                ASSERT_EQ(vd_snap_remove(p, "v", who.substr(2).c_str()), 0) << who;
+            m.erase(who);
+            verify(1000);
+        }
+        ASSERT_EQ(vd_vol_remove(p, "v"), 0);
+        struct vd_pool_info pi;
+        ASSERT_EQ(vd_pool_get_info(p, &pi), 0);
+        EXPECT_EQ(pi.free_bytes, pi0.free_bytes);
+        EXPECT_EQ(pi.allocated_bytes, pi0.allocated_bytes);
+        vd_pool_close(p);
+        std::string cmd = "rm -f " + paths[0] + " " + paths[1];
+        ASSERT_EQ(system(cmd.c_str()), 0);
+        std::printf("seed %u: %d unmaps, %d freed\n", seed, unmaps, freed);
+    }
+}
+
+// Clones of a mirrored thin volume: their copies are mirrored too.  With
+// one leg's device failing mid-way, the clone's copy-on-write and in-place
+// writes still succeed on the other leg, every member reads back its data,
+// also after a reopen (the failed leg stays out), and pool check is clean.
+TEST_F(Snap, MirroredThin_Clone_LegFails_DataReadsBack)
+{
+    vd_pool *p = CreateOpen();
+    struct vd_vol_opts o;
+    vd_vol_opts_init(&o);
+    o.thin = 1;
+    o.layout = VD_LAYOUT_MIRROR;
+    o.copies = 2;
+    o.allow_same_node = 1;
+    ASSERT_EQ(vd_vol_create(p, "m", 64ull << 20, &o), 0);
+    vd_vol *v = vd_vol_open(p, "m");
+    for (uint64_t vc = 0; vc < 4; vc++)
+        Fill(v, vc, 'G');
+    vd_vol_close(v);
+    ASSERT_EQ(vd_snap_create(p, "m", "base"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "m@base", "c1"), 0);
+    v = vd_vol_open(p, "c1");
+    ASSERT_NE(v, nullptr);
+    Fill(v, 1, 'C'); // a copy, on both legs
+    vd_vol_close(v);
+    struct vd_mirror_info mi;
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    ASSERT_EQ(mi.legs[1].state, VD_LEG_INSYNC);
+    // leg 1's device fails (its metadata area still works)
+    uint32_t dev = UINT32_MAX;
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (!strcmp(p->devs[i].name, mi.legs[1].device))
+            dev = i;
+    ASSERT_NE(dev, UINT32_MAX);
+    vdtest_mirror::FaultBdev *f = vdtest_mirror::Wrap(p, dev);
+    f->spare_md = 1;
+    __atomic_store_n(&f->broken, 1, __ATOMIC_RELEASE);
+    v = vd_vol_open(p, "c1");
+    Fill(v, 2, 'D'); // a copy while a leg fails
+    Fill(v, 1, 'E'); // in place
+    vd_vol_close(v);
+    ASSERT_EQ(vd_vol_clone(p, "c1", "c2"), 0);
+    v = vd_vol_open(p, "c2");
+    Fill(v, 3, 'F');
+    vd_vol_close(v);
+    v = vd_vol_open(p, "m");
+    Fill(v, 0, 'H'); // the volume's copy-on-write
+    vd_vol_close(v);
+    ASSERT_EQ(vd_mirror_get_info(p, "m", &mi), 0);
+    EXPECT_NE(mi.legs[1].state, VD_LEG_INSYNC);
+    auto expect_all = [&]() {
+        const char *c1 = "GEDG", *c2 = "GEDF", *gold = "GGGG", *head = "HGGG";
+        for (int vc = 0; vc < 4; vc++) {
+            EXPECT_EQ(ChunkOf(p, "c1", vc), c1[vc]) << vc;
+            EXPECT_EQ(ChunkOf(p, "c2", vc), c2[vc]) << vc;
+            EXPECT_EQ(ChunkOf(p, "m@base", vc), gold[vc]) << vc;
+            EXPECT_EQ(ChunkOf(p, "m", vc), head[vc]) << vc;
+        }
+        struct vd_pool_check res;
+        EXPECT_EQ(Check(p, &res), 0);
+        EXPECT_EQ(res.leaked + res.bad, 0u);
+    };
+    expect_all();
+    vd_pool_close(p); // closes the wrapper with the device
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    expect_all(); // (the leg answers again: it may be resyncing)
+    for (const char *c : { "c1", "c2" })
+        EXPECT_EQ(vd_vol_remove(p, c), 0) << c;
+    EXPECT_EQ(vd_snap_remove(p, "m", "base"), 0);
+    EXPECT_EQ(Allocated(p, "m"), 4 * CS);
+    vd_pool_close(p);
+}
+
+// UNMAP on a clone: its own chunks over nothing of an ancestor are freed
+// (space comes back at once, durable: a reopen reads zeroes and pool check
+// is clean); a shared chunk, or its own copy of one, gets zeroes (freeing
+// it would bring the ancestor's data back after a reopen).
+TEST_F(Snap, Clone_Unmap_FreesOwnChunks_ZeroesOverShared_AfterReopenToo)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "gold", 64ull << 20), 0);
+    vd_vol *v = vd_vol_open(p, "gold");
+    for (uint64_t vc = 0; vc < 4; vc++)
+        Fill(v, vc, 'G');
+    vd_vol_close(v);
+    ASSERT_EQ(vd_snap_create(p, "gold", "base"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "gold@base", "c1"), 0);
+    v = vd_vol_open(p, "c1");
+    ASSERT_NE(v, nullptr);
+    Fill(v, 1, 'C'); // its own copy of a shared chunk
+    for (uint64_t vc = 8; vc < 12; vc++)
+        Fill(v, vc, 'N'); // its own, nothing beneath
+    vd_vol_close(v);
+    uint64_t before = Allocated(p, "gold");
+    EXPECT_EQ(before, (4 + 1 + 4) * CS);
+    v = vd_vol_open(p, "c1");
+    // chunks 0-3 (shared 0, 2, 3; own copy 1) and 8-10, plus half of 11
+    ASSERT_EQ(vd_vol_discard(v, 0, 4 * CS), 0);
+    ASSERT_EQ(vd_vol_discard(v, 8 * CS, 3 * CS + CS / 2), 0);
+    vd_vol_close(v);
+    // 8-10 freed; 0, 2, 3 copied as zeroes, 1 zeroed in place, 11 half
+    EXPECT_EQ(Allocated(p, "gold"), before - 3 * CS + 3 * CS);
+    auto expect_all = [&]() {
+        for (uint64_t vc = 0; vc < 4; vc++) {
+            EXPECT_EQ(ChunkOf(p, "c1", vc), 0) << vc;
+            EXPECT_EQ(ChunkOf(p, "gold@base", vc), 'G') << vc;
+            EXPECT_EQ(ChunkOf(p, "gold", vc), 'G') << vc;
+        }
+        for (uint64_t vc = 8; vc < 11; vc++)
+            EXPECT_EQ(ChunkOf(p, "c1", vc), 0) << vc;
+        EXPECT_EQ(ChunkOf(p, "c1", 11), '?'); // zeroes, then 'N'
+        struct vd_pool_check res;
+        EXPECT_EQ(Check(p, &res), 0);
+        EXPECT_EQ(res.leaked + res.bad, 0u);
+    };
+    expect_all();
+    uint64_t after = Allocated(p, "gold");
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    expect_all();
+    EXPECT_EQ(Allocated(p, "gold"), after);
+    struct vd_pool_check res;
+    EXPECT_EQ(Check(p, &res), 0);
+    EXPECT_EQ(res.reclaimed, 0u);
+    // with the snapshot gone, a clone's chunk the volume still holds
+    // (gold's chunk 0, the clone's zero copy is its own now) stays zeroes
+    ASSERT_EQ(vd_snap_remove(p, "gold", "base"), 0);
+    v = vd_vol_open(p, "c1");
+    Fill(v, 20, 'Z');
+    ASSERT_EQ(vd_vol_discard(v, 0, 32 * CS), 0);
+    vd_vol_close(v);
+    EXPECT_EQ(ChunkOf(p, "c1", 20), 0);
+    EXPECT_EQ(ChunkOf(p, "c1", 0), 0);
+    vd_pool_close(p);
+    p = Open();
+    EXPECT_EQ(ChunkOf(p, "c1", 20), 0);
+    EXPECT_EQ(ChunkOf(p, "c1", 0), 0);
+    EXPECT_EQ(ChunkOf(p, "gold", 0), 'G');
+    EXPECT_EQ(Check(p, &res), 0);
+    EXPECT_EQ(vd_vol_remove(p, "c1"), 0);
+    EXPECT_EQ(Allocated(p, "gold"), 4 * CS);
+    vd_pool_close(p);
 }
 } // namespace
