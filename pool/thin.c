@@ -48,20 +48,6 @@
  *     (stale or foreign), and an acknowledged write is mapped after a
  *     crash.  A stream of first writes pays two flushes and one map write
  *     per block per group, not per write.
- *   - Except a first write to a clean chunk (struct text: its extent was
- *     zeroed durably by the pool when grow_data mapped it, in this open,
- *     and the chunk was never handed out since): it writes only its bytes
- *     (the rest is zeroes on the medium already) and needs no flush before
- *     the map: whatever part of data and map a crash keeps, the chunk
- *     reads as zeroes or with the (unacknowledged) write's bytes, never
- *     other ones.  A group of clean first writes thus pays one flush
- *     (after the map writes, before any acknowledgement), which halves the
- *     cost of a first-write stream on a real file system (measured: the
- *     two fdatasyncs per group were the whole cost on ext4).  Copy-on-
- *     write and reused chunks keep the flush before.  The first commit
- *     after the open flushes first anyway (synced): the map copies read at
- *     open may be in a device cache only, and the commit overwrites the
- *     other slot.
  *   - A discard removes the chunks from the forward table at once (reads
  *     see zeroes), then commits the map blocks with them free and returns
  *     after the flush: an acknowledged discard never resurrects.  Freed
@@ -164,11 +150,7 @@ struct text {
     uint32_t *cgen;  /* family: generation the chunk was written in */
     uint32_t *sref;  /* family: snapshots whose map names the chunk */
     uint32_t nfree;  /* chunks with rev 0 (0 unless X_LIVE) */
-    /* chunks from index clean on are clean: zero on the medium (the pool
-     * zeroed the extent durably before mapping it, in this open) and
-     * never handed out since; cpe: none (an extent read at open) */
-    uint32_t clean;
-    uint8_t state; /* X_LIVE, X_RETURNING, X_HOLE */
+    uint8_t state;   /* X_LIVE, X_RETURNING, X_HOLE */
 };
 /* A data extent whose chunks are all free goes back to the pool (tick):
  * X_RETURNING while its unmap commits, then X_HOLE (logical extent
@@ -180,7 +162,6 @@ struct twait {
     struct twait *next;
     const uint32_t *pc; /* chunk numbers; F_FREE marks a free */
     size_t n;
-    bool pre; /* a member's data must be durable before its map is written */
     int done, r;
 };
 
@@ -203,9 +184,6 @@ struct thin {
     uint64_t *dirty; /* (de << 16) | blk, ndirty of dcap */
     size_t ndirty, dcap;
     bool committing, growing;
-    /* a commit flushed the data space since the open (so the map copies
-     * read at open are durable before a commit writes the other slot) */
-    bool synced;
     /* the chunk map could not be read at open: every I/O fails (-EIO)
      * until a later open reads it; set by ctr before any I/O */
     bool failed;
@@ -384,9 +362,6 @@ static void ext_reset(struct thin *t, struct text *x, bool live)
         memset(x->sref, 0, (size_t)t->cpe * 4);
     }
     x->nfree = live ? t->cpe - t->rsv : 0;
-    /* after the open, a live extent was just mapped by grow_data: the pool
-     * zeroed it durably before its commit (md.c zero_new_extents) */
-    x->clean = live && t->loaded ? t->rsv : t->cpe;
     x->state = live ? X_LIVE : X_HOLE;
 }
 
@@ -1400,7 +1375,7 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
     struct thin_mblk *img = NULL;
     uint64_t *blks = NULL, *offs = NULL;
     size_t nb = 0;
-    bool data = !t->synced;
+    bool data = false;
     int r = 0;
 
     size_t nlimbo = t->nlimbo; /* written free by this commit */
@@ -1409,13 +1384,12 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
     t->qtail = &t->queue;
     t->committing = true;
     for (w = batch; w; w = w->next)
-        data |= w->pre;
+        for (size_t i = 0; i < w->n && !data; i++)
+            data = !(w->pc[i] & F_FREE);
     pthread_mutex_unlock(&t->lock);
     if (data)
         r = v->lops->flush(v); /* the members' data before their map */
     pthread_mutex_lock(&t->lock);
-    if (r == 0 && data)
-        t->synced = true;
     if (r == 0) {
         for (w = batch; w; w = w->next)
             for (size_t i = 0; i < w->n; i++) {
@@ -1629,8 +1603,8 @@ out:
     return r;
 }
 
-/* A free chunk, or UINT32_MAX; *clean: it is clean (struct text). */
-static uint32_t alloc_chunk_locked(struct thin *t, bool *clean)
+/* A free chunk, or UINT32_MAX. */
+static uint32_t alloc_chunk_locked(struct thin *t)
 {
     for (uint64_t k = 0; k < t->next; k++) {
         uint64_t de = (t->ahint + k) % t->next;
@@ -1641,9 +1615,6 @@ static uint32_t alloc_chunk_locked(struct thin *t, bool *clean)
             if (!x->rev[i]) {
                 x->nfree--;
                 t->ahint = de;
-                *clean = i >= x->clean;
-                if (*clean)
-                    x->clean = i + 1;
                 return (uint32_t)(de * t->cpe + i);
             }
     }
@@ -1728,7 +1699,6 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
     uint64_t vc_st[16];
     uint32_t *npc = pc_st;
     uint64_t *nvc = vc_st;
-    bool cl_st[16], *ncl = cl_st, pre = false;
     size_t nnew = 0;
     char *bounce = NULL;
     int r;
@@ -1746,8 +1716,7 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
     if (nch > 16) {
         npc = malloc(nch * sizeof(*npc));
         nvc = malloc(nch * sizeof(*nvc));
-        ncl = malloc(nch * sizeof(*ncl));
-        if (!npc || !nvc || !ncl) {
+        if (!npc || !nvc) {
             r = -ENOMEM;
             goto out;
         }
@@ -1777,8 +1746,7 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
                 r = -EAGAIN;
                 break;
             }
-            bool cl = false;
-            uint32_t pc = alloc_chunk_locked(t, &cl);
+            uint32_t pc = alloc_chunk_locked(t);
             if (pc == UINT32_MAX) {
                 full = true;
                 break;
@@ -1797,8 +1765,6 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
             if (t->fam)
                 t->ext[pc / t->cpe].cgen[pc % t->cpe] = t->gen;
             t->nalloc++;
-            ncl[nnew] = cl && !shared;
-            pre |= !ncl[nnew];
             npc[nnew] = pc;
             nvc[nnew++] = vc;
         }
@@ -1806,7 +1772,6 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
             break;
         undo_locked(t, nvc, npc, nnew);
         nnew = 0;
-        pre = false;
         if (r < 0)
             break;
         pthread_mutex_unlock(&t->lock);
@@ -1825,10 +1790,9 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
     for (uint64_t vc = first; vc < first + nch && r == 0; vc++) {
         uint64_t within = vc == first ? off & (t->cs - 1) : 0;
         size_t n = len < t->cs - within ? len : t->cs - within;
-        bool fresh = k < nnew && nvc[k] == vc, clean = false;
+        bool fresh = k < nnew && nvc[k] == vc;
         uint32_t pc;
         if (fresh) {
-            clean = ncl[k];
             pc = npc[k++];
         } else {
             pthread_mutex_lock(&t->lock);
@@ -1836,7 +1800,7 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
             pthread_mutex_unlock(&t->lock);
         }
         uint64_t coff = chunk_off(v, t, pc);
-        if (fresh && n != t->cs && !clean) {
+        if (fresh && n != t->cs) {
             if (!bounce && !(bounce = malloc(t->cs))) {
                 r = -ENOMEM;
                 break;
@@ -1875,7 +1839,6 @@ static int thin_pwrite(struct vd_vol *v, const void *buf, size_t len,
         struct twait w;
         pthread_mutex_lock(&t->lock);
         enqueue_locked(t, &w, npc, nnew);
-        w.pre = pre;
         r = wait_locked(v, t, &w);
         pthread_mutex_unlock(&t->lock);
     }
@@ -1886,8 +1849,6 @@ out:
         free(npc);
     if (nvc != vc_st)
         free(nvc);
-    if (ncl != cl_st)
-        free(ncl);
     return r;
 }
 
