@@ -1325,9 +1325,8 @@ static void thin_tick(struct vd_vol *v)
     if (v->copies != 1 || t->failed)
         return;
     pthread_mutex_lock(&t->lock);
-    for (uint64_t i = 0;
-         i < t->next && !t->committing && !t->mapped && !t->growing &&
-         de == UINT64_MAX;
+    for (uint64_t i = 0; i < t->next && !t->committing && !t->mapped &&
+                         !t->growing && de == UINT64_MAX;
          i++) {
         struct text *x = &t->ext[i];
         bool clean = x->state == X_LIVE && x->nfree == t->cpe - t->rsv &&
@@ -1726,9 +1725,8 @@ static int grow_data(struct vd_vol *v, struct thin *t)
     uint64_t freech = 0;
     for (uint64_t de = 0; de < t->next; de++)
         freech += t->ext[de].state == X_LIVE ? t->ext[de].nfree : 0;
-    uint64_t left = t->vchunks > t->nalloc + freech
-                        ? t->vchunks - t->nalloc - freech
-                        : 1;
+    uint64_t left =
+        t->vchunks > t->nalloc + freech ? t->vchunks - t->nalloc - freech : 1;
     uint64_t need = vd_div_up(left, t->cpe - t->rsv);
     if (n > need)
         n = need;
