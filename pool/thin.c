@@ -3,7 +3,7 @@
  * A thin volume is the thin layout stacked (VD_OP_STACK, layout.h) on a
  * lower layout, linear or mirror.  The lower layout's extents are the
  * volume's "data space": v->le_count extents, starting empty and grown by
- * one extent at a time when no chunk is free (the same RESIZE + MAP commit
+ * one or more extents at a time when no chunk is free (the same RESIZE + MAP commit
  * as vol extend; the pool zeroes the new extents durably before it
  * commits).  Every byte thin reads or writes, data and chunk map, goes
  * through lops->pread/pwrite/flush, so a thin volume on a mirror gets the
@@ -42,60 +42,107 @@
  *
  * Ordering (crash safety):
  *   - A first write to a chunk writes the whole chunk (zero padded), then
- *     joins a group commit: flush (the data of every member durable), map
- *     blocks written, flush; only then is any member acknowledged.  So a
- *     durable map entry never exposes bytes that were not written for it
- *     (stale or foreign), and an acknowledged write is mapped after a
- *     crash.  A stream of first writes pays two flushes and one map write
- *     per block per group, not per write.
+ *     joins a group commit; the rule is data durable -> map entry durable
+ *     -> acknowledgement, on every healthy copy (a mirror's flush returns
+ *     only when every in-sync leg has it).  So a durable map entry never
+ *     exposes bytes that were not written for it (stale or foreign), and
+ *     an acknowledged write is mapped after a crash.
+ *   - Group commit is a pipeline (commit_locked, one step at a time, run
+ *     by whichever waiter finds no step running).  Groups: Q (t->queue,
+ *     filling: data written), A (t->mapped: data durable, map blocks
+ *     written, not flushed).  A step takes B := Q and
+ *       1. one lower flush (when A or B needs one): it makes A's map and
+ *          B's data durable together;
+ *       2. completes A: acknowledged if the flush succeeded, else failed;
+ *       3. builds B's map blocks (seq + 1) and writes them;
+ *       4. A := B (if it wrote anything; else B is complete at once).
+ *     So every flush serves two groups: a stream of first writes pays one
+ *     flush per group (not two), and a group fills while the one before
+ *     it is flushed.  Each write still waits for two flushes after its
+ *     data: the one that makes its data durable, the one that makes its
+ *     map durable.  At most one map write is ever outstanding (A's blocks
+ *     are settled, slot flipped, before B's are built), so a block is never
+ *     rewritten while its previous copy is unsure: B's copy goes to the
+ *     slot A did not write, or, when A's flush failed, to the very slot A
+ *     wrote (the valid copy is never written over).
  *   - A discard removes the chunks from the forward table at once (reads
- *     see zeroes), then commits the map blocks with them free and returns
- *     after the flush: an acknowledged discard never resurrects.  Freed
- *     chunks are reusable only after that commit (rev = R_FREEING until
- *     then).  A reused chunk is written whole before it is mapped again.
+ *     see zeroes), then its frees pass through the same pipeline and it
+ *     returns after the flush of their map: an acknowledged discard never
+ *     resurrects.  Freed chunks are reusable only after that flush (rev =
+ *     R_FREEING until then).  A reused chunk is written whole before it is
+ *     mapped again.
  *
  * Shared state (struct thin, v->upper_priv; set by stack, freed by fini):
  *   - geometry (cshift, cs, cpe, rsv, nblk): constant.
  *   - lock (mutex, never held across device I/O, taken after the admin
  *     lock, never before it) protects dir and leaves (forward table),
- *     ext[] and every array in it, next, ahint, nalloc, queue, dirty and
- *     limbo lists, committing, growing, seq, nospc_log_ms.  The committer
- *     (committing set) alone changes drev, bslot, bseq and writes blocks.
- *   - cond: a pending chunk resolved, a group committed, a grow ended.
+ *     ext[] and every array in it, next, ahint, nalloc, queue, mapped,
+ *     mblks, nmblk, mseq, mlimbo, dirty and limbo lists, committing,
+ *     growing, gstep, gwait, seq, nospc_log_ms and the profile counters.
+ *     The step running (committing set) alone builds and writes blocks and
+ *     changes bslot, bseq, mapped; drev is changed under lock by the step
+ *     and by failures/releases (which mark the block dirty: the next
+ *     build writes it).
+ *   - cond: a pending chunk resolved, a step ended, a grow ended.
  *   - io_lock (rwlock, writer-preferring): shared by every read and write
- *     for its whole duration (device I/O included), exclusive by discard
- *     only while it moves chunks out of the forward table (no device I/O
- *     under it).  So a chunk is never freed (and then reused) while a read
- *     or write of it is in flight.  VD_IO_NOWAIT try-locks it.
+ *     for its whole duration (device I/O and the wait for its group
+ *     included), exclusive by discard only while it moves chunks out of
+ *     the forward table (no device I/O under it).  So a chunk is never
+ *     freed (and then reused) while a read or write of it is in flight.
+ *     VD_IO_NOWAIT try-locks it.
  *
  * Interleavings:
  *   - first write vs first write of the same chunk: the second finds the
- *     entry pending (F_PEND) and waits for the commit (NOWAIT: -EAGAIN); a
- *     read of a pending chunk returns zeroes (the write is not
- *     acknowledged yet).
- *   - first write vs discard: the discard waits for io_lock exclusive,
- *     which the writer holds shared until its commit; pending chunks thus
- *     never meet a discard.  The discard queues its frees before it
+ *     entry pending (F_PEND, cleared only when its group is complete) and
+ *     waits (NOWAIT: -EAGAIN); a read of a pending chunk returns zeroes
+ *     (the write is not acknowledged yet).  An overwrite of it waits too,
+ *     so no write lands in place on a chunk whose map is not durable.
+ *   - write vs write of other chunks: a writer whose data is written
+ *     after step k's flush started is in Q, not in B: B's flush covered
+ *     every member's data (members enqueue only after their pwrite
+ *     returned, and the lower flush covers every write completed before
+ *     it started: pool/dev.c's flush generations).
+ *   - first write vs discard (UNMAP of a chunk in a committing group): the
+ *     discard waits for io_lock exclusive, which every writer holds shared
+ *     until its group is complete (through both stages); pending chunks
+ *     thus never meet a discard.  The discard queues its frees before it
  *     releases io_lock, so a first write of the same virtual chunk that
- *     follows commits in the same group (its block image applies the free
- *     first) or a later one (higher seq): after a crash the old chunk never
- *     wins over the new one.
- *   - a failed commit: members fail; their chunks' map entries on disk
- *     are unknown, so the chunks stay out of use (limbo, R_FREEING) until a
- *     later commit has written them free.
- *   - first write vs flush: vd_vol_flush flushes the lower layout; the
- *     mapping of every acknowledged write is already durable.
- *   - crash: before the first flush of a group, no member is mapped on
- *     disk; between the map writes, each block holds its old or its new
- *     copy (two slots, crc) and no member is acknowledged.
+ *     follows joins the same group (its block image applies the free
+ *     first) or a later one (higher seq, written only after the free's
+ *     map is durable): after a crash the old chunk never wins.  A discard
+ *     that frees nothing still waits when a step runs or A exists (an
+ *     earlier discard of the range may be in it).
+ *   - a failed flush (a device going away, a mirror without any healthy
+ *     leg): A's map is unsure: its members fail, their chunks go to limbo
+ *     (R_FREEING, free only after a later map write of them as free is
+ *     durable) and its blocks are rewritten to the same slot; B's data is
+ *     unsure: B fails likewise (its map was never written).  A failed map
+ *     write fails B the same way.  Nothing that was not durable is
+ *     acknowledged; the limbo entries a map write carries (mlimbo) are
+ *     released only when that write's flush succeeded.
+ *   - first write vs flush (SYNCHRONIZE CACHE): vd_vol_flush flushes the
+ *     lower layout; the mapping of every acknowledged write is already
+ *     durable.
+ *   - crash: before a step's flush, B's data and A's map may be partly on
+ *     disk: no member of either is acknowledged; a map entry on disk whose
+ *     data is not durable cannot exist (B's map is written only after the
+ *     flush).  Between a map write and its flush, each block holds its
+ *     old or its new copy (two slots, crc, seq) and nothing of A is
+ *     acknowledged; chunks mapped by neither are free at open.
  *   - resync of the lower mirror: thin's map blocks and data are ordinary
  *     mirror writes (bitmap marked before, cleared after), so a resync
  *     copies them like any data.
  *   - grow (data space) vs I/O: the grower holds io_lock shared like any
  *     writer and takes the admin lock; the core's apply takes map_lock
  *     exclusive (lower I/O holds it shared without waiting for anything
- *     thin holds); growing serialises growers.
- *
+ *     thin holds); growing serialises growers; the writers that waited
+ *     for a grow make the next one larger (gstep, up to GROW_MAX extents
+ *     in one metadata commit).  Extents grown ahead stay (spare_until)
+ *     until a chunk is taken from them or SPARE_KEEP ms passed.
+ *   - the background tick returns an extent only when no step runs, no A
+ *     exists, no grow runs, and the extent has no dirty block and no chunk
+ *     in use, pending, freeing or in limbo.
+
  * Space: a data extent whose chunks are all free goes back to the pool
  * from the background thread (thin_tick; single-copy volumes only: the
  * mirror expects every logical extent mapped), leaving a hole in the data
@@ -153,6 +200,9 @@ struct text {
     uint32_t *sref;  /* family: snapshots whose map names the chunk */
     uint32_t nfree;  /* chunks with rev 0 (0 unless X_LIVE) */
     uint8_t state;   /* X_LIVE, X_RETURNING, X_HOLE */
+    /* grown ahead of need (grow_data): not given back (thin_tick) before
+     * this time unless a chunk was taken from it (then 0) */
+    int64_t spare_until;
 };
 /* A data extent whose chunks are all free goes back to the pool (tick):
  * X_RETURNING while its unmap commits, then X_HOLE (logical extent
@@ -189,6 +239,20 @@ struct thin {
     uint64_t *dirty; /* (de << 16) | blk, ndirty of dcap */
     size_t ndirty, dcap;
     bool committing, growing;
+    /* the pipeline's group A (commit_locked): its map blocks written
+     * (mblks, nmblk; sequence mseq), not yet flushed; the first mlimbo
+     * limbo entries are written free by it.  Set and cleared by the
+     * committer under lock. */
+    struct twait *mapped;
+    uint64_t *mblks, mseq;
+    size_t nmblk, mlimbo;
+    /* a profile (logged at debug level when the pool closes): pipeline
+     * steps, requests in them, ms in their flushes, grows, ms in them */
+    uint64_t ncommits, ngrouped, flush_ms, grow_ms;
+    /* data space growth: extents per grow (doubled while writers wait
+     * for a grow, back to 1 when none did), writers waiting now */
+    uint32_t gstep, gwait;
+    uint64_t ngrows;
     /* the chunk map could not be read at open: every I/O fails (-EIO)
      * until a later open reads it; set by ctr before any I/O */
     bool failed;
@@ -535,6 +599,7 @@ static void thin_fini(struct vd_vol *v)
     snaps_free(t);
     free(t->dirty);
     free(t->limbo);
+    free(t->mblks);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->cond);
     pthread_rwlock_destroy(&t->io_lock);
@@ -1261,11 +1326,12 @@ static void thin_tick(struct vd_vol *v)
     if (v->copies != 1 || t->failed)
         return;
     pthread_mutex_lock(&t->lock);
-    for (uint64_t i = 0;
-         i < t->next && !t->committing && !t->growing && de == UINT64_MAX;
+    for (uint64_t i = 0; i < t->next && !t->committing && !t->mapped &&
+                         !t->growing && de == UINT64_MAX;
          i++) {
         struct text *x = &t->ext[i];
-        bool clean = x->state == X_LIVE && x->nfree == t->cpe - t->rsv;
+        bool clean = x->state == X_LIVE && x->nfree == t->cpe - t->rsv &&
+                     (!x->spare_until || vd_now_ms() >= x->spare_until);
         for (uint32_t b = 0; clean && b < t->nblk; b++)
             clean = !x->bdirty[b];
         if (clean) {
@@ -1308,6 +1374,13 @@ static void thin_quiesce(struct vd_vol *v)
 {
     struct thin *t = thin_of(v);
     pthread_mutex_lock(&t->lock);
+    if (t->ncommits)
+        vd_log(VD_LOG_DEBUG,
+               "volume '%s/%s': %" PRIu64 " map commit steps for %" PRIu64
+               " requests (%" PRIu64 " ms flushing), %" PRIu64 " data space "
+               "grows (%" PRIu64 " ms)",
+               v->pool->name, v->name, t->ncommits, t->ngrouped, t->flush_ms,
+               t->ngrows, t->grow_ms);
     if (!t->failed && (t->ndirty || t->nlimbo)) {
         struct twait w;
         enqueue_locked(t, &w, NULL, 0);
@@ -1406,81 +1479,11 @@ static void build_block_locked(struct vd_vol *v, struct thin *t, uint64_t de,
     m->crc = vd_crc32c(0, m, sizeof(*m));
 }
 
-/* One group: lock held on entry and on return, dropped for the I/O. */
-static void commit_locked(struct vd_vol *v, struct thin *t)
+/* Complete group g with result r: its map entries durable (r == 0) or
+ * unsure on disk (lock held). */
+static void finish_locked(struct thin *t, struct twait *g, int r)
 {
-    struct twait *batch = t->queue, *w;
-    struct thin_mblk *img = NULL;
-    uint64_t *blks = NULL, *offs = NULL;
-    size_t nb = 0;
-    bool data = false;
-    int r = 0;
-
-    size_t nlimbo = t->nlimbo; /* written free by this commit */
-
-    t->queue = NULL;
-    t->qtail = &t->queue;
-    t->committing = true;
-    for (w = batch; w; w = w->next)
-        for (size_t i = 0; i < w->n && !data; i++)
-            data = !(w->pc[i] & F_FREE);
-    pthread_mutex_unlock(&t->lock);
-    if (data)
-        r = v->lops->flush(v); /* the members' data before their map */
-    pthread_mutex_lock(&t->lock);
-    if (r == 0) {
-        for (w = batch; w; w = w->next)
-            for (size_t i = 0; i < w->n; i++) {
-                uint32_t pc = w->pc[i] & ~F_FREE;
-                struct text *x = &t->ext[pc / t->cpe];
-                x->drev[pc % t->cpe] =
-                    (w->pc[i] & F_FREE) ? 0 : x->rev[pc % t->cpe];
-                mark_dirty_locked(t, pc);
-            }
-        t->seq++;
-        nb = t->ndirty;
-        img = malloc(nb * sizeof(*img) + 1);
-        blks = malloc(nb * sizeof(*blks) + 1);
-        offs = malloc(nb * sizeof(*offs) + 1);
-        if (!img || !blks || !offs) {
-            r = -ENOMEM;
-            nb = 0;
-        }
-        for (size_t k = 0; k < nb; k++) {
-            uint64_t de = t->dirty[k] >> 16;
-            uint32_t b = (uint32_t)(t->dirty[k] & 0xffff);
-            build_block_locked(v, t, de, b, &img[k]);
-            blks[k] = t->dirty[k];
-            offs[k] = de * v->pool->extent_size +
-                      ((uint64_t)!t->ext[de].bslot[b] * t->nblk + b) * MBLK;
-            t->ext[de].bdirty[b] = 0;
-        }
-        if (r == 0)
-            t->ndirty = 0;
-    }
-    pthread_mutex_unlock(&t->lock);
-    if (data)
-        CRASH_POINT("commit-data-flushed");
-    for (size_t k = 0; k < nb && r == 0; k++)
-        r = v->lops->pwrite(v, &img[k], MBLK, offs[k], 0);
-    if (nb)
-        CRASH_POINT("commit-map-written");
-    if (r == 0 && nb)
-        r = v->lops->flush(v);
-    pthread_mutex_lock(&t->lock);
-    for (size_t k = 0; k < nb; k++) {
-        uint64_t de = blks[k] >> 16;
-        uint32_t b = (uint32_t)(blks[k] & 0xffff);
-        if (r == 0) {
-            t->ext[de].bslot[b] = !t->ext[de].bslot[b];
-            t->ext[de].bseq[b] = img[k].seq;
-        } else {
-            /* rewritten by the next commit, to the same (unsure) slot */
-            mark_dirty_locked(t,
-                              (uint32_t)(de * t->cpe + (uint64_t)b * t->ment));
-        }
-    }
-    for (w = batch; w; w = w->next) {
+    for (struct twait *w = g; w; w = w->next) {
         for (size_t i = 0; i < w->n; i++) {
             uint32_t pc = w->pc[i] & ~F_FREE;
             struct text *x = &t->ext[pc / t->cpe];
@@ -1517,18 +1520,144 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
                 limbo_locked(t, pc);
             }
         }
+    }
+    /* done last: a waiter returns (and its twait leaves the stack) as soon
+     * as it sees done */
+    for (struct twait *w = g, *nx; w; w = nx) {
+        nx = w->next;
         w->r = r;
         w->done = 1;
     }
-    if (r == 0 && nlimbo) {
-        for (size_t i = 0; i < nlimbo; i++) {
-            struct text *x = &t->ext[t->limbo[i] / t->cpe];
-            x->rev[t->limbo[i] % t->cpe] = 0;
-            x->nfree++;
+}
+
+/* The blocks of a map write: durable (r == 0: the slot written holds the
+ * valid copy now) or unsure (rewritten by the next map write, to the same
+ * slot: the valid copy is never overwritten).  Lock held. */
+static void settle_locked(struct thin *t, const uint64_t *blks, size_t nb,
+                          uint64_t seq, int r)
+{
+    for (size_t k = 0; k < nb; k++) {
+        uint64_t de = blks[k] >> 16;
+        uint32_t b = (uint32_t)(blks[k] & 0xffff);
+        if (r == 0) {
+            t->ext[de].bslot[b] = !t->ext[de].bslot[b];
+            t->ext[de].bseq[b] = seq;
+        } else {
+            mark_dirty_locked(t,
+                              (uint32_t)(de * t->cpe + (uint64_t)b * t->ment));
         }
-        memmove(t->limbo, t->limbo + nlimbo,
-                (t->nlimbo - nlimbo) * sizeof(*t->limbo));
-        t->nlimbo -= nlimbo;
+    }
+}
+
+/* One step of the pipeline (the header comment has the protocol): lock
+ * held on entry and on return, dropped for the I/O.  Group A (t->mapped:
+ * map written, not yet flushed) and group B (t->queue: data written) share
+ * one flush; then A is complete and B's map is written, B becoming the
+ * next step's A. */
+static void commit_locked(struct vd_vol *v, struct thin *t)
+{
+    struct twait *a = t->mapped, *b = t->queue, *w;
+    uint64_t *ablks = t->mblks, aseq = t->mseq;
+    size_t anb = t->nmblk, alimbo = t->mlimbo;
+    struct thin_mblk *img = NULL;
+    uint64_t *blks = NULL, *offs = NULL, seq = 0;
+    size_t nb = 0, blimbo = 0;
+    bool data = false;
+    int r = 0, rb;
+
+    t->mapped = NULL;
+    t->mblks = NULL;
+    t->nmblk = t->mlimbo = 0;
+    t->queue = NULL;
+    t->qtail = &t->queue;
+    t->committing = true;
+    t->ncommits++;
+    for (w = b; w; w = w->next) {
+        t->ngrouped++;
+        for (size_t i = 0; i < w->n && !data; i++)
+            data = !(w->pc[i] & F_FREE);
+    }
+    pthread_mutex_unlock(&t->lock);
+    /* B's data durable before its map is written; A's map durable before
+     * A is acknowledged: one flush for both */
+    if (data || anb) {
+        int64_t t0 = vd_now_ms();
+        r = v->lops->flush(v);
+        __atomic_add_fetch(&t->flush_ms, vd_now_ms() - t0, __ATOMIC_RELAXED);
+    }
+    if (data && r == 0)
+        CRASH_POINT("commit-data-flushed");
+    pthread_mutex_lock(&t->lock);
+    if (a) {
+        settle_locked(t, ablks, anb, aseq, r);
+        finish_locked(t, a, r);
+        if (r == 0 && alimbo) { /* written free by A's map */
+            for (size_t i = 0; i < alimbo; i++) {
+                struct text *x = &t->ext[t->limbo[i] / t->cpe];
+                x->rev[t->limbo[i] % t->cpe] = 0;
+                x->nfree++;
+            }
+            memmove(t->limbo, t->limbo + alimbo,
+                    (t->nlimbo - alimbo) * sizeof(*t->limbo));
+            t->nlimbo -= alimbo;
+        }
+    }
+    free(ablks);
+    rb = r;
+    if (b && rb == 0) {
+        for (w = b; w; w = w->next)
+            for (size_t i = 0; i < w->n; i++) {
+                uint32_t pc = w->pc[i] & ~F_FREE;
+                struct text *x = &t->ext[pc / t->cpe];
+                x->drev[pc % t->cpe] =
+                    (w->pc[i] & F_FREE) ? 0 : x->rev[pc % t->cpe];
+                mark_dirty_locked(t, pc);
+                /* no room in the dirty list: the entry would not be
+                 * written, so the group cannot be acknowledged */
+                if (!x->bdirty[(pc % t->cpe) / t->ment])
+                    rb = -ENOMEM;
+            }
+        seq = ++t->seq;
+        nb = t->ndirty;
+        img = malloc(nb * sizeof(*img) + 1);
+        blks = malloc(nb * sizeof(*blks) + 1);
+        offs = malloc(nb * sizeof(*offs) + 1);
+        if (!img || !blks || !offs)
+            rb = -ENOMEM;
+        if (rb < 0)
+            nb = 0; /* the blocks stay dirty */
+        for (size_t k = 0; k < nb; k++) {
+            uint64_t de = t->dirty[k] >> 16;
+            uint32_t bk = (uint32_t)(t->dirty[k] & 0xffff);
+            build_block_locked(v, t, de, bk, &img[k]);
+            blks[k] = t->dirty[k];
+            offs[k] = de * v->pool->extent_size +
+                      ((uint64_t)!t->ext[de].bslot[bk] * t->nblk + bk) * MBLK;
+            t->ext[de].bdirty[bk] = 0;
+        }
+        if (rb == 0) {
+            t->ndirty = 0;
+            blimbo = t->nlimbo; /* all written free by B's map */
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    for (size_t k = 0; k < nb && rb == 0; k++)
+        rb = v->lops->pwrite(v, &img[k], MBLK, offs[k], 0);
+    if (nb)
+        CRASH_POINT("commit-map-written");
+    pthread_mutex_lock(&t->lock);
+    if (b && rb < 0) {
+        settle_locked(t, blks, nb, seq, rb);
+        finish_locked(t, b, rb);
+    } else if (b && !nb) {
+        finish_locked(t, b, 0); /* nothing of it to make durable */
+    } else if (b) {
+        t->mapped = b;
+        t->mblks = blks;
+        blks = NULL;
+        t->nmblk = nb;
+        t->mseq = seq;
+        t->mlimbo = blimbo;
     }
     free(img);
     free(blks);
@@ -1548,8 +1677,8 @@ static void enqueue_locked(struct thin *t, struct twait *w, const uint32_t *pc,
     t->qtail = &w->next;
 }
 
-/* Wait until w's group is committed, committing groups meanwhile when no
- * one else does (lock held). */
+/* Wait until w's group is complete, running pipeline steps meanwhile when
+ * no one else does (lock held). */
 static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w)
 {
     while (!w->done) {
@@ -1562,30 +1691,58 @@ static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w)
 }
 
 /* ---- data space growth --------------------------------------------------- */
-/* One more data extent (admin lock; the caller holds io_lock shared and no
- * thin lock).  0 (maybe grown by another thread meanwhile), -ENOSPC. */
+#define GROW_MAX   16u    /* extents per grow at most */
+#define SPARE_KEEP 10000u /* ms a grown extent no chunk was taken from stays */
+
+/* More data extents (admin lock; the caller holds io_lock shared and no
+ * thin lock): t->gstep of them (doubled after a grow that writers waited
+ * for, back to 1 after one no one waited for, at most GROW_MAX, a quarter
+ * of the pool's free extents, and what the volume can still map), so that
+ * a stream of first writes pays one metadata commit (two flushes) per
+ * gstep extents, not per extent.  0 (maybe grown by another thread
+ * meanwhile), -ENOSPC. */
 static int grow_data(struct vd_vol *v, struct thin *t)
 {
     vd_pool *p = v->pool;
     struct vd_opbuf ops = { 0 };
     struct vd_op_vol ov = { .h.type = VD_OP_VOL_RESIZE };
+    uint64_t n, old_next = 0;
     int r;
 
     pthread_mutex_lock(&t->lock);
     if (t->growing) {
+        t->gwait++;
         while (t->growing)
             pthread_cond_wait(&t->cond, &t->lock);
         pthread_mutex_unlock(&t->lock);
         return 0;
     }
     t->growing = true;
+    t->gwait = 0;
+    int64_t t0 = vd_now_ms();
+    n = t->gstep ? t->gstep : 1;
+    /* no more than the volume can still map: its unmapped virtual chunks
+     * beyond the free chunks it has */
+    uint64_t freech = 0;
+    for (uint64_t de = 0; de < t->next; de++)
+        freech += t->ext[de].state == X_LIVE ? t->ext[de].nfree : 0;
+    uint64_t left =
+        t->vchunks > t->nalloc + freech ? t->vchunks - t->nalloc - freech : 1;
+    uint64_t need = vd_div_up(left, t->cpe - t->rsv);
+    if (n > need)
+        n = need;
     pthread_mutex_unlock(&t->lock);
 
     vd_admin_lock(p);
-    if (vd_extent_free_count(p, NULL) < v->copies) {
+    uint64_t fe = vd_extent_free_count(p, NULL);
+    if (fe < v->copies) {
         r = -ENOSPC;
         goto out;
     }
+    if (n > fe / v->copies / 4) /* most of a nearly full pool left to others */
+        n = fe / v->copies / 4;
+    if (n < 1)
+        n = 1;
     /* a hole first (holes exist only under one copy: see thin_tick) */
     uint64_t hole = UINT64_MAX;
     pthread_mutex_lock(&t->lock);
@@ -1600,17 +1757,23 @@ static int grow_data(struct vd_vol *v, struct thin *t)
             goto out;
         pthread_mutex_lock(&t->lock);
         ext_reset(t, &t->ext[hole], true);
+        t->ext[hole].spare_until = vd_now_ms() + SPARE_KEEP;
         pthread_mutex_unlock(&t->lock);
         vd_pool_check_thresholds(p);
         goto out;
     }
-    if (!v->lops->io_beyond_size &&
-        (v->le_count + 1 - v->data_le0) * p->extent_size > v->size) {
-        r = -ENOSPC; /* the lower layout addresses v->size bytes only */
-        goto out;
+    if (!v->lops->io_beyond_size) {
+        /* the lower layout addresses v->size bytes only */
+        uint64_t most = v->size / p->extent_size + v->data_le0;
+        if (v->le_count >= most) {
+            r = -ENOSPC;
+            goto out;
+        }
+        if (v->le_count + n > most)
+            n = most - v->le_count;
     }
     ov.id = v->id;
-    ov.le_count = v->le_count + 1;
+    ov.le_count = v->le_count + n;
     ov.size = v->size;
     ov.copies = v->copies;
     ov.layout = v->layout;
@@ -1624,13 +1787,29 @@ static int grow_data(struct vd_vol *v, struct thin *t)
         goto out;
     if (v->lops->grow && (r = v->lops->grow(v)) < 0)
         goto out;
+    pthread_mutex_lock(&t->lock);
+    old_next = t->next;
+    pthread_mutex_unlock(&t->lock);
     r = thin_grow(v);
+    pthread_mutex_lock(&t->lock);
+    for (uint64_t de = old_next; de < t->next; de++)
+        t->ext[de].spare_until = vd_now_ms() + SPARE_KEEP;
+    pthread_mutex_unlock(&t->lock);
     vd_pool_check_thresholds(p);
 out:
     vd_admin_unlock(p);
     vd_opbuf_free(&ops);
     pthread_mutex_lock(&t->lock);
     t->growing = false;
+    t->ngrows++;
+    t->grow_ms += vd_now_ms() - t0;
+    if (r == 0 && t->gwait) {
+        t->gstep = t->gstep ? t->gstep * 2 : 2;
+        if (t->gstep > GROW_MAX)
+            t->gstep = GROW_MAX;
+    } else if (r == 0) {
+        t->gstep = 1;
+    }
     pthread_cond_broadcast(&t->cond);
     if (r == -ENOSPC) {
         int64_t now = vd_now_ms();
@@ -1658,6 +1837,7 @@ static uint32_t alloc_chunk_locked(struct thin *t)
         for (uint32_t i = t->rsv; i < t->cpe; i++)
             if (!x->rev[i]) {
                 x->nfree--;
+                x->spare_until = 0;
                 t->ahint = de;
                 return (uint32_t)(de * t->cpe + i);
             }
@@ -1974,7 +2154,8 @@ static int thin_discard(struct vd_vol *v, uint64_t off, uint64_t len)
      * these chunks in flight, or one whose commit failed (dirty blocks,
      * limbo): this one is acknowledged only after a later group. */
     struct twait w;
-    bool wait = n || t->queue || t->committing || t->ndirty || t->nlimbo;
+    bool wait =
+        n || t->queue || t->committing || t->mapped || t->ndirty || t->nlimbo;
     if (wait)
         enqueue_locked(t, &w, pcs, n);
     pthread_mutex_unlock(&t->lock);
