@@ -192,9 +192,10 @@ static void lpiece_done(struct vd_bio *bio, int r)
                                                      : &d->n_flush_errors,
                            1, __ATOMIC_RELAXED);
         if (vd_dev_log_ok(d))
-            vd_log(VD_LOG_ERR, "device '%s': %s of %zu bytes at %llu failed: %s",
-                   d->name, what[bio->op % 3], bio->len,
-                   (unsigned long long)bio->off, strerror(-r));
+            vd_log(VD_LOG_ERR,
+                   "device '%s': %s of %zu bytes at %llu failed: %s", d->name,
+                   what[bio->op % 3], bio->len, (unsigned long long)bio->off,
+                   strerror(-r));
         r = -EIO;
     }
     vd_vol_bio_piece_end(pc->vb, r);
@@ -245,8 +246,8 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
             pthread_mutex_unlock(&d->flush_lock);
             if (clean)
                 continue; /* nothing written since its last good flush */
-            pcs[n++] = (struct lpiece){ .bio.op = VD_BIO_FLUSH, .d = d,
-                                        .gen = gen };
+            pcs[n++] =
+                (struct lpiece){ .bio.op = VD_BIO_FLUSH, .d = d, .gen = gen };
         }
     } else {
         uint64_t off = vb->off, len = vb->len;
@@ -272,8 +273,11 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
                     return -EAGAIN;
                 }
                 pcs[n++] = (struct lpiece){
-                    .bio = { .op = vb->op, .flags = vb->flags & VD_IO_FUA,
-                             .buf = b, .len = k, .off = doff },
+                    .bio = { .op = vb->op,
+                             .flags = vb->flags & VD_IO_FUA,
+                             .buf = b,
+                             .len = k,
+                             .off = doff },
                     .d = d,
                 };
             }

@@ -695,9 +695,9 @@ int vd_vol_discard(vd_vol *v, uint64_t off, uint64_t len)
 #define VB_WRITE 2u /* write_lock held shared */
 
 static pthread_mutex_t g_vdone_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct vd_vol_bio *g_vdone;                /* under g_vdone_lock */
+static struct vd_vol_bio *g_vdone;                  /* under g_vdone_lock */
 static struct vd_vol_bio **g_vdone_tail = &g_vdone; /* under g_vdone_lock */
-static unsigned g_ainflight;                      /* atomic */
+static unsigned g_ainflight;                        /* atomic */
 
 unsigned vd_async_inflight(void)
 {
