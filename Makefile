@@ -166,6 +166,7 @@ bench: deps
 	$(MAKE) all
 	tests/bench/run.sh $(B)
 	tests/bench/rbd.sh $(B) || [ $$? = 77 ]
+	BUILD=$(B) TIER_REPORT=bench/results/tier-latest.md tests/bench/tier.sh --runs 3 --time 3 || [ $$? = 77 ]
 
 # the snapshot benchmark (issue 11): bench/results/snap-*.md
 bench-snap: deps

@@ -155,6 +155,8 @@ int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out,
                         FILE *err);
 int admin_cmd_snap_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
                           FILE *err);
+int admin_cmd_vol_clone(vd_pool *pool, struct cmd_args *a, FILE *out,
+                        FILE *err);
 int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
 int admin_cmd_pool_check(vd_pool *pool, struct cmd_args *a, FILE *out,
@@ -177,6 +179,13 @@ int admin_status_vol(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_key_add(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);
 int admin_cmd_key_remove(vd_pool *pool, struct cmd_args *a, FILE *out,
                          FILE *err);
+int admin_cmd_key_rotate(vd_pool *pool, struct cmd_args *a, FILE *out,
+                         FILE *err);
+/* vol encrypt and its part of status (key.c) */
+int admin_cmd_vol_encrypt(vd_pool *pool, struct cmd_args *a, FILE *out,
+                          FILE *err);
+void admin_crypt_status_text(FILE *out, vd_pool *pool);
+void admin_crypt_status_json(FILE *out, vd_pool *pool);
 int admin_opt_key_file(const char *cmdname, const char *name, const char *val,
                        struct cmd_args *a, FILE *err);
 int admin_status_pool(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err);

@@ -228,6 +228,20 @@ static const struct cmd_spec g_cmds[] = {
       "  --wait               return when the rebuild is done (always so when\n"
       "                       no tgtd holds the pool)\n",
       .check = check_vol_repair, .exec = admin_cmd_vol_repair },
+    { "vol", "encrypt", T_VOL, O_RATE | O_WAIT, 0,
+      "vol encrypt POOL/VOL [--rate LIMIT] [--wait]",
+      "Encrypt an existing volume online: move each of its extents that is\n"
+      "on a device without encrypt: true to a device with it (the extent\n"
+      "mover: writes during a move reach both places, resumable after a\n"
+      "crash), then zero the plaintext extent left behind.  It runs in the\n"
+      "background of the process holding the pool and resumes after a\n"
+      "restart; follow it with 'vdlvm status POOL'.\n"
+      "\n"
+      "  --rate LIMIT         bytes per second, e.g. 50MiB (0: unlimited)\n"
+      "  --wait               return when every extent is encrypted, with a\n"
+      "                       progress bar (always so when no tgtd holds the\n"
+      "                       pool)\n",
+      .exec = admin_cmd_vol_encrypt },
     { "vol", "revert", T_SNAP, O_FORCE, 0, "vol revert POOL/VOL@SNAP [--force]",
       "Make the volume's content the snapshot's (its size stays; the\n"
       "snapshot stays).  Chunks only the volume held are freed.  Refused\n"
@@ -236,6 +250,13 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --force              revert an exported volume anyway\n",
       .exec = admin_cmd_vol_revert },
+    { "vol", "clone", T_VOL_SNAP, 0, 0, "vol clone POOL/SRC[@SNAP] POOL/NEW",
+      "Make NEW, a writable thin volume sharing every chunk of SRC (a thin\n"
+      "volume, one of its snapshots, or another clone) until it writes it:\n"
+      "metadata only, instant, no data copied (a golden image cloned per\n"
+      "VM).  Export, list and remove NEW like any volume; the volume SRC\n"
+      "lives in cannot be removed while it has clones, its snapshots can.\n",
+      .flags = F_FILE, .exec = admin_cmd_vol_clone },
     { "vol", "import", T_VOL, O_FORMAT | O_SIZE, 0,
       "vol import POOL/VOL FILE [--format FMT] [--size SIZE]",
       "Make a new thin volume from the disk image FILE, allocating chunks\n"
@@ -394,6 +415,16 @@ static const struct cmd_spec g_cmds[] = {
       "\n"
       "  --key-file OLD       absolute path of the key file to remove\n",
       .exec = admin_cmd_key_remove },
+    { "key", "rotate", T_POOL, O_KEY_FILE, O_KEY_FILE,
+      "key rotate POOL --key-file NEW",
+      "Replace the key file of the pool definition (encryption.key_file) by\n"
+      "NEW in one metadata commit: NEW gets a key slot wrapping the pool's\n"
+      "data key and the old key file's slot is removed, both or neither (a\n"
+      "crash leaves the old key file or the new one working).  No data is\n"
+      "re-encrypted.  Then point encryption.key_file at NEW.\n"
+      "\n"
+      "  --key-file NEW       absolute path of the new key file\n",
+      .exec = admin_cmd_key_rotate },
     { "tier", "status", T_VOL, O_JSON | O_PNG, 0,
       "tier status POOL/VOL [--json] [--png FILE]",
       "Show the heat of every extent of a volume (I/Os counted, halved each\n"

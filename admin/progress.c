@@ -318,13 +318,54 @@ static int parse_verify(const char *json, uint64_t *done, uint64_t *total)
     return 0;
 }
 
-static int verify_progress_call(const char *pool_name, int argc, char **argv,
-                                const char *target, int repair, FILE *out,
-                                FILE *err, int *exit_code)
+/* tier run POOL/VOL --wait: the pass runs inside tgtd and answers when
+ * done; the bar is drawn from `tier status POOL/VOL --json`'s "pass". */
+static int is_tier_run_wait(int argc, char **argv, const char **target)
+{
+    int wait = 0;
+
+    *target = NULL;
+    if (argc < 3 || strcmp(argv[0], "tier") || strcmp(argv[1], "run"))
+        return 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--wait"))
+            wait = 1;
+        else if (argv[i][0] != '-' && strchr(argv[i], '/'))
+            *target = argv[i];
+    }
+    return wait && *target;
+}
+
+/* done and total bytes of a running tier pass from `tier status --json`:
+ * 0, or -EINVAL when none runs. */
+static int parse_tier_pass(const char *json, uint64_t *done, uint64_t *total)
+{
+    const char *p = json ? strstr(json, "\"pass\":{\"running\":true") : NULL;
+    unsigned long long a, b;
+
+    if (!p || sscanf(p,
+                     "\"pass\":{\"running\":true,\"done_bytes\":%llu,"
+                     "\"total_bytes\":%llu",
+                     &a, &b) != 2)
+        return -EINVAL;
+    *done = a;
+    *total = b;
+    return 0;
+}
+
+/* The command runs on a thread of this process while this one polls the
+ * status command st_argv (st_argc words) every PROGRESS_POLL_MS, parse gets
+ * done/total from its JSON, and the bar (tty 1) or lines (tty -1: as
+ * err is) are drawn under label.  verify: exit code VD_EXIT_DIFF is a
+ * success too. */
+static int
+poll_progress_call(const char *pool_name, int argc, char **argv, int st_argc,
+                   char **st_argv, const char *label,
+                   int (*parse)(const char *, uint64_t *, uint64_t *), int tty,
+                   int verify, FILE *out, FILE *err, int *exit_code)
 {
     struct verify_call c = { .pool = pool_name, .argc = argc, .argv = argv };
-    char *st_argv[] = { "status", (char *)target, "--json", NULL };
-    char *obuf = NULL, *ebuf = NULL, label[160];
+    char *obuf = NULL, *ebuf = NULL;
     size_t olen = 0, elen = 0;
     struct admin_progress pg;
     pthread_t tid;
@@ -341,8 +382,6 @@ static int verify_progress_call(const char *pool_name, int argc, char **argv,
         free(ebuf);
         return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
     }
-    snprintf(label, sizeof(label), "%s %s",
-             repair ? "verify --repair" : "verify", target);
     while (!__atomic_load_n(&c.done, __ATOMIC_ACQUIRE)) {
         char *sbuf = NULL, *xbuf = NULL;
         size_t slen = 0, xlen = 0;
@@ -352,13 +391,13 @@ static int verify_progress_call(const char *pool_name, int argc, char **argv,
         int code = -1;
 
         if (s && x) {
-            int r = vd_ctl_call(pool_name, 3, st_argv, s, x, &code);
+            int r = vd_ctl_call(pool_name, st_argc, st_argv, s, x, &code);
             fclose(s);
             s = NULL;
             if (r == 0 && code == VD_EXIT_OK &&
-                parse_verify(sbuf, &done, &total) == 0 && total) {
+                parse(sbuf, &done, &total) == 0 && total) {
                 if (!started++)
-                    admin_progress_start(&pg, err, label, total, 1);
+                    admin_progress_start(&pg, err, label, total, tty);
                 admin_progress_update(&pg, done, total);
             }
         }
@@ -377,12 +416,11 @@ static int verify_progress_call(const char *pool_name, int argc, char **argv,
     fclose(c.out);
     fclose(c.err);
     if (started) {
-        if (c.r == 0 && (c.code == VD_EXIT_OK || c.code == VD_EXIT_DIFF))
+        int ok = c.r == 0 &&
+                 (c.code == VD_EXIT_OK || (verify && c.code == VD_EXIT_DIFF));
+        if (ok)
             admin_progress_update(&pg, pg.total, pg.total);
-        admin_progress_end(
-            &pg, c.r == 0 && (c.code == VD_EXIT_OK || c.code == VD_EXIT_DIFF)
-                     ? "done"
-                     : "stopped");
+        admin_progress_end(&pg, ok ? "done" : "stopped");
     }
     if (obuf)
         fwrite(obuf, 1, olen, out);
@@ -404,9 +442,21 @@ int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
     int n = 0, r, code, started = 0, repair;
 
     if (err && fileno(err) >= 0 && isatty(fileno(err)) &&
-        is_verify(argc, argv, &target, &repair))
-        return verify_progress_call(pool_name, argc, argv, target, repair, out,
-                                    err, exit_code);
+        is_verify(argc, argv, &target, &repair)) {
+        char label[160];
+        st_argv[1] = (char *)target;
+        snprintf(label, sizeof(label), "%s %s",
+                 repair ? "verify --repair" : "verify", target);
+        return poll_progress_call(pool_name, argc, argv, 3, st_argv, label,
+                                  parse_verify, 1, 1, out, err, exit_code);
+    }
+    if (err && fileno(err) >= 0 && is_tier_run_wait(argc, argv, &target)) {
+        char label[160];
+        char *tst_argv[] = { "tier", "status", (char *)target, "--json", NULL };
+        snprintf(label, sizeof(label), "tier run %s", target);
+        return poll_progress_call(pool_name, argc, argv, 4, tst_argv, label,
+                                  parse_tier_pass, -1, 0, out, err, exit_code);
+    }
     if (!is_resync_wait(argc, argv, &target) || !err || fileno(err) < 0 ||
         !isatty(fileno(err)))
         return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);

@@ -49,6 +49,38 @@ int admin_cmd_vol_revert(vd_pool *pool, struct cmd_args *a, FILE *out,
     return VD_EXIT_OK;
 }
 
+/* vol clone POOL/SRC[@SNAP] POOL/NEW (NEW: the F_FILE argument). */
+int admin_cmd_vol_clone(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
+{
+    char src[2 * VD_NAME_MAX + 2];
+    /* POOL/NEW; made absolute (DIR/POOL/NEW) when FILE arguments are */
+    const char *slash = strrchr(a->file, '/'), *pn = slash;
+    size_t pl = strlen(a->pool);
+
+    while (pn && pn > a->file && pn[-1] != '/')
+        pn--;
+    if (!slash || (size_t)(slash - pn) != pl || strncmp(pn, a->pool, pl) ||
+        !vd_name_is_valid(slash + 1)) {
+        admin_msg(err,
+                  "vol clone: '%s' names no new volume of pool '%s'; give "
+                  "%s/NEW (a clone lives in its source's pool)",
+                  a->file, a->pool, a->pool);
+        return VD_EXIT_USAGE;
+    }
+    snprintf(src, sizeof(src), "%s%s%s", a->vol, a->snap[0] ? "@" : "",
+             a->snap);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r = vd_vol_clone(pool, src, slash + 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (r < 0)
+        return admin_vol_fail(err, r, a->pool, slash + 1, "clone");
+    fprintf(out, "volume '%s/%s': cloned from '%s/%s' in %.1f ms\n", a->pool,
+            slash + 1, a->pool, src,
+            (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+    return VD_EXIT_OK;
+}
+
 int admin_cmd_snap_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     struct vd_snap_info *si;

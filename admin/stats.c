@@ -421,7 +421,8 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
         }
     admin_prom_family(out, "vdlvm_device_reconnects_total", "counter",
                       "sessions to the remote device re-established after "
-                      "the connection was lost (0 for local devices)");
+                      "the connection was lost, and returns of a device "
+                      "that was missing or failed");
     for (uint32_t i = 0; i < ps->pi.ndevs; i++) {
         const char *dl[] = { "pool", pname, "device", ps->devs[i].name, NULL };
         admin_prom_sample(out, "vdlvm_device_reconnects_total", dl,

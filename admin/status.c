@@ -155,6 +155,26 @@ static void vol_status_json(FILE *out, const vd_pool *pool,
     free(obj);
 }
 
+/* A tiering pass over vol under way (tier run, or the background pass):
+ * the bar of `tier run --wait` (progress.c), an extent per move. */
+static void tier_pass_text(FILE *out, vd_pool *pool, const char *vol)
+{
+    struct vd_tier_info ti;
+    struct vd_tier_ext *ext = NULL;
+    uint32_t *hist = NULL;
+    size_t n = 0;
+    char line[200];
+
+    if (vd_tier_get(pool, vol, &ti, &ext, &n, &hist) == 0 && ti.pass_running &&
+        ti.pass_total) {
+        admin_progress_line(line, sizeof(line), ti.pass_done, ti.pass_total, 0,
+                            30);
+        fprintf(out, "  tier pass %s\n", line);
+    }
+    free(ext);
+    free(hist);
+}
+
 static void vol_status_text(FILE *out, const vd_pool *pool,
                             const char *pool_name, uint64_t extent_size,
                             const struct vol_status *vs)
@@ -195,6 +215,7 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
     if (vs->has_mi)
         admin_print_mirror(out, &vs->mi);
     admin_verify_status_text(out, (vd_pool *)pool, vi->name); /* vol.c */
+    tier_pass_text(out, (vd_pool *)pool, vi->name);
     free(brief);
 }
 
@@ -254,6 +275,7 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
     }
     fputs("],", out);
     admin_move_status_json(out, (vd_pool *)pool);   /* admin/dev.c */
+    admin_crypt_status_json(out, (vd_pool *)pool);  /* admin/key.c */
     admin_verify_status_json(out, (vd_pool *)pool); /* admin/vol.c */
     fputs("\"volumes\":[", out);
     for (int i = 0; i < st->nvols; i++) {
@@ -379,6 +401,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
                                      : admin_dev_state_str(di->state));
     }
     admin_move_status_text(out, (vd_pool *)pool);         /* admin/dev.c */
+    admin_crypt_status_text(out, (vd_pool *)pool);        /* admin/key.c */
     admin_verify_status_text(out, (vd_pool *)pool, NULL); /* admin/vol.c */
     fputc('\n', out);
     if (st->nvols)

@@ -87,6 +87,13 @@ static void print_text(FILE *out, const char *pool, const char *vol,
     fprintf(out, "fast tier: %llu extents of %s, %llu free\n",
             (unsigned long long)ti->fast_extents, es,
             (unsigned long long)ti->fast_free);
+    if (ti->pass_running) {
+        /* the bar of a tier run --wait (progress.c), without a rate */
+        char line[200];
+        admin_progress_line(line, sizeof(line), ti->pass_done, ti->pass_total,
+                            0, 30);
+        fprintf(out, "pass: %s\n", line);
+    }
     admin_tbl_cell(&t, 0, "EXTENT");
     admin_tbl_cell(&t, 1, "OFFSET");
     admin_tbl_cell(&t, 2, "LEG");
@@ -124,13 +131,22 @@ static void print_json(FILE *out, const char *pool, const char *vol,
             ",\"tiering\":{\"volume_on\":%s,\"supported\":%s,"
             "\"pool_enabled\":%s,\"interval_ms\":%u,\"rate\":%llu,"
             "\"fast_free_pct\":%u,\"mover\":%s},\"extent_size\":%llu,"
-            "\"fast_extents\":%llu,\"fast_free\":%llu,\"extents\":[",
+            "\"fast_extents\":%llu,\"fast_free\":%llu",
             ti->vol_on ? "true" : "false", ti->supported ? "true" : "false",
             ti->pool_enabled ? "true" : "false", ti->interval_ms,
             (unsigned long long)ti->rate, ti->fast_free_pct,
             ti->mover ? "true" : "false", (unsigned long long)ti->extent_size,
             (unsigned long long)ti->fast_extents,
             (unsigned long long)ti->fast_free);
+    if (ti->pass_running)
+        fprintf(out,
+                ",\"pass\":{\"running\":true,\"done_bytes\":%llu,"
+                "\"total_bytes\":%llu}",
+                (unsigned long long)ti->pass_done,
+                (unsigned long long)ti->pass_total);
+    else
+        fputs(",\"pass\":null", out);
+    fputs(",\"extents\":[", out);
     for (size_t i = 0; i < s->n; i++) {
         const struct vd_tier_ext *x = &s->ext[i];
         fprintf(out, "%s{\"le\":%llu,\"offset\":%llu,\"leg\":%u,\"device\":",
@@ -306,6 +322,31 @@ int admin_cmd_tier_status(vd_pool *pool, struct cmd_args *a, FILE *out,
     return rc;
 }
 
+/* tier run --wait: the progress of the pass on err (progress.c: a bar on
+ * a terminal, a line per 10 % otherwise), drawn from the pass's
+ * callback on this thread; nothing when the pass moves nothing, or when
+ * err is not a file (the command runs inside tgtd: the client polls the
+ * pass's progress in `tier status --json` and draws it). */
+struct tier_pg {
+    FILE *err;
+    char label[160];
+    struct admin_progress pg;
+    int started;
+};
+
+static void tier_pg_cb(void *arg, uint64_t done, uint64_t total)
+{
+    struct tier_pg *tp = arg;
+
+    if (!total || !tp->err)
+        return;
+    if (!tp->started) {
+        admin_progress_start(&tp->pg, tp->err, tp->label, total, -1);
+        tp->started = 1;
+    }
+    admin_progress_update(&tp->pg, done, total);
+}
+
 int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 {
     struct vd_tier_move *mv = NULL;
@@ -315,7 +356,18 @@ int admin_cmd_tier_run(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
 
     if (!(a->given & O_DRY_RUN)) {
         int wait = (a->given & O_WAIT) != 0;
-        r = vd_tier_run(pool, a->vol, wait, &moved);
+        /* inside tgtd (err a memory stream) the client draws the bar
+         * from `tier status --json` (progress.c) */
+        struct tier_pg tp = { .err = err && fileno(err) >= 0 ? err : NULL };
+        if (wait) {
+            snprintf(tp.label, sizeof(tp.label), "tier run %s/%s", a->pool,
+                     a->vol);
+            r = vd_tier_run_wait(pool, a->vol, tier_pg_cb, &tp, &moved);
+            if (tp.started)
+                admin_progress_end(&tp.pg, r < 0 ? "failed" : "done");
+        } else {
+            r = vd_tier_run(pool, a->vol, 0, &moved);
+        }
         if (r < 0)
             return admin_vol_fail(err, r, a->pool, a->vol, "tier run");
         if (wait)

@@ -177,6 +177,39 @@ int admin_cmd_vol_list(vd_pool *pool, struct cmd_args *a, FILE *out, FILE *err)
             admin_fmt_size(vi.chunk_size, cs, sizeof(cs));
         admin_tbl_cell(&t, 7, "%s", vi.thin ? cs : "-");
     }
+    /* clones (pool/snap.c): their own and shared bytes, their origin */
+    struct vd_clone_info *cl = NULL;
+    size_t ncl = 0;
+    if (vd_clone_list(pool, &cl, &ncl) < 0)
+        ncl = 0;
+    if (a->given & O_JSON)
+        fputs("],\"clones\":[", out);
+    for (size_t i = 0; i < ncl; i++) {
+        char sz[32], ex[32], sh[32];
+        if (a->given & O_JSON) {
+            fprintf(out,
+                    "%s{\"name\":\"%s\",\"origin\":\"%s\",\"size\":%llu,"
+                    "\"exclusive\":%llu,\"shared\":%llu,\"exported\":%s}",
+                    i ? "," : "", cl[i].name, cl[i].origin,
+                    (unsigned long long)cl[i].size,
+                    (unsigned long long)cl[i].exclusive,
+                    (unsigned long long)cl[i].shared,
+                    cl[i].exported ? "true" : "false");
+            continue;
+        }
+        admin_fmt_size(cl[i].size, sz, sizeof(sz));
+        admin_fmt_size(cl[i].exclusive, ex, sizeof(ex));
+        admin_fmt_size(cl[i].shared, sh, sizeof(sh));
+        admin_tbl_cell(&t, 0, "%s/%s", a->pool, cl[i].name);
+        admin_tbl_cell(&t, 1, "%s", sz);
+        admin_tbl_cell(&t, 2, "clone of %s", cl[i].origin);
+        admin_tbl_cell(&t, 3, "-");
+        admin_tbl_cell(&t, 4, "%s", cl[i].exported ? "yes" : "no");
+        admin_tbl_cell(&t, 5, "thin");
+        admin_tbl_cell(&t, 6, "%s own, %s shared", ex, sh);
+        admin_tbl_cell(&t, 7, "-");
+    }
+    free(cl);
     if (a->given & O_JSON)
         fputs("]}\n", out);
     else

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "pool_int.h"
+#include "crypt.h"
 #include "tier.h"
 
 struct vd_bg {
@@ -126,8 +127,9 @@ static void *bg_main(void *arg)
         if (stop)
             break;
         vd_pool_retry_devices(p);
-        vd_tier_tick(p); /* tiering: decay, passes (pool/tier.c) */
-        vd_move_tick(p); /* the extent mover (pool/move.c) */
+        vd_tier_tick(p);  /* tiering: decay, passes (pool/tier.c) */
+        vd_move_tick(p);  /* the extent mover (pool/move.c) */
+        vd_crypt_tick(p); /* vol encrypt's moves (pool/crypt.c) */
         uint32_t i = 0;
         struct vd_vol *v;
         while ((v = next_vol(p, &i))) {

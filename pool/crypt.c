@@ -74,10 +74,12 @@
  *   a key file's contents or a derived value. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -109,6 +111,24 @@ struct vd_crypt {
     char *key_file;     /* the definition's, for key add's authorisation */
     uint64_t free_mask; /* atomic; bit i: workers[i] is free */
     struct vd_crypt_worker workers[NWORKERS];
+    /* vol encrypt (see "vol encrypt" below).  Persisted (op 30, md_apply,
+     * admin lock): job_active (also read atomically by the tick without
+     * the lock), job_vol, job_rate, job_src.  The rest: admin lock. */
+    bool job_active;
+    uint32_t job_vol;
+    uint64_t job_rate;
+    uint8_t job_src[VD_MAX_DEVS / 8];
+    bool job_rescrub; /* job loaded at open: zero every free extent of the
+                         src devices before it ends */
+    uint32_t rs_dev;  /* rescrub cursor */
+    uint64_t rs_pe;
+    bool last_valid; /* the move the job started last */
+    uint32_t last_leg, last_src;
+    uint64_t last_le, last_spe;
+    unsigned fails; /* consecutive failed moves */
+    uint64_t job_total, job_moved, job_scrubbed, job_left;
+    char job_error[200];
+    int job_busy; /* atomic: one job_step at a time */
 };
 
 /* ---- the cipher ----------------------------------------------------------- */
@@ -442,6 +462,31 @@ int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n)
 {
     struct vd_crypt *c = p->crypt;
 
+    if (h->type == VD_OP_CRYPT_JOB) {
+        const struct vd_op_crypt_job *j = (const void *)h;
+        if (h->len < sizeof(*j))
+            BAD("pool '%s': metadata op %u too short", p->name, n);
+        if (!c)
+            BAD("pool '%s': metadata op %u encrypts a volume of a pool "
+                "without key slots",
+                p->name, n);
+        if (j->vol == VD_NO_DEV) {
+            __atomic_store_n(&c->job_active, false, __ATOMIC_RELEASE);
+            c->last_valid = false;
+            return 0;
+        }
+        c->job_vol = j->vol; /* the volume may come later in a checkpoint */
+        c->job_rate = j->rate;
+        memcpy(c->job_src, j->src, sizeof(c->job_src));
+        c->job_rescrub = true; /* vd_vol_encrypt clears it (live start) */
+        c->rs_dev = 0;
+        c->rs_pe = 0;
+        c->last_valid = false;
+        c->fails = 0;
+        __atomic_store_n(&c->job_active, true, __ATOMIC_RELEASE);
+        return 0;
+    }
+
     if (h->type == VD_OP_KEY_SLOT) {
         const struct vd_op_key_slot *s = (const void *)h;
         if (h->len < sizeof(*s))
@@ -501,6 +546,17 @@ int vd_crypt_md_serialize(const vd_pool *p, struct vd_opbuf *b)
         if ((c->used & (1u << i)) &&
             (r = vd_opbuf_add(b, &c->slots[i], sizeof(c->slots[i]))) < 0)
             return r;
+    if (c && c->job_active) {
+        struct vd_op_crypt_job j;
+        memset(&j, 0, sizeof(j));
+        j.h.type = VD_OP_CRYPT_JOB;
+        j.h.len = sizeof(j);
+        j.vol = c->job_vol;
+        j.rate = c->job_rate;
+        memcpy(j.src, c->job_src, sizeof(j.src));
+        if ((r = vd_opbuf_add(b, &j, sizeof(j))) < 0)
+            return r;
+    }
     return 0;
 }
 
@@ -582,9 +638,10 @@ int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
         if (cd->encrypt && !(d->flags & VD_DEVF_ENCRYPT)) {
             vd_log(VD_LOG_ERR,
                    "pool '%s': device '%s' is stored unencrypted, but %s:%d "
-                   "says encrypt: true; a device is encrypted from the "
-                   "pool's creation on (encrypting existing data is a move "
-                   "of its extents, not supported yet); remove encrypt: true",
+                   "says encrypt: true; a device is encrypted from when it "
+                   "joins the pool on; to encrypt data, add a new device "
+                   "with encrypt: true (vdlvm pool apply) and move volumes "
+                   "there (vdlvm vol encrypt); remove encrypt: true here",
                    p->name, d->name, file, cd->line);
             return -EINVAL;
         }
@@ -663,6 +720,25 @@ int vd_crypt_pool_open(vd_pool *p, const struct vd_conf_pool *conf)
         if (p->devs[i].used && (p->devs[i].flags & VD_DEVF_ENCRYPT))
             p->devs[i].crypt = c;
     return 0;
+}
+
+int vd_crypt_dev_check(const vd_pool *p, const struct vd_conf_dev *c,
+                       const char *file)
+{
+    if (!c->encrypt || (p->crypt && p->crypt->unlocked))
+        return 0;
+    vd_log(VD_LOG_ERR,
+           "%s:%d: device '%s': encrypt: true, but pool '%s' was created "
+           "without encryption (no key slot); an encrypted device needs the "
+           "pool's data key; nothing changed",
+           file, c->encrypt_line, c->name, p->name);
+    return -EINVAL;
+}
+
+void vd_crypt_dev_attach(vd_pool *p, struct vd_dev *d)
+{
+    if ((d->flags & VD_DEVF_ENCRYPT) && p->crypt && p->crypt->unlocked)
+        d->crypt = p->crypt;
 }
 
 void vd_crypt_free(vd_pool *p)
@@ -884,4 +960,561 @@ int vd_pool_key_slots(const vd_pool *p)
     int n = nslots(p->crypt);
     vd_admin_unlock(mp);
     return n;
+}
+
+/* ---- key rotate ------------------------------------------------------------
+ * One commit holds the new slot and the removal of the slot that the
+ * definition's key file opens: a crash leaves the old wrapping or the new
+ * one, never neither (a commit is one checksummed record, md.c).  The data
+ * key is not changed, so no data is rewritten.  From then on key add's
+ * authorisation is the new key file (c->key_file, under the admin lock). */
+int vd_pool_key_rotate(vd_pool *p, const char *new_file)
+{
+    uint8_t kf[VD_KEY_FILE_MAX + 1], key[64];
+    struct vd_crypt *c = p->crypt;
+    struct vd_op_key_slot s;
+    struct vd_op_key_remove o = { .h.type = VD_OP_KEY_REMOVE,
+                                  .h.len = sizeof(o) };
+    struct slots *sl = calloc(1, sizeof(*sl));
+    char old_file[4096] = "";
+    size_t kflen = 0;
+    int r, old_slot, free_slot = -1;
+
+    if (!sl)
+        return -ENOMEM;
+    if ((r = slots_get(p, sl, "key rotate has no key to replace")) < 0)
+        goto out;
+    vd_admin_lock(p);
+    snprintf(old_file, sizeof(old_file), "%s", c->key_file);
+    vd_admin_unlock(p);
+    if ((r = key_file_get(p, old_file, "encryption.key_file", kf, &kflen)) < 0)
+        goto out;
+    old_slot = find_slot(sl, kf, kflen, key);
+    OPENSSL_cleanse(kf, sizeof(kf));
+    if (old_slot >= 0 && CRYPTO_memcmp(key, c->key, 64))
+        old_slot = -EACCES;
+    OPENSSL_cleanse(key, sizeof(key));
+    if (old_slot < 0) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': the key file %s of the pool definition opens no "
+               "key slot any more; key rotate replaces that key file: "
+               "point encryption.key_file at a key file of the pool and "
+               "reopen; nothing changed",
+               p->name, old_file);
+        r = old_slot == -EIO ? -EIO : -EACCES;
+        goto out;
+    }
+    if ((r = key_file_get(p, new_file, "--key-file", kf, &kflen)) < 0)
+        goto out;
+    r = find_slot(sl, kf, kflen, key);
+    OPENSSL_cleanse(key, sizeof(key));
+    if (r >= 0) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': key file %s already opens key slot %d; nothing "
+               "changed (key remove the other key file instead)",
+               p->name, new_file, r);
+        r = -EEXIST;
+        goto out;
+    }
+    if (r != -EACCES)
+        goto out;
+    for (int i = 0; i < VD_KEY_SLOTS && free_slot < 0; i++)
+        if (!(sl->used & (1u << i)))
+            free_slot = i;
+    if (free_slot < 0) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': all %d key slots are in use; key rotate needs a "
+               "free one for a moment; remove one first with 'vdlvm key "
+               "remove %s --key-file OLD'",
+               p->name, VD_KEY_SLOTS, p->name);
+        r = -ENOSPC;
+        goto out;
+    }
+    slot_init(&s, (uint32_t)free_slot);
+    s.cipher = c->cipher;
+    r = slot_wrap(sl->uuid, kf, kflen, c->key, &s);
+    o.slot = (uint32_t)old_slot;
+    if (r == 0) {
+        struct vd_opbuf ops = { 0 };
+        char *nf = strdup(new_file);
+        vd_admin_lock(p);
+        if (!nf) {
+            r = -ENOMEM;
+        } else if (c->gen != sl->gen) {
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': the key slots changed while this command "
+                   "ran; nothing changed; run it again",
+                   p->name);
+            r = -EAGAIN;
+        } else if ((r = vd_opbuf_add(&ops, &s, sizeof(s))) == 0 &&
+                   (r = vd_opbuf_add(&ops, &o, sizeof(o))) == 0 &&
+                   (r = vd_md_commit(p, &ops)) == 0) {
+            free(c->key_file);
+            c->key_file = nf;
+            nf = NULL;
+        }
+        vd_admin_unlock(p);
+        free(nf);
+        vd_opbuf_free(&ops);
+    }
+    OPENSSL_cleanse(&s, sizeof(s));
+    if (r < 0) {
+        if (r != -EAGAIN)
+            vd_log(VD_LOG_ERR, "pool '%s': key rotate failed: %s", p->name,
+                   strerror(-r));
+        goto out;
+    }
+    vd_log(VD_LOG_INFO,
+           "pool '%s': key rotated: key file %s in key slot %d, key slot %d "
+           "(key file %s) removed",
+           p->name, new_file, free_slot, old_slot, old_file);
+    r = free_slot;
+out:
+    OPENSSL_cleanse(kf, sizeof(kf));
+    OPENSSL_cleanse(sl, sizeof(*sl));
+    free(sl);
+    return r;
+}
+
+/* ---- vol encrypt -------------------------------------------------------------
+ * Encrypting an existing volume is a move of each of its extents that sit
+ * on a device without encrypt: true to one with it, by the extent mover
+ * (pool/move.c's public vd_move_extent: online, writes reach both places
+ * while an extent moves, a checkpoint per few chunks, resumable).  The job
+ * (op 30) is in the metadata, so it goes on after a restart; the mover
+ * itself resumes a move that was under way.
+ *
+ * The plaintext left behind: the mover frees the source extent when it
+ * switches (MOVE_END).  The job then reserves it (sets it used in memory,
+ * admin lock, so nothing allocates it meanwhile), zeroes it with the
+ * device's zero op (hole punch, BLKZEROOUT, WRITE SAME; zero writes
+ * otherwise), flushes, and frees it again.  If someone allocated it before
+ * the job looked, it is skipped: a new allocation is zeroed (md.c
+ * zero_new_extents) and a move target is overwritten whole.  A crash can
+ * come between the switch and the zeroing, so a job loaded at open
+ * (job_rescrub) zeroes every free extent of the devices it moved from
+ * (job_src) before it ends.  Zeroing frees the blocks of a file (punch) or
+ * zeroes them on a device; it does not reach what a file system or SSD
+ * keeps elsewhere (docs/encryption.md says so).
+ *
+ * Threads: job_step runs in the background thread's tick (vd_crypt_tick)
+ * or, with no background thread, in the admin call that waits; job_busy
+ * keeps it to one at a time.  It takes the admin lock for every decision
+ * and drops it for vd_move_extent (which takes it) and for the zeroing
+ * (device I/O: never under the admin lock). */
+
+static bool pe_is_used(const struct vd_dev *d, uint64_t pe)
+{
+    return d->used[pe / 8] & (1u << (pe % 8));
+}
+
+/* Reserve n free PEs from pe on (admin lock held); false if one is used. */
+static bool pe_reserve(struct vd_dev *d, uint64_t pe, uint64_t n, bool on)
+{
+    for (uint64_t k = 0; on && k < n; k++)
+        if (pe_is_used(d, pe + k))
+            return false;
+    for (uint64_t k = 0; k < n; k++) {
+        if (on)
+            d->used[(pe + k) / 8] |= 1u << ((pe + k) % 8);
+        else
+            d->used[(pe + k) / 8] &= ~(1u << ((pe + k) % 8));
+    }
+    if (on)
+        d->used_count += n;
+    else
+        d->used_count -= n;
+    return true;
+}
+
+static bool dev_takes(const struct vd_dev *d)
+{
+    return d->used && (d->flags & VD_DEVF_ENCRYPT) && d->bdev &&
+           __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) == VD_DEV_OK &&
+           !d->no_alloc;
+}
+
+/* Extents of v on plain devices (and the mask of those devices). */
+static uint64_t plain_extents(const vd_pool *p, const struct vd_vol *v,
+                              uint8_t *mask)
+{
+    uint64_t n = 0;
+
+    for (uint64_t i = 0; i < v->le_count * v->copies; i++) {
+        uint32_t dev = v->map[i].dev;
+        if (dev == VD_NO_DEV || (p->devs[dev].flags & VD_DEVF_ENCRYPT))
+            continue;
+        n++;
+        if (mask)
+            mask[dev / 8] |= (uint8_t)(1u << (dev % 8));
+    }
+    return n;
+}
+
+/* Zero n PEs from pe of device dev, reserved by the caller; admin lock not
+ * held.  0 or -EIO (logged). */
+static int scrub(vd_pool *p, uint32_t dev, uint64_t pe, uint64_t n)
+{
+    struct vd_dev *d = &p->devs[dev];
+    uint64_t es = p->extent_size;
+
+    if (!d->bdev || __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK)
+        return -EIO;
+    if (vd_dev_zero(d, d->data_offset + pe * es, n * es) < 0 ||
+        vd_dev_flush(d) < 0)
+        return -EIO;
+    return 0;
+}
+
+/* End the job (error NULL: done), op 30 with no volume.  Admin lock. */
+static void job_end_locked(vd_pool *p, const char *vol, const char *error)
+{
+    struct vd_crypt *c = p->crypt;
+    struct vd_op_crypt_job j;
+    struct vd_opbuf ops = { 0 };
+
+    memset(&j, 0, sizeof(j));
+    j.h.type = VD_OP_CRYPT_JOB;
+    j.vol = VD_NO_DEV;
+    ops.keep_data = true;
+    if (vd_opbuf_add(&ops, &j, sizeof(j)) < 0 || vd_md_commit(p, &ops) < 0)
+        vd_log(VD_LOG_ERR,
+               "pool '%s': recording the end of vol encrypt failed (it "
+               "goes on after a restart)",
+               p->name);
+    vd_opbuf_free(&ops);
+    __atomic_store_n(&c->job_active, false, __ATOMIC_RELEASE);
+    c->last_valid = false;
+    snprintf(c->job_error, sizeof(c->job_error), "%s", error ? error : "");
+    if (error)
+        vd_log(VD_LOG_ERR, "pool '%s': vol encrypt of '%s' stopped: %s",
+               p->name, vol, error);
+    else
+        vd_log(VD_LOG_INFO,
+               "pool '%s': volume '%s' is encrypted: every extent is on a "
+               "device with encrypt: true (%" PRIu64 " moved, %" PRIu64
+               " freed extents zeroed)",
+               p->name, vol, c->job_moved, c->job_scrubbed);
+}
+
+/* Pick the next free run of PEs on the job's source devices from the
+ * rescrub cursor, reserve it (admin lock).  false: none left. */
+static bool rescrub_next_locked(vd_pool *p, uint32_t *dev, uint64_t *pe,
+                                uint64_t *n)
+{
+    struct vd_crypt *c = p->crypt;
+
+    for (; c->rs_dev < p->ndevs; c->rs_dev++, c->rs_pe = 0) {
+        struct vd_dev *d = &p->devs[c->rs_dev];
+        if (!(c->job_src[c->rs_dev / 8] & (1u << (c->rs_dev % 8))) ||
+            !d->used || (d->flags & VD_DEVF_ENCRYPT))
+            continue;
+        while (c->rs_pe < d->pe_count && pe_is_used(d, c->rs_pe))
+            c->rs_pe++;
+        if (c->rs_pe >= d->pe_count)
+            continue;
+        uint64_t k = 0;
+        while (c->rs_pe + k < d->pe_count && k < 64 &&
+               !pe_is_used(d, c->rs_pe + k))
+            k++;
+        pe_reserve(d, c->rs_pe, k, true);
+        *dev = c->rs_dev;
+        *pe = c->rs_pe;
+        *n = k;
+        c->rs_pe += k;
+        return true;
+    }
+    return false;
+}
+
+/* One step: 1 when work is left (a move started or running), 0 idle. */
+static int job_step_one(vd_pool *p)
+{
+    struct vd_crypt *c = p->crypt;
+    struct vd_move_status ms;
+    char vname[VD_NAME_MAX + 1], dname[VD_NAME_MAX + 1], why[512];
+    uint32_t sdev = VD_NO_DEV, leg = 0;
+    uint64_t spe = 0, sn = 1, le = 0, rate;
+    struct vd_vol *v;
+
+    vd_pool_move_status(p, &ms); /* takes the admin lock */
+    if (ms.active || ms.evacuating || ms.rebalancing)
+        return 1; /* the mover is busy (ours or another job's move) */
+    vd_admin_lock(p);
+    if (!c->job_active) {
+        vd_admin_unlock(p);
+        return 0;
+    }
+    if (!(v = vd_vol_find_id(p, c->job_vol))) {
+        job_end_locked(p, "?", "the volume was removed");
+        vd_admin_unlock(p);
+        return 0;
+    }
+    snprintf(vname, sizeof(vname), "%s", v->name);
+    if (c->last_valid) { /* how did the last move end? */
+        c->last_valid = false;
+        const struct vd_pe *e =
+            c->last_le < v->le_count && c->last_leg < v->copies
+                ? &v->map[c->last_le * v->copies + c->last_leg]
+                : NULL;
+        if (e && e->dev == c->last_src && e->pe == c->last_spe) {
+            if (++c->fails >= 3) {
+                snprintf(why, sizeof(why),
+                         "moving extent %" PRIu64 " leg %u failed 3 times "
+                         "(last: %.150s)",
+                         c->last_le, c->last_leg,
+                         ms.stats.last_error[0] ? ms.stats.last_error : "?");
+                job_end_locked(p, vname, why);
+                vd_admin_unlock(p);
+                return 0;
+            }
+        } else {
+            c->fails = 0;
+            c->job_moved++;
+            if (pe_reserve(&p->devs[c->last_src], c->last_spe, 1, true)) {
+                sdev = c->last_src;
+                spe = c->last_spe;
+            }
+        }
+    }
+    if (sdev == VD_NO_DEV) {
+        /* the next plain extent */
+        uint64_t left = 0, first = UINT64_MAX;
+        for (uint64_t i = 0; i < v->le_count * v->copies; i++) {
+            uint32_t dev = v->map[i].dev;
+            if (dev == VD_NO_DEV || (p->devs[dev].flags & VD_DEVF_ENCRYPT))
+                continue;
+            if (!left++)
+                first = i;
+        }
+        c->job_left = left;
+        if (!left) {
+            if (c->job_rescrub && rescrub_next_locked(p, &sdev, &spe, &sn))
+                goto zero;
+            job_end_locked(p, vname, NULL);
+            vd_admin_unlock(p);
+            return 0;
+        }
+        le = first / v->copies;
+        leg = (uint32_t)(first % v->copies);
+        /* the target: an encrypted usable device with room, not holding
+         * another leg of this extent, least used */
+        uint32_t best = VD_NO_DEV;
+        double best_use = 2;
+        for (uint32_t i = 0; i < p->ndevs; i++) {
+            const struct vd_dev *d = &p->devs[i];
+            bool other = false;
+            if (!dev_takes(d) || d->used_count >= d->pe_count)
+                continue;
+            for (uint32_t k = 0; k < v->copies; k++)
+                other |= k != leg && v->map[le * v->copies + k].dev == i;
+            double use = (double)d->used_count / (double)d->pe_count;
+            if (!other && use < best_use) {
+                best_use = use;
+                best = i;
+            }
+        }
+        if (best == VD_NO_DEV) {
+            snprintf(why, sizeof(why),
+                     "no device with encrypt: true has a free extent for "
+                     "extent %" PRIu64 " leg %u (%" PRIu64 " extents left); "
+                     "add one (vdlvm pool apply) and run vol encrypt again",
+                     le, leg, left);
+            job_end_locked(p, vname, why);
+            vd_admin_unlock(p);
+            return 0;
+        }
+        snprintf(dname, sizeof(dname), "%s", p->devs[best].name);
+        c->last_valid = true;
+        c->last_le = le;
+        c->last_leg = leg;
+        c->last_src = v->map[first].dev;
+        c->last_spe = v->map[first].pe;
+        rate = c->job_rate;
+        vd_admin_unlock(p);
+        int r = vd_move_extent(p, vname, leg, le, dname, rate);
+        if (r < 0) {
+            vd_admin_lock(p);
+            c->last_valid = false;
+            if (r != -EBUSY && ++c->fails >= 3 && c->job_active) {
+                snprintf(why, sizeof(why),
+                         "starting the move of extent %" PRIu64
+                         " leg %u to '%s' failed 3 times: %s",
+                         le, leg, dname, strerror(-r));
+                job_end_locked(p, vname, why);
+                vd_admin_unlock(p);
+                return 0;
+            }
+            vd_admin_unlock(p);
+        }
+        return 1;
+    }
+zero:
+    vd_admin_unlock(p);
+    int r = scrub(p, sdev, spe, sn);
+    vd_admin_lock(p);
+    pe_reserve(&p->devs[sdev], spe, sn, false);
+    if (r == 0)
+        c->job_scrubbed += sn;
+    else
+        snprintf(c->job_error, sizeof(c->job_error),
+                 "zeroing %" PRIu64 " freed extents at %" PRIu64
+                 " of '%s' failed",
+                 sn, spe, p->devs[sdev].name);
+    vd_admin_unlock(p);
+    return 1;
+}
+
+static int job_step(vd_pool *p)
+{
+    struct vd_crypt *c = p->crypt;
+    int r;
+
+    if (!c || !__atomic_load_n(&c->job_active, __ATOMIC_ACQUIRE))
+        return 0;
+    if (__atomic_exchange_n(&c->job_busy, 1, __ATOMIC_ACQUIRE))
+        return 1;
+    r = job_step_one(p);
+    __atomic_store_n(&c->job_busy, 0, __ATOMIC_RELEASE);
+    return r;
+}
+
+void vd_crypt_tick(vd_pool *p)
+{
+    /* a few steps: zeroing and starting the next move need no mover time */
+    for (int i = 0; i < 64 && !vd_bg_stopping(p); i++) {
+        struct vd_move_status ms;
+        if (job_step(p) <= 0)
+            return;
+        vd_pool_move_status(p, &ms);
+        if (ms.active || ms.evacuating || ms.rebalancing)
+            return; /* the mover's tick copies it */
+    }
+}
+
+int vd_vol_encrypt_step(vd_pool *p)
+{
+    if (p->bg) {
+        vd_bg_kick(p);
+        struct timespec ts = { 0, 100000000L };
+        nanosleep(&ts, NULL);
+    } else {
+        job_step(p);
+        vd_move_wait(p, 200);
+    }
+    return p->crypt && __atomic_load_n(&p->crypt->job_active, __ATOMIC_ACQUIRE);
+}
+
+int vd_vol_encrypt(vd_pool *p, const char *vol, uint64_t rate)
+{
+    struct vd_crypt *c = p->crypt;
+    struct vd_op_crypt_job j;
+    struct vd_opbuf ops = { 0 };
+    struct vd_vol *v;
+    uint64_t left, room = 0;
+    uint32_t nenc = 0;
+    int r;
+
+    memset(&j, 0, sizeof(j));
+    vd_admin_lock(p);
+    if (!(v = vd_vol_find(p, vol))) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not found; nothing changed",
+               p->name, vol);
+        r = -ENOENT;
+        goto out;
+    }
+    if (!c || !c->unlocked) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': is not encrypted; vol encrypt moves a volume to "
+               "devices with encrypt: true, which need the pool's "
+               "encryption: {key_file: PATH} (given when the pool is "
+               "created); nothing changed",
+               p->name);
+        r = -EINVAL;
+        goto out;
+    }
+    if (c->job_active) {
+        struct vd_vol *o = vd_vol_find_id(p, c->job_vol);
+        vd_log(VD_LOG_ERR,
+               "pool '%s': volume '%s' is being encrypted; one volume at a "
+               "time (see 'vdlvm status %s'); nothing changed",
+               p->name, o ? o->name : "?", p->name);
+        r = -EBUSY;
+        goto out;
+    }
+    left = plain_extents(p, v, j.src);
+    if (!left) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': is already encrypted: all its extents are "
+               "on devices with encrypt: true; nothing changed",
+               p->name, vol);
+        r = -EALREADY;
+        goto out;
+    }
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (dev_takes(&p->devs[i])) {
+            nenc++;
+            room += p->devs[i].pe_count - p->devs[i].used_count;
+        }
+    if (room < left) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': %" PRIu64 " of its extents are on devices "
+               "without encryption, and the %u usable devices with "
+               "encrypt: true have %" PRIu64 " free; add a device with "
+               "encrypt: true (vdlvm pool apply) or free space; nothing "
+               "changed",
+               p->name, vol, left, nenc, room);
+        r = -ENOSPC;
+        goto out;
+    }
+    j.h.type = VD_OP_CRYPT_JOB;
+    j.vol = v->id;
+    j.rate = rate;
+    ops.keep_data = true;
+    if ((r = vd_opbuf_add(&ops, &j, sizeof(j))) == 0)
+        r = vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
+    if (r < 0) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': vol encrypt: %s", p->name, vol,
+               strerror(-r));
+        goto out;
+    }
+    c->job_rescrub = false; /* every freed extent is zeroed as it goes */
+    c->job_total = left;
+    c->job_left = left;
+    c->job_moved = 0;
+    c->job_scrubbed = 0;
+    c->job_error[0] = 0;
+    vd_log(VD_LOG_INFO,
+           "volume '%s/%s': encrypting: %" PRIu64 " extents to move to "
+           "devices with encrypt: true",
+           p->name, vol, left);
+out:
+    vd_admin_unlock(p);
+    if (r == 0)
+        vd_bg_kick(p);
+    return r;
+}
+
+int vd_vol_encrypt_status(vd_pool *p, struct vd_crypt_status *st)
+{
+    struct vd_crypt *c = p->crypt;
+
+    memset(st, 0, sizeof(*st));
+    if (!c)
+        return 0;
+    vd_admin_lock(p);
+    st->active = c->job_active;
+    if (c->job_active) {
+        struct vd_vol *v = vd_vol_find_id(p, c->job_vol);
+        snprintf(st->vol, sizeof(st->vol), "%s", v ? v->name : "?");
+        st->left = v ? plain_extents(p, v, NULL) : 0;
+    }
+    st->moved = c->job_moved;
+    st->scrubbed = c->job_scrubbed;
+    st->total = c->job_total > st->left + st->moved ? c->job_total
+                                                    : st->left + st->moved;
+    snprintf(st->error, sizeof(st->error), "%s", c->job_error);
+    vd_admin_unlock(p);
+    return 0;
 }

@@ -66,7 +66,25 @@ struct vd_op_key_remove {
 };
 _Static_assert(sizeof(struct vd_op_key_remove) == 16, "op key remove");
 
-/* Metadata (md.c): apply op n (type 11 or 12) to p's state; 0 or -EINVAL
+/* VD_OP_CRYPT_JOB (30): `vol encrypt` of volume vol is pending (vol
+ * VD_NO_DEV: no job); rate in bytes/s for each move (0: unlimited); bit i
+ * of src: device i held extents of the volume without encryption when
+ * the job started (their freed extents are zeroed; after a restart every
+ * free extent of those devices is, before the job ends). */
+struct vd_op_crypt_job {
+    struct vd_op_hdr h;           /*  0 */
+    uint32_t vol;                 /*  8 */
+    uint32_t pad0;                /* 12 */
+    uint64_t rate;                /* 16 */
+    uint8_t src[VD_MAX_DEVS / 8]; /* 24 */
+};
+_Static_assert(sizeof(struct vd_op_crypt_job) == 56, "op crypt job");
+
+/* The background thread's tick (bg.c): start the job's next move, zero
+ * the plaintext extents freed.  No lock held. */
+void vd_crypt_tick(vd_pool *p);
+
+/* Metadata (md.c): apply op n (type 11, 12 or 30) to p's state; 0 or -EINVAL
  * (logged).  Serialise the slots into a checkpoint.  Admin lock held. */
 int vd_crypt_md_apply(vd_pool *p, const struct vd_op_hdr *h, uint32_t n);
 int vd_crypt_md_serialize(const vd_pool *p, struct vd_opbuf *b);
@@ -77,6 +95,14 @@ int vd_crypt_md_serialize(const vd_pool *p, struct vd_opbuf *b);
 int vd_crypt_create_ops(const struct vd_conf_pool *conf,
                         const uint8_t pool_uuid[16], struct vd_opbuf *ops);
 uint32_t vd_crypt_dev_flags(const struct vd_conf_dev *c);
+
+/* pool apply (pool.c), admin lock held: a new device with encrypt: true
+ * needs an unlocked encrypted pool (0, or -EINVAL logged with file:line);
+ * attach the data key to a device that joined with VD_DEVF_ENCRYPT
+ * before it gets an extent. */
+int vd_crypt_dev_check(const vd_pool *p, const struct vd_conf_dev *c,
+                       const char *file);
+void vd_crypt_dev_attach(vd_pool *p, struct vd_dev *d);
 
 /* Open (pool.c), after the state is loaded and before any data I/O:
  * check the definition against the state (encrypt flags, key file),

@@ -575,8 +575,10 @@ int vd_dev_flush(struct vd_dev *d)
     uint64_t target = __atomic_load_n(&d->wgen, __ATOMIC_ACQUIRE);
     int r = 0;
 
-    if (__atomic_load_n(&d->move, __ATOMIC_ACQUIRE))
-        vd_move_dev_flush(d); /* a move's target too (pool/move.c) */
+    /* a move's target too (pool/move.c); it fails the flush only when
+     * the target, about to become the extent, could not be flushed */
+    if (__atomic_load_n(&d->move, __ATOMIC_ACQUIRE) && vd_move_dev_flush(d) < 0)
+        return -EIO;
     pthread_mutex_lock(&d->flush_lock);
     for (;;) {
         if (d->flushed_gen >= target) {

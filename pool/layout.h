@@ -99,7 +99,11 @@ enum {
     VD_OP_SNAP_NODE = 17,   /* checkpoint: generation gen, parent ngen */
     VD_OP_SNAP_MEMBER = 18, /* checkpoint: snapshot id; id 0: the head
                                (gen, ngen = the highest generation) */
-    VD_OP_SNAP_LAST = 19,   /* 19 reserved (clones) */
+    /* struct vd_op_snap_clone: a writable member (a clone) in generation
+     * ngen, child of generation gen (the source's); src 0: the head, else
+     * the member src: a writable source moves to generation ngen + 1 */
+    VD_OP_SNAP_CLONE = 19,
+    VD_OP_SNAP_LAST = 19,
     /* struct vd_op_tier (pool/tier.h): device tiers, the pool's tiering
      * settings, a volume's tiering off; handled by pool/tier.c. */
     VD_OP_TIER = 24,
@@ -111,6 +115,8 @@ enum {
      * moving to it before another device leaves). */
     VD_OP_DEV_REMOVE = 27,
     VD_OP_DEV_FLAGS = 28,
+    /* struct vd_op_crypt_job (pool/crypt.h): the pending `vol encrypt`. */
+    VD_OP_CRYPT_JOB = 30,
 };
 struct vd_op_hdr {
     uint16_t type; /* 0 */
@@ -215,6 +221,15 @@ struct vd_op_snap {
     char name[64];       /* 40: NUL-terminated */
 };
 _Static_assert(sizeof(struct vd_op_snap) == 104, "op snap");
+/* VD_OP_SNAP_CLONE, and VD_OP_SNAP_MEMBER of a clone in a checkpoint
+ * (h.h.len covers src and flags; VD_SNAPF_CLONE set). */
+#define VD_SNAPF_CLONE 1u
+struct vd_op_snap_clone {
+    struct vd_op_snap s; /*   0: name is the clone's (a volume name) */
+    uint32_t src;        /* 104: source member id, 0 the head */
+    uint32_t flags;      /* 108: VD_SNAPF_* */
+};
+_Static_assert(sizeof(struct vd_op_snap_clone) == 112, "op snap clone");
 
 /* ---- in-memory state -------------------------------------------------- */
 struct vd_bdev;

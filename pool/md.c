@@ -498,6 +498,7 @@ int vd_state_apply(vd_pool *p, const uint8_t *ops, size_t len, uint32_t nops)
         }
         case VD_OP_KEY_SLOT:
         case VD_OP_KEY_REMOVE:
+        case VD_OP_CRYPT_JOB:
             r = vd_crypt_md_apply(p, h, n);
             break;
         case VD_OP_QOS:

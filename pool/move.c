@@ -34,8 +34,8 @@
  *     shared for its whole request (linear.c vol_io, mirror leg I/O and
  *     bitmap writes), so no write to the source PE is in flight that did
  *     not see the hook, and none that saw it outlives the switch.
- *   - The copier state (cursor, verify_end, failed, the statistics) is
- *     under m->lock; the copier runs in one thread at a time (copier_busy,
+ *   - The copier state (cursor, verify_end, failed, sealed, the
+ *     statistics) is under m->lock; the copier runs in one thread at a time (copier_busy,
  *     the background thread's tick or vd_move_run in a test/admin call).
  *   - m->rhead..: a FIFO of byte ranges of the source device (writers to
  *     the moving PE and the copier's chunk), like the mirror's: an entry
@@ -75,7 +75,28 @@
  * device failure: src read error, dst write/flush error (copier or a
  *   writer) or a device not usable: failed is set, the copier commits
  *   ABORT, the volume keeps src; the error is logged and shown by status.
- *   A writer's result is src's: a failing dst never fails a write.
+ *   Before the switch is decided a writer's result is src's: a failing
+ *   dst does not fail a write (src stays the extent).
+ * dst failing while the switch is decided (sealed; vdsim seed 23691):
+ *   finish checks !failed and sets sealed in one m->lock section, then
+ *   commits END, which can take seconds (a metadata copy timing out).
+ *   A writer's dst write failing in that time can no longer stop the
+ *   switch: before, it only set failed and returned src's success, END
+ *   applied, and dst, now the extent, missed an acknowledged write (a
+ *   mirror leg moved from d3 to d0 while d0 went away: the last in-sync
+ *   leg lost write #33).  Now a writer (and a src flush reaching dst)
+ *   reads sealed in the same m->lock section in which it records the
+ *   failure: either finish saw failed first (no switch; ABORT), or the
+ *   writer sees sealed and fails its request (-EIO after writing src):
+ *   a write that dst lacks is never acknowledged once dst may become the
+ *   extent.  While sealed, writers and flushes reach dst even when failed
+ *   is set (another writer's failure must not make this one skip dst).
+ *   The layout above handles the error as any device error (a mirror
+ *   fails the leg and its bitmap records the region; the last in-sync
+ *   leg or a linear volume returns the error).  A failed END commit keeps
+ *   sealed until ABORT applies: a commit below the write quorum may still
+ *   have reached a copy that the next open picks up.  sealed is cleared
+ *   by ABORT apply and, after END, by end_switch (dst flushed again).
  * crash before END: BEGIN (and PROGRESS) replay: src is authoritative, dst
  *   reserved.  The copier resumes at done.  Bytes before done were on dst
  *   at the checkpoint and every later write to them went to both, but a
@@ -124,6 +145,9 @@ struct vd_move {
     uint64_t cursor;     /* next byte to copy (>= done) */
     uint64_t verify_end; /* [cursor, verify_end): compare first (after open) */
     bool failed;
+    bool sealed;    /* finish decided to switch (checked !failed) and the
+                       END commit runs or ran: a dst write or flush failing
+                       now fails its request (see the header) */
     bool switching; /* END applied, dst not flushed again yet: flushes
                        of src still flush dst (finish) */
     char error[200];
@@ -146,6 +170,10 @@ struct vd_move {
 };
 
 bool g_move_test_hold; /* tests: the background thread leaves moves alone */
+/* tests: called at named points of the copier ("end-commit": the switch
+ * is decided, the END commit not yet made; no lock held but the admin
+ * lock) */
+void (*g_move_test_hook)(vd_pool *p, const char *event);
 
 static int64_t mono_ns(void)
 {
@@ -249,7 +277,7 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
         mine = true;
         a = off > m->soff ? off : m->soff;
         b = off + len < m->soff + es ? off + len : m->soff + es;
-        if (!m->failed) {
+        if (!m->failed || m->sealed) {
             t = &p->devs[m->dst];
             toff = m->doff + (a - m->soff);
         }
@@ -257,6 +285,7 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
     pthread_mutex_unlock(&m->lock);
     if (!mine)
         return vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    bool lost = false; /* dst misses this write and will be the extent */
     if (t) {
         int rt = -EIO;
         if (t->bdev &&
@@ -266,11 +295,19 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
         if (rt < 0) {
             pthread_mutex_lock(&m->lock);
             fail_locked(m, "write to the target device '%s' failed", t->name);
+            lost = m->sealed;
             pthread_mutex_unlock(&m->lock);
             vd_bg_kick(p);
         }
     }
     r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    if (lost && r == 0) {
+        vd_log(VD_LOG_ERR,
+               "device '%s': a write to an extent being switched to device "
+               "'%s' failed there: the write fails",
+               d->name, t->name);
+        r = -EIO;
+    }
     pthread_mutex_lock(&m->lock);
     range_put_locked(m, &e);
     pthread_mutex_unlock(&m->lock);
@@ -296,18 +333,21 @@ int vd_move_dev_flush(struct vd_dev *d)
 {
     struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
     struct vd_dev *t = NULL;
+    bool lost = false;
 
     pthread_mutex_lock(&m->lock);
-    if ((m->active || m->switching) && &m->p->devs[m->src] == d && !m->failed)
+    if ((m->active || m->switching) && &m->p->devs[m->src] == d &&
+        (!m->failed || m->sealed))
         t = &m->p->devs[m->dst];
     pthread_mutex_unlock(&m->lock);
     if (t && (!t->bdev || vd_dev_flush(t) < 0)) {
         pthread_mutex_lock(&m->lock);
         fail_locked(m, "flush of the target device '%s' failed", t->name);
+        lost = m->sealed;
         pthread_mutex_unlock(&m->lock);
         vd_bg_kick(m->p);
     }
-    return 0;
+    return lost ? -EIO : 0;
 }
 
 /* ---- metadata ------------------------------------------------------------ */
@@ -347,6 +387,7 @@ static void end_switch(vd_pool *p)
         m->switching = false;
         __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
     }
+    m->sealed = false;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -395,6 +436,7 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
     m->cursor = 0;
     m->verify_end = 0;
     m->failed = false;
+    m->sealed = false;
     m->error[0] = 0;
     m->since_ckpt = 0;
     m->t0_ns = mono_ns();
@@ -429,8 +471,10 @@ static void clear_locked_map(vd_pool *p, struct vd_move *m, bool switching)
 {
     pthread_mutex_lock(&m->lock);
     m->switching = switching;
-    if (!switching)
+    if (!switching) {
         __atomic_store_n(&p->devs[m->src].move, NULL, __ATOMIC_RELEASE);
+        m->sealed = false;
+    }
     m->active = false;
     m->done = m->cursor = m->verify_end = 0;
     pthread_cond_broadcast(&m->cond);
@@ -929,10 +973,17 @@ static int finish(vd_pool *p)
               v->map[m->le * v->copies + m->leg].pe == m->spe;
     if (!ok && !m->failed)
         fail_locked(m, "%s", "the volume's mapping changed during the move");
+    /* from here a dst write or flush failing fails its request (it can
+     * no longer stop the switch) */
+    m->sealed = ok;
     fill_op(m, &o, VD_OP_MOVE_END);
     uint32_t dst = m->dst;
     pthread_mutex_unlock(&m->lock);
+    if (ok && g_move_test_hook)
+        g_move_test_hook(p, "end-commit");
     r = ok ? commit_one(p, &o, sizeof(o)) : -EIO;
+    /* a failed END commit keeps sealed until the ABORT is applied: the
+     * record may have reached a copy that a crash-and-open picks up */
     if (r == 0) {
         pthread_mutex_lock(&m->lock);
         m->st.moves_done++;

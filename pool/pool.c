@@ -583,6 +583,10 @@ void vd_pool_retry_devices(vd_pool *p)
                    p->name, d->name, d->path ? d->path : "?", d->state_msg);
             b->ops->close(b);
         } else {
+            /* the device came back: one reconnect (stats), on the new
+             * handle, which counts the driver's own reconnects from there
+             * on (the slot had no handle: nothing is lost) */
+            __atomic_add_fetch(&b->n_reconnects, 1, __ATOMIC_RELAXED);
             d->bdev = b;
             d->state_msg[0] = 0;
             __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
@@ -1529,6 +1533,8 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         if (known)
             continue;
         const char *cp = c->path ? c->path : c->iscsi_url ? c->iscsi_url : "";
+        if ((r = vd_crypt_dev_check(p, c, file)) < 0) /* pool/crypt.c */
+            goto out;
         for (uint32_t i = 0; i < p->ndevs; i++)
             if (p->devs[i].used && p->devs[i].path &&
                 !strcmp(p->devs[i].path, cp)) {
@@ -1592,9 +1598,10 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         char sz[32];
         vd_size_format(size, sz, sizeof(sz));
         plan_add(plan, plan_len, &pos,
-                 "add device '%s' (%s, node %s): %s, %llu extents\n", c->name,
+                 "add device '%s' (%s, node %s): %s, %llu extents%s\n", c->name,
                  cp, conf_node(c), sz,
-                 (unsigned long long)((size - doff) / p->extent_size));
+                 (unsigned long long)((size - doff) / p->extent_size),
+                 c->encrypt ? ", encrypted" : "");
         nadd++;
     }
     {
@@ -1658,6 +1665,7 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         od.size = b->size;
         od.pe_count = (b->size - doff) / p->extent_size;
         od.data_offset = doff;
+        od.flags = vd_crypt_dev_flags(c);
         vd_name_copy(od.name, sizeof(od.name), c->name);
         vd_name_copy(od.node, sizeof(od.node), conf_node(c));
         /* the header, durable, after a cleared metadata area */
@@ -1708,6 +1716,12 @@ int vd_pool_apply(vd_pool *p, const struct vd_conf_pool *conf, int dry_run,
         free(d->path);
         d->path = strdup(c->path ? c->path : c->iscsi_url ? c->iscsi_url : "");
         d->conf = conf_dev_dup(c);
+        /* a reused slot: the device that left it counted its own errors
+         * (pool/stats.h); the new one starts from 0 */
+        __atomic_store_n(&d->n_read_errors, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&d->n_write_errors, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&d->n_flush_errors, 0, __ATOMIC_RELAXED);
+        vd_crypt_dev_attach(p, d); /* before its first extent (admin lock) */
         d->bdev = b;
         __atomic_store_n(&d->state, VD_DEV_OK, __ATOMIC_RELEASE);
         d->state_msg[0] = 0;

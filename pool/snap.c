@@ -85,7 +85,9 @@
  * the snapshot; vd_vol_close frees it.  Constant after open; the admin
  * lock guards open and close.
  *
- * Limits (first version): no clones yet (record 19 reserved); a reopen
+ * Clones (record 19): see "clones" below.
+ *
+ * Limits (first version): a reopen
  * costs O(members x allocated chunks); each snapshot's map costs 4 bytes
  * per virtual chunk of its touched leaves (not shared between snapshots).
  */
@@ -294,9 +296,12 @@ static const struct vd_layout_ops snapview_layout = {
     .lba_status = view_lba_status,
 };
 
+static const struct vd_layout_ops cloneview_layout;
+
+/* Snapshot and clone views alike (closed by vd_snap_view_close). */
 bool vd_snap_is_view(const struct vd_vol *v)
 {
-    return v->upper == &snapview_layout;
+    return v->upper == &snapview_layout || v->upper == &cloneview_layout;
 }
 
 struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full)
@@ -362,4 +367,242 @@ void vd_snap_view_close(struct vd_vol *v)
     pthread_rwlock_destroy(&v->write_lock);
     free(sv);
     free(v);
+}
+
+/* ---- clones ------------------------------------------------------------------
+ * A clone is a writable member of its source's family (pool/thin.c): one
+ * VD_OP_SNAP_CLONE record commits it (a new generation, child of the
+ * source's; a writable source moves to a second new one, as `snap
+ * create` moves the head), and its map starts as a copy of the source's
+ * with every chunk's reference count raised.  So it shares every chunk
+ * until it writes one (copy-on-write into its own generation, committed
+ * before the acknowledgement, as the head's), reads are one lookup at any
+ * depth, and sources can be removed in any order: a snapshot's or clone's
+ * removal drops its references, a chunk is freed when none is left.  The
+ * volume a family lives in cannot be removed while it has clones (its
+ * data space holds their chunks).
+ * Crash: before the record, no clone (the prepared map is RAM only);
+ * after it, the clone's generation descends from the source's durable
+ * state (flushed first), exactly as a snapshot's.
+ * Clones are named like volumes (unique among volumes and clones), found
+ * by scanning the families (admin lock), opened as views whose writes go
+ * to vd_thin_clone_pwrite. */
+static struct vd_vol *clone_family_locked(vd_pool *p, const char *name)
+{
+    for (uint32_t i = 0; i < p->nvols; i++) {
+        struct vd_vol *v = p->vols[i];
+        if (!vd_thin_is_family(v) || !vd_thin_clone_count(v))
+            continue;
+        char *names = vd_thin_clone_names(v), *s = names;
+        bool hit = false;
+        while (s && *s && !hit) {
+            char *nl = strchr(s, '\n');
+            hit = (size_t)(nl - s) == strlen(name) && !strncmp(s, name, nl - s);
+            s = nl + 1;
+        }
+        free(names);
+        if (hit)
+            return v;
+    }
+    return NULL;
+}
+
+bool vd_clone_exists_locked(vd_pool *p, const char *name)
+{
+    return clone_family_locked(p, name) != NULL;
+}
+
+int vd_vol_clone(vd_pool *p, const char *src, const char *name)
+{
+    char vol[VD_NAME_MAX + 1], snap[VD_NAME_MAX + 1];
+    struct vd_vol *o = NULL;
+    const char *member = NULL;
+    bool src_clone = false;
+    int r = 0;
+
+    if (!vd_name_is_valid(name)) {
+        vd_log(VD_LOG_ERR, "'%s': not a valid volume name", name);
+        return -EINVAL;
+    }
+    if ((r = vd_snap_split(src, vol, snap)) < 0)
+        return r;
+    vd_admin_lock(p);
+    if (vd_vol_find(p, name) || clone_family_locked(p, name)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': exists already", p->name, name);
+        r = -EEXIST;
+    } else if (r == 1) {
+        if ((o = find_thin(p, vol)))
+            member = snap;
+    } else if (!(o = vd_vol_find(p, src))) {
+        if ((o = clone_family_locked(p, src))) {
+            member = src;
+            src_clone = true;
+        } else {
+            vd_log(VD_LOG_ERR,
+                   "volume '%s/%s': not found; list volumes with 'vdlvm "
+                   "vol list %s'",
+                   p->name, src, p->name);
+        }
+    }
+    if (r >= 0 && !o)
+        r = -ENOENT;
+    vd_admin_unlock(p);
+    if (r < 0)
+        return r;
+    return vd_thin_clone_create(o, member, src_clone, name);
+}
+
+int vd_clone_remove_if(vd_pool *p, const char *name)
+{
+    vd_admin_lock(p);
+    struct vd_vol *o =
+        vd_vol_find(p, name) ? NULL : clone_family_locked(p, name);
+    vd_admin_unlock(p);
+    return o ? vd_thin_clone_remove(o, name) : 1;
+}
+
+static int clone_info_locked(vd_pool *p, struct vd_vol *o, const char *name,
+                             struct vd_clone_info *ci)
+{
+    memset(ci, 0, sizeof(*ci));
+    snprintf(ci->name, sizeof(ci->name), "%s", name);
+    return vd_thin_clone_info(o, name, &ci->size, &ci->exclusive, &ci->shared,
+                              ci->origin, sizeof(ci->origin), &ci->exported);
+}
+
+int vd_clone_get_info(vd_pool *p, const char *name, struct vd_clone_info *ci)
+{
+    vd_admin_lock(p);
+    struct vd_vol *o = clone_family_locked(p, name);
+    int r = o ? clone_info_locked(p, o, name, ci) : -ENOENT;
+    vd_admin_unlock(p);
+    return r;
+}
+
+int vd_clone_list(vd_pool *p, struct vd_clone_info **out, size_t *n)
+{
+    struct vd_clone_info *a = NULL;
+    size_t k = 0;
+    int r = 0;
+
+    vd_admin_lock(p);
+    for (uint32_t i = 0; i < p->nvols && r == 0; i++) {
+        struct vd_vol *v = p->vols[i];
+        if (!vd_thin_is_family(v) || !vd_thin_clone_count(v))
+            continue;
+        char *names = vd_thin_clone_names(v), *s = names;
+        if (!names)
+            r = -ENOMEM;
+        while (r == 0 && s && *s) {
+            char *nl = strchr(s, '\n');
+            *nl = 0;
+            struct vd_clone_info *na = realloc(a, (k + 1) * sizeof(*a));
+            if (!na) {
+                r = -ENOMEM;
+                break;
+            }
+            a = na;
+            if (clone_info_locked(p, v, s, &a[k]) == 0)
+                k++;
+            s = nl + 1;
+        }
+        free(names);
+    }
+    vd_admin_unlock(p);
+    if (r < 0) {
+        free(a);
+        return r;
+    }
+    *out = a;
+    *n = k;
+    return 0;
+}
+
+static int cview_pread(struct vd_vol *v, void *buf, size_t len, uint64_t off,
+                       unsigned flags)
+{
+    const struct snapview *sv = v->upper_priv;
+    if (off > v->size || len > v->size - off)
+        return -ERANGE;
+    return vd_thin_snap_pread(sv->vol, sv->h, buf, len, off, flags);
+}
+
+static int cview_pwrite(struct vd_vol *v, const void *buf, size_t len,
+                        uint64_t off, unsigned flags)
+{
+    const struct snapview *sv = v->upper_priv;
+    return vd_thin_clone_pwrite(sv->vol, sv->h, buf, len, off, flags);
+}
+
+static int cview_flush(struct vd_vol *v)
+{
+    const struct snapview *sv = v->upper_priv;
+    return sv->vol->lops->flush(sv->vol);
+}
+
+/* A discard writes zeroes: the clone's chunks may be shared, and its
+ * map entries hide its ancestors' (as a volume with snapshots). */
+static int cview_discard(struct vd_vol *v, uint64_t off, uint64_t len)
+{
+    static const size_t step = 1u << 20;
+    void *z = calloc(1, step);
+    int r = 0;
+    if (!z)
+        return -ENOMEM;
+    while (len && r == 0) {
+        size_t n = len < step ? len : step;
+        r = cview_pwrite(v, z, n, off, 0);
+        off += n;
+        len -= n;
+    }
+    free(z);
+    return r;
+}
+
+static const struct vd_layout_ops cloneview_layout = {
+    .name = "clone",
+    .id = UINT32_MAX, /* never on disk, not in the registry */
+    .pread = cview_pread,
+    .pwrite = cview_pwrite,
+    .flush = cview_flush,
+    .discard = cview_discard,
+    .lba_status = view_lba_status,
+};
+
+struct vd_vol *vd_clone_view_open(vd_pool *p, const char *name)
+{
+    struct vd_vol *o = clone_family_locked(p, name), *v;
+    struct snapview *sv;
+    void *h;
+    uint64_t size;
+
+    if (!o || vd_thin_clone_open(o, name, &h, &size) < 0) {
+        errno = ENOENT;
+        return NULL;
+    }
+    v = calloc(1, sizeof(*v));
+    sv = calloc(1, sizeof(*sv));
+    if (!v || !sv) {
+        free(v);
+        free(sv);
+        vd_thin_snap_close(o, h);
+        errno = ENOMEM;
+        return NULL;
+    }
+    sv->vol = o;
+    sv->h = h;
+    v->pool = p;
+    v->id = o->id;
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    v->size = size;
+    v->layout = o->layout;
+    v->copies = o->copies;
+    v->lops = &cloneview_layout;
+    v->upper = &cloneview_layout;
+    v->upper_priv = sv;
+    v->open_count = 1;
+    pthread_rwlock_init(&v->map_lock, NULL);
+    pthread_rwlock_init(&v->write_lock, NULL);
+    o->open_count++;
+    return v;
 }

@@ -36,9 +36,12 @@
  * vdlvm command.  They are read with relaxed atomic loads under the
  * pool's admin lock, which keeps the device array and each device's bdev
  * pointer from changing meanwhile (both change only under it); the lock
- * is held for the loads only.  The reconnect counter belongs to the bdev:
- * when a device missing at open is attached later (vd_pool_retry_devices),
- * the new bdev counts from 0.
+ * is held for the loads only.  The reconnect counter belongs to the bdev,
+ * which never changes while the device is in the pool but for one case: a
+ * device missing (or failed) at open has no bdev (reads 0) until
+ * vd_pool_retry_devices attaches one, counting that return as its first
+ * reconnect, so the counter never goes back.  A slot reused by a device
+ * added later (vd_pool_apply) starts at 0 on every counter.
  */
 #ifndef VD_POOL_STATS_H
 #define VD_POOL_STATS_H
@@ -103,8 +106,9 @@ struct vd_dev_counters {
     uint64_t read_errors;  /* reads that failed */
     uint64_t write_errors; /* writes and zeroing that failed */
     uint64_t flush_errors; /* cache flushes that failed */
-    uint64_t reconnects;   /* remote sessions re-established after a loss
-                              (0 for local devices) */
+    uint64_t reconnects;   /* remote sessions re-established after a loss,
+                              and returns of a device missing or failed
+                              (vd_pool_retry_devices; local ones too) */
 };
 /* The counters of device i (vd_pool_dev_get_info's index): 0, or -ENOENT.
  * Thread-safe (takes the admin lock briefly; never waits on I/O). */

@@ -103,6 +103,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +164,9 @@ struct twait {
     const uint32_t *pc; /* chunk numbers; F_FREE marks a free */
     size_t n;
     int done, r;
+    /* a clone's chunks (pool/snap.c): the commit leaves the head's map
+     * alone; the writer updates the clone's (set after enqueue) */
+    bool memb;
 };
 
 struct thin {
@@ -224,6 +228,11 @@ struct tsnap {
     uint64_t ndir;
     uint32_t opens; /* exported or open read-only (admin lock) */
     char name[VD_SNAP_NAME_MAX + 1];
+    /* a clone: a writable member (its name a volume name); its writes
+     * in flight keep the chunk they replace here (thin's lock) */
+    bool clone;
+    struct tcow *cow;
+    size_t ncow, ccap;
 };
 struct tcow {
     uint64_t vc;
@@ -611,7 +620,15 @@ static struct tsnap *snap_find_id(const struct thin *t, uint32_t id)
 static struct tsnap *snap_find_name(const struct thin *t, const char *name)
 {
     for (size_t i = 0; i < t->nsnaps; i++)
-        if (!strcmp(t->snaps[i]->name, name))
+        if (!t->snaps[i]->clone && !strcmp(t->snaps[i]->name, name))
+            return t->snaps[i];
+    return NULL;
+}
+
+static struct tsnap *clone_find_name(const struct thin *t, const char *name)
+{
+    for (size_t i = 0; i < t->nsnaps; i++)
+        if (t->snaps[i]->clone && !strcmp(t->snaps[i]->name, name))
             return t->snaps[i];
     return NULL;
 }
@@ -629,6 +646,7 @@ static void snaps_free(struct thin *t)
 {
     for (size_t i = 0; i < t->nsnaps; i++) {
         dir_free(t->snaps[i]->dir, t->snaps[i]->ndir);
+        free(t->snaps[i]->cow);
         free(t->snaps[i]);
     }
     free(t->snaps);
@@ -843,6 +861,10 @@ static int snap_rec_check(struct vd_vol *v, const struct vd_op_snap *o)
         goto out;                        \
     } while (0)
 
+static int clone_apply_locked(struct vd_vol *v, struct thin *t,
+                              const struct vd_op_snap_clone *c);
+static uint32_t clone_cow_old_locked(struct tsnap *c, uint64_t vc, bool del);
+
 /* Apply a snapshot record (admin lock).  Before ctr (replay) only the tree
  * and the member list change; after it (t->loaded: a live commit, the
  * caller holding io_lock exclusive) the maps and references too. */
@@ -868,6 +890,9 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
     case VD_OP_SNAP_MEMBER: {
         struct tsnap *s;
         bool create = op->type == VD_OP_SNAP_CREATE;
+        bool isclone =
+            !create && op->len >= sizeof(struct vd_op_snap_clone) &&
+            (((const struct vd_op_snap_clone *)op)->flags & VD_SNAPF_CLONE);
         if (!o->id && !create) { /* the head, last of a checkpoint */
             if (!node_find(t, o->gen) || o->ngen < o->gen)
                 SNAP_BAD("pool '%s': volume '%s': head generation %u "
@@ -879,7 +904,9 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
             prune_locked(t);
             break;
         }
-        if (!o->id || snap_find_id(t, o->id) || snap_find_name(t, o->name) ||
+        if (!o->id || snap_find_id(t, o->id) ||
+            (isclone ? clone_find_name(t, o->name)
+                     : snap_find_name(t, o->name)) ||
             !o->name[0] || t->nsnaps >= VD_SNAP_MAX)
             SNAP_BAD("pool '%s': volume '%s': snapshot %u '%s' duplicate, "
                      "unnamed or one too many",
@@ -910,6 +937,7 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
         s->gen = o->gen;
         s->size = o->size;
         s->ctime = o->ctime;
+        s->clone = isclone;
         vd_name_copy(s->name, sizeof(s->name), o->name);
         if (!create)
             break;
@@ -1010,6 +1038,9 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
         prune_locked(t);
         break;
     }
+    case VD_OP_SNAP_CLONE:
+        r = clone_apply_locked(v, t, (const void *)op);
+        break;
     case VD_OP_SNAP_NODE: {
         struct tnode *n = node_find(t, o->gen);
         if (n && n->parent == o->ngen)
@@ -1034,32 +1065,38 @@ out:
 static int snap_serialize(const struct vd_vol *v, struct thin *t,
                           struct vd_opbuf *b)
 {
-    struct vd_op_snap o;
+    struct vd_op_snap_clone oc;
+    struct vd_op_snap *o = &oc.s;
     int r = 0;
 
     pthread_mutex_lock(&t->lock);
     for (size_t i = 0; i <= t->nnodes + t->nsnaps && r == 0; i++) {
-        memset(&o, 0, sizeof(o));
-        o.h.h.len = sizeof(o);
-        o.h.vol = v->id;
+        size_t len = sizeof(*o);
+        memset(&oc, 0, sizeof(oc));
+        o->h.vol = v->id;
         if (i < t->nnodes) {
-            o.h.h.type = VD_OP_SNAP_NODE;
-            o.gen = t->nodes[i].gen;
-            o.ngen = t->nodes[i].parent;
+            o->h.h.type = VD_OP_SNAP_NODE;
+            o->gen = t->nodes[i].gen;
+            o->ngen = t->nodes[i].parent;
         } else if (i < t->nnodes + t->nsnaps) {
             const struct tsnap *s = t->snaps[i - t->nnodes];
-            o.h.h.type = VD_OP_SNAP_MEMBER;
-            o.id = s->id;
-            o.gen = s->gen;
-            o.size = s->size;
-            o.ctime = s->ctime;
-            vd_name_copy(o.name, sizeof(o.name), s->name);
+            o->h.h.type = VD_OP_SNAP_MEMBER;
+            o->id = s->id;
+            o->gen = s->gen;
+            o->size = s->size;
+            o->ctime = s->ctime;
+            vd_name_copy(o->name, sizeof(o->name), s->name);
+            if (s->clone) {
+                oc.flags = VD_SNAPF_CLONE;
+                len = sizeof(oc);
+            }
         } else {
-            o.h.h.type = VD_OP_SNAP_MEMBER;
-            o.gen = t->gen;
-            o.ngen = t->maxgen;
+            o->h.h.type = VD_OP_SNAP_MEMBER;
+            o->gen = t->gen;
+            o->ngen = t->maxgen;
         }
-        r = vd_opbuf_add(b, &o, sizeof(o));
+        o->h.h.len = (uint16_t)len;
+        r = vd_opbuf_add(b, &oc, len);
     }
     pthread_mutex_unlock(&t->lock);
     return r;
@@ -1452,6 +1489,12 @@ static void commit_locked(struct vd_vol *v, struct thin *t)
                     x->rev[li] = 0; /* reusable now */
                     x->nfree++;
                 } else {
+                    x->drev[li] = 0;
+                    mark_dirty_locked(t, pc);
+                    limbo_locked(t, pc);
+                }
+            } else if (w->memb) {
+                if (r != 0) { /* as below; the writer restores its map */
                     x->drev[li] = 0;
                     mark_dirty_locked(t, pc);
                     limbo_locked(t, pc);
@@ -2196,8 +2239,10 @@ int vd_thin_snap_count(struct vd_vol *v)
     if (v->upper != &vd_thin_layout)
         return 0;
     struct thin *t = thin_of(v);
+    int n = 0;
     pthread_mutex_lock(&t->lock);
-    int n = (int)t->nsnaps;
+    for (size_t i = 0; i < t->nsnaps; i++)
+        n += !t->snaps[i]->clone;
     pthread_mutex_unlock(&t->lock);
     return n;
 }
@@ -2233,16 +2278,19 @@ int vd_thin_snap_list(struct vd_vol *v, struct vd_snap_info **out, size_t *n)
         pthread_mutex_unlock(&t->lock);
         return -ENOMEM;
     }
+    size_t k = 0;
     for (size_t i = 0; i < t->nsnaps; i++) {
         const struct tsnap *s = t->snaps[i];
-        a[i].id = s->id;
-        vd_name_copy(a[i].name, sizeof(a[i].name), s->name);
-        a[i].size = s->size;
-        a[i].ctime = s->ctime;
-        a[i].exclusive = snap_exclusive_locked(t, s) << t->cshift;
-        a[i].exported = s->opens > 0;
+        if (s->clone)
+            continue;
+        a[k].id = s->id;
+        vd_name_copy(a[k].name, sizeof(a[k].name), s->name);
+        a[k].size = s->size;
+        a[k].ctime = s->ctime;
+        a[k].exclusive = snap_exclusive_locked(t, s) << t->cshift;
+        a[k++].exported = s->opens > 0;
     }
-    *n = t->nsnaps;
+    *n = k;
     pthread_mutex_unlock(&t->lock);
     *out = a;
     return 0;
@@ -2299,6 +2347,8 @@ int vd_thin_snap_pread(struct vd_vol *v, void *h, void *buf, size_t len,
             r = -ERANGE;
         else
             e = leaf_get(s->dir, vc);
+        if (e & F_PEND) /* a clone's write in flight: the old data */
+            e = clone_cow_old_locked((struct tsnap *)s, vc, false);
         pthread_mutex_unlock(&t->lock);
         if (r < 0)
             break;
@@ -2468,4 +2518,531 @@ int vd_vol_get_sharing(const vd_pool *p, const char *name, uint64_t *exclusive,
     }
     vd_admin_unlock((vd_pool *)p);
     return r;
+}
+
+/* ---- clones: writable members (pool/snap.c has the design) --------------- */
+static int clone_apply_locked(struct vd_vol *v, struct thin *t,
+                              const struct vd_op_snap_clone *c)
+{
+    const struct vd_op_snap *o = &c->s;
+    struct tsnap *src = NULL, *s;
+    int r;
+
+    if (o->h.h.len < sizeof(*c) || !o->id || snap_find_id(t, o->id) ||
+        clone_find_name(t, o->name) || !o->name[0] ||
+        t->nsnaps >= VD_SNAP_MAX ||
+        (c->src && !(src = snap_find_id(t, c->src)))) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': volume '%s': clone %u '%s' malformed, duplicate, "
+               "one too many or of an unknown member %u",
+               v->pool->name, v->name, o->id, o->name, c->src);
+        return -EINVAL;
+    }
+    bool moves = !src || src->clone; /* a writable source freezes */
+    if (o->gen != (src ? src->gen : t->gen) || o->ngen <= t->maxgen ||
+        o->size != (src ? src->size : v->size)) {
+        vd_log(VD_LOG_ERR,
+               "pool '%s': volume '%s': clone '%s' names generation %u/%u "
+               "(source %u, last %u) or size %" PRIu64,
+               v->pool->name, v->name, o->name, o->gen, o->ngen,
+               src ? src->gen : t->gen, t->maxgen, o->size);
+        return -EINVAL;
+    }
+    struct tsnap **sa = realloc(t->snaps, (t->nsnaps + 1) * sizeof(*sa));
+    if (!sa)
+        return -ENOMEM;
+    t->snaps = sa;
+    if (!(s = calloc(1, sizeof(*s))))
+        return -ENOMEM;
+    if ((r = node_add(t, o->ngen, o->gen)) < 0 ||
+        (moves && (r = node_add(t, o->ngen + 1, o->gen)) < 0)) {
+        free(s);
+        return r; /* a node no member descends from: pruned later */
+    }
+    s->id = o->id;
+    s->gen = o->ngen;
+    s->size = o->size;
+    s->ctime = o->ctime;
+    s->clone = true;
+    vd_name_copy(s->name, sizeof(s->name), o->name);
+    t->snaps[t->nsnaps++] = s;
+    if (moves) {
+        if (src)
+            src->gen = o->ngen + 1;
+        else
+            t->gen = o->ngen + 1;
+    }
+    if (!t->loaded)
+        return 0;
+    /* live: the source's map, prepared before the commit */
+    s->ndir = vd_div_up(s->size >> t->cshift, LEAF_N);
+    if (t->prep && t->nprep == s->ndir) {
+        s->dir = t->prep;
+        t->prep = NULL;
+    } else if (!(s->dir = dir_copy(src ? src->dir : t->dir,
+                                   src ? src->ndir : t->ndir, s->ndir))) {
+        t->failed = true; /* RAM only: the pool must be reopened */
+        return -ENOMEM;
+    }
+    for (uint64_t vc = 0; vc < (s->size >> t->cshift); vc++) {
+        if (!s->dir[vc >> LEAF_SHIFT]) {
+            vc |= LEAF_N - 1;
+            continue;
+        }
+        uint32_t e = leaf_get(s->dir, vc);
+        if (e)
+            t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe]++;
+    }
+    return 0;
+}
+
+int vd_thin_clone_count(struct vd_vol *v)
+{
+    if (v->upper != &vd_thin_layout)
+        return 0;
+    struct thin *t = thin_of(v);
+    int n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->nsnaps; i++)
+        n += t->snaps[i]->clone;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+int vd_thin_clone_create(struct vd_vol *v, const char *src, bool src_clone,
+                         const char *name)
+{
+    struct thin *t = fam_of(v);
+    vd_pool *p = v->pool;
+    struct vd_op_snap_clone c;
+    struct tsnap *s = NULL;
+    int r;
+
+    if (!t)
+        return -EINVAL;
+    memset(&c, 0, sizeof(c));
+    pthread_rwlock_wrlock(&t->io_lock);
+    /* a writable source: every write acknowledged so far durable in the
+     * chunks the clone shares (the source copies them from now on) */
+    r = v->lops->flush(v);
+    vd_admin_lock(p);
+    pthread_mutex_lock(&t->lock);
+    if (r == 0 && t->failed)
+        r = -EIO;
+    if (r == 0 && src &&
+        !(s = src_clone ? clone_find_name(t, src) : snap_find_name(t, src))) {
+        vd_log(VD_LOG_ERR, "%s '%s/%s%s%s': not found",
+               src_clone ? "clone" : "snapshot", p->name,
+               src_clone ? "" : v->name, src_clone ? "" : "@", src);
+        r = -ENOENT;
+    }
+    if (r == 0 && clone_find_name(t, name)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': exists already", p->name, name);
+        r = -EEXIST;
+    }
+    if (r == 0 && t->nsnaps >= VD_SNAP_MAX) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': has %u snapshots and clones, the most a "
+               "volume can have; remove one first",
+               p->name, v->name, VD_SNAP_MAX);
+        r = -ENOSPC;
+    }
+    if (r == 0) {
+        uint32_t id = 0;
+        for (size_t i = 0; i < t->nsnaps; i++)
+            if (t->snaps[i]->id > id)
+                id = t->snaps[i]->id;
+        c.s.h.h.type = VD_OP_SNAP_CLONE;
+        c.s.h.h.len = sizeof(c);
+        c.s.h.vol = v->id;
+        c.s.id = id + 1;
+        c.s.gen = s ? s->gen : t->gen;
+        c.s.ngen = t->maxgen + 1;
+        c.s.size = s ? s->size : v->size;
+        c.s.ctime = time(NULL);
+        vd_name_copy(c.s.name, sizeof(c.s.name), name);
+        c.src = s ? s->id : 0;
+        c.flags = VD_SNAPF_CLONE;
+        t->nprep = vd_div_up(c.s.size >> t->cshift, LEAF_N);
+        if (!(t->prep = dir_copy(s ? s->dir : t->dir, s ? s->ndir : t->ndir,
+                                 t->nprep)))
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r == 0)
+        CRASH_POINT("clone-before-record");
+    if (r == 0) {
+        struct vd_opbuf ops = { 0 };
+        r = vd_opbuf_add(&ops, &c, sizeof(c));
+        if (r == 0)
+            r = vd_md_commit(p, &ops);
+        vd_opbuf_free(&ops);
+    }
+    if (r == 0)
+        CRASH_POINT("clone-after-record");
+    pthread_mutex_lock(&t->lock);
+    dir_free(t->prep, t->nprep); /* left when the commit failed */
+    t->prep = NULL;
+    pthread_mutex_unlock(&t->lock);
+    vd_admin_unlock(p);
+    pthread_rwlock_unlock(&t->io_lock);
+    return r;
+}
+
+int vd_thin_clone_remove(struct vd_vol *v, const char *name)
+{
+    struct thin *t = fam_of(v);
+    vd_pool *p = v->pool;
+    struct vd_op_snap o = { .h.h.type = VD_OP_SNAP_REMOVE };
+    int r = 0;
+
+    if (!t)
+        return -EINVAL;
+    pthread_rwlock_wrlock(&t->io_lock);
+    vd_admin_lock(p);
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *s = clone_find_name(t, name);
+    if (!s) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not found", p->name, name);
+        r = -ENOENT;
+    } else if (s->opens) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': in use (exported); delete its LUN first",
+               p->name, name);
+        r = -EBUSY;
+    } else {
+        o.id = s->id;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r == 0)
+        r = snap_commit(v, &o);
+    if (r == 0)
+        CRASH_POINT("clone-remove-after-record");
+    vd_admin_unlock(p);
+    pthread_rwlock_unlock(&t->io_lock);
+    if (r == 0)
+        commit_frees(v, t);
+    if (r == 0) {
+        vd_admin_lock(p);
+        vd_pool_check_thresholds(p);
+        vd_admin_unlock(p);
+    }
+    return r;
+}
+
+/* Admin lock held. */
+int vd_thin_clone_open(struct vd_vol *v, const char *name, void **h,
+                       uint64_t *size)
+{
+    if (!vd_thin_is_family(v))
+        return -ENOENT;
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *s = clone_find_name(t, name);
+    if (s) {
+        s->opens++;
+        *h = s;
+        *size = s->size;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return s ? 0 : -ENOENT;
+}
+
+/* Clone c's pending write of vc replaces chunk old (pc + 1). */
+static int clone_cow_add_locked(struct tsnap *c, uint64_t vc, uint32_t old)
+{
+    if (c->ncow == c->ccap) {
+        size_t nc = c->ccap ? c->ccap * 2 : 16;
+        struct tcow *n = realloc(c->cow, nc * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        c->cow = n;
+        c->ccap = nc;
+    }
+    c->cow[c->ncow++] = (struct tcow){ vc, old };
+    return 0;
+}
+
+/* The chunk (pc + 1) a pending write of vc replaces, 0 if none; del:
+ * forget it. */
+static uint32_t clone_cow_old_locked(struct tsnap *c, uint64_t vc, bool del)
+{
+    for (size_t i = 0; i < c->ncow; i++) {
+        if (c->cow[i].vc != vc)
+            continue;
+        uint32_t old = c->cow[i].old;
+        if (del)
+            c->cow[i] = c->cow[--c->ncow];
+        return old;
+    }
+    return 0;
+}
+
+/* Clone c no longer names chunk pc (its vc): free it when no one does. */
+static void clone_unref_locked(struct thin *t, uint32_t pc, uint64_t vc)
+{
+    struct text *x = &t->ext[pc / t->cpe];
+    if (--x->sref[pc % t->cpe] == 0 && (fwd_get(t, vc) & ~F_PEND) != pc + 1 &&
+        cow_old_locked(t, vc) != pc + 1)
+        release_locked(t, pc);
+}
+
+static void clone_undo_locked(struct thin *t, struct tsnap *c,
+                              const uint64_t *vcs, const uint32_t *pcs,
+                              const uint32_t *olds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct text *x = &t->ext[pcs[i] / t->cpe];
+        leaf_set(c->dir, vcs[i], olds[i]);
+        clone_cow_old_locked(c, vcs[i], true);
+        x->rev[pcs[i] % t->cpe] = 0;
+        x->nfree++;
+    }
+    pthread_cond_broadcast(&t->cond);
+}
+
+/* Write clone h (from vd_thin_clone_open): a chunk only it names (its
+ * generation, one reference) is written in place; any other is copied
+ * into a new chunk of its generation, committed before the write is
+ * acknowledged, as the head's copy-on-write (thin_pwrite). */
+int vd_thin_clone_pwrite(struct vd_vol *v, void *h, const void *buf, size_t len,
+                         uint64_t off, unsigned flags)
+{
+    struct thin *t = thin_of(v);
+    struct tsnap *c = h;
+    uint64_t first, nch;
+    uint32_t pc_st[16], old_st[16];
+    uint64_t vc_st[16];
+    uint32_t *npc = pc_st, *nold = old_st;
+    uint64_t *nvc = vc_st;
+    size_t nnew = 0;
+    char *bounce = NULL;
+    int r;
+
+    if (off > c->size || len > c->size - off)
+        return -ERANGE;
+    if (!len)
+        return 0;
+    if (__atomic_load_n(&t->failed, __ATOMIC_ACQUIRE))
+        return -EIO;
+    if ((r = io_lock(t, flags)) < 0)
+        return r;
+    first = off >> t->cshift;
+    nch = ((off + len - 1) >> t->cshift) - first + 1;
+    if (nch > 16) {
+        npc = malloc(nch * sizeof(*npc));
+        nold = malloc(nch * sizeof(*nold));
+        nvc = malloc(nch * sizeof(*nvc));
+        if (!npc || !nold || !nvc) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    pthread_mutex_lock(&t->lock);
+    for (;;) {
+        bool wait = false, full = false;
+        for (uint64_t vc = first; vc < first + nch && !wait; vc++)
+            wait = leaf_get(c->dir, vc) & F_PEND;
+        if (wait) {
+            if (flags & VD_IO_NOWAIT) {
+                r = -EAGAIN;
+                break;
+            }
+            pthread_cond_wait(&t->cond, &t->lock);
+            continue;
+        }
+        for (uint64_t vc = first; vc < first + nch && r == 0; vc++) {
+            uint32_t e = leaf_get(c->dir, vc);
+            if (e) {
+                const struct text *x = &t->ext[(e - 1) / t->cpe];
+                uint32_t i = (e - 1) % t->cpe;
+                if (x->cgen[i] == c->gen && x->sref[i] == 1)
+                    continue; /* its own: in place */
+            }
+            if (flags & VD_IO_NOWAIT) {
+                r = -EAGAIN;
+                break;
+            }
+            uint32_t pc = alloc_chunk_locked(t);
+            if (pc == UINT32_MAX) {
+                full = true;
+                break;
+            }
+            if ((e && (r = clone_cow_add_locked(c, vc, e)) < 0) ||
+                (r = leaf_set(c->dir, vc, (pc + 1) | F_PEND)) < 0) {
+                if (e)
+                    clone_cow_old_locked(c, vc, true);
+                t->ext[pc / t->cpe].nfree++;
+                break;
+            }
+            t->ext[pc / t->cpe].rev[pc % t->cpe] = (uint32_t)vc + 1;
+            t->ext[pc / t->cpe].cgen[pc % t->cpe] = c->gen;
+            npc[nnew] = pc;
+            nold[nnew] = e;
+            nvc[nnew++] = vc;
+        }
+        if (r == 0 && !full)
+            break;
+        clone_undo_locked(t, c, nvc, npc, nold, nnew);
+        nnew = 0;
+        if (r < 0)
+            break;
+        pthread_mutex_unlock(&t->lock);
+        r = grow_data(v, t);
+        pthread_mutex_lock(&t->lock);
+        if (r < 0)
+            break;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (r < 0)
+        goto out;
+
+    const char *b = buf;
+    size_t k = 0;
+    for (uint64_t vc = first; vc < first + nch && r == 0; vc++) {
+        uint64_t within = vc == first ? off & (t->cs - 1) : 0;
+        size_t n = len < t->cs - within ? len : t->cs - within;
+        bool fresh = k < nnew && nvc[k] == vc;
+        uint32_t pc, old = 0;
+        if (fresh) {
+            old = nold[k];
+            pc = npc[k++];
+        } else {
+            pthread_mutex_lock(&t->lock);
+            pc = leaf_get(c->dir, vc) - 1; /* its own: io_lock keeps it */
+            pthread_mutex_unlock(&t->lock);
+        }
+        uint64_t coff = chunk_off(v, t, pc);
+        if (fresh && n != t->cs) {
+            if (!bounce && !(bounce = malloc(t->cs))) {
+                r = -ENOMEM;
+                break;
+            }
+            if (old)
+                r = v->lops->pread(v, bounce, t->cs, chunk_off(v, t, old - 1),
+                                   0);
+            else
+                memset(bounce, 0, t->cs);
+            if (r < 0)
+                break;
+            memcpy(bounce + within, b, n);
+            r = v->lops->pwrite(v, bounce, t->cs, coff, 0);
+        } else {
+            r = v->lops->pwrite(v, b, n, coff + within,
+                                fresh ? 0 : flags & (VD_IO_FUA | VD_IO_NOWAIT));
+        }
+        b += n;
+        len -= n;
+    }
+    if (nnew)
+        CRASH_POINT("clone-data-written");
+    pthread_mutex_lock(&t->lock);
+    if (r < 0 && nnew) {
+        clone_undo_locked(t, c, nvc, npc, nold, nnew);
+    } else if (nnew) {
+        struct twait w;
+        enqueue_locked(t, &w, npc, nnew);
+        w.memb = true;
+        r = wait_locked(v, t, &w);
+        for (size_t i = 0; i < nnew; i++) {
+            clone_cow_old_locked(c, nvc[i], true);
+            if (r < 0) { /* the chunk is in limbo (commit_locked) */
+                leaf_set(c->dir, nvc[i], nold[i]);
+                continue;
+            }
+            leaf_set(c->dir, nvc[i], npc[i] + 1);
+            t->ext[npc[i] / t->cpe].sref[npc[i] % t->cpe] = 1;
+            if (nold[i])
+                clone_unref_locked(t, nold[i] - 1, nvc[i]);
+        }
+        pthread_cond_broadcast(&t->cond);
+    }
+    pthread_mutex_unlock(&t->lock);
+out:
+    pthread_rwlock_unlock(&t->io_lock);
+    free(bounce);
+    if (npc != pc_st)
+        free(npc);
+    if (nold != old_st)
+        free(nold);
+    if (nvc != vc_st)
+        free(nvc);
+    return r;
+}
+
+/* Of clone name: bytes only it names (*exclusive) and bytes it shares
+ * (*shared); the origin it was cloned from (the nearest snapshot it
+ * descends from, "VOL@SNAP", else "VOL").  -ENOENT.  Admin lock held. */
+int vd_thin_clone_info(struct vd_vol *v, const char *name, uint64_t *size,
+                       uint64_t *exclusive, uint64_t *shared, char *origin,
+                       size_t olen, int *exported)
+{
+    if (!vd_thin_is_family(v))
+        return -ENOENT;
+    struct thin *t = thin_of(v);
+    uint64_t ex = 0, sh = 0;
+    pthread_mutex_lock(&t->lock);
+    struct tsnap *c = clone_find_name(t, name);
+    if (!c) {
+        pthread_mutex_unlock(&t->lock);
+        return -ENOENT;
+    }
+    for (uint64_t vc = 0; c->dir && vc < (c->size >> t->cshift); vc++) {
+        if (!c->dir[vc >> LEAF_SHIFT]) {
+            vc |= LEAF_N - 1;
+            continue;
+        }
+        uint32_t e = leaf_get(c->dir, vc) & ~F_PEND;
+        if (!e)
+            continue;
+        const struct text *x = &t->ext[(e - 1) / t->cpe];
+        if (x->sref[(e - 1) % t->cpe] == 1 && (fwd_get(t, vc) & ~F_PEND) != e)
+            ex++;
+        else
+            sh++;
+    }
+    *size = c->size;
+    *exclusive = ex << t->cshift;
+    *shared = sh << t->cshift;
+    *exported = c->opens > 0;
+    /* the source: the snapshot whose generation is the clone's parent,
+     * else the clone that froze with it (a clone of a clone), else the
+     * volume (until the source moves on again) */
+    snprintf(origin, olen, "%s", v->name);
+    const struct tnode *n = node_find(t, c->gen);
+    uint32_t pg = n ? n->parent : 0;
+    for (size_t i = 0; i < t->nsnaps; i++) {
+        const struct tsnap *s = t->snaps[i];
+        const struct tnode *sn = node_find(t, s->gen);
+        if (!s->clone && s->gen == pg) {
+            snprintf(origin, olen, "%s@%s", v->name, s->name);
+            break;
+        }
+        if (s != c && s->clone && s->id < c->id && sn && sn->parent == pg)
+            snprintf(origin, olen, "%s", s->name);
+    }
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+/* Names of v's clones, '\n'-separated into a malloc'd string. */
+char *vd_thin_clone_names(struct vd_vol *v)
+{
+    if (!vd_thin_is_family(v))
+        return NULL;
+    struct thin *t = thin_of(v);
+    size_t cap = 1, k = 0;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->nsnaps; i++)
+        if (t->snaps[i]->clone)
+            cap += strlen(t->snaps[i]->name) + 1;
+    char *s = malloc(cap);
+    if (s) {
+        for (size_t i = 0; i < t->nsnaps; i++)
+            if (t->snaps[i]->clone)
+                k += (size_t)sprintf(s + k, "%s\n", t->snaps[i]->name);
+        s[k] = 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return s;
 }

@@ -40,6 +40,13 @@ struct vd_tier {
     /* the background pass under way: its moves, the next one to start */
     struct vd_tier_move *bg_mv;
     size_t bg_n, bg_i, bg_moved;
+    /* the last `tier run --wait` pass (run_moves, on its command's
+     * thread): its volume, bytes done and planned, while run_active; for
+     * status (vd_tier_get), so a client of the tgtd running it can draw
+     * its bar */
+    uint32_t run_vol;
+    int run_active;
+    uint64_t run_done, run_total;
 };
 
 /* ---- the extent mover ----------------------------------------------------
@@ -603,7 +610,105 @@ int vd_tier_plan_vol(vd_pool *p, const char *name, struct vd_tier_move **mv,
     return r;
 }
 
-int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
+/* Until the mover is idle (0), its last move was abandoned (-EIO), or
+ * 30 minutes passed (-ETIMEDOUT); every 200 ms cb(arg, base + the bytes
+ * of the extent moving now, total), when cb is set.  The abandoned count
+ * is compared across the whole wait (vd_move_wait compares within one
+ * call only, and this waits in 200 ms calls). */
+static int wait_idle(vd_pool *p, vd_tier_progress_fn cb, void *arg,
+                     uint64_t base, uint64_t total)
+{
+    struct vd_move_status st;
+    uint64_t aborted0;
+    int64_t end = vd_now_ms() + 30 * 60 * 1000;
+    int r;
+
+    if (vd_pool_move_status(p, &st) < 0)
+        return -EIO;
+    aborted0 = st.stats.moves_aborted;
+    for (;;) {
+        r = vd_move_wait(p, cb ? 200 : 30 * 60 * 1000);
+        if (r != -ETIMEDOUT || vd_now_ms() >= end)
+            break;
+        if (vd_pool_move_status(p, &st) == 0 && st.active && st.total)
+            cb(arg, base + (st.done < st.total ? st.done : st.total), total);
+    }
+    if (r == 0 && vd_pool_move_status(p, &st) == 0 &&
+        st.stats.moves_aborted != aborted0)
+        r = -EIO;
+    return r;
+}
+
+/* The moves of a pass, here, one after the other: a move already
+ * running (one resumed after a restart, an evacuation) finishes first;
+ * its outcome is not this pass's.  Progress in bytes: extent_size per
+ * move; a skipped move (-ESTALE) counts as done. */
+/* The progress of a --wait pass: published for status (admin lock, held
+ * for the stores only), then passed on to the caller's cb. */
+struct run_pg {
+    vd_pool *p;
+    uint32_t vol;
+    vd_tier_progress_fn cb;
+    void *arg;
+};
+
+static void run_publish(vd_pool *p, uint32_t vol, int active, uint64_t done,
+                        uint64_t total)
+{
+    struct vd_tier *t;
+
+    vd_admin_lock(p);
+    if ((t = tier_get(p))) {
+        t->run_vol = vol;
+        t->run_active = active;
+        t->run_done = done;
+        t->run_total = total;
+    }
+    vd_admin_unlock(p);
+}
+
+static void run_pg_cb(void *arg, uint64_t done, uint64_t total)
+{
+    struct run_pg *rp = arg;
+
+    run_publish(rp->p, rp->vol, 1, done, total);
+    if (rp->cb)
+        rp->cb(rp->arg, done, total);
+}
+
+static int run_moves(vd_pool *p, const struct vd_tier_move *mv, size_t n,
+                     uint64_t rate, vd_tier_progress_fn ucb, void *uarg,
+                     size_t *moved)
+{
+    uint64_t es = p->extent_size, total = (uint64_t)n * es;
+    struct run_pg rp = { p, n ? mv[0].vol : 0, ucb, uarg };
+    vd_tier_progress_fn cb = n ? run_pg_cb : ucb;
+    void *arg = n ? (void *)&rp : uarg;
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (cb)
+            cb(arg, i * es, total);
+        wait_idle(p, NULL, NULL, 0, 0);
+        r = move_start(p, &mv[i], rate);
+        if (r == -ESTALE) {
+            r = 0;
+            continue;
+        }
+        if (r == 0)
+            r = wait_idle(p, cb, arg, i * es, total);
+        if (r == 0)
+            (*moved)++;
+    }
+    if (cb && r == 0)
+        cb(arg, total, total);
+    if (n)
+        run_publish(p, rp.vol, 0, 0, 0);
+    return r;
+}
+
+static int tier_run(vd_pool *p, const char *name, int wait,
+                    vd_tier_progress_fn cb, void *arg, size_t *moved)
 {
     struct vd_tier_move *mv = NULL;
     size_t n = 0;
@@ -643,22 +748,21 @@ int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
         return 0;
     }
     vd_admin_unlock(p);
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        /* a move already running (one resumed after a restart, an
-         * evacuation) finishes first; its outcome is not this pass's */
-        vd_move_wait(p, 30 * 60 * 1000);
-        r = move_start(p, &mv[i], rate);
-        if (r == -ESTALE) {
-            r = 0;
-            continue;
-        }
-        if (r == 0)
-            r = vd_move_wait(p, 30 * 60 * 1000);
-        if (r == 0)
-            (*moved)++;
-    }
+    if (r == 0)
+        r = run_moves(p, mv, n, rate, cb, arg, moved);
     free(mv);
     return r;
+}
+
+int vd_tier_run(vd_pool *p, const char *name, int wait, size_t *moved)
+{
+    return tier_run(p, name, wait, NULL, NULL, moved);
+}
+
+int vd_tier_run_wait(vd_pool *p, const char *name, vd_tier_progress_fn cb,
+                     void *arg, size_t *moved)
+{
+    return tier_run(p, name, 1, cb, arg, moved);
 }
 
 int vd_tier_get(vd_pool *p, const char *name, struct vd_tier_info *ti,
@@ -692,6 +796,35 @@ int vd_tier_get(vd_pool *p, const char *name, struct vd_tier_info *ti,
     ti->supported = vol_tierable(v);
     ti->extent_size = p->extent_size;
     ti->copies = v->copies;
+    if (t && t->run_active && t->run_vol == v->id) {
+        ti->pass_running = 1;
+        ti->pass_done = t->run_done;
+        ti->pass_total = t->run_total;
+    } else if (t && t->bg_mv) {
+        /* the background pass: this volume's moves in it; the first bg_i
+         * were started, the last of them maybe still copying */
+        size_t tot = 0, fin = 0;
+        uint64_t cur = 0;
+        for (size_t k = 0; k < t->bg_n; k++)
+            if (t->bg_mv[k].vol == v->id) {
+                tot++;
+                fin += k < t->bg_i;
+            }
+        struct vd_move_status st;
+        const struct vd_tier_move *last =
+            t->bg_i ? &t->bg_mv[t->bg_i - 1] : NULL;
+        if (fin && last && last->vol == v->id &&
+            vd_pool_move_status(p, &st) == 0 && st.active &&
+            !strcmp(st.vol, v->name) && st.le == last->le + v->data_le0) {
+            fin--;
+            cur = st.done < st.total ? st.done : st.total;
+        }
+        if (tot) {
+            ti->pass_running = 1;
+            ti->pass_done = fin * p->extent_size + cur;
+            ti->pass_total = tot * p->extent_size;
+        }
+    }
     for (uint32_t i = 0; i < p->ndevs; i++) {
         const struct vd_dev *d = &p->devs[i];
         if (!d->used || d->tier != VD_CONF_TIER_FAST)

@@ -78,6 +78,29 @@ int vd_pool_open(const struct vd_conf_pool *conf, vd_pool **out);
 int vd_pool_key_add(vd_pool *pool, const char *key_file);
 int vd_pool_key_remove(vd_pool *pool, const char *key_file);
 int vd_pool_key_slots(const vd_pool *pool);
+/* Key rotation: one metadata commit adds a slot for new_file and removes
+ * the slot of the definition's key file (both or neither); the slot
+ * number, or a negative errno as key_add/key_remove. */
+int vd_pool_key_rotate(vd_pool *pool, const char *new_file);
+/* `vol encrypt`: move every extent of vol that is on a device without
+ * encrypt: true to encrypted devices, online, with the extent mover, in
+ * the background (resumes after a restart); the freed plaintext extents
+ * are zeroed.  0, or a negative errno with the message logged (-ENOENT no
+ * such volume, -EINVAL pool not encrypted, -EALREADY already encrypted,
+ * -ENOSPC the encrypted devices lack room, -EBUSY another volume is being
+ * encrypted). */
+int vd_vol_encrypt(vd_pool *pool, const char *vol, uint64_t rate);
+struct vd_crypt_status {
+    int active; /* a vol encrypt job is pending */
+    char vol[VD_NAME_MAX + 1];
+    uint64_t left, total;     /* extents still on plain devices */
+    uint64_t moved, scrubbed; /* extents moved, freed extents zeroed */
+    char error[200];          /* why the last job stopped ("" ok) */
+};
+int vd_vol_encrypt_status(vd_pool *pool, struct vd_crypt_status *st);
+/* Run the job for a while in this thread (no background thread): 1 work
+ * left, 0 idle. */
+int vd_vol_encrypt_step(vd_pool *pool);
 /* vd_pool_open with flags: VD_OPEN_PARTIAL opens even when fewer than a
  * majority of the metadata copies are present (the newest readable state
  * wins; a warning lists the missing copies). */
@@ -248,6 +271,27 @@ int vd_vol_revert(vd_pool *pool, const char *vol, const char *snap, int force);
 int vd_snap_split(const char *full, char *vol, char *snap);
 /* 1 when name is a valid "VOL@SNAP" (nothing logged), else 0. */
 int vd_snap_name_is_valid(const char *name);
+
+/* `vdlvm vol clone POOL/SRC[@SNAP] POOL/NEW` (pool/snap.c): a writable
+ * thin volume sharing every chunk of src (a thin volume, "VOL@SNAP", or
+ * another clone) until it writes it (copy-on-write).  One record: a crash
+ * leaves no clone or a whole one.  The clone is opened, exported, listed
+ * and removed by name like a volume; the volume holding its chunks
+ * cannot be removed while it has clones. */
+int vd_vol_clone(vd_pool *pool, const char *src, const char *name);
+struct vd_clone_info {
+    char name[VD_NAME_MAX + 1];
+    char origin[2 * VD_NAME_MAX + 2]; /* "VOL@SNAP", "VOL" or a clone */
+    uint64_t size;
+    uint64_t exclusive; /* bytes only it names: its removal frees them */
+    uint64_t shared;    /* bytes it shares (a write copies them first) */
+    int exported;
+};
+/* *out malloc'd (free()). */
+int vd_clone_list(vd_pool *pool, struct vd_clone_info **out, size_t *n);
+/* -ENOENT when name is no clone; nothing logged. */
+int vd_clone_get_info(vd_pool *pool, const char *name,
+                      struct vd_clone_info *ci);
 
 /* Of thin volume name's own chunks (its head, not its snapshots): bytes
  * no snapshot shares (*exclusive: a write to them goes in place) and bytes
@@ -466,6 +510,10 @@ struct vd_tier_info {
     uint32_t copies;
     uint32_t hist_rows; /* history rows (oldest first), one per decay */
     uint64_t units;     /* heat units (data extents) per history row */
+    /* a pass over this volume under way (tier run --wait, or the
+     * background pass): bytes moved of planned, an extent per move */
+    int pass_running;
+    uint64_t pass_done, pass_total;
 };
 /* The volume's extents (copies per logical extent, leg-minor order) in
  * *ext, and the heat history: hist_rows rows of `units` values (reads +
@@ -488,6 +536,13 @@ int vd_tier_plan_vol(vd_pool *pool, const char *vol, struct vd_tier_move **mv,
  * extents moved; else the pool's background thread starts the moves,
  * *moved the extents planned. */
 int vd_tier_run(vd_pool *pool, const char *vol, int wait, size_t *moved);
+/* vd_tier_run with wait, calling cb(arg, done, total) (bytes: an extent
+ * per planned move; a move found stale counts as done) before each move,
+ * about every 200 ms while one copies, and once at the end with done ==
+ * total; on the calling thread.  cb NULL: vd_tier_run. */
+typedef void (*vd_tier_progress_fn)(void *arg, uint64_t done, uint64_t total);
+int vd_tier_run_wait(vd_pool *pool, const char *vol, vd_tier_progress_fn cb,
+                     void *arg, size_t *moved);
 /* Tiering on (1) or off (0) for vol, kept in the metadata. */
 int vd_vol_set_tiering(vd_pool *pool, const char *vol, int on);
 /* Take the device tiers and the `tiering:` section of conf (the pool's

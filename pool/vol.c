@@ -106,7 +106,7 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
                p->name, name ? name : "");
         return -EINVAL;
     }
-    if (vd_vol_find(p, name)) {
+    if (vd_vol_find(p, name) || vd_clone_exists_locked(p, name)) {
         vd_log(VD_LOG_ERR, "volume '%s/%s': already exists", p->name, name);
         return -EEXIST;
     }
@@ -196,6 +196,14 @@ static int vol_remove_locked(vd_pool *p, const char *name)
 
     if (!v)
         return -ENOENT;
+    int nc = vd_thin_clone_count(v); /* their views count as opens */
+    if (nc) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': holds the chunks of %d clone(s); remove "
+               "them first ('vdlvm vol list %s' shows their origin)",
+               p->name, name, nc, p->name);
+        return -EBUSY;
+    }
     if (v->open_count) {
         vd_log(VD_LOG_ERR,
                "volume '%s/%s': in use (exported); delete its LUN "
@@ -458,6 +466,8 @@ static vd_vol *vol_open_locked(vd_pool *p, const char *name)
 {
     if (name && strchr(name, '@'))
         return vd_snap_view_open(p, name); /* read-only (pool/snap.c) */
+    if (name && !vd_vol_find(p, name) && vd_clone_exists_locked(p, name))
+        return vd_clone_view_open(p, name); /* a clone (pool/snap.c) */
     struct vd_vol *v = find_or_log(p, name);
     if (!v) {
         errno = ENOENT;
@@ -483,7 +493,9 @@ void vd_vol_close(vd_vol *v)
 
 int vd_vol_remove(vd_pool *p, const char *name)
 {
-    int r;
+    int r = vd_clone_remove_if(p, name); /* 1: no clone of that name */
+    if (r <= 0)
+        return r;
     vd_admin_lock(p);
     r = vol_remove_locked(p, name);
     vd_admin_unlock(p);

@@ -66,6 +66,9 @@ static const char *g_usage =
     "Encryption (pools with encryption: {key_file: PATH}):\n"
     "  key add POOL --key-file NEW     let the key file NEW open the pool too\n"
     "  key remove POOL --key-file OLD  OLD no longer opens the pool\n"
+    "  key rotate POOL --key-file NEW  NEW replaces the definition's key file\n"
+    "  vol encrypt POOL/VOL [--rate LIMIT] [--wait]\n"
+    "                                  move a volume to encrypted devices\n"
     "Tiering:\n"
     "  tier status POOL/VOL [--json] [--png FILE]\n"
     "  tier run POOL/VOL [--wait] [--dry-run]\n"
@@ -407,6 +410,8 @@ static int needs_wait(int argc, char **argv)
         i = 2;
     else if (argc > 1 && !strcmp(argv[0], "tier") && !strcmp(argv[1], "run"))
         i = 2; /* the pass's moves run in this process's background */
+    else if (argc > 1 && !strcmp(argv[0], "vol") && !strcmp(argv[1], "encrypt"))
+        i = 2; /* vol encrypt's moves too */
     else
         return 0;
     for (; i < argc; i++)
@@ -488,15 +493,17 @@ static int run_on_pool(const char *name, const char *conf_opt, int argc,
             memcpy(wargv, argv, argc * sizeof(*wargv));
             wargv[argc++] = "--wait";
             argv = wargv;
-            fprintf(stderr,
-                    "vdlvm: pool '%s': no tgtd holds the pool, so "
-                    "this command waits for the %s it starts%s\n",
-                    name, strcmp(argv[0], "tier") ? "resync" : "moves",
-                    has_arg(argc, argv, "--rate") ||
-                            has_arg(argc, argv, "--rate=")
-                        ? " (the rate limit applies to it only: it is not "
-                          "kept once vdlvm exits)"
-                        : "");
+            fprintf(
+                stderr,
+                "vdlvm: pool '%s': no tgtd holds the pool, so "
+                "this command waits for the %s it starts%s\n",
+                name,
+                strcmp(argv[0], "tier") && strcmp(argv[1], "encrypt") ? "resync"
+                                                                      : "moves",
+                has_arg(argc, argv, "--rate") || has_arg(argc, argv, "--rate=")
+                    ? " (the rate limit applies to it only: it is not "
+                      "kept once vdlvm exits)"
+                    : "");
         }
     }
     code = vd_admin_exec(pool, argc, argv, out, stderr);

@@ -29,9 +29,14 @@
 #              chunk) vs with none (before the first snapshot); then every
 #              snapshot removed, in a shuffled order, and `pool check`
 #              clean.  Goal: write with NSNAP / with none >= 0.9.
-#   clones     not measured: clones do not exist yet (issue 11's
-#              "20 clones of a 1 GiB image" and "clone of a clone 32 deep"
-#              rows come with them).
+#   clones     a DATA_MIB image (thin volume, written in full), snapshot
+#              gi@base; 20 clones of it (`vdlvm vol clone`, the library's
+#              time per clone) and the pool space they take (goal: 20
+#              clones < 1.1x the image); the first 4 KiB write to each
+#              chunk of a clone (every write a copy, shuffled order) vs the
+#              first writes to a new thin volume (every write an
+#              allocation); a clone of a clone ... 32 deep: 4 KiB random
+#              read vs the image (goal >= 0.9).
 #
 # Writes DIR/snap-DATE.md and DIR/snap-DATE.tsv (raw runs), copied to
 # DIR/snap-latest.{md,tsv}; DIR defaults to bench/results (full run) or
@@ -91,7 +96,7 @@ bfs=$(df --output=fstype "$bdir" | tail -n 1)
 # one pool: the COW row's volume twice over, the many row's volume with
 # room for one copy of each chunk and 1 MiB per snapshot, the create
 # row's data twice, metadata
-dev_mib=$(( 4 * LUN_MIB + 4 * DATA_MIB + NSNAP + 256 ))
+dev_mib=$(( 4 * LUN_MIB + 8 * DATA_MIB + NSNAP + 256 ))
 conf=$tmp/bsnap.yaml
 cat > "$conf" <<EOF
 pool: bsnap
@@ -227,6 +232,45 @@ n=$(vdlvm snap list bsnap/m --json | grep -o '"name"' | wc -l)
 vdlvm pool check bsnap > "$tmp/check" 2>&1 || bad "pool check: $(cat "$tmp/check")"
 note "many row done after $(( $(date +%s) - t_begin )) s"
 
+# ---- clones ----------------------------------------------------------------------------
+img=$(( DATA_MIB * MiB ))
+vdlvm vol create bsnap/gi --size "${DATA_MIB}MiB" --thin > /dev/null || fail "cannot create bsnap/gi"
+lun_of bsnap/gi vdlvm "conf=$conf"; url_gi=$url
+prefill "$url_gi" "$DATA_MIB"
+vdlvm snap create bsnap/gi@base > /dev/null || bad "snap create bsnap/gi@base"
+a0=$(vdlvm vol list bsnap --json | grep -o '"name":"gi"[^}]*"allocated":[0-9]*' | grep -o '[0-9]*$')
+for (( i = 1; i <= 20; i++ )); do
+    if o=$(vdlvm vol clone bsnap/gi@base "bsnap/k$i" 2>&1); then
+        row clones create "$i" "$(grep -o 'in [0-9.]* ms' <<<"$o" | cut -d' ' -f2)" ms
+    else
+        bad "vol clone k$i: $o"
+    fi
+done
+a1=$(vdlvm vol list bsnap --json | grep -o '"name":"gi"[^}]*"allocated":[0-9]*' | grep -o '[0-9]*$')
+row clones space-image 1 "${a0:-0}" bytes
+row clones space-20 1 "${a1:-0}" bytes
+nch_i=$(( img / 65536 ))
+first_args=(write --pattern shuffle --stride 64k --bs 4k --count "$nch_i" --range "0:$img")
+for (( r = 1; r <= RUNS; r++ )); do
+    lun_of "bsnap/k$r" vdlvm "conf=$conf"
+    load "$url" "${first_args[@]}" && row clones first-write-clone "$r" "$iops" iops
+    vdlvm vol create "bsnap/f$r" --size "${DATA_MIB}MiB" --thin > /dev/null || bad "cannot create bsnap/f$r"
+    lun_of "bsnap/f$r" vdlvm "conf=$conf"
+    load "$url" "${first_args[@]}" && row clones first-write-thin "$r" "$iops" iops
+done
+prev=bsnap/gi@base
+for (( i = 1; i <= 32; i++ )); do
+    vdlvm vol clone "$prev" "bsnap/d$i" > /dev/null 2>"$tmp/err" || { bad "vol clone d$i: $(cat "$tmp/err")"; break; }
+    prev=bsnap/d$i
+done
+lun_of bsnap/d32 vdlvm "conf=$conf"; url_d=$url
+for (( r = 1; r <= RUNS; r++ )); do
+    load "$url_d" read --pattern rand --bs 4k --time "$SECS" --range "0:$img" && row clones read-deep "$r" "$iops" iops
+    load "$url_gi" read --pattern rand --bs 4k --time "$SECS" --range "0:$img" && row clones read-image "$r" "$iops" iops
+done
+vdlvm pool check bsnap > "$tmp/check" 2>&1 || bad "pool check after clones: $(cat "$tmp/check")"
+note "clones row done after $(( $(date +%s) - t_begin )) s"
+
 # ---- report -----------------------------------------------------------------------------
 md=$out/snap-$stamp.md
 tsv=$out/snap-$stamp.tsv
@@ -267,10 +311,15 @@ END {
     rs = med("many/read-snap"); rv = med("many/read-vol"); x = ratio(rs, rv)
     printf "| 4 KiB random read of snapshot %d of %d vs the volume | %s vs %s IOPS | %s | (no chain: ~1) | - |\n", nsnap, nsnap, rs, rv, x
     printf "| %d snapshots: create, read, delete | create all %s ms (%.1f ms each, with a 4 KiB write load); full read of 3 of them %s / %s / %s IOPS (1 MiB); remove all (shuffled) %s ms; pool check clean | - | all work | %s |\n", nsnap, med("many/create-all"), med("many/create-all") / nsnap, med("many/read-all-s1"), med("many/read-all-s" int(nsnap / 2)), med("many/read-all-s" nsnap), med("many/remove-all"), failed == "" ? "met" : "see failures"
-    printf "| 20 clones of a 1 GiB image < 1.1 GiB; clone of a clone 32 deep read >= 0.9x | - | - | - | not measured: clones do not exist yet |\n"
+    si = med("clones/space-image"); s20 = med("clones/space-20"); x = ratio(s20, si)
+    printf "| 20 clones of a %d MiB image: pool space | %s vs %s bytes (image alone); clone create %s ms each (library) | %s | < 1.1 | %s |\n", datamib, s20, si, med("clones/create"), x, verdict(x, 1.1, 0)
+    rd = med("clones/read-deep"); ri = med("clones/read-image"); x = ratio(rd, ri)
+    printf "| 4 KiB random read, clone of a clone ... 32 deep vs the image | %s vs %s IOPS | %s | >= 0.9 | %s |\n", rd, ri, x, verdict(x, 0.9, 1)
+    fc = med("clones/first-write-clone"); ft = med("clones/first-write-thin"); x = ratio(fc, ft)
+    printf "| first 4 KiB write to each chunk of a clone (copy) vs of a new thin volume (allocate) | %s vs %s IOPS | %s | - | - |\n", fc, ft, x
     printf "\nDetails (medians%s):\n\n", (runs > 1 ? ", min-max" : "")
     printf "| row | case | value |\n|---|---|---|\n"
-    n = split("create/g1-lib create/t1-lib create/g1-wall create/t1-wall cow/cow cow/overwrite cow/rdwr many/write-0 many/write-n many/rdwr-write many/cow-pass many/read-snap many/read-vol", ks, " ")
+    n = split("create/g1-lib create/t1-lib create/g1-wall create/t1-wall cow/cow cow/overwrite cow/rdwr many/write-0 many/write-n many/rdwr-write many/cow-pass many/read-snap many/read-vol clones/create clones/first-write-clone clones/first-write-thin clones/read-deep clones/read-image", ks, " ")
     for (i = 1; i <= n; i++) { split(ks[i], p, "/"); printf "| %s | %s | %s%s |\n", p[1], p[2], med(ks[i]), rng(ks[i]) }
     printf "\nrdwr: tgt rdwr on a file of the same size on the same file system, same workload: the reference for what tgt itself costs.\n"
     printf "cow: one 4 KiB write per 64 KiB chunk, every chunk once in a shuffled order, right after a snapshot (each write copies its chunk); overwrite: the same writes again.\n"

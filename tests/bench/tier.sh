@@ -10,6 +10,10 @@
 #
 #   tests/bench/tier.sh [--runs N] [--time SECONDS] [--dir DIR]
 #
+# `make bench` runs it with --runs 3 --time 3 (about a minute on an idle
+# machine) and TIER_REPORT=bench/results/tier-latest.md (the report is
+# copied there).
+#
 # Two network namespaces: nodea (198.51.100.1) runs tgtd with the module,
 # the pool and the load; nodeb (198.51.100.2) runs a stock tgtd exporting
 # the slow disk (rdwr on a file).  Nothing is added to the machine's own
@@ -26,6 +30,7 @@ requires jq --version
 requires_file "$BUILD/vdload"
 
 RUNS=3 SECS=4 DIR=
+cmdline="tests/bench/tier.sh $*"
 while [ $# -gt 0 ]; do
     case $1 in
         --runs) RUNS=$2; shift 2 ;;
@@ -149,6 +154,8 @@ hot_regions=$(( (VOL_MIB / 4 * 10 + 99) / 100 ))
 fs=$(df -T "$DIR" | awk 'NR == 2 { print $2 }')
 {
     echo "# vdlvm tiering benchmark, $(date -u '+%Y-%m-%d %H:%M')"
+    echo
+    echo "Command: \`${cmdline% }\` (\`make bench\` runs it with --runs 3 --time 3)."
     echo
     echo "Volume ${VOL_MIB} MiB on slow0 (nodeb's rdwr LUN over a veth pair, file on $fs),"
     echo "fast0 a 64 MiB local file ($fs); vdload 4 KiB random reads, qd 32, --hot $HOT"

@@ -8,7 +8,8 @@
 # Device counters: a pool whose device is a remote LUN (a stock tgtd in a
 # network namespace of its own); with the link down, writes fail and
 # vdlvm_device_errors_total{op="write"} rises; when the link comes back
-# the device reconnects and vdlvm_device_reconnects_total rises.
+# the device reconnects and vdlvm_device_reconnects_total rises.  A local
+# device missing when tgtd opens its pool counts its return as a reconnect.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 requires_tgtd
@@ -217,4 +218,32 @@ grep -qx "vdlvm_device_up{pool=\"rp\",device=\"b0\",node=\"nodeb\"} 1" "$tmp/rp.
 vdlvm_a -c "$rconf" status rp --json | grep -q '"reconnects":'"$rc_n" ||
     fail "status --json does not show the device's reconnects"
 note "link back: b0 reconnects $rc_n, write errors $we; promtool ok"
+
+# A device missing when tgtd opens the pool, back later: the pool's retry
+# attaches it and counts its return as one reconnect (before: 0, no
+# handle); the counter never goes back.
+lconf=$(make_pool_conf lp 3 32MiB 4MiB)
+vdlvm_a pool create "$lconf" >/dev/null || fail "pool create lp failed"
+vdlvm_a -c "$lconf" vol create lp/vol --size 4MiB >/dev/null || fail "vol create lp/vol failed"
+mv "$tmp/lp-d2.img" "$tmp/lp-d2.away"
+tgt_target_new 2 lvol || fail "nodea: cannot create target 2"
+tgt_lun_new 2 1 vdlvm lp/vol "conf=$lconf" || fail "nodea: cannot export lp/vol with d2 missing"
+lp_d2() {
+    vdlvm_a -c "$lconf" stats lp --json | python3 -c '
+import json, sys
+d = [d for d in json.load(sys.stdin)["devices"] if d["device"] == "d2"][0]
+print(d["state"], d["reconnects"])'
+}
+read -r st n < <(lp_d2) || fail "stats lp failed"
+[ "$st" != ok ] && [ "$n" = 0 ] || fail "d2 missing at open: state $st reconnects $n"
+mv "$tmp/lp-d2.away" "$tmp/lp-d2.img"
+ok=0
+for (( i = 0; i < 60; i++ )); do
+    read -r st n < <(lp_d2) || fail "stats lp failed"
+    [ "$st" = ok ] && { ok=1; break; }
+    sleep 0.5
+done
+[ "$ok" = 1 ] || fail "d2 did not rejoin within 30 s: state $st"
+[ "$n" = 1 ] || fail "d2 rejoined; reconnects $n, expected 1"
+note "device missing at open, back: reconnects 0 -> $n"
 note "ok"

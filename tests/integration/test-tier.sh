@@ -6,7 +6,8 @@
 # metadata only) shows the heat on those extents, a sequential read of the
 # whole volume heats nothing, `tier run --dry-run` plans to promote exactly
 # the hot extents to the fast device and moves nothing, `tier run --wait`
-# moves them there with the extent mover while the LUN stays exported, a
+# moves them there with the extent mover while the LUN stays exported
+# (showing its progress: step lines, as its stderr is not a terminal), a
 # second pass with unchanged heat moves nothing, `tier status --png` writes
 # a PNG, and all data reads back equal.  Then kill -9: a background pass
 # (rate 2MiB/s: 2 s per extent) is killed mid-move; the restarted tgtd
@@ -126,7 +127,16 @@ vdlvm tier status tp/vol0 --json > "$tmp/s2.json"
 
 # The pass: the hot extents to fast0, nothing else; a second pass with the
 # same heat moves nothing (hysteresis).
-vdlvm tier run tp/vol0 --wait >&2 || fail "tier run --wait failed"
+vdlvm tier run tp/vol0 --wait 2> "$tmp/run1.err" >&2 || {
+    cat "$tmp/run1.err" >&2
+    fail "tier run --wait failed"
+}
+cat "$tmp/run1.err" >&2
+# Its progress (not a terminal): lines per 10 % step, then the end line.
+grep -Eq '^tier run tp/vol0: .*100%' "$tmp/run1.err" ||
+    fail "tier run --wait showed no progress"
+grep -Eq '^tier run tp/vol0: done' "$tmp/run1.err" ||
+    fail "tier run --wait showed no end line"
 vdlvm tier status tp/vol0 --json > "$tmp/s3.json"
 for e in "${hot[@]}"; do
     d=$(jq -r ".extents[$e].device" "$tmp/s3.json")
@@ -170,6 +180,13 @@ blocks0=$(stat -c %b "$tmp/tp-fast0.img")
 vdlvm tier run tp/vol0 >&2 || fail "tier run (background) failed"
 wait_for 20 sh -c "[ \$(stat -c %b '$tmp/tp-fast0.img') -gt $((blocks0 + 2048)) ]" ||
     fail "no copy to fast0 started"
+# the background pass shows its progress in tier status
+vdlvm tier status tp/vol0 --json > "$tmp/pass.json" || fail "tier status during the pass failed"
+jq -e '.pass.running and .pass.total_bytes == 8388608 and .pass.done_bytes < 8388608' \
+    "$tmp/pass.json" >/dev/null || fail "tier status shows no pass under way: $(jq -c .pass "$tmp/pass.json")"
+vdlvm status tp/vol0 > "$tmp/pass.status" || fail "status during the pass failed"
+grep -Eq '^  tier pass \[[#.]+\] +[0-9]+%  .* of 8MiB' "$tmp/pass.status" ||
+    fail "status shows no bar for the pass: $(cat "$tmp/pass.status")"
 kill_tgtd
 note "tgtd killed mid-move"
 start_tgtd

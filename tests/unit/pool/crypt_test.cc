@@ -550,4 +550,274 @@ TEST(CryptKeyFile, Checks_MessagesNameTheFileAndTheFix)
     std::string cmd = "rm -rf '" + d + "'";
     ASSERT_EQ(system(cmd.c_str()), 0);
 }
+
+// ---- vol encrypt and key rotate --------------------------------------------
+
+// d0 and d1 plain, d2 encrypted (the pool has a key file).
+class VolEncryptTest : public CryptTest {
+  protected:
+    void SetUp() override
+    {
+        CryptTest::SetUp();
+        devs[0].encrypt = 0;
+        devs[1].encrypt = 0;
+        if (getenv("VD_TEST_LOG"))
+            vd_log_set_fn([](int, const char *m) { fprintf(stderr, "%s\n", m); });
+    }
+    // Wait (at most 30 s) until the pool's vol encrypt job is over.
+    static void WaitJob(vd_pool *p)
+    {
+        struct vd_crypt_status st;
+        for (int i = 0; i < 300; i++) {
+            vd_vol_encrypt_status(p, &st);
+            if (!st.active)
+                return;
+            vd_vol_encrypt_step(p);
+        }
+        FAIL() << "vol encrypt did not end";
+    }
+    static void WritePattern(vd_vol *v, uint64_t size)
+    {
+        std::vector<char> pat = Pattern();
+        for (uint64_t off = 0; off < size; off += 4ull << 20)
+            ASSERT_EQ(vd_vol_pwrite(v, pat.data(), pat.size(), off + 8192, 0),
+                      0);
+        ASSERT_EQ(vd_vol_flush(v), 0);
+    }
+    static void CheckPattern(vd_vol *v, uint64_t size)
+    {
+        std::vector<char> pat = Pattern(), r(4096);
+        for (uint64_t off = 0; off < size; off += 4ull << 20) {
+            ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), off + 8192), 0);
+            ASSERT_EQ(r, pat) << off;
+        }
+    }
+    uint64_t ExtentsOn(vd_pool *p, int dev)
+    {
+        return vd_pool_dev_extents(p, names[dev].c_str());
+    }
+};
+
+// A volume on a plain device moves, online, to the encrypted one: it reads
+// back, and neither device holds the plaintext afterwards (the freed
+// extents were zeroed); a second vol encrypt says "already encrypted".
+TEST_F(VolEncryptTest, Linear_MovesToEncryptedDevice_PlaintextZeroed)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    const uint64_t size = 24ull << 20;
+    ASSERT_EQ(vd_vol_create(p, "vol0", size, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    WritePattern(v, size);
+    const uint64_t plain = ExtentsOn(p, 0) + ExtentsOn(p, 1);
+    const uint64_t enc0 = ExtentsOn(p, 2);
+    ASSERT_GT(plain, 0u);
+    EXPECT_TRUE(BackingHas(0, Pattern())) << "the control: plaintext on d0";
+    ASSERT_EQ(vd_vol_encrypt(p, "vol0", 0), 0);
+    struct vd_crypt_status st;
+    vd_vol_encrypt_status(p, &st);
+    EXPECT_TRUE(st.active);
+    EXPECT_EQ(std::string(st.vol), "vol0");
+    EXPECT_EQ(st.total, plain);
+    // writes while it runs land too
+    std::vector<char> w(4096, 'W'), r(4096);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), w.size(), size - 4096, 0), 0);
+    WaitJob(p);
+    vd_vol_encrypt_status(p, &st);
+    EXPECT_FALSE(st.active);
+    EXPECT_EQ(st.error[0], 0) << st.error;
+    EXPECT_EQ(st.left, 0u);
+    EXPECT_EQ(st.moved, plain);
+    EXPECT_EQ(st.scrubbed, plain);
+    EXPECT_EQ(ExtentsOn(p, 0) + ExtentsOn(p, 1), 0u);
+    EXPECT_EQ(ExtentsOn(p, 2), enc0 + plain);
+    CheckPattern(v, size);
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), size - 4096), 0);
+    EXPECT_EQ(r, w);
+    EXPECT_EQ(vd_vol_encrypt(p, "vol0", 0), -EALREADY);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    for (int i = 0; i < 3; i++)
+        EXPECT_FALSE(BackingHas(i, Pattern())) << paths[i];
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    v = vd_vol_open(p, "vol0");
+    CheckPattern(v, size);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// Unknown volume, unencrypted pool, no room on encrypted devices, a job
+// already running: a message, an error, nothing changed.
+TEST_F(VolEncryptTest, BadInput_NothingChanged)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "big", 100ull << 20, nullptr), 0);
+    ASSERT_EQ(vd_vol_create(p, "small", 8ull << 20, nullptr), 0);
+    uint64_t seq = p->seq;
+    log_lines.clear();
+    EXPECT_EQ(vd_vol_encrypt(p, "nosuch", 0), -ENOENT);
+    EXPECT_EQ(vd_vol_encrypt(p, "big", 0), -ENOSPC);
+    ASSERT_FALSE(log_lines.empty());
+    EXPECT_NE(log_lines.back().find("encrypt: true have"), std::string::npos)
+        << log_lines.back();
+    EXPECT_EQ(p->seq, seq) << "a refused vol encrypt committed";
+    struct vd_crypt_status st;
+    vd_vol_encrypt_status(p, &st);
+    EXPECT_FALSE(st.active);
+    // one job at a time (the mover held so that it stays pending)
+    __atomic_store_n(&g_move_test_hold, true, __ATOMIC_RELEASE);
+    ASSERT_EQ(vd_vol_encrypt(p, "small", 0), 0);
+    EXPECT_EQ(vd_vol_encrypt(p, "big", 0), -EBUSY);
+    __atomic_store_n(&g_move_test_hold, false, __ATOMIC_RELEASE);
+    WaitJob(p);
+    EXPECT_EQ(vd_vol_encrypt(p, "small", 0), -EALREADY);
+    vd_pool_close(p);
+}
+
+TEST_F(PoolTest, VolEncrypt_UnencryptedPool_Refused)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    uint64_t seq = p->seq;
+    EXPECT_EQ(vd_vol_encrypt(p, "vol0", 0), -EINVAL);
+    EXPECT_EQ(vd_vol_encrypt(p, "nosuch", 0), -ENOENT);
+    EXPECT_EQ(p->seq, seq);
+    vd_pool_close(p);
+}
+
+// The job and the move under way are in the metadata: after a close in the
+// middle (as after a crash) the next open finishes them, and the free
+// extents of the source device are zeroed (the rescrub).
+TEST_F(VolEncryptTest, Resume_AfterReopen_FinishesAndZeroes)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    const uint64_t size = 16ull << 20;
+    ASSERT_EQ(vd_vol_create(p, "vol0", size, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    WritePattern(v, size);
+    vd_vol_close(v);
+    __atomic_store_n(&g_move_test_hold, true, __ATOMIC_RELEASE);
+    ASSERT_EQ(vd_vol_encrypt(p, "vol0", 0), 0);
+    struct vd_move_status ms;
+    for (int i = 0; i < 100; i++) { // the job starts its first move
+        vd_crypt_tick(p);
+        vd_pool_move_status(p, &ms);
+        if (ms.active)
+            break;
+        usleep(20000);
+    }
+    ASSERT_TRUE(ms.active);
+    EXPECT_EQ(vd_move_run(p, 1000000000LL, 1u << 20), 1) << "a partial copy";
+    vd_pool_close(p);
+    __atomic_store_n(&g_move_test_hold, false, __ATOMIC_RELEASE);
+    EXPECT_TRUE(BackingHas(0, Pattern()));
+
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    struct vd_crypt_status st;
+    vd_vol_encrypt_status(p, &st);
+    EXPECT_TRUE(st.active) << "the job was not kept";
+    WaitJob(p);
+    vd_vol_encrypt_status(p, &st);
+    EXPECT_EQ(st.error[0], 0) << st.error;
+    EXPECT_EQ(ExtentsOn(p, 0) + ExtentsOn(p, 1), 0u);
+    EXPECT_GE(st.scrubbed, 1u);
+    v = vd_vol_open(p, "vol0");
+    CheckPattern(v, size);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    for (int i = 0; i < 3; i++)
+        EXPECT_FALSE(BackingHas(i, Pattern())) << paths[i];
+}
+
+// pool apply adds a device with encrypt: true to a pool with a key file:
+// it joins encrypted, and vol encrypt moves a volume onto it.
+TEST_F(VolEncryptTest, Apply_EncryptedDevice_ThenVolEncrypt)
+{
+    devs[2].encrypt = 0;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    EXPECT_EQ(vd_vol_encrypt(p, "vol0", 0), -ENOSPC) << "no encrypted device";
+    vd_vol *v = vd_vol_open(p, "vol0");
+    WritePattern(v, 8ull << 20);
+    std::vector<struct vd_conf_dev> d2 = devs;
+    std::string path3 = dir + "/d3.img";
+    struct vd_conf_dev n = devs[0];
+    n.name = (char *)"d3";
+    n.path = (char *)path3.c_str();
+    n.encrypt = 1;
+    d2.push_back(n);
+    struct vd_conf_pool c2 = conf;
+    c2.devs = d2.data();
+    c2.ndevs = d2.size();
+    char plan[1024];
+    ASSERT_EQ(vd_pool_apply(p, &c2, 0, plan, sizeof(plan)), 0) << plan;
+    EXPECT_NE(std::string(plan).find("encrypted"), std::string::npos) << plan;
+    ASSERT_EQ(vd_vol_encrypt(p, "vol0", 0), 0);
+    WaitJob(p);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d3"), 2u);
+    CheckPattern(v, 8ull << 20);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    std::ifstream f(path3, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    std::string b = s.str();
+    std::vector<char> pat = Pattern();
+    EXPECT_EQ(memmem(b.data(), b.size(), pat.data(), pat.size()), nullptr);
+    EXPECT_FALSE(BackingHas(0, pat));
+    // the definition with d3 opens (its flag matches)
+    conf = c2;
+    devs = d2;
+    conf.devs = devs.data();
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    vd_pool_close(p);
+}
+
+// key rotate: the new key file opens the pool, the old one no longer does;
+// the data is the same; a key file that already opens a slot is refused.
+TEST_F(CryptTest, KeyRotate_NewOpens_OldRefused_NoRewrite)
+{
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_EQ(vd_vol_create(p, "vol0", 8ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    std::vector<char> pat = Pattern(), r(4096);
+    ASSERT_EQ(vd_vol_pwrite(v, pat.data(), pat.size(), 0, 0), 0);
+    ASSERT_EQ(vd_vol_flush(v), 0);
+    vd_vol_close(v);
+    std::string before = Backing(0).substr(VD_MD_OFFSET + VD_MD_SIZE);
+    EXPECT_EQ(vd_pool_key_rotate(p, key1.c_str()), -EEXIST);
+    EXPECT_EQ(vd_pool_key_rotate(p, key2.c_str()), 1);
+    EXPECT_EQ(vd_pool_key_slots(p), 1);
+    // key add is now authorised by key2
+    std::string key3 = dir + "/key3";
+    WriteKey(key3, 'c', 0600);
+    EXPECT_EQ(vd_pool_key_add(p, key3.c_str()), 0);
+    EXPECT_EQ(vd_pool_key_remove(p, key3.c_str()), 0);
+    vd_pool_close(p);
+    EXPECT_EQ(Backing(0).substr(VD_MD_OFFSET + VD_MD_SIZE), before)
+        << "data rewritten";
+    vd_pool *q;
+    EXPECT_EQ(OpenRc(&q), -EACCES) << "the old key file still opens";
+    conf.key_file = (char *)key2.c_str();
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_EQ(vd_vol_pread(v, r.data(), r.size(), 0), 0);
+    EXPECT_EQ(r, pat);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
 } // namespace

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <thread>
 
+extern "C" void (*g_move_test_hook)(vd_pool *p, const char *event);
+
 using namespace vdtest_pool;
 
 namespace {
@@ -492,6 +494,87 @@ TEST_F(PoolTest, Move_TargetFailsMidMove_Abandoned_VolumeKeepsItsExtent)
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(vd_pool_move_status(p, &st), 0);
     EXPECT_FALSE(st.active);
+    vd_pool_close(p);
+}
+
+// Seed 23691 of vdsim (tests/sim/regress.seeds, M2): a write to the
+// moving extent whose copy to the target failed after finish had checked
+// 'failed' and while the MOVE_END commit ran (a slow metadata copy) was
+// acknowledged from the source alone; the switch went ahead and the
+// target, now the extent, missed it.  Here the hook at "end-commit" (the
+// switch decided, the commit not yet made) fails the target and writes.
+// The write must fail, or else read back; the switch still happens.
+struct EndCommitWrite {
+    vd_vol *v = nullptr;
+    uint32_t dst = VD_NO_DEV;
+    std::vector<char> data;
+    int result = 1;
+    int calls = 0;
+};
+EndCommitWrite *g_ecw;
+
+void EndCommitHook(vd_pool *p, const char *event)
+{
+    if (strcmp(event, "end-commit") || !g_ecw)
+        return;
+    g_ecw->calls++;
+    __atomic_store_n(&p->devs[g_ecw->dst].state, VD_DEV_FAILED,
+                     __ATOMIC_RELEASE);
+    g_ecw->result = vd_vol_pwrite(g_ecw->v, g_ecw->data.data(),
+                                  g_ecw->data.size(), 1 << 20, 0);
+    __atomic_store_n(&p->devs[g_ecw->dst].state, VD_DEV_OK, __ATOMIC_RELEASE);
+}
+
+TEST_F(PoolTest,
+       Move_TargetWriteFailsDuringEndCommit_WriteFails_NothingAcknowledgedLost)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 16ull << 20, nullptr), 0);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    std::vector<char> w = Pattern(41, kEs);
+    ASSERT_EQ(vd_vol_pwrite(v, w.data(), kEs, 0, 0), 0);
+    vd_pe before = MapOf(p, "vol0", 0, 0);
+    ASSERT_EQ(vd_move_extent(p, "vol0", 0, 0, nullptr, 0), 0);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EndCommitWrite ecw;
+    ecw.v = v;
+    ecw.data = Pattern(42, 8192);
+    for (uint32_t i = 0; i < p->ndevs; i++)
+        if (st.dst == std::string(p->devs[i].name))
+            ecw.dst = i;
+    ASSERT_NE(ecw.dst, VD_NO_DEV);
+    g_ecw = &ecw;
+    g_move_test_hook = EndCommitHook;
+    int r = vd_move_run(p, 30000000000LL, 0);
+    g_move_test_hook = nullptr;
+    g_ecw = nullptr;
+    EXPECT_EQ(r, 0);
+    ASSERT_EQ(ecw.calls, 1);
+    // the switch went ahead: the extent is on the target now
+    vd_pe after = MapOf(p, "vol0", 0, 0);
+    EXPECT_EQ(after.dev, ecw.dst);
+    EXPECT_NE(after.dev, before.dev);
+    // the write missed the target: it must not be acknowledged
+    EXPECT_EQ(ecw.result, -EIO);
+    if (ecw.result == 0)
+        memcpy(w.data() + (1 << 20), ecw.data.data(), ecw.data.size());
+    std::vector<char> got(kEs);
+    ASSERT_EQ(vd_vol_pread(v, got.data(), kEs, 0), 0);
+    // everything acknowledged reads back (the failed write's range may
+    // hold either version)
+    EXPECT_EQ(memcmp(got.data(), w.data(), 1 << 20), 0);
+    EXPECT_EQ(memcmp(got.data() + (1 << 20) + 8192, w.data() + (1 << 20) + 8192,
+                     kEs - (1 << 20) - 8192),
+              0);
+    if (ecw.result == 0) {
+        EXPECT_EQ(memcmp(got.data() + (1 << 20), ecw.data.data(), 8192), 0);
+    }
+    vd_vol_close(v);
     vd_pool_close(p);
 }
 

@@ -684,3 +684,173 @@ TEST_F(Snap, CreateTime_IndependentOfProvisionedSize)
 }
 
 } // namespace
+
+namespace {
+// Clones (vd_vol_clone): writable members sharing the source's chunks.
+TEST_F(Snap, Clone_SharesUntilWritten_CloneOfClone_RemoveAnyOrder)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "gold", 64ull << 20), 0);
+    vd_vol *v = vd_vol_open(p, "gold");
+    for (uint64_t vc = 0; vc < 8; vc++)
+        Fill(v, vc, 'G');
+    vd_vol_close(v);
+    ASSERT_EQ(vd_snap_create(p, "gold", "base"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "gold@base", "c1"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "gold@base", "c2"), 0);
+    EXPECT_EQ(vd_vol_clone(p, "gold@base", "c1"), -EEXIST);
+    EXPECT_EQ(vd_vol_clone(p, "gold@nope", "c9"), -ENOENT);
+    EXPECT_EQ(MakeThin(p, "c1", 1 << 20), -EEXIST);
+    uint64_t before = Allocated(p, "gold");
+    EXPECT_EQ(before, 8 * CS); // clones take no data space until written
+    struct vd_clone_info ci;
+    ASSERT_EQ(vd_clone_get_info(p, "c1", &ci), 0);
+    EXPECT_STREQ(ci.origin, "gold@base");
+    EXPECT_EQ(ci.shared, 8 * CS);
+    EXPECT_EQ(ci.exclusive, 0u);
+
+    v = vd_vol_open(p, "c1");
+    ASSERT_NE(v, nullptr);
+    Fill(v, 1, '1');
+    // partial write: the rest of the chunk comes from the shared one
+    ASSERT_EQ(vd_vol_pwrite(v, "xy", 2, 2 * CS + 10, 0), 0);
+    Fill(v, 1, 'a'); // in place now: its own chunk
+    vd_vol_close(v);
+    v = vd_vol_open(p, "c2");
+    Fill(v, 1, '2');
+    vd_vol_close(v);
+    EXPECT_EQ(ChunkOf(p, "c1", 1), 'a');
+    EXPECT_EQ(ChunkOf(p, "c2", 1), '2');
+    EXPECT_EQ(ChunkOf(p, "gold", 1), 'G');
+    EXPECT_EQ(ChunkOf(p, "gold@base", 1), 'G');
+    EXPECT_EQ(ChunkOf(p, "c1", 0), 'G');
+    EXPECT_EQ(ChunkOf(p, "c1", 2), '?');
+    EXPECT_EQ(Allocated(p, "gold"), before + 3 * CS);
+    ASSERT_EQ(vd_clone_get_info(p, "c1", &ci), 0);
+    EXPECT_EQ(ci.exclusive, 2 * CS);
+    EXPECT_EQ(ci.shared, 6 * CS);
+
+    // clone of a clone; then the clone it came from writes on
+    ASSERT_EQ(vd_vol_clone(p, "c1", "c3"), 0);
+    ASSERT_EQ(vd_clone_get_info(p, "c3", &ci), 0);
+    EXPECT_STREQ(ci.origin, "c1");
+    v = vd_vol_open(p, "c1");
+    Fill(v, 1, 'b'); // shared with c3 now: copied
+    vd_vol_close(v);
+    EXPECT_EQ(ChunkOf(p, "c3", 1), 'a');
+    EXPECT_EQ(ChunkOf(p, "c1", 1), 'b');
+    // clone of the volume itself: the volume moves on, the clone keeps
+    ASSERT_EQ(vd_vol_clone(p, "gold", "c4"), 0);
+    v = vd_vol_open(p, "gold");
+    Fill(v, 0, 'H');
+    vd_vol_close(v);
+    EXPECT_EQ(ChunkOf(p, "c4", 0), 'G');
+    EXPECT_EQ(ChunkOf(p, "gold", 0), 'H');
+
+    struct vd_pool_check res;
+    EXPECT_EQ(Check(p, &res), 0);
+    EXPECT_EQ(res.leaked + res.bad, 0u);
+    EXPECT_EQ(vd_vol_remove(p, "gold"), -EBUSY); // holds the clones' chunks
+    struct vd_clone_info *cl;
+    size_t n;
+    ASSERT_EQ(vd_clone_list(p, &cl, &n), 0);
+    EXPECT_EQ(n, 4u);
+    free(cl);
+
+    // the same after a reopen (checkpoint and replay)
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(ChunkOf(p, "c1", 1), 'b');
+    EXPECT_EQ(ChunkOf(p, "c2", 1), '2');
+    EXPECT_EQ(ChunkOf(p, "c3", 1), 'a');
+    EXPECT_EQ(ChunkOf(p, "c4", 0), 'G');
+    EXPECT_EQ(ChunkOf(p, "c1", 3), 'G');
+    EXPECT_EQ(ChunkOf(p, "gold@base", 1), 'G');
+    EXPECT_EQ(Check(p, &res), 0);
+    EXPECT_EQ(res.leaked + res.bad + res.reclaimed, 0u);
+
+    // remove the snapshot first: the clones keep its chunks
+    ASSERT_EQ(vd_snap_remove(p, "gold", "base"), 0);
+    EXPECT_EQ(ChunkOf(p, "c2", 5), 'G');
+    for (const char *c : { "c1", "c4", "c3", "c2" }) {
+        ASSERT_EQ(vd_vol_remove(p, c), 0) << c;
+        EXPECT_EQ(Check(p, &res), 0);
+        EXPECT_EQ(res.leaked + res.bad, 0u);
+    }
+    EXPECT_EQ(Allocated(p, "gold"), 8 * CS); // only the volume's own left
+    EXPECT_EQ(vd_vol_remove(p, "gold"), 0);
+    vd_pool_close(p);
+}
+
+TEST_F(Snap, Clone_CrashAtEveryStep_NoCloneOrAWholeOne)
+{
+    static Snap *self;
+    static std::string want;
+    static bool hit;
+    self = this;
+    const char *steps[] = { "clone-before-record", "clone-after-record",
+                            "clone-data-written", "commit-data-flushed",
+                            "commit-map-written", "clone-remove-after-record" };
+    for (const char *step : steps) {
+        SCOPED_TRACE(step);
+        vd_pool *p = CreateOpen();
+        ASSERT_EQ(MakeThin(p, "v", 64ull << 20), 0);
+        vd_vol *v = vd_vol_open(p, "v");
+        Fill(v, 0, 'A');
+        Fill(v, 1, 'A');
+        vd_vol_close(v);
+        ASSERT_EQ(vd_snap_create(p, "v", "s"), 0);
+        std::string s = step;
+        bool pre = s == "clone-before-record" || s == "clone-after-record";
+        if (!pre) {
+            ASSERT_EQ(vd_vol_clone(p, "v@s", "c"), 0);
+        }
+        want = step;
+        hit = false;
+        vd_snap_crash_hook = [](const char *st) {
+            if (!hit && want == st) {
+                hit = true;
+                self->CopyImages(".crash");
+            }
+        };
+        if (pre) {
+            ASSERT_EQ(vd_vol_clone(p, "v@s", "c"), 0);
+        } else if (s == "clone-remove-after-record") {
+            ASSERT_EQ(vd_vol_remove(p, "c"), 0);
+        } else {
+            v = vd_vol_open(p, "c");
+            Fill(v, 0, 'B');
+            vd_vol_close(v);
+        }
+        vd_snap_crash_hook = nullptr;
+        ASSERT_TRUE(hit);
+        vd_pool_close(p);
+        RestoreImages(".crash");
+        p = Open();
+        ASSERT_NE(p, nullptr);
+        struct vd_pool_check res;
+        EXPECT_EQ(Check(p, &res, 1), 0);
+        EXPECT_EQ(res.bad + res.leaked, 0u);
+        struct vd_clone_info ci;
+        bool exists = vd_clone_get_info(p, "c", &ci) == 0;
+        if (s == "clone-before-record" || s == "clone-remove-after-record") {
+            EXPECT_FALSE(exists);
+        } else {
+            ASSERT_TRUE(exists);
+            char c0 = ChunkOf(p, "c", 0);
+            EXPECT_TRUE(c0 == 'A' || c0 == 'B') << c0;
+            EXPECT_EQ(ChunkOf(p, "c", 1), 'A');
+        }
+        EXPECT_EQ(ChunkOf(p, "v", 0), 'A');
+        EXPECT_EQ(ChunkOf(p, "v@s", 0), 'A');
+        vd_pool_close(p);
+        p = Open();
+        EXPECT_EQ(Check(p, &res), 0);
+        EXPECT_EQ(res.leaked + res.bad, 0u);
+        vd_pool_close(p);
+        std::string cmd = "rm -f " + paths[0] + " " + paths[1];
+        ASSERT_EQ(system(cmd.c_str()), 0);
+    }
+}
+} // namespace

@@ -380,7 +380,7 @@ TEST_F(PoolTest, Tier_RecordsSurviveReopen)
     vd_pool_close(p);
 }
 
-TEST_F(PoolTest, Tier_IoHeatsExtent_PlanPromotesIt_RunMovesIt_DataUnchanged)
+TEST_F(PoolTest, Tier_IoHeatsExtent_PlanPromotesIt_RunMovesItWithProgress_DataUnchanged)
 {
     devs[0].tier = VD_CONF_TIER_FAST;
     ASSERT_EQ(vd_pool_create(&conf, 0), 0);
@@ -435,9 +435,41 @@ TEST_F(PoolTest, Tier_IoHeatsExtent_PlanPromotesIt_RunMovesIt_DataUnchanged)
     ASSERT_EQ(vd_vol_pwrite(v, before.data(), before.size(), 0, 0), 0);
     vd_vol_close(v);
     size_t moved = 0;
-    ASSERT_EQ(vd_tier_run(p, "v", 1, &moved), 0);
+    // with progress: done never goes back, ends at total (an extent per
+    // move), and tier status sees the pass while it runs, not after
+    struct Pg {
+        vd_pool *p;
+        std::vector<std::pair<uint64_t, uint64_t>> calls;
+        int seen_running = 0;
+    } pg{ p, {}, 0 };
+    auto cb = [](void *arg, uint64_t done, uint64_t total) {
+        Pg *g = static_cast<Pg *>(arg);
+        g->calls.emplace_back(done, total);
+        struct vd_tier_info i;
+        struct vd_tier_ext *e;
+        size_t ne;
+        uint32_t *h;
+        if (vd_tier_get(g->p, "v", &i, &e, &ne, &h) == 0) {
+            g->seen_running += i.pass_running && i.pass_done == done &&
+                               i.pass_total == total;
+            free(e);
+            free(h);
+        }
+    };
+    ASSERT_EQ(vd_tier_run_wait(p, "v", cb, &pg, &moved), 0);
     EXPECT_EQ(moved, 1u);
+    ASSERT_GE(pg.calls.size(), 2u);
+    for (size_t i = 0; i < pg.calls.size(); i++) {
+        EXPECT_EQ(pg.calls[i].second, kEs);
+        if (i) {
+            EXPECT_GE(pg.calls[i].first, pg.calls[i - 1].first);
+        }
+    }
+    EXPECT_EQ(pg.calls.front().first, 0u);
+    EXPECT_EQ(pg.calls.back().first, kEs);
+    EXPECT_EQ(pg.seen_running, (int)pg.calls.size());
     ASSERT_EQ(vd_tier_get(p, "v", &ti, &ext, &n, &hist), 0);
+    EXPECT_FALSE(ti.pass_running);
     EXPECT_EQ(ext[hot].dev, 0u);
     EXPECT_EQ(ext[hot].tier, (uint32_t)VD_CONF_TIER_FAST);
     free(ext);
