@@ -8,16 +8,18 @@
  * locking argument): the core holds map_lock shared (and write_lock for a
  * write) from before linear_submit until the request is complete, so the
  * pieces' devices and offsets stay valid.  Every piece is checked before
- * the first is started (device usable, with a submit op, not encrypted,
- * block aligned; a write to a device whose PE is moving needs the mover's
- * hook in dev.c: the synchronous path), so a refusal before anything was
- * started is -EAGAIN for the whole request.  A device refusing a later
- * piece (queue full) ends that piece with -EAGAIN: the caller redoes the
- * whole request synchronously (a write of the same bytes again is
- * harmless: nothing was acknowledged).  A piece's done runs on its
- * driver's thread: it does what vd_dev_pwrite / vd_dev_flush do after the
- * bdev call (the write generation, flushed_gen under the leaf flush_lock,
- * error counters, a rate-limited log line) and hands the result on. */
+ * the first is started (vd_dev_async_ok, pool/dev.c: the device's async
+ * path pays: remote, or local O_DIRECT, not a buffered local file; usable,
+ * not encrypted, block aligned; a write to a device whose PE is moving
+ * needs the mover's hook in dev.c: the synchronous path), so a refusal
+ * before anything was started is -EAGAIN for the whole request.  A device
+ * refusing a later piece (queue full) ends that piece with -EAGAIN: the
+ * caller redoes the whole request synchronously (a write of the same
+ * bytes again is harmless: nothing was acknowledged).  Pieces go through
+ * vd_dev_submit, whose completion (the driver's thread) does what
+ * vd_dev_pwrite / vd_dev_flush do after the bdev call (the write
+ * generation, flushed_gen under the leaf flush_lock, the device's error
+ * counters, a rate-limited log line) and hands the result on. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,64 +164,21 @@ static int linear_flush(vd_vol *v)
 }
 
 /* ---- asynchronous I/O ---------------------------------------------------- */
-struct lpiece {
-    struct vd_bio bio; /* first: done gets &bio */
-    struct vd_vol_bio *vb;
-    struct vd_dev *d;
-    uint64_t gen; /* FLUSH: d->wgen when it was started */
-};
-
-static void lpiece_done(struct vd_bio *bio, int r)
+static void lpiece_done(struct vd_dev_bio *db, int r)
 {
-    struct lpiece *pc = (struct lpiece *)bio;
-    struct vd_dev *d = pc->d;
-
-    if (r == 0) {
-        if (bio->op == VD_BIO_WRITE && !(bio->flags & VD_IO_FUA))
-            __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE);
-        if (bio->op == VD_BIO_FLUSH) {
-            /* raises flushed_gen only; flush_count and flushing belong
-             * to vd_dev_flush's waiters (dev.c) */
-            pthread_mutex_lock(&d->flush_lock);
-            if (pc->gen > d->flushed_gen)
-                d->flushed_gen = pc->gen;
-            pthread_mutex_unlock(&d->flush_lock);
-        }
-    } else if (r != -EAGAIN) {
-        static const char *what[] = { "read", "write", "flush" };
-        __atomic_add_fetch(bio->op == VD_BIO_READ    ? &d->n_read_errors
-                           : bio->op == VD_BIO_WRITE ? &d->n_write_errors
-                                                     : &d->n_flush_errors,
-                           1, __ATOMIC_RELAXED);
-        if (vd_dev_log_ok(d))
-            vd_log(VD_LOG_ERR,
-                   "device '%s': %s of %zu bytes at %llu failed: %s", d->name,
-                   what[bio->op % 3], bio->len, (unsigned long long)bio->off,
-                   strerror(-r));
-        r = -EIO;
-    }
-    vd_vol_bio_piece_end(pc->vb, r);
+    vd_vol_bio_piece_end(db->priv, r);
 }
 
-/* d can take a piece asynchronously now. */
-static bool dev_async_ok(struct vd_dev *d, uint64_t off, size_t len, int op)
-{
-    struct vd_bdev *b = d->bdev;
-
-    if (!b || !b->ops->submit || d->crypt ||
-        __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK)
-        return false;
-    if (op != VD_BIO_READ && __atomic_load_n(&d->move, __ATOMIC_ACQUIRE))
-        return false; /* the mover's hook (dev.c, move.c) */
-    return off % b->block_size == 0 && len % b->block_size == 0;
-}
-
-/* Core holds map_lock shared (and write_lock for writes); see the header. */
+/* Core holds map_lock shared (and write_lock for writes); see the header.
+ * Two passes: the first checks every piece (vd_dev_async_ok: the device
+ * pays and can take it now) and counts them, without allocating, so that
+ * a request the path does not take (a buffered local file) costs little;
+ * the second builds and starts them. */
 static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
 {
     vd_pool *p = v->pool;
     uint64_t es = p->extent_size;
-    struct lpiece *pcs;
+    struct vd_dev_bio *pcs;
     size_t n = 0;
 
     if (vb->op == VD_VOL_FLUSH) {
@@ -229,7 +188,7 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
                 mapped[v->map[i].dev] = true;
         for (uint32_t i = 0; i < p->ndevs; i++)
             if (mapped[i]) {
-                if (!dev_async_ok(&p->devs[i], 0, 0, VD_BIO_FLUSH))
+                if (!vd_dev_async_ok(&p->devs[i], 0, 0, VD_BIO_FLUSH))
                     return -EAGAIN;
                 n++;
             }
@@ -246,54 +205,52 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
             pthread_mutex_unlock(&d->flush_lock);
             if (clean)
                 continue; /* nothing written since its last good flush */
-            pcs[n++] =
-                (struct lpiece){ .bio.op = VD_BIO_FLUSH, .d = d, .gen = gen };
+            pcs[n++] = (struct vd_dev_bio){ .bio.op = VD_BIO_FLUSH, .d = d };
         }
     } else {
         uint64_t off = vb->off, len = vb->len;
         if (off > v->size || len > v->size - off || !len)
             return -EAGAIN; /* the synchronous path says why */
-        if (!(pcs = calloc(len / es + 2, sizeof(*pcs))))
-            return -EAGAIN;
-        char *b = vb->buf;
-        while (len) {
+        while (len) { /* pass 1: check */
             uint64_t le = off / es + v->data_le0, within = off % es;
             size_t k = len < es - within ? len : es - within;
             const struct vd_pe *e = &v->map[le * v->copies];
             if (e->dev == VD_NO_DEV) {
-                if (vb->op == VD_VOL_WRITE) {
-                    free(pcs);
+                if (vb->op == VD_VOL_WRITE)
                     return -EAGAIN; /* the synchronous path logs it */
-                }
             } else {
                 struct vd_dev *d = &p->devs[e->dev];
-                uint64_t doff = d->data_offset + e->pe * es + within;
-                if (!dev_async_ok(d, doff, k, vb->op)) {
-                    free(pcs);
+                if (!vd_dev_async_ok(d, d->data_offset + e->pe * es + within,
+                                     k, vb->op))
                     return -EAGAIN;
-                }
-                pcs[n++] = (struct lpiece){
+                n++;
+            }
+            off += k;
+            len -= k;
+        }
+        if (!(pcs = calloc(n ? n : 1, sizeof(*pcs))))
+            return -EAGAIN;
+        n = 0;
+        char *b = vb->buf;
+        off = vb->off;
+        len = vb->len;
+        while (len) { /* pass 2: build; unmapped extents read as zeroes */
+            uint64_t le = off / es + v->data_le0, within = off % es;
+            size_t k = len < es - within ? len : es - within;
+            const struct vd_pe *e = &v->map[le * v->copies];
+            if (e->dev == VD_NO_DEV) {
+                memset(b, 0, k);
+            } else {
+                struct vd_dev *d = &p->devs[e->dev];
+                pcs[n++] = (struct vd_dev_bio){
                     .bio = { .op = vb->op,
                              .flags = vb->flags & VD_IO_FUA,
                              .buf = b,
                              .len = k,
-                             .off = doff },
+                             .off = d->data_offset + e->pe * es + within },
                     .d = d,
                 };
             }
-            b += k;
-            off += k;
-            len -= k;
-        }
-        /* unmapped extents read as zeroes (no piece) */
-        b = vb->buf;
-        off = vb->off;
-        len = vb->len;
-        while (len && vb->op == VD_VOL_READ) {
-            uint64_t le = off / es + v->data_le0, within = off % es;
-            size_t k = len < es - within ? len : es - within;
-            if (v->map[le * v->copies].dev == VD_NO_DEV)
-                memset(b, 0, k);
             b += k;
             off += k;
             len -= k;
@@ -302,13 +259,13 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
     vb->lpriv = pcs; /* freed by the core when vb is complete */
     __atomic_add_fetch(&vb->pending, (unsigned)n, __ATOMIC_ACQ_REL);
     for (size_t i = 0; i < n; i++) {
-        struct lpiece *pc = &pcs[i];
-        pc->vb = vb;
-        pc->bio.done = lpiece_done;
-        int r = pc->d->bdev->ops->submit(pc->d->bdev, &pc->bio);
-        if (r == 0)
+        struct vd_dev_bio *pc = &pcs[i];
+        pc->priv = vb;
+        pc->done = lpiece_done;
+        if (vd_dev_submit(pc) == 0)
             continue;
         if (i == 0) {
+            __atomic_sub_fetch(&vb->pending, (unsigned)n, __ATOMIC_ACQ_REL);
             vb->lpriv = NULL;
             free(pcs);
             return -EAGAIN; /* nothing started */

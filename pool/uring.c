@@ -421,6 +421,25 @@ void vd_async_poll(void)
     vd_vol_async_run();
 }
 
+static int g_local = -1; /* vd_async_local: -1 not read yet; atomic */
+
+bool vd_async_local(void)
+{
+    int v = __atomic_load_n(&g_local, __ATOMIC_ACQUIRE);
+
+    if (v < 0) {
+        const char *e = getenv("VDLVM_ASYNC");
+        v = e && !strcmp(e, "all");
+        __atomic_store_n(&g_local, v, __ATOMIC_RELEASE);
+    }
+    return v;
+}
+
+void vd_async_set_local(bool on)
+{
+    __atomic_store_n(&g_local, on ? 1 : 0, __ATOMIC_RELEASE);
+}
+
 bool vd_async_external(void)
 {
     return __atomic_load_n(&g_external, __ATOMIC_ACQUIRE);

@@ -95,12 +95,14 @@
  * Asynchronous I/O (issue 14; pool/vol.c has the pool's side)
  * - READ(10/16), WRITE(10/16) and SYNCHRONIZE CACHE(10/16) that the inline
  *   path could not serve go to vd_vol_submit on the main thread, after the
- *   QoS admission: on a linear volume whose devices have a submit op
- *   (io_uring for local files and block devices, the iSCSI driver's event
- *   thread for remote ones) the command is started without a worker and
- *   without waiting (vd_vol_submit only try-locks; -EAGAIN: the workers
- *   take it as before: mirrors, thin volumes, a busy lock, a moving
- *   extent, a full queue).
+ *   QoS admission: on a linear volume whose devices' async path pays
+ *   (remote devices: the iSCSI driver's event thread, librbd's aio; local
+ *   devices opened O_DIRECT through io_uring; pool/dev.c
+ *   vd_dev_async_ok) the command is started without a worker and without
+ *   waiting (vd_vol_submit only try-locks; -EAGAIN: the workers take it as
+ *   before: buffered local files, where io_uring is slower than the
+ *   workers, mirrors, thin volumes, a busy lock, a moving extent, a full
+ *   queue).
  * - Completions: the pool's async eventfd (vd_async_fd, registered in
  *   bs_init before any pool opens) is watched by the main thread, whose
  *   handler calls vd_async_poll: the volume's locks are released and
@@ -113,7 +115,9 @@
  *   vd_async_drain; commands finishing during the drain are completed
  *   through the done list (g_draining), not from inside tgt's management
  *   call.  vl->ainflight counts an LU's async commands (main thread).
- * - VDLVM_ASYNC=0 in tgtd's environment turns the path off (comparisons).
+ * - VDLVM_ASYNC=0 in tgtd's environment turns the path off (comparisons);
+ *   VDLVM_ASYNC=all takes buffered local files too (tests, comparisons;
+ *   read by pool/uring.c).
  *
  * Fairness between LUs of a pool (no limits set)
  * - The workers take commands per LU in turn (round robin over the LUs
