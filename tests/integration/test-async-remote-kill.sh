@@ -5,7 +5,8 @@
 # inline path off); a 4 KiB random read/write load at queue depth 16 runs
 # against it and nodeb's tgtd is killed (SIGKILL) 2 s in.  The initiator
 # must get errors, never a hang: the load ends on its own in bounded time
-# with errors counted, and nodea's tgtd answers tgtadm throughout.
+# with errors counted, nodea's tgtd answers tgtadm throughout, and the
+# failed writes are counted in the device's error counters (vdlvm stats).
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/mirror-common.sh"
@@ -61,3 +62,9 @@ errs=$(sed -n 's/.*"errors":\([0-9]*\).*/\1/p' "$tmp/load.json")
 awk -v s="$secs" 'BEGIN { exit !(s < 60) }' || fail "the load took $secs s to end"
 timeout 5 tgtadm -C "$a_ctl" --mode target --op show >/dev/null || fail "nodea's tgtd stopped answering"
 note "initiator got $errs errors, no hang; ok"
+we=$(vdlvm_a -c "$conf" stats ak --json | python3 -c '
+import json, sys
+print([d for d in json.load(sys.stdin)["devices"] if d["device"] == "b0"][0]["errors"]["write"])') ||
+    fail "vdlvm stats of nodea's tgtd failed"
+[ "$we" -ge 1 ] || fail "the failed writes were not counted in b0's write errors ($we)"
+note "b0 write errors counted: $we"
