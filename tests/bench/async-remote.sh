@@ -50,7 +50,7 @@ devices:
   - name: b0
     iscsi: $2
     node: nodeb
-    timeout: 5000ms
+    timeout: 30s
 EOF
     vdlvm_a pool create "$tmp/$1.yaml" >/dev/null || fail "pool create $1 failed"
     vdlvm_a -c "$tmp/$1.yaml" vol create "$1/vol" --size "${LUN_MIB}MiB" >/dev/null ||

@@ -19,7 +19,11 @@
 # 4 KiB random read, 4 KiB random write, 1 MiB sequential read, 1 MiB
 # sequential write; every LUN written in full first.  RUNS (default 3)
 # repetitions of SECS (default 3) seconds, interleaved (repetition,
-# workload, store); the table shows medians and ratios to rdwr and aio.
+# workload, store; the order of the stores is reversed every other
+# repetition, so that none always runs right after another's writes); the
+# table shows medians and ratios to rdwr and aio.  BENCH_STORES (default
+# "rdwr aio vdlvm vdlvm-before") measures a subset, e.g. "vdlvm
+# vdlvm-before" for the A/B alone.
 # Prints the load average before and after.  Needs root (loop devices).
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
@@ -35,6 +39,7 @@ LUN_MIB=${BENCH_LUN_MIB:-256}
 EXT4=${BENCH_EXT4_DIR:-/var/tmp}
 MODDIR=${MODDIR:-/work/main/build/backing-store}
 BACKINGS=${BENCH_BACKINGS:-"tmpfs ext4 loop"}
+STORES=${BENCH_STORES:-"rdwr aio vdlvm vdlvm-before"}
 VDLOAD=$BUILD/vdload
 MiB=$((1024 * 1024))
 lun=$((LUN_MIB * MiB))
@@ -113,8 +118,10 @@ declare -A args=(
 )
 for (( r = 1; r <= RUNS; r++ )); do
     for w in $workloads; do
+        order=$STORES
+        (( r % 2 )) || order=$(tr ' ' '\n' <<<"$STORES" | tac | tr '\n' ' ')
         for b in $BACKINGS; do
-            for s in rdwr aio vdlvm vdlvm-before; do
+            for s in $order; do
                 # shellcheck disable=SC2086
                 out=$(timeout $(( SECS + 60 )) "$VDLOAD" ${args[$w]} --qd 32 --time "$SECS" \
                     --range "0:$lun" --json --quiet "${url[$b.$s]}") || fail "$b $s $w run $r: $out"
