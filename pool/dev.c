@@ -66,6 +66,7 @@
 
 #include "crypt.h"
 #include "pool_int.h"
+#include "stats.h"
 #include "uring.h"
 
 /* ---- local files and block devices -------------------------------------- */
@@ -79,6 +80,12 @@ struct file_bdev {
     int nowait_read, nowait_write;
     bool is_blk; /* block device: BLKZEROOUT */
     bool sparse; /* file with holes at open: zero by punching holes */
+    /* opened O_DIRECT: the asynchronous path pays (vd_dev_async_ok).  No
+     * device is opened so yet (`direct: true` is issue 14's leftover):
+     * buffered I/O through io_uring is slower than the worker threads
+     * (io_uring punts buffered writes to one regular file to its worker
+     * queue, which serialises them; bench/results/async-*.md). */
+    bool direct;
     /* io_uring (pool/uring.c), made at the first submit: ring_state 0
      * not tried, 1 ring set, -1 none (thread path); under ring_lock until
      * set, then read with acquire. */
@@ -295,6 +302,7 @@ static int file_open(const char *path, int create, uint64_t create_size,
                     sfs.f_type == TMPFS_MAGIC;
     fb->nowait_read = fb->nowait_write = 1;
     fb->is_blk = S_ISBLK(st.st_mode);
+    fb->direct = (fcntl(fd, F_GETFL) & O_DIRECT) != 0;
     fb->sparse = S_ISREG(st.st_mode) &&
                  (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size;
     fb->b.ops = &file_ops;
@@ -494,6 +502,76 @@ static int bounce_io(struct vd_dev *d, void *buf, size_t len, uint64_t off,
     return r;
 }
 
+/* ---- asynchronous device I/O (vd_dev_submit; pool_int.h) ----------------
+ * Where it pays: a remote device (iSCSI: the device's event thread; RBD:
+ * librbd's aio), where the thread path costs two extra wake-ups per I/O,
+ * and a local device opened O_DIRECT.  A buffered local file keeps the
+ * thread path (the inline page-cache path and the workers) unless
+ * VDLVM_ASYNC=all (vd_async_local, pool/uring.c: tests, comparisons).
+ * Decided per piece: the caller (linear_submit) refuses the whole request
+ * with -EAGAIN when one piece is not eligible. */
+static bool bdev_async_pays(struct vd_bdev *b)
+{
+    if (b->ops->pread != file_pread)
+        return true; /* remote */
+    return ((struct file_bdev *)b)->direct || vd_async_local();
+}
+
+bool vd_dev_async_ok(struct vd_dev *d, uint64_t off, size_t len, int op)
+{
+    struct vd_bdev *b = d->bdev;
+
+    if (!b || !b->ops->submit || d->crypt ||
+        __atomic_load_n(&d->state, __ATOMIC_ACQUIRE) != VD_DEV_OK ||
+        !bdev_async_pays(b))
+        return false;
+    if (op != VD_BIO_READ && __atomic_load_n(&d->move, __ATOMIC_ACQUIRE))
+        return false; /* the mover's hook (vd_dev_pwrite, pool/move.c) */
+    return off % b->block_size == 0 && len % b->block_size == 0;
+}
+
+/* The driver's thread: what vd_dev_pwrite / vd_dev_flush do after the
+ * bdev call, then the submitter's done. */
+static void dev_bio_done(struct vd_bio *bio, int r)
+{
+    struct vd_dev_bio *db = (struct vd_dev_bio *)bio;
+    struct vd_dev *d = db->d;
+    static const char *const what[] = { "read", "write", "flush" };
+
+    if (r == 0) {
+        if (bio->op == VD_BIO_WRITE && !(bio->flags & VD_IO_FUA))
+            __atomic_add_fetch(&d->wgen, 1, __ATOMIC_RELEASE);
+        if (bio->op == VD_BIO_FLUSH) {
+            /* raises flushed_gen only; flush_count and flushing belong
+             * to vd_dev_flush's waiters */
+            pthread_mutex_lock(&d->flush_lock);
+            if (db->gen > d->flushed_gen)
+                d->flushed_gen = db->gen;
+            pthread_mutex_unlock(&d->flush_lock);
+        }
+    } else if (r != -EAGAIN) {
+        vd_dev_count_error(d, bio->op);
+        io_error(d, what[bio->op % 3], bio->len, bio->off, r);
+        r = -EIO;
+    }
+    db->done(db, r);
+}
+
+int vd_dev_submit(struct vd_dev_bio *db)
+{
+    struct vd_dev *d = db->d;
+    struct vd_bdev *b = d->bdev;
+
+    if (!b || !b->ops->submit)
+        return -EAGAIN;
+    if (db->bio.op == VD_BIO_FLUSH)
+        db->gen = __atomic_load_n(&d->wgen, __ATOMIC_ACQUIRE);
+    db->bio.done = dev_bio_done;
+    /* the contract is 0 or -EAGAIN; anything else started nothing either:
+     * the synchronous path meets (and counts) the error */
+    return b->ops->submit(b, &db->bio) == 0 ? 0 : -EAGAIN;
+}
+
 int vd_dev_pread_raw(struct vd_dev *d, void *buf, size_t len, uint64_t off)
 {
     struct vd_bdev *b = d->bdev;
@@ -505,7 +583,7 @@ int vd_dev_pread(struct vd_dev *d, void *buf, size_t len, uint64_t off)
     int r = unaligned(d, len, off) ? bounce_io(d, buf, len, off, false, 0)
                                    : blk_read(d, buf, len, off, false);
     if (r < 0) {
-        __atomic_add_fetch(&d->n_read_errors, 1, __ATOMIC_RELAXED);
+        vd_dev_count_error(d, VD_BIO_READ);
         io_error(d, "read", len, off, r);
         return -EIO;
     }
@@ -523,7 +601,7 @@ int vd_dev_pwrite(struct vd_dev *d, const void *buf, size_t len, uint64_t off,
                 ? bounce_io(d, (void *)buf, len, off, true, flags)
                 : blk_write(d, buf, len, off, flags);
     if (r < 0) {
-        __atomic_add_fetch(&d->n_write_errors, 1, __ATOMIC_RELAXED);
+        vd_dev_count_error(d, VD_BIO_WRITE);
         io_error(d, "write", len, off, r);
         return -EIO;
     }
@@ -610,7 +688,7 @@ int vd_dev_flush(struct vd_dev *d)
             d->flushed_gen = start;
         pthread_cond_broadcast(&d->flush_cond);
         if (r < 0) {
-            __atomic_add_fetch(&d->n_flush_errors, 1, __ATOMIC_RELAXED);
+            vd_dev_count_error(d, VD_BIO_FLUSH);
             vd_log(VD_LOG_ERR, "device '%s': flush failed: %s", d->name,
                    strerror(-r));
             r = -EIO;
@@ -639,7 +717,7 @@ int vd_dev_zero(struct vd_dev *d, uint64_t off, uint64_t len)
         free(z);
     }
     if (r < 0) {
-        __atomic_add_fetch(&d->n_write_errors, 1, __ATOMIC_RELAXED);
+        vd_dev_count_error(d, VD_BIO_WRITE);
         vd_log(VD_LOG_ERR, "device '%s': zeroing %llu bytes at %llu failed: %s",
                d->name, (unsigned long long)len, (unsigned long long)off,
                strerror(-r));

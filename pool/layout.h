@@ -501,6 +501,11 @@ static inline uint64_t vd_div_up(uint64_t a, uint64_t b)
     return a / b + (a % b != 0);
 }
 
+/* Asynchronous I/O (pool/vol.c): one piece of vb ended with result (any
+ * thread; the first error wins, -EAGAIN means "redo synchronously"); the
+ * last one hands vb to the event loop's thread. */
+void vd_vol_bio_piece_end(struct vd_vol_bio *vb, int result);
+
 /* ---- the layout ops table ----------------------------------------------
  * Mandatory: plan, plan_extend, pread, pwrite, flush.  Every other op may
  * be NULL (nothing to do).  Compare-and-write needs nothing of a layout:
@@ -558,6 +563,14 @@ struct vd_layout_ops {
     int (*pwrite)(struct vd_vol *v, const void *buf, size_t len, uint64_t off,
                   unsigned flags);
     int (*flush)(struct vd_vol *v);
+    /* Optional: asynchronous I/O (vd_vol_submit, pool/vol.c).  Called by
+     * the core with map_lock held shared (and write_lock for writes) on
+     * the event loop's thread; the core keeps them until vb completes, so
+     * submit must not take them.  Split vb, start every piece (never
+     * waiting) and return 0; each piece's end goes to vd_vol_bio_piece_end
+     * (pending: the pieces + 1, the core drops the 1 after submit).
+     * -EAGAIN: nothing started.  Without it every request is synchronous. */
+    int (*submit)(struct vd_vol *v, struct vd_vol_bio *vb);
     /* Optional (thin): free [off, off+len); without it a discard succeeds
      * and changes nothing.  lba_status: without it, an extent is mapped
      * when leg 0 maps it. */

@@ -2,9 +2,29 @@
  * physical extent, placed in proportion to the devices' free space.
  * Every read or write is split at extent boundaries and sent to the
  * device holding each extent.  I/O from any thread: map_lock shared for
- * the whole request (try-locked with VD_IO_NOWAIT); see pool/layout.h. */
+ * the whole request (try-locked with VD_IO_NOWAIT); see pool/layout.h.
+ *
+ * Asynchronous I/O (linear_submit; vd_vol_submit in pool/vol.c has the
+ * locking argument): the core holds map_lock shared (and write_lock for a
+ * write) from before linear_submit until the request is complete, so the
+ * pieces' devices and offsets stay valid.  Every piece is checked before
+ * the first is started (vd_dev_async_ok, pool/dev.c: the device's async
+ * path pays: remote, or local O_DIRECT, not a buffered local file; usable,
+ * not encrypted, block aligned; a write to a device whose PE is moving
+ * needs the mover's hook in dev.c: the synchronous path), so a refusal
+ * before anything was started is -EAGAIN for the whole request.  A device
+ * refusing a later piece (queue full) ends that piece with -EAGAIN: the
+ * caller redoes the whole request synchronously (a write of the same
+ * bytes again is harmless: nothing was acknowledged).  Pieces go through
+ * vd_dev_submit, whose completion (the driver's thread) does what
+ * vd_dev_pwrite / vd_dev_flush do after the bdev call (the write
+ * generation, flushed_gen under the leaf flush_lock, the device's error
+ * counters, a rate-limited log line) and hands the result on. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "pool_int.h"
 
 #include "layout.h"
 
@@ -143,6 +163,119 @@ static int linear_flush(vd_vol *v)
     return r;
 }
 
+/* ---- asynchronous I/O ---------------------------------------------------- */
+static void lpiece_done(struct vd_dev_bio *db, int r)
+{
+    vd_vol_bio_piece_end(db->priv, r);
+}
+
+/* Core holds map_lock shared (and write_lock for writes); see the header.
+ * Two passes: the first checks every piece (vd_dev_async_ok: the device
+ * pays and can take it now) and counts them, without allocating, so that
+ * a request the path does not take (a buffered local file) costs little;
+ * the second builds and starts them. */
+static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
+{
+    vd_pool *p = v->pool;
+    uint64_t es = p->extent_size;
+    struct vd_dev_bio *pcs;
+    size_t n = 0;
+
+    if (vb->op == VD_VOL_FLUSH) {
+        bool mapped[VD_MAX_DEVS] = { false };
+        for (uint64_t i = 0; i < v->le_count * v->copies; i++)
+            if (v->map[i].dev < VD_MAX_DEVS)
+                mapped[v->map[i].dev] = true;
+        for (uint32_t i = 0; i < p->ndevs; i++)
+            if (mapped[i]) {
+                if (!vd_dev_async_ok(&p->devs[i], 0, 0, VD_BIO_FLUSH))
+                    return -EAGAIN;
+                n++;
+            }
+        if (!(pcs = calloc(n ? n : 1, sizeof(*pcs))))
+            return -EAGAIN;
+        n = 0;
+        for (uint32_t i = 0; i < p->ndevs; i++) {
+            struct vd_dev *d = &p->devs[i];
+            if (!mapped[i])
+                continue;
+            uint64_t gen = __atomic_load_n(&d->wgen, __ATOMIC_ACQUIRE);
+            pthread_mutex_lock(&d->flush_lock);
+            bool clean = d->flushed_gen >= gen;
+            pthread_mutex_unlock(&d->flush_lock);
+            if (clean)
+                continue; /* nothing written since its last good flush */
+            pcs[n++] = (struct vd_dev_bio){ .bio.op = VD_BIO_FLUSH, .d = d };
+        }
+    } else {
+        uint64_t off = vb->off, len = vb->len;
+        if (off > v->size || len > v->size - off || !len)
+            return -EAGAIN; /* the synchronous path says why */
+        while (len) { /* pass 1: check */
+            uint64_t le = off / es + v->data_le0, within = off % es;
+            size_t k = len < es - within ? len : es - within;
+            const struct vd_pe *e = &v->map[le * v->copies];
+            if (e->dev == VD_NO_DEV) {
+                if (vb->op == VD_VOL_WRITE)
+                    return -EAGAIN; /* the synchronous path logs it */
+            } else {
+                struct vd_dev *d = &p->devs[e->dev];
+                if (!vd_dev_async_ok(d, d->data_offset + e->pe * es + within,
+                                     k, vb->op))
+                    return -EAGAIN;
+                n++;
+            }
+            off += k;
+            len -= k;
+        }
+        if (!(pcs = calloc(n ? n : 1, sizeof(*pcs))))
+            return -EAGAIN;
+        n = 0;
+        char *b = vb->buf;
+        off = vb->off;
+        len = vb->len;
+        while (len) { /* pass 2: build; unmapped extents read as zeroes */
+            uint64_t le = off / es + v->data_le0, within = off % es;
+            size_t k = len < es - within ? len : es - within;
+            const struct vd_pe *e = &v->map[le * v->copies];
+            if (e->dev == VD_NO_DEV) {
+                memset(b, 0, k);
+            } else {
+                struct vd_dev *d = &p->devs[e->dev];
+                pcs[n++] = (struct vd_dev_bio){
+                    .bio = { .op = vb->op,
+                             .flags = vb->flags & VD_IO_FUA,
+                             .buf = b,
+                             .len = k,
+                             .off = d->data_offset + e->pe * es + within },
+                    .d = d,
+                };
+            }
+            b += k;
+            off += k;
+            len -= k;
+        }
+    }
+    vb->lpriv = pcs; /* freed by the core when vb is complete */
+    __atomic_add_fetch(&vb->pending, (unsigned)n, __ATOMIC_ACQ_REL);
+    for (size_t i = 0; i < n; i++) {
+        struct vd_dev_bio *pc = &pcs[i];
+        pc->priv = vb;
+        pc->done = lpiece_done;
+        if (vd_dev_submit(pc) == 0)
+            continue;
+        if (i == 0) {
+            __atomic_sub_fetch(&vb->pending, (unsigned)n, __ATOMIC_ACQ_REL);
+            vb->lpriv = NULL;
+            free(pcs);
+            return -EAGAIN; /* nothing started */
+        }
+        for (; i < n; i++) /* not started: the caller redoes it all */
+            vd_vol_bio_piece_end(vb, -EAGAIN);
+    }
+    return 0;
+}
+
 const struct vd_layout_ops vd_linear_layout = {
     .name = "linear",
     .id = VD_LAYOUT_LINEAR,
@@ -153,4 +286,5 @@ const struct vd_layout_ops vd_linear_layout = {
     .pread = linear_pread,
     .pwrite = linear_pwrite,
     .flush = linear_flush,
+    .submit = linear_submit,
 };

@@ -179,6 +179,24 @@ struct vd_bdev {
      * drivers; relaxed atomic add by the driver, read by stats). */
     uint64_t n_reconnects;
 };
+/* Asynchronous device I/O (pool/dev.c): one piece of a volume request.
+ * vd_dev_async_ok: d's submit path pays (a remote device, or a local one
+ * opened O_DIRECT; buffered local files keep the thread path unless
+ * VDLVM_ASYNC=all) and can take op on [off, off+len) now.  vd_dev_submit:
+ * 0, and db->done runs exactly once on the driver's thread with 0, -EIO
+ * (counted in d's error counters and logged) or -EAGAIN (not started:
+ * redo synchronously); or -EAGAIN at once (nothing started, done will not
+ * run).  It keeps d's write and flush generations as vd_dev_pwrite and
+ * vd_dev_flush do. */
+struct vd_dev_bio {
+    struct vd_bio bio; /* first; bio.done is vd_dev_submit's */
+    struct vd_dev *d;
+    uint64_t gen; /* FLUSH: d->wgen when it was started */
+    void (*done)(struct vd_dev_bio *db, int result);
+    void *priv; /* the submitter's */
+};
+bool vd_dev_async_ok(struct vd_dev *d, uint64_t off, size_t len, int op);
+int vd_dev_submit(struct vd_dev_bio *db);
 /* Open the device a definition names (local path or iscsi URL).  For a
  * local path that does not exist and create set: create a sparse file of
  * create_size.  A local device is locked exclusively (flock): -EBUSY when

@@ -303,10 +303,40 @@ static void areq_unlink(struct rbd_bdev *rb, struct rbd_areq *aq)
 }
 
 /* Call done (the caller unlinked aq) and drop the list's ref. */
+/* Submitted requests in flight in the process (atomics), capped below
+ * librados' Objecter budget (objecter_inflight_ops 1024,
+ * objecter_inflight_op_bytes 100 MiB, per cluster handle), whose throttle
+ * would block the submitter: tgtd's main thread must never wait there.
+ * Past the cap submit says -EAGAIN and the workers take the command. */
+#define ASYNC_MAX_OPS   256
+#define ASYNC_MAX_BYTES (64ull << 20)
+static unsigned g_async_ops;
+static uint64_t g_async_bytes;
+
+static bool async_take(size_t len)
+{
+    unsigned n = __atomic_add_fetch(&g_async_ops, 1, __ATOMIC_RELAXED);
+    uint64_t b = __atomic_add_fetch(&g_async_bytes, len, __ATOMIC_RELAXED);
+
+    if (n <= ASYNC_MAX_OPS && b <= ASYNC_MAX_BYTES)
+        return true;
+    __atomic_sub_fetch(&g_async_ops, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&g_async_bytes, len, __ATOMIC_RELAXED);
+    return false;
+}
+
+static void async_give(size_t len)
+{
+    __atomic_sub_fetch(&g_async_ops, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&g_async_bytes, len, __ATOMIC_RELAXED);
+}
+
 static void areq_finish(struct rbd_areq *aq, ssize_t r)
 {
     struct vd_bio *bio = aq->bio;
     int err = r < 0 ? (int)r : 0;
+
+    async_give(bio->len);
 
     if (err == 0 && bio->op == VD_BIO_READ)
         memcpy(bio->buf, aq->bounce, bio->len);
@@ -415,11 +445,16 @@ static int rbdev_submit(struct vd_bdev *b, struct vd_bio *bio)
          bio->len % rb->b.block_size || bio->off > rb->b.size ||
          bio->len > rb->b.size - bio->off))
         return -EAGAIN;
-    aq = calloc(1, sizeof(*aq));
-    if (!aq)
+    if (!async_take(bio->len))
         return -EAGAIN;
+    aq = calloc(1, sizeof(*aq));
+    if (!aq) {
+        async_give(bio->len);
+        return -EAGAIN;
+    }
     if (bio->op == VD_BIO_READ && !(aq->bounce = malloc(bio->len))) {
         free(aq);
+        async_give(bio->len);
         return -EAGAIN;
     }
     aq->rb = rb;
@@ -428,6 +463,7 @@ static int rbdev_submit(struct vd_bdev *b, struct vd_bio *bio)
     if (rbd_aio_create_completion(aq, areq_cb, &c) < 0) {
         free(aq->bounce);
         free(aq);
+        async_give(bio->len);
         return -EAGAIN;
     }
     pthread_mutex_lock(&rb->alock);
@@ -464,6 +500,7 @@ static int rbdev_submit(struct vd_bdev *b, struct vd_bio *bio)
         rbd_aio_release(c);
         free(aq->bounce);
         free(aq);
+        async_give(bio->len);
         return -EAGAIN;
     }
     /* Started (or failed through the callback already: deferred). */

@@ -141,6 +141,14 @@ static uint64_t load(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+void vd_dev_count_error(struct vd_dev *d, int op)
+{
+    uint64_t *c = op == VD_BIO_READ    ? &d->n_read_errors
+                  : op == VD_BIO_WRITE ? &d->n_write_errors
+                                       : &d->n_flush_errors;
+    __atomic_add_fetch(c, 1, __ATOMIC_RELAXED);
+}
+
 int vd_pool_dev_get_counters(const vd_pool *cp, uint32_t i,
                              struct vd_dev_counters *out)
 {

@@ -115,6 +115,14 @@ struct vd_dev_counters {
 int vd_pool_dev_get_counters(const vd_pool *pool, uint32_t i,
                              struct vd_dev_counters *out);
 
+/* Count one failed device I/O of op (VD_BIO_READ, VD_BIO_WRITE,
+ * VD_BIO_FLUSH; pool/pool_int.h) in d's error counters: every failure a
+ * caller sees as -EIO, on the synchronous paths (pool/dev.c) and the
+ * asynchronous one (vd_dev_submit's completion) alike.  Any thread;
+ * relaxed atomic add. */
+struct vd_dev;
+void vd_dev_count_error(struct vd_dev *d, int op);
+
 #ifdef __cplusplus
 }
 #endif

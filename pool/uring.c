@@ -18,9 +18,12 @@
  *   vd_async_poll() on its loop's thread: completions then run on tgtd's
  *   main thread, no thread hop.  Otherwise (tests, any other program) the
  *   first ring starts one reaper thread (all signals blocked) that does
- *   the same for the life of the process.  vd_async_poll reads the eventfd
- *   first and only then looks at the rings, so a completion posted during
- *   a pass signals again and is never stranded.
+ *   the same until an event loop takes over (it then leaves).
+ *   vd_async_poll reads the eventfd first and only then looks at the
+ *   rings and the volume requests that ended (vd_vol_async_run, vol.c:
+ *   asynchronous volume I/O posts its completions to the same eventfd
+ *   with vd_async_signal), so a completion posted during a pass signals
+ *   again and is never stranded.
  *
  * Locks and ownership
  *   g_lock (leaf for everything but the done callbacks): the ring list,
@@ -87,7 +90,8 @@ static bool g_logged;            /* "no io_uring" said once */
 static int efd_get_locked(void)
 {
     if (g_efd < 0)
-        g_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        __atomic_store_n(&g_efd, eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+                         __ATOMIC_RELEASE);
     return g_efd;
 }
 
@@ -96,19 +100,37 @@ int vd_async_fd(void)
     int fd;
 
     pthread_mutex_lock(&g_lock);
-    g_external = true;
+    __atomic_store_n(&g_external, true, __ATOMIC_RELEASE);
     fd = efd_get_locked();
+    if (fd >= 0)
+        vd_async_signal(); /* a running reaper leaves */
     pthread_mutex_unlock(&g_lock);
     return fd < 0 ? -errno : fd;
 }
 
+static void reap_rings_locked(void);
+
+/* The reaper leaves as soon as an event loop takes over (vd_async_fd, or
+ * vd_async_set_external in tests), without reading the eventfd, so that
+ * the loop still sees it readable. */
 static void *reaper_main(void *arg)
 {
     struct pollfd pfd = { .fd = (int)(intptr_t)arg, .events = POLLIN };
+    uint64_t n;
 
     for (;;) {
-        if (poll(&pfd, 1, -1) > 0)
-            vd_async_poll();
+        if (poll(&pfd, 1, -1) <= 0)
+            continue;
+        pthread_mutex_lock(&g_lock);
+        if (g_external) {
+            g_reaper = false;
+            pthread_mutex_unlock(&g_lock);
+            return NULL;
+        }
+        while (read(g_efd, &n, sizeof(n)) < 0 && errno == EINTR)
+            ;
+        reap_rings_locked();
+        pthread_mutex_unlock(&g_lock);
     }
     return NULL;
 }
@@ -375,6 +397,17 @@ static void reap(struct vd_uring *u)
     }
 }
 
+/* g_lock held. */
+static void reap_rings_locked(void)
+{
+    for (struct vd_uring *u = g_rings; u; u = u->next)
+        reap(u);
+}
+
+/* The event loop's pass: the rings' completions (their done callbacks run
+ * here, under g_lock), then the volume requests that ended (vol.c; their
+ * callbacks run without g_lock, so they may submit again).  The eventfd
+ * is read first, so that anything posted during the pass signals again. */
 void vd_async_poll(void)
 {
     uint64_t n;
@@ -383,8 +416,55 @@ void vd_async_poll(void)
     if (g_efd >= 0)
         while (read(g_efd, &n, sizeof(n)) < 0 && errno == EINTR)
             ;
-    for (struct vd_uring *u = g_rings; u; u = u->next)
-        reap(u);
+    reap_rings_locked();
+    pthread_mutex_unlock(&g_lock);
+    vd_vol_async_run();
+}
+
+static int g_local = -1; /* vd_async_local: -1 not read yet; atomic */
+
+bool vd_async_local(void)
+{
+    int v = __atomic_load_n(&g_local, __ATOMIC_ACQUIRE);
+
+    if (v < 0) {
+        const char *e = getenv("VDLVM_ASYNC");
+        v = e && !strcmp(e, "all");
+        __atomic_store_n(&g_local, v, __ATOMIC_RELEASE);
+    }
+    return v;
+}
+
+void vd_async_set_local(bool on)
+{
+    __atomic_store_n(&g_local, on ? 1 : 0, __ATOMIC_RELEASE);
+}
+
+bool vd_async_external(void)
+{
+    return __atomic_load_n(&g_external, __ATOMIC_ACQUIRE);
+}
+
+void vd_async_signal(void)
+{
+    static const uint64_t one = 1;
+    int fd = __atomic_load_n(&g_efd, __ATOMIC_ACQUIRE);
+
+    if (fd >= 0)
+        while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
+}
+
+void vd_async_set_external(bool on)
+{
+    pthread_mutex_lock(&g_lock);
+    __atomic_store_n(&g_external, on, __ATOMIC_RELEASE);
+    if (efd_get_locked() >= 0) {
+        if (on)
+            vd_async_signal(); /* a running reaper leaves */
+        else if (g_rings)
+            reaper_start_locked(g_efd);
+    }
     pthread_mutex_unlock(&g_lock);
 }
 

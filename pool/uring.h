@@ -26,6 +26,23 @@ unsigned vd_uring_inflight(struct vd_uring *u);
  * then free the ring.  NULL is fine. */
 void vd_uring_close(struct vd_uring *u);
 
+/* True once an event loop reaps (vd_async_fd): asynchronous volume I/O
+ * is possible only then (its locks are released on the loop's thread). */
+bool vd_async_external(void);
+/* Wake the event loop (any thread): vd_async_poll will run. */
+void vd_async_signal(void);
+/* Tests: act as an event loop (on) or give the rings back to the reaper
+ * thread (off). */
+void vd_async_set_external(bool on);
+/* Buffered local files take the asynchronous path too (io_uring): off
+ * unless VDLVM_ASYNC=all in the environment (read once) or a test turns
+ * it on; see vd_dev_async_ok (pool/dev.c) for why it is off. */
+bool vd_async_local(void);
+void vd_async_set_local(bool on);
+/* vol.c: complete the volume requests that ended (vd_async_poll's
+ * thread). */
+void vd_vol_async_run(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -429,6 +429,45 @@ int vd_vol_pwrite(vd_vol *vol, const void *buf, size_t len, uint64_t off,
  * has touched. */
 int vd_vol_flush(vd_vol *vol);
 
+/* Asynchronous volume I/O (issue 14; the design is in pool/vol.c).
+ * vd_vol_submit starts vb and returns at once, never waiting on a device,
+ * the network or a lock (try-locks only): 0 started, vb->done runs exactly
+ * once later, never inside vd_vol_submit, on the thread that calls
+ * vd_async_poll; -EAGAIN: nothing was started (no event loop registered
+ * with vd_async_fd, a layout or device without submit, a busy lock, a
+ * moving extent, a full queue): use the synchronous calls.  Call it only
+ * on the event loop's thread (the thread that calls vd_async_poll).
+ * done's result is 0, -EIO, -ERANGE, or -EAGAIN: nothing failed but part
+ * could not start; redo the request with the synchronous calls.  A write
+ * is complete (as vd_vol_pwrite) but durable only with VD_IO_FUA or after
+ * a FLUSH (op VD_VOL_FLUSH, len 0). */
+#define VD_VOL_READ  0
+#define VD_VOL_WRITE 1
+#define VD_VOL_FLUSH 2
+struct vd_vol_bio {
+    int op;         /* VD_VOL_* */
+    unsigned flags; /* VD_IO_FUA for writes */
+    void *buf;      /* owned by the caller until done */
+    size_t len;
+    uint64_t off;
+    void (*done)(struct vd_vol_bio *vb, int result);
+    void *priv; /* the caller's */
+    /* the pool's (vol.c), not to be touched by the caller */
+    vd_vol *vol;
+    unsigned locks;
+    int result;
+    unsigned pending;
+    void *lpriv;
+    struct vd_vol_bio *next;
+};
+int vd_vol_submit(vd_vol *vol, struct vd_vol_bio *vb);
+/* Volume requests in flight (started, done not yet run). */
+unsigned vd_async_inflight(void);
+/* On the event loop's thread: wait until no volume request is in flight
+ * (their done callbacks run here).  Before anything on that thread that
+ * may block on the admin lock or a volume's locks (vol.c says why). */
+void vd_async_drain(void);
+
 /* Asynchronous device completions (io_uring on local devices, pool/uring.c;
  * issue 14).  A process with an event loop calls vd_async_fd() once,
  * before it opens a pool, watches the returned eventfd (readable: there

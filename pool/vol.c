@@ -2,8 +2,55 @@
  * thread), the same for every layout: each step that depends on how the
  * volume maps its bytes goes through its layout's ops (pool/layout.h;
  * linear in pool/linear.c, mirror in replica/mirror.c).  Writes hold the
- * volume's write_lock shared, compare-and-write exclusive. */
+ * volume's write_lock shared, compare-and-write exclusive.
+ *
+ * Asynchronous I/O (vd_vol_submit; issue 14)
+ *   A request is started on the event loop's thread (tgtd's main thread)
+ *   and completed there later; nothing on that thread may wait.
+ *   - Locks held until completion.  An async read or write holds the
+ *     volume's map_lock shared, and a write also write_lock shared, from
+ *     before the layout splits it until its last piece has ended: the
+ *     extent mover sets a device's write hook (MOVE_BEGIN) and switches an
+ *     extent (MOVE_END) under map_lock exclusive, and an extend changes
+ *     the map under it, so a piece in flight must keep them out exactly as
+ *     a synchronous request does (move.c's argument relies on it);
+ *     compare-and-write takes write_lock exclusive for the same reason.
+ *     Both are taken with try-locks (writer-preferring: a waiting mover or
+ *     extend makes them fail): -EAGAIN, the caller goes synchronous on a
+ *     worker, which waits there.  A flush holds map_lock only while the
+ *     layout takes its device set (as linear_flush), not across the flush.
+ *   - The thread that unlocks.  A pthread rwlock must be released by the
+ *     thread that took it, but pieces end on drivers' threads (io_uring's
+ *     reaper pass, the libiscsi event thread).  So the last piece only
+ *     queues the request (g_vdone, leaf lock) and signals the async
+ *     eventfd (pool/uring.c); vd_async_poll, on the event loop's thread,
+ *     runs vd_vol_async_run: unlock, then the caller's done.  That is why
+ *     vd_vol_submit refuses (-EAGAIN) unless an event loop registered
+ *     (vd_async_fd) and must be called on that loop's thread: the same
+ *     thread locks and unlocks, and may hold the same rwlock shared for
+ *     many requests at once (only try-locks there, so never a deadlock
+ *     against a waiting writer).
+ *   - Draining.  While requests are in flight the loop's thread holds
+ *     shared locks that only its own vd_async_poll releases.  If it then
+ *     blocked on the admin lock (opening a volume) while another thread
+ *     held it and waited for map_lock exclusive (an extend, a move's
+ *     apply), neither would move.  So before anything on that thread
+ *     that may block on the admin lock or a volume lock it calls
+ *     vd_async_drain (tgt's bs_open and bs_close do), which polls until
+ *     g_ainflight is 0.
+ *   - Flush generations (dev.c's protocol): an async flush piece notes
+ *     wgen when started and, on success, raises d->flushed_gen to it under
+ *     flush_lock; it never touches flushing / flush_count / flush_cond,
+ *     which pair a synchronous vd_dev_flush with its waiters.  Devices
+ *     with nothing written since their last good flush are skipped.
+ *   - Layouts without submit (mirror, and thin or snapshot views above
+ *     any layout) stay synchronous: -EAGAIN.
+ *   Ownership: vb's pool fields are vd_vol_submit's until it returns 0,
+ *   then the pieces' (pending, result: atomics) until the last one queues
+ *   it, then vd_vol_async_run's; g_vdone under g_vdone_lock; g_ainflight
+ *   atomic, changed on the loop's thread only. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +58,7 @@
 #include "pool_int.h"
 #include "snap_int.h"
 #include "tier.h"
+#include "uring.h"
 
 void vd_vol_opts_init(struct vd_vol_opts *o)
 {
@@ -655,4 +703,118 @@ int vd_vol_discard(vd_vol *v, uint64_t off, uint64_t len)
     if (v->upper)
         return v->upper->discard ? v->upper->discard(v, off, len) : 0;
     return v->lops->discard ? v->lops->discard(v, off, len) : 0;
+}
+
+/* ---- asynchronous I/O (the design is in the header comment) -------------- */
+#define VB_MAP   1u /* map_lock held shared */
+#define VB_WRITE 2u /* write_lock held shared */
+
+static pthread_mutex_t g_vdone_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vd_vol_bio *g_vdone;                  /* under g_vdone_lock */
+static struct vd_vol_bio **g_vdone_tail = &g_vdone; /* under g_vdone_lock */
+static unsigned g_ainflight;                        /* atomic */
+
+unsigned vd_async_inflight(void)
+{
+    return __atomic_load_n(&g_ainflight, __ATOMIC_ACQUIRE);
+}
+
+static void vb_unlock(struct vd_vol_bio *vb)
+{
+    vd_vol *v = vb->vol;
+
+    if (vb->locks & VB_MAP)
+        pthread_rwlock_unlock(&v->map_lock);
+    if (vb->locks & VB_WRITE)
+        pthread_rwlock_unlock(&v->write_lock);
+    vb->locks = 0;
+}
+
+void vd_vol_bio_piece_end(struct vd_vol_bio *vb, int result)
+{
+    if (result < 0) {
+        int zero = 0;
+        __atomic_compare_exchange_n(&vb->result, &zero, result, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    }
+    if (__atomic_sub_fetch(&vb->pending, 1, __ATOMIC_ACQ_REL))
+        return;
+    pthread_mutex_lock(&g_vdone_lock);
+    vb->next = NULL;
+    *g_vdone_tail = vb;
+    g_vdone_tail = &vb->next;
+    pthread_mutex_unlock(&g_vdone_lock);
+    vd_async_signal();
+}
+
+void vd_vol_async_run(void)
+{
+    struct vd_vol_bio *list;
+
+    pthread_mutex_lock(&g_vdone_lock);
+    list = g_vdone;
+    g_vdone = NULL;
+    g_vdone_tail = &g_vdone;
+    pthread_mutex_unlock(&g_vdone_lock);
+    while (list) {
+        struct vd_vol_bio *vb = list;
+        list = vb->next;
+        vb_unlock(vb);
+        free(vb->lpriv);
+        vb->lpriv = NULL;
+        __atomic_sub_fetch(&g_ainflight, 1, __ATOMIC_ACQ_REL);
+        vb->done(vb, __atomic_load_n(&vb->result, __ATOMIC_ACQUIRE));
+    }
+}
+
+int vd_vol_submit(vd_vol *v, struct vd_vol_bio *vb)
+{
+    int r;
+
+    if (!vd_async_external() || v->upper || !v->lops->submit ||
+        vd_snap_is_view(v) || vb->op < VD_VOL_READ || vb->op > VD_VOL_FLUSH)
+        return -EAGAIN;
+    vb->vol = v;
+    vb->locks = 0;
+    vb->result = 0;
+    vb->pending = 1; /* ours, dropped below */
+    vb->lpriv = NULL;
+    vb->next = NULL;
+    if (vb->op == VD_VOL_WRITE) {
+        if (pthread_rwlock_tryrdlock(&v->write_lock))
+            return -EAGAIN;
+        vb->locks |= VB_WRITE;
+    }
+    if (pthread_rwlock_tryrdlock(&v->map_lock)) {
+        vb_unlock(vb);
+        return -EAGAIN;
+    }
+    vb->locks |= VB_MAP;
+    r = v->lops->submit(v, vb);
+    if (r < 0) {
+        vb_unlock(vb);
+        return r;
+    }
+    if (vb->op != VD_VOL_FLUSH)
+        vd_heat_count(v, vb->off, vb->len, vb->op == VD_VOL_WRITE);
+    else if (vb->locks & VB_MAP) { /* the device set is taken */
+        pthread_rwlock_unlock(&v->map_lock);
+        vb->locks &= ~VB_MAP;
+    }
+    __atomic_add_fetch(&g_ainflight, 1, __ATOMIC_ACQ_REL);
+    vd_vol_bio_piece_end(vb, 0);
+    return 0;
+}
+
+void vd_async_drain(void)
+{
+    int fd = vd_async_external() ? vd_async_fd() : -1;
+
+    while (vd_async_inflight()) {
+        if (fd >= 0) {
+            struct pollfd pfd = { .fd = fd, .events = POLLIN };
+            poll(&pfd, 1, 100);
+        }
+        vd_async_poll();
+    }
 }

@@ -92,6 +92,33 @@
  *   a 1 s timerfd (g_stats_fd) turns them into rates and publishes them on
  *   the volume (vd_vol_qos_publish) for `vdlvm status`.
  *
+ * Asynchronous I/O (issue 14; pool/vol.c has the pool's side)
+ * - READ(10/16), WRITE(10/16) and SYNCHRONIZE CACHE(10/16) that the inline
+ *   path could not serve go to vd_vol_submit on the main thread, after the
+ *   QoS admission: on a linear volume whose devices' async path pays
+ *   (remote devices: the iSCSI driver's event thread, librbd's aio; local
+ *   devices opened O_DIRECT through io_uring; pool/dev.c
+ *   vd_dev_async_ok) the command is started without a worker and without
+ *   waiting (vd_vol_submit only try-locks; -EAGAIN: the workers take it as
+ *   before: buffered local files, where io_uring is slower than the
+ *   workers, mirrors, thin volumes, a busy lock, a moving extent, a full
+ *   queue).
+ * - Completions: the pool's async eventfd (vd_async_fd, registered in
+ *   bs_init before any pool opens) is watched by the main thread, whose
+ *   handler calls vd_async_poll: the volume's locks are released and
+ *   async_done completes the command with target_cmd_io_done there.  A
+ *   result of -EAGAIN (part of the request could not start) sends the
+ *   command to the workers, which redo it in full.
+ * - The main thread holds shared volume locks while requests are in
+ *   flight, released only by its own polling, so bs_open and bs_close
+ *   (which may block on the admin lock) first drain them with
+ *   vd_async_drain; commands finishing during the drain are completed
+ *   through the done list (g_draining), not from inside tgt's management
+ *   call.  vl->ainflight counts an LU's async commands (main thread).
+ * - VDLVM_ASYNC=0 in tgtd's environment turns the path off (comparisons);
+ *   VDLVM_ASYNC=all takes buffered local files too (tests, comparisons;
+ *   read by pool/uring.c).
+ *
  * Fairness between LUs of a pool (no limits set)
  * - The workers take commands per LU in turn (round robin over the LUs
  *   with queued commands, vp->active), not from one pool-wide FIFO: a
@@ -197,6 +224,7 @@ struct vdlvm_lu {
     int rdd_saved;       /* rdd_ops hold tgt's READ DEFECT DATA ops */
     struct device_type_operations rdd_ops[2]; /* 10, 12 */
     unsigned inflight;                        /* under vp->lock */
+    unsigned ainflight;  /* async commands in flight (main thread) */
     vd_vol_stats *stats; /* `vdlvm stats` counters; set while open, NULL:
                             not counted (pool/stats.h: lock-free) */
     struct service_action sa_9e[8]; /* SERVICE ACTION IN(16) per LU */
@@ -235,6 +263,12 @@ static const char *g_zero;       /* CHUNK_MAX zero bytes */
 /* Main-thread fast path on (VDLVM_INLINE=0 in tgtd's environment turns it
  * off, for comparisons); set once in register_bs_module. */
 static int g_inline = 1;
+/* Asynchronous path on (VDLVM_ASYNC=0 turns it off; also off when the
+ * async eventfd could not be watched); set in register_bs_module and
+ * done_channel_start.  g_draining: vd_async_drain runs (main thread). */
+static int g_async = 1;
+static int g_draining;
+static int g_async_said; /* the first async command was logged */
 
 static pthread_mutex_t g_done_lock = PTHREAD_MUTEX_INITIALIZER; /* g_done */
 /* Pools being closed in the background: added by the main thread, marked
@@ -927,6 +961,19 @@ static void done_handler(int fd, int events, void *data)
     }
 }
 
+/* Main thread: the pool's asynchronous completions (vol.c, uring.c). */
+static void async_handler(int fd, int events, void *data)
+{
+    vd_async_poll();
+}
+
+static void async_drain(void)
+{
+    g_draining = 1;
+    vd_async_drain();
+    g_draining = 0;
+}
+
 static int done_channel_start(void)
 {
     int fd, r;
@@ -950,6 +997,15 @@ static int done_channel_start(void)
     }
     g_done_fd = fd;
     g_started = 1;
+    if (g_async) {
+        /* before any pool opens: its devices' completions come here */
+        int afd = vd_async_fd();
+        if (afd < 0 || tgt_event_add(afd, EPOLLIN, async_handler, NULL)) {
+            log_warning("vdlvm: asynchronous I/O is off: its eventfd "
+                        "cannot be watched; commands use the workers\n");
+            g_async = 0;
+        }
+    }
     return 0;
 }
 
@@ -1722,6 +1778,8 @@ static int bs_vdlvm_open(struct scsi_lu *lu, char *path, int *fd,
     }
     if (r > 0)
         path = act_name;
+    /* opening may block on the admin lock (pool/vol.c: Draining) */
+    async_drain();
     slash = strchr(path, '/');
     if (!slash || slash - path > VD_NAME_MAX) {
         log_error("vdlvm: backing store '%s': expected POOL/VOLUME\n", path);
@@ -1813,6 +1871,9 @@ static void bs_vdlvm_close(struct scsi_lu *lu)
      * Commands waiting for QoS tokens go to the workers first: their
      * timer runs on this thread. */
     qos_close(vl);
+    /* async commands first: a worker's command may wait for a lock that
+     * only the main thread's polling releases (pool/vol.c: Draining) */
+    async_drain();
     pthread_mutex_lock(&vp->lock);
     while (vl->inflight)
         pthread_cond_wait(&vp->idle_cond, &vp->lock);
@@ -1876,28 +1937,11 @@ static int try_inline(struct scsi_cmd *cmd, vd_vol *vol)
     return r;
 }
 
-/* Main thread: run an admitted command.  released: it waited in the QoS
- * FIFO (already async), so a command completed inline is completed here.
- * Returns what bs_cmd_submit returns. */
-static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl, int released)
+/* Main thread: queue an async command for the workers. */
+static void worker_queue(struct scsi_cmd *cmd, struct vdlvm_lu *vl)
 {
     struct vdlvm_pool *vp = vl->vp;
 
-    if (likely(vp && vl->vol && g_inline)) {
-        uint64_t t0 = stats_now_ns();
-        if (try_inline(cmd, vl->vol) == 0) {
-            stats_account(cmd, t0);
-            if (released) /* it waited for QoS: async, complete it here */
-                target_cmd_io_done(cmd, scsi_get_result(cmd));
-            return 0; /* not async: tgt completes it as GOOD at once */
-        }
-    }
-    set_cmd_async(cmd);
-    if (unlikely(!vp)) {
-        cmd_sense(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
-        done_push(cmd);
-        return 0;
-    }
     pthread_mutex_lock(&vp->lock);
     vl->inflight++;
     list_add_tail(&cmd->bs_list, &vl->rq);
@@ -1914,6 +1958,132 @@ static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl, int released)
         pthread_cond_signal(&vp->work_cond);
     }
     pthread_mutex_unlock(&vp->lock);
+}
+
+/* An asynchronous command (see Asynchronous I/O in the header). */
+struct async_cmd {
+    struct vd_vol_bio vb;
+    struct scsi_cmd *cmd;
+    uint64_t t0;
+};
+
+/* Main thread (vd_async_poll): the volume request of an async command
+ * ended. */
+static void async_done(struct vd_vol_bio *vb, int r)
+{
+    struct async_cmd *ac = vb->priv;
+    struct scsi_cmd *cmd = ac->cmd;
+    struct vdlvm_lu *vl = VDLU(cmd->dev);
+    int op = vb->op;
+    uint64_t t0 = ac->t0;
+
+    free(ac);
+    vl->ainflight--;
+    if (r == -EAGAIN) { /* part could not start: the workers redo it */
+        worker_queue(cmd, vl);
+        return;
+    }
+    scsi_set_result(cmd, SAM_STAT_GOOD);
+    if (r < 0)
+        cmd_io_error(cmd, r, op != VD_VOL_READ);
+    stats_account(cmd, t0);
+    if (g_draining) /* inside bs_open/bs_close: through the done list */
+        done_push(cmd);
+    else
+        target_cmd_io_done(cmd, scsi_get_result(cmd));
+}
+
+/* Main thread, cmd already async: start it on the volume; -EAGAIN: the
+ * workers take it. */
+static int try_async(struct scsi_cmd *cmd, struct vdlvm_lu *vl, uint64_t t0)
+{
+    struct async_cmd *ac;
+    int op;
+    uint64_t len = 0;
+    void *buf = NULL;
+    unsigned flags = 0;
+
+    switch (cmd->scb[0]) {
+    case READ_10:
+    case READ_16:
+        op = VD_VOL_READ;
+        len = (uint64_t)scsi_rw_count(cmd->scb) << cmd->dev->blk_shift;
+        if (len > scsi_get_in_length(cmd))
+            len = scsi_get_in_length(cmd);
+        buf = scsi_get_in_buffer(cmd);
+        break;
+    case WRITE_10:
+    case WRITE_16:
+        op = VD_VOL_WRITE;
+        len = scsi_get_out_length(cmd);
+        buf = scsi_get_out_buffer(cmd);
+        flags = write_flags(cmd);
+        break;
+    case SYNCHRONIZE_CACHE:
+    case SYNCHRONIZE_CACHE_16:
+        op = VD_VOL_FLUSH;
+        break;
+    default:
+        return -EAGAIN;
+    }
+    if (op != VD_VOL_FLUSH && !len)
+        return -EAGAIN;
+    if (!(ac = malloc(sizeof(*ac))))
+        return -EAGAIN;
+    memset(ac, 0, sizeof(*ac));
+    ac->vb.op = op;
+    ac->vb.flags = flags;
+    ac->vb.buf = buf;
+    ac->vb.len = len;
+    ac->vb.off = cmd->offset;
+    ac->vb.done = async_done;
+    ac->vb.priv = ac;
+    ac->cmd = cmd;
+    ac->t0 = t0;
+    if (vd_vol_submit(vl->vol, &ac->vb) < 0) {
+        free(ac);
+        return -EAGAIN;
+    }
+    vl->ainflight++;
+    if (unlikely(!g_async_said)) {
+        g_async_said = 1;
+        log_warning("vdlvm: volume '%s': asynchronous I/O: commands start "
+                    "on the main thread (VDLVM_ASYNC=0 turns it off)\n",
+                    vd_vol_name(vl->vol));
+    }
+    return 0;
+}
+
+/* Main thread: run an admitted command.  released: it waited in the QoS
+ * FIFO (already async), so a command completed inline is completed here.
+ * Returns what bs_cmd_submit returns. */
+static int cmd_dispatch(struct scsi_cmd *cmd, struct vdlvm_lu *vl, int released)
+{
+    struct vdlvm_pool *vp = vl->vp;
+    uint64_t t0 = 0;
+
+    if (likely(vp && vl->vol && g_inline)) {
+        t0 = stats_now_ns();
+        if (try_inline(cmd, vl->vol) == 0) {
+            stats_account(cmd, t0);
+            if (released) /* it waited for QoS: async, complete it here */
+                target_cmd_io_done(cmd, scsi_get_result(cmd));
+            return 0; /* not async: tgt completes it as GOOD at once */
+        }
+    }
+    set_cmd_async(cmd);
+    if (unlikely(!vp)) {
+        cmd_sense(cmd, NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+        done_push(cmd);
+        return 0;
+    }
+    if (g_async && vl->vol) {
+        if (!t0)
+            t0 = stats_now_ns();
+        if (try_async(cmd, vl, t0) == 0)
+            return 0;
+    }
+    worker_queue(cmd, vl);
     return 0;
 }
 
@@ -2216,6 +2386,8 @@ void register_bs_module(void)
     }
     const char *inl = getenv("VDLVM_INLINE");
     g_inline = !(inl && !strcmp(inl, "0"));
+    const char *as = getenv("VDLVM_ASYNC");
+    g_async = !(as && !strcmp(as, "0"));
     /* bs_rdwr.c's SBC list; the ops not listed get INVALID OPERATION CODE. */
     static unsigned char ops[] = {
         ALLOW_MEDIUM_REMOVAL,

@@ -6,7 +6,10 @@
 # (tests/integration/ceph-common.sh: mon + mgr + one memstore OSD):
 #
 #   vdlvm-rbd  a vdlvm linear volume on a pool of one RBD image (librbd
-#              aio, module worker threads), its own tgtd
+#              aio started from tgtd's main thread: the asynchronous path,
+#              issue 14), its own tgtd
+#   vdlvm-rbd-sync  the same on a third image, its own tgtd started with
+#              VDLVM_ASYNC=0 (the module's worker threads)
 #   tgt-rbd    tgt's bs_rbd (synchronous rbd_read/rbd_write from tgt's
 #              worker threads) on a second image of the same LUN size, its
 #              own tgtd (bs_rbd.so copied into a private module folder)
@@ -16,7 +19,7 @@
 # driven by build/vdload (libiscsi): 4 KiB random read, 4 KiB random
 # write, 1 MiB sequential read, 1 MiB sequential write.  Each cell is the
 # median of RUNS runs (interleaved: repetition, workload, store); ratios
-# are vdlvm-rbd / tgt-rbd.  tgtd CPU = utime+stime of the whole tgtd from
+# are vdlvm-rbd / tgt-rbd (and vdlvm-rbd / vdlvm-rbd-sync).  tgtd CPU = utime+stime of the whole tgtd from
 # /proc/PID/stat around each run, per 100,000 I/Os.  The machine may be
 # shared: the load average before and after is printed with the table.
 # Skips (77) without the Ceph packages or tgt-rbd.
@@ -45,6 +48,7 @@ lun=$(( LUN_MIB * 1024 * 1024 ))
 ceph_start
 # the vdlvm pool's device: the LUN plus the pool's header/metadata space
 ceph_image vd $(( LUN_MIB + 32 ))M
+ceph_image vs $(( LUN_MIB + 32 ))M
 ceph_image tg ${LUN_MIB}M
 cat >"$tmp/rb.yaml" <<EOF
 pool: rb
@@ -56,19 +60,26 @@ devices:
 EOF
 vdlvm pool create "$tmp/rb.yaml" >/dev/null || fail "pool create failed"
 vdlvm vol create rb/v --size ${LUN_MIB}MiB >/dev/null || fail "vol create failed"
+sed -e 's/^pool: rb/pool: rs/' -e 's/image: vd/image: vs/' "$tmp/rb.yaml" >"$tmp/rs.yaml"
+vdlvm pool create "$tmp/rs.yaml" >/dev/null || fail "pool create (rs) failed"
+vdlvm vol create rs/v --size ${LUN_MIB}MiB >/dev/null || fail "vol create (rs) failed"
 
 declare -A url pid
 start_tgtd
 tgt_target_new 1 vd || fail "target"
 tgt_lun_new 1 1 vdlvm rb/v "conf=$tmp/rb.yaml" || fail "cannot export rb/v"
 url[vdlvm-rbd]=$(iscsi_url 1 1) pid[vdlvm-rbd]=$tgtd_pid
+VDLVM_ASYNC=0 start_tgtd
+tgt_target_new 1 vs || fail "target"
+tgt_lun_new 1 1 vdlvm rs/v "conf=$tmp/rs.yaml" || fail "cannot export rs/v"
+url[vdlvm-rbd-sync]=$(iscsi_url 1 1) pid[vdlvm-rbd-sync]=$tgtd_pid
 mkdir -p "$tmp/bs-rbd"
 cp "$BS_RBD" "$tmp/bs-rbd/"
 start_tgtd --module-dir "$tmp/bs-rbd"
 tgt_target_new 1 tg || fail "target"
 tgt_lun_new 1 1 rbd rbd/tg "conf=$CEPH_CONF;id=admin" || fail "cannot export rbd/tg with bs-type rbd"
 url[tgt-rbd]=$(iscsi_url 1 1) pid[tgt-rbd]=$tgtd_pid
-stores=(vdlvm-rbd tgt-rbd)
+stores=(vdlvm-rbd tgt-rbd vdlvm-rbd-sync)
 
 for s in "${stores[@]}"; do
     timeout 600 "$VDLOAD" write --pattern seq --bs 1M --qd 8 --count "$LUN_MIB" \
@@ -121,18 +132,19 @@ function med(a, n,   i, j, t) {
 { k = $1 SUBSEP $2; n[k]++; iops[k, n[k]] = $4; mbps[k, n[k]] = $5; cpu[k, n[k]] = $6
   if (!($2 in seen)) { seen[$2] = 1; order[++nw] = $2 } }
 END {
-    printf "%-13s %12s %12s %7s %10s %10s %7s\n", "workload", "vdlvm-rbd", "tgt-rbd",
-           "ratio", "cpu-vdlvm", "cpu-tgt", "cpu-r"
+    printf "%-13s %12s %12s %12s %7s %7s %9s %9s %9s %7s\n", "workload", "vdlvm-rbd", "tgt-rbd",
+           "vdlvm-sync", "ratio", "/sync", "cpu-vdlvm", "cpu-tgt", "cpu-sync", "cpu-r"
     for (i = 1; i <= nw; i++) {
         w = order[i]
-        for (s = 0; s < 2; s++) {
-            st = s ? "tgt-rbd" : "vdlvm-rbd"; k = st SUBSEP w
+        for (s = 0; s < 3; s++) {
+            st = s == 0 ? "vdlvm-rbd" : s == 1 ? "tgt-rbd" : "vdlvm-rbd-sync"; k = st SUBSEP w
             for (j = 1; j <= n[k]; j++) { a[j] = iops[k, j]; b[j] = cpu[k, j]; m[j] = mbps[k, j] }
             I[s] = med(a, n[k]); C[s] = med(b, n[k]); M[s] = med(m, n[k])
         }
         unit = (w ~ /1m/) ? "MB/s" : "IOPS"
-        v0 = unit == "IOPS" ? I[0] : M[0]; v1 = unit == "IOPS" ? I[1] : M[1]
-        printf "%-13s %7.0f %-4s %7.0f %-4s %6.2fx %10.1f %10.1f %6.2fx\n", w, v0, unit, v1,
-               unit, v1 ? v0 / v1 : 0, C[0], C[1], C[1] ? C[0] / C[1] : 0
+        for (s = 0; s < 3; s++) V[s] = unit == "IOPS" ? I[s] : M[s]
+        printf "%-13s %7.0f %-4s %7.0f %-4s %7.0f %-4s %6.2fx %6.2fx %9.1f %9.1f %9.1f %6.2fx\n", w,
+               V[0], unit, V[1], unit, V[2], unit, V[1] ? V[0] / V[1] : 0, V[2] ? V[0] / V[2] : 0,
+               C[0], C[1], C[2], C[1] ? C[0] / C[1] : 0
     }
 }' "$raw"
