@@ -1691,7 +1691,9 @@ static int wait_locked(struct vd_vol *v, struct thin *t, struct twait *w)
 }
 
 /* ---- data space growth --------------------------------------------------- */
-#define GROW_MAX   16u    /* extents per grow at most */
+#ifndef GROW_MAX
+#define GROW_MAX 16u /* extents per grow at most */
+#endif
 #define SPARE_KEEP 10000u /* ms a grown extent no chunk was taken from stays */
 
 /* More data extents (admin lock; the caller holds io_lock shared and no
