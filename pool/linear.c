@@ -211,7 +211,7 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
         uint64_t off = vb->off, len = vb->len;
         if (off > v->size || len > v->size - off || !len)
             return -EAGAIN; /* the synchronous path says why */
-        while (len) { /* pass 1: check */
+        while (len) {       /* pass 1: check */
             uint64_t le = off / es + v->data_le0, within = off % es;
             size_t k = len < es - within ? len : es - within;
             const struct vd_pe *e = &v->map[le * v->copies];
@@ -220,8 +220,8 @@ static int linear_submit(vd_vol *v, struct vd_vol_bio *vb)
                     return -EAGAIN; /* the synchronous path logs it */
             } else {
                 struct vd_dev *d = &p->devs[e->dev];
-                if (!vd_dev_async_ok(d, d->data_offset + e->pe * es + within,
-                                     k, vb->op))
+                if (!vd_dev_async_ok(d, d->data_offset + e->pe * es + within, k,
+                                     vb->op))
                     return -EAGAIN;
                 n++;
             }

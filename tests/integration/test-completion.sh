@@ -45,7 +45,7 @@ got=" $(complete_words vdlvm '') "
 for c in $("$VDLVM" --help | sed -n '/^Options:/q; s/^  \([a-z][a-z]*\).*/\1/p' | sort -u); do
     [[ $got == *" $c "* ]] || fail "command '$c' of vdlvm --help is not completed: $got"
 done
-expect "create encrypt export extend import list remove repair revert set " vdlvm vol ''
+expect "clone create encrypt export extend import list remove repair revert set " vdlvm vol ''
 expect "apply check create list rebalance remove takeover " vdlvm pool ''
 expect "verify version " vdlvm ver
 expect "p0 q1 " vdlvm status ''
