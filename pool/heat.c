@@ -19,7 +19,15 @@ int vd_heat_alloc(struct vd_vol *v)
 
     if (v->heat || (off && !strcmp(off, "0"))) /* 0: not counted (bench) */
         return 0;
-    /* a thin volume's data space grows up to its size (pool/thin.c) */
+    /* a thin volume's data space grows up to its size (pool/thin.c), and
+     * never beyond the pool's extents (an overcommitted 1 PiB thin volume
+     * must not cost 18 GB of counters) */
+    uint64_t npool = 0;
+    for (uint32_t i = 0; i < v->pool->ndevs; i++)
+        if (v->pool->devs[i].used)
+            npool += v->pool->devs[i].pe_count;
+    if (nsize > npool)
+        nsize = npool;
     if (nsize > n)
         n = nsize;
     h = calloc(1, sizeof(*h));

@@ -28,7 +28,8 @@
  *   the struct itself: allocated by vd_vol_ctr, freed by vd_vol_dtr, when
  *       no I/O runs on the volume.
  * n is the larger of the mapped data extents and size / extent size (a
- * thin volume's data space grows up to its size while open).  A volume
+ * thin volume's data space grows up to its size while open), the latter
+ * capped at the pool's extents when the volume is set up.  A volume
  * extended after set-up keeps counting its first n extents only (the
  * array is not reallocated under I/O); the new extents are counted from
  * the next open.  VDLVM_HEAT=0 in the environment: no counters at all
