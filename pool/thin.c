@@ -1058,6 +1058,7 @@ static int snap_apply(struct vd_vol *v, struct thin *t,
         memmove(t->snaps + k, t->snaps + k + 1,
                 (t->nsnaps - k - 1) * sizeof(*t->snaps));
         t->nsnaps--;
+        free(s->cow); /* a clone's pending-write table (empty: I/O drained) */
         free(s);
         prune_locked(t);
         break;
