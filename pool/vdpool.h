@@ -515,7 +515,8 @@ struct vd_tier_info {
     int pool_enabled; /* background passes (`tiering: enabled`) */
     int vol_on;       /* tiering on for this volume */
     int mover;        /* this build can move extents (tier run) */
-    int supported;    /* 0: the layout is not tiered (thin) */
+    int supported;    /* always 1: every layout tiers (thin: its data
+                       * extents); kept for `tier status --json` */
     uint32_t interval_ms, fast_free_pct;
     uint64_t rate; /* bytes/s, 0 unlimited */
     uint64_t extent_size;
