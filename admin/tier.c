@@ -76,9 +76,8 @@ static void print_text(FILE *out, const char *pool, const char *vol,
 
     admin_fmt_rate(ti->rate, rate, sizeof(rate));
     admin_fmt_size(ti->extent_size, es, sizeof(es));
-    fprintf(out, "volume '%s/%s': tiering %s%s\n", pool, vol,
-            ti->vol_on ? "on" : "off",
-            ti->supported ? "" : " (thin volumes are not tiered)");
+    fprintf(out, "volume '%s/%s': tiering %s\n", pool, vol,
+            ti->vol_on ? "on" : "off");
     fprintf(out,
             "pool passes: %s, every %us, rate %s, fast space kept free "
             "%u%%\n",

@@ -10,9 +10,28 @@
  * volumes concerned (leg by leg) with its heat and device, and plan
  * (vd_tier_plan, pure).  The moves then go to the extent mover one by
  * one; the mover (issue 12) copies online and switches the mapping with
- * one metadata commit, so a crash mid-pass loses nothing and the next
- * pass plans again from the mapping as it is.  Data moves: no copy stays
- * behind in a cache.
+ * one metadata commit.  Data moves: no copy stays behind in a cache.
+ *
+ * A crash (kill -9, power) mid-pass.  What is on disk: the mapping, each
+ * extent on exactly one device per leg, and the mover's checkpoint of the
+ * move in flight.  What is lost: the heat counters and the pass's list of
+ * moves not yet started (both in memory only, by design: persisting heat
+ * would cost a metadata write per interval per volume for a hint).  So:
+ * - data: safe.  A move not started changed nothing; the move in flight
+ *   resumes at the next open from its checkpoint without copying twice
+ *   and switches the mapping in one commit; a finished move is committed.
+ *   Every write acknowledged before the crash reads back (test-tier.sh:
+ *   kill -9 mid-move under a verifying vdload write load);
+ * - the moves left: redone by the next pass.  Heat counts again from the
+ *   open; the next background pass, one interval after the open (the
+ *   heat's half-life: the counts then hold one interval of I/O, half of
+ *   their steady level, and the plan depends on their order and on a
+ *   low floor, VD_TIER_MIN_HEAT), or a `tier run`, plans from that heat
+ *   and the mapping as it is: an extent still hot
+ *   is promoted then (test-tier.sh: after the restart, the extent the
+ *   killed pass did not reach goes up in the next pass).  An extent that
+ *   went cold in between is no longer worth moving.  Until then the
+ *   extents wait where they were: correct, only slower.
  *
  * Interleavings: I/O counts heat while a pass plans (the plan uses a
  * snapshot of the counters; a few I/Os more or less change nothing that
@@ -493,17 +512,10 @@ static int devs_get(const vd_pool *p, struct devs_buf *b)
     return 0;
 }
 
-/* Every volume: a thin volume's heat is counted per data extent (where
- * its chunks are, vd_heat_count_lower), so its data extents tier like a
- * linear volume's.  (A snapshot view has no data extents of its own: its
- * plan is empty.) */
-static bool vol_tierable(const struct vd_vol *v)
-{
-    (void)v;
-    return true;
-}
-
-/* Append v's data extents (every leg) to *c (admin lock held). */
+/* Append v's data extents (every leg) to *c (admin lock held).  Every
+ * layout: a thin volume's data extents hold its chunks and carry their
+ * heat (vd_heat_count_lower); a snapshot view has no data extents of its
+ * own (its plan is empty). */
 static int cands_add(struct vd_vol *v, struct vd_tier_cand **c, size_t *n,
                      size_t *cap)
 {
@@ -562,7 +574,7 @@ static int plan_locked(vd_pool *p, struct vd_vol *vol, struct vd_tier_move **mv,
 
     for (uint32_t i = 0; i < p->nvols && r == 0; i++) {
         struct vd_vol *v = p->vols[i];
-        if (vol ? v != vol : (v->tier_off || !vol_tierable(v)))
+        if (vol ? v != vol : v->tier_off)
             continue;
         r = cands_add(v, &c, &n, &cap);
     }
@@ -788,7 +800,10 @@ int vd_tier_get(vd_pool *p, const char *name, struct vd_tier_info *ti,
     ti->fast_free_pct = t ? t->set.fast_free_pct : 10;
     ti->vol_on = !v->tier_off;
     ti->mover = VD_HAVE_MOVER;
-    ti->supported = vol_tierable(v);
+    /* every layout tiers: linear, mirror (leg by leg, each on its own
+     * node), thin (its data extents: heat counted where its chunks are,
+     * vd_heat_count_lower) */
+    ti->supported = 1;
     ti->extent_size = p->extent_size;
     ti->copies = v->copies;
     if (t && t->run_active && t->run_vol == v->id) {
