@@ -18,7 +18,9 @@
  * Decay: the pool's background thread (vd_tier_tick) halves every
  * counter each tiering interval with fetch_sub(x - x/2), so increments
  * racing with it are never lost; the sum before halving goes to the
- * history ring (the heat map's rows).
+ * history ring (the heat map's rows).  Heat lives in memory only: it
+ * starts at zero when the pool opens (pool/tier.c's header says what a
+ * crash mid-pass therefore keeps and loses).
  *
  * Who owns what:
  *   cnt[], slots: any I/O thread adds (relaxed atomics, racy by design:
