@@ -200,6 +200,57 @@ size_t admin_jobs_list(const char *pool, const char *vol,
     return n;
 }
 
+void admin_job_json(FILE *out, const struct admin_job *j)
+{
+    uint64_t eta = admin_progress_eta(j->done, j->total, j->rate);
+
+    fputs("{\"job\":", out);
+    admin_jstr(out, j->what);
+    fputs(",\"object\":", out);
+    admin_jstr(out, j->object);
+    fprintf(out,
+            ",\"done_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64
+            ",\"rate_bytes_per_s\":%" PRIu64 ",\"elapsed_ms\":%" PRIu64
+            ",\"eta_s\":",
+            j->done, j->total, j->rate, j->elapsed_ms);
+    if (eta == UINT64_MAX)
+        fputs("null}", out);
+    else
+        fprintf(out, "%" PRIu64 "}", eta);
+}
+
+void admin_job_text(FILE *out, const struct admin_job *j)
+{
+    char line[200];
+
+    admin_progress_line(line, sizeof(line), j->done, j->total, j->rate,
+                        PROGRESS_BAR_WIDTH);
+    fprintf(out, "  %s %s: %s\n", j->what, j->object, line);
+}
+
+void admin_jobs_json(FILE *out, const char *pool, const char *vol)
+{
+    struct admin_job j[ADMIN_JOBS_MAX];
+    size_t n = admin_jobs_list(pool, vol, j, ADMIN_JOBS_MAX);
+
+    fputs("\"jobs\":[", out);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            fputc(',', out);
+        admin_job_json(out, &j[i]);
+    }
+    fputc(']', out);
+}
+
+void admin_jobs_text(FILE *out, const char *pool, const char *vol)
+{
+    struct admin_job j[ADMIN_JOBS_MAX];
+    size_t n = admin_jobs_list(pool, vol, j, ADMIN_JOBS_MAX);
+
+    for (size_t i = 0; i < n; i++)
+        admin_job_text(out, &j[i]);
+}
+
 void admin_progress_start(struct admin_progress *p, FILE *f, const char *label,
                           uint64_t total, int tty)
 {

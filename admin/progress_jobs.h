@@ -18,6 +18,7 @@
 #define VDLVM_ADMIN_PROGRESS_JOBS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define ADMIN_JOBS_MAX 32
@@ -35,5 +36,16 @@ struct admin_job {
  * number copied. */
 size_t admin_jobs_list(const char *pool, const char *vol,
                        struct admin_job *jobs, size_t max);
+
+/* One job: "{\"job\":...,\"object\":...,\"done_bytes\":N,\"total_bytes\":N,
+ * \"rate_bytes_per_s\":N,\"elapsed_ms\":N,\"eta_s\":N|null}" (JSON), or
+ * "  WHAT POOL/OBJ: [###...]  45%  ..." and a newline (text: the bar the
+ * client draws). */
+void admin_job_json(FILE *out, const struct admin_job *j);
+void admin_job_text(FILE *out, const struct admin_job *j);
+/* The jobs of pool (vol NULL: all of the pool's): "\"jobs\":[...]" and
+ * text lines, for `status` (admin/status.c) as stats shows them. */
+void admin_jobs_json(FILE *out, const char *pool, const char *vol);
+void admin_jobs_text(FILE *out, const char *pool, const char *vol);
 
 #endif

@@ -681,21 +681,9 @@ static void pool_stats_json(FILE *out, const struct pool_stats *ps)
     move_json(out, &ps->mv);
     fputs(",\"jobs\":[", out);
     for (size_t i = 0; i < ps->njobs; i++) {
-        const struct admin_job *j = &ps->jobs[i];
-        uint64_t eta = admin_progress_eta(j->done, j->total, j->rate);
-        fputs(i ? ",{\"job\":" : "{\"job\":", out);
-        admin_jstr(out, j->what);
-        fputs(",\"object\":", out);
-        admin_jstr(out, j->object);
-        fprintf(out,
-                ",\"done_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64
-                ",\"rate_bytes_per_s\":%" PRIu64 ",\"elapsed_ms\":%" PRIu64
-                ",\"eta_s\":",
-                j->done, j->total, j->rate, j->elapsed_ms);
-        if (eta == UINT64_MAX)
-            fputs("null}", out);
-        else
-            fprintf(out, "%" PRIu64 "}", eta);
+        if (i)
+            fputc(',', out);
+        admin_job_json(out, &ps->jobs[i]);
     }
     fputs("]}\n", out);
 }
@@ -785,11 +773,8 @@ static void pool_stats_text(FILE *out, const struct pool_stats *ps)
                             m->reb_total_bytes, m->rate_bps, 30);
         fprintf(out, "  rebalance: %s\n", line);
     }
-    for (size_t i = 0; i < ps->njobs; i++) {
-        const struct admin_job *j = &ps->jobs[i];
-        admin_progress_line(line, sizeof(line), j->done, j->total, j->rate, 30);
-        fprintf(out, "  %s %s: %s\n", j->what, j->object, line);
-    }
+    for (size_t i = 0; i < ps->njobs; i++)
+        admin_job_text(out, &ps->jobs[i]);
     struct table d = { .ncols = 6 };
     admin_tbl_cell(&d, 0, "DEVICE");
     admin_tbl_cell(&d, 1, "NODE");

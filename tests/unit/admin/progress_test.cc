@@ -152,6 +152,19 @@ TEST(Progress, InsideTgtd_PublishedAsAJobNotDrawn)
     EXPECT_EQ(admin_jobs_list("p0", "v1", j, ADMIN_JOBS_MAX), 0u);
     EXPECT_EQ(admin_jobs_list("p", nullptr, j, ADMIN_JOBS_MAX), 0u);
     EXPECT_EQ(admin_jobs_list(nullptr, nullptr, j, ADMIN_JOBS_MAX), 1u);
+    // What stats and status show of it.
+    {
+        Output v;
+        admin_jobs_json(v.out, "p0", nullptr);
+        admin_jobs_text(v.err, "p0", "v0");
+        EXPECT_EQ(v.Out(),
+                  "\"jobs\":[{\"job\":\"import\",\"object\":\"p0/v0\","
+                  "\"done_bytes\":41943040,\"total_bytes\":104857600,"
+                  "\"rate_bytes_per_s\":10485760,\"elapsed_ms\":4000,"
+                  "\"eta_s\":6}]");
+        EXPECT_EQ(v.Err(), "  import p0/v0: [############..................]  "
+                           "40%  40MiB of 100MiB  10MiB/s  0:06 left\n");
+    }
     admin_progress_end_at(&p, "imported", t + 5000);
     EXPECT_EQ(admin_jobs_list(nullptr, nullptr, j, ADMIN_JOBS_MAX), 0u);
     EXPECT_EQ(o.Err(), "");
