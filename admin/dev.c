@@ -24,25 +24,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void progress_line(FILE *out, const struct vd_move_status *s)
-{
-    char d[32], t[32], r[40];
-    uint64_t done = s->evac_total_bytes - s->evac_left_bytes;
-
-    admin_fmt_size(done, d, sizeof(d));
-    admin_fmt_size(s->evac_total_bytes, t, sizeof(t));
-    admin_fmt_rate(s->rate_bps, r, sizeof(r));
-    fprintf(out, "evacuating '%s': %s of %s moved (%u%%), %s", s->evac_dev, d,
-            t,
-            s->evac_total_bytes ? (unsigned)(done * 100 / s->evac_total_bytes)
-                                : 100,
-            r);
-    if (s->rate_bps)
-        fprintf(out, ", %llu s left", (unsigned long long)s->eta_s);
-    fputc('\n', out);
-    fflush(out);
-}
-
 /* --wait for the mover's job (evacuation, or rebalance when rebal): a
  * progress bar on err when it is a terminal, else a line per 10 %
  * (progress.c); nothing when err is not a file (the command runs inside
@@ -251,23 +232,20 @@ void admin_move_status_json(FILE *out, vd_pool *pool)
 void admin_move_status_text(FILE *out, vd_pool *pool)
 {
     struct vd_move_status s;
-    char d[32], t[32], r[40];
+    char d[32], t[32], r[40], line[200];
 
     vd_pool_move_status(pool, &s);
+    /* the bar of `dev evacuate --wait` / `pool rebalance --wait` */
     if (s.evacuating) {
-        fputs("  ", out);
-        progress_line(out, &s);
+        admin_progress_line(line, sizeof(line),
+                            s.evac_total_bytes - s.evac_left_bytes,
+                            s.evac_total_bytes, s.rate_bps, 30);
+        fprintf(out, "  evacuating '%s': %s\n", s.evac_dev, line);
     }
     if (s.rebalancing) {
-        uint64_t tb = s.reb_total_bytes;
-        admin_fmt_size(s.reb_done_bytes, d, sizeof(d));
-        admin_fmt_size(tb, t, sizeof(t));
-        admin_fmt_rate(s.rate_bps, r, sizeof(r));
-        fprintf(out, "  rebalancing: %s of about %s moved (%u%%), %s", d, t,
-                tb ? (unsigned)(s.reb_done_bytes * 100 / tb) : 100, r);
-        if (s.rate_bps)
-            fprintf(out, ", %llu s left", (unsigned long long)s.eta_s);
-        fputc('\n', out);
+        admin_progress_line(line, sizeof(line), s.reb_done_bytes,
+                            s.reb_total_bytes, s.rate_bps, 30);
+        fprintf(out, "  rebalancing: %s\n", line);
     }
     if (s.active) {
         admin_fmt_size(s.done, d, sizeof(d));

@@ -7,8 +7,10 @@
  * of PROGRESS_STEP_PCT percent, so that logs stay short and greppable.
  *
  * The rate is measured over a sliding window of samples (about 4 s), so
- * that the time left does not jump with each burst of regions copied.  Each struct admin_progress belongs to the thread of the
- * command that started it; nothing here is shared.
+ * that the time left does not jump with each burst of regions copied.
+ * Each struct admin_progress belongs to the thread of the command that
+ * started it.  Shared: the table of published jobs (progress_jobs.h: a
+ * command running inside tgtd), g_jobs under g_jobs_lock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +24,7 @@
 
 #include "../replica/vdreplica.h"
 #include "admin_int.h"
+#include "progress_jobs.h"
 
 #define PROGRESS_REDRAW_MS 100
 #define PROGRESS_SAMPLE_MS 500
@@ -92,9 +95,167 @@ void admin_progress_line(char *buf, size_t len, uint64_t done, uint64_t total,
     snprintf(buf + n, len - n, "%3u%%  %s of %s  %s  %s", pct, d, t, r, eta);
 }
 
+/* ---- published jobs (progress_jobs.h) -------------------------------------- */
+/* A slot is identified by the address of the struct admin_progress that
+ * published it (never dereferenced here).  g_njobs: slots in use, read
+ * without the lock to skip it while nothing is published. */
+struct job_slot {
+    const void *owner; /* NULL: free */
+    struct admin_job job;
+    int64_t t0_ms;
+};
+static pthread_mutex_t g_jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct job_slot g_jobs[ADMIN_JOBS_MAX];
+static int g_njobs;
+
+/* "WHAT POOL/OBJ" (the object the last word, with a '/'): 0, or -1. */
+static int split_label(const char *label, struct admin_job *j)
+{
+    const char *sp = strchr(label, ' ');
+    const char *obj = strrchr(label, ' ');
+
+    if (!sp || !obj || !strchr(obj + 1, '/') || obj[1] == '/' ||
+        (size_t)(sp - label) >= sizeof(j->what) ||
+        strlen(obj + 1) >= sizeof(j->object))
+        return -1;
+    snprintf(j->what, sizeof(j->what), "%.*s", (int)(sp - label), label);
+    snprintf(j->object, sizeof(j->object), "%s", obj + 1);
+    return 0;
+}
+
+/* Publish p (started with label and total): 0, or -1 when its label does
+ * not name an object or the table is full (then it is drawn as before). */
+static int job_publish(const struct admin_progress *p)
+{
+    struct admin_job j;
+    int r = -1;
+
+    memset(&j, 0, sizeof(j));
+    if (split_label(p->label, &j) < 0)
+        return -1;
+    j.total = p->total;
+    pthread_mutex_lock(&g_jobs_lock);
+    for (int i = 0; i < ADMIN_JOBS_MAX; i++)
+        if (!g_jobs[i].owner) {
+            g_jobs[i].owner = p;
+            g_jobs[i].job = j;
+            g_jobs[i].t0_ms = p->t0_ms;
+            __atomic_add_fetch(&g_njobs, 1, __ATOMIC_RELAXED);
+            r = 0;
+            break;
+        }
+    pthread_mutex_unlock(&g_jobs_lock);
+    return r;
+}
+
+static void job_update(const struct admin_progress *p, int64_t now_ms)
+{
+    if (!__atomic_load_n(&g_njobs, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&g_jobs_lock);
+    for (int i = 0; i < ADMIN_JOBS_MAX; i++)
+        if (g_jobs[i].owner == p) {
+            g_jobs[i].job.done = p->done;
+            g_jobs[i].job.total = p->total;
+            g_jobs[i].job.rate = p->have_rate ? (uint64_t)p->rate : 0;
+            g_jobs[i].job.elapsed_ms =
+                now_ms > g_jobs[i].t0_ms ? (uint64_t)(now_ms - g_jobs[i].t0_ms)
+                                         : 0;
+            break;
+        }
+    pthread_mutex_unlock(&g_jobs_lock);
+}
+
+static void job_remove(const struct admin_progress *p)
+{
+    if (!__atomic_load_n(&g_njobs, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&g_jobs_lock);
+    for (int i = 0; i < ADMIN_JOBS_MAX; i++)
+        if (g_jobs[i].owner == p) {
+            memset(&g_jobs[i], 0, sizeof(g_jobs[i]));
+            __atomic_sub_fetch(&g_njobs, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    pthread_mutex_unlock(&g_jobs_lock);
+}
+
+size_t admin_jobs_list(const char *pool, const char *vol,
+                       struct admin_job *jobs, size_t max)
+{
+    size_t n = 0, pl = pool ? strlen(pool) : 0;
+
+    pthread_mutex_lock(&g_jobs_lock);
+    for (int i = 0; i < ADMIN_JOBS_MAX && n < max; i++) {
+        const struct admin_job *j = &g_jobs[i].job;
+        if (!g_jobs[i].owner)
+            continue;
+        if (pool && (strncmp(j->object, pool, pl) || j->object[pl] != '/'))
+            continue;
+        if (pool && vol && strcmp(j->object + pl + 1, vol))
+            continue;
+        jobs[n++] = *j;
+    }
+    pthread_mutex_unlock(&g_jobs_lock);
+    return n;
+}
+
+void admin_job_json(FILE *out, const struct admin_job *j)
+{
+    uint64_t eta = admin_progress_eta(j->done, j->total, j->rate);
+
+    fputs("{\"job\":", out);
+    admin_jstr(out, j->what);
+    fputs(",\"object\":", out);
+    admin_jstr(out, j->object);
+    fprintf(out,
+            ",\"done_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64
+            ",\"rate_bytes_per_s\":%" PRIu64 ",\"elapsed_ms\":%" PRIu64
+            ",\"eta_s\":",
+            j->done, j->total, j->rate, j->elapsed_ms);
+    if (eta == UINT64_MAX)
+        fputs("null}", out);
+    else
+        fprintf(out, "%" PRIu64 "}", eta);
+}
+
+void admin_job_text(FILE *out, const struct admin_job *j)
+{
+    char line[200];
+
+    admin_progress_line(line, sizeof(line), j->done, j->total, j->rate,
+                        PROGRESS_BAR_WIDTH);
+    fprintf(out, "  %s %s: %s\n", j->what, j->object, line);
+}
+
+void admin_jobs_json(FILE *out, const char *pool, const char *vol)
+{
+    struct admin_job j[ADMIN_JOBS_MAX];
+    size_t n = admin_jobs_list(pool, vol, j, ADMIN_JOBS_MAX);
+
+    fputs("\"jobs\":[", out);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            fputc(',', out);
+        admin_job_json(out, &j[i]);
+    }
+    fputc(']', out);
+}
+
+void admin_jobs_text(FILE *out, const char *pool, const char *vol)
+{
+    struct admin_job j[ADMIN_JOBS_MAX];
+    size_t n = admin_jobs_list(pool, vol, j, ADMIN_JOBS_MAX);
+
+    for (size_t i = 0; i < n; i++)
+        admin_job_text(out, &j[i]);
+}
+
 void admin_progress_start(struct admin_progress *p, FILE *f, const char *label,
                           uint64_t total, int tty)
 {
+    int tty_arg = tty;
+
     memset(p, 0, sizeof(*p));
     p->f = f;
     if (tty < 0) {
@@ -106,6 +267,10 @@ void admin_progress_start(struct admin_progress *p, FILE *f, const char *label,
     p->total = total;
     p->t0_ms = p->last_ms = p->sample_ms = mono_ms();
     p->step = -1;
+    /* Inside tgtd (a memory stream: no descriptor; tty left to us): the
+     * client draws it from the published job (progress_jobs.h). */
+    if (f && tty_arg < 0 && fileno(f) < 0 && job_publish(p) == 0)
+        p->f = NULL;
 }
 
 void admin_progress_update_at(struct admin_progress *p, uint64_t done,
@@ -132,6 +297,7 @@ void admin_progress_update_at(struct admin_progress *p, uint64_t done,
             p->have_rate = 1;
         }
     }
+    job_update(p, now_ms);
     if (!p->f)
         return;
     if (p->tty) {
@@ -167,6 +333,7 @@ void admin_progress_end_at(struct admin_progress *p, const char *result,
     int64_t ms = now_ms - p->t0_ms;
     char avg[40] = "", sz[32];
 
+    job_remove(p);
     if (!p->f)
         return;
     if (ms > 0 && p->done) {
@@ -215,51 +382,6 @@ int admin_resync_wait(vd_pool *pool, const char *pool_name, const char *vol,
     return r;
 }
 
-/* ---- resync --wait through the tgtd holding the pool --------------------- */
-/* The command runs inside tgtd and its output comes back only when it is
- * done, so the bar is drawn here, in the vdlvm process: start the resync
- * without --wait, poll `status POOL/VOL --json` until it is idle, then run
- * the command with --wait (which returns at once, with the final check of
- * the legs and the message). */
-
-static int is_resync_wait(int argc, char **argv, const char **target)
-{
-    int wait = 0;
-
-    *target = NULL;
-    if (argc < 2 || strcmp(argv[0], "resync"))
-        return 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--wait"))
-            wait = 1;
-        else if (!strcmp(argv[i], "--rate"))
-            i++;
-        else if (argv[i][0] != '-' && strchr(argv[i], '/'))
-            *target = argv[i];
-    }
-    return wait && *target;
-}
-
-/* Resync state, done and total bytes from a volume's status JSON: 0, or
- * -EINVAL when it has none (not a mirror). */
-static int parse_resync(const char *json, int *running, uint64_t *done,
-                        uint64_t *total)
-{
-    const char *p = json ? strstr(json, "\"resync\":{\"state\":\"") : NULL;
-    unsigned long long d, t;
-    char state[16];
-
-    if (!p || sscanf(p,
-                     "\"resync\":{\"state\":\"%15[a-z]\",\"done_bytes\":%llu,"
-                     "\"total_bytes\":%llu",
-                     state, &d, &t) != 3)
-        return -EINVAL;
-    *running = strcmp(state, "idle") != 0;
-    *done = d;
-    *total = t;
-    return 0;
-}
-
 /* ---- verify through the tgtd holding the pool ----------------------------- */
 /* verify runs inside tgtd and answers only when it is done: the call runs
  * on a thread of this process (its output into memory streams, printed
@@ -286,6 +408,14 @@ static void *verify_call_main(void *arg)
     return NULL;
 }
 
+static int has_word(int argc, char **argv, const char *w)
+{
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], w))
+            return 1;
+    return 0;
+}
+
 static int is_verify(int argc, char **argv, const char **target, int *repair)
 {
     *target = NULL;
@@ -303,8 +433,10 @@ static int is_verify(int argc, char **argv, const char **target, int *repair)
 
 /* done and total bytes of a running verify from a volume's status JSON:
  * 0, or -EINVAL when none runs. */
-static int parse_verify(const char *json, uint64_t *done, uint64_t *total)
+static int parse_verify(const char *json, const void *ctx, uint64_t *done,
+                        uint64_t *total)
 {
+    (void)ctx;
     const char *p = json ? strstr(json, "\"verify\":{\"volume\":") : NULL;
     const char *d = p ? strstr(p, "\"done_bytes\":") : NULL;
     const char *t = p ? strstr(p, "\"total_bytes\":") : NULL;
@@ -338,8 +470,10 @@ static int is_tier_run_wait(int argc, char **argv, const char **target)
 
 /* done and total bytes of a running tier pass from `tier status --json`:
  * 0, or -EINVAL when none runs. */
-static int parse_tier_pass(const char *json, uint64_t *done, uint64_t *total)
+static int parse_tier_pass(const char *json, const void *ctx, uint64_t *done,
+                           uint64_t *total)
 {
+    (void)ctx;
     const char *p = json ? strstr(json, "\"pass\":{\"running\":true") : NULL;
     unsigned long long a, b;
 
@@ -398,14 +532,18 @@ static int parse_move(const char *json, const char *key_done,
     return 0;
 }
 
-static int parse_evac(const char *json, uint64_t *done, uint64_t *total)
+static int parse_evac(const char *json, const void *ctx, uint64_t *done,
+                      uint64_t *total)
 {
+    (void)ctx;
     return parse_move(
         json, "\"evac_done_bytes\":", "\"evac_total_bytes\":", done, total);
 }
 
-static int parse_rebal(const char *json, uint64_t *done, uint64_t *total)
+static int parse_rebal(const char *json, const void *ctx, uint64_t *done,
+                       uint64_t *total)
 {
+    (void)ctx;
     return parse_move(json, "\"reb_done_bytes\":", "\"reb_total_bytes\":", done,
                       total);
 }
@@ -415,11 +553,12 @@ static int parse_rebal(const char *json, uint64_t *done, uint64_t *total)
  * done/total from its JSON, and the bar (tty 1) or lines (tty -1: as
  * err is) are drawn under label.  verify: exit code VD_EXIT_DIFF is a
  * success too. */
-static int
-poll_progress_call(const char *pool_name, int argc, char **argv, int st_argc,
-                   char **st_argv, const char *label,
-                   int (*parse)(const char *, uint64_t *, uint64_t *), int tty,
-                   int verify, FILE *out, FILE *err, int *exit_code)
+static int poll_progress_call(const char *pool_name, int argc, char **argv,
+                              int st_argc, char **st_argv, const char *label,
+                              int (*parse)(const char *, const void *,
+                                           uint64_t *, uint64_t *),
+                              const void *ctx, int tty, int verify, FILE *out,
+                              FILE *err, int *exit_code)
 {
     struct verify_call c = { .pool = pool_name, .argc = argc, .argv = argv };
     char *obuf = NULL, *ebuf = NULL;
@@ -452,7 +591,7 @@ poll_progress_call(const char *pool_name, int argc, char **argv, int st_argc,
             fclose(s);
             s = NULL;
             if (r == 0 && code == VD_EXIT_OK &&
-                parse(sbuf, &done, &total) == 0 && total) {
+                parse(sbuf, ctx, &done, &total) == 0 && total) {
                 if (!started++)
                     admin_progress_start(&pg, err, label, total, tty);
                 admin_progress_update(&pg, done, total);
@@ -489,96 +628,125 @@ poll_progress_call(const char *pool_name, int argc, char **argv, int st_argc,
     return c.r;
 }
 
+/* ---- jobs published inside tgtd (progress_jobs.h) ------------------------ */
+/* resync --wait, vol repair --wait, vol import, vol export, vol encrypt
+ * --wait: the command runs inside tgtd, publishes its progress as a job
+ * "WHAT POOL/OBJ" and draws nothing there; the bar (or the step lines)
+ * is drawn here from `stats POOL --json`'s "jobs". */
+struct job_key {
+    const char *what, *object;
+};
+
+/* The words of argv from `from` that are not options nor option values:
+ * the first one (POOL/VOL), or NULL. */
+static const char *first_operand(int argc, char **argv, int from)
+{
+    static const char *const with_value[] = {
+        "--rate", "--to",     "--format",   "--size", "--replace", "--with",
+        "--lun",  "--target", "--key-file", "--conf", "--layout",  NULL
+    };
+
+    for (int i = from; i < argc; i++) {
+        int val = 0;
+        if (argv[i][0] != '-')
+            return argv[i];
+        for (int k = 0; with_value[k]; k++)
+            val |= !strcmp(argv[i], with_value[k]);
+        if (val && !strchr(argv[i], '='))
+            i++;
+    }
+    return NULL;
+}
+
+/* The job a command publishes inside tgtd, or 0 when it publishes none. */
+static int is_job_cmd(int argc, char **argv, struct job_key *k)
+{
+    int wait = has_word(argc, argv, "--wait");
+
+    k->what = NULL;
+    if (argc >= 2 && !strcmp(argv[0], "resync") && wait) {
+        k->what = "resync";
+        k->object = first_operand(argc, argv, 1);
+    } else if (argc >= 3 && !strcmp(argv[0], "vol")) {
+        if (!strcmp(argv[1], "repair") && wait)
+            k->what = "rebuild";
+        else if (!strcmp(argv[1], "import"))
+            k->what = "import";
+        else if (!strcmp(argv[1], "export"))
+            k->what = "export";
+        else if (!strcmp(argv[1], "encrypt") && wait)
+            k->what = "encrypt";
+        k->object = first_operand(argc, argv, 2);
+    }
+    return k->what && k->object && strchr(k->object, '/');
+}
+
+/* done and total bytes of the job k from `stats POOL --json`: 0, or
+ * -EINVAL when it does not run (yet, or any more). */
+static int parse_job(const char *json, const void *ctx, uint64_t *done,
+                     uint64_t *total)
+{
+    const struct job_key *k = ctx;
+    char needle[300];
+    const char *p = json ? strstr(json, "\"jobs\":[") : NULL;
+    unsigned long long a, b;
+
+    snprintf(needle, sizeof(needle), "{\"job\":\"%s\",\"object\":\"%s\",",
+             k->what, k->object);
+    p = p ? strstr(p, needle) : NULL;
+    if (!p || sscanf(p + strlen(needle),
+                     "\"done_bytes\":%llu,\"total_bytes\":%llu", &a, &b) != 2)
+        return -EINVAL;
+    *done = a;
+    *total = b;
+    return 0;
+}
+
 int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
                          FILE *out, FILE *err, int *exit_code)
 {
     const char *target;
-    struct admin_progress pg;
     char *st_argv[] = { "status", NULL, "--json", NULL };
-    char *argv2[argc + 1];
-    int n = 0, r, code, started = 0, repair;
+    char label[400];
+    int repair, rebal;
+    struct job_key jk;
 
-    if (err && fileno(err) >= 0 && isatty(fileno(err)) &&
-        is_verify(argc, argv, &target, &repair)) {
-        char label[160];
+    if (!err || fileno(err) < 0)
+        return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
+    if (is_verify(argc, argv, &target, &repair)) {
         st_argv[1] = (char *)target;
         snprintf(label, sizeof(label), "%s %s",
                  repair ? "verify --repair" : "verify", target);
         return poll_progress_call(pool_name, argc, argv, 3, st_argv, label,
-                                  parse_verify, 1, 1, out, err, exit_code);
+                                  parse_verify, NULL, -1, 1, out, err,
+                                  exit_code);
     }
-    if (err && fileno(err) >= 0 && is_tier_run_wait(argc, argv, &target)) {
-        char label[160];
+    if (is_tier_run_wait(argc, argv, &target)) {
         char *tst_argv[] = { "tier", "status", (char *)target, "--json", NULL };
         snprintf(label, sizeof(label), "tier run %s", target);
         return poll_progress_call(pool_name, argc, argv, 4, tst_argv, label,
-                                  parse_tier_pass, -1, 0, out, err, exit_code);
+                                  parse_tier_pass, NULL, -1, 0, out, err,
+                                  exit_code);
     }
-    int rebal;
-    if (err && fileno(err) >= 0 && is_move_wait(argc, argv, &target, &rebal)) {
-        char label[160], pool_arg[VD_NAME_MAX + 1];
+    if (is_move_wait(argc, argv, &target, &rebal)) {
+        char pool_arg[VD_NAME_MAX + 1];
         snprintf(pool_arg, sizeof(pool_arg), "%.*s", (int)strcspn(target, "/"),
                  target);
         char *mst_argv[] = { "status", pool_arg, "--json", NULL };
         snprintf(label, sizeof(label), "%s %s",
                  rebal ? "rebalance" : "evacuate", target);
         return poll_progress_call(pool_name, argc, argv, 3, mst_argv, label,
-                                  rebal ? parse_rebal : parse_evac, -1, 0, out,
-                                  err, exit_code);
+                                  rebal ? parse_rebal : parse_evac, NULL, -1, 0,
+                                  out, err, exit_code);
     }
-    if (!is_resync_wait(argc, argv, &target) || !err || fileno(err) < 0 ||
-        !isatty(fileno(err)))
-        return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--wait"))
-            argv2[n++] = argv[i];
-    argv2[n] = NULL;
-    {
-        char *obuf = NULL;
-        size_t olen = 0;
-        FILE *o = open_memstream(&obuf, &olen);
-        if (!o)
-            return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
-        r = vd_ctl_call(pool_name, n, argv2, o, err, &code);
-        fclose(o);
-        if (r == 0 && code != VD_EXIT_OK && obuf)
-            fputs(obuf, out);
-        free(obuf);
-        if (r < 0 || code != VD_EXIT_OK) {
-            *exit_code = code;
-            return r;
-        }
-    }
-    st_argv[1] = (char *)target;
-    for (;;) {
-        char *sbuf = NULL;
-        size_t slen = 0;
-        FILE *s = open_memstream(&sbuf, &slen);
-        int running = 0;
-        uint64_t done = 0, total = 0;
-
-        if (!s)
-            break;
-        r = vd_ctl_call(pool_name, 3, st_argv, s, err, &code);
-        fclose(s);
-        r = r == 0 && code == VD_EXIT_OK
-                ? parse_resync(sbuf, &running, &done, &total)
-                : -EIO;
-        free(sbuf);
-        if (r < 0 || !running)
-            break;
-        if (total) {
-            char label[160];
-            snprintf(label, sizeof(label), "resync %s", target);
-            if (!started++)
-                admin_progress_start(&pg, err, label, total, 1);
-            admin_progress_update(&pg, done, total);
-        }
-        usleep(PROGRESS_POLL_MS * 1000);
-    }
-    if (started) {
-        admin_progress_update(&pg, pg.total, pg.total);
-        admin_progress_end(&pg, "copied");
+    if (is_job_cmd(argc, argv, &jk)) {
+        char pool_arg[VD_NAME_MAX + 1];
+        snprintf(pool_arg, sizeof(pool_arg), "%.*s",
+                 (int)strcspn(jk.object, "/"), jk.object);
+        char *jst_argv[] = { "stats", pool_arg, "--json", NULL };
+        snprintf(label, sizeof(label), "%s %s", jk.what, jk.object);
+        return poll_progress_call(pool_name, argc, argv, 3, jst_argv, label,
+                                  parse_job, &jk, -1, 0, out, err, exit_code);
     }
     return vd_ctl_call(pool_name, argc, argv, out, err, exit_code);
 }

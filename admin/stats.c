@@ -30,6 +30,7 @@
 #include "../pool/stats.h"
 #include "../replica/vdreplica.h"
 #include "admin_int.h"
+#include "progress_jobs.h"
 
 struct vol_stats {
     struct vd_vol_info vi;
@@ -47,7 +48,10 @@ struct pool_stats {
     size_t nvols;
     struct vd_vol_stats_snap *snaps; /* vd_vol_stats_snapshot */
     size_t nsnaps;
-    int served; /* this process exports volumes of the pool */
+    int served;               /* this process exports volumes of the pool */
+    struct vd_move_status mv; /* evacuation, rebalance */
+    struct admin_job jobs[ADMIN_JOBS_MAX]; /* long commands running here */
+    size_t njobs;
 };
 
 static void pool_stats_free(struct pool_stats *ps)
@@ -120,6 +124,8 @@ static int pool_stats_get(vd_pool *pool, const char *vol, struct pool_stats *ps)
         r = -ENOENT;
         goto fail;
     }
+    vd_pool_move_status(pool, &ps->mv);
+    ps->njobs = admin_jobs_list(ps->pi.name, vol, ps->jobs, ADMIN_JOBS_MAX);
     return 0;
 fail:
     pool_stats_free(ps);
@@ -358,6 +364,74 @@ static int any_io(const struct pool_stats *ps)
     return 0;
 }
 
+/* Evacuation and rebalance (the mover's jobs, pool/move.c): running,
+ * bytes moved of the bytes to move, and the mover's totals. */
+static void pool_move_prom(FILE *out, const struct pool_stats *ps)
+{
+    const struct vd_move_status *m = &ps->mv;
+    const char *pname = ps->pi.name;
+    const char *el[] = { "pool", pname, "job", "evacuate", NULL };
+    const char *rl[] = { "pool", pname, "job", "rebalance", NULL };
+    const char *pl[] = { "pool", pname, NULL };
+
+    admin_prom_family(out, "vdlvm_pool_move_running", "gauge",
+                      "1 while an evacuation (dev evacuate) or a rebalance "
+                      "(pool rebalance) of the pool runs");
+    admin_prom_sample(out, "vdlvm_pool_move_running", el, m->evacuating != 0);
+    admin_prom_sample(out, "vdlvm_pool_move_running", rl, m->rebalancing != 0);
+    admin_prom_family(out, "vdlvm_pool_move_done_bytes", "gauge",
+                      "bytes the running evacuation or rebalance has moved");
+    admin_prom_sample(out, "vdlvm_pool_move_done_bytes", el,
+                      m->evacuating ? m->evac_total_bytes - m->evac_left_bytes
+                                    : 0);
+    admin_prom_sample(out, "vdlvm_pool_move_done_bytes", rl,
+                      m->rebalancing ? m->reb_done_bytes : 0);
+    admin_prom_family(out, "vdlvm_pool_move_size_bytes", "gauge",
+                      "bytes the running evacuation or rebalance moves in all");
+    admin_prom_sample(out, "vdlvm_pool_move_size_bytes", el,
+                      m->evacuating ? m->evac_total_bytes : 0);
+    admin_prom_sample(out, "vdlvm_pool_move_size_bytes", rl,
+                      m->rebalancing ? m->reb_total_bytes : 0);
+    admin_prom_family(out, "vdlvm_pool_moved_bytes_total", "counter",
+                      "bytes the mover copied (extent moves, evacuations, "
+                      "rebalances) since the process showing them opened "
+                      "the pool");
+    admin_prom_sample(out, "vdlvm_pool_moved_bytes_total", pl,
+                      m->stats.bytes_copied);
+    admin_prom_family(out, "vdlvm_pool_moves_total", "counter",
+                      "extent moves done since the process showing them "
+                      "opened the pool");
+    admin_prom_sample(out, "vdlvm_pool_moves_total", pl, m->stats.moves_done);
+}
+
+/* Long commands running in this process (progress_jobs.h): no sample, no
+ * family. */
+static void jobs_prom(FILE *out, const struct pool_stats *ps)
+{
+    if (!ps->njobs)
+        return;
+    admin_prom_family(out, "vdlvm_job_done_bytes", "gauge",
+                      "bytes done by a running long command (vol import, vol "
+                      "export, resync --wait, vol repair --wait, vol encrypt "
+                      "--wait)");
+    for (size_t i = 0; i < ps->njobs; i++) {
+        const char *jl[] = { "pool",   ps->pi.name,
+                             "object", ps->jobs[i].object,
+                             "job",    ps->jobs[i].what,
+                             NULL };
+        admin_prom_sample(out, "vdlvm_job_done_bytes", jl, ps->jobs[i].done);
+    }
+    admin_prom_family(out, "vdlvm_job_size_bytes", "gauge",
+                      "bytes a running long command does in all");
+    for (size_t i = 0; i < ps->njobs; i++) {
+        const char *jl[] = { "pool",   ps->pi.name,
+                             "object", ps->jobs[i].object,
+                             "job",    ps->jobs[i].what,
+                             NULL };
+        admin_prom_sample(out, "vdlvm_job_size_bytes", jl, ps->jobs[i].total);
+    }
+}
+
 static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
 {
     const char *pname = ps->pi.name;
@@ -441,6 +515,9 @@ static void pool_stats_prom(FILE *out, const struct pool_stats *ps)
         admin_prom_sample(out, "vdlvm_device_used_bytes", dl,
                           ps->devs[i].used_extents * ps->pi.extent_size);
     }
+
+    pool_move_prom(out, ps);
+    jobs_prom(out, ps);
 
     for (size_t m = 0; m < NVOL_METRICS; m++) {
         const struct vol_metric *vm = &g_vol_metrics[m];
@@ -542,6 +619,31 @@ static void vol_stats_json(FILE *out, const struct vol_stats *vs)
     fputc('}', out);
 }
 
+/* "\"move\":{...}": the evacuation and the rebalance, null when none
+ * runs, and the mover's totals. */
+static void move_json(FILE *out, const struct vd_move_status *m)
+{
+    fputs("\"move\":{\"evacuate\":", out);
+    if (m->evacuating) {
+        fputs("{\"device\":", out);
+        admin_jstr(out, m->evac_dev);
+        fprintf(out, ",\"done_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64 "}",
+                m->evac_total_bytes - m->evac_left_bytes, m->evac_total_bytes);
+    } else {
+        fputs("null", out);
+    }
+    fputs(",\"rebalance\":", out);
+    if (m->rebalancing)
+        fprintf(out, "{\"done_bytes\":%" PRIu64 ",\"total_bytes\":%" PRIu64 "}",
+                m->reb_done_bytes, m->reb_total_bytes);
+    else
+        fputs("null", out);
+    fprintf(out,
+            ",\"rate_bytes_per_s\":%" PRIu64 ",\"eta_s\":%" PRIu64
+            ",\"moves_done\":%" PRIu64 ",\"moved_bytes\":%" PRIu64 "}",
+            m->rate_bps, m->eta_s, m->stats.moves_done, m->stats.bytes_copied);
+}
+
 static void pool_stats_json(FILE *out, const struct pool_stats *ps)
 {
     fputs("{\"pool\":", out);
@@ -574,6 +676,14 @@ static void pool_stats_json(FILE *out, const struct pool_stats *ps)
         if (i)
             fputc(',', out);
         vol_stats_json(out, &ps->vols[i]);
+    }
+    fputs("],", out);
+    move_json(out, &ps->mv);
+    fputs(",\"jobs\":[", out);
+    for (size_t i = 0; i < ps->njobs; i++) {
+        if (i)
+            fputc(',', out);
+        admin_job_json(out, &ps->jobs[i]);
     }
     fputs("]}\n", out);
 }
@@ -650,6 +760,21 @@ static void pool_stats_text(FILE *out, const struct pool_stats *ps)
                     vs->vi.name, resync_state_str(vs->mi.resync_state),
                     vs->mi.done_bytes, vs->mi.total_bytes);
     }
+    char line[200];
+    const struct vd_move_status *m = &ps->mv;
+    if (m->evacuating) {
+        admin_progress_line(line, sizeof(line),
+                            m->evac_total_bytes - m->evac_left_bytes,
+                            m->evac_total_bytes, m->rate_bps, 30);
+        fprintf(out, "  evacuate '%s': %s\n", m->evac_dev, line);
+    }
+    if (m->rebalancing) {
+        admin_progress_line(line, sizeof(line), m->reb_done_bytes,
+                            m->reb_total_bytes, m->rate_bps, 30);
+        fprintf(out, "  rebalance: %s\n", line);
+    }
+    for (size_t i = 0; i < ps->njobs; i++)
+        admin_job_text(out, &ps->jobs[i]);
     struct table d = { .ncols = 6 };
     admin_tbl_cell(&d, 0, "DEVICE");
     admin_tbl_cell(&d, 1, "NODE");

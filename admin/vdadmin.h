@@ -189,10 +189,12 @@ int vd_ctl_serve_one(int listen_fd, vd_pool *pool,
 int vd_ctl_call(const char *pool_name, int argc, char **argv, FILE *out,
                 FILE *err, int *exit_code);
 
-/* vd_ctl_call, except for `resync POOL/VOL --wait` with err on a
- * terminal: the resync is started, a progress bar drawn on err while it
- * runs (polling `status --json`), and the command with --wait run last for
- * its result (progress.c). */
+/* vd_ctl_call, except for the long commands (verify, resync/vol repair/
+ * vol encrypt/dev evacuate/pool rebalance/tier run with --wait, vol
+ * import/export): the command runs on a thread while this one polls the
+ * tgtd (`status --json`, `tier status --json`, or the "jobs" of `stats
+ * --json`) and draws the progress on err: a bar on a terminal, a line per
+ * 10 % otherwise (progress.c). */
 int vd_ctl_call_progress(const char *pool_name, int argc, char **argv,
                          FILE *out, FILE *err, int *exit_code);
 

@@ -56,5 +56,8 @@ expect "--size " vdlvm vol extend p0/v0 --s
 expect "d0 d1 " vdlvm vol repair p0/v0 --replace ''  # the definition's devices
 expect "e0 " vdlvm -c "$tmp/defs/q1.yaml" vol repair q1/w0 --with ''
 expect "linear mirror " vdlvm vol create p0/x --layout ''
+expect "p0/ q1/ " vdlvm dev evacuate ''              # POOL/DEV
+expect "p0/d0 p0/d1 " vdlvm dev evacuate p0/
+expect "d0 d1 " vdlvm dev evacuate p0/d0 --to ''
 expect "vmdk " vdlvm vol import p0/x img.raw --format vm
 note "commands, pools, volumes, devices and options complete"

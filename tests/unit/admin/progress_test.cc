@@ -7,6 +7,7 @@
 
 extern "C" {
 #include "admin/admin_int.h"
+#include "admin/progress_jobs.h"
 }
 
 using namespace vdtest_admin;
@@ -124,6 +125,76 @@ TEST(Progress, Terminal_RedrawsInPlaceThrottled)
     EXPECT_EQ(Count(s, "\n"), 1u) << s; // only the end line ends a line
     EXPECT_NE(s.find("\033[K"), std::string::npos);
     EXPECT_EQ(s.rfind("\r\033[Krebuild p0/v0: done"), s.rfind('\r') - 0) << s;
+}
+
+// Inside tgtd (err a memory stream, tty left to progress.c) a progress
+// naming POOL/OBJ is published as a job for stats and the client, and
+// nothing is drawn into the stream; the job leaves at the end.
+TEST(Progress, InsideTgtd_PublishedAsAJobNotDrawn)
+{
+    Output o;
+    struct admin_progress p;
+    struct admin_job j[ADMIN_JOBS_MAX];
+    admin_progress_start(&p, o.err, "import p0/v0", 100 * MiB, -1);
+    int64_t t = p.t0_ms;
+    ASSERT_EQ(admin_jobs_list("p0", nullptr, j, ADMIN_JOBS_MAX), 1u);
+    EXPECT_STREQ(j[0].what, "import");
+    EXPECT_STREQ(j[0].object, "p0/v0");
+    EXPECT_EQ(j[0].total, 100 * MiB);
+    EXPECT_EQ(j[0].done, 0u);
+    for (int i = 0; i <= 40; i++)
+        admin_progress_update_at(&p, i * MiB, 100 * MiB, t + i * 100);
+    ASSERT_EQ(admin_jobs_list("p0", "v0", j, ADMIN_JOBS_MAX), 1u);
+    EXPECT_EQ(j[0].done, 40 * MiB);
+    EXPECT_EQ(j[0].rate, 10 * MiB);
+    EXPECT_EQ(j[0].elapsed_ms, 4000u);
+    EXPECT_EQ(admin_jobs_list("p1", nullptr, j, ADMIN_JOBS_MAX), 0u);
+    EXPECT_EQ(admin_jobs_list("p0", "v1", j, ADMIN_JOBS_MAX), 0u);
+    EXPECT_EQ(admin_jobs_list("p", nullptr, j, ADMIN_JOBS_MAX), 0u);
+    EXPECT_EQ(admin_jobs_list(nullptr, nullptr, j, ADMIN_JOBS_MAX), 1u);
+    // What stats and status show of it.
+    {
+        Output v;
+        admin_jobs_json(v.out, "p0", nullptr);
+        admin_jobs_text(v.err, "p0", "v0");
+        EXPECT_EQ(v.Out(),
+                  "\"jobs\":[{\"job\":\"import\",\"object\":\"p0/v0\","
+                  "\"done_bytes\":41943040,\"total_bytes\":104857600,"
+                  "\"rate_bytes_per_s\":10485760,\"elapsed_ms\":4000,"
+                  "\"eta_s\":6}]");
+        EXPECT_EQ(v.Err(), "  import p0/v0: [############..................]  "
+                           "40%  40MiB of 100MiB  10MiB/s  0:06 left\n");
+    }
+    admin_progress_end_at(&p, "imported", t + 5000);
+    EXPECT_EQ(admin_jobs_list(nullptr, nullptr, j, ADMIN_JOBS_MAX), 0u);
+    EXPECT_EQ(o.Err(), "");
+}
+
+// A label without POOL/OBJ (qemu-img's conversion of a file), or a tty
+// given by the caller, is drawn as before and not published.
+TEST(Progress, InsideTgtd_LabelWithoutObjectIsDrawn)
+{
+    struct admin_job j[ADMIN_JOBS_MAX];
+    {
+        Output o;
+        struct admin_progress p;
+        admin_progress_start(&p, o.err, "convert /tmp/a.qcow2 (qcow2)",
+                             10 * MiB, -1);
+        EXPECT_EQ(admin_jobs_list(nullptr, nullptr, j, ADMIN_JOBS_MAX), 0u);
+        admin_progress_update(&p, 10 * MiB, 10 * MiB);
+        admin_progress_end(&p, "converted");
+        EXPECT_NE(o.Err().find("convert /tmp/a.qcow2 (qcow2): 100%"),
+                  std::string::npos)
+            << o.Err();
+    }
+    {
+        Output o;
+        struct admin_progress p;
+        admin_progress_start(&p, o.err, "resync p0/v0", 10 * MiB, 0);
+        EXPECT_EQ(admin_jobs_list(nullptr, nullptr, j, ADMIN_JOBS_MAX), 0u);
+        admin_progress_end(&p, "done");
+        EXPECT_NE(o.Err().find("resync p0/v0: done"), std::string::npos);
+    }
 }
 
 } // namespace

@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "admin/admin_int.h"
+#include "admin/progress_jobs.h"
 #include "pool/pool_int.h"
 #include "pool/stats.h"
 #include "replica/vdreplica.h"
@@ -176,6 +177,57 @@ TEST_F(AdminPool, Stats_NotExported_OfflinePartOnly)
               VD_EXIT_USAGE);
     EXPECT_EQ(Exec(p, { "stats", "pool0/nope" }, &out, &err), VD_EXIT_FAIL);
     EXPECT_NE(err.find("not found"), std::string::npos) << err;
+    vd_pool_close(p);
+}
+
+// A long command running in this process (published as inside tgtd) and
+// the mover's state, in every form of stats.
+TEST_F(AdminPool, Stats_JobsAndMoveProgress)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_NE(p, nullptr);
+    std::string out, err;
+    ASSERT_EQ(Exec(p, { "vol", "create", "pool0/vol0", "--size", "8M" }), 0);
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--json" }, &out, &err), 0) << err;
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"move\":{\"evacuate\":null,\"rebalance\":null,"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("\"jobs\":[]}"), std::string::npos) << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--prometheus" }, &out, &err), 0);
+    EXPECT_EQ(CheckExposition(out), "") << out;
+    EXPECT_NE(out.find("vdlvm_pool_move_running{pool=\"pool0\","
+                       "job=\"evacuate\"} 0\n"),
+              std::string::npos)
+        << out;
+    EXPECT_EQ(out.find("vdlvm_job_"), std::string::npos) << out;
+
+    Output o; // a memory stream: as inside tgtd
+    struct admin_progress pg;
+    admin_progress_start(&pg, o.err, "import pool0/vol0", 8 << 20, -1);
+    admin_progress_update(&pg, 2 << 20, 8 << 20);
+    ASSERT_EQ(Exec(p, { "stats", "pool0/vol0", "--json" }, &out, &err), 0);
+    EXPECT_TRUE(Json::Valid(out)) << out;
+    EXPECT_NE(out.find("\"jobs\":[{\"job\":\"import\",\"object\":"
+                       "\"pool0/vol0\",\"done_bytes\":2097152,"
+                       "\"total_bytes\":8388608,"),
+              std::string::npos)
+        << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0" }, &out, &err), 0);
+    EXPECT_NE(out.find("  import pool0/vol0: [#######......................."
+                       "]  25%  2MiB of 8MiB"),
+              std::string::npos)
+        << out;
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--prometheus" }, &out, &err), 0);
+    EXPECT_EQ(CheckExposition(out), "") << out;
+    EXPECT_NE(out.find("vdlvm_job_done_bytes{pool=\"pool0\",object=\"pool0/"
+                       "vol0\",job=\"import\"} 2097152\n"),
+              std::string::npos)
+        << out;
+    admin_progress_end(&pg, "imported");
+    EXPECT_EQ(o.Err(), ""); // drawn by the client, not here
+    ASSERT_EQ(Exec(p, { "stats", "pool0", "--json" }, &out, &err), 0);
+    EXPECT_NE(out.find("\"jobs\":[]}"), std::string::npos) << out;
     vd_pool_close(p);
 }
 
