@@ -1639,13 +1639,12 @@ void vd_move_opened(vd_pool *p)
         m->verify_end = m->n * p->extent_size;
         m->t0_ns = mono_ns();
         m->t0_bytes = m->st.bytes_copied;
-        for (uint32_t i = 0; i < m->n; i++)
-            vd_log(VD_LOG_INFO,
-                   "pool '%s': resuming the move of extent %" PRIu64
-                   " leg %u from '%s' to '%s' (batch of %u, %" PRIu64
-                   " bytes checkpointed)",
-                   p->name, m->s[i].le, m->s[i].leg, p->devs[m->src].name,
-                   p->devs[m->s[i].dst].name, m->n, m->done);
+        vd_log(VD_LOG_INFO,
+               "pool '%s': resuming the move of extent %" PRIu64 " leg %u "
+               "from '%s' to '%s' (a batch of %u extents, compared first) "
+               "at %" PRIu64 " bytes",
+               p->name, m->s[0].le, m->s[0].leg, p->devs[m->src].name,
+               p->devs[m->s[0].dst].name, m->n, m->done);
     }
     pthread_mutex_unlock(&m->lock);
 }

@@ -7,6 +7,10 @@
 
 #include "vdpool.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Move n extents (leg legs[i] of logical extent les[i] of volume vol), all
  * on one device, as one batch (one BEGIN record, one END record), each to
  * the least used device allowed.  -EINVAL (not mapped, not on one device,
@@ -18,5 +22,9 @@ uint32_t vd_move_batch_max(void);
 /* Target extents of the running batch on pool device dev (admin lock
  * held): used PEs that no volume maps yet. */
 uint32_t vd_move_targets_on(vd_pool *pool, uint32_t dev);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
