@@ -75,9 +75,11 @@
  * ---- Interleavings ---------------------------------------------------------
  * write vs copy chunk: a write to a moving PE owns its byte range in the
  *   FIFO (byte offsets on src: every extent of a batch is on src), writes
- *   the target of every extent of the batch it overlaps (same offset in
- *   the PE; a device write stays within one PE in practice, the loop
- *   covers two) then src, and gives it back;
+ *   src, then (only if src took it) the target of every extent of the
+ *   batch it overlaps (same offset in the PE; a device write stays within
+ *   one PE in practice, the loop covers two), and gives it back (a write
+ *   src refused is not acknowledged and leaves the targets as they were;
+ *   it abandons the move, src may hold part of it);
  *   the copier owns its chunk the same way while it reads src and writes
  *   dst.  So a write either precedes the chunk copy (the copy carries its
  *   bytes, also written to dst directly) or follows it (it writes dst
@@ -405,6 +407,20 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
         return vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
     bool lost = false; /* a target misses this write and will be the extent */
     const char *lost_on = NULL;
+    /* src first: a write that fails there (not acknowledged) leaves the
+     * targets as they were, equal to what src held before it (vdsim seed
+     * 661: the target took a write its source refused, in a part already
+     * copied; the mirror's resync copied the source's old data to the
+     * other leg, and the switch then made the legs differ in a clean
+     * region).  The move is abandoned too (src may hold part of it). */
+    r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    if (r < 0 && nt) {
+        pthread_mutex_lock(&m->lock);
+        fail_locked(m, "write to the source device '%s' failed", d->name);
+        pthread_mutex_unlock(&m->lock);
+        vd_bg_kick(p);
+        nt = 0;
+    }
     for (uint32_t i = 0; i < nt; i++) {
         struct vd_dev *t = tg[i].t;
         int rt = -EIO;
@@ -424,7 +440,6 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
             vd_bg_kick(p);
         }
     }
-    r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
     if (lost && r == 0) {
         vd_log(VD_LOG_ERR,
                "device '%s': a write to an extent being switched to device "
