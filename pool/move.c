@@ -227,7 +227,7 @@ struct vd_move {
     bool active;
     uint32_t n; /* extents in the batch (kept after END for switching) */
     struct mvslot s[MOVE_BATCH];
-    uint32_t src, evac; /* src: every extent of the batch is on it */
+    uint32_t src, evac;  /* src: every extent of the batch is on it */
     uint64_t done, rate; /* done: bytes of the batch's stream (extent i's
                             byte b is stream byte i * extent_size + b) */
     /* runtime (m->lock; the copier's) */
@@ -390,8 +390,8 @@ int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
          * holds it shared): they did not change while we waited.  After
          * an ABORT dst is not needed (its PE is not given out before
          * this write ends: the ABORT apply waits for the map_lock) */
-        for (uint32_t i = 0;
-             m->active && i < m->n && (!m->failed || m->sealed); i++) {
+        for (uint32_t i = 0; m->active && i < m->n && (!m->failed || m->sealed);
+             i++) {
             const struct mvslot *x = &m->s[i];
             if (x->ended || !ov(off, off + len, x->soff, x->soff + es))
                 continue;
@@ -932,8 +932,8 @@ static int begin_locked(vd_pool *p, const struct mvplan *pl, uint32_t n,
         return -EBUSY;
     ops.keep_data = true;
     for (uint32_t i = 0; i < n && r == 0; i++) {
-        const struct vd_pe *e = &pl[i].v->map[pl[i].le * pl[i].v->copies +
-                                              pl[i].leg];
+        const struct vd_pe *e =
+            &pl[i].v->map[pl[i].le * pl[i].v->copies + pl[i].leg];
         struct vd_op_move o;
         memset(&o, 0, sizeof(o));
         o.h.type = VD_OP_MOVE_BEGIN;
@@ -1054,16 +1054,15 @@ int vd_move_extents(vd_pool *p, const char *vol, const uint32_t *legs,
         goto out;
     }
     if (n < 1 || n > MOVE_BATCH) {
-        vd_log(VD_LOG_ERR, "pool '%s': a batch holds 1 to %u extents",
-               p->name, MOVE_BATCH);
+        vd_log(VD_LOG_ERR, "pool '%s': a batch holds 1 to %u extents", p->name,
+               MOVE_BATCH);
         r = -EINVAL;
         goto out;
     }
     for (uint32_t i = 0; i < n; i++) {
-        const struct vd_pe *e =
-            les[i] < v->le_count && legs[i] < v->copies
-                ? &v->map[les[i] * v->copies + legs[i]]
-                : NULL;
+        const struct vd_pe *e = les[i] < v->le_count && legs[i] < v->copies
+                                    ? &v->map[les[i] * v->copies + legs[i]]
+                                    : NULL;
         bool twice = false;
         for (uint32_t j = 0; j < i; j++)
             twice |= les[j] == les[i] && legs[j] == legs[i];
@@ -1384,8 +1383,7 @@ static uint32_t batch_size(const vd_pool *p, uint64_t rate)
 
     if (!rate)
         return MOVE_BATCH;
-    k = (uint64_t)((double)rate * (double)MOVE_CKPT_NS / 1e9) /
-        p->extent_size;
+    k = (uint64_t)((double)rate * (double)MOVE_CKPT_NS / 1e9) / p->extent_size;
     return k < 1 ? 1 : k > MOVE_BATCH ? MOVE_BATCH : (uint32_t)k;
 }
 
