@@ -10,7 +10,8 @@
  *
  * A commit (admin_lock held throughout): zero the extents the ops newly map
  * and flush them (so a crash after the commit never shows old data through
- * the new mapping), write the record to every copy (FUA), then apply.
+ * the new mapping), write the record to every copy (FUA; all copies at
+ * once, one thread each, joined before the result is counted), then apply.
  *
  * Quorum intersection.  n is the number of metadata copies the pool has:
  * its devices flagged VD_DEVF_MD in the state, present or not (at most
@@ -35,6 +36,7 @@
  * during a commit; an acknowledged one always does.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -710,6 +712,45 @@ static int write_rec(struct vd_dev *d, const uint8_t *buf, size_t len, int half,
 
 static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops);
 
+/* One copy's record write.  The copies are written at once, each by its
+ * own thread (the caller's takes the first): a commit costs one FUA write
+ * (a journal commit on a file, a round trip to a remote copy) instead of
+ * one per copy, one after the other.  Each job touches only its own
+ * device (write_rec sets that device's md_half/md_pos on success); the
+ * caller holds the admin lock across md_write_all, so no other commit
+ * and nothing else reading md_half/md_pos runs meanwhile. */
+struct md_write {
+    struct vd_dev *d;
+    uint32_t idx;
+    const uint8_t *buf;
+    size_t len;
+    int half;
+    uint64_t pos;
+    int r;
+};
+
+static void *md_write_main(void *arg)
+{
+    struct md_write *w = arg;
+    w->r = write_rec(w->d, w->buf, w->len, w->half, w->pos);
+    return NULL;
+}
+
+static void md_write_all(struct md_write *jobs, int n)
+{
+    pthread_t t[VD_MAX_DEVS];
+    bool started[VD_MAX_DEVS] = { false };
+
+    for (int j = 1; j < n; j++)
+        started[j] = pthread_create(&t[j], NULL, md_write_main, &jobs[j]) == 0;
+    for (int j = 0; j < n; j++)
+        if (j == 0 || !started[j]) /* no thread: written here */
+            md_write_main(&jobs[j]);
+    for (int j = 1; j < n; j++)
+        if (started[j])
+            pthread_join(t[j], NULL);
+}
+
 /* Zero every extent that ops newly map (free in the current state), then
  * flush those devices: the zeroes are durable before the commit makes the
  * extents reachable, so no crash can expose old data through the new
@@ -787,8 +828,9 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
     size_t delta_len, ckpt_len = 0;
     struct vd_opbuf cb = { 0 };
     uint64_t seq = p->seq + 1, half_size = VD_MD_SIZE / 2;
-    int ok = 0, n = 0, need, r;
+    int ok = 0, n = 0, need, r, njobs = 0;
     uint64_t reached[(VD_MAX_DEVS + 63) / 64] = { 0 };
+    struct md_write jobs[VD_MAX_DEVS];
 
     for (uint32_t i = 0; i < p->ndevs; i++)
         n += p->devs[i].used && (p->devs[i].flags & VD_DEVF_MD);
@@ -798,46 +840,67 @@ static int md_commit_locked(vd_pool *p, struct vd_opbuf *ops)
     r = vd_md_encode(p, VD_REC_DELTA, seq, ops, &delta, &delta_len);
     if (r < 0)
         goto out;
+    /* First what goes where (the checkpoint, when some copy needs one, is
+     * built once), then the writes to every copy at once (md_write_all),
+     * then their results in device order. */
     for (uint32_t i = 0; i < p->ndevs; i++) {
         struct vd_dev *d = &p->devs[i];
         if (!(d->flags & VD_DEVF_MD) || !d->bdev || d->state != VD_DEV_OK)
             continue;
+        struct md_write *w = &jobs[njobs++];
+        w->d = d;
+        w->idx = i;
         if (d->md_half >= 0 && d->md_pos + delta_len <= half_size) {
-            r = write_rec(d, delta, delta_len, d->md_half, d->md_pos);
-        } else {
-            if (!ckpt) {
-                /* A checkpoint of the state this commit produces: the
-                 * current state followed by the commit's ops. */
-                if ((r = vd_state_serialize(p, &cb)) < 0)
-                    goto out;
-                if (cb.len + ops->len > cb.cap) {
-                    uint8_t *n = realloc(cb.buf, cb.len + ops->len);
-                    if (!n) {
-                        r = -ENOMEM;
-                        goto out;
-                    }
-                    cb.buf = n;
-                    cb.cap = cb.len + ops->len;
-                }
-                memcpy(cb.buf + cb.len, ops->buf, ops->len);
-                cb.len += ops->len;
-                cb.nops += ops->nops;
-                if ((r = vd_md_encode(p, VD_REC_CHECKPOINT, seq, &cb, &ckpt,
-                                      &ckpt_len)) < 0)
-                    goto out;
-                if (ckpt_len > half_size) {
-                    vd_log(VD_LOG_ERR,
-                           "pool '%s': metadata of %zu bytes does not "
-                           "fit the %llu-byte metadata area",
-                           p->name, ckpt_len, (unsigned long long)half_size);
-                    r = -ENOSPC;
-                    goto out;
-                }
-            }
-            r = write_rec(d, ckpt, ckpt_len, d->md_half >= 0 ? !d->md_half : 0,
-                          0);
+            w->buf = delta;
+            w->len = delta_len;
+            w->half = d->md_half;
+            w->pos = d->md_pos;
+            continue;
         }
-        if (r < 0) {
+        if (!ckpt) {
+            /* A checkpoint of the state this commit produces: the
+             * current state followed by the commit's ops. */
+            if ((r = vd_state_serialize(p, &cb)) < 0)
+                goto out;
+            if (cb.len + ops->len > cb.cap) {
+                uint8_t *n = realloc(cb.buf, cb.len + ops->len);
+                if (!n) {
+                    r = -ENOMEM;
+                    goto out;
+                }
+                cb.buf = n;
+                cb.cap = cb.len + ops->len;
+            }
+            memcpy(cb.buf + cb.len, ops->buf, ops->len);
+            cb.len += ops->len;
+            cb.nops += ops->nops;
+            if ((r = vd_md_encode(p, VD_REC_CHECKPOINT, seq, &cb, &ckpt,
+                                  &ckpt_len)) < 0)
+                goto out;
+            if (ckpt_len > half_size) {
+                vd_log(VD_LOG_ERR,
+                       "pool '%s': metadata of %zu bytes does not "
+                       "fit the %llu-byte metadata area",
+                       p->name, ckpt_len, (unsigned long long)half_size);
+                r = -ENOSPC;
+                goto out;
+            }
+        }
+        w->buf = NULL; /* the checkpoint: set below (ckpt is final) */
+        w->len = 0;
+        w->half = d->md_half >= 0 ? !d->md_half : 0;
+        w->pos = 0;
+    }
+    for (int j = 0; j < njobs; j++)
+        if (!jobs[j].buf) {
+            jobs[j].buf = ckpt;
+            jobs[j].len = ckpt_len;
+        }
+    md_write_all(jobs, njobs);
+    for (int j = 0; j < njobs; j++) {
+        struct vd_dev *d = jobs[j].d;
+        uint32_t i = jobs[j].idx;
+        if (jobs[j].r < 0) {
             /* The copy's last valid chain is still in md_half (write_rec
              * moves it only on success): the next commit writes a
              * checkpoint to the other half, never over that chain. */

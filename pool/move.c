@@ -9,25 +9,45 @@
  * linear LE, one mirror leg's extent (its bitmap extent included) and a
  * thin volume's data extent (the lower layout's LE) all move the same way.
  *
+ * Batches: the extents move in batches of up to MOVE_BATCH extents of one
+ * source device (an evacuation; one extent for vd_move_extent and a
+ * rebalance): one commit holds the batch's BEGINs, the copier copies the
+ * extents one after the other as one stream (extent i's byte b is stream
+ * byte i * extent_size + b), flushes the targets once, and one commit
+ * holds the batch's ENDs.  A metadata commit (an FUA write to each copy)
+ * and a target flush cost a journal commit each on a file system: per
+ * extent they made the copy a tenth of dd's rate; per batch they are paid
+ * once for up to MOVE_BATCH extents.  With a rate limit a batch holds about
+ * one second of copying.
+ *
  * ---- Metadata (ops 20-23, pool/layout.h; docs/format.md) -----------------
  *   MOVE_BEGIN {vol, leg, le, src, spe, dst, dpe, rate, evac}: the move
  *     exists; dst/dpe is reserved (used) so nothing else is put there;
  *     the mapping stays src/spe (authoritative).
- *   MOVE_PROGRESS {done}: bytes [0, done) of the extent are on dst,
- *     durably (dst flushed before the commit).
- *   MOVE_END {vol, leg, le, dst, dpe}: the switch: the LE maps dst/dpe,
- *     src/spe is free.  Written after dst was flushed.
- *   MOVE_ABORT: the move is gone, dst/dpe free, the mapping unchanged.
- * A checkpoint writes BEGIN and PROGRESS after the volumes (when the
- * volume still maps src/spe there).  At most one move per pool.
+ *     Several BEGINs in one record (or one after the other in a
+ *     checkpoint) make a batch: same src, distinct extents, at most
+ *     MOVE_BATCH, none after copying started (done > 0).
+ *   MOVE_PROGRESS {done}: bytes [0, done) of the batch's stream are on
+ *     the targets, durably (targets flushed before the commit).
+ *   MOVE_END {vol, leg, le, dst, dpe}: the switch of one extent of the
+ *     batch: the LE maps dst/dpe, src/spe is free.  Written, for every
+ *     extent of the batch in one record, after the targets were flushed.
+ *   MOVE_ABORT: the batch is gone, its targets free, the mappings
+ *     unchanged.
+ * A checkpoint writes the batch's BEGINs and PROGRESS after the volumes
+ * (the extents whose volume still maps src/spe there; PROGRESS only when
+ * none is left out).  At most one batch per pool.  A reader older than
+ * batches refuses a pool whose log holds a batch of more than one extent
+ * (a second BEGIN while a move runs), and reads everything else.
  *
  * ---- State, owners and locks ---------------------------------------------
  * struct vd_move (p->move) lives from pool_alloc to pool_free, so an I/O
  * thread that read d->move never sees it freed.
- *   - The persisted fields (active, vol, leg, le, src, spe, dst, dpe,
- *     done, rate, evac) change only in metadata apply (admin_lock held,
- *     and the volume's map_lock exclusive for active), under m->lock too:
- *     I/O threads read them under m->lock.
+ *   - The persisted fields (active, n, the batch's extents s[] with
+ *     vol, leg, le, spe, dst, dpe, ended; src, done, rate, evac) change
+ *     only in metadata apply (admin_lock held, and an extent's volume's
+ *     map_lock exclusive when it joins the batch or ends), under m->lock
+ *     too: I/O threads read them under m->lock.
  *   - src device's d->move (atomic pointer) is set in BEGIN apply and
  *     cleared in END/ABORT apply, both with the volume's map_lock held
  *     exclusive: every write that used the mapping before holds map_lock
@@ -53,8 +73,13 @@
  *     empty and after a restart, until it leaves the pool.
  *
  * ---- Interleavings ---------------------------------------------------------
- * write vs copy chunk: a write to the moving PE owns its byte range in the
- *   FIFO, writes dst (same offset in the PE) then src, and gives it back;
+ * write vs copy chunk: a write to a moving PE owns its byte range in the
+ *   FIFO (byte offsets on src: every extent of a batch is on src), writes
+ *   src, then (only if src took it) the target of every extent of the
+ *   batch it overlaps (same offset in the PE; a device write stays within
+ *   one PE in practice, the loop covers two), and gives it back (a write
+ *   src refused is not acknowledged and leaves the targets as they were;
+ *   it abandons the move, src may hold part of it);
  *   the copier owns its chunk the same way while it reads src and writes
  *   dst.  So a write either precedes the chunk copy (the copy carries its
  *   bytes, also written to dst directly) or follows it (it writes dst
@@ -65,12 +90,16 @@
  *   vd_move_nowait_ok; only try-locks), the caller redoes it blocking.
  *   tgtd's main thread never waits here.
  * flush: a flush of src (any layout's flush reaches vd_dev_flush(src))
- *   also flushes dst, so everything a flush made durable on src is durable
- *   on dst.  A dst flush failure marks the move failed (it is abandoned;
+ *   also flushes every target of the batch, so everything a flush made
+ *   durable on src is durable on the targets.  A dst flush failure marks the move failed (it is abandoned;
  *   src stays authoritative, so the flush itself succeeded).
- * switch (END): the copier flushes dst (the copied bytes), commits END;
- *   END apply (map_lock exclusive) waits for every write using the old
- *   mapping (they wrote both), then maps dst; writes stop going to both,
+ * switch (END): the copier flushes the targets (the copied bytes),
+ *   commits the batch's ENDs in one record; each END's apply (its
+ *   volume's map_lock exclusive) waits for every write using the old
+ *   mapping (they wrote both), then maps dst; the batch stops being
+ *   active (hooks of writes off) once the last END of the record applied,
+ *   and a write to an extent whose END applied cannot be in flight (its
+ *   volume's map_lock), so the write hook skips ended extents; writes stop going to both,
  *   but flushes of src still flush dst (switching) until the copier,
  *   still holding the admin lock, has flushed dst once more and only then
  *   clears the hook: a flush (the mirror cleaner's, a layout's) that took
@@ -103,21 +132,40 @@
  *   sealed until ABORT applies: a commit below the write quorum may still
  *   have reached a copy that the next open picks up.  sealed is cleared
  *   by ABORT apply and, after END, by end_switch (dst flushed again).
- * crash before END: BEGIN (and PROGRESS) replay: src is authoritative, dst
- *   reserved.  The copier resumes at done.  Bytes before done were on dst
- *   at the checkpoint and every later write to them went to both, but a
- *   write that was never flushed may have reached one device's media and
- *   not the other's; so after an open the copier first compares [0, done)
- *   (reads both, writes dst only where they differ: the compare costs
- *   reads, the bytes copied stay the ones not yet on dst).  Then the copy
- *   goes on from done: no byte is copied twice except that chunk-level
- *   repair and the chunk in flight at the crash.
- * crash after END: dst is authoritative; src is free.
+ * crash before END: the BEGINs (and PROGRESS) replay: src is
+ *   authoritative, the targets reserved.  Bytes before done were on the
+ *   targets at the checkpoint and every later write to them went to both,
+ *   but a write that was never flushed may have reached one device's media
+ *   and not the other's; bytes after done may be on a target already (a
+ *   kill -9 of the process leaves what it wrote in the page cache) or
+ *   not.  So after an open the copier compares the whole batch, chunk by
+ *   chunk under the range FIFO like a copy (reads both, writes the target
+ *   only where they differ: the compare costs reads; a repaired chunk ends
+ *   equal to src exactly as a copied one).  No byte that reached a target
+ *   is copied again: only chunks that differ, i.e. the chunk in flight at
+ *   a kill (and after a power loss what the targets' media lost), whatever
+ *   the batch size.  A compare that finds a chunk equal is as good as a
+ *   copy: the flush before END makes it durable.
+ * crash between the END record and the targets' second flush: the ENDs
+ *   replay, the targets are the extents; the first flush before the END
+ *   record made every copied byte and every write acknowledged before it
+ *   durable there; a write acknowledged before the END applied went to
+ *   both (an FUA write with its FUA on both), and a flush after it
+ *   reached the targets through the hook; a write after the END applied
+ *   goes to the target only (the new mapping), and so do its flushes.
+ * crash after END: the targets are authoritative; the sources are free.
+ * ABORT: its apply clears the batch (no new write sees the hook), then
+ *   takes each extent's volume's map_lock exclusive once (a write that
+ *   saw the hook holds it shared and may still write a target), then
+ *   frees the targets: no target PE is given out while a write to it is
+ *   in flight (and the admin lock keeps it until the apply is over).
  * volume removed or its mapping changed (mirror leg replacement) during a
  *   move: the hook keeps dst equal to src whoever writes there (dst is
- *   reserved, nobody else uses it); END checks the mapping and aborts
- *   instead.  A checkpoint leaves out a move whose volume no longer maps
- *   src (its dst is then free at the next open).
+ *   reserved, nobody else uses it); END checks every extent's mapping and
+ *   aborts the batch instead.  A checkpoint leaves out an extent whose
+ *   volume no longer maps src (its dst is then free at the next open)
+ *   and then writes no PROGRESS (the stream offsets moved; the open
+ *   compares the whole batch anyway).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -127,6 +175,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "move_batch.h"
 #include "pool_int.h"
 
 /* The copy unit: one range-FIFO entry, one read of src and one write of
@@ -149,9 +198,25 @@
 #define MOVE_CKPT_NS    (1000000000LL)
 #define MOVE_TICK_NS    (2000000000LL)
 
+/* A batch: up to this many extents of one source device move together:
+ * one BEGIN commit (a BEGIN op each), one copy pass, one flush of the
+ * targets, one END commit (an END op each).  With a rate limit a batch
+ * holds about MOVE_CKPT_NS worth of extents (at least one). */
+#ifndef MOVE_BATCH
+#define MOVE_BATCH 8
+#endif
+
 struct mvr {
     uint64_t start, end;
     struct mvr *prev, *next;
+};
+
+/* One extent of the batch. */
+struct mvslot {
+    uint32_t vol, leg, dst;
+    uint64_t le, spe, dpe;
+    uint64_t soff, doff; /* byte offsets of the PEs on their devices */
+    bool ended;          /* its END applied */
 };
 
 struct vd_move {
@@ -160,11 +225,13 @@ struct vd_move {
     pthread_cond_t cond;  /* ranges, copier_busy */
     /* persisted (metadata apply) */
     bool active;
-    uint32_t vol, leg, src, dst, evac;
-    uint64_t le, spe, dpe, done, rate;
-    /* runtime */
-    uint64_t soff, doff; /* byte offsets of the PEs on their devices */
-    uint64_t cursor;     /* next byte to copy (>= done) */
+    uint32_t n; /* extents in the batch (kept after END for switching) */
+    struct mvslot s[MOVE_BATCH];
+    uint32_t src, evac;  /* src: every extent of the batch is on it */
+    uint64_t done, rate; /* done: bytes of the batch's stream (extent i's
+                            byte b is stream byte i * extent_size + b) */
+    /* runtime (m->lock; the copier's) */
+    uint64_t cursor;     /* next stream byte to copy (>= done) */
     uint64_t verify_end; /* [cursor, verify_end): compare first (after open) */
     bool failed;
     bool sealed;    /* finish decided to switch (checked !failed) and the
@@ -283,54 +350,101 @@ static void fail_locked(struct vd_move *m, const char *fmt, const char *what)
 }
 
 /* ---- the I/O hooks (pool/dev.c) -------------------------------------------- */
+/* Does [off, off + len) of device d overlap an extent of the batch (not
+ * switched yet)?  m->lock held. */
+static bool hits_locked(const struct vd_move *m, const struct vd_dev *d,
+                        uint64_t off, uint64_t len)
+{
+    const vd_pool *p = m->p;
+
+    if (!m->active || &p->devs[m->src] != d)
+        return false;
+    for (uint32_t i = 0; i < m->n; i++)
+        if (!m->s[i].ended &&
+            ov(off, off + len, m->s[i].soff, m->s[i].soff + p->extent_size))
+            return true;
+    return false;
+}
+
 int vd_move_dev_pwrite(struct vd_dev *d, const void *buf, size_t len,
                        uint64_t off, unsigned flags)
 {
     struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
     vd_pool *p = m->p;
     uint64_t es = p->extent_size;
-    struct vd_dev *t = NULL;
-    uint64_t a = 0, b = 0, toff = 0;
+    struct {
+        struct vd_dev *t;
+        uint64_t a, b, toff;
+    } tg[MOVE_BATCH];
+    uint32_t nt = 0;
     struct mvr e;
     bool mine = false;
     int r;
 
     pthread_mutex_lock(&m->lock);
-    if (m->active && &p->devs[m->src] == d &&
-        ov(off, off + len, m->soff, m->soff + es)) {
+    if (hits_locked(m, d, off, len)) {
         range_get_locked(m, &e, off, off + len);
         mine = true;
-        a = off > m->soff ? off : m->soff;
-        b = off + len < m->soff + es ? off + len : m->soff + es;
-        if (!m->failed || m->sealed) {
-            t = &p->devs[m->dst];
-            toff = m->doff + (a - m->soff);
+        /* the extents this write touches are those of its volume, whose
+         * BEGIN and END apply under its map_lock exclusive (this write
+         * holds it shared): they did not change while we waited.  After
+         * an ABORT dst is not needed (its PE is not given out before
+         * this write ends: the ABORT apply waits for the map_lock) */
+        for (uint32_t i = 0; m->active && i < m->n && (!m->failed || m->sealed);
+             i++) {
+            const struct mvslot *x = &m->s[i];
+            if (x->ended || !ov(off, off + len, x->soff, x->soff + es))
+                continue;
+            tg[nt].a = off > x->soff ? off : x->soff;
+            tg[nt].b = off + len < x->soff + es ? off + len : x->soff + es;
+            tg[nt].t = &p->devs[x->dst];
+            tg[nt].toff = x->doff + (tg[nt].a - x->soff);
+            nt++;
         }
     }
     pthread_mutex_unlock(&m->lock);
     if (!mine)
         return vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
-    bool lost = false; /* dst misses this write and will be the extent */
-    if (t) {
+    bool lost = false; /* a target misses this write and will be the extent */
+    const char *lost_on = NULL;
+    /* src first: a write that fails there (not acknowledged) leaves the
+     * targets as they were, equal to what src held before it (vdsim seed
+     * 661: the target took a write its source refused, in a part already
+     * copied; the mirror's resync copied the source's old data to the
+     * other leg, and the switch then made the legs differ in a clean
+     * region).  The move is abandoned too (src may hold part of it). */
+    r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
+    if (r < 0 && nt) {
+        pthread_mutex_lock(&m->lock);
+        fail_locked(m, "write to the source device '%s' failed", d->name);
+        pthread_mutex_unlock(&m->lock);
+        vd_bg_kick(p);
+        nt = 0;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        struct vd_dev *t = tg[i].t;
         int rt = -EIO;
         if (t->bdev &&
             __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == VD_DEV_OK)
-            rt = vd_dev_pwrite(t, (const char *)buf + (a - off), b - a, toff,
+            rt = vd_dev_pwrite(t, (const char *)buf + (tg[i].a - off),
+                               tg[i].b - tg[i].a, tg[i].toff,
                                flags | VD_IO_MOVER);
         if (rt < 0) {
             pthread_mutex_lock(&m->lock);
             fail_locked(m, "write to the target device '%s' failed", t->name);
-            lost = m->sealed;
+            if (m->sealed) {
+                lost = true;
+                lost_on = t->name;
+            }
             pthread_mutex_unlock(&m->lock);
             vd_bg_kick(p);
         }
     }
-    r = vd_dev_pwrite(d, buf, len, off, flags | VD_IO_MOVER);
     if (lost && r == 0) {
         vd_log(VD_LOG_ERR,
                "device '%s': a write to an extent being switched to device "
                "'%s' failed there: the write fails",
-               d->name, t->name);
+               d->name, lost_on);
         r = -EIO;
     }
     pthread_mutex_lock(&m->lock);
@@ -348,8 +462,7 @@ bool vd_move_nowait_ok(struct vd_dev *d, uint64_t off, size_t len)
         return true;
     if (pthread_mutex_trylock(&m->lock))
         return false;
-    ok = !(m->active && &m->p->devs[m->src] == d &&
-           ov(off, off + len, m->soff, m->soff + m->p->extent_size));
+    ok = !hits_locked(m, d, off, len);
     pthread_mutex_unlock(&m->lock);
     return ok;
 }
@@ -357,21 +470,31 @@ bool vd_move_nowait_ok(struct vd_dev *d, uint64_t off, size_t len)
 int vd_move_dev_flush(struct vd_dev *d)
 {
     struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
-    struct vd_dev *t = NULL;
+    struct vd_dev *t[MOVE_BATCH];
+    uint32_t nt = 0;
     bool lost = false;
 
     pthread_mutex_lock(&m->lock);
     if ((m->active || m->switching) && &m->p->devs[m->src] == d &&
         (!m->failed || m->sealed))
-        t = &m->p->devs[m->dst];
+        for (uint32_t i = 0; i < m->n; i++) {
+            struct vd_dev *x = &m->p->devs[m->s[i].dst];
+            uint32_t k = 0;
+            while (k < nt && t[k] != x)
+                k++;
+            if (k == nt)
+                t[nt++] = x;
+        }
     pthread_mutex_unlock(&m->lock);
-    if (t && (!t->bdev || vd_dev_flush(t) < 0)) {
-        pthread_mutex_lock(&m->lock);
-        fail_locked(m, "flush of the target device '%s' failed", t->name);
-        lost = m->sealed;
-        pthread_mutex_unlock(&m->lock);
-        vd_bg_kick(m->p);
-    }
+    for (uint32_t i = 0; i < nt; i++)
+        if (!t[i]->bdev || vd_dev_flush(t[i]) < 0) {
+            pthread_mutex_lock(&m->lock);
+            fail_locked(m, "flush of the target device '%s' failed",
+                        t[i]->name);
+            lost |= m->sealed;
+            pthread_mutex_unlock(&m->lock);
+            vd_bg_kick(m->p);
+        }
     return lost ? -EIO : 0;
 }
 
@@ -416,13 +539,17 @@ static void end_switch(vd_pool *p)
     pthread_mutex_unlock(&m->lock);
 }
 
+/* A BEGIN starts a batch when none runs, else adds an extent to the
+ * running one (the ops of one commit; a batch never grows once copying
+ * started). */
 static int apply_begin(vd_pool *p, const struct vd_op_move *o)
 {
     struct vd_move *m = p->move;
     struct vd_vol *v = vd_vol_find_id(p, o->vol);
     const struct vd_pe *e;
 
-    if (m->active)
+    if (m->active &&
+        (m->n >= MOVE_BATCH || o->src != m->src || m->done || m->cursor))
         BAD("pool '%s': metadata starts a move while one runs", p->name);
     if (!v)
         BAD("pool '%s': metadata moves an extent of unknown volume %u", p->name,
@@ -435,6 +562,11 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
     if (e->dev != o->src || e->pe != o->spe)
         BAD("pool '%s': volume '%s': move source does not match the mapping",
             p->name, v->name);
+    for (uint32_t i = 0; m->active && i < m->n; i++)
+        if (m->s[i].spe == o->spe)
+            BAD("pool '%s': volume '%s': extent %" PRIu64
+                " moves twice in one batch",
+                p->name, v->name, o->le);
     if (!dev_ok(p, o->dst) || o->dst == o->src ||
         o->dpe >= p->devs[o->dst].pe_count || pe_used(&p->devs[o->dst], o->dpe))
         BAD("pool '%s': volume '%s': move target %u/%" PRIu64
@@ -442,31 +574,38 @@ static int apply_begin(vd_pool *p, const struct vd_op_move *o)
             p->name, v->name, o->dst, o->dpe);
     if (o->evac != VD_NO_DEV && !dev_ok(p, o->evac))
         BAD("pool '%s': move names unknown device %u", p->name, o->evac);
-    end_switch(p); /* a replayed END before this BEGIN */
+    if (!m->active)
+        end_switch(p); /* a replayed END before this BEGIN */
     pthread_rwlock_wrlock(&v->map_lock);
     pthread_mutex_lock(&m->lock);
     pe_set(&p->devs[o->dst], o->dpe, true);
-    m->vol = o->vol;
-    m->leg = o->leg;
-    m->le = o->le;
-    m->src = o->src;
-    m->spe = o->spe;
-    m->dst = o->dst;
-    m->dpe = o->dpe;
+    if (!m->active) {
+        m->n = 0;
+        m->src = o->src;
+        m->done = 0;
+        m->cursor = 0;
+        m->verify_end = 0;
+        m->failed = false;
+        m->sealed = false;
+        m->error[0] = 0;
+        m->ckpt_bytes = 0;
+        m->ckpt_ns = mono_ns();
+        m->t0_ns = mono_ns();
+        m->t0_bytes = m->st.bytes_copied;
+    }
+    struct mvslot *x = &m->s[m->n];
+    memset(x, 0, sizeof(*x));
+    x->vol = o->vol;
+    x->leg = o->leg;
+    x->le = o->le;
+    x->spe = o->spe;
+    x->dst = o->dst;
+    x->dpe = o->dpe;
+    x->soff = p->devs[o->src].data_offset + o->spe * p->extent_size;
+    x->doff = p->devs[o->dst].data_offset + o->dpe * p->extent_size;
+    m->n++;
     m->rate = o->rate;
     m->evac = o->evac;
-    m->done = 0;
-    m->soff = p->devs[o->src].data_offset + o->spe * p->extent_size;
-    m->doff = p->devs[o->dst].data_offset + o->dpe * p->extent_size;
-    m->cursor = 0;
-    m->verify_end = 0;
-    m->failed = false;
-    m->sealed = false;
-    m->error[0] = 0;
-    m->ckpt_bytes = 0;
-    m->ckpt_ns = mono_ns();
-    m->t0_ns = mono_ns();
-    m->t0_bytes = m->st.bytes_copied;
     m->active = true;
     if (o->evac != VD_NO_DEV)
         p->devs[o->evac].no_alloc = true; /* also after a restart */
@@ -480,7 +619,7 @@ static int apply_progress(vd_pool *p, const struct vd_op_move_progress *o)
 {
     struct vd_move *m = p->move;
 
-    if (!m->active || o->done > p->extent_size || o->done < m->done)
+    if (!m->active || o->done > m->n * p->extent_size || o->done < m->done)
         BAD("pool '%s': metadata move progress %" PRIu64 " does not fit",
             p->name, o->done);
     pthread_mutex_lock(&m->lock);
@@ -491,9 +630,10 @@ static int apply_progress(vd_pool *p, const struct vd_op_move_progress *o)
     return 0;
 }
 
-/* Clear the move (m->lock not held; v's map_lock exclusive if v).  After
- * END the hook stays for flushes (switching) until finish flushed dst. */
-static void clear_locked_map(vd_pool *p, struct vd_move *m, bool switching)
+/* Clear the move (m->lock not held).  After END the hook stays for
+ * flushes (switching) until finish flushed the targets; the batch's
+ * extents (m->n, m->s) stay for that. */
+static void clear_move(vd_pool *p, struct vd_move *m, bool switching)
 {
     pthread_mutex_lock(&m->lock);
     m->switching = switching;
@@ -511,21 +651,33 @@ static int apply_end(vd_pool *p, const struct vd_op_move *o)
 {
     struct vd_move *m = p->move;
     struct vd_vol *v = vd_vol_find_id(p, o->vol);
+    struct mvslot *x = NULL;
     struct vd_pe *e;
+    bool last = true;
 
-    if (!m->active || !v || o->vol != m->vol || o->le != m->le ||
-        o->leg != m->leg || o->dst != m->dst || o->dpe != m->dpe ||
-        o->le >= v->le_count)
+    for (uint32_t i = 0; m->active && i < m->n; i++) {
+        struct mvslot *y = &m->s[i];
+        if (!y->ended && y->vol == o->vol && y->le == o->le &&
+            y->leg == o->leg && y->dst == o->dst && y->dpe == o->dpe && !x)
+            x = y;
+        else if (!y->ended)
+            last = false;
+    }
+    if (!x || !v || o->le >= v->le_count)
         BAD("pool '%s': metadata ends a move that is not running", p->name);
     e = &v->map[o->le * v->copies + o->leg];
-    if (e->dev != m->src || e->pe != m->spe)
+    if (e->dev != m->src || e->pe != x->spe)
         BAD("pool '%s': volume '%s': move end does not match the mapping",
             p->name, v->name);
     pthread_rwlock_wrlock(&v->map_lock);
-    pe_set(&p->devs[m->src], m->spe, false);
-    e->pe = m->dpe;
-    __atomic_store_n(&e->dev, m->dst, __ATOMIC_RELEASE);
-    clear_locked_map(p, m, true);
+    pe_set(&p->devs[m->src], x->spe, false);
+    e->pe = x->dpe;
+    __atomic_store_n(&e->dev, x->dst, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&m->lock);
+    x->ended = true;
+    pthread_mutex_unlock(&m->lock);
+    if (last)
+        clear_move(p, m, true);
     pthread_rwlock_unlock(&v->map_lock);
     return 0;
 }
@@ -533,17 +685,22 @@ static int apply_end(vd_pool *p, const struct vd_op_move *o)
 static int apply_abort(vd_pool *p)
 {
     struct vd_move *m = p->move;
-    struct vd_vol *v;
 
     if (!m->active)
         return 0; /* a checkpoint left out a move whose volume went */
-    v = vd_vol_find_id(p, m->vol);
-    if (v)
-        pthread_rwlock_wrlock(&v->map_lock);
-    pe_set(&p->devs[m->dst], m->dpe, false);
-    clear_locked_map(p, m, false);
-    if (v)
-        pthread_rwlock_unlock(&v->map_lock);
+    /* the hook goes first; then every volume of the batch is waited for
+     * (its map_lock exclusive): no write that saw the hook still writes a
+     * target when its PE is free again */
+    clear_move(p, m, false);
+    for (uint32_t i = 0; i < m->n; i++) {
+        struct vd_vol *v = vd_vol_find_id(p, m->s[i].vol);
+        if (v) {
+            pthread_rwlock_wrlock(&v->map_lock);
+            pthread_rwlock_unlock(&v->map_lock);
+        }
+        if (!m->s[i].ended)
+            pe_set(&p->devs[m->s[i].dst], m->s[i].dpe, false);
+    }
     return 0;
 }
 
@@ -616,19 +773,33 @@ int vd_move_md_apply(vd_pool *p, const struct vd_op_hdr *h)
     return -ENOENT;
 }
 
-static void fill_op(const struct vd_move *m, struct vd_op_move *o, uint16_t t)
+static void fill_op(const struct vd_move *m, uint32_t i, struct vd_op_move *o,
+                    uint16_t t)
 {
+    const struct mvslot *x = &m->s[i];
+
     memset(o, 0, sizeof(*o));
     o->h.type = t;
-    o->vol = m->vol;
-    o->leg = m->leg;
-    o->le = m->le;
+    o->vol = x->vol;
+    o->leg = x->leg;
+    o->le = x->le;
     o->src = m->src;
-    o->spe = m->spe;
-    o->dst = m->dst;
-    o->dpe = m->dpe;
+    o->spe = x->spe;
+    o->dst = x->dst;
+    o->dpe = x->dpe;
     o->rate = m->rate;
     o->evac = m->evac;
+}
+
+/* Does extent i of the batch still map the source? */
+static bool slot_mapped(const vd_pool *p, const struct vd_move *m, uint32_t i)
+{
+    const struct mvslot *x = &m->s[i];
+    const struct vd_vol *v = vd_vol_find_id(p, x->vol);
+
+    return v && x->le < v->le_count &&
+           v->map[x->le * v->copies + x->leg].dev == m->src &&
+           v->map[x->le * v->copies + x->leg].pe == x->spe;
 }
 
 int vd_move_serialize(const vd_pool *p, struct vd_opbuf *b)
@@ -636,7 +807,7 @@ int vd_move_serialize(const vd_pool *p, struct vd_opbuf *b)
     struct vd_move *m = p->move;
     struct vd_op_move o;
     struct vd_op_move_progress pr = { .h.type = VD_OP_MOVE_PROGRESS };
-    const struct vd_vol *v;
+    bool all = true;
     int r;
 
     if (m && (m->evac != VD_NO_DEV || m->rebal)) {
@@ -647,14 +818,21 @@ int vd_move_serialize(const vd_pool *p, struct vd_opbuf *b)
     }
     if (!m || !m->active)
         return 0;
-    v = vd_vol_find_id(p, m->vol);
-    if (!v || m->le >= v->le_count ||
-        v->map[m->le * v->copies + m->leg].dev != m->src ||
-        v->map[m->le * v->copies + m->leg].pe != m->spe)
+    /* the batch's extents whose volume still maps the source (the others
+     * are left out: their targets are free at the next open) */
+    for (uint32_t i = 0; i < m->n; i++) {
+        if (!slot_mapped(p, m, i)) {
+            all = false;
+            continue;
+        }
+        fill_op(m, i, &o, VD_OP_MOVE_BEGIN);
+        if ((r = vd_opbuf_add(b, &o, sizeof(o))) < 0)
+            return r;
+    }
+    /* done counts the batch's stream: meaningless once an extent is left
+     * out (the open compares the whole batch anyway) */
+    if (!all || !m->done)
         return 0;
-    fill_op(m, &o, VD_OP_MOVE_BEGIN);
-    if ((r = vd_opbuf_add(b, &o, sizeof(o))) < 0)
-        return r;
     pr.done = m->done;
     pr.rate = m->rate;
     pr.evac = m->evac;
@@ -734,40 +912,53 @@ static int choose_dst(const vd_pool *p, const struct vd_vol *v, uint32_t leg,
     return 0;
 }
 
-/* Commit a MOVE_BEGIN (admin lock held). */
-static int begin_locked(vd_pool *p, struct vd_vol *v, uint32_t leg, uint64_t le,
-                        uint32_t dst, uint64_t dpe, uint64_t rate,
-                        uint32_t evac)
+/* One extent of a batch being planned. */
+struct mvplan {
+    struct vd_vol *v;
+    uint32_t leg, dst;
+    uint64_t le, dpe;
+};
+
+/* Commit the BEGINs of a batch of n extents, all on one device (admin
+ * lock held). */
+static int begin_locked(vd_pool *p, const struct mvplan *pl, uint32_t n,
+                        uint64_t rate, uint32_t evac)
 {
     struct vd_move *m = p->move;
-    struct vd_op_move o;
     struct vd_opbuf ops = { 0 };
-    const struct vd_pe *e = &v->map[le * v->copies + leg];
-    int r;
+    int r = 0;
 
     if (m->active)
         return -EBUSY;
-    memset(&o, 0, sizeof(o));
-    o.h.type = VD_OP_MOVE_BEGIN;
-    o.vol = v->id;
-    o.leg = leg;
-    o.le = le;
-    o.src = e->dev;
-    o.spe = e->pe;
-    o.dst = dst;
-    o.dpe = dpe;
-    o.rate = rate;
-    o.evac = evac;
     ops.keep_data = true;
-    if ((r = vd_opbuf_add(&ops, &o, sizeof(o))) == 0)
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        const struct vd_pe *e =
+            &pl[i].v->map[pl[i].le * pl[i].v->copies + pl[i].leg];
+        struct vd_op_move o;
+        memset(&o, 0, sizeof(o));
+        o.h.type = VD_OP_MOVE_BEGIN;
+        o.vol = pl[i].v->id;
+        o.leg = pl[i].leg;
+        o.le = pl[i].le;
+        o.src = e->dev;
+        o.spe = e->pe;
+        o.dst = pl[i].dst;
+        o.dpe = pl[i].dpe;
+        o.rate = rate;
+        o.evac = evac;
+        r = vd_opbuf_add(&ops, &o, sizeof(o));
+    }
+    if (r == 0)
         r = vd_md_commit(p, &ops);
     vd_opbuf_free(&ops);
     if (r == 0)
-        vd_log(VD_LOG_INFO,
-               "pool '%s': moving extent %" PRIu64 " leg %u of volume "
-               "'%s' from '%s' to '%s'",
-               p->name, le, leg, v->name, p->devs[o.src].name,
-               p->devs[dst].name);
+        for (uint32_t i = 0; i < n; i++)
+            vd_log(VD_LOG_INFO,
+                   "pool '%s': moving extent %" PRIu64 " leg %u of volume "
+                   "'%s' from '%s' to '%s'%s",
+                   p->name, pl[i].le, pl[i].leg, pl[i].v->name,
+                   p->devs[m->src].name, p->devs[pl[i].dst].name,
+                   n > 1 ? " (a batch)" : "");
     return r;
 }
 
@@ -821,7 +1012,93 @@ int vd_move_extent(vd_pool *p, const char *vol, uint32_t leg, uint64_t le,
                p->name, vol, le, leg);
         goto out;
     }
-    r = begin_locked(p, v, leg, le, dst, dpe, rate, VD_NO_DEV);
+    struct mvplan pl = { v, leg, dst, le, dpe };
+    r = begin_locked(p, &pl, 1, rate, VD_NO_DEV);
+out:
+    vd_admin_unlock(p);
+    if (r == 0)
+        vd_bg_kick(p);
+    return r;
+}
+
+uint32_t vd_move_batch_max(void)
+{
+    return MOVE_BATCH;
+}
+
+uint32_t vd_move_targets_on(vd_pool *p, uint32_t dev)
+{
+    struct vd_move *m = p->move;
+    uint32_t n = 0;
+
+    pthread_mutex_lock(&m->lock);
+    for (uint32_t i = 0; m->active && i < m->n; i++)
+        n += !m->s[i].ended && m->s[i].dst == dev;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+int vd_move_extents(vd_pool *p, const char *vol, const uint32_t *legs,
+                    const uint64_t *les, uint32_t n, uint64_t rate)
+{
+    struct mvplan pl[MOVE_BATCH];
+    struct vd_vol *v;
+    uint32_t src = VD_NO_DEV, k = 0;
+    int r = 0;
+
+    vd_admin_lock(p);
+    v = vd_vol_find(p, vol);
+    if (!v) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': not found", p->name, vol);
+        r = -ENOENT;
+        goto out;
+    }
+    if (n < 1 || n > MOVE_BATCH) {
+        vd_log(VD_LOG_ERR, "pool '%s': a batch holds 1 to %u extents", p->name,
+               MOVE_BATCH);
+        r = -EINVAL;
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct vd_pe *e = les[i] < v->le_count && legs[i] < v->copies
+                                    ? &v->map[les[i] * v->copies + legs[i]]
+                                    : NULL;
+        bool twice = false;
+        for (uint32_t j = 0; j < i; j++)
+            twice |= les[j] == les[i] && legs[j] == legs[i];
+        if (!e || e->dev == VD_NO_DEV || twice ||
+            (src != VD_NO_DEV && e->dev != src)) {
+            vd_log(VD_LOG_ERR,
+                   "volume '%s/%s': extent %" PRIu64 " leg %u: not mapped, "
+                   "named twice or not on the batch's device",
+                   p->name, vol, les[i], legs[i]);
+            r = -EINVAL;
+            goto out;
+        }
+        src = e->dev;
+    }
+    if (p->move->active) {
+        vd_log(VD_LOG_ERR, "pool '%s': a move is already running", p->name);
+        r = -EBUSY;
+        goto out;
+    }
+    for (k = 0; k < n; k++) {
+        uint32_t dst;
+        uint64_t dpe;
+        if ((r = choose_dst(p, v, legs[k], src, NULL, &dst, &dpe)) < 0) {
+            vd_log(VD_LOG_ERR,
+                   "volume '%s/%s': no device can take extent %" PRIu64
+                   " leg %u (free space, other legs' nodes)",
+                   p->name, vol, les[k], legs[k]);
+            break;
+        }
+        pe_set(&p->devs[dst], dpe, true); /* planned (as evac_next_locked) */
+        pl[k] = (struct mvplan){ v, legs[k], dst, les[k], dpe };
+    }
+    for (uint32_t i = 0; i < k; i++)
+        pe_set(&p->devs[pl[i].dst], pl[i].dpe, false);
+    if (r == 0)
+        r = begin_locked(p, pl, n, rate, VD_NO_DEV);
 out:
     vd_admin_unlock(p);
     if (r == 0)
@@ -850,13 +1127,15 @@ static int abort_move(vd_pool *p, const char *why)
 
     vd_admin_lock(p);
     if (m->active) {
-        struct vd_vol *v = vd_vol_find_id(p, m->vol);
-        vd_log(VD_LOG_ERR,
-               "pool '%s': move of extent %" PRIu64 " leg %u of volume "
-               "'%s' from '%s' to '%s' abandoned (the volume keeps its "
-               "extent): %s",
-               p->name, m->le, m->leg, v ? v->name : "?", p->devs[m->src].name,
-               p->devs[m->dst].name, why);
+        for (uint32_t i = 0; i < m->n; i++) {
+            struct vd_vol *v = vd_vol_find_id(p, m->s[i].vol);
+            vd_log(VD_LOG_ERR,
+                   "pool '%s': move of extent %" PRIu64 " leg %u of volume "
+                   "'%s' from '%s' to '%s' abandoned (the volume keeps its "
+                   "extent): %s",
+                   p->name, m->s[i].le, m->s[i].leg, v ? v->name : "?",
+                   p->devs[m->src].name, p->devs[m->s[i].dst].name, why);
+        }
         pthread_mutex_lock(&m->lock);
         snprintf(m->st.last_error, sizeof(m->st.last_error), "%s", why);
         pthread_mutex_unlock(&m->lock);
@@ -900,21 +1179,25 @@ static int copy_chunk(vd_pool *p, uint8_t *a, uint8_t *b)
         pthread_mutex_unlock(&m->lock);
         return -EIO;
     }
-    at = m->cursor;
-    if (at >= es) {
+    /* the cursor walks the batch's stream: extent cursor / es, byte
+     * cursor % es of it; a chunk never spans two extents */
+    if (m->cursor >= m->n * es) {
         pthread_mutex_unlock(&m->lock);
         return 1;
     }
+    const struct mvslot *x = &m->s[m->cursor / es];
+    uint64_t at0 = m->cursor;
+    at = at0 % es;
     n = es - at < MOVE_CHUNK ? es - at : MOVE_CHUNK;
-    verify = at < m->verify_end;
+    verify = at0 < m->verify_end;
     if (verify && n > MOVE_VERIFY_CHUNK)
         n = MOVE_VERIFY_CHUNK;
-    if (verify && at + n > m->verify_end)
-        n = m->verify_end - at;
+    if (verify && at0 + n > m->verify_end)
+        n = m->verify_end - at0;
     s = &p->devs[m->src];
-    t = &p->devs[m->dst];
-    range_get_locked(m, &e, m->soff + at, m->soff + at + n);
-    uint64_t so = m->soff + at, to = m->doff + at;
+    t = &p->devs[x->dst];
+    range_get_locked(m, &e, x->soff + at, x->soff + at + n);
+    uint64_t so = x->soff + at, to = x->doff + at;
     pthread_mutex_unlock(&m->lock);
 
     const char *why = NULL, *who = NULL;
@@ -956,14 +1239,47 @@ static int copy_chunk(vd_pool *p, uint8_t *a, uint8_t *b)
         fail_locked(m, why, who);
         r = -EIO;
     } else {
-        m->cursor = at + n;
-        r = m->cursor >= es;
+        m->cursor = at0 + n;
+        r = m->cursor >= m->n * es;
     }
     pthread_mutex_unlock(&m->lock);
     return r;
 }
 
-/* Flush dst, then commit MOVE_PROGRESS at the cursor (admin lock taken). */
+/* The batch's distinct targets (the copier's view: the batch changes
+ * only by the copier's own commits, or at an open). */
+static uint32_t targets(vd_pool *p, struct vd_dev **t)
+{
+    struct vd_move *m = p->move;
+    uint32_t nt = 0;
+
+    pthread_mutex_lock(&m->lock);
+    for (uint32_t i = 0; i < m->n; i++) {
+        struct vd_dev *x = &p->devs[m->s[i].dst];
+        uint32_t k = 0;
+        while (k < nt && t[k] != x)
+            k++;
+        if (k == nt)
+            t[nt++] = x;
+    }
+    pthread_mutex_unlock(&m->lock);
+    return nt;
+}
+
+/* Flush every target of the batch: NULL, or the one that failed. */
+static struct vd_dev *flush_targets(vd_pool *p)
+{
+    struct vd_dev *t[MOVE_BATCH];
+    uint32_t nt = targets(p, t);
+
+    for (uint32_t i = 0; i < nt; i++)
+        if (vd_dev_flush(t[i]) < 0)
+            return t[i];
+    return NULL;
+}
+
+/* Flush the targets, then commit MOVE_PROGRESS at the cursor (admin lock
+ * taken). */
 static int checkpoint(vd_pool *p)
 {
     struct vd_move *m = p->move;
@@ -974,7 +1290,7 @@ static int checkpoint(vd_pool *p)
     m->ckpt_bytes = 0;
     m->ckpt_ns = mono_ns();
     pthread_mutex_unlock(&m->lock);
-    if (vd_dev_flush(&p->devs[m->dst]) < 0)
+    if (flush_targets(p))
         return -EIO;
     vd_admin_lock(p);
     pthread_mutex_lock(&m->lock);
@@ -988,86 +1304,113 @@ static int checkpoint(vd_pool *p)
     return r;
 }
 
-/* The switch: flush dst, commit MOVE_END, flush dst again. */
+/* The switch: flush the targets, commit the batch's MOVE_ENDs (one
+ * record), flush the targets again. */
 static int finish(vd_pool *p)
 {
     struct vd_move *m = p->move;
-    struct vd_op_move o;
-    struct vd_vol *v;
-    int r;
+    struct vd_opbuf ops = { 0 };
+    struct vd_op_move o[MOVE_BATCH];
+    struct vd_dev *bad;
+    uint32_t n;
+    int r = 0;
 
-    if (vd_dev_flush(&p->devs[m->dst]) < 0) {
+    if ((bad = flush_targets(p)) != NULL) {
         pthread_mutex_lock(&m->lock);
-        fail_locked(m, "flush of the target device '%s' failed",
-                    p->devs[m->dst].name);
+        fail_locked(m, "flush of the target device '%s' failed", bad->name);
         pthread_mutex_unlock(&m->lock);
         return -EIO;
     }
     vd_admin_lock(p);
-    v = vd_vol_find_id(p, m->vol);
     pthread_mutex_lock(&m->lock);
-    bool ok = m->active && !m->failed && v && m->le < v->le_count &&
-              v->map[m->le * v->copies + m->leg].dev == m->src &&
-              v->map[m->le * v->copies + m->leg].pe == m->spe;
+    bool ok = m->active && !m->failed;
+    for (uint32_t i = 0; ok && i < m->n; i++)
+        ok = slot_mapped(p, m, i);
     if (!ok && !m->failed)
         fail_locked(m, "%s", "the volume's mapping changed during the move");
     /* from here a dst write or flush failing fails its request (it can
      * no longer stop the switch) */
     m->sealed = ok;
-    fill_op(m, &o, VD_OP_MOVE_END);
-    uint32_t dst = m->dst;
+    n = m->n;
+    for (uint32_t i = 0; i < n; i++)
+        fill_op(m, i, &o[i], VD_OP_MOVE_END);
     pthread_mutex_unlock(&m->lock);
     if (ok && g_move_test_hook)
         g_move_test_hook(p, "end-commit");
-    r = ok ? commit_one(p, &o, sizeof(o)) : -EIO;
+    ops.keep_data = true;
+    for (uint32_t i = 0; ok && i < n && r == 0; i++)
+        r = vd_opbuf_add(&ops, &o[i], sizeof(o[i]));
+    r = !ok ? -EIO : r < 0 ? r : vd_md_commit(p, &ops);
+    vd_opbuf_free(&ops);
     /* a failed END commit keeps sealed until the ABORT is applied: the
      * record may have reached a copy that a crash-and-open picks up */
     if (r == 0) {
         pthread_mutex_lock(&m->lock);
-        m->st.moves_done++;
+        m->st.moves_done += n;
         if (m->evac != VD_NO_DEV)
-            m->evac_moved++;
+            m->evac_moved += n;
         if (m->rebal)
-            m->reb_moved++;
+            m->reb_moved += n;
         pthread_mutex_unlock(&m->lock);
-        vd_log(VD_LOG_INFO,
-               "pool '%s': extent %" PRIu64 " leg %u of volume '%s' now on "
-               "'%s'",
-               p->name, o.le, o.leg, v->name, p->devs[dst].name);
+        for (uint32_t i = 0; i < n; i++) {
+            struct vd_vol *v = vd_vol_find_id(p, o[i].vol);
+            vd_log(VD_LOG_INFO,
+                   "pool '%s': extent %" PRIu64 " leg %u of volume '%s' now "
+                   "on '%s'",
+                   p->name, o[i].le, o[i].leg, v ? v->name : "?",
+                   p->devs[o[i].dst].name);
+        }
     }
-    /* still under the admin lock (the old PE is not given out before the
-     * hook is gone): dst durable, then flushes of src stop reaching it */
-    if (r == 0 && vd_dev_flush(&p->devs[dst]) < 0)
+    /* still under the admin lock (the old PEs are not given out before
+     * the hook is gone): the targets durable, then flushes of src stop
+     * reaching them */
+    if (r == 0 && (bad = flush_targets(p)) != NULL)
         vd_log(VD_LOG_ERR,
                "pool '%s': device '%s': flush after a move failed: writes "
                "flushed during the move may not be durable there",
-               p->name, p->devs[dst].name);
+               p->name, bad->name);
     if (r == 0)
         end_switch(p);
     vd_admin_unlock(p);
     return r;
 }
 
-/* The next extent on the evacuated device: start its move.  Admin lock
- * held.  1 started, 0 nothing left (the evacuation is over), <0 error. */
+/* How many extents a batch takes: MOVE_BATCH unlimited, else about
+ * MOVE_CKPT_NS worth at the rate (at least one). */
+static uint32_t batch_size(const vd_pool *p, uint64_t rate)
+{
+    uint64_t k;
+
+    if (!rate)
+        return MOVE_BATCH;
+    k = (uint64_t)((double)rate * (double)MOVE_CKPT_NS / 1e9) / p->extent_size;
+    return k < 1 ? 1 : k > MOVE_BATCH ? MOVE_BATCH : (uint32_t)k;
+}
+
+/* The next extents on the evacuated device: start their move (a batch).
+ * Admin lock held.  1 started, 0 nothing left (the evacuation is over),
+ * <0 error. */
 static int evac_next_locked(vd_pool *p)
 {
     struct vd_move *m = p->move;
-    uint32_t dev = m->evac;
+    uint32_t dev = m->evac, n = 0, want = batch_size(p, m->rate);
+    struct mvplan pl[MOVE_BATCH];
+    int r = 0;
 
-    for (uint32_t i = 0; i < p->nvols; i++) {
+    for (uint32_t i = 0; i < p->nvols && n < want && r == 0; i++) {
         struct vd_vol *v = p->vols[i];
-        for (uint64_t le = 0; le < v->le_count; le++)
-            for (uint32_t leg = 0; leg < v->copies; leg++) {
+        for (uint64_t le = 0; le < v->le_count && n < want && r == 0; le++)
+            for (uint32_t leg = 0; leg < v->copies && n < want; leg++) {
                 const struct vd_pe *e = &v->map[le * v->copies + leg];
                 uint32_t dst;
                 uint64_t dpe;
                 if (e->dev != dev)
                     continue;
-                int r =
-                    choose_dst(p, v, leg, dev,
+                r = choose_dst(p, v, leg, dev,
                                m->evac_to_set ? m->evac_to : NULL, &dst, &dpe);
                 if (r < 0) {
+                    if (n)
+                        break; /* the batch so far; this one next time */
                     vd_log(VD_LOG_ERR,
                            "pool '%s': evacuating '%s': no device can take "
                            "extent %" PRIu64 " leg %u of volume '%s' (free "
@@ -1078,13 +1421,20 @@ static int evac_next_locked(vd_pool *p)
                              "no device can take extent %" PRIu64
                              " of volume '%s'",
                              le, v->name);
-                    return r;
+                    break;
                 }
-                r = begin_locked(p, v, leg, le, dst, dpe, m->rate, dev);
-                return r < 0 ? r : 1;
+                /* reserved while planning (choose_dst and first_free
+                 * see it); the BEGIN's apply reserves it for good */
+                pe_set(&p->devs[dst], dpe, true);
+                pl[n++] = (struct mvplan){ v, leg, dst, le, dpe };
             }
     }
-    return 0;
+    for (uint32_t i = 0; i < n; i++)
+        pe_set(&p->devs[pl[i].dst], pl[i].dpe, false);
+    if (!n)
+        return r;
+    r = begin_locked(p, pl, n, m->rate, dev);
+    return r < 0 ? r : 1;
 }
 
 /* The job is over (done) or stopped: VD_OP_MOVE_JOB none.  Admin lock
@@ -1135,8 +1485,8 @@ static int rebal_next_locked(vd_pool *p)
     v = vd_vol_find_id(p, mv.vol);
     if (!v)
         return -ENOENT;
-    r = begin_locked(p, v, mv.leg, mv.le, mv.dst, mv.dpe, p->move->rate,
-                     VD_NO_DEV);
+    struct mvplan pl = { v, mv.leg, mv.dst, mv.le, mv.dpe };
+    r = begin_locked(p, &pl, 1, p->move->rate, VD_NO_DEV);
     return r < 0 ? r : 1;
 }
 
@@ -1294,16 +1644,20 @@ void vd_move_opened(vd_pool *p)
     end_switch(p); /* a replayed END: nothing to flush before any I/O */
     pthread_mutex_lock(&m->lock);
     if (m->active) {
-        /* compare what the checkpoint says is copied, then go on */
+        /* compare the whole batch: what the checkpoint says is copied
+         * (durable on the targets), and what was copied after it (still
+         * in the targets' caches after a crash of the process, so not
+         * copied again); write only what differs */
         m->cursor = 0;
-        m->verify_end = m->done;
+        m->verify_end = m->n * p->extent_size;
         m->t0_ns = mono_ns();
         m->t0_bytes = m->st.bytes_copied;
         vd_log(VD_LOG_INFO,
                "pool '%s': resuming the move of extent %" PRIu64 " leg %u "
-               "from '%s' to '%s' at %" PRIu64 " bytes",
-               p->name, m->le, m->leg, p->devs[m->src].name,
-               p->devs[m->dst].name, m->done);
+               "from '%s' to '%s' (a batch of %u extents, compared first) "
+               "at %" PRIu64 " bytes",
+               p->name, m->s[0].le, m->s[0].leg, p->devs[m->src].name,
+               p->devs[m->s[0].dst].name, m->n, m->done);
     }
     pthread_mutex_unlock(&m->lock);
 }
@@ -1663,14 +2017,17 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
     s->stats = m->st;
     s->rate_limit = m->rate;
     s->rate_bps = m->rate_bps;
+    uint64_t bd = 0; /* bytes of the batch done */
     if (m->active) {
-        struct vd_vol *v = vd_vol_find_id(p, m->vol);
+        bd = m->cursor < m->verify_end ? m->done : m->cursor;
+        uint32_t i = (uint32_t)(bd / es < m->n ? bd / es : m->n - 1);
+        struct vd_vol *v = vd_vol_find_id(p, m->s[i].vol);
         snprintf(s->vol, sizeof(s->vol), "%s", v ? v->name : "?");
         snprintf(s->src, sizeof(s->src), "%s", p->devs[m->src].name);
-        snprintf(s->dst, sizeof(s->dst), "%s", p->devs[m->dst].name);
-        s->le = m->le;
-        s->leg = m->leg;
-        s->done = m->cursor < m->verify_end ? m->done : m->cursor;
+        snprintf(s->dst, sizeof(s->dst), "%s", p->devs[m->s[i].dst].name);
+        s->le = m->s[i].le;
+        s->leg = m->s[i].leg;
+        s->done = bd - i * es; /* of the extent shown */
         s->total = es;
         s->failed = m->failed;
         snprintf(s->error, sizeof(s->error), "%s", m->error);
@@ -1679,7 +2036,7 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
         s->evacuating = 1;
         snprintf(s->evac_dev, sizeof(s->evac_dev), "%s", p->devs[m->evac].name);
         uint64_t left = extents_on(p, m->evac);
-        s->evac_left_bytes = left * es - (m->active ? s->done : 0);
+        s->evac_left_bytes = left * es - bd;
         s->evac_total_bytes =
             (m->evac_total > left ? m->evac_total : left) * es;
         if (s->rate_bps)
@@ -1687,7 +2044,7 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
     } else if (m->rebal) {
         uint64_t left = vd_rebalance_count(p);
         s->rebalancing = 1;
-        s->reb_done_bytes = m->reb_moved * es + (m->active ? s->done : 0);
+        s->reb_done_bytes = m->reb_moved * es + bd;
         s->reb_total_bytes = (m->reb_moved + left) * es;
         if (m->active && left == 0)
             s->reb_total_bytes += es; /* the last move */
@@ -1696,7 +2053,7 @@ int vd_pool_move_status(vd_pool *p, struct vd_move_status *s)
         if (s->rate_bps)
             s->eta_s = (s->reb_total_bytes - s->reb_done_bytes) / s->rate_bps;
     } else if (m->active && s->rate_bps) {
-        s->eta_s = (s->total - s->done) / s->rate_bps;
+        s->eta_s = (m->n * es - bd) / s->rate_bps;
     }
     pthread_mutex_unlock(&m->lock);
     size_t dl = 0;

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../pool/move_batch.h"
 #include "../../pool/pool_int.h"
 #include "../../replica/vdreplica.h"
 #include "../../replica/mirror_int.h"
@@ -266,6 +267,7 @@ static void check_data(const uint8_t *buf, uint64_t off, uint64_t len,
 static struct rng g_rng;      /* steps */
 static struct rng g_mrng;     /* extent moves: their own stream, so that a
                                  schedule draws the steps it drew before */
+static struct rng g_brng;     /* batches of moves (move_step) */
 static char g_dir[256];
 static struct vd_conf_pool g_conf;
 static struct vd_conf_dev g_cdev[NDEV];
@@ -535,15 +537,13 @@ static void dev_hook(struct simdev *d, uint64_t off, uint64_t len, int kind)
 /* I5 at quiet points: on every non-failed leg, every clean region holds
  * data the oracle allows now. */
 /* Extent accounting (quiet points, the end): every PE marked used is
- * mapped by exactly one volume leg, or is the target of the running move. */
+ * mapped by exactly one volume leg, or is a target of the running batch. */
 static void check_extents(const char *what)
 {
     vd_pool *p = g_pool;
-    struct vd_move_status st;
     static uint8_t seen[NDEV][4096];
     if (!p)
         return;
-    vd_pool_move_status(p, &st);
     memset(seen, 0, sizeof(seen));
     vd_admin_lock(p);
     for (uint32_t i = 0; i < p->nvols; i++) {
@@ -569,7 +569,7 @@ static void check_extents(const char *what)
                          (unsigned long long)pe);
             unmapped += used && !seen[d][pe];
         }
-        if (unmapped > (st.active && !strcmp(st.dst, p->devs[d].name)))
+        if (unmapped > vd_move_targets_on(p, d))
             sim_fail("%s: device %u has %llu used extents no volume maps",
                      what, d, (unsigned long long)unmapped);
     }
@@ -589,11 +589,26 @@ static void move_step(void)
     uint64_t rate = rates[rng_below(&g_mrng, 3)];
     if (v->map[k].dev == VD_NO_DEV)
         return;
-    int r = vd_move_extent(g_pool, VOL, (uint32_t)(k % v->copies),
-                           k / v->copies, NULL, rate);
-    sim_log("step %d: move extent %llu leg %llu, rate %llu B/s -> %d", g_step,
-            (unsigned long long)(k / v->copies),
-            (unsigned long long)(k % v->copies), (unsigned long long)rate, r);
+    /* half the moves are batches: up to 3 more extents of the same
+     * device (the batch's source), drawn from g_brng */
+    uint32_t legs[8], nb = 1;
+    uint64_t les[8];
+    legs[0] = (uint32_t)(k % v->copies);
+    les[0] = k / v->copies;
+    uint32_t bmax = vd_move_batch_max() < 4 ? vd_move_batch_max() : 4;
+    if (rng_pct(&g_brng, 50))
+        for (uint64_t j = rng_below(&g_brng, n), c = 0; c < n && nb < bmax;
+             c++, j = (j + 1) % n)
+            if (j != k && v->map[j].dev == v->map[k].dev) {
+                legs[nb] = (uint32_t)(j % v->copies);
+                les[nb++] = j / v->copies;
+            }
+    int r = nb > 1 ? vd_move_extents(g_pool, VOL, legs, les, nb, rate)
+                   : vd_move_extent(g_pool, VOL, legs[0], les[0], NULL, rate);
+    sim_log("step %d: move extent %llu leg %llu (batch of %u), rate %llu B/s "
+            "-> %d",
+            g_step, (unsigned long long)les[0], (unsigned long long)legs[0],
+            nb, (unsigned long long)rate, r);
 }
 
 static void check_legs_quiet(void)
@@ -1230,6 +1245,7 @@ static void run_schedule(void *arg)
     check_volume_read("read after create");
 
     g_mrng.s = g_seed ^ 0x6d6f76655eedull;
+    g_brng.s = g_seed ^ 0x62617463685eull;
     for (g_step = 1; g_step <= steps; g_step++) {
         move_step();
         step();

@@ -3,7 +3,11 @@
 // Shared fixtures: tests/unit/pool_fixture.h.
 #include "tests/unit/pool_fixture.h"
 
+#include "pool/move_batch.h"
+
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 extern "C" void (*g_move_test_hook)(vd_pool *p, const char *event);
@@ -205,9 +209,9 @@ TEST_F(PoolTest, Move_StoppedAfterCheckpoint_ReopenResumesFromIt)
     ASSERT_EQ(vd_move_wait(p, 30000), 0);
     ASSERT_EQ(vd_pool_move_status(p, &st), 0);
     EXPECT_FALSE(st.active);
-    // the part before the checkpoint was compared, not copied again; one
-    // chunk was repaired
-    EXPECT_EQ(st.stats.bytes_compared, 1u << 20);
+    // the extent was compared (the whole batch is, after an open), the
+    // part before the checkpoint not copied again; one chunk was repaired
+    EXPECT_EQ(st.stats.bytes_compared, kEs);
     EXPECT_EQ(st.stats.bytes_copied, kEs - (1u << 20) + (256u << 10));
     EXPECT_LT(st.stats.bytes_copied, kEs);
     vd_pe now = MapOf(p, "vol0", 1, 0);
@@ -823,24 +827,179 @@ TEST_F(PoolTest, Evacuate_RateAndTargets_KeptAcrossReopenBetweenMoves)
     uint64_t on3 = vd_pool_dev_extents(p, "d3");
     ASSERT_GT(on0, 1u);
     const char *to[] = { "d3" };
-    ASSERT_EQ(vd_dev_evacuate(p, "d0", to, 1, 1ull << 40), 0);
-    // exactly one move, finished, before the "crash": no move record left,
-    // only the job
-    ASSERT_EQ(vd_move_run(p, 10000000000LL, kEs), 1);
+    // at one extent a second a batch is one extent
+    ASSERT_EQ(vd_dev_evacuate(p, "d0", to, 1, kEs), 0);
+    // exactly one batch, finished, before the "crash" (the next batch's
+    // BEGIN may be committed, nothing of it copied)
+    uint64_t batch = 1;
+    ASSERT_EQ(vd_move_run(p, 10000000000LL, batch * kEs), 1);
     struct vd_move_status st;
     ASSERT_EQ(vd_pool_move_status(p, &st), 0);
-    EXPECT_EQ(st.stats.moves_done, 1u);
+    EXPECT_EQ(st.stats.moves_done, batch);
     vd_pool_close(p);
     p = Open();
     ASSERT_NE(p, nullptr);
     ASSERT_EQ(vd_pool_move_status(p, &st), 0);
     EXPECT_TRUE(st.evacuating);
-    EXPECT_EQ(st.rate_limit, 1ull << 40);
+    EXPECT_EQ(st.rate_limit, kEs);
     EXPECT_TRUE(p->devs[0].no_alloc);
     ASSERT_EQ(vd_move_wait(p, 60000), 0);
     EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
     EXPECT_EQ(vd_pool_dev_extents(p, "d1"), on1); // --to d3 only
     EXPECT_EQ(vd_pool_dev_extents(p, "d3"), on3 + on0);
+    vd_pool_close(p);
+}
+
+// An evacuation moves its extents in batches (one BEGIN record, one END
+// record for several extents).  Writers go on into every extent of the
+// batch while it is copied; the copier stops in the middle of the batch
+// (a checkpoint), more writes land on both sides of the checkpoint, the
+// pool closes and reopens: the whole batch is compared, nothing that
+// reached a target is copied again, and every write reads back.
+TEST_F(PoolTest, Evacuate_Batch_WritersAndStopMidBatch_ResumesWithoutCopyingTwice)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    const uint64_t size = 48ull << 20;
+    ASSERT_EQ(vd_vol_create(p, "vol0", size, nullptr), 0);
+    uint64_t on0 = vd_pool_dev_extents(p, "d0");
+    ASSERT_GE(on0, 3u);
+    vd_vol *v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    std::vector<char> base = Pattern(21, size);
+    ASSERT_EQ(vd_vol_pwrite(v, base.data(), size, 0, 0), 0);
+    // the volume's extents on d0
+    std::vector<uint64_t> les;
+    for (uint64_t le = 0; le < size / kEs; le++)
+        if (MapOf(p, "vol0", le, 0).dev == 0)
+            les.push_back(le);
+    ASSERT_EQ(les.size(), on0);
+    ASSERT_EQ(vd_dev_evacuate(p, "d0", nullptr, 0, 0), 0);
+
+    // writers into the extents of d0 while the copier runs
+    std::atomic<bool> stop{ false };
+    std::atomic<int> failures{ 0 };
+    std::vector<std::vector<char>> model(1, base);
+    std::mutex mu;
+    auto writer = [&](int id) {
+        uint64_t x = 77 + id;
+        while (!stop.load()) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t le = les[(x >> 33) % les.size()];
+            uint64_t off = le * kEs + ((x >> 20) % (kEs / 4096)) * 4096;
+            std::vector<char> w = Pattern(x & 0xffff, 4096);
+            std::lock_guard<std::mutex> g(mu); // one writer at a time:
+            // the model is the order of the acknowledgements
+            if (vd_vol_pwrite(v, w.data(), 4096, off, 0) != 0)
+                failures++;
+            memcpy(model[0].data() + off, w.data(), 4096);
+        }
+    };
+    std::thread t1(writer, 1), t2(writer, 2);
+    // two extents and a half: the first batch is at least three extents
+    ASSERT_EQ(vd_move_run(p, 60000000000LL, 2 * kEs + kEs / 2), 1);
+    stop = true;
+    t1.join();
+    t2.join();
+    EXPECT_EQ(failures.load(), 0);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_TRUE(st.active);
+    EXPECT_EQ(st.stats.moves_done, 0u); // nothing switched mid-batch
+    EXPECT_EQ(st.stats.bytes_copied, 2 * kEs + kEs / 2);
+    EXPECT_EQ(st.done, kEs / 2); // the third extent of the batch, half
+    EXPECT_EQ(vd_pool_dev_extents(p, "d0"), on0);
+    uint64_t nb = std::min<uint64_t>(on0, vd_move_batch_max());
+    uint32_t reserved = 0;
+    vd_admin_lock(p);
+    for (uint32_t d = 1; d < p->ndevs; d++)
+        reserved += vd_move_targets_on(p, d);
+    vd_admin_unlock(p);
+    EXPECT_EQ(reserved, nb); // the batch's targets are reserved
+    // writes after the checkpoint, into the copied part and the rest
+    for (uint64_t i = 0; i < les.size(); i++) {
+        std::vector<char> w = Pattern(500 + i, 8192);
+        uint64_t off = les[i] * kEs + (i % 2 ? kEs - 8192 : 65536);
+        ASSERT_EQ(vd_vol_pwrite(v, w.data(), 8192, off, 0), 0);
+        memcpy(model[0].data() + off, w.data(), 8192);
+    }
+    vd_vol_close(v);
+    vd_pool_close(p);
+
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_TRUE(st.active);
+    EXPECT_TRUE(st.evacuating);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.active);
+    EXPECT_EQ(vd_pool_dev_extents(p, "d0"), 0u);
+    EXPECT_EQ(p->devs[0].used_count, 0u);
+    EXPECT_EQ(st.stats.moves_done, on0);
+    // the first batch was compared whole; what the first run copied is
+    // not copied again
+    EXPECT_EQ(st.stats.bytes_copied, on0 * kEs - (2 * kEs + kEs / 2));
+    EXPECT_GE(st.stats.bytes_compared, nb * kEs);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_NE(v, nullptr);
+    std::vector<char> got(size);
+    ASSERT_EQ(vd_vol_pread(v, got.data(), size, 0), 0);
+    EXPECT_TRUE(got == model[0]);
+    vd_vol_close(v);
+    vd_pool_close(p);
+    p = Open();
+    ASSERT_NE(p, nullptr);
+    v = vd_vol_open(p, "vol0");
+    ASSERT_EQ(vd_vol_pread(v, got.data(), size, 0), 0);
+    EXPECT_TRUE(got == model[0]);
+    vd_vol_close(v);
+    vd_pool_close(p);
+}
+
+// A batch of extents of one device (vd_move_extents): refusals change
+// nothing; the batch switches in one END record.
+TEST_F(PoolTest, Move_Batch_BadInputRefused_BatchSwitchesTogether)
+{
+    Hold hold;
+    ASSERT_EQ(vd_pool_create(&conf, 0), 0);
+    vd_pool *p = Open();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(vd_vol_create(p, "vol0", 32ull << 20, nullptr), 0);
+    std::vector<uint64_t> on0;
+    for (uint64_t le = 0; le < 8; le++)
+        if (MapOf(p, "vol0", le, 0).dev == 0)
+            on0.push_back(le);
+    ASSERT_GE(on0.size(), 2u);
+    uint64_t other = 0;
+    while (other < 8 && MapOf(p, "vol0", other, 0).dev == 0)
+        other++;
+    uint32_t legs[3] = { 0, 0, 0 };
+    uint64_t bad[2] = { on0[0], other < 8 ? other : 9 }; // 9: not mapped
+    EXPECT_EQ(vd_move_extents(p, "vol0", legs, bad, 2, 0), -EINVAL);
+    uint64_t twice[2] = { on0[0], on0[0] };
+    EXPECT_EQ(vd_move_extents(p, "vol0", legs, twice, 2, 0), -EINVAL);
+    EXPECT_EQ(vd_move_extents(p, "nosuch", legs, twice, 1, 0), -ENOENT);
+    struct vd_move_status st;
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_FALSE(st.active);
+    uint64_t two[2] = { on0[0], on0[1] };
+    vd_pe a0 = MapOf(p, "vol0", two[0], 0), b0 = MapOf(p, "vol0", two[1], 0);
+    ASSERT_EQ(vd_move_extents(p, "vol0", legs, two, 2, 0), 0);
+    EXPECT_EQ(vd_move_extent(p, "vol0", 0, on0[0], nullptr, 0), -EBUSY);
+    // the first extent copied: neither has switched
+    ASSERT_EQ(vd_move_run(p, 60000000000LL, kEs), 1);
+    EXPECT_EQ(MapOf(p, "vol0", two[0], 0).dev, a0.dev);
+    EXPECT_EQ(MapOf(p, "vol0", two[1], 0).dev, b0.dev);
+    ASSERT_EQ(vd_move_wait(p, 60000), 0);
+    EXPECT_NE(MapOf(p, "vol0", two[0], 0).dev, a0.dev);
+    EXPECT_NE(MapOf(p, "vol0", two[1], 0).dev, b0.dev);
+    EXPECT_FALSE(p->devs[0].used[a0.pe / 8] & (1u << (a0.pe % 8)));
+    EXPECT_FALSE(p->devs[0].used[b0.pe / 8] & (1u << (b0.pe % 8)));
+    ASSERT_EQ(vd_pool_move_status(p, &st), 0);
+    EXPECT_EQ(st.stats.moves_done, 2u);
     vd_pool_close(p);
 }
 
