@@ -2436,6 +2436,36 @@ int vd_thin_snap_count(struct vd_vol *v)
     return n;
 }
 
+bool vd_thin_has_snap(struct vd_vol *v, const char *name)
+{
+    if (v->upper != &vd_thin_layout || !thin_of(v)->fam)
+        return false;
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    bool hit = snap_find_name(t, name) != NULL;
+    pthread_mutex_unlock(&t->lock);
+    return hit;
+}
+
+/* A new family volume's head is generation 1, the highest (thin_stack):
+ * its first snapshot freezes 1 and moves the head to 2.  Applied in the
+ * create's own commit, before ctr (t->loaded false), exactly as a replay
+ * applies it, so ctr builds the (empty) snapshot's map. */
+int vd_thin_first_snap_op(const struct vd_op_vol *ov, const char *name,
+                          struct vd_opbuf *ops)
+{
+    struct vd_op_snap o = { .h.h.type = VD_OP_SNAP_CREATE };
+    o.h.h.len = sizeof(o);
+    o.h.vol = ov->id;
+    o.id = 1;
+    o.gen = 1;
+    o.ngen = 2;
+    o.size = ov->size;
+    o.ctime = time(NULL);
+    vd_name_copy(o.name, sizeof(o.name), name);
+    return vd_opbuf_add(ops, &o, sizeof(o));
+}
+
 /* Chunks only snapshot s holds (freed by its removal).  Lock held. */
 static uint64_t snap_exclusive_locked(const struct thin *t,
                                       const struct tsnap *s)
