@@ -583,7 +583,7 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
         /* one being imported: the open says so (and is refused) */
         vd_vol *busy = vi.thin ? vd_vol_open(pool, a->vol) : NULL;
         if (vi.thin && !busy && errno == EBUSY)
-            return VD_EXIT_FAIL;
+            return VD_EXIT_BUSY;
         vd_vol_close(busy);
         admin_msg(err,
                   "volume '%s/%s': already exists; import into a new name, "

@@ -143,12 +143,12 @@ kill_mid_import() {
     wait_for 30 test -e "$hd/held" || fail "$1: the import did not reach the hold: $(cat "$tmp/kimp.out")"
     if [ "$1" = tgtd ]; then
         # mid-copy, the half volume is refused to everyone but its importer
-        expect_fail 1 "being imported" vdlvm vol export pool0/k "$img/half.raw"
+        expect_fail 4 "being imported" vdlvm vol export pool0/k "$img/half.raw"
         [ ! -e "$img/half.raw" ] || fail "an export of the half volume left $img/half.raw"
-        expect_fail 1 "being imported" vdlvm vol clone pool0/k pool0/kc
-        expect_fail 1 "being imported" vdlvm snap create pool0/k@s
-        expect_fail 1 "being imported" vdlvm vol remove pool0/k
-        expect_fail 1 "being imported" vdlvm vol import pool0/k "$img/k.raw"
+        expect_fail 4 "being imported" vdlvm vol clone pool0/k pool0/kc
+        expect_fail 4 "being imported" vdlvm snap create pool0/k@s
+        expect_fail 4 "being imported" vdlvm vol remove pool0/k
+        expect_fail 4 "being imported" vdlvm vol import pool0/k "$img/k.raw"
         expect_fail nz "reserved" vdlvm vol clone pool0/k@.vdlvm-import pool0/kc
         expect_fail nz "reserved" vdlvm snap remove pool0/k@.vdlvm-import
         tgt_lun_new 1 9 vdlvm pool0/k "conf=$conf" > /dev/null 2>&1 &&
