@@ -1381,6 +1381,41 @@ TEST_F(Snap, Import_ImporterGone_VolRemoveCleansUp)
     vd_pool_close(p);
 }
 
+// A clone's origin stays what it was cloned from when it is cloned in
+// turn (it moves on to a new generation beside its own clone), at any
+// depth, and after a reopen; a clone of the volume says the volume.
+TEST_F(Snap, Clone_OriginKept_WhenItIsClonedInTurn)
+{
+    vd_pool *p = CreateOpen();
+    ASSERT_EQ(MakeThin(p, "gold", 64ull << 20), 0);
+    vd_vol *v = vd_vol_open(p, "gold");
+    Fill(v, 0, 'G');
+    vd_vol_close(v);
+    ASSERT_EQ(vd_snap_create(p, "gold", "base"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "gold@base", "a"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "a", "b"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "a", "b2"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "b", "c"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "gold", "h"), 0);
+    ASSERT_EQ(vd_vol_clone(p, "h", "h2"), 0);
+    std::map<std::string, std::string> want = {
+        { "a", "gold@base" }, { "b", "a" }, { "b2", "a" },
+        { "c", "b" },         { "h", "gold" }, { "h2", "h" }
+    };
+    for (int round = 0; round < 2; round++) {
+        for (auto &kv : want) {
+            struct vd_clone_info ci;
+            ASSERT_EQ(vd_clone_get_info(p, kv.first.c_str(), &ci), 0);
+            EXPECT_EQ(std::string(ci.origin), kv.second) << kv.first;
+        }
+        EXPECT_EQ(ChunkOf(p, "c", 0), 'G');
+        vd_pool_close(p);
+        p = Open();
+        ASSERT_NE(p, nullptr);
+    }
+    vd_pool_close(p);
+}
+
 // ---- vd_vol_create: the name checked under the admin lock -------------------
 
 // Two creates of one name, the second run to its end where the first has
