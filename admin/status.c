@@ -79,8 +79,7 @@ static int vol_clones(vd_pool *pool, struct vol_status *vs)
     if (r < 0)
         return r;
     for (size_t i = 0; i < n; i++)
-        if (!strcmp(clone_root(cl, n, &cl[i], root, sizeof(root)),
-                    vs->vi.name))
+        if (!strcmp(clone_root(cl, n, &cl[i], root, sizeof(root)), vs->vi.name))
             k++;
     vs->clones = k ? calloc(k, sizeof(*vs->clones)) : NULL;
     if (k && !vs->clones) {
@@ -89,8 +88,7 @@ static int vol_clones(vd_pool *pool, struct vol_status *vs)
     }
     vs->nclones = 0;
     for (size_t i = 0; i < n; i++)
-        if (!strcmp(clone_root(cl, n, &cl[i], root, sizeof(root)),
-                    vs->vi.name))
+        if (!strcmp(clone_root(cl, n, &cl[i], root, sizeof(root)), vs->vi.name))
             vs->clones[vs->nclones++] = cl[i];
     free(cl);
     return 0;
@@ -291,8 +289,8 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
         if (vi->thin && vs->nclones) {
             fprintf(out, "  clones   ");
             for (size_t i = 0; i < vs->nclones; i++)
-                fprintf(out, "%s %s (of %s)", i ? "," : "",
-                        vs->clones[i].name, vs->clones[i].origin);
+                fprintf(out, "%s %s (of %s)", i ? "," : "", vs->clones[i].name,
+                        vs->clones[i].origin);
             fputc('\n', out);
         }
     }
