@@ -17,10 +17,12 @@
  * (a read of the image, a write, qemu-img) removes it again before the
  * command returns.  What cannot be caught (kill -9 of the process running
  * the command, vdlvm or tgtd) is caught at the next pool open: the volume
- * carries an import mark (an empty reserved snapshot, vd_vol_import_mark)
- * from just after its creation until its data is flushed, and a pool open
- * removes marked volumes (only one process holds a pool).  A re-run then
- * starts afresh.
+ * is created with an import mark (an empty reserved snapshot, in the
+ * create's own commit: vd_vol_import_create) that stays until its data is
+ * flushed, and a pool open removes marked volumes (only one process holds
+ * a pool).  A re-run then starts afresh.  While marked, every other
+ * command is refused the volume (exit 4): no LUN, export, clone or
+ * snapshot ever sees a half image.
  *
  * Where it runs: like every admin command, on the thread of vd_admin_exec,
  * in vdlvm or in the tgtd that holds the pool (the control socket counts
