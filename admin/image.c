@@ -17,10 +17,12 @@
  * (a read of the image, a write, qemu-img) removes it again before the
  * command returns.  What cannot be caught (kill -9 of the process running
  * the command, vdlvm or tgtd) is caught at the next pool open: the volume
- * carries an import mark (an empty reserved snapshot, vd_vol_import_mark)
- * from just after its creation until its data is flushed, and a pool open
- * removes marked volumes (only one process holds a pool).  A re-run then
- * starts afresh.
+ * is created with an import mark (an empty reserved snapshot, in the
+ * create's own commit: vd_vol_import_create) that stays until its data is
+ * flushed, and a pool open removes marked volumes (only one process holds
+ * a pool).  A re-run then starts afresh.  While marked, every other
+ * command is refused the volume (exit 4): no LUN, export, clone or
+ * snapshot ever sees a half image.
  *
  * Where it runs: like every admin command, on the thread of vd_admin_exec,
  * in vdlvm or in the tgtd that holds the pool (the control socket counts
@@ -580,6 +582,11 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
     clock_gettime(CLOCK_MONOTONIC, &t0);
     /* everything that can be refused is, before the volume exists */
     if (vd_vol_get_info(pool, a->vol, &vi) == 0) {
+        /* one being imported: the open says so (and is refused) */
+        vd_vol *busy = vi.thin ? vd_vol_open(pool, a->vol) : NULL;
+        if (vi.thin && !busy && errno == EBUSY)
+            return VD_EXIT_BUSY;
+        vd_vol_close(busy);
         admin_msg(err,
                   "volume '%s/%s': already exists; import into a new name, "
                   "or remove it first",
@@ -658,32 +665,22 @@ int admin_cmd_vol_import(vd_pool *pool, struct cmd_args *a, FILE *out,
         }
     }
 
+    /* created marked (one commit) and open: until the mark goes, no one
+     * else opens, exports or clones it, and a pool open removes it (its
+     * importer was killed) */
     struct vd_vol_opts o;
     vd_vol_opts_init(&o);
     o.thin = 1;
-    r = vd_vol_create(pool, a->vol, size, &o);
+    r = vd_vol_import_create(pool, a->vol, size, &o, &vol);
     if (r < 0) {
         code = admin_vol_fail(err, r, a->pool, a->vol, "import");
         goto fail_keep_code;
     }
-    created = 1;
+    created = marked = 1;
     if (vd_vol_get_info(pool, a->vol, &vi) < 0 || !vi.thin) {
         admin_msg(err, "volume '%s/%s': created, but not thin", a->pool,
                   a->vol);
         goto fail;
-    }
-    /* marked until it is whole: a pool open removes a marked volume (its
-     * importer was killed) */
-    r = vd_vol_import_mark(pool, a->vol, 1);
-    if (r < 0) {
-        code = admin_vol_fail(err, r, a->pool, a->vol, "import");
-        goto fail_keep_code;
-    }
-    marked = 1;
-    vol = vd_vol_open(pool, a->vol);
-    if (!vol) {
-        code = admin_vol_fail(err, -errno, a->pool, a->vol, "open");
-        goto fail_keep_code;
     }
     snprintf(label, sizeof(label), "import %s/%s", a->pool, a->vol);
     r = copy_in(fd, vsize, S_ISREG(st.st_mode) || tmp[0], vol,

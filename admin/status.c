@@ -25,6 +25,10 @@ struct vol_status {
      * (vd_vol_get_sharing); valid when has_sharing */
     uint64_t exclusive, shared;
     int has_sharing;
+    /* thin: the clones in its family (of it, of its snapshots, of those
+     * clones: they share its data space), malloc'd; vol_clones */
+    struct vd_clone_info *clones;
+    size_t nclones;
 };
 
 struct dev_status {
@@ -44,6 +48,52 @@ struct pool_status {
     size_t nclones;
 };
 
+/* The volume a clone's chunks live in: its origin ("VOL@SNAP", "VOL" or
+ * another clone) followed back to a volume (cl: every clone). */
+static const char *clone_root(const struct vd_clone_info *cl, size_t n,
+                              const struct vd_clone_info *c, char *buf,
+                              size_t len)
+{
+    for (size_t hops = 0; hops <= n; hops++) {
+        snprintf(buf, len, "%s", c->origin);
+        buf[strcspn(buf, "@")] = 0;
+        const struct vd_clone_info *up = NULL;
+        for (size_t i = 0; i < n && !up; i++)
+            if (!strcmp(cl[i].name, buf))
+                up = &cl[i];
+        if (!up)
+            return buf;
+        c = up;
+    }
+    return ""; /* a loop: cannot be, origins are older than their clones */
+}
+
+/* vs->clones: the clones whose chunks live in thin volume vs->vi.name. */
+static int vol_clones(vd_pool *pool, struct vol_status *vs)
+{
+    struct vd_clone_info *cl = NULL;
+    size_t n = 0, k = 0;
+    char root[2 * VD_NAME_MAX + 2];
+    int r = vd_clone_list(pool, &cl, &n);
+
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(clone_root(cl, n, &cl[i], root, sizeof(root)), vs->vi.name))
+            k++;
+    vs->clones = k ? calloc(k, sizeof(*vs->clones)) : NULL;
+    if (k && !vs->clones) {
+        free(cl);
+        return -ENOMEM;
+    }
+    vs->nclones = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(clone_root(cl, n, &cl[i], root, sizeof(root)), vs->vi.name))
+            vs->clones[vs->nclones++] = cl[i];
+    free(cl);
+    return 0;
+}
+
 /* The rest of vs once vs->vi is filled: extents and, for a mirror, its
  * legs.  Free with vol_status_free. */
 static int vol_status_fill(vd_pool *pool, struct vol_status *vs)
@@ -57,6 +107,8 @@ static int vol_status_fill(vd_pool *pool, struct vol_status *vs)
     if (r == 0 && vs->vi.thin)
         vs->has_sharing = vd_vol_get_sharing(pool, vs->vi.name, &vs->exclusive,
                                              &vs->shared) == 0;
+    if (r == 0 && vs->vi.thin)
+        r = vol_clones(pool, vs);
     return r;
 }
 
@@ -64,6 +116,9 @@ static void vol_status_free(struct vol_status *vs)
 {
     free(vs->runs);
     vs->runs = NULL;
+    free(vs->clones);
+    vs->clones = NULL;
+    vs->nclones = 0;
 }
 
 static void pool_status_free(struct pool_status *st)
@@ -140,13 +195,26 @@ static void vol_status_json(FILE *out, const vd_pool *pool,
     }
     admin_json_vol(m, pool, &vs->vi, vs->runs, vs->nruns,
                    vs->has_mi ? &vs->mi : NULL, &vs->st);
-    if (vs->has_sharing) { /* before the object's closing brace */
+    if (vs->has_sharing || vs->vi.thin) { /* before the closing brace */
         fflush(m);
         if (len && obj[len - 1] == '}')
             fseeko(m, -1, SEEK_END);
-        fprintf(m, ",\"exclusive\":%llu,\"shared\":%llu}",
-                (unsigned long long)vs->exclusive,
-                (unsigned long long)vs->shared);
+        if (vs->has_sharing)
+            fprintf(m, ",\"exclusive\":%llu,\"shared\":%llu",
+                    (unsigned long long)vs->exclusive,
+                    (unsigned long long)vs->shared);
+        if (vs->vi.thin) { /* the clones in its family: names, origins */
+            fputs(",\"clones\":[", m);
+            for (size_t i = 0; i < vs->nclones; i++) {
+                fputs(i ? ",{\"name\":" : "{\"name\":", m);
+                admin_jstr(m, vs->clones[i].name);
+                fputs(",\"origin\":", m);
+                admin_jstr(m, vs->clones[i].origin);
+                fputc('}', m);
+            }
+            fputc(']', m);
+        }
+        fputc('}', m);
     }
     fclose(m);
     /* a running verify (admin/vol.c), then qos, added to the object */
@@ -217,6 +285,13 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
             admin_fmt_size(vs->shared, sh, sizeof(sh));
             fprintf(out, "  sharing   %s exclusive, %s shared with snapshots\n",
                     ex, sh);
+        }
+        if (vi->thin && vs->nclones) {
+            fprintf(out, "  clones   ");
+            for (size_t i = 0; i < vs->nclones; i++)
+                fprintf(out, "%s %s (of %s)", i ? "," : "", vs->clones[i].name,
+                        vs->clones[i].origin);
+            fputc('\n', out);
         }
     }
     fprintf(out, "  extents   %s\n", brief ? brief : "?");

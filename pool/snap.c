@@ -168,6 +168,36 @@ static struct vd_vol *find_thin(vd_pool *p, const char *vol)
 #define RESERVED    ".vdlvm-"
 #define IMPORT_MARK ".vdlvm-import"
 
+static bool reserved(const char *snap)
+{
+    return !strncmp(snap, RESERVED, strlen(RESERVED));
+}
+
+/* A user command naming a reserved snapshot: refused, nothing changed. */
+static int refuse_reserved(vd_pool *p, const char *vol, const char *snap)
+{
+    vd_log(VD_LOG_ERR,
+           "snapshot '%s/%s@%s': names starting with '%s' are reserved for "
+           "vdlvm (%s marks a volume 'vdlvm vol import' is filling)",
+           p->name, vol, snap, RESERVED, IMPORT_MARK);
+    return -EINVAL;
+}
+
+bool vd_vol_is_importing(struct vd_vol *v)
+{
+    return vd_thin_has_snap(v, IMPORT_MARK);
+}
+
+/* Every user operation on a volume being imported but its removal. */
+static int refuse_importing(vd_pool *p, const char *vol, const char *what)
+{
+    vd_log(VD_LOG_ERR,
+           "volume '%s/%s': being imported ('vdlvm vol import' has not "
+           "finished); cannot %s it until the import ends",
+           p->name, vol, what);
+    return -EBUSY;
+}
+
 /* ---- the API --------------------------------------------------------------- */
 /* The volume cannot go away meanwhile: the admin thread is the only one
  * that removes volumes, and it is the caller. */
@@ -180,21 +210,20 @@ int vd_snap_create(vd_pool *p, const char *vol, const char *snap)
                p->name, vol, snap, VD_SNAP_NAME_MAX);
         return -EINVAL;
     }
-    if (!strncmp(snap, RESERVED, strlen(RESERVED))) {
-        vd_log(VD_LOG_ERR,
-               "snapshot '%s/%s@%s': names starting with '%s' are reserved "
-               "for vdlvm; choose another name",
-               p->name, vol, snap, RESERVED);
-        return -EINVAL;
-    }
+    if (reserved(snap))
+        return refuse_reserved(p, vol, snap);
     vd_admin_lock(p);
     struct vd_vol *v = find_thin(p, vol);
     vd_admin_unlock(p);
+    if (v && vd_vol_is_importing(v))
+        return refuse_importing(p, vol, "snapshot");
     return v ? vd_thin_snap_create(v, snap) : -ENOENT;
 }
 
 int vd_snap_remove(vd_pool *p, const char *vol, const char *snap)
 {
+    if (reserved(snap))
+        return refuse_reserved(p, vol, snap);
     vd_admin_lock(p);
     struct vd_vol *v = find_thin(p, vol);
     vd_admin_unlock(p);
@@ -203,20 +232,47 @@ int vd_snap_remove(vd_pool *p, const char *vol, const char *snap)
 
 int vd_vol_revert(vd_pool *p, const char *vol, const char *snap, int force)
 {
+    if (reserved(snap))
+        return refuse_reserved(p, vol, snap);
     vd_admin_lock(p);
     struct vd_vol *v = find_thin(p, vol);
     vd_admin_unlock(p);
+    if (v && vd_vol_is_importing(v))
+        return refuse_importing(p, vol, "revert");
     return v ? vd_thin_snap_revert(v, snap, force) : -ENOENT;
 }
 
-/* Import marker.  `vol import` creates the volume (one commit), marks it
- * (a snapshot named IMPORT_MARK: one record, nothing copied, and empty:
- * the volume holds no data yet, so the head's writes never copy for it),
- * fills it, flushes it and removes the mark.  The pool is held by one
- * process at a time (flock at open), so a marked volume at open is one
- * whose importer died: vd_snap_opened removes it.  The one window left
- * is a kill between the create and the mark commits (an empty volume
- * stays, and a re-run says it exists). */
+/* Import marker.  `vol import` creates the volume already marked (a
+ * snapshot named IMPORT_MARK in the create's own commit: nothing copied,
+ * and empty: the volume holds no data yet, so the head's writes never
+ * copy for it), fills it, flushes it and removes the mark (one record).
+ * So at every instant the volume is absent, marked, or whole.  While
+ * marked only the importer has it open: vd_vol_open, vol clone, snap
+ * create, revert and extend refuse it (-EBUSY), so no LUN, export or
+ * clone sees a half image, and the reserved name cannot be named by a
+ * user.  The pool is held by one process at a time (flock at open), so
+ * a marked volume at open is one whose importer died: vd_snap_opened
+ * removes it, and `vol remove` removes one no one has open. */
+static int import_mark_op(vd_pool *p, const struct vd_op_vol *ov,
+                          struct vd_opbuf *ops, void *arg)
+{
+    return vd_thin_first_snap_op(ov, IMPORT_MARK, ops);
+}
+
+int vd_vol_import_create(vd_pool *p, const char *name, uint64_t size,
+                         const struct vd_vol_opts *opts, vd_vol **vol)
+{
+    struct vd_vol_opts o;
+
+    if (opts)
+        o = *opts;
+    else
+        vd_vol_opts_init(&o);
+    o.thin = 1;
+    *vol = NULL;
+    return vd_vol_create_ext(p, name, size, &o, import_mark_op, NULL, vol);
+}
+
 int vd_vol_import_mark(vd_pool *p, const char *vol, int on)
 {
     vd_admin_lock(p);
@@ -230,15 +286,7 @@ int vd_vol_import_mark(vd_pool *p, const char *vol, int on)
 
 static bool import_marked(struct vd_vol *v)
 {
-    struct vd_snap_info *s = NULL;
-    size_t n = 0;
-    bool hit = false;
-    if (vd_thin_snap_list(v, &s, &n) < 0)
-        return false;
-    for (size_t i = 0; i < n && !hit; i++)
-        hit = !strcmp(s[i].name, IMPORT_MARK);
-    free(s);
-    return hit;
+    return vd_thin_has_snap(v, IMPORT_MARK);
 }
 
 /* Remove a volume carrying the import mark, mark included: one
@@ -307,6 +355,13 @@ int vd_snap_list(vd_pool *p, const char *vol, struct vd_snap_info **snaps,
     struct vd_vol *v = find_thin(p, vol);
     int r = v ? vd_thin_snap_list(v, snaps, n) : -ENOENT;
     vd_admin_unlock(p);
+    if (r < 0)
+        return r;
+    size_t k = 0; /* vdlvm's own (the import mark) are not the user's */
+    for (size_t i = 0; i < *n; i++)
+        if (!reserved((*snaps)[i].name))
+            (*snaps)[k++] = (*snaps)[i];
+    *n = k;
     return r;
 }
 
@@ -418,6 +473,10 @@ struct vd_vol *vd_snap_view_open(vd_pool *p, const char *full)
 
     if (vd_snap_split(full, vol, snap) <= 0) {
         errno = EINVAL;
+        return NULL;
+    }
+    if (reserved(snap)) {
+        errno = -refuse_reserved(p, vol, snap);
         return NULL;
     }
     if (!(o = find_thin(p, vol))) {
@@ -570,6 +629,10 @@ int vd_vol_clone(vd_pool *p, const char *src, const char *name)
     }
     if (r >= 0 && !o)
         r = -ENOENT;
+    if (r >= 0 && member && !src_clone && reserved(member))
+        r = refuse_reserved(p, vol, member);
+    else if (r >= 0 && vd_vol_is_importing(o))
+        r = refuse_importing(p, o->name, "clone");
     vd_admin_unlock(p);
     if (r < 0)
         return r;

@@ -58,6 +58,30 @@ int vd_thin_clone_discard(struct vd_vol *v, void *h, uint64_t off,
 int vd_thin_clone_lba_status(struct vd_vol *v, void *h, uint64_t off,
                              uint64_t *len, int *mapped);
 
+/* Any thread: v is a family with a snapshot (not a clone) named name. */
+bool vd_thin_has_snap(struct vd_vol *v, const char *name);
+/* Admin lock held: add to ops (the commit creating the thin volume of
+ * record ov, after its VD_OP_STACK) the SNAP_CREATE of its first
+ * snapshot, named name. */
+int vd_thin_first_snap_op(const struct vd_op_vol *ov, const char *name,
+                          struct vd_opbuf *ops);
+
+/* pool/vol.c: vd_vol_create; more (when not NULL) adds records to the
+ * create's own commit (admin lock held, ov: the new volume's record), and
+ * opened (when not NULL) gets the volume opened in the same lock hold. */
+int vd_vol_create_ext(vd_pool *p, const char *name, uint64_t size,
+                      const struct vd_vol_opts *opts,
+                      int (*more)(vd_pool *, const struct vd_op_vol *,
+                                  struct vd_opbuf *, void *),
+                      void *arg, struct vd_vol **opened);
+/* Tests only: called by vd_vol_create after the name's syntax check,
+ * before the admin lock (where another create can interleave). */
+extern void (*g_vol_create_test_hook)(const char *name);
+
+/* pool/snap.c: v carries the import mark (vol import fills it; opens,
+ * clones and snapshots refused).  Any thread. */
+bool vd_vol_is_importing(struct vd_vol *v);
+
 /* Tests only: see pool/thin.c. */
 extern void (*vd_snap_crash_hook)(const char *step);
 

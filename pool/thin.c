@@ -2436,6 +2436,36 @@ int vd_thin_snap_count(struct vd_vol *v)
     return n;
 }
 
+bool vd_thin_has_snap(struct vd_vol *v, const char *name)
+{
+    if (v->upper != &vd_thin_layout || !thin_of(v)->fam)
+        return false;
+    struct thin *t = thin_of(v);
+    pthread_mutex_lock(&t->lock);
+    bool hit = snap_find_name(t, name) != NULL;
+    pthread_mutex_unlock(&t->lock);
+    return hit;
+}
+
+/* A new family volume's head is generation 1, the highest (thin_stack):
+ * its first snapshot freezes 1 and moves the head to 2.  Applied in the
+ * create's own commit, before ctr (t->loaded false), exactly as a replay
+ * applies it, so ctr builds the (empty) snapshot's map. */
+int vd_thin_first_snap_op(const struct vd_op_vol *ov, const char *name,
+                          struct vd_opbuf *ops)
+{
+    struct vd_op_snap o = { .h.h.type = VD_OP_SNAP_CREATE };
+    o.h.h.len = sizeof(o);
+    o.h.vol = ov->id;
+    o.id = 1;
+    o.gen = 1;
+    o.ngen = 2;
+    o.size = ov->size;
+    o.ctime = time(NULL);
+    vd_name_copy(o.name, sizeof(o.name), name);
+    return vd_opbuf_add(ops, &o, sizeof(o));
+}
+
 /* Chunks only snapshot s holds (freed by its removal).  Lock held. */
 static uint64_t snap_exclusive_locked(const struct thin *t,
                                       const struct tsnap *s)
@@ -2785,6 +2815,18 @@ static int clone_apply_locked(struct vd_vol *v, struct thin *t,
             t->ext[(e - 1) / t->cpe].sref[(e - 1) % t->cpe]++;
     }
     return 0;
+}
+
+/* gen is anc or descends from it (lock held). */
+static bool gen_descends(const struct thin *t, uint32_t gen, uint32_t anc)
+{
+    for (size_t hops = 0; gen && hops <= t->nnodes; hops++) {
+        if (gen == anc)
+            return true;
+        const struct tnode *n = node_find(t, gen);
+        gen = n ? n->parent : 0;
+    }
+    return false;
 }
 
 int vd_thin_clone_count(struct vd_vol *v)
@@ -3198,21 +3240,39 @@ int vd_thin_clone_info(struct vd_vol *v, const char *name, uint64_t *size,
     *exclusive = ex << t->cshift;
     *shared = sh << t->cshift;
     *exported = c->opens > 0;
-    /* the source: the snapshot whose generation is the clone's parent,
-     * else the clone that froze with it (a clone of a clone), else the
-     * volume (until the source moves on again) */
+    /* The source, read from the generation tree.  A clone commit gives
+     * the new clone generation ngen and a writable source (the volume or
+     * a clone) ngen + 1, both children of the source's frozen one; a
+     * snapshot source stays.  Walking up from the clone's generation n
+     * (parent pg): pg a snapshot's: that snapshot; a sibling n + 1: the
+     * clone was made here, from the member on that line (the oldest clone
+     * there, or the volume); else the clone moved on here (it was cloned,
+     * or the other line is gone): go on up. */
     snprintf(origin, olen, "%s", v->name);
     const struct tnode *n = node_find(t, c->gen);
-    uint32_t pg = n ? n->parent : 0;
-    for (size_t i = 0; i < t->nsnaps; i++) {
-        const struct tsnap *s = t->snaps[i];
-        const struct tnode *sn = node_find(t, s->gen);
-        if (!s->clone && s->gen == pg) {
-            snprintf(origin, olen, "%s@%s", v->name, s->name);
+    for (size_t hops = 0; n && hops < t->nnodes; hops++) {
+        uint32_t pg = n->parent;
+        const struct tsnap *snap = NULL, *src = NULL;
+        for (size_t i = 0; i < t->nsnaps && !snap; i++)
+            if (!t->snaps[i]->clone && t->snaps[i]->gen == pg)
+                snap = t->snaps[i];
+        if (snap) {
+            snprintf(origin, olen, "%s@%s", v->name, snap->name);
             break;
         }
-        if (s != c && s->clone && s->id < c->id && sn && sn->parent == pg)
-            snprintf(origin, olen, "%s", s->name);
+        const struct tnode *sib = node_find(t, n->gen + 1);
+        if (sib && sib->parent == pg) {
+            for (size_t i = 0; i < t->nsnaps; i++) {
+                const struct tsnap *s = t->snaps[i];
+                if (s->clone && s != c && (!src || s->id < src->id) &&
+                    gen_descends(t, s->gen, sib->gen))
+                    src = s;
+            }
+            if (src)
+                snprintf(origin, olen, "%s", src->name);
+            break; /* no clone on that line: the volume's */
+        }
+        n = pg ? node_find(t, pg) : NULL;
     }
     pthread_mutex_unlock(&t->lock);
     return 0;

@@ -277,6 +277,12 @@ int vd_snap_name_is_valid(const char *name);
  * open removes every volume still marked: its importer died (kill -9),
  * since only one process holds the pool. */
 int vd_vol_import_mark(vd_pool *pool, const char *vol, int on);
+/* Create thin volume name already marked (the mark in the create's own
+ * commit: a kill leaves no volume or a marked one) and open it into *vol
+ * (vd_vol_close); opens, clones and snapshots of it are refused (-EBUSY)
+ * until vd_vol_import_mark(pool, name, 0). */
+int vd_vol_import_create(vd_pool *pool, const char *name, uint64_t size,
+                         const struct vd_vol_opts *opts, vd_vol **vol);
 /* Remove a volume still marked (a failed import), mark included, in one
  * record.  -EBUSY while open or cloned. */
 int vd_vol_import_abort(vd_pool *pool, const char *vol);

@@ -86,8 +86,14 @@ static int too_large(const vd_pool *p, const char *name, uint64_t size)
     return -EFBIG;
 }
 
-int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
-                  const struct vd_vol_opts *opts)
+/* The name is checked under the admin lock, in the same hold as the
+ * commit: two creates of one name racing (two admin threads: vdlvm's and
+ * a control socket's) cannot both pass the check. */
+int vd_vol_create_ext(vd_pool *p, const char *name, uint64_t size,
+                      const struct vd_vol_opts *opts,
+                      int (*more)(vd_pool *, const struct vd_op_vol *,
+                                  struct vd_opbuf *, void *),
+                      void *arg, struct vd_vol **opened)
 {
     struct vd_vol_opts def;
     struct vd_opbuf ops = { 0 };
@@ -105,10 +111,6 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
                "[A-Za-z0-9_.-]",
                p->name, name ? name : "");
         return -EINVAL;
-    }
-    if (vd_vol_find(p, name) || vd_clone_exists_locked(p, name)) {
-        vd_log(VD_LOG_ERR, "volume '%s/%s': already exists", p->name, name);
-        return -EEXIST;
     }
     if (size > vd_vol_size_max(p))
         return too_large(p, name, size);
@@ -138,7 +140,14 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
         if (up->check && (r = up->check(p, name, opts, &ov)) < 0)
             return r;
     }
+    if (g_vol_create_test_hook) /* tests: another create may run here */
+        g_vol_create_test_hook(name);
     vd_admin_lock(p);
+    if (vd_vol_find(p, name) || vd_clone_exists_locked(p, name)) {
+        vd_log(VD_LOG_ERR, "volume '%s/%s': already exists", p->name, name);
+        r = -EEXIST;
+        goto out;
+    }
     for (uint32_t i = 0; i < p->nvols; i++)
         if (p->vols[i]->id >= id)
             id = p->vols[i]->id + 1;
@@ -152,6 +161,8 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
     if ((r = lops->plan(p, name, opts, &ov, &ops)) < 0)
         goto out;
     if (up && (r = up->plan(p, name, opts, &ov, &ops)) < 0)
+        goto out;
+    if (more && (r = more(p, &ov, &ops, arg)) < 0)
         goto out;
     r = vd_md_commit(p, &ops);
     if (r == 0) {
@@ -170,11 +181,23 @@ int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
     if (r == 0)
         vd_log(VD_LOG_INFO, "volume '%s/%s': created, %llu bytes", p->name,
                name, (unsigned long long)ov.size);
+    if (r == 0 && opened) { /* open in the same hold: no one comes first */
+        *opened = vd_vol_find(p, name);
+        (*opened)->open_count++;
+    }
 out:
     vd_admin_unlock(p);
     vd_opbuf_free(&ops);
     return r;
 }
+
+int vd_vol_create(vd_pool *p, const char *name, uint64_t size,
+                  const struct vd_vol_opts *opts)
+{
+    return vd_vol_create_ext(p, name, size, opts, NULL, NULL, NULL);
+}
+
+void (*g_vol_create_test_hook)(const char *name);
 
 static struct vd_vol *find_or_log(const vd_pool *p, const char *name)
 {
@@ -202,6 +225,15 @@ static int vol_remove_locked(vd_pool *p, const char *name)
                "volume '%s/%s': holds the chunks of %d clone(s); remove "
                "them first ('vdlvm vol list %s' shows their origin)",
                p->name, name, nc, p->name);
+        return -EBUSY;
+    }
+    if (vd_vol_is_importing(v)) {
+        if (!v->open_count) /* its importer died: the volume and the mark */
+            return vd_vol_import_abort(p, name);
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': being imported ('vdlvm vol import' has not "
+               "finished); an import that fails or is stopped removes it",
+               p->name, name);
         return -EBUSY;
     }
     if (v->open_count) {
@@ -238,6 +270,13 @@ static int vol_extend_locked(vd_pool *p, const char *name, uint64_t new_size)
 
     if (!v)
         return -ENOENT;
+    if (vd_vol_is_importing(v)) {
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': being imported ('vdlvm vol import' has not "
+               "finished); extend it when the import has ended",
+               p->name, name);
+        return -EBUSY;
+    }
     if (new_size > vd_vol_size_max(p))
         return too_large(p, name, new_size);
     if (new_size % 512) {
@@ -474,6 +513,14 @@ static vd_vol *vol_open_locked(vd_pool *p, const char *name)
     struct vd_vol *v = find_or_log(p, name);
     if (!v) {
         errno = ENOENT;
+        return NULL;
+    }
+    if (vd_vol_is_importing(v)) { /* its importer alone has it open */
+        vd_log(VD_LOG_ERR,
+               "volume '%s/%s': being imported ('vdlvm vol import' has not "
+               "finished); it cannot be opened until the import ends",
+               p->name, name);
+        errno = EBUSY;
         return NULL;
     }
     v->open_count++;

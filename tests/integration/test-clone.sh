@@ -76,6 +76,15 @@ vdlvm status pool0 --json | grep -q '"clones":\[{"name":"vm1","clone":true,"orig
 [ "$(vol_field pool0/vm3 exclusive)" = $((MiB + 64 * 1024)) ] || fail "vm3: exclusive != 1 MiB + 64 KiB"
 [ "$(vol_field pool0/vm3 shared)" = $((15 * MiB)) ] || fail "vm3: shared != 15 MiB"
 vdlvm status pool0/vm3 | grep -q "clone of  pool0/gold@base" || fail "status pool0/vm3: no origin"
+# the volume's own status lists its clones (a clone of a clone too)
+out=$(vdlvm vol clone pool0/vm1 pool0/vm1b 2>&1) || fail "vol clone of a clone: $out"
+vdlvm status pool0/gold | grep -E "^  clones +vm1 \(of gold@base\), vm2 \(of gold@base\), vm3 \(of gold@base\), vm1b \(of vm1\)$" > /dev/null ||
+    fail "status pool0/gold does not list its clones: $(vdlvm status pool0/gold)"
+vdlvm status pool0/gold --json | grep -q '"clones":\[{"name":"vm1","origin":"gold@base"},{"name":"vm2","origin":"gold@base"},{"name":"vm3","origin":"gold@base"},{"name":"vm1b","origin":"vm1"}\]' ||
+    fail "status pool0/gold --json: no clones: $(vdlvm status pool0/gold --json)"
+vdlvm status pool0 --json | grep -q '"name":"gold",.*"clones":\[{"name":"vm1","origin":"gold@base"}' ||
+    fail "status pool0 --json: gold's clones missing"
+out=$(vdlvm vol remove pool0/vm1b 2>&1) || fail "vol remove vm1b: $out"
 # a clone LUN is thin (UNMAP): its own chunk over a hole of the image is
 # freed, its copy of a golden chunk becomes zeroes (the image's data must
 # not show through again); the image and the other clones are untouched

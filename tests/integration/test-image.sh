@@ -18,6 +18,10 @@
 #      VDLVM_TEST_IMPORT_HOLD), once of the tgtd running it and once of a
 #      vdlvm running it alone: the next pool open removes the half volume
 #      (and says so), pool check is clean, a re-run imports it whole.
+#      While it is held in the tgtd, the half volume is refused to every
+#      other command (export, clone, snap create, a LUN, remove, a second
+#      import of the name, the reserved mark named by a user): nothing
+#      sees or copies a half image.
 set -euo pipefail
 source "$(dirname "$0")/../functions.sh"
 source "$(dirname "$0")/thin-common.sh"
@@ -138,6 +142,19 @@ kill_mid_import() {
     cleanup_fn kill_quiet "$ipid"
     wait_for 30 test -e "$hd/held" || fail "$1: the import did not reach the hold: $(cat "$tmp/kimp.out")"
     if [ "$1" = tgtd ]; then
+        # mid-copy, the half volume is refused to everyone but its importer
+        expect_fail 4 "being imported" vdlvm vol export pool0/k "$img/half.raw"
+        [ ! -e "$img/half.raw" ] || fail "an export of the half volume left $img/half.raw"
+        expect_fail 4 "being imported" vdlvm vol clone pool0/k pool0/kc
+        expect_fail 4 "being imported" vdlvm snap create pool0/k@s
+        expect_fail 4 "being imported" vdlvm vol remove pool0/k
+        expect_fail 4 "being imported" vdlvm vol import pool0/k "$img/k.raw"
+        expect_fail nz "reserved" vdlvm vol clone pool0/k@.vdlvm-import pool0/kc
+        expect_fail nz "reserved" vdlvm snap remove pool0/k@.vdlvm-import
+        tgt_lun_new 1 9 vdlvm pool0/k "conf=$conf" > /dev/null 2>&1 &&
+            fail "the half volume was exported as a LUN"
+        vdlvm status pool0/kc > /dev/null 2>&1 && fail "a clone of the half volume exists"
+        vdlvm snap list pool0/k 2>&1 | grep -q vdlvm-import && fail "snap list shows the import mark"
         kill -KILL "$tgtd_pid" 2>/dev/null || true
         wait "$tgtd_pid" 2>/dev/null || true
         rm -f "/var/run/tgtd/socket.$tgtd_ctl" "/var/run/tgtd/socket.$tgtd_ctl.lock"
