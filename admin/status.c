@@ -8,6 +8,7 @@
 
 #include "../replica/vdreplica.h"
 #include "admin_int.h"
+#include "progress_jobs.h"
 
 /* ---- status: one structure, rendered as text or as JSON ----------------- */
 /* Like dm's STATUSTYPE_INFO/TABLE: status_*_get gathers everything from the
@@ -300,6 +301,7 @@ static void vol_status_text(FILE *out, const vd_pool *pool,
         admin_print_mirror(out, &vs->mi);
     admin_verify_status_text(out, (vd_pool *)pool, vi->name); /* vol.c */
     tier_pass_text(out, (vd_pool *)pool, vi->name);
+    admin_jobs_text(out, vd_pool_name(pool), vi->name); /* progress.c */
     free(brief);
 }
 
@@ -400,6 +402,8 @@ static void pool_status_json(FILE *out, const vd_pool *pool,
     admin_move_status_json(out, (vd_pool *)pool);   /* admin/dev.c */
     admin_crypt_status_json(out, (vd_pool *)pool);  /* admin/key.c */
     admin_verify_status_json(out, (vd_pool *)pool); /* admin/vol.c */
+    admin_jobs_json(out, vd_pool_name(pool), NULL); /* progress.c */
+    fputc(',', out);
     fputs("\"volumes\":[", out);
     for (int i = 0; i < st->nvols; i++) {
         if (i)
@@ -550,6 +554,7 @@ static void pool_status_text(FILE *out, const vd_pool *pool,
     admin_move_status_text(out, (vd_pool *)pool);         /* admin/dev.c */
     admin_crypt_status_text(out, (vd_pool *)pool);        /* admin/key.c */
     admin_verify_status_text(out, (vd_pool *)pool, NULL); /* admin/vol.c */
+    admin_jobs_text(out, vd_pool_name(pool), NULL);       /* progress.c */
     fputc('\n', out);
     if (st->nvols || st->nclones)
         admin_tbl_print(&vt, out, "  ");
