@@ -32,7 +32,7 @@
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
 #define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption, tiering"
-#define DEV_KEYS \
+#define DEV_KEYS                                                         \
     "name, path, size, node, iscsi, chap, timeout, rbd, encrypt, tier, " \
     "direct"
 #define RBD_KEYS   "pool, image, conf, id"
@@ -910,8 +910,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
 {
     static const char *const keys[] = { "name",    "path", "size",    "node",
                                         "iscsi",   "chap", "timeout", "rbd",
-                                        "encrypt", "tier",  "direct",
-                                        NULL };
+                                        "encrypt", "tier", "direct",  NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];

@@ -146,11 +146,12 @@ static int raw_pread(struct file_bdev *fb, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-static bool dio_aligned(const struct file_bdev *fb, const void *buf,
-                        size_t len, uint64_t off)
+static bool dio_aligned(const struct file_bdev *fb, const void *buf, size_t len,
+                        uint64_t off)
 {
-    return !fb->direct || ((uintptr_t)buf % fb->mem_align == 0 &&
-                           len % fb->off_align == 0 && off % fb->off_align == 0);
+    return !fb->direct ||
+           ((uintptr_t)buf % fb->mem_align == 0 && len % fb->off_align == 0 &&
+            off % fb->off_align == 0);
 }
 
 /* An aligned buffer of n bytes for O_DIRECT on fb; NULL: no memory. */
@@ -321,7 +322,8 @@ static int file_submit(struct vd_bdev *b, struct vd_bio *bio)
     struct file_bdev *fb = (struct file_bdev *)b;
     int st = __atomic_load_n(&fb->ring_state, __ATOMIC_ACQUIRE);
 
-    if (bio->op != VD_BIO_FLUSH && !dio_aligned(fb, bio->buf, bio->len, bio->off))
+    if (bio->op != VD_BIO_FLUSH &&
+        !dio_aligned(fb, bio->buf, bio->len, bio->off))
         return -EAGAIN; /* the thread path bounces it */
     if (st == 0) {
         pthread_mutex_lock(&fb->ring_lock);
@@ -511,8 +513,7 @@ int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
         return vd_bdev_iscsi_open(c, out, msg, msglen);
     if (c->rbd_image)
         return vd_bdev_rbd_open(c, out, msg, msglen);
-    return file_open(c->path, c->direct, create, create_size, out, msg,
-                     msglen);
+    return file_open(c->path, c->direct, create, create_size, out, msg, msglen);
 }
 
 /* ---- pool-level wrappers: log once, naming the device ------------------- */
