@@ -173,7 +173,7 @@ struct ShortWriter {
     static void *Run(void *a)
     {
         auto *w = (ShortWriter *)a;
-        for (int i = 0; i < 300 && w->rc == 0; i++) {
+        for (int i = 0; i < 1000 && w->rc == 0; i++) {
             char buf[16];
             memset(buf, w->c + (i & 1), sizeof(buf));
             w->rc = w->b->ops->pwrite(w->b, buf, sizeof(buf), w->off, 0);
@@ -201,7 +201,7 @@ TEST(Direct, File_ConcurrentShortWritesInOneBlock_BothLand)
     ASSERT_EQ(a.rc, 0);
     ASSERT_EQ(b.rc, 0);
     std::string s = f.Peek(4096, 4096);
-    EXPECT_EQ(s.substr(10, 16), std::string(16, 'b')); // last of 300: odd
+    EXPECT_EQ(s.substr(10, 16), std::string(16, 'b')); // last of 1000: odd
     EXPECT_EQ(s.substr(300, 16), std::string(16, 'B'));
     EXPECT_EQ(s.substr(0, 10), std::string(10, 0));
     EXPECT_EQ(s.substr(26, 274), std::string(274, 0));
