@@ -32,8 +32,9 @@
 /* every key the top level takes (TOP_KEYS: the usual ones, for messages
  * about the shape of the file) */
 #define TOP_KEYS_ALL TOP_KEYS ", chunk_size, read_policy, encryption, tiering"
-#define DEV_KEYS \
-    "name, path, size, node, iscsi, chap, timeout, rbd, encrypt, tier"
+#define DEV_KEYS                                                         \
+    "name, path, size, node, iscsi, chap, timeout, rbd, encrypt, tier, " \
+    "direct"
 #define RBD_KEYS   "pool, image, conf, id"
 #define CHAP_KEYS  "user, secret_file"
 #define CRYPT_KEYS "key_file, sector_size"
@@ -900,6 +901,7 @@ enum {
     K_RBD,
     K_ENCRYPT,
     K_TIER,
+    K_DIRECT,
     K_NKEYS
 };
 
@@ -908,7 +910,7 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
 {
     static const char *const keys[] = { "name",    "path", "size",    "node",
                                         "iscsi",   "chap", "timeout", "rbd",
-                                        "encrypt", "tier", NULL };
+                                        "encrypt", "tier", "direct",  NULL };
     yaml_node_t *kn[K_NKEYS], *v[K_NKEYS];
     yaml_node_pair_t *pp;
     char what[128];
@@ -1116,6 +1118,19 @@ static int parse_dev(struct ctx *c, yaml_node_t *dn, size_t idx,
     }
     if (kn[K_TIER] && (rc = parse_tier(c, what, kn[K_TIER], v[K_TIER], d)))
         return rc;
+    if (kn[K_DIRECT]) {
+        /* O_DIRECT on a local file or block device (pool/dev.c) */
+        int on = 0;
+        if (!kn[K_PATH])
+            return fail(c, kn[K_DIRECT],
+                        "%sdirect is only valid for a local device (path); "
+                        "remove it",
+                        what);
+        rc = get_bool(c, what, kn[K_DIRECT], v[K_DIRECT], &on);
+        if (rc)
+            return rc;
+        d->direct = on ? 1 : -1;
+    }
     if (kn[K_NODE]) {
         rc = get_name(c, what, kn[K_NODE], v[K_NODE], &s);
         if (rc)

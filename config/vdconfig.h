@@ -37,6 +37,9 @@ struct vd_conf_dev {
     int encrypt;            /* `encrypt: true`: data area encrypted with the
                                pool's key (needs key_file) */
     uint32_t tier;          /* `tier:` VD_CONF_TIER_*; 0 (slow) by default */
+    int direct;             /* `direct:` local devices only: 1 true (open
+                               O_DIRECT), -1 false (buffered), 0 not given
+                               (block devices O_DIRECT, files buffered) */
     int line, column;       /* where the device was defined (1-based) */
 
     /* Ceph RBD image (pool/rbd.c), `rbd: {pool, image, conf, id}`; all NULL

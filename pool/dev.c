@@ -47,6 +47,29 @@
  *   raw (all-zero ciphertext reads as zeros: crypt.c says why).
  *   vd_dev_pread_raw stays raw (it only probes a device).
  *
+ * Direct I/O (`direct:` on a device, issue 14)
+ *   A device with direct: true, and a block device unless direct: false,
+ *   is opened O_DIRECT (set with F_SETFL after the open, then checked with
+ *   one aligned read: a file system that refuses it fails the open with a
+ *   clear message for direct: true; a block device falls back to buffered
+ *   and says so).  O_DIRECT needs the buffer address aligned to mem_align
+ *   and offset and length to off_align (statx STATX_DIOALIGN; a block
+ *   device's logical block size; else 4096).  Every request stays
+ *   correct whatever its alignment:
+ *   - vd_dev_pread / vd_dev_pwrite bounce a request whose offset or length
+ *     is not aligned (io_block = off_align: the read-modify-write above,
+ *     serialised by rmw_lock);
+ *   - the driver itself (file_pread / file_pwrite, reached also by the
+ *     callers that use the bdev ops directly: headers, metadata, probes)
+ *     copies a misaligned buffer through an aligned one, reads the
+ *     covering blocks of an unaligned read, and read-modify-writes an
+ *     unaligned write under its own dio_lock (a leaf, held across that
+ *     device I/O only; no other lock is taken under it);
+ *   - the NOWAIT (inline, tgtd's main thread) calls answer -EAGAIN: a
+ *     direct read or write always waits for the device;
+ *   - the submit op (io_uring) takes aligned requests only (-EAGAIN
+ *     otherwise: the thread path above does it).
+ *
  * Lock order: flush_lock and rmw_lock are leaves (no other lock is taken
  * while holding them); neither is held across device I/O. */
 #include <errno.h>
@@ -80,12 +103,17 @@ struct file_bdev {
     int nowait_read, nowait_write;
     bool is_blk; /* block device: BLKZEROOUT */
     bool sparse; /* file with holes at open: zero by punching holes */
-    /* opened O_DIRECT: the asynchronous path pays (vd_dev_async_ok).  No
-     * device is opened so yet (`direct: true` is issue 14's leftover):
-     * buffered I/O through io_uring is slower than the worker threads
-     * (io_uring punts buffered writes to one regular file to its worker
-     * queue, which serialises them; bench/results/async-*.md). */
+    /* opened O_DIRECT (set at open, then constant): the asynchronous
+     * path pays (vd_dev_async_ok).  A buffered file keeps the thread
+     * path: buffered I/O through io_uring is slower than the worker
+     * threads (io_uring punts buffered writes to one regular file to its
+     * worker queue, which serialises them; bench/results/async-*.md).
+     * mem_align / off_align: the O_DIRECT alignment of buffer addresses
+     * and of offsets and lengths (1 when buffered); dio_lock: the
+     * driver's own read-modify-writes (header comment). */
     bool direct;
+    uint32_t mem_align, off_align;
+    pthread_mutex_t dio_lock;
     /* io_uring (pool/uring.c), made at the first submit: ring_state 0
      * not tried, 1 ring set, -1 none (thread path); under ring_lock until
      * set, then read with acquire. */
@@ -95,19 +123,20 @@ struct file_bdev {
     char *path; /* for the io_uring message */
 };
 
-static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
+static int raw_pread(struct file_bdev *fb, void *buf, size_t len, uint64_t off)
 {
-    int fd = ((struct file_bdev *)b)->fd;
     char *p = buf;
 
     while (len) {
-        ssize_t n = pread(fd, p, len, off);
+        ssize_t n = pread(fb->fd, p, len, off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -errno;
-        if (n == 0) { /* beyond the end of a short file: zeros */
-            memset(p, 0, len);
+        /* beyond the end of a short file: zeros (O_DIRECT: a read that
+         * ended at an unaligned end of file cannot go on) */
+        if (n == 0 || (fb->direct && (off + n) % fb->off_align)) {
+            memset(p + n, 0, len - n);
             return 0;
         }
         p += n;
@@ -117,7 +146,42 @@ static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
-static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off);
+static bool dio_aligned(const struct file_bdev *fb, const void *buf, size_t len,
+                        uint64_t off)
+{
+    return !fb->direct ||
+           ((uintptr_t)buf % fb->mem_align == 0 && len % fb->off_align == 0 &&
+            off % fb->off_align == 0);
+}
+
+/* An aligned buffer of n bytes for O_DIRECT on fb; NULL: no memory. */
+static void *dio_alloc(const struct file_bdev *fb, size_t n)
+{
+    void *t = NULL;
+    size_t a = fb->mem_align > 4096 ? fb->mem_align : 4096;
+
+    return posix_memalign(&t, a, n ? n : 1) ? NULL : t;
+}
+
+static int file_pread(struct vd_bdev *b, void *buf, size_t len, uint64_t off)
+{
+    struct file_bdev *fb = (struct file_bdev *)b;
+    uint64_t a0, a1;
+    uint8_t *t;
+    int r;
+
+    if (dio_aligned(fb, buf, len, off))
+        return raw_pread(fb, buf, len, off);
+    a0 = off - off % fb->off_align;
+    a1 = vd_div_up(off + len, fb->off_align) * fb->off_align;
+    if (!(t = dio_alloc(fb, a1 - a0)))
+        return -ENOMEM;
+    r = raw_pread(fb, t, a1 - a0, a0);
+    if (r == 0)
+        memcpy(buf, t + (off - a0), len);
+    free(t);
+    return r;
+}
 
 static int file_pread_nowait(struct vd_bdev *b, void *buf, size_t len,
                              uint64_t off)
@@ -126,6 +190,8 @@ static int file_pread_nowait(struct vd_bdev *b, void *buf, size_t len,
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     ssize_t n;
 
+    if (fb->direct)
+        return -EAGAIN; /* a direct read waits for the device */
     if (fb->in_memory)
         return file_pread(b, buf, len, off);
     if (!__atomic_load_n(&fb->nowait_read, __ATOMIC_RELAXED))
@@ -138,13 +204,71 @@ static int file_pread_nowait(struct vd_bdev *b, void *buf, size_t len,
     return n == (ssize_t)len ? 0 : -EAGAIN;
 }
 
+static int raw_pwrite(struct file_bdev *fb, const void *buf, size_t len,
+                      uint64_t off, int rwf)
+{
+    const char *p = buf;
+
+    while (len) {
+        struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+        ssize_t n = pwritev2(fb->fd, &iov, 1, off, rwf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -ENOSPC;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* O_DIRECT write of a request that is not aligned (header comment). */
+static int dio_pwrite_unaligned(struct file_bdev *fb, const void *buf,
+                                size_t len, uint64_t off, int rwf)
+{
+    uint64_t bs = fb->off_align, a0 = off - off % bs;
+    uint64_t a1 = vd_div_up(off + len, bs) * bs, n = a1 - a0;
+    uint8_t *t = dio_alloc(fb, n);
+    int r = 0;
+
+    if (!t)
+        return -ENOMEM;
+    if (off == a0 && n == len) { /* only the buffer is misaligned */
+        memcpy(t, buf, len);
+        r = raw_pwrite(fb, t, len, off, rwf);
+        free(t);
+        return r;
+    }
+    pthread_mutex_lock(&fb->dio_lock);
+    if (off != a0)
+        r = raw_pread(fb, t, bs, a0);
+    if (r == 0 && off + len != a1 && (a1 - bs != a0 || off == a0))
+        r = raw_pread(fb, t + n - bs, bs, a1 - bs);
+    if (r == 0) {
+        memcpy(t + (off - a0), buf, len);
+        r = raw_pwrite(fb, t, n, a0, rwf);
+    }
+    pthread_mutex_unlock(&fb->dio_lock);
+    free(t);
+    return r;
+}
+
 static int file_pwrite(struct vd_bdev *b, const void *buf, size_t len,
                        uint64_t off, unsigned flags)
 {
-    int fd = ((struct file_bdev *)b)->fd;
+    struct file_bdev *fb = (struct file_bdev *)b;
+    int fd = fb->fd;
     const char *p = buf;
     int rwf = (flags & VD_IO_FUA) ? RWF_DSYNC : 0;
 
+    if (fb->direct) {
+        if (flags & VD_IO_NOWAIT)
+            return -EAGAIN; /* a direct write waits for the device */
+        if (!dio_aligned(fb, buf, len, off))
+            return dio_pwrite_unaligned(fb, buf, len, off, rwf);
+        return raw_pwrite(fb, buf, len, off, rwf);
+    }
     if (flags & VD_IO_NOWAIT) {
         struct file_bdev *fb = (struct file_bdev *)b;
         if (!fb->in_memory) {
@@ -157,18 +281,7 @@ static int file_pwrite(struct vd_bdev *b, const void *buf, size_t len,
             return n == (ssize_t)len ? 0 : -EAGAIN;
         }
     }
-    while (len) {
-        struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
-        ssize_t n = pwritev2(fd, &iov, 1, off, rwf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -ENOSPC;
-        p += n;
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return raw_pwrite(fb, p, len, off, rwf);
 }
 
 static int file_flush(struct vd_bdev *b)
@@ -209,6 +322,9 @@ static int file_submit(struct vd_bdev *b, struct vd_bio *bio)
     struct file_bdev *fb = (struct file_bdev *)b;
     int st = __atomic_load_n(&fb->ring_state, __ATOMIC_ACQUIRE);
 
+    if (bio->op != VD_BIO_FLUSH &&
+        !dio_aligned(fb, bio->buf, bio->len, bio->off))
+        return -EAGAIN; /* the thread path bounces it */
     if (st == 0) {
         pthread_mutex_lock(&fb->ring_lock);
         if (fb->ring_state == 0) {
@@ -228,6 +344,7 @@ static void file_close(struct vd_bdev *b)
         struct file_bdev *fb = (struct file_bdev *)b;
         vd_uring_close(fb->ring); /* completes what is in flight */
         pthread_mutex_destroy(&fb->ring_lock);
+        pthread_mutex_destroy(&fb->dio_lock);
         close(fb->fd);
         free(fb->path);
         free(b);
@@ -245,8 +362,51 @@ static const struct vd_bdev_ops file_ops = {
     .submit = file_submit,
 };
 
-static int file_open(const char *path, int create, uint64_t create_size,
-                     struct vd_bdev **out, char *msg, size_t msglen)
+/* The O_DIRECT alignment of fd: buffer address and offset/length. */
+static void dio_align(int fd, bool blk, uint32_t *mem, uint32_t *off)
+{
+    int ss = 0;
+
+    *mem = *off = 4096;
+#ifdef STATX_DIOALIGN
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+        (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align) {
+        *off = sx.stx_dio_offset_align;
+        *mem = sx.stx_dio_mem_align ? sx.stx_dio_mem_align : 1;
+        return;
+    }
+#endif
+    if (blk && ioctl(fd, BLKSSZGET, &ss) == 0 && ss > 0)
+        *mem = *off = (uint32_t)ss;
+}
+
+/* Turn O_DIRECT on for fd and check it with one aligned read of its first
+ * block.  0, or -errno with O_DIRECT off again. */
+static int dio_enable(int fd, uint64_t size, uint32_t mem, uint32_t off)
+{
+    int fl = fcntl(fd, F_GETFL), e = 0;
+    void *t = NULL;
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
+        return -errno;
+    if (size >= off) {
+        if (posix_memalign(&t, mem > 4096 ? mem : 4096, off))
+            e = ENOMEM;
+        else if (pread(fd, t, off, 0) < 0)
+            e = errno;
+        free(t);
+    }
+    if (e) {
+        fcntl(fd, F_SETFL, fl);
+        return -e;
+    }
+    return 0;
+}
+
+static int file_open(const char *path, int direct, int create,
+                     uint64_t create_size, struct vd_bdev **out, char *msg,
+                     size_t msglen)
 {
     struct file_bdev *fb;
     struct stat st;
@@ -292,6 +452,32 @@ static int file_open(const char *path, int create, uint64_t create_size,
         close(fd);
         return -EINVAL;
     }
+    /* direct: true, or a block device unless direct: false */
+    uint32_t mem_align = 1, off_align = 1;
+    bool dio = false;
+    if (direct > 0 || (direct == 0 && S_ISBLK(st.st_mode))) {
+        dio_align(fd, S_ISBLK(st.st_mode), &mem_align, &off_align);
+        e = -dio_enable(fd, size, mem_align, off_align);
+        if (e && direct > 0) {
+            snprintf(msg, msglen,
+                     "%s: direct: true, but its file system or device "
+                     "refuses O_DIRECT (%s); remove direct: true (or say "
+                     "direct: false) to use it buffered",
+                     path, strerror(e));
+            close(fd);
+            if (create)
+                unlink(path);
+            return -EINVAL;
+        }
+        if (e)
+            vd_log(VD_LOG_WARN,
+                   "%s: block device refuses O_DIRECT (%s); used buffered "
+                   "(direct: false says so and keeps this quiet)",
+                   path, strerror(e));
+        dio = !e;
+        if (!dio)
+            mem_align = off_align = 1;
+    }
     fb = calloc(1, sizeof(*fb));
     if (!fb) {
         close(fd);
@@ -302,14 +488,19 @@ static int file_open(const char *path, int create, uint64_t create_size,
                     sfs.f_type == TMPFS_MAGIC;
     fb->nowait_read = fb->nowait_write = 1;
     fb->is_blk = S_ISBLK(st.st_mode);
-    fb->direct = (fcntl(fd, F_GETFL) & O_DIRECT) != 0;
+    fb->direct = dio;
+    fb->mem_align = mem_align;
+    fb->off_align = off_align;
+    if (dio)
+        fb->in_memory = 0; /* O_DIRECT bypasses the page cache */
     fb->sparse = S_ISREG(st.st_mode) &&
                  (uint64_t)st.st_blocks * 512 < (uint64_t)st.st_size;
     fb->b.ops = &file_ops;
     fb->b.size = size;
-    fb->b.block_size = 512;
+    fb->b.block_size = dio && off_align > 512 ? off_align : 512;
     fb->fd = fd;
     pthread_mutex_init(&fb->ring_lock, NULL);
+    pthread_mutex_init(&fb->dio_lock, NULL);
     fb->path = strdup(path);
     *out = &fb->b;
     return 0;
@@ -322,7 +513,7 @@ int vd_bdev_open(const struct vd_conf_dev *c, int create, uint64_t create_size,
         return vd_bdev_iscsi_open(c, out, msg, msglen);
     if (c->rbd_image)
         return vd_bdev_rbd_open(c, out, msg, msglen);
-    return file_open(c->path, create, create_size, out, msg, msglen);
+    return file_open(c->path, c->direct, create, create_size, out, msg, msglen);
 }
 
 /* ---- pool-level wrappers: log once, naming the device ------------------- */
@@ -369,7 +560,9 @@ static void io_error(struct vd_dev *d, const char *what, size_t len,
 static uint64_t io_block(const struct vd_dev *d)
 {
     const struct vd_bdev *b = d->bdev;
-    uint64_t bs = b->ops != &file_ops ? b->block_size : 1;
+    uint64_t bs = b->ops != &file_ops                     ? b->block_size
+                  : ((const struct file_bdev *)b)->direct ? b->block_size
+                                                          : 1;
 
     if (d->crypt && bs < vd_crypt_sector(d->crypt))
         bs = vd_crypt_sector(d->crypt);

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: BUILD=build tests/bench/async-remote.sh [RUNS] [SECS]
+# Usage: BUILD=build [BENCH_PERF=DIR] tests/bench/async-remote.sh [RUNS] [SECS]
 #
 # Issue 14's asynchronous path on a remote device, in one run.  nodeb (a
 # network namespace) runs a stock tgtd exporting three rdwr LUNs on files
@@ -98,9 +98,23 @@ for ((r = 1; r <= RUNS; r++)); do
         for s in $stores; do
             # shellcheck disable=SC2086
             c0=$(ticks $b_pid ${pid[$s]})
+            perf_pid=
+            if [ -n "${BENCH_PERF:-}" ] && [ "$r" = 1 ] && [ "$s" != peer ]; then
+                # BENCH_PERF=DIR: perf record -g of nodea's tgtd (first
+                # repetition), its report in DIR/STORE-WORKLOAD.txt
+                perf record -g -o "$tmp/perf-$s-$w.data" -p "${pid[$s]}" -- sleep "$SECS" \
+                    >/dev/null 2>&1 &
+                perf_pid=$!
+            fi
             # shellcheck disable=SC2086
             out=$(in_a timeout $((SECS + 60)) "$VDLOAD" ${args[$w]} --qd 32 --time "$SECS" \
                 --range "0:$lun" --json --quiet "${url[$s]}") || fail "$s $w run $r: $out"
+            if [ -n "$perf_pid" ]; then
+                wait "$perf_pid" || true
+                mkdir -p "$BENCH_PERF"
+                perf report -i "$tmp/perf-$s-$w.data" --no-children -g none --sort dso,symbol \
+                    --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -40 > "$BENCH_PERF/$s-$w.txt" || true
+            fi
             # shellcheck disable=SC2086
             c1=$(ticks $b_pid ${pid[$s]})
             python3 -c '
