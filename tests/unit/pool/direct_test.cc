@@ -125,7 +125,7 @@ TEST(Direct, File_UnalignedRequests_RoundTrip)
     for (auto &c : cases) {
         std::string before = f.Peek(c.off - c.off % 4096, 3 * 4096 + c.len);
         std::string want = Pattern(c.len, seed++);
-        char *raw = (char *)aligned_alloc(4096, c.len + 8192);
+        char *raw = (char *)aligned_alloc(4096, (c.len + 8192 + 4095) / 4096 * 4096);
         char *buf = raw + c.buf_skew;
         memcpy(buf, want.data(), c.len);
         ASSERT_EQ(f.b->ops->pwrite(f.b, buf, c.len, c.off, 0), 0) << c.off;
