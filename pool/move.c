@@ -467,6 +467,23 @@ bool vd_move_nowait_ok(struct vd_dev *d, uint64_t off, size_t len)
     return ok;
 }
 
+/* The batch's distinct target devices into t (MOVE_BATCH at most); m->lock
+ * held. */
+static uint32_t targets_locked(struct vd_move *m, struct vd_dev **t)
+{
+    uint32_t nt = 0;
+
+    for (uint32_t i = 0; i < m->n; i++) {
+        struct vd_dev *x = &m->p->devs[m->s[i].dst];
+        uint32_t k = 0;
+        while (k < nt && t[k] != x)
+            k++;
+        if (k == nt)
+            t[nt++] = x;
+    }
+    return nt;
+}
+
 int vd_move_dev_flush(struct vd_dev *d)
 {
     struct vd_move *m = __atomic_load_n(&d->move, __ATOMIC_ACQUIRE);
@@ -477,14 +494,7 @@ int vd_move_dev_flush(struct vd_dev *d)
     pthread_mutex_lock(&m->lock);
     if ((m->active || m->switching) && &m->p->devs[m->src] == d &&
         (!m->failed || m->sealed))
-        for (uint32_t i = 0; i < m->n; i++) {
-            struct vd_dev *x = &m->p->devs[m->s[i].dst];
-            uint32_t k = 0;
-            while (k < nt && t[k] != x)
-                k++;
-            if (k == nt)
-                t[nt++] = x;
-        }
+        nt = targets_locked(m, t);
     pthread_mutex_unlock(&m->lock);
     for (uint32_t i = 0; i < nt; i++)
         if (!t[i]->bdev || vd_dev_flush(t[i]) < 0) {
@@ -1251,17 +1261,9 @@ static int copy_chunk(vd_pool *p, uint8_t *a, uint8_t *b)
 static uint32_t targets(vd_pool *p, struct vd_dev **t)
 {
     struct vd_move *m = p->move;
-    uint32_t nt = 0;
 
     pthread_mutex_lock(&m->lock);
-    for (uint32_t i = 0; i < m->n; i++) {
-        struct vd_dev *x = &p->devs[m->s[i].dst];
-        uint32_t k = 0;
-        while (k < nt && t[k] != x)
-            k++;
-        if (k == nt)
-            t[nt++] = x;
-    }
+    uint32_t nt = targets_locked(m, t);
     pthread_mutex_unlock(&m->lock);
     return nt;
 }
